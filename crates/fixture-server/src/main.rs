@@ -1,0 +1,2 @@
+//! Fixture MCP server.
+fn main() {}

@@ -1,0 +1,1 @@
+//! End-to-end tests: real MCP clients and servers around a real Portcullis process.
