@@ -1,1 +1,18 @@
-//! Portcullis configuration.
+//! Portcullis configuration: raw TOML into a validated model, with file-and-line errors.
+//!
+//! Key design decision: two stages. [`raw`] mirrors the TOML with `deny_unknown_fields` and spans;
+//! [`parse`] turns it once into [`Config`], whose invariants hold by construction (names valid and
+//! unique, timeouts in range, one upstream in passthrough mode, loopback listener). Everything after
+//! start-up trusts the model. This crate reads no files and no environment: the caller passes the
+//! text and the path used in messages.
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod raw;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::{Config, HttpSettings, Upstream, UpstreamTransport, parse};
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,11 @@
-//! Pure domain types of Portcullis.
+//! Pure domain types of Portcullis: the names under which upstream capabilities are exposed.
+//!
+//! Key design decision: this crate does no I/O, no async, reads no clock and no environment.
+//! Everything that decides (names today; identities, effects, roots and decisions as they land)
+//! is a plain function over values, so it builds and tests in seconds and cannot be bypassed by
+//! the transport that carries it.
+#![forbid(unsafe_code)]
+
+pub mod names;
+
+pub use names::{ExposedName, NameError, Namespacing, UpstreamName};

@@ -1,0 +1,418 @@
+//! The validated configuration model, built once from the raw TOML by [`parse`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_core::{Namespacing, UpstreamName};
+use serde_spanned::Spanned;
+
+use crate::error::{ConfigErrors, Reporter};
+use crate::raw::{RawConfig, RawHttp, RawUpstream};
+
+/// Default time an upstream call may take before Portcullis gives up and cancels it.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time an upstream may take to start and finish its handshake.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of list entries per page sent to the client.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Default streamable HTTP listener: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+/// A validated Portcullis configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration came from; relative paths in it are relative to its directory.
+    pub file: PathBuf,
+    pub namespacing: Namespacing,
+    pub page_size: usize,
+    pub http: HttpSettings,
+    /// In configuration order; at least one, names unique.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// The streamable HTTP downstream transport.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Always a loopback address until client authentication exists (an open MCP endpoint on a
+    /// network would hand every tool to anyone who can reach it).
+    pub listen: SocketAddr,
+    /// `Host` header values accepted, against DNS rebinding. Empty means loopback names only.
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` header values accepted from browsers. Empty means the listener's own loopback
+    /// origins only.
+    pub allowed_origins: Vec<String>,
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: UpstreamName,
+    pub transport: UpstreamTransport,
+    pub call_timeout: Duration,
+    pub start_timeout: Duration,
+}
+
+/// How Portcullis reaches an upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamTransport {
+    /// A child process speaking MCP on stdin and stdout.
+    Stdio {
+        /// The program: resolved against the configuration's directory when it contains a `/`,
+        /// otherwise looked up on Portcullis's `PATH`.
+        program: PathBuf,
+        args: Vec<String>,
+        /// Variables set explicitly for the child.
+        env: BTreeMap<String, String>,
+        /// Names of Portcullis's own variables copied into the child. Nothing else is inherited.
+        inherit_env: Vec<String>,
+        cwd: PathBuf,
+    },
+    /// A streamable HTTP server.
+    Http { url: String },
+}
+
+/// Parses and validates a configuration; `file` names it in messages and anchors relative paths.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut report = Reporter::new(file, text);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(error) => {
+            report.at(error.span(), error.message().trim_end().to_owned());
+            return report.finish(unreachable_config(file));
+        }
+    };
+    let base_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+
+    let namespacing = match raw.server.namespacing.as_ref() {
+        None => Namespacing::Prefixed,
+        Some(value) => match value.get_ref().as_str() {
+            "prefixed" => Namespacing::Prefixed,
+            "passthrough" => Namespacing::Passthrough,
+            other => {
+                report.at(
+                    Some(value.span()),
+                    format!("unknown namespacing `{other}`; use `prefixed` or `passthrough`"),
+                );
+                Namespacing::Prefixed
+            }
+        },
+    };
+    let page_size = bounded(&mut report, raw.server.page_size.as_ref(), "page_size", 1, 10_000)
+        .map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
+    let call_timeout = seconds(
+        &mut report,
+        raw.server.call_timeout_secs.as_ref(),
+        "call_timeout_secs",
+        DEFAULT_CALL_TIMEOUT,
+    );
+    let start_timeout = seconds(
+        &mut report,
+        raw.server.start_timeout_secs.as_ref(),
+        "start_timeout_secs",
+        DEFAULT_START_TIMEOUT,
+    );
+    let http = http_settings(&mut report, raw.http.as_ref());
+
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    let mut seen = BTreeSet::new();
+    for spanned in &raw.upstreams {
+        let upstream = spanned.get_ref();
+        if let Some(parsed) = parse_upstream(
+            &mut report,
+            upstream,
+            &base_dir,
+            call_timeout,
+            start_timeout,
+        ) {
+            if !seen.insert(parsed.name.clone()) {
+                report.at(
+                    Some(upstream.name.span()),
+                    format!(
+                        "upstream `{}` is defined twice; upstream names must be unique",
+                        parsed.name
+                    ),
+                );
+            }
+            upstreams.push(parsed);
+        }
+    }
+    if raw.upstreams.is_empty() {
+        report.at(
+            None,
+            "no upstream is configured; add at least one `[[upstream]]` table with a `name` and a `command` or `url`",
+        );
+    }
+    if namespacing == Namespacing::Passthrough && raw.upstreams.len() > 1 {
+        let span = raw.server.namespacing.as_ref().map(Spanned::span);
+        report.at(
+            span,
+            format!(
+                "`passthrough` keeps tool names unchanged and so serves exactly one upstream, but {} are configured; use `prefixed`",
+                raw.upstreams.len()
+            ),
+        );
+    }
+    report.finish(Config {
+        file: file.to_path_buf(),
+        namespacing,
+        page_size,
+        http,
+        upstreams,
+    })
+}
+
+fn unreachable_config(file: &Path) -> Config {
+    Config {
+        file: file.to_path_buf(),
+        namespacing: Namespacing::Prefixed,
+        page_size: DEFAULT_PAGE_SIZE,
+        http: HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+        },
+        upstreams: Vec::new(),
+    }
+}
+
+fn parse_upstream(
+    report: &mut Reporter<'_>,
+    upstream: &RawUpstream,
+    base_dir: &Path,
+    default_call_timeout: Duration,
+    default_start_timeout: Duration,
+) -> Option<Upstream> {
+    let name = match UpstreamName::new(upstream.name.get_ref()) {
+        Ok(name) => Some(name),
+        Err(error) => {
+            report.at(Some(upstream.name.span()), error.to_string());
+            None
+        }
+    };
+    let call_timeout = seconds(
+        report,
+        upstream.call_timeout_secs.as_ref(),
+        "call_timeout_secs",
+        default_call_timeout,
+    );
+    let start_timeout = seconds(
+        report,
+        upstream.start_timeout_secs.as_ref(),
+        "start_timeout_secs",
+        default_start_timeout,
+    );
+    let transport = match (&upstream.command, &upstream.url) {
+        (Some(command), None) => stdio_transport(report, upstream, command, base_dir),
+        (None, Some(url)) => {
+            for (present, key) in [
+                (!upstream.env.is_empty(), "env"),
+                (!upstream.inherit_env.is_empty(), "inherit_env"),
+                (upstream.cwd.is_some(), "cwd"),
+            ] {
+                if present {
+                    report.at(
+                        Some(url.span()),
+                        format!("`{key}` applies only to a `command` upstream, not to a `url` one"),
+                    );
+                }
+            }
+            http_url(report, url).map(|url| UpstreamTransport::Http { url })
+        }
+        (Some(command), Some(_)) => {
+            report.at(
+                Some(command.span()),
+                "an upstream has either a `command` (stdio) or a `url` (streamable HTTP), not both",
+            );
+            None
+        }
+        (None, None) => {
+            report.at(
+                Some(upstream.name.span()),
+                "this upstream has neither a `command` (stdio) nor a `url` (streamable HTTP)",
+            );
+            None
+        }
+    };
+    Some(Upstream {
+        name: name?,
+        transport: transport?,
+        call_timeout,
+        start_timeout,
+    })
+}
+
+fn stdio_transport(
+    report: &mut Reporter<'_>,
+    upstream: &RawUpstream,
+    command: &Spanned<Vec<String>>,
+    base_dir: &Path,
+) -> Option<UpstreamTransport> {
+    let Some((program, args)) = command.get_ref().split_first() else {
+        report.at(
+            Some(command.span()),
+            "`command` is empty; give the program and its arguments, e.g. `[\"node\", \"server.js\"]`",
+        );
+        return None;
+    };
+    if program.is_empty() {
+        report.at(Some(command.span()), "the program in `command` is empty");
+        return None;
+    }
+    let program = if program.contains('/') {
+        base_dir.join(program)
+    } else {
+        PathBuf::from(program)
+    };
+    let mut ok = true;
+    for key in upstream.env.keys() {
+        if !is_env_name(key) {
+            report.at(
+                Some(upstream.name.span()),
+                format!("`env` key `{key}` is not a valid environment variable name"),
+            );
+            ok = false;
+        }
+    }
+    for key in &upstream.inherit_env {
+        if !is_env_name(key.get_ref()) {
+            report.at(
+                Some(key.span()),
+                format!(
+                    "`{}` is not a valid environment variable name",
+                    key.get_ref()
+                ),
+            );
+            ok = false;
+        }
+    }
+    let cwd = upstream
+        .cwd
+        .as_ref()
+        .map_or_else(|| base_dir.to_path_buf(), |cwd| base_dir.join(cwd.get_ref()));
+    ok.then(|| UpstreamTransport::Stdio {
+        program,
+        args: args.to_vec(),
+        env: upstream.env.clone(),
+        inherit_env: upstream
+            .inherit_env
+            .iter()
+            .map(|k| k.get_ref().clone())
+            .collect(),
+        cwd,
+    })
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn http_url(report: &mut Reporter<'_>, url: &Spanned<String>) -> Option<String> {
+    let text = url.get_ref();
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !text.contains(char::is_whitespace) => {
+            Some(text.clone())
+        }
+        _ => {
+            report.at(
+                Some(url.span()),
+                format!("`{text}` is not an http:// or https:// URL with a host"),
+            );
+            None
+        }
+    }
+}
+
+fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> HttpSettings {
+    let default_listen = SocketAddr::from(([127, 0, 0, 1], 8787));
+    let Some(http) = http.map(Spanned::get_ref) else {
+        return HttpSettings {
+            listen: default_listen,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+        };
+    };
+    let listen = match &http.listen {
+        None => default_listen,
+        Some(listen) => match listen.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => addr,
+            Ok(addr) => {
+                report.at(
+                    Some(listen.span()),
+                    format!(
+                        "`{addr}` is not a loopback address; Portcullis listens on loopback only until client authentication is configured"
+                    ),
+                );
+                default_listen
+            }
+            Err(_) => {
+                report.at(
+                    Some(listen.span()),
+                    format!(
+                        "`{}` is not an address with a port, e.g. `{DEFAULT_LISTEN}`",
+                        listen.get_ref()
+                    ),
+                );
+                default_listen
+            }
+        },
+    };
+    let strings = |values: &Option<Vec<Spanned<String>>>| -> Vec<String> {
+        values
+            .iter()
+            .flatten()
+            .map(|value| value.get_ref().clone())
+            .collect()
+    };
+    for origin in http.allowed_origins.iter().flatten() {
+        let value = origin.get_ref();
+        if value != "null" && !value.contains("://") {
+            report.at(
+                Some(origin.span()),
+                format!("origin `{value}` needs a scheme, e.g. `http://localhost:3000`"),
+            );
+        }
+    }
+    HttpSettings {
+        listen,
+        allowed_hosts: strings(&http.allowed_hosts),
+        allowed_origins: strings(&http.allowed_origins),
+    }
+}
+
+fn bounded(
+    report: &mut Reporter<'_>,
+    value: Option<&Spanned<i64>>,
+    key: &str,
+    min: i64,
+    max: i64,
+) -> Option<u64> {
+    let value = value?;
+    let n = *value.get_ref();
+    if (min..=max).contains(&n) {
+        u64::try_from(n).ok()
+    } else {
+        report.at(
+            Some(value.span()),
+            format!("`{key}` is {n}; it must be between {min} and {max}"),
+        );
+        None
+    }
+}
+
+fn seconds(
+    report: &mut Reporter<'_>,
+    value: Option<&Spanned<i64>>,
+    key: &str,
+    default: Duration,
+) -> Duration {
+    bounded(report, value, key, 1, 86_400).map_or(default, Duration::from_secs)
+}
