@@ -1,5 +1,5 @@
 //! Naming cases as data: each row is an input and its expected outcome.
-#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 use super::*;
 
