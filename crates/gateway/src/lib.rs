@@ -1,1 +1,155 @@
-//! rmcp plumbing.
+//! The rmcp plumbing of Portcullis: the downstream server (both protocol eras, stdio and
+//! streamable HTTP), the upstream pool, and the request path between them.
+//!
+//! Key design decision: each upstream is supervised on its own and published through an
+//! `ArcSwap`, so a request reads which upstreams are ready, and their catalogs, without locks;
+//! an upstream that fails to start, crashes or hangs drops out of the lists and is restarted with
+//! backoff while the others keep serving.
+#![forbid(unsafe_code)]
+
+mod http;
+mod progress;
+mod relay;
+mod server;
+mod state;
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use portcullis_config::Config;
+use portcullis_core::{Namespacing, UpstreamName};
+use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
+
+pub use http::serve_http;
+pub use server::PortcullisServer;
+
+use progress::ProgressRoutes;
+use server::Sessions;
+use state::StateSealer;
+use upstream::{UpstreamHandle, UpstreamState};
+
+/// Errors that stop Portcullis from serving.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("could not generate a sealing key: {0}")]
+    Random(String),
+    #[error("could not listen on `{address}`: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the client connection failed: {0}")]
+    Client(String),
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The running mediator: configured upstreams and what sessions share.
+pub struct Gateway {
+    namespacing: Namespacing,
+    page_size: usize,
+    names: Vec<UpstreamName>,
+    upstreams: Vec<Arc<UpstreamHandle>>,
+    sessions: Arc<Sessions>,
+    progress: Arc<ProgressRoutes>,
+    states: StateSealer,
+    shutdown: CancellationToken,
+}
+
+/// How ready one upstream is, for start-up messages and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamStatus {
+    Starting,
+    Ready { tools: usize, protocol: String },
+    Down { reason: String },
+}
+
+impl Gateway {
+    /// Starts supervising every upstream. `inherited` holds the values of Portcullis's own
+    /// environment variables that config lets upstreams inherit.
+    pub fn start(
+        config: &Config,
+        inherited: &BTreeMap<String, String>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let sessions = Arc::new(Sessions::default());
+        let progress = Arc::new(ProgressRoutes::default());
+        let upstreams: Vec<Arc<UpstreamHandle>> = config
+            .upstreams
+            .iter()
+            .map(|spec| {
+                UpstreamHandle::new(
+                    spec.clone(),
+                    inherited,
+                    config.namespacing,
+                    Arc::downgrade(&sessions),
+                    progress.clone(),
+                )
+            })
+            .collect();
+        for upstream in &upstreams {
+            tokio::spawn(upstream.clone().supervise(shutdown.child_token()));
+        }
+        Ok(Arc::new(Self {
+            namespacing: config.namespacing,
+            page_size: config.page_size,
+            names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            upstreams,
+            sessions,
+            progress,
+            states: StateSealer::generate().map_err(GatewayError::Random)?,
+            shutdown,
+        }))
+    }
+
+    /// Each upstream's name and status, in configuration order.
+    pub fn status(&self) -> Vec<(UpstreamName, UpstreamStatus)> {
+        self.upstreams
+            .iter()
+            .map(|upstream| {
+                let status = match &**upstream.state.load() {
+                    UpstreamState::Starting => UpstreamStatus::Starting,
+                    UpstreamState::Ready(connection) => UpstreamStatus::Ready {
+                        tools: connection.catalog.load().tools.len(),
+                        protocol: connection.protocol_version.to_string(),
+                    },
+                    UpstreamState::Down { reason } => UpstreamStatus::Down {
+                        reason: reason.clone(),
+                    },
+                };
+                (upstream.name().clone(), status)
+            })
+            .collect()
+    }
+
+    /// Waits until every upstream has either started or failed once, up to `limit`.
+    pub async fn settle(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self
+                .status()
+                .iter()
+                .all(|(_, status)| *status != UpstreamStatus::Starting)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Serves one client over this process's stdin and stdout until it disconnects.
+    pub async fn serve_stdio(self: &Arc<Self>) -> Result<(), GatewayError> {
+        let server = PortcullisServer::new(self.clone());
+        let running = server
+            .serve_with_ct(rmcp::transport::stdio(), self.shutdown.child_token())
+            .await
+            .map_err(|e| GatewayError::Client(e.to_string()))?;
+        running
+            .waiting()
+            .await
+            .map_err(|e| GatewayError::Client(e.to_string()))?;
+        Ok(())
+    }
+}

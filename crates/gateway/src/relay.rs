@@ -1,0 +1,163 @@
+//! The client side of an upstream connection: what Portcullis does with the notifications and
+//! requests an upstream sends back (progress, list changes, its own elicitations, sampling).
+
+use std::sync::{Arc, Weak};
+
+use rmcp::ClientHandler;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    Implementation, ProgressNotificationParam,
+};
+#[expect(
+    deprecated,
+    reason = "sampling and roots types are deprecated upstream; we still answer them"
+)]
+use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient};
+
+use crate::progress::ProgressRoutes;
+use crate::upstream::UpstreamHandle;
+
+/// Handles one upstream connection's requests and notifications towards Portcullis.
+pub struct RelayClient {
+    upstream: Weak<UpstreamHandle>,
+    progress: Arc<ProgressRoutes>,
+}
+
+impl RelayClient {
+    pub fn new(upstream: Weak<UpstreamHandle>, progress: Arc<ProgressRoutes>) -> Self {
+        Self { upstream, progress }
+    }
+}
+
+/// Labels an upstream's own question so the person sees who asks: it is the upstream speaking,
+/// not Portcullis, and an answer to it approves nothing on Portcullis's side.
+pub fn label_elicitation(upstream: &str, params: ElicitRequestParams) -> ElicitRequestParams {
+    let label = |message: String| format!("[upstream `{upstream}` asks] {message}");
+    match params {
+        ElicitRequestParams::FormElicitationParams {
+            meta,
+            message,
+            requested_schema,
+        } => ElicitRequestParams::FormElicitationParams {
+            meta,
+            message: label(message),
+            requested_schema,
+        },
+        ElicitRequestParams::UrlElicitationParams {
+            meta,
+            message,
+            url,
+            elicitation_id,
+        } => ElicitRequestParams::UrlElicitationParams {
+            meta,
+            message: label(message),
+            url,
+            elicitation_id,
+        },
+        other => other,
+    }
+}
+
+fn declined() -> ElicitResult {
+    ElicitResult::new(ElicitationAction::Decline)
+}
+
+impl ClientHandler for RelayClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_elicitation().build(),
+            Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let Some(upstream) = self.upstream.upgrade() else {
+            return Ok(declined());
+        };
+        let name = upstream.name().to_string();
+        let route = match upstream.route_for_upstream_request() {
+            Ok(route) => route,
+            Err(why) => {
+                tracing::warn!(upstream = %name, why, "upstream elicitation declined");
+                return Ok(declined());
+            }
+        };
+        if !route.elicitation {
+            tracing::info!(upstream = %name, "upstream elicitation declined: the client does not support elicitation");
+            return Ok(declined());
+        }
+        tracing::info!(upstream = %name, session = route.session, "relaying the upstream's elicitation to the client");
+        route
+            .peer
+            .create_elicitation(label_elicitation(&name, request))
+            .await
+            .map_err(|error| {
+                McpError::internal_error(format!("the client did not answer: {error}"), None)
+            })
+    }
+
+    #[expect(
+        deprecated,
+        reason = "sampling is deprecated upstream but still sent by session-era servers"
+    )]
+    async fn create_message(
+        &self,
+        _params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, McpError> {
+        // Sampling would let an upstream spend the user's model on prompts of its choosing.
+        Err(McpError::invalid_request(
+            "portcullis does not relay sampling requests from upstreams",
+            None,
+        ))
+    }
+
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated upstream but still asked for by session-era servers"
+    )]
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, McpError> {
+        Ok(ListRootsResult::default())
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.forward(params).await;
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refresh().await;
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refresh().await;
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refresh().await;
+    }
+}
+
+impl RelayClient {
+    async fn refresh(&self) {
+        let Some(upstream) = self.upstream.upgrade() else {
+            return;
+        };
+        if let Some(connection) = upstream.connection() {
+            // Re-listing from inside the notification handler would wait on the same connection.
+            tokio::spawn(async move { upstream.refresh_catalog(&connection).await });
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! The downstream side: one MCP server handler per client session, both protocol eras.
+//!
+//! Every request resolves the exposed name to one upstream, forwards it there and maps the answer
+//! back. Lists are served from each upstream's cached catalog, merged in configuration order and
+//! paginated by Portcullis itself, so an upstream that is down simply contributes nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::ErrorData as McpError;
+use rmcp::ServerHandler;
+use rmcp::ServiceError;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+    CompleteResult, ContentBlock, ElicitRequestParams, GetPromptRequestParams, GetPromptResponse,
+    Implementation, InputRequest, InputRequiredResult, InputResponses, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference, RequestMetaObject,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
+
+use crate::Gateway;
+use crate::relay::label_elicitation;
+use crate::state::{SealedRound, StateError};
+use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
+
+/// How many input-required rounds Portcullis drives for a session-era client before giving up.
+const MAX_INPUT_ROUNDS: usize = 10;
+
+/// The session-era clients that can be told when lists change.
+#[derive(Default)]
+pub struct Sessions {
+    peers: Mutex<Vec<(u64, Peer<RoleServer>)>>,
+}
+
+impl Sessions {
+    fn register(&self, session: u64, peer: Peer<RoleServer>) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|(_, p)| !p.is_transport_closed());
+            peers.push((session, peer));
+        }
+    }
+
+    /// Tells every connected session-era client that tools, prompts and resources may have
+    /// changed.
+    pub async fn broadcast_list_changed(&self) {
+        let peers: Vec<Peer<RoleServer>> = match self.peers.lock() {
+            Ok(mut peers) => {
+                peers.retain(|(_, p)| !p.is_transport_closed());
+                peers.iter().map(|(_, p)| p.clone()).collect()
+            }
+            Err(_) => return,
+        };
+        for peer in peers {
+            let _ = peer.notify_tool_list_changed().await;
+            let _ = peer.notify_prompt_list_changed().await;
+            let _ = peer.notify_resource_list_changed().await;
+        }
+    }
+}
+
+/// The server handler for one downstream session.
+#[derive(Clone)]
+pub struct PortcullisServer {
+    gateway: Arc<Gateway>,
+    session: u64,
+}
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+impl PortcullisServer {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self {
+            gateway,
+            session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn resolve_tool<'a>(
+        &self,
+        exposed: &'a str,
+    ) -> Result<(&Arc<UpstreamHandle>, &'a str), McpError> {
+        let resolved = self
+            .gateway
+            .namespacing
+            .resolve(&self.gateway.names, exposed)
+            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)));
+        resolved.ok_or_else(|| McpError::invalid_params(format!("unknown tool `{exposed}`"), None))
+    }
+
+    fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+        context
+            .protocol_version()
+            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+    }
+
+    fn route(&self, context: &RequestContext<RoleServer>) -> CallRoute {
+        let elicitation = !Self::is_stateless(context)
+            && context
+                .client_capabilities()
+                .is_some_and(|caps| caps.elicitation.is_some());
+        CallRoute {
+            session: self.session,
+            peer: context.peer.clone(),
+            elicitation,
+        }
+    }
+
+    /// Lists one page of the merged catalogs.
+    fn page<T: Clone>(
+        &self,
+        request: Option<&PaginatedRequestParams>,
+        items: impl Fn(&Catalog) -> &[T],
+    ) -> Result<(Vec<T>, Option<String>), McpError> {
+        let start = match request.and_then(|r| r.cursor.as_deref()) {
+            None => 0,
+            Some(cursor) => cursor
+                .parse::<usize>()
+                .map_err(|_| McpError::invalid_params("invalid cursor", None))?,
+        };
+        let page_size = self.gateway.page_size;
+        let mut page = Vec::with_capacity(page_size.min(256));
+        let mut position = 0usize;
+        for upstream in &self.gateway.upstreams {
+            let Some(connection) = upstream.connection() else {
+                continue;
+            };
+            let catalog = connection.catalog.load();
+            let entries = items(&catalog);
+            let end = position + entries.len();
+            if end > start {
+                let from = start.saturating_sub(position);
+                for entry in entries.iter().skip(from) {
+                    if page.len() == page_size {
+                        return Ok((page, Some((start + page_size).to_string())));
+                    }
+                    page.push(entry.clone());
+                }
+            }
+            position = end;
+        }
+        Ok((page, None))
+    }
+
+    fn ready(&self, upstream: &UpstreamHandle) -> Result<Arc<Connection>, String> {
+        upstream.connection().ok_or_else(|| {
+            format!(
+                "upstream `{}` is unavailable: {}",
+                upstream.name(),
+                upstream.unavailable_reason()
+            )
+        })
+    }
+
+    /// Drives one request to an upstream with the call timeout, the client's cancellation, and
+    /// progress routed back; `send` issues the request with the upstream-side metadata.
+    async fn forward<T, F, Fut>(
+        &self,
+        upstream: &UpstreamHandle,
+        context: &RequestContext<RoleServer>,
+        send: F,
+    ) -> Result<T, ForwardError>
+    where
+        F: FnOnce(Option<RequestMetaObject>) -> Fut,
+        Fut: Future<Output = Result<T, ServiceError>>,
+    {
+        let _inflight = upstream.track_call(self.route(context));
+        let mut meta = None;
+        let _progress = context.meta.get_progress_token().map(|token| {
+            let (upstream_token, guard) =
+                self.gateway.progress.register(token, context.peer.clone());
+            let mut object = RequestMetaObject::default();
+            object.set_progress_token(upstream_token);
+            meta = Some(object);
+            guard
+        });
+        let timeout = upstream.spec.call_timeout;
+        tokio::select! {
+            _ = context.ct.cancelled() => Err(ForwardError::Cancelled),
+            outcome = tokio::time::timeout(timeout, send(meta)) => match outcome {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(ForwardError::Service(error)),
+                Err(_) => {
+                    upstream.report_timeout();
+                    Err(ForwardError::Timeout(timeout))
+                }
+            },
+        }
+    }
+
+    /// Answers an upstream's input requests by asking this session's client (session era).
+    async fn fulfil_inputs(
+        &self,
+        upstream: &UpstreamHandle,
+        context: &RequestContext<RoleServer>,
+        result: InputRequiredResult,
+    ) -> Result<InputResponses, String> {
+        let mut responses = InputResponses::new();
+        let route = self.route(context);
+        for (key, request) in result.input_requests.unwrap_or_default() {
+            let response = match request {
+                InputRequest::Elicitation(request) if route.elicitation => {
+                    let params: ElicitRequestParams = request.params;
+                    let answer = context
+                        .peer
+                        .create_elicitation(label_elicitation(upstream.name().as_str(), params))
+                        .await
+                        .map_err(|e| {
+                            format!("the client did not answer the upstream's question: {e}")
+                        })?;
+                    serde_json::to_value(answer).map_err(|e| e.to_string())?
+                }
+                InputRequest::Elicitation(_) => serde_json::json!({ "action": "decline" }),
+                InputRequest::ListRoots(_) => serde_json::json!({ "roots": [] }),
+                InputRequest::CreateMessage(_) | _ => {
+                    return Err(format!(
+                        "upstream `{}` asked for input that portcullis does not relay",
+                        upstream.name()
+                    ));
+                }
+            };
+            responses.insert(key, response);
+        }
+        Ok(responses)
+    }
+
+    fn exposed_uri(&self, upstream: &UpstreamHandle, local: &str) -> String {
+        self.gateway.namespacing.expose_uri(upstream.name(), local)
+    }
+}
+
+/// Why a forwarded request produced no answer.
+enum ForwardError {
+    Cancelled,
+    Timeout(Duration),
+    Service(ServiceError),
+}
+
+impl ForwardError {
+    /// The message for the client; upstream protocol errors pass through unchanged.
+    fn into_mcp(self, upstream: &UpstreamHandle) -> McpError {
+        match self {
+            ForwardError::Service(ServiceError::McpError(error)) => error,
+            other => McpError::internal_error(other.describe(upstream), None),
+        }
+    }
+
+    fn describe(&self, upstream: &UpstreamHandle) -> String {
+        let name = upstream.name();
+        match self {
+            ForwardError::Cancelled => "the request was cancelled".to_owned(),
+            ForwardError::Timeout(limit) => format!(
+                "upstream `{name}` did not answer within {}s; the request was cancelled",
+                limit.as_secs()
+            ),
+            ForwardError::Service(ServiceError::McpError(error)) => {
+                format!("upstream `{name}` returned an error: {}", error.message)
+            }
+            ForwardError::Service(
+                ServiceError::TransportClosed | ServiceError::TransportSend(_),
+            ) => format!(
+                "upstream `{name}` closed the connection during the request; it is being restarted"
+            ),
+            ForwardError::Service(ServiceError::UnexpectedResponse) => {
+                format!("upstream `{name}` sent a response that is not valid for this request")
+            }
+            ForwardError::Service(error) => format!("upstream `{name}` failed: {error}"),
+        }
+    }
+}
+
+fn tool_error(message: String) -> CallToolResponse {
+    CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
+}
+
+impl ServerHandler for PortcullisServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_completions()
+                .build(),
+        )
+        .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them.",
+        )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.gateway.sessions.register(self.session, context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let (tools, next_cursor) = self.page(request.as_ref(), |c| &c.tools)?;
+        let mut result =
+            ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let (upstream, local) = self.resolve_tool(&request.name)?;
+        let connection = match self.ready(upstream) {
+            Ok(connection) => connection,
+            Err(message) => return Ok(tool_error(message)),
+        };
+        if !connection.catalog.load().tool_names.contains(local) {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
+        let stateless = Self::is_stateless(&context);
+        // A retry from a stateless client carries our sealed state around the upstream's own.
+        let mut upstream_state = None;
+        if let Some(sealed) = request.request_state.as_deref() {
+            match self.gateway.states.open(sealed, &request.name) {
+                Ok(round) => upstream_state = round.upstream_state,
+                Err(StateError::Invalid) => {
+                    return Err(McpError::invalid_params(
+                        "requestState is invalid, expired or was issued for another request",
+                        None,
+                    ));
+                }
+            }
+        }
+        let mut input_responses = request.input_responses.clone();
+        for _round in 0..MAX_INPUT_ROUNDS {
+            let mut params = CallToolRequestParams::new(local.to_owned());
+            params.arguments = request.arguments.clone();
+            params.request_state = upstream_state.clone();
+            params.input_responses = input_responses.take();
+            let peer = connection.peer.clone();
+            let outcome = self
+                .forward(upstream, &context, |meta| {
+                    params.meta = meta;
+                    async move { peer.call_tool_once(params).await }
+                })
+                .await;
+            let response = match outcome {
+                Ok(response) => response,
+                Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
+                Err(error) => {
+                    let message = error.describe(upstream);
+                    tracing::warn!(upstream = %upstream.name(), tool = local, %message, "call failed");
+                    return Ok(tool_error(message));
+                }
+            };
+            match response {
+                CallToolResponse::Complete(mut result) => {
+                    for block in &mut result.content {
+                        if let ContentBlock::ResourceLink(link) = block {
+                            link.uri = self.exposed_uri(upstream, &link.uri);
+                        }
+                    }
+                    return Ok(CallToolResponse::Complete(result));
+                }
+                CallToolResponse::InputRequired(mut required) if stateless => {
+                    // Relay to the client, labelled, with our own sealed state around the upstream's.
+                    if let Some(requests) = required.input_requests.as_mut() {
+                        for request in requests.values_mut() {
+                            if let InputRequest::Elicitation(elicit) = request {
+                                elicit.params = label_elicitation(
+                                    upstream.name().as_str(),
+                                    elicit.params.clone(),
+                                );
+                            }
+                        }
+                    }
+                    required.request_state = Some(self.gateway.states.seal(
+                        &SealedRound {
+                            upstream_state: required.request_state.take(),
+                        },
+                        &request.name,
+                    ));
+                    return Ok(CallToolResponse::InputRequired(required));
+                }
+                CallToolResponse::InputRequired(required) => {
+                    upstream_state = required.request_state.clone();
+                    match self.fulfil_inputs(upstream, &context, required).await {
+                        Ok(responses) => input_responses = Some(responses),
+                        Err(message) => return Ok(tool_error(message)),
+                    }
+                }
+                CallToolResponse::Task(_) | _ => {
+                    return Ok(tool_error(format!(
+                        "upstream `{}` answered with a task, which portcullis does not relay",
+                        upstream.name()
+                    )));
+                }
+            }
+        }
+        Ok(tool_error(format!(
+            "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
+            upstream.name()
+        )))
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let (prompts, next_cursor) = self.page(request.as_ref(), |c| &c.prompts)?;
+        let mut result =
+            ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let unknown =
+            || McpError::invalid_params(format!("unknown prompt `{}`", request.name), None);
+        let (upstream, local) = self.resolve_tool(&request.name).map_err(|_| unknown())?;
+        let connection = self
+            .ready(upstream)
+            .map_err(|message| McpError::internal_error(message, None))?;
+        if !connection.catalog.load().prompt_names.contains(local) {
+            return Err(unknown());
+        }
+        let mut params = GetPromptRequestParams::new(local.to_owned());
+        params.arguments = request.arguments.clone();
+        let peer = connection.peer.clone();
+        self.forward(upstream, &context, |meta| {
+            params.meta = meta;
+            async move { peer.get_prompt(params).await }
+        })
+        .await
+        .map(GetPromptResponse::Complete)
+        .map_err(|error| error.into_mcp(upstream))
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let (resources, next_cursor) = self.page(request.as_ref(), |c| &c.resources)?;
+        let mut result =
+            ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let (templates, next_cursor) = self.page(request.as_ref(), |c| &c.templates)?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates)
+            .with_cache_scope(CacheScope::Private);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let resolved = self
+            .gateway
+            .namespacing
+            .resolve_uri(&self.gateway.names, &request.uri)
+            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)));
+        let Some((upstream, local)) = resolved else {
+            return Err(McpError::resource_not_found(
+                format!("unknown resource `{}`", request.uri),
+                None,
+            ));
+        };
+        let connection = self
+            .ready(upstream)
+            .map_err(|message| McpError::internal_error(message, None))?;
+        let mut params = ReadResourceRequestParams::new(local.to_owned());
+        let peer = connection.peer.clone();
+        self.forward(upstream, &context, |meta| {
+            params.meta = meta;
+            async move { peer.read_resource(params).await }
+        })
+        .await
+        .map(ReadResourceResponse::Complete)
+        .map_err(|error| error.into_mcp(upstream))
+    }
+
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let resolved = match &request.r#ref {
+            Reference::Prompt(prompt) => self
+                .gateway
+                .namespacing
+                .resolve(&self.gateway.names, &prompt.name)
+                .map(|n| (n.upstream, n.local.to_owned())),
+            Reference::Resource(resource) => self
+                .gateway
+                .namespacing
+                .resolve_uri(&self.gateway.names, &resource.uri)
+                .map(|n| (n.upstream, n.local.to_owned())),
+            _ => None,
+        };
+        let Some((index, local)) = resolved else {
+            return Err(McpError::invalid_params(
+                "unknown completion reference",
+                None,
+            ));
+        };
+        let Some(upstream) = self.gateway.upstreams.get(index) else {
+            return Err(McpError::invalid_params(
+                "unknown completion reference",
+                None,
+            ));
+        };
+        match &mut request.r#ref {
+            Reference::Prompt(prompt) => prompt.name = local,
+            Reference::Resource(resource) => resource.uri = local,
+            _ => {
+                return Err(McpError::invalid_params(
+                    "unknown completion reference",
+                    None,
+                ));
+            }
+        }
+        let connection = self
+            .ready(upstream)
+            .map_err(|message| McpError::internal_error(message, None))?;
+        let peer = connection.peer.clone();
+        self.forward(upstream, &context, |meta| {
+            request.meta = meta;
+            async move { peer.complete(request).await }
+        })
+        .await
+        .map_err(|error| error.into_mcp(upstream))
+    }
+}

@@ -1,0 +1,452 @@
+//! One upstream MCP server: connecting (stdio child or streamable HTTP), its cached catalog, and
+//! the supervisor that restarts it with backoff when it fails to start, crashes or hangs.
+//!
+//! The call path reads an upstream's state through an `ArcSwap`: no lock is taken to find out
+//! whether an upstream is ready or to read its catalog.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use portcullis_config::{Upstream, UpstreamTransport};
+use portcullis_core::{Namespacing, UpstreamName};
+use rmcp::model::{Prompt, ProtocolVersion, Resource, ResourceTemplate, Tool};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RoleServer, RunningService,
+};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::ProgressRoutes;
+use crate::relay::RelayClient;
+use crate::server::Sessions;
+
+/// Shortest and longest wait before restarting a failed upstream.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// An upstream that stayed up this long is considered healthy again: the backoff restarts small.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// How long a liveness probe after a timed-out call may take before the upstream is restarted.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest stderr line from an upstream copied into our log; the rest is cut, not buffered.
+const STDERR_LINE_MAX: usize = 2048;
+
+/// What the client sees of one upstream's capabilities, already renamed for exposure.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub tools: Vec<Tool>,
+    pub prompts: Vec<Prompt>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+    /// The upstream's own names of the tools above: only these are callable.
+    pub tool_names: HashSet<String>,
+    pub prompt_names: HashSet<String>,
+}
+
+/// A live connection to an upstream.
+pub struct Connection {
+    pub peer: Peer<RoleClient>,
+    pub catalog: ArcSwap<Catalog>,
+    pub protocol_version: ProtocolVersion,
+    /// Cancelled to close the connection (and end a stdio child).
+    closer: CancellationToken,
+}
+
+/// Where an upstream stands.
+pub enum UpstreamState {
+    Starting,
+    Ready(Arc<Connection>),
+    Down { reason: String },
+}
+
+/// Where the requests an upstream sends back during a call are relayed: the downstream session
+/// that made the call.
+#[derive(Clone)]
+pub struct CallRoute {
+    pub session: u64,
+    pub peer: Peer<RoleServer>,
+    pub elicitation: bool,
+}
+
+/// One configured upstream and everything Portcullis knows about it at run time.
+pub struct UpstreamHandle {
+    pub spec: Upstream,
+    /// The child's complete environment (stdio only): the explicit `env` plus the inherited names.
+    child_env: BTreeMap<String, String>,
+    namespacing: Namespacing,
+    pub state: ArcSwap<UpstreamState>,
+    /// Calls in flight, so that an upstream's own elicitation reaches the session that called it.
+    inflight: Mutex<HashMap<u64, CallRoute>>,
+    next_call: AtomicU64,
+    /// Set when a call timed out: the supervisor probes the upstream and restarts it if it hangs.
+    suspect: tokio::sync::Notify,
+    sessions: Weak<Sessions>,
+    progress: Arc<ProgressRoutes>,
+}
+
+/// Removes a call from the in-flight table when the call ends, however it ends.
+pub struct InflightGuard<'a> {
+    upstream: &'a UpstreamHandle,
+    id: u64,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.upstream.inflight.lock() {
+            inflight.remove(&self.id);
+        }
+    }
+}
+
+impl UpstreamHandle {
+    pub fn new(
+        spec: Upstream,
+        inherited: &BTreeMap<String, String>,
+        namespacing: Namespacing,
+        sessions: Weak<Sessions>,
+        progress: Arc<ProgressRoutes>,
+    ) -> Arc<Self> {
+        let mut child_env = BTreeMap::new();
+        if let UpstreamTransport::Stdio {
+            env, inherit_env, ..
+        } = &spec.transport
+        {
+            for name in inherit_env {
+                if let Some(value) = inherited.get(name) {
+                    child_env.insert(name.clone(), value.clone());
+                }
+            }
+            child_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Arc::new(Self {
+            spec,
+            child_env,
+            namespacing,
+            state: ArcSwap::from_pointee(UpstreamState::Starting),
+            inflight: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            suspect: tokio::sync::Notify::new(),
+            sessions,
+            progress,
+        })
+    }
+
+    pub fn name(&self) -> &UpstreamName {
+        &self.spec.name
+    }
+
+    /// The live connection, if the upstream is ready.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        match &**self.state.load() {
+            UpstreamState::Ready(connection) => Some(connection.clone()),
+            UpstreamState::Starting | UpstreamState::Down { .. } => None,
+        }
+    }
+
+    /// Why the upstream cannot take calls, for the client's error message.
+    pub fn unavailable_reason(&self) -> String {
+        match &**self.state.load() {
+            UpstreamState::Starting => "it is starting".to_owned(),
+            UpstreamState::Down { reason } => format!("{reason}; it is being restarted"),
+            UpstreamState::Ready(_) => "it is ready".to_owned(),
+        }
+    }
+
+    /// Registers a call in flight; the guard removes it.
+    pub fn track_call(&self, route: CallRoute) -> InflightGuard<'_> {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.insert(id, route);
+        }
+        InflightGuard { upstream: self, id }
+    }
+
+    /// The session to relay an upstream's own request to: the only session with a call in
+    /// flight. With calls from several sessions in flight the request cannot be attributed, and
+    /// relaying it to the wrong person would be worse than refusing it.
+    pub fn route_for_upstream_request(&self) -> Result<CallRoute, &'static str> {
+        let inflight = self
+            .inflight
+            .lock()
+            .map_err(|_| "the in-flight table is unavailable")?;
+        let mut routes = inflight.values();
+        let Some(first) = routes.next() else {
+            return Err("no call to this upstream is in flight");
+        };
+        if routes.any(|route| route.session != first.session) {
+            return Err(
+                "calls from several sessions are in flight, so the request cannot be attributed to one",
+            );
+        }
+        Ok(first.clone())
+    }
+
+    /// Asks the supervisor to check that the upstream still answers.
+    pub fn report_timeout(&self) {
+        self.suspect.notify_one();
+    }
+
+    /// Re-reads the upstream's lists and tells the clients when they changed.
+    pub async fn refresh_catalog(&self, connection: &Connection) {
+        match fetch_catalog(&connection.peer, self.namespacing, self.name()).await {
+            Ok(catalog) => {
+                connection.catalog.store(Arc::new(catalog));
+                if let Some(sessions) = self.sessions.upgrade() {
+                    sessions.broadcast_list_changed().await;
+                }
+            }
+            Err(error) => tracing::warn!(
+                upstream = %self.name(),
+                %error,
+                "could not re-read the upstream's lists; keeping the previous ones"
+            ),
+        }
+    }
+
+    /// Runs the upstream until `shutdown`: connect, watch, restart with backoff.
+    pub async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            self.state.store(Arc::new(UpstreamState::Starting));
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.run_once(&shutdown) => outcome,
+            };
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                backoff = BACKOFF_MIN;
+            }
+            tracing::warn!(
+                upstream = %self.name(),
+                reason = %outcome,
+                retry_in_ms = backoff.as_millis() as u64,
+                "upstream is down; its tools are hidden until it is back"
+            );
+            self.state
+                .store(Arc::new(UpstreamState::Down { reason: outcome }));
+            if let Some(sessions) = self.sessions.upgrade() {
+                sessions.broadcast_list_changed().await;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One life of the upstream; returns why it ended.
+    async fn run_once(self: &Arc<Self>, shutdown: &CancellationToken) -> String {
+        let start_timeout = self.spec.start_timeout;
+        let service = match tokio::time::timeout(start_timeout, self.connect()).await {
+            Ok(Ok(service)) => service,
+            Ok(Err(reason)) => return reason,
+            Err(_) => {
+                return format!(
+                    "it did not finish its handshake within {}s",
+                    start_timeout.as_secs()
+                );
+            }
+        };
+        let peer = service.peer().clone();
+        let protocol_version = peer
+            .peer_info()
+            .map(|info| info.protocol_version.clone())
+            .unwrap_or_default();
+        let catalog = match tokio::time::timeout(
+            start_timeout,
+            fetch_catalog(&peer, self.namespacing, self.name()),
+        )
+        .await
+        {
+            Ok(Ok(catalog)) => catalog,
+            Ok(Err(error)) => return format!("listing its tools failed: {error}"),
+            Err(_) => {
+                return format!(
+                    "it did not list its tools within {}s",
+                    start_timeout.as_secs()
+                );
+            }
+        };
+        let n_tools = catalog.tools.len();
+        let closer = shutdown.child_token();
+        let connection = Arc::new(Connection {
+            peer,
+            catalog: ArcSwap::from_pointee(catalog),
+            protocol_version: protocol_version.clone(),
+            closer: closer.clone(),
+        });
+        self.state
+            .store(Arc::new(UpstreamState::Ready(connection.clone())));
+        tracing::info!(
+            upstream = %self.name(),
+            protocol = %protocol_version,
+            tools = n_tools,
+            "upstream is ready"
+        );
+        if let Some(sessions) = self.sessions.upgrade() {
+            sessions.broadcast_list_changed().await;
+        }
+        self.watch(service, &connection).await
+    }
+
+    /// Waits until the connection ends or a hang is detected; returns why.
+    async fn watch(
+        &self,
+        service: RunningService<RoleClient, RelayClient>,
+        connection: &Connection,
+    ) -> String {
+        let cancel = service.cancellation_token();
+        let mut waiting = std::pin::pin!(service.waiting());
+        loop {
+            tokio::select! {
+                quit = &mut waiting => {
+                    return match quit {
+                        Ok(reason) => format!("the connection closed ({reason:?})"),
+                        Err(error) => format!("the connection failed: {error}"),
+                    };
+                }
+                _ = connection.closer.cancelled() => {
+                    cancel.cancel();
+                    let _ = waiting.await;
+                    return "it was stopped".to_owned();
+                }
+                _ = self.suspect.notified() => {
+                    let probe = tokio::time::timeout(PROBE_TIMEOUT, connection.peer.list_tools(None)).await;
+                    if !matches!(probe, Ok(Ok(_))) {
+                        cancel.cancel();
+                        let _ = waiting.await;
+                        return format!(
+                            "a call timed out and it did not answer a liveness probe within {}s",
+                            PROBE_TIMEOUT.as_secs()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(self: &Arc<Self>) -> Result<RunningService<RoleClient, RelayClient>, String> {
+        let relay = RelayClient::new(Arc::downgrade(self), self.progress.clone());
+        let lifecycle = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        };
+        match &self.spec.transport {
+            UpstreamTransport::Stdio {
+                program, args, cwd, ..
+            } => {
+                let mut command = tokio::process::Command::new(program);
+                command
+                    .args(args)
+                    .current_dir(cwd)
+                    // INVARIANT: the child sees only the environment that config grants it.
+                    .env_clear()
+                    .envs(&self.child_env)
+                    .kill_on_drop(true)
+                    .process_group(0);
+                let (transport, stderr) = TokioChildProcess::builder(command)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|error| {
+                        format!("it could not be started (`{}`): {error}", program.display())
+                    })?;
+                if let Some(stderr) = stderr {
+                    tokio::spawn(forward_stderr(self.name().clone(), stderr));
+                }
+                relay
+                    .serve_with_lifecycle(transport, lifecycle)
+                    .await
+                    .map_err(|error| format!("its handshake failed: {error}"))
+            }
+            UpstreamTransport::Http { url } => {
+                let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+                relay
+                    .serve_with_lifecycle(transport, lifecycle)
+                    .await
+                    .map_err(|error| format!("its handshake failed: {error}"))
+            }
+        }
+    }
+}
+
+/// Copies an upstream's stderr into our log, one bounded line at a time.
+async fn forward_stderr(name: UpstreamName, stderr: tokio::process::ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(STDERR_LINE_MAX as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::debug!(upstream = %name, stderr = %text.trim_end(), "upstream stderr");
+            }
+        }
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Reads every page of the upstream's lists and renames the entries for exposure.
+async fn fetch_catalog(
+    peer: &Peer<RoleClient>,
+    namespacing: Namespacing,
+    upstream: &UpstreamName,
+) -> Result<Catalog, rmcp::ServiceError> {
+    let capabilities = peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
+    let mut catalog = Catalog::default();
+    if capabilities.tools.is_some() {
+        for mut tool in peer.list_all_tools().await? {
+            match namespacing.expose(upstream, &tool.name) {
+                Ok(exposed) => {
+                    catalog.tool_names.insert(tool.name.to_string());
+                    tool.name = exposed.into();
+                    catalog.tools.push(tool);
+                }
+                Err(error) => {
+                    tracing::warn!(%upstream, %error, "tool hidden: its name cannot be exposed")
+                }
+            }
+        }
+    }
+    if capabilities.prompts.is_some() {
+        for mut prompt in peer.list_all_prompts().await? {
+            match namespacing.expose(upstream, &prompt.name) {
+                Ok(exposed) => {
+                    catalog.prompt_names.insert(prompt.name.clone());
+                    prompt.name = exposed;
+                    catalog.prompts.push(prompt);
+                }
+                Err(error) => {
+                    tracing::warn!(%upstream, %error, "prompt hidden: its name cannot be exposed")
+                }
+            }
+        }
+    }
+    if capabilities.resources.is_some() {
+        for mut resource in peer.list_all_resources().await? {
+            resource.uri = namespacing.expose_uri(upstream, &resource.uri);
+            catalog.resources.push(resource);
+        }
+        for mut template in peer.list_all_resource_templates().await? {
+            template.uri_template = namespacing.expose_uri(upstream, &template.uri_template);
+            catalog.templates.push(template);
+        }
+    }
+    Ok(catalog)
+}
