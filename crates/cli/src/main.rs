@@ -81,7 +81,8 @@ fn init_tracing(format: LogFormat) {
     // Logs go to stderr: in stdio mode stdout carries the MCP protocol.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -7,7 +7,9 @@
 //! backoff while the others keep serving.
 #![forbid(unsafe_code)]
 
+mod ask;
 mod http;
+mod pending;
 mod progress;
 mod relay;
 mod server;
@@ -55,6 +57,7 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     progress: Arc<ProgressRoutes>,
     states: StateSealer,
+    pending: Arc<pending::PendingCalls>,
     shutdown: CancellationToken,
 }
 
@@ -100,6 +103,7 @@ impl Gateway {
             sessions,
             progress,
             states: StateSealer::generate().map_err(GatewayError::Random)?,
+            pending: Arc::default(),
             shutdown,
         }))
     }

@@ -88,18 +88,12 @@ impl ClientHandler for RelayClient {
                 return Ok(declined());
             }
         };
-        if !route.elicitation {
-            tracing::info!(upstream = %name, "upstream elicitation declined: the client does not support elicitation");
-            return Ok(declined());
-        }
         tracing::info!(upstream = %name, session = route.session, "relaying the upstream's elicitation to the client");
         route
-            .peer
-            .create_elicitation(label_elicitation(&name, request))
+            .asker
+            .ask(label_elicitation(&name, request))
             .await
-            .map_err(|error| {
-                McpError::internal_error(format!("the client did not answer: {error}"), None)
-            })
+            .map_err(|error| McpError::internal_error(error, None))
     }
 
     #[expect(

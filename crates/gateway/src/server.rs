@@ -13,15 +13,22 @@ use rmcp::ServerHandler;
 use rmcp::ServiceError;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
-    CompleteResult, ContentBlock, ElicitRequestParams, GetPromptRequestParams, GetPromptResponse,
-    Implementation, InputRequest, InputRequiredResult, InputResponses, ListPromptsResult,
+    CompleteResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InputRequest, InputRequiredResult, InputResponses, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference, RequestMetaObject,
     ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
 
+use portcullis_core::Namespacing;
+use rmcp::model::{ElicitRequest, ElicitResult, InputRequests, ProgressToken};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
 use crate::Gateway;
+use crate::ask::{Asker, Question};
+use crate::pending::PendingCall;
 use crate::relay::label_elicitation;
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
@@ -96,18 +103,6 @@ impl PortcullisServer {
             .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
     }
 
-    fn route(&self, context: &RequestContext<RoleServer>) -> CallRoute {
-        let elicitation = !Self::is_stateless(context)
-            && context
-                .client_capabilities()
-                .is_some_and(|caps| caps.elicitation.is_some());
-        CallRoute {
-            session: self.session,
-            peer: context.peer.clone(),
-            elicitation,
-        }
-    }
-
     /// Lists one page of the merged catalogs.
     fn page<T: Clone>(
         &self,
@@ -154,8 +149,7 @@ impl PortcullisServer {
         })
     }
 
-    /// Drives one request to an upstream with the call timeout, the client's cancellation, and
-    /// progress routed back; `send` issues the request with the upstream-side metadata.
+    /// Forwards a request that needs no input rounds (prompts, resources, completion).
     async fn forward<T, F, Fut>(
         &self,
         upstream: &UpstreamHandle,
@@ -166,68 +160,128 @@ impl PortcullisServer {
         F: FnOnce(Option<RequestMetaObject>) -> Fut,
         Fut: Future<Output = Result<T, ServiceError>>,
     {
-        let _inflight = upstream.track_call(self.route(context));
-        let mut meta = None;
-        let _progress = context.meta.get_progress_token().map(|token| {
-            let (upstream_token, guard) =
-                self.gateway.progress.register(token, context.peer.clone());
-            let mut object = RequestMetaObject::default();
-            object.set_progress_token(upstream_token);
-            meta = Some(object);
-            guard
-        });
-        let timeout = upstream.spec.call_timeout;
-        tokio::select! {
-            _ = context.ct.cancelled() => Err(ForwardError::Cancelled),
-            outcome = tokio::time::timeout(timeout, send(meta)) => match outcome {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(ForwardError::Service(error)),
-                Err(_) => {
-                    upstream.report_timeout();
-                    Err(ForwardError::Timeout(timeout))
-                }
-            },
-        }
+        let asker = asker_for(context);
+        let route = CallRoute {
+            session: self.session,
+            asker,
+        };
+        let progress = progress_of(context);
+        forward(&self.gateway, upstream, &route, progress, &context.ct, send).await
     }
 
-    /// Answers an upstream's input requests by asking this session's client (session era).
-    async fn fulfil_inputs(
+    /// A stateless client's call: it runs in its own task so that it can wait for answers
+    /// across the client's retries.
+    async fn call_tool_stateless(
         &self,
-        upstream: &UpstreamHandle,
+        call: UpstreamCall,
+        request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
-        result: InputRequiredResult,
-    ) -> Result<InputResponses, String> {
-        let mut responses = InputResponses::new();
-        let route = self.route(context);
-        for (key, request) in result.input_requests.unwrap_or_default() {
-            let response = match request {
-                InputRequest::Elicitation(request) if route.elicitation => {
-                    let params: ElicitRequestParams = request.params;
-                    let answer = context
-                        .peer
-                        .create_elicitation(label_elicitation(upstream.name().as_str(), params))
-                        .await
-                        .map_err(|e| {
-                            format!("the client did not answer the upstream's question: {e}")
-                        })?;
-                    serde_json::to_value(answer).map_err(|e| e.to_string())?
+    ) -> Result<CallToolResponse, McpError> {
+        let bound_to = binding(&request.name, request.arguments.as_ref());
+        let pending = match request.request_state.as_deref() {
+            Some(sealed) => {
+                let refused = || {
+                    McpError::invalid_params(
+                        "requestState is invalid, expired, already used, or was issued for another request",
+                        None,
+                    )
+                };
+                let round = self
+                    .gateway
+                    .states
+                    .open(sealed, &bound_to)
+                    .map_err(|StateError::Invalid| refused())?;
+                let answer = request
+                    .input_responses
+                    .as_ref()
+                    .and_then(|responses| responses.get(ANSWER_KEY))
+                    .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
+                    .ok_or_else(|| {
+                        McpError::invalid_params(
+                            format!("inputResponses must carry the answer under `{ANSWER_KEY}`"),
+                            None,
+                        )
+                    })?;
+                let mut pending = self
+                    .gateway
+                    .pending
+                    .take(round.pending)
+                    .ok_or_else(refused)?;
+                if let Some(reply) = pending.answer.take() {
+                    let _ = reply.send(answer);
                 }
-                InputRequest::Elicitation(_) => serde_json::json!({ "action": "decline" }),
-                InputRequest::ListRoots(_) => serde_json::json!({ "roots": [] }),
-                InputRequest::CreateMessage(_) | _ => {
-                    return Err(format!(
-                        "upstream `{}` asked for input that portcullis does not relay",
-                        upstream.name()
-                    ));
+                pending
+            }
+            None => {
+                let (questions_tx, questions) = mpsc::channel(1);
+                let cancel = CancellationToken::new();
+                let route = CallRoute {
+                    session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+                    asker: Asker::Bridge(questions_tx),
+                };
+                let gateway = self.gateway.clone();
+                let progress = progress_of(context);
+                let task_cancel = cancel.clone();
+                let task = tokio::spawn(async move {
+                    call.run(&gateway, &route, progress, &task_cancel).await
+                });
+                PendingCall {
+                    task,
+                    questions,
+                    answer: None,
+                    cancel,
                 }
-            };
-            responses.insert(key, response);
-        }
-        Ok(responses)
+            }
+        };
+        self.await_stateless(pending, &bound_to, context).await
     }
 
-    fn exposed_uri(&self, upstream: &UpstreamHandle, local: &str) -> String {
-        self.gateway.namespacing.expose_uri(upstream.name(), local)
+    async fn await_stateless(
+        &self,
+        mut pending: PendingCall,
+        bound_to: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        enum Event {
+            Done(Result<CallToolResponse, tokio::task::JoinError>),
+            Asked(Option<Question>),
+            Cancelled,
+        }
+        let event = tokio::select! {
+            joined = &mut pending.task => Event::Done(joined),
+            question = pending.questions.recv() => Event::Asked(question),
+            _ = context.ct.cancelled() => Event::Cancelled,
+        };
+        match event {
+            Event::Done(joined) => Ok(joined.unwrap_or_else(|error| {
+                tracing::error!(%error, "a call task ended abnormally");
+                tool_error("the call ended abnormally".to_owned())
+            })),
+            Event::Asked(Some(Question { params, answer })) => {
+                pending.answer = Some(answer);
+                let id = self.gateway.pending.park(pending);
+                let state = self
+                    .gateway
+                    .states
+                    .seal(&SealedRound { pending: id }, bound_to);
+                let mut requests = InputRequests::new();
+                requests.insert(
+                    ANSWER_KEY.to_owned(),
+                    InputRequest::Elicitation(ElicitRequest::new(params)),
+                );
+                Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
+                    Some(requests),
+                    Some(state),
+                )))
+            }
+            Event::Asked(None) => Ok((&mut pending.task)
+                .await
+                .unwrap_or_else(|_| tool_error("the call ended abnormally".to_owned()))),
+            Event::Cancelled => {
+                pending.cancel.cancel();
+                Ok(tool_error("the request was cancelled".to_owned()))
+            }
+        }
     }
 }
 
@@ -273,6 +327,173 @@ impl ForwardError {
 
 fn tool_error(message: String) -> CallToolResponse {
     CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
+}
+
+/// The key under which Portcullis's relayed question and its answer travel.
+const ANSWER_KEY: &str = "elicitation";
+
+/// What a sealed `requestState` is bound to: the exposed tool and its exact arguments.
+fn binding(tool: &str, arguments: Option<&rmcp::model::JsonObject>) -> String {
+    // serde_json's map keeps keys sorted, so equal arguments give equal text.
+    let arguments = arguments
+        .map(|a| serde_json::to_string(a).unwrap_or_default())
+        .unwrap_or_default();
+    format!("{tool}\n{arguments}")
+}
+
+/// Who answers an upstream's questions during a session-era request.
+fn asker_for(context: &RequestContext<RoleServer>) -> Asker {
+    let declared = context
+        .client_capabilities()
+        .is_some_and(|caps| caps.elicitation.is_some());
+    if declared && !PortcullisServer::is_stateless(context) {
+        Asker::Client(context.peer.clone())
+    } else {
+        Asker::Nobody
+    }
+}
+
+/// The client's progress token for this request, and where to send progress.
+fn progress_of(context: &RequestContext<RoleServer>) -> Option<(ProgressToken, Peer<RoleServer>)> {
+    context
+        .meta
+        .get_progress_token()
+        .map(|token| (token, context.peer.clone()))
+}
+
+/// Forwards one request with the call timeout, cancellation, and progress routed back.
+async fn forward<T, F, Fut>(
+    gateway: &Gateway,
+    upstream: &UpstreamHandle,
+    route: &CallRoute,
+    progress: Option<(ProgressToken, Peer<RoleServer>)>,
+    cancel: &CancellationToken,
+    send: F,
+) -> Result<T, ForwardError>
+where
+    F: FnOnce(Option<RequestMetaObject>) -> Fut,
+    Fut: Future<Output = Result<T, ServiceError>>,
+{
+    let _inflight = upstream.track_call(route.clone());
+    let mut meta = None;
+    let _progress = progress.map(|(token, peer)| {
+        let (upstream_token, guard) = gateway.progress.register(token, peer);
+        let mut object = RequestMetaObject::default();
+        object.set_progress_token(upstream_token);
+        meta = Some(object);
+        guard
+    });
+    let timeout = upstream.spec.call_timeout;
+    tokio::select! {
+        _ = cancel.cancelled() => Err(ForwardError::Cancelled),
+        outcome = tokio::time::timeout(timeout, send(meta)) => match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(ForwardError::Service(error)),
+            Err(_) => {
+                upstream.report_timeout();
+                Err(ForwardError::Timeout(timeout))
+            }
+        },
+    }
+}
+
+/// One tool call on its way to an upstream, resolved and checked.
+struct UpstreamCall {
+    upstream: Arc<UpstreamHandle>,
+    connection: Arc<Connection>,
+    local: String,
+    arguments: Option<rmcp::model::JsonObject>,
+    namespacing: Namespacing,
+}
+
+impl UpstreamCall {
+    /// Runs the call to completion, answering the upstream's input rounds through `route`.
+    async fn run(
+        self,
+        gateway: &Gateway,
+        route: &CallRoute,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: &CancellationToken,
+    ) -> CallToolResponse {
+        let upstream = &*self.upstream;
+        let mut upstream_state = None;
+        let mut input_responses = None;
+        for _round in 0..MAX_INPUT_ROUNDS {
+            let mut params = CallToolRequestParams::new(self.local.clone());
+            params.arguments = self.arguments.clone();
+            params.request_state = upstream_state.take();
+            params.input_responses = input_responses.take();
+            let peer = self.connection.peer.clone();
+            let outcome = forward(gateway, upstream, route, progress.clone(), cancel, |meta| {
+                params.meta = meta;
+                async move { peer.call_tool_once(params).await }
+            })
+            .await;
+            let response = match outcome {
+                Ok(response) => response,
+                Err(error) => {
+                    let message = error.describe(upstream);
+                    tracing::warn!(upstream = %upstream.name(), tool = %self.local, %message, "call failed");
+                    return tool_error(message);
+                }
+            };
+            match response {
+                CallToolResponse::Complete(mut result) => {
+                    for block in &mut result.content {
+                        if let ContentBlock::ResourceLink(link) = block {
+                            link.uri = self.namespacing.expose_uri(upstream.name(), &link.uri);
+                        }
+                    }
+                    return CallToolResponse::Complete(result);
+                }
+                CallToolResponse::InputRequired(required) => {
+                    upstream_state = required.request_state.clone();
+                    match answer_inputs(upstream, &route.asker, required).await {
+                        Ok(responses) => input_responses = Some(responses),
+                        Err(message) => return tool_error(message),
+                    }
+                }
+                CallToolResponse::Task(_) | _ => {
+                    return tool_error(format!(
+                        "upstream `{}` answered with a task, which portcullis does not relay",
+                        upstream.name()
+                    ));
+                }
+            }
+        }
+        tool_error(format!(
+            "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
+            upstream.name()
+        ))
+    }
+}
+
+/// Answers an upstream's input-required round: its questions go to the person, labelled.
+async fn answer_inputs(
+    upstream: &UpstreamHandle,
+    asker: &Asker,
+    required: InputRequiredResult,
+) -> Result<InputResponses, String> {
+    let mut responses = InputResponses::new();
+    for (key, request) in required.input_requests.unwrap_or_default() {
+        let response = match request {
+            InputRequest::Elicitation(request) => {
+                let answer = asker
+                    .ask(label_elicitation(upstream.name().as_str(), request.params))
+                    .await?;
+                serde_json::to_value(answer).map_err(|e| e.to_string())?
+            }
+            InputRequest::ListRoots(_) => serde_json::json!({ "roots": [] }),
+            InputRequest::CreateMessage(_) | _ => {
+                return Err(format!(
+                    "upstream `{}` asked for input that portcullis does not relay",
+                    upstream.name()
+                ));
+            }
+        };
+        responses.insert(key, response);
+    }
+    Ok(responses)
 }
 
 impl ServerHandler for PortcullisServer {
@@ -326,90 +547,29 @@ impl ServerHandler for PortcullisServer {
                 None,
             ));
         }
-        let stateless = Self::is_stateless(&context);
-        // A retry from a stateless client carries our sealed state around the upstream's own.
-        let mut upstream_state = None;
-        if let Some(sealed) = request.request_state.as_deref() {
-            match self.gateway.states.open(sealed, &request.name) {
-                Ok(round) => upstream_state = round.upstream_state,
-                Err(StateError::Invalid) => {
-                    return Err(McpError::invalid_params(
-                        "requestState is invalid, expired or was issued for another request",
-                        None,
-                    ));
-                }
-            }
+        let call = UpstreamCall {
+            upstream: upstream.clone(),
+            connection,
+            local: local.to_owned(),
+            arguments: request.arguments.clone(),
+            namespacing: self.gateway.namespacing,
+        };
+        if Self::is_stateless(&context) {
+            return self.call_tool_stateless(call, &request, &context).await;
         }
-        let mut input_responses = request.input_responses.clone();
-        for _round in 0..MAX_INPUT_ROUNDS {
-            let mut params = CallToolRequestParams::new(local.to_owned());
-            params.arguments = request.arguments.clone();
-            params.request_state = upstream_state.clone();
-            params.input_responses = input_responses.take();
-            let peer = connection.peer.clone();
-            let outcome = self
-                .forward(upstream, &context, |meta| {
-                    params.meta = meta;
-                    async move { peer.call_tool_once(params).await }
-                })
-                .await;
-            let response = match outcome {
-                Ok(response) => response,
-                Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
-                Err(error) => {
-                    let message = error.describe(upstream);
-                    tracing::warn!(upstream = %upstream.name(), tool = local, %message, "call failed");
-                    return Ok(tool_error(message));
-                }
-            };
-            match response {
-                CallToolResponse::Complete(mut result) => {
-                    for block in &mut result.content {
-                        if let ContentBlock::ResourceLink(link) = block {
-                            link.uri = self.exposed_uri(upstream, &link.uri);
-                        }
-                    }
-                    return Ok(CallToolResponse::Complete(result));
-                }
-                CallToolResponse::InputRequired(mut required) if stateless => {
-                    // Relay to the client, labelled, with our own sealed state around the upstream's.
-                    if let Some(requests) = required.input_requests.as_mut() {
-                        for request in requests.values_mut() {
-                            if let InputRequest::Elicitation(elicit) = request {
-                                elicit.params = label_elicitation(
-                                    upstream.name().as_str(),
-                                    elicit.params.clone(),
-                                );
-                            }
-                        }
-                    }
-                    required.request_state = Some(self.gateway.states.seal(
-                        &SealedRound {
-                            upstream_state: required.request_state.take(),
-                        },
-                        &request.name,
-                    ));
-                    return Ok(CallToolResponse::InputRequired(required));
-                }
-                CallToolResponse::InputRequired(required) => {
-                    upstream_state = required.request_state.clone();
-                    match self.fulfil_inputs(upstream, &context, required).await {
-                        Ok(responses) => input_responses = Some(responses),
-                        Err(message) => return Ok(tool_error(message)),
-                    }
-                }
-                CallToolResponse::Task(_) | _ => {
-                    return Ok(tool_error(format!(
-                        "upstream `{}` answered with a task, which portcullis does not relay",
-                        upstream.name()
-                    )));
-                }
-            }
+        if request.request_state.is_some() || request.input_responses.is_some() {
+            return Err(McpError::invalid_params(
+                "requestState and inputResponses are for stateless (2026-07-28) requests",
+                None,
+            ));
         }
-        Ok(tool_error(format!(
-            "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
-            upstream.name()
-        )))
+        let route = CallRoute {
+            session: self.session,
+            asker: asker_for(&context),
+        };
+        Ok(call
+            .run(&self.gateway, &route, progress_of(&context), &context.ct)
+            .await)
     }
 
     async fn list_prompts(

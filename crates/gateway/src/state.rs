@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 /// How long a client may take to answer an input-required round.
 const ROUND_TTL: Duration = Duration::from_secs(600);
 
-/// What Portcullis needs back on the retry: the upstream's own state, opaque to us.
+/// What Portcullis needs back on the retry: which waiting call the answer is for.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SealedRound {
-    pub upstream_state: Option<String>,
+    pub pending: u64,
 }
 
 #[derive(Debug)]

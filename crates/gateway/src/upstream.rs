@@ -14,13 +14,12 @@ use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::{Namespacing, UpstreamName};
 use rmcp::model::{Prompt, ProtocolVersion, Resource, ResourceTemplate, Tool};
-use rmcp::service::{
-    ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RoleServer, RunningService,
-};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use crate::ask::Asker;
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
 use crate::server::Sessions;
@@ -68,8 +67,7 @@ pub enum UpstreamState {
 #[derive(Clone)]
 pub struct CallRoute {
     pub session: u64,
-    pub peer: Peer<RoleServer>,
-    pub elicitation: bool,
+    pub asker: Asker,
 }
 
 /// One configured upstream and everything Portcullis knows about it at run time.
