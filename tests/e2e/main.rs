@@ -1,1 +1,12 @@
 //! End-to-end tests: real MCP clients and servers around a real Portcullis process.
+//!
+//! Run by `scripts/test.sh`, which builds the workspace and installs the official clients and
+//! servers first. Every network test uses loopback only and bounded waits.
+#![expect(clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
+
+mod cli;
+mod environment;
+mod faults;
+mod http_guard;
+mod rust_client;
+mod support;
