@@ -19,10 +19,13 @@ use rmcp::model::{
     ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference, RequestMetaObject,
     ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
+use rmcp::service::{
+    NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext,
+    SubscriptionSendError, SubscriptionSink,
+};
 
 use portcullis_core::Namespacing;
-use rmcp::model::{ElicitRequest, ElicitResult, InputRequests, ProgressToken};
+use rmcp::model::{ElicitRequest, ElicitResult, InputRequests, ProgressToken, SubscriptionFilter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -36,10 +39,12 @@ use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
 /// How many input-required rounds Portcullis drives for a session-era client before giving up.
 const MAX_INPUT_ROUNDS: usize = 10;
 
-/// The session-era clients that can be told when lists change.
+/// The clients that can be told when lists change: session-era peers, and stateless clients
+/// holding a `subscriptions/listen` request open.
 #[derive(Default)]
 pub struct Sessions {
     peers: Mutex<Vec<(u64, Peer<RoleServer>)>>,
+    listeners: Mutex<Vec<SubscriptionSink>>,
 }
 
 impl Sessions {
@@ -64,6 +69,25 @@ impl Sessions {
             let _ = peer.notify_tool_list_changed().await;
             let _ = peer.notify_prompt_list_changed().await;
             let _ = peer.notify_resource_list_changed().await;
+        }
+        let listeners: Vec<SubscriptionSink> = match self.listeners.lock() {
+            Ok(listeners) => listeners.clone(),
+            Err(_) => return,
+        };
+        for sink in listeners {
+            // A sink refuses kinds its client did not ask for; only a closed one is dropped.
+            let outcomes = [
+                sink.notify_tool_list_changed().await,
+                sink.notify_prompt_list_changed().await,
+                sink.notify_resource_list_changed().await,
+            ];
+            if outcomes
+                .iter()
+                .any(|o| matches!(o, Err(SubscriptionSendError::SubscriptionClosed)))
+                && let Ok(mut listeners) = self.listeners.lock()
+            {
+                listeners.retain(|s| s.id() != sink.id());
+            }
         }
     }
 }
@@ -513,6 +537,28 @@ impl ServerHandler for PortcullisServer {
         .with_instructions(
             "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them.",
         )
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Only list changes are offered: resource updates are not relayed.
+        let mut accepted = requested.clone();
+        accepted.resource_subscriptions = None;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let sink = context.sink().clone();
+        if let Ok(mut listeners) = self.gateway.sessions.listeners.lock() {
+            listeners.push(sink.clone());
+        }
+        context.cancelled().await;
+        if let Ok(mut listeners) = self.gateway.sessions.listeners.lock() {
+            listeners.retain(|s| s.id() != sink.id());
+        }
+        Ok(())
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
