@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need (scripts/setup.sh), builds the workspace, runs the
+# unit and end-to-end tests, then the MCP conformance suite against Portcullis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+cargo build --workspace --all-targets --locked
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+scripts/conformance.sh
