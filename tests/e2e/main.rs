@@ -8,5 +8,6 @@ mod cli;
 mod environment;
 mod faults;
 mod http_guard;
+mod relay;
 mod rust_client;
 mod support;
