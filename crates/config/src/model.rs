@@ -99,8 +99,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             }
         },
     };
-    let page_size = bounded(&mut report, raw.server.page_size.as_ref(), "page_size", 1, 10_000)
-        .map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
+    let page_size = bounded(
+        &mut report,
+        raw.server.page_size.as_ref(),
+        "page_size",
+        1,
+        10_000,
+    )
+    .map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
     let call_timeout = seconds(
         &mut report,
         raw.server.call_timeout_secs.as_ref(),
@@ -287,10 +293,10 @@ fn stdio_transport(
             ok = false;
         }
     }
-    let cwd = upstream
-        .cwd
-        .as_ref()
-        .map_or_else(|| base_dir.to_path_buf(), |cwd| base_dir.join(cwd.get_ref()));
+    let cwd = upstream.cwd.as_ref().map_or_else(
+        || base_dir.to_path_buf(),
+        |cwd| base_dir.join(cwd.get_ref()),
+    );
     ok.then(|| UpstreamTransport::Stdio {
         program,
         args: args.to_vec(),
@@ -318,7 +324,11 @@ fn http_url(report: &mut Reporter<'_>, url: &Spanned<String>) -> Option<String> 
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !text.contains(char::is_whitespace) => {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !text.contains(char::is_whitespace) =>
+        {
             Some(text.clone())
         }
         _ => {

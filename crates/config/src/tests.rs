@@ -1,5 +1,10 @@
 //! Configuration cases: each input with the exact messages a person reads.
-#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::path::Path;
 
@@ -50,7 +55,9 @@ call_timeout_secs = 5
 fn syntax_errors_name_the_line() {
     check_errors(
         "[server]\npage_size = \n",
-        expect![[r#"conf/portcullis.toml:2:13: string values must be quoted, expected literal string"#]],
+        expect![[
+            r#"conf/portcullis.toml:2:13: string values must be quoted, expected literal string"#
+        ]],
     );
 }
 
@@ -58,7 +65,9 @@ fn syntax_errors_name_the_line() {
 fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
-        expect![[r#"conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`"#]],
+        expect![[
+            r#"conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`"#
+        ]],
     );
 }
 
@@ -107,10 +116,14 @@ call_timeout_secs = -1
 fn duplicate_names_and_no_upstreams() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n",
-        expect![[r#"conf/portcullis.toml:5:8: upstream `a` is defined twice; upstream names must be unique"#]],
+        expect![[
+            r#"conf/portcullis.toml:5:8: upstream `a` is defined twice; upstream names must be unique"#
+        ]],
     );
     check_errors(
         "[server]\npage_size = 10\n",
-        expect![[r#"conf/portcullis.toml: no upstream is configured; add at least one `[[upstream]]` table with a `name` and a `command` or `url`"#]],
+        expect![[
+            r#"conf/portcullis.toml: no upstream is configured; add at least one `[[upstream]]` table with a `name` and a `command` or `url`"#
+        ]],
     );
 }

@@ -34,7 +34,9 @@ pub enum NameError {
         "upstream name `{0}` may contain only ASCII letters, digits, `_` and `-`, and must start with a letter"
     )]
     UpstreamCharacters(String),
-    #[error("tool name `{0}` is empty or contains characters other than ASCII letters, digits, `_`, `-` and `.`")]
+    #[error(
+        "tool name `{0}` is empty or contains characters other than ASCII letters, digits, `_`, `-` and `.`"
+    )]
     ToolCharacters(String),
     #[error("namespaced name `{0}` would be longer than {MAX_TOOL_NAME_LEN} characters")]
     TooLong(String),

@@ -30,21 +30,36 @@ fn upstream_names() {
 #[test]
 fn expose_and_resolve_round_trip() {
     let upstreams = [up("files"), up("mail")];
-    let exposed = Namespacing::Prefixed.expose(&upstreams[1], "send.v2").unwrap();
+    let exposed = Namespacing::Prefixed
+        .expose(&upstreams[1], "send.v2")
+        .unwrap();
     assert_eq!(exposed, "mail.send.v2");
     let resolved = Namespacing::Prefixed.resolve(&upstreams, &exposed).unwrap();
-    assert_eq!(resolved, ExposedName { upstream: 1, local: "send.v2" });
+    assert_eq!(
+        resolved,
+        ExposedName {
+            upstream: 1,
+            local: "send.v2"
+        }
+    );
 }
 
 #[test]
 fn unknown_prefix_or_missing_separator_does_not_resolve() {
     let upstreams = [up("files")];
     for name in ["mail.send", "send", "files", ".send", "FILES.read"] {
-        assert_eq!(Namespacing::Prefixed.resolve(&upstreams, name), None, "{name}");
+        assert_eq!(
+            Namespacing::Prefixed.resolve(&upstreams, name),
+            None,
+            "{name}"
+        );
     }
     assert_eq!(
         Namespacing::Prefixed.resolve(&upstreams, "files."),
-        Some(ExposedName { upstream: 0, local: "" })
+        Some(ExposedName {
+            upstream: 0,
+            local: ""
+        })
     );
 }
 
@@ -59,18 +74,30 @@ fn names_are_refused_not_truncated() {
         Err(NameError::TooLong(format!("files.{too_long}")))
     );
     for bad in ["", "has space", "slash/y", "semi;colon", "ünï"] {
-        assert!(Namespacing::Prefixed.expose(&upstream, bad).is_err(), "{bad}");
-        assert!(Namespacing::Passthrough.expose(&upstream, bad).is_err(), "{bad}");
+        assert!(
+            Namespacing::Prefixed.expose(&upstream, bad).is_err(),
+            "{bad}"
+        );
+        assert!(
+            Namespacing::Passthrough.expose(&upstream, bad).is_err(),
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn passthrough_keeps_names_and_needs_one_upstream() {
     let one = [up("only")];
-    assert_eq!(Namespacing::Passthrough.expose(&one[0], "echo").unwrap(), "echo");
+    assert_eq!(
+        Namespacing::Passthrough.expose(&one[0], "echo").unwrap(),
+        "echo"
+    );
     assert_eq!(
         Namespacing::Passthrough.resolve(&one, "echo"),
-        Some(ExposedName { upstream: 0, local: "echo" })
+        Some(ExposedName {
+            upstream: 0,
+            local: "echo"
+        })
     );
     let two = [up("a"), up("b")];
     assert_eq!(Namespacing::Passthrough.resolve(&two, "echo"), None);
@@ -83,8 +110,17 @@ fn uris_are_prefixed_by_scheme() {
     assert_eq!(exposed, "everything+demo://resource/{id}");
     assert_eq!(
         Namespacing::Prefixed.resolve_uri(&upstreams, &exposed),
-        Some(ExposedName { upstream: 0, local: "demo://resource/{id}" })
+        Some(ExposedName {
+            upstream: 0,
+            local: "demo://resource/{id}"
+        })
     );
-    assert_eq!(Namespacing::Prefixed.resolve_uri(&upstreams, "demo://resource/1"), None);
-    assert_eq!(Namespacing::Prefixed.resolve_uri(&upstreams, "other+demo://x"), None);
+    assert_eq!(
+        Namespacing::Prefixed.resolve_uri(&upstreams, "demo://resource/1"),
+        None
+    );
+    assert_eq!(
+        Namespacing::Prefixed.resolve_uri(&upstreams, "other+demo://x"),
+        None
+    );
 }
