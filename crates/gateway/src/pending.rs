@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResponse, ElicitResult};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -21,7 +22,7 @@ pub const PENDING_TTL: Duration = Duration::from_secs(600);
 
 /// A call running in the background for a stateless client.
 pub struct PendingCall {
-    pub task: JoinHandle<CallToolResponse>,
+    pub task: JoinHandle<Result<CallToolResponse, McpError>>,
     pub questions: mpsc::Receiver<Question>,
     /// Where the answer to the question last shown to the client goes.
     pub answer: Option<oneshot::Sender<ElicitResult>>,

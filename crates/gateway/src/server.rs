@@ -267,7 +267,7 @@ impl PortcullisServer {
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         enum Event {
-            Done(Result<CallToolResponse, tokio::task::JoinError>),
+            Done(Result<Result<CallToolResponse, McpError>, tokio::task::JoinError>),
             Asked(Option<Question>),
             Cancelled,
         }
@@ -277,10 +277,10 @@ impl PortcullisServer {
             _ = context.ct.cancelled() => Event::Cancelled,
         };
         match event {
-            Event::Done(joined) => Ok(joined.unwrap_or_else(|error| {
+            Event::Done(joined) => joined.unwrap_or_else(|error| {
                 tracing::error!(%error, "a call task ended abnormally");
-                tool_error("the call ended abnormally".to_owned())
-            })),
+                Ok(tool_error("the call ended abnormally".to_owned()))
+            }),
             Event::Asked(Some(Question { params, answer })) => {
                 pending.answer = Some(answer);
                 let id = self.gateway.pending.park(pending);
@@ -298,9 +298,9 @@ impl PortcullisServer {
                     Some(state),
                 )))
             }
-            Event::Asked(None) => Ok((&mut pending.task)
+            Event::Asked(None) => (&mut pending.task)
                 .await
-                .unwrap_or_else(|_| tool_error("the call ended abnormally".to_owned()))),
+                .unwrap_or_else(|_| Ok(tool_error("the call ended abnormally".to_owned()))),
             Event::Cancelled => {
                 pending.cancel.cancel();
                 Ok(tool_error("the request was cancelled".to_owned()))
@@ -438,7 +438,7 @@ impl UpstreamCall {
         route: &CallRoute,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
-    ) -> CallToolResponse {
+    ) -> Result<CallToolResponse, McpError> {
         let upstream = &*self.upstream;
         let mut upstream_state = None;
         let mut input_responses = None;
@@ -455,10 +455,12 @@ impl UpstreamCall {
             .await;
             let response = match outcome {
                 Ok(response) => response,
+                // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
+                Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
                 Err(error) => {
                     let message = error.describe(upstream);
                     tracing::warn!(upstream = %upstream.name(), tool = %self.local, %message, "call failed");
-                    return tool_error(message);
+                    return Ok(tool_error(message));
                 }
             };
             match response {
@@ -468,27 +470,27 @@ impl UpstreamCall {
                             link.uri = self.namespacing.expose_uri(upstream.name(), &link.uri);
                         }
                     }
-                    return CallToolResponse::Complete(result);
+                    return Ok(CallToolResponse::Complete(result));
                 }
                 CallToolResponse::InputRequired(required) => {
                     upstream_state = required.request_state.clone();
                     match answer_inputs(upstream, &route.asker, required).await {
                         Ok(responses) => input_responses = Some(responses),
-                        Err(message) => return tool_error(message),
+                        Err(message) => return Ok(tool_error(message)),
                     }
                 }
                 CallToolResponse::Task(_) | _ => {
-                    return tool_error(format!(
+                    return Ok(tool_error(format!(
                         "upstream `{}` answered with a task, which portcullis does not relay",
                         upstream.name()
-                    ));
+                    )));
                 }
             }
         }
-        tool_error(format!(
+        Ok(tool_error(format!(
             "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
             upstream.name()
-        ))
+        )))
     }
 }
 
@@ -613,9 +615,8 @@ impl ServerHandler for PortcullisServer {
             session: self.session,
             asker: asker_for(&context),
         };
-        Ok(call
-            .run(&self.gateway, &route, progress_of(&context), &context.ct)
-            .await)
+        call.run(&self.gateway, &route, progress_of(&context), &context.ct)
+            .await
     }
 
     async fn list_prompts(
