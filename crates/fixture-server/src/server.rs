@@ -6,8 +6,9 @@
 //! paginated by hand so that Portcullis has to follow cursors.
 
 use std::{
+    collections::VecDeque,
     num::NonZeroUsize,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -64,11 +65,15 @@ struct Shared {
     dynamic_tools: RwLock<Vec<String>>,
     /// Wakes every `subscriptions/listen` stream (stateless era) when the tool list changes.
     tool_list_changes: broadcast::Sender<()>,
+    /// Receivers made when a subscription is accepted, taken when it starts listening.
+    /// rmcp acknowledges a subscription before it calls `listen`; a receiver made only in
+    /// `listen` would miss a change the client makes right after the acknowledgement.
+    pending_listeners: Mutex<VecDeque<broadcast::Receiver<()>>>,
     /// Serialises appends to the outbox and the cancellation log, so lines never interleave.
     append_lock: tokio::sync::Mutex<()>,
 }
 
-/// Arguments of the echo-like `extra_N` and `add_tool` tools.
+/// Arguments of the echo-like `extra_N` tools and the tools that `add_tool` adds.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 struct TrivialArgs {
     /// Text to echo back; without it the tool answers with its own name.
@@ -90,6 +95,7 @@ impl FixtureServer {
                 prompt_router: Self::prompt_router(),
                 dynamic_tools: RwLock::new(Vec::new()),
                 tool_list_changes,
+                pending_listeners: Mutex::new(VecDeque::new()),
                 append_lock: tokio::sync::Mutex::new(()),
             }),
         }
@@ -114,14 +120,22 @@ impl FixtureServer {
         context: &RequestContext<RoleServer>,
     ) -> Result<(), String> {
         check_dynamic_tool_name(name)?;
-        if self.find_tool(name).is_some() {
-            return Err(format!("tool `{name}` already exists"));
+        let exists = || format!("tool `{name}` already exists");
+        if self.shared.tool_router.has_route(name) || self.is_extra_tool(name) {
+            return Err(exists());
         }
-        self.shared
-            .dynamic_tools
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(name.to_owned());
+        {
+            // Checked and added under one lock, so two concurrent calls cannot both add `name`.
+            let mut dynamic_tools = self
+                .shared
+                .dynamic_tools
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if dynamic_tools.iter().any(|known| known == name) {
+                return Err(exists());
+            }
+            dynamic_tools.push(name.to_owned());
+        }
         tracing::info!(tool = name, "registered dynamic tool");
 
         // Stateless-era clients learn of changes through `subscriptions/listen`; having no
@@ -163,14 +177,17 @@ impl FixtureServer {
             .clone()
     }
 
-    fn is_trivial_tool(&self, name: &str) -> bool {
-        let is_extra = name
-            .strip_prefix(EXTRA_TOOL_PREFIX)
+    fn is_extra_tool(&self, name: &str) -> bool {
+        name.strip_prefix(EXTRA_TOOL_PREFIX)
             .and_then(|index| index.parse::<usize>().ok())
+            // `extra_01` parses as 1 but is not the name of `extra_1`.
             .is_some_and(|index| {
                 index < self.shared.extra_tools && name == format!("{EXTRA_TOOL_PREFIX}{index}")
-            });
-        is_extra || self.dynamic_tool_names().iter().any(|known| known == name)
+            })
+    }
+
+    fn is_trivial_tool(&self, name: &str) -> bool {
+        self.is_extra_tool(name) || self.dynamic_tool_names().iter().any(|known| known == name)
     }
 
     fn find_tool(&self, name: &str) -> Option<Tool> {
@@ -386,12 +403,26 @@ impl ServerHandler for FixtureServer {
         &self,
         _requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
+        let receiver = self.shared.tool_list_changes.subscribe();
+        self.shared
+            .pending_listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(receiver);
         // Only tool-list changes ever happen here (`add_tool`).
         Some(SubscriptionFilter::builder().tools_list_changed().build())
     }
 
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
-        let mut changes = self.shared.tool_list_changes.subscribe();
+        // Should an acknowledgement fail, its receiver stays queued and the next subscription
+        // may start with a stale change: one spurious `list_changed`, which is harmless.
+        let pending = self
+            .shared
+            .pending_listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        let mut changes = pending.unwrap_or_else(|| self.shared.tool_list_changes.subscribe());
         loop {
             tokio::select! {
                 () = subscription.cancelled() => return Ok(()),
