@@ -8,6 +8,7 @@ mod cli;
 mod environment;
 mod faults;
 mod http_guard;
+mod interaction;
 mod relay;
 mod rust_client;
 mod support;

@@ -27,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 pub use http::serve_http;
 pub use server::PortcullisServer;
 
-use progress::ProgressRoutes;
 use server::Sessions;
 use state::StateSealer;
 use upstream::{UpstreamHandle, UpstreamState};
@@ -55,7 +54,6 @@ pub struct Gateway {
     names: Vec<UpstreamName>,
     upstreams: Vec<Arc<UpstreamHandle>>,
     sessions: Arc<Sessions>,
-    progress: Arc<ProgressRoutes>,
     states: StateSealer,
     pending: Arc<pending::PendingCalls>,
     shutdown: CancellationToken,
@@ -78,7 +76,6 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, GatewayError> {
         let sessions = Arc::new(Sessions::default());
-        let progress = Arc::new(ProgressRoutes::default());
         let upstreams: Vec<Arc<UpstreamHandle>> = config
             .upstreams
             .iter()
@@ -88,7 +85,6 @@ impl Gateway {
                     inherited,
                     config.namespacing,
                     Arc::downgrade(&sessions),
-                    progress.clone(),
                 )
             })
             .collect();
@@ -101,7 +97,6 @@ impl Gateway {
             names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
             upstreams,
             sessions,
-            progress,
             states: StateSealer::generate().map_err(GatewayError::Random)?,
             pending: Arc::default(),
             shutdown,

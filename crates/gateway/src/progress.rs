@@ -1,13 +1,13 @@
-//! Progress notifications: upstream tokens are Portcullis's own, mapped back to the client's.
+//! Progress notifications from one upstream, routed back to the client that made the call.
 //!
-//! Clients choose progress tokens per session, so two sessions may use the same one; the upstream
-//! sees a fresh token per call and the notification is routed back by it.
+//! rmcp's client gives every request it sends its own progress token, so the upstream never sees
+//! the client's token: the route is keyed by the token rmcp chose, per upstream connection, and
+//! the client's own token is put back on the way out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use rmcp::model::{NumberOrString, ProgressNotificationParam, ProgressToken};
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::service::{Peer, RoleServer};
 
 struct Route {
@@ -15,16 +15,16 @@ struct Route {
     peer: Peer<RoleServer>,
 }
 
+/// The calls of one upstream whose clients asked for progress.
 #[derive(Default)]
 pub struct ProgressRoutes {
-    next: AtomicU64,
-    routes: Mutex<HashMap<u64, Route>>,
+    routes: Mutex<HashMap<ProgressToken, Route>>,
 }
 
 /// Removes the route when the call ends.
 pub struct ProgressGuard<'a> {
     routes: &'a ProgressRoutes,
-    key: u64,
+    key: ProgressToken,
 }
 
 impl Drop for ProgressGuard<'_> {
@@ -36,34 +36,28 @@ impl Drop for ProgressGuard<'_> {
 }
 
 impl ProgressRoutes {
-    /// Allocates the upstream token for a call whose client asked for progress.
+    /// Routes progress for `upstream_token` to `peer` under the client's `token`.
     pub fn register(
         &self,
+        upstream_token: ProgressToken,
         token: ProgressToken,
         peer: Peer<RoleServer>,
-    ) -> (ProgressToken, ProgressGuard<'_>) {
-        let key = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+    ) -> ProgressGuard<'_> {
         if let Ok(mut routes) = self.routes.lock() {
-            routes.insert(key, Route { token, peer });
+            routes.insert(upstream_token.clone(), Route { token, peer });
         }
-        let upstream_token =
-            ProgressToken(NumberOrString::String(format!("portcullis-{key}").into()));
-        (upstream_token, ProgressGuard { routes: self, key })
+        ProgressGuard {
+            routes: self,
+            key: upstream_token,
+        }
     }
 
-    /// Forwards an upstream's progress to the client that owns the token; drops unknown tokens.
+    /// Forwards an upstream's progress to the client that owns the call; drops unknown tokens.
     pub async fn forward(&self, mut params: ProgressNotificationParam) {
-        let key = match &params.progress_token.0 {
-            NumberOrString::String(text) => text
-                .strip_prefix("portcullis-")
-                .and_then(|n| n.parse::<u64>().ok()),
-            NumberOrString::Number(_) => None,
-        };
-        let route = key.and_then(|key| {
-            self.routes
-                .lock()
-                .ok()
-                .and_then(|routes| routes.get(&key).map(|r| (r.token.clone(), r.peer.clone())))
+        let route = self.routes.lock().ok().and_then(|routes| {
+            routes
+                .get(&params.progress_token)
+                .map(|r| (r.token.clone(), r.peer.clone()))
         });
         let Some((token, peer)) = route else {
             tracing::debug!("progress for an unknown or finished call dropped");

@@ -1,7 +1,7 @@
 //! The client side of an upstream connection: what Portcullis does with the notifications and
 //! requests an upstream sends back (progress, list changes, its own elicitations, sampling).
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
@@ -16,18 +16,16 @@ use rmcp::model::{
 use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 
-use crate::progress::ProgressRoutes;
 use crate::upstream::UpstreamHandle;
 
 /// Handles one upstream connection's requests and notifications towards Portcullis.
 pub struct RelayClient {
     upstream: Weak<UpstreamHandle>,
-    progress: Arc<ProgressRoutes>,
 }
 
 impl RelayClient {
-    pub fn new(upstream: Weak<UpstreamHandle>, progress: Arc<ProgressRoutes>) -> Self {
-        Self { upstream, progress }
+    pub fn new(upstream: Weak<UpstreamHandle>) -> Self {
+        Self { upstream }
     }
 }
 
@@ -128,7 +126,9 @@ impl ClientHandler for RelayClient {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.progress.forward(params).await;
+        if let Some(upstream) = self.upstream.upgrade() {
+            upstream.progress.forward(params).await;
+        }
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {

@@ -16,13 +16,18 @@ use rmcp::model::{
     CompleteResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
     InputRequest, InputRequiredResult, InputResponses, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference, RequestMetaObject,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference,
     ServerCapabilities, ServerConfig,
+};
+use rmcp::model::{
+    CallToolRequest, CancelledNotificationParam, ClientRequest, CompleteRequest, GetPromptRequest,
+    ReadResourceRequest, RequestId, ServerResult,
 };
 use rmcp::service::{
     NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext,
     SubscriptionSendError, SubscriptionSink,
 };
+use rmcp::service::{PeerRequestOptions, RoleClient};
 
 use portcullis_core::Namespacing;
 use rmcp::model::{ElicitRequest, ElicitResult, InputRequests, ProgressToken, SubscriptionFilter};
@@ -174,23 +179,27 @@ impl PortcullisServer {
     }
 
     /// Forwards a request that needs no input rounds (prompts, resources, completion).
-    async fn forward<T, F, Fut>(
+    async fn forward(
         &self,
         upstream: &UpstreamHandle,
+        connection: &Connection,
         context: &RequestContext<RoleServer>,
-        send: F,
-    ) -> Result<T, ForwardError>
-    where
-        F: FnOnce(Option<RequestMetaObject>) -> Fut,
-        Fut: Future<Output = Result<T, ServiceError>>,
-    {
-        let asker = asker_for(context);
+        request: ClientRequest,
+    ) -> Result<ServerResult, McpError> {
         let route = CallRoute {
             session: self.session,
-            asker,
+            asker: asker_for(context),
         };
-        let progress = progress_of(context);
-        forward(&self.gateway, upstream, &route, progress, &context.ct, send).await
+        forward(
+            upstream,
+            connection,
+            &route,
+            progress_of(context),
+            &context.ct,
+            request,
+        )
+        .await
+        .map_err(|error| error.into_mcp(upstream))
     }
 
     /// A stateless client's call: it runs in its own task so that it can wait for answers
@@ -243,12 +252,10 @@ impl PortcullisServer {
                     session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
                     asker: Asker::Bridge(questions_tx),
                 };
-                let gateway = self.gateway.clone();
                 let progress = progress_of(context);
                 let task_cancel = cancel.clone();
-                let task = tokio::spawn(async move {
-                    call.run(&gateway, &route, progress, &task_cancel).await
-                });
+                let task =
+                    tokio::spawn(async move { call.run(&route, progress, &task_cancel).await });
                 PendingCall {
                     task,
                     questions,
@@ -349,6 +356,13 @@ impl ForwardError {
     }
 }
 
+fn unexpected(upstream: &UpstreamHandle) -> McpError {
+    McpError::internal_error(
+        ForwardError::Service(ServiceError::UnexpectedResponse).describe(upstream),
+        None,
+    )
+}
+
 fn tool_error(message: String) -> CallToolResponse {
     CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
 }
@@ -385,40 +399,65 @@ fn progress_of(context: &RequestContext<RoleServer>) -> Option<(ProgressToken, P
         .map(|token| (token, context.peer.clone()))
 }
 
+/// Sends `notifications/cancelled` upstream for a request abandoned before its answer.
+struct AbandonGuard {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let peer = self.peer.clone();
+            tokio::spawn(async move {
+                let reason = Some("cancelled by portcullis".to_owned());
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
+                    .await;
+            });
+        }
+    }
+}
+
 /// Forwards one request with the call timeout, cancellation, and progress routed back.
-async fn forward<T, F, Fut>(
-    gateway: &Gateway,
+async fn forward(
     upstream: &UpstreamHandle,
+    connection: &Connection,
     route: &CallRoute,
     progress: Option<(ProgressToken, Peer<RoleServer>)>,
     cancel: &CancellationToken,
-    send: F,
-) -> Result<T, ForwardError>
-where
-    F: FnOnce(Option<RequestMetaObject>) -> Fut,
-    Fut: Future<Output = Result<T, ServiceError>>,
-{
+    request: ClientRequest,
+) -> Result<ServerResult, ForwardError> {
     let _inflight = upstream.track_call(route.clone());
-    let mut meta = None;
-    let _progress = progress.map(|(token, peer)| {
-        let (upstream_token, guard) = gateway.progress.register(token, peer);
-        let mut object = RequestMetaObject::default();
-        object.set_progress_token(upstream_token);
-        meta = Some(object);
-        guard
+    let peer = &connection.peer;
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await
+        .map_err(ForwardError::Service)?;
+    let mut abandon = AbandonGuard {
+        peer: peer.clone(),
+        id: Some(handle.id.clone()),
+    };
+    let _progress = progress.map(|(token, client)| {
+        upstream
+            .progress
+            .register(handle.progress_token.clone(), token, client)
     });
     let timeout = upstream.spec.call_timeout;
-    tokio::select! {
+    let outcome = tokio::select! {
         _ = cancel.cancelled() => Err(ForwardError::Cancelled),
-        outcome = tokio::time::timeout(timeout, send(meta)) => match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(ForwardError::Service(error)),
+        outcome = tokio::time::timeout(timeout, handle.await_response()) => match outcome {
+            Ok(answer) => answer.map_err(ForwardError::Service),
             Err(_) => {
                 upstream.report_timeout();
                 Err(ForwardError::Timeout(timeout))
             }
         },
+    };
+    if outcome.is_ok() {
+        abandon.id = None;
     }
+    outcome
 }
 
 /// One tool call on its way to an upstream, resolved and checked.
@@ -434,7 +473,6 @@ impl UpstreamCall {
     /// Runs the call to completion, answering the upstream's input rounds through `route`.
     async fn run(
         self,
-        gateway: &Gateway,
         route: &CallRoute,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
@@ -447,12 +485,26 @@ impl UpstreamCall {
             params.arguments = self.arguments.clone();
             params.request_state = upstream_state.take();
             params.input_responses = input_responses.take();
-            let peer = self.connection.peer.clone();
-            let outcome = forward(gateway, upstream, route, progress.clone(), cancel, |meta| {
-                params.meta = meta;
-                async move { peer.call_tool_once(params).await }
-            })
-            .await;
+            let outcome = forward(
+                upstream,
+                &self.connection,
+                route,
+                progress.clone(),
+                cancel,
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            )
+            .await
+            .and_then(|result| match result {
+                ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+                ServerResult::InputRequiredResult(result) => {
+                    Ok(CallToolResponse::InputRequired(result))
+                }
+                ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+                ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
+                    CallToolResult::success(Vec::new()),
+                )),
+                _ => Err(ForwardError::Service(ServiceError::UnexpectedResponse)),
+            });
             let response = match outcome {
                 Ok(response) => response,
                 // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
@@ -615,8 +667,7 @@ impl ServerHandler for PortcullisServer {
             session: self.session,
             asker: asker_for(&context),
         };
-        call.run(&self.gateway, &route, progress_of(&context), &context.ct)
-            .await
+        call.run(&route, progress_of(&context), &context.ct).await
     }
 
     async fn list_prompts(
@@ -647,14 +698,14 @@ impl ServerHandler for PortcullisServer {
         }
         let mut params = GetPromptRequestParams::new(local.to_owned());
         params.arguments = request.arguments.clone();
-        let peer = connection.peer.clone();
-        self.forward(upstream, &context, |meta| {
-            params.meta = meta;
-            async move { peer.get_prompt(params).await }
-        })
-        .await
-        .map(GetPromptResponse::Complete)
-        .map_err(|error| error.into_mcp(upstream))
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
+        match self
+            .forward(upstream, &connection, &context, request)
+            .await?
+        {
+            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+            _ => Err(unexpected(upstream)),
+        }
     }
 
     async fn list_resources(
@@ -700,15 +751,15 @@ impl ServerHandler for PortcullisServer {
         let connection = self
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
-        let mut params = ReadResourceRequestParams::new(local.to_owned());
-        let peer = connection.peer.clone();
-        self.forward(upstream, &context, |meta| {
-            params.meta = meta;
-            async move { peer.read_resource(params).await }
-        })
-        .await
-        .map(ReadResourceResponse::Complete)
-        .map_err(|error| error.into_mcp(upstream))
+        let params = ReadResourceRequestParams::new(local.to_owned());
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
+        match self
+            .forward(upstream, &connection, &context, request)
+            .await?
+        {
+            ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
+            _ => Err(unexpected(upstream)),
+        }
     }
 
     async fn complete(
@@ -754,12 +805,14 @@ impl ServerHandler for PortcullisServer {
         let connection = self
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
-        let peer = connection.peer.clone();
-        self.forward(upstream, &context, |meta| {
-            request.meta = meta;
-            async move { peer.complete(request).await }
-        })
-        .await
-        .map_err(|error| error.into_mcp(upstream))
+        request.meta = None;
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(request));
+        match self
+            .forward(upstream, &connection, &context, request)
+            .await?
+        {
+            ServerResult::CompleteResult(result) => Ok(result),
+            _ => Err(unexpected(upstream)),
+        }
     }
 }

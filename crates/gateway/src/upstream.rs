@@ -83,7 +83,8 @@ pub struct UpstreamHandle {
     /// Set when a call timed out: the supervisor probes the upstream and restarts it if it hangs.
     suspect: tokio::sync::Notify,
     sessions: Weak<Sessions>,
-    progress: Arc<ProgressRoutes>,
+    /// Where this upstream's progress notifications go.
+    pub progress: ProgressRoutes,
 }
 
 /// Removes a call from the in-flight table when the call ends, however it ends.
@@ -106,7 +107,6 @@ impl UpstreamHandle {
         inherited: &BTreeMap<String, String>,
         namespacing: Namespacing,
         sessions: Weak<Sessions>,
-        progress: Arc<ProgressRoutes>,
     ) -> Arc<Self> {
         let mut child_env = BTreeMap::new();
         if let UpstreamTransport::Stdio {
@@ -129,7 +129,7 @@ impl UpstreamHandle {
             next_call: AtomicU64::new(1),
             suspect: tokio::sync::Notify::new(),
             sessions,
-            progress,
+            progress: ProgressRoutes::default(),
         })
     }
 
@@ -332,7 +332,7 @@ impl UpstreamHandle {
     }
 
     async fn connect(self: &Arc<Self>) -> Result<RunningService<RoleClient, RelayClient>, String> {
-        let relay = RelayClient::new(Arc::downgrade(self), self.progress.clone());
+        let relay = RelayClient::new(Arc::downgrade(self));
         let lifecycle = ClientLifecycleMode::Auto {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),

@@ -1,0 +1,194 @@
+//! What passes between the person and an upstream during a call, with rmcp's client: the
+//! upstream's own questions (labelled with its name, in both eras), progress, and cancellation.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::ClientHandler;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
+    ElicitationAction, Implementation, NumberOrString, ProgressNotificationParam, ProgressToken,
+    ProtocolVersion, RequestMetaObject,
+};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext, RoleClient,
+};
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+
+use crate::rust_client::text;
+use crate::support::{Scratch, bin, fixture_server, toml_array};
+
+/// A client that answers every question with `accept, confirm=true` and records what it saw.
+#[derive(Clone, Default)]
+struct Person {
+    questions: Arc<Mutex<Vec<String>>>,
+    progress: Arc<Mutex<Vec<f64>>>,
+}
+
+impl ClientHandler for Person {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            serde_json::from_value::<ClientCapabilities>(json!({"elicitation": {"form": {}}}))
+                .unwrap_or_default(),
+            Implementation::new("e2e-person", "1"),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let message = match &request {
+            ElicitRequestParams::FormElicitationParams { message, .. }
+            | ElicitRequestParams::UrlElicitationParams { message, .. } => message.clone(),
+            _ => String::new(),
+        };
+        if let Ok(mut questions) = self.questions.lock() {
+            questions.push(message);
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"confirm": true})))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.push(params.progress);
+        }
+    }
+}
+
+async fn start(
+    config: &std::path::Path,
+    person: Person,
+    lifecycle: ClientLifecycleMode,
+) -> rmcp::service::RunningService<RoleClient, Person> {
+    let mut command = tokio::process::Command::new(bin("portcullis"));
+    command.args(["serve", "--config"]).arg(config);
+    let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
+    let client = person
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect: {e}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while client
+        .list_all_tools()
+        .await
+        .map(|t| t.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no tools within 20s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client
+}
+
+fn config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
+    let work = scratch.sub("work");
+    let config = scratch.config(&format!(
+        "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
+        toml_array(&fixture_server(&work, &[]))
+    ));
+    (config, work)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstreams_question_reaches_the_person_labelled_in_both_eras() {
+    for lifecycle in [
+        ClientLifecycleMode::Initialize,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    ] {
+        let scratch = Scratch::new();
+        let (config, _) = config(&scratch);
+        let person = Person::default();
+        let client = start(&config, person.clone(), lifecycle.clone()).await;
+        // rmcp's client drives input-required rounds through the handler in the stateless era.
+        let result = client
+            .call_tool(
+                CallToolRequestParams::new("fx.ask").with_arguments(
+                    json!({"question": "Proceed?"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{lifecycle:?}: {e}"));
+        assert_eq!(
+            text(&result),
+            "answer: accept confirm=true",
+            "{lifecycle:?}"
+        );
+        let questions = person
+            .questions
+            .lock()
+            .map(|q| q.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            questions,
+            vec!["[upstream `fx` asks] Proceed?".to_owned()],
+            "{lifecycle:?}"
+        );
+        client.cancel().await.ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_reaches_the_caller_and_cancellation_reaches_the_upstream() {
+    let scratch = Scratch::new();
+    let (config, work) = config(&scratch);
+    let person = Person::default();
+    let client = start(&config, person.clone(), ClientLifecycleMode::Initialize).await;
+
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::String("mine".into())));
+    let mut params = CallToolRequestParams::new("fx.slow").with_arguments(
+        json!({"ms": 500, "steps": 5})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    params.meta = Some(meta);
+    let result = client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("slow: {e}"));
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let progress = person
+        .progress
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    assert_eq!(progress, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+
+    // Abandoning the call sends notifications/cancelled; Portcullis cancels the upstream call.
+    let params = CallToolRequestParams::new("fx.slow").with_arguments(
+        json!({"ms": 20_000, "steps": 20})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(700), client.call_tool(params)).await;
+    assert!(abandoned.is_err(), "the slow call should still be running");
+    let log = work.join("cancelled.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upstream never saw the cancellation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.cancel().await.ok();
+}
