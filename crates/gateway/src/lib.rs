@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod ask;
+mod call;
 mod http;
 mod pending;
 mod progress;
 mod relay;
 mod server;
+mod sessions;
 mod state;
 mod upstream;
 
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use http::serve_http;
 pub use server::PortcullisServer;
 
-use server::Sessions;
+use sessions::Sessions;
 use state::StateSealer;
 use upstream::{UpstreamHandle, UpstreamState};
 

@@ -4,98 +4,30 @@
 //! back. Lists are served from each upstream's cached catalog, merged in configuration order and
 //! paginated by Portcullis itself, so an upstream that is down simply contributes nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
-use rmcp::ServiceError;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
-    CompleteResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
-    InputRequest, InputRequiredResult, InputResponses, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    ServerCapabilities, ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, ElicitRequest, ElicitResult, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InputRequest, InputRequests,
+    InputRequiredResult, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressToken, ProtocolVersion,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ServerCapabilities, ServerConfig, ServerResult, SubscriptionFilter,
 };
-use rmcp::model::{
-    CallToolRequest, CancelledNotificationParam, ClientRequest, CompleteRequest, GetPromptRequest,
-    ReadResourceRequest, RequestId, ServerResult,
-};
-use rmcp::service::{
-    NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext,
-    SubscriptionSendError, SubscriptionSink,
-};
-use rmcp::service::{PeerRequestOptions, RoleClient};
-
-use portcullis_core::Namespacing;
-use rmcp::model::{ElicitRequest, ElicitResult, InputRequests, ProgressToken, SubscriptionFilter};
+use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
 use crate::ask::{Asker, Question};
+use crate::call::{UpstreamCall, forward, tool_error, unexpected};
 use crate::pending::PendingCall;
-use crate::relay::label_elicitation;
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
-
-/// How many input-required rounds Portcullis drives for a session-era client before giving up.
-const MAX_INPUT_ROUNDS: usize = 10;
-
-/// The clients that can be told when lists change: session-era peers, and stateless clients
-/// holding a `subscriptions/listen` request open.
-#[derive(Default)]
-pub struct Sessions {
-    peers: Mutex<Vec<(u64, Peer<RoleServer>)>>,
-    listeners: Mutex<Vec<SubscriptionSink>>,
-}
-
-impl Sessions {
-    fn register(&self, session: u64, peer: Peer<RoleServer>) {
-        if let Ok(mut peers) = self.peers.lock() {
-            peers.retain(|(_, p)| !p.is_transport_closed());
-            peers.push((session, peer));
-        }
-    }
-
-    /// Tells every connected session-era client that tools, prompts and resources may have
-    /// changed.
-    pub async fn broadcast_list_changed(&self) {
-        let peers: Vec<Peer<RoleServer>> = match self.peers.lock() {
-            Ok(mut peers) => {
-                peers.retain(|(_, p)| !p.is_transport_closed());
-                peers.iter().map(|(_, p)| p.clone()).collect()
-            }
-            Err(_) => return,
-        };
-        for peer in peers {
-            let _ = peer.notify_tool_list_changed().await;
-            let _ = peer.notify_prompt_list_changed().await;
-            let _ = peer.notify_resource_list_changed().await;
-        }
-        let listeners: Vec<SubscriptionSink> = match self.listeners.lock() {
-            Ok(listeners) => listeners.clone(),
-            Err(_) => return,
-        };
-        for sink in listeners {
-            // A sink refuses kinds its client did not ask for; only a closed one is dropped.
-            let outcomes = [
-                sink.notify_tool_list_changed().await,
-                sink.notify_prompt_list_changed().await,
-                sink.notify_resource_list_changed().await,
-            ];
-            if outcomes
-                .iter()
-                .any(|o| matches!(o, Err(SubscriptionSendError::SubscriptionClosed)))
-                && let Ok(mut listeners) = self.listeners.lock()
-            {
-                listeners.retain(|s| s.id() != sink.id());
-            }
-        }
-    }
-}
 
 /// The server handler for one downstream session.
 #[derive(Clone)]
@@ -316,62 +248,11 @@ impl PortcullisServer {
     }
 }
 
-/// Why a forwarded request produced no answer.
-enum ForwardError {
-    Cancelled,
-    Timeout(Duration),
-    Service(ServiceError),
-}
-
-impl ForwardError {
-    /// The message for the client; upstream protocol errors pass through unchanged.
-    fn into_mcp(self, upstream: &UpstreamHandle) -> McpError {
-        match self {
-            ForwardError::Service(ServiceError::McpError(error)) => error,
-            other => McpError::internal_error(other.describe(upstream), None),
-        }
-    }
-
-    fn describe(&self, upstream: &UpstreamHandle) -> String {
-        let name = upstream.name();
-        match self {
-            ForwardError::Cancelled => "the request was cancelled".to_owned(),
-            ForwardError::Timeout(limit) => format!(
-                "upstream `{name}` did not answer within {}s; the request was cancelled",
-                limit.as_secs()
-            ),
-            ForwardError::Service(ServiceError::McpError(error)) => {
-                format!("upstream `{name}` returned an error: {}", error.message)
-            }
-            ForwardError::Service(
-                ServiceError::TransportClosed | ServiceError::TransportSend(_),
-            ) => format!(
-                "upstream `{name}` closed the connection during the request; it is being restarted"
-            ),
-            ForwardError::Service(ServiceError::UnexpectedResponse) => {
-                format!("upstream `{name}` sent a response that is not valid for this request")
-            }
-            ForwardError::Service(error) => format!("upstream `{name}` failed: {error}"),
-        }
-    }
-}
-
-fn unexpected(upstream: &UpstreamHandle) -> McpError {
-    McpError::internal_error(
-        ForwardError::Service(ServiceError::UnexpectedResponse).describe(upstream),
-        None,
-    )
-}
-
-fn tool_error(message: String) -> CallToolResponse {
-    CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
-}
-
 /// The key under which Portcullis's relayed question and its answer travel.
 const ANSWER_KEY: &str = "elicitation";
 
 /// What a sealed `requestState` is bound to: the exposed tool and its exact arguments.
-fn binding(tool: &str, arguments: Option<&rmcp::model::JsonObject>) -> String {
+fn binding(tool: &str, arguments: Option<&JsonObject>) -> String {
     // serde_json's map keeps keys sorted, so equal arguments give equal text.
     let arguments = arguments
         .map(|a| serde_json::to_string(a).unwrap_or_default())
@@ -397,181 +278,6 @@ fn progress_of(context: &RequestContext<RoleServer>) -> Option<(ProgressToken, P
         .meta
         .get_progress_token()
         .map(|token| (token, context.peer.clone()))
-}
-
-/// Sends `notifications/cancelled` upstream for a request abandoned before its answer.
-struct AbandonGuard {
-    peer: Peer<RoleClient>,
-    id: Option<RequestId>,
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let peer = self.peer.clone();
-            tokio::spawn(async move {
-                let reason = Some("cancelled by portcullis".to_owned());
-                let _ = peer
-                    .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
-                    .await;
-            });
-        }
-    }
-}
-
-/// Forwards one request with the call timeout, cancellation, and progress routed back.
-async fn forward(
-    upstream: &UpstreamHandle,
-    connection: &Connection,
-    route: &CallRoute,
-    progress: Option<(ProgressToken, Peer<RoleServer>)>,
-    cancel: &CancellationToken,
-    request: ClientRequest,
-) -> Result<ServerResult, ForwardError> {
-    let _inflight = upstream.track_call(route.clone());
-    let peer = &connection.peer;
-    let handle = peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await
-        .map_err(ForwardError::Service)?;
-    let mut abandon = AbandonGuard {
-        peer: peer.clone(),
-        id: Some(handle.id.clone()),
-    };
-    let _progress = progress.map(|(token, client)| {
-        upstream
-            .progress
-            .register(handle.progress_token.clone(), token, client)
-    });
-    let timeout = upstream.spec.call_timeout;
-    let outcome = tokio::select! {
-        _ = cancel.cancelled() => Err(ForwardError::Cancelled),
-        outcome = tokio::time::timeout(timeout, handle.await_response()) => match outcome {
-            Ok(answer) => answer.map_err(ForwardError::Service),
-            Err(_) => {
-                upstream.report_timeout();
-                Err(ForwardError::Timeout(timeout))
-            }
-        },
-    };
-    if outcome.is_ok() {
-        abandon.id = None;
-    }
-    outcome
-}
-
-/// One tool call on its way to an upstream, resolved and checked.
-struct UpstreamCall {
-    upstream: Arc<UpstreamHandle>,
-    connection: Arc<Connection>,
-    local: String,
-    arguments: Option<rmcp::model::JsonObject>,
-    namespacing: Namespacing,
-}
-
-impl UpstreamCall {
-    /// Runs the call to completion, answering the upstream's input rounds through `route`.
-    async fn run(
-        self,
-        route: &CallRoute,
-        progress: Option<(ProgressToken, Peer<RoleServer>)>,
-        cancel: &CancellationToken,
-    ) -> Result<CallToolResponse, McpError> {
-        let upstream = &*self.upstream;
-        let mut upstream_state = None;
-        let mut input_responses = None;
-        for _round in 0..MAX_INPUT_ROUNDS {
-            let mut params = CallToolRequestParams::new(self.local.clone());
-            params.arguments = self.arguments.clone();
-            params.request_state = upstream_state.take();
-            params.input_responses = input_responses.take();
-            let outcome = forward(
-                upstream,
-                &self.connection,
-                route,
-                progress.clone(),
-                cancel,
-                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
-            )
-            .await
-            .and_then(|result| match result {
-                ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
-                ServerResult::InputRequiredResult(result) => {
-                    Ok(CallToolResponse::InputRequired(result))
-                }
-                ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
-                ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
-                    CallToolResult::success(Vec::new()),
-                )),
-                _ => Err(ForwardError::Service(ServiceError::UnexpectedResponse)),
-            });
-            let response = match outcome {
-                Ok(response) => response,
-                // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
-                Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
-                Err(error) => {
-                    let message = error.describe(upstream);
-                    tracing::warn!(upstream = %upstream.name(), tool = %self.local, %message, "call failed");
-                    return Ok(tool_error(message));
-                }
-            };
-            match response {
-                CallToolResponse::Complete(mut result) => {
-                    for block in &mut result.content {
-                        if let ContentBlock::ResourceLink(link) = block {
-                            link.uri = self.namespacing.expose_uri(upstream.name(), &link.uri);
-                        }
-                    }
-                    return Ok(CallToolResponse::Complete(result));
-                }
-                CallToolResponse::InputRequired(required) => {
-                    upstream_state = required.request_state.clone();
-                    match answer_inputs(upstream, &route.asker, required).await {
-                        Ok(responses) => input_responses = Some(responses),
-                        Err(message) => return Ok(tool_error(message)),
-                    }
-                }
-                CallToolResponse::Task(_) | _ => {
-                    return Ok(tool_error(format!(
-                        "upstream `{}` answered with a task, which portcullis does not relay",
-                        upstream.name()
-                    )));
-                }
-            }
-        }
-        Ok(tool_error(format!(
-            "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
-            upstream.name()
-        )))
-    }
-}
-
-/// Answers an upstream's input-required round: its questions go to the person, labelled.
-async fn answer_inputs(
-    upstream: &UpstreamHandle,
-    asker: &Asker,
-    required: InputRequiredResult,
-) -> Result<InputResponses, String> {
-    let mut responses = InputResponses::new();
-    for (key, request) in required.input_requests.unwrap_or_default() {
-        let response = match request {
-            InputRequest::Elicitation(request) => {
-                let answer = asker
-                    .ask(label_elicitation(upstream.name().as_str(), request.params))
-                    .await?;
-                serde_json::to_value(answer).map_err(|e| e.to_string())?
-            }
-            InputRequest::ListRoots(_) => serde_json::json!({ "roots": [] }),
-            InputRequest::CreateMessage(_) | _ => {
-                return Err(format!(
-                    "upstream `{}` asked for input that portcullis does not relay",
-                    upstream.name()
-                ));
-            }
-        };
-        responses.insert(key, response);
-    }
-    Ok(responses)
 }
 
 impl ServerHandler for PortcullisServer {
@@ -616,7 +322,7 @@ impl ServerHandler for PortcullisServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.gateway.sessions.register(self.session, context.peer);
+        self.gateway.sessions.register(context.peer);
     }
 
     async fn list_tools(

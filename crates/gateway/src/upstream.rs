@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ask::Asker;
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
-use crate::server::Sessions;
+use crate::sessions::Sessions;
 
 /// Shortest and longest wait before restarting a failed upstream.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);

@@ -1,0 +1,253 @@
+//! One request on its way to an upstream: timeout, cancellation, progress routed back, and the
+//! upstream's input-required rounds answered by the person through the caller's [`Asker`].
+//!
+//! Every failure at or beyond the upstream becomes a [`ForwardError`]; the server turns it into a
+//! tool error that names the upstream (clients show those to the person) or, for the upstream's
+//! own JSON-RPC errors, passes it through unchanged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::Namespacing;
+use rmcp::ErrorData as McpError;
+use rmcp::ServiceError;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
+    CancelledNotificationParam, ClientRequest, ContentBlock, InputRequest, InputRequiredResult,
+    InputResponses, JsonObject, ProgressToken, RequestId, ServerResult,
+};
+use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
+use tokio_util::sync::CancellationToken;
+
+use crate::ask::Asker;
+use crate::relay::label_elicitation;
+use crate::upstream::{CallRoute, Connection, UpstreamHandle};
+
+/// How many input-required rounds Portcullis drives for one call before giving up.
+const MAX_INPUT_ROUNDS: usize = 10;
+
+/// Why a forwarded request produced no answer.
+pub enum ForwardError {
+    Cancelled,
+    Timeout(Duration),
+    Service(ServiceError),
+}
+
+impl ForwardError {
+    /// The message for the client; upstream protocol errors pass through unchanged.
+    pub fn into_mcp(self, upstream: &UpstreamHandle) -> McpError {
+        match self {
+            ForwardError::Service(ServiceError::McpError(error)) => error,
+            other => McpError::internal_error(other.describe(upstream), None),
+        }
+    }
+
+    pub fn describe(&self, upstream: &UpstreamHandle) -> String {
+        let name = upstream.name();
+        match self {
+            ForwardError::Cancelled => "the request was cancelled".to_owned(),
+            ForwardError::Timeout(limit) => format!(
+                "upstream `{name}` did not answer within {}s; the request was cancelled",
+                limit.as_secs()
+            ),
+            ForwardError::Service(ServiceError::McpError(error)) => {
+                format!("upstream `{name}` returned an error: {}", error.message)
+            }
+            ForwardError::Service(
+                ServiceError::TransportClosed | ServiceError::TransportSend(_),
+            ) => format!(
+                "upstream `{name}` closed the connection during the request; it is being restarted"
+            ),
+            ForwardError::Service(ServiceError::UnexpectedResponse) => {
+                format!("upstream `{name}` sent a response that is not valid for this request")
+            }
+            ForwardError::Service(error) => format!("upstream `{name}` failed: {error}"),
+        }
+    }
+}
+
+pub fn unexpected(upstream: &UpstreamHandle) -> McpError {
+    McpError::internal_error(
+        ForwardError::Service(ServiceError::UnexpectedResponse).describe(upstream),
+        None,
+    )
+}
+
+pub fn tool_error(message: String) -> CallToolResponse {
+    CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
+}
+
+/// Sends `notifications/cancelled` upstream for a request abandoned before its answer.
+struct AbandonGuard {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let peer = self.peer.clone();
+            tokio::spawn(async move {
+                let reason = Some("cancelled by portcullis".to_owned());
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
+                    .await;
+            });
+        }
+    }
+}
+
+/// Forwards one request with the call timeout, cancellation, and progress routed back.
+pub async fn forward(
+    upstream: &UpstreamHandle,
+    connection: &Connection,
+    route: &CallRoute,
+    progress: Option<(ProgressToken, Peer<RoleServer>)>,
+    cancel: &CancellationToken,
+    request: ClientRequest,
+) -> Result<ServerResult, ForwardError> {
+    let _inflight = upstream.track_call(route.clone());
+    let peer = &connection.peer;
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await
+        .map_err(ForwardError::Service)?;
+    let mut abandon = AbandonGuard {
+        peer: peer.clone(),
+        id: Some(handle.id.clone()),
+    };
+    let _progress = progress.map(|(token, client)| {
+        upstream
+            .progress
+            .register(handle.progress_token.clone(), token, client)
+    });
+    let timeout = upstream.spec.call_timeout;
+    let outcome = tokio::select! {
+        _ = cancel.cancelled() => Err(ForwardError::Cancelled),
+        outcome = tokio::time::timeout(timeout, handle.await_response()) => match outcome {
+            Ok(answer) => answer.map_err(ForwardError::Service),
+            Err(_) => {
+                upstream.report_timeout();
+                Err(ForwardError::Timeout(timeout))
+            }
+        },
+    };
+    if outcome.is_ok() {
+        abandon.id = None;
+    }
+    outcome
+}
+
+/// One tool call on its way to an upstream, resolved and checked.
+pub struct UpstreamCall {
+    pub upstream: Arc<UpstreamHandle>,
+    pub connection: Arc<Connection>,
+    pub local: String,
+    pub arguments: Option<JsonObject>,
+    pub namespacing: Namespacing,
+}
+
+impl UpstreamCall {
+    /// Runs the call to completion, answering the upstream's input rounds through `route`.
+    pub async fn run(
+        self,
+        route: &CallRoute,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResponse, McpError> {
+        let upstream = &*self.upstream;
+        let mut upstream_state = None;
+        let mut input_responses = None;
+        for _round in 0..MAX_INPUT_ROUNDS {
+            let mut params = CallToolRequestParams::new(self.local.clone());
+            params.arguments = self.arguments.clone();
+            params.request_state = upstream_state.take();
+            params.input_responses = input_responses.take();
+            let outcome = forward(
+                upstream,
+                &self.connection,
+                route,
+                progress.clone(),
+                cancel,
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            )
+            .await
+            .and_then(|result| match result {
+                ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+                ServerResult::InputRequiredResult(result) => {
+                    Ok(CallToolResponse::InputRequired(result))
+                }
+                ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+                ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
+                    CallToolResult::success(Vec::new()),
+                )),
+                _ => Err(ForwardError::Service(ServiceError::UnexpectedResponse)),
+            });
+            let response = match outcome {
+                Ok(response) => response,
+                // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
+                Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
+                Err(error) => {
+                    let message = error.describe(upstream);
+                    tracing::warn!(upstream = %upstream.name(), tool = %self.local, %message, "call failed");
+                    return Ok(tool_error(message));
+                }
+            };
+            match response {
+                CallToolResponse::Complete(mut result) => {
+                    for block in &mut result.content {
+                        if let ContentBlock::ResourceLink(link) = block {
+                            link.uri = self.namespacing.expose_uri(upstream.name(), &link.uri);
+                        }
+                    }
+                    return Ok(CallToolResponse::Complete(result));
+                }
+                CallToolResponse::InputRequired(required) => {
+                    upstream_state = required.request_state.clone();
+                    match answer_inputs(upstream, &route.asker, required).await {
+                        Ok(responses) => input_responses = Some(responses),
+                        Err(message) => return Ok(tool_error(message)),
+                    }
+                }
+                CallToolResponse::Task(_) | _ => {
+                    return Ok(tool_error(format!(
+                        "upstream `{}` answered with a task, which portcullis does not relay",
+                        upstream.name()
+                    )));
+                }
+            }
+        }
+        Ok(tool_error(format!(
+            "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
+            upstream.name()
+        )))
+    }
+}
+
+/// Answers an upstream's input-required round: its questions go to the person, labelled.
+async fn answer_inputs(
+    upstream: &UpstreamHandle,
+    asker: &Asker,
+    required: InputRequiredResult,
+) -> Result<InputResponses, String> {
+    let mut responses = InputResponses::new();
+    for (key, request) in required.input_requests.unwrap_or_default() {
+        let response = match request {
+            InputRequest::Elicitation(request) => {
+                let answer = asker
+                    .ask(label_elicitation(upstream.name().as_str(), request.params))
+                    .await?;
+                serde_json::to_value(answer).map_err(|e| e.to_string())?
+            }
+            InputRequest::ListRoots(_) => serde_json::json!({ "roots": [] }),
+            InputRequest::CreateMessage(_) | _ => {
+                return Err(format!(
+                    "upstream `{}` asked for input that portcullis does not relay",
+                    upstream.name()
+                ));
+            }
+        };
+        responses.insert(key, response);
+    }
+    Ok(responses)
+}
