@@ -9,7 +9,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
     ElicitationAction, Implementation, NumberOrString, ProgressNotificationParam, ProgressToken,
-    ProtocolVersion, RequestMetaObject,
+    ProtocolVersion, RequestMetaObject, ServerNotification, SubscriptionFilter,
 };
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext, RoleClient,
@@ -25,6 +25,7 @@ use crate::support::{Scratch, bin, fixture_server, toml_array};
 struct Person {
     questions: Arc<Mutex<Vec<String>>>,
     progress: Arc<Mutex<Vec<f64>>>,
+    tool_list_changes: Arc<Mutex<usize>>,
 }
 
 impl ClientHandler for Person {
@@ -50,6 +51,12 @@ impl ClientHandler for Person {
             questions.push(message);
         }
         Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"confirm": true})))
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Ok(mut changes) = self.tool_list_changes.lock() {
+            *changes += 1;
+        }
     }
 
     async fn on_progress(
@@ -91,7 +98,7 @@ async fn start(
     client
 }
 
-fn config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
+fn fixture_config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let work = scratch.sub("work");
     let config = scratch.config(&format!(
         "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
@@ -109,7 +116,7 @@ async fn an_upstreams_question_reaches_the_person_labelled_in_both_eras() {
         },
     ] {
         let scratch = Scratch::new();
-        let (config, _) = config(&scratch);
+        let (config, _) = fixture_config(&scratch);
         let person = Person::default();
         let client = start(&config, person.clone(), lifecycle.clone()).await;
         // rmcp's client drives input-required rounds through the handler in the stateless era.
@@ -146,7 +153,7 @@ async fn an_upstreams_question_reaches_the_person_labelled_in_both_eras() {
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_reaches_the_caller_and_cancellation_reaches_the_upstream() {
     let scratch = Scratch::new();
-    let (config, work) = config(&scratch);
+    let (config, work) = fixture_config(&scratch);
     let person = Person::default();
     let client = start(&config, person.clone(), ClientLifecycleMode::Initialize).await;
 
@@ -190,5 +197,106 @@ async fn progress_reaches_the_caller_and_cancellation_reaches_the_upstream() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    client.cancel().await.ok();
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_upstream_tool_is_announced_and_listed_in_both_eras() {
+    // Session era: the client is told through notifications/tools/list_changed.
+    let scratch = Scratch::new();
+    let (config, _) = fixture_config(&scratch);
+    let person = Person::default();
+    let client = start(&config, person.clone(), ClientLifecycleMode::Initialize).await;
+    let before = *person
+        .tool_list_changes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("fx.add_tool").with_arguments(
+                json!({"name": "fresh"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("add_tool: {e}"));
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let changes = person.tool_list_changes.clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            changes.lock().map(|c| *c > before).unwrap_or(false)
+        })
+        .await,
+        "no tools/list_changed reached the client"
+    );
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"fx.fresh".to_owned()), "{names:?}");
+    client.cancel().await.ok();
+
+    // Stateless era: the client holds subscriptions/listen open and hears the change there.
+    let scratch = Scratch::new();
+    let (config, _) = fixture_config(&scratch);
+    let client = start(
+        &config,
+        Person::default(),
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await;
+    let mut subscription = client
+        .peer()
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await
+        .unwrap_or_else(|e| panic!("subscriptions/listen: {e}"));
+    client
+        .call_tool(
+            CallToolRequestParams::new("fx.add_tool").with_arguments(
+                json!({"name": "later"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("add_tool: {e}"));
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match subscription.next().await {
+                Ok(Some(ServerNotification::ToolListChangedNotification(_))) => return true,
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "no tools list change on the subscription");
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"fx.later".to_owned()), "{names:?}");
     client.cancel().await.ok();
 }

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::{Namespacing, UpstreamName};
-use rmcp::model::{Prompt, ProtocolVersion, Resource, ResourceTemplate, Tool};
+use rmcp::model::{
+    Prompt, ProtocolVersion, Resource, ResourceTemplate, ServerNotification, SubscriptionFilter,
+    Tool,
+};
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -292,7 +295,46 @@ impl UpstreamHandle {
         if let Some(sessions) = self.sessions.upgrade() {
             sessions.broadcast_list_changed().await;
         }
+        if protocol_version.as_str() >= ProtocolVersion::V_2026_07_28.as_str() {
+            self.listen_for_changes(&connection).await;
+        }
         self.watch(service, &connection).await
+    }
+
+    /// A stateless upstream announces list changes only on a `subscriptions/listen` stream
+    /// (session-era upstreams notify through the client handler instead).
+    async fn listen_for_changes(self: &Arc<Self>, connection: &Arc<Connection>) {
+        let filter = SubscriptionFilter::builder()
+            .tools_list_changed()
+            .prompts_list_changed()
+            .resources_list_changed()
+            .build();
+        let mut subscription = match connection.peer.listen(filter).await {
+            Ok(subscription) => subscription,
+            Err(error) => {
+                tracing::info!(upstream = %self.name(), %error, "upstream offers no list-change subscription");
+                return;
+            }
+        };
+        let upstream = Arc::downgrade(self);
+        let connection = Arc::downgrade(connection);
+        tokio::spawn(async move {
+            while let Ok(Some(notification)) = subscription.next().await {
+                let changed = matches!(
+                    notification,
+                    ServerNotification::ToolListChangedNotification(_)
+                        | ServerNotification::PromptListChangedNotification(_)
+                        | ServerNotification::ResourceListChangedNotification(_)
+                );
+                let (Some(upstream), Some(connection)) = (upstream.upgrade(), connection.upgrade())
+                else {
+                    return;
+                };
+                if changed {
+                    upstream.refresh_catalog(&connection).await;
+                }
+            }
+        });
     }
 
     /// Waits until the connection ends or a hang is detected; returns why.
