@@ -92,7 +92,17 @@ fn init_tracing(format: LogFormat) {
 fn load(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the configuration `{}`", path.display()))?;
-    portcullis_config::parse(path, &text).map_err(|errors| anyhow::anyhow!("{errors}"))
+    let config =
+        portcullis_config::parse(path, &text).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    // Relative paths in the config are relative to its directory, wherever Portcullis was
+    // started from: anchor them once, here, so a child's working directory cannot change them.
+    let absolute = std::path::absolute(path)
+        .with_context(|| format!("cannot resolve `{}`", path.display()))?;
+    Ok(if absolute == path {
+        config
+    } else {
+        portcullis_config::parse(&absolute, &text).map_err(|errors| anyhow::anyhow!("{errors}"))?
+    })
 }
 
 /// Checks what only the machine can tell: that programs and working directories exist.

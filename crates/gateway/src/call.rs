@@ -14,7 +14,7 @@ use rmcp::ServiceError;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
     CancelledNotificationParam, ClientRequest, ContentBlock, InputRequest, InputRequiredResult,
-    InputResponses, JsonObject, ProgressToken, RequestId, ServerResult,
+    InputResponses, JsonObject, ProgressToken, RequestId, ResultType, ServerResult,
 };
 use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
 use tokio_util::sync::CancellationToken;
@@ -135,7 +135,21 @@ pub async fn forward(
     if outcome.is_ok() {
         abandon.id = None;
     }
-    outcome
+    outcome.map(mark_complete)
+}
+
+/// Session-era upstreams omit `resultType`, which stateless clients require on a final result
+/// (rmcp strips it again for session-era clients).
+fn mark_complete(mut result: ServerResult) -> ServerResult {
+    let result_type = match &mut result {
+        ServerResult::CallToolResult(r) => &mut r.result_type,
+        ServerResult::ReadResourceResult(r) => &mut r.result_type,
+        ServerResult::GetPromptResult(r) => &mut r.result_type,
+        ServerResult::CompleteResult(r) => &mut r.result_type,
+        _ => return result,
+    };
+    result_type.get_or_insert(ResultType::COMPLETE);
+    result
 }
 
 /// One tool call on its way to an upstream, resolved and checked.
