@@ -9,6 +9,7 @@ mod environment;
 mod faults;
 mod http_guard;
 mod interaction;
+mod official_clients;
 mod relay;
 mod rust_client;
 mod support;

@@ -20,6 +20,7 @@ mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use portcullis_config::Config;
 use portcullis_core::{Namespacing, UpstreamName};
@@ -58,6 +59,10 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     states: StateSealer,
     pending: Arc<pending::PendingCalls>,
+    /// Set once every upstream has started or failed at least once; until then requests wait,
+    /// so a client that lists right after connecting sees every upstream that can start.
+    first_settled: AtomicBool,
+    settled: tokio::sync::Notify,
     shutdown: CancellationToken,
 }
 
@@ -93,7 +98,13 @@ impl Gateway {
         for upstream in &upstreams {
             tokio::spawn(upstream.clone().supervise(shutdown.child_token()));
         }
-        Ok(Arc::new(Self {
+        let longest_start = config
+            .upstreams
+            .iter()
+            .map(|u| u.start_timeout)
+            .max()
+            .unwrap_or_default();
+        let gateway = Arc::new(Self {
             namespacing: config.namespacing,
             page_size: config.page_size,
             names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
@@ -101,8 +112,30 @@ impl Gateway {
             sessions,
             states: StateSealer::generate().map_err(GatewayError::Random)?,
             pending: Arc::default(),
+            first_settled: AtomicBool::new(false),
+            settled: tokio::sync::Notify::new(),
             shutdown,
-        }))
+        });
+        // Starting and listing are each bounded by the start timeout.
+        let watcher = gateway.clone();
+        tokio::spawn(async move {
+            watcher.settle(longest_start * 2).await;
+            watcher.first_settled.store(true, Ordering::Release);
+            watcher.settled.notify_waiters();
+        });
+        Ok(gateway)
+    }
+
+    /// Waits until every upstream has started or failed once (immediately after that).
+    pub(crate) async fn first_settle(&self) {
+        if self.first_settled.load(Ordering::Acquire) {
+            return;
+        }
+        let notified = self.settled.notified();
+        if self.first_settled.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 
     /// Each upstream's name and status, in configuration order.

@@ -16,7 +16,7 @@ use rmcp::model::{
     InputRequiredResult, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressToken, ProtocolVersion,
     ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    ServerCapabilities, ServerConfig, ServerResult, SubscriptionFilter,
+    ResourceContents, ServerCapabilities, ServerConfig, ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::mpsc;
@@ -330,6 +330,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        self.gateway.first_settle().await;
         let (tools, next_cursor) = self.page(request.as_ref(), |c| &c.tools)?;
         let mut result =
             ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
@@ -342,6 +343,7 @@ impl ServerHandler for PortcullisServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        self.gateway.first_settle().await;
         let (upstream, local) = self.resolve_tool(&request.name)?;
         let connection = match self.ready(upstream) {
             Ok(connection) => connection,
@@ -381,6 +383,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        self.gateway.first_settle().await;
         let (prompts, next_cursor) = self.page(request.as_ref(), |c| &c.prompts)?;
         let mut result =
             ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
@@ -393,6 +396,7 @@ impl ServerHandler for PortcullisServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        self.gateway.first_settle().await;
         let unknown =
             || McpError::invalid_params(format!("unknown prompt `{}`", request.name), None);
         let (upstream, local) = self.resolve_tool(&request.name).map_err(|_| unknown())?;
@@ -419,6 +423,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.gateway.first_settle().await;
         let (resources, next_cursor) = self.page(request.as_ref(), |c| &c.resources)?;
         let mut result =
             ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
@@ -431,6 +436,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.gateway.first_settle().await;
         let (templates, next_cursor) = self.page(request.as_ref(), |c| &c.templates)?;
         let mut result = ListResourceTemplatesResult::with_all_items(templates)
             .with_cache_scope(CacheScope::Private);
@@ -443,6 +449,7 @@ impl ServerHandler for PortcullisServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        self.gateway.first_settle().await;
         let resolved = self
             .gateway
             .namespacing
@@ -463,7 +470,19 @@ impl ServerHandler for PortcullisServer {
             .forward(upstream, &connection, &context, request)
             .await?
         {
-            ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
+            ServerResult::ReadResourceResult(mut result) => {
+                // The contents name the resource as the client knows it.
+                for contents in &mut result.contents {
+                    match contents {
+                        ResourceContents::TextResourceContents { uri, .. }
+                        | ResourceContents::BlobResourceContents { uri, .. } => {
+                            *uri = self.gateway.namespacing.expose_uri(upstream.name(), uri);
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(ReadResourceResponse::Complete(result))
+            }
             _ => Err(unexpected(upstream)),
         }
     }
@@ -473,6 +492,7 @@ impl ServerHandler for PortcullisServer {
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        self.gateway.first_settle().await;
         let resolved = match &request.r#ref {
             Reference::Prompt(prompt) => self
                 .gateway
