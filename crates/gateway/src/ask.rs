@@ -1,17 +1,25 @@
-//! Asking the person at the client a question on an upstream's behalf, in either protocol era.
+//! Asking the person at the client questions on an upstream's behalf, in either protocol era.
 //!
-//! A session-era client is asked with a blocking `elicitation/create`. A stateless client cannot
-//! receive requests: the question is handed over a [`Question`] channel to the request that is
-//! waiting, which returns it as an input-required result and takes the answer from the retry.
+//! A session-era client is asked with a blocking `elicitation/create` per question. A stateless
+//! client cannot receive requests: the questions are handed, under the upstream's own keys, over
+//! a [`Question`] channel to the request that is waiting, which returns them as an
+//! input-required result and takes the answers from the retry.
 
-use rmcp::model::{ElicitRequestParams, ElicitResult, ElicitationAction};
+use rmcp::model::{
+    ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, InputRequest,
+    InputRequests, InputResponses,
+};
 use rmcp::service::{Peer, RoleServer};
 use tokio::sync::{mpsc, oneshot};
 
-/// One question for a stateless client, and where its answer goes.
+/// The key under which a single question from a session-era upstream travels to a stateless
+/// client (an upstream's own input-required rounds keep their keys).
+pub const SINGLE_KEY: &str = "elicitation";
+
+/// Questions for a stateless client (elicitations only), and where the answers go.
 pub struct Question {
-    pub params: ElicitRequestParams,
-    pub answer: oneshot::Sender<ElicitResult>,
+    pub requests: InputRequests,
+    pub answer: oneshot::Sender<InputResponses>,
 }
 
 /// Who can answer questions for a call.
@@ -25,28 +33,64 @@ pub enum Asker {
     Nobody,
 }
 
+fn declined() -> serde_json::Value {
+    serde_json::json!({ "action": "decline" })
+}
+
 impl Asker {
-    /// Asks `params` (already labelled with who asks) and returns the person's answer.
+    /// Asks one question (already labelled with who asks) and returns the person's answer.
     pub async fn ask(&self, params: ElicitRequestParams) -> Result<ElicitResult, String> {
-        match self {
-            Asker::Client(peer) => peer
+        if let Asker::Client(peer) = self {
+            return peer
                 .create_elicitation(params)
                 .await
-                .map_err(|error| format!("the client did not answer: {error}")),
+                .map_err(|error| format!("the client did not answer: {error}"));
+        }
+        let mut requests = InputRequests::new();
+        requests.insert(
+            SINGLE_KEY.to_owned(),
+            InputRequest::Elicitation(ElicitRequest::new(params)),
+        );
+        let answers = self.ask_all(requests).await?;
+        Ok(answers
+            .get(SINGLE_KEY)
+            .and_then(|value| serde_json::from_value(value.clone()).ok())
+            .unwrap_or_else(|| ElicitResult::new(ElicitationAction::Cancel)))
+    }
+
+    /// Asks several questions (elicitations, already labelled) and returns the answers by key.
+    pub async fn ask_all(&self, requests: InputRequests) -> Result<InputResponses, String> {
+        match self {
+            Asker::Client(peer) => {
+                let mut answers = InputResponses::new();
+                for (key, request) in requests {
+                    let InputRequest::Elicitation(request) = request else {
+                        continue;
+                    };
+                    let answer = peer
+                        .create_elicitation(request.params)
+                        .await
+                        .map_err(|error| format!("the client did not answer: {error}"))?;
+                    answers.insert(
+                        key,
+                        serde_json::to_value(answer).map_err(|e| e.to_string())?,
+                    );
+                }
+                Ok(answers)
+            }
             Asker::Bridge(questions) => {
                 let (answer, answered) = oneshot::channel();
                 questions
-                    .send(Question { params, answer })
+                    .send(Question { requests, answer })
                     .await
                     .map_err(|_| {
                         "the client's request ended before it could be asked".to_owned()
                     })?;
-                // A question that is never answered (expired, abandoned) counts as cancelled.
-                Ok(answered
-                    .await
-                    .unwrap_or_else(|_| ElicitResult::new(ElicitationAction::Cancel)))
+                // Questions that are never answered (expired, abandoned) count as cancelled:
+                // the upstream sees no answer and decides what that means.
+                Ok(answered.await.unwrap_or_default())
             }
-            Asker::Nobody => Ok(ElicitResult::new(ElicitationAction::Decline)),
+            Asker::Nobody => Ok(requests.into_keys().map(|key| (key, declined())).collect()),
         }
     }
 }

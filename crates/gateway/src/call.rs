@@ -13,8 +13,9 @@ use rmcp::ErrorData as McpError;
 use rmcp::ServiceError;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
-    CancelledNotificationParam, ClientRequest, ContentBlock, InputRequest, InputRequiredResult,
-    InputResponses, JsonObject, ProgressToken, RequestId, ResultType, ServerResult,
+    CancelledNotificationParam, ClientRequest, ContentBlock, InputRequest, InputRequests,
+    InputRequiredResult, InputResponses, JsonObject, ProgressToken, RequestId, ResultType,
+    ServerResult,
 };
 use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
 use tokio_util::sync::CancellationToken;
@@ -245,23 +246,28 @@ async fn answer_inputs(
     required: InputRequiredResult,
 ) -> Result<InputResponses, String> {
     let mut responses = InputResponses::new();
+    let mut questions = InputRequests::new();
     for (key, request) in required.input_requests.unwrap_or_default() {
-        let response = match request {
-            InputRequest::Elicitation(request) => {
-                let answer = asker
-                    .ask(label_elicitation(upstream.name().as_str(), request.params))
-                    .await?;
-                serde_json::to_value(answer).map_err(|e| e.to_string())?
+        match request {
+            InputRequest::Elicitation(mut request) => {
+                request.params = label_elicitation(upstream.name().as_str(), request.params);
+                questions.insert(key, InputRequest::Elicitation(request));
             }
-            InputRequest::ListRoots(_) => serde_json::json!({ "roots": [] }),
+            // Roots are Portcullis's to answer, never the client's to widen.
+            InputRequest::ListRoots(_) => {
+                responses.insert(key, serde_json::json!({ "roots": [] }));
+            }
+            // Sampling would let an upstream spend the user's model on prompts of its choosing.
             InputRequest::CreateMessage(_) | _ => {
                 return Err(format!(
-                    "upstream `{}` asked for input that portcullis does not relay",
+                    "upstream `{}` asked for input that portcullis does not relay (sampling)",
                     upstream.name()
                 ));
             }
-        };
-        responses.insert(key, response);
+        }
+    }
+    if !questions.is_empty() {
+        responses.extend(asker.ask_all(questions).await?);
     }
     Ok(responses)
 }

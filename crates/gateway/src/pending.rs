@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
-use rmcp::model::{CallToolResponse, ElicitResult};
+use rmcp::model::{CallToolResponse, InputResponses};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,8 @@ pub const PENDING_TTL: Duration = Duration::from_secs(600);
 pub struct PendingCall {
     pub task: JoinHandle<Result<CallToolResponse, McpError>>,
     pub questions: mpsc::Receiver<Question>,
-    /// Where the answer to the question last shown to the client goes.
-    pub answer: Option<oneshot::Sender<ElicitResult>>,
+    /// Where the answers to the questions last shown to the client go.
+    pub answer: Option<oneshot::Sender<InputResponses>>,
     pub cancel: CancellationToken,
 }
 

@@ -11,12 +11,12 @@ use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, ElicitRequest, ElicitResult, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResponse, Implementation, InputRequest, InputRequests,
-    InputRequiredResult, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressToken, ProtocolVersion,
-    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    ResourceContents, ServerCapabilities, ServerConfig, ServerResult, SubscriptionFilter,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, Implementation, InputRequiredResult, JsonObject, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressToken, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, Reference, ResourceContents, ServerCapabilities, ServerConfig,
+    ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::mpsc;
@@ -156,24 +156,16 @@ impl PortcullisServer {
                     .states
                     .open(sealed, &bound_to)
                     .map_err(|StateError::Invalid| refused())?;
-                let answer = request
-                    .input_responses
-                    .as_ref()
-                    .and_then(|responses| responses.get(ANSWER_KEY))
-                    .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
-                    .ok_or_else(|| {
-                        McpError::invalid_params(
-                            format!("inputResponses must carry the answer under `{ANSWER_KEY}`"),
-                            None,
-                        )
-                    })?;
+                let answers = request.input_responses.clone().ok_or_else(|| {
+                    McpError::invalid_params("a retry with requestState needs inputResponses", None)
+                })?;
                 let mut pending = self
                     .gateway
                     .pending
                     .take(round.pending)
                     .ok_or_else(refused)?;
                 if let Some(reply) = pending.answer.take() {
-                    let _ = reply.send(answer);
+                    let _ = reply.send(answers);
                 }
                 pending
             }
@@ -220,18 +212,13 @@ impl PortcullisServer {
                 tracing::error!(%error, "a call task ended abnormally");
                 Ok(tool_error("the call ended abnormally".to_owned()))
             }),
-            Event::Asked(Some(Question { params, answer })) => {
+            Event::Asked(Some(Question { requests, answer })) => {
                 pending.answer = Some(answer);
                 let id = self.gateway.pending.park(pending);
                 let state = self
                     .gateway
                     .states
                     .seal(&SealedRound { pending: id }, bound_to);
-                let mut requests = InputRequests::new();
-                requests.insert(
-                    ANSWER_KEY.to_owned(),
-                    InputRequest::Elicitation(ElicitRequest::new(params)),
-                );
                 Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
                     Some(requests),
                     Some(state),
@@ -247,9 +234,6 @@ impl PortcullisServer {
         }
     }
 }
-
-/// The key under which Portcullis's relayed question and its answer travel.
-const ANSWER_KEY: &str = "elicitation";
 
 /// What a sealed `requestState` is bound to: the exposed tool and its exact arguments.
 fn binding(tool: &str, arguments: Option<&JsonObject>) -> String {
