@@ -7,16 +7,20 @@ use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    Implementation, ProgressNotificationParam,
+    Implementation, ProgressNotificationParam, ResourceUpdatedNotificationParam,
 };
 #[expect(
     deprecated,
     reason = "sampling and roots types are deprecated upstream; we still answer them"
 )]
-use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
+use rmcp::model::{
+    CreateMessageRequestParams, CreateMessageResult, ListRootsResult,
+    LoggingMessageNotificationParam,
+};
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 
-use crate::upstream::UpstreamHandle;
+use crate::ask::Asker;
+use crate::upstream::{CallRoute, UpstreamHandle};
 
 /// Handles one upstream connection's requests and notifications towards Portcullis.
 pub struct RelayClient {
@@ -128,6 +132,43 @@ impl ClientHandler for RelayClient {
     ) {
         if let Some(upstream) = self.upstream.upgrade() {
             upstream.progress.forward(params).await;
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(upstream) = self.upstream.upgrade() {
+            upstream.resource_updated(&params.uri).await;
+        }
+    }
+
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated upstream but still sent by servers"
+    )]
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some(upstream) = self.upstream.upgrade() else {
+            return;
+        };
+        // A log line belongs to the session whose call is running; with none, or several, it
+        // stays in Portcullis's own log.
+        match upstream.route_for_upstream_request() {
+            Ok(CallRoute {
+                asker: Asker::Client(peer),
+                ..
+            }) => {
+                let _ = peer.notify_logging_message(params).await;
+            }
+            _ => {
+                tracing::debug!(upstream = %upstream.name(), data = %params.data, "upstream log message")
+            }
         }
     }
 

@@ -16,8 +16,13 @@ use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProgressToken, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
     ReadResourceResponse, Reference, ResourceContents, ServerCapabilities, ServerConfig,
-    ServerResult, SubscriptionFilter,
+    ServerResult, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
+#[expect(
+    deprecated,
+    reason = "logging and resource subscriptions are deprecated but session-era clients use them"
+)]
+use rmcp::model::{SetLevelRequest, SetLevelRequestParams, SubscribeRequest, UnsubscribeRequest};
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +67,28 @@ impl PortcullisServer {
         context
             .protocol_version()
             .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+    }
+
+    /// The upstream that owns an exposed resource URI, its connection and its own URI.
+    fn resource_owner(
+        &self,
+        exposed: &str,
+    ) -> Result<(&Arc<UpstreamHandle>, Arc<Connection>, String), McpError> {
+        let resolved = self
+            .gateway
+            .namespacing
+            .resolve_uri(&self.gateway.names, exposed)
+            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local.to_owned())));
+        let Some((upstream, local)) = resolved else {
+            return Err(McpError::resource_not_found(
+                format!("unknown resource `{exposed}`"),
+                None,
+            ));
+        };
+        let connection = self
+            .ready(upstream)
+            .map_err(|message| McpError::internal_error(message, None))?;
+        Ok((upstream, connection, local))
     }
 
     /// Lists one page of the merged catalogs.
@@ -265,6 +292,10 @@ fn progress_of(context: &RequestContext<RoleServer>) -> Option<(ProgressToken, P
 }
 
 impl ServerHandler for PortcullisServer {
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated but session-era clients still use it"
+    )]
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -274,7 +305,9 @@ impl ServerHandler for PortcullisServer {
                 .enable_prompts_list_changed()
                 .enable_resources()
                 .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .enable_completions()
+                .enable_logging()
                 .build(),
         )
         .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
@@ -469,6 +502,95 @@ impl ServerHandler for PortcullisServer {
             }
             _ => Err(unexpected(upstream)),
         }
+    }
+
+    #[expect(
+        deprecated,
+        reason = "session-era clients still subscribe and set log levels"
+    )]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.gateway.first_settle().await;
+        let (upstream, connection, local) = self.resource_owner(&request.uri)?;
+        if connection.is_stateless() {
+            upstream
+                .watch_resource(&connection, &local)
+                .await
+                .map_err(|message| McpError::internal_error(message, None))?;
+        } else {
+            let params = SubscribeRequestParams::new(local);
+            let forwarded = ClientRequest::SubscribeRequest(SubscribeRequest::new(params));
+            self.forward(upstream, &connection, &context, forwarded)
+                .await?;
+        }
+        self.gateway
+            .sessions
+            .subscribe(request.uri, self.session, context.peer.clone());
+        Ok(())
+    }
+
+    #[expect(
+        deprecated,
+        reason = "session-era clients still subscribe and set log levels"
+    )]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let (upstream, connection, local) = self.resource_owner(&request.uri)?;
+        // The upstream keeps the subscription while any session still holds it.
+        if self
+            .gateway
+            .sessions
+            .unsubscribe(&request.uri, self.session)
+        {
+            if connection.is_stateless() {
+                upstream.unwatch_resource(&local);
+                return Ok(());
+            }
+            let params = UnsubscribeRequestParams::new(local);
+            let forwarded = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(params));
+            self.forward(upstream, &connection, &context, forwarded)
+                .await?;
+        }
+        Ok(())
+    }
+
+    #[expect(
+        deprecated,
+        reason = "session-era clients still subscribe and set log levels"
+    )]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        // Log levels are per upstream connection, shared by every session: the latest wins.
+        self.gateway.first_settle().await;
+        for upstream in &self.gateway.upstreams {
+            let Some(connection) = upstream.connection() else {
+                continue;
+            };
+            let advertises = connection
+                .peer
+                .peer_info()
+                .is_some_and(|info| info.capabilities.logging.is_some());
+            if advertises && !connection.is_stateless() {
+                let params = SetLevelRequestParams::new(request.level);
+                let forwarded = ClientRequest::SetLevelRequest(SetLevelRequest::new(params));
+                if let Err(error) = self
+                    .forward(upstream, &connection, &context, forwarded)
+                    .await
+                {
+                    tracing::info!(upstream = %upstream.name(), error = %error.message, "upstream refused the log level");
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn complete(

@@ -2,17 +2,54 @@
 
 use std::sync::Mutex;
 
+use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::{Peer, RoleServer, SubscriptionSendError, SubscriptionSink};
 
 /// The clients that can be told when lists change: session-era peers, and stateless clients
 /// holding a `subscriptions/listen` request open.
 #[derive(Default)]
 pub struct Sessions {
+    /// Resource subscriptions of session-era clients: exposed URI and the subscriber.
+    subscriptions: Mutex<Vec<(String, u64, Peer<RoleServer>)>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
     pub(crate) listeners: Mutex<Vec<SubscriptionSink>>,
 }
 
 impl Sessions {
+    /// Records that `session` subscribed to the exposed `uri`.
+    pub fn subscribe(&self, uri: String, session: u64, peer: Peer<RoleServer>) {
+        if let Ok(mut subscriptions) = self.subscriptions.lock() {
+            subscriptions.retain(|(_, _, p)| !p.is_transport_closed());
+            subscriptions.push((uri, session, peer));
+        }
+    }
+
+    /// Removes `session`'s subscription to `uri`; true when no session is subscribed to it now.
+    pub fn unsubscribe(&self, uri: &str, session: u64) -> bool {
+        let Ok(mut subscriptions) = self.subscriptions.lock() else {
+            return false;
+        };
+        subscriptions.retain(|(u, s, _)| !(u == uri && *s == session));
+        !subscriptions.iter().any(|(u, _, _)| u == uri)
+    }
+
+    /// Tells the sessions subscribed to `uri` (exposed) that it changed.
+    pub async fn resource_updated(&self, uri: &str) {
+        let peers: Vec<Peer<RoleServer>> = match self.subscriptions.lock() {
+            Ok(subscriptions) => subscriptions
+                .iter()
+                .filter(|(u, _, p)| u == uri && !p.is_transport_closed())
+                .map(|(_, _, p)| p.clone())
+                .collect(),
+            Err(_) => return,
+        };
+        for peer in peers {
+            let _ = peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.to_owned()))
+                .await;
+        }
+    }
+
     /// Adds a session-era client once it has initialized.
     pub fn register(&self, peer: Peer<RoleServer>) {
         if let Ok(mut peers) = self.peers.lock() {

@@ -58,6 +58,13 @@ pub struct Connection {
     closer: CancellationToken,
 }
 
+impl Connection {
+    /// True when the upstream speaks the stateless era (2026-07-28 or later).
+    pub fn is_stateless(&self) -> bool {
+        self.protocol_version.as_str() >= ProtocolVersion::V_2026_07_28.as_str()
+    }
+}
+
 /// Where an upstream stands.
 pub enum UpstreamState {
     Starting,
@@ -88,6 +95,8 @@ pub struct UpstreamHandle {
     sessions: Weak<Sessions>,
     /// Where this upstream's progress notifications go.
     pub progress: ProgressRoutes,
+    /// Resource subscriptions held open on a stateless upstream, by its own URI.
+    watches: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 /// Removes a call from the in-flight table when the call ends, however it ends.
@@ -133,6 +142,7 @@ impl UpstreamHandle {
             suspect: tokio::sync::Notify::new(),
             sessions,
             progress: ProgressRoutes::default(),
+            watches: Mutex::new(HashMap::new()),
         })
     }
 
@@ -189,6 +199,58 @@ impl UpstreamHandle {
     /// Asks the supervisor to check that the upstream still answers.
     pub fn report_timeout(&self) {
         self.suspect.notify_one();
+    }
+
+    /// Watches one resource of a stateless upstream, which offers updates only on a
+    /// `subscriptions/listen` stream (session-era upstreams take `resources/subscribe`).
+    pub async fn watch_resource(
+        self: &Arc<Self>,
+        connection: &Connection,
+        local_uri: &str,
+    ) -> Result<(), String> {
+        let filter = SubscriptionFilter::builder()
+            .resource_subscription(local_uri.to_owned())
+            .build();
+        let mut subscription = connection.peer.listen(filter).await.map_err(|error| {
+            format!(
+                "upstream `{}` refused the subscription: {error}",
+                self.name()
+            )
+        })?;
+        let upstream = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            while let Ok(Some(notification)) = subscription.next().await {
+                let Some(upstream) = upstream.upgrade() else {
+                    return;
+                };
+                if let ServerNotification::ResourceUpdatedNotification(updated) = notification {
+                    upstream.resource_updated(&updated.params.uri).await;
+                }
+            }
+        });
+        if let Ok(mut watches) = self.watches.lock()
+            && let Some(previous) = watches.insert(local_uri.to_owned(), task)
+        {
+            previous.abort();
+        }
+        Ok(())
+    }
+
+    /// Stops watching a resource; dropping the subscription cancels its listen request.
+    pub fn unwatch_resource(&self, local_uri: &str) {
+        if let Ok(mut watches) = self.watches.lock()
+            && let Some(task) = watches.remove(local_uri)
+        {
+            task.abort();
+        }
+    }
+
+    /// The sessions that subscribed to one of this upstream's resources hear of its change.
+    pub async fn resource_updated(&self, local_uri: &str) {
+        if let Some(sessions) = self.sessions.upgrade() {
+            let exposed = self.namespacing.expose_uri(self.name(), local_uri);
+            sessions.resource_updated(&exposed).await;
+        }
     }
 
     /// Re-reads the upstream's lists and tells the clients when they changed.
@@ -295,7 +357,7 @@ impl UpstreamHandle {
         if let Some(sessions) = self.sessions.upgrade() {
             sessions.broadcast_list_changed().await;
         }
-        if protocol_version.as_str() >= ProtocolVersion::V_2026_07_28.as_str() {
+        if connection.is_stateless() {
             self.listen_for_changes(&connection).await;
         }
         self.watch(service, &connection).await

@@ -1,0 +1,211 @@
+//! The tools, resources and prompts the conformance scenarios call, as the wire shows them.
+
+use serde_json::{Value, json};
+
+/// A 1x1 red PNG.
+pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+/// A tiny WAV header with no samples.
+pub const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
+
+fn no_args() -> Value {
+    json!({ "type": "object", "properties": {} })
+}
+
+pub fn tools() -> Value {
+    let simple = [
+        ("test_simple_text", "Returns simple text"),
+        ("test_image_content", "Returns an image"),
+        ("test_audio_content", "Returns audio"),
+        ("test_embedded_resource", "Returns an embedded resource"),
+        ("test_multiple_content_types", "Returns mixed content"),
+        ("test_tool_with_logging", "Logs while it runs"),
+        ("test_error_handling", "Always fails"),
+        ("test_tool_with_progress", "Reports progress"),
+        ("test_elicitation_sep1034_defaults", "Elicits with defaults"),
+        ("test_elicitation_sep1330_enums", "Elicits with enums"),
+        (
+            "test_input_required_result_elicitation",
+            "Input required: elicitation",
+        ),
+        (
+            "test_input_required_result_sampling",
+            "Input required: sampling",
+        ),
+        (
+            "test_input_required_result_list_roots",
+            "Input required: roots",
+        ),
+        (
+            "test_input_required_result_request_state",
+            "Input required with state",
+        ),
+        (
+            "test_input_required_result_multiple_inputs",
+            "Input required: several",
+        ),
+        (
+            "test_input_required_result_multi_round",
+            "Input required: two rounds",
+        ),
+        (
+            "test_input_required_result_tampered_state",
+            "Input required: sealed state",
+        ),
+    ];
+    let mut tools: Vec<Value> = simple
+        .iter()
+        .map(|(name, description)| {
+            json!({ "name": name, "description": description, "inputSchema": no_args() })
+        })
+        .collect();
+    tools.push(json!({
+        "name": "test_sampling",
+        "description": "Asks the client's model",
+        "inputSchema": { "type": "object", "properties": { "prompt": { "type": "string" } }, "required": ["prompt"] }
+    }));
+    tools.push(json!({
+        "name": "test_elicitation",
+        "description": "Asks the user",
+        "inputSchema": { "type": "object", "properties": { "message": { "type": "string" } }, "required": ["message"] }
+    }));
+    tools.push(json!({
+        "name": "json_schema_2020_12_tool",
+        "description": "Tool with JSON Schema 2020-12 features",
+        "inputSchema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": { "address": { "type": "object", "properties": {
+                "street": { "type": "string" }, "city": { "type": "string" } } } },
+            "properties": { "name": { "type": "string" }, "address": { "$ref": "#/$defs/address" } },
+            "additionalProperties": false
+        }
+    }));
+    Value::Array(tools)
+}
+
+pub fn resources() -> Value {
+    json!([
+        { "uri": "test://static-text", "name": "static-text", "description": "A static text resource", "mimeType": "text/plain" },
+        { "uri": "test://static-binary", "name": "static-binary", "description": "A static binary resource", "mimeType": "image/png" },
+        { "uri": "test://watched-resource", "name": "watched-resource", "description": "A resource to subscribe to", "mimeType": "text/plain" }
+    ])
+}
+
+pub fn templates() -> Value {
+    json!([{ "uriTemplate": "test://template/{id}/data", "name": "template", "description": "A templated resource", "mimeType": "application/json" }])
+}
+
+pub fn prompts() -> Value {
+    json!([
+        { "name": "test_simple_prompt", "description": "A simple prompt" },
+        { "name": "test_prompt_with_arguments", "description": "A prompt with arguments", "arguments": [
+            { "name": "arg1", "description": "First argument", "required": true },
+            { "name": "arg2", "description": "Second argument", "required": true } ] },
+        { "name": "test_prompt_with_embedded_resource", "description": "A prompt with a resource", "arguments": [
+            { "name": "resourceUri", "description": "The resource to embed", "required": true } ] },
+        { "name": "test_prompt_with_image", "description": "A prompt with an image" },
+        { "name": "test_input_required_result_prompt", "description": "A prompt that needs input" }
+    ])
+}
+
+/// The content of a finished tool call, when it needs no client interaction.
+pub fn simple_result(name: &str) -> Option<Value> {
+    let content = match name {
+        "test_simple_text" => {
+            json!([{ "type": "text", "text": "This is a simple text response for testing." }])
+        }
+        "test_image_content" => json!([{ "type": "image", "data": PNG, "mimeType": "image/png" }]),
+        "test_audio_content" => json!([{ "type": "audio", "data": WAV, "mimeType": "audio/wav" }]),
+        "test_embedded_resource" => json!([{ "type": "resource", "resource": {
+            "uri": "test://embedded-resource", "mimeType": "text/plain",
+            "text": "This is an embedded resource content." } }]),
+        "test_multiple_content_types" => json!([
+            { "type": "text", "text": "Multiple content types test:" },
+            { "type": "image", "data": PNG, "mimeType": "image/png" },
+            { "type": "resource", "resource": { "uri": "test://mixed-content-resource",
+                "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}" } }
+        ]),
+        "json_schema_2020_12_tool" => json!([{ "type": "text", "text": "ok" }]),
+        "test_error_handling" => {
+            return Some(json!({ "isError": true, "content": [{ "type": "text",
+                "text": "This tool intentionally returns an error for testing" }] }));
+        }
+        _ => return None,
+    };
+    Some(json!({ "content": content }))
+}
+
+pub fn read(uri: &str) -> Option<Value> {
+    let contents = match uri {
+        "test://static-text" => json!([{ "uri": uri, "mimeType": "text/plain",
+            "text": "This is the content of the static text resource." }]),
+        "test://static-binary" => json!([{ "uri": uri, "mimeType": "image/png", "blob": PNG }]),
+        "test://watched-resource" => {
+            json!([{ "uri": uri, "mimeType": "text/plain", "text": "watched" }])
+        }
+        _ => {
+            let id = uri
+                .strip_prefix("test://template/")?
+                .strip_suffix("/data")?;
+            let text =
+                json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
+            json!([{ "uri": uri, "mimeType": "application/json", "text": text.to_string() }])
+        }
+    };
+    Some(json!({ "contents": contents }))
+}
+
+pub fn prompt(name: &str, arguments: &serde_json::Map<String, Value>) -> Option<Value> {
+    let arg = |key: &str| {
+        arguments
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let messages = match name {
+        "test_simple_prompt" => json!([{ "role": "user", "content": { "type": "text",
+            "text": "This is a simple prompt for testing." } }]),
+        "test_prompt_with_arguments" => json!([{ "role": "user", "content": { "type": "text",
+            "text": format!("Prompt with arguments: arg1='{}', arg2='{}'", arg("arg1"), arg("arg2")) } }]),
+        "test_prompt_with_embedded_resource" => json!([
+            { "role": "user", "content": { "type": "resource", "resource": { "uri": arg("resourceUri"),
+                "mimeType": "text/plain", "text": "Embedded resource content for testing." } } },
+            { "role": "user", "content": { "type": "text", "text": "Please process the embedded resource above." } }
+        ]),
+        "test_prompt_with_image" => json!([
+            { "role": "user", "content": { "type": "image", "data": PNG, "mimeType": "image/png" } },
+            { "role": "user", "content": { "type": "text", "text": "Please analyze the image above." } }
+        ]),
+        _ => return None,
+    };
+    Some(json!({ "messages": messages }))
+}
+
+pub fn elicitation_schema(tool: &str) -> Value {
+    match tool {
+        "test_elicitation_sep1034_defaults" => json!({ "type": "object", "properties": {
+            "name": { "type": "string", "default": "John Doe" },
+            "age": { "type": "integer", "default": 30 },
+            "score": { "type": "number", "default": 95.5 },
+            "status": { "type": "string", "enum": ["active", "inactive", "pending"], "default": "active" },
+            "verified": { "type": "boolean", "default": true } } }),
+        "test_elicitation_sep1330_enums" => json!({ "type": "object", "properties": {
+            "untitledSingle": { "type": "string", "enum": ["option1", "option2", "option3"] },
+            "titledSingle": { "type": "string", "oneOf": [
+                { "const": "value1", "title": "First Option" },
+                { "const": "value2", "title": "Second Option" },
+                { "const": "value3", "title": "Third Option" } ] },
+            "legacyEnum": { "type": "string", "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"] },
+            "untitledMulti": { "type": "array", "items": { "type": "string", "enum": ["option1", "option2", "option3"] } },
+            "titledMulti": { "type": "array", "items": { "anyOf": [
+                { "const": "value1", "title": "First Choice" },
+                { "const": "value2", "title": "Second Choice" },
+                { "const": "value3", "title": "Third Choice" } ] } } } }),
+        _ => json!({ "type": "object", "properties": {
+            "username": { "type": "string", "description": "User's response" },
+            "email": { "type": "string", "description": "User's email address" } },
+            "required": ["username", "email"] }),
+    }
+}
