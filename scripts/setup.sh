@@ -1,43 +1,85 @@
 #!/usr/bin/env bash
 # Installs everything Portcullis's tests and the shipped config need, from the package
-# registries only: the workspace binaries, the official MCP servers, clients and conformance suite
-# (npm, pinned by tests/node/package-lock.json, with Node 22 for the suite), and a Python venv
-# with the official Python SDK (pinned by tests/py/requirements.txt). Idempotent and quick when
-# nothing changed.
+# registries only:
+#   - tests/node/node_modules (npm ci, pinned by tests/node/package-lock.json): the official
+#     TypeScript SDK, server-everything, server-filesystem, the conformance suite 0.1.16
+#     (@modelcontextprotocol/conformance) and 0.2.0-alpha.12 (alias conformance-next), and
+#     Node 22 (npm package `node`: tests/node/node_modules/node/bin/node) which the suite needs;
+#   - .venv (pinned by tests/py/requirements.txt): the official Python SDK `mcp` and its deps;
+#   - the workspace binaries (cargo build).
+# Idempotent: each part is redone only when its pins (or the tool that installs it) change, as
+# recorded in a stamp; a run with nothing to do takes well under a second plus a no-op cargo
+# build. Prints nothing on success unless it installs something; fails loudly otherwise.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-fail() { echo "setup: $*" >&2; exit 1; }
+fail() {
+  echo "setup: $*" >&2
+  exit 1
+}
+note() { echo "setup: $*" >&2; }
+
 command -v cargo >/dev/null || fail "cargo is missing: install Rust stable with rustup"
 command -v node >/dev/null || fail "node is missing: install Node.js 20 or later"
-command -v npm >/dev/null || fail "npm is missing"
-command -v python3 >/dev/null || fail "python3 is missing: install Python 3.11 or later"
+command -v npm >/dev/null || fail "npm is missing: it comes with Node.js"
+command -v python3 >/dev/null || fail "python3 is missing: install Python 3.10 or later"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: the tests need Node.js 20 or later"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || fail "$(python3 --version 2>&1) is too old: the Python SDK needs 3.10 or later"
+python3 -c 'import venv, ensurepip' 2>/dev/null \
+  || fail "python3 cannot create venvs: install the venv module (Debian: apt-get install python3-venv)"
 
-stamp() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+# A digest of the given files plus extra words (tool versions), to decide whether to redo a part.
+stamp() {
+  local files=("$@")
+  { sha256sum "${files[@]}"; echo "$EXTRA"; } | sha256sum | cut -d' ' -f1
+}
 
-# Node packages: reinstalled only when the lockfile changes.
+# Node packages: `npm ci` (which wipes node_modules, stamp included) only when the pins change.
 node_stamp=tests/node/node_modules/.portcullis-stamp
+[ -f tests/node/package-lock.json ] || fail "tests/node/package-lock.json is missing: run 'npm install' in tests/node and commit the lockfile"
+EXTRA="node $(node --version) npm $(npm --version) $(uname -sm)"
 want=$(stamp tests/node/package.json tests/node/package-lock.json)
 if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$want" ]; then
-  echo "setup: installing Node packages (tests/node)" >&2
-  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
-    || fail "npm ci in tests/node failed"
-  tests/node/node_modules/node/bin/node --version >/dev/null 2>&1 \
-    || fail "Node 22 from the npm package \`node\` did not install"
-  echo "$want" > "$node_stamp"
+  note "installing the Node packages in tests/node (npm ci)"
+  log=$(mktemp)
+  if ! (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    fail "npm ci in tests/node failed (output above)"
+  fi
+  rm -f "$log"
+  node22=tests/node/node_modules/node/bin/node
+  version=$("$node22" --version 2>/dev/null) || fail "Node 22 from the npm package \`node\` did not install ($node22)"
+  case "$version" in v22.*) ;; *) fail "$node22 is $version, expected v22" ;; esac
+  for suite in @modelcontextprotocol/conformance conformance-next; do
+    "$node22" "tests/node/node_modules/$suite/dist/index.js" --version >/dev/null 2>&1 \
+      || fail "the conformance suite $suite does not run under $node22"
+  done
+  echo "$want" >"$node_stamp"
 fi
 
-# Python venv with the official SDK: rebuilt only when the requirements change.
+# Python venv with the official SDK: rebuilt from scratch only when the pins change.
 py_stamp=.venv/.portcullis-stamp
+EXTRA="$(python3 --version 2>&1) $(uname -sm)"
 want=$(stamp tests/py/requirements.txt)
-if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$want" ]; then
-  echo "setup: creating the Python venv (.venv)" >&2
-  python3 -m venv .venv || fail "python3 -m venv failed"
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt \
-    || fail "pip install -r tests/py/requirements.txt failed"
-  echo "$want" > "$py_stamp"
+if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$want" ] || [ ! -x .venv/bin/python ]; then
+  note "creating the Python venv .venv (tests/py/requirements.txt)"
+  python3 -m venv --clear .venv || fail "python3 -m venv .venv failed"
+  log=$(mktemp)
+  if ! .venv/bin/python -m pip install --disable-pip-version-check --no-input --quiet \
+    -r tests/py/requirements.txt >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    fail "pip install -r tests/py/requirements.txt failed (output above)"
+  fi
+  rm -f "$log"
+  .venv/bin/python -c 'import mcp, mcp.client, mcp.server.mcpserver' \
+    || fail "the Python SDK does not import in .venv"
+  echo "$want" >"$py_stamp"
 fi
 
 # The workspace binaries the shipped config and the tests start.
-cargo build --workspace --quiet || fail "cargo build failed"
+cargo build --workspace --quiet || fail "cargo build --workspace failed"
 mkdir -p state
