@@ -19,6 +19,7 @@ pub fn tools() -> Value {
         ("test_embedded_resource", "Returns an embedded resource"),
         ("test_multiple_content_types", "Returns mixed content"),
         ("test_tool_with_logging", "Logs while it runs"),
+        ("test_logging_tool", "Logs while it runs"),
         ("test_error_handling", "Always fails"),
         ("test_tool_with_progress", "Reports progress"),
         ("test_elicitation_sep1034_defaults", "Elicits with defaults"),
@@ -51,6 +52,20 @@ pub fn tools() -> Value {
             "test_input_required_result_tampered_state",
             "Input required: sealed state",
         ),
+        (
+            "test_input_required_result_capabilities",
+            "Input required: only what the client declared",
+        ),
+        ("test_missing_capability", "Needs the sampling capability"),
+        ("test_trigger_tool_change", "Adds a tool and announces it"),
+        (
+            "test_trigger_prompt_change",
+            "Adds a prompt and announces it",
+        ),
+        (
+            "test_streaming_elicitation",
+            "Asks over the response stream",
+        ),
     ];
     let mut tools: Vec<Value> = simple
         .iter()
@@ -74,11 +89,24 @@ pub fn tools() -> Value {
         "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
-            "$defs": { "address": { "type": "object", "properties": {
+            "$defs": { "address": { "$anchor": "address", "type": "object", "properties": {
                 "street": { "type": "string" }, "city": { "type": "string" } } } },
             "properties": { "name": { "type": "string" }, "address": { "$ref": "#/$defs/address" } },
-            "additionalProperties": false
+            "additionalProperties": false,
+            "allOf": [{ "required": ["name"] }, { "anyOf": [{ "required": ["name"] }, { "required": ["address"] }] }],
+            "if": { "properties": { "name": { "const": "home" } } },
+            "then": { "required": ["address"] },
+            "else": { "properties": { "address": { "type": "object" } } }
         }
+    }));
+    tools.push(json!({
+        "name": "test_custom_headers",
+        "description": "A tool with x-mcp-header annotations",
+        "inputSchema": { "type": "object", "properties": {
+            "region": { "type": "string", "description": "Plain ASCII string value", "x-mcp-header": "Region" },
+            "priority": { "type": "integer", "description": "Integer numeric value", "x-mcp-header": "Priority" },
+            "verbose": { "type": "boolean", "description": "Boolean value", "x-mcp-header": "Verbose" },
+            "query": { "type": "string", "description": "A value without a header" } } }
     }));
     Value::Array(tools)
 }
@@ -125,7 +153,9 @@ pub fn simple_result(name: &str) -> Option<Value> {
             { "type": "resource", "resource": { "uri": "test://mixed-content-resource",
                 "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}" } }
         ]),
-        "json_schema_2020_12_tool" => json!([{ "type": "text", "text": "ok" }]),
+        "json_schema_2020_12_tool" | "test_custom_headers" => {
+            json!([{ "type": "text", "text": "ok" }])
+        }
         "test_error_handling" => {
             return Some(json!({ "isError": true, "content": [{ "type": "text",
                 "text": "This tool intentionally returns an error for testing" }] }));

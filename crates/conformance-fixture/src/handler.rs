@@ -5,6 +5,7 @@
     reason = "logging, sampling and resource subscriptions are deprecated but still in the suite"
 )]
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rmcp::ErrorData as McpError;
@@ -19,7 +20,7 @@ use rmcp::model::{
     RequestStateCodec, SamplingMessage, ServerCapabilities, ServerConfig, SetLevelRequestParams,
     SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::{RequestContext, RoleServer};
+use rmcp::service::{RequestContext, RoleServer, SubscriptionContext, SubscriptionSink};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -27,6 +28,10 @@ use crate::catalog;
 
 pub struct Conformance {
     codec: RequestStateCodec,
+    /// Extra tools and prompts added by the list-change triggers.
+    added: Mutex<usize>,
+    /// Open `subscriptions/listen` streams (stateless clients hear list changes there).
+    listeners: Mutex<Vec<SubscriptionSink>>,
 }
 
 impl Conformance {
@@ -36,6 +41,8 @@ impl Conformance {
             .collect();
         Ok(Self {
             codec: RequestStateCodec::try_new(key).map_err(|e| anyhow::anyhow!("{e}"))?,
+            added: Mutex::new(0),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 }
@@ -85,9 +92,34 @@ fn response<'a>(request: &'a CallToolRequestParams, key: &str) -> Option<&'a Val
 }
 
 impl Conformance {
+    fn added_count(&self) -> usize {
+        self.added.lock().map(|n| *n).unwrap_or(0)
+    }
+
+    /// Adds a tool and a prompt, and tells every listener (either era) that the lists changed.
+    async fn change_lists(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if let Ok(mut added) = self.added.lock() {
+            *added += 1;
+        }
+        let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        for sink in listeners {
+            let _ = sink.notify_tool_list_changed().await;
+            let _ = sink.notify_prompt_list_changed().await;
+        }
+        if !is_stateless(context) {
+            let _ = context.peer.notify_tool_list_changed().await;
+            let _ = context.peer.notify_prompt_list_changed().await;
+        }
+        text("lists changed")
+    }
+
     async fn input_rounds(
         &self,
         request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let state = request.request_state.as_deref();
         match request.name.as_ref() {
@@ -187,6 +219,40 @@ impl Conformance {
                     )
                 }
             },
+            "test_input_required_result_capabilities" => {
+                let capabilities = context.client_capabilities().unwrap_or_default();
+                match response(request, "answer") {
+                    Some(_) => text("answered"),
+                    None if capabilities.elicitation.is_some() => {
+                        input_required(elicit("answer", "Your name?", "name", "string"), None)
+                    }
+                    None if capabilities.sampling.is_some() => input_required(
+                        json!({ "answer": { "method": "sampling/createMessage", "params": {
+                            "messages": [{ "role": "user", "content": { "type": "text", "text": "Hi" } }],
+                            "maxTokens": 10 } } }),
+                        None,
+                    ),
+                    None => text("the client declared nothing to ask with"),
+                }
+            }
+            "test_missing_capability" => {
+                if context
+                    .client_capabilities()
+                    .is_some_and(|c| c.sampling.is_some())
+                {
+                    text("sampling is available")
+                } else {
+                    Err(McpError::new(
+                        rmcp::model::ErrorCode(-32021),
+                        "this tool needs the sampling capability",
+                        Some(json!({ "requiredCapabilities": { "sampling": {} } })),
+                    ))
+                }
+            }
+            "test_streaming_elicitation" => match response(request, "answer") {
+                Some(_) => text("streamed"),
+                None => input_required(elicit("answer", "Stream?", "ok", "boolean"), None),
+            },
             other => Err(McpError::invalid_params(
                 format!("unknown tool `{other}`"),
                 None,
@@ -201,7 +267,7 @@ impl Conformance {
     ) -> Result<CallToolResponse, McpError> {
         let peer = &context.peer;
         match request.name.as_ref() {
-            "test_tool_with_logging" => {
+            "test_tool_with_logging" | "test_logging_tool" => {
                 for (index, message) in [
                     "Tool execution started",
                     "Tool processing data",
@@ -332,9 +398,11 @@ impl ServerHandler for Conformance {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .enable_resources()
                 .enable_resources_subscribe()
                 .enable_prompts()
+                .enable_prompts_list_changed()
                 .enable_completions()
                 .enable_logging()
                 .build(),
@@ -350,9 +418,13 @@ impl ServerHandler for Conformance {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(
-            from_json(catalog::tools())?,
-        ))
+        let mut tools = catalog::tools();
+        if let Some(list) = tools.as_array_mut() {
+            for n in 0..self.added_count() {
+                list.push(json!({ "name": format!("added_tool_{n}"), "description": "Added by a list-change trigger", "inputSchema": { "type": "object", "properties": {} } }));
+            }
+        }
+        Ok(ListToolsResult::with_all_items(from_json(tools)?))
     }
 
     async fn call_tool(
@@ -363,11 +435,21 @@ impl ServerHandler for Conformance {
         if let Some(result) = catalog::simple_result(&request.name) {
             return from_json::<CallToolResult>(result).map(CallToolResponse::Complete);
         }
-        if request.name.starts_with("test_input_required_result_") {
+        if matches!(
+            request.name.as_ref(),
+            "test_trigger_tool_change" | "test_trigger_prompt_change"
+        ) {
+            return self.change_lists(&context).await;
+        }
+        let diagnostic = matches!(
+            request.name.as_ref(),
+            "test_missing_capability" | "test_streaming_elicitation"
+        );
+        if request.name.starts_with("test_input_required_result_") || diagnostic {
             if !is_stateless(&context) {
                 return text("input-required results need protocol 2026-07-28");
             }
-            return self.input_rounds(&request).await;
+            return self.input_rounds(&request, &context).await;
         }
         self.talk_back(&request, &context).await
     }
@@ -415,6 +497,14 @@ impl ServerHandler for Conformance {
         Some(requested.clone())
     }
 
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.push(context.sink().clone());
+        }
+        context.cancelled().await;
+        Ok(())
+    }
+
     async fn subscribe(
         &self,
         _request: SubscribeRequestParams,
@@ -436,9 +526,13 @@ impl ServerHandler for Conformance {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        Ok(ListPromptsResult::with_all_items(from_json(
-            catalog::prompts(),
-        )?))
+        let mut prompts = catalog::prompts();
+        if let Some(list) = prompts.as_array_mut() {
+            for n in 0..self.added_count() {
+                list.push(json!({ "name": format!("added_prompt_{n}"), "description": "Added by a list-change trigger" }));
+            }
+        }
+        Ok(ListPromptsResult::with_all_items(from_json(prompts)?))
     }
 
     async fn get_prompt(

@@ -160,6 +160,9 @@ pub struct UpstreamCall {
     pub local: String,
     pub arguments: Option<JsonObject>,
     pub namespacing: Namespacing,
+    /// Answers a stateless client sent without a `requestState` of Portcullis's: relayed to the
+    /// upstream on the first round, which decides what they mean (they approve nothing here).
+    pub first_responses: Option<InputResponses>,
 }
 
 impl UpstreamCall {
@@ -172,7 +175,7 @@ impl UpstreamCall {
     ) -> Result<CallToolResponse, McpError> {
         let upstream = &*self.upstream;
         let mut upstream_state = None;
-        let mut input_responses = None;
+        let mut input_responses = self.first_responses.clone();
         for _round in 0..MAX_INPUT_ROUNDS {
             let mut params = CallToolRequestParams::new(self.local.clone());
             params.arguments = self.arguments.clone();
@@ -240,7 +243,7 @@ impl UpstreamCall {
 }
 
 /// Answers an upstream's input-required round: its questions go to the person, labelled.
-async fn answer_inputs(
+pub async fn answer_inputs(
     upstream: &UpstreamHandle,
     asker: &Asker,
     required: InputRequiredResult,

@@ -19,7 +19,6 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 
-use crate::ask::Asker;
 use crate::upstream::{CallRoute, UpstreamHandle};
 
 /// Handles one upstream connection's requests and notifications towards Portcullis.
@@ -159,9 +158,9 @@ impl ClientHandler for RelayClient {
         };
         // A log line belongs to the session whose call is running; with none, or several, it
         // stays in Portcullis's own log.
-        match upstream.route_for_upstream_request() {
-            Ok(CallRoute {
-                asker: Asker::Client(peer),
+        match upstream.route_for_upstream_notification() {
+            Some(CallRoute {
+                listener: Some(peer),
                 ..
             }) => {
                 let _ = peer.notify_logging_message(params).await;

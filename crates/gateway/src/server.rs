@@ -16,7 +16,7 @@ use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProgressToken, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
     ReadResourceResponse, Reference, ResourceContents, ServerCapabilities, ServerConfig,
-    ServerResult, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    ServerResult, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 #[expect(
     deprecated,
@@ -29,7 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
 use crate::ask::{Asker, Question};
-use crate::call::{UpstreamCall, forward, tool_error, unexpected};
+use crate::call::{UpstreamCall, answer_inputs, forward, tool_error, unexpected};
+use crate::relay::label_elicitation;
+use rmcp::model::{InputRequest, InputResponses};
+
+/// How many input-required rounds Portcullis drives for one prompt or resource request.
+const MAX_INPUT_ROUNDS: usize = 10;
 use crate::pending::PendingCall;
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
@@ -148,6 +153,7 @@ impl PortcullisServer {
         let route = CallRoute {
             session: self.session,
             asker: asker_for(context),
+            listener: listener_for(context),
         };
         forward(
             upstream,
@@ -159,6 +165,87 @@ impl PortcullisServer {
         )
         .await
         .map_err(|error| error.into_mcp(upstream))
+    }
+
+    /// Forwards a prompt or resource request through the upstream's input-required rounds: a
+    /// session-era client is asked directly and the upstream retried; a stateless client gets
+    /// the round (labelled), with the upstream's state sealed inside ours, and retries itself.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one request, named")]
+    async fn input_rounds(
+        &self,
+        upstream: &UpstreamHandle,
+        connection: &Connection,
+        context: &RequestContext<RoleServer>,
+        name: &str,
+        arguments: Option<&JsonObject>,
+        retry: (Option<&str>, Option<InputResponses>),
+        build: impl Fn(Option<String>, Option<InputResponses>) -> ClientRequest,
+    ) -> Result<Rounds, McpError> {
+        let bound_to = binding(name, arguments);
+        let (sealed, mut responses) = retry;
+        let mut state = None;
+        if let Some(sealed) = sealed {
+            let round =
+                self.gateway
+                    .states
+                    .open(sealed, &bound_to)
+                    .map_err(|StateError::Invalid| {
+                        McpError::invalid_params(
+                            "requestState is invalid, expired, or was issued for another request",
+                            None,
+                        )
+                    })?;
+            let SealedRound::Upstream {
+                state: upstream_state,
+            } = round
+            else {
+                return Err(McpError::invalid_params(
+                    "requestState was issued for another request",
+                    None,
+                ));
+            };
+            state = upstream_state;
+        }
+        let asker = asker_for(context);
+        for _round in 0..MAX_INPUT_ROUNDS {
+            match self
+                .forward(
+                    upstream,
+                    connection,
+                    context,
+                    build(state.take(), responses.take()),
+                )
+                .await?
+            {
+                ServerResult::InputRequiredResult(mut required) => {
+                    if Self::is_stateless(context) && declares_elicitation(context) {
+                        relabel(upstream, &mut required)?;
+                        let upstream_state = required.request_state.take();
+                        required.request_state = Some(self.gateway.states.seal(
+                            &SealedRound::Upstream {
+                                state: upstream_state,
+                            },
+                            &bound_to,
+                        ));
+                        return Ok(Rounds::Ask(required));
+                    }
+                    state = required.request_state.clone();
+                    responses = Some(
+                        answer_inputs(upstream, &asker, required)
+                            .await
+                            .map_err(|message| McpError::internal_error(message, None))?,
+                    );
+                }
+                other => return Ok(Rounds::Done(Box::new(other))),
+            }
+        }
+        Err(McpError::internal_error(
+            format!(
+                "upstream `{}` asked for input too many times",
+                upstream.name()
+            ),
+            None,
+        ))
     }
 
     /// A stateless client's call: it runs in its own task so that it can wait for answers
@@ -183,14 +270,13 @@ impl PortcullisServer {
                     .states
                     .open(sealed, &bound_to)
                     .map_err(|StateError::Invalid| refused())?;
+                let SealedRound::Pending { id } = round else {
+                    return Err(refused());
+                };
                 let answers = request.input_responses.clone().ok_or_else(|| {
                     McpError::invalid_params("a retry with requestState needs inputResponses", None)
                 })?;
-                let mut pending = self
-                    .gateway
-                    .pending
-                    .take(round.pending)
-                    .ok_or_else(refused)?;
+                let mut pending = self.gateway.pending.take(id).ok_or_else(refused)?;
                 if let Some(reply) = pending.answer.take() {
                     let _ = reply.send(answers);
                 }
@@ -199,9 +285,17 @@ impl PortcullisServer {
             None => {
                 let (questions_tx, questions) = mpsc::channel(1);
                 let cancel = CancellationToken::new();
+                // Capabilities are read per request: a client that did not declare
+                // elicitation on this one is not asked.
+                let asker = if declares_elicitation(context) {
+                    Asker::Bridge(questions_tx)
+                } else {
+                    Asker::Nobody
+                };
                 let route = CallRoute {
                     session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-                    asker: Asker::Bridge(questions_tx),
+                    asker,
+                    listener: None,
                 };
                 let progress = progress_of(context);
                 let task_cancel = cancel.clone();
@@ -245,7 +339,7 @@ impl PortcullisServer {
                 let state = self
                     .gateway
                     .states
-                    .seal(&SealedRound { pending: id }, bound_to);
+                    .seal(&SealedRound::Pending { id }, bound_to);
                 Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
                     Some(requests),
                     Some(state),
@@ -262,6 +356,55 @@ impl PortcullisServer {
     }
 }
 
+/// A read result whose contents name the resource as the client knows it.
+fn exposed_contents(
+    gateway: &Gateway,
+    upstream: &UpstreamHandle,
+    result: ServerResult,
+) -> Result<ReadResourceResponse, McpError> {
+    let ServerResult::ReadResourceResult(mut result) = result else {
+        return Err(unexpected(upstream));
+    };
+    for contents in &mut result.contents {
+        match contents {
+            ResourceContents::TextResourceContents { uri, .. }
+            | ResourceContents::BlobResourceContents { uri, .. } => {
+                *uri = gateway.namespacing.expose_uri(upstream.name(), uri);
+            }
+            _ => {}
+        }
+    }
+    Ok(ReadResourceResponse::Complete(result))
+}
+
+/// Where a prompt or resource request ended: an answer, or a round for a stateless client.
+enum Rounds {
+    Done(Box<ServerResult>),
+    Ask(InputRequiredResult),
+}
+
+/// Labels an upstream's round for a stateless client; only questions for the person pass:
+/// roots are Portcullis's to answer and sampling is refused.
+fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Result<(), McpError> {
+    for request in required
+        .input_requests
+        .iter_mut()
+        .flat_map(|r| r.values_mut())
+    {
+        let InputRequest::Elicitation(elicit) = request else {
+            return Err(McpError::internal_error(
+                format!(
+                    "upstream `{}` asked for input that portcullis does not relay",
+                    upstream.name()
+                ),
+                None,
+            ));
+        };
+        elicit.params = label_elicitation(upstream.name().as_str(), elicit.params.clone());
+    }
+    Ok(())
+}
+
 /// What a sealed `requestState` is bound to: the exposed tool and its exact arguments.
 fn binding(tool: &str, arguments: Option<&JsonObject>) -> String {
     // serde_json's map keeps keys sorted, so equal arguments give equal text.
@@ -271,12 +414,21 @@ fn binding(tool: &str, arguments: Option<&JsonObject>) -> String {
     format!("{tool}\n{arguments}")
 }
 
+/// True when this request's client declared elicitation (per request, never remembered).
+fn declares_elicitation(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .client_capabilities()
+        .is_some_and(|caps| caps.elicitation.is_some())
+}
+
+/// A session-era client that can hear an upstream's notifications outside this request.
+fn listener_for(context: &RequestContext<RoleServer>) -> Option<Peer<RoleServer>> {
+    (!PortcullisServer::is_stateless(context)).then(|| context.peer.clone())
+}
+
 /// Who answers an upstream's questions during a session-era request.
 fn asker_for(context: &RequestContext<RoleServer>) -> Asker {
-    let declared = context
-        .client_capabilities()
-        .is_some_and(|caps| caps.elicitation.is_some());
-    if declared && !PortcullisServer::is_stateless(context) {
+    if declares_elicitation(context) && !PortcullisServer::is_stateless(context) {
         Asker::Client(context.peer.clone())
     } else {
         Asker::Nobody
@@ -338,6 +490,15 @@ impl ServerHandler for PortcullisServer {
         Ok(())
     }
 
+    /// The exposed definition of a tool, which rmcp's HTTP transport uses to check a request's
+    /// custom headers (`x-mcp-header`) against its arguments before the call is dispatched.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let (upstream, _) = self.resolve_tool(name).ok()?;
+        let connection = upstream.connection()?;
+        let catalog = connection.catalog.load();
+        catalog.tools.iter().find(|tool| tool.name == name).cloned()
+    }
+
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.gateway.sessions.register(context.peer);
     }
@@ -378,6 +539,11 @@ impl ServerHandler for PortcullisServer {
             local: local.to_owned(),
             arguments: request.arguments.clone(),
             namespacing: self.gateway.namespacing,
+            first_responses: request
+                .request_state
+                .is_none()
+                .then(|| request.input_responses.clone())
+                .flatten(),
         };
         if Self::is_stateless(&context) {
             return self.call_tool_stateless(call, &request, &context).await;
@@ -391,6 +557,7 @@ impl ServerHandler for PortcullisServer {
         let route = CallRoute {
             session: self.session,
             asker: asker_for(&context),
+            listener: listener_for(&context),
         };
         call.run(&route, progress_of(&context), &context.ct).await
     }
@@ -423,15 +590,32 @@ impl ServerHandler for PortcullisServer {
         if !connection.catalog.load().prompt_names.contains(local) {
             return Err(unknown());
         }
-        let mut params = GetPromptRequestParams::new(local.to_owned());
-        params.arguments = request.arguments.clone();
-        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
-        match self
-            .forward(upstream, &connection, &context, request)
-            .await?
-        {
-            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-            _ => Err(unexpected(upstream)),
+        let outcome = self
+            .input_rounds(
+                upstream,
+                &connection,
+                &context,
+                &request.name,
+                request.arguments.as_ref(),
+                (
+                    request.request_state.as_deref(),
+                    request.input_responses.clone(),
+                ),
+                |state, responses| {
+                    let mut params = GetPromptRequestParams::new(local.to_owned());
+                    params.arguments = request.arguments.clone();
+                    params.request_state = state;
+                    params.input_responses = responses;
+                    ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+                },
+            )
+            .await?;
+        match outcome {
+            Rounds::Ask(required) => Ok(GetPromptResponse::InputRequired(required)),
+            Rounds::Done(result) => match *result {
+                ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+                _ => Err(unexpected(upstream)),
+            },
         }
     }
 
@@ -481,26 +665,28 @@ impl ServerHandler for PortcullisServer {
         let connection = self
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
-        let params = ReadResourceRequestParams::new(local.to_owned());
-        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
-        match self
-            .forward(upstream, &connection, &context, request)
-            .await?
-        {
-            ServerResult::ReadResourceResult(mut result) => {
-                // The contents name the resource as the client knows it.
-                for contents in &mut result.contents {
-                    match contents {
-                        ResourceContents::TextResourceContents { uri, .. }
-                        | ResourceContents::BlobResourceContents { uri, .. } => {
-                            *uri = self.gateway.namespacing.expose_uri(upstream.name(), uri);
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(ReadResourceResponse::Complete(result))
-            }
-            _ => Err(unexpected(upstream)),
+        let outcome = self
+            .input_rounds(
+                upstream,
+                &connection,
+                &context,
+                &request.uri,
+                None,
+                (
+                    request.request_state.as_deref(),
+                    request.input_responses.clone(),
+                ),
+                |state, responses| {
+                    let mut params = ReadResourceRequestParams::new(local.to_owned());
+                    params.request_state = state;
+                    params.input_responses = responses;
+                    ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+                },
+            )
+            .await?;
+        match outcome {
+            Rounds::Ask(required) => Ok(ReadResourceResponse::InputRequired(required)),
+            Rounds::Done(result) => exposed_contents(&self.gateway, upstream, *result),
         }
     }
 

@@ -11,10 +11,13 @@ use serde::{Deserialize, Serialize};
 /// How long a client may take to answer an input-required round.
 const ROUND_TTL: Duration = Duration::from_secs(600);
 
-/// What Portcullis needs back on the retry: which waiting call the answer is for.
+/// What Portcullis needs back on the retry.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SealedRound {
-    pub pending: u64,
+pub enum SealedRound {
+    /// A tool call waiting in Portcullis for the answers.
+    Pending { id: u64 },
+    /// A prompt or resource request: the upstream's own state, opaque to Portcullis.
+    Upstream { state: Option<String> },
 }
 
 #[derive(Debug)]

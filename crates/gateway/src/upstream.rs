@@ -17,7 +17,9 @@ use rmcp::model::{
     Prompt, ProtocolVersion, Resource, ResourceTemplate, ServerNotification, SubscriptionFilter,
     Tool,
 };
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RoleServer, RunningService,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How long a liveness probe after a timed-out call may take before the upstream is restarted.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after a call ends a notification the upstream sent during it is still attributed.
+const NOTIFICATION_GRACE: Duration = Duration::from_millis(500);
 /// Longest stderr line from an upstream copied into our log; the rest is cut, not buffered.
 const STDERR_LINE_MAX: usize = 2048;
 
@@ -78,6 +82,8 @@ pub enum UpstreamState {
 pub struct CallRoute {
     pub session: u64,
     pub asker: Asker,
+    /// A session-era client, which can be sent notifications (log lines) outside a request.
+    pub listener: Option<Peer<RoleServer>>,
 }
 
 /// One configured upstream and everything Portcullis knows about it at run time.
@@ -89,6 +95,9 @@ pub struct UpstreamHandle {
     pub state: ArcSwap<UpstreamState>,
     /// Calls in flight, so that an upstream's own elicitation reaches the session that called it.
     inflight: Mutex<HashMap<u64, CallRoute>>,
+    /// The call that finished last, and when: notifications an upstream sent just before its
+    /// answer may be handled just after it.
+    recent: Mutex<Option<(CallRoute, Instant)>>,
     next_call: AtomicU64,
     /// Set when a call timed out: the supervisor probes the upstream and restarts it if it hangs.
     suspect: tokio::sync::Notify,
@@ -107,8 +116,14 @@ pub struct InflightGuard<'a> {
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        if let Ok(mut inflight) = self.upstream.inflight.lock() {
-            inflight.remove(&self.id);
+        let finished = self
+            .upstream
+            .inflight
+            .lock()
+            .ok()
+            .and_then(|mut inflight| inflight.remove(&self.id));
+        if let (Some(route), Ok(mut recent)) = (finished, self.upstream.recent.lock()) {
+            *recent = Some((route, Instant::now()));
         }
     }
 }
@@ -138,6 +153,7 @@ impl UpstreamHandle {
             namespacing,
             state: ArcSwap::from_pointee(UpstreamState::Starting),
             inflight: Mutex::new(HashMap::new()),
+            recent: Mutex::new(None),
             next_call: AtomicU64::new(1),
             suspect: tokio::sync::Notify::new(),
             sessions,
@@ -194,6 +210,17 @@ impl UpstreamHandle {
             );
         }
         Ok(first.clone())
+    }
+
+    /// The session a notification from the upstream (a log line) belongs to: the one with a
+    /// call in flight, else the one whose call finished within [`NOTIFICATION_GRACE`].
+    pub fn route_for_upstream_notification(&self) -> Option<CallRoute> {
+        if let Ok(route) = self.route_for_upstream_request() {
+            return Some(route);
+        }
+        let recent = self.recent.lock().ok()?;
+        let (route, finished) = recent.as_ref()?;
+        (finished.elapsed() <= NOTIFICATION_GRACE).then(|| route.clone())
     }
 
     /// Asks the supervisor to check that the upstream still answers.
