@@ -135,9 +135,18 @@ pub async fn forward(
     };
     if outcome.is_ok() {
         abandon.id = None;
+        if _progress.is_some() {
+            // rmcp handles an upstream's notifications in spawned tasks, so progress sent just
+            // before the answer may still be on its way: let it reach the client first.
+            tokio::time::sleep(PROGRESS_SETTLE).await;
+        }
     }
     outcome.map(mark_complete)
 }
+
+/// How long a call that asked for progress waits after its answer for the upstream's last
+/// progress notifications (only such calls wait).
+const PROGRESS_SETTLE: Duration = Duration::from_millis(10);
 
 /// Session-era upstreams omit `resultType`, which stateless clients require on a final result
 /// (rmcp strips it again for session-era clients).
