@@ -117,7 +117,7 @@ pub async fn forward(
         peer: peer.clone(),
         id: Some(handle.id.clone()),
     };
-    let _progress = progress.map(|(token, client)| {
+    let progress_route = progress.map(|(token, client)| {
         upstream
             .progress
             .register(handle.progress_token.clone(), token, client)
@@ -135,17 +135,22 @@ pub async fn forward(
     };
     if outcome.is_ok() {
         abandon.id = None;
-        if _progress.is_some() {
+        if progress_route
+            .as_ref()
+            .is_some_and(|route| route.reported())
+        {
             // rmcp handles an upstream's notifications in spawned tasks, so progress sent just
-            // before the answer may still be on its way: let it reach the client first.
+            // before the answer may still be on its way: let it reach the client first. Only
+            // calls whose upstream reports progress wait (rmcp clients send a token on every
+            // request, so asking is not enough).
             tokio::time::sleep(PROGRESS_SETTLE).await;
         }
     }
     outcome.map(mark_complete)
 }
 
-/// How long a call that asked for progress waits after its answer for the upstream's last
-/// progress notifications (only such calls wait).
+/// How long a call whose upstream reported progress waits after its answer for the last
+/// progress notifications.
 const PROGRESS_SETTLE: Duration = Duration::from_millis(10);
 
 /// Session-era upstreams omit `resultType`, which stateless clients require on a final result

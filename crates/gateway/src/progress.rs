@@ -13,6 +13,8 @@ use rmcp::service::{Peer, RoleServer};
 struct Route {
     token: ProgressToken,
     peer: Peer<RoleServer>,
+    /// Whether the upstream has sent progress for this call at all.
+    reported: bool,
 }
 
 /// The calls of one upstream whose clients asked for progress.
@@ -25,6 +27,18 @@ pub struct ProgressRoutes {
 pub struct ProgressGuard<'a> {
     routes: &'a ProgressRoutes,
     key: ProgressToken,
+}
+
+impl ProgressGuard<'_> {
+    /// True when the upstream has reported progress for this call: more may be on its way.
+    pub fn reported(&self) -> bool {
+        self.routes
+            .routes
+            .lock()
+            .ok()
+            .and_then(|routes| routes.get(&self.key).map(|r| r.reported))
+            .unwrap_or(false)
+    }
 }
 
 impl Drop for ProgressGuard<'_> {
@@ -44,7 +58,14 @@ impl ProgressRoutes {
         peer: Peer<RoleServer>,
     ) -> ProgressGuard<'_> {
         if let Ok(mut routes) = self.routes.lock() {
-            routes.insert(upstream_token.clone(), Route { token, peer });
+            routes.insert(
+                upstream_token.clone(),
+                Route {
+                    token,
+                    peer,
+                    reported: false,
+                },
+            );
         }
         ProgressGuard {
             routes: self,
@@ -54,10 +75,11 @@ impl ProgressRoutes {
 
     /// Forwards an upstream's progress to the client that owns the call; drops unknown tokens.
     pub async fn forward(&self, mut params: ProgressNotificationParam) {
-        let route = self.routes.lock().ok().and_then(|routes| {
-            routes
-                .get(&params.progress_token)
-                .map(|r| (r.token.clone(), r.peer.clone()))
+        let route = self.routes.lock().ok().and_then(|mut routes| {
+            routes.get_mut(&params.progress_token).map(|r| {
+                r.reported = true;
+                (r.token.clone(), r.peer.clone())
+            })
         });
         let Some((token, peer)) = route else {
             tracing::debug!("progress for an unknown or finished call dropped");
