@@ -132,17 +132,7 @@ impl Namespacing {
         upstreams: &[UpstreamName],
         exposed: &'a str,
     ) -> Option<ExposedName<'a>> {
-        match self {
-            Namespacing::Passthrough => (upstreams.len() == 1).then_some(ExposedName {
-                upstream: 0,
-                local: exposed,
-            }),
-            Namespacing::Prefixed => {
-                let (prefix, local) = exposed.split_once(SEPARATOR)?;
-                let upstream = upstreams.iter().position(|u| u.as_str() == prefix)?;
-                Some(ExposedName { upstream, local })
-            }
-        }
+        self.resolve_at(upstreams, exposed, SEPARATOR)
     }
 
     /// The URI (or URI template) under which upstream `upstream`'s resource `local` is exposed.
@@ -159,13 +149,22 @@ impl Namespacing {
         upstreams: &[UpstreamName],
         exposed: &'a str,
     ) -> Option<ExposedName<'a>> {
+        self.resolve_at(upstreams, exposed, URI_SEPARATOR)
+    }
+
+    fn resolve_at<'a>(
+        self,
+        upstreams: &[UpstreamName],
+        exposed: &'a str,
+        separator: char,
+    ) -> Option<ExposedName<'a>> {
         match self {
             Namespacing::Passthrough => (upstreams.len() == 1).then_some(ExposedName {
                 upstream: 0,
                 local: exposed,
             }),
             Namespacing::Prefixed => {
-                let (prefix, local) = exposed.split_once(URI_SEPARATOR)?;
+                let (prefix, local) = exposed.split_once(separator)?;
                 let upstream = upstreams.iter().position(|u| u.as_str() == prefix)?;
                 Some(ExposedName { upstream, local })
             }
