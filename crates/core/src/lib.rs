@@ -6,6 +6,8 @@
 //! the transport that carries it.
 #![forbid(unsafe_code)]
 
+pub mod identity;
 pub mod names;
 
+pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 pub use names::{ExposedName, NameError, Namespacing, UpstreamName};
