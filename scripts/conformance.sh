@@ -1,63 +1,256 @@
 #!/usr/bin/env bash
-# Runs the official MCP conformance suite's server scenarios against Portcullis in passthrough
-# mode in front of the conformance fixture (crates/conformance-fixture), over loopback HTTP:
-#   0.1.16 active suite (2025-11-25), 0.2.0-alpha.12 active suite, and 0.2.0-alpha.12's
-#   requirements for 2026-07-28 (stateless era, input-required results).
-# Expected failures live in tests/conformance/expected-failures-*.yml, each with its reason; the
-# suite itself fails on an unlisted failure and on a listed entry that passes (a ratchet).
-# Needs scripts/setup.sh and `cargo build --workspace` first (scripts/test.sh does both).
+# Runs every server scenario of the official MCP conformance suite, both versions, against
+# Portcullis in passthrough mode in front of the conformance fixture (crates/conformance-fixture,
+# a stdio upstream; config tests/conformance/portcullis.toml), over loopback HTTP:
+#   0.1.16                     every server scenario (protocol 2025-11-25)
+#   0.2.0-alpha.12@2025-11-25  every scenario on the 2025-11-25 (session) wire
+#   0.2.0-alpha.12@2026-07-28  every scenario on the 2026-07-28 (stateless) wire
+#   0.2.0-alpha.12@extension   the extension scenarios (tasks, skills)
+# Each scenario runs on its own, bounded by a timeout. Prints one summary line per version and
+# compares the failures with tests/conformance/expected-failures.txt (`VERSION SCENARIO  # why
+# it does not apply to a mediator`): exits nonzero when a failure is not listed, or a listed
+# scenario passes (a ratchet: remove the entry), or an entry is malformed or names nothing run.
+#
+# Usage: scripts/conformance.sh [--direct]
+#   --direct  run against the fixture itself over HTTP instead; every failure counts there.
+# Environment:
+#   CONFORMANCE_NODE_MODULES  node_modules holding both suite versions and the npm package
+#                             `node` 22 (default tests/node/node_modules, from scripts/setup.sh)
+#   CONFORMANCE_ONLY          extended regex on `VERSION SCENARIO`: run only those that match
+#   CONFORMANCE_KEEP          keep the scratch directory (logs, checks.json) and print its path
+# Builds nothing: run `cargo build --workspace` first.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
-node22=$root/tests/node/node_modules/node/bin/node
-suite_old=$root/tests/node/node_modules/@modelcontextprotocol/conformance/dist/index.js
-suite_new=$root/tests/node/node_modules/conformance-next/dist/index.js
-for file in "$node22" "$suite_old" "$suite_new" target/debug/portcullis target/debug/portcullis-conformance-fixture; do
-  [ -e "$file" ] || { echo "conformance: $file is missing: run scripts/setup.sh" >&2; exit 1; }
+
+fail() {
+  echo "conformance: $*" >&2
+  exit 1
+}
+
+direct=""
+case "${1:-}" in
+  "") ;;
+  --direct) direct=1 ;;
+  *) fail "unknown argument \`$1\` (usage: scripts/conformance.sh [--direct])" ;;
+esac
+
+# Bounds: a scenario that hangs is a failure, not a stuck CI run.
+scenario_timeout=120
+list_timeout=60
+start_timeout_tenths=200
+
+expected_file=$root/tests/conformance/expected-failures.txt
+config=$root/tests/conformance/portcullis.toml
+portcullis=$root/target/debug/portcullis
+fixture=$root/target/debug/portcullis-conformance-fixture
+modules=${CONFORMANCE_NODE_MODULES:-$root/tests/node/node_modules}
+modules=$(cd "$modules" 2>/dev/null && pwd) || fail "node_modules \`$modules\` is missing: run scripts/setup.sh"
+node22=$modules/node/bin/node
+
+[ -x "$node22" ] || fail "$node22 is missing: install the npm package node@22 (scripts/setup.sh does)"
+case "$("$node22" --version)" in v22.*) ;; *) fail "$node22 is not Node 22" ;; esac
+for binary in "$portcullis" "$fixture"; do
+  [ -x "$binary" ] || fail "$binary is missing: run cargo build --workspace"
 done
 
-work=$(mktemp -d)
-log="$work/portcullis.log"
+# The suite's entry point for one version, wherever its package sits (the npm alias varies).
+suite_for() {
+  "$node22" -e '
+    const fs = require("fs"), path = require("path");
+    const [modules, version] = process.argv.slice(1);
+    const dirs = [];
+    for (const name of fs.readdirSync(modules)) {
+      if (name.startsWith("@")) {
+        for (const inner of fs.readdirSync(path.join(modules, name))) dirs.push(path.join(modules, name, inner));
+      } else dirs.push(path.join(modules, name));
+    }
+    for (const dir of dirs) {
+      try {
+        const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"));
+        if (pkg.name === "@modelcontextprotocol/conformance" && pkg.version === version) {
+          console.log(path.join(dir, "dist", "index.js"));
+          process.exit(0);
+        }
+      } catch {}
+    }
+    process.exit(1);
+  ' "$modules" "$1" || fail "@modelcontextprotocol/conformance $1 is not in $modules: run scripts/setup.sh"
+}
+old_version=0.1.16
+new_version=0.2.0-alpha.12
+suite_old=$(suite_for "$old_version")
+suite_new=$(suite_for "$new_version")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/conformance.XXXXXX")
+server_pid=""
 cleanup() {
-  [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  [ -n "${CONFORMANCE_KEEP:-}" ] || rm -rf "$work"
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ -n "${CONFORMANCE_KEEP:-}" ]; then
+    echo "conformance: results kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-target/debug/portcullis serve --config tests/conformance/portcullis.toml --listen 127.0.0.1:0 2>"$log" &
-pid=$!
+# Start the server under test on a free loopback port and wait until it says where it is.
+server_log=$work/server.log
+if [ -n "$direct" ]; then
+  target="the fixture directly"
+  "$fixture" --listen 127.0.0.1:0 >"$work/url" 2>"$server_log" &
+  server_pid=$!
+  url_of() { head -n 1 "$work/url"; }
+else
+  target="Portcullis (passthrough)"
+  "$portcullis" serve --config "$config" --listen 127.0.0.1:0 2>"$server_log" &
+  server_pid=$!
+  url_of() { sed -n 's/^portcullis: serving MCP on //p' "$server_log" | head -n 1; }
+fi
 url=""
-for _ in $(seq 1 200); do
-  url=$(sed -n 's/^portcullis: serving MCP on //p' "$log" | head -n 1)
+for _ in $(seq 1 "$start_timeout_tenths"); do
+  url=$(url_of)
   [ -n "$url" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; echo "conformance: portcullis exited" >&2; exit 1; }
+  kill -0 "$server_pid" 2>/dev/null || { cat "$server_log" >&2; fail "the server exited at start"; }
   sleep 0.1
 done
-[ -n "$url" ] || { cat "$log" >&2; echo "conformance: portcullis did not start within 20s" >&2; exit 1; }
+[ -n "$url" ] || { cat "$server_log" >&2; fail "the server did not start within 20 s"; }
+case "$url" in http://127.0.0.1:*/mcp) ;; *) fail "the server is not on loopback: \`$url\`" ;; esac
+echo "conformance: against $target at $url"
 
-status=0
-run() {
-  local label=$1; shift
-  local out="$work/$label.out"
-  # The suite writes its results/ directory into the working directory: keep it out of the tree.
-  if (cd "$work" && timeout 600 "$node22" "$@" --url "$url") >"$out" 2>&1; then
-    result=ok
-  else
-    result=FAILED
-    status=1
-  fi
-  local total
-  total=$(grep -E '^Total: ' "$out" | tail -n 1 || true)
-  echo "conformance $label: ${total:-no summary} (baseline check: $result)"
-  if [ "$result" = FAILED ]; then
-    sed -n '/Unexpected failures/,$p;/Stale baseline/,$p' "$out" >&2
-    grep -E '^✗' "$out" >&2 || tail -n 40 "$out" >&2
-  fi
+# The server scenarios a suite lists, one name per line.
+scenarios() {
+  local suite=$1
+  shift
+  (cd "$work" && timeout -k 5 "$list_timeout" "$node22" "$suite" list --server "$@") \
+    | sed -n 's/^  - \([^ ]*\).*$/\1/p'
+}
+scenarios_extension() {
+  (cd "$work" && timeout -k 5 "$list_timeout" "$node22" "$suite_new" list --server) \
+    | sed -n 's/^  - \([^ ]*\) \[extension\]$/\1/p'
 }
 
-run "0.1.16" "$suite_old" server --expected-failures "$root/tests/conformance/expected-failures-0.1.16.yml"
-run "0.2.0-alpha.12" "$suite_new" server --expected-failures "$root/tests/conformance/expected-failures-next.yml"
-run "0.2.0-alpha.12 (2026-07-28 requirements)" "$suite_new" server --requirements 2026-07-28 \
-  --expected-failures "$root/tests/conformance/expected-failures-next.yml"
-exit $status
+# Every run: LABEL|SUITE|SPEC-VERSION (or -)|SCENARIO.
+runs=()
+add_runs() {
+  local label=$1 suite=$2 spec=$3 list=$4 name
+  [ -n "$list" ] || fail "the suite at $suite listed no scenarios for $label"
+  for name in $list; do
+    if [ -z "${CONFORMANCE_ONLY:-}" ] || [[ "$label $name" =~ $CONFORMANCE_ONLY ]]; then
+      runs+=("$label|$suite|$spec|$name")
+    fi
+  done
+}
+add_runs "$old_version" "$suite_old" - "$(scenarios "$suite_old")"
+add_runs "$new_version@2025-11-25" "$suite_new" 2025-11-25 \
+  "$(scenarios "$suite_new" --spec-version 2025-11-25)"
+add_runs "$new_version@2026-07-28" "$suite_new" 2026-07-28 \
+  "$(scenarios "$suite_new" --spec-version 2026-07-28)"
+add_runs "$new_version@extension" "$suite_new" - "$(scenarios_extension)"
+labels=("$old_version" "$new_version@2025-11-25" "$new_version@2026-07-28" "$new_version@extension")
+[ "${#runs[@]}" -gt 0 ] || fail "no scenario matches CONFORMANCE_ONLY=\`${CONFORMANCE_ONLY:-}\`"
+
+# Expected failures: `LABEL SCENARIO  # reason`, the reason required.
+declare -A expected=()
+if [ -z "$direct" ]; then
+  [ -f "$expected_file" ] || fail "$expected_file is missing"
+  line_number=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    line_number=$((line_number + 1))
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    [[ "$line" == *"#"* ]] || fail "expected-failures.txt:$line_number: no \`# reason\`: say why it does not apply to a mediator"
+    reason=${line#*#}
+    [[ "$reason" =~ [^[:space:]] ]] || fail "expected-failures.txt:$line_number: the reason is empty"
+    read -r label name extra <<<"${line%%#*}"
+    [ -n "${name:-}" ] && [ -z "${extra:-}" ] \
+      || fail "expected-failures.txt:$line_number: want \`VERSION SCENARIO  # reason\`"
+    expected["$label $name"]=$reason
+  done <"$expected_file"
+fi
+
+declare -A passed_scenarios=() total_scenarios=() passed_checks=() total_checks=() expected_count=()
+declare -A ran=()
+unexpected=()
+stale=()
+started=$SECONDS
+for run in "${runs[@]}"; do
+  IFS='|' read -r label suite spec name <<<"$run"
+  ran["$label $name"]=1
+  out=$work/results/$label/$name
+  mkdir -p "$out"
+  args=(server --url "$url" --scenario "$name" -o "$out")
+  [ "$spec" = - ] || args+=(--spec-version "$spec")
+  # The suite writes into its working directory: keep that out of the tree.
+  if (cd "$work" && timeout -k 5 "$scenario_timeout" "$node22" "$suite" "${args[@]}") >"$out.log" 2>&1; then
+    status=0
+  else
+    status=$?
+  fi
+  if grep -q "^SKIPPED: scenario" "$out.log"; then
+    echo "conformance: $label $name was skipped by the suite" >&2
+    continue
+  fi
+  summary=$("$node22" "$root/tests/conformance/checks.mjs" "$out" 2>/dev/null) || summary="0 0"
+  read -r n_passed n_failed <<<"$(head -n 1 <<<"$summary")"
+  details=$(tail -n +2 <<<"$summary")
+  if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    details="  timed out after ${scenario_timeout}s"$'\n'"$details"
+  elif [ "$status" != 0 ] && [ "$n_failed" = 0 ]; then
+    details="  the suite exited with status $status:"$'\n'"$(tail -n 15 "$out.log" | sed 's/^/    /')"
+  fi
+  total_scenarios[$label]=$((${total_scenarios[$label]:-0} + 1))
+  passed_checks[$label]=$((${passed_checks[$label]:-0} + n_passed))
+  total_checks[$label]=$((${total_checks[$label]:-0} + n_passed + n_failed))
+  key="$label $name"
+  if [ "$status" = 0 ] && [ "$n_failed" = 0 ]; then
+    passed_scenarios[$label]=$((${passed_scenarios[$label]:-0} + 1))
+    if [ -n "${expected[$key]+listed}" ]; then
+      stale+=("$key  (listed in expected-failures.txt but passes: remove it)")
+    fi
+  elif [ -n "${expected[$key]+listed}" ]; then
+    expected_count[$label]=$((${expected_count[$label]:-0} + 1))
+  else
+    unexpected+=("$key"$'\n'"$details")
+  fi
+done
+
+# Entries naming a scenario that was not run are stale too (unless a filter left it out).
+if [ -z "${CONFORMANCE_ONLY:-}" ]; then
+  for key in "${!expected[@]}"; do
+    if [ -z "${ran[$key]+yes}" ]; then
+      stale+=("$key  (listed in expected-failures.txt but no such scenario ran)")
+    fi
+  done
+fi
+
+for label in "${labels[@]}"; do
+  [ -n "${total_scenarios[$label]+set}" ] || continue
+  line="conformance $label: ${passed_scenarios[$label]:-0}/${total_scenarios[$label]} passed"
+  line+=" (checks ${passed_checks[$label]:-0}/${total_checks[$label]:-0}"
+  if [ -n "${expected_count[$label]+set}" ]; then
+    line+=", ${expected_count[$label]} expected failures"
+  fi
+  echo "$line)"
+done
+echo "conformance: ${#runs[@]} scenario runs against $target in $((SECONDS - started)) s"
+
+status=0
+if [ "${#unexpected[@]}" -gt 0 ]; then
+  echo "conformance: failures not in tests/conformance/expected-failures.txt:" >&2
+  printf '%s\n' "${unexpected[@]}" >&2
+  status=1
+fi
+if [ "${#stale[@]}" -gt 0 ]; then
+  echo "conformance: stale entries in tests/conformance/expected-failures.txt:" >&2
+  printf '  %s\n' "${stale[@]}" >&2
+  status=1
+fi
+if [ "$status" != 0 ]; then
+  echo "conformance: the server's log ends:" >&2
+  tail -n 20 "$server_log" | sed 's/^/  /' >&2
+fi
+exit "$status"

@@ -11,7 +11,11 @@ fn no_args() -> Value {
     json!({ "type": "object", "properties": {} })
 }
 
-pub fn tools() -> Value {
+/// The prompt that asks for input before it can be rendered (2026-07-28).
+pub const INPUT_REQUIRED_PROMPT: &str = "test_input_required_result_prompt";
+
+/// The tools, as the wire shows them (the list-change triggers may add more).
+pub fn tools() -> Vec<Value> {
     let simple = [
         ("test_simple_text", "Returns simple text"),
         ("test_image_content", "Returns an image"),
@@ -108,7 +112,7 @@ pub fn tools() -> Value {
             "verbose": { "type": "boolean", "description": "Boolean value", "x-mcp-header": "Verbose" },
             "query": { "type": "string", "description": "A value without a header" } } }
     }));
-    Value::Array(tools)
+    tools
 }
 
 pub fn resources() -> Value {
@@ -123,17 +127,18 @@ pub fn templates() -> Value {
     json!([{ "uriTemplate": "test://template/{id}/data", "name": "template", "description": "A templated resource", "mimeType": "application/json" }])
 }
 
-pub fn prompts() -> Value {
-    json!([
-        { "name": "test_simple_prompt", "description": "A simple prompt" },
-        { "name": "test_prompt_with_arguments", "description": "A prompt with arguments", "arguments": [
+/// The prompts, as the wire shows them (the list-change triggers may add more).
+pub fn prompts() -> Vec<Value> {
+    vec![
+        json!({ "name": "test_simple_prompt", "description": "A simple prompt" }),
+        json!({ "name": "test_prompt_with_arguments", "description": "A prompt with arguments", "arguments": [
             { "name": "arg1", "description": "First argument", "required": true },
-            { "name": "arg2", "description": "Second argument", "required": true } ] },
-        { "name": "test_prompt_with_embedded_resource", "description": "A prompt with a resource", "arguments": [
-            { "name": "resourceUri", "description": "The resource to embed", "required": true } ] },
-        { "name": "test_prompt_with_image", "description": "A prompt with an image" },
-        { "name": "test_input_required_result_prompt", "description": "A prompt that needs input" }
-    ])
+            { "name": "arg2", "description": "Second argument", "required": true } ] }),
+        json!({ "name": "test_prompt_with_embedded_resource", "description": "A prompt with a resource", "arguments": [
+            { "name": "resourceUri", "description": "The resource to embed", "required": true } ] }),
+        json!({ "name": "test_prompt_with_image", "description": "A prompt with an image" }),
+        json!({ "name": INPUT_REQUIRED_PROMPT, "description": "A prompt that needs input" }),
+    ]
 }
 
 /// The content of a finished tool call, when it needs no client interaction.
