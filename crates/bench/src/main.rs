@@ -1,124 +1,251 @@
 //! Calls a cheap tool (`echo` of the fixture server) N times directly and through Portcullis,
 //! with the same rmcp client, the same upstream binary and in the same run, at several
-//! concurrency levels; reports p50/p99 latency, calls per second, and Portcullis's memory.
+//! concurrency levels; reports p50/p99 latency, calls per second, CPU per call, and
+//! Portcullis's memory.
+//!
+//! The key decision: the two routes are measured in alternating rounds inside one process, so
+//! that the machine's noise (shared cores, frequency changes) falls on both alike and the
+//! difference between them means something. Timings are never asserted anywhere.
 //!
 //! `cargo build --release -p portcullis -p portcullis-fixture` first; then
-//! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32]`.
+//! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod measure;
+mod process;
+mod report;
+mod route;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::{Peer, RoleClient, RunningService, ServiceExt};
-use rmcp::transport::TokioChildProcess;
+
+use crate::measure::{Samples, run_calls};
+use crate::report::{Level, Memory, RouteFigures, Row};
+use crate::route::{Binaries, Route, Transport};
 
 #[derive(Parser)]
 #[command(about = "Direct versus through-Portcullis latency of a cheap MCP tool call")]
 struct Args {
-    /// Calls measured per concurrency level and path.
-    #[arg(long, default_value_t = 20_000)]
-    calls: usize,
+    /// Calls measured per route at each concurrency level: one number for every level, or one
+    /// per level [default: 20000 with one caller, 50000 with more].
+    #[arg(long, value_delimiter = ',')]
+    calls: Vec<usize>,
     /// Concurrent callers sharing one client connection, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     concurrency: Vec<usize>,
-    /// Directory holding the release binaries.
-    #[arg(long, default_value = "target/release")]
-    bin_dir: PathBuf,
+    /// Transports to measure, comma separated; with `http` both hops are streamable HTTP.
+    #[arg(long, value_delimiter = ',', default_value = "stdio")]
+    transport: Vec<Transport>,
+    /// Rounds per level; the routes take turns, each round a share of the calls.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Unmeasured calls per route before each level.
+    #[arg(long, default_value_t = 1000)]
+    warmup: usize,
+    /// Directory holding `portcullis` and `portcullis-fixture` [default: this program's own].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Print JSON instead of the tables.
+    #[arg(long)]
+    json: bool,
 }
 
-/// One measured run.
-struct Measure {
-    p50: Duration,
-    p99: Duration,
-    calls_per_sec: f64,
-}
-
-type Client = RunningService<RoleClient, ()>;
-
-async fn connect(program: &Path, args: &[String]) -> anyhow::Result<(Client, Option<u32>)> {
-    let mut command = tokio::process::Command::new(program);
-    command.args(args).stderr(std::process::Stdio::null());
-    let transport = TokioChildProcess::new(command)
-        .with_context(|| format!("cannot start `{}`", program.display()))?;
-    let pid = transport.id();
-    let client = ().serve(transport).await.context("handshake failed")?;
-    // Portcullis answers its first list once its upstream is up: measure after that.
-    let tools = client.list_all_tools().await.context("tools/list failed")?;
-    if !tools.iter().any(|t| t.name == "echo") {
-        bail!("no `echo` tool on `{}`", program.display());
+impl Args {
+    /// Pairs each concurrency level with its number of calls.
+    fn levels(&self) -> anyhow::Result<Vec<Level>> {
+        if self.concurrency.contains(&0) {
+            bail!("a concurrency of 0 callers measures nothing");
+        }
+        if self.calls.len() > 1 && self.calls.len() != self.concurrency.len() {
+            bail!(
+                "`--calls` has {} numbers but `--concurrency` {} levels: give one number, or one per level",
+                self.calls.len(),
+                self.concurrency.len()
+            );
+        }
+        let levels = self
+            .concurrency
+            .iter()
+            .enumerate()
+            .map(|(index, &concurrency)| {
+                let default = if concurrency == 1 { 20_000 } else { 50_000 };
+                let calls = match self.calls.as_slice() {
+                    [every] => *every,
+                    list => list.get(index).copied().unwrap_or(default),
+                };
+                Level { concurrency, calls }
+            });
+        Ok(levels.collect())
     }
-    Ok((client, pid))
 }
 
-async fn call(peer: &Peer<RoleClient>) -> anyhow::Result<Duration> {
-    let mut arguments = serde_json::Map::new();
-    arguments.insert("text".into(), serde_json::Value::String("ping".into()));
-    let started = Instant::now();
-    let result = peer
-        .call_tool(CallToolRequestParams::new("echo").with_arguments(arguments))
-        .await?;
-    let elapsed = started.elapsed();
-    if result.is_error == Some(true) {
-        bail!("echo failed: {:?}", result.content);
-    }
-    Ok(elapsed)
+/// What one route accumulates over the rounds of one level.
+#[derive(Default)]
+struct Tally {
+    samples: Samples,
+    client_cpu: Duration,
+    server_cpu: Duration,
+    portcullis_cpu: Duration,
 }
 
-async fn measure(client: &Client, calls: usize, concurrency: usize) -> anyhow::Result<Measure> {
-    for _ in 0..500 {
-        call(client.peer()).await?;
-    }
-    let per_task = calls.div_ceil(concurrency);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let peer = client.peer().clone();
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(per_task);
-            for _ in 0..per_task {
-                samples.push(call(&peer).await?);
+impl Tally {
+    fn figures(self) -> RouteFigures {
+        let samples = self.samples.summary();
+        let per_call = |cpu: Duration| {
+            if samples.calls == 0 {
+                0.0
+            } else {
+                cpu.as_secs_f64() * 1e6 / samples.calls as f64
             }
-            anyhow::Ok(samples)
-        }));
+        };
+        RouteFigures {
+            cpu_client_us: per_call(self.client_cpu),
+            cpu_servers_us: per_call(self.server_cpu),
+            cpu_portcullis_us: per_call(self.portcullis_cpu),
+            samples,
+        }
     }
-    let mut samples = Vec::with_capacity(per_task * concurrency);
-    for task in tasks {
-        samples.extend(task.await??);
-    }
-    let wall = started.elapsed();
-    samples.sort_unstable();
-    let at = |q: f64| {
-        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples.get(index).copied().unwrap_or_default()
+}
+
+/// CPU used so far by the client, the route's servers, and Portcullis.
+struct CpuReading {
+    client: Duration,
+    servers: Duration,
+    portcullis: Duration,
+}
+
+fn read_cpu(route: &Route) -> anyhow::Result<CpuReading> {
+    let of = |pid: u32| {
+        process::cpu_time(pid).with_context(|| format!("cannot read `/proc/{pid}/stat`"))
     };
-    Ok(Measure {
-        p50: at(0.50),
-        p99: at(0.99),
-        calls_per_sec: samples.len() as f64 / wall.as_secs_f64(),
+    let mut servers = Duration::ZERO;
+    for &pid in &route.server_pids {
+        servers += of(pid)?;
+    }
+    Ok(CpuReading {
+        client: process::own_cpu_time().context("cannot read our own CPU time")?,
+        servers,
+        portcullis: route
+            .portcullis_pid
+            .map(of)
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
-/// A field of /proc/PID/status in KiB (VmRSS now, VmHWM peak).
-fn memory_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+/// One batch of calls on one route, added to its tally.
+async fn batch(
+    route: &Route,
+    calls: usize,
+    concurrency: usize,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let before = read_cpu(route)?;
+    let samples = run_calls(route.client.peer(), calls, concurrency).await?;
+    let after = read_cpu(route)?;
+    tally.samples.extend(samples);
+    tally.client_cpu += after.client.saturating_sub(before.client);
+    tally.server_cpu += after.servers.saturating_sub(before.servers);
+    tally.portcullis_cpu += after.portcullis.saturating_sub(before.portcullis);
+    Ok(())
 }
 
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
+/// Warms both routes up, then measures them in alternating rounds.
+async fn measure_level(
+    direct: &Route,
+    through: &Route,
+    level: Level,
+    rounds: usize,
+    warmup: usize,
+) -> anyhow::Result<(RouteFigures, RouteFigures)> {
+    for route in [direct, through] {
+        run_calls(route.client.peer(), warmup, level.concurrency).await?;
+    }
+    let rounds = rounds.clamp(1, level.calls.max(1));
+    let mut direct_tally = Tally::default();
+    let mut through_tally = Tally::default();
+    for round in 0..rounds {
+        let calls = level.calls / rounds + usize::from(round < level.calls % rounds);
+        // Alternate which route goes first, so neither always follows the other.
+        if round % 2 == 0 {
+            batch(direct, calls, level.concurrency, &mut direct_tally).await?;
+            batch(through, calls, level.concurrency, &mut through_tally).await?;
+        } else {
+            batch(through, calls, level.concurrency, &mut through_tally).await?;
+            batch(direct, calls, level.concurrency, &mut direct_tally).await?;
+        }
+    }
+    Ok((direct_tally.figures(), through_tally.figures()))
+}
+
+async fn measure_transport(
+    transport: Transport,
+    binaries: &Binaries,
+    args: &Args,
+    levels: &[Level],
+) -> anyhow::Result<(Vec<Row>, Memory)> {
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let max_concurrency = levels.iter().map(|l| l.concurrency).max().unwrap_or(1);
+    let direct = route::direct(transport, binaries, scratch.path(), max_concurrency).await?;
+    let through =
+        route::through_portcullis(transport, binaries, scratch.path(), max_concurrency).await?;
+    let pid = through
+        .portcullis_pid
+        .context("no process id for portcullis")?;
+    let idle_rss_kib = process::memory_kib(pid, "VmRSS");
+
+    let mut rows = Vec::with_capacity(levels.len());
+    for &level in levels {
+        let (direct_figures, through_figures) =
+            measure_level(&direct, &through, level, args.rounds, args.warmup)
+                .await
+                .with_context(|| {
+                    format!(
+                        "measuring {} callers over {}",
+                        level.concurrency,
+                        transport.name()
+                    )
+                })?;
+        rows.push(Row {
+            transport,
+            level,
+            direct: direct_figures,
+            through: through_figures,
+            portcullis_rss_after_kib: process::memory_kib(pid, "VmRSS"),
+        });
+    }
+    let memory = Memory {
+        transport,
+        idle_rss_kib,
+        after_rss_kib: process::memory_kib(pid, "VmRSS"),
+        peak_hwm_kib: process::memory_kib(pid, "VmHWM"),
+    };
+    direct.close().await;
+    through.close().await;
+    Ok((rows, memory))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let fixture = std::path::absolute(args.bin_dir.join("portcullis-fixture"))?;
-    let portcullis = std::path::absolute(args.bin_dir.join("portcullis"))?;
-    for binary in [&fixture, &portcullis] {
+    let levels = args.levels()?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => std::path::absolute(dir)?,
+        // `cargo build --release` puts all three binaries in the same directory.
+        None => std::env::current_exe()?
+            .parent()
+            .context("cannot tell the directory of this program")?
+            .to_path_buf(),
+    };
+    let binaries = Binaries {
+        fixture: bin_dir.join("portcullis-fixture"),
+        portcullis: bin_dir.join("portcullis"),
+    };
+    for binary in [&binaries.fixture, &binaries.portcullis] {
         if !binary.is_file() {
             bail!(
                 "`{}` is missing: run `cargo build --release -p portcullis -p portcullis-fixture`",
@@ -126,69 +253,28 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let scratch = tempfile::tempdir()?;
-    let config = scratch.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nnamespacing = \"passthrough\"\n\n[[upstream]]\nname = \"fixture\"\ncommand = [{:?}, \"--scratch\", {:?}]\n",
-            fixture.display().to_string(),
-            scratch.path().join("work").display().to_string()
-        ),
-    )?;
-    let fixture_args = vec![
-        "--scratch".to_owned(),
-        scratch.path().join("direct").display().to_string(),
-    ];
-    let (direct, _) = connect(&fixture, &fixture_args).await?;
-    let portcullis_args = vec![
-        "serve".to_owned(),
-        "--config".to_owned(),
-        config.display().to_string(),
-    ];
-    let (through, pid) = connect(&portcullis, &portcullis_args).await?;
-    let pid = pid.context("no pid for portcullis")?;
-    let idle_rss = memory_kib(pid, "VmRSS:");
-
-    println!(
-        "{} calls of `echo` per row over stdio; latency per call as the client sees it",
-        args.calls
-    );
-    println!(
-        "| callers | path | p50 µs | p99 µs | calls/s | added p50 µs | added p99 µs | throughput vs direct |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for &concurrency in &args.concurrency {
-        let base = measure(&direct, args.calls, concurrency).await?;
-        let via = measure(&through, args.calls, concurrency).await?;
-        println!(
-            "| {concurrency} | direct | {:.1} | {:.1} | {:.0} | | | |",
-            micros(base.p50),
-            micros(base.p99),
-            base.calls_per_sec
-        );
-        println!(
-            "| {concurrency} | portcullis | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.0} % |",
-            micros(via.p50),
-            micros(via.p99),
-            via.calls_per_sec,
-            micros(via.p50) - micros(base.p50),
-            micros(via.p99) - micros(base.p99),
-            100.0 * via.calls_per_sec / base.calls_per_sec
-        );
+    let load_before = process::load_average();
+    let mut rows = Vec::new();
+    let mut memory = Vec::new();
+    for &transport in &args.transport {
+        let (transport_rows, transport_memory) =
+            measure_transport(transport, &binaries, &args, &levels).await?;
+        rows.extend(transport_rows);
+        memory.push(transport_memory);
     }
-    let mib = |kib: Option<u64>| {
-        kib.map_or("n/a".to_owned(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        })
+    let settings = report::Settings {
+        rounds: args.rounds,
+        warmup: args.warmup,
+        load_before,
+        load_after: process::load_average(),
     };
-    println!(
-        "portcullis memory: idle VmRSS {}, after load VmRSS {}, peak VmHWM {}",
-        mib(idle_rss),
-        mib(memory_kib(pid, "VmRSS:")),
-        mib(memory_kib(pid, "VmHWM:"))
-    );
-    direct.cancel().await.ok();
-    through.cancel().await.ok();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json(&settings, &rows, &memory))?
+        );
+    } else {
+        print!("{}", report::tables(&settings, &rows, &memory));
+    }
     Ok(())
 }

@@ -1,0 +1,261 @@
+//! The figures of a run, as Markdown tables for people or as JSON, and how they compare with
+//! the targets the project tracks.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::measure::Summary;
+use crate::route::Transport;
+
+/// Targets the project tracks (see BENCHMARKS.md); reported against, never asserted.
+const TARGET_ADDED_P50_US: f64 = 25.0;
+const TARGET_ADDED_P99_US: f64 = 100.0;
+const TARGET_THROUGHPUT_SHARE: f64 = 0.80;
+const TARGET_IDLE_RSS_KIB: u64 = 20 * 1024;
+
+/// One concurrency level and the calls measured per route at it.
+#[derive(Clone, Copy)]
+pub struct Level {
+    pub concurrency: usize,
+    pub calls: usize,
+}
+
+/// How the figures were taken.
+pub struct Settings {
+    pub rounds: usize,
+    pub warmup: usize,
+    /// The machine's load averages before and after the run: the noise it ran in.
+    pub load_before: Option<String>,
+    pub load_after: Option<String>,
+}
+
+/// One route's figures at one level. CPU is per call, in microseconds.
+pub struct RouteFigures {
+    pub samples: Summary,
+    pub cpu_client_us: f64,
+    pub cpu_servers_us: f64,
+    pub cpu_portcullis_us: f64,
+}
+
+/// Both routes at one level of one transport.
+pub struct Row {
+    pub transport: Transport,
+    pub level: Level,
+    pub direct: RouteFigures,
+    pub through: RouteFigures,
+    pub portcullis_rss_after_kib: Option<u64>,
+}
+
+impl Row {
+    fn added_p50_us(&self) -> f64 {
+        micros(self.through.samples.p50) - micros(self.direct.samples.p50)
+    }
+
+    fn added_p99_us(&self) -> f64 {
+        micros(self.through.samples.p99) - micros(self.direct.samples.p99)
+    }
+
+    fn throughput_share(&self) -> f64 {
+        if self.direct.samples.calls_per_sec > 0.0 {
+            self.through.samples.calls_per_sec / self.direct.samples.calls_per_sec
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Portcullis's memory on one transport: after start and one `tools/list`, then after load.
+pub struct Memory {
+    pub transport: Transport,
+    pub idle_rss_kib: Option<u64>,
+    pub after_rss_kib: Option<u64>,
+    pub peak_hwm_kib: Option<u64>,
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or_else(
+        || "n/a".to_owned(),
+        |k| format!("{:.1} MiB", k as f64 / 1024.0),
+    )
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "missed" }
+}
+
+/// The three tables (routes, overhead, memory) and the targets, in Markdown.
+pub fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> String {
+    let mut out = String::new();
+    let levels: Vec<String> = rows
+        .iter()
+        .filter(|row| Some(row.transport) == rows.first().map(|first| first.transport))
+        .map(|row| {
+            format!(
+                "{} calls with {} caller(s)",
+                row.level.calls, row.level.concurrency
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "`echo` per route: {}; {} warm-up calls per route and level; {} alternating rounds.",
+        levels.join(", "),
+        settings.warmup,
+        settings.rounds
+    );
+    let _ = writeln!(
+        out,
+        "Load average (1, 5, 15 min) before: {}; after: {}.",
+        settings.load_before.as_deref().unwrap_or("n/a"),
+        settings.load_after.as_deref().unwrap_or("n/a")
+    );
+    let _ = writeln!(
+        out,
+        "Latency per call as the client sees it. CPU per call: this client; all server processes of the route; Portcullis alone.\n"
+    );
+    out.push_str("| transport | callers | route | p50 µs | p99 µs | calls/s | CPU µs/call client | servers | portcullis |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for row in rows {
+        for (name, figures) in [("direct", &row.direct), ("portcullis", &row.through)] {
+            let portcullis_cpu = if name == "direct" {
+                String::new()
+            } else {
+                format!("{:.1}", figures.cpu_portcullis_us)
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} |",
+                row.transport.name(),
+                row.level.concurrency,
+                name,
+                micros(figures.samples.p50),
+                micros(figures.samples.p99),
+                figures.samples.calls_per_sec,
+                figures.cpu_client_us,
+                figures.cpu_servers_us,
+                portcullis_cpu
+            );
+        }
+    }
+
+    out.push_str("\n| transport | callers | added p50 µs | added p99 µs | throughput vs direct | added server CPU µs/call | Portcullis VmRSS after |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} | {:.0} % | {:.1} | {} |",
+            row.transport.name(),
+            row.level.concurrency,
+            row.added_p50_us(),
+            row.added_p99_us(),
+            100.0 * row.throughput_share(),
+            row.through.cpu_servers_us - row.direct.cpu_servers_us,
+            mib(row.portcullis_rss_after_kib)
+        );
+    }
+
+    out.push_str("\n| transport | Portcullis VmRSS idle | VmRSS after load | peak VmHWM |\n");
+    out.push_str("| --- | --- | --- | --- |\n");
+    for entry in memory {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            entry.transport.name(),
+            mib(entry.idle_rss_kib),
+            mib(entry.after_rss_kib),
+            mib(entry.peak_hwm_kib)
+        );
+    }
+
+    out.push_str("\n| target | transport | callers | now | |\n| --- | --- | --- | --- | --- |\n");
+    for row in rows {
+        let transport = row.transport.name();
+        let callers = row.level.concurrency;
+        let added_p50 = row.added_p50_us();
+        let added_p99 = row.added_p99_us();
+        let share = row.throughput_share();
+        let _ = writeln!(
+            out,
+            "| added p50 ≤ {TARGET_ADDED_P50_US} µs | {transport} | {callers} | {added_p50:.1} µs | {} |",
+            verdict(added_p50 <= TARGET_ADDED_P50_US)
+        );
+        let _ = writeln!(
+            out,
+            "| added p99 ≤ {TARGET_ADDED_P99_US} µs | {transport} | {callers} | {added_p99:.1} µs | {} |",
+            verdict(added_p99 <= TARGET_ADDED_P99_US)
+        );
+        let _ = writeln!(
+            out,
+            "| throughput ≥ {:.0} % of direct | {transport} | {callers} | {:.0} % | {} |",
+            100.0 * TARGET_THROUGHPUT_SHARE,
+            100.0 * share,
+            verdict(share >= TARGET_THROUGHPUT_SHARE)
+        );
+    }
+    for entry in memory {
+        let met = entry
+            .idle_rss_kib
+            .is_some_and(|kib| kib <= TARGET_IDLE_RSS_KIB);
+        let _ = writeln!(
+            out,
+            "| idle RSS ≤ {} MiB | {} | | {} | {} |",
+            TARGET_IDLE_RSS_KIB / 1024,
+            entry.transport.name(),
+            mib(entry.idle_rss_kib),
+            verdict(met)
+        );
+    }
+    out
+}
+
+fn route_json(figures: &RouteFigures) -> Value {
+    json!({
+        "calls": figures.samples.calls,
+        "p50_us": micros(figures.samples.p50),
+        "p99_us": micros(figures.samples.p99),
+        "calls_per_sec": figures.samples.calls_per_sec,
+        "cpu_us_per_call": {
+            "client": figures.cpu_client_us,
+            "servers": figures.cpu_servers_us,
+            "portcullis": figures.cpu_portcullis_us,
+        },
+    })
+}
+
+/// The same figures as one JSON document.
+pub fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Value {
+    json!({
+        "warmup_calls": settings.warmup,
+        "rounds": settings.rounds,
+        "load_average_before": settings.load_before,
+        "load_average_after": settings.load_after,
+        "targets": {
+            "added_p50_us": TARGET_ADDED_P50_US,
+            "added_p99_us": TARGET_ADDED_P99_US,
+            "throughput_share": TARGET_THROUGHPUT_SHARE,
+            "idle_rss_kib": TARGET_IDLE_RSS_KIB,
+        },
+        "rows": rows.iter().map(|row| json!({
+            "transport": row.transport.name(),
+            "concurrency": row.level.concurrency,
+            "direct": route_json(&row.direct),
+            "portcullis": route_json(&row.through),
+            "added_p50_us": row.added_p50_us(),
+            "added_p99_us": row.added_p99_us(),
+            "throughput_share": row.throughput_share(),
+            "portcullis_rss_after_kib": row.portcullis_rss_after_kib,
+        })).collect::<Vec<_>>(),
+        "memory": memory.iter().map(|entry| json!({
+            "transport": entry.transport.name(),
+            "idle_rss_kib": entry.idle_rss_kib,
+            "after_rss_kib": entry.after_rss_kib,
+            "peak_hwm_kib": entry.peak_hwm_kib,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,292 @@
+//! The two routes to the fixture's `echo`, over stdio or streamable HTTP: directly, and through
+//! Portcullis in passthrough mode with that fixture as its single upstream.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::process;
+
+/// How long a server may take to start and announce its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The transport between the client and the server it talks to (and, through Portcullis,
+/// between Portcullis and the fixture too, so both routes cross the same kind of hop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Stdio,
+    Http,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stdio => "stdio",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// The two release binaries under test, by absolute path.
+pub struct Binaries {
+    pub fixture: PathBuf,
+    pub portcullis: PathBuf,
+}
+
+/// A connected client and the processes that serve it.
+pub struct Route {
+    pub client: RunningService<RoleClient, ()>,
+    /// Every server process on this route: the fixture, or Portcullis and its upstream fixture.
+    pub server_pids: Vec<u32>,
+    /// Portcullis's process, on the route through it.
+    pub portcullis_pid: Option<u32>,
+    /// HTTP servers started here; `kill_on_drop` stops them with the route.
+    _http_servers: Vec<tokio::process::Child>,
+}
+
+impl Route {
+    /// Closes the client; stdio servers exit when their input closes, HTTP ones are killed.
+    pub async fn close(self) {
+        let Self {
+            client,
+            _http_servers: servers,
+            ..
+        } = self;
+        client.cancel().await.ok();
+        drop(servers);
+    }
+}
+
+/// The fixture, reached without Portcullis.
+pub async fn direct(
+    transport: Transport,
+    binaries: &Binaries,
+    scratch: &Path,
+    max_concurrency: usize,
+) -> anyhow::Result<Route> {
+    let fixture_scratch = scratch.join("direct");
+    match transport {
+        Transport::Stdio => {
+            let mut command = tokio::process::Command::new(&binaries.fixture);
+            command.arg("--scratch").arg(&fixture_scratch);
+            let (client, pid) = connect_stdio(command, &binaries.fixture).await?;
+            Ok(Route {
+                client,
+                server_pids: vec![pid],
+                portcullis_pid: None,
+                _http_servers: Vec::new(),
+            })
+        }
+        Transport::Http => {
+            let (fixture, url) = start_http_fixture(binaries, &fixture_scratch).await?;
+            let pid = fixture.id().context("the fixture exited at start")?;
+            let client = connect_http(&url, max_concurrency).await?;
+            Ok(Route {
+                client,
+                server_pids: vec![pid],
+                portcullis_pid: None,
+                _http_servers: vec![fixture],
+            })
+        }
+    }
+}
+
+/// Portcullis in passthrough mode, its single upstream a fixture of its own.
+pub async fn through_portcullis(
+    transport: Transport,
+    binaries: &Binaries,
+    scratch: &Path,
+    max_concurrency: usize,
+) -> anyhow::Result<Route> {
+    let fixture_scratch = scratch.join("upstream");
+    let config = scratch.join(format!("portcullis-{}.toml", transport.name()));
+    match transport {
+        Transport::Stdio => {
+            let upstream = format!(
+                "command = [{}, \"--scratch\", {}]",
+                toml_string(&binaries.fixture.display().to_string())?,
+                toml_string(&fixture_scratch.display().to_string())?
+            );
+            std::fs::write(&config, passthrough_config(&upstream))
+                .with_context(|| format!("cannot write `{}`", config.display()))?;
+            let mut command = tokio::process::Command::new(&binaries.portcullis);
+            command.arg("serve").arg("--config").arg(&config);
+            let (client, pid) = connect_stdio(command, &binaries.portcullis).await?;
+            // The upstream is up once the tool list has come back through Portcullis.
+            let mut server_pids = vec![pid];
+            server_pids.extend(process::children(pid));
+            Ok(Route {
+                client,
+                server_pids,
+                portcullis_pid: Some(pid),
+                _http_servers: Vec::new(),
+            })
+        }
+        Transport::Http => {
+            let (fixture, fixture_url) = start_http_fixture(binaries, &fixture_scratch).await?;
+            let fixture_pid = fixture
+                .id()
+                .context("the upstream fixture exited at start")?;
+            let upstream = format!("url = {}", toml_string(&fixture_url)?);
+            std::fs::write(&config, passthrough_config(&upstream))
+                .with_context(|| format!("cannot write `{}`", config.display()))?;
+            let mut command = tokio::process::Command::new(&binaries.portcullis);
+            command
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--listen")
+                .arg("127.0.0.1:0");
+            let (portcullis, stderr) = spawn_piped(command, Pipe::Stderr, &binaries.portcullis)?;
+            let pid = portcullis.id().context("portcullis exited at start")?;
+            // Portcullis says where it serves on stderr once its upstreams have settled.
+            let url = announced_url(stderr, "serving MCP on ").await?;
+            let client = connect_http(&url, max_concurrency).await?;
+            Ok(Route {
+                client,
+                server_pids: vec![pid, fixture_pid],
+                portcullis_pid: Some(pid),
+                _http_servers: vec![portcullis, fixture],
+            })
+        }
+    }
+}
+
+fn passthrough_config(upstream: &str) -> String {
+    format!(
+        "[server]\nnamespacing = \"passthrough\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n"
+    )
+}
+
+/// A TOML basic string: a JSON string literal is one.
+fn toml_string(text: &str) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(text)?)
+}
+
+async fn connect_stdio(
+    command: tokio::process::Command,
+    program: &Path,
+) -> anyhow::Result<(RunningService<RoleClient, ()>, u32)> {
+    // Not `TokioChildProcess::new`: it lets the server's log through to our terminal.
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", program.display()))?;
+    let pid = transport
+        .id()
+        .with_context(|| format!("`{}` exited at start", program.display()))?;
+    let client = ().serve(transport).await.context("MCP handshake failed")?;
+    check_echo(&client).await?;
+    Ok((client, pid))
+}
+
+async fn connect_http(
+    url: &str,
+    max_concurrency: usize,
+) -> anyhow::Result<RunningService<RoleClient, ()>> {
+    // rmcp's default of 16 POSTs in flight would cap 32 callers at 16 on both routes alike;
+    // allow every caller its own request so the server side is what is measured.
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url).max_concurrent_requests(max_concurrency);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let client = ()
+        .serve(transport)
+        .await
+        .with_context(|| format!("MCP handshake with `{url}` failed"))?;
+    check_echo(&client).await?;
+    Ok(client)
+}
+
+/// Lists the tools: Portcullis answers its first list once its upstream is up, so measuring
+/// starts after that. Also confirms that `echo` is there under that very name.
+async fn check_echo(client: &RunningService<RoleClient, ()>) -> anyhow::Result<()> {
+    let tools = client.list_all_tools().await.context("tools/list failed")?;
+    if !tools.iter().any(|tool| tool.name == "echo") {
+        bail!("no `echo` tool in the list");
+    }
+    Ok(())
+}
+
+enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Starts a server whose one piped stream announces its address; the other streams go to null.
+fn spawn_piped(
+    mut command: tokio::process::Command,
+    pipe: Pipe,
+    program: &Path,
+) -> anyhow::Result<(tokio::process::Child, Box<dyn AsyncRead + Send + Unpin>)> {
+    let (stdout, stderr) = match pipe {
+        Pipe::Stdout => (Stdio::piped(), Stdio::null()),
+        Pipe::Stderr => (Stdio::null(), Stdio::piped()),
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", program.display()))?;
+    let stream: Option<Box<dyn AsyncRead + Send + Unpin>> = match pipe {
+        Pipe::Stdout => child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+        Pipe::Stderr => child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+    };
+    let stream = stream.context("no pipe to the server")?;
+    Ok((child, stream))
+}
+
+/// A fixture serving streamable HTTP on a free loopback port, and its URL (its first stdout line).
+async fn start_http_fixture(
+    binaries: &Binaries,
+    scratch: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let mut command = tokio::process::Command::new(&binaries.fixture);
+    command
+        .arg("--scratch")
+        .arg(scratch)
+        .arg("--listen")
+        .arg("127.0.0.1:0");
+    let (child, stdout) = spawn_piped(command, Pipe::Stdout, &binaries.fixture)?;
+    let url = announced_url(stdout, "").await?;
+    Ok((child, url))
+}
+
+/// Reads lines until one holds `marker` followed by an `http://` URL, then keeps draining the
+/// stream in the background so the server never blocks on a full pipe.
+async fn announced_url(
+    stream: Box<dyn AsyncRead + Send + Unpin>,
+    marker: &str,
+) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(stream).lines();
+    let find = async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some((_, rest)) = line.split_once(marker)
+                && let Some(start) = rest.find("http://")
+            {
+                let url = rest.get(start..).unwrap_or_default();
+                return anyhow::Ok(url.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+        bail!("the server exited without saying where it listens")
+    };
+    let url = tokio::time::timeout(START_TIMEOUT, find)
+        .await
+        .context("the server did not say where it listens in time")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(url)
+}
