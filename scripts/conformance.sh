@@ -11,8 +11,10 @@
 # it does not apply to a mediator`): exits nonzero when a failure is not listed, or a listed
 # scenario passes (a ratchet: remove the entry), or an entry is malformed or names nothing run.
 #
-# Usage: scripts/conformance.sh [--direct]
-#   --direct  run against the fixture itself over HTTP instead; every failure counts there.
+# Usage: scripts/conformance.sh [--direct | --http-upstream]
+#   --direct         run against the fixture itself over HTTP; every failure counts there.
+#   --http-upstream  the fixture is an HTTP upstream of Portcullis (tests/conformance/
+#                    portcullis-http.toml) instead of a stdio one; same expected failures.
 # Environment:
 #   CONFORMANCE_NODE_MODULES  node_modules holding both suite versions and the npm package
 #                             `node` 22 (default tests/node/node_modules, from scripts/setup.sh)
@@ -28,11 +30,13 @@ fail() {
   exit 1
 }
 
-direct=""
+# mode: portcullis (stdio upstream), http-upstream, or direct.
+mode=portcullis
 case "${1:-}" in
   "") ;;
-  --direct) direct=1 ;;
-  *) fail "unknown argument \`$1\` (usage: scripts/conformance.sh [--direct])" ;;
+  --direct) mode=direct ;;
+  --http-upstream) mode=http-upstream ;;
+  *) fail "unknown argument \`$1\` (usage: scripts/conformance.sh [--direct | --http-upstream])" ;;
 esac
 
 # Bounds: a scenario that hangs is a failure, not a stuck CI run.
@@ -84,11 +88,15 @@ suite_new=$(suite_for "$new_version")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/conformance.XXXXXX")
 server_pid=""
+fixture_pid=""
 cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$server_pid" "$fixture_pid"; do
+    if [ -n "$pid" ]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [ -n "${CONFORMANCE_KEEP:-}" ]; then
     echo "conformance: results kept in $work" >&2
   else
@@ -98,28 +106,50 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Start the server under test on a free loopback port and wait until it says where it is.
-server_log=$work/server.log
-if [ -n "$direct" ]; then
-  target="the fixture directly"
-  "$fixture" --listen 127.0.0.1:0 >"$work/url" 2>"$server_log" &
-  server_pid=$!
-  url_of() { head -n 1 "$work/url"; }
-else
-  target="Portcullis (passthrough)"
-  "$portcullis" serve --config "$config" --listen 127.0.0.1:0 2>"$server_log" &
-  server_pid=$!
-  url_of() { sed -n 's/^portcullis: serving MCP on //p' "$server_log" | head -n 1; }
+# Waits until `$1` (a command) prints a URL, while process `$2` lives; prints the URL.
+wait_for_url() {
+  local url_of=$1 pid=$2 log=$3 url=""
+  for _ in $(seq 1 "$start_timeout_tenths"); do
+    url=$($url_of)
+    if [ -n "$url" ]; then
+      case "$url" in http://127.0.0.1:*/mcp) ;; *) fail "not on loopback: \`$url\`" ;; esac
+      echo "$url"
+      return
+    fi
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; fail "$(basename "$log" .log) exited at start"; }
+    sleep 0.1
+  done
+  cat "$log" >&2
+  fail "$(basename "$log" .log) did not start within $((start_timeout_tenths / 10)) s"
+}
+fixture_url() { head -n 1 "$work/fixture.url"; }
+portcullis_url() { sed -n 's/^portcullis: serving MCP on //p' "$work/portcullis.log" | head -n 1; }
+
+# Start what is under test on free loopback ports.
+if [ "$mode" != portcullis ]; then
+  "$fixture" --listen 127.0.0.1:0 >"$work/fixture.url" 2>"$work/fixture.log" &
+  fixture_pid=$!
+  upstream_url=$(wait_for_url fixture_url "$fixture_pid" "$work/fixture.log")
 fi
-url=""
-for _ in $(seq 1 "$start_timeout_tenths"); do
-  url=$(url_of)
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$server_log" >&2; fail "the server exited at start"; }
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$server_log" >&2; fail "the server did not start within 20 s"; }
-case "$url" in http://127.0.0.1:*/mcp) ;; *) fail "the server is not on loopback: \`$url\`" ;; esac
+case "$mode" in
+  direct)
+    target="the fixture directly"
+    url=$upstream_url
+    server_log=$work/fixture.log
+    ;;
+  http-upstream)
+    target="Portcullis (passthrough, HTTP upstream)"
+    sed "s|FIXTURE_URL|$upstream_url|" "$root/tests/conformance/portcullis-http.toml" >"$work/portcullis.toml"
+    config=$work/portcullis.toml
+    ;;
+  *) target="Portcullis (passthrough, stdio upstream)" ;;
+esac
+if [ "$mode" != direct ]; then
+  "$portcullis" serve --config "$config" --listen 127.0.0.1:0 2>"$work/portcullis.log" &
+  server_pid=$!
+  server_log=$work/portcullis.log
+  url=$(wait_for_url portcullis_url "$server_pid" "$server_log")
+fi
 echo "conformance: against $target at $url"
 
 # The server scenarios a suite lists, one name per line.
@@ -156,7 +186,7 @@ labels=("$old_version" "$new_version@2025-11-25" "$new_version@2026-07-28" "$new
 
 # Expected failures: `LABEL SCENARIO  # reason`, the reason required.
 declare -A expected=()
-if [ -z "$direct" ]; then
+if [ "$mode" != direct ]; then
   [ -f "$expected_file" ] || fail "$expected_file is missing"
   line_number=0
   while IFS= read -r line || [ -n "$line" ]; do

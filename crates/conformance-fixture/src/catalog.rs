@@ -103,6 +103,7 @@ pub fn tools() -> Vec<Value> {
             "else": { "properties": { "address": { "type": "object" } } }
         }
     }));
+    tools.extend(task_tools());
     tools.push(json!({
         "name": "test_custom_headers",
         "description": "A tool with x-mcp-header annotations",
@@ -115,6 +116,29 @@ pub fn tools() -> Vec<Value> {
     tools
 }
 
+/// The tools of the tasks scenarios (`tasks.rs` answers them).
+fn task_tools() -> Vec<Value> {
+    let string = json!({ "type": "string" });
+    let object = |properties: Value| json!({ "type": "object", "properties": properties });
+    vec![
+        json!({ "name": "greet", "description": "Greets, synchronously",
+            "inputSchema": object(json!({ "name": string })) }),
+        json!({ "name": "slow_compute", "description": "Sleeps `seconds`, as a task if the client can",
+            "inputSchema": object(json!({ "seconds": { "type": "number" }, "label": string })) }),
+        json!({ "name": "failing_job", "description": "A task whose tool fails",
+            "inputSchema": no_args() }),
+        json!({ "name": "protocol_error_job", "description": "A task that fails with a protocol error",
+            "inputSchema": no_args() }),
+        json!({ "name": "confirm_delete", "description": "A task that asks for confirmation",
+            "inputSchema": object(json!({ "filename": string })) }),
+        json!({ "name": "multi_input", "description": "A task that asks two questions at once",
+            "inputSchema": no_args() }),
+        json!({ "name": "test_tool_with_task", "description": "Asks a name, then runs as a task",
+            "inputSchema": no_args() }),
+    ]
+}
+
+/// The resources, as the wire shows them.
 pub fn resources() -> Value {
     json!([
         { "uri": "test://static-text", "name": "static-text", "description": "A static text resource", "mimeType": "text/plain" },

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse,
+    GetPromptResult, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, RequestStateCodec,
     ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ use crate::catalog;
 use crate::lists::ListChanges;
 use crate::rounds::{self, elicit, finished, from_json, input_required, text};
 use crate::talk_back::{self, is_stateless};
+use crate::tasks::{self, Tasks};
 
 /// The key that seals `requestState` for the tampered-state scenario. A fixed key is fine here:
 /// the fixture guards nothing, and a fixed key keeps sealed states valid across restarts.
@@ -34,6 +36,7 @@ const STATE_KEY_SEED: u8 = 11;
 pub struct Conformance {
     codec: Arc<RequestStateCodec>,
     lists: Arc<ListChanges>,
+    tasks: Arc<Tasks>,
 }
 
 impl Conformance {
@@ -46,6 +49,7 @@ impl Conformance {
         Ok(Self {
             codec: Arc::new(codec),
             lists: Arc::new(ListChanges::default()),
+            tasks: Arc::new(Tasks::default()),
         })
     }
 
@@ -84,6 +88,7 @@ impl ServerHandler for Conformance {
                 .enable_prompts_list_changed()
                 .enable_completions()
                 .enable_logging()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -131,6 +136,7 @@ impl ServerHandler for Conformance {
             "test_elicitation"
             | "test_elicitation_sep1034_defaults"
             | "test_elicitation_sep1330_enums" => talk_back::elicitation(&request, &context).await,
+            name if tasks::answers(name) => self.tasks.call(&request, &context),
             name if asks_in_rounds(name) => {
                 if is_stateless(&context) {
                     rounds::answer(&self.codec, &request, &context)
@@ -261,6 +267,30 @@ impl ServerHandler for Conformance {
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         finished(json!({ "completion": { "values": [], "total": 0, "hasMore": false } }))
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        self.tasks.get(&request)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.tasks.update(&request)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.tasks.cancel(&request)
     }
 
     async fn set_level(

@@ -9,6 +9,7 @@ mod http;
 mod lists;
 mod rounds;
 mod talk_back;
+mod tasks;
 
 use std::net::SocketAddr;
 
