@@ -110,7 +110,7 @@ pub async fn forward(
     let _inflight = upstream.track_call(route.clone());
     let peer = &connection.peer;
     let handle = peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .send_request_with_option(request, request_options(connection, route))
         .await
         .map_err(ForwardError::Service)?;
     let mut abandon = AbandonGuard {
@@ -152,6 +152,18 @@ pub async fn forward(
 /// How long a call whose upstream reported progress waits after its answer for the last
 /// progress notifications.
 const PROGRESS_SETTLE: Duration = Duration::from_millis(10);
+
+/// Per-request metadata for the upstream: the client's log-level opt-in, which a stateless
+/// upstream needs on each request (a session-era one got `logging/setLevel`).
+fn request_options(connection: &Connection, route: &CallRoute) -> PeerRequestOptions {
+    let mut options = PeerRequestOptions::no_options();
+    if let (true, Some(level)) = (connection.is_stateless(), route.log_level) {
+        let mut meta = rmcp::model::RequestMetaObject::default();
+        meta.set_log_level(level);
+        options.meta = Some(meta);
+    }
+    options
+}
 
 /// Session-era upstreams omit `resultType`, which stateless clients require on a final result
 /// (rmcp strips it again for session-era clients).

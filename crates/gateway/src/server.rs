@@ -4,8 +4,8 @@
 //! back. Lists are served from each upstream's cached catalog, merged in configuration order and
 //! paginated by Portcullis itself, so an upstream that is down simply contributes nothing.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
@@ -22,7 +22,9 @@ use rmcp::model::{
     deprecated,
     reason = "logging and resource subscriptions are deprecated but session-era clients use them"
 )]
-use rmcp::model::{SetLevelRequest, SetLevelRequestParams, SubscribeRequest, UnsubscribeRequest};
+use rmcp::model::{
+    LoggingLevel, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, UnsubscribeRequest,
+};
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,12 @@ use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
 pub struct PortcullisServer {
     gateway: Arc<Gateway>,
     session: u64,
+    /// The level this session set with `logging/setLevel` (session era).
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated but clients still opt in to it"
+    )]
+    log_level: Arc<Mutex<Option<LoggingLevel>>>,
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -53,6 +61,7 @@ impl PortcullisServer {
         Self {
             gateway,
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            log_level: Arc::default(),
         }
     }
 
@@ -72,6 +81,19 @@ impl PortcullisServer {
         context
             .protocol_version()
             .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+    }
+
+    /// The log level this request opted in to: its own `_meta` (stateless era), else the level
+    /// the session set.
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated but clients still opt in to it"
+    )]
+    fn log_level_for(&self, context: &RequestContext<RoleServer>) -> Option<LoggingLevel> {
+        context
+            .meta
+            .log_level()
+            .or_else(|| self.log_level.lock().ok().and_then(|level| *level))
     }
 
     /// The upstream that owns an exposed resource URI, its connection and its own URI.
@@ -154,6 +176,7 @@ impl PortcullisServer {
             session: self.session,
             asker: asker_for(context),
             listener: listener_for(context),
+            log_level: self.log_level_for(context),
         };
         forward(
             upstream,
@@ -296,6 +319,7 @@ impl PortcullisServer {
                     session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
                     asker,
                     listener: None,
+                    log_level: self.log_level_for(context),
                 };
                 let progress = progress_of(context);
                 let task_cancel = cancel.clone();
@@ -558,6 +582,7 @@ impl ServerHandler for PortcullisServer {
             session: self.session,
             asker: asker_for(&context),
             listener: listener_for(&context),
+            log_level: self.log_level_for(&context),
         };
         call.run(&route, progress_of(&context), &context.ct).await
     }
@@ -755,7 +780,11 @@ impl ServerHandler for PortcullisServer {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        // Log levels are per upstream connection, shared by every session: the latest wins.
+        // Stateless upstreams get the level on each of this session's requests; session-era
+        // ones hold one level per connection, shared by every session: the latest wins.
+        if let Ok(mut level) = self.log_level.lock() {
+            *level = Some(request.level);
+        }
         self.gateway.first_settle().await;
         for upstream in &self.gateway.upstreams {
             let Some(connection) = upstream.connection() else {

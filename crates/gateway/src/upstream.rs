@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::{Namespacing, UpstreamName};
+#[expect(
+    deprecated,
+    reason = "logging is deprecated but clients still opt in to it"
+)]
+use rmcp::model::LoggingLevel;
 use rmcp::model::{
     Prompt, ProtocolVersion, Resource, ResourceTemplate, ServerNotification, SubscriptionFilter,
     Tool,
@@ -84,6 +89,13 @@ pub struct CallRoute {
     pub asker: Asker,
     /// A session-era client, which can be sent notifications (log lines) outside a request.
     pub listener: Option<Peer<RoleServer>>,
+    /// The log level the client opted in to; a stateless upstream sends log lines only to
+    /// requests that carry one.
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated but clients still opt in to it"
+    )]
+    pub log_level: Option<LoggingLevel>,
 }
 
 /// One configured upstream and everything Portcullis knows about it at run time.
