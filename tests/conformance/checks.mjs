@@ -1,5 +1,5 @@
 // Reads the checks.json files the conformance suite wrote for one scenario run (`-o DIR`) and
-// prints one line, `PASSED FAILED`, then one line per failed check: `  CHECK-ID: MESSAGE`.
+// prints one line, `PASSED FAILED WARNINGS`, then one line per failed check: `  CHECK-ID: MESSAGE`.
 // Used by scripts/conformance.sh; plain Node, no dependencies.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -18,10 +18,12 @@ function checkFiles(dir) {
 
 const dir = process.argv[2];
 let passed = 0;
+let warnings = 0;
 const failures = [];
 for (const file of checkFiles(dir)) {
   for (const check of JSON.parse(readFileSync(file, "utf8"))) {
     if (check.status === "SUCCESS") passed += 1;
+    if (check.status === "WARNING") warnings += 1;
     if (check.status === "FAILURE") {
       const message = String(check.errorMessage ?? check.description ?? "").replace(/\s+/g, " ");
       const short = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}...` : message;
@@ -29,5 +31,5 @@ for (const file of checkFiles(dir)) {
     }
   }
 }
-console.log(`${passed} ${failures.length}`);
+console.log(`${passed} ${failures.length} ${warnings}`);
 for (const line of failures) console.log(line);

@@ -70,6 +70,7 @@ pub fn tools() -> Vec<Value> {
             "test_streaming_elicitation",
             "Asks over the response stream",
         ),
+        ("test_reconnection", "Answers on its response stream"),
     ];
     let mut tools: Vec<Value> = simple
         .iter()
@@ -138,15 +139,19 @@ fn task_tools() -> Vec<Value> {
     ]
 }
 
-/// The resources, as the wire shows them.
-pub fn resources() -> Value {
-    json!([
-        { "uri": "test://static-text", "name": "static-text", "description": "A static text resource", "mimeType": "text/plain" },
-        { "uri": "test://static-binary", "name": "static-binary", "description": "A static binary resource", "mimeType": "image/png" },
-        { "uri": "test://watched-resource", "name": "watched-resource", "description": "A resource to subscribe to", "mimeType": "text/plain" }
-    ])
+/// The resources, as the wire shows them (the skill's `SKILL.md` comes on top).
+pub fn resources() -> Vec<Value> {
+    vec![
+        json!({ "uri": "test://static-text", "name": "static-text",
+            "description": "A static text resource", "mimeType": "text/plain" }),
+        json!({ "uri": "test://static-binary", "name": "static-binary",
+            "description": "A static binary resource", "mimeType": "image/png" }),
+        json!({ "uri": "test://watched-resource", "name": "watched-resource",
+            "description": "A resource to subscribe to", "mimeType": "text/plain" }),
+    ]
 }
 
+/// The resource templates, as the wire shows them.
 pub fn templates() -> Value {
     json!([{ "uriTemplate": "test://template/{id}/data", "name": "template", "description": "A templated resource", "mimeType": "application/json" }])
 }
@@ -185,6 +190,10 @@ pub fn simple_result(name: &str) -> Option<Value> {
         "json_schema_2020_12_tool" | "test_custom_headers" => {
             json!([{ "type": "text", "text": "ok" }])
         }
+        // The SSE-polling scenario hopes this tool closes its response stream before it answers
+        // (SEP-1699, a MAY). rmcp gives a handler no handle on its own POST stream, so it answers
+        // in the stream, which the suite reports as information, not as a warning.
+        "test_reconnection" => json!([{ "type": "text", "text": "Reconnection test completed" }]),
         "test_error_handling" => {
             return Some(json!({ "isError": true, "content": [{ "type": "text",
                 "text": "This tool intentionally returns an error for testing" }] }));

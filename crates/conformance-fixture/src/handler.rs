@@ -12,11 +12,12 @@ use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
     CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse,
-    GetPromptResult, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, RequestStateCodec,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
+    GetPromptResult, GetSkillRequestParams, GetSkillResult, GetTaskParams, GetTaskResult,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListSkillsResult, ListToolsResult, PaginatedRequestParams, ReadResourceDirectoryRequestParams,
+    ReadResourceDirectoryResult, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, RequestStateCodec, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use crate::catalog;
 use crate::lists::ListChanges;
 use crate::rounds::{self, elicit, finished, from_json, input_required, text};
+use crate::skills;
 use crate::talk_back::{self, is_stateless};
 use crate::tasks::{self, Tasks};
 
@@ -89,6 +91,7 @@ impl ServerHandler for Conformance {
                 .enable_completions()
                 .enable_logging()
                 .enable_tasks()
+                .enable_skills_with_directory_read()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -156,8 +159,10 @@ impl ServerHandler for Conformance {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        let mut resources = catalog::resources();
+        resources.extend(skills::resources());
         Ok(ListResourcesResult::with_all_items(from_json(
-            catalog::resources(),
+            Value::Array(resources),
         )?))
     }
 
@@ -176,6 +181,9 @@ impl ServerHandler for Conformance {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        if let Some(result) = skills::read(&request.uri) {
+            return result.map(ReadResourceResponse::Complete);
+        }
         match catalog::read(&request.uri) {
             Some(result) => {
                 finished::<ReadResourceResult>(result).map(ReadResourceResponse::Complete)
@@ -267,6 +275,30 @@ impl ServerHandler for Conformance {
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         finished(json!({ "completion": { "values": [], "total": 0, "hasMore": false } }))
+    }
+
+    async fn list_skills(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListSkillsResult, McpError> {
+        skills::list()
+    }
+
+    async fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetSkillResult, McpError> {
+        skills::get(&request.uri)
+    }
+
+    async fn read_resource_directory(
+        &self,
+        request: ReadResourceDirectoryRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceDirectoryResult, McpError> {
+        skills::read_directory(&request.uri)
     }
 
     async fn get_task(

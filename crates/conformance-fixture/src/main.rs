@@ -8,6 +8,7 @@ mod handler;
 mod http;
 mod lists;
 mod rounds;
+mod skills;
 mod talk_back;
 mod tasks;
 

@@ -201,7 +201,8 @@ impl Tasks {
         }))
     }
 
-    /// Makes a task that holds `payload` and is not yet in the store's hands otherwise.
+    /// Stores a new task holding `payload` (and, for one that waits for input, its pending
+    /// requests and the text it completes with); returns its id, handle and cancel token.
     fn create(
         &self,
         payload: TaskPayload,
