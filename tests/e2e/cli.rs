@@ -21,7 +21,10 @@ fn check(config: &std::path::Path) -> (bool, String, String) {
 fn the_shipped_config_checks_clean() {
     let (ok, stdout, stderr) = check(&repo_root().join("config/portcullis.toml"));
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains(": ok (3 upstreams)"), "{stdout}");
+    assert!(
+        stdout.contains(": ok (3 upstreams, 5 policies)"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::support::{Scratch, fixture_server, toml_array};
 async fn only_listed_and_explicit_variables_reach_the_upstream() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[[upstream]]\nname = \"fx\"\ncommand = {}\nenv = {{ FIXTURE_MARKER = \"from-config\" }}\ninherit_env = [\"PORTCULLIS_E2E_SHARED\"]\n",
         toml_array(&fixture_server(&work, &[]))
     ));

@@ -24,7 +24,7 @@ fn fixture_upstream(
 async fn upstreams_that_fail_to_start_are_hidden_and_the_others_serve() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(
+    let config = scratch.relay_config(
         &[
             fixture_upstream("good", &work, &[], ""),
             fixture_upstream("crashes", &work, &["--start-mode", "crash"], ""),
@@ -72,7 +72,7 @@ async fn upstreams_that_fail_to_start_are_hidden_and_the_others_serve() {
 async fn a_crash_mid_call_is_an_error_for_that_call_and_the_upstream_comes_back() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(
+    let config = scratch.relay_config(
         &[
             fixture_upstream("flaky", &work, &[], ""),
             fixture_upstream("steady", &work, &[], ""),
@@ -108,7 +108,7 @@ async fn a_crash_mid_call_is_an_error_for_that_call_and_the_upstream_comes_back(
 async fn garbage_and_hangs_fail_the_call_not_portcullis() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(
+    let config = scratch.relay_config(
         &[
             fixture_upstream("bad", &work, &[], "call_timeout_secs = 2"),
             fixture_upstream("good", &work, &[], ""),
@@ -144,7 +144,7 @@ async fn garbage_and_hangs_fail_the_call_not_portcullis() {
 async fn huge_results_pass_through_intact() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&fixture_upstream("big", &work, &[], ""));
+    let config = scratch.relay_config(&fixture_upstream("big", &work, &[], ""));
     let client = connect(&config, &[]).await;
     wait_for_tools(&client, Duration::from_secs(20), |n| !n.is_empty()).await;
     let size = 8 * 1024 * 1024;

@@ -18,7 +18,7 @@ fn initialize(host: &str, origin: Option<&str>) -> String {
 fn host_and_origin_are_checked() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
         toml_array(&fixture_server(&work, &[]))
     ));

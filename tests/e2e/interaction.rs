@@ -100,7 +100,7 @@ async fn start(
 
 fn fixture_config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
         toml_array(&fixture_server(&work, &[]))
     ));

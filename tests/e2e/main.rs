@@ -8,6 +8,7 @@ mod cli;
 mod environment;
 mod faults;
 mod http_guard;
+mod identity;
 mod interaction;
 mod official_clients;
 mod relay;

@@ -14,7 +14,7 @@ use crate::support::{
 /// Three upstreams: server-everything, server-filesystem and the fixture on one work directory.
 fn three_upstreams(scratch: &Scratch) -> (PathBuf, PathBuf) {
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[[upstream]]\nname = \"everything\"\ncommand = {}\n\n[[upstream]]\nname = \"files\"\ncommand = {}\n\n[[upstream]]\nname = \"fixture\"\ncommand = {}\n",
         toml_array(&everything_server()),
         toml_array(&filesystem_server(&work)),

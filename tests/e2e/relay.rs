@@ -15,7 +15,7 @@ use crate::support::{Scratch, bin, fixture_server, toml_array};
 async fn lists_are_merged_and_paginated_across_upstream_pages() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[server]\npage_size = 100\n[[upstream]]\nname = \"many\"\ncommand = {}\n[[upstream]]\nname = \"few\"\ncommand = {}\n",
         toml_array(&fixture_server(&work, &["--extra-tools", "250", "--page-size", "40"])),
         toml_array(&fixture_server(&work, &[])),
@@ -72,7 +72,7 @@ async fn passthrough_keeps_names_and_an_http_upstream_works() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the fixture: {e}"));
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[server]\nnamespacing = \"passthrough\"\n[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
     ));
     let client = connect(&config, &[]).await;
@@ -97,7 +97,7 @@ async fn passthrough_keeps_names_and_an_http_upstream_works() {
 async fn a_stateless_client_lists_and_calls() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
+    let config = scratch.relay_config(&format!(
         "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
         toml_array(&fixture_server(&work, &[]))
     ));

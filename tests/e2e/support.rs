@@ -122,6 +122,16 @@ impl Scratch {
         std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
         path
     }
+
+    /// A config for the tests of the relay itself: `fixtures/policy/permit-all.cedar` allows
+    /// everything, so that they exercise the pipe and not the policy.
+    pub fn relay_config(&self, body: &str) -> PathBuf {
+        let policy = repo_root().join("fixtures/policy/permit-all.cedar");
+        self.config(&format!(
+            "{body}\n[policy]\npolicies = {}\n",
+            toml_array(&[policy.display().to_string()])
+        ))
+    }
 }
 
 /// A running `portcullis serve --listen` process; killed on drop. Its stderr is kept.
@@ -139,10 +149,15 @@ impl Portcullis {
     }
 
     pub fn http_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::http_on(config, "127.0.0.1:0", env)
+    }
+
+    /// Starts Portcullis on `listen` (e.g. a port chosen with [`free_port`]).
+    pub fn http_on(config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin("portcullis"))
             .args(["serve", "--config"])
             .arg(config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -323,17 +338,89 @@ pub fn result_text(result: &Value) -> String {
 
 /// Sends one raw HTTP request to loopback and returns the status code.
 pub fn raw_http_status(port: u16, request: &str) -> u16 {
+    raw_http(port, request).0
+}
+
+/// Sends one raw HTTP request (which should say `Connection: close`) to loopback and returns
+/// the status code and the whole response text, headers and body.
+pub fn raw_http(port: u16, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     stream
         .write_all(request.as_bytes())
         .unwrap_or_else(|e| panic!("cannot send: {e}"));
-    let mut first = String::new();
-    let _ = BufReader::new(stream).read_line(&mut first);
-    first
+    let mut response = String::new();
+    let mut reader = BufReader::new(stream);
+    let _ = reader.read_line(&mut response);
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status line in `{first}`"))
+        .unwrap_or_else(|| panic!("no HTTP status line in `{response}`"));
+    let _ = reader.read_to_string(&mut response);
+    (status, response)
+}
+
+/// A loopback port that was free a moment ago (for a config that must name its own URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A real OpenID provider (npm `oidc-provider`, driven by `tests/node/oidc.mjs`) on loopback,
+/// with the tokens it issued; stopped when dropped (its stdin closes).
+pub struct OpenIdProvider {
+    child: Child,
+    pub issuer: String,
+    tokens: Value,
+}
+
+impl OpenIdProvider {
+    /// Starts the provider; its tokens are for `resource`.
+    pub fn start(resource: &str) -> Self {
+        let node = node_module("node/bin/node");
+        let mut child = Command::new(node)
+            .arg(repo_root().join("tests/node/oidc.mjs"))
+            .args(["--resource", resource, "--lifetime-secs", "180"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the OpenID provider: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = line_tx.send(line);
+        });
+        let line = line_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the OpenID provider printed no tokens within 60s"));
+        let ready: Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("the OpenID provider printed `{line}`: {e}"));
+        Self {
+            child,
+            issuer: ready["issuer"].as_str().unwrap_or_default().to_owned(),
+            tokens: ready["tokens"].clone(),
+        }
+    }
+
+    /// One of the tokens `tests/node/oidc.mjs` documents (`alice`, `bob`, `expired`, ...).
+    pub fn token(&self, name: &str) -> String {
+        self.tokens[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("the provider issued no `{name}` token"))
+            .to_owned()
+    }
+}
+
+impl Drop for OpenIdProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -11,6 +11,7 @@
 //! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
 
 mod measure;
+mod policy;
 mod process;
 mod report;
 mod route;
@@ -49,6 +50,9 @@ struct Args {
     /// Directory holding `portcullis` and `portcullis-fixture` [default: this program's own].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Decisions timed for the policy figure (the list and call checks of one call each).
+    #[arg(long, default_value_t = 20000)]
+    policy_decisions: usize,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
@@ -262,6 +266,11 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(transport_rows);
         memory.push(transport_memory);
     }
+    let policy_summary = policy::measure_policy(args.policy_decisions)?;
+    let direct_p50 = rows
+        .iter()
+        .find(|row| row.transport == Transport::Stdio && row.level.concurrency == 1)
+        .map(|row| row.direct.samples.p50);
     let settings = report::Settings {
         rounds: args.rounds,
         warmup: args.warmup,
@@ -269,12 +278,19 @@ async fn main() -> anyhow::Result<()> {
         load_after: process::load_average(),
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report::json(&settings, &rows, &memory))?
-        );
+        let mut value = report::json(&settings, &rows, &memory);
+        let policy_value = serde_json::json!({
+            "decisions": policy_summary.calls,
+            "p50": policy_summary.p50.as_secs_f64() * 1e6,
+            "p99": policy_summary.p99.as_secs_f64() * 1e6,
+        });
+        if let Some(object) = value.as_object_mut() {
+            object.insert("policy_us".to_owned(), policy_value);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report::tables(&settings, &rows, &memory));
+        println!("\n{}", policy::describe(&policy_summary, direct_p50));
     }
     Ok(())
 }

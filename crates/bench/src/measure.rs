@@ -17,6 +17,10 @@ pub struct Samples {
 }
 
 impl Samples {
+    pub fn new(durations: Vec<Duration>, wall: Duration) -> Self {
+        Self { durations, wall }
+    }
+
     /// Adds another batch, as if its calls had run right after this one's.
     pub fn extend(&mut self, other: Samples) {
         self.durations.extend(other.durations);

@@ -160,7 +160,9 @@ pub async fn through_portcullis(
 
 fn passthrough_config(upstream: &str) -> String {
     format!(
-        "[server]\nnamespacing = \"passthrough\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n"
+        "[server]\nnamespacing = \"passthrough\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\
+         # The shipped default policy decides every call: `echo` is a read, so it runs.\n\
+         tools.echo = {{ effect = \"read\" }}\n"
     )
 }
 

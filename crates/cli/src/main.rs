@@ -1,7 +1,7 @@
 //! The `portcullis` command: argument parsing, environment, tracing set-up and exit codes over
 //! the library crates. It decides nothing itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
-use portcullis_gateway::{Gateway, UpstreamStatus, serve_http};
+use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
+use portcullis_gateway::{Gateway, UpstreamStatus, load_policy, serve_http};
+use portcullis_policy::{Action, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -47,12 +49,76 @@ enum Command {
         #[arg(long, conflicts_with = "listen")]
         http: bool,
     },
-    /// Validate a configuration file and say exactly what is wrong and where.
+    /// Validate a configuration file with its policies and schema, and say exactly what is
+    /// wrong and where.
     Check {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
     },
+    /// List the tools an identity would see, per upstream (starts the upstreams to ask them).
+    Tools {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        identity: AsIdentity,
+    },
+    /// Show the decision for one tool call and the policies that produced it.
+    Explain {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        identity: AsIdentity,
+        /// The tool as the client names it, e.g. `files.write_file`.
+        tool: String,
+        /// The call's arguments as a JSON object.
+        arguments: Option<String>,
+    },
+}
+
+/// The identity `tools` and `explain` decide for.
+#[derive(clap::Args)]
+struct AsIdentity {
+    /// The user (the token's `sub`, or the local user's name).
+    #[arg(long = "as", value_name = "USER")]
+    user: String,
+    /// The user's issuer; default: `[http.auth]`'s issuer, else the local issuer.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// A group the user is in (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// A scope the user was granted (repeatable).
+    #[arg(long = "scope", value_name = "S")]
+    scopes: Vec<String>,
+}
+
+impl AsIdentity {
+    fn envelope(&self, config: &Config) -> IdentityEnvelope {
+        let issuer = self.issuer.clone().unwrap_or_else(|| {
+            config
+                .http
+                .auth
+                .as_ref()
+                .map_or_else(|| LOCAL_ISSUER.to_owned(), |auth| auth.issuer.clone())
+        });
+        IdentityEnvelope::new(EnvelopeParts {
+            user: UserId {
+                issuer,
+                subject: self.user.clone(),
+            },
+            client: None,
+            mode: ActingMode::Delegated,
+            groups: self.groups.iter().cloned().collect(),
+            tenant: self.tenant.clone(),
+            scopes: self.scopes.iter().cloned().collect(),
+            usable_credentials: BTreeSet::new(),
+            forbidden_credentials: BTreeSet::new(),
+            lifetime: None,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -60,6 +126,13 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let outcome = match cli.command {
         Command::Check { config } => check(&config),
+        Command::Tools { config, identity } => tools(&config, &identity),
+        Command::Explain {
+            config,
+            identity,
+            tool,
+            arguments,
+        } => explain(&config, &identity, &tool, arguments.as_deref()),
         Command::Serve {
             config,
             listen,
@@ -143,8 +216,13 @@ fn program_exists(program: &Path) -> bool {
         .unwrap_or(false)
 }
 
+fn policy(config: &Config) -> anyhow::Result<PolicyEngine> {
+    load_policy(&config.policy).map_err(|problems| anyhow::anyhow!("{problems}"))
+}
+
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
+    let engine = policy(&config)?;
     let problems = check_environment(&config);
     if !problems.is_empty() {
         bail!(
@@ -157,11 +235,170 @@ fn check(path: &Path) -> anyhow::Result<()> {
         );
     }
     println!(
-        "{}: ok ({} upstream{})",
+        "{}: ok ({} upstream{}, {} polic{})",
         path.display(),
         config.upstreams.len(),
-        if config.upstreams.len() == 1 { "" } else { "s" }
+        if config.upstreams.len() == 1 { "" } else { "s" },
+        engine.len(),
+        if engine.len() == 1 { "y" } else { "ies" }
     );
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let engine = policy(&config)?;
+    let envelope = identity.envelope(&config);
+    runtime()?.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let gateway = Gateway::start(
+            &config,
+            &inherited_environment(&config),
+            engine,
+            shutdown.clone(),
+        )?;
+        let longest = config
+            .upstreams
+            .iter()
+            .map(|u| u.start_timeout)
+            .max()
+            .unwrap_or_default();
+        gateway.settle(longest).await;
+        println!("tools visible to {}:", envelope.user());
+        for (upstream, tools) in gateway.visible_tools(&envelope) {
+            match tools {
+                Ok(tools) if tools.is_empty() => println!("  {upstream}: none"),
+                Ok(tools) => {
+                    println!("  {upstream}:");
+                    for tool in tools {
+                        println!("    {tool}");
+                    }
+                }
+                Err(reason) => println!("  {upstream}: unavailable ({reason})"),
+            }
+        }
+        shutdown.cancel();
+        anyhow::Ok(())
+    })
+}
+
+fn explain(
+    path: &Path,
+    identity: &AsIdentity,
+    tool: &str,
+    arguments: Option<&str>,
+) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let engine = policy(&config)?;
+    let envelope = identity.envelope(&config);
+    let arguments: Option<serde_json::Map<String, serde_json::Value>> = arguments
+        .map(|text| serde_json::from_str(text).context("the arguments are not a JSON object"))
+        .transpose()?;
+    let names: Vec<_> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+    let Some((upstream, local)) = config
+        .namespacing
+        .resolve(&names, tool)
+        .and_then(|n| Some((config.upstreams.get(n.upstream)?, n.local)))
+    else {
+        bail!("`{tool}` names no configured upstream");
+    };
+    let rules = upstream.tool_rules(local);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let decide = |action| {
+        engine.decide(&Request {
+            envelope: &envelope,
+            action,
+            upstream: upstream.name.as_str(),
+            surface: upstream.surface,
+            target: Target::Tool {
+                name: local,
+                effect: rules.effect(),
+                required_scopes: &rules.scopes,
+                arguments: if action == Action::CallTool {
+                    arguments.as_ref()
+                } else {
+                    None
+                },
+            },
+            now,
+        })
+    };
+    let listed = decide(Action::ListTool);
+    let called = decide(Action::CallTool);
+    // The same rule as the gateway: a tool hidden from the list cannot be called.
+    let (step, decision) = if listed.verdict == Verdict::Deny {
+        (
+            "list_tool (the tool is hidden, so it cannot be called)",
+            &listed,
+        )
+    } else {
+        ("call_tool", &called)
+    };
+    let user = envelope.user();
+    println!(
+        "decision: {}",
+        match decision.verdict {
+            Verdict::Allow => "allow",
+            Verdict::ApprovalRequired =>
+                "allow with approval (approval is not yet available, so the call would not run)",
+            Verdict::Deny => "deny",
+        }
+    );
+    println!("  decided at: {step}");
+    println!("  acting as: {} ({})", user.subject, user.issuer);
+    let list = |values: &BTreeSet<String>| {
+        if values.is_empty() {
+            "none".to_owned()
+        } else {
+            values.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    println!(
+        "  groups: {}; tenant: {}; scopes: {}",
+        list(envelope.groups()),
+        envelope.tenant().unwrap_or("none"),
+        list(envelope.scopes())
+    );
+    println!(
+        "  tool: {local} of upstream {} (surface {}, effect {})",
+        upstream.name,
+        upstream.surface,
+        rules.effect()
+    );
+    println!("  required scopes: {}", list(&rules.scopes));
+    if decision.verdict == Verdict::Deny {
+        println!("  told to the client: {}", decision.deny_reason());
+    }
+    for error in &decision.errors {
+        println!("  evaluation error: {error}");
+    }
+    if decision.policies.is_empty() {
+        println!("determined by: no policy (Cedar denies what no policy permits)");
+    } else {
+        println!("determined by:");
+        for reference in &decision.policies {
+            let place = if reference.line > 0 {
+                format!("{}:{}", reference.file, reference.line)
+            } else {
+                reference.file.clone()
+            };
+            println!("  {} ({place})", reference.id);
+            if let Some(text) = engine.policy_text(reference) {
+                for line in text.lines() {
+                    println!("    {line}");
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -181,24 +418,27 @@ fn inherited_environment(config: &Config) -> BTreeMap<String, String> {
 
 fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<()> {
     let mut config = load(path)?;
+    // INVARIANT: a policy or schema that does not load stops start-up (fail closed).
+    let engine = policy(&config)?;
     for problem in check_environment(&config) {
         tracing::warn!("{problem}");
     }
     if let Some(listen) = listen {
-        if !listen.ip().is_loopback() {
+        if !listen.ip().is_loopback() && config.http.auth.is_none() {
             bail!(
-                "`{listen}` is not a loopback address; Portcullis listens on loopback only until client authentication is configured"
+                "`{listen}` is not a loopback address; without `[http.auth]` every client would act as the local identity, so Portcullis listens on loopback only"
             );
         }
         config.http.listen = listen;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();
-        let gateway = Gateway::start(&config, &inherited_environment(&config), shutdown.clone())?;
+        let gateway = Gateway::start(
+            &config,
+            &inherited_environment(&config),
+            engine,
+            shutdown.clone(),
+        )?;
         tokio::spawn(stop_on_signal(shutdown.clone()));
         if listen.is_some() || http {
             let (address, serving) = serve_http(gateway.clone(), &config.http).await?;

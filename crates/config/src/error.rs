@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use portcullis_core::source::line_column;
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -78,16 +80,4 @@ impl<'a> Reporter<'a> {
             Err(ConfigErrors(self.errors))
         }
     }
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit_once('\n')
-        .map_or(before, |(_, last)| last)
-        .chars()
-        .count()
-        + 1;
-    (line, column)
 }

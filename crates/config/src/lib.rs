@@ -12,7 +12,7 @@ mod model;
 mod raw;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{Config, HttpSettings, Upstream, UpstreamTransport, parse};
+pub use model::{Config, HttpSettings, PolicySettings, Upstream, UpstreamTransport, parse};
 
 #[cfg(test)]
 mod tests;

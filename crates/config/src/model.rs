@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use portcullis_core::{Namespacing, UpstreamName};
+use portcullis_core::{
+    ActingMode, ClaimNames, Effect, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, Namespacing,
+    ResourceServerSettings, Surface, ToolRules, UpstreamName, UserId,
+};
 use serde_spanned::Spanned;
 
 use crate::error::{ConfigErrors, Reporter};
-use crate::raw::{RawConfig, RawHttp, RawUpstream};
+use crate::raw::{RawConfig, RawHttp, RawHttpAuth, RawLocalIdentity, RawPolicy, RawUpstream};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -19,6 +22,10 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default streamable HTTP listener: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// Default clock skew tolerated on a bearer token's `exp` and `nbf`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// The user of the local identity when config names none.
+pub const DEFAULT_LOCAL_USER: &str = "local";
 
 /// A validated Portcullis configuration.
 #[derive(Debug, Clone)]
@@ -30,19 +37,33 @@ pub struct Config {
     pub http: HttpSettings,
     /// In configuration order; at least one, names unique.
     pub upstreams: Vec<Upstream>,
+    /// Who a stdio session acts as (and an HTTP session when `[http.auth]` is absent).
+    pub local_identity: IdentityEnvelope,
+    pub policy: PolicySettings,
+}
+
+/// Where the Cedar schema and policies are; `None` and empty mean the shipped ones.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicySettings {
+    pub schema: Option<PathBuf>,
+    /// Files, or directories whose `*.cedar` files are read in name order.
+    pub policies: Vec<PathBuf>,
 }
 
 /// The streamable HTTP downstream transport.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Always a loopback address until client authentication exists (an open MCP endpoint on a
-    /// network would hand every tool to anyone who can reach it).
+    /// A loopback address unless `auth` is configured (an open MCP endpoint on a network would
+    /// hand the local identity's tools to anyone who can reach it).
     pub listen: SocketAddr,
     /// `Host` header values accepted, against DNS rebinding. Empty means loopback names only.
     pub allowed_hosts: Vec<String>,
     /// `Origin` header values accepted from browsers. Empty means the listener's own loopback
     /// origins only.
     pub allowed_origins: Vec<String>,
+    /// Bearer-token authentication (OAuth 2.1 resource server); without it every HTTP session
+    /// acts as the local identity, which is why the listener must then be loopback.
+    pub auth: Option<ResourceServerSettings>,
 }
 
 /// One upstream MCP server.
@@ -52,6 +73,16 @@ pub struct Upstream {
     pub transport: UpstreamTransport,
     pub call_timeout: Duration,
     pub start_timeout: Duration,
+    pub surface: Surface,
+    /// Rules for the upstream's tools, by the upstream's own tool name.
+    pub tools: BTreeMap<String, ToolRules>,
+}
+
+impl Upstream {
+    /// What config says about one of this upstream's tools (nothing: effect unknown).
+    pub fn tool_rules(&self, tool: &str) -> ToolRules {
+        self.tools.get(tool).cloned().unwrap_or_default()
+    }
 }
 
 /// How Portcullis reaches an upstream.
@@ -120,6 +151,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         DEFAULT_START_TIMEOUT,
     );
     let http = http_settings(&mut report, raw.http.as_ref());
+    let local_identity = local_identity(&mut report, raw.identity.local.as_ref());
+    let policy = policy_settings(&mut report, raw.policy.as_ref(), &base_dir);
 
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut seen = BTreeSet::new();
@@ -166,6 +199,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         page_size,
         http,
         upstreams,
+        local_identity,
+        policy,
     })
 }
 
@@ -178,8 +213,11 @@ fn unreachable_config(file: &Path) -> Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            auth: None,
         },
         upstreams: Vec::new(),
+        local_identity: local_identity(&mut Reporter::new(file, ""), None),
+        policy: PolicySettings::default(),
     }
 }
 
@@ -241,11 +279,28 @@ fn parse_upstream(
             None
         }
     };
+    let surface = match &upstream.surface {
+        None => Surface::Unspecified,
+        Some(surface) => Surface::from_name(surface.get_ref()).unwrap_or_else(|| {
+            report.at(
+                Some(surface.span()),
+                format!(
+                    "unknown surface `{}`; use one of {}",
+                    surface.get_ref(),
+                    names(Surface::NAMED.iter().map(|s| s.as_str()))
+                ),
+            );
+            Surface::Unspecified
+        }),
+    };
+    let tools = tool_rules(report, upstream);
     Some(Upstream {
         name: name?,
         transport: transport?,
         call_timeout,
         start_timeout,
+        surface,
+        tools,
     })
 }
 
@@ -348,17 +403,22 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
             listen: default_listen,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            auth: None,
         };
     };
+    let auth = http
+        .auth
+        .as_ref()
+        .and_then(|auth| resource_server(report, auth.get_ref()));
     let listen = match &http.listen {
         None => default_listen,
         Some(listen) => match listen.get_ref().parse::<SocketAddr>() {
-            Ok(addr) if addr.ip().is_loopback() => addr,
+            Ok(addr) if addr.ip().is_loopback() || http.auth.is_some() => addr,
             Ok(addr) => {
                 report.at(
                     Some(listen.span()),
                     format!(
-                        "`{addr}` is not a loopback address; Portcullis listens on loopback only until client authentication is configured"
+                        "`{addr}` is not a loopback address; without `[http.auth]` every client would act as the local identity, so Portcullis listens on loopback only"
                     ),
                 );
                 default_listen
@@ -395,7 +455,199 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
         listen,
         allowed_hosts: strings(&http.allowed_hosts),
         allowed_origins: strings(&http.allowed_origins),
+        auth,
     }
+}
+
+/// `[http.auth]`: the issuer and resource must be URLs; a plain `http://` issuer only on
+/// loopback, since its metadata and keys decide who may call anything.
+fn resource_server(
+    report: &mut Reporter<'_>,
+    auth: &RawHttpAuth,
+) -> Option<ResourceServerSettings> {
+    let issuer = http_url(report, &auth.issuer)?;
+    let allow_http = match issuer.strip_prefix("http://") {
+        None => false,
+        Some(rest) if is_loopback_authority(rest) => true,
+        Some(_) => {
+            report.at(
+                Some(auth.issuer.span()),
+                format!(
+                    "issuer `{issuer}` uses plain http on a non-loopback host; its keys decide who may call anything, so use https"
+                ),
+            );
+            return None;
+        }
+    };
+    let resource = http_url(report, &auth.resource)?;
+    let required_scopes: BTreeSet<String> = scope_list(report, &auth.required_scopes);
+    let scopes_supported = match &auth.scopes_supported {
+        Some(scopes) => scope_list(report, scopes).into_iter().collect(),
+        None => required_scopes.iter().cloned().collect(),
+    };
+    let defaults = ClaimNames::default();
+    let claim = |value: &Option<Spanned<String>>, default: String| {
+        value.as_ref().map_or(default, |v| v.get_ref().clone())
+    };
+    let leeway_secs = bounded(report, auth.leeway_secs.as_ref(), "leeway_secs", 0, 300)
+        .unwrap_or(DEFAULT_LEEWAY_SECS);
+    Some(ResourceServerSettings {
+        issuer,
+        resource,
+        required_scopes,
+        scopes_supported,
+        claims: ClaimNames {
+            groups: claim(&auth.claims.groups, defaults.groups),
+            tenant: claim(&auth.claims.tenant, defaults.tenant),
+            client: claim(&auth.claims.client, defaults.client),
+        },
+        leeway_secs,
+        allow_http,
+    })
+}
+
+fn is_loopback_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Scope names: non-empty, no spaces (scopes travel space-separated).
+fn scope_list(report: &mut Reporter<'_>, scopes: &[Spanned<String>]) -> BTreeSet<String> {
+    let mut valid = BTreeSet::new();
+    for scope in scopes {
+        let value = scope.get_ref();
+        if value.is_empty() || value.contains(char::is_whitespace) {
+            report.at(
+                Some(scope.span()),
+                format!("scope `{value}` is empty or contains spaces"),
+            );
+        } else {
+            valid.insert(value.clone());
+        }
+    }
+    valid
+}
+
+fn names<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    values
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn tool_rules(report: &mut Reporter<'_>, upstream: &RawUpstream) -> BTreeMap<String, ToolRules> {
+    let mut rules = BTreeMap::new();
+    for (tool, raw) in &upstream.tools {
+        let raw_rules = raw.get_ref();
+        let effect = raw_rules.effect.as_ref().and_then(|effect| {
+            let parsed = Effect::from_name(effect.get_ref());
+            if parsed.is_none() {
+                report.at(
+                    Some(effect.span()),
+                    format!(
+                        "unknown effect `{}` for tool `{tool}`; use one of {}",
+                        effect.get_ref(),
+                        names(Effect::NAMED.iter().map(|e| e.as_str()))
+                    ),
+                );
+            }
+            parsed
+        });
+        let scopes = scope_list(report, &raw_rules.scopes);
+        rules.insert(tool.clone(), ToolRules { effect, scopes });
+    }
+    rules
+}
+
+/// `[identity.local]`, or a user named `local` with no groups, tenant or scopes.
+fn local_identity(
+    report: &mut Reporter<'_>,
+    raw: Option<&Spanned<RawLocalIdentity>>,
+) -> IdentityEnvelope {
+    let strings = |values: &[Spanned<String>]| -> BTreeSet<String> {
+        values.iter().map(|v| v.get_ref().clone()).collect()
+    };
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return IdentityEnvelope::new(EnvelopeParts {
+            user: UserId {
+                issuer: LOCAL_ISSUER.to_owned(),
+                subject: DEFAULT_LOCAL_USER.to_owned(),
+            },
+            client: None,
+            mode: ActingMode::Delegated,
+            groups: BTreeSet::new(),
+            tenant: None,
+            scopes: BTreeSet::new(),
+            usable_credentials: BTreeSet::new(),
+            forbidden_credentials: BTreeSet::new(),
+            lifetime: None,
+        });
+    };
+    for value in std::iter::once(&raw.user)
+        .chain(&raw.groups)
+        .chain(&raw.tenant)
+        .chain(&raw.credentials)
+        .chain(&raw.forbidden_credentials)
+    {
+        if value.get_ref().trim().is_empty() {
+            report.at(
+                Some(value.span()),
+                "an identity name is empty; give a user, group, tenant or credential name",
+            );
+        }
+    }
+    IdentityEnvelope::new(EnvelopeParts {
+        user: UserId {
+            issuer: LOCAL_ISSUER.to_owned(),
+            subject: raw.user.get_ref().clone(),
+        },
+        client: None,
+        mode: ActingMode::Delegated,
+        groups: strings(&raw.groups),
+        tenant: raw.tenant.as_ref().map(|t| t.get_ref().clone()),
+        scopes: scope_list(report, &raw.scopes),
+        usable_credentials: strings(&raw.credentials),
+        forbidden_credentials: strings(&raw.forbidden_credentials),
+        lifetime: None,
+    })
+}
+
+/// `[policy]`: paths relative to the configuration's directory.
+fn policy_settings(
+    report: &mut Reporter<'_>,
+    raw: Option<&Spanned<RawPolicy>>,
+    base_dir: &Path,
+) -> PolicySettings {
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return PolicySettings::default();
+    };
+    let schema = raw.schema.as_ref().map(|s| base_dir.join(s.get_ref()));
+    let mut policies = Vec::new();
+    if let Some(list) = &raw.policies {
+        if list.get_ref().is_empty() {
+            report.at(
+                Some(list.span()),
+                "`policies` is empty; list policy files or directories, or remove the key to use the shipped policy",
+            );
+        }
+        for path in list.get_ref() {
+            if path.get_ref().is_empty() {
+                report.at(Some(path.span()), "a policy path is empty");
+            } else {
+                policies.push(base_dir.join(path.get_ref()));
+            }
+        }
+    }
+    PolicySettings { schema, policies }
 }
 
 fn bounded(

@@ -14,6 +14,37 @@ pub(crate) struct RawConfig {
     pub http: Option<Spanned<RawHttp>>,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub identity: RawIdentities,
+    pub policy: Option<Spanned<RawPolicy>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentities {
+    pub local: Option<Spanned<RawLocalIdentity>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLocalIdentity {
+    pub user: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    pub tenant: Option<Spanned<String>>,
+    #[serde(default)]
+    pub scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub credentials: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub forbidden_credentials: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub schema: Option<Spanned<String>>,
+    pub policies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +62,28 @@ pub(crate) struct RawHttp {
     pub listen: Option<Spanned<String>>,
     pub allowed_hosts: Option<Vec<Spanned<String>>>,
     pub allowed_origins: Option<Vec<Spanned<String>>>,
+    pub auth: Option<Spanned<RawHttpAuth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpAuth {
+    pub issuer: Spanned<String>,
+    pub resource: Spanned<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<Spanned<String>>,
+    pub scopes_supported: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub claims: RawClaims,
+    pub leeway_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClaims {
+    pub groups: Option<Spanned<String>>,
+    pub tenant: Option<Spanned<String>>,
+    pub client: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,4 +99,15 @@ pub(crate) struct RawUpstream {
     pub url: Option<Spanned<String>>,
     pub call_timeout_secs: Option<Spanned<i64>>,
     pub start_timeout_secs: Option<Spanned<i64>>,
+    pub surface: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, Spanned<RawToolRules>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToolRules {
+    pub effect: Option<Spanned<String>>,
+    #[serde(default)]
+    pub scopes: Vec<Spanned<String>>,
 }

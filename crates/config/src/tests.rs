@@ -65,9 +65,9 @@ fn syntax_errors_name_the_line() {
 fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
-        expect![[
-            r#"conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`"#
-        ]],
+        expect![
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `tools`"
+        ],
     );
 }
 
@@ -101,7 +101,7 @@ call_timeout_secs = -1
         expect![[r#"
             conf/portcullis.toml:2:15: `passthrough` keeps tool names unchanged and so serves exactly one upstream, but 3 are configured; use `prefixed`
             conf/portcullis.toml:3:13: `page_size` is 0; it must be between 1 and 10000
-            conf/portcullis.toml:6:10: `0.0.0.0:8080` is not a loopback address; Portcullis listens on loopback only until client authentication is configured
+            conf/portcullis.toml:6:10: `0.0.0.0:8080` is not a loopback address; without `[http.auth]` every client would act as the local identity, so Portcullis listens on loopback only
             conf/portcullis.toml:7:20: origin `localhost:3000` needs a scheme, e.g. `http://localhost:3000`
             conf/portcullis.toml:10:8: upstream name `files.v2` may contain only ASCII letters, digits, `_` and `-`, and must start with a letter
             conf/portcullis.toml:11:11: `command` is empty; give the program and its arguments, e.g. `["node", "server.js"]`
@@ -125,5 +125,90 @@ fn duplicate_names_and_no_upstreams() {
         expect![[
             r#"conf/portcullis.toml: no upstream is configured; add at least one `[[upstream]]` table with a `name` and a `command` or `url`"#
         ]],
+    );
+}
+
+#[test]
+fn identity_policy_auth_and_tool_rules_parse() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[identity.local]
+user = "alice"
+groups = ["eng"]
+tenant = "acme"
+scopes = ["files.write"]
+
+[policy]
+schema = "s.cedarschema"
+policies = ["policies", "extra.cedar"]
+
+[http]
+listen = "0.0.0.0:8443"
+auth = { issuer = "http://127.0.0.1:9000", resource = "https://mcp.example/mcp", required_scopes = ["mcp"], leeway_secs = 0 }
+
+[[upstream]]
+name = "files"
+command = ["server"]
+surface = "filesystem"
+tools.write_file = { effect = "write", scopes = ["files.write"] }
+"#,
+    )
+    .unwrap();
+    let envelope = &config.local_identity;
+    assert_eq!(envelope.user().subject, "alice");
+    assert_eq!(envelope.user().issuer, portcullis_core::LOCAL_ISSUER);
+    assert_eq!(envelope.tenant(), Some("acme"));
+    assert!(envelope.groups().contains("eng"));
+    assert_eq!(
+        config.policy.schema.as_deref(),
+        Some(Path::new("conf/s.cedarschema"))
+    );
+    assert_eq!(config.policy.policies.len(), 2);
+    // With authentication configured the listener may leave loopback.
+    assert_eq!(config.http.listen.to_string(), "0.0.0.0:8443");
+    let auth = config.http.auth.as_ref().unwrap();
+    assert!(auth.allow_http, "a loopback issuer may be plain http");
+    assert_eq!(auth.leeway_secs, 0);
+    assert_eq!(auth.claims.groups, "groups");
+    let upstream = &config.upstreams[0];
+    assert_eq!(upstream.surface, portcullis_core::Surface::Filesystem);
+    let rules = upstream.tool_rules("write_file");
+    assert_eq!(rules.effect(), portcullis_core::Effect::Write);
+    // A tool config does not classify is unknown: side-effecting.
+    assert_eq!(
+        upstream.tool_rules("other").effect(),
+        portcullis_core::Effect::Unknown
+    );
+}
+
+#[test]
+fn identity_policy_auth_and_tool_errors_name_their_place() {
+    check_errors(
+        r#"
+[identity.local]
+user = ""
+scopes = ["two words"]
+
+[policy]
+policies = []
+
+[http.auth]
+issuer = "http://idp.example"
+resource = "https://mcp.example/mcp"
+
+[[upstream]]
+name = "files"
+command = ["server"]
+surface = "disk"
+tools.write_file = { effect = "scribble" }
+"#,
+        expect![[r#"
+            conf/portcullis.toml:3:8: an identity name is empty; give a user, group, tenant or credential name
+            conf/portcullis.toml:4:11: scope `two words` is empty or contains spaces
+            conf/portcullis.toml:7:12: `policies` is empty; list policy files or directories, or remove the key to use the shipped policy
+            conf/portcullis.toml:10:10: issuer `http://idp.example` uses plain http on a non-loopback host; its keys decide who may call anything, so use https
+            conf/portcullis.toml:16:11: unknown surface `disk`; use one of `filesystem`, `shell`, `code`, `browser`, `http_api`, `database`, `device`, `remote`
+            conf/portcullis.toml:17:31: unknown effect `scribble` for tool `write_file`; use one of `read`, `write`, `destructive`, `send`, `physical`"#]],
     );
 }

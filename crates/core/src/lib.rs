@@ -1,4 +1,5 @@
-//! Pure domain types of Portcullis: the names under which upstream capabilities are exposed.
+//! Pure domain types of Portcullis: names, identities, effects and surfaces, resource-server
+//! settings.
 //!
 //! Key design decision: this crate does no I/O, no async, reads no clock and no environment.
 //! Everything that decides (names today; identities, effects, roots and decisions as they land)
@@ -6,8 +7,13 @@
 //! the transport that carries it.
 #![forbid(unsafe_code)]
 
+pub mod effect;
 pub mod identity;
 pub mod names;
+pub mod resource_server;
+pub mod source;
 
+pub use effect::{Effect, Surface, ToolRules};
 pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 pub use names::{ExposedName, NameError, Namespacing, UpstreamName};
+pub use resource_server::{ClaimNames, ResourceServerSettings};

@@ -21,6 +21,7 @@ use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
+use crate::authorize::CallPermit;
 use crate::relay::label_elicitation;
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
 
@@ -181,6 +182,8 @@ fn mark_complete(mut result: ServerResult) -> ServerResult {
 
 /// One tool call on its way to an upstream, resolved and checked.
 pub struct UpstreamCall {
+    /// Policy allowed this call: the only way to build an `UpstreamCall` is with one.
+    pub permit: CallPermit,
     pub upstream: Arc<UpstreamHandle>,
     pub connection: Arc<Connection>,
     pub local: String,
@@ -200,6 +203,12 @@ impl UpstreamCall {
         cancel: &CancellationToken,
     ) -> Result<CallToolResponse, McpError> {
         let upstream = &*self.upstream;
+        tracing::debug!(
+            upstream = %upstream.name(),
+            tool = %self.local,
+            policies = ?self.permit.decision().policy_ids(),
+            "forwarding an allowed call"
+        );
         let mut upstream_state = None;
         let mut input_responses = self.first_responses.clone();
         for _round in 0..MAX_INPUT_ROUNDS {

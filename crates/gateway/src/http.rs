@@ -1,8 +1,10 @@
 //! The streamable HTTP downstream transport: loopback by default, `Host` and `Origin` checked
-//! against DNS rebinding, both protocol eras served by rmcp's streamable HTTP service.
+//! against DNS rebinding, both protocol eras served by rmcp's streamable HTTP service, and with
+//! `[http.auth]` every request authenticated by its bearer token before rmcp sees it.
 
 use std::sync::Arc;
 
+use portcullis_auth::{ResourceServer, require_bearer};
 use portcullis_config::HttpSettings;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -25,6 +27,16 @@ pub async fn serve_http(
     ),
     GatewayError,
 > {
+    // Discovery first: a resource server that cannot fetch its issuer's keys accepts no token,
+    // so it does not start (fail closed) rather than serve requests it must refuse.
+    let resource_server = match &settings.auth {
+        None => None,
+        Some(auth) => Some(
+            ResourceServer::discover(auth.clone())
+                .await
+                .map_err(|e| GatewayError::Auth(e.to_string()))?,
+        ),
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| GatewayError::Listen {
@@ -69,7 +81,23 @@ pub async fn serve_http(
         LocalSessionManager::default().into(),
         config,
     );
-    let router = axum::Router::new().nest_service(MCP_PATH, service);
+    let mcp = axum::Router::new().nest_service(MCP_PATH, service);
+    let router = match resource_server {
+        None => mcp,
+        Some(server) => {
+            tracing::info!(
+                issuer = %server.settings().issuer,
+                resource = %server.settings().resource,
+                metadata = %server.metadata_url(),
+                "clients authenticate with bearer tokens"
+            );
+            let metadata = server.metadata_router();
+            // The token is checked, and stripped, before rmcp sees the request: handlers read
+            // the identity envelope from the request's extensions and never the token.
+            mcp.layer(axum::middleware::from_fn_with_state(server, require_bearer))
+                .merge(metadata)
+        }
+    };
     let serving = async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 mod ask;
+mod authorize;
 mod call;
 mod http;
 mod pending;
+mod policy;
 mod progress;
 mod relay;
 mod server;
@@ -23,13 +25,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use portcullis_config::Config;
-use portcullis_core::{Namespacing, UpstreamName};
+use portcullis_core::{IdentityEnvelope, Namespacing, UpstreamName};
+use portcullis_policy::PolicyEngine;
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
 pub use http::serve_http;
+pub use policy::load_policy;
 pub use server::PortcullisServer;
 
+use policy::PolicyStore;
 use sessions::Sessions;
 use state::StateSealer;
 use upstream::{UpstreamHandle, UpstreamState};
@@ -44,6 +49,8 @@ pub enum GatewayError {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("client authentication cannot start: {0}")]
+    Auth(String),
     #[error("the client connection failed: {0}")]
     Client(String),
     #[error("serving failed: {0}")]
@@ -59,6 +66,13 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     states: StateSealer,
     pending: Arc<pending::PendingCalls>,
+    policy: Arc<PolicyStore>,
+    /// Who sessions act as when no bearer token names them (stdio, unauthenticated loopback
+    /// HTTP).
+    local_identity: Arc<IdentityEnvelope>,
+    /// Set when HTTP sessions must present a bearer token: the identity then comes from the
+    /// token only, and a request without one never falls back to the local identity.
+    authenticated: bool,
     /// Set once every upstream has started or failed at least once; until then requests wait,
     /// so a client that lists right after connecting sees every upstream that can start.
     first_settled: AtomicBool,
@@ -75,11 +89,13 @@ pub enum UpstreamStatus {
 }
 
 impl Gateway {
-    /// Starts supervising every upstream. `inherited` holds the values of Portcullis's own
-    /// environment variables that config lets upstreams inherit.
+    /// Starts supervising every upstream and watching the policy files. `inherited` holds the
+    /// values of Portcullis's own environment variables that config lets upstreams inherit;
+    /// `policy` is the policy loaded from config's files (see [`load_policy`]).
     pub fn start(
         config: &Config,
         inherited: &BTreeMap<String, String>,
+        policy: PolicyEngine,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, GatewayError> {
         let sessions = Arc::new(Sessions::default());
@@ -112,10 +128,19 @@ impl Gateway {
             sessions,
             states: StateSealer::generate().map_err(GatewayError::Random)?,
             pending: Arc::default(),
+            policy: Arc::new(PolicyStore::new(config.policy.clone(), policy)),
+            local_identity: Arc::new(config.local_identity.clone()),
+            authenticated: config.http.auth.is_some(),
             first_settled: AtomicBool::new(false),
             settled: tokio::sync::Notify::new(),
             shutdown,
         });
+        // A policy change can change every identity's lists: tell the clients.
+        let store = gateway.policy.clone();
+        let policy_sessions = gateway.sessions.clone();
+        tokio::spawn(store.watch(gateway.shutdown.child_token(), async move || {
+            policy_sessions.broadcast_list_changed().await;
+        }));
         // Starting and listing are each bounded by the start timeout.
         let watcher = gateway.clone();
         tokio::spawn(async move {
@@ -154,6 +179,33 @@ impl Gateway {
                     },
                 };
                 (upstream.name().clone(), status)
+            })
+            .collect()
+    }
+
+    /// The exposed tools each upstream offers `envelope`, by the same check as `tools/list`;
+    /// an upstream that is not ready gives its reason instead.
+    pub fn visible_tools(
+        &self,
+        envelope: &IdentityEnvelope,
+    ) -> Vec<(UpstreamName, Result<Vec<String>, String>)> {
+        self.upstreams
+            .iter()
+            .map(|upstream| {
+                let tools = match upstream.connection() {
+                    None => Err(upstream.unavailable_reason()),
+                    Some(connection) => Ok(connection
+                        .catalog
+                        .load()
+                        .tools
+                        .iter()
+                        .filter(|tool| {
+                            self.sees(envelope, upstream, authorize::Exposed::Tool(&tool.name))
+                        })
+                        .map(|tool| tool.name.to_string())
+                        .collect()),
+                };
+                (upstream.name().clone(), tools)
             })
             .collect()
     }

@@ -5,7 +5,9 @@
 //! paginated by Portcullis itself, so an upstream that is down simply contributes nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use portcullis_core::{IdentityEnvelope, UserId};
 
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
 use crate::ask::{Asker, Question};
+use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{UpstreamCall, answer_inputs, forward, tool_error, unexpected};
 use crate::relay::label_elicitation;
 use rmcp::model::{InputRequest, InputResponses};
@@ -52,6 +55,9 @@ pub struct PortcullisServer {
         reason = "logging is deprecated but clients still opt in to it"
     )]
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// The user a session-era HTTP session authenticated as first: later requests of the
+    /// session must carry a token for the same user (a session is not shared across users).
+    bound_user: Arc<OnceLock<UserId>>,
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -62,7 +68,44 @@ impl PortcullisServer {
             gateway,
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             log_level: Arc::default(),
+            bound_user: Arc::default(),
         }
+    }
+
+    /// Who this request acts as: the envelope the bearer-token check attached to the HTTP
+    /// request when authentication is on, else the local identity. Fails closed: with
+    /// authentication on, a request without a validated envelope is refused.
+    fn envelope(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Arc<IdentityEnvelope>, McpError> {
+        let from_token = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<IdentityEnvelope>>())
+            .cloned();
+        let envelope = match from_token {
+            Some(envelope) => envelope,
+            None if !self.gateway.authenticated => self.gateway.local_identity.clone(),
+            None => {
+                tracing::error!(
+                    "a request reached the handler without an authenticated identity; refused"
+                );
+                return Err(McpError::invalid_request(
+                    "this request carries no authenticated identity",
+                    None,
+                ));
+            }
+        };
+        let bound = self.bound_user.get_or_init(|| envelope.user().clone());
+        if bound != envelope.user() {
+            tracing::warn!(session_user = %bound, request_user = %envelope.user(), "a session was used with another user's token; refused");
+            return Err(McpError::invalid_request(
+                "this session belongs to another user; start a new session",
+                None,
+            ));
+        }
+        Ok(envelope)
     }
 
     fn resolve_tool<'a>(
@@ -99,6 +142,7 @@ impl PortcullisServer {
     /// The upstream that owns an exposed resource URI, its connection and its own URI.
     fn resource_owner(
         &self,
+        envelope: &IdentityEnvelope,
         exposed: &str,
     ) -> Result<(&Arc<UpstreamHandle>, Arc<Connection>, String), McpError> {
         let resolved = self
@@ -106,23 +150,28 @@ impl PortcullisServer {
             .namespacing
             .resolve_uri(&self.gateway.names, exposed)
             .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local.to_owned())));
+        let unknown =
+            || McpError::resource_not_found(format!("unknown resource `{exposed}`"), None);
         let Some((upstream, local)) = resolved else {
-            return Err(McpError::resource_not_found(
-                format!("unknown resource `{exposed}`"),
-                None,
-            ));
+            return Err(unknown());
         };
+        self.gateway
+            .authorize_read(envelope, upstream, Listed::Resource(&local))
+            .map_err(|refusal| read_refusal(refusal, unknown()))?;
         let connection = self
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
         Ok((upstream, connection, local))
     }
 
-    /// Lists one page of the merged catalogs.
+    /// Lists one page of the merged catalogs, counting only the entries `keep` lets this
+    /// identity see: cursors are offsets into the identity's own filtered list, so a page
+    /// boundary cannot reveal or skip into what is hidden.
     fn page<T: Clone>(
         &self,
         request: Option<&PaginatedRequestParams>,
         items: impl Fn(&Catalog) -> &[T],
+        keep: impl Fn(&UpstreamHandle, &T) -> bool,
     ) -> Result<(Vec<T>, Option<String>), McpError> {
         let start = match request.and_then(|r| r.cursor.as_deref()) {
             None => 0,
@@ -138,18 +187,18 @@ impl PortcullisServer {
                 continue;
             };
             let catalog = connection.catalog.load();
-            let entries = items(&catalog);
-            let end = position + entries.len();
-            if end > start {
-                let from = start.saturating_sub(position);
-                for entry in entries.iter().skip(from) {
+            for entry in items(&catalog) {
+                if !keep(upstream, entry) {
+                    continue;
+                }
+                if position >= start {
                     if page.len() == page_size {
                         return Ok((page, Some((start + page_size).to_string())));
                     }
                     page.push(entry.clone());
                 }
+                position += 1;
             }
-            position = end;
         }
         Ok((page, None))
     }
@@ -204,7 +253,8 @@ impl PortcullisServer {
         retry: (Option<&str>, Option<InputResponses>),
         build: impl Fn(Option<String>, Option<InputResponses>) -> ClientRequest,
     ) -> Result<Rounds, McpError> {
-        let bound_to = binding(name, arguments);
+        let envelope = self.envelope(context)?;
+        let bound_to = binding(envelope.user(), name, arguments);
         let (sealed, mut responses) = retry;
         let mut state = None;
         if let Some(sealed) = sealed {
@@ -279,7 +329,8 @@ impl PortcullisServer {
         request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let bound_to = binding(&request.name, request.arguments.as_ref());
+        let envelope = self.envelope(context)?;
+        let bound_to = binding(envelope.user(), &request.name, request.arguments.as_ref());
         let pending = match request.request_state.as_deref() {
             Some(sealed) => {
                 let refused = || {
@@ -401,6 +452,18 @@ fn exposed_contents(
     Ok(ReadResourceResponse::Complete(result))
 }
 
+/// A refused prompt, resource or completion: hidden ones are unknown, like ones that do not
+/// exist; one that needs approval cannot be asked for yet.
+fn read_refusal(refusal: Refusal, unknown: McpError) -> McpError {
+    match refusal {
+        Refusal::Hidden | Refusal::Denied(_) => unknown,
+        Refusal::ApprovalUnavailable => McpError::invalid_request(
+            "this needs a person's approval, and this version of portcullis cannot ask for approval yet",
+            None,
+        ),
+    }
+}
+
 /// Where a prompt or resource request ended: an answer, or a round for a stateless client.
 enum Rounds {
     Done(Box<ServerResult>),
@@ -429,13 +492,14 @@ fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Res
     Ok(())
 }
 
-/// What a sealed `requestState` is bound to: the exposed tool and its exact arguments.
-fn binding(tool: &str, arguments: Option<&JsonObject>) -> String {
+/// What a sealed `requestState` is bound to: the user, the exposed tool and its exact
+/// arguments, so a state cannot be replayed by another identity or for other arguments.
+fn binding(user: &UserId, tool: &str, arguments: Option<&JsonObject>) -> String {
     // serde_json's map keeps keys sorted, so equal arguments give equal text.
     let arguments = arguments
         .map(|a| serde_json::to_string(a).unwrap_or_default())
         .unwrap_or_default();
-    format!("{tool}\n{arguments}")
+    format!("{}\n{}\n{tool}\n{arguments}", user.issuer, user.subject)
 }
 
 /// True when this request's client declared elicitation (per request, never remembered).
@@ -530,10 +594,18 @@ impl ServerHandler for PortcullisServer {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
-        let (tools, next_cursor) = self.page(request.as_ref(), |c| &c.tools)?;
+        let (tools, next_cursor) = self.page(
+            request.as_ref(),
+            |c| &c.tools,
+            |upstream, tool| {
+                self.gateway
+                    .sees(&envelope, upstream, Exposed::Tool(&tool.name))
+            },
+        )?;
         let mut result =
             ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -545,19 +617,43 @@ impl ServerHandler for PortcullisServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
+        let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
         let (upstream, local) = self.resolve_tool(&request.name)?;
         let connection = match self.ready(upstream) {
             Ok(connection) => connection,
             Err(message) => return Ok(tool_error(message)),
         };
         if !connection.catalog.load().tool_names.contains(local) {
-            return Err(McpError::invalid_params(
-                format!("unknown tool `{}`", request.name),
-                None,
-            ));
+            return Err(unknown());
         }
+        let permit = match self.gateway.authorize_call(
+            &envelope,
+            upstream,
+            local,
+            request.arguments.as_ref(),
+        ) {
+            Ok(permit) => permit,
+            // The same answer as for a tool that does not exist: nothing about what other
+            // identities may see leaks through a guessed name.
+            Err(Refusal::Hidden) => return Err(unknown()),
+            Err(Refusal::Denied(reason)) => {
+                return Ok(tool_error(format!(
+                    "portcullis refused `{}` for {}: {reason}; the call did not run",
+                    request.name,
+                    envelope.user().subject
+                )));
+            }
+            Err(Refusal::ApprovalUnavailable) => {
+                return Ok(tool_error(format!(
+                    "`{}` needs a person's approval before it runs, and this version of portcullis cannot ask for approval yet; the call did not run",
+                    request.name
+                )));
+            }
+        };
         let call = UpstreamCall {
+            permit,
             upstream: upstream.clone(),
             connection,
             local: local.to_owned(),
@@ -590,10 +686,18 @@ impl ServerHandler for PortcullisServer {
     async fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
-        let (prompts, next_cursor) = self.page(request.as_ref(), |c| &c.prompts)?;
+        let (prompts, next_cursor) = self.page(
+            request.as_ref(),
+            |c| &c.prompts,
+            |upstream, prompt| {
+                self.gateway
+                    .sees(&envelope, upstream, Exposed::Prompt(&prompt.name))
+            },
+        )?;
         let mut result =
             ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -605,6 +709,7 @@ impl ServerHandler for PortcullisServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let unknown =
             || McpError::invalid_params(format!("unknown prompt `{}`", request.name), None);
@@ -615,6 +720,9 @@ impl ServerHandler for PortcullisServer {
         if !connection.catalog.load().prompt_names.contains(local) {
             return Err(unknown());
         }
+        self.gateway
+            .authorize_read(&envelope, upstream, Listed::Prompt(local))
+            .map_err(|refusal| read_refusal(refusal, unknown()))?;
         let outcome = self
             .input_rounds(
                 upstream,
@@ -647,10 +755,18 @@ impl ServerHandler for PortcullisServer {
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
-        let (resources, next_cursor) = self.page(request.as_ref(), |c| &c.resources)?;
+        let (resources, next_cursor) = self.page(
+            request.as_ref(),
+            |c| &c.resources,
+            |upstream, resource| {
+                self.gateway
+                    .sees(&envelope, upstream, Exposed::Resource(&resource.uri))
+            },
+        )?;
         let mut result =
             ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -660,10 +776,21 @@ impl ServerHandler for PortcullisServer {
     async fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
-        let (templates, next_cursor) = self.page(request.as_ref(), |c| &c.templates)?;
+        let (templates, next_cursor) = self.page(
+            request.as_ref(),
+            |c| &c.templates,
+            |upstream, template| {
+                self.gateway.sees(
+                    &envelope,
+                    upstream,
+                    Exposed::Resource(&template.uri_template),
+                )
+            },
+        )?;
         let mut result = ListResourceTemplatesResult::with_all_items(templates)
             .with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -675,18 +802,21 @@ impl ServerHandler for PortcullisServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let resolved = self
             .gateway
             .namespacing
             .resolve_uri(&self.gateway.names, &request.uri)
             .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)));
+        let unknown =
+            || McpError::resource_not_found(format!("unknown resource `{}`", request.uri), None);
         let Some((upstream, local)) = resolved else {
-            return Err(McpError::resource_not_found(
-                format!("unknown resource `{}`", request.uri),
-                None,
-            ));
+            return Err(unknown());
         };
+        self.gateway
+            .authorize_read(&envelope, upstream, Listed::Resource(local))
+            .map_err(|refusal| read_refusal(refusal, unknown()))?;
         let connection = self
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
@@ -724,8 +854,9 @@ impl ServerHandler for PortcullisServer {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
-        let (upstream, connection, local) = self.resource_owner(&request.uri)?;
+        let (upstream, connection, local) = self.resource_owner(&envelope, &request.uri)?;
         if connection.is_stateless() {
             upstream
                 .watch_resource(&connection, &local)
@@ -752,7 +883,8 @@ impl ServerHandler for PortcullisServer {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let (upstream, connection, local) = self.resource_owner(&request.uri)?;
+        let envelope = self.envelope(&context)?;
+        let (upstream, connection, local) = self.resource_owner(&envelope, &request.uri)?;
         // The upstream keeps the subscription while any session still holds it.
         if self
             .gateway
@@ -813,6 +945,7 @@ impl ServerHandler for PortcullisServer {
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let resolved = match &request.r#ref {
             Reference::Prompt(prompt) => self
@@ -833,12 +966,17 @@ impl ServerHandler for PortcullisServer {
                 None,
             ));
         };
+        let unknown = || McpError::invalid_params("unknown completion reference", None);
         let Some(upstream) = self.gateway.upstreams.get(index) else {
-            return Err(McpError::invalid_params(
-                "unknown completion reference",
-                None,
-            ));
+            return Err(unknown());
         };
+        let entry = match &request.r#ref {
+            Reference::Prompt(_) => Listed::Prompt(&local),
+            _ => Listed::Resource(&local),
+        };
+        self.gateway
+            .authorize_read(&envelope, upstream, entry)
+            .map_err(|refusal| read_refusal(refusal, unknown()))?;
         match &mut request.r#ref {
             Reference::Prompt(prompt) => prompt.name = local,
             Reference::Resource(resource) => resource.uri = local,

@@ -1,96 +1,115 @@
 //! Compiling the schema and policies, and evaluating one request to a [`Decision`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
 use std::str::FromStr;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicyId,
     PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
 };
+use miette::Diagnostic;
+use portcullis_core::source::line_column;
+use portcullis_core::{Effect, IdentityEnvelope, Surface};
+use serde_json::Value;
+
+use crate::decision::{Decision, PolicyRef, Verdict};
 
 /// The annotation that turns a permit into "allowed with the person's approval".
 const APPROVAL: &str = "approval";
 /// The annotation that names a policy in decisions and explanations.
 const ID: &str = "id";
+/// The annotation whose text a client may be shown when the policy denies.
+const REASON: &str = "reason";
+/// At most this many of a call's arguments become tags, each at most this long: a policy is
+/// decided over a bounded request whatever a client sends.
+const MAX_ARGUMENT_TAGS: usize = 64;
+const MAX_TAG_LEN: usize = 4096;
 
-/// Why policies cannot be loaded; each message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("{file}: the schema does not parse: {message}")]
-    Schema { file: String, message: String },
-    #[error("{file}: the policies do not parse: {message}")]
-    Parse { file: String, message: String },
-    #[error("the policies do not validate against the schema:\n{0}")]
-    Invalid(String),
+/// One source text and the name (a path) it is reported under.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
 }
 
-/// What the principal wants to do with the tool.
+/// One problem with the schema or a policy, at a place in a file when Cedar gives one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Why policies cannot be loaded: every problem found, each naming its file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyError(pub Vec<Problem>);
+
+/// What the principal wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     ListTool,
     CallTool,
+    GetPrompt,
+    ReadResource,
 }
 
 impl Action {
-    fn cedar_name(self) -> &'static str {
+    pub fn cedar_name(self) -> &'static str {
         match self {
             Action::ListTool => "list_tool",
             Action::CallTool => "call_tool",
+            Action::GetPrompt => "get_prompt",
+            Action::ReadResource => "read_resource",
         }
     }
 }
 
-/// One question for the policies, built from the identity envelope and the resolved tool.
-#[derive(Debug, Clone)]
+/// What the request is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Tool {
+        name: &'a str,
+        effect: Effect,
+        required_scopes: &'a BTreeSet<String>,
+        /// A call's arguments; `None` for a list.
+        arguments: Option<&'a serde_json::Map<String, Value>>,
+    },
+    Prompt {
+        name: &'a str,
+    },
+    Resource {
+        uri: &'a str,
+    },
+}
+
+/// One question for the policies.
+#[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    pub issuer: &'a str,
-    pub subject: &'a str,
-    pub groups: &'a [String],
-    pub tenant: Option<&'a str>,
-    pub scopes: &'a BTreeSet<String>,
+    pub envelope: &'a IdentityEnvelope,
     pub action: Action,
     pub upstream: &'a str,
-    pub surface: &'a str,
-    pub tool: &'a str,
-    pub effect: &'a str,
-    pub required_scopes: &'a BTreeSet<String>,
+    pub surface: Surface,
+    pub target: Target<'a>,
+    /// Seconds since the Unix epoch: the caller's clock, so that this crate reads none.
+    pub now: u64,
 }
 
-/// What the policies decided, and which policies decided it (by `@id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow {
-        policies: Vec<String>,
-    },
-    ApprovalRequired {
-        policies: Vec<String>,
-    },
-    Deny {
-        policies: Vec<String>,
-        errors: Vec<String>,
-    },
-}
-
-impl fmt::Display for Decision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Decision::Allow { policies } => write!(f, "allow ({})", policies.join(", ")),
-            Decision::ApprovalRequired { policies } => {
-                write!(f, "allow with approval ({})", policies.join(", "))
-            }
-            Decision::Deny { policies, errors } if policies.is_empty() && errors.is_empty() => {
-                f.write_str("deny (no policy permits this)")
-            }
-            Decision::Deny { policies, errors } => {
-                write!(f, "deny ({})", policies.join(", "))?;
-                for error in errors {
-                    write!(f, "; evaluation error: {error}")?;
-                }
-                Ok(())
-            }
-        }
-    }
+/// Where a policy came from, for explanations.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: String,
+    line: usize,
 }
 
 /// Compiled, validated policies and the schema they were validated against.
@@ -98,136 +117,209 @@ impl fmt::Display for Decision {
 pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
+    origins: HashMap<PolicyId, Origin>,
     authorizer: Authorizer,
 }
 
 impl PolicyEngine {
     /// Parses the schema and every policy file, and validates them together (strict mode).
-    pub fn load(
-        schema_file: &str,
-        schema_text: &str,
-        policy_files: &[(String, String)],
-    ) -> Result<Self, PolicyError> {
-        let (schema, _warnings) =
-            Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError::Schema {
-                file: schema_file.to_owned(),
-                message: e.to_string(),
-            })?;
+    /// Every problem is reported, with its file, line and column.
+    pub fn load(schema: &Source, policy_files: &[Source]) -> Result<Self, PolicyError> {
+        let (schema_value, _warnings) = Schema::from_cedarschema_str(&schema.text)
+            .map_err(|e| PolicyError(problems(&schema.name, &schema.text, &e)))?;
         let mut policies = PolicySet::new();
-        for (file, text) in policy_files {
-            let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+        let mut origins = HashMap::new();
+        let mut errors = Vec::new();
+        // Validation errors name a policy; this maps each back to its file's text.
+        let mut texts: HashMap<PolicyId, (&str, &str)> = HashMap::new();
+        for file in policy_files {
+            let parsed = match PolicySet::from_str(&file.text) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    errors.extend(problems(&file.name, &file.text, &e));
+                    continue;
+                }
+            };
             for policy in parsed.policies() {
                 // Ids are per file in Cedar; prefix them so files cannot collide.
-                let id = PolicyId::new(format!("{file}:{}", policy.id()));
-                policies
-                    .add(policy.new_id(id))
-                    .map_err(|e| PolicyError::Parse {
-                        file: file.clone(),
+                let id = PolicyId::new(format!("{}:{}", file.name, policy.id()));
+                let line = policy
+                    .annotation(ID)
+                    .and_then(|name| line_of_id(&file.text, name))
+                    .unwrap_or(0);
+                origins.insert(
+                    id.clone(),
+                    Origin {
+                        file: file.name.clone(),
+                        line,
+                    },
+                );
+                texts.insert(id.clone(), (&file.name, &file.text));
+                if let Err(e) = policies.add(policy.new_id(id)) {
+                    errors.push(Problem {
+                        file: file.name.clone(),
+                        position: (line > 0).then_some((line, 1)),
                         message: e.to_string(),
-                    })?;
+                    });
+                }
             }
         }
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let errors: Vec<String> = validation
-                .validation_errors()
-                .map(|e| format!("  {e}"))
-                .collect();
-            return Err(PolicyError::Invalid(errors.join("\n")));
+        if !errors.is_empty() {
+            return Err(PolicyError(errors));
+        }
+        let validation =
+            Validator::new(schema_value.clone()).validate(&policies, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            let (file, text) = texts
+                .get(error.policy_id())
+                .copied()
+                .unwrap_or((schema.name.as_str(), ""));
+            errors.extend(problems(file, text, error));
+        }
+        if !errors.is_empty() {
+            return Err(PolicyError(errors));
         }
         Ok(Self {
-            schema,
+            schema: schema_value,
             policies,
+            origins,
             authorizer: Authorizer::new(),
         })
+    }
+
+    /// How many policies are loaded.
+    pub fn len(&self) -> usize {
+        self.policies.policies().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Decides one request. Never fails: any error denies, with the error in the decision.
     pub fn decide(&self, request: &Request<'_>) -> Decision {
         match self.evaluate(request) {
             Ok(decision) => decision,
-            Err(error) => Decision::Deny {
+            Err(error) => Decision {
+                verdict: Verdict::Deny,
                 policies: Vec::new(),
                 errors: vec![error],
             },
         }
     }
 
+    /// The text of a determining policy, for `explain`.
+    pub fn policy_text(&self, reference: &PolicyRef) -> Option<String> {
+        self.policies
+            .policies()
+            .find(|p| self.reference(p.id()).id == reference.id)
+            .map(ToString::to_string)
+    }
+
     fn evaluate(&self, request: &Request<'_>) -> Result<Decision, String> {
-        let uid = |kind: &str, id: &str| -> Result<EntityUid, String> {
-            let name = format!("Portcullis::{kind}");
-            Ok(EntityUid::from_type_name_and_id(
-                name.parse().map_err(|e| format!("{e}"))?,
-                id.parse().map_err(|e| format!("{e}"))?,
-            ))
-        };
-        let tenant = request.tenant.unwrap_or("");
-        let tenant_uid = uid("Tenant", tenant)?;
-        let user_uid = uid("User", &format!("{}|{}", request.issuer, request.subject))?;
-        let upstream_uid = uid("Upstream", request.upstream)?;
-        let tool_uid = uid("Tool", &format!("{}.{}", request.upstream, request.tool))?;
+        let envelope = request.envelope;
+        let tenant = envelope.tenant().unwrap_or("");
+        let user = envelope.user();
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
 
         let mut entities = Vec::new();
         let mut user_parents: HashSet<EntityUid> = HashSet::new();
-        if request.tenant.is_some() {
+        let tenant_uid = uid("Tenant", tenant)?;
+        if envelope.tenant().is_some() {
             entities.push(Entity::new_no_attrs(tenant_uid.clone(), HashSet::new()));
             user_parents.insert(tenant_uid.clone());
         }
-        for group in request.groups {
+        for group in envelope.groups() {
             let group_uid = uid("Group", group)?;
-            let parents = request
-                .tenant
+            let parents = envelope
+                .tenant()
                 .map(|_| HashSet::from([tenant_uid.clone()]))
                 .unwrap_or_default();
             entities.push(Entity::new_no_attrs(group_uid.clone(), parents));
             user_parents.insert(group_uid);
         }
-        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+        let user_uid = uid("User", &format!("{}|{}", user.issuer, user.subject))?;
         entities.push(
             Entity::new(
                 user_uid.clone(),
-                HashMap::from([("issuer".to_owned(), string(request.issuer))]),
+                HashMap::from([
+                    ("issuer".to_owned(), string(&user.issuer)),
+                    ("subject".to_owned(), string(&user.subject)),
+                ]),
                 user_parents,
             )
             .map_err(|e| e.to_string())?,
         );
+        let upstream_uid = uid("Upstream", request.upstream)?;
         entities.push(
             Entity::new(
                 upstream_uid.clone(),
-                HashMap::from([("surface".to_owned(), string(request.surface))]),
+                HashMap::from([("surface".to_owned(), string(request.surface.as_str()))]),
                 HashSet::new(),
             )
             .map_err(|e| e.to_string())?,
         );
-        entities.push(
-            Entity::new(
-                tool_uid.clone(),
-                HashMap::from([
-                    ("name".to_owned(), string(request.tool)),
-                    ("effect".to_owned(), string(request.effect)),
-                    ("surface".to_owned(), string(request.surface)),
-                ]),
-                HashSet::from([upstream_uid]),
-            )
-            .map_err(|e| e.to_string())?,
-        );
+        let parents = HashSet::from([upstream_uid]);
+        let no_scopes = BTreeSet::new();
+        let (resource_uid, resource, required_scopes) = match request.target {
+            Target::Tool {
+                name,
+                effect,
+                required_scopes,
+                arguments,
+            } => {
+                let resource_uid = uid("Tool", &format!("{}.{name}", request.upstream))?;
+                let entity = Entity::new_with_tags(
+                    resource_uid.clone(),
+                    HashMap::from([
+                        ("name".to_owned(), string(name)),
+                        ("effect".to_owned(), string(effect.as_str())),
+                        ("surface".to_owned(), string(request.surface.as_str())),
+                    ]),
+                    parents,
+                    argument_tags(arguments),
+                )
+                .map_err(|e| e.to_string())?;
+                (resource_uid, entity, required_scopes)
+            }
+            Target::Prompt { name } => {
+                let resource_uid = uid("Prompt", &format!("{}.{name}", request.upstream))?;
+                let entity = Entity::new(
+                    resource_uid.clone(),
+                    HashMap::from([("name".to_owned(), string(name))]),
+                    parents,
+                )
+                .map_err(|e| e.to_string())?;
+                (resource_uid, entity, &no_scopes)
+            }
+            Target::Resource { uri } => {
+                let resource_uid = uid("Resource", &format!("{}+{uri}", request.upstream))?;
+                let entity = Entity::new(
+                    resource_uid.clone(),
+                    HashMap::from([("uri".to_owned(), string(uri))]),
+                    parents,
+                )
+                .map_err(|e| e.to_string())?;
+                (resource_uid, entity, &no_scopes)
+            }
+        };
+        entities.push(resource);
         let entities =
             Entities::from_entities(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
         let set = |values: &BTreeSet<String>| {
             RestrictedExpression::new_set(values.iter().map(|v| string(v)))
         };
+        let now = i64::try_from(request.now).map_err(|_| "the clock is out of range".to_owned())?;
         let context = Context::from_pairs([
-            ("scopes".to_owned(), set(request.scopes)),
-            ("required_scopes".to_owned(), set(request.required_scopes)),
+            ("scopes".to_owned(), set(envelope.scopes())),
+            ("required_scopes".to_owned(), set(required_scopes)),
             ("tenant".to_owned(), string(tenant)),
+            ("now".to_owned(), RestrictedExpression::new_long(now)),
         ])
         .map_err(|e| e.to_string())?;
         let action = uid("Action", request.action.cedar_name())?;
         let cedar_request =
-            cedar_policy::Request::new(user_uid, action, tool_uid, context, Some(&self.schema))
+            cedar_policy::Request::new(user_uid, action, resource_uid, context, Some(&self.schema))
                 .map_err(|e| e.to_string())?;
         let response = self
             .authorizer
@@ -237,30 +329,115 @@ impl PolicyEngine {
             .errors()
             .map(ToString::to_string)
             .collect();
-        let policies: Vec<String> = response
+        let policies: Vec<PolicyRef> = response
             .diagnostics()
             .reason()
-            .map(|id| self.name_of(id))
+            .map(|id| self.reference(id))
             .collect();
-        // INVARIANT: an evaluation error denies, even if the remaining policies allow.
-        if !errors.is_empty() || response.decision() == CedarDecision::Deny {
-            return Ok(Decision::Deny { policies, errors });
-        }
-        let needs_approval = response
+        // INVARIANT: an evaluation error denies, even if the remaining policies allow (Cedar
+        // skips an erroring policy, which could be a `forbid`).
+        let verdict = if !errors.is_empty() || response.decision() == CedarDecision::Deny {
+            Verdict::Deny
+        } else if response
             .diagnostics()
             .reason()
-            .any(|id| self.policies.annotation(id, APPROVAL) == Some("required"));
-        Ok(if needs_approval {
-            Decision::ApprovalRequired { policies }
+            .any(|id| self.policies.annotation(id, APPROVAL) == Some("required"))
+        {
+            Verdict::ApprovalRequired
         } else {
-            Decision::Allow { policies }
+            Verdict::Allow
+        };
+        Ok(Decision {
+            verdict,
+            policies,
+            errors,
         })
     }
 
-    /// A policy's `@id`, or its file-and-position id when it has none.
-    fn name_of(&self, id: &PolicyId) -> String {
-        self.policies
-            .annotation(id, ID)
-            .map_or_else(|| id.to_string(), str::to_owned)
+    fn reference(&self, id: &PolicyId) -> PolicyRef {
+        let origin = self.origins.get(id);
+        PolicyRef {
+            id: self
+                .policies
+                .annotation(id, ID)
+                .map_or_else(|| id.to_string(), str::to_owned),
+            file: origin.map(|o| o.file.clone()).unwrap_or_default(),
+            line: origin.map_or(0, |o| o.line),
+            reason: self.policies.annotation(id, REASON).map(str::to_owned),
+        }
     }
+}
+
+/// The line of a policy's `@id("name")` annotation, when it occurs exactly once in the file
+/// (Cedar's API gives no position for a parsed policy).
+fn line_of_id(text: &str, name: &str) -> Option<usize> {
+    let needle = format!("@id(\"{name}\")");
+    let mut found = text.match_indices(&needle);
+    let (offset, _) = found.next()?;
+    found.next().is_none().then(|| line_column(text, offset).0)
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
+    let name = format!("Portcullis::{kind}");
+    Ok(EntityUid::from_type_name_and_id(
+        name.parse().map_err(|e| format!("{e}"))?,
+        id.parse().map_err(|e| format!("{e}"))?,
+    ))
+}
+
+/// A call's top-level scalar arguments as tags: strings as they are, numbers and booleans as
+/// their JSON text. Objects, arrays and nulls are left out, as are values over the size limit
+/// (a policy that needs one tests `hasTag` and sees it absent: it cannot be misled by a prefix).
+fn argument_tags(
+    arguments: Option<&serde_json::Map<String, Value>>,
+) -> HashMap<String, RestrictedExpression> {
+    arguments
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null | Value::Array(_) | Value::Object(_) => return None,
+            };
+            (text.len() <= MAX_TAG_LEN)
+                .then(|| (key.clone(), RestrictedExpression::new_string(text)))
+        })
+        .take(MAX_ARGUMENT_TAGS)
+        .collect()
+}
+
+/// Cedar's diagnostics as problems: one per labelled place, or one without a place.
+fn problems(file: &str, text: &str, diagnostic: &dyn Diagnostic) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let mut push = |d: &dyn Diagnostic| {
+        let mut message = d.to_string();
+        if let Some(help) = d.help() {
+            message = format!("{message} ({help})");
+        }
+        let position = d
+            .labels()
+            .and_then(|mut labels| labels.next())
+            .map(|label| line_column(text, label.offset()));
+        found.push(Problem {
+            file: file.to_owned(),
+            position,
+            message,
+        });
+    };
+    match diagnostic.related() {
+        Some(related) => {
+            let mut any = false;
+            for d in related {
+                any = true;
+                push(d);
+            }
+            if !any {
+                push(diagnostic);
+            }
+        }
+        None => push(diagnostic),
+    }
+    found
 }

@@ -5,12 +5,20 @@
 //! permit carrying `@approval("required")` among the determining policies) or deny, each naming
 //! the policies that produced it by their `@id`. Anything that goes wrong while evaluating
 //! denies: Cedar skips a policy whose evaluation errors, which would let an erroring `forbid`
-//! through, so an evaluation error is a deny here. Pure: no I/O, no clock.
+//! through, so an evaluation error is a deny here. Pure: no I/O, no clock (the caller passes
+//! the time and the texts).
 #![forbid(unsafe_code)]
 
+mod decision;
 mod engine;
 
-pub use engine::{Action, Decision, PolicyEngine, PolicyError, Request};
+pub use decision::{Decision, PolicyRef, Verdict};
+pub use engine::{Action, PolicyEngine, PolicyError, Problem, Request, Source, Target};
+
+/// The shipped schema, used when config names none.
+pub const SHIPPED_SCHEMA: &str = include_str!("../../../config/portcullis.cedarschema");
+/// The shipped default policy, used when config names none.
+pub const SHIPPED_POLICY: &str = include_str!("../../../config/policies/default.cedar");
 
 #[cfg(test)]
 mod tests;

@@ -1,213 +1,250 @@
-//! Policy cases in Cedar terms: the shipped schema and default policy, plus hostile variants.
-#![expect(clippy::panic, reason = "tests")]
+//! Policy cases in Cedar terms: the shipped schema and default policy, plus the data-driven
+//! cases of `fixtures/policy/cases.toml` and hostile variants.
+#![expect(clippy::panic, clippy::unwrap_used, reason = "tests")]
 
 use std::collections::BTreeSet;
 
-use crate::{Action, Decision, PolicyEngine, PolicyError, Request};
+use expect_test::expect;
+use portcullis_core::{ActingMode, Effect, EnvelopeParts, IdentityEnvelope, Surface, UserId};
+use serde::Deserialize;
 
-const SCHEMA: &str = include_str!("../../../config/portcullis.cedarschema");
-const DEFAULT: &str = include_str!("../../../config/policies/default.cedar");
+use crate::{
+    Action, Decision, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA, Source, Target,
+    Verdict,
+};
 
-fn engine(extra: &str) -> PolicyEngine {
-    let mut files = vec![("default.cedar".to_owned(), DEFAULT.to_owned())];
-    if !extra.is_empty() {
-        files.push(("extra.cedar".to_owned(), extra.to_owned()));
+const EXTRA: &str = include_str!("../../../fixtures/policy/extra.cedar");
+const CASES: &str = include_str!("../../../fixtures/policy/cases.toml");
+/// 2026-12-01T00:00:00Z.
+const NOW: u64 = 1_796_083_200;
+
+fn source(name: &str, text: &str) -> Source {
+    Source {
+        name: name.to_owned(),
+        text: text.to_owned(),
     }
-    PolicyEngine::load("portcullis.cedarschema", SCHEMA, &files)
+}
+
+fn engine_with(files: &[Source]) -> PolicyEngine {
+    PolicyEngine::load(&source("portcullis.cedarschema", SHIPPED_SCHEMA), files)
         .unwrap_or_else(|e| panic!("policies should load: {e}"))
 }
 
+fn envelope(groups: &[String], tenant: Option<&str>, scopes: &[String]) -> IdentityEnvelope {
+    IdentityEnvelope::new(EnvelopeParts {
+        user: UserId {
+            issuer: "https://idp.example".to_owned(),
+            subject: "alice".to_owned(),
+        },
+        client: None,
+        mode: ActingMode::Delegated,
+        groups: groups.iter().cloned().collect(),
+        tenant: tenant.map(str::to_owned),
+        scopes: scopes.iter().cloned().collect(),
+        usable_credentials: BTreeSet::new(),
+        forbidden_credentials: BTreeSet::new(),
+        lifetime: None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Case {
-    name: &'static str,
-    groups: &'static [&'static str],
-    scopes: &'static [&'static str],
-    action: Action,
-    effect: &'static str,
-    required: &'static [&'static str],
-    expected: &'static str,
+    name: String,
+    action: String,
+    expected: String,
+    reason: Option<String>,
+    policies: Option<Vec<String>>,
+    #[serde(default)]
+    groups: Vec<String>,
+    tenant: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    required: Vec<String>,
+    upstream: Option<String>,
+    surface: Option<String>,
+    tool: Option<String>,
+    effect: Option<String>,
+    prompt: Option<String>,
+    uri: Option<String>,
+    arguments: Option<serde_json::Map<String, serde_json::Value>>,
+    now: Option<u64>,
 }
 
-fn set(values: &[&str]) -> BTreeSet<String> {
-    values.iter().map(|v| (*v).to_owned()).collect()
-}
-
-fn decide(engine: &PolicyEngine, case: &Case) -> Decision {
-    let groups: Vec<String> = case.groups.iter().map(|g| (*g).to_owned()).collect();
-    let scopes = set(case.scopes);
-    let required = set(case.required);
+fn run(case: &Case) -> Decision {
+    let files: Vec<Source> = case
+        .policies
+        .clone()
+        .unwrap_or_else(|| vec!["default".to_owned(), "extra".to_owned()])
+        .iter()
+        .map(|name| match name.as_str() {
+            "default" => source("default.cedar", SHIPPED_POLICY),
+            "extra" => source("extra.cedar", EXTRA),
+            other => panic!("unknown policy file `{other}` in case `{}`", case.name),
+        })
+        .collect();
+    let engine = engine_with(&files);
+    let envelope = envelope(
+        &case.groups,
+        Some(case.tenant.as_deref().unwrap_or("acme")),
+        &case.scopes,
+    );
+    let required: BTreeSet<String> = case.required.iter().cloned().collect();
+    let action = match case.action.as_str() {
+        "list_tool" => Action::ListTool,
+        "call_tool" => Action::CallTool,
+        "get_prompt" => Action::GetPrompt,
+        "read_resource" => Action::ReadResource,
+        other => panic!("unknown action `{other}`"),
+    };
+    let effect = match case.effect.as_deref() {
+        None | Some("unknown") => Effect::Unknown,
+        Some(name) => Effect::from_name(name).unwrap(),
+    };
+    let target = if let Some(prompt) = &case.prompt {
+        Target::Prompt { name: prompt }
+    } else if let Some(uri) = &case.uri {
+        Target::Resource { uri }
+    } else {
+        Target::Tool {
+            name: case.tool.as_deref().unwrap_or("write_file"),
+            effect,
+            required_scopes: &required,
+            arguments: case.arguments.as_ref(),
+        }
+    };
     engine.decide(&Request {
-        issuer: "https://idp.example",
-        subject: "alice",
-        groups: &groups,
-        tenant: Some("acme"),
-        scopes: &scopes,
-        action: case.action,
-        upstream: "files",
-        surface: "filesystem",
-        tool: "write_file",
-        effect: case.effect,
-        required_scopes: &required,
+        envelope: &envelope,
+        action,
+        upstream: case.upstream.as_deref().unwrap_or("files"),
+        surface: Surface::from_name(case.surface.as_deref().unwrap_or("filesystem")).unwrap(),
+        target,
+        now: case.now.unwrap_or(NOW),
     })
 }
 
 #[test]
-fn the_shipped_default_policy() {
-    let engine = engine(
-        r#"
-@id("contractors-never-destroy")
-forbid (principal in Portcullis::Group::"contractors", action == Portcullis::Action::"call_tool", resource)
-when { resource.effect == "destructive" };
-"#,
-    );
-    let cases = [
-        Case {
-            name: "a read runs",
-            groups: &[],
-            scopes: &[],
-            action: Action::CallTool,
-            effect: "read",
-            required: &[],
-            expected: "allow (reads-run)",
-        },
-        Case {
-            name: "a write needs approval",
-            groups: &[],
-            scopes: &["files.write"],
-            action: Action::CallTool,
-            effect: "write",
-            required: &["files.write"],
-            expected: "allow with approval (side-effects-need-approval)",
-        },
-        Case {
-            name: "an unknown effect is side-effecting",
-            groups: &[],
-            scopes: &[],
-            action: Action::CallTool,
-            effect: "unknown",
-            required: &[],
-            expected: "allow with approval (side-effects-need-approval)",
-        },
-        Case {
-            name: "missing scopes deny",
-            groups: &[],
-            scopes: &["files.read"],
-            action: Action::CallTool,
-            effect: "write",
-            required: &["files.write"],
-            expected: "deny (required-scopes)",
-        },
-        Case {
-            name: "missing scopes deny even a read",
-            groups: &[],
-            scopes: &[],
-            action: Action::CallTool,
-            effect: "read",
-            required: &["files.read"],
-            expected: "deny (required-scopes)",
-        },
-        Case {
-            name: "every tool may be listed",
-            groups: &[],
-            scopes: &[],
-            action: Action::ListTool,
-            effect: "destructive",
-            required: &["x"],
-            expected: "allow (list-every-tool)",
-        },
-        Case {
-            name: "group forbid wins over the approval permit",
-            groups: &["contractors"],
-            scopes: &[],
-            action: Action::CallTool,
-            effect: "destructive",
-            required: &[],
-            expected: "deny (contractors-never-destroy)",
-        },
-        Case {
-            name: "other groups are unaffected",
-            groups: &["eng"],
-            scopes: &[],
-            action: Action::CallTool,
-            effect: "destructive",
-            required: &[],
-            expected: "allow with approval (side-effects-need-approval)",
-        },
-    ];
-    for case in &cases {
-        assert_eq!(
-            decide(&engine, case).to_string(),
-            case.expected,
-            "{}",
-            case.name
-        );
+fn the_policy_cases() {
+    let cases: Cases = toml::from_str(CASES).unwrap();
+    assert!(cases.case.len() >= 20, "the case file was read");
+    let mut failures = Vec::new();
+    for case in &cases.case {
+        let decision = run(case);
+        if decision.to_string() != case.expected {
+            failures.push(format!(
+                "{}: expected `{}`, got `{decision}`",
+                case.name, case.expected
+            ));
+        }
+        if let Some(reason) = &case.reason
+            && decision.deny_reason() != *reason
+        {
+            failures.push(format!(
+                "{}: expected the reason `{reason}`, got `{}`",
+                case.name,
+                decision.deny_reason()
+            ));
+        }
     }
-}
-
-#[test]
-fn nothing_permitted_is_denied() {
-    let engine = PolicyEngine::load("s", SCHEMA, &[]).unwrap_or_else(|e| panic!("{e}"));
-    let case = Case {
-        name: "empty",
-        groups: &[],
-        scopes: &[],
-        action: Action::CallTool,
-        effect: "read",
-        required: &[],
-        expected: "",
-    };
-    assert_eq!(
-        decide(&engine, &case).to_string(),
-        "deny (no policy permits this)"
-    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn an_erroring_forbid_still_denies() {
     // Cedar skips a policy whose evaluation errors; Portcullis must not let that allow.
-    let engine = engine(
-        r#"
+    let engine = engine_with(&[
+        source("default.cedar", SHIPPED_POLICY),
+        source(
+            "overflow.cedar",
+            r#"
 @id("overflowing-forbid")
 forbid (principal, action == Portcullis::Action::"call_tool", resource)
 when { 9223372036854775807 + (if resource.effect == "read" then 1 else 0) > 0 };
 "#,
-    );
-    let case = Case {
-        name: "overflow",
-        groups: &[],
-        scopes: &[],
+        ),
+    ]);
+    let scopes = BTreeSet::new();
+    let envelope = envelope(&[], None, &[]);
+    let decision = engine.decide(&Request {
+        envelope: &envelope,
         action: Action::CallTool,
-        effect: "read",
-        required: &[],
-        expected: "",
-    };
-    let decision = decide(&engine, &case);
-    assert!(
-        matches!(&decision, Decision::Deny { errors, .. } if !errors.is_empty()),
-        "{decision}"
+        upstream: "files",
+        surface: Surface::Filesystem,
+        target: Target::Tool {
+            name: "read_file",
+            effect: Effect::Read,
+            required_scopes: &scopes,
+            arguments: None,
+        },
+        now: NOW,
+    });
+    assert_eq!(decision.verdict, Verdict::Deny, "{decision}");
+    assert!(!decision.errors.is_empty(), "{decision}");
+    // The client is told it was refused, not the evaluation error (a policy internal).
+    assert_eq!(
+        decision.deny_reason(),
+        "the policy could not be evaluated for this request, so it was refused"
     );
 }
 
 #[test]
-fn broken_policies_do_not_load() {
-    let broken = |text: &str| {
+fn problems_name_the_file_line_and_column() {
+    let load = |schema: &str, text: &str| {
         PolicyEngine::load(
-            "portcullis.cedarschema",
-            SCHEMA,
-            &[("broken.cedar".to_owned(), text.to_owned())],
+            &source("portcullis.cedarschema", schema),
+            &[
+                source("default.cedar", SHIPPED_POLICY),
+                source("broken.cedar", text),
+            ],
         )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
     };
-    match broken("permit (principal, action, resource") {
-        Err(PolicyError::Parse { file, .. }) => assert_eq!(file, "broken.cedar"),
-        other => panic!("expected a parse error, got {other:?}"),
-    }
-    match broken(
-        "permit (principal, action == Portcullis::Action::\"call_tool\", resource) when { resource.colour == \"red\" };",
-    ) {
-        Err(PolicyError::Invalid(message)) => assert!(message.contains("colour"), "{message}"),
-        other => panic!("expected a validation error, got {other:?}"),
-    }
-    match PolicyEngine::load("bad.cedarschema", "namespace {", &[]) {
-        Err(PolicyError::Schema { file, .. }) => assert_eq!(file, "bad.cedarschema"),
-        other => panic!("expected a schema error, got {other:?}"),
-    }
+    expect![[r#"broken.cedar:3:36: unexpected end of input"#]].assert_eq(&load(
+        SHIPPED_SCHEMA,
+        "// a policy missing its end\n\npermit (principal, action, resource",
+    ));
+    expect!["broken.cedar:2:80: for policy `broken.cedar:policy0`, attribute `colour` on entity type `Portcullis::Tool` not found (did you mean `effect`?)"].assert_eq(&load(
+        SHIPPED_SCHEMA,
+        "\npermit (principal, action == Portcullis::Action::\"call_tool\", resource) when { resource.colour == \"red\" };",
+    ));
+    expect!["portcullis.cedarschema:1:11: error parsing schema: unexpected token `{` (action declarations require `appliesTo` before the `{ ... }` block)"].assert_eq(&load(
+        "namespace {",
+        "",
+    ));
+}
+
+#[test]
+fn explanations_name_the_policy_file_and_line() {
+    let engine = engine_with(&[source("default.cedar", SHIPPED_POLICY)]);
+    let scopes = BTreeSet::new();
+    let envelope = envelope(&[], None, &[]);
+    let decision = engine.decide(&Request {
+        envelope: &envelope,
+        action: Action::CallTool,
+        upstream: "files",
+        surface: Surface::Filesystem,
+        target: Target::Tool {
+            name: "write_file",
+            effect: Effect::Write,
+            required_scopes: &scopes,
+            arguments: None,
+        },
+        now: NOW,
+    });
+    let policy = decision.policies.first().unwrap();
+    assert_eq!(
+        (policy.id.as_str(), policy.file.as_str(), policy.line),
+        ("side-effects-need-approval", "default.cedar", 20)
+    );
+    let text = engine.policy_text(policy).unwrap();
+    assert!(text.contains(r#"resource.effect != "read""#), "{text}");
 }

@@ -1,0 +1,29 @@
+//! Portcullis as an OAuth 2.1 resource server (MCP authorization, 2025-06-18 and 2025-11-25):
+//! it discovers its issuer, validates the bearer tokens its HTTP clients present, maps their
+//! claims to an identity envelope, and serves the protected resource metadata (RFC 9728) that
+//! tells clients where to get a token.
+//!
+//! Key design decision: the token's own header never decides how it is checked. Keys come
+//! only from the issuer's JWKS (never from `jwk`, `jku` or `x5u` in the token), each key fixes
+//! the asymmetric algorithms it verifies, and jsonwebtoken is used for the signature alone:
+//! issuer, audience, lifetime and every claim's type are checked here, against the caller's
+//! clock, and a claim of an unexpected type rejects the token.
+#![forbid(unsafe_code)]
+
+mod error;
+mod fetch;
+mod keys;
+mod metadata;
+mod middleware;
+mod rejection;
+mod server;
+mod token;
+
+pub use error::AuthError;
+pub use metadata::ProtectedResourceMetadata;
+pub use middleware::require_bearer;
+pub use rejection::{BearerError, RejectReason, Rejection};
+pub use server::ResourceServer;
+
+#[cfg(test)]
+mod tests;

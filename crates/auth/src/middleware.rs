@@ -1,0 +1,88 @@
+//! The axum middleware that puts the resource server in front of a route: a request passes
+//! with its identity envelope attached, or gets the challenge.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::server::log_rejection;
+use crate::token::Claimed;
+use crate::{RejectReason, Rejection, ResourceServer};
+
+/// Authenticates each request's bearer token. On success the `Arc<IdentityEnvelope>` is put
+/// in the request's extensions and the `Authorization` header is removed, so nothing behind
+/// this layer can read or forward the token (MCP forbids token passthrough). On rejection the
+/// response is the status, the `WWW-Authenticate` challenge and a small JSON body
+/// `{"error", "error_description"}` (`error` absent when no token was sent).
+///
+/// Use with `axum::middleware::from_fn_with_state(resource_server, require_bearer)`.
+pub async fn require_bearer(
+    State(server): State<ResourceServer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let outcome = match authorization(request.headers()) {
+        Ok(header) => server.authenticate(header, now_secs()).await,
+        Err(rejection) => {
+            log_rejection(&rejection, &Claimed::default());
+            Err(rejection)
+        }
+    };
+    match outcome {
+        Ok(envelope) => {
+            request.headers_mut().remove(AUTHORIZATION);
+            request.extensions_mut().insert(envelope);
+            next.run(request).await
+        }
+        Err(rejection) => rejection_response(&server, &rejection),
+    }
+}
+
+/// The one `Authorization` header of a request. Two of them are refused rather than one
+/// picked: which one a proxy in front of us saw is unknowable.
+fn authorization(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Rejection::new(RejectReason::Malformed)),
+        (Some(_), Some(_)) => Err(Rejection::new(RejectReason::Malformed)),
+    }
+}
+
+fn rejection_response(server: &ResourceServer, rejection: &Rejection) -> Response {
+    let challenge = HeaderValue::from_str(&server.www_authenticate(rejection))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+    let mut body = serde_json::Map::new();
+    if let Some(error) = rejection.error() {
+        body.insert("error".to_owned(), error.as_str().into());
+    }
+    body.insert(
+        "error_description".to_owned(),
+        rejection.description().into(),
+    );
+    (
+        rejection.status(),
+        [
+            (WWW_AUTHENTICATE, challenge),
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        serde_json::Value::Object(body).to_string(),
+    )
+        .into_response()
+}
+
+/// The wall clock in seconds since the epoch. A clock set before 1970 is broken; it reads as
+/// the far future, so that every token looks expired rather than none.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(u64::MAX, |elapsed| elapsed.as_secs())
+}

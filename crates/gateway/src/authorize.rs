@@ -1,0 +1,278 @@
+//! The decide stage: one Cedar check serves list and call, each decision logged with the
+//! identity that asked.
+//!
+//! A call is decided as "may this identity see the tool" first, then "may it call it": a tool
+//! hidden from an identity's list is unknown to it, under any name and in either era, because
+//! the same check runs on both paths. A call that passes yields a [`CallPermit`], which only
+//! this module can construct and which the upstream call requires.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_core::IdentityEnvelope;
+use portcullis_policy::{Action, Decision, Request, Target, Verdict};
+use serde_json::{Map, Value};
+
+use crate::Gateway;
+use crate::upstream::UpstreamHandle;
+
+/// Proof that policy allowed this call outright. Its field is private to this module.
+#[derive(Debug)]
+pub struct CallPermit {
+    decision: Decision,
+}
+
+impl CallPermit {
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+/// Why a call does not run.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The identity may not see the tool: it is answered as unknown, like a tool that does not
+    /// exist, so that nothing about other identities' tools leaks.
+    Hidden,
+    /// Policy denies the call; the text is safe to show the client.
+    Denied(String),
+    /// Policy allows the call only with a person's approval, which this version cannot ask
+    /// for yet: the call does not run.
+    ApprovalUnavailable,
+}
+
+/// What a list or read is about, by the upstream's own name.
+#[derive(Debug, Clone, Copy)]
+pub enum Listed<'a> {
+    Tool(&'a str),
+    Prompt(&'a str),
+    Resource(&'a str),
+}
+
+/// A list entry by the name the client sees.
+#[derive(Debug, Clone, Copy)]
+pub enum Exposed<'a> {
+    Tool(&'a str),
+    Prompt(&'a str),
+    /// A resource URI or URI template.
+    Resource(&'a str),
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Gateway {
+    fn decide(
+        &self,
+        envelope: &IdentityEnvelope,
+        action: Action,
+        upstream: &UpstreamHandle,
+        target: Target<'_>,
+    ) -> Decision {
+        let policy = self.policy.current();
+        policy.decide(&Request {
+            envelope,
+            action,
+            upstream: upstream.name().as_str(),
+            surface: upstream.spec.surface,
+            target,
+            now: now(),
+        })
+    }
+
+    /// Whether the identity may see an entry of `upstream`'s catalog, by its exposed name. A
+    /// name that does not resolve back to that upstream is hidden (fail closed).
+    pub(crate) fn sees(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        exposed: Exposed<'_>,
+    ) -> bool {
+        let names = &self.names;
+        let resolved = match exposed {
+            Exposed::Tool(name) | Exposed::Prompt(name) => self.namespacing.resolve(names, name),
+            Exposed::Resource(uri) => self.namespacing.resolve_uri(names, uri),
+        };
+        resolved.is_some_and(|n| {
+            let entry = match exposed {
+                Exposed::Tool(_) => Listed::Tool(n.local),
+                Exposed::Prompt(_) => Listed::Prompt(n.local),
+                Exposed::Resource(_) => Listed::Resource(n.local),
+            };
+            names.get(n.upstream) == Some(upstream.name())
+                && self.may_see(envelope, upstream, entry)
+        })
+    }
+
+    /// Whether the identity may see (list, and so ask for) this entry.
+    fn may_see(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        entry: Listed<'_>,
+    ) -> bool {
+        let (action, decision) = match entry {
+            Listed::Tool(name) => {
+                let rules = upstream.spec.tool_rules(name);
+                let target = Target::Tool {
+                    name,
+                    effect: rules.effect(),
+                    required_scopes: &rules.scopes,
+                    arguments: None,
+                };
+                (
+                    Action::ListTool,
+                    self.decide(envelope, Action::ListTool, upstream, target),
+                )
+            }
+            Listed::Prompt(name) => (
+                Action::GetPrompt,
+                self.decide(
+                    envelope,
+                    Action::GetPrompt,
+                    upstream,
+                    Target::Prompt { name },
+                ),
+            ),
+            Listed::Resource(uri) => (
+                Action::ReadResource,
+                self.decide(
+                    envelope,
+                    Action::ReadResource,
+                    upstream,
+                    Target::Resource { uri },
+                ),
+            ),
+        };
+        let visible = decision.verdict != Verdict::Deny;
+        if !visible || !decision.errors.is_empty() {
+            tracing::debug!(
+                target: "portcullis::decision",
+                user = %envelope.user(),
+                tenant = envelope.tenant().unwrap_or(""),
+                action = action.cedar_name(),
+                upstream = %upstream.name(),
+                entry = ?entry,
+                decision = %decision,
+                "hidden from this identity"
+            );
+        }
+        visible
+    }
+
+    /// Decides a prompt get or resource read; `Err` carries the deny reason for the client.
+    pub(crate) fn authorize_read(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        entry: Listed<'_>,
+    ) -> Result<(), Refusal> {
+        let (action, target) = match entry {
+            Listed::Prompt(name) => (Action::GetPrompt, Target::Prompt { name }),
+            Listed::Resource(uri) => (Action::ReadResource, Target::Resource { uri }),
+            Listed::Tool(_) => return Err(Refusal::Hidden),
+        };
+        let decision = self.decide(envelope, action, upstream, target);
+        self.log_decision(envelope, action, upstream, &entry, &decision);
+        match decision.verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable),
+            Verdict::Deny => Err(Refusal::Hidden),
+        }
+    }
+
+    /// Decides a tool call: visible to this identity, then callable with these arguments.
+    pub(crate) fn authorize_call(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        tool: &str,
+        arguments: Option<&Map<String, Value>>,
+    ) -> Result<CallPermit, Refusal> {
+        let entry = Listed::Tool(tool);
+        if !self.may_see(envelope, upstream, entry) {
+            tracing::info!(
+                target: "portcullis::decision",
+                user = %envelope.user(),
+                client = envelope.client().unwrap_or(""),
+                tenant = envelope.tenant().unwrap_or(""),
+                action = "call_tool",
+                upstream = %upstream.name(),
+                tool,
+                decision = "deny",
+                "denied: the tool is not visible to this identity"
+            );
+            return Err(Refusal::Hidden);
+        }
+        let rules = upstream.spec.tool_rules(tool);
+        let decision = self.decide(
+            envelope,
+            Action::CallTool,
+            upstream,
+            Target::Tool {
+                name: tool,
+                effect: rules.effect(),
+                required_scopes: &rules.scopes,
+                arguments,
+            },
+        );
+        self.log_decision(envelope, Action::CallTool, upstream, &entry, &decision);
+        match decision.verdict {
+            Verdict::Allow => Ok(CallPermit { decision }),
+            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable),
+            Verdict::Deny => {
+                let missing: Vec<&str> = rules
+                    .scopes
+                    .iter()
+                    .filter(|scope| !envelope.scopes().contains(*scope))
+                    .map(String::as_str)
+                    .collect();
+                let mut reason = decision.deny_reason();
+                if !missing.is_empty() {
+                    reason = format!("{reason} (missing: `{}`)", missing.join("`, `"));
+                }
+                Err(Refusal::Denied(reason))
+            }
+        }
+    }
+
+    fn log_decision(
+        &self,
+        envelope: &IdentityEnvelope,
+        action: Action,
+        upstream: &UpstreamHandle,
+        entry: &Listed<'_>,
+        decision: &Decision,
+    ) {
+        let name = match entry {
+            Listed::Tool(name) | Listed::Prompt(name) | Listed::Resource(name) => *name,
+        };
+        let policies = decision.policy_ids().join(",");
+        macro_rules! record {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    target: "portcullis::decision",
+                    user = %envelope.user(),
+                    client = envelope.client().unwrap_or(""),
+                    tenant = envelope.tenant().unwrap_or(""),
+                    mode = ?envelope.mode(),
+                    action = action.cedar_name(),
+                    upstream = %upstream.name(),
+                    name,
+                    decision = decision.verdict.as_str(),
+                    policies,
+                    policy_version = self.policy.version(),
+                    errors = ?decision.errors,
+                    $message
+                )
+            };
+        }
+        match decision.verdict {
+            Verdict::Allow => record!(info, "allowed"),
+            Verdict::ApprovalRequired => record!(info, "approval required"),
+            Verdict::Deny => record!(warn, "denied"),
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Identity and policy end to end: each identity sees and calls only what policy allows, over
+//! stdio (the configured local identity) and over HTTP (bearer tokens from a real OpenID
+//! provider), with the official TypeScript and Python SDK clients; bad tokens are refused with
+//! the right status and challenge; a broken policy reload keeps the old policy serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{
+    OpenIdProvider, Portcullis, Scratch, Target, fixture_server, free_port, names,
+    portcullis_stdio, py_client, raw_http, repo_root, result_text, toml_array, ts_client,
+};
+
+/// The fixture behind Portcullis with its tools classified, under `policy`.
+fn config_body(scratch: &Path, policy: &Path, extra: &str) -> String {
+    format!(
+        r#"{extra}
+[policy]
+policies = {policy}
+
+[[upstream]]
+name = "fx"
+command = {command}
+surface = "filesystem"
+tools.echo = {{ effect = "read" }}
+tools.read_file = {{ effect = "read" }}
+tools.write_file = {{ effect = "write" }}
+tools.delete_file = {{ effect = "destructive" }}
+tools.send_message = {{ effect = "send", scopes = ["mail.send"] }}
+"#,
+        policy = toml_array(&[policy.display().to_string()]),
+        command = toml_array(&fixture_server(scratch, &[])),
+    )
+}
+
+fn identity_policy() -> std::path::PathBuf {
+    repo_root().join("fixtures/policy/identity.cedar")
+}
+
+fn call(target: &Target<'_>, tool: &str, args: &str, header: Option<&str>) -> Value {
+    let mut argv = vec!["--scenario", "call", "--tool", tool, "--args", args];
+    if let Some(header) = header {
+        argv.extend(["--header", header]);
+    }
+    ts_client(target, &argv)
+}
+
+fn tool_error_text(observations: &Value) -> String {
+    assert_eq!(
+        observations["result"]["isError"],
+        Value::Bool(true),
+        "expected a tool error: {observations}"
+    );
+    result_text(&observations["result"])
+}
+
+#[test]
+fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    std::fs::write(work.join("doomed.txt"), "bye").unwrap_or_else(|e| panic!("{e}"));
+    let config = scratch.config(&config_body(
+        &work,
+        &identity_policy(),
+        "[identity.local]\nuser = \"alice\"\ngroups = [\"eng\"]\ntenant = \"acme\"\n",
+    ));
+    let argv = portcullis_stdio(&config);
+    let stdio = Target::Stdio(&argv);
+
+    let listing = ts_client(&stdio, &["--scenario", "list"]);
+    let tools = names(&listing["tools"]);
+    assert!(tools.contains(&"fx.delete_file".to_owned()), "{tools:?}");
+
+    // A read runs.
+    let echoed = call(&stdio, "fx.echo", r#"{"text":"hi"}"#, None);
+    assert_eq!(result_text(&echoed["result"]), "hi", "{echoed}");
+
+    // A write needs approval, which cannot be asked yet: refused, and nothing is written.
+    let write = call(
+        &stdio,
+        "fx.write_file",
+        r#"{"path":"new.txt","content":"x"}"#,
+        None,
+    );
+    let text = tool_error_text(&write);
+    assert!(text.contains("needs a person's approval"), "{text}");
+    assert!(text.contains("did not run"), "{text}");
+    assert!(
+        !work.join("new.txt").exists(),
+        "a refused write must not run"
+    );
+
+    // A send without the required scope is denied, with the reason, and nothing is sent.
+    let send = call(
+        &stdio,
+        "fx.send_message",
+        r#"{"to":"bob@acme.example","subject":"s","body":"b"}"#,
+        None,
+    );
+    let text = tool_error_text(&send);
+    assert!(
+        text.contains("not granted the scopes") && text.contains("`mail.send`"),
+        "{text}"
+    );
+    assert!(
+        !work.join("outbox.jsonl").exists(),
+        "a denied send must not run"
+    );
+
+    // The same refusals for a stateless (2026-07-28) client.
+    let stateless = py_client(
+        &stdio,
+        &[
+            "--scenario",
+            "call",
+            "--mode",
+            "2026-07-28",
+            "--tool",
+            "fx.write_file",
+            "--args",
+            r#"{"path":"new.txt","content":"x"}"#,
+        ],
+    );
+    let text = tool_error_text(&stateless);
+    assert!(text.contains("needs a person's approval"), "{text}");
+    assert!(
+        !work.join("new.txt").exists(),
+        "a refused write must not run"
+    );
+
+    // Group eng may delete.
+    let delete = call(&stdio, "fx.delete_file", r#"{"path":"doomed.txt"}"#, None);
+    assert_ne!(delete["result"]["isError"], Value::Bool(true), "{delete}");
+    assert!(!work.join("doomed.txt").exists());
+}
+
+/// The HTTP set-up: a provider, Portcullis as its resource server on a known port.
+struct Authenticated {
+    provider: OpenIdProvider,
+    portcullis: Portcullis,
+    work: std::path::PathBuf,
+    _scratch: Scratch,
+}
+
+fn authenticated() -> Authenticated {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let provider = OpenIdProvider::start(&resource);
+    let auth = format!(
+        "[http.auth]\nissuer = \"{}\"\nresource = \"{resource}\"\nrequired_scopes = [\"mcp\"]\nleeway_secs = 0\n",
+        provider.issuer
+    );
+    let config = scratch.config(&config_body(&work, &identity_policy(), &auth));
+    let portcullis = Portcullis::http_on(&config, &format!("127.0.0.1:{port}"), &[]);
+    Authenticated {
+        provider,
+        portcullis,
+        work,
+        _scratch: scratch,
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+#[test]
+fn two_users_with_real_tokens_see_different_tools_and_forbidden_calls_fail() {
+    let setup = authenticated();
+    let http = Target::Http(&setup.portcullis.url);
+    std::fs::write(setup.work.join("kept.txt"), "keep").unwrap_or_else(|e| panic!("{e}"));
+
+    let alice = bearer(&setup.provider.token("alice"));
+    let bob = bearer(&setup.provider.token("bob"));
+    let alice_tools =
+        names(&ts_client(&http, &["--scenario", "list", "--header", &alice])["tools"]);
+    let bob_tools = names(&ts_client(&http, &["--scenario", "list", "--header", &bob])["tools"]);
+    assert!(
+        alice_tools.contains(&"fx.delete_file".to_owned()),
+        "{alice_tools:?}"
+    );
+    assert!(
+        !bob_tools.contains(&"fx.delete_file".to_owned()),
+        "{bob_tools:?}"
+    );
+    assert!(bob_tools.contains(&"fx.echo".to_owned()), "{bob_tools:?}");
+
+    // Bob (tenant globex) calling the tool hidden from him: unknown, as if it did not exist,
+    // and the file is untouched.
+    let hidden = call(
+        &http,
+        "fx.delete_file",
+        r#"{"path":"kept.txt"}"#,
+        Some(&bob),
+    );
+    let error = hidden["error"]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("unknown tool `fx.delete_file`"), "{hidden}");
+    assert!(
+        setup.work.join("kept.txt").exists(),
+        "a hidden tool must not run"
+    );
+    // The same for a stateless client.
+    let stateless = py_client(
+        &http,
+        &[
+            "--scenario",
+            "call",
+            "--mode",
+            "2026-07-28",
+            "--header",
+            &bob,
+            "--tool",
+            "fx.delete_file",
+            "--args",
+            r#"{"path":"kept.txt"}"#,
+        ],
+    );
+    assert!(
+        stateless["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown tool")),
+        "{stateless}"
+    );
+    assert!(
+        setup.work.join("kept.txt").exists(),
+        "a hidden tool must not run"
+    );
+
+    // Alice's token carries no `mail.send`: the send is denied and nothing is sent.
+    let send = call(
+        &http,
+        "fx.send_message",
+        r#"{"to":"x@acme.example","subject":"s","body":"b"}"#,
+        Some(&alice),
+    );
+    assert!(tool_error_text(&send).contains("`mail.send`"), "{send}");
+    assert!(!setup.work.join("outbox.jsonl").exists());
+
+    // Alice (group eng) may delete.
+    let delete = call(
+        &http,
+        "fx.delete_file",
+        r#"{"path":"kept.txt"}"#,
+        Some(&alice),
+    );
+    assert_ne!(delete["result"]["isError"], Value::Bool(true), "{delete}");
+    assert!(!setup.work.join("kept.txt").exists());
+
+    // Every decision names the identity in the log; the tokens appear nowhere in it.
+    let log = setup.portcullis.log();
+    assert!(log.contains("alice") && log.contains("bob"), "{log}");
+    for name in ["alice", "bob"] {
+        let token = setup.provider.token(name);
+        assert!(
+            !log.contains(&token),
+            "the `{name}` token leaked into the log"
+        );
+    }
+}
+
+fn post(port: u16, authorization: Option<&str>) -> (u16, String) {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let header = authorization
+        .map(|h| format!("{h}\r\n"))
+        .unwrap_or_default();
+    raw_http(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn challenge(response: &str) -> String {
+    response
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("www-authenticate")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn bad_tokens_are_refused_with_the_right_status_and_challenge() {
+    let setup = authenticated();
+    let port = setup.portcullis.port;
+    let metadata = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+
+    // The protected resource metadata names the resource and its issuer.
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.contains(&format!("\"resource\":\"http://127.0.0.1:{port}/mcp\""))
+            && response.contains(&setup.provider.issuer),
+        "{response}"
+    );
+
+    // No token: 401 with the metadata URL and no error code.
+    let (status, response) = post(port, None);
+    assert_eq!(status, 401, "{response}");
+    let header = challenge(&response);
+    assert!(
+        header.starts_with("Bearer")
+            && header.contains(&format!("resource_metadata=\"{metadata}\"")),
+        "{header}"
+    );
+    assert!(!header.contains("error="), "{header}");
+
+    for name in [
+        "wrong_audience",
+        "expired",
+        "wrong_issuer",
+        "bad_signature",
+        "alg_none",
+    ] {
+        let token = setup.provider.token(name);
+        let (status, response) = post(port, Some(&bearer(&token)));
+        assert_eq!(status, 401, "`{name}`: {response}");
+        let header = challenge(&response);
+        assert!(
+            header.contains("error=\"invalid_token\"")
+                && header.contains(&format!("resource_metadata=\"{metadata}\"")),
+            "`{name}`: {header}"
+        );
+        assert!(!response.contains(&token), "`{name}`: the token was echoed");
+    }
+    let (status, response) = post(port, Some("Authorization: Basic YWxpY2U6cHc="));
+    assert_eq!(status, 401, "{response}");
+
+    // A valid token without the required scope: 403 naming the scope.
+    let (status, response) = post(port, Some(&bearer(&setup.provider.token("alice_no_mcp"))));
+    assert_eq!(status, 403, "{response}");
+    let header = challenge(&response);
+    assert!(
+        header.contains("error=\"insufficient_scope\"") && header.contains("scope=\"mcp\""),
+        "{header}"
+    );
+
+    // And a good one passes.
+    let (status, response) = post(port, Some(&bearer(&setup.provider.token("alice"))));
+    assert_eq!(status, 200, "{response}");
+    assert!(response.contains("\"portcullis\""), "{response}");
+    assert!(
+        setup.portcullis.log().contains("token"),
+        "rejections are logged"
+    );
+}
+
+#[test]
+fn a_broken_policy_reload_keeps_the_old_policy_and_a_good_one_takes_effect() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let policies = scratch.sub("policies");
+    let policy = policies.join("policy.cedar");
+    let everything = "@id(\"all\")\npermit (principal, action, resource);\n";
+    std::fs::write(&policy, everything).unwrap_or_else(|e| panic!("{e}"));
+    let config = scratch.config(&config_body(&work, &policies, ""));
+    let portcullis = Portcullis::http(&config);
+    let http = Target::Http(&portcullis.url);
+    let listed = || names(&ts_client(&http, &["--scenario", "list"])["tools"]);
+    assert!(listed().contains(&"fx.delete_file".to_owned()));
+
+    std::fs::write(&policy, "permit (principal, action, resource")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        portcullis.wait_for_log("policy reload failed", Duration::from_secs(20)),
+        "{}",
+        portcullis.log()
+    );
+    assert!(
+        portcullis.log().contains("policy.cedar:1:"),
+        "the reload error names the file and line: {}",
+        portcullis.log()
+    );
+    assert!(
+        listed().contains(&"fx.delete_file".to_owned()),
+        "the old policy keeps serving"
+    );
+
+    let hiding = format!(
+        "{everything}@id(\"no-deletes\")\nforbid (principal, action, resource) when {{ resource has effect && resource.effect == \"destructive\" }};\n"
+    );
+    std::fs::write(&policy, hiding).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        portcullis.wait_for_log("policy reloaded", Duration::from_secs(20)),
+        "{}",
+        portcullis.log()
+    );
+    let tools = listed();
+    assert!(!tools.contains(&"fx.delete_file".to_owned()), "{tools:?}");
+    assert!(tools.contains(&"fx.echo".to_owned()), "{tools:?}");
+}
