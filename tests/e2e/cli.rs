@@ -72,3 +72,114 @@ fn serve_refuses_a_non_loopback_listener() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a loopback address"));
 }
+
+fn portcullis(args: &[&str], config: &std::path::Path) -> (bool, String, String) {
+    let output = Command::new(bin("portcullis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A config whose policy directory holds `text`, with one fixture upstream.
+fn with_policy(scratch: &Scratch, text: &str) -> std::path::PathBuf {
+    let policies = scratch.sub("policies");
+    std::fs::write(policies.join("local.cedar"), text).unwrap_or_else(|e| panic!("{e}"));
+    let work = scratch.sub("work");
+    scratch.config(&format!(
+        "[policy]\npolicies = [\"policies\"]\n\n[[upstream]]\nname = \"fx\"\ncommand = {}\ntools.echo = {{ effect = \"read\" }}\ntools.delete_file = {{ effect = \"destructive\", scopes = [\"files.write\"] }}\n",
+        crate::support::toml_array(&crate::support::fixture_server(&work, &[]))
+    ))
+}
+
+const HIDE_DELETES_FROM_SALES: &str = r#"@id("all")
+permit (principal, action, resource);
+
+@id("sales-never-deletes")
+@reason("sales may not delete files")
+forbid (principal in Portcullis::Group::"sales", action, resource)
+when { resource has effect && resource.effect == "destructive" };
+"#;
+
+#[test]
+fn a_broken_policy_fails_check_and_serve_with_its_line() {
+    let scratch = Scratch::new();
+    let config = with_policy(
+        &scratch,
+        "@id(\"x\")\npermit (principal, action, resource)\nwhen { resource.colour == \"red\" };\n",
+    );
+    let (ok, _, stderr) = check(&config);
+    assert!(!ok);
+    assert!(
+        stderr.contains("local.cedar:3:8:") && stderr.contains("colour"),
+        "{stderr}"
+    );
+    // `serve` refuses to start on it (fail closed), with the same message.
+    let (ok, _, stderr) = portcullis(&["serve"], &config);
+    assert!(!ok);
+    assert!(stderr.contains("local.cedar:3:8:"), "{stderr}");
+}
+
+#[test]
+fn tools_shows_what_an_identity_would_see() {
+    let scratch = Scratch::new();
+    let config = with_policy(&scratch, HIDE_DELETES_FROM_SALES);
+    let (ok, eng, stderr) = portcullis(&["tools", "--as", "alice", "--group", "eng"], &config);
+    assert!(ok, "{stderr}");
+    assert!(
+        eng.contains("fx.delete_file") && eng.contains("fx.echo"),
+        "{eng}"
+    );
+    let (ok, sales, stderr) = portcullis(&["tools", "--as", "bob", "--group", "sales"], &config);
+    assert!(ok, "{stderr}");
+    assert!(
+        !sales.contains("fx.delete_file") && sales.contains("fx.echo"),
+        "{sales}"
+    );
+}
+
+#[test]
+fn explain_names_the_decision_and_the_policies_behind_it() {
+    let scratch = Scratch::new();
+    let config = with_policy(&scratch, HIDE_DELETES_FROM_SALES);
+    let (ok, out, stderr) = portcullis(
+        &[
+            "explain",
+            "--as",
+            "bob",
+            "--group",
+            "sales",
+            "fx.delete_file",
+            r#"{"path":"a"}"#,
+        ],
+        &config,
+    );
+    assert!(ok, "{stderr}");
+    assert!(out.starts_with("decision: deny\n"), "{out}");
+    assert!(
+        out.contains("decided at: list_tool (the tool is hidden"),
+        "{out}"
+    );
+    assert!(out.contains("sales-never-deletes ("), "{out}");
+    assert!(out.contains("local.cedar:4)"), "{out}");
+    let (ok, out, stderr) = portcullis(
+        &[
+            "explain",
+            "--as",
+            "alice",
+            "--scope",
+            "files.write",
+            "fx.delete_file",
+        ],
+        &config,
+    );
+    assert!(ok, "{stderr}");
+    assert!(out.starts_with("decision: allow\n"), "{out}");
+    assert!(out.contains("determined by:\n  all ("), "{out}");
+}
