@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    OpenIdProvider, Portcullis, Scratch, Target, fixture_server, free_port, names,
+    OpenIdProvider, Portcullis, Scratch, Target, bin, fixture_server, free_port, names,
     portcullis_stdio, py_client, raw_http, repo_root, result_text, toml_array, ts_client,
 };
 
@@ -27,7 +27,7 @@ surface = "filesystem"
 tools.echo = {{ effect = "read" }}
 tools.read_file = {{ effect = "read" }}
 tools.write_file = {{ effect = "write" }}
-tools.delete_file = {{ effect = "destructive" }}
+tools.delete_file = {{ effect = "destructive", scopes = ["files.write"] }}
 tools.send_message = {{ effect = "send", scopes = ["mail.send"] }}
 "#,
         policy = toml_array(&[policy.display().to_string()]),
@@ -64,7 +64,7 @@ fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
     let config = scratch.config(&config_body(
         &work,
         &identity_policy(),
-        "[identity.local]\nuser = \"alice\"\ngroups = [\"eng\"]\ntenant = \"acme\"\n",
+        "[identity.local]\nuser = \"alice\"\ngroups = [\"eng\"]\ntenant = \"acme\"\nscopes = [\"files.write\"]\n",
     ));
     let argv = portcullis_stdio(&config);
     let stdio = Target::Stdio(&argv);
@@ -145,6 +145,11 @@ struct Authenticated {
 }
 
 fn authenticated() -> Authenticated {
+    authenticated_with("")
+}
+
+/// The same, with more upstream tables appended to the config.
+fn authenticated_with(more_upstreams: &str) -> Authenticated {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let port = free_port();
@@ -154,7 +159,10 @@ fn authenticated() -> Authenticated {
         "[http.auth]\nissuer = \"{}\"\nresource = \"{resource}\"\nrequired_scopes = [\"mcp\"]\nleeway_secs = 0\n",
         provider.issuer
     );
-    let config = scratch.config(&config_body(&work, &identity_policy(), &auth));
+    let config = scratch.config(&format!(
+        "{}\n{more_upstreams}",
+        config_body(&work, &identity_policy(), &auth)
+    ));
     let portcullis = Portcullis::http_on(&config, &format!("127.0.0.1:{port}"), &[]);
     Authenticated {
         provider,
@@ -230,14 +238,18 @@ fn two_users_with_real_tokens_see_different_tools_and_forbidden_calls_fail() {
         "a hidden tool must not run"
     );
 
-    // Alice's token carries no `mail.send`: the send is denied and nothing is sent.
+    // Alice's token carries no `mail.send`: the send is refused (over HTTP with the step-up
+    // challenge, see below) and nothing is sent.
     let send = call(
         &http,
         "fx.send_message",
         r#"{"to":"x@acme.example","subject":"s","body":"b"}"#,
         Some(&alice),
     );
-    assert!(tool_error_text(&send).contains("`mail.send`"), "{send}");
+    assert!(
+        send["result"].is_null(),
+        "the send must not succeed: {send}"
+    );
     assert!(!setup.work.join("outbox.jsonl").exists());
 
     // Alice (group eng) may delete.
@@ -262,8 +274,13 @@ fn two_users_with_real_tokens_see_different_tools_and_forbidden_calls_fail() {
     }
 }
 
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
 fn post(port: u16, authorization: Option<&str>) -> (u16, String) {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    post_body(port, authorization, INITIALIZE)
+}
+
+fn post_body(port: u16, authorization: Option<&str>, body: &str) -> (u16, String) {
     let header = authorization
         .map(|h| format!("{h}\r\n"))
         .unwrap_or_default();
@@ -401,4 +418,98 @@ fn a_broken_policy_reload_keeps_the_old_policy_and_a_good_one_takes_effect() {
     let tools = listed();
     assert!(!tools.contains(&"fx.delete_file".to_owned()), "{tools:?}");
     assert!(tools.contains(&"fx.echo".to_owned()), "{tools:?}");
+}
+
+/// The fixture served over streamable HTTP; killed on drop.
+struct HttpFixture(std::process::Child);
+
+impl Drop for HttpFixture {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_clients_token_never_reaches_an_upstream() {
+    let scratch = Scratch::new();
+    let port = free_port();
+    let _upstream = HttpFixture(
+        std::process::Command::new(bin("portcullis-fixture"))
+            .arg("--scratch")
+            .arg(scratch.sub("web"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the fixture: {e}")),
+    );
+    let setup = authenticated_with(&format!(
+        "[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:{port}/mcp\"\ntools.headers = {{ effect = \"read\" }}\n"
+    ));
+    let http = Target::Http(&setup.portcullis.url);
+    let token = setup.provider.token("alice");
+    let seen = call(&http, "web.headers", "{}", Some(&bearer(&token)));
+    let text = result_text(&seen["result"]);
+    let report: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {seen}"));
+    let headers = report["headers"]
+        .as_object()
+        .unwrap_or_else(|| panic!("the upstream saw no HTTP request: {seen}"));
+    assert!(!headers.is_empty(), "{seen}");
+    // What the upstream received: no Authorization header, and the token nowhere.
+    assert!(
+        !headers
+            .keys()
+            .any(|name| name.eq_ignore_ascii_case("authorization")),
+        "{headers:?}"
+    );
+    assert!(
+        !text.contains(&token),
+        "the client's token reached the upstream"
+    );
+    for part in token.split('.') {
+        assert!(
+            !text.contains(part),
+            "a part of the client's token reached the upstream"
+        );
+    }
+}
+
+fn tool_call(tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"to":"x@acme.example","subject":"s","body":"b"}}}}}}"#
+    )
+}
+
+#[test]
+fn a_call_needing_more_scopes_gets_the_step_up_challenge_unless_the_tool_is_hidden() {
+    let setup = authenticated();
+    let port = setup.portcullis.port;
+    let alice = bearer(&setup.provider.token("alice"));
+    // Alice's token lacks `mail.send`, which `fx.send_message` requires: 403 naming it (and
+    // the server's own `mcp`), so her client can ask for a token that has it.
+    let (status, response) = post_body(port, Some(&alice), &tool_call("fx.send_message"));
+    assert_eq!(status, 403, "{response}");
+    let header = challenge(&response);
+    assert!(
+        header.contains("error=\"insufficient_scope\"")
+            && header.contains("scope=\"mail.send mcp\""),
+        "{header}"
+    );
+    assert!(
+        !setup.work.join("outbox.jsonl").exists(),
+        "the send must not run"
+    );
+    // A tool hidden from the caller (deletes, from bob of globex) gets no challenge that
+    // would reveal its scopes; nor does a tool that does not exist.
+    let bob = bearer(&setup.provider.token("bob"));
+    for (who, tool) in [(&bob, "fx.delete_file"), (&alice, "fx.no_such_tool")] {
+        let (status, response) = post_body(port, Some(who), &tool_call(tool));
+        assert_ne!(status, 403, "`{tool}`: {response}");
+        assert!(
+            !challenge(&response).contains("insufficient_scope"),
+            "`{tool}`: {response}"
+        );
+    }
 }

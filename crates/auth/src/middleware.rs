@@ -42,6 +42,16 @@ pub async fn require_bearer(
     }
 }
 
+impl ResourceServer {
+    /// The 403 `insufficient_scope` challenge for a request that needs more than the token
+    /// grants (step-up authorization): the caller decided which scopes the request needs.
+    pub fn insufficient_scope(&self, needed: Vec<String>) -> Response {
+        let rejection = Rejection::insufficient_scope(needed);
+        log_rejection(&rejection, &Claimed::default());
+        rejection_response(self, &rejection)
+    }
+}
+
 /// The one `Authorization` header of a request. Two of them are refused rather than one
 /// picked: which one a proxy in front of us saw is unknowable.
 fn authorization(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {

@@ -252,18 +252,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Starts the gateway (inside the runtime) with the environment config lets upstreams inherit.
+fn start(
+    config: &Config,
+    engine: PolicyEngine,
+) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(
+        config,
+        &inherited_environment(config),
+        engine,
+        shutdown.clone(),
+    )?;
+    Ok((gateway, shutdown))
+}
+
 fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     let config = load(path)?;
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     runtime()?.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let gateway = Gateway::start(
-            &config,
-            &inherited_environment(&config),
-            engine,
-            shutdown.clone(),
-        )?;
+        let (gateway, shutdown) = start(&config, engine)?;
         let longest = config
             .upstreams
             .iter()
@@ -432,13 +441,7 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
         config.http.listen = listen;
     }
     runtime()?.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let gateway = Gateway::start(
-            &config,
-            &inherited_environment(&config),
-            engine,
-            shutdown.clone(),
-        )?;
+        let (gateway, shutdown) = start(&config, engine)?;
         tokio::spawn(stop_on_signal(shutdown.clone()));
         if listen.is_some() || http {
             let (address, serving) = serve_http(gateway.clone(), &config.http).await?;

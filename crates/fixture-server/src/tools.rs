@@ -302,6 +302,31 @@ impl FixtureServer {
         text_result(report.to_string())
     }
 
+    /// Report the HTTP request headers this call arrived with, as a JSON object of name to
+    /// value (`null` over stdio): what an upstream is sent, for tests that a client's token is
+    /// never among it.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    fn headers(&self, context: RequestContext<RoleServer>) -> CallToolResult {
+        let headers = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .map(|parts| {
+                parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_owned(),
+                            serde_json::Value::String(
+                                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                            ),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+            });
+        text_result(serde_json::json!({ "headers": headers }).to_string())
+    }
+
     /// Register an echo-like tool named `name` and announce `notifications/tools/list_changed`.
     #[tool(annotations(
         read_only_hint = false,

@@ -106,6 +106,35 @@ impl Gateway {
         })
     }
 
+    /// The scopes a call of the exposed tool `exposed` needs that `envelope` was not granted,
+    /// for step-up authorization over HTTP. `None` when nothing is missing, and also when the
+    /// tool does not exist or is hidden from this identity: a challenge naming its scopes would
+    /// reveal it.
+    pub(crate) fn missing_scopes(
+        &self,
+        envelope: &IdentityEnvelope,
+        exposed: &str,
+    ) -> Option<Vec<String>> {
+        let resolved = self.namespacing.resolve(&self.names, exposed)?;
+        let upstream = self.upstreams.get(resolved.upstream)?;
+        let connection = upstream.connection()?;
+        if !connection
+            .catalog
+            .load()
+            .tool_names
+            .contains(resolved.local)
+            || !self.may_see(envelope, upstream, Listed::Tool(resolved.local))
+        {
+            return None;
+        }
+        let rules = upstream.spec.tool_rules(resolved.local);
+        let missing = rules
+            .scopes
+            .iter()
+            .any(|scope| !envelope.scopes().contains(scope));
+        missing.then(|| rules.scopes.iter().cloned().collect())
+    }
+
     /// Whether the identity may see (list, and so ask for) this entry.
     fn may_see(
         &self,

@@ -4,11 +4,16 @@
 
 use std::sync::Arc;
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use portcullis_auth::{ResourceServer, require_bearer};
 use portcullis_config::HttpSettings;
+use portcullis_core::IdentityEnvelope;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
+use serde::Deserialize;
 
 use crate::server::PortcullisServer;
 use crate::{Gateway, GatewayError};
@@ -93,9 +98,14 @@ pub async fn serve_http(
             );
             let metadata = server.metadata_router();
             // The token is checked, and stripped, before rmcp sees the request: handlers read
-            // the identity envelope from the request's extensions and never the token.
-            mcp.layer(axum::middleware::from_fn_with_state(server, require_bearer))
-                .merge(metadata)
+            // the identity envelope from the request's extensions and never the token. Then a
+            // call of a tool whose scopes the token lacks gets the step-up challenge.
+            mcp.layer(axum::middleware::from_fn_with_state(
+                (gateway.clone(), server.clone()),
+                step_up,
+            ))
+            .layer(axum::middleware::from_fn_with_state(server, require_bearer))
+            .merge(metadata)
         }
     };
     let serving = async move {
@@ -105,4 +115,73 @@ pub async fn serve_http(
             .map_err(GatewayError::Serve)
     };
     Ok((address, serving))
+}
+
+/// The largest request body read to look for a tool call's scopes. rmcp itself reads bodies
+/// whole; this bounds what an authenticated client can make Portcullis hold.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Just enough of a JSON-RPC request to tell a tool call and its tool.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow)]
+    method: Option<&'a str>,
+    #[serde(borrow)]
+    params: Option<ProbeParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ProbeParams<'a> {
+    #[serde(borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Step-up authorization (MCP 2025-11-25): a `tools/call` whose tool needs scopes the token
+/// lacks is answered 403 `insufficient_scope` naming them, so the client can ask the person
+/// for a token that has them. Anything else passes on unchanged; the handler still decides
+/// every call, so a body this cannot read is no bypass.
+async fn step_up(
+    State((gateway, server)): State<(Arc<Gateway>, ResourceServer)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(envelope) = request.extensions().get::<Arc<IdentityEnvelope>>().cloned() else {
+        return next.run(request).await;
+    };
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than portcullis accepts",
+            )
+                .into_response();
+        }
+    };
+    let tool = serde_json::from_slice::<Probe<'_>>(&bytes)
+        .ok()
+        .filter(|probe| probe.method == Some("tools/call"))
+        .and_then(|probe| probe.params?.name.map(std::borrow::Cow::into_owned));
+    if let Some(tool) = tool {
+        gateway.first_settle().await;
+        if let Some(mut needed) = gateway.missing_scopes(&envelope, &tool) {
+            needed.extend(server.settings().required_scopes.iter().cloned());
+            needed.sort();
+            needed.dedup();
+            tracing::info!(
+                target: "portcullis::decision",
+                user = %envelope.user(),
+                tool = %tool,
+                needed = %needed.join(" "),
+                "step-up: the token lacks scopes this tool needs"
+            );
+            return server.insufficient_scope(needed);
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }

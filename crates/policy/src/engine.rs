@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicyId,
-    PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicyId, PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use portcullis_core::source::line_column;
@@ -105,20 +105,88 @@ pub struct Request<'a> {
     pub now: u64,
 }
 
-/// Where a policy came from, for explanations.
-#[derive(Debug, Clone)]
-struct Origin {
-    file: String,
-    line: usize,
+/// The entity types and actions of the schema, as Cedar names.
+#[derive(Debug)]
+struct Names {
+    tenant: EntityTypeName,
+    group: EntityTypeName,
+    user: EntityTypeName,
+    upstream: EntityTypeName,
+    tool: EntityTypeName,
+    prompt: EntityTypeName,
+    resource: EntityTypeName,
+    list_tool: EntityUid,
+    call_tool: EntityUid,
+    get_prompt: EntityUid,
+    read_resource: EntityUid,
+}
+
+impl Names {
+    fn parse() -> Result<Self, String> {
+        let kind = |name: &str| -> Result<EntityTypeName, String> {
+            format!("Portcullis::{name}")
+                .parse()
+                .map_err(|e| format!("{e}"))
+        };
+        let action = |id: &str| -> Result<EntityUid, String> {
+            Ok(EntityUid::from_type_name_and_id(
+                kind("Action")?,
+                EntityId::new(id),
+            ))
+        };
+        Ok(Self {
+            tenant: kind("Tenant")?,
+            group: kind("Group")?,
+            user: kind("User")?,
+            upstream: kind("Upstream")?,
+            tool: kind("Tool")?,
+            prompt: kind("Prompt")?,
+            resource: kind("Resource")?,
+            list_tool: action(Action::ListTool.cedar_name())?,
+            call_tool: action(Action::CallTool.cedar_name())?,
+            get_prompt: action(Action::GetPrompt.cedar_name())?,
+            read_resource: action(Action::ReadResource.cedar_name())?,
+        })
+    }
+
+    fn action(&self, action: Action) -> &EntityUid {
+        match action {
+            Action::ListTool => &self.list_tool,
+            Action::CallTool => &self.call_tool,
+            Action::GetPrompt => &self.get_prompt,
+            Action::ReadResource => &self.read_resource,
+        }
+    }
+}
+
+fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
 }
 
 /// Compiled, validated policies and the schema they were validated against.
 #[derive(Debug)]
 pub struct PolicyEngine {
+    /// Kept for the tests that check requests against it; not needed to decide.
+    #[cfg(test)]
     schema: Schema,
+    /// The schema's action entities, built once, when any has a parent (an action group):
+    /// then every request's entities include them.
+    actions: Vec<Entity>,
+    /// Entity type names and action ids, parsed once (Cedar parses them with its full policy
+    /// parser, which cost more than deciding).
+    names: Names,
     policies: PolicySet,
-    origins: HashMap<PolicyId, Origin>,
+    /// What decisions say of each policy, read once at load: Cedar parses an annotation's key
+    /// on every lookup, which cost a third of a decision.
+    meta: HashMap<PolicyId, Meta>,
     authorizer: Authorizer,
+}
+
+/// One policy as decisions name it.
+#[derive(Debug)]
+struct Meta {
+    reference: PolicyRef,
+    needs_approval: bool,
 }
 
 impl PolicyEngine {
@@ -128,7 +196,7 @@ impl PolicyEngine {
         let (schema_value, _warnings) = Schema::from_cedarschema_str(&schema.text)
             .map_err(|e| PolicyError(problems(&schema.name, &schema.text, &e)))?;
         let mut policies = PolicySet::new();
-        let mut origins = HashMap::new();
+        let mut meta = HashMap::new();
         let mut errors = Vec::new();
         // Validation errors name a policy; this maps each back to its file's text.
         let mut texts: HashMap<PolicyId, (&str, &str)> = HashMap::new();
@@ -147,11 +215,18 @@ impl PolicyEngine {
                     .annotation(ID)
                     .and_then(|name| line_of_id(&file.text, name))
                     .unwrap_or(0);
-                origins.insert(
+                meta.insert(
                     id.clone(),
-                    Origin {
-                        file: file.name.clone(),
-                        line,
+                    Meta {
+                        reference: PolicyRef {
+                            id: policy
+                                .annotation(ID)
+                                .map_or_else(|| id.to_string(), str::to_owned),
+                            file: file.name.clone(),
+                            line,
+                            reason: policy.annotation(REASON).map(str::to_owned),
+                        },
+                        needs_approval: policy.annotation(APPROVAL) == Some("required"),
                     },
                 );
                 texts.insert(id.clone(), (&file.name, &file.text));
@@ -179,10 +254,43 @@ impl PolicyEngine {
         if !errors.is_empty() {
             return Err(PolicyError(errors));
         }
+        let actions = schema_value
+            .action_entities()
+            .map_err(|e| {
+                PolicyError(vec![Problem {
+                    file: schema.name.clone(),
+                    position: None,
+                    message: e.to_string(),
+                }])
+            })?
+            .iter()
+            .cloned()
+            .collect::<Vec<Entity>>();
+        // Actions without parents need no entity: `action in [..]` compares them directly, and
+        // every entity costs transitive-closure work on each request. With action groups in
+        // the schema, all actions are included.
+        let actions = if actions
+            .iter()
+            .all(|action| action.clone().into_inner().2.is_empty())
+        {
+            Vec::new()
+        } else {
+            actions
+        };
+        let names = Names::parse().map_err(|message| {
+            PolicyError(vec![Problem {
+                file: schema.name.clone(),
+                position: None,
+                message,
+            }])
+        })?;
         Ok(Self {
+            #[cfg(test)]
             schema: schema_value,
+            actions,
+            names,
             policies,
-            origins,
+            meta,
             authorizer: Authorizer::new(),
         })
     }
@@ -217,6 +325,26 @@ impl PolicyEngine {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> Result<Decision, String> {
+        // INVARIANT: the request and entities are not validated against the schema here: they
+        // are built by `cedar_request` alone, whose output the tests validate against the
+        // shipped schema; validating every request cost more than evaluating it. A request
+        // that did not fit would make policies error, and an error denies.
+        let (cedar_request, entities) = self.cedar_request(request, None)?;
+        let entities = Entities::from_entities(
+            entities.into_iter().chain(self.actions.iter().cloned()),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(self.authorize(&cedar_request, &entities))
+    }
+
+    /// The Cedar request and the entities for one of ours; validated against `schema` when one
+    /// is given.
+    fn cedar_request(
+        &self,
+        request: &Request<'_>,
+        schema: Option<&Schema>,
+    ) -> Result<(cedar_policy::Request, Vec<Entity>), String> {
         let envelope = request.envelope;
         let tenant = envelope.tenant().unwrap_or("");
         let user = envelope.user();
@@ -224,13 +352,13 @@ impl PolicyEngine {
 
         let mut entities = Vec::new();
         let mut user_parents: HashSet<EntityUid> = HashSet::new();
-        let tenant_uid = uid("Tenant", tenant)?;
+        let tenant_uid = uid(&self.names.tenant, tenant);
         if envelope.tenant().is_some() {
             entities.push(Entity::new_no_attrs(tenant_uid.clone(), HashSet::new()));
             user_parents.insert(tenant_uid.clone());
         }
         for group in envelope.groups() {
-            let group_uid = uid("Group", group)?;
+            let group_uid = uid(&self.names.group, group);
             let parents = envelope
                 .tenant()
                 .map(|_| HashSet::from([tenant_uid.clone()]))
@@ -238,7 +366,10 @@ impl PolicyEngine {
             entities.push(Entity::new_no_attrs(group_uid.clone(), parents));
             user_parents.insert(group_uid);
         }
-        let user_uid = uid("User", &format!("{}|{}", user.issuer, user.subject))?;
+        let user_uid = uid(
+            &self.names.user,
+            &format!("{}|{}", user.issuer, user.subject),
+        );
         entities.push(
             Entity::new(
                 user_uid.clone(),
@@ -250,7 +381,7 @@ impl PolicyEngine {
             )
             .map_err(|e| e.to_string())?,
         );
-        let upstream_uid = uid("Upstream", request.upstream)?;
+        let upstream_uid = uid(&self.names.upstream, request.upstream);
         entities.push(
             Entity::new(
                 upstream_uid.clone(),
@@ -268,7 +399,7 @@ impl PolicyEngine {
                 required_scopes,
                 arguments,
             } => {
-                let resource_uid = uid("Tool", &format!("{}.{name}", request.upstream))?;
+                let resource_uid = uid(&self.names.tool, &format!("{}.{name}", request.upstream));
                 let entity = Entity::new_with_tags(
                     resource_uid.clone(),
                     HashMap::from([
@@ -283,7 +414,7 @@ impl PolicyEngine {
                 (resource_uid, entity, required_scopes)
             }
             Target::Prompt { name } => {
-                let resource_uid = uid("Prompt", &format!("{}.{name}", request.upstream))?;
+                let resource_uid = uid(&self.names.prompt, &format!("{}.{name}", request.upstream));
                 let entity = Entity::new(
                     resource_uid.clone(),
                     HashMap::from([("name".to_owned(), string(name))]),
@@ -293,7 +424,8 @@ impl PolicyEngine {
                 (resource_uid, entity, &no_scopes)
             }
             Target::Resource { uri } => {
-                let resource_uid = uid("Resource", &format!("{}+{uri}", request.upstream))?;
+                let resource_uid =
+                    uid(&self.names.resource, &format!("{}+{uri}", request.upstream));
                 let entity = Entity::new(
                     resource_uid.clone(),
                     HashMap::from([("uri".to_owned(), string(uri))]),
@@ -304,8 +436,9 @@ impl PolicyEngine {
             }
         };
         entities.push(resource);
-        let entities =
-            Entities::from_entities(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
+        if let Some(schema) = schema {
+            Entities::from_entities(entities.clone(), Some(schema)).map_err(|e| e.to_string())?;
+        }
         let set = |values: &BTreeSet<String>| {
             RestrictedExpression::new_set(values.iter().map(|v| string(v)))
         };
@@ -317,13 +450,23 @@ impl PolicyEngine {
             ("now".to_owned(), RestrictedExpression::new_long(now)),
         ])
         .map_err(|e| e.to_string())?;
-        let action = uid("Action", request.action.cedar_name())?;
+        let action = self.names.action(request.action).clone();
         let cedar_request =
-            cedar_policy::Request::new(user_uid, action, resource_uid, context, Some(&self.schema))
+            cedar_policy::Request::new(user_uid, action, resource_uid, context, schema)
                 .map_err(|e| e.to_string())?;
+        Ok((cedar_request, entities))
+    }
+
+    /// Checks that a request as Portcullis builds it fits the schema (for tests).
+    #[cfg(test)]
+    pub(crate) fn conforms(&self, request: &Request<'_>) -> Result<(), String> {
+        self.cedar_request(request, Some(&self.schema)).map(|_| ())
+    }
+
+    fn authorize(&self, cedar_request: &cedar_policy::Request, entities: &Entities) -> Decision {
         let response = self
             .authorizer
-            .is_authorized(&cedar_request, &self.policies, &entities);
+            .is_authorized(cedar_request, &self.policies, entities);
         let errors: Vec<String> = response
             .diagnostics()
             .errors()
@@ -341,30 +484,29 @@ impl PolicyEngine {
         } else if response
             .diagnostics()
             .reason()
-            .any(|id| self.policies.annotation(id, APPROVAL) == Some("required"))
+            .any(|id| self.meta.get(id).is_some_and(|m| m.needs_approval))
         {
             Verdict::ApprovalRequired
         } else {
             Verdict::Allow
         };
-        Ok(Decision {
+        Decision {
             verdict,
             policies,
             errors,
-        })
+        }
     }
 
     fn reference(&self, id: &PolicyId) -> PolicyRef {
-        let origin = self.origins.get(id);
-        PolicyRef {
-            id: self
-                .policies
-                .annotation(id, ID)
-                .map_or_else(|| id.to_string(), str::to_owned),
-            file: origin.map(|o| o.file.clone()).unwrap_or_default(),
-            line: origin.map_or(0, |o| o.line),
-            reason: self.policies.annotation(id, REASON).map(str::to_owned),
-        }
+        self.meta.get(id).map_or_else(
+            || PolicyRef {
+                id: id.to_string(),
+                file: String::new(),
+                line: 0,
+                reason: None,
+            },
+            |m| m.reference.clone(),
+        )
     }
 }
 
@@ -375,14 +517,6 @@ fn line_of_id(text: &str, name: &str) -> Option<usize> {
     let mut found = text.match_indices(&needle);
     let (offset, _) = found.next()?;
     found.next().is_none().then(|| line_column(text, offset).0)
-}
-
-fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
-    let name = format!("Portcullis::{kind}");
-    Ok(EntityUid::from_type_name_and_id(
-        name.parse().map_err(|e| format!("{e}"))?,
-        id.parse().map_err(|e| format!("{e}"))?,
-    ))
 }
 
 /// A call's top-level scalar arguments as tags: strings as they are, numbers and booleans as

@@ -120,13 +120,41 @@ fn run(case: &Case) -> Decision {
             arguments: case.arguments.as_ref(),
         }
     };
-    engine.decide(&Request {
+    let request = Request {
         envelope: &envelope,
         action,
         upstream: case.upstream.as_deref().unwrap_or("files"),
         surface: Surface::from_name(case.surface.as_deref().unwrap_or("filesystem")).unwrap(),
         target,
         now: case.now.unwrap_or(NOW),
+    };
+    // Requests are not validated when decided (for speed): every case checks that the request
+    // Portcullis builds fits the schema, so a drift between the two fails here.
+    if let Err(error) = engine.conforms(&request) {
+        panic!(
+            "case `{}`: the request does not fit the schema: {error}",
+            case.name
+        );
+    }
+    engine.decide(&request)
+}
+
+/// A call of `files.<tool>` by alice, without groups, tenant or scopes, and no arguments.
+fn call_without_scopes(engine: &PolicyEngine, tool: &str, effect: Effect) -> Decision {
+    let scopes = BTreeSet::new();
+    let envelope = envelope(&[], None, &[]);
+    engine.decide(&Request {
+        envelope: &envelope,
+        action: Action::CallTool,
+        upstream: "files",
+        surface: Surface::Filesystem,
+        target: Target::Tool {
+            name: tool,
+            effect,
+            required_scopes: &scopes,
+            arguments: None,
+        },
+        now: NOW,
     })
 }
 
@@ -170,21 +198,7 @@ when { 9223372036854775807 + (if resource.effect == "read" then 1 else 0) > 0 };
 "#,
         ),
     ]);
-    let scopes = BTreeSet::new();
-    let envelope = envelope(&[], None, &[]);
-    let decision = engine.decide(&Request {
-        envelope: &envelope,
-        action: Action::CallTool,
-        upstream: "files",
-        surface: Surface::Filesystem,
-        target: Target::Tool {
-            name: "read_file",
-            effect: Effect::Read,
-            required_scopes: &scopes,
-            arguments: None,
-        },
-        now: NOW,
-    });
+    let decision = call_without_scopes(&engine, "read_file", Effect::Read);
     assert_eq!(decision.verdict, Verdict::Deny, "{decision}");
     assert!(!decision.errors.is_empty(), "{decision}");
     // The client is told it was refused, not the evaluation error (a policy internal).
@@ -225,21 +239,7 @@ fn problems_name_the_file_line_and_column() {
 #[test]
 fn explanations_name_the_policy_file_and_line() {
     let engine = engine_with(&[source("default.cedar", SHIPPED_POLICY)]);
-    let scopes = BTreeSet::new();
-    let envelope = envelope(&[], None, &[]);
-    let decision = engine.decide(&Request {
-        envelope: &envelope,
-        action: Action::CallTool,
-        upstream: "files",
-        surface: Surface::Filesystem,
-        target: Target::Tool {
-            name: "write_file",
-            effect: Effect::Write,
-            required_scopes: &scopes,
-            arguments: None,
-        },
-        now: NOW,
-    });
+    let decision = call_without_scopes(&engine, "write_file", Effect::Write);
     let policy = decision.policies.first().unwrap();
     assert_eq!(
         (policy.id.as_str(), policy.file.as_str(), policy.line),
@@ -247,4 +247,28 @@ fn explanations_name_the_policy_file_and_line() {
     );
     let text = engine.policy_text(policy).unwrap();
     assert!(text.contains(r#"resource.effect != "read""#), "{text}");
+}
+
+#[test]
+fn a_request_that_drifted_from_the_schema_is_caught() {
+    // The schema without `User.subject`: the requests Portcullis builds no longer fit it.
+    let drifted = SHIPPED_SCHEMA.replace("    subject: String,\n", "");
+    assert_ne!(drifted, SHIPPED_SCHEMA, "the schema declares `subject`");
+    let engine = PolicyEngine::load(&source("drifted.cedarschema", &drifted), &[]).unwrap();
+    let scopes = BTreeSet::new();
+    let envelope = envelope(&[], None, &[]);
+    let request = Request {
+        envelope: &envelope,
+        action: Action::ListTool,
+        upstream: "files",
+        surface: Surface::Filesystem,
+        target: Target::Tool {
+            name: "read_file",
+            effect: Effect::Read,
+            required_scopes: &scopes,
+            arguments: None,
+        },
+        now: NOW,
+    };
+    assert!(engine.conforms(&request).is_err());
 }
