@@ -513,3 +513,23 @@ fn a_call_needing_more_scopes_gets_the_step_up_challenge_unless_the_tool_is_hidd
         );
     }
 }
+
+#[test]
+fn stdio_acts_as_the_local_identity_even_with_http_auth_configured() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    // `[http.auth]` governs HTTP clients only; its issuer is never contacted over stdio.
+    let config = scratch.config(&config_body(
+        &work,
+        &identity_policy(),
+        "[identity.local]\nuser = \"alice\"\n\n[http.auth]\nissuer = \"http://127.0.0.1:1\"\nresource = \"http://127.0.0.1:2/mcp\"\n",
+    ));
+    let argv = portcullis_stdio(&config);
+    let echoed = call(
+        &Target::Stdio(&argv),
+        "fx.echo",
+        r#"{"text":"local"}"#,
+        None,
+    );
+    assert_eq!(result_text(&echoed["result"]), "local", "{echoed}");
+}

@@ -70,8 +70,9 @@ pub struct Gateway {
     /// Who sessions act as when no bearer token names them (stdio, unauthenticated loopback
     /// HTTP).
     local_identity: Arc<IdentityEnvelope>,
-    /// Set when HTTP sessions must present a bearer token: the identity then comes from the
-    /// token only, and a request without one never falls back to the local identity.
+    /// Set when HTTP sessions must present a bearer token: an HTTP request's identity then
+    /// comes from its token only and never falls back to the local identity (stdio still
+    /// acts as the local identity).
     authenticated: bool,
     /// Set once every upstream has started or failed at least once; until then requests wait,
     /// so a client that lists right after connecting sees every upstream that can start.

@@ -73,21 +73,23 @@ impl PortcullisServer {
     }
 
     /// Who this request acts as: the envelope the bearer-token check attached to the HTTP
-    /// request when authentication is on, else the local identity. Fails closed: with
-    /// authentication on, a request without a validated envelope is refused.
+    /// request when authentication is on, else (stdio, or HTTP without `[http.auth]`) the
+    /// local identity. Fails closed: an HTTP request without a validated envelope while
+    /// authentication is on is refused.
     fn envelope(
         &self,
         context: &RequestContext<RoleServer>,
     ) -> Result<Arc<IdentityEnvelope>, McpError> {
-        let from_token = context
-            .extensions
-            .get::<http::request::Parts>()
+        let over_http = context.extensions.get::<http::request::Parts>();
+        let from_token = over_http
             .and_then(|parts| parts.extensions.get::<Arc<IdentityEnvelope>>())
             .cloned();
-        let envelope = match from_token {
-            Some(envelope) => envelope,
-            None if !self.gateway.authenticated => self.gateway.local_identity.clone(),
-            None => {
+        let envelope = match (over_http, from_token) {
+            (_, Some(envelope)) => envelope,
+            // stdio: the local user who started Portcullis.
+            (None, None) => self.gateway.local_identity.clone(),
+            (Some(_), None) if !self.gateway.authenticated => self.gateway.local_identity.clone(),
+            (Some(_), None) => {
                 tracing::error!(
                     "a request reached the handler without an authenticated identity; refused"
                 );
