@@ -533,3 +533,28 @@ fn stdio_acts_as_the_local_identity_even_with_http_auth_configured() {
     );
     assert_eq!(result_text(&echoed["result"]), "local", "{echoed}");
 }
+
+#[test]
+fn a_hidden_tool_of_a_down_upstream_is_unknown_not_unavailable() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let policy = scratch.path().join("policy.cedar");
+    std::fs::write(
+        &policy,
+        "@id(\"all\")\npermit (principal, action, resource);\n@id(\"hide-down\")\nforbid (principal, action, resource in Portcullis::Upstream::\"down\");\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let crashing = toml_array(&fixture_server(&work, &["--start-mode", "crash"]));
+    let config = scratch.config(&format!(
+        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"down\"\ncommand = {crashing}\n\n[[upstream]]\nname = \"shown\"\ncommand = {crashing}\n",
+        toml_array(&[policy.display().to_string()])
+    ));
+    let argv = portcullis_stdio(&config);
+    let stdio = Target::Stdio(&argv);
+    let hidden = call(&stdio, "down.echo", r#"{"text":"x"}"#, None);
+    let message = hidden["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("unknown tool `down.echo`"), "{hidden}");
+    // The visible upstream's outage is reported as one.
+    let shown = call(&stdio, "shown.echo", r#"{"text":"x"}"#, None);
+    assert!(tool_error_text(&shown).contains("unavailable"), "{shown}");
+}

@@ -27,6 +27,12 @@ impl CallPermit {
     }
 }
 
+/// Proof that the list check passed for this tool; only [`Gateway::visible_tool`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub struct VisibleTool<'a> {
+    tool: &'a str,
+}
+
 /// Why a call does not run.
 #[derive(Debug)]
 pub enum Refusal {
@@ -212,29 +218,42 @@ impl Gateway {
         }
     }
 
-    /// Decides a tool call: visible to this identity, then callable with these arguments.
+    /// The first half of a call's decision: may this identity see the tool at all. Decided
+    /// before anything else about the call (even whether its upstream is up), so that a hidden
+    /// tool is answered exactly like one that does not exist.
+    pub(crate) fn visible_tool<'a>(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        tool: &'a str,
+    ) -> Result<VisibleTool<'a>, Refusal> {
+        if self.may_see(envelope, upstream, Listed::Tool(tool)) {
+            return Ok(VisibleTool { tool });
+        }
+        tracing::info!(
+            target: "portcullis::decision",
+            user = %envelope.user(),
+            client = envelope.client().unwrap_or(""),
+            tenant = envelope.tenant().unwrap_or(""),
+            action = "call_tool",
+            upstream = %upstream.name(),
+            tool,
+            decision = "deny",
+            "denied: the tool is not visible to this identity"
+        );
+        Err(Refusal::Hidden)
+    }
+
+    /// The second half: may it call the tool with these arguments.
     pub(crate) fn authorize_call(
         &self,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
-        tool: &str,
+        visible: VisibleTool<'_>,
         arguments: Option<&Map<String, Value>>,
     ) -> Result<CallPermit, Refusal> {
+        let tool = visible.tool;
         let entry = Listed::Tool(tool);
-        if !self.may_see(envelope, upstream, entry) {
-            tracing::info!(
-                target: "portcullis::decision",
-                user = %envelope.user(),
-                client = envelope.client().unwrap_or(""),
-                tenant = envelope.tenant().unwrap_or(""),
-                action = "call_tool",
-                upstream = %upstream.name(),
-                tool,
-                decision = "deny",
-                "denied: the tool is not visible to this identity"
-            );
-            return Err(Refusal::Hidden);
-        }
         let rules = upstream.spec.tool_rules(tool);
         let decision = self.decide(
             envelope,

@@ -623,6 +623,11 @@ impl ServerHandler for PortcullisServer {
         self.gateway.first_settle().await;
         let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
         let (upstream, local) = self.resolve_tool(&request.name)?;
+        // A hidden tool gets the same answer as one that does not exist, whether or not its
+        // upstream is up: nothing about what other identities may see leaks through a name.
+        let Ok(visible) = self.gateway.visible_tool(&envelope, upstream, local) else {
+            return Err(unknown());
+        };
         let connection = match self.ready(upstream) {
             Ok(connection) => connection,
             Err(message) => return Ok(tool_error(message)),
@@ -633,12 +638,10 @@ impl ServerHandler for PortcullisServer {
         let permit = match self.gateway.authorize_call(
             &envelope,
             upstream,
-            local,
+            visible,
             request.arguments.as_ref(),
         ) {
             Ok(permit) => permit,
-            // The same answer as for a tool that does not exist: nothing about what other
-            // identities may see leaks through a guessed name.
             Err(Refusal::Hidden) => return Err(unknown()),
             Err(Refusal::Denied(reason)) => {
                 return Ok(tool_error(format!(
