@@ -8,12 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod effect;
+pub mod evidence;
 pub mod identity;
 pub mod names;
 pub mod resource_server;
 pub mod source;
 
 pub use effect::{Effect, Surface, ToolRules};
+pub use evidence::{EvidenceRecord, SCHEMA_VERSION as EVIDENCE_SCHEMA_VERSION};
 pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 pub use names::{ExposedName, NameError, Namespacing, UpstreamName};
 pub use resource_server::{ClaimNames, ResourceServerSettings};

@@ -1,0 +1,29 @@
+//! The evidence log of Portcullis: an append-only, hash-chained JSON Lines file, its writer, its
+//! verifier and its reader. The only crate that defines bytes on disk.
+//!
+//! Key design decision: an append returns only once its record is durable. One writer thread
+//! takes every append waiting, writes them, `fdatasync`s once, replaces the head file (the last
+//! durable seq and hash, beside the log) and then acknowledges the whole batch (group commit).
+//! Any failure fails that batch and every later append: the caller must not perform an action
+//! whose record was not acknowledged. Each line's hash covers its bytes as written, including
+//! the previous line's hash, so editing, deleting, reordering or inserting a record breaks the
+//! chain, and the head file catches records cut from the end. See README.md for the format and
+//! exactly what this protects against.
+#![forbid(unsafe_code)]
+
+mod digest;
+mod error;
+mod format;
+mod log;
+mod read;
+mod verify;
+
+pub use digest::{digest_bytes, digest_json, recorded_json};
+pub use error::AuditError;
+pub use format::{GENESIS, Head, head_path};
+pub use log::{EvidenceLog, Options, Receipt, Stats};
+pub use read::{Entry, Filter, Records, read, render_line, render_time, tail};
+pub use verify::{Problem, ProblemKind, TornTail, VerifyReport, verify};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,431 @@
+//! The verifier: read a whole log and its head file, and name the first thing that is wrong.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use portcullis_core::evidence::Checkpoint;
+
+use crate::error::AuditError;
+use crate::format::{self, GENESIS, Head, head_path};
+use crate::log::{is_checkpoint, read_head};
+
+/// What kind of tampering (or damage) a problem looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A line that is not a record at all.
+    Malformed,
+    /// A record whose contents no longer match its hash.
+    Edited,
+    /// A seq is missing and does not appear later.
+    Deleted,
+    /// A seq is missing here and appears later.
+    Reordered,
+    /// A record that does not chain from the one before it (a forged `prev`), or a seq that
+    /// appears twice.
+    Inserted,
+    /// The head file says more records were acknowledged than the log holds.
+    Truncated,
+    /// The record the head file names has a different hash: the end of the log was rewritten.
+    HeadMismatch,
+    /// The head file is missing or unreadable, so truncation cannot be checked.
+    HeadMissing,
+    /// A checkpoint whose claims do not match the chain it sits in.
+    BadCheckpoint,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Malformed => "malformed line",
+            ProblemKind::Edited => "edited record",
+            ProblemKind::Deleted => "deleted record",
+            ProblemKind::Reordered => "reordered records",
+            ProblemKind::Inserted => "inserted record",
+            ProblemKind::Truncated => "truncated log",
+            ProblemKind::HeadMismatch => "head mismatch",
+            ProblemKind::HeadMissing => "head file missing",
+            ProblemKind::BadCheckpoint => "bad checkpoint",
+        }
+    }
+}
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The seq concerned: the record at fault, or the first one missing.
+    pub seq: Option<u64>,
+    /// 1-based line of the log, when the problem is at a line.
+    pub line: Option<u64>,
+    pub detail: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.as_str())?;
+        match (self.seq, self.line) {
+            (Some(seq), Some(line)) => write!(f, " at seq {seq} (line {line})")?,
+            (Some(seq), None) => write!(f, " at seq {seq}")?,
+            (None, Some(line)) => write!(f, " at line {line}")?,
+            (None, None) => {}
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// A final line without its newline, beyond what the head file acknowledges: a write cut short
+/// by a crash, not tampering (reopening the log removes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub line: u64,
+    /// Byte offset where it starts.
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Complete records that verified, checkpoints included (up to the problem, if any).
+    pub records: u64,
+    pub checkpoints: u64,
+    /// How many records the head file says are durable, if it was readable.
+    pub acknowledged: Option<u64>,
+    /// Records after the head: written but not (yet) acknowledged, as after a crash between
+    /// the sync and the head's replacement.
+    pub beyond_head: u64,
+    pub torn_tail: Option<TornTail>,
+    pub problem: Option<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong (a torn, unacknowledged tail is not wrong).
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.problem {
+            Some(problem) => writeln!(f, "TAMPERED OR DAMAGED: {problem}")?,
+            None => writeln!(f, "intact")?,
+        }
+        write!(
+            f,
+            "{} records verified ({} checkpoints)",
+            self.records, self.checkpoints
+        )?;
+        if let Some(acknowledged) = self.acknowledged {
+            write!(f, ", {acknowledged} acknowledged by the head file")?;
+        }
+        if self.beyond_head > 0 {
+            write!(
+                f,
+                ", {} written after the head (not acknowledged)",
+                self.beyond_head
+            )?;
+        }
+        if let Some(torn) = &self.torn_tail {
+            write!(
+                f,
+                "\ntorn tail, not acknowledged: line {} ({} bytes at byte {}) was cut short by a crash",
+                torn.line, torn.bytes, torn.offset
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Verify the log at `path` against its chain and its head file. An error means the log could
+/// not be read at all; everything wrong with its contents is in the report.
+pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|error| AuditError::io("open", path, error))?;
+    let head = match read_head(&head_path(path)) {
+        Ok(head) => head,
+        Err(AuditError::Io { source, .. }) => {
+            return Err(AuditError::io("read", &head_path(path), source));
+        }
+        // An unreadable head is a finding about the log, not a failure to read it.
+        Err(_) => None,
+    };
+    let mut scan = Scan::new(head);
+    let mut reader = BufReader::new(file);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(|error| AuditError::io("read", path, error))?;
+        if read == 0 {
+            break;
+        }
+        let length = u64::try_from(read).unwrap_or(u64::MAX);
+        match buffer.strip_suffix(b"\n") {
+            Some(line) => scan.line(line),
+            None => scan.torn(length),
+        }
+        scan.offset = scan.offset.saturating_add(length);
+        if scan.problem.is_some() {
+            if let Some(missing) = scan.looking_for {
+                return scan.finish_gap(missing, &mut reader, path);
+            }
+            break;
+        }
+    }
+    Ok(scan.finish())
+}
+
+struct Scan {
+    head: Option<Head>,
+    line_no: u64,
+    offset: u64,
+    next_seq: u64,
+    prev: String,
+    checkpoint_from: u64,
+    checkpoints: u64,
+    /// The hash and end offset of the record the head names, once seen.
+    at_head: Option<(String, u64)>,
+    torn_tail: Option<TornTail>,
+    problem: Option<Problem>,
+    /// A seq found missing: whether it appears later decides deleted or reordered.
+    looking_for: Option<u64>,
+}
+
+impl Scan {
+    fn new(head: Option<Head>) -> Self {
+        Self {
+            head,
+            line_no: 0,
+            offset: 0,
+            next_seq: 0,
+            prev: GENESIS.to_owned(),
+            checkpoint_from: 0,
+            checkpoints: 0,
+            at_head: None,
+            torn_tail: None,
+            problem: None,
+            looking_for: None,
+        }
+    }
+
+    fn fail(&mut self, kind: ProblemKind, seq: Option<u64>, detail: impl Into<String>) {
+        self.problem = Some(Problem {
+            kind,
+            seq,
+            line: Some(self.line_no),
+            detail: detail.into(),
+        });
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        self.line_no += 1;
+        let decoded = match format::decode(line) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                self.fail(ProblemKind::Malformed, None, reason);
+                return;
+            }
+        };
+        let seq = decoded.seq;
+        if !decoded.hash_matches {
+            self.fail(
+                ProblemKind::Edited,
+                Some(seq),
+                "its contents do not match its hash",
+            );
+            return;
+        }
+        if seq > self.next_seq {
+            // Deleted or reordered: decided by whether the missing seq turns up later.
+            self.looking_for = Some(self.next_seq);
+            self.fail(
+                ProblemKind::Deleted,
+                Some(self.next_seq),
+                format!("expected seq {}, found seq {seq}", self.next_seq),
+            );
+            return;
+        }
+        if seq < self.next_seq {
+            self.fail(
+                ProblemKind::Inserted,
+                Some(seq),
+                format!(
+                    "seq {seq} appears again after seq {}",
+                    self.next_seq.saturating_sub(1)
+                ),
+            );
+            return;
+        }
+        if decoded.prev != self.prev {
+            let detail = if seq == 0 {
+                "the first record does not start from the genesis value".to_owned()
+            } else {
+                format!(
+                    "it does not chain from seq {}: it was inserted, or the record before it replaced",
+                    seq - 1
+                )
+            };
+            self.fail(ProblemKind::Inserted, Some(seq), detail);
+            return;
+        }
+        if is_checkpoint(&decoded.record) {
+            let claims = decoded
+                .record
+                .get("event")
+                .cloned()
+                .and_then(|event| serde_json::from_value::<Checkpoint>(event).ok());
+            let expected = Checkpoint {
+                from_seq: self.checkpoint_from,
+                to_seq: seq.saturating_sub(1),
+                head: self.prev.clone(),
+            };
+            if seq == 0 || claims.as_ref() != Some(&expected) {
+                self.fail(
+                    ProblemKind::BadCheckpoint,
+                    Some(seq),
+                    format!(
+                        "it should cover seq {} to {} ending in {}",
+                        expected.from_seq, expected.to_seq, expected.head
+                    ),
+                );
+                return;
+            }
+            self.checkpoints += 1;
+            self.checkpoint_from = seq + 1;
+        }
+        let end = self
+            .offset
+            .saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX))
+            .saturating_add(1);
+        if self
+            .head
+            .as_ref()
+            .is_some_and(|head| head.next_seq == seq + 1)
+        {
+            self.at_head = Some((decoded.hash.clone(), end));
+        }
+        self.prev = decoded.hash;
+        self.next_seq = seq + 1;
+    }
+
+    fn torn(&mut self, bytes: u64) {
+        self.line_no += 1;
+        self.torn_tail = Some(TornTail {
+            line: self.line_no,
+            offset: self.offset,
+            bytes,
+        });
+    }
+
+    /// Read on after a gap: if the missing seq appears, the records were reordered.
+    fn finish_gap(
+        mut self,
+        missing: u64,
+        reader: &mut BufReader<File>,
+        path: &Path,
+    ) -> Result<VerifyReport, AuditError> {
+        let mut buffer = Vec::new();
+        let mut line_no = self.line_no;
+        loop {
+            buffer.clear();
+            let read = reader
+                .read_until(b'\n', &mut buffer)
+                .map_err(|error| AuditError::io("read", path, error))?;
+            if read == 0 {
+                break;
+            }
+            line_no += 1;
+            let line = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+            if format::decode(line).is_ok_and(|decoded| decoded.seq == missing)
+                && let Some(problem) = &mut self.problem
+            {
+                problem.kind = ProblemKind::Reordered;
+                problem.detail = format!(
+                    "{}; seq {missing} appears later, at line {line_no}",
+                    problem.detail
+                );
+                break;
+            }
+        }
+        Ok(self.report())
+    }
+
+    fn finish(mut self) -> VerifyReport {
+        if self.problem.is_none() {
+            self.check_head();
+        }
+        self.report()
+    }
+
+    fn check_head(&mut self) {
+        let records = self.next_seq;
+        let Some(head) = &self.head else {
+            if records > 0 || self.torn_tail.is_some() {
+                self.problem = Some(Problem {
+                    kind: ProblemKind::HeadMissing,
+                    seq: None,
+                    line: None,
+                    detail: "the head file is missing or unreadable, so records removed from the end would go unnoticed".to_owned(),
+                });
+            }
+            return;
+        };
+        if head.next_seq > records {
+            let cut = if self.torn_tail.is_some() {
+                " and its last line is cut short"
+            } else {
+                ""
+            };
+            self.problem = Some(Problem {
+                kind: ProblemKind::Truncated,
+                seq: Some(records),
+                line: None,
+                detail: format!(
+                    "the head file says {} records were acknowledged; the log holds {records} complete ones{cut}",
+                    head.next_seq
+                ),
+            });
+            return;
+        }
+        if head.next_seq == 0 {
+            return;
+        }
+        let named = head.next_seq - 1;
+        match &self.at_head {
+            Some((hash, end)) if *hash == head.hash && *end == head.end => {}
+            _ => {
+                self.problem = Some(Problem {
+                    kind: ProblemKind::HeadMismatch,
+                    seq: Some(named),
+                    line: None,
+                    detail: format!(
+                        "record {named} is not the one the head file names: the end of the log was rewritten"
+                    ),
+                });
+            }
+        }
+    }
+
+    fn report(self) -> VerifyReport {
+        let acknowledged = self.head.as_ref().map(|head| head.next_seq);
+        let beyond_head = acknowledged.map_or(0, |acknowledged| {
+            if self.problem.is_none() {
+                self.next_seq.saturating_sub(acknowledged)
+            } else {
+                0
+            }
+        });
+        VerifyReport {
+            records: self.next_seq,
+            checkpoints: self.checkpoints,
+            acknowledged,
+            beyond_head,
+            torn_tail: self.torn_tail,
+            problem: self.problem,
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Evidence record values: what Portcullis writes down about every action, as plain data.
+//!
+//! The gateway fills these and `portcullis-audit` puts them on disk; nothing here does I/O,
+//! reads a clock or makes an id. Time (`time_ms`), request ids and digests are parameters, so a
+//! record says exactly what its caller saw. No secret belongs in any field: the identity is a
+//! summary of the envelope (which carries none), arguments arrive already redacted, and a
+//! credential is named by its fingerprint only.
+//!
+//! The schema is versioned (`SCHEMA_VERSION`, written into every record). A field added later
+//! must be optional so that old records still read; renaming or removing one is a new version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::identity::{ActingMode, IdentityEnvelope};
+
+/// The version of the record schema this crate writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One entry of the evidence log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// `SCHEMA_VERSION` when written by this build.
+    pub schema: u32,
+    /// When it happened, in milliseconds since the Unix epoch, by the caller's clock.
+    pub time_ms: u64,
+    pub event: Event,
+}
+
+impl EvidenceRecord {
+    /// A record of the current schema version.
+    pub fn new(time_ms: u64, event: Event) -> Self {
+        Self {
+            schema: SCHEMA_VERSION,
+            time_ms,
+            event,
+        }
+    }
+
+    /// The request this record belongs to, if it belongs to one.
+    pub fn request(&self) -> Option<&RequestContext> {
+        match &self.event {
+            Event::List(list) => Some(&list.request),
+            Event::CallIntent(intent) => Some(&intent.request),
+            Event::CallOutcome(outcome) => Some(&outcome.request),
+            Event::ResourceRead(read) => Some(&read.request),
+            Event::PromptGet(get) => Some(&get.request),
+            Event::ElicitationRelayed(elicitation) => Some(&elicitation.request),
+            Event::UpstreamStarted(_)
+            | Event::UpstreamStopped(_)
+            | Event::UpstreamCrashed(_)
+            | Event::Reload(_)
+            | Event::SandboxStarted(_)
+            | Event::Checkpoint(_) => None,
+        }
+    }
+
+    /// The identity the record was made for: the request's, or a sandbox's.
+    pub fn identity(&self) -> Option<&IdentitySummary> {
+        match &self.event {
+            Event::SandboxStarted(sandbox) => sandbox.identity.as_ref(),
+            _ => self.request().map(|request| &request.identity),
+        }
+    }
+
+    /// The upstream the record is about, if any.
+    pub fn upstream(&self) -> Option<&str> {
+        match &self.event {
+            Event::CallIntent(intent) => Some(&intent.tool.upstream),
+            Event::CallOutcome(outcome) => Some(&outcome.tool.upstream),
+            Event::ResourceRead(read) => Some(&read.upstream),
+            Event::PromptGet(get) => Some(&get.upstream),
+            Event::ElicitationRelayed(elicitation) => Some(&elicitation.upstream),
+            Event::UpstreamStarted(lifecycle)
+            | Event::UpstreamStopped(lifecycle)
+            | Event::UpstreamCrashed(lifecycle) => Some(&lifecycle.upstream),
+            Event::SandboxStarted(sandbox) => Some(&sandbox.upstream),
+            Event::List(_) | Event::Reload(_) | Event::Checkpoint(_) => None,
+        }
+    }
+
+    /// The tool (upstream's own name) a call record is about.
+    pub fn tool(&self) -> Option<&ToolRef> {
+        match &self.event {
+            Event::CallIntent(intent) => Some(&intent.tool),
+            Event::CallOutcome(outcome) => Some(&outcome.tool),
+            _ => None,
+        }
+    }
+
+    /// The decision recorded, if the record carries one.
+    pub fn decision(&self) -> Option<&DecisionSummary> {
+        match &self.event {
+            Event::CallIntent(intent) => Some(&intent.decision),
+            Event::ResourceRead(read) => Some(&read.decision),
+            Event::PromptGet(get) => Some(&get.decision),
+            _ => None,
+        }
+    }
+
+    /// The outcome recorded, if the record carries one.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.event {
+            Event::CallOutcome(outcome) => Some(&outcome.outcome),
+            Event::ResourceRead(read) => Some(&read.outcome),
+            Event::PromptGet(get) => Some(&get.outcome),
+            _ => None,
+        }
+    }
+}
+
+/// What happened. Serialized with a `kind` tag in snake case (`call_intent`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A list request answered (tools, prompts, resources or resource templates).
+    List(ListEvent),
+    /// A tool call decided, written before the upstream is called.
+    CallIntent(CallIntent),
+    /// What a call produced, written after it ends (including not running at all).
+    CallOutcome(CallOutcome),
+    ResourceRead(ResourceRead),
+    PromptGet(PromptGet),
+    /// An upstream's own elicitation relayed to the person.
+    ElicitationRelayed(ElicitationRelayed),
+    UpstreamStarted(UpstreamLifecycle),
+    UpstreamStopped(UpstreamLifecycle),
+    UpstreamCrashed(UpstreamLifecycle),
+    /// A config or policy reload, applied or refused.
+    Reload(Reload),
+    SandboxStarted(SandboxStarted),
+    /// Written by the evidence log itself every N records; never by a caller.
+    Checkpoint(Checkpoint),
+}
+
+impl Event {
+    /// The `kind` tag this event is written with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::List(_) => "list",
+            Event::CallIntent(_) => "call_intent",
+            Event::CallOutcome(_) => "call_outcome",
+            Event::ResourceRead(_) => "resource_read",
+            Event::PromptGet(_) => "prompt_get",
+            Event::ElicitationRelayed(_) => "elicitation_relayed",
+            Event::UpstreamStarted(_) => "upstream_started",
+            Event::UpstreamStopped(_) => "upstream_stopped",
+            Event::UpstreamCrashed(_) => "upstream_crashed",
+            Event::Reload(_) => "reload",
+            Event::SandboxStarted(_) => "sandbox_started",
+            Event::Checkpoint(_) => "checkpoint",
+        }
+    }
+}
+
+/// Which request, in which session, for whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestContext {
+    /// Portcullis's id for the request (the same id its log lines and spans carry).
+    pub request_id: String,
+    /// The downstream session, when the era has one.
+    pub session: Option<String>,
+    pub identity: IdentitySummary,
+}
+
+/// The parts of an identity envelope worth recording. No credential names (they are grants,
+/// recorded with the sandbox or the call that used one) and no lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySummary {
+    pub issuer: String,
+    pub subject: String,
+    pub client: Option<String>,
+    #[serde(deserialize_with = "acting_mode")]
+    pub mode: ActingMode,
+    pub groups: BTreeSet<String>,
+    pub tenant: Option<String>,
+    pub scopes: BTreeSet<String>,
+}
+
+impl From<&IdentityEnvelope> for IdentitySummary {
+    fn from(envelope: &IdentityEnvelope) -> Self {
+        Self {
+            issuer: envelope.user().issuer.clone(),
+            subject: envelope.user().subject.clone(),
+            client: envelope.client().map(str::to_owned),
+            mode: envelope.mode(),
+            groups: envelope.groups().clone(),
+            tenant: envelope.tenant().map(str::to_owned),
+            scopes: envelope.scopes().clone(),
+        }
+    }
+}
+
+// `ActingMode` is `Serialize` only (an envelope is never read back from the wire); a recorded
+// one is read back by the audit reader, so it is parsed here, by the same snake-case names.
+fn acting_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ActingMode, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    match name.as_str() {
+        "delegated" => Ok(ActingMode::Delegated),
+        "service" => Ok(ActingMode::Service),
+        "both" => Ok(ActingMode::Both),
+        other => Err(serde::de::Error::custom(format!(
+            "unknown acting mode `{other}`"
+        ))),
+    }
+}
+
+/// A tool as its upstream names it, with the hash of the definition Portcullis pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRef {
+    pub upstream: String,
+    pub tool: String,
+    /// The caller's digest of the tool definition it listed (empty when not pinned yet).
+    pub definition_hash: String,
+}
+
+/// Arguments as recorded: the redacted value and the caller's digest of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arguments {
+    /// The arguments after the configured redactions.
+    pub redacted: JsonValue,
+    /// The caller's digest of the arguments (say in the docs which form it hashes).
+    pub digest: String,
+}
+
+/// What policy decided, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionSummary {
+    /// `allow`, `approval_required` or `deny` (the policy crate's verdict names).
+    pub verdict: String,
+    /// The `@id`s of the determining policies.
+    pub policies: Vec<String>,
+    /// The policy version in force (its digest), when known.
+    pub policy_version: Option<String>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The upstream answered. `is_error` is a tool error (the upstream's own failure report).
+    Result {
+        digest: String,
+        size: u64,
+        is_error: bool,
+    },
+    /// Something at or beyond the upstream failed: the message the client got.
+    Error {
+        message: String,
+    },
+    /// It never reached the upstream: denied, declined, approval refused, or the log failed.
+    NotRun {
+        reason: String,
+    },
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEvent {
+    pub request: RequestContext,
+    /// `tools`, `prompts`, `resources` or `resource_templates`.
+    pub list: String,
+    /// How many entries the identity was shown in this page.
+    pub returned: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallIntent {
+    pub request: RequestContext,
+    pub tool: ToolRef,
+    pub arguments: Arguments,
+    pub decision: DecisionSummary,
+    /// Approval state, once approvals exist (`None`: not applicable yet).
+    pub approval: Option<String>,
+    /// Fingerprint of the credential the call will use; never the credential.
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallOutcome {
+    pub request: RequestContext,
+    pub tool: ToolRef,
+    /// The `seq` of the intent record, joining the two.
+    pub intent_seq: Option<u64>,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRead {
+    pub request: RequestContext,
+    pub upstream: String,
+    /// The upstream's own URI.
+    pub uri: String,
+    pub decision: DecisionSummary,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptGet {
+    pub request: RequestContext,
+    pub upstream: String,
+    pub prompt: String,
+    pub arguments: Arguments,
+    pub decision: DecisionSummary,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElicitationRelayed {
+    pub request: RequestContext,
+    pub upstream: String,
+    /// `accept`, `decline` or `cancel`, or why the person was not asked.
+    pub response: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamLifecycle {
+    pub upstream: String,
+    /// What a person needs to know: the exit status, the error, the restart delay.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reload {
+    /// `config` or `policy`.
+    pub target: String,
+    /// False when the reload was refused and the previous version stays in force.
+    pub applied: bool,
+    /// The version now in force (a digest), when known.
+    pub version: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStarted {
+    pub upstream: String,
+    /// Whose grants the sandbox was compiled from.
+    pub identity: Option<IdentitySummary>,
+    /// The caller's digest of the compiled sandbox profile.
+    pub profile: String,
+}
+
+/// A point in the chain worth anchoring elsewhere: records `from_seq..=to_seq` end in `head`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The first seq after the previous checkpoint (0 for the first one).
+    pub from_seq: u64,
+    /// The seq of the record just before this checkpoint.
+    pub to_seq: u64,
+    /// That record's hash (also this checkpoint's `prev`).
+    pub head: String,
+}
+
+/// A JSON value as recorded. Object keys are kept in a `BTreeMap`, so a record's bytes never
+/// depend on whether serde_json's `preserve_order` feature is on (cedar-policy turns it on in
+/// the binary, not in this crate's tests).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JsonValue {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Unsigned(u64),
+    Float(f64),
+    String(String),
+    Array(Vec<JsonValue>),
+    Object(BTreeMap<String, JsonValue>),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Result {
+                size,
+                is_error: false,
+                ..
+            } => write!(f, "ok ({size} bytes)"),
+            Outcome::Result {
+                size,
+                is_error: true,
+                ..
+            } => write!(f, "tool error ({size} bytes)"),
+            Outcome::Error { message } => write!(f, "error: {message}"),
+            Outcome::NotRun { reason } => write!(f, "not run: {reason}"),
+            Outcome::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
