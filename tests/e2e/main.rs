@@ -6,6 +6,7 @@
 
 mod cli;
 mod environment;
+mod evidence;
 mod faults;
 mod http_guard;
 mod identity;

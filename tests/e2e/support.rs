@@ -203,6 +203,12 @@ impl Portcullis {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Ends the process with SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits until the log contains `needle`, up to `limit`.
     pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;

@@ -63,6 +63,9 @@ enum Command {
         #[command(flatten)]
         identity: AsIdentity,
     },
+    /// Read and verify an evidence log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show the decision for one tool call and the policies that produced it.
     Explain {
         #[arg(long)]
@@ -74,6 +77,141 @@ enum Command {
         /// The call's arguments as a JSON object.
         arguments: Option<String>,
     },
+}
+
+/// Reading and checking an evidence log.
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and the head: say whether the log was edited, cut, reordered, or
+    /// had records deleted or inserted, and where.
+    Verify {
+        /// The evidence log (e.g. `state/evidence.jsonl`).
+        file: PathBuf,
+    },
+    /// Print the records that match, oldest first.
+    Show {
+        file: PathBuf,
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+    /// Print the last matching records.
+    Tail {
+        file: PathBuf,
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuditFilter {
+    /// Only this user (subject, or `subject@issuer`).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this tool (`tool` or `upstream.tool`).
+    #[arg(long)]
+    tool: Option<String>,
+    /// Only this decision: `allow`, `approval_required` or `deny`.
+    #[arg(long)]
+    decision: Option<String>,
+    /// Only records since: a duration ago (`90s`, `30m`, `2h`, `1d`) or Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    /// One JSON object per line, as stored, instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl AuditFilter {
+    fn filter(&self) -> anyhow::Result<portcullis_audit::Filter> {
+        let since_ms = self.since.as_deref().map(since_ms).transpose()?;
+        if let Some(decision) = &self.decision
+            && !["allow", "approval_required", "deny"].contains(&decision.as_str())
+        {
+            bail!("unknown decision `{decision}`; use `allow`, `approval_required` or `deny`");
+        }
+        Ok(portcullis_audit::Filter {
+            user: self.user.clone(),
+            tool: self.tool.clone(),
+            decision: self.decision.clone(),
+            since_ms,
+        })
+    }
+}
+
+/// `--since`: `N` Unix seconds, or `N` followed by `s`, `m`, `h` or `d` ago.
+fn since_ms(text: &str) -> anyhow::Result<u64> {
+    let bad =
+        || anyhow::anyhow!("`{text}` is neither a duration like `30m` or `2h` nor Unix seconds");
+    let (number, unit) = match text.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            (text.get(..at).ok_or_else(bad)?, Some(unit))
+        }
+        _ => (text, None),
+    };
+    let value: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        None => return value.checked_mul(1000).ok_or_else(bad),
+        Some('s') => value,
+        Some('m') => value.checked_mul(60).ok_or_else(bad)?,
+        Some('h') => value.checked_mul(3600).ok_or_else(bad)?,
+        Some('d') => value.checked_mul(86_400).ok_or_else(bad)?,
+        Some(_) => return Err(bad()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(now.saturating_sub(seconds).saturating_mul(1000))
+}
+
+fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
+    let print = |entries: Vec<Result<portcullis_audit::Entry, portcullis_audit::AuditError>>,
+                 json: bool|
+     -> anyhow::Result<()> {
+        for entry in entries {
+            let entry = entry?;
+            if json {
+                println!("{}", entry.raw);
+            } else {
+                println!("{}", portcullis_audit::render_line(&entry));
+            }
+        }
+        Ok(())
+    };
+    match command {
+        AuditCommand::Verify { file } => {
+            let report = portcullis_audit::verify(file)?;
+            print!("{}: {report}", file.display());
+            if !report.to_string().ends_with('\n') {
+                println!();
+            }
+            Ok(if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Show { file, filter } => {
+            print(
+                portcullis_audit::read(file, filter.filter()?)?.collect(),
+                filter.json,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tail {
+            file,
+            filter,
+            lines,
+        } => {
+            print(
+                portcullis_audit::tail(file, filter.filter()?, *lines)?,
+                filter.json,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// The identity `tools` and `explain` decide for.
@@ -125,6 +263,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let outcome = match cli.command {
+        Command::Audit(command) => {
+            return audit(&command).unwrap_or_else(|error| {
+                eprintln!("portcullis: {error:#}");
+                ExitCode::FAILURE
+            });
+        }
         Command::Check { config } => check(&config),
         Command::Tools { config, identity } => tools(&config, &identity),
         Command::Explain {
@@ -256,15 +400,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn start(
     config: &Config,
     engine: PolicyEngine,
+    evidence: Option<portcullis_audit::EvidenceLog>,
 ) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
     let shutdown = CancellationToken::new();
     let gateway = Gateway::start(
         config,
         &inherited_environment(config),
         engine,
+        evidence,
         shutdown.clone(),
     )?;
     Ok((gateway, shutdown))
+}
+
+/// Opens (or continues) the evidence log config names. A log that cannot be opened, or whose
+/// tail does not verify, stops start-up: nothing may run unrecorded.
+fn open_evidence(config: &Config) -> anyhow::Result<portcullis_audit::EvidenceLog> {
+    let file = &config.evidence.file;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the evidence directory `{}`", dir.display()))?;
+    }
+    portcullis_audit::EvidenceLog::open(file, portcullis_audit::Options::default())
+        .with_context(|| format!("cannot open the evidence log `{}`", file.display()))
 }
 
 fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
@@ -272,7 +430,8 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     runtime()?.block_on(async move {
-        let (gateway, shutdown) = start(&config, engine)?;
+        // `tools` makes no calls: it opens no evidence log (a running `serve` may own it).
+        let (gateway, shutdown) = start(&config, engine, None)?;
         let longest = config
             .upstreams
             .iter()
@@ -440,8 +599,10 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
         }
         config.http.listen = listen;
     }
+    let evidence = open_evidence(&config)?;
+    tracing::info!(file = %config.evidence.file.display(), "evidence log open");
     runtime()?.block_on(async move {
-        let (gateway, shutdown) = start(&config, engine)?;
+        let (gateway, shutdown) = start(&config, engine, Some(evidence))?;
         tokio::spawn(stop_on_signal(shutdown.clone()));
         if listen.is_some() || http {
             let (address, serving) = serve_http(gateway.clone(), &config.http).await?;

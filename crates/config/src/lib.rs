@@ -12,7 +12,9 @@ mod model;
 mod raw;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{Config, HttpSettings, PolicySettings, Upstream, UpstreamTransport, parse};
+pub use model::{
+    Config, EvidenceSettings, HttpSettings, PolicySettings, Upstream, UpstreamTransport, parse,
+};
 
 #[cfg(test)]
 mod tests;

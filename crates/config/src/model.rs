@@ -24,6 +24,8 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 /// Default clock skew tolerated on a bearer token's `exp` and `nbf`.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// The evidence log, relative to the configuration's directory, when config names none.
+pub const DEFAULT_EVIDENCE: &str = "state/evidence.jsonl";
 /// The user of the local identity when config names none.
 pub const DEFAULT_LOCAL_USER: &str = "local";
 
@@ -40,6 +42,18 @@ pub struct Config {
     /// Who a stdio session acts as (and an HTTP session when `[http.auth]` is absent).
     pub local_identity: IdentityEnvelope,
     pub policy: PolicySettings,
+    pub evidence: EvidenceSettings,
+}
+
+/// Where the evidence log is, and what happens when it cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceSettings {
+    /// The log file; its head file sits beside it. Default: `state/evidence.jsonl` next to the
+    /// configuration.
+    pub file: PathBuf,
+    /// Whether read-only tool calls may still run while the log cannot be written (side
+    /// effects never do). Default: no.
+    pub reads_without_evidence: bool,
 }
 
 /// Where the Cedar schema and policies are; `None` and empty mean the shipped ones.
@@ -153,6 +167,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let http = http_settings(&mut report, raw.http.as_ref());
     let local_identity = local_identity(&mut report, raw.identity.local.as_ref());
     let policy = policy_settings(&mut report, raw.policy.as_ref(), &base_dir);
+    let evidence = EvidenceSettings {
+        file: match &raw.server.evidence {
+            Some(path) if path.get_ref().is_empty() => {
+                report.at(
+                    Some(path.span()),
+                    "`evidence` is empty; give the log's path",
+                );
+                base_dir.join(DEFAULT_EVIDENCE)
+            }
+            Some(path) => base_dir.join(path.get_ref()),
+            None => base_dir.join(DEFAULT_EVIDENCE),
+        },
+        reads_without_evidence: raw.server.reads_without_evidence.unwrap_or(false),
+    };
 
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut seen = BTreeSet::new();
@@ -201,6 +229,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         upstreams,
         local_identity,
         policy,
+        evidence,
     })
 }
 
@@ -218,6 +247,10 @@ fn unreachable_config(file: &Path) -> Config {
         upstreams: Vec::new(),
         local_identity: local_identity(&mut Reporter::new(file, ""), None),
         policy: PolicySettings::default(),
+        evidence: EvidenceSettings {
+            file: PathBuf::from(DEFAULT_EVIDENCE),
+            reads_without_evidence: false,
+        },
     }
 }
 

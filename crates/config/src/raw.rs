@@ -54,6 +54,8 @@ pub(crate) struct RawServer {
     pub page_size: Option<Spanned<i64>>,
     pub call_timeout_secs: Option<Spanned<i64>>,
     pub start_timeout_secs: Option<Spanned<i64>>,
+    pub evidence: Option<Spanned<String>>,
+    pub reads_without_evidence: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

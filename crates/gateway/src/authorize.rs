@@ -39,11 +39,11 @@ pub enum Refusal {
     /// The identity may not see the tool: it is answered as unknown, like a tool that does not
     /// exist, so that nothing about other identities' tools leaks.
     Hidden,
-    /// Policy denies the call; the text is safe to show the client.
-    Denied(String),
+    /// Policy denies the call; `reason` is safe to show the client.
+    Denied { reason: String, decision: Decision },
     /// Policy allows the call only with a person's approval, which this version cannot ask
     /// for yet: the call does not run.
-    ApprovalUnavailable,
+    ApprovalUnavailable { decision: Decision },
 }
 
 /// What a list or read is about, by the upstream's own name.
@@ -213,7 +213,7 @@ impl Gateway {
         self.log_decision(envelope, action, upstream, &entry, &decision);
         match decision.verdict {
             Verdict::Allow => Ok(()),
-            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable),
+            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable { decision }),
             Verdict::Deny => Err(Refusal::Hidden),
         }
     }
@@ -269,7 +269,7 @@ impl Gateway {
         self.log_decision(envelope, Action::CallTool, upstream, &entry, &decision);
         match decision.verdict {
             Verdict::Allow => Ok(CallPermit { decision }),
-            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable),
+            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable { decision }),
             Verdict::Deny => {
                 let missing: Vec<&str> = rules
                     .scopes
@@ -281,7 +281,7 @@ impl Gateway {
                 if !missing.is_empty() {
                     reason = format!("{reason} (missing: `{}`)", missing.join("`, `"));
                 }
-                Err(Refusal::Denied(reason))
+                Err(Refusal::Denied { reason, decision })
             }
         }
     }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::authorize::CallPermit;
+use crate::evidence::{CallRecord, outcome_of};
 use crate::relay::label_elicitation;
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
 
@@ -186,6 +187,8 @@ fn mark_complete(mut result: ServerResult) -> ServerResult {
 pub struct UpstreamCall {
     /// Policy allowed this call: the only way to build an `UpstreamCall` is with one.
     pub permit: CallPermit,
+    /// Its evidence, the intent already written; the outcome is written when it ends.
+    pub record: CallRecord,
     pub upstream: Arc<UpstreamHandle>,
     pub connection: Arc<Connection>,
     pub local: String,
@@ -197,8 +200,22 @@ pub struct UpstreamCall {
 }
 
 impl UpstreamCall {
-    /// Runs the call to completion, answering the upstream's input rounds through `route`.
+    /// Runs the call to completion, answering the upstream's input rounds through `route`,
+    /// and records its outcome before the answer goes back.
     pub async fn run(
+        self,
+        gateway: &crate::Gateway,
+        route: &CallRoute,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResponse, McpError> {
+        let record = self.record.clone();
+        let answer = self.run_rounds(route, progress, cancel).await;
+        gateway.record_outcome(&record, outcome_of(&answer)).await;
+        answer
+    }
+
+    async fn run_rounds(
         self,
         route: &CallRoute,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,

@@ -10,6 +10,7 @@
 mod ask;
 mod authorize;
 mod call;
+mod evidence;
 mod http;
 mod pending;
 mod policy;
@@ -67,6 +68,11 @@ pub struct Gateway {
     states: StateSealer,
     pending: Arc<pending::PendingCalls>,
     policy: Arc<PolicyStore>,
+    /// Where every call's intent and outcome are recorded. `None` only for a gateway that
+    /// serves no calls (`portcullis tools`): without a log, no call runs.
+    evidence: Option<portcullis_audit::EvidenceLog>,
+    /// Whether reads may run while the evidence log cannot be written.
+    reads_without_evidence: bool,
     /// Who sessions act as when no bearer token names them (stdio, unauthenticated loopback
     /// HTTP).
     local_identity: Arc<IdentityEnvelope>,
@@ -92,11 +98,13 @@ pub enum UpstreamStatus {
 impl Gateway {
     /// Starts supervising every upstream and watching the policy files. `inherited` holds the
     /// values of Portcullis's own environment variables that config lets upstreams inherit;
-    /// `policy` is the policy loaded from config's files (see [`load_policy`]).
+    /// `policy` is the policy loaded from config's files (see [`load_policy`]); `evidence` the
+    /// opened evidence log (`None`: no call will run).
     pub fn start(
         config: &Config,
         inherited: &BTreeMap<String, String>,
         policy: PolicyEngine,
+        evidence: Option<portcullis_audit::EvidenceLog>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, GatewayError> {
         let sessions = Arc::new(Sessions::default());
@@ -130,6 +138,8 @@ impl Gateway {
             states: StateSealer::generate().map_err(GatewayError::Random)?,
             pending: Arc::default(),
             policy: Arc::new(PolicyStore::new(config.policy.clone(), policy)),
+            evidence,
+            reads_without_evidence: config.evidence.reads_without_evidence,
             local_identity: Arc::new(config.local_identity.clone()),
             authenticated: config.http.auth.is_some(),
             first_settled: AtomicBool::new(false),

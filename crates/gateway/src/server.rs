@@ -35,6 +35,7 @@ use crate::Gateway;
 use crate::ask::{Asker, Question};
 use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{UpstreamCall, answer_inputs, forward, tool_error, unexpected};
+use crate::evidence::{CallRecord, summary};
 use crate::relay::label_elicitation;
 use rmcp::model::{InputRequest, InputResponses};
 
@@ -376,8 +377,12 @@ impl PortcullisServer {
                 };
                 let progress = progress_of(context);
                 let task_cancel = cancel.clone();
-                let task =
-                    tokio::spawn(async move { call.run(&route, progress, &task_cancel).await });
+                let task = {
+                    let gateway = self.gateway.clone();
+                    tokio::spawn(
+                        async move { call.run(&gateway, &route, progress, &task_cancel).await },
+                    )
+                };
                 PendingCall {
                     task,
                     questions,
@@ -458,8 +463,8 @@ fn exposed_contents(
 /// exist; one that needs approval cannot be asked for yet.
 fn read_refusal(refusal: Refusal, unknown: McpError) -> McpError {
     match refusal {
-        Refusal::Hidden | Refusal::Denied(_) => unknown,
-        Refusal::ApprovalUnavailable => McpError::invalid_request(
+        Refusal::Hidden | Refusal::Denied { .. } => unknown,
+        Refusal::ApprovalUnavailable { .. } => McpError::invalid_request(
             "this needs a person's approval, and this version of portcullis cannot ask for approval yet",
             None,
         ),
@@ -623,41 +628,82 @@ impl ServerHandler for PortcullisServer {
         self.gateway.first_settle().await;
         let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
         let (upstream, local) = self.resolve_tool(&request.name)?;
+        let arguments = request.arguments.as_ref();
+        let gateway = &self.gateway;
+        let mut record = CallRecord::new(&envelope, self.session, upstream, local);
+        let hidden = summary(gateway, None);
         // A hidden tool gets the same answer as one that does not exist, whether or not its
         // upstream is up: nothing about what other identities may see leaks through a name.
-        let Ok(visible) = self.gateway.visible_tool(&envelope, upstream, local) else {
+        let Ok(visible) = gateway.visible_tool(&envelope, upstream, local) else {
+            gateway
+                .record_refusal(record, arguments, hidden, "hidden from this identity")
+                .await;
             return Err(unknown());
         };
         let connection = match self.ready(upstream) {
             Ok(connection) => connection,
-            Err(message) => return Ok(tool_error(message)),
+            Err(message) => {
+                gateway
+                    .record_refusal(record, arguments, hidden, &message)
+                    .await;
+                return Ok(tool_error(message));
+            }
         };
-        if !connection.catalog.load().tool_names.contains(local) {
-            return Err(unknown());
+        {
+            let catalog = connection.catalog.load();
+            let Some(definition) = catalog.tools.iter().find(|t| t.name == request.name) else {
+                gateway
+                    .record_refusal(record, arguments, hidden, "no such tool")
+                    .await;
+                return Err(unknown());
+            };
+            record.set_definition(definition);
         }
-        let permit = match self.gateway.authorize_call(
-            &envelope,
-            upstream,
-            visible,
-            request.arguments.as_ref(),
-        ) {
+        let permit = match gateway.authorize_call(&envelope, upstream, visible, arguments) {
             Ok(permit) => permit,
-            Err(Refusal::Hidden) => return Err(unknown()),
-            Err(Refusal::Denied(reason)) => {
-                return Ok(tool_error(format!(
-                    "portcullis refused `{}` for {}: {reason}; the call did not run",
-                    request.name,
-                    envelope.user().subject
-                )));
-            }
-            Err(Refusal::ApprovalUnavailable) => {
-                return Ok(tool_error(format!(
-                    "`{}` needs a person's approval before it runs, and this version of portcullis cannot ask for approval yet; the call did not run",
-                    request.name
-                )));
+            Err(refusal) => {
+                let (decision, answer) = match refusal {
+                    Refusal::Hidden => (hidden, Err(unknown())),
+                    Refusal::Denied { reason, decision } => (
+                        summary(gateway, Some(&decision)),
+                        Ok(tool_error(format!(
+                            "portcullis refused `{}` for {}: {reason}; the call did not run",
+                            request.name,
+                            envelope.user().subject
+                        ))),
+                    ),
+                    Refusal::ApprovalUnavailable { decision } => (
+                        summary(gateway, Some(&decision)),
+                        Ok(tool_error(format!(
+                            "`{}` needs a person's approval before it runs, and this version of portcullis cannot ask for approval yet; the call did not run",
+                            request.name
+                        ))),
+                    ),
+                };
+                let reason = match &answer {
+                    Err(_) => "hidden from this identity",
+                    Ok(_) => "refused by policy",
+                };
+                gateway
+                    .record_refusal(record, arguments, decision, reason)
+                    .await;
+                return answer;
             }
         };
+        // INVARIANT: the intent is durable before the upstream hears of the call.
+        if let Err(message) = gateway
+            .record_intent(
+                &mut record,
+                arguments,
+                summary(gateway, Some(permit.decision())),
+                upstream.spec.tool_rules(local).effect(),
+            )
+            .await
+        {
+            return Ok(tool_error(message));
+        }
         let call = UpstreamCall {
+            record,
             permit,
             upstream: upstream.clone(),
             connection,
@@ -685,7 +731,8 @@ impl ServerHandler for PortcullisServer {
             listener: listener_for(&context),
             log_level: self.log_level_for(&context),
         };
-        call.run(&route, progress_of(&context), &context.ct).await
+        call.run(&self.gateway, &route, progress_of(&context), &context.ct)
+            .await
     }
 
     async fn list_prompts(

@@ -1,0 +1,207 @@
+//! The record stage of a tool call: an intent record, durable before the upstream is called,
+//! and an outcome record after, for every call whatever its decision.
+//!
+//! INVARIANT: a call runs only after its intent record is acknowledged by the evidence log
+//! (written and synced). If the log cannot be written, side effects stop; reads continue only
+//! when config says `reads_without_evidence = true`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis_audit::{digest_json, recorded_json};
+use portcullis_core::evidence::{
+    Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord, IdentitySummary,
+    Outcome, RequestContext, ToolRef,
+};
+use portcullis_core::{Effect, IdentityEnvelope};
+use portcullis_policy::Decision;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{CallToolResponse, JsonObject};
+
+use crate::Gateway;
+use crate::upstream::UpstreamHandle;
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One call's evidence so far: who, which tool, and the intent record's seq once written.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    request: RequestContext,
+    tool: ToolRef,
+    started: Instant,
+    intent_seq: Option<u64>,
+}
+
+impl CallRecord {
+    /// Starts the record of a call of `tool` of `upstream`.
+    pub fn new(
+        envelope: &IdentityEnvelope,
+        session: u64,
+        upstream: &UpstreamHandle,
+        tool: &str,
+    ) -> Self {
+        Self {
+            request: RequestContext {
+                request_id: format!("{session}-{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+                session: Some(session.to_string()),
+                identity: IdentitySummary::from(envelope),
+            },
+            tool: ToolRef {
+                upstream: upstream.name().to_string(),
+                tool: tool.to_owned(),
+                definition_hash: String::new(),
+            },
+            started: Instant::now(),
+            intent_seq: None,
+        }
+    }
+
+    /// Notes the digest of the tool's definition as listed (as exposed to the client).
+    pub fn set_definition(&mut self, definition: &rmcp::model::Tool) {
+        if let Ok(value) = serde_json::to_value(definition) {
+            self.tool.definition_hash = digest_json(&value);
+        }
+    }
+}
+
+/// The decision as recorded.
+pub fn summary(gateway: &Gateway, decision: Option<&Decision>) -> DecisionSummary {
+    DecisionSummary {
+        verdict: decision.map_or("deny", |d| d.verdict.as_str()).to_owned(),
+        policies: decision
+            .map(|d| d.policy_ids().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        policy_version: Some(gateway.policy.version().to_string()),
+    }
+}
+
+fn arguments(arguments: Option<&JsonObject>) -> Arguments {
+    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    Arguments {
+        redacted: recorded_json(&value),
+        digest: digest_json(&value),
+    }
+}
+
+impl Gateway {
+    async fn append(&self, record: EvidenceRecord) -> Result<u64, String> {
+        match &self.evidence {
+            Some(log) => log
+                .append(record)
+                .await
+                .map(|receipt| receipt.seq)
+                .map_err(|error| error.to_string()),
+            None => Err("no evidence log is open".to_owned()),
+        }
+    }
+
+    /// Writes the intent record. `Err` carries the message for the client: the call must not
+    /// run (unless it is a read and config lets reads run without evidence).
+    pub(crate) async fn record_intent(
+        &self,
+        record: &mut CallRecord,
+        call_arguments: Option<&JsonObject>,
+        decision: DecisionSummary,
+        effect: Effect,
+    ) -> Result<(), String> {
+        let event = Event::CallIntent(CallIntent {
+            request: record.request.clone(),
+            tool: record.tool.clone(),
+            arguments: arguments(call_arguments),
+            decision,
+            approval: None,
+            credential: None,
+        });
+        match self.append(EvidenceRecord::new(now_ms(), event)).await {
+            Ok(seq) => {
+                record.intent_seq = Some(seq);
+                Ok(())
+            }
+            Err(error) if effect == Effect::Read && self.reads_without_evidence => {
+                tracing::error!(
+                    request = %record.request.request_id,
+                    %error,
+                    "the evidence log cannot be written; a read runs without evidence because config allows it"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(
+                    request = %record.request.request_id,
+                    %error,
+                    "the evidence log cannot be written; the call does not run"
+                );
+                Err(format!(
+                    "portcullis cannot write its evidence log, so it runs no calls that are not recorded ({error}); the call did not run"
+                ))
+            }
+        }
+    }
+
+    /// Writes the outcome record. A failure here is logged: the call already ran, and the
+    /// failed log refuses every later intent, so nothing more runs unrecorded.
+    pub(crate) async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
+        let event = Event::CallOutcome(CallOutcome {
+            request: record.request.clone(),
+            tool: record.tool.clone(),
+            intent_seq: record.intent_seq,
+            outcome,
+            duration_ms: u64::try_from(record.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+        if let Err(error) = self.append(EvidenceRecord::new(now_ms(), event)).await {
+            tracing::error!(
+                request = %record.request.request_id,
+                %error,
+                "the outcome of a call could not be recorded"
+            );
+        }
+    }
+
+    /// Records a call that does not run: its intent with the decision, and why not.
+    pub(crate) async fn record_refusal(
+        &self,
+        mut record: CallRecord,
+        call_arguments: Option<&JsonObject>,
+        decision: DecisionSummary,
+        reason: &str,
+    ) {
+        // Nothing runs either way, so a failure to record the intent does not change the answer.
+        let _ = self
+            .record_intent(&mut record, call_arguments, decision, Effect::Unknown)
+            .await;
+        self.record_outcome(
+            &record,
+            Outcome::NotRun {
+                reason: reason.to_owned(),
+            },
+        )
+        .await;
+    }
+}
+
+/// What a finished call produced, as recorded.
+pub fn outcome_of(result: &Result<CallToolResponse, McpError>) -> Outcome {
+    match result {
+        Ok(CallToolResponse::Complete(result)) => {
+            let value = serde_json::to_value(result).unwrap_or_default();
+            let size = serde_json::to_vec(&value).map_or(0, |bytes| bytes.len());
+            Outcome::Result {
+                digest: digest_json(&value),
+                size: u64::try_from(size).unwrap_or(u64::MAX),
+                is_error: result.is_error == Some(true),
+            }
+        }
+        Ok(_) => Outcome::Error {
+            message: "the call ended waiting for input".to_owned(),
+        },
+        Err(error) => Outcome::Error {
+            message: error.message.to_string(),
+        },
+    }
+}

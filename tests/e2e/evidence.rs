@@ -1,0 +1,279 @@
+//! Evidence end to end: every call leaves an intent and an outcome record, whatever its
+//! decision; `portcullis audit` reads and verifies the log; a log that cannot be written stops
+//! side effects; killing Portcullis under load loses no record of an answered call.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::{Value, json};
+
+use crate::support::{
+    Portcullis, Scratch, Target, bin, fixture_server, portcullis_stdio, repo_root, result_text,
+    toml_array, ts_client,
+};
+
+fn audit(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(bin("portcullis"))
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis audit: {e}"));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The records of a log, parsed.
+fn records(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["record"]["event"].clone())
+        .collect()
+}
+
+fn config(scratch: &Scratch, work: &Path, policy: &str) -> std::path::PathBuf {
+    scratch.config(&format!(
+        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ncommand = {}\ntools.echo = {{ effect = \"read\" }}\ntools.write_file = {{ effect = \"write\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n",
+        toml_array(&[repo_root().join(policy).display().to_string()]),
+        toml_array(&fixture_server(work, &[])),
+    ))
+}
+
+#[test]
+fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = config(&scratch, &work, "fixtures/policy/identity.cedar");
+    let argv = portcullis_stdio(&config);
+    let stdio = Target::Stdio(&argv);
+    let call = |tool: &str, args: &str| {
+        ts_client(
+            &stdio,
+            &["--scenario", "call", "--tool", tool, "--args", args],
+        )
+    };
+    let echoed = call("fx.echo", r#"{"text":"recorded"}"#);
+    assert_eq!(result_text(&echoed["result"]), "recorded");
+    call("fx.write_file", r#"{"path":"w.txt","content":"x"}"#);
+    call(
+        "fx.send_message",
+        r#"{"to":"a@b","subject":"s","body":"b"}"#,
+    );
+
+    let log = scratch.path().join("state/evidence.jsonl");
+    let events = records(&log);
+    let intents: BTreeMap<String, Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "call_intent")
+        .map(|e| {
+            (
+                e["tool"]["tool"].as_str().unwrap_or("").to_owned(),
+                e.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        intents["echo"]["decision"]["verdict"], "allow",
+        "{events:?}"
+    );
+    assert_eq!(
+        intents["echo"]["arguments"]["redacted"],
+        json!({"text": "recorded"})
+    );
+    assert_eq!(intents["echo"]["request"]["identity"]["subject"], "alice");
+    assert!(
+        intents["echo"]["tool"]["definition_hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("sha256:")),
+        "{events:?}"
+    );
+    assert_eq!(
+        intents["write_file"]["decision"]["verdict"],
+        "approval_required"
+    );
+    assert_eq!(intents["send_message"]["decision"]["verdict"], "deny");
+    assert_eq!(
+        intents["send_message"]["decision"]["policies"],
+        json!(["required-scopes"])
+    );
+    // Each intent has its outcome: a result for the echo, "not run" for the others.
+    let outcomes: BTreeMap<String, Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "call_outcome")
+        .map(|e| {
+            (
+                e["tool"]["tool"].as_str().unwrap_or("").to_owned(),
+                e.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes["echo"]["outcome"]["status"], "result");
+    assert!(outcomes["echo"]["intent_seq"].is_u64(), "{events:?}");
+    assert_eq!(outcomes["write_file"]["outcome"]["status"], "not_run");
+    assert_eq!(outcomes["send_message"]["outcome"]["status"], "not_run");
+    assert!(!work.join("w.txt").exists());
+
+    let file = log.display().to_string();
+    let (ok, out, err) = audit(&["verify", &file]);
+    assert!(ok && out.contains("intact"), "{out}{err}");
+    let (ok, out, err) = audit(&["show", &file, "--decision", "deny"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("send_message") && !out.contains("echo"),
+        "{out}"
+    );
+    let (ok, out, err) = audit(&["tail", &file, "-n", "1", "--json"]);
+    assert!(ok, "{err}");
+    let last: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(last["record"]["event"]["kind"], "call_outcome", "{out}");
+
+    // An edited record is caught, and named.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    std::fs::write(&log, text.replacen("\"recorded\"", "\"forged!!\"", 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, out, _) = audit(&["verify", &file]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("edited"), "{out}");
+}
+
+#[test]
+fn a_log_that_cannot_be_written_stops_side_effects() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = config(&scratch, &work, "fixtures/policy/permit-all.cedar");
+    let portcullis = Portcullis::http(&config);
+    let http = Target::Http(&portcullis.url);
+    let write = |path: &str| {
+        ts_client(
+            &http,
+            &[
+                "--scenario",
+                "call",
+                "--tool",
+                "fx.write_file",
+                "--args",
+                &format!(r#"{{"path":"{path}","content":"x"}}"#),
+            ],
+        )
+    };
+    write("first.txt");
+    assert!(work.join("first.txt").exists(), "a recorded write runs");
+    // The head file cannot be replaced any more: the next batch fails, and the log with it.
+    std::fs::create_dir(scratch.path().join("state/evidence.jsonl.head.tmp"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = write("second.txt");
+    let text = result_text(&refused["result"]);
+    assert!(text.contains("cannot write its evidence log"), "{refused}");
+    assert!(
+        !work.join("second.txt").exists(),
+        "an unrecorded write must not run"
+    );
+    assert!(
+        portcullis
+            .log()
+            .contains("the evidence log cannot be written")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_portcullis_under_load_loses_no_record_of_an_answered_call() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = config(&scratch, &work, "fixtures/policy/permit-all.cedar");
+    let mut portcullis = Portcullis::http(&config);
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(
+            portcullis.url.clone(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect: {e}"));
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut callers = Vec::new();
+    for caller in 0..8 {
+        let peer = client.peer().clone();
+        let answered = answered.clone();
+        callers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let text = format!("c{caller}-{n}");
+                let params = CallToolRequestParams::new("fx.echo").with_arguments(
+                    json!({ "text": text })
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                match peer.call_tool(params).await {
+                    Ok(result) if result.is_error != Some(true) => {
+                        if let Ok(mut answered) = answered.lock() {
+                            answered.push(text);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    // Let load build up, then kill Portcullis mid-stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while answered.lock().map(|a| a.len()).unwrap_or(0) < 300
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    portcullis.kill();
+    // Calls in flight at the kill never get an answer (the client may retry them): stop the
+    // callers; only what was answered matters.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for caller in &callers {
+        caller.abort();
+    }
+    let answered: Vec<String> = answered.lock().map(|a| a.clone()).unwrap_or_default();
+    assert!(
+        answered.len() >= 300,
+        "only {} calls answered",
+        answered.len()
+    );
+
+    let log = scratch.path().join("state/evidence.jsonl");
+    let (ok, out, err) = audit(&["verify", &log.display().to_string()]);
+    assert!(ok, "the log must verify after SIGKILL: {out}{err}");
+    let events = records(&log);
+    let mut intent_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut finished: BTreeSet<String> = BTreeSet::new();
+    for event in &events {
+        let request = event["request"]["request_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        match event["kind"].as_str() {
+            Some("call_intent") => {
+                if let Some(text) = event["arguments"]["redacted"]["text"].as_str() {
+                    intent_of.insert(text.to_owned(), request);
+                }
+            }
+            Some("call_outcome") => {
+                finished.insert(request);
+            }
+            _ => {}
+        }
+    }
+    for text in &answered {
+        let request = intent_of
+            .get(text)
+            .unwrap_or_else(|| panic!("call `{text}` was answered but has no intent record"));
+        assert!(
+            finished.contains(request),
+            "call `{text}` was answered but has no outcome record"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.cancel()).await;
+}
