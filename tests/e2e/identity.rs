@@ -141,7 +141,7 @@ struct Authenticated {
     provider: OpenIdProvider,
     portcullis: Portcullis,
     work: std::path::PathBuf,
-    _scratch: Scratch,
+    scratch: Scratch,
 }
 
 fn authenticated() -> Authenticated {
@@ -168,7 +168,7 @@ fn authenticated_with(more_upstreams: &str) -> Authenticated {
         provider,
         portcullis,
         work,
-        _scratch: scratch,
+        scratch,
     }
 }
 
@@ -262,15 +262,25 @@ fn two_users_with_real_tokens_see_different_tools_and_forbidden_calls_fail() {
     assert_ne!(delete["result"]["isError"], Value::Bool(true), "{delete}");
     assert!(!setup.work.join("kept.txt").exists());
 
-    // Every decision names the identity in the log; the tokens appear nowhere in it.
+    // Every decision names the identity in the log and in the evidence; the tokens appear in
+    // neither, not even in part.
     let log = setup.portcullis.log();
     assert!(log.contains("alice") && log.contains("bob"), "{log}");
+    let evidence = std::fs::read_to_string(setup.scratch.path().join("state/evidence.jsonl"))
+        .unwrap_or_else(|e| panic!("no evidence log: {e}"));
+    assert!(evidence.contains("\"subject\":\"bob\""), "{evidence}");
     for name in ["alice", "bob"] {
         let token = setup.provider.token(name);
-        assert!(
-            !log.contains(&token),
-            "the `{name}` token leaked into the log"
-        );
+        for part in token.split('.').chain(std::iter::once(token.as_str())) {
+            assert!(
+                !log.contains(part),
+                "the `{name}` token leaked into the log"
+            );
+            assert!(
+                !evidence.contains(part),
+                "the `{name}` token leaked into the evidence"
+            );
+        }
     }
 }
 
@@ -418,6 +428,27 @@ fn a_broken_policy_reload_keeps_the_old_policy_and_a_good_one_takes_effect() {
     let tools = listed();
     assert!(!tools.contains(&"fx.delete_file".to_owned()), "{tools:?}");
     assert!(tools.contains(&"fx.echo".to_owned()), "{tools:?}");
+    // Both reloads are in the evidence: the refused one with its problem, then the applied one.
+    let evidence = std::fs::read_to_string(scratch.path().join("state/evidence.jsonl"))
+        .unwrap_or_else(|e| panic!("no evidence log: {e}"));
+    let reloads: Vec<Value> = evidence
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["record"]["event"].clone())
+        .filter(|event| event["kind"] == "reload")
+        .collect();
+    assert!(
+        reloads.iter().any(|r| r["applied"] == Value::Bool(false)
+            && r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("policy.cedar:1:"))),
+        "{reloads:?}"
+    );
+    assert_eq!(
+        reloads.last().map(|r| r["applied"].clone()),
+        Some(Value::Bool(true)),
+        "{reloads:?}"
+    );
 }
 
 /// The fixture served over streamable HTTP; killed on drop.

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use portcullis_audit::{digest_json, recorded_json};
 use portcullis_core::evidence::{
     Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord, IdentitySummary,
-    Outcome, RequestContext, ToolRef,
+    Outcome, Reload, RequestContext, ToolRef,
 };
 use portcullis_core::{Effect, IdentityEnvelope};
 use portcullis_policy::Decision;
@@ -160,6 +160,28 @@ impl Gateway {
                 %error,
                 "the outcome of a call could not be recorded"
             );
+        }
+    }
+
+    /// Records a config or policy reload, applied or refused. A failure to record is logged:
+    /// the reload itself already happened or did not.
+    pub(crate) async fn record_reload(&self, target: &str, outcome: Result<u64, String>) {
+        let (applied, version, error) = match outcome {
+            Ok(version) => (true, Some(version.to_string()), None),
+            Err(problems) => (
+                false,
+                Some(self.policy.version().to_string()),
+                Some(problems),
+            ),
+        };
+        let event = Event::Reload(Reload {
+            target: target.to_owned(),
+            applied,
+            version,
+            error,
+        });
+        if let Err(error) = self.append(EvidenceRecord::new(now_ms(), event)).await {
+            tracing::error!(%error, "a reload could not be recorded");
         }
     }
 

@@ -146,12 +146,23 @@ impl Gateway {
             settled: tokio::sync::Notify::new(),
             shutdown,
         });
-        // A policy change can change every identity's lists: tell the clients.
+        // Every reload attempt is recorded; a policy change can change every identity's
+        // lists, so the clients are told.
         let store = gateway.policy.clone();
-        let policy_sessions = gateway.sessions.clone();
-        tokio::spawn(store.watch(gateway.shutdown.child_token(), async move || {
-            policy_sessions.broadcast_list_changed().await;
-        }));
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(store.watch(
+            gateway.shutdown.child_token(),
+            async move |outcome: Result<u64, String>| {
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                let applied = outcome.is_ok();
+                gateway.record_reload("policy", outcome).await;
+                if applied {
+                    gateway.sessions.broadcast_list_changed().await;
+                }
+            },
+        ));
         // Starting and listing are each bounded by the start timeout.
         let watcher = gateway.clone();
         tokio::spawn(async move {

@@ -119,15 +119,15 @@ impl PolicyStore {
     }
 
     /// Loads the files again; on any problem the policy in force stays and the log says why.
-    /// True when the policy changed.
-    pub fn reload(&self, why: &str) -> bool {
+    /// `Ok` carries the new version, `Err` the problems (the version in force is unchanged).
+    pub fn reload(&self, why: &str) -> Result<u64, String> {
         match load_policy(&self.settings) {
             Ok(engine) => {
                 let policies = engine.len();
                 self.current.store(Arc::new(engine));
                 let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
                 tracing::info!(why, policies, version, "policy reloaded");
-                true
+                Ok(version)
             }
             Err(problems) => {
                 tracing::error!(
@@ -136,14 +136,18 @@ impl PolicyStore {
                     problems = %problems,
                     "policy reload failed; the previous policy stays in force"
                 );
-                false
+                Err(problems.to_string())
             }
         }
     }
 
-    /// Reloads on SIGHUP and on file changes until shutdown; `changed` runs after each reload
-    /// that took effect.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken, changed: impl AsyncFn()) {
+    /// Reloads on SIGHUP and on file changes until shutdown; `reloaded` runs after each
+    /// attempt, with its outcome.
+    pub async fn watch(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+        reloaded: impl AsyncFn(Result<u64, String>),
+    ) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(signal) => Some(signal),
@@ -167,9 +171,7 @@ impl PolicyStore {
                     "a policy file changed"
                 }
             };
-            if self.reload(why) {
-                changed().await;
-            }
+            reloaded(self.reload(why)).await;
         }
     }
 }
