@@ -122,6 +122,13 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     assert_eq!(outcomes["write_file"]["outcome"]["status"], "not_run");
     assert_eq!(outcomes["send_message"]["outcome"]["status"], "not_run");
     assert!(!work.join("w.txt").exists());
+    // The upstream's start is in the evidence too.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "upstream_started" && e["upstream"] == "fx"),
+        "{events:?}"
+    );
 
     let file = log.display().to_string();
     let (ok, out, err) = audit(&["verify", &file]);

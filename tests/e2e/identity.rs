@@ -588,4 +588,16 @@ fn a_hidden_tool_of_a_down_upstream_is_unknown_not_unavailable() {
     // The visible upstream's outage is reported as one.
     let shown = call(&stdio, "shown.echo", r#"{"text":"x"}"#, None);
     assert!(tool_error_text(&shown).contains("unavailable"), "{shown}");
+    // The crashes are in the evidence, and so are both refused calls.
+    let evidence = std::fs::read_to_string(scratch.path().join("state/evidence.jsonl"))
+        .unwrap_or_else(|e| panic!("no evidence log: {e}"));
+    assert!(
+        evidence.contains("\"kind\":\"upstream_crashed\",\"upstream\":\"down\""),
+        "{evidence}"
+    );
+    assert_eq!(
+        evidence.matches("\"kind\":\"call_outcome\"").count(),
+        2,
+        "{evidence}"
+    );
 }

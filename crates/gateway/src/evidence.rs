@@ -23,7 +23,8 @@ use crate::upstream::UpstreamHandle;
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
-fn now_ms() -> u64 {
+/// The wall clock for records, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

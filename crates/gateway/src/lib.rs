@@ -117,6 +117,7 @@ impl Gateway {
                     inherited,
                     config.namespacing,
                     Arc::downgrade(&sessions),
+                    evidence.clone(),
                 )
             })
             .collect();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
+use portcullis_core::evidence::{Event, EvidenceRecord, UpstreamLifecycle};
 use portcullis_core::{Namespacing, UpstreamName};
 #[expect(
     deprecated,
@@ -30,6 +31,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
+use crate::evidence::now_ms;
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
 use crate::sessions::Sessions;
@@ -114,6 +116,8 @@ pub struct UpstreamHandle {
     /// Set when a call timed out: the supervisor probes the upstream and restarts it if it hangs.
     suspect: tokio::sync::Notify,
     sessions: Weak<Sessions>,
+    /// Where its starts and failures are recorded.
+    evidence: Option<portcullis_audit::EvidenceLog>,
     /// Where this upstream's progress notifications go.
     pub progress: ProgressRoutes,
     /// Resource subscriptions held open on a stateless upstream, by its own URI.
@@ -146,6 +150,7 @@ impl UpstreamHandle {
         inherited: &BTreeMap<String, String>,
         namespacing: Namespacing,
         sessions: Weak<Sessions>,
+        evidence: Option<portcullis_audit::EvidenceLog>,
     ) -> Arc<Self> {
         let mut child_env = BTreeMap::new();
         if let UpstreamTransport::Stdio {
@@ -171,6 +176,7 @@ impl UpstreamHandle {
             sessions,
             progress: ProgressRoutes::default(),
             watches: Mutex::new(HashMap::new()),
+            evidence,
         })
     }
 
@@ -331,6 +337,14 @@ impl UpstreamHandle {
                 retry_in_ms = backoff.as_millis() as u64,
                 "upstream is down; its tools are hidden until it is back"
             );
+            self.record(Event::UpstreamCrashed(UpstreamLifecycle {
+                upstream: self.name().to_string(),
+                detail: Some(format!(
+                    "{outcome}; restarting in {} ms",
+                    backoff.as_millis()
+                )),
+            }))
+            .await;
             self.state
                 .store(Arc::new(UpstreamState::Down { reason: outcome }));
             if let Some(sessions) = self.sessions.upgrade() {
@@ -341,6 +355,16 @@ impl UpstreamHandle {
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Records a start or failure of this upstream. A failure to record is logged: the
+    /// evidence log refuses calls by itself once it fails.
+    async fn record(&self, event: Event) {
+        if let Some(log) = &self.evidence
+            && let Err(error) = log.append(EvidenceRecord::new(now_ms(), event)).await
+        {
+            tracing::error!(upstream = %self.name(), %error, "an upstream event could not be recorded");
         }
     }
 
@@ -393,6 +417,11 @@ impl UpstreamHandle {
             tools = n_tools,
             "upstream is ready"
         );
+        self.record(Event::UpstreamStarted(UpstreamLifecycle {
+            upstream: self.name().to_string(),
+            detail: Some(format!("protocol {protocol_version}, {n_tools} tools")),
+        }))
+        .await;
         if let Some(sessions) = self.sessions.upgrade() {
             sessions.broadcast_list_changed().await;
         }
