@@ -62,6 +62,11 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
             &["--scenario", "call", "--tool", tool, "--args", args],
         )
     };
+    let listed = ts_client(&stdio, &["--scenario", "list"]);
+    assert!(
+        listed["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "{listed}"
+    );
     let echoed = call("fx.echo", r#"{"text":"recorded"}"#);
     assert_eq!(result_text(&echoed["result"]), "recorded");
     call("fx.write_file", r#"{"path":"w.txt","content":"x"}"#);
@@ -122,7 +127,13 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     assert_eq!(outcomes["write_file"]["outcome"]["status"], "not_run");
     assert_eq!(outcomes["send_message"]["outcome"]["status"], "not_run");
     assert!(!work.join("w.txt").exists());
-    // The upstream's start is in the evidence too.
+    // The list, and the upstream's start, are in the evidence too.
+    assert!(
+        events.iter().any(|e| e["kind"] == "list"
+            && e["list"] == "tools"
+            && e["returned"].as_u64() > Some(0)),
+        "{events:?}"
+    );
     assert!(
         events
             .iter()
@@ -190,6 +201,14 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
             .log()
             .contains("the evidence log cannot be written")
     );
+    // A list is a read: without `reads_without_evidence` it is refused too.
+    let listing = Command::new("node")
+        .arg(repo_root().join("tests/node/client.mjs"))
+        .args(["--scenario", "list", "--http", &portcullis.url])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the client: {e}"));
+    let out = String::from_utf8_lossy(&listing.stdout);
+    assert!(out.contains("cannot write its evidence log"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

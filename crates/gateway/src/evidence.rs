@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use portcullis_audit::{digest_json, recorded_json};
 use portcullis_core::evidence::{
     Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord, IdentitySummary,
-    Outcome, Reload, RequestContext, ToolRef,
+    ListEvent, Outcome, Reload, RequestContext, ToolRef,
 };
 use portcullis_core::{Effect, IdentityEnvelope};
 use portcullis_policy::Decision;
@@ -28,6 +28,15 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A new request id in `session`, and who the request acts as.
+fn request_context(envelope: &IdentityEnvelope, session: u64) -> RequestContext {
+    RequestContext {
+        request_id: format!("{session}-{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+        session: Some(session.to_string()),
+        identity: IdentitySummary::from(envelope),
+    }
 }
 
 /// One call's evidence so far: who, which tool, and the intent record's seq once written.
@@ -48,11 +57,7 @@ impl CallRecord {
         tool: &str,
     ) -> Self {
         Self {
-            request: RequestContext {
-                request_id: format!("{session}-{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
-                session: Some(session.to_string()),
-                identity: IdentitySummary::from(envelope),
-            },
+            request: request_context(envelope, session),
             tool: ToolRef {
                 upstream: upstream.name().to_string(),
                 tool: tool.to_owned(),
@@ -161,6 +166,37 @@ impl Gateway {
                 %error,
                 "the outcome of a call could not be recorded"
             );
+        }
+    }
+
+    /// Records a list request's answer. A list is a read: if the log cannot be written it is
+    /// refused (`Err` carries the message) unless config lets reads run without evidence.
+    pub(crate) async fn record_list(
+        &self,
+        envelope: &IdentityEnvelope,
+        session: u64,
+        list: &str,
+        returned: usize,
+        started: Instant,
+    ) -> Result<(), String> {
+        let event = Event::List(ListEvent {
+            request: request_context(envelope, session),
+            list: list.to_owned(),
+            returned: u64::try_from(returned).unwrap_or(u64::MAX),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+        match self.append(EvidenceRecord::new(now_ms(), event)).await {
+            Ok(_) => Ok(()),
+            Err(error) if self.reads_without_evidence => {
+                tracing::error!(%error, list, "the evidence log cannot be written; a list is answered without evidence because config allows it");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, list, "the evidence log cannot be written; the list is refused");
+                Err(format!(
+                    "portcullis cannot write its evidence log, so it answers no unrecorded requests ({error})"
+                ))
+            }
         }
     }
 

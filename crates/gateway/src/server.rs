@@ -111,6 +111,20 @@ impl PortcullisServer {
         Ok(envelope)
     }
 
+    /// Records a list's answer; a list the log cannot record is refused (see `record_list`).
+    async fn record_list(
+        &self,
+        envelope: &IdentityEnvelope,
+        list: &str,
+        returned: usize,
+        started: std::time::Instant,
+    ) -> Result<(), McpError> {
+        self.gateway
+            .record_list(envelope, self.session, list, returned, started)
+            .await
+            .map_err(|message| McpError::internal_error(message, None))
+    }
+
     fn resolve_tool<'a>(
         &self,
         exposed: &'a str,
@@ -603,6 +617,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let started = std::time::Instant::now();
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let (tools, next_cursor) = self.page(
@@ -613,6 +628,8 @@ impl ServerHandler for PortcullisServer {
                     .sees(&envelope, upstream, Exposed::Tool(&tool.name))
             },
         )?;
+        self.record_list(&envelope, "tools", tools.len(), started)
+            .await?;
         let mut result =
             ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -740,6 +757,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        let started = std::time::Instant::now();
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let (prompts, next_cursor) = self.page(
@@ -750,6 +768,8 @@ impl ServerHandler for PortcullisServer {
                     .sees(&envelope, upstream, Exposed::Prompt(&prompt.name))
             },
         )?;
+        self.record_list(&envelope, "prompts", prompts.len(), started)
+            .await?;
         let mut result =
             ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -809,6 +829,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        let started = std::time::Instant::now();
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let (resources, next_cursor) = self.page(
@@ -819,6 +840,8 @@ impl ServerHandler for PortcullisServer {
                     .sees(&envelope, upstream, Exposed::Resource(&resource.uri))
             },
         )?;
+        self.record_list(&envelope, "resources", resources.len(), started)
+            .await?;
         let mut result =
             ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
@@ -830,6 +853,7 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        let started = std::time::Instant::now();
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let (templates, next_cursor) = self.page(
@@ -843,6 +867,8 @@ impl ServerHandler for PortcullisServer {
                 )
             },
         )?;
+        self.record_list(&envelope, "resource_templates", templates.len(), started)
+            .await?;
         let mut result = ListResourceTemplatesResult::with_all_items(templates)
             .with_cache_scope(CacheScope::Private);
         result.next_cursor = next_cursor;
