@@ -70,6 +70,25 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let echoed = call("fx.echo", r#"{"text":"recorded"}"#);
     assert_eq!(result_text(&echoed["result"]), "recorded");
     call("fx.write_file", r#"{"path":"w.txt","content":"x"}"#);
+    // This policy permits no resource reads: refused, and recorded as not run.
+    let read = Command::new("node")
+        .arg(repo_root().join("tests/node/client.mjs"))
+        .args([
+            "--scenario",
+            "read",
+            "--uri",
+            "fx+fixture://readme",
+            "--stdio",
+            "--",
+        ])
+        .args(&argv)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the client: {e}"));
+    assert!(
+        String::from_utf8_lossy(&read.stdout).contains("unknown resource"),
+        "{}",
+        String::from_utf8_lossy(&read.stdout)
+    );
     call(
         "fx.send_message",
         r#"{"to":"a@b","subject":"s","body":"b"}"#,
@@ -127,6 +146,12 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     assert_eq!(outcomes["write_file"]["outcome"]["status"], "not_run");
     assert_eq!(outcomes["send_message"]["outcome"]["status"], "not_run");
     assert!(!work.join("w.txt").exists());
+    assert!(
+        events.iter().any(|e| e["kind"] == "resource_read"
+            && e["uri"] == "fixture://readme"
+            && e["outcome"]["status"] == "not_run"),
+        "{events:?}"
+    );
     // The list, and the upstream's start, are in the evidence too.
     assert!(
         events.iter().any(|e| e["kind"] == "list"
@@ -186,6 +211,25 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
     };
     write("first.txt");
     assert!(work.join("first.txt").exists(), "a recorded write runs");
+    let prompt = ts_client(
+        &http,
+        &[
+            "--scenario",
+            "prompt",
+            "--name",
+            "fx.greet",
+            "--args",
+            r#"{"name":"ada"}"#,
+        ],
+    );
+    assert!(prompt.to_string().contains("ada"), "{prompt}");
+    let events = records(&scratch.path().join("state/evidence.jsonl"));
+    assert!(
+        events.iter().any(|e| e["kind"] == "prompt_get"
+            && e["prompt"] == "greet"
+            && e["outcome"]["status"] == "result"),
+        "{events:?}"
+    );
     // The head file cannot be replaced any more: the next batch fails, and the log with it.
     std::fs::create_dir(scratch.path().join("state/evidence.jsonl.head.tmp"))
         .unwrap_or_else(|e| panic!("{e}"));

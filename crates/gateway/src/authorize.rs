@@ -46,6 +46,18 @@ pub enum Refusal {
     ApprovalUnavailable { decision: Decision },
 }
 
+impl Refusal {
+    /// The decision behind a refusal, when policy made one (a hidden entry has none to show).
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            Refusal::Hidden => None,
+            Refusal::Denied { decision, .. } | Refusal::ApprovalUnavailable { decision } => {
+                Some(decision)
+            }
+        }
+    }
+}
+
 /// What a list or read is about, by the upstream's own name.
 #[derive(Debug, Clone, Copy)]
 pub enum Listed<'a> {
@@ -203,7 +215,7 @@ impl Gateway {
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
         entry: Listed<'_>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Decision, Refusal> {
         let (action, target) = match entry {
             Listed::Prompt(name) => (Action::GetPrompt, Target::Prompt { name }),
             Listed::Resource(uri) => (Action::ReadResource, Target::Resource { uri }),
@@ -212,7 +224,7 @@ impl Gateway {
         let decision = self.decide(envelope, action, upstream, target);
         self.log_decision(envelope, action, upstream, &entry, &decision);
         match decision.verdict {
-            Verdict::Allow => Ok(()),
+            Verdict::Allow => Ok(decision),
             Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable { decision }),
             Verdict::Deny => Err(Refusal::Hidden),
         }

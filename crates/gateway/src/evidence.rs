@@ -87,7 +87,8 @@ pub fn summary(gateway: &Gateway, decision: Option<&Decision>) -> DecisionSummar
     }
 }
 
-fn arguments(arguments: Option<&JsonObject>) -> Arguments {
+/// Arguments as recorded: the value and its digest.
+pub fn arguments(arguments: Option<&JsonObject>) -> Arguments {
     let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
     Arguments {
         redacted: recorded_json(&value),
@@ -185,19 +186,32 @@ impl Gateway {
             returned: u64::try_from(returned).unwrap_or(u64::MAX),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
+        self.record_read(event).await
+    }
+
+    /// Records a read (a list, a resource read, a prompt get) after it was answered. If the
+    /// log cannot be written the answer is withheld (`Err` carries the message) unless config
+    /// lets reads run without evidence.
+    pub(crate) async fn record_read(&self, event: Event) -> Result<(), String> {
+        let kind = event.kind();
         match self.append(EvidenceRecord::new(now_ms(), event)).await {
             Ok(_) => Ok(()),
             Err(error) if self.reads_without_evidence => {
-                tracing::error!(%error, list, "the evidence log cannot be written; a list is answered without evidence because config allows it");
+                tracing::error!(%error, kind, "the evidence log cannot be written; a read is answered without evidence because config allows it");
                 Ok(())
             }
             Err(error) => {
-                tracing::error!(%error, list, "the evidence log cannot be written; the list is refused");
+                tracing::error!(%error, kind, "the evidence log cannot be written; the read is refused");
                 Err(format!(
                     "portcullis cannot write its evidence log, so it answers no unrecorded requests ({error})"
                 ))
             }
         }
+    }
+
+    /// A new request context for a read's record.
+    pub(crate) fn read_context(&self, envelope: &IdentityEnvelope, session: u64) -> RequestContext {
+        request_context(envelope, session)
     }
 
     /// Records a config or policy reload, applied or refused. A failure to record is logged:
@@ -242,6 +256,29 @@ impl Gateway {
         )
         .await;
     }
+}
+
+/// What a finished read produced, as recorded.
+pub fn read_outcome<T: serde::Serialize>(answer: Result<&T, &McpError>) -> Outcome {
+    match answer {
+        Ok(result) => {
+            let value = serde_json::to_value(result).unwrap_or_default();
+            let size = serde_json::to_vec(&value).map_or(0, |bytes| bytes.len());
+            Outcome::Result {
+                digest: digest_json(&value),
+                size: u64::try_from(size).unwrap_or(u64::MAX),
+                is_error: false,
+            }
+        }
+        Err(error) => Outcome::Error {
+            message: error.message.to_string(),
+        },
+    }
+}
+
+/// Milliseconds since `started`.
+pub fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What a finished call produced, as recorded.

@@ -35,8 +35,9 @@ use crate::Gateway;
 use crate::ask::{Asker, Question};
 use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{UpstreamCall, answer_inputs, forward, tool_error, unexpected};
-use crate::evidence::{CallRecord, summary};
+use crate::evidence::{CallRecord, arguments, elapsed_ms, read_outcome, summary};
 use crate::relay::label_elicitation;
+use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
 use rmcp::model::{InputRequest, InputResponses};
 
 /// How many input-required rounds Portcullis drives for one prompt or resource request.
@@ -123,6 +124,44 @@ impl PortcullisServer {
             .record_list(envelope, self.session, list, returned, started)
             .await
             .map_err(|message| McpError::internal_error(message, None))
+    }
+
+    /// A prompt get through the upstream's input rounds.
+    async fn get_prompt_rounds(
+        &self,
+        request: &GetPromptRequestParams,
+        upstream: &UpstreamHandle,
+        connection: &Connection,
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let outcome = self
+            .input_rounds(
+                upstream,
+                connection,
+                context,
+                &request.name,
+                request.arguments.as_ref(),
+                (
+                    request.request_state.as_deref(),
+                    request.input_responses.clone(),
+                ),
+                |state, responses| {
+                    let mut params = GetPromptRequestParams::new(local.to_owned());
+                    params.arguments = request.arguments.clone();
+                    params.request_state = state;
+                    params.input_responses = responses;
+                    ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+                },
+            )
+            .await?;
+        match outcome {
+            Rounds::Ask(required) => Ok(GetPromptResponse::InputRequired(required)),
+            Rounds::Done(result) => match *result {
+                ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+                _ => Err(unexpected(upstream)),
+            },
+        }
     }
 
     fn resolve_tool<'a>(
@@ -792,36 +831,51 @@ impl ServerHandler for PortcullisServer {
         if !connection.catalog.load().prompt_names.contains(local) {
             return Err(unknown());
         }
-        self.gateway
+        let started = std::time::Instant::now();
+        let prompt_event = |decision: Option<&portcullis_policy::Decision>, outcome| {
+            Event::PromptGet(PromptGet {
+                request: self.gateway.read_context(&envelope, self.session),
+                upstream: upstream.name().to_string(),
+                prompt: local.to_owned(),
+                arguments: arguments(request.arguments.as_ref()),
+                decision: summary(&self.gateway, decision),
+                outcome,
+                duration_ms: elapsed_ms(started),
+            })
+        };
+        let decision = match self
+            .gateway
             .authorize_read(&envelope, upstream, Listed::Prompt(local))
-            .map_err(|refusal| read_refusal(refusal, unknown()))?;
-        let outcome = self
-            .input_rounds(
-                upstream,
-                &connection,
-                &context,
-                &request.name,
-                request.arguments.as_ref(),
-                (
-                    request.request_state.as_deref(),
-                    request.input_responses.clone(),
-                ),
-                |state, responses| {
-                    let mut params = GetPromptRequestParams::new(local.to_owned());
-                    params.arguments = request.arguments.clone();
-                    params.request_state = state;
-                    params.input_responses = responses;
-                    ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
-                },
-            )
-            .await?;
-        match outcome {
-            Rounds::Ask(required) => Ok(GetPromptResponse::InputRequired(required)),
-            Rounds::Done(result) => match *result {
-                ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-                _ => Err(unexpected(upstream)),
-            },
+        {
+            Ok(decision) => decision,
+            Err(refusal) => {
+                let not_run = Outcome::NotRun {
+                    reason: "refused by policy".to_owned(),
+                };
+                // Nothing was read, so a failure to record does not change the answer.
+                let _ = self
+                    .gateway
+                    .record_read(prompt_event(refusal.decision(), not_run))
+                    .await;
+                return Err(read_refusal(refusal, unknown()));
+            }
+        };
+        let answer = self
+            .get_prompt_rounds(&request, upstream, &connection, local, &context)
+            .await;
+        // A round waiting for the person is not an answer yet: the retry records it.
+        let recorded = match &answer {
+            Ok(GetPromptResponse::Complete(result)) => Some(read_outcome(Ok(result))),
+            Ok(_) => None,
+            Err(error) => Some(read_outcome::<()>(Err(error))),
+        };
+        if let Some(outcome) = recorded {
+            self.gateway
+                .record_read(prompt_event(Some(&decision), outcome))
+                .await
+                .map_err(|message| McpError::internal_error(message, None))?;
         }
+        answer
     }
 
     async fn list_resources(
@@ -892,35 +946,77 @@ impl ServerHandler for PortcullisServer {
         let Some((upstream, local)) = resolved else {
             return Err(unknown());
         };
-        self.gateway
-            .authorize_read(&envelope, upstream, Listed::Resource(local))
-            .map_err(|refusal| read_refusal(refusal, unknown()))?;
-        let connection = self
-            .ready(upstream)
-            .map_err(|message| McpError::internal_error(message, None))?;
-        let outcome = self
-            .input_rounds(
-                upstream,
-                &connection,
-                &context,
-                &request.uri,
-                None,
-                (
-                    request.request_state.as_deref(),
-                    request.input_responses.clone(),
-                ),
-                |state, responses| {
-                    let mut params = ReadResourceRequestParams::new(local.to_owned());
-                    params.request_state = state;
-                    params.input_responses = responses;
-                    ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
-                },
-            )
-            .await?;
-        match outcome {
-            Rounds::Ask(required) => Ok(ReadResourceResponse::InputRequired(required)),
-            Rounds::Done(result) => exposed_contents(&self.gateway, upstream, *result),
+        let started = std::time::Instant::now();
+        let resource_event = |decision: Option<&portcullis_policy::Decision>, outcome| {
+            Event::ResourceRead(ResourceRead {
+                request: self.gateway.read_context(&envelope, self.session),
+                upstream: upstream.name().to_string(),
+                uri: local.to_owned(),
+                decision: summary(&self.gateway, decision),
+                outcome,
+                duration_ms: elapsed_ms(started),
+            })
+        };
+        let decision =
+            match self
+                .gateway
+                .authorize_read(&envelope, upstream, Listed::Resource(local))
+            {
+                Ok(decision) => decision,
+                Err(refusal) => {
+                    let not_run = Outcome::NotRun {
+                        reason: "refused by policy".to_owned(),
+                    };
+                    // Nothing was read, so a failure to record does not change the answer.
+                    let _ = self
+                        .gateway
+                        .record_read(resource_event(refusal.decision(), not_run))
+                        .await;
+                    return Err(read_refusal(refusal, unknown()));
+                }
+            };
+        let answer: Result<ReadResourceResponse, McpError> = async {
+            let connection = self
+                .ready(upstream)
+                .map_err(|message| McpError::internal_error(message, None))?;
+            let outcome = self
+                .input_rounds(
+                    upstream,
+                    &connection,
+                    &context,
+                    &request.uri,
+                    None,
+                    (
+                        request.request_state.as_deref(),
+                        request.input_responses.clone(),
+                    ),
+                    |state, responses| {
+                        let mut params = ReadResourceRequestParams::new(local.to_owned());
+                        params.request_state = state;
+                        params.input_responses = responses;
+                        ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+                    },
+                )
+                .await?;
+            match outcome {
+                Rounds::Ask(required) => Ok(ReadResourceResponse::InputRequired(required)),
+                Rounds::Done(result) => exposed_contents(&self.gateway, upstream, *result),
+            }
         }
+        .await;
+        // A round waiting for the person is not an answer yet: the retry records it.
+        let recorded = match &answer {
+            Ok(ReadResourceResponse::Complete(result)) => Some(read_outcome(Ok(result))),
+            Ok(_) => None,
+            Err(error) => Some(read_outcome::<()>(Err(error))),
+        };
+        if let Some(outcome) = recorded {
+            self.gateway
+                .record_read(resource_event(Some(&decision), outcome))
+                .await
+                .map_err(|message| McpError::internal_error(message, None))?;
+        }
+        answer
     }
 
     #[expect(
