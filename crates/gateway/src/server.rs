@@ -164,6 +164,46 @@ impl PortcullisServer {
         }
     }
 
+    /// Decides a prompt get or resource read; a refused one is recorded as not run.
+    async fn authorize_recorded(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        entry: Listed<'_>,
+        event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
+    ) -> Result<portcullis_policy::Decision, Refusal> {
+        let refusal = match self.gateway.authorize_read(envelope, upstream, entry) {
+            Ok(decision) => return Ok(decision),
+            Err(refusal) => refusal,
+        };
+        let not_run = Outcome::NotRun {
+            reason: "refused by policy".to_owned(),
+        };
+        // Nothing was read, so a failure to record does not change the answer.
+        let _ = self
+            .gateway
+            .record_read(event(refusal.decision(), not_run))
+            .await;
+        Err(refusal)
+    }
+
+    /// Records a read's final answer (`None`: a round waiting for the person, recorded when its
+    /// retry ends); an answer the log cannot record is withheld (see `record_read`).
+    async fn record_answer(
+        &self,
+        event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
+        decision: &portcullis_policy::Decision,
+        outcome: Option<Outcome>,
+    ) -> Result<(), McpError> {
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        self.gateway
+            .record_read(event(Some(decision), outcome))
+            .await
+            .map_err(|message| McpError::internal_error(message, None))
+    }
+
     fn resolve_tool<'a>(
         &self,
         exposed: &'a str,
@@ -843,23 +883,10 @@ impl ServerHandler for PortcullisServer {
                 duration_ms: elapsed_ms(started),
             })
         };
-        let decision = match self
-            .gateway
-            .authorize_read(&envelope, upstream, Listed::Prompt(local))
-        {
-            Ok(decision) => decision,
-            Err(refusal) => {
-                let not_run = Outcome::NotRun {
-                    reason: "refused by policy".to_owned(),
-                };
-                // Nothing was read, so a failure to record does not change the answer.
-                let _ = self
-                    .gateway
-                    .record_read(prompt_event(refusal.decision(), not_run))
-                    .await;
-                return Err(read_refusal(refusal, unknown()));
-            }
-        };
+        let decision = self
+            .authorize_recorded(&envelope, upstream, Listed::Prompt(local), &prompt_event)
+            .await
+            .map_err(|refusal| read_refusal(refusal, unknown()))?;
         let answer = self
             .get_prompt_rounds(&request, upstream, &connection, local, &context)
             .await;
@@ -869,12 +896,8 @@ impl ServerHandler for PortcullisServer {
             Ok(_) => None,
             Err(error) => Some(read_outcome::<()>(Err(error))),
         };
-        if let Some(outcome) = recorded {
-            self.gateway
-                .record_read(prompt_event(Some(&decision), outcome))
-                .await
-                .map_err(|message| McpError::internal_error(message, None))?;
-        }
+        self.record_answer(&prompt_event, &decision, recorded)
+            .await?;
         answer
     }
 
@@ -957,24 +980,15 @@ impl ServerHandler for PortcullisServer {
                 duration_ms: elapsed_ms(started),
             })
         };
-        let decision =
-            match self
-                .gateway
-                .authorize_read(&envelope, upstream, Listed::Resource(local))
-            {
-                Ok(decision) => decision,
-                Err(refusal) => {
-                    let not_run = Outcome::NotRun {
-                        reason: "refused by policy".to_owned(),
-                    };
-                    // Nothing was read, so a failure to record does not change the answer.
-                    let _ = self
-                        .gateway
-                        .record_read(resource_event(refusal.decision(), not_run))
-                        .await;
-                    return Err(read_refusal(refusal, unknown()));
-                }
-            };
+        let decision = self
+            .authorize_recorded(
+                &envelope,
+                upstream,
+                Listed::Resource(local),
+                &resource_event,
+            )
+            .await
+            .map_err(|refusal| read_refusal(refusal, unknown()))?;
         let answer: Result<ReadResourceResponse, McpError> = async {
             let connection = self
                 .ready(upstream)
@@ -1010,12 +1024,8 @@ impl ServerHandler for PortcullisServer {
             Ok(_) => None,
             Err(error) => Some(read_outcome::<()>(Err(error))),
         };
-        if let Some(outcome) = recorded {
-            self.gateway
-                .record_read(resource_event(Some(&decision), outcome))
-                .await
-                .map_err(|message| McpError::internal_error(message, None))?;
-        }
+        self.record_answer(&resource_event, &decision, recorded)
+            .await?;
         answer
     }
 
