@@ -178,7 +178,8 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let (ok, out, err) = audit(&["tail", &file, "-n", "1", "--json"]);
     assert!(ok, "{err}");
     let last: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(last["record"]["event"]["kind"], "call_outcome", "{out}");
+    // The stdio session's end stopped the upstream, and that is the last record.
+    assert_eq!(last["record"]["event"]["kind"], "upstream_stopped", "{out}");
 
     // An edited record is caught, and named.
     let text = std::fs::read_to_string(&log).unwrap_or_default();

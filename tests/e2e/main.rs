@@ -14,4 +14,5 @@ mod interaction;
 mod official_clients;
 mod relay;
 mod rust_client;
+mod secrets;
 mod support;

@@ -209,6 +209,22 @@ impl Portcullis {
         let _ = self.child.wait();
     }
 
+    /// Ends the process with SIGTERM, as a service manager would, and waits (at most 20 s)
+    /// for it to exit; true when it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Waits until the log contains `needle`, up to `limit`.
     pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;

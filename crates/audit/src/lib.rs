@@ -16,6 +16,7 @@ mod error;
 mod format;
 mod log;
 mod read;
+mod redact;
 mod verify;
 
 pub use digest::{digest_bytes, digest_json, recorded_json};
@@ -23,6 +24,7 @@ pub use error::AuditError;
 pub use format::{GENESIS, Head, head_path};
 pub use log::{EvidenceLog, Options, Receipt, Stats};
 pub use read::{Entry, Filter, Records, read, render_line, render_time, tail};
+pub use redact::{DigestKey, REDACTED, is_secret_name, key_path, redact};
 pub use verify::{Problem, ProblemKind, TornTail, VerifyReport, verify};
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::error::AuditError;
 use crate::format::{self, Head, head_path, head_tmp_path};
+use crate::redact::DigestKey;
 
 /// How the log is written.
 #[derive(Debug, Clone)]
@@ -73,6 +74,7 @@ pub struct EvidenceLog {
     path: Arc<Path>,
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
+    key: Arc<DigestKey>,
 }
 
 impl std::fmt::Debug for EvidenceLog {
@@ -157,6 +159,7 @@ impl EvidenceLog {
             .write_head()
             .map_err(|error| AuditError::io("write the head file of", path, error))?;
 
+        let key = Arc::new(DigestKey::for_log(path)?);
         let (queue, receiver) = mpsc::channel();
         let counters = Arc::clone(&writer.counters);
         let max_batch = options.max_batch.max(1);
@@ -168,7 +171,13 @@ impl EvidenceLog {
             path: Arc::from(path),
             queue,
             counters,
+            key,
         })
+    }
+
+    /// The keyed digest of a call's arguments as sent (see `redact`): `hmac-sha256:<hex>`.
+    pub fn digest_arguments(&self, arguments: &serde_json::Value) -> String {
+        self.key.digest_arguments(arguments)
     }
 
     /// Append a record; returns once it is durable (written and `fdatasync`ed, head replaced).

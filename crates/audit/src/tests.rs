@@ -783,3 +783,70 @@ fn json_digests_do_not_depend_on_key_order() {
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+#[test]
+fn secret_named_members_and_configured_pointers_are_redacted() {
+    let arguments = serde_json::json!({
+        "to": "bob@example.com",
+        "api_key": "k-123",
+        "headers": {"Authorization": "Bearer abc", "Accept": "text/plain"},
+        "accounts": [{"name": "a", "password": "p1"}, {"name": "b", "githubToken": "t2"}],
+        "max_tokens": 100,
+        "body": "dear bob",
+        "attachments": [{"name": "x.pdf", "content": "AAAA"}, {"name": "y.pdf", "content": "BBBB"}],
+        "items": ["first", "second"],
+    });
+    let pointers = ["/body", "/attachments/*/content", "/items/1", "/missing/*"]
+        .map(|text| portcullis_core::ArgumentPointer::parse(text).unwrap());
+    let recorded = serde_json::to_value(redact(&arguments, &pointers)).unwrap();
+    assert_eq!(
+        recorded,
+        serde_json::json!({
+            "to": "bob@example.com",
+            "api_key": REDACTED,
+            "headers": {"Authorization": REDACTED, "Accept": "text/plain"},
+            "accounts": [{"name": "a", "password": REDACTED}, {"name": "b", "githubToken": REDACTED}],
+            "max_tokens": 100,
+            "body": REDACTED,
+            "attachments": [{"name": "x.pdf", "content": REDACTED}, {"name": "y.pdf", "content": REDACTED}],
+            "items": ["first", REDACTED],
+        })
+    );
+    // Without redactions configured, and with no secret names, nothing changes.
+    let plain = serde_json::json!({"to": "bob", "n": [1, 2]});
+    assert_eq!(serde_json::to_value(redact(&plain, &[])).unwrap(), plain);
+}
+
+#[test]
+fn argument_digests_are_keyed_per_log_and_kept_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.jsonl");
+    let two = dir.path().join("two.jsonl");
+    let arguments = serde_json::json!({"password": "1234", "to": "bob"});
+    let reordered = serde_json::json!({"to": "bob", "password": "1234"});
+
+    let first = DigestKey::for_log(&one).unwrap();
+    let digest = first.digest_arguments(&arguments);
+    assert!(digest.starts_with("hmac-sha256:"), "{digest}");
+    assert_eq!(first.digest_arguments(&reordered), digest);
+    // Not the plain hash a reader of the log could recompute from guesses.
+    assert_ne!(digest.trim_start_matches("hmac-"), digest_json(&arguments));
+    assert_ne!(
+        first.digest_arguments(&serde_json::json!({"password": "1235", "to": "bob"})),
+        digest
+    );
+
+    let again = DigestKey::for_log(&one).unwrap();
+    assert_eq!(again.digest_arguments(&arguments), digest);
+    let other = DigestKey::for_log(&two).unwrap();
+    assert_ne!(other.digest_arguments(&arguments), digest);
+
+    let key_file = key_path(&one);
+    assert_eq!(
+        fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(fs::read(&key_file).unwrap().len(), 32);
+    fs::write(&key_file, b"short").unwrap();
+    assert!(DigestKey::for_log(&one).is_err());
+}

@@ -292,9 +292,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Libraries whose debug logs print whole requests (arguments, headers): capped at `warn`
+/// whatever `PORTCULLIS_LOG` says, so that no log level puts a secret in the log.
+const QUIET_LIBRARIES: &[&str] = &[
+    "rmcp",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "tower",
+    "tower_http",
+    "axum",
+    "rustls",
+];
+
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for library in QUIET_LIBRARIES {
+        if let Ok(directive) = format!("{library}=warn").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     // Logs go to stderr: in stdio mode stdout carries the MCP protocol.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -617,8 +636,8 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
             serving.await?;
         } else {
             gateway.serve_stdio().await?;
-            shutdown.cancel();
         }
+        gateway.stop(Duration::from_secs(5)).await;
         anyhow::Ok(())
     })
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use portcullis_core::{
-    ActingMode, ClaimNames, Effect, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, Namespacing,
-    ResourceServerSettings, Surface, ToolRules, UpstreamName, UserId,
+    ActingMode, ArgumentPointer, ClaimNames, Effect, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER,
+    Namespacing, ResourceServerSettings, Surface, ToolRules, UpstreamName, UserId,
 };
 use serde_spanned::Spanned;
 
@@ -596,7 +596,23 @@ fn tool_rules(report: &mut Reporter<'_>, upstream: &RawUpstream) -> BTreeMap<Str
             parsed
         });
         let scopes = scope_list(report, &raw_rules.scopes);
-        rules.insert(tool.clone(), ToolRules { effect, scopes });
+        let redact = raw_rules
+            .redact
+            .iter()
+            .filter_map(|pointer| {
+                ArgumentPointer::parse(pointer.get_ref())
+                    .map_err(|problem| report.at(Some(pointer.span()), problem))
+                    .ok()
+            })
+            .collect();
+        rules.insert(
+            tool.clone(),
+            ToolRules {
+                effect,
+                scopes,
+                redact,
+            },
+        );
     }
     rules
 }

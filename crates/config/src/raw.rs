@@ -112,4 +112,6 @@ pub(crate) struct RawToolRules {
     pub effect: Option<Spanned<String>>,
     #[serde(default)]
     pub scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub redact: Vec<Spanned<String>>,
 }

@@ -151,7 +151,7 @@ auth = { issuer = "http://127.0.0.1:9000", resource = "https://mcp.example/mcp",
 name = "files"
 command = ["server"]
 surface = "filesystem"
-tools.write_file = { effect = "write", scopes = ["files.write"] }
+tools.write_file = { effect = "write", scopes = ["files.write"], redact = ["/content", "/edits/*/newText"] }
 "#,
     )
     .unwrap();
@@ -175,6 +175,8 @@ tools.write_file = { effect = "write", scopes = ["files.write"] }
     assert_eq!(upstream.surface, portcullis_core::Surface::Filesystem);
     let rules = upstream.tool_rules("write_file");
     assert_eq!(rules.effect(), portcullis_core::Effect::Write);
+    let redact: Vec<String> = rules.redact.iter().map(ToString::to_string).collect();
+    assert_eq!(redact, ["/content", "/edits/*/newText"]);
     // A tool config does not classify is unknown: side-effecting.
     assert_eq!(
         upstream.tool_rules("other").effect(),
@@ -202,6 +204,7 @@ name = "files"
 command = ["server"]
 surface = "disk"
 tools.write_file = { effect = "scribble" }
+tools.send = { redact = ["body", "/a~2"] }
 "#,
         expect![[r#"
             conf/portcullis.toml:3:8: an identity name is empty; give a user, group, tenant or credential name
@@ -209,6 +212,8 @@ tools.write_file = { effect = "scribble" }
             conf/portcullis.toml:7:12: `policies` is empty; list policy files or directories, or remove the key to use the shipped policy
             conf/portcullis.toml:10:10: issuer `http://idp.example` uses plain http on a non-loopback host; its keys decide who may call anything, so use https
             conf/portcullis.toml:16:11: unknown surface `disk`; use one of `filesystem`, `shell`, `code`, `browser`, `http_api`, `database`, `device`, `remote`
-            conf/portcullis.toml:17:31: unknown effect `scribble` for tool `write_file`; use one of `read`, `write`, `destructive`, `send`, `physical`"#]],
+            conf/portcullis.toml:17:31: unknown effect `scribble` for tool `write_file`; use one of `read`, `write`, `destructive`, `send`, `physical`
+            conf/portcullis.toml:18:26: `body` is not an argument pointer: it must start with `/` (like `/password`)
+            conf/portcullis.toml:18:34: `/a~2` is not an argument pointer: `~` must be followed by `0` or `1`"#]],
     );
 }

@@ -9,6 +9,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::pointer::ArgumentPointer;
+
 /// What one tool does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +123,9 @@ pub struct ToolRules {
     pub effect: Option<Effect>,
     /// Scopes an identity needs to call the tool.
     pub scopes: BTreeSet<String>,
+    /// Arguments replaced by `[redacted]` in the evidence (besides the secret-named keys
+    /// redacted everywhere).
+    pub redact: Vec<ArgumentPointer>,
 }
 
 impl ToolRules {

@@ -11,6 +11,7 @@ pub mod effect;
 pub mod evidence;
 pub mod identity;
 pub mod names;
+pub mod pointer;
 pub mod resource_server;
 pub mod source;
 
@@ -18,4 +19,5 @@ pub use effect::{Effect, Surface, ToolRules};
 pub use evidence::{EvidenceRecord, SCHEMA_VERSION as EVIDENCE_SCHEMA_VERSION};
 pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 pub use names::{ExposedName, NameError, Namespacing, UpstreamName};
+pub use pointer::ArgumentPointer;
 pub use resource_server::{ClaimNames, ResourceServerSettings};

@@ -6,9 +6,10 @@
 //! own JSON-RPC errors, passes it through unchanged.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_core::Namespacing;
+use portcullis_core::evidence::RequestContext;
 use rmcp::ErrorData as McpError;
 use rmcp::ServiceError;
 use rmcp::model::{
@@ -276,7 +277,9 @@ impl UpstreamCall {
                 }
                 CallToolResponse::InputRequired(required) => {
                     upstream_state = required.request_state.clone();
-                    match answer_inputs(upstream, &route.asker, required).await {
+                    match answer_inputs(upstream, &route.asker, route.request.as_ref(), required)
+                        .await
+                    {
                         Ok(responses) => input_responses = Some(responses),
                         Err(message) => return Ok(tool_error(message)),
                     }
@@ -300,8 +303,10 @@ impl UpstreamCall {
 pub async fn answer_inputs(
     upstream: &UpstreamHandle,
     asker: &Asker,
+    request: Option<&RequestContext>,
     required: InputRequiredResult,
 ) -> Result<InputResponses, String> {
+    let started = Instant::now();
     let mut responses = InputResponses::new();
     let mut questions = InputRequests::new();
     for (key, request) in required.input_requests.unwrap_or_default() {
@@ -323,8 +328,28 @@ pub async fn answer_inputs(
             }
         }
     }
-    if !questions.is_empty() {
-        responses.extend(asker.ask_all(questions).await?);
+    if questions.is_empty() {
+        return Ok(responses);
     }
+    let keys: Vec<String> = questions.keys().cloned().collect();
+    let answers = asker.ask_all(questions).await;
+    for key in &keys {
+        let response = match &answers {
+            Ok(_) if matches!(asker, Asker::Nobody) => {
+                "declined: the client cannot be asked (no elicitation capability)".to_owned()
+            }
+            Ok(answers) => answers
+                .get(key)
+                .and_then(|answer| answer.get("action"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("cancel")
+                .to_owned(),
+            Err(error) => format!("not answered: {error}"),
+        };
+        upstream
+            .record_elicitation(request, &response, started)
+            .await;
+    }
+    responses.extend(answers?);
     Ok(responses)
 }

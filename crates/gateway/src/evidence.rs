@@ -8,12 +8,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use portcullis_audit::{digest_json, recorded_json};
+use portcullis_audit::digest_json;
 use portcullis_core::evidence::{
     Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord, IdentitySummary,
     ListEvent, Outcome, Reload, RequestContext, ToolRef,
 };
-use portcullis_core::{Effect, IdentityEnvelope};
+use portcullis_core::{ArgumentPointer, Effect, IdentityEnvelope};
 use portcullis_policy::Decision;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResponse, JsonObject};
@@ -46,6 +46,8 @@ pub struct CallRecord {
     tool: ToolRef,
     started: Instant,
     intent_seq: Option<u64>,
+    /// The tool's configured redactions.
+    redact: Vec<ArgumentPointer>,
 }
 
 impl CallRecord {
@@ -65,7 +67,13 @@ impl CallRecord {
             },
             started: Instant::now(),
             intent_seq: None,
+            redact: upstream.spec.tool_rules(tool).redact,
         }
+    }
+
+    /// The request the call belongs to.
+    pub fn request(&self) -> &RequestContext {
+        &self.request
     }
 
     /// Notes the digest of the tool's definition as listed (as exposed to the client).
@@ -87,16 +95,25 @@ pub fn summary(gateway: &Gateway, decision: Option<&Decision>) -> DecisionSummar
     }
 }
 
-/// Arguments as recorded: the value and its digest.
-pub fn arguments(arguments: Option<&JsonObject>) -> Arguments {
-    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
-    Arguments {
-        redacted: recorded_json(&value),
-        digest: digest_json(&value),
-    }
-}
-
 impl Gateway {
+    /// Arguments as recorded: secrets and the `redact` pointers replaced, and the keyed digest
+    /// of the arguments as sent.
+    pub(crate) fn arguments(
+        &self,
+        arguments: Option<&JsonObject>,
+        redact: &[ArgumentPointer],
+    ) -> Arguments {
+        let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+        Arguments {
+            redacted: portcullis_audit::redact(&value, redact),
+            digest: self
+                .evidence
+                .as_ref()
+                .map(|log| log.digest_arguments(&value))
+                .unwrap_or_default(),
+        }
+    }
+
     async fn append(&self, record: EvidenceRecord) -> Result<u64, String> {
         match &self.evidence {
             Some(log) => log
@@ -120,7 +137,7 @@ impl Gateway {
         let event = Event::CallIntent(CallIntent {
             request: record.request.clone(),
             tool: record.tool.clone(),
-            arguments: arguments(call_arguments),
+            arguments: self.arguments(call_arguments, &record.redact),
             decision,
             approval: None,
             credential: None,

@@ -85,6 +85,8 @@ pub struct Gateway {
     first_settled: AtomicBool,
     settled: tokio::sync::Notify,
     shutdown: CancellationToken,
+    /// The upstream supervisors, joined by [`Gateway::stop`] so their last records are written.
+    supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// How ready one upstream is, for start-up messages and tests.
@@ -121,9 +123,10 @@ impl Gateway {
                 )
             })
             .collect();
-        for upstream in &upstreams {
-            tokio::spawn(upstream.clone().supervise(shutdown.child_token()));
-        }
+        let supervisors = upstreams
+            .iter()
+            .map(|upstream| tokio::spawn(upstream.clone().supervise(shutdown.child_token())))
+            .collect();
         let longest_start = config
             .upstreams
             .iter()
@@ -146,6 +149,7 @@ impl Gateway {
             first_settled: AtomicBool::new(false),
             settled: tokio::sync::Notify::new(),
             shutdown,
+            supervisors: std::sync::Mutex::new(supervisors),
         });
         // Every reload attempt is recorded; a policy change can change every identity's
         // lists, so the clients are told.
@@ -245,6 +249,22 @@ impl Gateway {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every upstream and waits (at most `limit`) until each has recorded its stop.
+    pub async fn stop(&self, limit: std::time::Duration) {
+        self.shutdown.cancel();
+        let supervisors = self
+            .supervisors
+            .lock()
+            .map(|mut supervisors| std::mem::take(&mut *supervisors))
+            .unwrap_or_default();
+        if tokio::time::timeout(limit, futures::future::join_all(supervisors))
+            .await
+            .is_err()
+        {
+            tracing::warn!("some upstreams did not stop in time; their stop may not be recorded");
         }
     }
 

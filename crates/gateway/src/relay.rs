@@ -2,6 +2,7 @@
 //! requests an upstream sends back (progress, list changes, its own elicitations, sampling).
 
 use std::sync::Weak;
+use std::time::Instant;
 
 use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
@@ -61,6 +62,16 @@ pub fn label_elicitation(upstream: &str, params: ElicitRequestParams) -> ElicitR
     }
 }
 
+/// How an answer to an elicitation is recorded.
+pub fn action_name(action: &ElicitationAction) -> &'static str {
+    match action {
+        ElicitationAction::Accept => "accept",
+        ElicitationAction::Decline => "decline",
+        ElicitationAction::Cancel => "cancel",
+        _ => "unknown",
+    }
+}
+
 fn declined() -> ElicitResult {
     ElicitResult::new(ElicitationAction::Decline)
 }
@@ -82,19 +93,25 @@ impl ClientHandler for RelayClient {
             return Ok(declined());
         };
         let name = upstream.name().to_string();
+        let started = Instant::now();
         let route = match upstream.route_for_upstream_request() {
             Ok(route) => route,
             Err(why) => {
+                // No request to attribute it to, so nothing to record it under: logged only.
                 tracing::warn!(upstream = %name, why, "upstream elicitation declined");
                 return Ok(declined());
             }
         };
-        tracing::info!(upstream = %name, session = route.session, "relaying the upstream's elicitation to the client");
-        route
-            .asker
-            .ask(label_elicitation(&name, request))
-            .await
-            .map_err(|error| McpError::internal_error(error, None))
+        tracing::info!(upstream = %name, session = route.session, request = route.request.as_ref().map(|r| r.request_id.as_str()), "relaying the upstream's elicitation to the client");
+        let answer = route.asker.ask(label_elicitation(&name, request)).await;
+        let response = match &answer {
+            Ok(result) => action_name(&result.action).to_owned(),
+            Err(error) => format!("not answered: {error}"),
+        };
+        upstream
+            .record_elicitation(route.request.as_ref(), &response, started)
+            .await;
+        answer.map_err(|error| McpError::internal_error(error, None))
     }
 
     #[expect(

@@ -35,7 +35,7 @@ use crate::Gateway;
 use crate::ask::{Asker, Question};
 use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{UpstreamCall, answer_inputs, forward, tool_error, unexpected};
-use crate::evidence::{CallRecord, arguments, elapsed_ms, read_outcome, summary};
+use crate::evidence::{CallRecord, elapsed_ms, read_outcome, summary};
 use crate::relay::label_elicitation;
 use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
 use rmcp::model::{InputRequest, InputResponses};
@@ -319,6 +319,10 @@ impl PortcullisServer {
     ) -> Result<ServerResult, McpError> {
         let route = CallRoute {
             session: self.session,
+            request: self
+                .envelope(context)
+                .ok()
+                .map(|envelope| self.gateway.read_context(&envelope, self.session)),
             asker: asker_for(context),
             listener: listener_for(context),
             log_level: self.log_level_for(context),
@@ -376,6 +380,10 @@ impl PortcullisServer {
             state = upstream_state;
         }
         let asker = asker_for(context);
+        let evidence_request = self
+            .envelope(context)
+            .ok()
+            .map(|envelope| self.gateway.read_context(&envelope, self.session));
         for _round in 0..MAX_INPUT_ROUNDS {
             match self
                 .forward(
@@ -400,7 +408,7 @@ impl PortcullisServer {
                     }
                     state = required.request_state.clone();
                     responses = Some(
-                        answer_inputs(upstream, &asker, required)
+                        answer_inputs(upstream, &asker, evidence_request.as_ref(), required)
                             .await
                             .map_err(|message| McpError::internal_error(message, None))?,
                     );
@@ -464,6 +472,7 @@ impl PortcullisServer {
                 };
                 let route = CallRoute {
                     session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+                    request: Some(call.record.request().clone()),
                     asker,
                     listener: None,
                     log_level: self.log_level_for(context),
@@ -823,6 +832,7 @@ impl ServerHandler for PortcullisServer {
         }
         let route = CallRoute {
             session: self.session,
+            request: Some(call.record.request().clone()),
             asker: asker_for(&context),
             listener: listener_for(&context),
             log_level: self.log_level_for(&context),
@@ -877,7 +887,7 @@ impl ServerHandler for PortcullisServer {
                 request: self.gateway.read_context(&envelope, self.session),
                 upstream: upstream.name().to_string(),
                 prompt: local.to_owned(),
-                arguments: arguments(request.arguments.as_ref()),
+                arguments: self.gateway.arguments(request.arguments.as_ref(), &[]),
                 decision: summary(&self.gateway, decision),
                 outcome,
                 duration_ms: elapsed_ms(started),

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
-use portcullis_core::evidence::{Event, EvidenceRecord, UpstreamLifecycle};
+use portcullis_core::evidence::{
+    ElicitationRelayed, Event, EvidenceRecord, RequestContext, UpstreamLifecycle,
+};
 use portcullis_core::{Namespacing, UpstreamName};
 #[expect(
     deprecated,
@@ -88,6 +90,8 @@ pub enum UpstreamState {
 #[derive(Clone)]
 pub struct CallRoute {
     pub session: u64,
+    /// The request the upstream's own requests belong to, for their evidence records.
+    pub request: Option<RequestContext>,
     pub asker: Asker,
     /// A session-era client, which can be sent notifications (log lines) outside a request.
     pub listener: Option<Peer<RoleServer>>,
@@ -322,7 +326,14 @@ impl UpstreamHandle {
             self.state.store(Arc::new(UpstreamState::Starting));
             let started = Instant::now();
             let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    self.record(Event::UpstreamStopped(UpstreamLifecycle {
+                        upstream: self.name().to_string(),
+                        detail: Some("portcullis is stopping".to_owned()),
+                    }))
+                    .await;
+                    return;
+                }
                 outcome = self.run_once(&shutdown) => outcome,
             };
             if shutdown.is_cancelled() {
@@ -358,14 +369,35 @@ impl UpstreamHandle {
         }
     }
 
-    /// Records a start or failure of this upstream. A failure to record is logged: the
-    /// evidence log refuses calls by itself once it fails.
+    /// Records an event of this upstream. A failure to record is logged: the evidence log
+    /// refuses calls by itself once it fails.
     async fn record(&self, event: Event) {
         if let Some(log) = &self.evidence
             && let Err(error) = log.append(EvidenceRecord::new(now_ms(), event)).await
         {
             tracing::error!(upstream = %self.name(), %error, "an upstream event could not be recorded");
         }
+    }
+
+    /// Records an elicitation of this upstream relayed to the person (or not: `response` says
+    /// why not), for the request it belongs to.
+    pub async fn record_elicitation(
+        &self,
+        request: Option<&RequestContext>,
+        response: &str,
+        started: Instant,
+    ) {
+        let Some(request) = request else {
+            tracing::warn!(upstream = %self.name(), response, "an elicitation outside any request was not recorded");
+            return;
+        };
+        self.record(Event::ElicitationRelayed(ElicitationRelayed {
+            request: request.clone(),
+            upstream: self.name().to_string(),
+            response: response.to_owned(),
+            duration_ms: crate::evidence::elapsed_ms(started),
+        }))
+        .await;
     }
 
     /// One life of the upstream; returns why it ended.

@@ -1,0 +1,171 @@
+//! Arguments as they are recorded: secrets replaced, and a keyed digest of the real thing.
+//!
+//! Two kinds of value are replaced by `[redacted]`: every object member, at any depth, whose
+//! name says it holds a secret (`password`, `api_key`, `client_secret`, `*_token`,
+//! `authorization`, `cookie`, …), and whatever the tool's configured argument pointers name.
+//! The digest covers the arguments as sent, before redaction. A plain hash of them would let
+//! anyone holding the log guess a short redacted secret by trying candidates, so it is an
+//! HMAC-SHA256 under a key kept beside the log (`FILE.key`, mode 0600): whoever holds the key
+//! can confirm that given arguments are the ones recorded; a reader of the log alone cannot.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, KeyInit, Mac};
+use portcullis_core::ArgumentPointer;
+use portcullis_core::evidence::JsonValue;
+use portcullis_core::pointer::Segment;
+use sha2::Sha256;
+
+use crate::digest::recorded_json;
+use crate::error::AuditError;
+use crate::format::hex;
+
+/// What a redacted value is recorded as.
+pub const REDACTED: &str = "[redacted]";
+
+/// Fragments of member names (lower case, `_` and `-` removed) that mark a secret anywhere.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "apikey",
+    "privatekey",
+    "credential",
+    "authorization",
+    "cookie",
+];
+
+/// True when a member called `name` holds a secret whatever the tool: it contains one of
+/// `SECRET_NAME_PARTS`, or ends in `token` (`access_token`, `githubToken`; not `max_tokens`).
+pub fn is_secret_name(name: &str) -> bool {
+    let folded: String = name
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    folded.ends_with("token") || SECRET_NAME_PARTS.iter().any(|part| folded.contains(part))
+}
+
+/// `arguments` as recorded: secret-named members and the `pointers` replaced by `[redacted]`.
+pub fn redact(arguments: &serde_json::Value, pointers: &[ArgumentPointer]) -> JsonValue {
+    let mut recorded = recorded_json(arguments);
+    redact_secret_names(&mut recorded);
+    for pointer in pointers {
+        redact_at(&mut recorded, pointer.segments());
+    }
+    recorded
+}
+
+fn redact_secret_names(value: &mut JsonValue) {
+    match value {
+        JsonValue::Object(members) => {
+            for (name, member) in members.iter_mut() {
+                if is_secret_name(name) {
+                    *member = JsonValue::String(REDACTED.to_owned());
+                } else {
+                    redact_secret_names(member);
+                }
+            }
+        }
+        JsonValue::Array(items) => items.iter_mut().for_each(redact_secret_names),
+        _ => {}
+    }
+}
+
+fn redact_at(value: &mut JsonValue, segments: &[Segment]) {
+    let Some((first, rest)) = segments.split_first() else {
+        *value = JsonValue::String(REDACTED.to_owned());
+        return;
+    };
+    match (value, first) {
+        (JsonValue::Object(members), Segment::Any) => {
+            members
+                .values_mut()
+                .for_each(|member| redact_at(member, rest));
+        }
+        (JsonValue::Object(members), Segment::Key(key)) => {
+            if let Some(member) = members.get_mut(key) {
+                redact_at(member, rest);
+            }
+        }
+        (JsonValue::Array(items), Segment::Any) => {
+            items.iter_mut().for_each(|item| redact_at(item, rest));
+        }
+        (JsonValue::Array(items), Segment::Key(key)) => {
+            if let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                redact_at(item, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The key of a log's argument digests. Its `Debug` shows nothing of it.
+pub struct DigestKey([u8; 32]);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
+impl DigestKey {
+    /// Reads `FILE.key` beside the log `log`, or creates it (mode 0600, 32 random bytes).
+    pub fn for_log(log: &Path) -> Result<Self, AuditError> {
+        let path = key_path(log);
+        let mut key = [0u8; 32];
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                getrandom::fill(&mut key).map_err(|error| {
+                    AuditError::io(
+                        "make a key for",
+                        &path,
+                        std::io::Error::other(error.to_string()),
+                    )
+                })?;
+                file.write_all(&key)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|error| AuditError::io("write", &path, error))?;
+            }
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                let mut file =
+                    File::open(&path).map_err(|error| AuditError::io("open", &path, error))?;
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)
+                    .map_err(|error| AuditError::io("read", &path, error))?;
+                key = bytes.try_into().map_err(|_| {
+                    AuditError::unusable(&path, "the digest key must be exactly 32 bytes")
+                })?;
+            }
+            Err(error) => return Err(AuditError::io("create", &path, error)),
+        }
+        Ok(Self(key))
+    }
+
+    /// `hmac-sha256:<hex>` of `arguments` in canonical form (keys sorted, no whitespace).
+    pub fn digest_arguments(&self, arguments: &serde_json::Value) -> String {
+        let canonical = serde_json::to_vec(&recorded_json(arguments)).unwrap_or_default();
+        // HMAC takes a key of any length, so this cannot fail.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return String::new();
+        };
+        mac.update(&canonical);
+        format!("hmac-sha256:{}", hex(&mac.finalize().into_bytes()))
+    }
+}
+
+/// `FILE.key`, the argument digest key of the log `FILE`.
+pub fn key_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".key");
+    PathBuf::from(name)
+}
