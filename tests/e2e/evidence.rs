@@ -348,3 +348,266 @@ async fn killing_portcullis_under_load_loses_no_record_of_an_answered_call() {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), client.cancel()).await;
 }
+
+/// The value of the metric line that starts with `series` (name and labels), if any.
+fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let metrics_port = crate::support::free_port();
+    let config = scratch.config(&format!(
+        "[identity.local]\nuser = \"alice\"\n\n[http]\nmetrics = \"127.0.0.1:{metrics_port}\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ncommand = {}\ntools.echo = {{ effect = \"read\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n\n[[upstream]]\nname = \"broken\"\ncommand = [\"false\"]\n",
+        toml_array(&[repo_root()
+            .join("fixtures/policy/identity.cedar")
+            .display()
+            .to_string()]),
+        toml_array(&fixture_server(&work, &[])),
+    ));
+    let portcullis = Portcullis::http(&config);
+    assert!(
+        portcullis.log().contains(&format!(
+            "metrics on http://127.0.0.1:{metrics_port}/metrics"
+        )),
+        "{}",
+        portcullis.log()
+    );
+    let http = Target::Http(&portcullis.url);
+    for _ in 0..2 {
+        let echoed = ts_client(
+            &http,
+            &[
+                "--scenario",
+                "call",
+                "--tool",
+                "fx.echo",
+                "--args",
+                r#"{"text":"m"}"#,
+            ],
+        );
+        assert_eq!(result_text(&echoed["result"]), "m", "{echoed}");
+    }
+    ts_client(
+        &http,
+        &[
+            "--scenario",
+            "call",
+            "--tool",
+            "fx.send_message",
+            "--args",
+            r#"{"to":"a@b","subject":"s","body":"b"}"#,
+        ],
+    );
+    let (status, scrape) = crate::support::raw_http(
+        metrics_port,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{metrics_port}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{scrape}");
+    assert!(scrape.contains("application/openmetrics-text"), "{scrape}");
+    let value = |series: &str| {
+        metric(&scrape, series).unwrap_or_else(|| panic!("no `{series}` in\n{scrape}"))
+    };
+    assert_eq!(
+        value(r#"portcullis_calls_total{upstream="fx",outcome="result"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"portcullis_calls_total{upstream="fx",outcome="not_run"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"portcullis_call_duration_seconds_count{upstream="fx"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"portcullis_decisions_total{action="call_tool",verdict="allow"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"portcullis_decisions_total{action="call_tool",verdict="deny"}"#),
+        1.0
+    );
+    assert_eq!(value(r#"portcullis_upstream_up{upstream="fx"}"#), 1.0);
+    assert_eq!(value(r#"portcullis_upstream_up{upstream="broken"}"#), 0.0);
+    assert!(value(r#"portcullis_upstream_failures{upstream="broken"}"#) >= 1.0);
+    assert!(value("portcullis_evidence_records") >= 6.0, "{scrape}");
+    // No identity or tool name is a label.
+    assert!(
+        !scrape.contains("alice") && !scrape.contains("echo"),
+        "{scrape}"
+    );
+}
+
+/// An OTLP/HTTP collector on loopback: answers every request `{}` and keeps the bodies. It
+/// stops by itself after `limit`.
+fn collector(limit: Duration) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    let _ = listener.set_nonblocking(true);
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream);
+            // Several requests may share one connection.
+            loop {
+                let mut length = None;
+                let mut line = String::new();
+                let mut any = false;
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    any = true;
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse::<usize>().ok();
+                    }
+                    line.clear();
+                }
+                if !any {
+                    break;
+                }
+                let mut body = vec![0; length.unwrap_or(0)];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                if let Ok(mut bodies) = sink.lock() {
+                    bodies.push(String::from_utf8_lossy(&body).into_owned());
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+                );
+            }
+        }
+    });
+    (port, bodies)
+}
+
+/// The string form of an OTLP JSON attribute value (`intValue` is a string in OTLP JSON).
+fn attribute(span: &Value, key: &str) -> Option<String> {
+    let value = &span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)?["value"];
+    value["stringValue"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| value["intValue"].as_str().map(str::to_owned))
+        .or_else(|| value["intValue"].as_u64().map(|n| n.to_string()))
+}
+
+#[test]
+fn exported_spans_carry_the_evidence_ids_of_their_call() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = config(&scratch, &work, "fixtures/policy/identity.cedar");
+    let (port, bodies) = collector(Duration::from_secs(60));
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut portcullis = Portcullis::http_with_env(
+        &config,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let echoed = ts_client(
+        &Target::Http(&portcullis.url),
+        &[
+            "--scenario",
+            "call",
+            "--tool",
+            "fx.echo",
+            "--args",
+            r#"{"text":"traced"}"#,
+        ],
+    );
+    assert_eq!(result_text(&echoed["result"]), "traced", "{echoed}");
+    // A clean stop flushes the spans still buffered.
+    assert!(portcullis.terminate(), "{}", portcullis.log());
+
+    let lines: Vec<Value> = std::fs::read_to_string(scratch.path().join("state/evidence.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let intent = lines
+        .iter()
+        .find(|l| l["record"]["event"]["kind"] == "call_intent")
+        .unwrap_or_else(|| panic!("no call intent: {lines:?}"));
+    let request_id = intent["record"]["event"]["request"]["request_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let seq = intent["seq"].as_u64().map(|n| n.to_string());
+
+    let exported = bodies.lock().map(|b| b.clone()).unwrap_or_default();
+    let spans: Vec<Value> = exported
+        .iter()
+        .filter_map(|body| serde_json::from_str::<Value>(body).ok())
+        .flat_map(|body| {
+            body["resourceSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| {
+                    r["scopeSpans"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .flat_map(|s| {
+                    s["spans"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let call = spans
+        .iter()
+        .find(|span| span["name"] == "tools/call")
+        .unwrap_or_else(|| {
+            panic!(
+                "no tools/call span among {} exported bodies: {exported:?}",
+                exported.len()
+            )
+        });
+    assert_eq!(
+        attribute(call, "request_id").as_deref(),
+        Some(request_id.as_str()),
+        "{call}"
+    );
+    assert_eq!(attribute(call, "evidence_seq"), seq, "{call}");
+    assert_eq!(
+        attribute(call, "tool").as_deref(),
+        Some("fx.echo"),
+        "{call}"
+    );
+    // The arguments are not in the trace.
+    assert!(
+        !exported.iter().any(|body| body.contains("traced")),
+        "{exported:?}"
+    );
+}

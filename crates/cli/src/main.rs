@@ -11,9 +11,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
-use portcullis_gateway::{Gateway, UpstreamStatus, load_policy, serve_http};
+use portcullis_gateway::{Gateway, UpstreamStatus, load_policy, serve_http, serve_metrics};
 use portcullis_policy::{Action, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
+
+mod telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -261,7 +263,9 @@ impl AsIdentity {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Spans are exported (OTLP) only by `serve`, and only when the environment names a collector.
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let telemetry = telemetry::init(cli.log_format, serving);
     let outcome = match cli.command {
         Command::Audit(command) => {
             return audit(&command).unwrap_or_else(|error| {
@@ -283,45 +287,13 @@ fn main() -> ExitCode {
             http,
         } => serve(&config, listen, http),
     };
+    telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("portcullis: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Libraries whose debug logs print whole requests (arguments, headers): capped at `warn`
-/// whatever `PORTCULLIS_LOG` says, so that no log level puts a secret in the log.
-const QUIET_LIBRARIES: &[&str] = &[
-    "rmcp",
-    "hyper",
-    "hyper_util",
-    "h2",
-    "reqwest",
-    "tower",
-    "tower_http",
-    "axum",
-    "rustls",
-];
-
-fn init_tracing(format: LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for library in QUIET_LIBRARIES {
-        if let Ok(directive) = format!("{library}=warn").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    // Logs go to stderr: in stdio mode stdout carries the MCP protocol.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -625,6 +597,15 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
         tokio::spawn(stop_on_signal(shutdown.clone()));
         if listen.is_some() || http {
             let (address, serving) = serve_http(gateway.clone(), &config.http).await?;
+            if let Some(metrics) = config.http.metrics {
+                let (bound, scraping) = serve_metrics(gateway.clone(), metrics).await?;
+                eprintln!("portcullis: metrics on http://{bound}/metrics");
+                tokio::spawn(async move {
+                    if let Err(error) = scraping.await {
+                        tracing::error!(%error, "the metrics endpoint stopped");
+                    }
+                });
+            }
             gateway.settle(Duration::from_secs(10)).await;
             report_upstreams(&gateway);
             let url = format!("http://{address}/mcp");

@@ -78,6 +78,9 @@ pub struct HttpSettings {
     /// Bearer-token authentication (OAuth 2.1 resource server); without it every HTTP session
     /// acts as the local identity, which is why the listener must then be loopback.
     pub auth: Option<ResourceServerSettings>,
+    /// Where Prometheus metrics are served in HTTP mode (`GET /metrics`), if anywhere:
+    /// loopback only, since nothing authenticates a scrape.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// One upstream MCP server.
@@ -243,6 +246,7 @@ fn unreachable_config(file: &Path) -> Config {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             auth: None,
+            metrics: None,
         },
         upstreams: Vec::new(),
         local_identity: local_identity(&mut Reporter::new(file, ""), None),
@@ -437,6 +441,7 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             auth: None,
+            metrics: None,
         };
     };
     let auth = http
@@ -484,11 +489,37 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
             );
         }
     }
+    let metrics = http
+        .metrics
+        .as_ref()
+        .and_then(|metrics| match metrics.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => Some(addr),
+            Ok(addr) => {
+                report.at(
+                    Some(metrics.span()),
+                    format!(
+                        "`{addr}` is not a loopback address; nothing authenticates a metrics scrape, so metrics are served on loopback only"
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                report.at(
+                    Some(metrics.span()),
+                    format!(
+                        "`{}` is not an address with a port, e.g. `127.0.0.1:9464`",
+                        metrics.get_ref()
+                    ),
+                );
+                None
+            }
+        });
     HttpSettings {
         listen,
         allowed_hosts: strings(&http.allowed_hosts),
         allowed_origins: strings(&http.allowed_origins),
         auth,
+        metrics,
     }
 }
 

@@ -65,6 +65,7 @@ pub(crate) struct RawHttp {
     pub allowed_hosts: Option<Vec<Spanned<String>>>,
     pub allowed_origins: Option<Vec<Spanned<String>>>,
     pub auth: Option<Spanned<RawHttpAuth>>,
+    pub metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -217,3 +217,21 @@ tools.send = { redact = ["body", "/a~2"] }
             conf/portcullis.toml:18:34: `/a~2` is not an argument pointer: `~` must be followed by `0` or `1`"#]],
     );
 }
+
+#[test]
+fn metrics_listen_on_loopback_only() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        "[http]\nmetrics = \"127.0.0.1:9464\"\n\n[[upstream]]\nname = \"a\"\ncommand = [\"server\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.http.metrics,
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464)))
+    );
+    check_errors(
+        "[http]\nmetrics = \"0.0.0.0:9464\"\n\n[[upstream]]\nname = \"a\"\ncommand = [\"server\"]\n",
+        expect![[r#"
+            conf/portcullis.toml:2:11: `0.0.0.0:9464` is not a loopback address; nothing authenticates a metrics scrape, so metrics are served on loopback only"#]],
+    );
+}

@@ -309,6 +309,8 @@ impl Gateway {
         let name = match entry {
             Listed::Tool(name) | Listed::Prompt(name) | Listed::Resource(name) => *name,
         };
+        self.metrics
+            .decided(action.cedar_name(), decision.verdict.as_str());
         let policies = decision.policy_ids().join(",");
         macro_rules! record {
             ($level:ident, $message:literal) => {

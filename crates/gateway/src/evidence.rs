@@ -145,6 +145,7 @@ impl Gateway {
         match self.append(EvidenceRecord::new(now_ms(), event)).await {
             Ok(seq) => {
                 record.intent_seq = Some(seq);
+                tracing::Span::current().record("evidence_seq", seq);
                 Ok(())
             }
             Err(error) if effect == Effect::Read && self.reads_without_evidence => {
@@ -171,6 +172,11 @@ impl Gateway {
     /// Writes the outcome record. A failure here is logged: the call already ran, and the
     /// failed log refuses every later intent, so nothing more runs unrecorded.
     pub(crate) async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
+        self.metrics.called(
+            &record.tool.upstream,
+            &outcome,
+            record.started.elapsed().as_secs_f64(),
+        );
         let event = Event::CallOutcome(CallOutcome {
             request: record.request.clone(),
             tool: record.tool.clone(),

@@ -12,6 +12,7 @@ mod authorize;
 mod call;
 mod evidence;
 mod http;
+mod metrics;
 mod pending;
 mod policy;
 mod progress;
@@ -32,6 +33,7 @@ use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
 pub use http::serve_http;
+pub use metrics::serve_metrics;
 pub use policy::load_policy;
 pub use server::PortcullisServer;
 
@@ -85,6 +87,7 @@ pub struct Gateway {
     first_settled: AtomicBool,
     settled: tokio::sync::Notify,
     shutdown: CancellationToken,
+    metrics: metrics::Metrics,
     /// The upstream supervisors, joined by [`Gateway::stop`] so their last records are written.
     supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -149,6 +152,7 @@ impl Gateway {
             first_settled: AtomicBool::new(false),
             settled: tokio::sync::Notify::new(),
             shutdown,
+            metrics: metrics::Metrics::default(),
             supervisors: std::sync::Mutex::new(supervisors),
         });
         // Every reload attempt is recorded; a policy change can change every identity's

@@ -30,6 +30,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::ask::{Asker, Question};
@@ -482,7 +483,8 @@ impl PortcullisServer {
                 let task = {
                     let gateway = self.gateway.clone();
                     tokio::spawn(
-                        async move { call.run(&gateway, &route, progress, &task_cancel).await },
+                        async move { call.run(&gateway, &route, progress, &task_cancel).await }
+                            .in_current_span(),
                     )
                 };
                 PendingCall {
@@ -537,6 +539,125 @@ impl PortcullisServer {
                 Ok(tool_error("the request was cancelled".to_owned()))
             }
         }
+    }
+
+    /// `tools/call` for `envelope`, inside the call's span.
+    async fn call_tool_as(
+        &self,
+        envelope: Arc<IdentityEnvelope>,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.gateway.first_settle().await;
+        let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
+        let (upstream, local) = self.resolve_tool(&request.name)?;
+        let arguments = request.arguments.as_ref();
+        let gateway = &self.gateway;
+        let mut record = CallRecord::new(&envelope, self.session, upstream, local);
+        tracing::Span::current().record("request_id", record.request().request_id.as_str());
+        let hidden = summary(gateway, None);
+        // A hidden tool gets the same answer as one that does not exist, whether or not its
+        // upstream is up: nothing about what other identities may see leaks through a name.
+        let Ok(visible) = gateway.visible_tool(&envelope, upstream, local) else {
+            gateway
+                .record_refusal(record, arguments, hidden, "hidden from this identity")
+                .await;
+            return Err(unknown());
+        };
+        let connection = match self.ready(upstream) {
+            Ok(connection) => connection,
+            Err(message) => {
+                gateway
+                    .record_refusal(record, arguments, hidden, &message)
+                    .await;
+                return Ok(tool_error(message));
+            }
+        };
+        {
+            let catalog = connection.catalog.load();
+            let Some(definition) = catalog.tools.iter().find(|t| t.name == request.name) else {
+                gateway
+                    .record_refusal(record, arguments, hidden, "no such tool")
+                    .await;
+                return Err(unknown());
+            };
+            record.set_definition(definition);
+        }
+        let permit = match gateway.authorize_call(&envelope, upstream, visible, arguments) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                let (decision, answer) = match refusal {
+                    Refusal::Hidden => (hidden, Err(unknown())),
+                    Refusal::Denied { reason, decision } => (
+                        summary(gateway, Some(&decision)),
+                        Ok(tool_error(format!(
+                            "portcullis refused `{}` for {}: {reason}; the call did not run",
+                            request.name,
+                            envelope.user().subject
+                        ))),
+                    ),
+                    Refusal::ApprovalUnavailable { decision } => (
+                        summary(gateway, Some(&decision)),
+                        Ok(tool_error(format!(
+                            "`{}` needs a person's approval before it runs, and this version of portcullis cannot ask for approval yet; the call did not run",
+                            request.name
+                        ))),
+                    ),
+                };
+                let reason = match &answer {
+                    Err(_) => "hidden from this identity",
+                    Ok(_) => "refused by policy",
+                };
+                gateway
+                    .record_refusal(record, arguments, decision, reason)
+                    .await;
+                return answer;
+            }
+        };
+        // INVARIANT: the intent is durable before the upstream hears of the call.
+        if let Err(message) = gateway
+            .record_intent(
+                &mut record,
+                arguments,
+                summary(gateway, Some(permit.decision())),
+                upstream.spec.tool_rules(local).effect(),
+            )
+            .await
+        {
+            return Ok(tool_error(message));
+        }
+        let call = UpstreamCall {
+            record,
+            permit,
+            upstream: upstream.clone(),
+            connection,
+            local: local.to_owned(),
+            arguments: request.arguments.clone(),
+            namespacing: self.gateway.namespacing,
+            first_responses: request
+                .request_state
+                .is_none()
+                .then(|| request.input_responses.clone())
+                .flatten(),
+        };
+        if Self::is_stateless(&context) {
+            return self.call_tool_stateless(call, &request, &context).await;
+        }
+        if request.request_state.is_some() || request.input_responses.is_some() {
+            return Err(McpError::invalid_params(
+                "requestState and inputResponses are for stateless (2026-07-28) requests",
+                None,
+            ));
+        }
+        let route = CallRoute {
+            session: self.session,
+            request: Some(call.record.request().clone()),
+            asker: asker_for(&context),
+            listener: listener_for(&context),
+            log_level: self.log_level_for(&context),
+        };
+        call.run(&self.gateway, &route, progress_of(&context), &context.ct)
+            .await
     }
 }
 
@@ -730,114 +851,17 @@ impl ServerHandler for PortcullisServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
-        let (upstream, local) = self.resolve_tool(&request.name)?;
-        let arguments = request.arguments.as_ref();
-        let gateway = &self.gateway;
-        let mut record = CallRecord::new(&envelope, self.session, upstream, local);
-        let hidden = summary(gateway, None);
-        // A hidden tool gets the same answer as one that does not exist, whether or not its
-        // upstream is up: nothing about what other identities may see leaks through a name.
-        let Ok(visible) = gateway.visible_tool(&envelope, upstream, local) else {
-            gateway
-                .record_refusal(record, arguments, hidden, "hidden from this identity")
-                .await;
-            return Err(unknown());
-        };
-        let connection = match self.ready(upstream) {
-            Ok(connection) => connection,
-            Err(message) => {
-                gateway
-                    .record_refusal(record, arguments, hidden, &message)
-                    .await;
-                return Ok(tool_error(message));
-            }
-        };
-        {
-            let catalog = connection.catalog.load();
-            let Some(definition) = catalog.tools.iter().find(|t| t.name == request.name) else {
-                gateway
-                    .record_refusal(record, arguments, hidden, "no such tool")
-                    .await;
-                return Err(unknown());
-            };
-            record.set_definition(definition);
-        }
-        let permit = match gateway.authorize_call(&envelope, upstream, visible, arguments) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                let (decision, answer) = match refusal {
-                    Refusal::Hidden => (hidden, Err(unknown())),
-                    Refusal::Denied { reason, decision } => (
-                        summary(gateway, Some(&decision)),
-                        Ok(tool_error(format!(
-                            "portcullis refused `{}` for {}: {reason}; the call did not run",
-                            request.name,
-                            envelope.user().subject
-                        ))),
-                    ),
-                    Refusal::ApprovalUnavailable { decision } => (
-                        summary(gateway, Some(&decision)),
-                        Ok(tool_error(format!(
-                            "`{}` needs a person's approval before it runs, and this version of portcullis cannot ask for approval yet; the call did not run",
-                            request.name
-                        ))),
-                    ),
-                };
-                let reason = match &answer {
-                    Err(_) => "hidden from this identity",
-                    Ok(_) => "refused by policy",
-                };
-                gateway
-                    .record_refusal(record, arguments, decision, reason)
-                    .await;
-                return answer;
-            }
-        };
-        // INVARIANT: the intent is durable before the upstream hears of the call.
-        if let Err(message) = gateway
-            .record_intent(
-                &mut record,
-                arguments,
-                summary(gateway, Some(permit.decision())),
-                upstream.spec.tool_rules(local).effect(),
-            )
-            .await
-        {
-            return Ok(tool_error(message));
-        }
-        let call = UpstreamCall {
-            record,
-            permit,
-            upstream: upstream.clone(),
-            connection,
-            local: local.to_owned(),
-            arguments: request.arguments.clone(),
-            namespacing: self.gateway.namespacing,
-            first_responses: request
-                .request_state
-                .is_none()
-                .then(|| request.input_responses.clone())
-                .flatten(),
-        };
-        if Self::is_stateless(&context) {
-            return self.call_tool_stateless(call, &request, &context).await;
-        }
-        if request.request_state.is_some() || request.input_responses.is_some() {
-            return Err(McpError::invalid_params(
-                "requestState and inputResponses are for stateless (2026-07-28) requests",
-                None,
-            ));
-        }
-        let route = CallRoute {
-            session: self.session,
-            request: Some(call.record.request().clone()),
-            asker: asker_for(&context),
-            listener: listener_for(&context),
-            log_level: self.log_level_for(&context),
-        };
-        call.run(&self.gateway, &route, progress_of(&context), &context.ct)
+        // Every log line of the call carries its evidence request id (and, once written, the
+        // intent record's seq), so the log, the evidence and exported spans join up.
+        let span = tracing::info_span!(
+            "tools/call",
+            request_id = tracing::field::Empty,
+            evidence_seq = tracing::field::Empty,
+            tool = %request.name,
+            user = %envelope.user(),
+        );
+        self.call_tool_as(envelope, request, context)
+            .instrument(span)
             .await
     }
 

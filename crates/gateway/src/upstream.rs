@@ -117,6 +117,8 @@ pub struct UpstreamHandle {
     /// answer may be handled just after it.
     recent: Mutex<Option<(CallRoute, Instant)>>,
     next_call: AtomicU64,
+    /// Failed starts, crashes and hangs since Portcullis started.
+    failures: AtomicU64,
     /// Set when a call timed out: the supervisor probes the upstream and restarts it if it hangs.
     suspect: tokio::sync::Notify,
     sessions: Weak<Sessions>,
@@ -176,6 +178,7 @@ impl UpstreamHandle {
             inflight: Mutex::new(HashMap::new()),
             recent: Mutex::new(None),
             next_call: AtomicU64::new(1),
+            failures: AtomicU64::new(0),
             suspect: tokio::sync::Notify::new(),
             sessions,
             progress: ProgressRoutes::default(),
@@ -203,6 +206,11 @@ impl UpstreamHandle {
             UpstreamState::Down { reason } => format!("{reason}; it is being restarted"),
             UpstreamState::Ready(_) => "it is ready".to_owned(),
         }
+    }
+
+    /// Failed starts, crashes and hangs since Portcullis started.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Registers a call in flight; the guard removes it.
@@ -348,6 +356,7 @@ impl UpstreamHandle {
                 retry_in_ms = backoff.as_millis() as u64,
                 "upstream is down; its tools are hidden until it is back"
             );
+            self.failures.fetch_add(1, Ordering::Relaxed);
             self.record(Event::UpstreamCrashed(UpstreamLifecycle {
                 upstream: self.name().to_string(),
                 detail: Some(format!(
