@@ -9,7 +9,7 @@ use portcullis_core::{
     ActingMode, Effect, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, Surface, UserId,
 };
 use portcullis_policy::{
-    Action, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA, Source, Target, Verdict,
+    Action, Facts, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA, Source, Target, Verdict,
 };
 
 use crate::measure::{Samples, Summary};
@@ -57,6 +57,7 @@ pub fn measure_policy(decisions: usize) -> anyhow::Result<Summary> {
             arguments,
         },
         now: 1_796_083_200,
+        facts: Facts::default(),
     };
     let list = request(Action::ListTool, None);
     let call = request(Action::CallTool, Some(&arguments));

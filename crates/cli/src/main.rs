@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{Gateway, UpstreamStatus, load_policy, serve_http, serve_metrics};
-use portcullis_policy::{Action, PolicyEngine, Request, Target, Verdict};
+use portcullis_policy::{Action, Facts, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
 
 mod telemetry;
@@ -489,6 +489,7 @@ fn explain(
                 },
             },
             now,
+            facts: Facts::default(),
         })
     };
     let listed = decide(Action::ListTool);

@@ -13,7 +13,8 @@ mod raw;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, EvidenceSettings, HttpSettings, PolicySettings, Upstream, UpstreamTransport, parse,
+    ApprovalSettings, Config, EvidenceSettings, HttpSettings, PolicySettings, Upstream,
+    UpstreamTransport, parse,
 };
 
 #[cfg(test)]

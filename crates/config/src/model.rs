@@ -18,6 +18,8 @@ use crate::raw::{RawConfig, RawHttp, RawHttpAuth, RawLocalIdentity, RawPolicy, R
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time an upstream may take to start and finish its handshake.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a person has to answer an approval request unless config says otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default number of list entries per page sent to the client.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default streamable HTTP listener: loopback only.
@@ -43,6 +45,18 @@ pub struct Config {
     pub local_identity: IdentityEnvelope,
     pub policy: PolicySettings,
     pub evidence: EvidenceSettings,
+    pub approval: ApprovalSettings,
+}
+
+/// How Portcullis asks a person to approve a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// How long a person has to answer; unanswered means not approved. Default 300 s.
+    pub timeout: Duration,
+    /// The environment variable holding the key that seals `requestState` (at least 32
+    /// bytes), so that several Portcullis processes accept each other's states; `None`: a
+    /// key generated at each start.
+    pub state_key_env: Option<String>,
 }
 
 /// Where the evidence log is, and what happens when it cannot be written.
@@ -93,12 +107,26 @@ pub struct Upstream {
     pub surface: Surface,
     /// Rules for the upstream's tools, by the upstream's own tool name.
     pub tools: BTreeMap<String, ToolRules>,
+    /// The effect of the tools `tools` does not classify (`effect = …` on the upstream).
+    pub default_effect: Option<Effect>,
+    /// Whether its tool results, resources and prompts are trusted content. Untrusted (the
+    /// default) content taints the session: its side effects then need approval.
+    pub trusted: bool,
+    /// Whether its tool annotations may classify tools config leaves unclassified. Without
+    /// this, annotations can only make a tool more restricted.
+    pub trust_hints: bool,
+    /// Whether its sampling requests are relayed to the client (default: refused).
+    pub sampling: bool,
 }
 
 impl Upstream {
-    /// What config says about one of this upstream's tools (nothing: effect unknown).
+    /// What config says about one of this upstream's tools (nothing: the upstream's default
+    /// effect, else unknown).
     pub fn tool_rules(&self, tool: &str) -> ToolRules {
-        self.tools.get(tool).cloned().unwrap_or_default()
+        self.tools.get(tool).cloned().unwrap_or_else(|| ToolRules {
+            effect: self.default_effect,
+            ..ToolRules::default()
+        })
     }
 }
 
@@ -184,6 +212,28 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         },
         reads_without_evidence: raw.server.reads_without_evidence.unwrap_or(false),
     };
+    let approval = ApprovalSettings {
+        timeout: seconds(
+            &mut report,
+            raw.server.approval_timeout_secs.as_ref(),
+            "approval_timeout_secs",
+            DEFAULT_APPROVAL_TIMEOUT,
+        ),
+        state_key_env: raw.server.state_key_env.as_ref().and_then(|name| {
+            let valid = !name.get_ref().is_empty()
+                && name
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                report.at(
+                    Some(name.span()),
+                    format!("`{}` is not an environment variable name", name.get_ref()),
+                );
+            }
+            valid.then(|| name.get_ref().clone())
+        }),
+    };
 
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut seen = BTreeSet::new();
@@ -233,6 +283,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         local_identity,
         policy,
         evidence,
+        approval,
     })
 }
 
@@ -254,6 +305,10 @@ fn unreachable_config(file: &Path) -> Config {
         evidence: EvidenceSettings {
             file: PathBuf::from(DEFAULT_EVIDENCE),
             reads_without_evidence: false,
+        },
+        approval: ApprovalSettings {
+            timeout: DEFAULT_APPROVAL_TIMEOUT,
+            state_key_env: None,
         },
     }
 }
@@ -330,7 +385,11 @@ fn parse_upstream(
             Surface::Unspecified
         }),
     };
-    let tools = tool_rules(report, upstream);
+    let default_effect = upstream
+        .effect
+        .as_ref()
+        .and_then(|effect| effect_of(report, effect, "the upstream's tools"));
+    let tools = tool_rules(report, upstream, default_effect);
     Some(Upstream {
         name: name?,
         transport: transport?,
@@ -338,6 +397,10 @@ fn parse_upstream(
         start_timeout,
         surface,
         tools,
+        default_effect,
+        trusted: upstream.trusted.unwrap_or(false),
+        trust_hints: upstream.trust_hints.unwrap_or(false),
+        sampling: upstream.sampling.unwrap_or(false),
     })
 }
 
@@ -608,40 +671,63 @@ fn names<'a>(values: impl Iterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
-fn tool_rules(report: &mut Reporter<'_>, upstream: &RawUpstream) -> BTreeMap<String, ToolRules> {
+/// Parses argument pointers, reporting each one that is not.
+fn pointers(report: &mut Reporter<'_>, raw: &[Spanned<String>]) -> Vec<ArgumentPointer> {
+    raw.iter()
+        .filter_map(|pointer| {
+            ArgumentPointer::parse(pointer.get_ref())
+                .map_err(|problem| report.at(Some(pointer.span()), problem))
+                .ok()
+        })
+        .collect()
+}
+
+/// An `effect = "…"` value, reported when it names no effect.
+fn effect_of(report: &mut Reporter<'_>, effect: &Spanned<String>, of: &str) -> Option<Effect> {
+    let parsed = Effect::from_name(effect.get_ref());
+    if parsed.is_none() {
+        report.at(
+            Some(effect.span()),
+            format!(
+                "unknown effect `{}` for {of}; use one of {}",
+                effect.get_ref(),
+                names(Effect::NAMED.iter().map(|e| e.as_str()))
+            ),
+        );
+    }
+    parsed
+}
+
+/// Per-tool rules; `default_effect` (the upstream's `effect`) classifies the tools that do not
+/// name one, including those config does not list (see `Upstream::tool_rules`).
+fn tool_rules(
+    report: &mut Reporter<'_>,
+    upstream: &RawUpstream,
+    default_effect: Option<Effect>,
+) -> BTreeMap<String, ToolRules> {
     let mut rules = BTreeMap::new();
     for (tool, raw) in &upstream.tools {
         let raw_rules = raw.get_ref();
-        let effect = raw_rules.effect.as_ref().and_then(|effect| {
-            let parsed = Effect::from_name(effect.get_ref());
-            if parsed.is_none() {
-                report.at(
-                    Some(effect.span()),
-                    format!(
-                        "unknown effect `{}` for tool `{tool}`; use one of {}",
-                        effect.get_ref(),
-                        names(Effect::NAMED.iter().map(|e| e.as_str()))
-                    ),
-                );
-            }
-            parsed
-        });
+        let effect = raw_rules
+            .effect
+            .as_ref()
+            .and_then(|effect| effect_of(report, effect, &format!("tool `{tool}`")));
         let scopes = scope_list(report, &raw_rules.scopes);
-        let redact = raw_rules
-            .redact
-            .iter()
-            .filter_map(|pointer| {
-                ArgumentPointer::parse(pointer.get_ref())
-                    .map_err(|problem| report.at(Some(pointer.span()), problem))
-                    .ok()
-            })
-            .collect();
+        let redact = pointers(report, &raw_rules.redact);
+        let recipients = pointers(report, &raw_rules.recipients);
+        let tenant_argument = pointers(report, raw_rules.tenant_argument.as_slice())
+            .into_iter()
+            .next();
         rules.insert(
             tool.clone(),
             ToolRules {
-                effect,
+                effect: effect.or(default_effect),
                 scopes,
                 redact,
+                recipients,
+                tenant_argument,
+                escalates: raw_rules.escalates.unwrap_or(false),
+                reversible: raw_rules.reversible,
             },
         );
     }

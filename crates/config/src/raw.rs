@@ -56,6 +56,8 @@ pub(crate) struct RawServer {
     pub start_timeout_secs: Option<Spanned<i64>>,
     pub evidence: Option<Spanned<String>>,
     pub reads_without_evidence: Option<bool>,
+    pub approval_timeout_secs: Option<Spanned<i64>>,
+    pub state_key_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +105,10 @@ pub(crate) struct RawUpstream {
     pub call_timeout_secs: Option<Spanned<i64>>,
     pub start_timeout_secs: Option<Spanned<i64>>,
     pub surface: Option<Spanned<String>>,
+    pub effect: Option<Spanned<String>>,
+    pub trusted: Option<bool>,
+    pub trust_hints: Option<bool>,
+    pub sampling: Option<bool>,
     #[serde(default)]
     pub tools: BTreeMap<String, Spanned<RawToolRules>>,
 }
@@ -115,4 +121,9 @@ pub(crate) struct RawToolRules {
     pub scopes: Vec<Spanned<String>>,
     #[serde(default)]
     pub redact: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub recipients: Vec<Spanned<String>>,
+    pub tenant_argument: Option<Spanned<String>>,
+    pub escalates: Option<bool>,
+    pub reversible: Option<bool>,
 }

@@ -126,6 +126,16 @@ pub struct ToolRules {
     /// Arguments replaced by `[redacted]` in the evidence (besides the secret-named keys
     /// redacted everywhere).
     pub redact: Vec<ArgumentPointer>,
+    /// Arguments holding recipients or destinations (addresses, channels, accounts, URLs): a
+    /// value this user has not had approved before makes the call a `new_recipient`.
+    pub recipients: Vec<ArgumentPointer>,
+    /// The argument naming the tenant or workspace the call acts in: a value other than the
+    /// session's tenant makes the call `crosses_tenant`.
+    pub tenant_argument: Option<ArgumentPointer>,
+    /// The tool changes privileges (roles, permissions, keys).
+    pub escalates: bool,
+    /// Whether the effect can be undone, for the approval request (`None`: not known).
+    pub reversible: Option<bool>,
 }
 
 impl ToolRules {

@@ -9,7 +9,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_core::IdentityEnvelope;
-use portcullis_policy::{Action, Decision, Request, Target, Verdict};
+use portcullis_policy::{Action, Decision, Facts, Request, Target, Verdict};
 use serde_json::{Map, Value};
 
 use crate::Gateway;
@@ -97,6 +97,7 @@ impl Gateway {
             surface: upstream.spec.surface,
             target,
             now: now(),
+            facts: Facts::default(),
         })
     }
 

@@ -93,6 +93,21 @@ pub enum Target<'a> {
     },
 }
 
+/// What Portcullis knows about a request beyond who, what and where: the context's flags.
+/// All false for lists, prompts and resources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// An argument config names as the target tenant or workspace differs from the session's.
+    pub crosses_tenant: bool,
+    /// An argument config names as a recipient or destination holds one this user has not
+    /// had approved before.
+    pub new_recipient: bool,
+    /// Config marks the tool as changing privileges (roles, permissions, keys).
+    pub escalates: bool,
+    /// The session has received content from an upstream config does not trust.
+    pub tainted: bool,
+}
+
 /// One question for the policies.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -103,6 +118,7 @@ pub struct Request<'a> {
     pub target: Target<'a>,
     /// Seconds since the Unix epoch: the caller's clock, so that this crate reads none.
     pub now: u64,
+    pub facts: Facts,
 }
 
 /// The entity types and actions of the schema, as Cedar names.
@@ -448,6 +464,22 @@ impl PolicyEngine {
             ("required_scopes".to_owned(), set(required_scopes)),
             ("tenant".to_owned(), string(tenant)),
             ("now".to_owned(), RestrictedExpression::new_long(now)),
+            (
+                "crosses_tenant".to_owned(),
+                RestrictedExpression::new_bool(request.facts.crosses_tenant),
+            ),
+            (
+                "new_recipient".to_owned(),
+                RestrictedExpression::new_bool(request.facts.new_recipient),
+            ),
+            (
+                "escalates".to_owned(),
+                RestrictedExpression::new_bool(request.facts.escalates),
+            ),
+            (
+                "tainted".to_owned(),
+                RestrictedExpression::new_bool(request.facts.tainted),
+            ),
         ])
         .map_err(|e| e.to_string())?;
         let action = self.names.action(request.action).clone();
@@ -472,11 +504,14 @@ impl PolicyEngine {
             .errors()
             .map(ToString::to_string)
             .collect();
-        let policies: Vec<PolicyRef> = response
+        // Cedar gives the determining policies as a set: sorted, so that logs and records
+        // name them in the same order every time.
+        let mut policies: Vec<PolicyRef> = response
             .diagnostics()
             .reason()
             .map(|id| self.reference(id))
             .collect();
+        policies.sort_by(|a, b| a.id.cmp(&b.id));
         // INVARIANT: an evaluation error denies, even if the remaining policies allow (Cedar
         // skips an erroring policy, which could be a `forbid`).
         let verdict = if !errors.is_empty() || response.decision() == CedarDecision::Deny {

@@ -13,7 +13,7 @@ mod decision;
 mod engine;
 
 pub use decision::{Decision, PolicyRef, Verdict};
-pub use engine::{Action, PolicyEngine, PolicyError, Problem, Request, Source, Target};
+pub use engine::{Action, Facts, PolicyEngine, PolicyError, Problem, Request, Source, Target};
 
 /// The shipped schema, used when config names none.
 pub const SHIPPED_SCHEMA: &str = include_str!("../../../config/portcullis.cedarschema");

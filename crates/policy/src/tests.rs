@@ -9,7 +9,7 @@ use portcullis_core::{ActingMode, Effect, EnvelopeParts, IdentityEnvelope, Surfa
 use serde::Deserialize;
 
 use crate::{
-    Action, Decision, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA, Source, Target,
+    Action, Decision, Facts, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA, Source, Target,
     Verdict,
 };
 
@@ -76,6 +76,14 @@ struct Case {
     uri: Option<String>,
     arguments: Option<serde_json::Map<String, serde_json::Value>>,
     now: Option<u64>,
+    #[serde(default)]
+    crosses_tenant: bool,
+    #[serde(default)]
+    new_recipient: bool,
+    #[serde(default)]
+    escalates: bool,
+    #[serde(default)]
+    tainted: bool,
 }
 
 fn run(case: &Case) -> Decision {
@@ -127,6 +135,12 @@ fn run(case: &Case) -> Decision {
         surface: Surface::from_name(case.surface.as_deref().unwrap_or("filesystem")).unwrap(),
         target,
         now: case.now.unwrap_or(NOW),
+        facts: Facts {
+            crosses_tenant: case.crosses_tenant,
+            new_recipient: case.new_recipient,
+            escalates: case.escalates,
+            tainted: case.tainted,
+        },
     };
     // Requests are not validated when decided (for speed): every case checks that the request
     // Portcullis builds fits the schema, so a drift between the two fails here.
@@ -155,6 +169,7 @@ fn call_without_scopes(engine: &PolicyEngine, tool: &str, effect: Effect) -> Dec
             arguments: None,
         },
         now: NOW,
+        facts: Facts::default(),
     })
 }
 
@@ -243,7 +258,7 @@ fn explanations_name_the_policy_file_and_line() {
     let policy = decision.policies.first().unwrap();
     assert_eq!(
         (policy.id.as_str(), policy.file.as_str(), policy.line),
-        ("side-effects-need-approval", "default.cedar", 20)
+        ("side-effects-need-approval", "default.cedar", 23)
     );
     let text = engine.policy_text(policy).unwrap();
     assert!(text.contains(r#"resource.effect != "read""#), "{text}");
@@ -269,6 +284,7 @@ fn a_request_that_drifted_from_the_schema_is_caught() {
             arguments: None,
         },
         now: NOW,
+        facts: Facts::default(),
     };
     assert!(engine.conforms(&request).is_err());
 }
