@@ -82,4 +82,6 @@ fi
 
 # The workspace binaries the shipped config and the tests start.
 cargo build --workspace --quiet || fail "cargo build --workspace failed"
-mkdir -p state
+# The shipped config's fixture works in state/fixture-scratch, its only root: contained, it could
+# not create that directory itself.
+mkdir -p state/fixture-scratch

@@ -22,8 +22,65 @@ fn the_shipped_config_checks_clean() {
     let (ok, stdout, stderr) = check(&repo_root().join("config/portcullis.toml"));
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stdout.contains(": ok (3 upstreams, 5 policies)"),
+        stdout.contains(": ok (3 upstreams, 6 policies)"),
         "{stdout}"
+    );
+    // Each stdio upstream's effective sandbox, with the roots config grants it read-write.
+    for upstream in ["everything", "files", "fixture"] {
+        assert!(
+            stdout.contains(&format!(
+                "upstream `{upstream}`: contained\n  sandbox: landlock ABI"
+            )),
+            "{stdout}"
+        );
+    }
+    let files = stdout
+        .split("upstream `files`")
+        .nth(1)
+        .and_then(|rest| rest.split("upstream `fixture`").next())
+        .unwrap_or_default();
+    let sandbox = repo_root().join("config/sandbox").display().to_string();
+    assert!(
+        files.contains(&format!(
+            "read and write:\n    /dev/null (file)\n    {sandbox}\n"
+        )),
+        "{files}"
+    );
+    assert!(files.contains("tcp connect: none"), "{files}");
+}
+
+#[test]
+fn check_shows_an_uncontained_upstream_loudly_and_refuses_an_unenforceable_sandbox() {
+    let scratch = Scratch::new();
+    let config = scratch.config(
+        "[[upstream]]\nname = \"open\"\ncommand = [\"true\"]\nsandbox = { contain = false }\n\n[[upstream]]\nname = \"remote\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+    );
+    let (ok, stdout, stderr) = check(&config);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("upstream `open`: NOT CONTAINED (contain = false)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("upstream `remote`: streamable HTTP, nothing to contain"),
+        "{stdout}"
+    );
+
+    // A granted path the sandbox cannot open (a symlink loop) makes the profile unenforceable.
+    let scratch = Scratch::new();
+    std::os::unix::fs::symlink("loop", scratch.path().join("loop"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = scratch.config(
+        "[[upstream]]\nname = \"looped\"\ncommand = [\"true\"]\nsandbox = { read_only = [\"loop\"] }\n",
+    );
+    let (ok, _, stderr) = check(&config);
+    assert!(!ok);
+    let looped = scratch.path().join("loop").display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "upstream `looped` cannot be contained, so it will not start: cannot open sandbox path `{looped}`: "
+        )) && stderr.contains("symbolic links"),
+        "{stderr}"
     );
 }
 
@@ -93,8 +150,8 @@ fn with_policy(scratch: &Scratch, text: &str) -> std::path::PathBuf {
     std::fs::write(policies.join("local.cedar"), text).unwrap_or_else(|e| panic!("{e}"));
     let work = scratch.sub("work");
     scratch.config(&format!(
-        "[policy]\npolicies = [\"policies\"]\n\n[[upstream]]\nname = \"fx\"\ncommand = {}\ntools.echo = {{ effect = \"read\" }}\ntools.delete_file = {{ effect = \"destructive\", scopes = [\"files.write\"] }}\n",
-        crate::support::toml_array(&crate::support::fixture_server(&work, &[]))
+        "[policy]\npolicies = [\"policies\"]\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.delete_file = {{ effect = \"destructive\", scopes = [\"files.write\"] }}\n",
+        crate::support::fixture_upstream(&work, &[])
     ))
 }
 

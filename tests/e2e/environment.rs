@@ -6,15 +6,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::rust_client::{call, connect, text, wait_for_tools};
-use crate::support::{Scratch, fixture_server, toml_array};
+use crate::support::{Scratch, fixture_upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_and_explicit_variables_reach_the_upstream() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\ncommand = {}\nenv = {{ FIXTURE_MARKER = \"from-config\" }}\ninherit_env = [\"PORTCULLIS_E2E_SHARED\"]\n",
-        toml_array(&fixture_server(&work, &[]))
+        "[[upstream]]\nname = \"fx\"\n{}env = {{ FIXTURE_MARKER = \"from-config\" }}\ninherit_env = [\"PORTCULLIS_E2E_SHARED\"]\n",
+        fixture_upstream(&work, &[])
     ));
     let client = connect(
         &config,

@@ -14,7 +14,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Portcullis, Scratch, Target, bin, fixture_server, portcullis_stdio, repo_root, result_text,
+    Portcullis, Scratch, Target, bin, fixture_upstream, portcullis_stdio, repo_root, result_text,
     toml_array, ts_client,
 };
 
@@ -43,9 +43,9 @@ fn records(log: &Path) -> Vec<Value> {
 
 fn config(scratch: &Scratch, work: &Path, policy: &str) -> std::path::PathBuf {
     scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ncommand = {}\ntools.echo = {{ effect = \"read\" }}\ntools.write_file = {{ effect = \"write\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n",
+        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.write_file = {{ effect = \"write\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n",
         toml_array(&[repo_root().join(policy).display().to_string()]),
-        toml_array(&fixture_server(work, &[])),
+        fixture_upstream(work, &[]),
     ))
 }
 
@@ -362,12 +362,12 @@ fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
     let work = scratch.sub("work");
     let metrics_port = crate::support::free_port();
     let config = scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[http]\nmetrics = \"127.0.0.1:{metrics_port}\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ncommand = {}\ntools.echo = {{ effect = \"read\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n\n[[upstream]]\nname = \"broken\"\ncommand = [\"false\"]\n",
+        "[identity.local]\nuser = \"alice\"\n\n[http]\nmetrics = \"127.0.0.1:{metrics_port}\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n\n[[upstream]]\nname = \"broken\"\ncommand = [\"false\"]\n",
         toml_array(&[repo_root()
             .join("fixtures/policy/identity.cedar")
             .display()
             .to_string()]),
-        toml_array(&fixture_server(&work, &[])),
+        fixture_upstream(&work, &[]),
     ));
     let portcullis = Portcullis::http(&config);
     assert!(

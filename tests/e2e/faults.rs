@@ -6,17 +6,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text, tool_names, wait_for_tools};
-use crate::support::{Scratch, fixture_server, toml_array};
+use crate::support::{Scratch, fixture_upstream};
 
-fn fixture_upstream(
-    name: &str,
-    scratch: &std::path::Path,
-    extra: &[&str],
-    timeouts: &str,
-) -> String {
+fn named_fixture(name: &str, scratch: &std::path::Path, extra: &[&str], timeouts: &str) -> String {
     format!(
-        "[[upstream]]\nname = \"{name}\"\ncommand = {}\n{timeouts}\n",
-        toml_array(&fixture_server(scratch, extra))
+        "[[upstream]]\nname = \"{name}\"\n{}{timeouts}\n",
+        fixture_upstream(scratch, extra)
     )
 }
 
@@ -26,15 +21,15 @@ async fn upstreams_that_fail_to_start_are_hidden_and_the_others_serve() {
     let work = scratch.sub("work");
     let config = scratch.relay_config(
         &[
-            fixture_upstream("good", &work, &[], ""),
-            fixture_upstream("crashes", &work, &["--start-mode", "crash"], ""),
-            fixture_upstream(
+            named_fixture("good", &work, &[], ""),
+            named_fixture("crashes", &work, &["--start-mode", "crash"], ""),
+            named_fixture(
                 "hangs",
                 &work,
                 &["--start-mode", "hang"],
                 "start_timeout_secs = 2",
             ),
-            fixture_upstream("slow", &work, &["--start-mode", "slow:1500"], ""),
+            named_fixture("slow", &work, &["--start-mode", "slow:1500"], ""),
         ]
         .concat(),
     );
@@ -74,8 +69,8 @@ async fn a_crash_mid_call_is_an_error_for_that_call_and_the_upstream_comes_back(
     let work = scratch.sub("work");
     let config = scratch.relay_config(
         &[
-            fixture_upstream("flaky", &work, &[], ""),
-            fixture_upstream("steady", &work, &[], ""),
+            named_fixture("flaky", &work, &[], ""),
+            named_fixture("steady", &work, &[], ""),
         ]
         .concat(),
     );
@@ -110,8 +105,8 @@ async fn garbage_and_hangs_fail_the_call_not_portcullis() {
     let work = scratch.sub("work");
     let config = scratch.relay_config(
         &[
-            fixture_upstream("bad", &work, &[], "call_timeout_secs = 2"),
-            fixture_upstream("good", &work, &[], ""),
+            named_fixture("bad", &work, &[], "call_timeout_secs = 2"),
+            named_fixture("good", &work, &[], ""),
         ]
         .concat(),
     );
@@ -144,7 +139,7 @@ async fn garbage_and_hangs_fail_the_call_not_portcullis() {
 async fn huge_results_pass_through_intact() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&fixture_upstream("big", &work, &[], ""));
+    let config = scratch.relay_config(&named_fixture("big", &work, &[], ""));
     let client = connect(&config, &[]).await;
     wait_for_tools(&client, Duration::from_secs(20), |n| !n.is_empty()).await;
     let size = 8 * 1024 * 1024;

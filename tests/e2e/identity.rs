@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    OpenIdProvider, Portcullis, Scratch, Target, bin, fixture_server, free_port, names,
+    OpenIdProvider, Portcullis, Scratch, Target, bin, fixture_upstream, free_port, names,
     portcullis_stdio, py_client, raw_http, repo_root, result_text, toml_array, ts_client,
 };
 
@@ -22,8 +22,7 @@ policies = {policy}
 
 [[upstream]]
 name = "fx"
-command = {command}
-surface = "filesystem"
+{upstream}surface = "filesystem"
 tools.echo = {{ effect = "read" }}
 tools.read_file = {{ effect = "read" }}
 tools.write_file = {{ effect = "write" }}
@@ -31,7 +30,7 @@ tools.delete_file = {{ effect = "destructive", scopes = ["files.write"] }}
 tools.send_message = {{ effect = "send", scopes = ["mail.send"] }}
 "#,
         policy = toml_array(&[policy.display().to_string()]),
-        command = toml_array(&fixture_server(scratch, &[])),
+        upstream = fixture_upstream(scratch, &[]),
     )
 }
 
@@ -575,9 +574,9 @@ fn a_hidden_tool_of_a_down_upstream_is_unknown_not_unavailable() {
         "@id(\"all\")\npermit (principal, action, resource);\n@id(\"hide-down\")\nforbid (principal, action, resource in Portcullis::Upstream::\"down\");\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let crashing = toml_array(&fixture_server(&work, &["--start-mode", "crash"]));
+    let crashing = fixture_upstream(&work, &["--start-mode", "crash"]);
     let config = scratch.config(&format!(
-        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"down\"\ncommand = {crashing}\n\n[[upstream]]\nname = \"shown\"\ncommand = {crashing}\n",
+        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"down\"\n{crashing}\n[[upstream]]\nname = \"shown\"\n{crashing}",
         toml_array(&[policy.display().to_string()])
     ));
     let argv = portcullis_stdio(&config);

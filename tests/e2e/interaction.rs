@@ -18,7 +18,7 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
 use crate::rust_client::text;
-use crate::support::{Scratch, bin, fixture_server, toml_array};
+use crate::support::{Scratch, bin, fixture_upstream};
 
 /// A client that answers every question with `accept, confirm=true` and records what it saw.
 #[derive(Clone, Default)]
@@ -101,8 +101,8 @@ async fn start(
 fn fixture_config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let work = scratch.sub("work");
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
-        toml_array(&fixture_server(&work, &[]))
+        "[[upstream]]\nname = \"fx\"\n{}",
+        fixture_upstream(&work, &[])
     ));
     (config, work)
 }

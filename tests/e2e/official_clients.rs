@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Portcullis, Scratch, Target, everything_server, filesystem_server, fixture_server, names,
+    Portcullis, Scratch, Target, everything_server, filesystem_server, fixture_upstream, names,
     portcullis_stdio, py_client, result_text, toml_array, ts_client,
 };
 
@@ -15,10 +15,11 @@ use crate::support::{
 fn three_upstreams(scratch: &Scratch) -> (PathBuf, PathBuf) {
     let work = scratch.sub("work");
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"everything\"\ncommand = {}\n\n[[upstream]]\nname = \"files\"\ncommand = {}\n\n[[upstream]]\nname = \"fixture\"\ncommand = {}\n",
+        "[[upstream]]\nname = \"everything\"\ncommand = {}\n\n[[upstream]]\nname = \"files\"\ncommand = {}\nroots = {}\n\n[[upstream]]\nname = \"fixture\"\n{}",
         toml_array(&everything_server()),
         toml_array(&filesystem_server(&work)),
-        toml_array(&fixture_server(&work, &[])),
+        toml_array(&[work.display().to_string()]),
+        fixture_upstream(&work, &[]),
     ));
     (config, work)
 }

@@ -9,16 +9,16 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text, tool_names, wait_for_tools};
-use crate::support::{Scratch, bin, fixture_server, toml_array};
+use crate::support::{Scratch, bin, fixture_upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lists_are_merged_and_paginated_across_upstream_pages() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let config = scratch.relay_config(&format!(
-        "[server]\npage_size = 100\n[[upstream]]\nname = \"many\"\ncommand = {}\n[[upstream]]\nname = \"few\"\ncommand = {}\n",
-        toml_array(&fixture_server(&work, &["--extra-tools", "250", "--page-size", "40"])),
-        toml_array(&fixture_server(&work, &[])),
+        "[server]\npage_size = 100\n[[upstream]]\nname = \"many\"\n{}[[upstream]]\nname = \"few\"\n{}",
+        fixture_upstream(&work, &["--extra-tools", "250", "--page-size", "40"]),
+        fixture_upstream(&work, &[]),
     ));
     let client = connect(&config, &[]).await;
     let all = wait_for_tools(&client, Duration::from_secs(20), |n| {
@@ -98,8 +98,8 @@ async fn a_stateless_client_lists_and_calls() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\ncommand = {}\n",
-        toml_array(&fixture_server(&work, &[]))
+        "[[upstream]]\nname = \"fx\"\n{}",
+        fixture_upstream(&work, &[])
     ));
     let mut command = tokio::process::Command::new(bin("portcullis"));
     command.args(["serve", "--config"]).arg(&config);

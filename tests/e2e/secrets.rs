@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::support::{
-    OpenIdProvider, Portcullis, Scratch, Target, fixture_server, free_port, raw_http, repo_root,
+    OpenIdProvider, Portcullis, Scratch, Target, fixture_upstream, free_port, raw_http, repo_root,
     result_text, toml_array, ts_client,
 };
 
@@ -34,8 +34,7 @@ policies = {policy}
 
 [[upstream]]
 name = "fx"
-command = {command}
-env = {{ FIXTURE_API_KEY = "{UPSTREAM_KEY}" }}
+{upstream}env = {{ FIXTURE_API_KEY = "{UPSTREAM_KEY}" }}
 tools.echo = {{ effect = "read", redact = ["/note"] }}
 tools.ask = {{ effect = "read" }}
 tools.whoami = {{ effect = "read" }}
@@ -46,7 +45,7 @@ tools.send_message = {{ effect = "send", scopes = ["mail.send"] }}
             .join("fixtures/policy/identity.cedar")
             .display()
             .to_string()]),
-        command = toml_array(&fixture_server(work, &[])),
+        upstream = fixture_upstream(work, &[]),
     ))
 }
 

@@ -82,6 +82,16 @@ pub fn fixture_server(scratch: &Path, extra: &[&str]) -> Vec<String> {
     argv
 }
 
+/// The `command` and `roots` lines of a fixture upstream working in `scratch`: contained, the
+/// fixture can use nothing but its scratch directory.
+pub fn fixture_upstream(scratch: &Path, extra: &[&str]) -> String {
+    format!(
+        "command = {}\nroots = {}\n",
+        toml_array(&fixture_server(scratch, extra)),
+        toml_array(&[scratch.display().to_string()])
+    )
+}
+
 /// A TOML array of strings.
 pub fn toml_array(items: &[String]) -> String {
     let quoted: Vec<String> = items

@@ -240,7 +240,14 @@ fn what_and_result(event: &Event) -> (String, String) {
             };
             (reload.target.clone(), result)
         }
-        Event::SandboxStarted(sandbox) => (sandbox.upstream.clone(), sandbox.profile.clone()),
+        Event::SandboxStarted(sandbox) => (
+            sandbox.upstream.clone(),
+            if sandbox.contained == Some(false) {
+                "NOT contained (contain = false)".to_owned()
+            } else {
+                sandbox.profile.clone()
+            },
+        ),
         Event::Checkpoint(checkpoint) => (
             format!("seq {}..={}", checkpoint.from_seq, checkpoint.to_seq),
             format!("head {}", checkpoint.head),

@@ -193,6 +193,13 @@ fn every_kind_of_record_round_trips() {
             upstream: "files".to_owned(),
             identity: Some(identity("bob")),
             profile: "sha256:p".to_owned(),
+            contained: Some(true),
+        }),
+        Event::SandboxStarted(SandboxStarted {
+            upstream: "shell".to_owned(),
+            identity: None,
+            profile: "none".to_owned(),
+            contained: Some(false),
         }),
         Event::Checkpoint(Checkpoint {
             from_seq: 0,
@@ -208,6 +215,16 @@ fn every_kind_of_record_round_trips() {
         let back: EvidenceRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(back, record, "{kind}");
     }
+}
+
+#[test]
+fn a_sandbox_record_from_before_the_opt_out_field_still_reads() {
+    let text = r#"{"schema":1,"time_ms":7,"event":{"kind":"sandbox_started","upstream":"files","identity":null,"profile":"sha256:p"}}"#;
+    let record: EvidenceRecord = serde_json::from_str(text).unwrap();
+    let Event::SandboxStarted(sandbox) = record.event else {
+        panic!("a sandbox record expected")
+    };
+    assert_eq!(sandbox.contained, None);
 }
 
 #[test]
@@ -668,12 +685,22 @@ async fn the_reader_filters_and_renders_for_a_person() {
             detail: Some("exit status 1".to_owned()),
         }),
     );
+    let uncontained = EvidenceRecord::new(
+        1_735_787_047_000,
+        Event::SandboxStarted(SandboxStarted {
+            upstream: "shell".to_owned(),
+            identity: None,
+            profile: "none".to_owned(),
+            contained: Some(false),
+        }),
+    );
     let all = vec![
         intent(0, "alice", "read_file", "allow"),
         intent(1, "alice", "write_file", "deny"),
         outcome,
         intent(3, "bob", "read_file", "allow"),
         crashed,
+        uncontained,
     ];
     write_log(&path, all, no_checkpoints()).await;
 
@@ -691,6 +718,7 @@ async fn the_reader_filters_and_renders_for_a_person() {
             "2025-01-02 03:04:05.100Z  #2  call_outcome  alice  files.write_file  -  not run: denied by policy in 0 ms",
             "2025-01-02 03:04:05.009Z  #3  call_intent  bob  files.read_file  allow [default-read]  -",
             "2025-01-02 03:04:06.000Z  #4  upstream_crashed  -  files  -  exit status 1",
+            "2025-01-02 03:04:07.000Z  #5  sandbox_started  -  shell  -  NOT contained (contain = false)",
         ]
     );
     let seqs = |filter: Filter| -> Vec<u64> {
@@ -719,14 +747,14 @@ async fn the_reader_filters_and_renders_for_a_person() {
         since_ms: Some(1_735_787_045_100),
         ..Filter::default()
     };
-    assert_eq!(seqs(since), [2, 4]);
+    assert_eq!(seqs(since), [2, 4, 5]);
 
     let last: Vec<u64> = tail(&path, Filter::default(), 2)
         .unwrap()
         .into_iter()
         .map(|entry| entry.unwrap().seq)
         .collect();
-    assert_eq!(last, [3, 4]);
+    assert_eq!(last, [4, 5]);
 
     // The JSON form is the line as stored.
     let first = read(&path, Filter::default())

@@ -108,10 +108,13 @@ pub async fn through_portcullis(
     let config = scratch.join(format!("portcullis-{}.toml", transport.name()));
     match transport {
         Transport::Stdio => {
+            // Contained, the fixture can neither create its scratch directory nor use another.
+            std::fs::create_dir_all(&fixture_scratch)
+                .with_context(|| format!("cannot create `{}`", fixture_scratch.display()))?;
+            let scratch_dir = toml_string(&fixture_scratch.display().to_string())?;
             let upstream = format!(
-                "command = [{}, \"--scratch\", {}]",
+                "command = [{}, \"--scratch\", {scratch_dir}]\nroots = [{scratch_dir}]",
                 toml_string(&binaries.fixture.display().to_string())?,
-                toml_string(&fixture_scratch.display().to_string())?
             );
             std::fs::write(&config, passthrough_config(&upstream))
                 .with_context(|| format!("cannot write `{}`", config.display()))?;

@@ -11,7 +11,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
-use portcullis_gateway::{Gateway, UpstreamStatus, load_policy, serve_http, serve_metrics};
+use portcullis_gateway::{
+    ContainmentReport, Gateway, UpstreamStatus, containment_reports, load_policy, serve_http,
+    serve_metrics,
+};
 use portcullis_policy::{Action, Facts, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
 
@@ -358,7 +361,10 @@ fn policy(config: &Config) -> anyhow::Result<PolicyEngine> {
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let engine = policy(&config)?;
-    let problems = check_environment(&config);
+    let mut problems = check_environment(&config);
+    if problems.is_empty() {
+        problems = report_containment(&config);
+    }
     if !problems.is_empty() {
         bail!(
             "{}",
@@ -378,6 +384,32 @@ fn check(path: &Path) -> anyhow::Result<()> {
         if engine.len() == 1 { "y" } else { "ies" }
     );
     Ok(())
+}
+
+/// Prints each upstream's effective sandbox, as it would be if it started now; returns the
+/// upstreams that cannot be contained (they would not start).
+fn report_containment(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, report) in containment_reports(config, &inherited_environment(config)) {
+        match report {
+            ContainmentReport::Remote => {
+                println!("upstream `{name}`: streamable HTTP, nothing to contain");
+            }
+            ContainmentReport::Uncontained => println!(
+                "upstream `{name}`: NOT CONTAINED (contain = false): it runs with all of Portcullis's own access to files, network and processes"
+            ),
+            ContainmentReport::Contained(description) => {
+                println!("upstream `{name}`: contained");
+                for line in description.lines() {
+                    println!("  {line}");
+                }
+            }
+            ContainmentReport::Unenforceable(error) => problems.push(format!(
+                "upstream `{name}` cannot be contained, so it will not start: {error}"
+            )),
+        }
+    }
+    problems
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

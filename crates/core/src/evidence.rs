@@ -341,10 +341,15 @@ pub struct Reload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxStarted {
     pub upstream: String,
-    /// Whose grants the sandbox was compiled from.
+    /// Whose grants the sandbox was compiled from; `None`: config's grants, the same for every
+    /// identity.
     pub identity: Option<IdentitySummary>,
-    /// The caller's digest of the compiled sandbox profile.
+    /// The caller's digest of the compiled sandbox profile; `none` when not contained.
     pub profile: String,
+    /// `Some(false)`: config opted this upstream out of containment (`contain = false`) and it
+    /// runs with Portcullis's own access. Optional so that records written before it existed
+    /// (all of them contained) still read.
+    pub contained: Option<bool>,
 }
 
 /// A point in the chain worth anchoring elsewhere: records `from_seq..=to_seq` end in `head`.

@@ -17,6 +17,7 @@ mod pending;
 mod policy;
 mod progress;
 mod relay;
+mod sandbox;
 mod server;
 mod sessions;
 mod state;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use http::serve_http;
 pub use metrics::serve_metrics;
 pub use policy::load_policy;
+pub use sandbox::{ContainmentReport, containment_reports};
 pub use server::PortcullisServer;
 
 use policy::PolicyStore;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::evidence::{
-    ElicitationRelayed, Event, EvidenceRecord, RequestContext, UpstreamLifecycle,
+    ElicitationRelayed, Event, EvidenceRecord, RequestContext, SandboxStarted, UpstreamLifecycle,
 };
 use portcullis_core::{Namespacing, UpstreamName};
 #[expect(
@@ -36,6 +36,7 @@ use crate::ask::Asker;
 use crate::evidence::now_ms;
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
+use crate::sandbox::{self, StartSandbox};
 use crate::sessions::Sessions;
 
 /// Shortest and longest wait before restarting a failed upstream.
@@ -158,21 +159,9 @@ impl UpstreamHandle {
         sessions: Weak<Sessions>,
         evidence: Option<portcullis_audit::EvidenceLog>,
     ) -> Arc<Self> {
-        let mut child_env = BTreeMap::new();
-        if let UpstreamTransport::Stdio {
-            env, inherit_env, ..
-        } = &spec.transport
-        {
-            for name in inherit_env {
-                if let Some(value) = inherited.get(name) {
-                    child_env.insert(name.clone(), value.clone());
-                }
-            }
-            child_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
         Arc::new(Self {
+            child_env: sandbox::child_environment(&spec, inherited),
             spec,
-            child_env,
             namespacing,
             state: ArcSwap::from_pointee(UpstreamState::Starting),
             inflight: Mutex::new(HashMap::new()),
@@ -563,12 +552,16 @@ impl UpstreamHandle {
                     .envs(&self.child_env)
                     .kill_on_drop(true)
                     .process_group(0);
+                // INVARIANT: a stdio upstream starts in a sandbox prepared for this start, or
+                // not at all, unless config opted it out.
+                let started = self.contain(&mut command)?;
                 let (transport, stderr) = TokioChildProcess::builder(command)
                     .stderr(Stdio::piped())
                     .spawn()
                     .map_err(|error| {
                         format!("it could not be started (`{}`): {error}", program.display())
                     })?;
+                self.record(Event::SandboxStarted(started)).await;
                 if let Some(stderr) = stderr {
                     tokio::spawn(forward_stderr(self.name().clone(), stderr));
                 }
@@ -585,6 +578,45 @@ impl UpstreamHandle {
                     .map_err(|error| format!("its handshake failed: {error}"))
             }
         }
+    }
+}
+
+impl UpstreamHandle {
+    /// Installs this start's sandbox on `command` and returns the record of it; an error (the
+    /// kernel cannot enforce the profile) means the upstream must not start.
+    fn contain(&self, command: &mut tokio::process::Command) -> Result<SandboxStarted, String> {
+        let sandbox = match sandbox::prepare_start(&self.spec, &self.child_env) {
+            // Only the stdio connect path calls this; an HTTP spec here would be a bug, and
+            // an uncontained start is never the answer to a bug.
+            None => return Err("it has no process to contain (a bug)".to_owned()),
+            Some(Ok(StartSandbox::Uncontained)) => {
+                tracing::warn!(
+                    upstream = %self.name(),
+                    "upstream runs NOT contained (`contain = false` in config): it has all of Portcullis's own access to files, network and processes"
+                );
+                return Ok(SandboxStarted {
+                    upstream: self.name().to_string(),
+                    identity: None,
+                    profile: "none".to_owned(),
+                    contained: Some(false),
+                });
+            }
+            Some(Ok(StartSandbox::Contained(prepared))) => prepared,
+            Some(Err(error)) => return Err(format!("it cannot be contained: {error}")),
+        };
+        for warning in sandbox.warnings() {
+            tracing::warn!(upstream = %self.name(), "{warning}");
+        }
+        let profile = portcullis_audit::digest_bytes(sandbox.digest_input().as_bytes());
+        tracing::info!(upstream = %self.name(), %profile, "starting the upstream contained");
+        tracing::debug!(upstream = %self.name(), sandbox = %sandbox.describe(), "its sandbox");
+        sandbox.install(command);
+        Ok(SandboxStarted {
+            upstream: self.name().to_string(),
+            identity: None,
+            profile,
+            contained: Some(true),
+        })
     }
 }
 
