@@ -31,8 +31,8 @@ fn audit(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The records of a log, parsed.
-fn records(log: &Path) -> Vec<Value> {
+/// The events of an evidence log, in order.
+pub fn records(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()

@@ -5,6 +5,7 @@
 #![expect(clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
 
 mod cli;
+mod containment;
 mod environment;
 mod evidence;
 mod faults;

@@ -213,6 +213,11 @@ impl Portcullis {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// The process id, for tests that check nothing else could signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Ends the process with SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -237,15 +242,20 @@ impl Portcullis {
 
     /// Waits until the log contains `needle`, up to `limit`.
     pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        wait_until(limit, || self.log().contains(needle))
     }
+}
+
+/// Polls `done` every 50 ms until it holds (true) or `limit` has passed (false).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
 }
 
 impl Drop for Portcullis {

@@ -3,11 +3,13 @@
 //! It has a tool of each effect kind (read, write, destructive, send) working on a scratch
 //! directory, tools and start modes that misbehave on purpose (slow, crash, hang, garbage,
 //! huge answers), elicitation in both protocol eras, resources, a prompt, completions, and a
-//! paginated, changeable tool list. It serves stdio, or streamable HTTP with `--listen`.
+//! paginated, changeable tool list, and a hostile tool (`escape`) that tries to leave its
+//! sandbox. It serves stdio, or streamable HTTP with `--listen`.
 //! Logs go to stderr only: in stdio mode stdout carries nothing but MCP messages.
 
 mod ask;
 mod cli;
+mod escape;
 mod http;
 mod prompts;
 mod resources;

@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use crate::{
     ask,
     cli::Transport,
+    escape,
     scratch::{CANCELLED_LOG, OUTBOX},
     server::FixtureServer,
 };
@@ -83,6 +84,12 @@ pub struct HugeArgs {
 pub struct AskArgs {
     /// The yes/no question to put to the person.
     question: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct EscapeArgs {
+    /// What to try, in order (see the `escape` module).
+    attempts: Vec<escape::Attempt>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -325,6 +332,20 @@ impl FixtureServer {
                     .collect::<serde_json::Map<_, _>>()
             });
         text_result(serde_json::json!({ "headers": headers }).to_string())
+    }
+
+    /// Try to reach what a sandbox should deny (files, network, processes, environment) and
+    /// report, as a JSON array, what each attempt did.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        open_world_hint = true
+    ))]
+    async fn escape(&self, Parameters(args): Parameters<EscapeArgs>) -> CallToolResult {
+        match tokio::task::spawn_blocking(move || escape::run(args.attempts)).await {
+            Ok(outcomes) => text_result(serde_json::json!(outcomes).to_string()),
+            Err(error) => tool_error(format!("the attempts did not finish: {error}")),
+        }
     }
 
     /// Register an echo-like tool named `name` and announce `notifications/tools/list_changed`.
