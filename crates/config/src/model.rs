@@ -156,7 +156,8 @@ pub enum UpstreamTransport {
     /// A child process speaking MCP on stdin and stdout.
     Stdio {
         /// The program: resolved against the configuration's directory when it contains a `/`,
-        /// otherwise looked up on Portcullis's `PATH`.
+        /// otherwise looked up on the child's own `PATH` (from `env` or `inherit_env`; without
+        /// one, `/bin:/usr/bin`), as `execvp` does.
         program: PathBuf,
         args: Vec<String>,
         /// Variables set explicitly for the child.

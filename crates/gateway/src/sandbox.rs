@@ -60,7 +60,7 @@ const SHEBANG_MAX: u64 = 256;
     clippy::large_enum_variant,
     reason = "one per upstream start, moved once into the command"
 )]
-pub enum StartSandbox {
+pub(crate) enum StartSandbox {
     Contained(Prepared),
     /// `contain = false` in config: the child runs with Portcullis's own access.
     Uncontained,
@@ -68,7 +68,7 @@ pub enum StartSandbox {
 
 /// The environment a stdio child runs with: exactly config's `env` plus the values of the
 /// `inherit_env` names that `inherited` holds (Portcullis's own, read by the caller).
-pub fn child_environment(
+pub(crate) fn child_environment(
     upstream: &Upstream,
     inherited: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
@@ -90,7 +90,7 @@ pub fn child_environment(
 /// Builds the sandbox of one start of a stdio upstream (`None` for an HTTP upstream). An error
 /// means the kernel cannot enforce the profile, or a granted path is unusable: the upstream must
 /// not start.
-pub fn prepare_start(
+pub(crate) fn prepare_start(
     upstream: &Upstream,
     child_env: &BTreeMap<String, String>,
 ) -> Option<Result<StartSandbox, SandboxError>> {
