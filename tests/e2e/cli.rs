@@ -22,7 +22,7 @@ fn the_shipped_config_checks_clean() {
     let (ok, stdout, stderr) = check(&repo_root().join("config/portcullis.toml"));
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stdout.contains(": ok (3 upstreams, 5 policies)"),
+        stdout.contains(": ok (3 upstreams, 6 policies)"),
         "{stdout}"
     );
 }

@@ -127,6 +127,10 @@ impl Scratch {
     /// everything, so that they exercise the pipe and not the policy.
     pub fn relay_config(&self, body: &str) -> PathBuf {
         let policy = repo_root().join("fixtures/policy/permit-all.cedar");
+        // The relay tests are about the pipe: their upstreams are trusted content, so that an
+        // earlier answer does not make later calls ask for approval (tests/e2e/approval.rs
+        // covers that).
+        let body = body.replace("[[upstream]]\n", "[[upstream]]\ntrusted = true\n");
         self.config(&format!(
             "{body}\n[policy]\npolicies = {}\n",
             toml_array(&[policy.display().to_string()])

@@ -394,11 +394,24 @@ fn start(
     evidence: Option<portcullis_audit::EvidenceLog>,
 ) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
     let shutdown = CancellationToken::new();
+    let state_key = match &config.approval.state_key_env {
+        None => None,
+        Some(name) => {
+            let value = std::env::var(name).with_context(|| {
+                format!("config names `{name}` as the requestState key, but it is not set")
+            })?;
+            if value.len() < 32 {
+                bail!("the requestState key in `{name}` must be at least 32 bytes");
+            }
+            Some(value.into_bytes())
+        }
+    };
     let gateway = Gateway::start(
         config,
         &inherited_environment(config),
         engine,
         evidence,
+        state_key,
         shutdown.clone(),
     )?;
     Ok((gateway, shutdown))
@@ -509,7 +522,7 @@ fn explain(
         match decision.verdict {
             Verdict::Allow => "allow",
             Verdict::ApprovalRequired =>
-                "allow with approval (approval is not yet available, so the call would not run)",
+                "allow with approval (the person is asked in their client; the call runs only on a yes)",
             Verdict::Deny => "deny",
         }
     );

@@ -15,7 +15,7 @@ use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::evidence::{
     ElicitationRelayed, Event, EvidenceRecord, RequestContext, UpstreamLifecycle,
 };
-use portcullis_core::{Namespacing, UpstreamName};
+use portcullis_core::{Effect, Hints, Namespacing, UpstreamName};
 #[expect(
     deprecated,
     reason = "logging is deprecated but clients still opt in to it"
@@ -60,6 +60,8 @@ pub struct Catalog {
     /// The upstream's own names of the tools above: only these are callable.
     pub tool_names: HashSet<String>,
     pub prompt_names: HashSet<String>,
+    /// Each tool's annotations as the upstream sent them, by its own name.
+    pub hints: HashMap<String, Hints>,
 }
 
 /// A live connection to an upstream.
@@ -192,6 +194,21 @@ impl UpstreamHandle {
     }
 
     /// The live connection, if the upstream is ready.
+    /// The effect `tool` is treated as: config's rules, narrowed by the upstream's own
+    /// annotations (see [`Effect::effective`]); hints are read from the catalog when the
+    /// upstream is up, and count for nothing when it is not.
+    pub fn effect_of(&self, tool: &str) -> Effect {
+        let hints = self
+            .connection()
+            .and_then(|connection| connection.catalog.load().hints.get(tool).copied())
+            .unwrap_or_default();
+        Effect::effective(
+            self.spec.tool_rules(tool).effect,
+            hints,
+            self.spec.trust_hints,
+        )
+    }
+
     pub fn connection(&self) -> Option<Arc<Connection>> {
         match &**self.state.load() {
             UpstreamState::Ready(connection) => Some(connection.clone()),
@@ -626,6 +643,16 @@ async fn fetch_catalog(
             match namespacing.expose(upstream, &tool.name) {
                 Ok(exposed) => {
                     catalog.tool_names.insert(tool.name.to_string());
+                    if let Some(annotations) = &tool.annotations {
+                        catalog.hints.insert(
+                            tool.name.to_string(),
+                            Hints {
+                                read_only: annotations.read_only_hint,
+                                destructive: annotations.destructive_hint,
+                                open_world: annotations.open_world_hint,
+                            },
+                        );
+                    }
                     tool.name = exposed.into();
                     catalog.tools.push(tool);
                 }
