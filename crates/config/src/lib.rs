@@ -13,8 +13,9 @@ mod raw;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    ApprovalSettings, Config, EvidenceSettings, HttpSettings, PolicySettings, Upstream,
-    UpstreamTransport, parse,
+    ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,
+    DEFAULT_OPEN_FILES, EvidenceSettings, HttpSettings, PolicySettings, SandboxGrants,
+    SandboxLimits, Upstream, UpstreamTransport, parse,
 };
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use portcullis_core::{
 use serde_spanned::Spanned;
 
 use crate::error::{ConfigErrors, Reporter};
-use crate::raw::{RawConfig, RawHttp, RawHttpAuth, RawLocalIdentity, RawPolicy, RawUpstream};
+use crate::raw::{
+    RawConfig, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy, RawSandbox,
+    RawUpstream,
+};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +33,15 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 pub const DEFAULT_EVIDENCE: &str = "state/evidence.jsonl";
 /// The user of the local identity when config names none.
 pub const DEFAULT_LOCAL_USER: &str = "local";
+/// A contained upstream's address space unless config says otherwise: a ceiling against a
+/// runaway, not a budget (runtimes such as V8 reserve far more address space than they use).
+pub const DEFAULT_MEMORY_MB: u64 = 8192;
+/// The largest file a contained upstream may write unless config says otherwise, so that one
+/// runaway write cannot fill the disk with a single file.
+pub const DEFAULT_FILE_SIZE_MB: u64 = 1024;
+/// Open descriptors of a contained upstream unless config says otherwise: the usual soft limit,
+/// which programs are written for.
+pub const DEFAULT_OPEN_FILES: u64 = 1024;
 
 /// A validated Portcullis configuration.
 #[derive(Debug, Clone)]
@@ -117,6 +129,10 @@ pub struct Upstream {
     pub trust_hints: bool,
     /// Whether its sampling requests are relayed to the client (default: refused).
     pub sampling: bool,
+    /// The directories granted to this upstream (`roots`), joined to the configuration's
+    /// directory but not resolved. A contained stdio upstream may read and write beneath them
+    /// and nowhere else.
+    pub roots: Vec<PathBuf>,
 }
 
 impl Upstream {
@@ -132,6 +148,10 @@ impl Upstream {
 
 /// How Portcullis reaches an upstream.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per configured upstream; boxing would only add indirection"
+)]
 pub enum UpstreamTransport {
     /// A child process speaking MCP on stdin and stdout.
     Stdio {
@@ -144,10 +164,64 @@ pub enum UpstreamTransport {
         /// Names of Portcullis's own variables copied into the child. Nothing else is inherited.
         inherit_env: Vec<String>,
         cwd: PathBuf,
+        /// How the child is contained (`[upstream.sandbox]`).
+        containment: Containment,
     },
     /// A streamable HTTP server.
     Http { url: String },
 }
+
+/// Whether a stdio upstream runs in a sandbox, and what that sandbox grants besides the roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Containment {
+    /// The default: the upstream may reach its roots, what it needs to run, and these grants.
+    Contained(SandboxGrants),
+    /// `contain = false`: the upstream runs with all of Portcullis's own access. Logged as a
+    /// warning and recorded in the evidence log at every start.
+    Uncontained,
+}
+
+/// What config grants a contained upstream besides its roots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SandboxGrants {
+    /// Extra paths it may read (and execute), joined to the configuration's directory.
+    pub read_only: Vec<PathBuf>,
+    /// TCP ports it may connect to, on any address. Empty: no network at all.
+    pub tcp_connect: Vec<u16>,
+    /// TCP ports it may bind (0: an ephemeral port).
+    pub tcp_bind: Vec<u16>,
+    /// Whether it may create unix sockets.
+    pub unix_sockets: bool,
+    pub limits: SandboxLimits,
+}
+
+/// Resource limits of a contained upstream; `None` keeps Portcullis's own limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Bytes of address space (`memory_mb`; default [`DEFAULT_MEMORY_MB`]).
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads of the user (`processes`; default none: the kernel counts every
+    /// process of the user, not only the upstream's, so any fixed default could stop an
+    /// upstream on a busy desktop).
+    pub processes: Option<u64>,
+    /// Bytes one file may grow to (`file_size_mb`; default [`DEFAULT_FILE_SIZE_MB`]).
+    pub file_size_bytes: Option<u64>,
+    /// Open file descriptors (`open_files`; default [`DEFAULT_OPEN_FILES`]).
+    pub open_files: Option<u64>,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: Some(DEFAULT_MEMORY_MB * MIB),
+            processes: None,
+            file_size_bytes: Some(DEFAULT_FILE_SIZE_MB * MIB),
+            open_files: Some(DEFAULT_OPEN_FILES),
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
 
 /// Parses and validates a configuration; `file` names it in messages and anchors relative paths.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -354,6 +428,12 @@ fn parse_upstream(
                     );
                 }
             }
+            if let Some(sandbox) = &upstream.sandbox {
+                report.at(
+                    Some(sandbox.span()),
+                    "`sandbox` applies only to a `command` upstream: a `url` upstream runs elsewhere, so there is no process to contain",
+                );
+            }
             http_url(report, url).map(|url| UpstreamTransport::Http { url })
         }
         (Some(command), Some(_)) => {
@@ -390,6 +470,7 @@ fn parse_upstream(
         .as_ref()
         .and_then(|effect| effect_of(report, effect, "the upstream's tools"));
     let tools = tool_rules(report, upstream, default_effect);
+    let roots = paths(report, &upstream.roots, base_dir, "root");
     Some(Upstream {
         name: name?,
         transport: transport?,
@@ -401,6 +482,7 @@ fn parse_upstream(
         trusted: upstream.trusted.unwrap_or(false),
         trust_hints: upstream.trust_hints.unwrap_or(false),
         sampling: upstream.sampling.unwrap_or(false),
+        roots,
     })
 }
 
@@ -452,6 +534,7 @@ fn stdio_transport(
         || base_dir.to_path_buf(),
         |cwd| base_dir.join(cwd.get_ref()),
     );
+    let containment = containment(report, upstream.sandbox.as_ref(), base_dir);
     ok.then(|| UpstreamTransport::Stdio {
         program,
         args: args.to_vec(),
@@ -462,7 +545,166 @@ fn stdio_transport(
             .map(|k| k.get_ref().clone())
             .collect(),
         cwd,
+        containment,
     })
+}
+
+/// `[upstream.sandbox]`: contained unless `contain = false`, which refuses any grant beside it
+/// (it would grant nothing, and a reader would think it does).
+fn containment(
+    report: &mut Reporter<'_>,
+    raw: Option<&Spanned<RawSandbox>>,
+    base_dir: &Path,
+) -> Containment {
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return Containment::Contained(SandboxGrants::default());
+    };
+    if raw
+        .contain
+        .as_ref()
+        .is_some_and(|contain| !contain.get_ref())
+    {
+        let grants = [
+            ("read_only", raw.read_only.as_ref().map(Spanned::span)),
+            ("tcp_connect", raw.tcp_connect.as_ref().map(Spanned::span)),
+            ("tcp_bind", raw.tcp_bind.as_ref().map(Spanned::span)),
+            ("unix_sockets", raw.unix_sockets.as_ref().map(Spanned::span)),
+            ("limits", raw.limits.as_ref().map(Spanned::span)),
+        ];
+        for (key, span) in grants {
+            if let Some(span) = span {
+                report.at(
+                    Some(span),
+                    format!(
+                        "`{key}` has no effect with `contain = false` (the upstream runs uncontained); remove one of them"
+                    ),
+                );
+            }
+        }
+        return Containment::Uncontained;
+    }
+    let read_only = raw
+        .read_only
+        .as_ref()
+        .map(|list| paths(report, list.get_ref(), base_dir, "read-only path"))
+        .unwrap_or_default();
+    let ports = |report: &mut Reporter<'_>, list: &Option<Spanned<Vec<Spanned<i64>>>>, min| {
+        let mut ports = Vec::new();
+        for port in list.iter().flat_map(|list| list.get_ref()) {
+            match u16::try_from(*port.get_ref()) {
+                Ok(value) if i64::from(value) >= min => ports.push(value),
+                _ => report.at(
+                    Some(port.span()),
+                    format!(
+                        "port {} is not a TCP port; it must be between {min} and 65535",
+                        port.get_ref()
+                    ),
+                ),
+            }
+        }
+        ports
+    };
+    // Connecting to port 0 means nothing; binding it asks for an ephemeral port.
+    let tcp_connect = ports(report, &raw.tcp_connect, 1);
+    let tcp_bind = ports(report, &raw.tcp_bind, 0);
+    Containment::Contained(SandboxGrants {
+        read_only,
+        tcp_connect,
+        tcp_bind,
+        unix_sockets: raw.unix_sockets.as_ref().is_some_and(|u| *u.get_ref()),
+        limits: raw
+            .limits
+            .as_ref()
+            .map_or_else(SandboxLimits::default, |limits| {
+                sandbox_limits(report, limits.get_ref())
+            }),
+    })
+}
+
+/// `limits = { … }`: each a number in range or `"inherit"` (Portcullis's own limit); the ones
+/// not given keep their defaults.
+fn sandbox_limits(report: &mut Reporter<'_>, raw: &RawLimits) -> SandboxLimits {
+    let defaults = SandboxLimits::default();
+    let mut limit = |value: &Option<Spanned<RawLimit>>,
+                     key: &str,
+                     (min, max): (i64, i64),
+                     unit: u64,
+                     default: Option<u64>| {
+        let Some(value) = value else {
+            return default;
+        };
+        match value.get_ref() {
+            RawLimit::Number(n) if (min..=max).contains(n) => {
+                u64::try_from(*n).ok().map(|n| n * unit)
+            }
+            RawLimit::Word(word) if word == "inherit" => None,
+            RawLimit::Number(n) => {
+                report.at(
+                    Some(value.span()),
+                    format!("`{key}` is {n}; it must be between {min} and {max}, or `\"inherit\"`"),
+                );
+                default
+            }
+            RawLimit::Word(word) => {
+                report.at(
+                    Some(value.span()),
+                    format!(
+                        "`{key}` is `{word}`; give a number, or `\"inherit\"` to keep Portcullis's own limit"
+                    ),
+                );
+                default
+            }
+        }
+    };
+    SandboxLimits {
+        memory_bytes: limit(
+            &raw.memory_mb,
+            "memory_mb",
+            (64, 16_777_216),
+            MIB,
+            defaults.memory_bytes,
+        ),
+        processes: limit(
+            &raw.processes,
+            "processes",
+            (1, 4_194_304),
+            1,
+            defaults.processes,
+        ),
+        file_size_bytes: limit(
+            &raw.file_size_mb,
+            "file_size_mb",
+            (1, 16_777_216),
+            MIB,
+            defaults.file_size_bytes,
+        ),
+        open_files: limit(
+            &raw.open_files,
+            "open_files",
+            (16, 1_048_576),
+            1,
+            defaults.open_files,
+        ),
+    }
+}
+
+/// Paths joined to the configuration's directory (lexically: nothing is resolved here).
+fn paths(
+    report: &mut Reporter<'_>,
+    raw: &[Spanned<String>],
+    base_dir: &Path,
+    what: &str,
+) -> Vec<PathBuf> {
+    raw.iter()
+        .filter_map(|path| {
+            if path.get_ref().is_empty() {
+                report.at(Some(path.span()), format!("a {what} is empty"));
+                None
+            } else {
+                Some(base_dir.join(path.get_ref()))
+            }
+        })
+        .collect()
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -797,22 +1039,18 @@ fn policy_settings(
         return PolicySettings::default();
     };
     let schema = raw.schema.as_ref().map(|s| base_dir.join(s.get_ref()));
-    let mut policies = Vec::new();
-    if let Some(list) = &raw.policies {
-        if list.get_ref().is_empty() {
-            report.at(
-                Some(list.span()),
-                "`policies` is empty; list policy files or directories, or remove the key to use the shipped policy",
-            );
-        }
-        for path in list.get_ref() {
-            if path.get_ref().is_empty() {
-                report.at(Some(path.span()), "a policy path is empty");
-            } else {
-                policies.push(base_dir.join(path.get_ref()));
+    let policies = match &raw.policies {
+        None => Vec::new(),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                report.at(
+                    Some(list.span()),
+                    "`policies` is empty; list policy files or directories, or remove the key to use the shipped policy",
+                );
             }
+            paths(report, list.get_ref(), base_dir, "policy path")
         }
-    }
+    };
     PolicySettings { schema, policies }
 }
 

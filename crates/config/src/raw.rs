@@ -111,6 +111,39 @@ pub(crate) struct RawUpstream {
     pub sampling: Option<bool>,
     #[serde(default)]
     pub tools: BTreeMap<String, Spanned<RawToolRules>>,
+    #[serde(default)]
+    pub roots: Vec<Spanned<String>>,
+    pub sandbox: Option<Spanned<RawSandbox>>,
+}
+
+/// `[upstream.sandbox]`: what a stdio upstream may reach besides its roots. Every key is an
+/// `Option` so that `contain = false` can name the grants it makes meaningless.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSandbox {
+    pub contain: Option<Spanned<bool>>,
+    pub read_only: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tcp_connect: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub tcp_bind: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub unix_sockets: Option<Spanned<bool>>,
+    pub limits: Option<Spanned<RawLimits>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub memory_mb: Option<Spanned<RawLimit>>,
+    pub processes: Option<Spanned<RawLimit>>,
+    pub file_size_mb: Option<Spanned<RawLimit>>,
+    pub open_files: Option<Spanned<RawLimit>>,
+}
+
+/// A limit: a number, or a word (`"inherit"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawLimit {
+    Number(i64),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use expect_test::{Expect, expect};
 
-use crate::{UpstreamTransport, parse};
+use crate::{Containment, SandboxGrants, SandboxLimits, UpstreamTransport, parse};
 
 fn check_errors(text: &str, expected: Expect) {
     let errors = parse(Path::new("conf/portcullis.toml"), text).unwrap_err();
@@ -66,7 +66,7 @@ fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
         expect![
-            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `tools`"
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `tools`, `roots`, `sandbox`"
         ],
     );
 }
@@ -233,5 +233,130 @@ fn metrics_listen_on_loopback_only() {
         "[http]\nmetrics = \"0.0.0.0:9464\"\n\n[[upstream]]\nname = \"a\"\ncommand = [\"server\"]\n",
         expect![[r#"
             conf/portcullis.toml:2:11: `0.0.0.0:9464` is not a loopback address; nothing authenticates a metrics scrape, so metrics are served on loopback only"#]],
+    );
+}
+
+#[test]
+fn roots_and_sandbox_grants_parse_with_defaults() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[[upstream]]
+name = "files"
+command = ["server"]
+roots = ["work", "/srv/shared"]
+
+[upstream.sandbox]
+read_only = ["../share", "/etc/ssl"]
+tcp_connect = [443, 8080]
+tcp_bind = [0]
+unix_sockets = true
+limits = { memory_mb = 512, processes = 64, open_files = "inherit" }
+
+[[upstream]]
+name = "plain"
+command = ["server"]
+
+[[upstream]]
+name = "open"
+command = ["server"]
+sandbox = { contain = false }
+
+[[upstream]]
+name = "remote"
+url = "http://127.0.0.1:9000/mcp"
+roots = ["remote-work"]
+"#,
+    )
+    .unwrap();
+    let containment = |index: usize| match &config.upstreams[index].transport {
+        UpstreamTransport::Stdio { containment, .. } => containment.clone(),
+        UpstreamTransport::Http { .. } => panic!("stdio expected"),
+    };
+    assert_eq!(
+        config.upstreams[0].roots,
+        [Path::new("conf/work"), Path::new("/srv/shared")]
+    );
+    let Containment::Contained(grants) = containment(0) else {
+        panic!("contained expected")
+    };
+    assert_eq!(
+        grants.read_only,
+        [Path::new("conf/../share"), Path::new("/etc/ssl")]
+    );
+    assert_eq!(grants.tcp_connect, [443, 8080]);
+    assert_eq!(grants.tcp_bind, [0]);
+    assert!(grants.unix_sockets);
+    assert_eq!(
+        grants.limits,
+        SandboxLimits {
+            memory_bytes: Some(512 << 20),
+            processes: Some(64),
+            file_size_bytes: Some(crate::DEFAULT_FILE_SIZE_MB << 20),
+            open_files: None,
+        }
+    );
+    // Contained by default, with nothing but the default limits.
+    assert_eq!(
+        containment(1),
+        Containment::Contained(SandboxGrants::default())
+    );
+    assert_eq!(
+        SandboxGrants::default().limits,
+        SandboxLimits {
+            memory_bytes: Some(crate::DEFAULT_MEMORY_MB << 20),
+            processes: None,
+            file_size_bytes: Some(crate::DEFAULT_FILE_SIZE_MB << 20),
+            open_files: Some(crate::DEFAULT_OPEN_FILES),
+        }
+    );
+    assert_eq!(containment(2), Containment::Uncontained);
+    assert_eq!(config.upstreams[3].roots, [Path::new("conf/remote-work")]);
+}
+
+#[test]
+fn sandbox_errors_name_their_place() {
+    check_errors(
+        r#"[[upstream]]
+name = "a"
+command = ["x"]
+roots = [""]
+sandbox = { read_only = ["ok"], tcp_connect = [0, 70000], tcp_bind = [-1], limits = { memory_mb = 1, processes = "lots" } }
+
+[[upstream]]
+name = "b"
+command = ["x"]
+[upstream.sandbox]
+contain = false
+read_only = ["/usr"]
+limits = { open_files = 10 }
+
+[[upstream]]
+name = "c"
+url = "http://127.0.0.1:1/mcp"
+sandbox = { tcp_connect = [443] }
+"#,
+        expect![[r#"
+            conf/portcullis.toml:4:10: a root is empty
+            conf/portcullis.toml:5:48: port 0 is not a TCP port; it must be between 1 and 65535
+            conf/portcullis.toml:5:51: port 70000 is not a TCP port; it must be between 1 and 65535
+            conf/portcullis.toml:5:71: port -1 is not a TCP port; it must be between 0 and 65535
+            conf/portcullis.toml:5:99: `memory_mb` is 1; it must be between 64 and 16777216, or `"inherit"`
+            conf/portcullis.toml:5:114: `processes` is `lots`; give a number, or `"inherit"` to keep Portcullis's own limit
+            conf/portcullis.toml:12:13: `read_only` has no effect with `contain = false` (the upstream runs uncontained); remove one of them
+            conf/portcullis.toml:13:10: `limits` has no effect with `contain = false` (the upstream runs uncontained); remove one of them
+            conf/portcullis.toml:18:11: `sandbox` applies only to a `command` upstream: a `url` upstream runs elsewhere, so there is no process to contain"#]],
+    );
+    check_errors(
+        "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\nsandbox = { network = \"deny\" }\n",
+        expect![[
+            r#"conf/portcullis.toml:4:13: unknown field `network`, expected one of `contain`, `read_only`, `tcp_connect`, `tcp_bind`, `unix_sockets`, `limits`"#
+        ]],
+    );
+    check_errors(
+        "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\nsandbox = { limits = { memory = 1 } }\n",
+        expect![[
+            r#"conf/portcullis.toml:4:24: unknown field `memory`, expected one of `memory_mb`, `processes`, `file_size_mb`, `open_files`"#
+        ]],
     );
 }

@@ -1,0 +1,49 @@
+//! Contains a stdio upstream of Portcullis with the Linux kernel: landlock for files, TCP ports,
+//! signals and abstract unix sockets; a seccomp filter for what landlock cannot see (socket
+//! families and protocols, io_uring, keyrings, terminal injection); resource limits; and every
+//! inherited descriptor closed.
+//!
+//! Key design decision: everything is built in the parent by [`prepare`] (paths opened, the
+//! landlock ruleset created with every right as a hard requirement, the seccomp programs
+//! compiled), and the `pre_exec` hook that [`Prepared::install`] adds only makes system calls,
+//! in a fixed order: resource limits, descriptors marked close-on-exec, no_new_privs and
+//! landlock, then seccomp last. A kernel that cannot enforce a part makes `prepare` fail:
+//! there is no partial sandbox. See README.md for what is and is not contained.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), portcullis_sandbox::SandboxError> {
+//! use portcullis_sandbox::{Profile, prepare};
+//!
+//! let profile = Profile {
+//!     read_only: vec!["/usr".into(), "/lib".into()],
+//!     read_write: vec!["/tmp/upstream".into()],
+//!     ..Profile::default()
+//! };
+//! let prepared = prepare(&profile)?;
+//! for warning in prepared.warnings() {
+//!     eprintln!("{warning}");
+//! }
+//! let mut command = tokio::process::Command::new("/usr/bin/node");
+//! prepared.install(&mut command);
+//! # Ok(())
+//! # }
+//! ```
+
+#[allow(unsafe_code)]
+mod child;
+mod error;
+mod filter;
+mod prepare;
+mod profile;
+mod ruleset;
+mod summary;
+mod support;
+
+pub use error::SandboxError;
+pub use prepare::{Prepared, Spawnable, Warning, prepare};
+pub use profile::{Limit, Limits, Profile};
+pub use summary::{FsAccess, GrantedPath, PathKind, SocketPolicy, Summary};
+pub use support::{KernelSupport, LandlockSupport, Requirement, probe};
+
+#[cfg(test)]
+mod tests;

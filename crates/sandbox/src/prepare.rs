@@ -1,0 +1,236 @@
+//! `prepare`: a profile turned into kernel objects in the parent, ready to install on a command.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::child::{self, ChildHook, ChildLimit};
+use crate::error::SandboxError;
+use crate::filter;
+use crate::profile::{Limit, Limits, Profile};
+use crate::ruleset;
+use crate::summary::{FsAccess, SocketPolicy, Summary, bytes};
+use crate::support::{self, probe};
+
+/// The first landlock ABI that checks the path of a unix socket `connect` (`RESOLVE_UNIX`).
+const UNIX_PATH_RULES_ABI: u32 = 9;
+
+/// A sandbox built for one spawn: the landlock ruleset (an open descriptor), the compiled seccomp
+/// programs and the limits, with what they amount to.
+///
+/// Only [`prepare`] makes one, so a command can only carry a sandbox the kernel accepted.
+#[derive(Debug)]
+pub struct Prepared {
+    hook: ChildHook,
+    summary: Summary,
+    warnings: Vec<Warning>,
+}
+
+/// Something the caller should log: the sandbox holds, but is not quite what the profile said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// A profile path does not exist, so it grants nothing (never a reason to grant more).
+    MissingPath {
+        /// The path as given.
+        path: PathBuf,
+        /// The access it would have had.
+        access: FsAccess,
+    },
+    /// A limit was above Portcullis's own hard limit, which an unprivileged process cannot raise;
+    /// the upstream gets the hard limit, which is stricter.
+    LimitLowered {
+        /// Which limit.
+        limit: Limit,
+        /// What the profile asked.
+        requested: u64,
+        /// What the child gets.
+        effective: u64,
+    },
+    /// Unix sockets are granted and this landlock ABI does not check the path of a socket the
+    /// upstream connects to.
+    UnixSocketPathsUnchecked {
+        /// The kernel's landlock ABI.
+        abi: u32,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::MissingPath { path, access } => write!(
+                f,
+                "sandbox path `{}` ({}) does not exist; it grants nothing",
+                path.display(),
+                access.describe()
+            ),
+            Warning::LimitLowered {
+                limit,
+                requested,
+                effective,
+            } => {
+                let render = |value: u64| match limit {
+                    Limit::AddressSpace | Limit::FileSize => bytes(value),
+                    Limit::Processes | Limit::OpenFiles => value.to_string(),
+                };
+                write!(
+                    f,
+                    "the {} limit {} is above Portcullis's own hard limit; the upstream gets {}",
+                    limit.name(),
+                    render(*requested),
+                    render(*effective)
+                )
+            }
+            Warning::UnixSocketPathsUnchecked { abi } => write!(
+                f,
+                "unix sockets are granted and landlock ABI {abi} does not check socket paths: the \
+                 upstream can connect to any unix socket the user can reach (ABI \
+                 {UNIX_PATH_RULES_ABI} limits this to read-write paths)"
+            ),
+        }
+    }
+}
+
+/// A command the sandbox can be installed on: `std::process::Command` or
+/// `tokio::process::Command`.
+pub trait Spawnable: sealed::Sealed {
+    #[doc(hidden)]
+    fn std_command(&mut self) -> &mut std::process::Command;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::process::Command {}
+    impl Sealed for tokio::process::Command {}
+}
+
+impl Spawnable for std::process::Command {
+    fn std_command(&mut self) -> &mut std::process::Command {
+        self
+    }
+}
+
+impl Spawnable for tokio::process::Command {
+    fn std_command(&mut self) -> &mut std::process::Command {
+        self.as_std_mut()
+    }
+}
+
+impl Prepared {
+    /// Installs the sandbox on `command` as a `pre_exec` hook. Consumes the sandbox: each spawn
+    /// gets its own [`prepare`] (a restart prepares again, so it sees paths created since).
+    ///
+    /// A child that cannot enter the sandbox never runs the program: the spawn fails with the
+    /// errno of the step that failed.
+    pub fn install<C: Spawnable>(self, command: &mut C) {
+        child::install(self.hook, command.std_command());
+    }
+
+    /// The effective sandbox.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// What the caller should log before spawning.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// The effective sandbox and its warnings, for a person (`portcullis check`).
+    pub fn describe(&self) -> String {
+        let mut text = self.summary.describe();
+        if !self.warnings.is_empty() {
+            text.push_str("warnings:\n");
+            for warning in &self.warnings {
+                text.push_str("  ");
+                text.push_str(&warning.to_string());
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// The stable text the caller hashes for the evidence log (see [`Summary::digest_input`]).
+    pub fn digest_input(&self) -> String {
+        self.summary.digest_input()
+    }
+}
+
+/// Builds the sandbox for one spawn, in the parent: checks the kernel can enforce everything the
+/// profile needs, opens the paths, creates the landlock ruleset, compiles the seccomp programs.
+///
+/// There is no best-effort mode: if the kernel cannot enforce a part, this fails and says which.
+/// A caller that wants an upstream unsandboxed decides so itself and does not call this.
+pub fn prepare(profile: &Profile) -> Result<Prepared, SandboxError> {
+    let abi = support::check(profile, &probe())?;
+    // Every path is checked before any is opened, so the error does not depend on which paths
+    // happen to exist.
+    if let Some(path) = profile
+        .read_only
+        .iter()
+        .chain(&profile.read_write)
+        .find(|path| !path.is_absolute())
+    {
+        return Err(SandboxError::RelativePath { path: path.clone() });
+    }
+
+    let mut warnings = Vec::new();
+    let (limits, child_limits) = effective_limits(&profile.limits, &mut warnings)?;
+    let sockets = SocketPolicy {
+        inet_tcp: profile.grants_tcp(),
+        unix: profile.unix_sockets,
+        tcp_bind: !profile.tcp_bind.is_empty(),
+    };
+    let programs = filter::compile(sockets)?;
+    let built = ruleset::build(profile, abi)?;
+    warnings.extend(built.warnings);
+    if profile.unix_sockets && abi < UNIX_PATH_RULES_ABI {
+        warnings.push(Warning::UnixSocketPathsUnchecked { abi });
+    }
+
+    let sorted = |ports: &[u16]| {
+        let mut ports = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    };
+    let summary = Summary {
+        landlock_abi: abi,
+        paths: built.paths,
+        tcp_connect: sorted(&profile.tcp_connect),
+        tcp_bind: sorted(&profile.tcp_bind),
+        sockets,
+        limits,
+    };
+    Ok(Prepared {
+        hook: ChildHook::new(child_limits, built.descriptor, programs),
+        summary,
+        warnings,
+    })
+}
+
+/// Each requested limit, lowered to Portcullis's own hard limit where it is above it.
+fn effective_limits(
+    requested: &Limits,
+    warnings: &mut Vec<Warning>,
+) -> Result<(Limits, Vec<ChildLimit>), SandboxError> {
+    let mut effective = Limits::default();
+    let mut child_limits = Vec::new();
+    for limit in Limit::ALL {
+        let Some(value) = requested.get(limit) else {
+            continue;
+        };
+        let (_, hard) = child::current_limit(limit)
+            .map_err(|source| SandboxError::ReadLimit { limit, source })?;
+        let value_in_effect = value.min(hard);
+        if value_in_effect < value {
+            warnings.push(Warning::LimitLowered {
+                limit,
+                requested: value,
+                effective: value_in_effect,
+            });
+        }
+        effective.set(limit, Some(value_in_effect));
+        child_limits.push(ChildLimit::new(limit, value_in_effect));
+    }
+    Ok((effective, child_limits))
+}
