@@ -14,6 +14,7 @@ mod identity;
 mod interaction;
 mod official_clients;
 mod relay;
+mod roots;
 mod rust_client;
 mod secrets;
 mod support;

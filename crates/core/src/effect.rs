@@ -187,6 +187,8 @@ pub struct ToolRules {
     pub escalates: bool,
     /// Whether the effect can be undone, for the approval request (`None`: not known).
     pub reversible: Option<bool>,
+    /// Arguments holding filesystem paths, besides those found from the input schema.
+    pub paths: Vec<ArgumentPointer>,
 }
 
 impl ToolRules {

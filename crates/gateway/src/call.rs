@@ -285,8 +285,14 @@ impl UpstreamCall {
                 }
                 CallToolResponse::InputRequired(required) => {
                     upstream_state = required.request_state.clone();
-                    match answer_inputs(upstream, &route.asker, route.request.as_ref(), required)
-                        .await
+                    match answer_inputs(
+                        upstream,
+                        &route.asker,
+                        route.request.as_ref(),
+                        &upstream.root_answer(Some(route)),
+                        required,
+                    )
+                    .await
                     {
                         Ok(responses) => input_responses = Some(responses),
                         Err(message) => return Ok(tool_error(message)),
@@ -312,6 +318,7 @@ pub async fn answer_inputs(
     upstream: &UpstreamHandle,
     asker: &Asker,
     request_context: Option<&RequestContext>,
+    roots: &[String],
     required: InputRequiredResult,
 ) -> Result<InputResponses, String> {
     let started = Instant::now();
@@ -335,7 +342,11 @@ pub async fn answer_inputs(
             }
             // Roots are Portcullis's to answer, never the client's to widen.
             InputRequest::ListRoots(_) => {
-                responses.insert(key, serde_json::json!({ "roots": [] }));
+                let roots: Vec<serde_json::Value> = roots
+                    .iter()
+                    .map(|uri| serde_json::json!({ "uri": uri }))
+                    .collect();
+                responses.insert(key, serde_json::json!({ "roots": roots }));
             }
             // Sampling would let an upstream spend the user's model on prompts of its choosing.
             InputRequest::CreateMessage(_) | _ => {

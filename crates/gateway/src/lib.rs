@@ -14,6 +14,7 @@ mod call;
 mod evidence;
 mod http;
 mod metrics;
+mod paths;
 mod pending;
 mod policy;
 mod progress;

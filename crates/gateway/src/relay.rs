@@ -16,7 +16,7 @@ use rmcp::model::{
 )]
 use rmcp::model::{
     CreateMessageRequestParams, CreateMessageResult, ListRootsResult,
-    LoggingMessageNotificationParam,
+    LoggingMessageNotificationParam, Root,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 
@@ -123,9 +123,16 @@ fn declined() -> ElicitResult {
 }
 
 impl ClientHandler for RelayClient {
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated upstream but session-era servers still ask for them"
+    )]
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
-            ClientCapabilities::builder().enable_elicitation().build(),
+            ClientCapabilities::builder()
+                .enable_elicitation()
+                .enable_roots()
+                .build(),
             Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
         )
     }
@@ -218,7 +225,18 @@ impl ClientHandler for RelayClient {
         &self,
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, McpError> {
-        Ok(ListRootsResult::default())
+        // The effective roots only: never the client's own list, which may be wider.
+        let Some(upstream) = self.upstream.upgrade() else {
+            return Ok(ListRootsResult::default());
+        };
+        let route = upstream.route_for_upstream_request().ok();
+        Ok(ListRootsResult::new(
+            upstream
+                .root_answer(route.as_ref())
+                .into_iter()
+                .map(Root::new)
+                .collect(),
+        ))
     }
 
     async fn on_progress(

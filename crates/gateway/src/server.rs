@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use portcullis_core::{IdentityEnvelope, UserId};
+use portcullis_roots::Roots;
 
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
@@ -58,6 +59,9 @@ pub struct PortcullisServer {
     /// The user a session-era HTTP session authenticated as first: later requests of the
     /// session must carry a token for the same user (a session is not shared across users).
     bound_user: Arc<OnceLock<UserId>>,
+    /// The roots a session-era client offered (fetched when it initializes and when it says
+    /// they changed); `None` when it offers none.
+    pub(crate) client_roots: Arc<Mutex<Option<Roots>>>,
 }
 
 pub(crate) static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -69,6 +73,7 @@ impl PortcullisServer {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             log_level: Arc::default(),
             bound_user: Arc::default(),
+            client_roots: Arc::default(),
         }
     }
 
@@ -183,6 +188,53 @@ impl PortcullisServer {
             .record_read(event(refusal.decision(), not_run))
             .await;
         Err(refusal)
+    }
+
+    /// Asks a session-era client that offers roots for them. A client that offers roots but
+    /// cannot list them leaves this session with no roots at all (fail closed).
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated upstream but session-era clients still offer them"
+    )]
+    async fn refresh_client_roots(&self, peer: &Peer<RoleServer>) {
+        let offers = peer
+            .peer_info()
+            .is_some_and(|info| info.capabilities.roots.is_some());
+        if !offers {
+            return;
+        }
+        let roots = match tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            peer.list_roots(),
+        )
+        .await
+        {
+            Ok(Ok(result)) => {
+                let uris: Vec<String> = result.roots.into_iter().map(|root| root.uri).collect();
+                crate::paths::client_roots(&uris)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the client offers roots but did not list them; its session has none");
+                Roots::none()
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the client offers roots but did not list them in time; its session has none"
+                );
+                Roots::none()
+            }
+        };
+        if let Ok(mut current) = self.client_roots.lock() {
+            *current = Some(roots);
+        }
+    }
+
+    /// The roots this session's client offered, if any.
+    pub(crate) fn offered_roots(&self) -> Option<Roots> {
+        self.client_roots
+            .lock()
+            .ok()
+            .and_then(|roots| roots.clone())
     }
 
     /// Content from an untrusted upstream reached this session: its side effects now need
@@ -335,6 +387,7 @@ impl PortcullisServer {
     ) -> Result<ServerResult, McpError> {
         let route = CallRoute {
             session: self.session,
+            client_roots: self.offered_roots(),
             request: self
                 .envelope(context)
                 .ok()
@@ -424,9 +477,15 @@ impl PortcullisServer {
                     }
                     state = required.request_state.clone();
                     responses = Some(
-                        answer_inputs(upstream, &asker, evidence_request.as_ref(), required)
-                            .await
-                            .map_err(|message| McpError::internal_error(message, None))?,
+                        answer_inputs(
+                            upstream,
+                            &asker,
+                            evidence_request.as_ref(),
+                            &upstream.root_answer_for(self.offered_roots().as_ref()),
+                            required,
+                        )
+                        .await
+                        .map_err(|message| McpError::internal_error(message, None))?,
                     );
                 }
                 other => return Ok(Rounds::Done(Box::new(other))),
@@ -602,7 +661,13 @@ impl ServerHandler for PortcullisServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.refresh_client_roots(&context.peer).await;
         self.gateway.sessions.register(context.peer);
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        // Later calls are checked against the new roots.
+        self.refresh_client_roots(&context.peer).await;
     }
 
     async fn list_tools(

@@ -136,7 +136,7 @@ impl PortcullisServer {
                 return Ok(tool_error(message));
             }
         };
-        {
+        let outside_roots = {
             let catalog = connection.catalog.load();
             let Some(definition) = catalog.tools.iter().find(|t| t.name == request.name) else {
                 gateway
@@ -145,6 +145,47 @@ impl PortcullisServer {
                 return Err(unknown());
             };
             record.set_definition(definition);
+            // Paths outside the effective roots never reach the upstream, whatever policy says.
+            upstream.paths.as_ref().and_then(|guard| {
+                let pointers: Vec<String> = upstream
+                    .spec
+                    .tool_rules(local)
+                    .paths
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let client_roots = if stateless {
+                    None
+                } else {
+                    self.offered_roots()
+                };
+                guard
+                    .check(definition, &pointers, arguments, client_roots.as_ref())
+                    .err()
+            })
+        };
+        if let Some(denied) = outside_roots {
+            tracing::warn!(
+                target: "portcullis::decision",
+                user = %envelope.user(),
+                upstream = %upstream.name(),
+                tool = local,
+                %denied,
+                "denied: a path argument is outside the roots"
+            );
+            let message = format!(
+                "portcullis refused `{}`: {denied}; the call did not run",
+                request.name
+            );
+            gateway
+                .record_refusal(
+                    record,
+                    arguments,
+                    hidden,
+                    &format!("outside the roots: {denied}"),
+                )
+                .await;
+            return Ok(tool_error(message));
         }
 
         let taint_key = self.taint_key(&context, &envelope);
@@ -313,6 +354,7 @@ impl PortcullisServer {
         }
         let route = CallRoute {
             session: self.session,
+            client_roots: self.offered_roots(),
             request: Some(call.record.request().clone()),
             asker: asker_for(&context),
             listener: listener_for(&context),
@@ -476,6 +518,8 @@ impl PortcullisServer {
         };
         let route = CallRoute {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            // A stateless request has no session to ask for roots: config's roots alone.
+            client_roots: None,
             request: Some(call.record.request().clone()),
             asker,
             listener: None,

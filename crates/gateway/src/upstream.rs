@@ -16,6 +16,7 @@ use portcullis_core::evidence::{
     ElicitationRelayed, Event, EvidenceRecord, RequestContext, UpstreamLifecycle,
 };
 use portcullis_core::{Effect, Hints, Namespacing, UpstreamName};
+use portcullis_roots::Roots;
 #[expect(
     deprecated,
     reason = "logging is deprecated but clients still opt in to it"
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::evidence::now_ms;
+use crate::paths::PathGuard;
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
 use crate::sessions::Sessions;
@@ -92,6 +94,8 @@ pub enum UpstreamState {
 #[derive(Clone)]
 pub struct CallRoute {
     pub session: u64,
+    /// The roots the calling client offered (`None`: it offered none, or cannot).
+    pub client_roots: Option<Roots>,
     /// The request the upstream's own requests belong to, for their evidence records.
     pub request: Option<RequestContext>,
     pub asker: Asker,
@@ -109,6 +113,8 @@ pub struct CallRoute {
 /// One configured upstream and everything Portcullis knows about it at run time.
 pub struct UpstreamHandle {
     pub spec: Upstream,
+    /// What its calls' path arguments are checked against (`None`: not checked).
+    pub paths: Option<PathGuard>,
     /// The child's complete environment (stdio only): the explicit `env` plus the inherited names.
     child_env: BTreeMap<String, String>,
     namespacing: Namespacing,
@@ -173,6 +179,7 @@ impl UpstreamHandle {
             child_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Arc::new(Self {
+            paths: PathGuard::for_upstream(&spec),
             spec,
             child_env,
             namespacing,
@@ -223,6 +230,20 @@ impl UpstreamHandle {
             UpstreamState::Down { reason } => format!("{reason}; it is being restarted"),
             UpstreamState::Ready(_) => "it is ready".to_owned(),
         }
+    }
+
+    /// The roots (`file://` URIs) to tell this upstream when it asks: its granted roots
+    /// narrowed by the calling client's (none for an upstream whose paths are not checked).
+    pub fn root_answer(&self, route: Option<&CallRoute>) -> Vec<String> {
+        self.root_answer_for(route.and_then(|r| r.client_roots.as_ref()))
+    }
+
+    /// The same, given the client's roots.
+    pub fn root_answer_for(&self, client_roots: Option<&Roots>) -> Vec<String> {
+        self.paths
+            .as_ref()
+            .map(|guard| guard.root_uris(client_roots))
+            .unwrap_or_default()
     }
 
     /// Failed starts, crashes and hangs since Portcullis started.
