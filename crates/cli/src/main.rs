@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
-use portcullis_gateway::{Gateway, UpstreamStatus, load_policy, serve_http, serve_metrics};
+use portcullis_gateway::{
+    Gateway, UpstreamStatus, call_facts, load_policy, serve_http, serve_metrics,
+};
 use portcullis_policy::{Action, Facts, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
 
@@ -482,6 +484,8 @@ fn explain(
         bail!("`{tool}` names no configured upstream");
     };
     let rules = upstream.tool_rules(local);
+    // As a call would be decided by a fresh session: no recipient approved before, no taint.
+    let (facts, _, _) = call_facts(&rules, &envelope, arguments.as_ref(), |_| false);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -502,7 +506,11 @@ fn explain(
                 },
             },
             now,
-            facts: Facts::default(),
+            facts: if action == Action::CallTool {
+                facts
+            } else {
+                Facts::default()
+            },
         })
     };
     let listed = decide(Action::ListTool);

@@ -355,7 +355,7 @@ impl StatelessApprovals {
 }
 
 /// The recipients the arguments name at `rules.recipients`, as strings.
-pub fn recipients(rules: &ToolRules, arguments: Option<&JsonObject>) -> Vec<String> {
+fn recipients(rules: &ToolRules, arguments: Option<&JsonObject>) -> Vec<String> {
     let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
     let mut found = Vec::new();
     for pointer in &rules.recipients {
@@ -373,7 +373,7 @@ pub fn recipients(rules: &ToolRules, arguments: Option<&JsonObject>) -> Vec<Stri
 }
 
 /// The tenant or workspace the arguments name at `rules.tenant_argument`, if any.
-pub fn target_tenant(rules: &ToolRules, arguments: Option<&JsonObject>) -> Option<String> {
+fn target_tenant(rules: &ToolRules, arguments: Option<&JsonObject>) -> Option<String> {
     let pointer = rules.tenant_argument.as_ref()?;
     let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
     portcullis_audit::values_at(&value, pointer)
@@ -383,6 +383,38 @@ pub fn target_tenant(rules: &ToolRules, arguments: Option<&JsonObject>) -> Optio
             serde_json::Value::Null => None,
             other => Some(other.to_string()),
         })
+}
+
+/// What a call's configured arguments say about it: the policy facts (all but `tainted`),
+/// its recipients with whether each is new (`known` says which were approved before), and
+/// the tenant or workspace it names.
+pub fn call_facts(
+    rules: &ToolRules,
+    envelope: &IdentityEnvelope,
+    arguments: Option<&JsonObject>,
+    known: impl Fn(&str) -> bool,
+) -> (
+    portcullis_policy::Facts,
+    Vec<(String, bool)>,
+    Option<String>,
+) {
+    let recipients: Vec<(String, bool)> = recipients(rules, arguments)
+        .into_iter()
+        .map(|recipient| {
+            let new = !known(&recipient);
+            (recipient, new)
+        })
+        .collect();
+    let target = target_tenant(rules, arguments);
+    let facts = portcullis_policy::Facts {
+        crosses_tenant: target
+            .as_deref()
+            .is_some_and(|target| Some(target) != envelope.tenant()),
+        new_recipient: recipients.iter().any(|(_, new)| *new),
+        escalates: rules.escalates,
+        tainted: false,
+    };
+    (facts, recipients, target)
 }
 
 /// The untrusted upstreams whose content each session has received, by a key the caller

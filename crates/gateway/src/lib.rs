@@ -35,6 +35,7 @@ use portcullis_policy::PolicyEngine;
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
+pub use approval::call_facts;
 pub use http::serve_http;
 pub use metrics::serve_metrics;
 pub use policy::load_policy;

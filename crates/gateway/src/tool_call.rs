@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use portcullis_core::IdentityEnvelope;
-use portcullis_policy::Facts;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ElicitRequest, ElicitResult,
@@ -192,22 +191,11 @@ impl PortcullisServer {
         let tainted_by = gateway.taints.of(&taint_key);
         let rules = upstream.spec.tool_rules(local);
         let user_key = envelope.user().to_string();
-        let recipients: Vec<(String, bool)> = approval::recipients(&rules, arguments)
-            .into_iter()
-            .map(|recipient| {
-                let new = !gateway.known_recipients.is_known(&user_key, &recipient);
-                (recipient, new)
-            })
-            .collect();
-        let target_tenant = approval::target_tenant(&rules, arguments);
-        let facts = Facts {
-            crosses_tenant: target_tenant
-                .as_deref()
-                .is_some_and(|target| Some(target) != envelope.tenant()),
-            new_recipient: recipients.iter().any(|(_, new)| *new),
-            escalates: rules.escalates,
-            tainted: !tainted_by.is_empty(),
-        };
+        let (mut facts, recipients, target_tenant) =
+            approval::call_facts(&rules, &envelope, arguments, |recipient| {
+                gateway.known_recipients.is_known(&user_key, recipient)
+            });
+        facts.tainted = !tainted_by.is_empty();
         let effect = upstream.effect_of(local);
         let authorized =
             match gateway.authorize_call(&envelope, upstream, visible, arguments, facts) {

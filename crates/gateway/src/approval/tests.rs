@@ -221,3 +221,19 @@ fn taint_is_kept_per_key() {
     assert_eq!(taints.of("session 1"), ["mail", "web"]);
     assert!(taints.of("session 2").is_empty());
 }
+
+#[test]
+fn call_facts_flag_crossings_and_new_recipients() {
+    let rules = rules();
+    let envelope = alice();
+    let inside = json!({"to": "b@x", "workspace": "acme"});
+    let (facts, recipients, target) =
+        call_facts(&rules, &envelope, inside.as_object(), |r| r == "b@x");
+    assert!(!facts.crosses_tenant && !facts.new_recipient && !facts.escalates && !facts.tainted);
+    assert_eq!(recipients, [("b@x".to_owned(), false)]);
+    assert_eq!(target.as_deref(), Some("acme"));
+    let outside = json!({"to": "c@x", "workspace": "globex"});
+    let (facts, recipients, _) = call_facts(&rules, &envelope, outside.as_object(), |r| r == "b@x");
+    assert!(facts.crosses_tenant && facts.new_recipient);
+    assert_eq!(recipients, [("c@x".to_owned(), true)]);
+}
