@@ -56,7 +56,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
     let arguments = json!({
         "to": "bob@example.com",
         "body": long,
-        "api_key": "hidden-value-4821",
+        "api_key": "hidden-value-48210",
         "workspace": "globex",
     });
     let arguments = arguments.as_object().unwrap();
@@ -91,7 +91,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    assert!(!text.contains("hidden-value-4821"), "{text}");
+    assert!(!text.contains("hidden-value-48210"), "{text}");
     assert!(
         !text.contains(&"x".repeat(200)),
         "a long value is abbreviated"
