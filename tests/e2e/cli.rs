@@ -240,3 +240,32 @@ fn explain_names_the_decision_and_the_policies_behind_it() {
     assert!(out.starts_with("decision: allow\n"), "{out}");
     assert!(out.contains("determined by:\n  all ("), "{out}");
 }
+
+#[test]
+fn serve_refuses_a_missing_or_short_request_state_key() {
+    let scratch = Scratch::new();
+    let config = scratch.config(
+        "[server]\nstate_key_env = \"PORTCULLIS_E2E_STATE_KEY\"\n\n[[upstream]]\nname = \"a\"\ncommand = [\"true\"]\n",
+    );
+    for (value, expected) in [
+        (
+            None,
+            "`PORTCULLIS_E2E_STATE_KEY` as the requestState key, but it is not set",
+        ),
+        (Some("too-short"), "must be at least 32 bytes"),
+    ] {
+        let mut command = Command::new(bin("portcullis"));
+        command.args(["serve", "--config"]).arg(&config);
+        command.env_remove("PORTCULLIS_E2E_STATE_KEY");
+        if let Some(value) = value {
+            command.env("PORTCULLIS_E2E_STATE_KEY", value);
+        }
+        let output = command
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}

@@ -1,8 +1,8 @@
 //! Containment of stdio upstreams against the real kernel: a hostile fixture tries to escape its
 //! sandbox through Portcullis and the official TypeScript client, and fails where the same
 //! attempts from an uncontained upstream succeed; the official filesystem server, allowed `/`
-//! by its own argument, reaches only the one root Portcullis grants; every start is recorded;
-//! a sandbox that cannot be built stops the start.
+//! by its own argument, reaches only what its sandbox grants; every start is recorded; a
+//! sandbox that cannot be built stops the start.
 
 use std::io::ErrorKind;
 use std::net::{TcpListener, UdpSocket};
@@ -121,11 +121,13 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let udp_port = udp.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
 
+    // Portcullis's own argument check is off for both (it would refuse the paths first): the
+    // kernel alone must stop the contained one.
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"hostile\"\n{}inherit_env = [\"HOME\", \"PORTCULLIS_E2E_GRANTED\"]\nsandbox = {{ tcp_connect = [{granted_port}] }}\n\n\
+        "[[upstream]]\nname = \"hostile\"\n{}check_paths = false\ninherit_env = [\"HOME\", \"PORTCULLIS_E2E_GRANTED\"]\nsandbox = {{ tcp_connect = [{granted_port}] }}\n\n\
          # Uncontained on purpose: the same attempts must work without a sandbox, or the\n\
          # contained upstream's failures would prove nothing.\n\
-         [[upstream]]\nname = \"open\"\n{}inherit_env = [\"HOME\"]\nsandbox = {{ contain = false }}\n",
+         [[upstream]]\nname = \"open\"\n{}check_paths = false\ninherit_env = [\"HOME\"]\nsandbox = {{ contain = false }}\n",
         fixture_upstream(&work, &[]),
         fixture_upstream(&open_work, &[]),
     ));
@@ -373,11 +375,14 @@ fn the_filesystem_server_allowed_everything_reaches_only_its_root() {
     std::os::unix::fs::symlink(outside.join("secret.txt"), work.join("link.txt"))
         .unwrap_or_else(|e| panic!("{e}"));
     std::os::unix::fs::symlink(&outside, work.join("linked-dir")).unwrap_or_else(|e| panic!("{e}"));
-    // The server's own argument allows `/`, so its own checks pass everything: only
-    // Portcullis's sandbox (one root) stands between it and the rest of the machine.
-    let roots = toml_array(&[work.display().to_string()]);
+    // `files` is allowed `/` by its own argument, and Portcullis's argument check is off (so it
+    // is told no roots either): its own checks pass everything, and only the sandbox, granting
+    // one root, stands between it and the rest of the machine. `rooted` is configured as usual
+    // (its root as its argument, the argument check on), for what `files` cannot do.
+    let work_dir = toml_array(&[work.display().to_string()]);
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"files\"\ncommand = {}\nroots = {roots}\n\n[[upstream]]\nname = \"rooted\"\ncommand = {}\nroots = {roots}\n",
+        "[[upstream]]\nname = \"files\"\ncommand = {}\nroots = {work_dir}\ncheck_paths = false\n\n\
+         [[upstream]]\nname = \"rooted\"\ncommand = {}\nroots = {work_dir}\n",
         toml_array(&filesystem_server(Path::new("/"))),
         toml_array(&filesystem_server(&work)),
     ));
@@ -390,57 +395,51 @@ fn the_filesystem_server_allowed_everything_reaches_only_its_root() {
             &json!({ "path": path(file) }),
         )
     };
-    let write_file = |file: &Path| {
+    let write_file = |upstream: &str, file: &Path| {
         call_text(
             &portcullis,
-            "files.write_file",
+            &format!("{upstream}.write_file"),
             &json!({ "path": path(file), "content": "overwritten\n" }),
         )
     };
-    let refused = |(observed, text): (Value, String)| {
+    let stopped_by_the_kernel = |(observed, text): (Value, String)| {
         assert_eq!(observed["result"]["isError"], true, "{observed}");
-        assert!(
-            text.contains("EACCES"),
-            "not stopped by the kernel: {observed}"
-        );
+        assert!(text.contains("EACCES"), "not the kernel: {observed}");
     };
 
+    let (_, allowed) = call_text(&portcullis, "files.list_allowed_directories", &json!({}));
+    assert!(allowed.lines().any(|line| line.trim() == "/"), "{allowed}");
     let (_, text) = read(&work.join("inside.txt"));
     assert_eq!(text, "inside\n");
-    let (observed, _) = write_file(&work.join("inside.txt"));
+    let (observed, _) = write_file("files", &work.join("inside.txt"));
     assert_ne!(observed["result"]["isError"], true, "{observed}");
     assert_eq!(
         std::fs::read_to_string(work.join("inside.txt")).unwrap_or_default(),
         "overwritten\n"
     );
-    // Today's behaviour, not a gap in the sandbox: to create a new file the server lists every
-    // directory from its allowed directory down to the file's parent (looking for Unicode
-    // variants of each name), and listing `/` is outside the root. With the root as its own
-    // argument, as configs normally give it, new files work.
-    let (observed, text) = write_file(&work.join("new.txt"));
+    // Today's behaviour, not a gap in the sandbox: to create a file the server lists every
+    // directory from its allowed one down to the file's parent (looking for Unicode variants
+    // of each name), and listing `/` is outside the root. Configured as usual, it can.
+    let (observed, text) = write_file("files", &work.join("new.txt"));
     assert_eq!(observed["result"]["isError"], true, "{observed}");
     assert!(
         text.contains("EACCES") && text.contains("scandir '/'"),
         "{observed}"
     );
-    let (observed, _) = call_text(
-        &portcullis,
-        "rooted.write_file",
-        &json!({ "path": path(&work.join("new.txt")), "content": "new\n" }),
-    );
+    let (observed, _) = write_file("rooted", &work.join("new.txt"));
     assert_ne!(observed["result"]["isError"], true, "{observed}");
     assert_eq!(
         std::fs::read_to_string(work.join("new.txt")).unwrap_or_default(),
-        "new\n"
+        "overwritten\n"
     );
 
-    refused(read(&outside.join("secret.txt")));
-    refused(write_file(&outside.join("secret.txt")));
-    refused(write_file(&outside.join("new.txt")));
-    refused(read(&work.join("link.txt")));
-    refused(write_file(&work.join("link.txt")));
-    refused(read(&work.join("linked-dir/secret.txt")));
-    refused(write_file(&work.join("linked-dir/new.txt")));
+    stopped_by_the_kernel(read(&outside.join("secret.txt")));
+    stopped_by_the_kernel(write_file("files", &outside.join("secret.txt")));
+    stopped_by_the_kernel(write_file("files", &outside.join("new.txt")));
+    stopped_by_the_kernel(read(&work.join("link.txt")));
+    stopped_by_the_kernel(write_file("files", &work.join("link.txt")));
+    stopped_by_the_kernel(read(&work.join("linked-dir/secret.txt")));
+    stopped_by_the_kernel(write_file("files", &work.join("linked-dir/new.txt")));
     assert_eq!(
         std::fs::read_to_string(outside.join("secret.txt")).unwrap_or_default(),
         "secret\n"

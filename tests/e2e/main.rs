@@ -4,6 +4,7 @@
 //! servers first. Every network test uses loopback only and bounded waits.
 #![expect(clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
 
+mod approval;
 mod cli;
 mod containment;
 mod environment;
@@ -14,6 +15,7 @@ mod identity;
 mod interaction;
 mod official_clients;
 mod relay;
+mod roots;
 mod rust_client;
 mod secrets;
 mod support;

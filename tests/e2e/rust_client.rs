@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
-use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use rmcp::service::{Peer, RoleClient, RunningService, ServiceExt};
 use rmcp::transport::TokioChildProcess;
 use serde_json::Value;
 
@@ -51,7 +51,8 @@ pub async fn wait_for_tools(
     }
 }
 
-pub async fn call(client: &Client, name: &str, arguments: Value) -> CallToolResult {
+/// Calls `name` through any rmcp client (a `RunningService` derefs to its peer).
+pub async fn call(client: &Peer<RoleClient>, name: &str, arguments: Value) -> CallToolResult {
     let arguments = match arguments {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),

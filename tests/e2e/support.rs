@@ -82,23 +82,26 @@ pub fn fixture_server(scratch: &Path, extra: &[&str]) -> Vec<String> {
     argv
 }
 
-/// The `command` and `roots` lines of a fixture upstream working in `scratch`: contained, the
-/// fixture can use nothing but its scratch directory.
+/// The `command`, `roots` and `cwd` lines of a fixture upstream working in `scratch`: contained,
+/// the fixture can use nothing but its scratch directory, and its working directory is that
+/// directory too, so Portcullis resolves its relative path arguments as the fixture does.
 pub fn fixture_upstream(scratch: &Path, extra: &[&str]) -> String {
+    let scratch_dir = toml_string(&scratch.display().to_string());
     format!(
-        "command = {}\nroots = {}\n",
+        "command = {}\nroots = [{scratch_dir}]\ncwd = {scratch_dir}\n",
         toml_array(&fixture_server(scratch, extra)),
-        toml_array(&[scratch.display().to_string()])
     )
 }
 
 /// A TOML array of strings.
 pub fn toml_array(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
+    let quoted: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// A TOML basic string.
+pub fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// A scratch directory with a config in it.
@@ -137,6 +140,10 @@ impl Scratch {
     /// everything, so that they exercise the pipe and not the policy.
     pub fn relay_config(&self, body: &str) -> PathBuf {
         let policy = repo_root().join("fixtures/policy/permit-all.cedar");
+        // The relay tests are about the pipe: their upstreams are trusted content, so that an
+        // earlier answer does not make later calls ask for approval (tests/e2e/approval.rs
+        // covers that).
+        let body = body.replace("[[upstream]]\n", "[[upstream]]\ntrusted = true\n");
         self.config(&format!(
             "{body}\n[policy]\npolicies = {}\n",
             toml_array(&[policy.display().to_string()])

@@ -26,7 +26,7 @@ const USAGE = `usage: node client.mjs --scenario NAME [options] (--http URL | --
 scenarios: list, call, elicit, read, prompt, complete, list_changed
 options: --tool NAME --args JSON --progress --timeout-ms N --cancel-after-ms N
          --uri URI --name PROMPT --ref-prompt NAME --ref-uri TEMPLATE --arg NAME --value PREFIX
-         --context JSON --answer accept|decline|cancel --content JSON --roots JSON
+         --context JSON --answer accept|decline|cancel|never --content JSON --roots JSON
          --kind tools|resources|prompts --wait-ms N --header 'Name: value' (repeatable, HTTP only)`;
 const SWITCHES = new Set(["progress", "stdio"]);
 const VALUES = new Set([
@@ -57,7 +57,7 @@ function parse(argv) {
     throw new UsageError("give exactly one of --http URL or --stdio -- CMD ARGS...");
   }
   if (options.stdio && options.command.length === 0) throw new UsageError("--stdio needs a command after --");
-  if (!["accept", "decline", "cancel"].includes(options.answer)) throw new UsageError("--answer accept|decline|cancel");
+  if (!["accept", "decline", "cancel", "never"].includes(options.answer)) throw new UsageError("--answer accept|decline|cancel|never");
   options.kind ??= "tools";
   if (!["tools", "resources", "prompts"].includes(options.kind)) throw new UsageError("--kind tools|resources|prompts");
   if (["call", "elicit", "list_changed"].includes(options.scenario) && !options.tool) {
@@ -161,6 +161,8 @@ async function main() {
         requestedSchema: request.params.requestedSchema ?? null,
         mode: request.params.mode ?? "form",
       });
+      // `never`: the person walks away; the server's own timeout must decide.
+      if (options.answer === "never") return new Promise(() => {});
       return options.answer === "accept"
         ? { action: "accept", content: options.content }
         : { action: options.answer };

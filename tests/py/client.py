@@ -13,7 +13,7 @@ failed), with a message on stderr.
 
 Options: --tool NAME --args JSON --progress --timeout-ms N --cancel-after-ms N --uri URI
 --name PROMPT --ref-prompt NAME | --ref-uri TEMPLATE --arg NAME --value PREFIX --context JSON
---answer accept|decline|cancel --content JSON --roots JSON (file:// URIs) --kind tools|resources|prompts
+--answer accept|decline|cancel|never --content JSON --roots JSON (file:// URIs) --kind tools|resources|prompts
 --wait-ms N --header 'Name: value' (repeatable, HTTP only).
 
 --mode (the SDK's `Client(mode=...)`), as it really goes on the wire:
@@ -265,6 +265,8 @@ async def run(args) -> tuple[dict[str, Any], int]:
             "mode": getattr(params, "mode", None) or "form",
             "via": "request" if context.request_id in tap.server_request_ids else "input_required",
         })
+        if args.answer == "never":  # the person walks away; the server's own timeout must decide
+            await anyio.sleep(3600)
         if args.answer == "accept":
             return types.ElicitResult(action="accept", content=args.content)
         return types.ElicitResult(action=args.answer)
@@ -462,7 +464,7 @@ def main() -> None:
     parser.add_argument("--arg")
     parser.add_argument("--value", default="")
     parser.add_argument("--context", type=json_arg)
-    parser.add_argument("--answer", default="accept", choices=["accept", "decline", "cancel"])
+    parser.add_argument("--answer", default="accept", choices=["accept", "decline", "cancel", "never"])
     parser.add_argument("--content", type=json_arg, default={})
     parser.add_argument("--roots", type=json_arg)
     parser.add_argument("--kind", default="tools", choices=["tools", "resources", "prompts"])

@@ -24,7 +24,7 @@ pub use error::AuditError;
 pub use format::{GENESIS, Head, head_path};
 pub use log::{EvidenceLog, Options, Receipt, Stats};
 pub use read::{Entry, Filter, Records, read, render_line, render_time, tail};
-pub use redact::{DigestKey, REDACTED, is_secret_name, key_path, redact};
+pub use redact::{DigestKey, REDACTED, is_secret_name, key_path, redact, values_at};
 pub use verify::{Problem, ProblemKind, TornTail, VerifyReport, verify};
 
 #[cfg(test)]

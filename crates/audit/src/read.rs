@@ -226,6 +226,18 @@ fn what_and_result(event: &Event) -> (String, String) {
         Event::ElicitationRelayed(elicitation) => {
             (elicitation.upstream.clone(), elicitation.response.clone())
         }
+        Event::Approval(approval) => (
+            format!("{}.{}", approval.tool.upstream, approval.tool.tool),
+            if approval.tainted_by.is_empty() {
+                format!("approval {}", approval.answer)
+            } else {
+                format!(
+                    "approval {} (after untrusted content from {})",
+                    approval.answer,
+                    approval.tainted_by.join(", ")
+                )
+            },
+        ),
         Event::UpstreamStarted(lifecycle)
         | Event::UpstreamStopped(lifecycle)
         | Event::UpstreamCrashed(lifecycle) => (

@@ -104,6 +104,38 @@ fn redact_at(value: &mut JsonValue, segments: &[Segment]) {
     }
 }
 
+/// The values `pointer` names in `value` (every element or member where it says `*`).
+pub fn values_at<'a>(
+    value: &'a serde_json::Value,
+    pointer: &ArgumentPointer,
+) -> Vec<&'a serde_json::Value> {
+    let mut current = vec![value];
+    for segment in pointer.segments() {
+        current = current
+            .into_iter()
+            .flat_map(|value| -> Vec<&serde_json::Value> {
+                match (value, segment) {
+                    (serde_json::Value::Object(members), Segment::Any) => {
+                        members.values().collect()
+                    }
+                    (serde_json::Value::Object(members), Segment::Key(key)) => {
+                        members.get(key).into_iter().collect()
+                    }
+                    (serde_json::Value::Array(items), Segment::Any) => items.iter().collect(),
+                    (serde_json::Value::Array(items), Segment::Key(key)) => key
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| items.get(i))
+                        .into_iter()
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            })
+            .collect();
+    }
+    current
+}
+
 /// The key of a log's argument digests. Its `Debug` shows nothing of it.
 pub struct DigestKey([u8; 32]);
 

@@ -177,6 +177,18 @@ fn every_kind_of_record_round_trips() {
             response: "decline".to_owned(),
             duration_ms: 9,
         }),
+        Event::Approval(Approval {
+            request: request(6, "alice"),
+            tool: tool("send_message"),
+            fingerprint: "sha256:ab".to_owned(),
+            reasons: vec![
+                "side-effects-need-approval".to_owned(),
+                "untrusted content".to_owned(),
+            ],
+            answer: "approved".to_owned(),
+            tainted_by: vec!["web".to_owned()],
+            duration_ms: 1200,
+        }),
         Event::UpstreamStarted(lifecycle.clone()),
         Event::UpstreamStopped(lifecycle.clone()),
         Event::UpstreamCrashed(UpstreamLifecycle {
@@ -877,4 +889,30 @@ fn argument_digests_are_keyed_per_log_and_kept_across_reopening() {
     assert_eq!(fs::read(&key_file).unwrap().len(), 32);
     fs::write(&key_file, b"short").unwrap();
     assert!(DigestKey::for_log(&one).is_err());
+}
+
+#[test]
+fn pointers_find_every_value_they_name() {
+    let value = serde_json::json!({"to": "a@x", "cc": ["b@x", "c@x"], "routes": [{"to": "d@x"}, {"to": 5}]});
+    let found = |text: &str| -> Vec<serde_json::Value> {
+        values_at(
+            &value,
+            &portcullis_core::ArgumentPointer::parse(text).unwrap(),
+        )
+        .into_iter()
+        .cloned()
+        .collect()
+    };
+    assert_eq!(found("/to"), [serde_json::json!("a@x")]);
+    assert_eq!(
+        found("/cc/*"),
+        [serde_json::json!("b@x"), serde_json::json!("c@x")]
+    );
+    assert_eq!(found("/cc/1"), [serde_json::json!("c@x")]);
+    assert_eq!(
+        found("/routes/*/to"),
+        [serde_json::json!("d@x"), serde_json::json!(5)]
+    );
+    assert!(found("/missing").is_empty());
+    assert!(found("/to/deeper").is_empty());
 }

@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
-    ContainmentReport, Gateway, UpstreamStatus, containment_reports, load_policy, serve_http,
-    serve_metrics,
+    ContainmentReport, Gateway, UpstreamStatus, call_facts, containment_reports, load_policy,
+    serve_http, serve_metrics,
 };
 use portcullis_policy::{Action, Facts, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
@@ -426,11 +426,24 @@ fn start(
     evidence: Option<portcullis_audit::EvidenceLog>,
 ) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
     let shutdown = CancellationToken::new();
+    let state_key = match &config.approval.state_key_env {
+        None => None,
+        Some(name) => {
+            let value = std::env::var(name).with_context(|| {
+                format!("config names `{name}` as the requestState key, but it is not set")
+            })?;
+            if value.len() < 32 {
+                bail!("the requestState key in `{name}` must be at least 32 bytes");
+            }
+            Some(value.into_bytes())
+        }
+    };
     let gateway = Gateway::start(
         config,
         &inherited_environment(config),
         engine,
         evidence,
+        state_key,
         shutdown.clone(),
     )?;
     Ok((gateway, shutdown))
@@ -501,6 +514,8 @@ fn explain(
         bail!("`{tool}` names no configured upstream");
     };
     let rules = upstream.tool_rules(local);
+    // As a call would be decided by a fresh session: no recipient approved before, no taint.
+    let (facts, _, _) = call_facts(&rules, &envelope, arguments.as_ref(), |_| false);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -521,7 +536,11 @@ fn explain(
                 },
             },
             now,
-            facts: Facts::default(),
+            facts: if action == Action::CallTool {
+                facts
+            } else {
+                Facts::default()
+            },
         })
     };
     let listed = decide(Action::ListTool);
@@ -541,7 +560,7 @@ fn explain(
         match decision.verdict {
             Verdict::Allow => "allow",
             Verdict::ApprovalRequired =>
-                "allow with approval (approval is not yet available, so the call would not run)",
+                "allow with approval (the person is asked in their client; the call runs only on a yes)",
             Verdict::Deny => "deny",
         }
     );

@@ -15,7 +15,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,
     DEFAULT_OPEN_FILES, EvidenceSettings, HttpSettings, PolicySettings, SandboxGrants,
-    SandboxLimits, Upstream, UpstreamTransport, parse,
+    SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
 };
 
 #[cfg(test)]

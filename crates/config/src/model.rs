@@ -133,6 +133,23 @@ pub struct Upstream {
     /// directory but not resolved. A contained stdio upstream may read and write beneath them
     /// and nowhere else.
     pub roots: Vec<PathBuf>,
+    /// Whether path arguments are checked against the roots before a call is forwarded
+    /// (default yes, when the upstream has roots; `check_paths = false` leaves it to the
+    /// sandbox alone, for tests of the sandbox).
+    pub check_paths: bool,
+    /// How the upstream reads a path starting with `~`.
+    pub tilde: TildeRule,
+}
+
+/// How an upstream reads a leading `~` in a path argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TildeRule {
+    /// Refused: Portcullis cannot know how the upstream reads it (the default).
+    Deny,
+    /// A file or directory named `~`.
+    Literal,
+    /// The home directory given (the upstream's `HOME` in `env`).
+    Expand(PathBuf),
 }
 
 impl Upstream {
@@ -472,6 +489,27 @@ fn parse_upstream(
         .and_then(|effect| effect_of(report, effect, "the upstream's tools"));
     let tools = tool_rules(report, upstream, default_effect);
     let roots = paths(report, &upstream.roots, base_dir, "root");
+    let tilde = match upstream.tilde.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "deny")) => TildeRule::Deny,
+        Some((_, "literal")) => TildeRule::Literal,
+        Some((spanned, "expand")) => match upstream.env.get("HOME") {
+            Some(home) if Path::new(home).is_absolute() => TildeRule::Expand(PathBuf::from(home)),
+            _ => {
+                report.at(
+                    Some(spanned.span()),
+                    "`tilde = \"expand\"` needs an absolute `HOME` in this upstream's `env`, the home it expands `~` to",
+                );
+                TildeRule::Deny
+            }
+        },
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!("unknown tilde rule `{other}`; use `deny`, `literal` or `expand`"),
+            );
+            TildeRule::Deny
+        }
+    };
     Some(Upstream {
         name: name?,
         transport: transport?,
@@ -484,6 +522,8 @@ fn parse_upstream(
         trust_hints: upstream.trust_hints.unwrap_or(false),
         sampling: upstream.sampling.unwrap_or(false),
         roots,
+        check_paths: upstream.check_paths.unwrap_or(true),
+        tilde,
     })
 }
 
@@ -971,6 +1011,7 @@ fn tool_rules(
                 tenant_argument,
                 escalates: raw_rules.escalates.unwrap_or(false),
                 reversible: raw_rules.reversible,
+                paths: pointers(report, &raw_rules.paths),
             },
         );
     }

@@ -113,6 +113,8 @@ pub(crate) struct RawUpstream {
     pub tools: BTreeMap<String, Spanned<RawToolRules>>,
     #[serde(default)]
     pub roots: Vec<Spanned<String>>,
+    pub check_paths: Option<bool>,
+    pub tilde: Option<Spanned<String>>,
     pub sandbox: Option<Spanned<RawSandbox>>,
 }
 
@@ -159,4 +161,6 @@ pub(crate) struct RawToolRules {
     pub tenant_argument: Option<Spanned<String>>,
     pub escalates: Option<bool>,
     pub reversible: Option<bool>,
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
 }

@@ -54,6 +54,57 @@ impl Effect {
     pub fn is_side_effecting(self) -> bool {
         self != Effect::Read
     }
+
+    /// How restricted the effect is, for "only more restricted" comparisons: read, then
+    /// write, then destructive and send (equal: neither is narrower), then physical, then
+    /// unknown (anything at all).
+    fn restriction(self) -> u8 {
+        match self {
+            Effect::Read => 0,
+            Effect::Write => 1,
+            Effect::Destructive | Effect::Send => 2,
+            Effect::Physical => 3,
+            Effect::Unknown => 4,
+        }
+    }
+
+    /// The effect a server's explicit annotations claim (absent hints claim nothing; the
+    /// spec's defaults for absent hints are not claims): `destructiveHint: true` is
+    /// destructive; `readOnlyHint: true` is read; `readOnlyHint: false` is a write, or a send
+    /// with `openWorldHint: true`.
+    pub fn from_hints(hints: Hints) -> Option<Self> {
+        match (hints.destructive, hints.read_only, hints.open_world) {
+            (Some(true), _, _) => Some(Effect::Destructive),
+            (_, Some(true), _) => Some(Effect::Read),
+            (_, Some(false), Some(true)) => Some(Effect::Send),
+            (_, Some(false), _) => Some(Effect::Write),
+            _ => None,
+        }
+    }
+
+    /// The effect a tool is treated as: config's, unless the server's hints are more
+    /// restricted. The hints come from an untrusted party, so they can only narrow what a
+    /// tool may do unaided; with `trust_hints` they also classify a tool config leaves
+    /// unclassified (which is otherwise `Unknown`).
+    pub fn effective(configured: Option<Effect>, hints: Hints, trust_hints: bool) -> Effect {
+        let hinted = Effect::from_hints(hints);
+        match (configured, hinted) {
+            (Some(configured), Some(hinted)) if hinted.restriction() > configured.restriction() => {
+                hinted
+            }
+            (Some(configured), _) => configured,
+            (None, Some(hinted)) if trust_hints => hinted,
+            (None, _) => Effect::Unknown,
+        }
+    }
+}
+
+/// A tool's annotations as its server sent them; `None` where it sent none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub open_world: Option<bool>,
 }
 
 impl fmt::Display for Effect {
@@ -136,10 +187,92 @@ pub struct ToolRules {
     pub escalates: bool,
     /// Whether the effect can be undone, for the approval request (`None`: not known).
     pub reversible: Option<bool>,
+    /// Arguments holding filesystem paths, besides those found from the input schema.
+    pub paths: Vec<ArgumentPointer>,
 }
 
 impl ToolRules {
     pub fn effect(&self) -> Effect {
         self.effect.unwrap_or(Effect::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Effect, Hints};
+
+    fn hints(
+        read_only: Option<bool>,
+        destructive: Option<bool>,
+        open_world: Option<bool>,
+    ) -> Hints {
+        Hints {
+            read_only,
+            destructive,
+            open_world,
+        }
+    }
+
+    #[test]
+    fn untrusted_hints_only_make_a_tool_more_restricted() {
+        let read_only = hints(Some(true), None, None);
+        let destructive = hints(None, Some(true), None);
+        let none = Hints::default();
+        // A server claiming "read-only" cannot make an unclassified or a write tool a read.
+        assert_eq!(Effect::effective(None, read_only, false), Effect::Unknown);
+        assert_eq!(
+            Effect::effective(Some(Effect::Write), read_only, false),
+            Effect::Write
+        );
+        // A server admitting more is believed.
+        assert_eq!(
+            Effect::effective(Some(Effect::Read), destructive, false),
+            Effect::Destructive
+        );
+        assert_eq!(
+            Effect::effective(
+                Some(Effect::Read),
+                hints(Some(false), None, Some(true)),
+                false
+            ),
+            Effect::Send
+        );
+        assert_eq!(
+            Effect::effective(Some(Effect::Read), none, false),
+            Effect::Read
+        );
+        // Destructive and send are equally restricted: config's stands.
+        assert_eq!(
+            Effect::effective(Some(Effect::Send), destructive, false),
+            Effect::Send
+        );
+        // Unknown stays unknown whatever the hints.
+        assert_eq!(Effect::effective(None, destructive, false), Effect::Unknown);
+    }
+
+    #[test]
+    fn trusted_hints_classify_what_config_leaves_open() {
+        assert_eq!(
+            Effect::effective(None, hints(Some(true), None, Some(true)), true),
+            Effect::Read
+        );
+        assert_eq!(
+            Effect::effective(None, hints(Some(false), None, None), true),
+            Effect::Write
+        );
+        assert_eq!(
+            Effect::effective(None, Hints::default(), true),
+            Effect::Unknown
+        );
+        // Config still wins over a trusted hint that claims less.
+        assert_eq!(
+            Effect::effective(Some(Effect::Write), hints(Some(true), None, None), true),
+            Effect::Write
+        );
+        // A contradiction (read-only and destructive) counts as destructive.
+        assert_eq!(
+            Effect::from_hints(hints(Some(true), Some(true), None)),
+            Some(Effect::Destructive)
+        );
     }
 }

@@ -48,6 +48,7 @@ impl EvidenceRecord {
             Event::ResourceRead(read) => Some(&read.request),
             Event::PromptGet(get) => Some(&get.request),
             Event::ElicitationRelayed(elicitation) => Some(&elicitation.request),
+            Event::Approval(approval) => Some(&approval.request),
             Event::UpstreamStarted(_)
             | Event::UpstreamStopped(_)
             | Event::UpstreamCrashed(_)
@@ -73,6 +74,7 @@ impl EvidenceRecord {
             Event::ResourceRead(read) => Some(&read.upstream),
             Event::PromptGet(get) => Some(&get.upstream),
             Event::ElicitationRelayed(elicitation) => Some(&elicitation.upstream),
+            Event::Approval(approval) => Some(&approval.tool.upstream),
             Event::UpstreamStarted(lifecycle)
             | Event::UpstreamStopped(lifecycle)
             | Event::UpstreamCrashed(lifecycle) => Some(&lifecycle.upstream),
@@ -86,6 +88,7 @@ impl EvidenceRecord {
         match &self.event {
             Event::CallIntent(intent) => Some(&intent.tool),
             Event::CallOutcome(outcome) => Some(&outcome.tool),
+            Event::Approval(approval) => Some(&approval.tool),
             _ => None,
         }
     }
@@ -125,6 +128,8 @@ pub enum Event {
     PromptGet(PromptGet),
     /// An upstream's own elicitation relayed to the person.
     ElicitationRelayed(ElicitationRelayed),
+    /// Portcullis's own approval request for a call: asked, and how it was answered.
+    Approval(Approval),
     UpstreamStarted(UpstreamLifecycle),
     UpstreamStopped(UpstreamLifecycle),
     UpstreamCrashed(UpstreamLifecycle),
@@ -145,6 +150,7 @@ impl Event {
             Event::ResourceRead(_) => "resource_read",
             Event::PromptGet(_) => "prompt_get",
             Event::ElicitationRelayed(_) => "elicitation_relayed",
+            Event::Approval(_) => "approval",
             Event::UpstreamStarted(_) => "upstream_started",
             Event::UpstreamStopped(_) => "upstream_stopped",
             Event::UpstreamCrashed(_) => "upstream_crashed",
@@ -317,6 +323,25 @@ pub struct ElicitationRelayed {
     pub upstream: String,
     /// `accept`, `decline` or `cancel`, or why the person was not asked.
     pub response: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub request: RequestContext,
+    pub tool: ToolRef,
+    /// The action the approval is bound to: a digest of identity, upstream, tool, pinned
+    /// definition, arguments and policy version.
+    pub fingerprint: String,
+    /// Why it was asked: the determining policies, and `untrusted content` when the session's
+    /// taint required it.
+    pub reasons: Vec<String>,
+    /// `asked`, or the answer: `approved`, `declined`, `cancelled`, `not_confirmed` (accepted
+    /// without a yes), `timed_out`, `unavailable` (the client cannot be asked), `failed`, or
+    /// `replayed` (a retry given the recorded outcome instead of a second run).
+    pub answer: String,
+    /// The untrusted upstreams the session had received content from.
+    pub tainted_by: Vec<String>,
     pub duration_ms: u64,
 }
 

@@ -15,7 +15,7 @@ pub mod pointer;
 pub mod resource_server;
 pub mod source;
 
-pub use effect::{Effect, Surface, ToolRules};
+pub use effect::{Effect, Hints, Surface, ToolRules};
 pub use evidence::{EvidenceRecord, SCHEMA_VERSION as EVIDENCE_SCHEMA_VERSION};
 pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 pub use names::{ExposedName, NameError, Namespacing, UpstreamName};

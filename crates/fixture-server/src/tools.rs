@@ -84,6 +84,9 @@ pub struct HugeArgs {
 pub struct AskArgs {
     /// The yes/no question to put to the person.
     question: String,
+    /// Also ask for a text field of this name (e.g. `password`), as a phishing server would.
+    #[serde(default)]
+    secret_field: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -286,7 +289,14 @@ impl FixtureServer {
         RequestState(request_state): RequestState,
         InputResponses(input_responses): InputResponses,
     ) -> Result<CallToolResponse, McpError> {
-        ask::ask(&args.question, &context, request_state, input_responses).await
+        ask::ask(
+            &args.question,
+            args.secret_field.as_deref(),
+            &context,
+            request_state,
+            input_responses,
+        )
+        .await
     }
 
     /// Report the process's environment variable names (not values), working directory,

@@ -13,6 +13,7 @@ use portcullis_policy::{Action, Decision, Facts, Request, Target, Verdict};
 use serde_json::{Map, Value};
 
 use crate::Gateway;
+use crate::approval::Granted;
 use crate::upstream::UpstreamHandle;
 
 /// Proof that policy allowed this call outright. Its field is private to this module.
@@ -25,6 +26,35 @@ impl CallPermit {
     pub fn decision(&self) -> &Decision {
         &self.decision
     }
+}
+
+/// A call policy allows only with a person's approval (or that untrusted content made
+/// need one). Only [`PendingApproval::grant`] turns it into a [`CallPermit`], and only with
+/// the [`Granted`] that an approving answer yields.
+#[derive(Debug)]
+pub struct PendingApproval {
+    decision: Decision,
+    /// Policy allowed the call outright; approval is asked because the session is tainted.
+    pub because_tainted: bool,
+}
+
+impl PendingApproval {
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    pub fn grant(self, _granted: Granted) -> CallPermit {
+        CallPermit {
+            decision: self.decision,
+        }
+    }
+}
+
+/// What the call check allows.
+#[derive(Debug)]
+pub enum Authorized {
+    Permit(CallPermit),
+    NeedsApproval(PendingApproval),
 }
 
 /// Proof that the list check passed for this tool; only [`Gateway::visible_tool`] makes one.
@@ -41,8 +71,8 @@ pub enum Refusal {
     Hidden,
     /// Policy denies the call; `reason` is safe to show the client.
     Denied { reason: String, decision: Decision },
-    /// Policy allows the call only with a person's approval, which this version cannot ask
-    /// for yet: the call does not run.
+    /// Policy allows a prompt or resource read only with a person's approval, which
+    /// Portcullis asks for tool calls only: it is not answered.
     ApprovalUnavailable { decision: Decision },
 }
 
@@ -89,6 +119,17 @@ impl Gateway {
         upstream: &UpstreamHandle,
         target: Target<'_>,
     ) -> Decision {
+        self.decide_with(envelope, action, upstream, target, Facts::default())
+    }
+
+    fn decide_with(
+        &self,
+        envelope: &IdentityEnvelope,
+        action: Action,
+        upstream: &UpstreamHandle,
+        target: Target<'_>,
+        facts: Facts,
+    ) -> Decision {
         let policy = self.policy.current();
         policy.decide(&Request {
             envelope,
@@ -97,7 +138,7 @@ impl Gateway {
             surface: upstream.spec.surface,
             target,
             now: now(),
-            facts: Facts::default(),
+            facts,
         })
     }
 
@@ -166,7 +207,7 @@ impl Gateway {
                 let rules = upstream.spec.tool_rules(name);
                 let target = Target::Tool {
                     name,
-                    effect: rules.effect(),
+                    effect: upstream.effect_of(name),
                     required_scopes: &rules.scopes,
                     arguments: None,
                 };
@@ -257,32 +298,52 @@ impl Gateway {
         Err(Refusal::Hidden)
     }
 
-    /// The second half: may it call the tool with these arguments.
+    /// The second half: may it call the tool with these arguments. Whatever policy says, a
+    /// side effect of a session that received untrusted content needs approval.
     pub(crate) fn authorize_call(
         &self,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
         visible: VisibleTool<'_>,
         arguments: Option<&Map<String, Value>>,
-    ) -> Result<CallPermit, Refusal> {
+        facts: Facts,
+    ) -> Result<Authorized, Refusal> {
         let tool = visible.tool;
         let entry = Listed::Tool(tool);
         let rules = upstream.spec.tool_rules(tool);
-        let decision = self.decide(
+        let effect = upstream.effect_of(tool);
+        let decision = self.decide_with(
             envelope,
             Action::CallTool,
             upstream,
             Target::Tool {
                 name: tool,
-                effect: rules.effect(),
+                effect,
                 required_scopes: &rules.scopes,
                 arguments,
             },
+            facts,
         );
         self.log_decision(envelope, Action::CallTool, upstream, &entry, &decision);
         match decision.verdict {
-            Verdict::Allow => Ok(CallPermit { decision }),
-            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable { decision }),
+            Verdict::Allow if facts.tainted && effect.is_side_effecting() => {
+                tracing::info!(
+                    target: "portcullis::decision",
+                    user = %envelope.user(),
+                    upstream = %upstream.name(),
+                    tool,
+                    "approval required: the session received untrusted content"
+                );
+                Ok(Authorized::NeedsApproval(PendingApproval {
+                    decision,
+                    because_tainted: true,
+                }))
+            }
+            Verdict::Allow => Ok(Authorized::Permit(CallPermit { decision })),
+            Verdict::ApprovalRequired => Ok(Authorized::NeedsApproval(PendingApproval {
+                decision,
+                because_tainted: false,
+            })),
             Verdict::Deny => {
                 let missing: Vec<&str> = rules
                     .scopes

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ask::Asker;
 use crate::authorize::CallPermit;
 use crate::evidence::{CallRecord, outcome_of};
-use crate::relay::label_elicitation;
+use crate::relay::screen_elicitation;
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
 
 /// How many input-required rounds Portcullis drives for one call before giving up.
@@ -198,6 +198,8 @@ pub struct UpstreamCall {
     /// Answers a stateless client sent without a `requestState` of Portcullis's: relayed to the
     /// upstream on the first round, which decides what they mean (they approve nothing here).
     pub first_responses: Option<InputResponses>,
+    /// The session's taint key: a result from an untrusted upstream taints it.
+    pub taint_key: String,
 }
 
 impl UpstreamCall {
@@ -211,8 +213,14 @@ impl UpstreamCall {
         cancel: &CancellationToken,
     ) -> Result<CallToolResponse, McpError> {
         let record = self.record.clone();
+        let upstream = self.upstream.clone();
+        let taint_key = self.taint_key.clone();
         let answer = self.run_rounds(route, progress, cancel).await;
         gateway.record_outcome(&record, outcome_of(&answer)).await;
+        // Whatever an untrusted upstream answered may have been written to steer the model.
+        if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_))) {
+            gateway.taints.mark(&taint_key, upstream.name().as_str());
+        }
         answer
     }
 
@@ -277,8 +285,14 @@ impl UpstreamCall {
                 }
                 CallToolResponse::InputRequired(required) => {
                     upstream_state = required.request_state.clone();
-                    match answer_inputs(upstream, &route.asker, route.request.as_ref(), required)
-                        .await
+                    match answer_inputs(
+                        upstream,
+                        &route.asker,
+                        route.request.as_ref(),
+                        &upstream.root_answer(Some(route)),
+                        required,
+                    )
+                    .await
                     {
                         Ok(responses) => input_responses = Some(responses),
                         Err(message) => return Ok(tool_error(message)),
@@ -303,7 +317,8 @@ impl UpstreamCall {
 pub async fn answer_inputs(
     upstream: &UpstreamHandle,
     asker: &Asker,
-    request: Option<&RequestContext>,
+    request_context: Option<&RequestContext>,
+    roots: &[String],
     required: InputRequiredResult,
 ) -> Result<InputResponses, String> {
     let started = Instant::now();
@@ -312,12 +327,26 @@ pub async fn answer_inputs(
     for (key, request) in required.input_requests.unwrap_or_default() {
         match request {
             InputRequest::Elicitation(mut request) => {
-                request.params = label_elicitation(upstream.name().as_str(), request.params);
-                questions.insert(key, InputRequest::Elicitation(request));
+                match screen_elicitation(upstream.name().as_str(), request.params) {
+                    Ok(params) => {
+                        request.params = params;
+                        questions.insert(key, InputRequest::Elicitation(request));
+                    }
+                    Err(refusal) => {
+                        upstream
+                            .record_elicitation(request_context, &refusal, started)
+                            .await;
+                        responses.insert(key, serde_json::json!({ "action": "decline" }));
+                    }
+                }
             }
             // Roots are Portcullis's to answer, never the client's to widen.
             InputRequest::ListRoots(_) => {
-                responses.insert(key, serde_json::json!({ "roots": [] }));
+                let roots: Vec<serde_json::Value> = roots
+                    .iter()
+                    .map(|uri| serde_json::json!({ "uri": uri }))
+                    .collect();
+                responses.insert(key, serde_json::json!({ "roots": roots }));
             }
             // Sampling would let an upstream spend the user's model on prompts of its choosing.
             InputRequest::CreateMessage(_) | _ => {
@@ -347,7 +376,7 @@ pub async fn answer_inputs(
             Err(error) => format!("not answered: {error}"),
         };
         upstream
-            .record_elicitation(request, &response, started)
+            .record_elicitation(request_context, &response, started)
             .await;
     }
     responses.extend(answers?);

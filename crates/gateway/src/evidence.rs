@@ -10,8 +10,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_audit::digest_json;
 use portcullis_core::evidence::{
-    Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord, IdentitySummary,
-    ListEvent, Outcome, Reload, RequestContext, ToolRef,
+    Approval, Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord,
+    IdentitySummary, ListEvent, Outcome, Reload, RequestContext, ToolRef,
 };
 use portcullis_core::{ArgumentPointer, Effect, IdentityEnvelope};
 use portcullis_policy::Decision;
@@ -37,6 +37,15 @@ fn request_context(envelope: &IdentityEnvelope, session: u64) -> RequestContext 
         session: Some(session.to_string()),
         identity: IdentitySummary::from(envelope),
     }
+}
+
+/// An approval event's particulars.
+pub struct ApprovalRecord<'a> {
+    pub fingerprint: &'a str,
+    pub reasons: &'a [String],
+    pub tainted_by: &'a [String],
+    pub answer: &'a str,
+    pub started: Instant,
 }
 
 /// One call's evidence so far: who, which tool, and the intent record's seq once written.
@@ -125,6 +134,58 @@ impl Gateway {
         }
     }
 
+    /// The fingerprint an approval of this call is bound to: identity, upstream, tool, the
+    /// pinned definition, the arguments (by their keyed digest) and the policy version.
+    pub(crate) fn fingerprint(
+        &self,
+        record: &CallRecord,
+        call_arguments: Option<&JsonObject>,
+    ) -> String {
+        let arguments = self.arguments(call_arguments, &[]);
+        let identity = &record.request.identity;
+        portcullis_audit::digest_bytes(
+            format!(
+                "{}\n{}\n{}\n{}\n{}\n{}\n{}",
+                identity.issuer,
+                identity.subject,
+                record.tool.upstream,
+                record.tool.tool,
+                record.tool.definition_hash,
+                arguments.digest,
+                self.policy.version()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// Records an approval asked or answered. `Err` carries the message for the client: an
+    /// approval that cannot be recorded is not asked, and an answer that cannot be recorded
+    /// does not run the call.
+    pub(crate) async fn record_approval(
+        &self,
+        record: &CallRecord,
+        approval: ApprovalRecord<'_>,
+    ) -> Result<(), String> {
+        let event = Event::Approval(Approval {
+            request: record.request.clone(),
+            tool: record.tool.clone(),
+            fingerprint: approval.fingerprint.to_owned(),
+            reasons: approval.reasons.to_vec(),
+            answer: approval.answer.to_owned(),
+            tainted_by: approval.tainted_by.to_vec(),
+            duration_ms: elapsed_ms(approval.started),
+        });
+        self.append(EvidenceRecord::new(now_ms(), event))
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::error!(request = %record.request.request_id, %error, "an approval could not be recorded");
+                format!(
+                    "portcullis cannot write its evidence log, so it runs no calls that are not recorded ({error}); the call did not run"
+                )
+            })
+    }
+
     /// Writes the intent record. `Err` carries the message for the client: the call must not
     /// run (unless it is a read and config lets reads run without evidence).
     pub(crate) async fn record_intent(
@@ -133,13 +194,14 @@ impl Gateway {
         call_arguments: Option<&JsonObject>,
         decision: DecisionSummary,
         effect: Effect,
+        approval: Option<String>,
     ) -> Result<(), String> {
         let event = Event::CallIntent(CallIntent {
             request: record.request.clone(),
             tool: record.tool.clone(),
             arguments: self.arguments(call_arguments, &record.redact),
             decision,
-            approval: None,
+            approval,
             credential: None,
         });
         match self.append(EvidenceRecord::new(now_ms(), event)).await {
@@ -269,7 +331,7 @@ impl Gateway {
     ) {
         // Nothing runs either way, so a failure to record the intent does not change the answer.
         let _ = self
-            .record_intent(&mut record, call_arguments, decision, Effect::Unknown)
+            .record_intent(&mut record, call_arguments, decision, Effect::Unknown, None)
             .await;
         self.record_outcome(
             &record,

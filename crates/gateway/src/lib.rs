@@ -7,12 +7,14 @@
 //! backoff while the others keep serving.
 #![forbid(unsafe_code)]
 
+mod approval;
 mod ask;
 mod authorize;
 mod call;
 mod evidence;
 mod http;
 mod metrics;
+mod paths;
 mod pending;
 mod policy;
 mod progress;
@@ -21,6 +23,7 @@ mod sandbox;
 mod server;
 mod sessions;
 mod state;
+mod tool_call;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -33,6 +36,7 @@ use portcullis_policy::PolicyEngine;
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
+pub use approval::call_facts;
 pub use http::serve_http;
 pub use metrics::serve_metrics;
 pub use policy::load_policy;
@@ -47,7 +51,7 @@ use upstream::{UpstreamHandle, UpstreamState};
 /// Errors that stop Portcullis from serving.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("could not generate a sealing key: {0}")]
+    #[error("could not set up the requestState key: {0}")]
     Random(String),
     #[error("could not listen on `{address}`: {source}")]
     Listen {
@@ -90,6 +94,14 @@ pub struct Gateway {
     settled: tokio::sync::Notify,
     shutdown: CancellationToken,
     metrics: metrics::Metrics,
+    /// Approvals handed to stateless clients, waiting for their answers.
+    approvals: approval::StatelessApprovals,
+    /// Recipients each user has had approved, so that a new one can be told apart.
+    known_recipients: approval::KnownRecipients,
+    /// Which untrusted upstreams each session (or stateless user and client) has read.
+    taints: approval::Taints,
+    /// How long a person has to answer an approval request.
+    approval_timeout: std::time::Duration,
     /// The upstream supervisors, joined by [`Gateway::stop`] so their last records are written.
     supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -112,6 +124,7 @@ impl Gateway {
         inherited: &BTreeMap<String, String>,
         policy: PolicyEngine,
         evidence: Option<portcullis_audit::EvidenceLog>,
+        state_key: Option<Vec<u8>>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, GatewayError> {
         let sessions = Arc::new(Sessions::default());
@@ -144,7 +157,15 @@ impl Gateway {
             names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
             upstreams,
             sessions,
-            states: StateSealer::generate().map_err(GatewayError::Random)?,
+            states: match state_key {
+                Some(key) => StateSealer::with_key(key),
+                None => StateSealer::generate(),
+            }
+            .map_err(GatewayError::Random)?,
+            approvals: approval::StatelessApprovals::default(),
+            known_recipients: approval::KnownRecipients::default(),
+            taints: approval::Taints::default(),
+            approval_timeout: config.approval.timeout,
             pending: Arc::default(),
             policy: Arc::new(PolicyStore::new(config.policy.clone(), policy)),
             evidence,

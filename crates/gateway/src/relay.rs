@@ -16,9 +16,11 @@ use rmcp::model::{
 )]
 use rmcp::model::{
     CreateMessageRequestParams, CreateMessageResult, ListRootsResult,
-    LoggingMessageNotificationParam,
+    LoggingMessageNotificationParam, Root,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
+
+use portcullis_audit::is_secret_name;
 
 use crate::upstream::{CallRoute, UpstreamHandle};
 
@@ -31,6 +33,50 @@ impl RelayClient {
     pub fn new(upstream: Weak<UpstreamHandle>) -> Self {
         Self { upstream }
     }
+}
+
+/// The field of an upstream's form that asks for a secret (password, key, token), if any.
+/// The spec forbids secrets in form mode: such a form is refused, never shown.
+pub fn secret_field(params: &ElicitRequestParams) -> Option<String> {
+    let ElicitRequestParams::FormElicitationParams {
+        requested_schema, ..
+    } = params
+    else {
+        return None;
+    };
+    let schema = serde_json::to_value(requested_schema).ok()?;
+    schema
+        .get("properties")?
+        .as_object()?
+        .iter()
+        .find(|(name, property)| {
+            is_secret_name(name)
+                || property
+                    .get("title")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(is_secret_name)
+                || property.get("format").and_then(serde_json::Value::as_str) == Some("password")
+        })
+        .map(|(name, _)| name.clone())
+}
+
+/// An upstream's question made ready for the person: labelled with who asks, or refused
+/// (`Err`, the reason) when its form asks for a secret.
+pub fn screen_elicitation(
+    upstream: &str,
+    params: ElicitRequestParams,
+) -> Result<ElicitRequestParams, String> {
+    if let Some(field) = secret_field(&params) {
+        tracing::warn!(
+            upstream,
+            field,
+            "an upstream's form asked for a secret; refused"
+        );
+        return Err(format!(
+            "refused: upstream `{upstream}` asked for a secret (field `{field}`) in a form, which MCP forbids"
+        ));
+    }
+    Ok(label_elicitation(upstream, params))
 }
 
 /// Labels an upstream's own question so the person sees who asks: it is the upstream speaking,
@@ -77,9 +123,16 @@ fn declined() -> ElicitResult {
 }
 
 impl ClientHandler for RelayClient {
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated upstream but session-era servers still ask for them"
+    )]
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
-            ClientCapabilities::builder().enable_elicitation().build(),
+            ClientCapabilities::builder()
+                .enable_elicitation()
+                .enable_roots()
+                .build(),
             Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
         )
     }
@@ -102,8 +155,17 @@ impl ClientHandler for RelayClient {
                 return Ok(declined());
             }
         };
+        let screened = match screen_elicitation(&name, request) {
+            Ok(screened) => screened,
+            Err(refusal) => {
+                upstream
+                    .record_elicitation(route.request.as_ref(), &refusal, started)
+                    .await;
+                return Ok(declined());
+            }
+        };
         tracing::info!(upstream = %name, session = route.session, request = route.request.as_ref().map(|r| r.request_id.as_str()), "relaying the upstream's elicitation to the client");
-        let answer = route.asker.ask(label_elicitation(&name, request)).await;
+        let answer = route.asker.ask(screened).await;
         let response = match &answer {
             Ok(result) => action_name(&result.action).to_owned(),
             Err(error) => format!("not answered: {error}"),
@@ -120,14 +182,39 @@ impl ClientHandler for RelayClient {
     )]
     async fn create_message(
         &self,
-        _params: CreateMessageRequestParams,
+        params: CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, McpError> {
-        // Sampling would let an upstream spend the user's model on prompts of its choosing.
-        Err(McpError::invalid_request(
-            "portcullis does not relay sampling requests from upstreams",
-            None,
-        ))
+        // Sampling lets an upstream spend the user's model on prompts of its choosing: refused
+        // unless config allows it for this upstream, and then relayed only to the session-era
+        // client whose call is running (which shows it to the person as its own request).
+        let refused = |why: &str| {
+            Err(McpError::invalid_request(
+                format!("portcullis does not relay this upstream's sampling requests: {why}"),
+                None,
+            ))
+        };
+        let Some(upstream) = self.upstream.upgrade() else {
+            return refused("the upstream is gone");
+        };
+        if !upstream.spec.sampling {
+            tracing::warn!(upstream = %upstream.name(), "upstream sampling request refused (config does not allow it)");
+            return refused("config does not allow it");
+        }
+        let route = match upstream.route_for_upstream_request() {
+            Ok(route) => route,
+            Err(why) => return refused(why),
+        };
+        let Some(peer) = route.listener.as_ref().filter(|peer| {
+            peer.peer_info()
+                .is_some_and(|info| info.capabilities.sampling.is_some())
+        }) else {
+            return refused("the calling client is stateless or did not declare sampling");
+        };
+        tracing::info!(upstream = %upstream.name(), session = route.session, "relaying the upstream's sampling request to the client");
+        peer.create_message(params).await.map_err(|error| {
+            McpError::internal_error(format!("the client did not answer: {error}"), None)
+        })
     }
 
     #[expect(
@@ -138,7 +225,18 @@ impl ClientHandler for RelayClient {
         &self,
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, McpError> {
-        Ok(ListRootsResult::default())
+        // The effective roots only: never the client's own list, which may be wider.
+        let Some(upstream) = self.upstream.upgrade() else {
+            return Ok(ListRootsResult::default());
+        };
+        let route = upstream.route_for_upstream_request().ok();
+        Ok(ListRootsResult::new(
+            upstream
+                .root_answer(route.as_ref())
+                .into_iter()
+                .map(Root::new)
+                .collect(),
+        ))
     }
 
     async fn on_progress(

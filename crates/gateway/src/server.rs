@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use portcullis_core::{IdentityEnvelope, UserId};
+use portcullis_roots::Roots;
 
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
@@ -28,30 +29,27 @@ use rmcp::model::{
     LoggingLevel, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, UnsubscribeRequest,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Gateway;
-use crate::ask::{Asker, Question};
+use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed, Refusal};
-use crate::call::{UpstreamCall, answer_inputs, forward, tool_error, unexpected};
-use crate::evidence::{CallRecord, elapsed_ms, read_outcome, summary};
-use crate::relay::label_elicitation;
+use crate::call::{answer_inputs, forward, unexpected};
+use crate::evidence::{elapsed_ms, read_outcome, summary};
+use crate::relay::screen_elicitation;
 use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
 use rmcp::model::{InputRequest, InputResponses};
 
 /// How many input-required rounds Portcullis drives for one prompt or resource request.
 const MAX_INPUT_ROUNDS: usize = 10;
-use crate::pending::PendingCall;
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
 
 /// The server handler for one downstream session.
 #[derive(Clone)]
 pub struct PortcullisServer {
-    gateway: Arc<Gateway>,
-    session: u64,
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) session: u64,
     /// The level this session set with `logging/setLevel` (session era).
     #[expect(
         deprecated,
@@ -61,9 +59,12 @@ pub struct PortcullisServer {
     /// The user a session-era HTTP session authenticated as first: later requests of the
     /// session must carry a token for the same user (a session is not shared across users).
     bound_user: Arc<OnceLock<UserId>>,
+    /// The roots a session-era client offered (fetched when it initializes and when it says
+    /// they changed); `None` when it offers none.
+    pub(crate) client_roots: Arc<Mutex<Option<Roots>>>,
 }
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+pub(crate) static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 impl PortcullisServer {
     pub fn new(gateway: Arc<Gateway>) -> Self {
@@ -72,6 +73,7 @@ impl PortcullisServer {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             log_level: Arc::default(),
             bound_user: Arc::default(),
+            client_roots: Arc::default(),
         }
     }
 
@@ -79,7 +81,7 @@ impl PortcullisServer {
     /// request when authentication is on, else (stdio, or HTTP without `[http.auth]`) the
     /// local identity. Fails closed: an HTTP request without a validated envelope while
     /// authentication is on is refused.
-    fn envelope(
+    pub(crate) fn envelope(
         &self,
         context: &RequestContext<RoleServer>,
     ) -> Result<Arc<IdentityEnvelope>, McpError> {
@@ -188,6 +190,68 @@ impl PortcullisServer {
         Err(refusal)
     }
 
+    /// Asks a session-era client that offers roots for them. A client that offers roots but
+    /// cannot list them leaves this session with no roots at all (fail closed).
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated upstream but session-era clients still offer them"
+    )]
+    async fn refresh_client_roots(&self, peer: &Peer<RoleServer>) {
+        let offers = peer
+            .peer_info()
+            .is_some_and(|info| info.capabilities.roots.is_some());
+        if !offers {
+            return;
+        }
+        let roots = match tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            peer.list_roots(),
+        )
+        .await
+        {
+            Ok(Ok(result)) => {
+                let uris: Vec<String> = result.roots.into_iter().map(|root| root.uri).collect();
+                crate::paths::client_roots(&uris)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the client offers roots but did not list them; its session has none");
+                Roots::none()
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the client offers roots but did not list them in time; its session has none"
+                );
+                Roots::none()
+            }
+        };
+        if let Ok(mut current) = self.client_roots.lock() {
+            *current = Some(roots);
+        }
+    }
+
+    /// The roots this session's client offered, if any.
+    pub(crate) fn offered_roots(&self) -> Option<Roots> {
+        self.client_roots
+            .lock()
+            .ok()
+            .and_then(|roots| roots.clone())
+    }
+
+    /// Content from an untrusted upstream reached this session: its side effects now need
+    /// approval.
+    fn taint_if_untrusted(
+        &self,
+        context: &RequestContext<RoleServer>,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+    ) {
+        if !upstream.spec.trusted {
+            self.gateway
+                .taints
+                .mark(&self.taint_key(context, envelope), upstream.name().as_str());
+        }
+    }
+
     /// Records a read's final answer (`None`: a round waiting for the person, recorded when its
     /// retry ends); an answer the log cannot record is withheld (see `record_read`).
     async fn record_answer(
@@ -205,7 +269,7 @@ impl PortcullisServer {
             .map_err(|message| McpError::internal_error(message, None))
     }
 
-    fn resolve_tool<'a>(
+    pub(crate) fn resolve_tool<'a>(
         &self,
         exposed: &'a str,
     ) -> Result<(&Arc<UpstreamHandle>, &'a str), McpError> {
@@ -217,7 +281,7 @@ impl PortcullisServer {
         resolved.ok_or_else(|| McpError::invalid_params(format!("unknown tool `{exposed}`"), None))
     }
 
-    fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+    pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
         context
             .protocol_version()
             .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
@@ -229,7 +293,10 @@ impl PortcullisServer {
         deprecated,
         reason = "logging is deprecated but clients still opt in to it"
     )]
-    fn log_level_for(&self, context: &RequestContext<RoleServer>) -> Option<LoggingLevel> {
+    pub(crate) fn log_level_for(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<LoggingLevel> {
         context
             .meta
             .log_level()
@@ -300,7 +367,7 @@ impl PortcullisServer {
         Ok((page, None))
     }
 
-    fn ready(&self, upstream: &UpstreamHandle) -> Result<Arc<Connection>, String> {
+    pub(crate) fn ready(&self, upstream: &UpstreamHandle) -> Result<Arc<Connection>, String> {
         upstream.connection().ok_or_else(|| {
             format!(
                 "upstream `{}` is unavailable: {}",
@@ -320,6 +387,7 @@ impl PortcullisServer {
     ) -> Result<ServerResult, McpError> {
         let route = CallRoute {
             session: self.session,
+            client_roots: self.offered_roots(),
             request: self
                 .envelope(context)
                 .ok()
@@ -409,9 +477,15 @@ impl PortcullisServer {
                     }
                     state = required.request_state.clone();
                     responses = Some(
-                        answer_inputs(upstream, &asker, evidence_request.as_ref(), required)
-                            .await
-                            .map_err(|message| McpError::internal_error(message, None))?,
+                        answer_inputs(
+                            upstream,
+                            &asker,
+                            evidence_request.as_ref(),
+                            &upstream.root_answer_for(self.offered_roots().as_ref()),
+                            required,
+                        )
+                        .await
+                        .map_err(|message| McpError::internal_error(message, None))?,
                     );
                 }
                 other => return Ok(Rounds::Done(Box::new(other))),
@@ -424,240 +498,6 @@ impl PortcullisServer {
             ),
             None,
         ))
-    }
-
-    /// A stateless client's call: it runs in its own task so that it can wait for answers
-    /// across the client's retries.
-    async fn call_tool_stateless(
-        &self,
-        call: UpstreamCall,
-        request: &CallToolRequestParams,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
-        let envelope = self.envelope(context)?;
-        let bound_to = binding(envelope.user(), &request.name, request.arguments.as_ref());
-        let pending = match request.request_state.as_deref() {
-            Some(sealed) => {
-                let refused = || {
-                    McpError::invalid_params(
-                        "requestState is invalid, expired, already used, or was issued for another request",
-                        None,
-                    )
-                };
-                let round = self
-                    .gateway
-                    .states
-                    .open(sealed, &bound_to)
-                    .map_err(|StateError::Invalid| refused())?;
-                let SealedRound::Pending { id } = round else {
-                    return Err(refused());
-                };
-                let answers = request.input_responses.clone().ok_or_else(|| {
-                    McpError::invalid_params("a retry with requestState needs inputResponses", None)
-                })?;
-                let mut pending = self.gateway.pending.take(id).ok_or_else(refused)?;
-                if let Some(reply) = pending.answer.take() {
-                    let _ = reply.send(answers);
-                }
-                pending
-            }
-            None => {
-                let (questions_tx, questions) = mpsc::channel(1);
-                let cancel = CancellationToken::new();
-                // Capabilities are read per request: a client that did not declare
-                // elicitation on this one is not asked.
-                let asker = if declares_elicitation(context) {
-                    Asker::Bridge(questions_tx)
-                } else {
-                    Asker::Nobody
-                };
-                let route = CallRoute {
-                    session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-                    request: Some(call.record.request().clone()),
-                    asker,
-                    listener: None,
-                    log_level: self.log_level_for(context),
-                };
-                let progress = progress_of(context);
-                let task_cancel = cancel.clone();
-                let task = {
-                    let gateway = self.gateway.clone();
-                    tokio::spawn(
-                        async move { call.run(&gateway, &route, progress, &task_cancel).await }
-                            .in_current_span(),
-                    )
-                };
-                PendingCall {
-                    task,
-                    questions,
-                    answer: None,
-                    cancel,
-                }
-            }
-        };
-        self.await_stateless(pending, &bound_to, context).await
-    }
-
-    async fn await_stateless(
-        &self,
-        mut pending: PendingCall,
-        bound_to: &str,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
-        enum Event {
-            Done(Result<Result<CallToolResponse, McpError>, tokio::task::JoinError>),
-            Asked(Option<Question>),
-            Cancelled,
-        }
-        let event = tokio::select! {
-            joined = &mut pending.task => Event::Done(joined),
-            question = pending.questions.recv() => Event::Asked(question),
-            _ = context.ct.cancelled() => Event::Cancelled,
-        };
-        match event {
-            Event::Done(joined) => joined.unwrap_or_else(|error| {
-                tracing::error!(%error, "a call task ended abnormally");
-                Ok(tool_error("the call ended abnormally".to_owned()))
-            }),
-            Event::Asked(Some(Question { requests, answer })) => {
-                pending.answer = Some(answer);
-                let id = self.gateway.pending.park(pending);
-                let state = self
-                    .gateway
-                    .states
-                    .seal(&SealedRound::Pending { id }, bound_to);
-                Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
-                    Some(requests),
-                    Some(state),
-                )))
-            }
-            Event::Asked(None) => (&mut pending.task)
-                .await
-                .unwrap_or_else(|_| Ok(tool_error("the call ended abnormally".to_owned()))),
-            Event::Cancelled => {
-                pending.cancel.cancel();
-                Ok(tool_error("the request was cancelled".to_owned()))
-            }
-        }
-    }
-
-    /// `tools/call` for `envelope`, inside the call's span.
-    async fn call_tool_as(
-        &self,
-        envelope: Arc<IdentityEnvelope>,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
-        self.gateway.first_settle().await;
-        let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
-        let (upstream, local) = self.resolve_tool(&request.name)?;
-        let arguments = request.arguments.as_ref();
-        let gateway = &self.gateway;
-        let mut record = CallRecord::new(&envelope, self.session, upstream, local);
-        tracing::Span::current().record("request_id", record.request().request_id.as_str());
-        let hidden = summary(gateway, None);
-        // A hidden tool gets the same answer as one that does not exist, whether or not its
-        // upstream is up: nothing about what other identities may see leaks through a name.
-        let Ok(visible) = gateway.visible_tool(&envelope, upstream, local) else {
-            gateway
-                .record_refusal(record, arguments, hidden, "hidden from this identity")
-                .await;
-            return Err(unknown());
-        };
-        let connection = match self.ready(upstream) {
-            Ok(connection) => connection,
-            Err(message) => {
-                gateway
-                    .record_refusal(record, arguments, hidden, &message)
-                    .await;
-                return Ok(tool_error(message));
-            }
-        };
-        {
-            let catalog = connection.catalog.load();
-            let Some(definition) = catalog.tools.iter().find(|t| t.name == request.name) else {
-                gateway
-                    .record_refusal(record, arguments, hidden, "no such tool")
-                    .await;
-                return Err(unknown());
-            };
-            record.set_definition(definition);
-        }
-        let permit = match gateway.authorize_call(&envelope, upstream, visible, arguments) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                let (decision, answer) = match refusal {
-                    Refusal::Hidden => (hidden, Err(unknown())),
-                    Refusal::Denied { reason, decision } => (
-                        summary(gateway, Some(&decision)),
-                        Ok(tool_error(format!(
-                            "portcullis refused `{}` for {}: {reason}; the call did not run",
-                            request.name,
-                            envelope.user().subject
-                        ))),
-                    ),
-                    Refusal::ApprovalUnavailable { decision } => (
-                        summary(gateway, Some(&decision)),
-                        Ok(tool_error(format!(
-                            "`{}` needs a person's approval before it runs, and this version of portcullis cannot ask for approval yet; the call did not run",
-                            request.name
-                        ))),
-                    ),
-                };
-                let reason = match &answer {
-                    Err(_) => "hidden from this identity",
-                    Ok(_) => "refused by policy",
-                };
-                gateway
-                    .record_refusal(record, arguments, decision, reason)
-                    .await;
-                return answer;
-            }
-        };
-        // INVARIANT: the intent is durable before the upstream hears of the call.
-        if let Err(message) = gateway
-            .record_intent(
-                &mut record,
-                arguments,
-                summary(gateway, Some(permit.decision())),
-                upstream.spec.tool_rules(local).effect(),
-            )
-            .await
-        {
-            return Ok(tool_error(message));
-        }
-        let call = UpstreamCall {
-            record,
-            permit,
-            upstream: upstream.clone(),
-            connection,
-            local: local.to_owned(),
-            arguments: request.arguments.clone(),
-            namespacing: self.gateway.namespacing,
-            first_responses: request
-                .request_state
-                .is_none()
-                .then(|| request.input_responses.clone())
-                .flatten(),
-        };
-        if Self::is_stateless(&context) {
-            return self.call_tool_stateless(call, &request, &context).await;
-        }
-        if request.request_state.is_some() || request.input_responses.is_some() {
-            return Err(McpError::invalid_params(
-                "requestState and inputResponses are for stateless (2026-07-28) requests",
-                None,
-            ));
-        }
-        let route = CallRoute {
-            session: self.session,
-            request: Some(call.record.request().clone()),
-            asker: asker_for(&context),
-            listener: listener_for(&context),
-            log_level: self.log_level_for(&context),
-        };
-        call.run(&self.gateway, &route, progress_of(&context), &context.ct)
-            .await
     }
 }
 
@@ -683,12 +523,12 @@ fn exposed_contents(
 }
 
 /// A refused prompt, resource or completion: hidden ones are unknown, like ones that do not
-/// exist; one that needs approval cannot be asked for yet.
+/// exist; Portcullis asks for approval of tool calls only, so one that needs it is refused.
 fn read_refusal(refusal: Refusal, unknown: McpError) -> McpError {
     match refusal {
         Refusal::Hidden | Refusal::Denied { .. } => unknown,
         Refusal::ApprovalUnavailable { .. } => McpError::invalid_request(
-            "this needs a person's approval, and this version of portcullis cannot ask for approval yet",
+            "policy requires a person's approval for this, and portcullis asks for approval of tool calls only",
             None,
         ),
     }
@@ -717,14 +557,15 @@ fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Res
                 None,
             ));
         };
-        elicit.params = label_elicitation(upstream.name().as_str(), elicit.params.clone());
+        elicit.params = screen_elicitation(upstream.name().as_str(), elicit.params.clone())
+            .map_err(|refusal| McpError::invalid_request(refusal, None))?;
     }
     Ok(())
 }
 
 /// What a sealed `requestState` is bound to: the user, the exposed tool and its exact
 /// arguments, so a state cannot be replayed by another identity or for other arguments.
-fn binding(user: &UserId, tool: &str, arguments: Option<&JsonObject>) -> String {
+pub(crate) fn binding(user: &UserId, tool: &str, arguments: Option<&JsonObject>) -> String {
     // serde_json's map keeps keys sorted, so equal arguments give equal text.
     let arguments = arguments
         .map(|a| serde_json::to_string(a).unwrap_or_default())
@@ -733,19 +574,19 @@ fn binding(user: &UserId, tool: &str, arguments: Option<&JsonObject>) -> String 
 }
 
 /// True when this request's client declared elicitation (per request, never remembered).
-fn declares_elicitation(context: &RequestContext<RoleServer>) -> bool {
+pub(crate) fn declares_elicitation(context: &RequestContext<RoleServer>) -> bool {
     context
         .client_capabilities()
         .is_some_and(|caps| caps.elicitation.is_some())
 }
 
 /// A session-era client that can hear an upstream's notifications outside this request.
-fn listener_for(context: &RequestContext<RoleServer>) -> Option<Peer<RoleServer>> {
+pub(crate) fn listener_for(context: &RequestContext<RoleServer>) -> Option<Peer<RoleServer>> {
     (!PortcullisServer::is_stateless(context)).then(|| context.peer.clone())
 }
 
 /// Who answers an upstream's questions during a session-era request.
-fn asker_for(context: &RequestContext<RoleServer>) -> Asker {
+pub(crate) fn asker_for(context: &RequestContext<RoleServer>) -> Asker {
     if declares_elicitation(context) && !PortcullisServer::is_stateless(context) {
         Asker::Client(context.peer.clone())
     } else {
@@ -754,7 +595,9 @@ fn asker_for(context: &RequestContext<RoleServer>) -> Asker {
 }
 
 /// The client's progress token for this request, and where to send progress.
-fn progress_of(context: &RequestContext<RoleServer>) -> Option<(ProgressToken, Peer<RoleServer>)> {
+pub(crate) fn progress_of(
+    context: &RequestContext<RoleServer>,
+) -> Option<(ProgressToken, Peer<RoleServer>)> {
     context
         .meta
         .get_progress_token()
@@ -818,7 +661,13 @@ impl ServerHandler for PortcullisServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.refresh_client_roots(&context.peer).await;
         self.gateway.sessions.register(context.peer);
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        // Later calls are checked against the new roots.
+        self.refresh_client_roots(&context.peer).await;
     }
 
     async fn list_tools(
@@ -932,6 +781,9 @@ impl ServerHandler for PortcullisServer {
         };
         self.record_answer(&prompt_event, &decision, recorded)
             .await?;
+        if matches!(answer, Ok(GetPromptResponse::Complete(_))) {
+            self.taint_if_untrusted(&context, &envelope, upstream);
+        }
         answer
     }
 
@@ -1060,6 +912,9 @@ impl ServerHandler for PortcullisServer {
         };
         self.record_answer(&resource_event, &decision, recorded)
             .await?;
+        if matches!(answer, Ok(ReadResourceResponse::Complete(_))) {
+            self.taint_if_untrusted(&context, &envelope, upstream);
+        }
         answer
     }
 

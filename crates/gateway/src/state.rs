@@ -18,6 +18,8 @@ pub enum SealedRound {
     Pending { id: u64 },
     /// A prompt or resource request: the upstream's own state, opaque to Portcullis.
     Upstream { state: Option<String> },
+    /// A tool call waiting for the person's approval (an entry of `StatelessApprovals`).
+    Approval { id: u64 },
 }
 
 #[derive(Debug)]
@@ -34,17 +36,31 @@ impl StateSealer {
     pub fn generate() -> Result<Self, String> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| e.to_string())?;
-        let codec = RequestStateCodec::try_new(key.to_vec()).map_err(|e| e.to_string())?;
+        Self::with_key(key.to_vec())
+    }
+
+    /// A sealer with a key from config (at least 32 bytes), shared by the processes that
+    /// hold it, so that each accepts the others' states.
+    pub fn with_key(key: Vec<u8>) -> Result<Self, String> {
+        if key.len() < 32 {
+            return Err("the requestState key must be at least 32 bytes".to_owned());
+        }
+        let codec = RequestStateCodec::try_new(key).map_err(|e| e.to_string())?;
         Ok(Self { codec })
     }
 
     pub fn seal(&self, round: &SealedRound, bound_to: &str) -> String {
+        self.seal_for(round, bound_to, ROUND_TTL)
+    }
+
+    /// Seals `round` for `ttl` instead of the default ten minutes.
+    pub fn seal_for(&self, round: &SealedRound, bound_to: &str, ttl: Duration) -> String {
         let payload = serde_json::to_vec(round).unwrap_or_default();
         self.codec.seal_with(
             &payload,
             &SealOptions::new()
                 .associated_data(bound_to.as_bytes())
-                .ttl(ROUND_TTL),
+                .ttl(ttl),
         )
     }
 

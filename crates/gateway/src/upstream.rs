@@ -15,7 +15,8 @@ use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::evidence::{
     ElicitationRelayed, Event, EvidenceRecord, RequestContext, SandboxStarted, UpstreamLifecycle,
 };
-use portcullis_core::{Namespacing, UpstreamName};
+use portcullis_core::{Effect, Hints, Namespacing, UpstreamName};
+use portcullis_roots::Roots;
 #[expect(
     deprecated,
     reason = "logging is deprecated but clients still opt in to it"
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::evidence::now_ms;
+use crate::paths::PathGuard;
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
 use crate::sandbox::{self, StartSandbox};
@@ -61,6 +63,8 @@ pub struct Catalog {
     /// The upstream's own names of the tools above: only these are callable.
     pub tool_names: HashSet<String>,
     pub prompt_names: HashSet<String>,
+    /// Each tool's annotations as the upstream sent them, by its own name.
+    pub hints: HashMap<String, Hints>,
 }
 
 /// A live connection to an upstream.
@@ -91,6 +95,8 @@ pub enum UpstreamState {
 #[derive(Clone)]
 pub struct CallRoute {
     pub session: u64,
+    /// The roots the calling client offered (`None`: it offered none, or cannot).
+    pub client_roots: Option<Roots>,
     /// The request the upstream's own requests belong to, for their evidence records.
     pub request: Option<RequestContext>,
     pub asker: Asker,
@@ -108,6 +114,8 @@ pub struct CallRoute {
 /// One configured upstream and everything Portcullis knows about it at run time.
 pub struct UpstreamHandle {
     pub spec: Upstream,
+    /// What its calls' path arguments are checked against (`None`: not checked).
+    pub paths: Option<PathGuard>,
     /// The child's complete environment (stdio only): the explicit `env` plus the inherited names.
     child_env: BTreeMap<String, String>,
     namespacing: Namespacing,
@@ -161,6 +169,7 @@ impl UpstreamHandle {
     ) -> Arc<Self> {
         Arc::new(Self {
             child_env: sandbox::child_environment(&spec, inherited),
+            paths: PathGuard::for_upstream(&spec),
             spec,
             namespacing,
             state: ArcSwap::from_pointee(UpstreamState::Starting),
@@ -181,6 +190,21 @@ impl UpstreamHandle {
     }
 
     /// The live connection, if the upstream is ready.
+    /// The effect `tool` is treated as: config's rules, narrowed by the upstream's own
+    /// annotations (see [`Effect::effective`]); hints are read from the catalog when the
+    /// upstream is up, and count for nothing when it is not.
+    pub fn effect_of(&self, tool: &str) -> Effect {
+        let hints = self
+            .connection()
+            .and_then(|connection| connection.catalog.load().hints.get(tool).copied())
+            .unwrap_or_default();
+        Effect::effective(
+            self.spec.tool_rules(tool).effect,
+            hints,
+            self.spec.trust_hints,
+        )
+    }
+
     pub fn connection(&self) -> Option<Arc<Connection>> {
         match &**self.state.load() {
             UpstreamState::Ready(connection) => Some(connection.clone()),
@@ -195,6 +219,20 @@ impl UpstreamHandle {
             UpstreamState::Down { reason } => format!("{reason}; it is being restarted"),
             UpstreamState::Ready(_) => "it is ready".to_owned(),
         }
+    }
+
+    /// The roots (`file://` URIs) to tell this upstream when it asks: its granted roots
+    /// narrowed by the calling client's (none for an upstream whose paths are not checked).
+    pub fn root_answer(&self, route: Option<&CallRoute>) -> Vec<String> {
+        self.root_answer_for(route.and_then(|r| r.client_roots.as_ref()))
+    }
+
+    /// The same, given the client's roots.
+    pub fn root_answer_for(&self, client_roots: Option<&Roots>) -> Vec<String> {
+        self.paths
+            .as_ref()
+            .map(|guard| guard.root_uris(client_roots))
+            .unwrap_or_default()
     }
 
     /// Failed starts, crashes and hangs since Portcullis started.
@@ -658,6 +696,16 @@ async fn fetch_catalog(
             match namespacing.expose(upstream, &tool.name) {
                 Ok(exposed) => {
                     catalog.tool_names.insert(tool.name.to_string());
+                    if let Some(annotations) = &tool.annotations {
+                        catalog.hints.insert(
+                            tool.name.to_string(),
+                            Hints {
+                                read_only: annotations.read_only_hint,
+                                destructive: annotations.destructive_hint,
+                                open_world: annotations.open_world_hint,
+                            },
+                        );
+                    }
                     tool.name = exposed.into();
                     catalog.tools.push(tool);
                 }

@@ -33,7 +33,7 @@ fn state_is_deterministic_and_bound_to_the_question() {
 
 #[test]
 fn first_call_asks_for_input() {
-    let response = stateless("ok?", confirm_form("ok?").unwrap(), None, None);
+    let response = stateless("ok?", confirm_form("ok?", None).unwrap(), None, None);
     let CallToolResponse::InputRequired(result) = response else {
         unreachable!("expected input_required");
     };
@@ -69,7 +69,7 @@ fn retries_report_the_answer() {
     for (answer, expected) in cases {
         let response = stateless(
             "ok?",
-            confirm_form("ok?").unwrap(),
+            confirm_form("ok?", None).unwrap(),
             Some(state_for("ok?")),
             responses(answer.clone()),
         );
@@ -93,7 +93,7 @@ fn bad_retries_are_tool_errors() {
     for (state, answers) in cases {
         let (_, is_error) = text(stateless(
             "ok?",
-            confirm_form("ok?").unwrap(),
+            confirm_form("ok?", None).unwrap(),
             state,
             answers,
         ));

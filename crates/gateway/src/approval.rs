@@ -1,0 +1,485 @@
+//! The approval stage: a person asked, in their own client, right before a side effect, with a
+//! specific change request bound to that exact action.
+//!
+//! The request says what will happen (tool and arguments, long values abbreviated with their
+//! size, secret-named ones hidden), acting as whom, where, to whom it sends, whether it can be
+//! undone, and why approval is needed (the policies, and untrusted content the session read).
+//! The form has one required yes/no field with no default: only an accept whose content says
+//! `approve: true` approves. Declined, cancelled, unanswered within the timeout, a client that
+//! cannot be asked, or anything else: the call does not run.
+//!
+//! An approval is bound to a fingerprint of the action (identity, upstream, tool, pinned
+//! definition, arguments, policy version). A stateless client carries a sealed reference to
+//! an entry of [`StatelessApprovals`]; each entry runs its call at most once, and a retry of
+//! the same request after the call ran gets the recorded outcome instead of a second run.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use portcullis_audit::is_secret_name;
+use portcullis_core::{Effect, IdentityEnvelope, ToolRules};
+use rmcp::model::{
+    BooleanSchema, CallToolResult, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationSchema, JsonObject, PrimitiveSchemaDefinition,
+};
+
+/// The key of Portcullis's own question in a stateless client's `inputRequests`.
+pub const APPROVAL_KEY: &str = "portcullis.approval";
+
+/// The field of the form that carries the person's answer.
+const APPROVE_FIELD: &str = "approve";
+
+/// Longest argument value shown whole; longer ones are cut to `SHOWN_PREFIX` characters.
+const SHOWN_WHOLE: usize = 240;
+const SHOWN_PREFIX: usize = 160;
+
+/// How long a stateless approval's outcome is kept for a retry of the same request.
+const OUTCOME_KEPT: Duration = Duration::from_secs(600);
+
+/// Everything the change request shows.
+pub struct ChangeRequest<'a> {
+    pub envelope: &'a IdentityEnvelope,
+    pub upstream: &'a str,
+    pub surface: &'a str,
+    /// The tool as the client names it.
+    pub exposed: &'a str,
+    pub effect: Effect,
+    pub rules: &'a ToolRules,
+    pub arguments: Option<&'a JsonObject>,
+    /// Recipients or destinations the arguments name, and which of them are new.
+    pub recipients: &'a [(String, bool)],
+    /// The tenant or workspace the call acts in, when config names the argument.
+    pub target_tenant: Option<&'a str>,
+    /// Why approval is asked: the determining policies, in order.
+    pub policies: &'a [String],
+    /// Untrusted upstreams whose content this session received, if any.
+    pub tainted_by: &'a [String],
+}
+
+impl ChangeRequest<'_> {
+    /// The text shown to the person.
+    pub fn message(&self) -> String {
+        let mut text = format!(
+            "Portcullis asks you to approve one action before it runs.\n\nWhat: `{}` ({}) on upstream `{}`, surface {}",
+            self.exposed,
+            describe_effect(self.effect),
+            self.upstream,
+            self.surface
+        );
+        let arguments = self.arguments.cloned().unwrap_or_default();
+        if arguments.is_empty() {
+            text.push_str(", with no arguments\n");
+        } else {
+            text.push_str(", with these exact arguments:\n");
+            for (name, value) in &arguments {
+                text.push_str(&format!("  {name}: {}\n", shown(name, value)));
+            }
+        }
+        let user = self.envelope.user();
+        text.push_str(&format!("As: {} (issuer {})", user.subject, user.issuer));
+        if let Some(tenant) = self.envelope.tenant() {
+            text.push_str(&format!(", tenant {tenant}"));
+        }
+        if let Some(client) = self.envelope.client() {
+            text.push_str(&format!(", through client {client}"));
+        }
+        text.push('\n');
+        if let Some(target) = self.target_tenant {
+            let session = self.envelope.tenant().unwrap_or("none");
+            if Some(target) != self.envelope.tenant() {
+                text.push_str(&format!(
+                    "Crosses into tenant or workspace `{target}` (this session's: {session})\n"
+                ));
+            }
+        }
+        if !self.recipients.is_empty() {
+            let listed: Vec<String> = self
+                .recipients
+                .iter()
+                .map(|(recipient, new)| {
+                    if *new {
+                        format!("{recipient} (new)")
+                    } else {
+                        recipient.clone()
+                    }
+                })
+                .collect();
+            text.push_str(&format!("Sends to or acts on: {}\n", listed.join(", ")));
+        }
+        if self.rules.escalates {
+            text.push_str("Changes privileges (roles, permissions or keys)\n");
+        }
+        text.push_str(match self.rules.reversible {
+            Some(true) => "Can be undone: yes\n",
+            Some(false) => "Can be undone: no\n",
+            None => "Can be undone: not known\n",
+        });
+        if !self.tainted_by.is_empty() {
+            text.push_str(&format!(
+                "Caution: this session has received content from untrusted upstream{} {} before this request; that content may have asked for this action.\n",
+                if self.tainted_by.len() == 1 { "" } else { "s" },
+                self.tainted_by
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !self.policies.is_empty() {
+            text.push_str(&format!(
+                "Asked because of policy {}\n",
+                self.policies
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        text.push_str(
+            "\nApprove only if you want exactly this to happen. Anything but an explicit yes leaves it undone.",
+        );
+        text
+    }
+
+    /// The form-mode elicitation: one required boolean, no default.
+    pub fn params(&self) -> ElicitRequestParams {
+        ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: self.message(),
+            requested_schema: approval_schema(),
+        }
+    }
+}
+
+fn approval_schema() -> ElicitationSchema {
+    let approve = BooleanSchema::new()
+        .title("Run exactly this action")
+        .description("Yes runs it once, as shown. No, or no answer, leaves it undone.");
+    ElicitationSchema::new(BTreeMap::from([(
+        APPROVE_FIELD.to_owned(),
+        PrimitiveSchemaDefinition::Boolean(approve),
+    )]))
+    .with_required(vec![APPROVE_FIELD.to_owned()])
+}
+
+fn describe_effect(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Read => "reads",
+        Effect::Write => "writes",
+        Effect::Destructive => "destroys or overwrites",
+        Effect::Send => "sends outside: visible to others",
+        Effect::Physical => "acts in the physical world",
+        Effect::Unknown => "effect not described by config: may do anything",
+    }
+}
+
+/// An argument value as shown: JSON, long ones abbreviated with their size, secret-named
+/// ones hidden (the person approves that a secret is passed, not its text).
+fn shown(name: &str, value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if is_secret_name(name) {
+        return format!("[hidden: {} bytes]", text.len());
+    }
+    if text.chars().count() <= SHOWN_WHOLE {
+        return text;
+    }
+    let prefix: String = text.chars().take(SHOWN_PREFIX).collect();
+    format!("{prefix}… [{} bytes in all]", text.len())
+}
+
+/// Proof that a person approved the action; only an approving [`Answer`] yields one.
+#[derive(Debug)]
+pub struct Granted {
+    _private: (),
+}
+
+/// How the person answered, or why they could not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Approved,
+    /// Accepted the form without saying yes.
+    NotConfirmed,
+    Declined,
+    Cancelled,
+    TimedOut(Duration),
+    /// The client cannot show a form (it did not declare elicitation on this request).
+    Unavailable,
+    /// Asking failed (the client went away, or answered with an error).
+    Failed(String),
+}
+
+impl Answer {
+    /// The answer in an `elicitation/create` result (or a stateless retry's response).
+    pub fn from_result(result: &ElicitResult) -> Self {
+        match result.action {
+            ElicitationAction::Accept => {
+                let yes = result
+                    .content
+                    .as_ref()
+                    .and_then(|content| content.get(APPROVE_FIELD))
+                    .and_then(serde_json::Value::as_bool)
+                    == Some(true);
+                if yes {
+                    Answer::Approved
+                } else {
+                    Answer::NotConfirmed
+                }
+            }
+            ElicitationAction::Decline => Answer::Declined,
+            _ => Answer::Cancelled,
+        }
+    }
+
+    /// The proof of approval, when this answer approves.
+    pub fn granted(&self) -> Option<Granted> {
+        (*self == Answer::Approved).then_some(Granted { _private: () })
+    }
+
+    /// The answer as recorded in the evidence.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Answer::Approved => "approved",
+            Answer::NotConfirmed => "not_confirmed",
+            Answer::Declined => "declined",
+            Answer::Cancelled => "cancelled",
+            Answer::TimedOut(_) => "timed_out",
+            Answer::Unavailable => "unavailable",
+            Answer::Failed(_) => "failed",
+        }
+    }
+
+    /// The tool error the client gets when the answer is not a yes.
+    pub fn refusal(&self, tool: &str) -> String {
+        let why = match self {
+            Answer::Approved => return format!("`{tool}` was approved"),
+            Answer::NotConfirmed => {
+                "the approval form was submitted without a yes".to_owned()
+            }
+            Answer::Declined => "the person declined it".to_owned(),
+            Answer::Cancelled => "the person cancelled the approval request".to_owned(),
+            Answer::TimedOut(limit) => format!(
+                "nobody answered the approval request within {} s",
+                limit.as_secs()
+            ),
+            Answer::Unavailable => "it needs a person's approval and this client cannot show approval requests (it did not declare elicitation)".to_owned(),
+            Answer::Failed(error) => format!("the approval request could not be asked ({error})"),
+        };
+        format!("portcullis did not run `{tool}`: {why}; the call did not run")
+    }
+}
+
+/// What a stateless retry's reference to an approval finds.
+#[derive(Debug)]
+pub enum Claim {
+    /// The approval is waiting for this answer; its call may now run (once).
+    Open,
+    /// Its call already ran: the recorded result, when the call finished in one answer.
+    Ran(Option<Box<CallToolResult>>),
+    /// Its call is running now.
+    Running,
+    /// No such approval (expired, or never issued), or it was for another action.
+    Unknown,
+}
+
+enum State {
+    Waiting,
+    Running,
+    Ran(Option<Box<CallToolResult>>),
+}
+
+struct Entry {
+    fingerprint: String,
+    expires: Instant,
+    state: State,
+}
+
+/// Approvals handed to stateless clients, by the id sealed into their `requestState`.
+#[derive(Default)]
+pub struct StatelessApprovals {
+    next: AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+impl StatelessApprovals {
+    /// Opens an approval for the action `fingerprint`, answerable until `ttl` from now.
+    pub fn open(&self, fingerprint: &str, ttl: Duration) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut entries) = self.entries.lock() {
+            let now = Instant::now();
+            entries.retain(|_, entry| entry.expires > now);
+            entries.insert(
+                id,
+                Entry {
+                    fingerprint: fingerprint.to_owned(),
+                    expires: now + ttl,
+                    state: State::Waiting,
+                },
+            );
+        }
+        id
+    }
+
+    /// Claims approval `id` for the action `fingerprint`. A waiting approval is claimed at
+    /// most once: it turns running, and whatever the answer, it cannot be answered again.
+    pub fn claim(&self, id: u64, fingerprint: &str) -> Claim {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Claim::Unknown;
+        };
+        let Some(entry) = entries.get_mut(&id) else {
+            return Claim::Unknown;
+        };
+        if entry.fingerprint != fingerprint || entry.expires <= Instant::now() {
+            return Claim::Unknown;
+        }
+        match &entry.state {
+            State::Waiting => {
+                entry.state = State::Running;
+                entry.expires = Instant::now() + OUTCOME_KEPT;
+                Claim::Open
+            }
+            State::Running => Claim::Running,
+            State::Ran(result) => Claim::Ran(result.clone()),
+        }
+    }
+
+    /// Notes how approval `id`'s call ended: its result when it finished in this answer.
+    pub fn finish(&self, id: u64, result: Option<CallToolResult>) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&id)
+        {
+            entry.state = State::Ran(result.map(Box::new));
+        }
+    }
+}
+
+/// The recipients the arguments name at `rules.recipients`, as strings.
+fn recipients(rules: &ToolRules, arguments: Option<&JsonObject>) -> Vec<String> {
+    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    let mut found = Vec::new();
+    for pointer in &rules.recipients {
+        for value in portcullis_audit::values_at(&value, pointer) {
+            match value {
+                serde_json::Value::String(text) => found.push(text.clone()),
+                serde_json::Value::Null => {}
+                other => found.push(other.to_string()),
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The tenant or workspace the arguments name at `rules.tenant_argument`, if any.
+fn target_tenant(rules: &ToolRules, arguments: Option<&JsonObject>) -> Option<String> {
+    let pointer = rules.tenant_argument.as_ref()?;
+    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    portcullis_audit::values_at(&value, pointer)
+        .into_iter()
+        .find_map(|value| match value {
+            serde_json::Value::String(text) => Some(text.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        })
+}
+
+/// What a call's configured arguments say about it: the policy facts (all but `tainted`),
+/// its recipients with whether each is new (`known` says which were approved before), and
+/// the tenant or workspace it names.
+pub fn call_facts(
+    rules: &ToolRules,
+    envelope: &IdentityEnvelope,
+    arguments: Option<&JsonObject>,
+    known: impl Fn(&str) -> bool,
+) -> (
+    portcullis_policy::Facts,
+    Vec<(String, bool)>,
+    Option<String>,
+) {
+    let recipients: Vec<(String, bool)> = recipients(rules, arguments)
+        .into_iter()
+        .map(|recipient| {
+            let new = !known(&recipient);
+            (recipient, new)
+        })
+        .collect();
+    let target = target_tenant(rules, arguments);
+    let facts = portcullis_policy::Facts {
+        crosses_tenant: target
+            .as_deref()
+            .is_some_and(|target| Some(target) != envelope.tenant()),
+        new_recipient: recipients.iter().any(|(_, new)| *new),
+        escalates: rules.escalates,
+        tainted: false,
+    };
+    (facts, recipients, target)
+}
+
+/// The untrusted upstreams whose content each session has received, by a key the caller
+/// makes: a session-era session's id, or a stateless client's user and client (stateless
+/// requests share no session, so their taint is kept per user and client, which can only
+/// over-taint).
+#[derive(Default)]
+pub struct Taints {
+    by_key: Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+impl Taints {
+    pub fn mark(&self, key: &str, upstream: &str) {
+        if let Ok(mut keys) = self.by_key.lock() {
+            let new = keys
+                .entry(key.to_owned())
+                .or_default()
+                .insert(upstream.to_owned());
+            if new {
+                tracing::info!(
+                    upstream,
+                    "the session received content from an untrusted upstream; its side effects now need approval"
+                );
+            }
+        }
+    }
+
+    /// The untrusted upstreams `key` has read, in name order. A poisoned table counts as
+    /// tainted by everything unknown (fail closed).
+    pub fn of(&self, key: &str) -> Vec<String> {
+        match self.by_key.lock() {
+            Ok(keys) => keys
+                .get(key)
+                .map(|set| set.iter().cloned().collect())
+                .unwrap_or_default(),
+            Err(_) => vec!["(unknown)".to_owned()],
+        }
+    }
+}
+
+/// Recipients approved before, per user: a recipient is new until a call naming it was
+/// approved.
+#[derive(Default)]
+pub struct KnownRecipients {
+    by_user: Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+impl KnownRecipients {
+    pub fn is_known(&self, user: &str, recipient: &str) -> bool {
+        self.by_user
+            .lock()
+            .ok()
+            .and_then(|users| users.get(user).map(|known| known.contains(recipient)))
+            .unwrap_or(false)
+    }
+
+    pub fn remember(&self, user: &str, recipients: &[String]) {
+        if let Ok(mut users) = self.by_user.lock() {
+            let known = users.entry(user.to_owned()).or_default();
+            for recipient in recipients {
+                known.insert(recipient.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! The change request's text and form, how answers read, and the stateless approvals' once-only
+//! claims.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use portcullis_core::{
+    ActingMode, ArgumentPointer, Effect, EnvelopeParts, IdentityEnvelope, ToolRules, UserId,
+};
+use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
+use serde_json::json;
+
+use super::*;
+
+fn alice() -> IdentityEnvelope {
+    IdentityEnvelope::new(EnvelopeParts {
+        user: UserId {
+            issuer: "https://idp.example".to_owned(),
+            subject: "alice".to_owned(),
+        },
+        client: Some("desktop".to_owned()),
+        mode: ActingMode::Delegated,
+        groups: BTreeSet::new(),
+        tenant: Some("acme".to_owned()),
+        scopes: BTreeSet::new(),
+        usable_credentials: BTreeSet::new(),
+        forbidden_credentials: BTreeSet::new(),
+        lifetime: None,
+    })
+}
+
+fn rules() -> ToolRules {
+    ToolRules {
+        effect: Some(Effect::Send),
+        recipients: vec![
+            ArgumentPointer::parse("/to").unwrap(),
+            ArgumentPointer::parse("/cc/*").unwrap(),
+        ],
+        tenant_argument: Some(ArgumentPointer::parse("/workspace").unwrap()),
+        reversible: Some(false),
+        ..ToolRules::default()
+    }
+}
+
+#[test]
+fn the_change_request_says_what_who_where_to_whom_and_why() {
+    let envelope = alice();
+    let rules = rules();
+    let long = "x".repeat(1000);
+    let arguments = json!({
+        "to": "bob@example.com",
+        "body": long,
+        "api_key": "hidden-value-48210",
+        "workspace": "globex",
+    });
+    let arguments = arguments.as_object().unwrap();
+    let recipients = [("bob@example.com".to_owned(), true)];
+    let policies = ["side-effects-need-approval".to_owned()];
+    let tainted = ["web".to_owned()];
+    let change = ChangeRequest {
+        envelope: &envelope,
+        upstream: "mail",
+        surface: "http_api",
+        exposed: "mail.send",
+        effect: Effect::Send,
+        rules: &rules,
+        arguments: Some(arguments),
+        recipients: &recipients,
+        target_tenant: Some("globex"),
+        policies: &policies,
+        tainted_by: &tainted,
+    };
+    let text = change.message();
+    for expected in [
+        "`mail.send` (sends outside: visible to others) on upstream `mail`, surface http_api",
+        "  to: \"bob@example.com\"",
+        "As: alice (issuer https://idp.example), tenant acme, through client desktop",
+        "Crosses into tenant or workspace `globex` (this session's: acme)",
+        "Sends to or acts on: bob@example.com (new)",
+        "Can be undone: no",
+        "untrusted upstream `web`",
+        "policy `side-effects-need-approval`",
+        "api_key: [hidden: 20 bytes]",
+        "[1002 bytes in all]",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(!text.contains("hidden-value-48210"), "{text}");
+    assert!(
+        !text.contains(&"x".repeat(200)),
+        "a long value is abbreviated"
+    );
+
+    // One required boolean with no default: nothing approves by itself.
+    let ElicitRequestParams::FormElicitationParams {
+        requested_schema, ..
+    } = change.params()
+    else {
+        panic!("not a form");
+    };
+    let schema = serde_json::to_value(&requested_schema).unwrap();
+    assert_eq!(schema["required"], json!(["approve"]), "{schema}");
+    assert_eq!(
+        schema["properties"]["approve"]["type"], "boolean",
+        "{schema}"
+    );
+    assert!(
+        schema["properties"]["approve"].get("default").is_none(),
+        "{schema}"
+    );
+}
+
+#[test]
+fn only_an_explicit_yes_approves() {
+    let answer = |action, content: Option<serde_json::Value>| {
+        let mut result = ElicitResult::new(action);
+        result.content = content;
+        Answer::from_result(&result)
+    };
+    assert_eq!(
+        answer(ElicitationAction::Accept, Some(json!({"approve": true}))),
+        Answer::Approved
+    );
+    assert_eq!(
+        answer(ElicitationAction::Accept, Some(json!({"approve": false}))),
+        Answer::NotConfirmed
+    );
+    assert_eq!(
+        answer(ElicitationAction::Accept, Some(json!({"approve": "true"}))),
+        Answer::NotConfirmed
+    );
+    assert_eq!(
+        answer(ElicitationAction::Accept, None),
+        Answer::NotConfirmed
+    );
+    assert_eq!(
+        answer(ElicitationAction::Decline, Some(json!({"approve": true}))),
+        Answer::Declined
+    );
+    assert_eq!(answer(ElicitationAction::Cancel, None), Answer::Cancelled);
+    assert!(Answer::Approved.granted().is_some());
+    for refused in [
+        Answer::NotConfirmed,
+        Answer::Declined,
+        Answer::Cancelled,
+        Answer::TimedOut(Duration::from_secs(3)),
+        Answer::Unavailable,
+        Answer::Failed("gone".to_owned()),
+    ] {
+        assert!(refused.granted().is_none(), "{refused:?}");
+        assert!(
+            refused.refusal("fx.send").contains("did not run"),
+            "{refused:?}"
+        );
+    }
+    assert!(
+        Answer::TimedOut(Duration::from_secs(3))
+            .refusal("t")
+            .contains("within 3 s")
+    );
+    assert!(
+        Answer::Unavailable
+            .refusal("t")
+            .contains("did not declare elicitation")
+    );
+}
+
+#[test]
+fn a_stateless_approval_runs_once_and_then_replays_its_outcome() {
+    let approvals = StatelessApprovals::default();
+    let id = approvals.open("fp-1", Duration::from_secs(60));
+    // Another action cannot claim it.
+    assert!(matches!(approvals.claim(id, "fp-2"), Claim::Unknown));
+    assert!(matches!(approvals.claim(id + 100, "fp-1"), Claim::Unknown));
+    assert!(matches!(approvals.claim(id, "fp-1"), Claim::Open));
+    // Claimed once: a second claim while it runs finds it running, not open.
+    assert!(matches!(approvals.claim(id, "fp-1"), Claim::Running));
+    approvals.finish(id, Some(CallToolResult::success(Vec::new())));
+    assert!(matches!(approvals.claim(id, "fp-1"), Claim::Ran(Some(_))));
+    // A refused or unfinished one replays nothing.
+    let other = approvals.open("fp-3", Duration::from_secs(60));
+    assert!(matches!(approvals.claim(other, "fp-3"), Claim::Open));
+    approvals.finish(other, None);
+    assert!(matches!(approvals.claim(other, "fp-3"), Claim::Ran(None)));
+    // Expired before it was answered.
+    let expired = approvals.open("fp-4", Duration::ZERO);
+    assert!(matches!(approvals.claim(expired, "fp-4"), Claim::Unknown));
+}
+
+#[test]
+fn recipients_and_target_tenants_come_from_the_configured_arguments() {
+    let rules = rules();
+    let arguments =
+        json!({"to": "b@x", "cc": ["c@x", "b@x"], "workspace": "globex", "other": "o@x"});
+    let arguments = arguments.as_object();
+    assert_eq!(recipients(&rules, arguments), ["b@x", "c@x"]);
+    assert_eq!(target_tenant(&rules, arguments).as_deref(), Some("globex"));
+    assert!(recipients(&ToolRules::default(), arguments).is_empty());
+    assert_eq!(target_tenant(&ToolRules::default(), arguments), None);
+
+    let known = KnownRecipients::default();
+    assert!(!known.is_known("alice", "b@x"));
+    known.remember("alice", &["b@x".to_owned()]);
+    assert!(known.is_known("alice", "b@x"));
+    assert!(!known.is_known("bob", "b@x"), "known per user");
+}
+
+#[test]
+fn taint_is_kept_per_key() {
+    let taints = Taints::default();
+    assert!(taints.of("session 1").is_empty());
+    taints.mark("session 1", "web");
+    taints.mark("session 1", "mail");
+    taints.mark("session 1", "web");
+    assert_eq!(taints.of("session 1"), ["mail", "web"]);
+    assert!(taints.of("session 2").is_empty());
+}
+
+#[test]
+fn call_facts_flag_crossings_and_new_recipients() {
+    let rules = rules();
+    let envelope = alice();
+    let inside = json!({"to": "b@x", "workspace": "acme"});
+    let (facts, recipients, target) =
+        call_facts(&rules, &envelope, inside.as_object(), |r| r == "b@x");
+    assert!(!facts.crosses_tenant && !facts.new_recipient && !facts.escalates && !facts.tainted);
+    assert_eq!(recipients, [("b@x".to_owned(), false)]);
+    assert_eq!(target.as_deref(), Some("acme"));
+    let outside = json!({"to": "c@x", "workspace": "globex"});
+    let (facts, recipients, _) = call_facts(&rules, &envelope, outside.as_object(), |r| r == "b@x");
+    assert!(facts.crosses_tenant && facts.new_recipient);
+    assert_eq!(recipients, [("c@x".to_owned(), true)]);
+}
