@@ -107,7 +107,7 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
     let home = scratch.sub("home");
     write(
         &home.join(".ssh/id_rsa"),
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+        "a stand-in for a private key, for the containment test\n",
     );
     let victim = outside.join("victim.txt");
     write(&victim, "original\n");

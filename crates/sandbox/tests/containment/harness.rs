@@ -186,7 +186,7 @@ impl Layout {
         std::fs::write(root.join("outside/victim"), "keep me\n").unwrap();
         std::fs::write(
             root.join("home/.ssh/id_rsa"),
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            "a stand-in for a private key, for the containment test\n",
         )
         .unwrap();
         std::fs::write(root.join("ro/readable.txt"), "hello\n").unwrap();
