@@ -446,3 +446,50 @@ fn the_filesystem_server_allowed_everything_reaches_only_its_root() {
     );
     assert!(!outside.join("new.txt").exists());
 }
+
+#[test]
+fn two_upstreams_with_different_grants_cannot_see_each_others_files_or_secrets() {
+    let scratch = Scratch::new();
+    let a = scratch.sub("a");
+    let b = scratch.sub("b");
+    write(&a.join("mine.txt"), "a's file\n");
+    write(&b.join("mine.txt"), "b's file\n");
+    // Each gets its own secret in its own environment; the argument check is off, so only the
+    // kernel and the scrubbed environment stand between them.
+    let config = scratch.relay_config(&format!(
+        "[[upstream]]\nname = \"a\"\n{}check_paths = false\nenv = {{ A_SECRET = \"secret-of-a\" }}\n\n\
+         [[upstream]]\nname = \"b\"\n{}check_paths = false\nenv = {{ B_SECRET = \"secret-of-b\" }}\n",
+        fixture_upstream(&a, &[]),
+        fixture_upstream(&b, &[]),
+    ));
+    let portcullis = Portcullis::http(&config);
+    let path = |path: &Path| path.display().to_string();
+    for (me, other, my_secret, their_secret) in [
+        (&a, &b, "A_SECRET", "B_SECRET"),
+        (&b, &a, "B_SECRET", "A_SECRET"),
+    ] {
+        let name = if me == &a { "a" } else { "b" };
+        let attempts = [
+            json!({"kind": "read", "path": path(&other.join("mine.txt"))}),
+            json!({"kind": "write", "path": path(&other.join("planted.txt"))}),
+            json!({"kind": "env", "name": their_secret}),
+            // Controls: its own file and its own secret.
+            json!({"kind": "read", "path": path(&me.join("mine.txt"))}),
+            json!({"kind": "env", "name": my_secret}),
+        ];
+        let outcomes = escape(&portcullis, name, &attempts);
+        for (attempt, outcome) in attempts.iter().zip(&outcomes).take(3) {
+            assert_eq!(
+                outcome["ok"], false,
+                "{name} reached the other: {attempt} -> {outcome}"
+            );
+        }
+        for (attempt, outcome) in attempts.iter().zip(&outcomes).skip(3) {
+            assert_eq!(
+                outcome["ok"], true,
+                "{name}'s control failed: {attempt} -> {outcome}"
+            );
+        }
+        assert!(!other.join("planted.txt").exists(), "{name} planted a file");
+    }
+}
