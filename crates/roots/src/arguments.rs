@@ -12,6 +12,9 @@ use std::ffi::OsStr;
 
 use serde_json::{Map, Value};
 
+use portcullis_core::ArgumentPointer;
+use portcullis_core::pointer::Segment;
+
 use crate::error::{ArgumentDenied, ArgumentReason, PointerError};
 use crate::resolve::Resolver;
 use crate::roots::Roots;
@@ -209,39 +212,26 @@ fn name_kind(name: &str) -> Option<Kind> {
     path_like.then_some(Kind::Path)
 }
 
+/// A configured pointer as steps, parsed by the one argument-pointer grammar Portcullis has
+/// (`portcullis_core::ArgumentPointer`: RFC 6901, with `*` for every member).
 fn parse_pointer(pointer: &str) -> Result<Vec<Step>, PointerError> {
     let error = |reason| PointerError {
         pointer: pointer.to_owned(),
         reason,
     };
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(error(if pointer.is_empty() {
-            "the whole arguments object is not a path"
-        } else {
-            "it must start with `/`"
-        }));
-    };
-    rest.split('/')
-        .map(|token| {
-            if token == "*" {
-                return Ok(Step::Any);
-            }
-            let mut key = String::with_capacity(token.len());
-            let mut chars = token.chars();
-            while let Some(c) = chars.next() {
-                if c != '~' {
-                    key.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('0') => key.push('~'),
-                    Some('1') => key.push('/'),
-                    _ => return Err(error("`~` must be followed by `0` or `1`")),
-                }
-            }
-            Ok(Step::Key(key))
+    if pointer.is_empty() {
+        return Err(error("the whole arguments object is not a path"));
+    }
+    let parsed = ArgumentPointer::parse(pointer)
+        .map_err(|_| error("it must start with `/`, and `~` must be followed by `0` or `1`"))?;
+    Ok(parsed
+        .segments()
+        .iter()
+        .map(|segment| match segment {
+            Segment::Key(key) => Step::Key(key.clone()),
+            Segment::Any => Step::Any,
         })
-        .collect()
+        .collect())
 }
 
 fn escape_token(key: &str) -> String {
