@@ -1,0 +1,229 @@
+//! The bytes of the store file: `PCRED1` || nonce (24 bytes) || XChaCha20-Poly1305 ciphertext
+//! of the JSON entries, with the header as associated data. Encoding and decoding only; the
+//! file handling is in `store.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+
+use crate::{CredentialKey, Grant, Secret, StoreError, StoreKey};
+
+/// The header, and the associated data of the ciphertext: a file whose header was changed
+/// (say, to claim another version) does not decrypt. The digit is the format version.
+pub(crate) const MAGIC: &[u8; 6] = b"PCRED1";
+/// XChaCha20's nonce is long enough to be drawn at random for every write: no counter to keep
+/// across processes, and no realistic chance of a repeat.
+pub(crate) const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// The smallest file there can be (an empty plaintext); shorter ones are reported as
+/// truncated rather than as a failed decryption, which is more useful at 3 AM.
+pub(crate) const MIN_LEN: usize = MAGIC.len() + NONCE_LEN + TAG_LEN;
+
+/// The decrypted contents: one grant per key.
+pub(crate) type Credentials = BTreeMap<CredentialKey, Grant>;
+
+/// The plaintext is a JSON array of these, in key order.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    key: &'a CredentialKey,
+    grant: GrantOut<'a>,
+}
+
+#[derive(Serialize)]
+struct GrantOut<'a> {
+    access_token: &'a str,
+    refresh_token: Option<&'a str>,
+    token_type: &'a str,
+    expires_at: Option<u64>,
+    scopes: &'a BTreeSet<String>,
+    resource: &'a str,
+    authorization_server: &'a str,
+    consented_clients: &'a BTreeSet<String>,
+    obtained_at: u64,
+}
+
+/// Unknown fields are refused, not dropped: a file written by a newer Portcullis must not lose
+/// what it wrote when an older one rewrites it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryIn {
+    key: CredentialKey,
+    grant: GrantIn,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantIn {
+    access_token: Secret,
+    refresh_token: Option<Secret>,
+    token_type: String,
+    expires_at: Option<u64>,
+    scopes: BTreeSet<String>,
+    resource: String,
+    authorization_server: String,
+    consented_clients: BTreeSet<String>,
+    obtained_at: u64,
+}
+
+/// The file's bytes for `credentials`, under a fresh random nonce.
+pub(crate) fn seal(
+    path: &Path,
+    key: &StoreKey,
+    credentials: &Credentials,
+) -> Result<Vec<u8>, StoreError> {
+    let entries: Vec<EntryOut<'_>> = credentials
+        .iter()
+        .map(|(key, grant)| EntryOut {
+            key,
+            grant: GrantOut {
+                access_token: grant.access_token.expose(),
+                refresh_token: grant.refresh_token.as_ref().map(Secret::expose),
+                token_type: &grant.token_type,
+                expires_at: grant.expires_at,
+                scopes: &grant.scopes,
+                resource: &grant.resource,
+                authorization_server: &grant.authorization_server,
+                consented_clients: &grant.consented_clients,
+                obtained_at: grant.obtained_at,
+            },
+        })
+        .collect();
+    // Serializing strings, integers and sets cannot fail; the error, if any, says nothing of
+    // the values, but is not passed on anyway.
+    let plaintext = serde_json::to_vec(&entries).map_err(|_| StoreError::Encrypt {
+        path: path.display().to_string(),
+        reason: "the credentials could not be encoded".to_owned(),
+    })?;
+
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|error| StoreError::Random {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    let ciphertext = cipher(key)
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: &plaintext,
+                aad: MAGIC,
+            },
+        )
+        .map_err(|_| StoreError::Encrypt {
+            path: path.display().to_string(),
+            reason: "the credentials are too large".to_owned(),
+        })?;
+
+    let mut bytes = Vec::with_capacity(MIN_LEN + plaintext.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(&ciphertext);
+    Ok(bytes)
+}
+
+/// The credentials in the file's `bytes`, or why they cannot be had.
+pub(crate) fn unseal(path: &Path, key: &StoreKey, bytes: &[u8]) -> Result<Credentials, StoreError> {
+    check_header(path, bytes)?;
+    let body = bytes.get(MAGIC.len()..).unwrap_or_default();
+    let (nonce, ciphertext) = match body.split_first_chunk::<NONCE_LEN>() {
+        Some((nonce, ciphertext)) if ciphertext.len() >= TAG_LEN => (nonce, ciphertext),
+        _ => return Err(truncated(path, bytes)),
+    };
+    let plaintext = cipher(key)
+        .decrypt(
+            &XNonce::from(*nonce),
+            Payload {
+                msg: ciphertext,
+                aad: MAGIC,
+            },
+        )
+        .map_err(|_| StoreError::DoesNotDecrypt {
+            path: path.display().to_string(),
+        })?;
+    decode(path, &plaintext)
+}
+
+/// Tells "not ours", "a version we do not know" and "cut short" apart before decrypting,
+/// since a failed decryption cannot.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let start = bytes.get(..MAGIC.len()).unwrap_or(bytes);
+    if !MAGIC.starts_with(start) {
+        let reason = match start.strip_prefix(b"PCRED") {
+            Some([version, ..]) => format!(
+                "it is format version `{}`, which this Portcullis does not read (it reads `1`); \
+                 use the Portcullis that wrote it",
+                char::from(*version).escape_default()
+            ),
+            _ => "it does not start with `PCRED1`; point the configuration at the store, or \
+                  move this file aside"
+                .to_owned(),
+        };
+        return Err(StoreError::NotAStore {
+            path: path.display().to_string(),
+            reason,
+        });
+    }
+    if bytes.len() < MIN_LEN {
+        return Err(truncated(path, bytes));
+    }
+    Ok(())
+}
+
+fn truncated(path: &Path, bytes: &[u8]) -> StoreError {
+    StoreError::Truncated {
+        path: path.display().to_string(),
+        len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+        min: u64::try_from(MIN_LEN).unwrap_or(u64::MAX),
+    }
+}
+
+fn decode(path: &Path, plaintext: &[u8]) -> Result<Credentials, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.display().to_string(),
+        reason,
+    };
+    // INVARIANT: serde_json's own message is never passed on: it quotes the values it did not
+    // expect ("invalid type: string \"…\""), which here may be a token. Only its category and
+    // position are.
+    let entries: Vec<EntryIn> = serde_json::from_slice(plaintext).map_err(|error| {
+        let what = match error.classify() {
+            serde_json::error::Category::Data => "an entry has an unexpected shape",
+            serde_json::error::Category::Syntax => "it is not valid JSON",
+            serde_json::error::Category::Eof => "its JSON ends early",
+            serde_json::error::Category::Io => "it could not be read",
+        };
+        corrupt(format!(
+            "{what} (line {}, column {})",
+            error.line(),
+            error.column()
+        ))
+    })?;
+    let mut credentials = Credentials::new();
+    for EntryIn { key, grant } in entries {
+        let grant = Grant {
+            access_token: grant.access_token,
+            refresh_token: grant.refresh_token,
+            token_type: grant.token_type,
+            expires_at: grant.expires_at,
+            scopes: grant.scopes,
+            resource: grant.resource,
+            authorization_server: grant.authorization_server,
+            consented_clients: grant.consented_clients,
+            obtained_at: grant.obtained_at,
+        };
+        // Two grants for one key mean the file was not written by this crate; which one to
+        // trust cannot be decided here.
+        if credentials.insert(key, grant).is_some() {
+            return Err(corrupt(
+                "it holds two credentials for the same user and upstream".to_owned(),
+            ));
+        }
+    }
+    Ok(credentials)
+}
+
+fn cipher(key: &StoreKey) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&key.0.into())
+}
