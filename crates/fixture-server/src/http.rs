@@ -5,6 +5,9 @@
 //!
 //! The `garbage` tool cannot reach the HTTP body from inside rmcp, so a middleware answers
 //! `tools/call` of `garbage` itself with a body that is not JSON.
+//!
+//! With `--auth-issuer` the endpoint is behind the bearer-token layers of [`crate::bearer`],
+//! and the protected resource metadata is served beside it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -21,7 +24,11 @@ use rmcp::transport::streamable_http_server::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::server::FixtureServer;
+use crate::{
+    bearer::{self, Guard},
+    cli::{AuthConfig, AuthResource},
+    server::FixtureServer,
+};
 
 /// Path the MCP endpoint is served at.
 const MCP_PATH: &str = "/mcp";
@@ -30,12 +37,27 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// The body of the answer to `garbage`: not JSON, though labelled as JSON.
 const GARBAGE_BODY: &str = "this is not json {{{";
 
-/// Binds `address`, prints the endpoint URL on stdout, and serves until Ctrl-C.
-pub async fn serve(server: FixtureServer, address: SocketAddr) -> anyhow::Result<()> {
+/// Binds `address`, discovers the token issuer if there is one, prints the endpoint URL on
+/// stdout (so a test that waits for it knows the server is ready), and serves until Ctrl-C.
+pub async fn serve(
+    server: FixtureServer,
+    address: SocketAddr,
+    auth: Option<&AuthConfig>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on `{address}`"))?;
     let local = listener.local_addr()?;
+    let guard = match auth {
+        Some(auth) => {
+            let resource = match &auth.resource {
+                AuthResource::Auto => endpoint_url(local),
+                AuthResource::Url(url) => url.clone(),
+            };
+            Some(Guard::start(auth, resource).await?)
+        }
+        None => None,
+    };
     announce(local);
 
     let shutdown = CancellationToken::new();
@@ -47,9 +69,22 @@ pub async fn serve(server: FixtureServer, address: SocketAddr) -> anyhow::Result
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let app = axum::Router::new()
+    let mut app = axum::Router::new()
         .route_service(MCP_PATH, service)
         .layer(axum::middleware::from_fn(answer_garbage_calls));
+    if let Some(guard) = guard {
+        // Layers wrap what is already routed: the metadata, merged after, needs no token.
+        app = app
+            .layer(axum::middleware::from_fn_with_state(
+                guard.clone(),
+                bearer::after_authentication,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                guard.clone(),
+                bearer::authenticate,
+            ))
+            .merge(guard.metadata_router());
+    }
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -65,9 +100,14 @@ pub async fn serve(server: FixtureServer, address: SocketAddr) -> anyhow::Result
 
 /// Tells the test harness where to connect: one line on stdout (free in HTTP mode), and a log.
 pub fn announce(local: SocketAddr) {
-    let url = format!("http://{local}{MCP_PATH}");
+    let url = endpoint_url(local);
     tracing::info!(%url, "listening");
     println!("{url}");
+}
+
+/// The URL of the MCP endpoint on `local`: also the resource of `--auth-resource auto`.
+fn endpoint_url(local: SocketAddr) -> String {
+    format!("http://{local}{MCP_PATH}")
 }
 
 /// Answers `tools/call` of `garbage` with a non-JSON body; passes everything else on.

@@ -4,10 +4,12 @@
 //! directory, tools and start modes that misbehave on purpose (slow, crash, hang, garbage,
 //! huge answers), elicitation in both protocol eras, resources, a prompt, completions, and a
 //! paginated, changeable tool list, and a hostile tool (`escape`) that tries to leave its
-//! sandbox. It serves stdio, or streamable HTTP with `--listen`.
+//! sandbox. It serves stdio, or streamable HTTP with `--listen`, optionally as an OAuth-protected
+//! resource that validates bearer tokens and records what it received (`--auth-issuer`).
 //! Logs go to stderr only: in stdio mode stdout carries nothing but MCP messages.
 
 mod ask;
+mod bearer;
 mod cli;
 mod escape;
 mod http;
@@ -79,7 +81,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
     let result = runtime.block_on(async move {
         match config.transport {
             Transport::Stdio => serve_stdio(server).await,
-            Transport::Http(address) => http::serve(server, address).await,
+            Transport::Http(address) => http::serve(server, address, config.auth.as_ref()).await,
         }
     });
     // A read of stdin that never returns must not keep the process alive after the session.
