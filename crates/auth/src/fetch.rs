@@ -1,185 +1,485 @@
-//! Bounded HTTP GETs of the issuer's public documents: metadata and keys.
+//! Bounded HTTP requests: the issuer's public documents for the resource server, and an
+//! upstream's metadata and its authorization server's endpoints for the client.
 //!
-//! Every fetch has one deadline covering connect, redirects and body; bodies have a size limit;
-//! redirects stay on their scheme. TLS is rustls with ring, whose provider is handed to the
-//! client here rather than installed process-wide, and the platform's certificate verifier
-//! (on Linux it loads the system's root certificates, where `SSL_CERT_FILE` and `SSL_CERT_DIR`
-//! are honoured). No proxy is read from the environment: the issuer is reached directly.
+//! One engine for both, told where it may go: to the configured issuer ([`Destinations::
+//! Configured`], config already decided where that is), or to wherever an upstream pointed
+//! ([`Destinations::Upstream`], public addresses only: see `address.rs`). Each request resolves
+//! the host itself, checks every address, and connects to a checked address; there is no
+//! second lookup between the check and the connect that a resolver could answer differently.
+//! TLS verifies the certificate for the URL's host name (SNI too), not for the address.
+//!
+//! Every fetch has one deadline covering resolution, connection, redirects and body; bodies
+//! have a size limit (an error, not a truncation); a GET follows at most three redirects, each
+//! on the scheme it came from and each checked by the same rules; a POST follows none. TLS is
+//! rustls with ring, whose provider is handed to the connector here rather than installed
+//! process-wide, and the platform's certificate verifier (on Linux it loads the system's root
+//! certificates, where `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured). No proxy is read from
+//! the environment. URLs in errors and logs lose their query, fragment and credentials: a
+//! query may carry an authorization code.
 
+mod address;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::header::{ACCEPT, LOCATION, USER_AGENT};
-use axum::http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::CertificateDer;
+use axum::http::header::{ACCEPT, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls_platform_verifier::Verifier;
-use url::Url;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::{Host, Url};
 
-use crate::AuthError;
+pub use self::address::AddressRange;
+use self::address::forbidden_range;
+use crate::FetchError;
 
 /// Redirects followed per fetch; providers redirect rarely, and never in loops we should chase.
 const MAX_REDIRECTS: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole fetch of a document or a token, unless the caller sets another.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const USER_AGENT_VALUE: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"));
 
-type PlainClient = Client<HttpConnector, Empty<Bytes>>;
-type TlsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+/// How far requests to URLs an upstream supplied may reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Loopback addresses, and plain http to a host that resolves to loopback only: for local
+    /// development and tests. Everything else stays refused.
+    pub allow_loopback: bool,
+}
 
-/// A fetched document: its status, and its body when the status was a success.
+/// Where a fetcher may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destinations {
+    /// The resource server's configured issuer, and what its metadata names: anywhere config
+    /// points (an issuer on the private network is normal), over plain http only when
+    /// `allow_http` (config allows that only for a loopback issuer).
+    Configured { allow_http: bool },
+    /// URLs an upstream supplied: public addresses only, https only (see [`Reach`]).
+    Upstream(Reach),
+}
+
+/// A response: its status, its `Content-Type`, and its body (read for every status but a
+/// followed redirect).
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<HeaderValue>,
     pub(crate) body: Bytes,
 }
 
-pub(crate) struct Fetcher {
-    /// Only with `allow_http`: otherwise no code path can speak plain HTTP.
-    plain: Option<PlainClient>,
+/// A request the engine sends: a GET of a document, or a form POST to an endpoint.
+struct Outgoing<'a> {
+    method: Method,
+    headers: &'a HeaderMap,
+    body: Bytes,
+    limit: usize,
+}
+
+/// One hop's answer: a redirect to follow, or the response.
+enum Hop {
+    Redirect(Option<String>),
+    Done(Fetched),
+}
+
+/// Bounded requests: to the resource server's configured issuer, or (built by
+/// [`Fetcher::upstream`]) to URLs an upstream supplied, within [`Reach`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
     /// Why https is unavailable (no system root certificates), reported on the first https
     /// fetch rather than at start, so that a loopback `http` issuer works without them.
-    tls: Result<TlsClient, String>,
-    allow_http: bool,
+    tls: Result<TlsConnector, String>,
+    destinations: Destinations,
     timeout: Duration,
 }
 
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("destinations", &self.destinations)
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls.as_ref().map(|_| "rustls"))
+            .finish()
+    }
+}
+
 impl Fetcher {
-    /// `extra_roots` are trusted beside the platform's roots (tests' own CA).
-    pub(crate) fn new(
+    /// The resource server's fetcher. `extra_roots` are trusted beside the platform's roots
+    /// (tests' own CA).
+    pub(crate) fn configured(
         allow_http: bool,
         timeout: Duration,
         extra_roots: Vec<CertificateDer<'static>>,
     ) -> Self {
-        let plain = allow_http.then(|| {
-            let mut http = HttpConnector::new();
-            http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-            Client::builder(TokioExecutor::new()).build(http)
-        });
         Self {
-            plain,
-            tls: tls_client(extra_roots),
-            allow_http,
+            tls: tls_connector(extra_roots),
+            destinations: Destinations::Configured { allow_http },
             timeout,
         }
     }
 
-    /// GETs `url`, following at most a few same-scheme redirects, within the deadline. A body
-    /// over `limit` bytes is an error, not a truncation.
-    pub(crate) async fn get(&self, url: &Url, limit: usize) -> Result<Fetched, AuthError> {
-        match tokio::time::timeout(self.timeout, self.follow(url, limit)).await {
+    /// A fetcher for URLs an upstream supplied, with a 10 s deadline per fetch.
+    pub fn upstream(reach: Reach) -> Self {
+        Self {
+            tls: tls_connector(Vec::new()),
+            destinations: Destinations::Upstream(reach),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same fetcher with another deadline for each fetch (connect to last byte, redirects
+    /// included).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same fetcher, trusting these CA certificates beside the platform's (a test or
+    /// development authorization server's own CA).
+    #[must_use]
+    pub fn with_extra_roots(mut self, extra_roots: Vec<CertificateDer<'static>>) -> Self {
+        self.tls = tls_connector(extra_roots);
+        self
+    }
+
+    pub(crate) fn destinations(&self) -> Destinations {
+        self.destinations
+    }
+
+    /// GETs `url`, following at most a few redirects, within the deadline.
+    pub(crate) async fn get(&self, url: &Url, limit: usize) -> Result<Fetched, FetchError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let outgoing = Outgoing {
+            method: Method::GET,
+            headers: &headers,
+            body: Bytes::new(),
+            limit,
+        };
+        self.bounded(url, self.follow(url, &outgoing)).await
+    }
+
+    /// POSTs a form to `url` with `headers` (`Accept`, client authentication), within the
+    /// deadline. A redirect is an error: following it would send the body (a code, a refresh
+    /// token, a client secret) wherever its `Location` points.
+    pub(crate) async fn post_form(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        limit: usize,
+    ) -> Result<Fetched, FetchError> {
+        let mut headers = headers.clone();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let outgoing = Outgoing {
+            method: Method::POST,
+            headers: &headers,
+            body: Bytes::from(body),
+            limit,
+        };
+        let once = async {
+            match self.hop(url, &outgoing).await? {
+                Hop::Done(fetched) => Ok(fetched),
+                Hop::Redirect(_) => Err(FetchError::RedirectedPost { url: shown(url) }),
+            }
+        };
+        self.bounded(url, once).await
+    }
+
+    async fn bounded<F>(&self, url: &Url, fetch: F) -> Result<Fetched, FetchError>
+    where
+        F: Future<Output = Result<Fetched, FetchError>>,
+    {
+        match tokio::time::timeout(self.timeout, fetch).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(AuthError::Timeout {
-                url: url.to_string(),
-                secs: self.timeout.as_secs(),
+            Err(_elapsed) => Err(FetchError::Timeout {
+                url: shown(url),
+                limit: self.timeout,
             }),
         }
     }
 
-    async fn follow(&self, url: &Url, limit: usize) -> Result<Fetched, AuthError> {
+    async fn follow(&self, url: &Url, outgoing: &Outgoing<'_>) -> Result<Fetched, FetchError> {
         let mut current = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            check_url(&current, self.allow_http)?;
-            let response = self.send(&current).await?;
-            let status = response.status();
-            if is_followed_redirect(status) {
-                let location = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|location| location.to_str().ok());
-                current = redirect_target(&current, location)?;
-                continue;
-            }
-            if !status.is_success() {
-                return Ok(Fetched {
-                    status,
-                    body: Bytes::new(),
-                });
-            }
-            let body = match Limited::new(response.into_body(), limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-                    return Err(AuthError::TooLarge {
-                        url: current.to_string(),
-                        limit,
-                    });
+            match self.hop(&current, outgoing).await? {
+                Hop::Done(fetched) => return Ok(fetched),
+                Hop::Redirect(location) => {
+                    current = redirect_target(&current, location.as_deref())?;
                 }
-                Err(error) => {
-                    return Err(AuthError::Fetch {
-                        url: current.to_string(),
-                        reason: error_chain(error.as_ref()),
-                    });
-                }
-            };
-            return Ok(Fetched { status, body });
+            }
         }
-        Err(AuthError::TooManyRedirects {
-            url: url.to_string(),
+        Err(FetchError::TooManyRedirects {
+            url: shown(url),
             limit: MAX_REDIRECTS,
         })
     }
 
-    async fn send(
-        &self,
-        url: &Url,
-    ) -> Result<axum::http::Response<hyper::body::Incoming>, AuthError> {
-        let request = Request::get(url.as_str())
-            .header(ACCEPT, "application/json")
-            .header(USER_AGENT, USER_AGENT_VALUE)
-            .body(Empty::new())
-            .map_err(|error| AuthError::InvalidUrl {
-                url: url.to_string(),
-                reason: error.to_string(),
-            })?;
-        let sent = if url.scheme() == "https" {
-            let client = self.tls.as_ref().map_err(|reason| AuthError::Tls {
+    /// One request to `url`, every rule checked before anything is sent: scheme, host, and the
+    /// addresses it resolves to.
+    async fn hop(&self, url: &Url, outgoing: &Outgoing<'_>) -> Result<Hop, FetchError> {
+        check_url(url, self.destinations)?;
+        let addresses = self.resolve(url).await?;
+        let stream = connect(url, &addresses).await?;
+        let request = request(url, outgoing)?;
+        if url.scheme() == "https" {
+            let connector = self.tls.as_ref().map_err(|reason| FetchError::Tls {
                 reason: reason.clone(),
             })?;
-            client.request(request).await
+            let name = server_name(url)?;
+            let stream =
+                connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|error| FetchError::Fetch {
+                        url: shown(url),
+                        reason: error_chain(&error),
+                    })?;
+            exchange(url, stream, request, outgoing.limit).await
         } else {
-            let client = self.plain.as_ref().ok_or_else(|| AuthError::InsecureUrl {
-                url: url.to_string(),
-            })?;
-            client.request(request).await
+            exchange(url, stream, request, outgoing.limit).await
+        }
+    }
+
+    /// The addresses to connect to: the URL's literal address, or what its name resolves to,
+    /// every one of them allowed.
+    async fn resolve(&self, url: &Url) -> Result<Vec<SocketAddr>, FetchError> {
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addresses: Vec<SocketAddr> = match url.host() {
+            Some(Host::Ipv4(address)) => vec![SocketAddr::new(IpAddr::V4(address), port)],
+            Some(Host::Ipv6(address)) => vec![SocketAddr::new(IpAddr::V6(address), port)],
+            Some(Host::Domain(domain)) => {
+                if matches!(self.destinations, Destinations::Upstream(_))
+                    && address::is_metadata_hostname(domain)
+                {
+                    return Err(FetchError::MetadataHost {
+                        url: shown(url),
+                        host: domain.to_owned(),
+                    });
+                }
+                let resolve_error = |reason: String| FetchError::Resolve {
+                    url: shown(url),
+                    host: domain.to_owned(),
+                    reason,
+                };
+                let mut resolved: Vec<SocketAddr> = Vec::new();
+                for address in tokio::net::lookup_host((domain, port))
+                    .await
+                    .map_err(|error| resolve_error(error.to_string()))?
+                {
+                    if !resolved.contains(&address) {
+                        resolved.push(address);
+                    }
+                }
+                if resolved.is_empty() {
+                    return Err(resolve_error("no address".to_owned()));
+                }
+                resolved
+            }
+            None => {
+                return Err(FetchError::InvalidUrl {
+                    url: shown(url),
+                    reason: "no host".to_owned(),
+                });
+            }
         };
-        sent.map_err(|error| AuthError::Fetch {
-            url: url.to_string(),
-            reason: error_chain(&error),
-        })
+        if let Destinations::Upstream(reach) = self.destinations {
+            for address in &addresses {
+                check_address(url, address.ip(), reach)?;
+            }
+        }
+        Ok(addresses)
     }
 }
 
-/// The scheme rule for every URL we fetch: https, or http only when allowed; never with
-/// credentials in it (they would end up in errors and logs).
-pub(crate) fn check_url(url: &Url, allow_http: bool) -> Result<(), AuthError> {
+/// The address rule for a URL an upstream supplied: no forbidden range (loopback only with
+/// `allow_loopback`), and plain http only to loopback.
+fn check_address(url: &Url, address: IpAddr, reach: Reach) -> Result<(), FetchError> {
+    let range = forbidden_range(address);
+    match range {
+        Some(AddressRange::Loopback) if reach.allow_loopback => Ok(()),
+        Some(range) => Err(FetchError::ForbiddenAddress {
+            url: shown(url),
+            address,
+            range,
+        }),
+        // A public address: over https only, since `check_url` lets http through only when
+        // loopback is allowed, and then only to loopback.
+        None if url.scheme() == "https" => Ok(()),
+        None => Err(FetchError::PlainHttpNotLoopback {
+            url: shown(url),
+            address,
+        }),
+    }
+}
+
+/// Connects to the first address that answers; these are the addresses that were checked.
+async fn connect(url: &Url, addresses: &[SocketAddr]) -> Result<TcpStream, FetchError> {
+    let mut last_error = String::from("no address");
+    for address in addresses {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => last_error = format!("connecting to {address}: {error}"),
+            Err(_elapsed) => last_error = format!("connecting to {address} timed out"),
+        }
+    }
+    Err(FetchError::Fetch {
+        url: shown(url),
+        reason: last_error,
+    })
+}
+
+/// The request line and headers for one hop. hyper's connection API sends what it is given:
+/// the target in origin form, and `Host` set here.
+fn request(url: &Url, outgoing: &Outgoing<'_>) -> Result<Request<Full<Bytes>>, FetchError> {
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let mut builder = Request::builder()
+        .method(outgoing.method.clone())
+        .uri(target)
+        .header(HOST, host)
+        .header(USER_AGENT, USER_AGENT_VALUE);
+    for (name, value) in outgoing.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(outgoing.body.clone()))
+        .map_err(|error| FetchError::InvalidUrl {
+            url: shown(url),
+            reason: error.to_string(),
+        })
+}
+
+/// Sends `request` over `stream` and reads the answer, driving the connection meanwhile.
+async fn exchange<S>(
+    url: &Url,
+    stream: S,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Hop, FetchError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let failed = |error: &(dyn std::error::Error + 'static)| FetchError::Fetch {
+        url: shown(url),
+        reason: error_chain(error),
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| failed(&error))?;
+    let work = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| failed(&error))?;
+        let status = response.status();
+        if is_followed_redirect(status) {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|location| location.to_str().ok())
+                .map(str::to_owned);
+            return Ok(Hop::Redirect(location));
+        }
+        let content_type = response.headers().get(CONTENT_TYPE).cloned();
+        let body = match Limited::new(response.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(FetchError::TooLarge {
+                    url: shown(url),
+                    limit,
+                });
+            }
+            Err(error) => return Err(failed(error.as_ref())),
+        };
+        Ok(Hop::Done(Fetched {
+            status,
+            content_type,
+            body,
+        }))
+    };
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        outcome = &mut work => outcome,
+        // The connection ended first (closed or failed): the request sees the same end.
+        _ = connection => work.await,
+    }
+}
+
+/// The name TLS verifies the certificate for: the URL's host, never the address it resolved to.
+fn server_name(url: &Url) -> Result<ServerName<'static>, FetchError> {
+    match url.host() {
+        Some(Host::Domain(domain)) => {
+            ServerName::try_from(domain.to_owned()).map_err(|error| FetchError::InvalidUrl {
+                url: shown(url),
+                reason: error.to_string(),
+            })
+        }
+        Some(Host::Ipv4(address)) => Ok(ServerName::IpAddress(IpAddr::V4(address).into())),
+        Some(Host::Ipv6(address)) => Ok(ServerName::IpAddress(IpAddr::V6(address).into())),
+        None => Err(FetchError::InvalidUrl {
+            url: shown(url),
+            reason: "no host".to_owned(),
+        }),
+    }
+}
+
+/// The scheme rule for every URL we fetch: https, or http only when the destinations allow it;
+/// never with credentials in it (they would end up in errors and logs).
+pub(crate) fn check_url(url: &Url, destinations: Destinations) -> Result<(), FetchError> {
+    let allowed_http = match destinations {
+        Destinations::Configured { allow_http } => allow_http,
+        Destinations::Upstream(reach) => reach.allow_loopback,
+    };
     match url.scheme() {
         "https" => {}
-        "http" if allow_http => {}
+        "http" if allowed_http => {}
         "http" => {
-            return Err(AuthError::InsecureUrl {
-                url: url.to_string(),
+            return Err(FetchError::InsecureUrl {
+                url: shown(url),
+                allowed: match destinations {
+                    Destinations::Configured { .. } => {
+                        "plain http is allowed only with `allow_http` (loopback issuers)"
+                    }
+                    Destinations::Upstream(_) => {
+                        "plain http is allowed only to loopback, with `allow_loopback`"
+                    }
+                },
             });
         }
         _ => {
-            return Err(AuthError::UnsupportedUrl {
-                url: url.to_string(),
+            return Err(FetchError::UnsupportedUrl {
+                url: shown(url),
                 what: "a scheme other than http or https",
             });
         }
     }
     if !url.has_host() {
-        return Err(AuthError::InvalidUrl {
-            url: url.to_string(),
+        return Err(FetchError::InvalidUrl {
+            url: shown(url),
             reason: "no host".to_owned(),
         });
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(AuthError::UnsupportedUrl {
-            url: url.to_string(),
+        return Err(FetchError::UnsupportedUrl {
+            url: shown(url),
             what: "credentials",
         });
     }
@@ -187,21 +487,34 @@ pub(crate) fn check_url(url: &Url, allow_http: bool) -> Result<(), AuthError> {
 }
 
 /// Where a redirect leads, if we follow it: only to the scheme it came from, so that an https
-/// document is never served over http by way of a redirect (nor the other way round).
-pub(crate) fn redirect_target(current: &Url, location: Option<&str>) -> Result<Url, AuthError> {
+/// document is never served over http by way of a redirect (nor the other way round). The
+/// target is then checked like any URL by the next hop.
+pub(crate) fn redirect_target(current: &Url, location: Option<&str>) -> Result<Url, FetchError> {
     let next = location
         .and_then(|location| current.join(location).ok())
-        .ok_or_else(|| AuthError::Fetch {
-            url: current.to_string(),
+        .ok_or_else(|| FetchError::Fetch {
+            url: shown(current),
             reason: "a redirect without a valid location".to_owned(),
         })?;
     if next.scheme() != current.scheme() {
-        return Err(AuthError::Redirect {
-            from: current.to_string(),
-            to: next.to_string(),
+        return Err(FetchError::Redirect {
+            from: shown(current),
+            to: shown(&next),
         });
     }
     Ok(next)
+}
+
+/// A URL as errors and logs show it: without query, fragment or credentials, which may carry
+/// an authorization code or a password.
+pub(crate) fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    // Only fails for URLs that cannot have credentials, which then have none to remove.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
 }
 
 fn is_followed_redirect(status: StatusCode) -> bool {
@@ -215,11 +528,11 @@ fn is_followed_redirect(status: StatusCode) -> bool {
     )
 }
 
-fn tls_client(extra_roots: Vec<CertificateDer<'static>>) -> Result<TlsClient, String> {
+fn tls_connector(extra_roots: Vec<CertificateDer<'static>>) -> Result<TlsConnector, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Verifier::new_with_extra_roots(extra_roots, Arc::clone(&provider))
         .map_err(|error| format!("the system's root certificates could not be loaded: {error}"))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?
         // The platform's verifier (its roots, and on macOS and Windows its own checks); the
@@ -227,16 +540,8 @@ fn tls_client(extra_roots: Vec<CertificateDer<'static>>) -> Result<TlsClient, St
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    // The TLS connector below refuses plain http; this connector only opens the TCP stream.
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// An error with its causes: hyper's own message ("client error (Connect)") says little.

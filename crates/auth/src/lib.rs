@@ -1,7 +1,10 @@
 //! Portcullis as an OAuth 2.1 resource server (MCP authorization, 2025-06-18 and 2025-11-25):
 //! it discovers its issuer, validates the bearer tokens its HTTP clients present, maps their
 //! claims to an identity envelope, and serves the protected resource metadata (RFC 9728) that
-//! tells clients where to get a token.
+//! tells clients where to get a token. And as an OAuth client of an upstream's authorization
+//! server (`client`): discovery from the upstream's 401, PKCE, grants, revocation and token
+//! exchange, every URL the upstream supplied fetched under rules that keep it off private,
+//! loopback and metadata addresses.
 //!
 //! Key design decision: the token's own header never decides how it is checked. Keys come
 //! only from the issuer's JWKS (never from `jwk`, `jku` or `x5u` in the token), each key fixes
@@ -10,6 +13,7 @@
 //! clock, and a claim of an unexpected type rejects the token.
 #![forbid(unsafe_code)]
 
+mod client;
 mod error;
 mod fetch;
 mod keys;
@@ -19,7 +23,12 @@ mod rejection;
 mod server;
 mod token;
 
-pub use error::AuthError;
+pub use client::{
+    AddressRange, AuthorizationServerMetadata, Challenge, ClientError, ClientRegistration,
+    Discovered, Fetcher, OAuthClient, PendingAuthorization, Reach, Revoked, SecretString,
+    TokenHint, Tokens, canonical_resource, discover, discover_with, parse_www_authenticate,
+};
+pub use error::{AuthError, FetchError};
 pub use metadata::ProtectedResourceMetadata;
 pub use middleware::require_bearer;
 pub use rejection::{BearerError, RejectReason, Rejection};

@@ -1,6 +1,7 @@
 //! Protected Resource Metadata (RFC 9728): the document that tells an MCP client which
 //! authorization server issues tokens for this resource, where it is served, and the router
-//! that serves it.
+//! that serves it; and where an authorization server's own metadata lives (RFC 8414, OpenID
+//! Connect Discovery), for the resource server and the client alike.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -8,7 +9,7 @@ use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use portcullis_core::ResourceServerSettings;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::AuthError;
@@ -16,15 +17,18 @@ use crate::AuthError;
 /// The well-known path of the metadata (RFC 9728 §3).
 pub(crate) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
-/// The metadata document (RFC 9728 §2), as served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The metadata document (RFC 9728 §2), as served, and as read from an upstream (where every
+/// member but `resource` may be missing, and unknown members are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProtectedResourceMetadata {
     pub resource: String,
+    #[serde(default)]
     pub authorization_servers: Vec<String>,
     /// Omitted when empty: an empty list would tell a client to ask for no scope at all.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes_supported: Vec<String>,
     /// Only the `Authorization` header: tokens in a body or query end up in logs.
+    #[serde(default)]
     pub bearer_methods_supported: Vec<String>,
 }
 
@@ -98,21 +102,13 @@ impl MetadataEndpoint {
     }
 }
 
-/// The metadata URL of a resource (RFC 9728 §3.1): `/.well-known/oauth-protected-resource`
-/// inserted between the host and the path, so `http://host:port/mcp` has its metadata at
-/// `http://host:port/.well-known/oauth-protected-resource/mcp`. Also returns the route path.
+/// Where the resource server serves the metadata of `resource`: its URL and the route path
+/// (see [`resource_metadata_url`]).
 pub(crate) fn metadata_location(resource: &Url) -> Result<(String, Option<String>), AuthError> {
     let refuse = |what| AuthError::UnsupportedUrl {
         url: resource.to_string(),
         what,
     };
-    if !matches!(resource.scheme(), "http" | "https") || !resource.has_host() {
-        return Err(refuse("a scheme other than http or https"));
-    }
-    if resource.fragment().is_some() {
-        // RFC 8707 §2: a resource indicator has no fragment.
-        return Err(refuse("a fragment"));
-    }
     // The router takes the path as a route: a segment that axum reads as a capture or a
     // wildcard would make it panic, so such a resource is refused here instead.
     if resource
@@ -122,6 +118,24 @@ pub(crate) fn metadata_location(resource: &Url) -> Result<(String, Option<String
         .any(|segment| segment.starts_with([':', '*']) || segment.contains(['{', '}']))
     {
         return Err(refuse("a path segment starting with `:` or `*`"));
+    }
+    resource_metadata_url(resource).map_err(refuse)
+}
+
+/// The metadata URL of a resource (RFC 9728 §3.1): `/.well-known/oauth-protected-resource`
+/// inserted between the host and the path, so `http://host:port/mcp` has its metadata at
+/// `http://host:port/.well-known/oauth-protected-resource/mcp`. Also returns the path-suffixed
+/// route path (`None` for a resource without a path). The error says what the resource must
+/// not have.
+pub(crate) fn resource_metadata_url(
+    resource: &Url,
+) -> Result<(String, Option<String>), &'static str> {
+    if !matches!(resource.scheme(), "http" | "https") || !resource.has_host() {
+        return Err("a scheme other than http or https");
+    }
+    if resource.fragment().is_some() {
+        // RFC 8707 §2: a resource indicator has no fragment.
+        return Err("a fragment");
     }
     let path = match resource.path() {
         // "Any terminating slash following the host component MUST be removed."
@@ -138,6 +152,48 @@ pub(crate) fn metadata_location(resource: &Url) -> Result<(String, Option<String
         path.as_deref().unwrap_or(WELL_KNOWN)
     );
     Ok((url, path))
+}
+
+/// Which authorization server metadata location is tried first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetadataOrder {
+    /// OpenID Connect discovery (path appended), RFC 8414, then OpenID Connect with the path
+    /// inserted: the resource server's order, for issuers that are usually OpenID providers.
+    OpenIdFirst,
+    /// RFC 8414, then OpenID Connect with the path inserted, then appended: the order the MCP
+    /// authorization spec (2025-11-25) prescribes for clients.
+    OAuthFirst,
+}
+
+/// The metadata locations of an issuer, in `order`. For an issuer without a path the two
+/// OpenID Connect forms are the same URL, tried once.
+pub(crate) fn authorization_server_metadata_urls(
+    issuer_text: &str,
+    issuer: &Url,
+    order: MetadataOrder,
+) -> Vec<Url> {
+    let origin = issuer.origin().ascii_serialization();
+    let path = issuer.path().trim_end_matches('/');
+    let oauth = format!("{origin}/.well-known/oauth-authorization-server{path}");
+    let oidc_appended = format!(
+        "{}/.well-known/openid-configuration",
+        issuer_text.trim_end_matches('/')
+    );
+    let oidc_inserted =
+        (!path.is_empty()).then(|| format!("{origin}/.well-known/openid-configuration{path}"));
+    let candidates = match order {
+        MetadataOrder::OpenIdFirst => [Some(oidc_appended), Some(oauth), oidc_inserted],
+        MetadataOrder::OAuthFirst => [Some(oauth), oidc_inserted, Some(oidc_appended)],
+    };
+    let mut urls: Vec<Url> = Vec::new();
+    for candidate in candidates.iter().flatten() {
+        if let Ok(url) = Url::parse(candidate)
+            && !urls.contains(&url)
+        {
+            urls.push(url);
+        }
+    }
+    urls
 }
 
 #[cfg(test)]

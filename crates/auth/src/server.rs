@@ -17,9 +17,11 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::fetch::{Fetcher, check_url};
+use crate::fetch::{Destinations, Fetcher, check_url};
 use crate::keys::{KeySet, VerificationKey};
-use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
+use crate::metadata::{
+    MetadataEndpoint, MetadataOrder, ProtectedResourceMetadata, authorization_server_metadata_urls,
+};
 use crate::token::{self, Claimed};
 use crate::{AuthError, RejectReason, Rejection};
 
@@ -108,7 +110,10 @@ impl ResourceServer {
     ) -> Result<Self, AuthError> {
         let metadata = MetadataEndpoint::new(&settings)?;
         let issuer = parse_url(&settings.issuer)?;
-        check_url(&issuer, settings.allow_http)?;
+        let destinations = Destinations::Configured {
+            allow_http: settings.allow_http,
+        };
+        check_url(&issuer, destinations)?;
         if issuer.query().is_some() || issuer.fragment().is_some() {
             // RFC 8414 §2: an issuer identifier has no query or fragment.
             return Err(AuthError::UnsupportedUrl {
@@ -116,7 +121,7 @@ impl ResourceServer {
                 what: "a query or fragment",
             });
         }
-        let fetcher = Fetcher::new(settings.allow_http, timing.fetch_timeout, extra_roots);
+        let fetcher = Fetcher::configured(settings.allow_http, timing.fetch_timeout, extra_roots);
         let (metadata_url, document) =
             discover_metadata(&fetcher, &settings.issuer, &issuer).await?;
         // OpenID Connect Discovery §4.3, RFC 8414 §3.3: the document must name exactly the
@@ -132,7 +137,7 @@ impl ResourceServer {
             url: metadata_url.to_string(),
         })?;
         let jwks_uri = parse_url(&jwks_uri)?;
-        check_url(&jwks_uri, settings.allow_http)?;
+        check_url(&jwks_uri, destinations)?;
         let keys = fetch_keys(&fetcher, &jwks_uri).await?;
         if keys.is_empty() {
             return Err(AuthError::NoUsableKeys {
@@ -344,29 +349,6 @@ fn parse_url(text: &str) -> Result<Url, AuthError> {
     })
 }
 
-/// The metadata locations tried for an issuer, in order: OpenID Connect discovery (path
-/// appended, as OIDC Discovery §4 defines it), RFC 8414 (well-known path inserted before the
-/// issuer's path), and for issuers with a path OIDC with the path inserted, which the MCP
-/// authorization spec also lists.
-pub(crate) fn metadata_candidates(issuer_text: &str, issuer: &Url) -> Vec<Url> {
-    let origin = issuer.origin().ascii_serialization();
-    let path = issuer.path().trim_end_matches('/');
-    let mut candidates = vec![format!(
-        "{}/.well-known/openid-configuration",
-        issuer_text.trim_end_matches('/')
-    )];
-    candidates.push(format!(
-        "{origin}/.well-known/oauth-authorization-server{path}"
-    ));
-    if !path.is_empty() {
-        candidates.push(format!("{origin}/.well-known/openid-configuration{path}"));
-    }
-    candidates
-        .iter()
-        .filter_map(|candidate| Url::parse(candidate).ok())
-        .collect()
-}
-
 /// Fetches the first metadata document that exists. Only a missing document (an error
 /// status) moves on to the next location; a network failure or an unreadable document ends
 /// discovery, since the next location is on the same host.
@@ -375,7 +357,8 @@ async fn discover_metadata(
     issuer_text: &str,
     issuer: &Url,
 ) -> Result<(Url, AuthorizationServerMetadata), AuthError> {
-    let candidates = metadata_candidates(issuer_text, issuer);
+    let candidates =
+        authorization_server_metadata_urls(issuer_text, issuer, MetadataOrder::OpenIdFirst);
     for candidate in &candidates {
         let fetched = fetcher.get(candidate, METADATA_LIMIT).await?;
         if !fetched.status.is_success() {

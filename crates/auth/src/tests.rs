@@ -8,7 +8,7 @@
     reason = "tests"
 )]
 
-mod idp;
+pub(crate) mod idp;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -34,7 +34,9 @@ use serde_json::{Value, json};
 
 use self::idp::{Idp, RSA_PUBLIC_PEM, TestKey, sign_hmac};
 use crate::server::Timing;
-use crate::{AuthError, BearerError, RejectReason, Rejection, ResourceServer, require_bearer};
+use crate::{
+    AuthError, BearerError, FetchError, RejectReason, Rejection, ResourceServer, require_bearer,
+};
 
 const NOW: u64 = 1_800_000_000;
 const RESOURCE: &str = "http://127.0.0.1:8787/mcp";
@@ -42,7 +44,7 @@ const METADATA_URL: &str = "http://127.0.0.1:8787/.well-known/oauth-protected-re
 /// Every test finishes well within this, or fails instead of hanging.
 const TEST_LIMIT: Duration = Duration::from_secs(30);
 
-async fn bounded<F: Future>(future: F) -> F::Output {
+pub(crate) async fn bounded<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(TEST_LIMIT, future)
         .await
         .expect("the test took too long")
@@ -460,7 +462,10 @@ async fn an_http_issuer_is_refused_unless_allowed() {
         .await
         .unwrap_err();
 
-    assert!(matches!(error, AuthError::InsecureUrl { .. }), "{error}");
+    assert!(
+        matches!(error, AuthError::Fetch(FetchError::InsecureUrl { .. })),
+        "{error}"
+    );
     assert_eq!(idp.state.oidc_fetches.load(Ordering::SeqCst), 0);
     assert_eq!(idp.state.oauth_fetches.load(Ordering::SeqCst), 0);
 }
@@ -479,8 +484,8 @@ async fn an_https_issuer_is_discovered_only_with_a_trusted_certificate() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, AuthError::Fetch { reason, .. } if reason.contains("certificate"))
-            || matches!(error, AuthError::Tls { .. }),
+        matches!(&error, AuthError::Fetch(FetchError::Fetch { reason, .. }) if reason.contains("certificate"))
+            || matches!(error, AuthError::Fetch(FetchError::Tls { .. })),
         "{error}"
     );
     assert_eq!(idp.state.oidc_fetches.load(Ordering::SeqCst), 0);
@@ -523,10 +528,16 @@ async fn discovery_is_bounded_and_follows_only_same_scheme_redirects() {
     };
 
     let error = discover_at("/slow").await.unwrap_err();
-    assert!(matches!(error, AuthError::Timeout { .. }), "{error}");
+    assert!(
+        matches!(error, AuthError::Fetch(FetchError::Timeout { .. })),
+        "{error}"
+    );
     let error = discover_at("/huge").await.unwrap_err();
     assert!(
-        matches!(error, AuthError::TooLarge { limit: 65536, .. }),
+        matches!(
+            error,
+            AuthError::Fetch(FetchError::TooLarge { limit: 65536, .. })
+        ),
         "{error}"
     );
     let error = discover_at("/garbage").await.unwrap_err();
@@ -535,10 +546,13 @@ async fn discovery_is_bounded_and_follows_only_same_scheme_redirects() {
         "{error}"
     );
     let error = discover_at("/upgraded").await.unwrap_err();
-    assert!(matches!(error, AuthError::Redirect { .. }), "{error}");
+    assert!(
+        matches!(error, AuthError::Fetch(FetchError::Redirect { .. })),
+        "{error}"
+    );
     let error = discover_at("/looping").await.unwrap_err();
     assert!(
-        matches!(error, AuthError::TooManyRedirects { .. }),
+        matches!(error, AuthError::Fetch(FetchError::TooManyRedirects { .. })),
         "{error}"
     );
     let error = discover_at("/nowhere").await.unwrap_err();
@@ -569,7 +583,10 @@ async fn discovery_is_bounded_and_follows_only_same_scheme_redirects() {
     ))
     .await
     .unwrap_err();
-    assert!(matches!(error, AuthError::Fetch { .. }), "{error}");
+    assert!(
+        matches!(error, AuthError::Fetch(FetchError::Fetch { .. })),
+        "{error}"
+    );
 }
 
 #[tokio::test]

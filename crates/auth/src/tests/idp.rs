@@ -158,24 +158,7 @@ impl Idp {
 
     /// The same provider over https, with the certificate the test CA signed.
     pub(crate) async fn start_tls(keys: &[&TestKey]) -> Self {
-        let certificates = CertificateDer::pem_slice_iter(fixture!("tls-localhost.pem"))
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(fixture!("tls-localhost.key")).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)
-        .unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("https://{}", tcp.local_addr().unwrap());
-        let listener = TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-        };
+        let (listener, issuer) = TlsListener::bind().await;
         Self::serve(listener, issuer, keys)
     }
 
@@ -197,9 +180,36 @@ impl Idp {
     }
 }
 
-struct TlsListener {
+/// A listener on 127.0.0.1 that speaks TLS with the certificate the test CA signed (for
+/// `127.0.0.1` and `localhost`).
+pub(crate) struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+}
+
+impl TlsListener {
+    /// The listener and its base URL, `https://127.0.0.1:<port>`.
+    pub(crate) async fn bind() -> (Self, String) {
+        let certificates = CertificateDer::pem_slice_iter(fixture!("tls-localhost.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(fixture!("tls-localhost.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", tcp.local_addr().unwrap());
+        let listener = Self {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        };
+        (listener, base)
+    }
 }
 
 impl axum::serve::Listener for TlsListener {
