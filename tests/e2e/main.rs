@@ -7,6 +7,7 @@
 mod approval;
 mod cli;
 mod containment;
+mod credentials;
 mod environment;
 mod evidence;
 mod faults;

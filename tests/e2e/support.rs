@@ -425,15 +425,23 @@ pub struct OpenIdProvider {
     child: Child,
     pub issuer: String,
     tokens: Value,
+    /// Everything the provider printed when it was ready (`tests/node/README.md`).
+    pub ready: Value,
 }
 
 impl OpenIdProvider {
     /// Starts the provider; its tokens are for `resource`.
     pub fn start(resource: &str) -> Self {
+        Self::start_with(resource, &[])
+    }
+
+    /// Starts the provider with `extra` flags (e.g. its upstream mode).
+    pub fn start_with(resource: &str, extra: &[&str]) -> Self {
         let node = node_module("node/bin/node");
         let mut child = Command::new(node)
             .arg(repo_root().join("tests/node/oidc.mjs"))
             .args(["--resource", resource, "--lifetime-secs", "180"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -455,6 +463,7 @@ impl OpenIdProvider {
             child,
             issuer: ready["issuer"].as_str().unwrap_or_default().to_owned(),
             tokens: ready["tokens"].clone(),
+            ready,
         }
     }
 

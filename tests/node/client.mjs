@@ -10,6 +10,7 @@
 //
 //   node client.mjs --scenario list --http http://127.0.0.1:8787/mcp
 //   node client.mjs --scenario call --tool fx.slow --args '{"ms":300}' --progress --stdio -- CMD ARGS...
+import { spawn } from "node:child_process";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -27,11 +28,15 @@ scenarios: list, call, elicit, read, prompt, complete, list_changed
 options: --tool NAME --args JSON --progress --timeout-ms N --cancel-after-ms N
          --uri URI --name PROMPT --ref-prompt NAME --ref-uri TEMPLATE --arg NAME --value PREFIX
          --context JSON --answer accept|decline|cancel|never --content JSON --roots JSON
-         --kind tools|resources|prompts --wait-ms N --header 'Name: value' (repeatable, HTTP only)`;
-const SWITCHES = new Set(["progress", "stdio"]);
+         --kind tools|resources|prompts --wait-ms N --header 'Name: value' (repeatable, HTTP only)
+         --follow-url ACCOUNT (declare URL elicitation; open each link with browser.mjs as ACCOUNT)
+         --deny-url (with --follow-url: deny on the consent page) --calls N (call N times)
+         --form (declare form elicitation too, answered with --answer and --content)`;
+const SWITCHES = new Set(["progress", "stdio", "denyUrl", "form"]);
 const VALUES = new Set([
   "scenario", "http", "tool", "args", "timeoutMs", "cancelAfterMs", "uri", "name", "refPrompt",
   "refUri", "arg", "value", "context", "answer", "content", "roots", "waitMs", "header", "kind",
+  "followUrl", "calls",
 ]);
 const SCENARIOS = new Set(["list", "call", "elicit", "read", "prompt", "complete", "list_changed"]);
 
@@ -141,6 +146,26 @@ async function listAll(fetch, key) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Opens a sign-in link the way a person's browser would: browser.mjs beside this file follows
+// it (consent page, the provider's login as ACCOUNT, the redirect back) and reports where it
+// ended. Resolves with that report.
+function openLink(url, account, deny) {
+  return new Promise((resolve) => {
+    const args = [new URL("./browser.mjs", import.meta.url).pathname, url, "--account", account];
+    if (deny) args.push("--deny");
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (chunk) => (out += chunk));
+    child.on("close", (code) => {
+      try {
+        resolve({ code, ...JSON.parse(out) });
+      } catch {
+        resolve({ code, output: out.slice(0, 500) });
+      }
+    });
+  });
+}
+
 async function main() {
   const options = parse(process.argv.slice(2));
   const elicitations = [];
@@ -151,11 +176,20 @@ async function main() {
   let protocol = null;
 
   const capabilities = {};
-  if (options.scenario === "elicit") capabilities.elicitation = { form: {} };
+  if (options.scenario === "elicit" || options.form) capabilities.elicitation = { form: {} };
+  if (options.followUrl) capabilities.elicitation = { ...capabilities.elicitation, url: {} };
+  const browsers = [];
   if (options.roots !== undefined) capabilities.roots = { listChanged: false };
   const client = new Client({ name: "portcullis-e2e-ts", version: "1.0.0" }, { capabilities });
-  if (options.scenario === "elicit") {
+  if (options.scenario === "elicit" || options.followUrl) {
     client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      if (request.params.mode === "url") {
+        // The person agrees to open the link; the server waits for the sign-in to finish.
+        elicitations.push({ message: request.params.message, mode: "url", url: request.params.url });
+        if (!options.followUrl) return { action: "decline" };
+        browsers.push(openLink(request.params.url, options.followUrl, options.denyUrl));
+        return { action: "accept" };
+      }
       elicitations.push({
         message: request.params.message,
         requestedSchema: request.params.requestedSchema ?? null,
@@ -278,15 +312,23 @@ async function main() {
         setTimeout(() => controller.abort("cancelled by the test"), Number(options.cancelAfterMs));
       }
       const started = Date.now();
-      try {
-        observations.result = await client.callTool(
-          { name: options.tool, arguments: args },
-          CallToolResultSchema,
-          requestOptions,
-        );
-      } catch (error) {
-        observations.error = errorObservation(error);
+      const calls = Number(options.calls ?? 1);
+      observations.results = [];
+      for (let n = 0; n < calls; n++) {
+        try {
+          observations.result = await client.callTool(
+            { name: options.tool, arguments: args },
+            CallToolResultSchema,
+            requestOptions,
+          );
+          delete observations.error;
+        } catch (error) {
+          observations.error = errorObservation(error);
+          delete observations.result;
+        }
+        observations.results.push(observations.result ?? { error: observations.error });
       }
+      observations.browsers = await Promise.all(browsers);
       observations.elapsedMs = Date.now() - started;
       observations.cancelled = controller.signal.aborted;
       // The SDK sends notifications/cancelled without waiting; let it leave before closing.

@@ -42,7 +42,10 @@ Scenarios and their output (every object also has protocol, server, notification
   call          {result | error{code,message,data?}, cancelled, elapsedMs,
                  progress[{progress,total,message}], elicitations[]}  (no elicitation capability)
   elicit        like call, with the elicitation capability declared; each request the callback saw:
-                elicitations[{message, requestedSchema, mode, via: "request"|"input_required"}]
+                elicitations[{message, requestedSchema, mode, via: "request"|"input_required", url?}]
+  --follow-url ACCOUNT (with call or elicit): declares elicitation too; each URL-mode request
+                is opened with tests/node/browser.mjs signing in as ACCOUNT (--deny-url: pressing
+                deny), then answered accept; browsers[] holds browser.mjs's reports
   read/prompt/complete  {result | error}
   list_changed  {call, notified, tools[] (listed again), resources[]/prompts[] for --kind;
                  2026-07-28 only: honored (the filter the server acknowledged), events[] (kinds the
@@ -84,6 +87,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -237,9 +241,24 @@ class Tap:
         return await self._inner.__aexit__(*exc)
 
 
+async def open_link(url: str, account: str, deny: bool) -> dict[str, Any]:
+    """Follows a sign-in link as a person's browser would (tests/node/browser.mjs)."""
+    repo = Path(__file__).resolve().parents[2]
+    command = [str(repo / "tests/node/node_modules/node/bin/node"),
+               str(repo / "tests/node/browser.mjs"), url, "--account", account]
+    if deny:
+        command.append("--deny")
+    done = await anyio.run_process(command, check=False, stderr=None)
+    try:
+        return {"code": done.returncode, **json.loads(done.stdout)}
+    except ValueError:
+        return {"code": done.returncode, "output": done.stdout.decode(errors="replace")[:500]}
+
+
 async def run(args) -> tuple[dict[str, Any], int]:
     observations: dict[str, Any] = {}
     elicitations: list[dict[str, Any]] = []
+    browsers: list[dict[str, Any]] = []
     progress: list[dict[str, Any]] = []
     roots_requests = 0
     notifications = {"tools": 0, "resources": 0, "prompts": 0}
@@ -259,12 +278,20 @@ async def run(args) -> tuple[dict[str, Any], int]:
     tap = Tap(inner)
 
     async def on_elicit(context, params):
+        mode = getattr(params, "mode", None) or "form"
         elicitations.append({
             "message": params.message,
             "requestedSchema": dump(getattr(params, "requested_schema", None)),
-            "mode": getattr(params, "mode", None) or "form",
+            "mode": mode,
             "via": "request" if context.request_id in tap.server_request_ids else "input_required",
         })
+        if mode == "url":
+            elicitations[-1]["url"] = params.url
+            if not args.follow_url:
+                return types.ElicitResult(action="decline")
+            # The person opens the link (browser.mjs signs in as the account), then says so.
+            browsers.append(await open_link(params.url, args.follow_url, args.deny_url))
+            return types.ElicitResult(action="accept")
         if args.answer == "never":  # the person walks away; the server's own timeout must decide
             await anyio.sleep(3600)
         if args.answer == "accept":
@@ -289,7 +316,7 @@ async def run(args) -> tuple[dict[str, Any], int]:
     client = Client(
         tap,
         mode=args.mode,
-        elicitation_callback=on_elicit if args.scenario == "elicit" else None,
+        elicitation_callback=on_elicit if args.scenario == "elicit" or args.follow_url else None,
         list_roots_callback=on_roots if args.roots is not None else None,
         message_handler=on_message,
         cache=None,
@@ -369,6 +396,7 @@ async def run(args) -> tuple[dict[str, Any], int]:
                 await anyio.sleep(0.5)  # let the cancellation leave before the connection closes
             observations["progress"] = progress
             observations["elicitations"] = elicitations
+            observations["browsers"] = browsers
         elif args.scenario == "read":
             await answered(lambda: client.read_resource(args.uri))
         elif args.scenario == "prompt":
@@ -469,6 +497,8 @@ def main() -> None:
     parser.add_argument("--roots", type=json_arg)
     parser.add_argument("--kind", default="tools", choices=["tools", "resources", "prompts"])
     parser.add_argument("--wait-ms", type=int, default=5000)
+    parser.add_argument("--follow-url", metavar="ACCOUNT")
+    parser.add_argument("--deny-url", action="store_true")
     parser.add_argument("command", nargs="*")
     args = parser.parse_args()
     if bool(args.http) == bool(args.stdio):

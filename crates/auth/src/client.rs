@@ -38,8 +38,8 @@ pub use self::error::ClientError;
 pub use self::flow::{
     ClientRegistration, OAuthClient, PendingAuthorization, Revoked, TokenHint, Tokens,
 };
-pub use self::secret::SecretString;
 pub use crate::fetch::{AddressRange, Fetcher, Reach};
+pub use portcullis_credentials::Secret;
 
 #[cfg(test)]
 mod tests;

@@ -25,8 +25,8 @@ mod token;
 
 pub use client::{
     AddressRange, AuthorizationServerMetadata, Challenge, ClientError, ClientRegistration,
-    Discovered, Fetcher, OAuthClient, PendingAuthorization, Reach, Revoked, SecretString,
-    TokenHint, Tokens, canonical_resource, discover, discover_with, parse_www_authenticate,
+    Discovered, Fetcher, OAuthClient, PendingAuthorization, Reach, Revoked, Secret, TokenHint,
+    Tokens, canonical_resource, discover, discover_with, parse_www_authenticate,
 };
 pub use error::{AuthError, FetchError};
 pub use metadata::ProtectedResourceMetadata;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,8 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
-    ContainmentReport, Gateway, UpstreamStatus, call_facts, containment_reports, load_policy,
-    serve_http, serve_metrics,
+    ContainmentReport, Credentials, Gateway, UpstreamStatus, call_facts, containment_reports,
+    load_policy, serve_http, serve_metrics,
 };
 use portcullis_policy::{Action, Facts, PolicyEngine, Request, Target, Verdict};
 use tokio_util::sync::CancellationToken;
@@ -71,6 +72,26 @@ enum Command {
     /// Read and verify an evidence log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Authorise an upstream for the local identity from a terminal: prints a sign-in link,
+    /// waits for the browser to come back, and keeps the grant (the same flow a client's URL
+    /// elicitation starts). Needs the callback address free: stop `serve` first, or
+    /// authorise from the client.
+    Login {
+        #[arg(long)]
+        config: PathBuf,
+        /// The upstream, by its configured name.
+        upstream: String,
+        /// A scope to ask for beyond the upstream's configured ones (repeatable).
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+    },
+    /// Revoke (where the authorization server supports RFC 7009) and delete the local
+    /// identity's grant for an upstream.
+    Logout {
+        #[arg(long)]
+        config: PathBuf,
+        upstream: String,
+    },
     /// Show the decision for one tool call and the policies that produced it.
     Explain {
         #[arg(long)]
@@ -289,6 +310,12 @@ fn main() -> ExitCode {
             listen,
             http,
         } => serve(&config, listen, http),
+        Command::Login {
+            config,
+            upstream,
+            scopes,
+        } => login(&config, &upstream, scopes),
+        Command::Logout { config, upstream } => logout(&config, &upstream),
     };
     telemetry.shutdown();
     match outcome {
@@ -438,15 +465,76 @@ fn start(
             Some(value.into_bytes())
         }
     };
+    let credentials = credentials(config)?;
     let gateway = Gateway::start(
         config,
         &inherited_environment(config),
         engine,
         evidence,
         state_key,
+        credentials,
         shutdown.clone(),
     )?;
     Ok((gateway, shutdown))
+}
+
+/// The upstreams' credentials: the secrets config names, read from the environment now.
+fn credentials(config: &Config) -> anyhow::Result<Arc<Credentials>> {
+    let read = |name: &str| std::env::var(name).ok();
+    Credentials::start(config, &read, config.approval.timeout)
+        .map(Arc::new)
+        .map_err(|message| anyhow::anyhow!("{message}"))
+}
+
+fn login(path: &Path, upstream: &str, scopes: Vec<String>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let credentials = credentials(&config)?;
+    let envelope = config.local_identity.clone();
+    runtime()?.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let address = credentials.settings().callback;
+        let serving = credentials
+            .listen(shutdown.clone())
+            .await
+            .with_context(|| {
+                format!("cannot listen on the callback address {address} (is `portcullis serve` running? then authorise from your client)")
+            })?;
+        let scopes = credentials
+            .login_scopes(upstream, scopes)
+            .map_err(|message| anyhow::anyhow!("{message}"))?;
+        let mut started = credentials
+            .begin(&envelope, upstream, scopes)
+            .await
+            .map_err(|message| anyhow::anyhow!("{message}"))?;
+        eprintln!("portcullis: open this link in your browser to authorise `{upstream}`:");
+        println!("{}", started.url);
+        let limit = config.approval.timeout;
+        let outcome = started.wait(limit).await;
+        shutdown.cancel();
+        let _ = serving.await;
+        match outcome {
+            Some(Ok(done)) => {
+                eprintln!("portcullis: {done}");
+                Ok(())
+            }
+            Some(Err(why)) => bail!("not authorised: {why}"),
+            None => bail!("the sign-in did not finish within {}s", limit.as_secs()),
+        }
+    })
+}
+
+fn logout(path: &Path, upstream: &str) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let credentials = credentials(&config)?;
+    let envelope = config.local_identity.clone();
+    runtime()?.block_on(async move {
+        let done = credentials
+            .logout(&envelope, upstream)
+            .await
+            .map_err(|message| anyhow::anyhow!("{message}"))?;
+        eprintln!("portcullis: {done}");
+        Ok(())
+    })
 }
 
 /// Opens (or continues) the evidence log config names. A log that cannot be opened, or whose
@@ -647,6 +735,16 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
     runtime()?.block_on(async move {
         let (gateway, shutdown) = start(&config, engine, Some(evidence))?;
         tokio::spawn(stop_on_signal(shutdown.clone()));
+        if gateway.credentials().has_delegated() {
+            let address = config.credentials.callback;
+            let serving = gateway
+                .credentials()
+                .listen(shutdown.child_token())
+                .await
+                .with_context(|| format!("cannot listen on the callback address {address}"))?;
+            eprintln!("portcullis: sign-in pages on http://{address}/oauth/");
+            tokio::spawn(serving);
+        }
         if listen.is_some() || http {
             let (address, serving) = serve_http(gateway.clone(), &config.http).await?;
             if let Some(metrics) = config.http.metrics {

@@ -7,10 +7,15 @@
 //! text and the path used in messages.
 #![forbid(unsafe_code)]
 
+mod credential;
 mod error;
 mod model;
 mod raw;
 
+pub use credential::{
+    CredentialSettings, DEFAULT_KEY_ENV, Delegation, OAuthClient, ServiceCredential,
+    UpstreamCredential,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,

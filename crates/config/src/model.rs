@@ -11,6 +11,9 @@ use portcullis_core::{
 };
 use serde_spanned::Spanned;
 
+use crate::credential::{
+    CredentialSettings, UpstreamCredential, credential_settings, upstream_credential,
+};
 use crate::error::{ConfigErrors, Reporter};
 use crate::raw::{
     RawConfig, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy, RawSandbox,
@@ -58,6 +61,7 @@ pub struct Config {
     pub policy: PolicySettings,
     pub evidence: EvidenceSettings,
     pub approval: ApprovalSettings,
+    pub credentials: CredentialSettings,
 }
 
 /// How Portcullis asks a person to approve a call.
@@ -139,6 +143,9 @@ pub struct Upstream {
     pub check_paths: bool,
     /// How the upstream reads a path starting with `~`.
     pub tilde: TildeRule,
+    /// How a `url` upstream is authorised (`[upstream.credential]`); `None`: no credential
+    /// is ever sent to it.
+    pub credential: Option<UpstreamCredential>,
 }
 
 /// How an upstream reads a leading `~` in a path argument.
@@ -327,6 +334,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }),
     };
 
+    let credentials = credential_settings(&mut report, raw.credentials.as_ref(), &base_dir);
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut seen = BTreeSet::new();
     for spanned in &raw.upstreams {
@@ -376,6 +384,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         policy,
         evidence,
         approval,
+        credentials,
     })
 }
 
@@ -402,6 +411,7 @@ fn unreachable_config(file: &Path) -> Config {
             timeout: DEFAULT_APPROVAL_TIMEOUT,
             state_key_env: None,
         },
+        credentials: credential_settings(&mut Reporter::new(file, ""), None, Path::new("")),
     }
 }
 
@@ -488,6 +498,8 @@ fn parse_upstream(
         .as_ref()
         .and_then(|effect| effect_of(report, effect, "the upstream's tools"));
     let tools = tool_rules(report, upstream, default_effect);
+    let credential =
+        upstream_credential(report, upstream.credential.as_ref(), upstream.url.is_some());
     let roots = paths(report, &upstream.roots, base_dir, "root");
     let tilde = match upstream.tilde.as_ref().map(|t| (t, t.get_ref().as_str())) {
         None | Some((_, "deny")) => TildeRule::Deny,
@@ -524,6 +536,7 @@ fn parse_upstream(
         roots,
         check_paths: upstream.check_paths.unwrap_or(true),
         tilde,
+        credential,
     })
 }
 
@@ -748,7 +761,7 @@ fn paths(
         .collect()
 }
 
-fn is_env_name(name: &str) -> bool {
+pub(crate) fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()
@@ -916,7 +929,7 @@ fn resource_server(
     })
 }
 
-fn is_loopback_authority(rest: &str) -> bool {
+pub(crate) fn is_loopback_authority(rest: &str) -> bool {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
@@ -931,7 +944,10 @@ fn is_loopback_authority(rest: &str) -> bool {
 }
 
 /// Scope names: non-empty, no spaces (scopes travel space-separated).
-fn scope_list(report: &mut Reporter<'_>, scopes: &[Spanned<String>]) -> BTreeSet<String> {
+pub(crate) fn scope_list(
+    report: &mut Reporter<'_>,
+    scopes: &[Spanned<String>],
+) -> BTreeSet<String> {
     let mut valid = BTreeSet::new();
     for scope in scopes {
         let value = scope.get_ref();
@@ -1012,6 +1028,7 @@ fn tool_rules(
                 escalates: raw_rules.escalates.unwrap_or(false),
                 reversible: raw_rules.reversible,
                 paths: pointers(report, &raw_rules.paths),
+                upstream_scopes: scope_list(report, &raw_rules.upstream_scopes),
             },
         );
     }

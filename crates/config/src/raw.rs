@@ -17,6 +17,34 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentities,
     pub policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub credentials: Option<Spanned<RawCredentials>>,
+}
+
+/// `[credentials]`: the store of delegated credentials and the OAuth callback listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredentials {
+    pub store: Option<Spanned<String>>,
+    pub key_env: Option<Spanned<String>>,
+    pub callback: Option<Spanned<String>>,
+}
+
+/// `[upstream.credential]`: how an HTTP upstream is authorised.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredential {
+    pub kind: Spanned<String>,
+    pub issuer: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub scopes: Vec<Spanned<String>>,
+    pub loopback: Option<Spanned<bool>>,
+    pub exchange: Option<Spanned<bool>>,
+    pub hide_tools: Option<Spanned<bool>>,
+    pub env: Option<Spanned<String>>,
+    pub header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +144,7 @@ pub(crate) struct RawUpstream {
     pub check_paths: Option<bool>,
     pub tilde: Option<Spanned<String>>,
     pub sandbox: Option<Spanned<RawSandbox>>,
+    pub credential: Option<Spanned<RawCredential>>,
 }
 
 /// `[upstream.sandbox]`: what a stdio upstream may reach besides its roots. Every key is an
@@ -163,4 +192,6 @@ pub(crate) struct RawToolRules {
     pub reversible: Option<bool>,
     #[serde(default)]
     pub paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub upstream_scopes: Vec<Spanned<String>>,
 }

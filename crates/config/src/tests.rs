@@ -66,7 +66,7 @@ fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
         expect![
-            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `tools`, `roots`, `check_paths`, `tilde`, `sandbox`"
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `tools`, `roots`, `check_paths`, `tilde`, `sandbox`, `credential`"
         ],
     );
 }
@@ -358,5 +358,109 @@ sandbox = { tcp_connect = [443] }
         expect![[
             r#"conf/portcullis.toml:4:24: unknown field `memory`, expected one of `memory_mb`, `processes`, `file_size_mb`, `open_files`"#
         ]],
+    );
+}
+
+#[test]
+fn credentials_parse_with_their_defaults() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[[upstream]]
+name = "mail"
+url = "https://mail.example/mcp"
+tools.send = { effect = "send", upstream_scopes = ["mail.send"] }
+
+[upstream.credential]
+kind = "oauth"
+issuer = "https://login.example"
+client_id = "portcullis"
+client_secret_env = "MAIL_SECRET"
+scopes = ["mail.read"]
+hide_tools = true
+
+[[upstream]]
+name = "search"
+url = "https://search.example/mcp"
+credential = { kind = "api_key", env = "SEARCH_KEY", header = "X-Api-Key" }
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.credentials.store,
+        Path::new("conf/state/credentials.enc")
+    );
+    assert_eq!(config.credentials.key_env, crate::DEFAULT_KEY_ENV);
+    assert_eq!(
+        config.credentials.redirect_uri(),
+        "http://127.0.0.1:8790/oauth/callback"
+    );
+    let Some(crate::UpstreamCredential::Delegated(delegation)) = &config.upstreams[0].credential
+    else {
+        panic!("delegated expected")
+    };
+    assert_eq!(delegation.client.issuer, "https://login.example");
+    assert_eq!(
+        delegation.client.client_secret_env.as_deref(),
+        Some("MAIL_SECRET")
+    );
+    assert!(delegation.hide_tools && !delegation.exchange && !delegation.client.loopback);
+    assert!(
+        config.upstreams[0]
+            .tool_rules("send")
+            .upstream_scopes
+            .contains("mail.send")
+    );
+    assert_eq!(
+        config.upstreams[1].credential,
+        Some(crate::UpstreamCredential::Service(
+            crate::ServiceCredential::ApiKey {
+                env: "SEARCH_KEY".to_owned(),
+                header: Some("x-api-key".to_owned()),
+            }
+        ))
+    );
+}
+
+#[test]
+fn credential_mistakes_are_named() {
+    check_errors(
+        r#"
+[credentials]
+callback = "0.0.0.0:8790"
+
+[[upstream]]
+name = "files"
+command = ["server"]
+credential = { kind = "api_key", env = "KEY" }
+
+[[upstream]]
+name = "mail"
+url = "https://mail.example/mcp"
+credential = { kind = "oauth", client_id = "p" }
+
+[[upstream]]
+name = "web"
+url = "https://web.example/mcp"
+credential = { kind = "oauth", issuer = "http://login.example", client_id = "p" }
+
+[[upstream]]
+name = "docs"
+url = "https://docs.example/mcp"
+credential = { kind = "api_key", env = "KEY", client_id = "p", scopes = ["a"] }
+
+[[upstream]]
+name = "chat"
+url = "https://chat.example/mcp"
+credential = { kind = "password" }
+"#,
+        expect![[r#"
+            conf/portcullis.toml:3:12: `0.0.0.0:8790` is not a loopback address with a port; the callback is registered at authorization servers and opened by a browser on this machine, so it is a fixed loopback address
+            conf/portcullis.toml:8:14: `credential` applies only to a `url` upstream; give a `command` upstream its secrets with `env` or `inherit_env`, which reach that child alone
+            conf/portcullis.toml:13:14: this credential needs `issuer`, the authorization server Portcullis is registered with (its secret is never sent to a server the upstream merely names)
+            conf/portcullis.toml:18:41: issuer `http://login.example` must be an https URL (plain http only on loopback with `loopback = true`, for tests)
+            conf/portcullis.toml:23:14: `scopes` does not apply to `kind = "api_key"`: a key has whatever authority it was issued with
+            conf/portcullis.toml:23:59: `client_id` does not apply to `kind = "api_key"`
+            conf/portcullis.toml:28:23: unknown credential kind `password`; use `oauth` (each user's own grant), `client_credentials` or `api_key` (service authority)"#]],
     );
 }

@@ -189,6 +189,9 @@ pub struct ToolRules {
     pub reversible: Option<bool>,
     /// Arguments holding filesystem paths, besides those found from the input schema.
     pub paths: Vec<ArgumentPointer>,
+    /// Scopes the user's delegated grant for the upstream needs for this tool (requested
+    /// incrementally when the grant lacks them).
+    pub upstream_scopes: BTreeSet<String>,
 }
 
 impl ToolRules {

@@ -204,7 +204,7 @@ pub enum Answer {
     Declined,
     Cancelled,
     TimedOut(Duration),
-    /// The client cannot show a form (it did not declare elicitation on this request).
+    /// The client cannot show a form (it did not declare form elicitation on this request).
     Unavailable,
     /// Asking failed (the client went away, or answered with an error).
     Failed(String),
@@ -263,7 +263,7 @@ impl Answer {
                 "nobody answered the approval request within {} s",
                 limit.as_secs()
             ),
-            Answer::Unavailable => "it needs a person's approval and this client cannot show approval requests (it did not declare elicitation)".to_owned(),
+            Answer::Unavailable => "it needs a person's approval and this client cannot show approval requests (it did not declare form elicitation)".to_owned(),
             Answer::Failed(error) => format!("the approval request could not be asked ({error})"),
         };
         format!("portcullis did not run `{tool}`: {why}; the call did not run")

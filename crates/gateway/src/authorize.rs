@@ -57,6 +57,15 @@ pub enum Authorized {
     NeedsApproval(PendingApproval),
 }
 
+impl Authorized {
+    pub fn decision(&self) -> &Decision {
+        match self {
+            Authorized::Permit(permit) => permit.decision(),
+            Authorized::NeedsApproval(pending) => pending.decision(),
+        }
+    }
+}
+
 /// Proof that the list check passed for this tool; only [`Gateway::visible_tool`] makes one.
 #[derive(Debug, Clone, Copy)]
 pub struct VisibleTool<'a> {
@@ -205,6 +214,14 @@ impl Gateway {
         let (action, decision) = match entry {
             Listed::Tool(name) => {
                 let rules = upstream.spec.tool_rules(name);
+                // `hide_tools`: a tool the user's grant cannot call is not shown.
+                if let Some(granted) = self
+                    .credentials
+                    .visible_scopes(envelope, upstream.name().as_str())
+                    && !rules.upstream_scopes.is_subset(&granted)
+                {
+                    return false;
+                }
                 let target = Target::Tool {
                     name,
                     effect: upstream.effect_of(name),

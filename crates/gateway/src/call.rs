@@ -22,6 +22,7 @@ use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
+use crate::attach::{AttachFailure, Attachment};
 use crate::authorize::CallPermit;
 use crate::evidence::{CallRecord, outcome_of};
 use crate::relay::screen_elicitation;
@@ -200,6 +201,9 @@ pub struct UpstreamCall {
     pub first_responses: Option<InputResponses>,
     /// The session's taint key: a result from an untrusted upstream taints it.
     pub taint_key: String,
+    /// The credential its requests carry, looked up as each is sent (`None`: the upstream
+    /// takes none from Portcullis, or only its service credential).
+    pub attachment: Option<Attachment>,
 }
 
 impl UpstreamCall {
@@ -215,7 +219,7 @@ impl UpstreamCall {
         let record = self.record.clone();
         let upstream = self.upstream.clone();
         let taint_key = self.taint_key.clone();
-        let answer = self.run_rounds(route, progress, cancel).await;
+        let answer = self.run_rounds(gateway, route, progress, cancel).await;
         gateway.record_outcome(&record, outcome_of(&answer)).await;
         // Whatever an untrusted upstream answered may have been written to steer the model.
         if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_))) {
@@ -226,6 +230,7 @@ impl UpstreamCall {
 
     async fn run_rounds(
         self,
+        gateway: &crate::Gateway,
         route: &CallRoute,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
@@ -244,13 +249,17 @@ impl UpstreamCall {
             params.arguments = self.arguments.clone();
             params.request_state = upstream_state.take();
             params.input_responses = input_responses.take();
+            let mut request = CallToolRequest::new(params);
+            if let Some(attachment) = &self.attachment {
+                request.extensions.insert(attachment.clone());
+            }
             let outcome = forward(
                 upstream,
                 &self.connection,
                 route,
                 progress.clone(),
                 cancel,
-                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+                ClientRequest::CallToolRequest(request),
             )
             .await
             .and_then(|result| match result {
@@ -269,7 +278,19 @@ impl UpstreamCall {
                 // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
                 Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
                 Err(error) => {
-                    let message = error.describe(upstream);
+                    let message = match self.attachment.as_ref().and_then(Attachment::failure) {
+                        Some(failure) => {
+                            if let AttachFailure::InsufficientScope(scopes) = &failure {
+                                gateway.credentials.learn_scopes(
+                                    upstream.name().as_str(),
+                                    &self.local,
+                                    scopes,
+                                );
+                            }
+                            failure.describe(upstream.name().as_str())
+                        }
+                        None => error.describe(upstream),
+                    };
                     tracing::warn!(upstream = %upstream.name(), tool = %self.local, %message, "call failed");
                     return Ok(tool_error(message));
                 }

@@ -195,6 +195,7 @@ impl Gateway {
         decision: DecisionSummary,
         effect: Effect,
         approval: Option<String>,
+        credential: Option<String>,
     ) -> Result<(), String> {
         let event = Event::CallIntent(CallIntent {
             request: record.request.clone(),
@@ -202,7 +203,7 @@ impl Gateway {
             arguments: self.arguments(call_arguments, &record.redact),
             decision,
             approval,
-            credential: None,
+            credential,
         });
         match self.append(EvidenceRecord::new(now_ms(), event)).await {
             Ok(seq) => {
@@ -331,7 +332,14 @@ impl Gateway {
     ) {
         // Nothing runs either way, so a failure to record the intent does not change the answer.
         let _ = self
-            .record_intent(&mut record, call_arguments, decision, Effect::Unknown, None)
+            .record_intent(
+                &mut record,
+                call_arguments,
+                decision,
+                Effect::Unknown,
+                None,
+                None,
+            )
             .await;
         self.record_outcome(
             &record,

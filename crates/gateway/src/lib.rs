@@ -9,8 +9,10 @@
 
 mod approval;
 mod ask;
+mod attach;
 mod authorize;
 mod call;
+pub mod credentials;
 mod evidence;
 mod http;
 mod metrics;
@@ -37,6 +39,7 @@ use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
 pub use approval::call_facts;
+pub use credentials::Credentials;
 pub use http::serve_http;
 pub use metrics::serve_metrics;
 pub use policy::load_policy;
@@ -102,6 +105,8 @@ pub struct Gateway {
     taints: approval::Taints,
     /// How long a person has to answer an approval request.
     approval_timeout: std::time::Duration,
+    /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
+    credentials: Arc<Credentials>,
     /// The upstream supervisors, joined by [`Gateway::stop`] so their last records are written.
     supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -125,6 +130,7 @@ impl Gateway {
         policy: PolicyEngine,
         evidence: Option<portcullis_audit::EvidenceLog>,
         state_key: Option<Vec<u8>>,
+        credentials: Arc<Credentials>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, GatewayError> {
         let sessions = Arc::new(Sessions::default());
@@ -138,6 +144,7 @@ impl Gateway {
                     config.namespacing,
                     Arc::downgrade(&sessions),
                     evidence.clone(),
+                    credentials.service_source(spec.name.as_str()),
                 )
             })
             .collect();
@@ -177,6 +184,7 @@ impl Gateway {
             shutdown,
             metrics: metrics::Metrics::default(),
             supervisors: std::sync::Mutex::new(supervisors),
+            credentials,
         });
         // Every reload attempt is recorded; a policy change can change every identity's
         // lists, so the clients are told.
@@ -215,6 +223,11 @@ impl Gateway {
             return;
         }
         notified.await;
+    }
+
+    /// The upstreams' credentials (the sign-in pages are served from them).
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
     }
 
     /// Each upstream's name and status, in configuration order.

@@ -580,6 +580,27 @@ pub(crate) fn declares_elicitation(context: &RequestContext<RoleServer>) -> bool
         .is_some_and(|caps| caps.elicitation.is_some())
 }
 
+/// Whether the client can answer a form (Portcullis's approval request): it declared
+/// `elicitation.form`, or an empty `elicitation` (which means forms, for clients older than
+/// URL mode). A client that declared only `url` cannot.
+pub(crate) fn declares_form_elicitation(context: &RequestContext<RoleServer>) -> bool {
+    context.client_capabilities().is_some_and(|caps| {
+        caps.elicitation
+            .as_ref()
+            .is_some_and(|elicitation| elicitation.form.is_some() || elicitation.url.is_none())
+    })
+}
+
+/// Whether the client declared URL-mode elicitation on this request (2025-11-25 and later:
+/// `elicitation.url`); a client that declared only forms cannot be sent a link.
+pub(crate) fn declares_url_elicitation(context: &RequestContext<RoleServer>) -> bool {
+    context.client_capabilities().is_some_and(|caps| {
+        caps.elicitation
+            .as_ref()
+            .is_some_and(|elicitation| elicitation.url.is_some())
+    })
+}
+
 /// A session-era client that can hear an upstream's notifications outside this request.
 pub(crate) fn listener_for(context: &RequestContext<RoleServer>) -> Option<Peer<RoleServer>> {
     (!PortcullisServer::is_stateless(context)).then(|| context.peer.clone())

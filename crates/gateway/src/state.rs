@@ -20,6 +20,8 @@ pub enum SealedRound {
     Upstream { state: Option<String> },
     /// A tool call waiting for the person's approval (an entry of `StatelessApprovals`).
     Approval { id: u64 },
+    /// A tool call waiting for the person to authorise an upstream (a sign-in flow's id).
+    Authorize { flow: String },
 }
 
 #[derive(Debug)]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use portcullis_core::IdentityEnvelope;
+use portcullis_core::{IdentityEnvelope, ToolRules};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ElicitRequest, ElicitResult,
-    InputRequest, InputRequests, InputRequiredResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, ElicitationAction, InputRequest, InputRequests, InputRequiredResult,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use tokio::sync::mpsc;
@@ -22,16 +22,18 @@ use tracing::Instrument;
 
 use crate::approval::{self, APPROVAL_KEY, Answer, ChangeRequest, Claim};
 use crate::ask::{Asker, Question};
+use crate::attach::Attachment;
 use crate::authorize::{Authorized, CallPermit, PendingApproval, Refusal};
 use crate::call::{UpstreamCall, tool_error};
+use crate::credentials::{FlowOutcome, Readiness};
 use crate::evidence::{ApprovalRecord, CallRecord, summary};
 use crate::pending::PendingCall;
 use crate::server::{
-    NEXT_SESSION, PortcullisServer, asker_for, binding, declares_elicitation, listener_for,
-    progress_of,
+    NEXT_SESSION, PortcullisServer, asker_for, binding, declares_elicitation,
+    declares_form_elicitation, declares_url_elicitation, listener_for, progress_of,
 };
 use crate::state::{SealedRound, StateError};
-use crate::upstream::CallRoute;
+use crate::upstream::{CallRoute, UpstreamHandle};
 
 /// What the approval stage ends in.
 enum Approval {
@@ -51,6 +53,28 @@ enum Approval {
     Ask(InputRequiredResult),
     /// A retry of a call that already ran under this approval: its recorded result.
     Replayed(Box<CallToolResult>),
+}
+
+/// Where the credential stage ends.
+enum CredentialStage {
+    /// Go on, with this credential (and its note for the evidence), or none.
+    Ready(Option<(Attachment, String)>),
+    /// A stateless client is sent to sign in: the input-required result to return.
+    Ask(InputRequiredResult),
+    /// Nothing runs, for this reason.
+    Refused(String),
+}
+
+/// The input key under which a stateless client is sent to sign in.
+const AUTHORIZE_KEY: &str = "portcullis.authorize";
+
+fn url_elicitation(message: String, url: String, elicitation_id: String) -> ElicitRequestParams {
+    ElicitRequestParams::UrlElicitationParams {
+        meta: None,
+        message,
+        url,
+        elicitation_id,
+    }
 }
 
 fn invalid_state() -> McpError {
@@ -97,6 +121,7 @@ impl PortcullisServer {
         }
         let bound_to = binding(envelope.user(), &request.name, request.arguments.as_ref());
         let mut claimed_approval = None;
+        let mut authorizing = None;
         if let Some(sealed) = request.request_state.as_deref() {
             match self.gateway.states.open(sealed, &bound_to) {
                 Ok(SealedRound::Pending { id }) => {
@@ -105,6 +130,7 @@ impl PortcullisServer {
                         .await;
                 }
                 Ok(SealedRound::Approval { id }) => claimed_approval = Some(id),
+                Ok(SealedRound::Authorize { flow }) => authorizing = Some(flow),
                 Ok(SealedRound::Upstream { .. }) | Err(StateError::Invalid) => {
                     return Err(invalid_state());
                 }
@@ -231,6 +257,35 @@ impl PortcullisServer {
                 }
             };
 
+        // Credentials before approval: a person asked to approve a call that then cannot be
+        // sent would have approved nothing.
+        let credential = match self
+            .credential_stage(
+                &envelope,
+                upstream,
+                local,
+                &rules,
+                &request,
+                &context,
+                &bound_to,
+                authorizing,
+            )
+            .await
+        {
+            CredentialStage::Ready(credential) => credential,
+            CredentialStage::Ask(required) => {
+                return Ok(CallToolResponse::InputRequired(required));
+            }
+            CredentialStage::Refused(message) => {
+                let decision = summary(gateway, Some(authorized.decision()));
+                gateway
+                    .record_refusal(record, arguments, decision, &message)
+                    .await;
+                return Ok(tool_error(message));
+            }
+        };
+        let (attachment, credential_note) = credential.unzip();
+
         let (permit, approval_note, stateless_approval) = match authorized {
             Authorized::Permit(permit) => (permit, None, None),
             Authorized::NeedsApproval(pending) => {
@@ -303,6 +358,7 @@ impl PortcullisServer {
                 summary(gateway, Some(permit.decision())),
                 effect,
                 approval_note,
+                credential_note,
             )
             .await
         {
@@ -328,6 +384,7 @@ impl PortcullisServer {
                 .then(|| request.input_responses.clone())
                 .flatten(),
             taint_key,
+            attachment,
         };
         if stateless {
             let answer = self.start_stateless(call, &bound_to, &context).await;
@@ -350,6 +407,168 @@ impl PortcullisServer {
         };
         call.run(&self.gateway, &route, progress_of(&context), &context.ct)
             .await
+    }
+
+    /// The credential stage: the call goes on with the credential it will carry, or the
+    /// person is first sent to authorise the upstream (a sign-in link through URL
+    /// elicitation, or `portcullis login` when the client cannot open one).
+    #[expect(clippy::too_many_arguments, reason = "one call's whole context")]
+    async fn credential_stage(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        local: &str,
+        rules: &ToolRules,
+        request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+        bound_to: &str,
+        authorizing: Option<String>,
+    ) -> CredentialStage {
+        let credentials = &self.gateway.credentials;
+        let name = upstream.name().as_str();
+        let (needed, why) = match credentials.readiness(envelope, name, local, rules) {
+            Readiness::NotNeeded => return CredentialStage::Ready(None),
+            Readiness::Ready {
+                attachment,
+                evidence,
+            } => return CredentialStage::Ready(Some((attachment, evidence))),
+            Readiness::Failed(message) => {
+                return CredentialStage::Refused(format!(
+                    "`{}` cannot be sent to upstream `{name}`: {message}; the call did not run",
+                    request.name
+                ));
+            }
+            Readiness::NeedsGrant { scopes, why } => {
+                tracing::info!(user = %envelope.user(), upstream = name, tool = local, %why, "a grant is needed first");
+                (scopes, why)
+            }
+        };
+        let timeout = self.gateway.approval_timeout;
+        // A stateless retry after the person was sent to sign in: wait for that flow.
+        if let Some(flow) = authorizing {
+            let answer = request
+                .input_responses
+                .as_ref()
+                .and_then(|responses| responses.get(AUTHORIZE_KEY))
+                .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok());
+            let accepted = answer.is_some_and(|a| a.action == ElicitationAction::Accept);
+            if !accepted {
+                return CredentialStage::Refused(format!(
+                    "`{}` needs your authorisation at upstream `{name}`, which you did not give; the call did not run",
+                    request.name
+                ));
+            }
+            let outcome = self.gateway.credentials.wait_for(&flow, timeout).await;
+            return self.after_flow(envelope, upstream, local, rules, request, outcome);
+        }
+        if !declares_url_elicitation(context) {
+            return CredentialStage::Refused(format!(
+                "`{}` needs your authorisation at upstream `{name}` ({why}), and this client cannot open a sign-in link (no URL elicitation); run `portcullis login {name}` in a terminal, or use a client that can; the call did not run",
+                request.name
+            ));
+        }
+        let mut started = match credentials.begin(envelope, name, needed.clone()).await {
+            Ok(started) => started,
+            Err(message) => {
+                return CredentialStage::Refused(format!(
+                    "`{}` needs your authorisation at upstream `{name}`, but no sign-in could be started: {message}; the call did not run",
+                    request.name
+                ));
+            }
+        };
+        let message = format!(
+            "Portcullis: sign in to authorise upstream `{name}` for this client ({}). {why}.",
+            if needed.is_empty() {
+                "no particular scopes".to_owned()
+            } else {
+                format!("scopes: {}", needed.join(" "))
+            }
+        );
+        if Self::is_stateless(context) {
+            let state = self.gateway.states.seal_for(
+                &SealedRound::Authorize {
+                    flow: started.id.clone(),
+                },
+                bound_to,
+                timeout,
+            );
+            let mut questions = InputRequests::new();
+            questions.insert(
+                AUTHORIZE_KEY.to_owned(),
+                InputRequest::Elicitation(ElicitRequest::new(url_elicitation(
+                    message,
+                    started.url.clone(),
+                    String::new(),
+                ))),
+            );
+            return CredentialStage::Ask(InputRequiredResult::new(Some(questions), Some(state)));
+        }
+        let params = url_elicitation(message, started.url.clone(), started.id.clone());
+        let answer = tokio::time::timeout(timeout, context.peer.create_elicitation(params)).await;
+        match answer {
+            Ok(Ok(result)) if result.action == ElicitationAction::Accept => {}
+            Ok(Ok(_)) => {
+                return CredentialStage::Refused(format!(
+                    "`{}` needs your authorisation at upstream `{name}`, which you declined; the call did not run",
+                    request.name
+                ));
+            }
+            Ok(Err(error)) => {
+                return CredentialStage::Refused(format!(
+                    "`{}` needs your authorisation at upstream `{name}`, but the client did not answer: {error}; the call did not run",
+                    request.name
+                ));
+            }
+            Err(_) => {
+                return CredentialStage::Refused(format!(
+                    "`{}` needs your authorisation at upstream `{name}`, which was not given within {}s; the call did not run",
+                    request.name,
+                    timeout.as_secs()
+                ));
+            }
+        }
+        let outcome = started.wait(timeout).await;
+        self.after_flow(envelope, upstream, local, rules, request, outcome)
+    }
+
+    /// After a sign-in flow: the grant it stored is what the call carries.
+    fn after_flow(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        local: &str,
+        rules: &ToolRules,
+        request: &CallToolRequestParams,
+        outcome: Option<FlowOutcome>,
+    ) -> CredentialStage {
+        let name = upstream.name().as_str();
+        match outcome {
+            None => CredentialStage::Refused(format!(
+                "`{}` needs your authorisation at upstream `{name}`, and the sign-in did not finish in time; the call did not run",
+                request.name
+            )),
+            Some(Err(why)) => CredentialStage::Refused(format!(
+                "`{}` was not authorised at upstream `{name}`: {why}; the call did not run",
+                request.name
+            )),
+            Some(Ok(_)) => match self
+                .gateway
+                .credentials
+                .readiness(envelope, name, local, rules)
+            {
+                Readiness::Ready {
+                    attachment,
+                    evidence,
+                } => CredentialStage::Ready(Some((attachment, evidence))),
+                Readiness::NotNeeded => CredentialStage::Ready(None),
+                Readiness::Failed(why) | Readiness::NeedsGrant { why, .. } => {
+                    CredentialStage::Refused(format!(
+                        "`{}` is still not authorised at upstream `{name}` after the sign-in ({why}); the call did not run",
+                        request.name
+                    ))
+                }
+            },
+        }
     }
 
     /// The approval stage: asks the person (or, for a stateless retry, takes their answer)
@@ -425,7 +644,7 @@ impl PortcullisServer {
 
         // Capabilities are read per request: a client that did not declare elicitation on
         // this one cannot be asked.
-        if !declares_elicitation(context) {
+        if !declares_form_elicitation(context) {
             let _ = gateway
                 .record_approval(record, note(Answer::Unavailable.as_str()))
                 .await;

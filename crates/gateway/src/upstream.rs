@@ -29,7 +29,10 @@ use rmcp::model::{
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RoleServer, RunningService,
 };
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+
+use crate::attach::{AttachingClient, CredentialSource};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -137,6 +140,9 @@ pub struct UpstreamHandle {
     pub progress: ProgressRoutes,
     /// Resource subscriptions held open on a stateless upstream, by its own URI.
     watches: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The service credential every request to an HTTP upstream carries, if it acts with
+    /// service authority; a user's delegated token goes only with that user's call.
+    service: Option<Arc<dyn CredentialSource>>,
 }
 
 /// Removes a call from the in-flight table when the call ends, however it ends.
@@ -166,6 +172,7 @@ impl UpstreamHandle {
         namespacing: Namespacing,
         sessions: Weak<Sessions>,
         evidence: Option<portcullis_audit::EvidenceLog>,
+        service: Option<Arc<dyn CredentialSource>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             child_env: sandbox::child_environment(&spec, inherited),
@@ -182,6 +189,7 @@ impl UpstreamHandle {
             progress: ProgressRoutes::default(),
             watches: Mutex::new(HashMap::new()),
             evidence,
+            service,
         })
     }
 
@@ -609,7 +617,11 @@ impl UpstreamHandle {
                     .map_err(|error| format!("its handshake failed: {error}"))
             }
             UpstreamTransport::Http { url } => {
-                let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+                let client = AttachingClient::new(reqwest::Client::new(), self.service.clone());
+                let transport = StreamableHttpClientTransport::with_client(
+                    client,
+                    StreamableHttpClientTransportConfig::with_uri(url.as_str()),
+                );
                 relay
                     .serve_with_lifecycle(transport, lifecycle)
                     .await

@@ -17,7 +17,7 @@ use url::{Url, form_urlencoded};
 
 use super::discovery::json_error;
 use super::flow::Tokens;
-use super::{ClientError, SecretString};
+use super::{ClientError, Secret};
 use crate::FetchError;
 use crate::fetch::{Fetched, Fetcher, shown};
 
@@ -39,9 +39,28 @@ pub(crate) enum EndpointFailure {
     Status { url: String, status: u16 },
 }
 
-/// The HTTP client oauth2 is given: its request (always a form POST to the token endpoint)
-/// sent by the fetcher, under the fetcher's rules.
-pub(crate) async fn send_for_oauth2(
+/// The HTTP client oauth2 is given. A named type owning its (cheaply cloned) fetcher, with a
+/// boxed `Send` future, rather than a closure borrowing it: the compiler cannot prove such a
+/// closure's future `Send` for every lifetime, and the gateway runs these calls on a
+/// multi-threaded runtime.
+pub(crate) struct Oauth2Http(pub(crate) Fetcher);
+
+type Oauth2Future<'c> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HttpResponse, EndpointFailure>> + Send + 'c>,
+>;
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Oauth2Http {
+    type Error = EndpointFailure;
+    type Future = Oauth2Future<'c>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(send_for_oauth2(&self.0, request))
+    }
+}
+
+/// Its request (always a form POST to the token endpoint) sent by the fetcher, under the
+/// fetcher's rules.
+async fn send_for_oauth2(
     fetcher: &Fetcher,
     request: HttpRequest,
 ) -> Result<HttpResponse, EndpointFailure> {
@@ -84,7 +103,7 @@ pub(crate) enum ClientAuth {
 /// The client's identity as its own form POSTs send it.
 pub(crate) struct Credentials<'a> {
     pub(crate) client_id: &'a str,
-    pub(crate) client_secret: Option<&'a SecretString>,
+    pub(crate) client_secret: Option<&'a Secret>,
     pub(crate) auth: ClientAuth,
 }
 
@@ -188,10 +207,10 @@ pub(crate) fn tokens<R: TokenResponse<TokenType = BasicTokenType>>(
         other => other.as_ref().to_owned(),
     };
     Ok(Tokens {
-        access_token: SecretString::new(response.access_token().secret().clone()),
+        access_token: Secret::new(response.access_token().secret().clone()),
         refresh_token: response
             .refresh_token()
-            .map(|token| SecretString::new(token.secret().clone())),
+            .map(|token| Secret::new(token.secret().clone())),
         expires_in: response.expires_in(),
         scopes: response
             .scopes()

@@ -21,9 +21,9 @@ use url::Url;
 
 use super::challenge::is_scope_token;
 use super::discovery::{AuthorizationServerMetadata, Discovered, checked_endpoint, reach_of};
-use super::endpoint::{self, ClientAuth, Credentials, send_for_oauth2};
-use super::secret::{constant_time_eq, fingerprint};
-use super::{ClientError, SecretString};
+use super::endpoint::{self, ClientAuth, Credentials, Oauth2Http};
+use super::secret::constant_time_eq;
+use super::{ClientError, Secret};
 use crate::fetch::{Fetcher, Reach, shown};
 
 /// Bytes of randomness in `state`: 256 bits, so that guessing it is hopeless (RFC 6749 §10.12).
@@ -54,7 +54,7 @@ pub struct ClientRegistration {
     pub issuer: String,
     pub client_id: String,
     /// `None` for a public client.
-    pub client_secret: Option<SecretString>,
+    pub client_secret: Option<Secret>,
     /// Sent exactly as given, in the authorization URL and the code exchange.
     pub redirect_uri: Url,
 }
@@ -62,9 +62,9 @@ pub struct ClientRegistration {
 /// Tokens from the token endpoint.
 #[derive(Debug, Clone)]
 pub struct Tokens {
-    pub access_token: SecretString,
+    pub access_token: Secret,
     /// After a refresh, `None` means the old refresh token stays valid (RFC 6749 §6).
-    pub refresh_token: Option<SecretString>,
+    pub refresh_token: Option<Secret>,
     pub expires_in: Option<Duration>,
     /// The granted scopes when the server said (it must when they differ from those asked for).
     pub scopes: Option<Vec<String>>,
@@ -121,10 +121,7 @@ impl PendingAuthorization {
 impl fmt::Debug for PendingAuthorization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingAuthorization")
-            .field(
-                "state",
-                &format_args!("sha256:{}", fingerprint(&self.state)),
-            )
+            .field("state", &Secret::new(self.state.as_str()).fingerprint())
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +276,7 @@ impl OAuthClient {
     ) -> Result<Tokens, ClientError> {
         checked_resource(resource)?;
         let verifier = pending.verifier.secret().clone();
-        let http = |request| send_for_oauth2(&self.fetcher, request);
+        let http = Oauth2Http(self.fetcher.clone());
         let answer = self
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -300,7 +297,7 @@ impl OAuthClient {
         checked_resource(resource)?;
         let scopes = scopes.map(checked_scopes).transpose()?.unwrap_or_default();
         let refresh = RefreshToken::new(refresh_token.to_owned());
-        let http = |request| send_for_oauth2(&self.fetcher, request);
+        let http = Oauth2Http(self.fetcher.clone());
         let answer = self
             .oauth2
             .exchange_refresh_token(&refresh)
@@ -319,7 +316,7 @@ impl OAuthClient {
     ) -> Result<Tokens, ClientError> {
         let scopes = checked_scopes(scopes)?;
         checked_resource(resource)?;
-        let http = |request| send_for_oauth2(&self.fetcher, request);
+        let http = Oauth2Http(self.fetcher.clone());
         let answer = self
             .oauth2
             .exchange_client_credentials()

@@ -108,7 +108,7 @@ fn registration(server: &Scripted, secret: Option<&str>) -> ClientRegistration {
     ClientRegistration {
         issuer: server.base.clone(),
         client_id: CLIENT_ID.to_owned(),
-        client_secret: secret.map(SecretString::new),
+        client_secret: secret.map(Secret::new),
         redirect_uri: url(REDIRECT_URI),
     }
 }
@@ -1342,5 +1342,5 @@ async fn no_secret_appears_in_any_error_or_debug() {
         shown.iter().any(|text| text.contains("[redacted]")),
         "{shown:#?}"
     );
-    assert!(format!("{tokens:?}").contains("SecretString(sha256:"));
+    assert!(format!("{tokens:?}").contains("Secret(sha256:"));
 }

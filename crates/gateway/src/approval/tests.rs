@@ -167,7 +167,7 @@ fn only_an_explicit_yes_approves() {
     assert!(
         Answer::Unavailable
             .refusal("t")
-            .contains("did not declare elicitation")
+            .contains("did not declare form elicitation")
     );
 }
 

@@ -1,0 +1,612 @@
+//! Delegated credentials end to end: a real OpenID provider (npm `oidc-provider`, through
+//! `tests/node/oidc.mjs`) is the authorization server of an HTTP MCP upstream of ours (the
+//! fixture with `--auth-issuer`), which validates each token (issuer, audience = itself,
+//! scopes) and records what it received. The person signs in headless (`tests/node/browser.mjs`,
+//! driven by the official TypeScript client when Portcullis sends it a URL elicitation).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{
+    OpenIdProvider, Portcullis, Scratch, Target, bin, free_port, node_module, repo_root,
+    result_text, ts_client, wait_until,
+};
+
+/// The store's key in every test (the grep test looks for it in every output).
+const STORE_KEY: &str = "credential-store-key-for-the-e2e-tests-0123456789";
+
+/// The fixture upstream, validating tokens of `issuer`; killed on drop.
+struct Upstream {
+    child: Child,
+    url: String,
+    record: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Upstream {
+    fn start(port: u16, issuer: &str, scratch: &Path) -> Self {
+        let record = scratch.join("received.jsonl");
+        let work = scratch.join("mail");
+        let child = Command::new(bin("portcullis-fixture"))
+            .arg("--scratch")
+            .arg(&work)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--auth-issuer", issuer, "--auth-resource", "auto"])
+            .args(["--auth-tool-scope", "send_message=mail.send"])
+            .arg("--auth-record")
+            .arg(&record)
+            .arg("--public-lists")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the fixture: {e}"));
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let ready = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ready, "the fixture upstream did not listen on {url}");
+        Self {
+            child,
+            url,
+            record,
+            scratch: work,
+        }
+    }
+
+    /// What the upstream received: one JSON object per authenticated request.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    fn calls(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r["method"] == "tools/call" && r["outcome"] == "accepted")
+            .collect()
+    }
+}
+
+/// A provider in upstream mode, the upstream, and Portcullis (HTTP, so its log is kept).
+struct Delegation {
+    provider: OpenIdProvider,
+    upstream: Upstream,
+    portcullis: Portcullis,
+    config: PathBuf,
+    scratch: Scratch,
+    callback: u16,
+}
+
+struct Options<'a> {
+    /// Access-token lifetime at the upstream.
+    token_ttl: &'a str,
+    /// Extra `[upstream]` lines for `mail`.
+    mail: &'a str,
+    /// Portcullis as a resource server of the same provider (two users with their tokens).
+    authenticated: bool,
+}
+
+const DEFAULTS: Options<'static> = Options {
+    token_ttl: "300",
+    mail: "",
+    authenticated: false,
+};
+
+fn delegation(options: Options<'_>) -> Delegation {
+    let scratch = Scratch::new();
+    let upstream_port = free_port();
+    let portcullis_port = free_port();
+    let callback = free_port();
+    let upstream_url = format!("http://127.0.0.1:{upstream_port}/mcp");
+    let resource = format!("http://127.0.0.1:{portcullis_port}/mcp");
+    let provider = OpenIdProvider::start_with(
+        &resource,
+        &[
+            "--upstream-resource",
+            &upstream_url,
+            "--upstream-token-ttl",
+            options.token_ttl,
+        ],
+    );
+    let upstream = Upstream::start(upstream_port, &provider.issuer, scratch.path());
+    let auth = if options.authenticated {
+        format!(
+            "[http.auth]\nissuer = \"{}\"\nresource = \"{resource}\"\nleeway_secs = 0\n",
+            provider.issuer
+        )
+    } else {
+        String::new()
+    };
+    let config = scratch.config(&format!(
+        r#"[server]
+evidence = "evidence.jsonl"
+
+[credentials]
+store = "credentials.enc"
+key_env = "E2E_STORE_KEY"
+callback = "127.0.0.1:{callback}"
+
+{auth}
+[[upstream]]
+name = "mail"
+url = "{upstream_url}"
+trusted = true
+tools.echo = {{ effect = "read" }}
+tools.send_message = {{ effect = "send" }}
+{mail}
+
+[upstream.credential]
+kind = "oauth"
+issuer = "{issuer}"
+client_id = "portcullis"
+client_secret_env = "E2E_CLIENT_SECRET"
+scopes = ["mail.read"]
+loopback = true
+"#,
+        issuer = provider.issuer,
+        mail = options.mail,
+    ));
+    let secret = provider.ready["portcullis_client_secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no client secret: {}", provider.ready))
+        .to_owned();
+    let portcullis = Portcullis::http_on(
+        &config,
+        &format!("127.0.0.1:{portcullis_port}"),
+        &[("E2E_STORE_KEY", STORE_KEY), ("E2E_CLIENT_SECRET", &secret)],
+    );
+    Delegation {
+        provider,
+        upstream,
+        portcullis,
+        config,
+        scratch,
+        callback,
+    }
+}
+
+impl Delegation {
+    fn target(&self) -> Target<'_> {
+        Target::Http(&self.portcullis.url)
+    }
+
+    /// One client session calling `tool` `calls` times; `account` signs in when asked.
+    fn call(&self, tool: &str, args: &str, extra: &[&str]) -> Value {
+        let mut argv = vec!["--scenario", "call", "--tool", tool, "--args", args];
+        argv.extend_from_slice(extra);
+        ts_client(&self.target(), &argv)
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = vec![STORE_KEY.to_owned()];
+        for field in ["portcullis_client_secret"] {
+            if let Some(value) = self.provider.ready[field].as_str() {
+                secrets.push(value.to_owned());
+            }
+        }
+        secrets
+    }
+}
+
+fn texts(observed: &Value) -> Vec<String> {
+    observed["results"]
+        .as_array()
+        .map(|results| results.iter().map(result_text).collect())
+        .unwrap_or_default()
+}
+
+fn is_error(result: &Value) -> bool {
+    result["isError"] == Value::Bool(true) || result.get("error").is_some()
+}
+
+/// The parts of a JWT that identify it: a delegated token's header and payload. A byte
+/// string holding one would hold these.
+const JWT_PREFIX: &str = "eyJhbGciOi";
+
+#[test]
+fn the_first_call_sends_the_person_to_sign_in_and_the_upstream_gets_their_own_token() {
+    let setup = delegation(DEFAULTS);
+    let observed = setup.call(
+        "mail.echo",
+        r#"{"text":"hello"}"#,
+        &["--follow-url", "alice", "--calls", "2"],
+    );
+    // One sign-in, through a URL elicitation naming the upstream, then both calls ran.
+    let elicitations = observed["elicitations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(elicitations.len(), 1, "{observed}");
+    assert_eq!(elicitations[0]["mode"], "url", "{observed}");
+    let message = elicitations[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`mail`") && message.contains("mail.read"),
+        "{message}"
+    );
+    let link = elicitations[0]["url"].as_str().unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{}/oauth/start/", setup.callback)),
+        "the link is Portcullis's own consent page: {link}"
+    );
+    let browser = &observed["browsers"][0];
+    assert_eq!(
+        browser["final_url"],
+        format!("http://127.0.0.1:{}/oauth/callback", setup.callback),
+        "{browser}"
+    );
+    assert_eq!(browser["status"], 200, "{browser}");
+    assert_eq!(texts(&observed), vec!["hello", "hello"], "{observed}");
+
+    // The upstream got alice's token, for itself, with the scopes asked for; the same token
+    // both times (no second sign-in, no refresh needed).
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for call in &calls {
+        assert_eq!(call["sub"], "alice", "{call}");
+        assert_eq!(call["tool"], "echo", "{call}");
+        assert!(
+            call["aud"]
+                .as_array()
+                .is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
+            "{call}"
+        );
+        assert!(
+            call["scope"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s == "mail.read")),
+            "{call}"
+        );
+        assert_eq!(call["client_id"], "portcullis", "{call}");
+    }
+    assert_eq!(calls[0]["token_sha256"], calls[1]["token_sha256"]);
+
+    // The evidence names the credential by fingerprint and scopes; no output holds a token
+    // or a secret.
+    let evidence =
+        std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl")).unwrap_or_default();
+    assert!(evidence.contains("delegated sha256:"), "{evidence}");
+    assert!(evidence.contains("scopes mail.read"), "{evidence}");
+    let store = std::fs::read(setup.scratch.path().join("credentials.enc"))
+        .unwrap_or_else(|e| panic!("no credential store: {e}"));
+    let mode = std::fs::metadata(setup.scratch.path().join("credentials.enc"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or_default();
+    assert_eq!(mode, 0o600);
+    let outputs = [
+        ("evidence", evidence.clone()),
+        ("portcullis log", setup.portcullis.log()),
+        ("client observations", observed.to_string()),
+        ("store", String::from_utf8_lossy(&store).into_owned()),
+    ];
+    for (name, text) in &outputs {
+        assert!(!text.contains(JWT_PREFIX), "a token in the {name}: {text}");
+        for secret in setup.secrets() {
+            assert!(!text.contains(&secret), "a secret in the {name}");
+        }
+    }
+}
+
+#[test]
+fn two_users_each_reach_the_upstream_with_their_own_token_never_the_clients() {
+    let setup = delegation(Options {
+        authenticated: true,
+        ..DEFAULTS
+    });
+    let mut inbound = Vec::new();
+    for user in ["alice", "bob"] {
+        let token = setup.provider.token(user);
+        let header = format!("Authorization: Bearer {token}");
+        let observed = setup.call(
+            "mail.echo",
+            &format!(r#"{{"text":"from {user}"}}"#),
+            &["--follow-url", user, "--header", &header],
+        );
+        assert_eq!(texts(&observed), vec![format!("from {user}")], "{observed}");
+        inbound.push(sha256_hex(&token));
+    }
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["sub"], "alice");
+    assert_eq!(calls[1]["sub"], "bob");
+    assert_ne!(calls[0]["token_sha256"], calls[1]["token_sha256"]);
+    for call in &calls {
+        assert!(
+            !inbound
+                .iter()
+                .any(|hash| call["token_sha256"] == hash.as_str()),
+            "a client's own token reached the upstream: {call}"
+        );
+    }
+    // Bob's call after alice's: still his own token (a grant is per user).
+    let token = setup.provider.token("bob");
+    let again = setup.call(
+        "mail.echo",
+        r#"{"text":"bob again"}"#,
+        &["--header", &format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(texts(&again), vec!["bob again"], "{again}");
+    let calls = setup.upstream.calls();
+    assert_eq!(calls[2]["sub"], "bob");
+    assert_eq!(calls[2]["token_sha256"], calls[1]["token_sha256"]);
+}
+
+fn sha256_hex(text: &str) -> String {
+    let output = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(text.as_bytes())?;
+            }
+            child.wait_with_output()
+        })
+        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_denied_or_impossible_sign_in_runs_nothing() {
+    let setup = delegation(DEFAULTS);
+    // Denied on Portcullis's consent page.
+    let denied = setup.call(
+        "mail.echo",
+        r#"{"text":"x"}"#,
+        &["--follow-url", "alice", "--deny-url"],
+    );
+    let text = texts(&denied).join("\n");
+    assert!(text.contains("you denied"), "{denied}");
+    // A client that cannot open links is told how else to authorise.
+    let unable = setup.call("mail.echo", r#"{"text":"x"}"#, &[]);
+    let text = texts(&unable).join("\n");
+    assert!(
+        text.contains("portcullis login mail") && text.contains("did not run"),
+        "{unable}"
+    );
+    assert!(
+        setup.upstream.calls().is_empty(),
+        "{:?}",
+        setup.upstream.received()
+    );
+}
+
+#[test]
+fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
+    // Tokens live 2 s: each call after the first needs a refresh.
+    let setup = delegation(Options {
+        token_ttl: "2",
+        ..DEFAULTS
+    });
+    let first = setup.call("mail.echo", r#"{"text":"one"}"#, &["--follow-url", "alice"]);
+    assert_eq!(texts(&first), vec!["one"], "{first}");
+    std::thread::sleep(Duration::from_secs(3));
+    let second = setup.call("mail.echo", r#"{"text":"two"}"#, &[]);
+    assert_eq!(texts(&second), vec!["two"], "{second}");
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_ne!(
+        calls[0]["token_sha256"], calls[1]["token_sha256"],
+        "the second call needed a refreshed token"
+    );
+    assert!(setup.portcullis.log().contains("delegated grant refreshed"));
+
+    // The person revokes the app at the provider: the refresh fails, the call does not run,
+    // and the message says to re-authorise; the next call asks for a sign-in again.
+    let revoke = format!(
+        "{}?account=alice",
+        setup.provider.ready["revoke_grants_url"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let status = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            &revoke,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+    std::thread::sleep(Duration::from_secs(3));
+    let refused = setup.call("mail.echo", r#"{"text":"three"}"#, &[]);
+    let text = texts(&refused).join("\n");
+    assert!(text.contains("re-authorise `mail`"), "{refused}");
+    let asked = setup.call(
+        "mail.echo",
+        r#"{"text":"four"}"#,
+        &["--follow-url", "alice"],
+    );
+    assert_eq!(texts(&asked), vec!["four"], "{asked}");
+    assert_eq!(asked["elicitations"].as_array().map(Vec::len), Some(1));
+    let calls = setup.upstream.calls();
+    assert_eq!(
+        calls.len(),
+        3,
+        "`three` must not have reached the upstream: {calls:?}"
+    );
+}
+
+#[test]
+fn a_scope_the_upstream_demands_is_asked_for_before_the_next_call() {
+    let setup = delegation(DEFAULTS);
+    let approve = r#"{"approve":true}"#;
+    let args = r#"{"to":"bob@example.com","subject":"s","body":"b"}"#;
+    // The grant has mail.read only: the upstream answers 403 insufficient_scope, and
+    // nothing is sent.
+    let first = setup.call(
+        "mail.send_message",
+        args,
+        &["--follow-url", "alice", "--form", "--content", approve],
+    );
+    let text = texts(&first).join("\n");
+    assert!(text.contains("lacks mail.send"), "{first}");
+    let outbox = setup.upstream.scratch.join("outbox.jsonl");
+    assert!(!outbox.exists());
+    // The next call asks for mail.send as well (incremental), then the approval, then runs.
+    let second = setup.call(
+        "mail.send_message",
+        args,
+        &["--follow-url", "alice", "--form", "--content", approve],
+    );
+    let elicitations = second["elicitations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        elicitations.len(),
+        2,
+        "a sign-in, then the approval: {second}"
+    );
+    assert_eq!(elicitations[0]["mode"], "url");
+    let message = elicitations[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("mail.read mail.send"), "{message}");
+    assert_eq!(elicitations[1]["mode"], "form");
+    assert!(!is_error(&second["results"][0]), "{second}");
+    assert!(outbox.exists(), "the approved send ran");
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0]["scope"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s == "mail.send")),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn login_and_logout_from_a_terminal() {
+    let setup = delegation(DEFAULTS);
+    // `login` needs the callback address, which `serve` holds: the person stops serve, or
+    // uses the client. Here a second config on another callback port shares the store.
+    let other = free_port();
+    let text = std::fs::read_to_string(&setup.config).unwrap_or_default();
+    let login_config = setup.scratch.path().join("login.toml");
+    std::fs::write(
+        &login_config,
+        text.replace(
+            &format!("callback = \"127.0.0.1:{}\"", setup.callback),
+            &format!("callback = \"127.0.0.1:{other}\""),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let secret = setup.provider.ready["portcullis_client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let env = [
+        ("E2E_STORE_KEY", STORE_KEY),
+        ("E2E_CLIENT_SECRET", secret.as_str()),
+    ];
+    let mut login = Command::new(bin("portcullis"))
+        .args(["login", "--config"])
+        .arg(&login_config)
+        .arg("mail")
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start login: {e}"));
+    let mut link = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = login.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let _ = std::io::BufReader::new(stdout).read_line(&mut link);
+    }
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{other}/oauth/start/")),
+        "{link}"
+    );
+    let browser = Command::new(node_module("node/bin/node"))
+        .arg(repo_root().join("tests/node/browser.mjs"))
+        .arg(link.trim())
+        .args(["--account", "alice"])
+        .output()
+        .unwrap_or_else(|e| panic!("browser: {e}"));
+    assert!(browser.status.success(), "{browser:?}");
+    let done = login.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{said}");
+    assert!(said.contains("authorised `mail`"), "{said}");
+
+    // The running serve uses the grant login stored: no sign-in asked.
+    let call = setup.call("mail.echo", r#"{"text":"after login"}"#, &[]);
+    assert_eq!(texts(&call), vec!["after login"], "{call}");
+
+    // Logout revokes at the provider and deletes: the next call must ask again.
+    let logout = Command::new(bin("portcullis"))
+        .args(["logout", "--config"])
+        .arg(&setup.config)
+        .arg("mail")
+        .envs(env)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&logout.stderr);
+    assert!(logout.status.success(), "{said}");
+    assert!(
+        said.contains("revoked at the authorization server"),
+        "{said}"
+    );
+    let after = setup.call("mail.echo", r#"{"text":"x"}"#, &[]);
+    assert!(
+        texts(&after).join("\n").contains("portcullis login mail"),
+        "{after}"
+    );
+    assert_eq!(setup.upstream.calls().len(), 1);
+}
+
+#[test]
+fn a_stateless_client_is_sent_to_sign_in_through_an_input_required_result() {
+    let setup = delegation(DEFAULTS);
+    let observed = crate::support::py_client(
+        &setup.target(),
+        &[
+            "--scenario",
+            "call",
+            "--mode",
+            "2026-07-28",
+            "--tool",
+            "mail.echo",
+            "--args",
+            r#"{"text":"stateless"}"#,
+            "--follow-url",
+            "bob",
+        ],
+    );
+    let elicitations = observed["elicitations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(elicitations.len(), 1, "{observed}");
+    assert_eq!(elicitations[0]["mode"], "url", "{observed}");
+    assert_eq!(elicitations[0]["via"], "input_required", "{observed}");
+    assert_eq!(result_text(&observed["result"]), "stateless", "{observed}");
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0]["sub"], "bob",
+        "the local user signed in as bob at the provider"
+    );
+}
