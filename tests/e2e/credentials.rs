@@ -97,12 +97,15 @@ struct Options<'a> {
     mail: &'a str,
     /// Portcullis as a resource server of the same provider (two users with their tokens).
     authenticated: bool,
+    /// Extra lines of `[upstream.credential]`.
+    credential: &'a str,
 }
 
 const DEFAULTS: Options<'static> = Options {
     token_ttl: "300",
-    mail: "",
+    mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\" }",
     authenticated: false,
+    credential: "",
 };
 
 fn delegation(options: Options<'_>) -> Delegation {
@@ -144,8 +147,6 @@ callback = "127.0.0.1:{callback}"
 name = "mail"
 url = "{upstream_url}"
 trusted = true
-tools.echo = {{ effect = "read" }}
-tools.send_message = {{ effect = "send" }}
 {mail}
 
 [upstream.credential]
@@ -155,9 +156,11 @@ client_id = "portcullis"
 client_secret_env = "E2E_CLIENT_SECRET"
 scopes = ["mail.read"]
 loopback = true
+{credential}
 "#,
         issuer = provider.issuer,
         mail = options.mail,
+        credential = options.credential,
     ));
     let secret = provider.ready["portcullis_client_secret"]
         .as_str()
@@ -609,4 +612,53 @@ fn a_stateless_client_is_sent_to_sign_in_through_an_input_required_result() {
         calls[0]["sub"], "bob",
         "the local user signed in as bob at the provider"
     );
+}
+
+#[test]
+fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool() {
+    let setup = delegation(Options {
+        authenticated: true,
+        credential: "exchange = true",
+        mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\", upstream_scopes = [\"mail.send\"] }",
+        ..DEFAULTS
+    });
+    let token = setup.provider.token("alice");
+    let header = format!("Authorization: Bearer {token}");
+    let echo = setup.call("mail.echo", r#"{"text":"exchanged"}"#, &["--header", &header]);
+    assert_eq!(texts(&echo), vec!["exchanged"], "{echo}");
+    assert_eq!(echo["elicitations"].as_array().map(Vec::len), Some(0), "no sign-in: {echo}");
+    let send = setup.call(
+        "mail.send_message",
+        r#"{"to":"bob@example.com","subject":"s","body":"b"}"#,
+        &["--header", &header, "--form", "--content", r#"{"approve":true}"#],
+    );
+    assert!(!is_error(&send["results"][0]), "{send}");
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let scopes = |call: &Value| -> Vec<String> {
+        let mut scopes: Vec<String> = call["scope"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        scopes.sort();
+        scopes
+    };
+    // Audience the upstream, scopes exactly what each tool needs, subject alice; never the
+    // inbound token itself.
+    assert_eq!(scopes(&calls[0]), vec!["mail.read"], "{calls:?}");
+    assert_eq!(scopes(&calls[1]), vec!["mail.read", "mail.send"], "{calls:?}");
+    let inbound = sha256_hex(&token);
+    for call in &calls {
+        assert_eq!(call["sub"], "alice", "{call}");
+        assert!(
+            call["aud"].as_array().is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
+            "{call}"
+        );
+        assert_ne!(call["token_sha256"], inbound.as_str(), "{call}");
+    }
+    let evidence = std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl"))
+        .unwrap_or_default();
+    assert!(evidence.contains("exchanged sha256:"), "{evidence}");
+    assert!(!evidence.contains(JWT_PREFIX));
+    assert!(!setup.portcullis.log().contains(JWT_PREFIX));
 }

@@ -181,7 +181,7 @@ async function main() {
   const browsers = [];
   if (options.roots !== undefined) capabilities.roots = { listChanged: false };
   const client = new Client({ name: "portcullis-e2e-ts", version: "1.0.0" }, { capabilities });
-  if (options.scenario === "elicit" || options.followUrl) {
+  if (options.scenario === "elicit" || options.followUrl || options.form) {
     client.setRequestHandler(ElicitRequestSchema, async (request) => {
       if (request.params.mode === "url") {
         // The person agrees to open the link; the server waits for the sign-in to finish.

@@ -30,7 +30,7 @@ pub use client::{
 };
 pub use error::{AuthError, FetchError};
 pub use metadata::ProtectedResourceMetadata;
-pub use middleware::require_bearer;
+pub use middleware::{InboundToken, require_bearer};
 pub use rejection::{BearerError, RejectReason, Rejection};
 pub use server::ResourceServer;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::server::log_rejection;
 use crate::token::Claimed;
-use crate::{RejectReason, Rejection, ResourceServer};
+use crate::{RejectReason, Rejection, ResourceServer, Secret};
 
 /// Authenticates each request's bearer token. On success the `Arc<IdentityEnvelope>` is put
 /// in the request's extensions and the `Authorization` header is removed, so nothing behind
@@ -25,21 +25,42 @@ pub async fn require_bearer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let outcome = match authorization(request.headers()) {
-        Ok(header) => server.authenticate(header, now_secs()).await,
+    let header = authorization(request.headers()).map(|header| header.map(str::to_owned));
+    let outcome = match &header {
+        Ok(header) => server.authenticate(header.as_deref(), now_secs()).await,
         Err(rejection) => {
             log_rejection(&rejection, &Claimed::default());
-            Err(rejection)
+            Err(rejection.clone())
         }
     };
     match outcome {
         Ok(envelope) => {
             request.headers_mut().remove(AUTHORIZATION);
             request.extensions_mut().insert(envelope);
+            if let Some(token) = header.ok().flatten().as_deref().and_then(bearer_token) {
+                request
+                    .extensions_mut()
+                    .insert(InboundToken(Secret::new(token)));
+            }
             next.run(request).await
         }
         Err(rejection) => rejection_response(&server, &rejection),
     }
+}
+
+/// The bearer token a request was authenticated with, kept in the request's extensions for
+/// the one use MCP allows: exchanging it (RFC 8693) for a token whose audience is an upstream.
+/// It is never forwarded, and its `Debug` is a fingerprint.
+#[derive(Debug, Clone)]
+pub struct InboundToken(pub Secret);
+
+/// The token of an `Authorization: Bearer` header (the scheme is case-insensitive).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 impl ResourceServer {

@@ -406,6 +406,63 @@ impl Credentials {
         }
     }
 
+    /// For an upstream with `exchange = true`: the client's own token exchanged (RFC 8693)
+    /// for one whose audience is the upstream, narrowed to the scopes this tool needs. `None`
+    /// when the upstream does not exchange (the caller goes on with [`Credentials::readiness`]).
+    /// The inbound token goes to the authorization server that issued it, never further.
+    pub async fn exchanged(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &str,
+        tool: &str,
+        rules: &ToolRules,
+        inbound: &SecretValue,
+    ) -> Option<Readiness> {
+        let auth = self.upstreams.get(upstream)?;
+        let AuthKind::Delegated { delegation, .. } = &auth.kind else {
+            return None;
+        };
+        if !delegation.exchange {
+            return None;
+        }
+        let mut needed: BTreeSet<String> = delegation.scopes.clone();
+        needed.extend(rules.upstream_scopes.iter().cloned());
+        needed.extend(self.learned_scopes(upstream, tool));
+        let needed: Vec<String> = needed.into_iter().collect();
+        let client = match auth.oauth_client().await {
+            Ok(client) => client,
+            Err(message) => return Some(Readiness::Failed(message)),
+        };
+        let tokens = match client
+            .exchange_token(inbound.expose(), &auth.resource, &needed)
+            .await
+        {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                tracing::warn!(user = %envelope.user(), upstream, %error, "token exchange refused");
+                return Some(Readiness::Failed(format!(
+                    "the authorization server would not exchange your token for one for `{upstream}`: {error}"
+                )));
+            }
+        };
+        let scopes: BTreeSet<String> = tokens
+            .scopes
+            .clone()
+            .unwrap_or_else(|| needed.clone())
+            .into_iter()
+            .collect();
+        let evidence = format!(
+            "exchanged {} scopes {}",
+            tokens.access_token.fingerprint(),
+            summary_scopes(&scopes)
+        );
+        tracing::info!(user = %envelope.user(), upstream, credential = %evidence, "token exchanged");
+        Some(Readiness::Ready {
+            attachment: Attachment::new(Arc::new(FixedSource(tokens.access_token))),
+            evidence,
+        })
+    }
+
     /// Starts an authorization code flow for the user of `envelope` at `upstream`: the page
     /// the person opens (Portcullis's own consent page, which leads to the authorization
     /// server), and a handle that resolves when the flow ends.
@@ -781,6 +838,26 @@ impl CredentialSource for DelegatedSource {
         Box::pin(async move {
             let grant = self.refresh(Some(sent.expose())).await?;
             Ok(Some(bearer(&grant.access_token)))
+        })
+    }
+}
+
+/// A token obtained for this one call (token exchange): nothing to refresh it with.
+struct FixedSource(SecretValue);
+
+impl CredentialSource for FixedSource {
+    fn header(&self) -> BoxFuture<'_, Result<(HeaderName, SecretValue), AttachFailure>> {
+        Box::pin(async move { Ok(bearer(&self.0)) })
+    }
+
+    fn rejected<'a>(
+        &'a self,
+        _sent: &'a SecretValue,
+    ) -> BoxFuture<'a, Result<Option<(HeaderName, SecretValue)>, AttachFailure>> {
+        Box::pin(async move {
+            Err(AttachFailure::Reauthorise(
+                "the upstream refused the token exchanged for this call".to_owned(),
+            ))
         })
     }
 }

@@ -26,6 +26,7 @@ use crate::attach::Attachment;
 use crate::authorize::{Authorized, CallPermit, PendingApproval, Refusal};
 use crate::call::{UpstreamCall, tool_error};
 use crate::credentials::{FlowOutcome, Readiness};
+use portcullis_auth::InboundToken;
 use crate::evidence::{ApprovalRecord, CallRecord, summary};
 use crate::pending::PendingCall;
 use crate::server::{
@@ -426,7 +427,23 @@ impl PortcullisServer {
     ) -> CredentialStage {
         let credentials = &self.gateway.credentials;
         let name = upstream.name().as_str();
-        let (needed, why) = match credentials.readiness(envelope, name, local, rules) {
+        // An HTTP client's own token, for an upstream that takes it exchanged (RFC 8693).
+        let inbound = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<InboundToken>())
+            .cloned();
+        let exchanged = match &inbound {
+            Some(InboundToken(token)) => {
+                credentials
+                    .exchanged(envelope, name, local, rules, token)
+                    .await
+            }
+            None => None,
+        };
+        let readiness =
+            exchanged.unwrap_or_else(|| credentials.readiness(envelope, name, local, rules));
+        let (needed, why) = match readiness {
             Readiness::NotNeeded => return CredentialStage::Ready(None),
             Readiness::Ready {
                 attachment,
