@@ -99,6 +99,8 @@ struct Options<'a> {
     authenticated: bool,
     /// Extra lines of `[upstream.credential]`.
     credential: &'a str,
+    /// Its kind.
+    kind: &'a str,
 }
 
 const DEFAULTS: Options<'static> = Options {
@@ -106,6 +108,7 @@ const DEFAULTS: Options<'static> = Options {
     mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\" }",
     authenticated: false,
     credential: "",
+    kind: "oauth",
 };
 
 fn delegation(options: Options<'_>) -> Delegation {
@@ -150,7 +153,7 @@ trusted = true
 {mail}
 
 [upstream.credential]
-kind = "oauth"
+kind = "{kind}"
 issuer = "{issuer}"
 client_id = "portcullis"
 client_secret_env = "E2E_CLIENT_SECRET"
@@ -161,6 +164,7 @@ loopback = true
         issuer = provider.issuer,
         mail = options.mail,
         credential = options.credential,
+        kind = options.kind,
     ));
     let secret = provider.ready["portcullis_client_secret"]
         .as_str()
@@ -659,6 +663,40 @@ fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool(
     let evidence = std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl"))
         .unwrap_or_default();
     assert!(evidence.contains("exchanged sha256:"), "{evidence}");
+    assert!(!evidence.contains(JWT_PREFIX));
+    assert!(!setup.portcullis.log().contains(JWT_PREFIX));
+}
+
+#[test]
+fn a_service_credential_acts_for_everyone_and_every_record_says_service() {
+    let setup = delegation(Options {
+        kind: "client_credentials",
+        ..DEFAULTS
+    });
+    let observed = setup.call("mail.echo", r#"{"text":"as the service"}"#, &[]);
+    assert_eq!(texts(&observed), vec!["as the service"], "{observed}");
+    assert_eq!(observed["elicitations"].as_array().map(Vec::len), Some(0));
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    // The client credentials grant: the token's subject is Portcullis's client, not a user.
+    assert_eq!(calls[0]["sub"], "portcullis", "{calls:?}");
+    assert!(
+        calls[0]["aud"].as_array().is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
+        "{calls:?}"
+    );
+    let evidence = std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl"))
+        .unwrap_or_default();
+    let records: Vec<Value> = evidence
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["record"]["event"].clone())
+        .filter(|event| event["kind"] == "call_intent" || event["kind"] == "call_outcome")
+        .collect();
+    assert_eq!(records.len(), 2, "{evidence}");
+    for record in &records {
+        assert_eq!(record["request"]["identity"]["mode"], "service", "{record}");
+    }
+    assert!(evidence.contains("service credential of `mail`"), "{evidence}");
     assert!(!evidence.contains(JWT_PREFIX));
     assert!(!setup.portcullis.log().contains(JWT_PREFIX));
 }

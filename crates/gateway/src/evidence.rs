@@ -86,6 +86,11 @@ impl CallRecord {
     }
 
     /// Notes the digest of the tool's definition as listed (as exposed to the client).
+    /// The call acts with the upstream's service authority, not the user's: its records say so.
+    pub fn acting_with_service(&mut self) {
+        self.request.identity.mode = portcullis_core::ActingMode::Service;
+    }
+
     pub fn set_definition(&mut self, definition: &rmcp::model::Tool) {
         if let Ok(value) = serde_json::to_value(definition) {
             self.tool.definition_hash = digest_json(&value);

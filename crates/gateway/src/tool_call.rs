@@ -286,6 +286,9 @@ impl PortcullisServer {
             }
         };
         let (attachment, credential_note) = credential.unzip();
+        if gateway.credentials.is_service(upstream.name().as_str()) {
+            record.acting_with_service();
+        }
 
         let (permit, approval_note, stateless_approval) = match authorized {
             Authorized::Permit(permit) => (permit, None, None),
