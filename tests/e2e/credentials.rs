@@ -118,6 +118,7 @@ fn delegation(options: Options<'_>) -> Delegation {
     let callback = free_port();
     let upstream_url = format!("http://127.0.0.1:{upstream_port}/mcp");
     let resource = format!("http://127.0.0.1:{portcullis_port}/mcp");
+    let issued = scratch.path().join("issued-tokens.txt");
     let provider = OpenIdProvider::start_with(
         &resource,
         &[
@@ -125,6 +126,8 @@ fn delegation(options: Options<'_>) -> Delegation {
             &upstream_url,
             "--upstream-token-ttl",
             options.token_ttl,
+            "--issued-tokens",
+            &issued.display().to_string(),
         ],
     );
     let upstream = Upstream::start(upstream_port, &provider.issuer, scratch.path());
@@ -197,14 +200,51 @@ impl Delegation {
         ts_client(&self.target(), &argv)
     }
 
+    /// Every secret of the run: the store's key, Portcullis's client secret, the users'
+    /// inbound tokens, and every token the provider issued (to Portcullis above all).
     fn secrets(&self) -> Vec<String> {
         let mut secrets = vec![STORE_KEY.to_owned()];
-        for field in ["portcullis_client_secret"] {
-            if let Some(value) = self.provider.ready[field].as_str() {
-                secrets.push(value.to_owned());
+        if let Some(value) = self.provider.ready["portcullis_client_secret"].as_str() {
+            secrets.push(value.to_owned());
+        }
+        for user in ["alice", "bob"] {
+            secrets.push(self.provider.token(user));
+        }
+        let issued = std::fs::read_to_string(self.scratch.path().join("issued-tokens.txt"))
+            .unwrap_or_default();
+        secrets.extend(issued.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        secrets
+    }
+
+    /// Looks for every secret of the run in every byte Portcullis wrote: its log (stdout is
+    /// not used in HTTP mode, stderr is kept), the evidence log, the credential store (it is
+    /// encrypted), and what the clients received (`observed`).
+    fn assert_no_secret_written(&self, observed: &[&Value]) {
+        let read = |name: &str| {
+            std::fs::read(self.scratch.path().join(name))
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default()
+        };
+        let mut outputs = vec![
+            ("portcullis log".to_owned(), self.portcullis.log()),
+            ("evidence".to_owned(), read("evidence.jsonl")),
+            ("credential store".to_owned(), read("credentials.enc")),
+        ];
+        for (n, value) in observed.iter().enumerate() {
+            outputs.push((format!("client output {n}"), value.to_string()));
+        }
+        let secrets = self.secrets();
+        // The store key, the client secret, two inbound tokens: then what was issued to us.
+        assert!(
+            secrets.len() > 4,
+            "the provider recorded no tokens it issued"
+        );
+        for (name, text) in &outputs {
+            assert!(!text.contains(JWT_PREFIX), "a token in the {name}: {text}");
+            for secret in &secrets {
+                assert!(!text.contains(secret.as_str()), "a secret in the {name}");
             }
         }
-        secrets
     }
 }
 
@@ -292,18 +332,8 @@ fn the_first_call_sends_the_person_to_sign_in_and_the_upstream_gets_their_own_to
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .unwrap_or_default();
     assert_eq!(mode, 0o600);
-    let outputs = [
-        ("evidence", evidence.clone()),
-        ("portcullis log", setup.portcullis.log()),
-        ("client observations", observed.to_string()),
-        ("store", String::from_utf8_lossy(&store).into_owned()),
-    ];
-    for (name, text) in &outputs {
-        assert!(!text.contains(JWT_PREFIX), "a token in the {name}: {text}");
-        for secret in setup.secrets() {
-            assert!(!text.contains(&secret), "a secret in the {name}");
-        }
-    }
+    assert!(!store.is_empty());
+    setup.assert_no_secret_written(&[&observed]);
 }
 
 #[test]
@@ -454,6 +484,8 @@ fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
         3,
         "`three` must not have reached the upstream: {calls:?}"
     );
+    // Rotated refresh tokens included: none of them in anything Portcullis wrote.
+    setup.assert_no_secret_written(&[&first, &second, &refused, &asked]);
 }
 
 #[test]
@@ -628,13 +660,27 @@ fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool(
     });
     let token = setup.provider.token("alice");
     let header = format!("Authorization: Bearer {token}");
-    let echo = setup.call("mail.echo", r#"{"text":"exchanged"}"#, &["--header", &header]);
+    let echo = setup.call(
+        "mail.echo",
+        r#"{"text":"exchanged"}"#,
+        &["--header", &header],
+    );
     assert_eq!(texts(&echo), vec!["exchanged"], "{echo}");
-    assert_eq!(echo["elicitations"].as_array().map(Vec::len), Some(0), "no sign-in: {echo}");
+    assert_eq!(
+        echo["elicitations"].as_array().map(Vec::len),
+        Some(0),
+        "no sign-in: {echo}"
+    );
     let send = setup.call(
         "mail.send_message",
         r#"{"to":"bob@example.com","subject":"s","body":"b"}"#,
-        &["--header", &header, "--form", "--content", r#"{"approve":true}"#],
+        &[
+            "--header",
+            &header,
+            "--form",
+            "--content",
+            r#"{"approve":true}"#,
+        ],
     );
     assert!(!is_error(&send["results"][0]), "{send}");
     let calls = setup.upstream.calls();
@@ -642,7 +688,11 @@ fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool(
     let scopes = |call: &Value| -> Vec<String> {
         let mut scopes: Vec<String> = call["scope"]
             .as_array()
-            .map(|s| s.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|s| {
+                s.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         scopes.sort();
         scopes
@@ -650,21 +700,26 @@ fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool(
     // Audience the upstream, scopes exactly what each tool needs, subject alice; never the
     // inbound token itself.
     assert_eq!(scopes(&calls[0]), vec!["mail.read"], "{calls:?}");
-    assert_eq!(scopes(&calls[1]), vec!["mail.read", "mail.send"], "{calls:?}");
+    assert_eq!(
+        scopes(&calls[1]),
+        vec!["mail.read", "mail.send"],
+        "{calls:?}"
+    );
     let inbound = sha256_hex(&token);
     for call in &calls {
         assert_eq!(call["sub"], "alice", "{call}");
         assert!(
-            call["aud"].as_array().is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
+            call["aud"]
+                .as_array()
+                .is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
             "{call}"
         );
         assert_ne!(call["token_sha256"], inbound.as_str(), "{call}");
     }
-    let evidence = std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl"))
-        .unwrap_or_default();
+    let evidence =
+        std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl")).unwrap_or_default();
     assert!(evidence.contains("exchanged sha256:"), "{evidence}");
-    assert!(!evidence.contains(JWT_PREFIX));
-    assert!(!setup.portcullis.log().contains(JWT_PREFIX));
+    setup.assert_no_secret_written(&[&echo, &send]);
 }
 
 #[test]
@@ -681,11 +736,13 @@ fn a_service_credential_acts_for_everyone_and_every_record_says_service() {
     // The client credentials grant: the token's subject is Portcullis's client, not a user.
     assert_eq!(calls[0]["sub"], "portcullis", "{calls:?}");
     assert!(
-        calls[0]["aud"].as_array().is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
+        calls[0]["aud"]
+            .as_array()
+            .is_some_and(|aud| aud.iter().any(|a| a == &setup.upstream.url)),
         "{calls:?}"
     );
-    let evidence = std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl"))
-        .unwrap_or_default();
+    let evidence =
+        std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl")).unwrap_or_default();
     let records: Vec<Value> = evidence
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -696,7 +753,10 @@ fn a_service_credential_acts_for_everyone_and_every_record_says_service() {
     for record in &records {
         assert_eq!(record["request"]["identity"]["mode"], "service", "{record}");
     }
-    assert!(evidence.contains("service credential of `mail`"), "{evidence}");
+    assert!(
+        evidence.contains("service credential of `mail`"),
+        "{evidence}"
+    );
     assert!(!evidence.contains(JWT_PREFIX));
     assert!(!setup.portcullis.log().contains(JWT_PREFIX));
 }

@@ -22,6 +22,7 @@
 // and POST /test/revoke-grants. See tests/node/README.md.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -61,6 +62,7 @@ try {
       'portcullis-public': { type: 'boolean', default: false },
       'portcullis-auth-method': { type: 'string' },
       'portcullis-redirect': { type: 'string', multiple: true, default: [] },
+      'issued-tokens': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -511,6 +513,19 @@ async function startProvider(name, { upstream = false } = {}) {
   });
   const issuer = `http://127.0.0.1:${server.address().port}`;
   provider = new Provider(issuer, configuration({ upstream }));
+  if (args['issued-tokens']) {
+    // Every token the token endpoint hands out, one per line, so that a test can look for
+    // each of them in everything Portcullis wrote.
+    provider.use(async (ctx, next) => {
+      await next();
+      const body = ctx.body;
+      if (ctx.path.endsWith('/token') && body && typeof body === 'object') {
+        const lines = ['access_token', 'refresh_token', 'id_token']
+          .map((k) => body[k]).filter((v) => typeof v === 'string');
+        if (lines.length) fs.appendFileSync(args['issued-tokens'], lines.map((l) => `${l}\n`).join(''));
+      }
+    });
+  }
   callback = provider.callback();
   const op = { name, issuer, provider, server, verificationKeys: new Map() };
   if (upstream) {

@@ -26,7 +26,6 @@ use crate::attach::Attachment;
 use crate::authorize::{Authorized, CallPermit, PendingApproval, Refusal};
 use crate::call::{UpstreamCall, tool_error};
 use crate::credentials::{FlowOutcome, Readiness};
-use portcullis_auth::InboundToken;
 use crate::evidence::{ApprovalRecord, CallRecord, summary};
 use crate::pending::PendingCall;
 use crate::server::{
@@ -35,6 +34,7 @@ use crate::server::{
 };
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, UpstreamHandle};
+use portcullis_auth::InboundToken;
 
 /// What the approval stage ends in.
 enum Approval {
