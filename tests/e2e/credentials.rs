@@ -35,13 +35,18 @@ impl Drop for Upstream {
 
 impl Upstream {
     fn start(port: u16, issuer: &str, scratch: &Path) -> Self {
+        Self::start_for(port, issuer, scratch, "auto")
+    }
+
+    /// The upstream validating tokens for `resource` (`auto`: its own URL).
+    fn start_for(port: u16, issuer: &str, scratch: &Path, resource: &str) -> Self {
         let record = scratch.join("received.jsonl");
         let work = scratch.join("mail");
         let child = Command::new(bin("portcullis-fixture"))
             .arg("--scratch")
             .arg(&work)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--auth-issuer", issuer, "--auth-resource", "auto"])
+            .args(["--auth-issuer", issuer, "--auth-resource", resource])
             .args(["--auth-tool-scope", "send_message=mail.send"])
             .arg("--auth-record")
             .arg(&record)
@@ -198,6 +203,71 @@ impl Delegation {
         let mut argv = vec!["--scenario", "call", "--tool", tool, "--args", args];
         argv.extend_from_slice(extra);
         ts_client(&self.target(), &argv)
+    }
+
+    /// The environment Portcullis commands need.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let secret = self.provider.ready["portcullis_client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        vec![
+            ("E2E_STORE_KEY", STORE_KEY.to_owned()),
+            ("E2E_CLIENT_SECRET", secret),
+        ]
+    }
+
+    /// `portcullis login mail` from a terminal as the local identity, the link followed by
+    /// alice's browser; returns what it said. `login` needs the callback address, which
+    /// `serve` holds (the person stops serve, or uses the client): here a second config on
+    /// another callback port shares the store.
+    fn login(&self, extra: &[&str]) -> String {
+        let other = free_port();
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        let login_config = self.scratch.path().join("login.toml");
+        std::fs::write(
+            &login_config,
+            text.replace(
+                &format!("callback = \"127.0.0.1:{}\"", self.callback),
+                &format!("callback = \"127.0.0.1:{other}\""),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut login = Command::new(bin("portcullis"))
+            .args(["login", "--config"])
+            .arg(&login_config)
+            .arg("mail")
+            .args(extra)
+            .envs(self.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start login: {e}"));
+        let mut link = String::new();
+        {
+            use std::io::BufRead;
+            let stdout = login.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+            let _ = std::io::BufReader::new(stdout).read_line(&mut link);
+        }
+        assert!(
+            link.starts_with(&format!("http://127.0.0.1:{other}/oauth/start/")),
+            "{link}"
+        );
+        let browser = Command::new(node_module("node/bin/node"))
+            .arg(repo_root().join("tests/node/browser.mjs"))
+            .arg(link.trim())
+            .args(["--account", "alice"])
+            .output()
+            .unwrap_or_else(|e| panic!("browser: {e}"));
+        assert!(browser.status.success(), "{browser:?}");
+        let done = login.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let said = String::from_utf8_lossy(&done.stderr).into_owned();
+        assert!(done.status.success(), "{said}");
+        said
+    }
+
+    fn listed(&self) -> Vec<String> {
+        crate::support::names(&ts_client(&self.target(), &["--scenario", "list"])["tools"])
     }
 
     /// Every secret of the run: the store's key, Portcullis's client secret, the users'
@@ -538,57 +608,9 @@ fn a_scope_the_upstream_demands_is_asked_for_before_the_next_call() {
 #[test]
 fn login_and_logout_from_a_terminal() {
     let setup = delegation(DEFAULTS);
-    // `login` needs the callback address, which `serve` holds: the person stops serve, or
-    // uses the client. Here a second config on another callback port shares the store.
-    let other = free_port();
-    let text = std::fs::read_to_string(&setup.config).unwrap_or_default();
-    let login_config = setup.scratch.path().join("login.toml");
-    std::fs::write(
-        &login_config,
-        text.replace(
-            &format!("callback = \"127.0.0.1:{}\"", setup.callback),
-            &format!("callback = \"127.0.0.1:{other}\""),
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let secret = setup.provider.ready["portcullis_client_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let env = [
-        ("E2E_STORE_KEY", STORE_KEY),
-        ("E2E_CLIENT_SECRET", secret.as_str()),
-    ];
-    let mut login = Command::new(bin("portcullis"))
-        .args(["login", "--config"])
-        .arg(&login_config)
-        .arg("mail")
-        .envs(env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start login: {e}"));
-    let mut link = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = login.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-        let _ = std::io::BufReader::new(stdout).read_line(&mut link);
-    }
-    assert!(
-        link.starts_with(&format!("http://127.0.0.1:{other}/oauth/start/")),
-        "{link}"
-    );
-    let browser = Command::new(node_module("node/bin/node"))
-        .arg(repo_root().join("tests/node/browser.mjs"))
-        .arg(link.trim())
-        .args(["--account", "alice"])
-        .output()
-        .unwrap_or_else(|e| panic!("browser: {e}"));
-    assert!(browser.status.success(), "{browser:?}");
-    let done = login.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    let said = String::from_utf8_lossy(&done.stderr);
-    assert!(done.status.success(), "{said}");
+    let said = setup.login(&[]);
     assert!(said.contains("authorised `mail`"), "{said}");
+    let env = setup.env();
 
     // The running serve uses the grant login stored: no sign-in asked.
     let call = setup.call("mail.echo", r#"{"text":"after login"}"#, &[]);
@@ -599,7 +621,7 @@ fn login_and_logout_from_a_terminal() {
         .args(["logout", "--config"])
         .arg(&setup.config)
         .arg("mail")
-        .envs(env)
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let said = String::from_utf8_lossy(&logout.stderr);
@@ -759,4 +781,79 @@ fn a_service_credential_acts_for_everyone_and_every_record_says_service() {
     );
     assert!(!evidence.contains(JWT_PREFIX));
     assert!(!setup.portcullis.log().contains(JWT_PREFIX));
+}
+
+#[test]
+fn tools_the_grant_cannot_call_are_hidden_until_it_can() {
+    let setup = delegation(Options {
+        credential: "hide_tools = true",
+        mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\", upstream_scopes = [\"mail.send\"] }",
+        ..DEFAULTS
+    });
+    let before = setup.listed();
+    assert!(before.contains(&"mail.echo".to_owned()), "{before:?}");
+    assert!(
+        !before.contains(&"mail.send_message".to_owned()),
+        "{before:?}"
+    );
+    // Hidden is hidden: a call of it is an unknown tool, and nothing is asked.
+    let call = setup.call(
+        "mail.send_message",
+        r#"{"to":"bob@example.com","subject":"s","body":"b"}"#,
+        &["--follow-url", "alice"],
+    );
+    assert!(
+        call["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown tool")),
+        "{call}"
+    );
+    assert_eq!(call["elicitations"].as_array().map(Vec::len), Some(0));
+    // A grant of mail.read does not show it; one with mail.send does.
+    setup.login(&[]);
+    assert!(!setup.listed().contains(&"mail.send_message".to_owned()));
+    setup.login(&["--scope", "mail.send"]);
+    let after = setup.listed();
+    assert!(after.contains(&"mail.send_message".to_owned()), "{after:?}");
+}
+
+#[test]
+fn an_upstream_that_refuses_the_token_gets_one_refresh_and_one_retry() {
+    let mut setup = delegation(DEFAULTS);
+    let first = setup.call("mail.echo", r#"{"text":"one"}"#, &["--follow-url", "alice"]);
+    assert_eq!(texts(&first), vec!["one"], "{first}");
+    // The upstream comes back as the resource server of another audience: it refuses every
+    // token Portcullis holds for it (401 invalid_token), the refreshed one too.
+    let port: u16 = setup
+        .upstream
+        .url
+        .trim_end_matches("/mcp")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {}", setup.upstream.url));
+    let _ = setup.upstream.child.kill();
+    let _ = setup.upstream.child.wait();
+    let elsewhere = format!("http://127.0.0.1:{port}/elsewhere");
+    setup.upstream = Upstream::start_for(
+        port,
+        &setup.provider.issuer,
+        setup.scratch.path(),
+        &elsewhere,
+    );
+    let mut text = String::new();
+    for _ in 0..20 {
+        let refused = setup.call("mail.echo", r#"{"text":"two"}"#, &[]);
+        text = texts(&refused).join("\n");
+        if text.contains("re-authorise") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        text.contains("re-authorise `mail`") && text.contains("again after a refresh"),
+        "{text}"
+    );
+    assert_eq!(setup.upstream.calls().len(), 1, "only the first call ran");
+    assert!(setup.portcullis.log().contains("delegated grant refreshed"));
 }

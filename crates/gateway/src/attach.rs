@@ -30,7 +30,8 @@ use crate::credentials::SecretValue;
 /// Why no credential went with a request; the call reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachFailure {
-    /// The grant is gone, revoked or expired beyond refresh: the person must authorise again.
+    /// The grant is gone, revoked or expired beyond refresh: the person must authorise again
+    /// (why, in a few words).
     Reauthorise(String),
     /// The upstream refused the token for lack of scopes (403 `insufficient_scope`).
     InsufficientScope(Vec<String>),
@@ -42,7 +43,9 @@ impl AttachFailure {
     /// The message for the client: what to do, never a secret.
     pub fn describe(&self, upstream: &str) -> String {
         match self {
-            Self::Reauthorise(why) => why.clone(),
+            Self::Reauthorise(why) => format!(
+                "re-authorise `{upstream}`: {why}; call again to be asked to sign in, or run `portcullis login {upstream}`; the call did not run"
+            ),
             Self::InsufficientScope(scopes) if scopes.is_empty() => format!(
                 "upstream `{upstream}` refused the call for lack of scopes; the call did not run"
             ),

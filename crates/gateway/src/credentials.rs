@@ -735,10 +735,7 @@ fn bearer(token: &SecretValue) -> (HeaderName, SecretValue) {
 
 impl DelegatedSource {
     fn reauthorise(&self, why: &str) -> AttachFailure {
-        AttachFailure::Reauthorise(format!(
-            "re-authorise `{}`: {why}; call again to be asked to sign in, or run `portcullis login {}`",
-            self.key.upstream, self.key.upstream
-        ))
+        AttachFailure::Reauthorise(why.to_owned())
     }
 
     fn stored(&self) -> Result<Grant, AttachFailure> {
