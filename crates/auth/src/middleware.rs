@@ -29,7 +29,7 @@ pub async fn require_bearer(
     let outcome = match &header {
         Ok(header) => server.authenticate(header.as_deref(), now_secs()).await,
         Err(rejection) => {
-            log_rejection(&rejection, &Claimed::default());
+            log_rejection(rejection, &Claimed::default());
             Err(rejection.clone())
         }
     };

@@ -15,6 +15,8 @@
 
 mod flows;
 mod pages;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
