@@ -857,3 +857,69 @@ fn an_upstream_that_refuses_the_token_gets_one_refresh_and_one_retry() {
     assert_eq!(setup.upstream.calls().len(), 1, "only the first call ran");
     assert!(setup.portcullis.log().contains("delegated grant refreshed"));
 }
+
+#[test]
+fn an_api_key_goes_in_its_own_header_to_its_own_upstream_only() {
+    let scratch = Scratch::new();
+    let keyed_port = free_port();
+    let plain_port = free_port();
+    let fixture = |port: u16, name: &str| {
+        Command::new(bin("portcullis-fixture"))
+            .arg("--scratch")
+            .arg(scratch.sub(name))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the fixture: {e}"))
+    };
+    let mut upstreams = [fixture(keyed_port, "keyed"), fixture(plain_port, "plain")];
+    for port in [keyed_port, plain_port] {
+        assert!(wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+    }
+    let key = "the-service-api-key-0123456789";
+    let config = scratch.config(&format!(
+        r#"[server]
+evidence = "evidence.jsonl"
+
+[[upstream]]
+name = "keyed"
+url = "http://127.0.0.1:{keyed_port}/mcp"
+trusted = true
+tools.headers = {{ effect = "read" }}
+credential = {{ kind = "api_key", env = "E2E_API_KEY", header = "X-Api-Key" }}
+
+[[upstream]]
+name = "plain"
+url = "http://127.0.0.1:{plain_port}/mcp"
+trusted = true
+tools.headers = {{ effect = "read" }}
+"#
+    ));
+    let portcullis = Portcullis::http_with_env(&config, &[("E2E_API_KEY", key)]);
+    let target = Target::Http(&portcullis.url);
+    let headers = |tool: &str| -> Value {
+        let observed = ts_client(&target, &["--scenario", "call", "--tool", tool]);
+        let text = result_text(&observed["result"]);
+        serde_json::from_str::<Value>(&text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {observed}"))["headers"]
+            .clone()
+    };
+    // This fixture echoes what it received, key included: that is the upstream's doing, and
+    // here it shows the key arrived, in its header, on the call.
+    let keyed = headers("keyed.headers");
+    assert_eq!(keyed["x-api-key"], key, "{keyed}");
+    assert!(keyed.get("authorization").is_none(), "{keyed}");
+    let plain = headers("plain.headers");
+    assert!(plain.get("x-api-key").is_none(), "the key went to another upstream: {plain}");
+    let evidence = std::fs::read_to_string(scratch.path().join("evidence.jsonl")).unwrap_or_default();
+    assert!(evidence.contains("service credential of `keyed`"), "{evidence}");
+    assert!(!evidence.contains(key));
+    assert!(!portcullis.log().contains(key));
+    for upstream in &mut upstreams {
+        let _ = upstream.kill();
+        let _ = upstream.wait();
+    }
+}
