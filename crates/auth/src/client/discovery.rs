@@ -195,37 +195,58 @@ async fn fetch_resource_metadata(
         Some(url) => vec![url],
         None => well_known_resource_metadata_urls(upstream)?,
     };
-    for candidate in &candidates {
+    let Some((url, document)) = first_document::<ProtectedResourceMetadata>(
+        fetcher,
+        &candidates,
+        "protected resource metadata",
+        "protected resource metadata document",
+    )
+    .await?
+    else {
+        return Err(ClientError::ResourceMetadataNotFound {
+            resource: resource.to_owned(),
+            tried: tried(&candidates),
+        });
+    };
+    let found = Url::parse(&document.resource)
+        .ok()
+        .and_then(|found| canonical_resource(&found).ok());
+    if found.as_deref() != Some(resource) {
+        return Err(ClientError::ResourceMismatch {
+            url: shown(url),
+            expected: resource.to_owned(),
+            found: document.resource,
+        });
+    }
+    Ok((url.clone(), document))
+}
+
+/// The first of `candidates` that answers with a success status, parsed as `T`. An error
+/// status means "not here" and moves on (logged at debug, naming `what`); a transport error or
+/// a document that does not parse (as a `document`) stops the search: the server answered, and
+/// answered wrong. `None` when no candidate had one.
+async fn first_document<'a, T: serde::de::DeserializeOwned>(
+    fetcher: &Fetcher,
+    candidates: &'a [Url],
+    what: &'static str,
+    document: &'static str,
+) -> Result<Option<(&'a Url, T)>, ClientError> {
+    for candidate in candidates {
         let fetched = fetcher.get(candidate, METADATA_LIMIT).await?;
         if !fetched.status.is_success() {
             tracing::debug!(
                 url = %shown(candidate),
                 status = fetched.status.as_u16(),
-                "no protected resource metadata here"
+                "no {what} here"
             );
             continue;
         }
-        let document: ProtectedResourceMetadata = parse_document(
+        return Ok(Some((
             candidate,
-            &fetched.body,
-            "protected resource metadata document",
-        )?;
-        let found = Url::parse(&document.resource)
-            .ok()
-            .and_then(|found| canonical_resource(&found).ok());
-        if found.as_deref() != Some(resource) {
-            return Err(ClientError::ResourceMismatch {
-                url: shown(candidate),
-                expected: resource.to_owned(),
-                found: document.resource,
-            });
-        }
-        return Ok((candidate.clone(), document));
+            parse_document(candidate, &fetched.body, document)?,
+        )));
     }
-    Err(ClientError::ResourceMetadataNotFound {
-        resource: resource.to_owned(),
-        tried: tried(&candidates),
-    })
+    Ok(None)
 }
 
 /// The path-suffixed well-known URL of `upstream` when it has a path, then the root one.
@@ -270,34 +291,27 @@ async fn fetch_authorization_server_metadata(
     }
     let candidates =
         authorization_server_metadata_urls(issuer, &issuer_url, MetadataOrder::OAuthFirst);
-    for candidate in &candidates {
-        let fetched = fetcher.get(candidate, METADATA_LIMIT).await?;
-        if !fetched.status.is_success() {
-            tracing::debug!(
-                url = %shown(candidate),
-                status = fetched.status.as_u16(),
-                "no authorization server metadata here"
-            );
-            continue;
-        }
-        let raw: RawAuthorizationServerMetadata = parse_document(
-            candidate,
-            &fetched.body,
-            "authorization server metadata document",
-        )?;
-        if raw.issuer != issuer {
-            return Err(ClientError::IssuerMismatch {
-                url: shown(candidate),
-                expected: issuer.to_owned(),
-                found: raw.issuer,
-            });
-        }
-        return Ok((candidate.clone(), checked_metadata(raw, reach)?));
+    let Some((url, raw)) = first_document::<RawAuthorizationServerMetadata>(
+        fetcher,
+        &candidates,
+        "authorization server metadata",
+        "authorization server metadata document",
+    )
+    .await?
+    else {
+        return Err(ClientError::MetadataNotFound {
+            issuer: issuer.to_owned(),
+            tried: tried(&candidates),
+        });
+    };
+    if raw.issuer != issuer {
+        return Err(ClientError::IssuerMismatch {
+            url: shown(url),
+            expected: issuer.to_owned(),
+            found: raw.issuer,
+        });
     }
-    Err(ClientError::MetadataNotFound {
-        issuer: issuer.to_owned(),
-        tried: tried(&candidates),
-    })
+    Ok((url.clone(), checked_metadata(raw, reach)?))
 }
 
 fn checked_metadata(

@@ -5,6 +5,8 @@
 
 mod server;
 
+use std::fmt::{Debug, Display};
+use std::future::Future;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -92,16 +94,37 @@ fn oauth_error(code: &str, description: &str) -> Reply {
 /// An upstream at `{base}/mcp` whose metadata and authorization server share its origin.
 async fn world() -> Scripted {
     let server = Scripted::start().await;
-    let base = server.base.clone();
-    server.reply(PRM_PATH, Reply::json(&prm(&format!("{base}/mcp"), &base)));
-    server.reply(AS_PATH, Reply::json(&as_metadata(&base, &base)));
+    serve_prm(&server, PRM_PATH, &server.base);
+    serve_metadata(&server, |_| {});
     server
 }
 
 async fn discovered(server: &Scripted) -> Discovered {
-    bounded(discover(&server.url("/mcp"), None, local()))
-        .await
-        .unwrap()
+    succeeds(discover(&server.url("/mcp"), None, local())).await
+}
+
+/// Why discovery of the upstream at `{base}/mcp`, without a challenge, fails.
+async fn discovery_error(server: &Scripted) -> ClientError {
+    fails(discover(&server.url("/mcp"), None, local())).await
+}
+
+/// Serves at `path` the protected resource metadata of the upstream at `{base}/mcp`, naming
+/// `issuer` its authorization server.
+fn serve_prm(server: &Scripted, path: &str, issuer: &str) {
+    let resource = format!("{}/mcp", server.base);
+    server.reply(path, Reply::json(&prm(&resource, issuer)));
+}
+
+/// Serves the authorization server metadata `world` serves, changed by `edit`.
+fn serve_metadata(server: &Scripted, edit: impl FnOnce(&mut Value)) {
+    let mut metadata = as_metadata(&server.base, &server.base);
+    edit(&mut metadata);
+    server.reply(AS_PATH, Reply::json(&metadata));
+}
+
+/// Drops `name` from a metadata document.
+fn remove(metadata: &mut Value, name: &str) {
+    metadata.as_object_mut().unwrap().remove(name);
 }
 
 fn registration(server: &Scripted, secret: Option<&str>) -> ClientRegistration {
@@ -113,6 +136,7 @@ fn registration(server: &Scripted, secret: Option<&str>) -> ClientRegistration {
     }
 }
 
+/// A confidential client of what `server` serves now.
 async fn client(server: &Scripted) -> (OAuthClient, Discovered) {
     let discovered = discovered(server).await;
     let client = OAuthClient::new(
@@ -122,6 +146,57 @@ async fn client(server: &Scripted) -> (OAuthClient, Discovered) {
     )
     .unwrap();
     (client, discovered)
+}
+
+/// The same, after the authorization server metadata is changed by `edit`.
+async fn client_with(
+    server: &Scripted,
+    edit: impl FnOnce(&mut Value),
+) -> (OAuthClient, Discovered) {
+    serve_metadata(server, edit);
+    client(server).await
+}
+
+/// The output of a future that must succeed, within the test's time limit.
+async fn succeeds<T, E: Debug>(future: impl Future<Output = Result<T, E>>) -> T {
+    bounded(future).await.unwrap()
+}
+
+/// The error of a future that must fail, within the test's time limit.
+async fn fails<T: Debug, E>(future: impl Future<Output = Result<T, E>>) -> E {
+    bounded(future).await.unwrap_err()
+}
+
+/// Asserts that a value matches a pattern, showing the value (and any context) if not.
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat $(if $guard:expr)? $(,)?) => {
+        assert!(matches!($value, $pattern $(if $guard)?), "{}", $value)
+    };
+    ($value:expr, $pattern:pat $(if $guard:expr)?, $($context:tt)+) => {
+        assert!(
+            matches!($value, $pattern $(if $guard)?),
+            "{}: {}",
+            format_args!($($context)+),
+            $value
+        )
+    };
+}
+
+/// Asserts that neither the `Display` nor the `Debug` of `error` shows `secret`.
+#[track_caller]
+fn assert_hides(error: &(impl Display + Debug), secret: &str) {
+    let shown = error.to_string();
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(!format!("{error:?}").contains(secret));
+}
+
+/// Asserts that `sent` authenticated the confidential client with HTTP Basic.
+#[track_caller]
+fn assert_basic_auth(sent: &Received) {
+    assert_eq!(
+        sent.authorization.as_deref(),
+        Some(basic(CLIENT_ID, CLIENT_SECRET).as_str())
+    );
 }
 
 fn scopes(names: &[&str]) -> Vec<String> {
@@ -150,15 +225,11 @@ fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn plain_http_is_refused_unless_loopback_is_allowed() {
     let server = world().await;
-    let error = bounded(Fetcher::upstream(strict()).get(&server.url(PRM_PATH), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, FetchError::InsecureUrl { .. }), "{error}");
+    let error = fails(Fetcher::upstream(strict()).get(&server.url(PRM_PATH), LIMIT)).await;
+    assert_matches!(error, FetchError::InsecureUrl { .. });
     assert!(server.received().is_empty());
 
-    let fetched = bounded(Fetcher::upstream(local()).get(&server.url(PRM_PATH), LIMIT))
-        .await
-        .unwrap();
+    let fetched = succeeds(Fetcher::upstream(local()).get(&server.url(PRM_PATH), LIMIT)).await;
     assert_eq!(fetched.status, StatusCode::OK);
 }
 
@@ -191,27 +262,23 @@ async fn forbidden_addresses_are_refused_before_any_connection() {
         for scheme in schemes {
             for (host, expected) in cases {
                 let target = url(&format!("{scheme}://{host}/latest/meta-data/"));
-                let error = bounded(fetcher.get(&target, LIMIT)).await.unwrap_err();
-                assert!(
-                    matches!(error, FetchError::ForbiddenAddress { range, .. } if range == expected),
-                    "{target}: {error}"
+                let error = fails(fetcher.get(&target, LIMIT)).await;
+                assert_matches!(
+                    error,
+                    FetchError::ForbiddenAddress { range, .. } if range == expected,
+                    "{target}"
                 );
                 assert!(error.to_string().starts_with("refused `"), "{error}");
             }
         }
     }
-    let error = bounded(Fetcher::upstream(strict()).get(&url("https://127.0.0.1/x"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            FetchError::ForbiddenAddress {
-                range: AddressRange::Loopback,
-                ..
-            }
-        ),
-        "{error}"
+    let error = fails(Fetcher::upstream(strict()).get(&url("https://127.0.0.1/x"), LIMIT)).await;
+    assert_matches!(
+        error,
+        FetchError::ForbiddenAddress {
+            range: AddressRange::Loopback,
+            ..
+        }
     );
     assert_eq!(
         error.to_string(),
@@ -227,31 +294,25 @@ async fn names_are_checked_by_what_they_resolve_to_and_metadata_names_not_at_all
     let port = server.url("/").port().unwrap();
     let by_name = url(&format!("https://localhost:{port}/doc"));
 
-    let error = bounded(Fetcher::upstream(strict()).get(&by_name, LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            FetchError::ForbiddenAddress {
-                range: AddressRange::Loopback,
-                ..
-            }
-        ),
-        "{error}"
+    let error = fails(Fetcher::upstream(strict()).get(&by_name, LIMIT)).await;
+    assert_matches!(
+        error,
+        FetchError::ForbiddenAddress {
+            range: AddressRange::Loopback,
+            ..
+        }
     );
     assert!(server.received().is_empty());
 
     // Allowed, the vetted address is the one connected to, and TLS checks the name.
     let fetcher = Fetcher::upstream(local()).with_extra_roots(test_ca());
-    let fetched = bounded(fetcher.get(&by_name, LIMIT)).await.unwrap();
+    let fetched = succeeds(fetcher.get(&by_name, LIMIT)).await;
     assert_eq!(fetched.status, StatusCode::OK);
 
     for host in ["metadata.google.internal", "metadata", "instance-data"] {
-        let error = bounded(fetcher.get(&url(&format!("https://{host}/computeMetadata/")), LIMIT))
-            .await
-            .unwrap_err();
-        assert!(matches!(error, FetchError::MetadataHost { .. }), "{error}");
+        let error =
+            fails(fetcher.get(&url(&format!("https://{host}/computeMetadata/")), LIMIT)).await;
+        assert_matches!(error, FetchError::MetadataHost { .. });
     }
 }
 
@@ -272,25 +333,16 @@ async fn redirects_are_checked_hop_by_hop() {
     server.reply("/to-loopback", Reply::redirect(StatusCode::FOUND, PRM_PATH));
     let fetcher = Fetcher::upstream(local()).with_timeout(Duration::from_secs(2));
 
-    let error = bounded(fetcher.get(&server.url("/to-metadata"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            &error,
-            FetchError::ForbiddenAddress { url, range: AddressRange::LinkLocal, .. }
-                if url == "http://169.254.169.254/latest/meta-data/"
-        ),
-        "{error}"
+    let error = fails(fetcher.get(&server.url("/to-metadata"), LIMIT)).await;
+    assert_matches!(
+        &error,
+        FetchError::ForbiddenAddress { url, range: AddressRange::LinkLocal, .. }
+            if url == "http://169.254.169.254/latest/meta-data/"
     );
     // From http, a redirect to https changes the scheme, refused as such.
-    let error = bounded(fetcher.get(&server.url("/to-private"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, FetchError::Redirect { .. }), "{error}");
-    let fetched = bounded(fetcher.get(&server.url("/to-loopback"), LIMIT))
-        .await
-        .unwrap();
+    let error = fails(fetcher.get(&server.url("/to-private"), LIMIT)).await;
+    assert_matches!(error, FetchError::Redirect { .. });
+    let fetched = succeeds(fetcher.get(&server.url("/to-loopback"), LIMIT)).await;
     assert_eq!(fetched.status, StatusCode::OK);
 
     // Over https, the redirect keeps its scheme and the address rule refuses the hop.
@@ -307,31 +359,21 @@ async fn redirects_are_checked_hop_by_hop() {
         ),
     );
     let fetcher = fetcher.with_extra_roots(test_ca());
-    let error = bounded(fetcher.get(&tls.url("/to-private"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            FetchError::ForbiddenAddress {
-                range: AddressRange::Private,
-                ..
-            }
-        ),
-        "{error}"
+    let error = fails(fetcher.get(&tls.url("/to-private"), LIMIT)).await;
+    assert_matches!(
+        error,
+        FetchError::ForbiddenAddress {
+            range: AddressRange::Private,
+            ..
+        }
     );
-    let error = bounded(fetcher.get(&tls.url("/to-metadata"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            FetchError::ForbiddenAddress {
-                range: AddressRange::LinkLocal,
-                ..
-            }
-        ),
-        "{error}"
+    let error = fails(fetcher.get(&tls.url("/to-metadata"), LIMIT)).await;
+    assert_matches!(
+        error,
+        FetchError::ForbiddenAddress {
+            range: AddressRange::LinkLocal,
+            ..
+        }
     );
     assert_eq!(tls.paths(), ["/to-private", "/to-metadata"]);
 }
@@ -350,17 +392,10 @@ async fn at_most_three_redirects_are_followed() {
     server.reply("/doc", Reply::json(&json!({"ok": true})));
     let fetcher = Fetcher::upstream(local());
 
-    let fetched = bounded(fetcher.get(&server.url("/r2"), LIMIT))
-        .await
-        .unwrap();
+    let fetched = succeeds(fetcher.get(&server.url("/r2"), LIMIT)).await;
     assert_eq!(fetched.status, StatusCode::OK);
-    let error = bounded(fetcher.get(&server.url("/r1"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, FetchError::TooManyRedirects { limit: 3, .. }),
-        "{error}"
-    );
+    let error = fails(fetcher.get(&server.url("/r1"), LIMIT)).await;
+    assert_matches!(error, FetchError::TooManyRedirects { limit: 3, .. });
 }
 
 #[tokio::test]
@@ -370,25 +405,16 @@ async fn bodies_over_the_limit_are_refused() {
         "/huge",
         Reply::json(&json!({ "padding": "x".repeat(200 * 1024) })),
     );
-    let error = bounded(Fetcher::upstream(local()).get(&server.url("/huge"), LIMIT))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, FetchError::TooLarge { limit: LIMIT, .. }),
-        "{error}"
-    );
+    let error = fails(Fetcher::upstream(local()).get(&server.url("/huge"), LIMIT)).await;
+    assert_matches!(error, FetchError::TooLarge { limit: LIMIT, .. });
 }
 
 #[tokio::test]
 async fn errors_show_urls_without_their_query() {
     let server = world().await;
     let with_code = server.url("/cb?code=code-secret-77&state=abc");
-    let error = bounded(Fetcher::upstream(strict()).get(&with_code, LIMIT))
-        .await
-        .unwrap_err();
-    let shown = error.to_string();
-    assert!(!shown.contains("code-secret-77"), "{shown}");
-    assert!(!format!("{error:?}").contains("code-secret-77"));
+    let error = fails(Fetcher::upstream(strict()).get(&with_code, LIMIT)).await;
+    assert_hides(&error, "code-secret-77");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,16 +540,11 @@ fn the_canonical_resource_is_lowercase_without_default_port_or_fragment() {
 async fn discovery_reads_the_metadata_the_challenge_names() {
     let server = world().await;
     let base = server.base.clone();
-    server.reply(
-        "/custom-prm",
-        Reply::json(&prm(&format!("{base}/mcp"), &base)),
-    );
+    serve_prm(&server, "/custom-prm", &base);
     let header = format!(r#"Bearer resource_metadata="{base}/custom-prm", scope="mcp tools:call""#);
     let challenge = parse_www_authenticate(&header);
 
-    let discovered = bounded(discover(&server.url("/mcp"), Some(&challenge), local()))
-        .await
-        .unwrap();
+    let discovered = succeeds(discover(&server.url("/mcp"), Some(&challenge), local())).await;
 
     assert_eq!(server.paths(), ["/custom-prm", AS_PATH]);
     assert_eq!(discovered.resource(), format!("{base}/mcp"));
@@ -565,8 +586,8 @@ async fn discovery_reads_the_metadata_the_challenge_names() {
 async fn without_a_challenge_the_path_then_the_root_well_known_url_is_tried() {
     let server = Scripted::start().await;
     let base = server.base.clone();
-    server.reply(PRM_ROOT, Reply::json(&prm(&format!("{base}/mcp"), &base)));
-    server.reply(AS_PATH, Reply::json(&as_metadata(&base, &base)));
+    serve_prm(&server, PRM_ROOT, &base);
+    serve_metadata(&server, |_| {});
 
     let discovered = discovered(&server).await;
 
@@ -575,13 +596,8 @@ async fn without_a_challenge_the_path_then_the_root_well_known_url_is_tried() {
     assert_eq!(discovered.scopes(), scopes(&["mcp", "files.read"]));
 
     let nothing = Scripted::start().await;
-    let error = bounded(discover(&nothing.url("/mcp"), None, local()))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::ResourceMetadataNotFound { .. }),
-        "{error}"
-    );
+    let error = discovery_error(&nothing).await;
+    assert_matches!(error, ClientError::ResourceMetadataNotFound { .. });
 }
 
 #[tokio::test]
@@ -595,12 +611,11 @@ async fn metadata_for_another_resource_is_refused() {
         "not a url".to_owned(),
     ] {
         server.reply(PRM_PATH, Reply::json(&prm(&resource, &base)));
-        let error = bounded(discover(&server.url("/mcp"), None, local()))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, ClientError::ResourceMismatch { found, .. } if *found == resource),
-            "{resource}: {error}"
+        let error = discovery_error(&server).await;
+        assert_matches!(
+            &error,
+            ClientError::ResourceMismatch { found, .. } if *found == resource,
+            "{resource}"
         );
     }
     // The same resource written differently is the same resource.
@@ -619,13 +634,8 @@ async fn metadata_for_another_resource_is_refused() {
         PRM_PATH,
         Reply::json(&json!({ "resource": format!("{base}/mcp") })),
     );
-    let error = bounded(discover(&server.url("/mcp"), None, local()))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::NoAuthorizationServer { .. }),
-        "{error}"
-    );
+    let error = discovery_error(&server).await;
+    assert_matches!(error, ClientError::NoAuthorizationServer { .. });
 }
 
 #[tokio::test]
@@ -635,13 +645,8 @@ async fn authorization_server_metadata_must_name_exactly_its_issuer() {
     for advertised in [format!("{base}/"), "https://evil.example.com".to_owned()] {
         server.reply(AS_PATH, Reply::json(&as_metadata(&advertised, &base)));
         server.reply(OIDC_PATH, Reply::json(&as_metadata(&base, &base)));
-        let error = bounded(discover(&server.url("/mcp"), None, local()))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, ClientError::IssuerMismatch { found, .. } if *found == advertised),
-            "{error}"
-        );
+        let error = discovery_error(&server).await;
+        assert_matches!(&error, ClientError::IssuerMismatch { found, .. } if *found == advertised);
     }
     // The first document found decides: no falling through to the OpenID one.
     assert!(!server.paths().contains(&OIDC_PATH.to_owned()));
@@ -650,23 +655,13 @@ async fn authorization_server_metadata_must_name_exactly_its_issuer() {
 #[tokio::test]
 async fn a_server_without_s256_is_refused() {
     let server = world().await;
-    let base = server.base.clone();
-    let mut metadata = as_metadata(&base, &base);
     for methods in [Some(json!(["plain"])), Some(json!([])), None] {
-        match methods {
+        serve_metadata(&server, |metadata| match methods {
             Some(methods) => metadata["code_challenge_methods_supported"] = methods,
-            None => {
-                metadata
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("code_challenge_methods_supported");
-            }
-        }
-        server.reply(AS_PATH, Reply::json(&metadata));
-        let error = bounded(discover(&server.url("/mcp"), None, local()))
-            .await
-            .unwrap_err();
-        assert!(matches!(error, ClientError::NoPkce { .. }), "{error}");
+            None => remove(metadata, "code_challenge_methods_supported"),
+        });
+        let error = discovery_error(&server).await;
+        assert_matches!(error, ClientError::NoPkce { .. });
     }
 }
 
@@ -676,7 +671,7 @@ async fn authorization_server_metadata_is_looked_for_in_the_mcp_order() {
     let server = Scripted::start().await;
     let base = server.base.clone();
     let issuer = format!("{base}/tenant1");
-    server.reply(PRM_PATH, Reply::json(&prm(&format!("{base}/mcp"), &issuer)));
+    serve_prm(&server, PRM_PATH, &issuer);
     server.reply(
         "/tenant1/.well-known/openid-configuration",
         Reply::json(&as_metadata(&issuer, &base)),
@@ -696,7 +691,7 @@ async fn authorization_server_metadata_is_looked_for_in_the_mcp_order() {
     // An issuer without one: RFC 8414, then OpenID.
     let server = Scripted::start().await;
     let base = server.base.clone();
-    server.reply(PRM_PATH, Reply::json(&prm(&format!("{base}/mcp"), &base)));
+    serve_prm(&server, PRM_PATH, &base);
     server.reply(OIDC_PATH, Reply::json(&as_metadata(&base, &base)));
     self::discovered(&server).await;
     assert_eq!(server.paths(), [PRM_PATH, AS_PATH, OIDC_PATH]);
@@ -709,69 +704,46 @@ async fn every_url_discovery_follows_is_under_the_fetcher_rules() {
     let challenge = parse_www_authenticate(
         r#"Bearer resource_metadata="http://169.254.169.254/latest/meta-data/iam""#,
     );
-    let error = bounded(discover(&server.url("/mcp"), Some(&challenge), local()))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ClientError::Fetch(FetchError::ForbiddenAddress {
-                range: AddressRange::LinkLocal,
-                ..
-            })
-        ),
-        "{error}"
+    let error = fails(discover(&server.url("/mcp"), Some(&challenge), local())).await;
+    assert_matches!(
+        error,
+        ClientError::Fetch(FetchError::ForbiddenAddress {
+            range: AddressRange::LinkLocal,
+            ..
+        })
     );
     assert!(server.received().is_empty());
 
     // An authorization server on the private network.
     let base = server.base.clone();
-    server.reply(
-        PRM_PATH,
-        Reply::json(&prm(&format!("{base}/mcp"), "https://10.1.2.3")),
-    );
-    let error = bounded(discover(&server.url("/mcp"), None, local()))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ClientError::Fetch(FetchError::ForbiddenAddress {
-                range: AddressRange::Private,
-                ..
-            })
-        ),
-        "{error}"
+    serve_prm(&server, PRM_PATH, "https://10.1.2.3");
+    let error = discovery_error(&server).await;
+    assert_matches!(
+        error,
+        ClientError::Fetch(FetchError::ForbiddenAddress {
+            range: AddressRange::Private,
+            ..
+        })
     );
 
     // Endpoints over plain http to somewhere else, or not http at all.
-    server.reply(PRM_PATH, Reply::json(&prm(&format!("{base}/mcp"), &base)));
+    serve_prm(&server, PRM_PATH, &base);
     for (name, value) in [
         ("token_endpoint", "http://as.example.com/token"),
         ("authorization_endpoint", "javascript:alert(1)"),
         ("revocation_endpoint", "https://as.example.com/revoke#x"),
     ] {
-        let mut metadata = as_metadata(&base, &base);
-        metadata[name] = json!(value);
-        server.reply(AS_PATH, Reply::json(&metadata));
-        let error = bounded(discover(&server.url("/mcp"), None, local()))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, ClientError::InvalidEndpoint { endpoint, .. } if *endpoint == name),
-            "{name}: {error}"
+        serve_metadata(&server, |metadata| metadata[name] = json!(value));
+        let error = discovery_error(&server).await;
+        assert_matches!(
+            &error,
+            ClientError::InvalidEndpoint { endpoint, .. } if *endpoint == name,
+            "{name}"
         );
     }
-    let mut metadata = as_metadata(&base, &base);
-    metadata.as_object_mut().unwrap().remove("token_endpoint");
-    server.reply(AS_PATH, Reply::json(&metadata));
-    let error = bounded(discover(&server.url("/mcp"), None, local()))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::MissingEndpoint { .. }),
-        "{error}"
-    );
+    serve_metadata(&server, |metadata| remove(metadata, "token_endpoint"));
+    let error = discovery_error(&server).await;
+    assert_matches!(error, ClientError::MissingEndpoint { .. });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -817,15 +789,12 @@ async fn the_authorization_url_carries_pkce_state_resource_redirect_and_scope() 
         let error = client
             .authorization_request(&scopes(&[bad]), discovered.resource())
             .unwrap_err();
-        assert!(matches!(error, ClientError::InvalidScope { .. }), "{error}");
+        assert_matches!(error, ClientError::InvalidScope { .. });
     }
     let error = client
         .authorization_request(&[], "https://mcp.example.com/mcp#frag")
         .unwrap_err();
-    assert!(
-        matches!(error, ClientError::InvalidResource { .. }),
-        "{error}"
-    );
+    assert_matches!(error, ClientError::InvalidResource { .. });
 }
 
 #[tokio::test]
@@ -838,9 +807,7 @@ async fn the_code_exchange_sends_the_verifier_and_the_resource() {
     let verifier = pending.verifier().to_owned();
     server.reply("/token", token_reply("at-1", Some("rt-1")));
 
-    let tokens = bounded(client.exchange_code(pending, "code-1", discovered.resource()))
-        .await
-        .unwrap();
+    let tokens = succeeds(client.exchange_code(pending, "code-1", discovered.resource())).await;
 
     assert_eq!(tokens.access_token.expose(), "at-1");
     assert_eq!(tokens.refresh_token.as_ref().unwrap().expose(), "rt-1");
@@ -855,10 +822,7 @@ async fn the_code_exchange_sends_the_verifier_and_the_resource() {
     assert_eq!(sent.field("redirect_uri"), Some(REDIRECT_URI));
     assert_eq!(sent.field("resource"), Some(discovered.resource()));
     assert_eq!(sent.field("client_secret"), None);
-    assert_eq!(
-        sent.authorization.as_deref(),
-        Some(basic(CLIENT_ID, CLIENT_SECRET).as_str())
-    );
+    assert_basic_auth(&sent);
 }
 
 #[tokio::test]
@@ -867,9 +831,8 @@ async fn a_refresh_sends_the_token_resource_and_scope() {
     let (client, discovered) = client(&server).await;
     server.reply("/token", token_reply("at-2", None));
 
-    let tokens = bounded(client.refresh("rt-1", discovered.resource(), Some(&scopes(&["mcp"]))))
-        .await
-        .unwrap();
+    let tokens =
+        succeeds(client.refresh("rt-1", discovered.resource(), Some(&scopes(&["mcp"])))).await;
 
     assert_eq!(tokens.access_token.expose(), "at-2");
     assert!(tokens.refresh_token.is_none());
@@ -879,9 +842,7 @@ async fn a_refresh_sends_the_token_resource_and_scope() {
     assert_eq!(sent.field("resource"), Some(discovered.resource()));
     assert_eq!(sent.field("scope"), Some("mcp"));
 
-    bounded(client.refresh("rt-1", discovered.resource(), None))
-        .await
-        .unwrap();
+    succeeds(client.refresh("rt-1", discovered.resource(), None)).await;
     assert_eq!(server.last("/token").field("scope"), None);
 }
 
@@ -895,9 +856,7 @@ async fn invalid_grant_means_reauthorise_and_is_told_apart_from_the_rest() {
         "/token",
         oauth_error("invalid_grant", "refresh token expired"),
     );
-    let error = bounded(client.refresh("rt-1", resource, None))
-        .await
-        .unwrap_err();
+    let error = fails(client.refresh("rt-1", resource, None)).await;
     assert!(error.requires_reauthorization(), "{error}");
     assert!(!error.is_transport());
     assert_eq!(
@@ -910,38 +869,23 @@ async fn invalid_grant_means_reauthorise_and_is_told_apart_from_the_rest() {
     );
 
     server.reply("/token", oauth_error("invalid_client", "unknown client"));
-    let error = bounded(client.refresh("rt-1", resource, None))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, ClientError::Refused { error, .. } if error == "invalid_client"),
-        "{error}"
-    );
+    let error = fails(client.refresh("rt-1", resource, None)).await;
+    assert_matches!(&error, ClientError::Refused { error, .. } if error == "invalid_client");
     assert!(!error.requires_reauthorization());
 
     server.reply(
         "/token",
         Reply::text(StatusCode::BAD_GATEWAY, "<html>down</html>"),
     );
-    let error = bounded(client.refresh("rt-1", resource, None))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::Status { status: 502, .. }),
-        "{error}"
-    );
+    let error = fails(client.refresh("rt-1", resource, None)).await;
+    assert_matches!(error, ClientError::Status { status: 502, .. });
 
     server.reply(
         "/token",
         Reply::redirect(StatusCode::TEMPORARY_REDIRECT, "/token2"),
     );
-    let error = bounded(client.refresh("rt-1", resource, None))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::Fetch(FetchError::RedirectedPost { .. })),
-        "{error}"
-    );
+    let error = fails(client.refresh("rt-1", resource, None)).await;
+    assert_matches!(error, ClientError::Fetch(FetchError::RedirectedPost { .. }));
     assert!(error.is_transport());
     assert!(!server.paths().contains(&"/token2".to_owned()));
 
@@ -950,22 +894,11 @@ async fn invalid_grant_means_reauthorise_and_is_told_apart_from_the_rest() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let gone = {
-        let base = server.base.clone();
-        let mut metadata = as_metadata(&base, &base);
+    let (gone, _) = client_with(&server, |metadata| {
         metadata["token_endpoint"] = json!(format!("http://{closed}/token"));
-        server.reply(AS_PATH, Reply::json(&metadata));
-        let discovered = self::discovered(&server).await;
-        OAuthClient::new(
-            &discovered,
-            registration(&server, Some(CLIENT_SECRET)),
-            local(),
-        )
-        .unwrap()
-    };
-    let error = bounded(gone.refresh("rt-1", resource, None))
-        .await
-        .unwrap_err();
+    })
+    .await;
+    let error = fails(gone.refresh("rt-1", resource, None)).await;
     assert!(
         error.is_transport() && !error.requires_reauthorization(),
         "{error}"
@@ -978,23 +911,16 @@ async fn revocation_sends_the_token_and_its_hint() {
     let (client, _) = client(&server).await;
     server.reply("/revoke", Reply::status(StatusCode::OK));
 
-    let revoked = bounded(client.revoke("rt-1", TokenHint::RefreshToken))
-        .await
-        .unwrap();
+    let revoked = succeeds(client.revoke("rt-1", TokenHint::RefreshToken)).await;
 
     assert_eq!(revoked, Revoked::Revoked);
     let sent = server.last("/revoke");
     assert_eq!(sent.method, "POST");
     assert_eq!(sent.field("token"), Some("rt-1"));
     assert_eq!(sent.field("token_type_hint"), Some("refresh_token"));
-    assert_eq!(
-        sent.authorization.as_deref(),
-        Some(basic(CLIENT_ID, CLIENT_SECRET).as_str())
-    );
+    assert_basic_auth(&sent);
 
-    bounded(client.revoke("at-1", TokenHint::AccessToken))
-        .await
-        .unwrap();
+    succeeds(client.revoke("at-1", TokenHint::AccessToken)).await;
     assert_eq!(
         server.last("/revoke").field("token_type_hint"),
         Some("access_token")
@@ -1004,30 +930,14 @@ async fn revocation_sends_the_token_and_its_hint() {
         "/revoke",
         oauth_error("unsupported_token_type", "access tokens live on"),
     );
-    let revoked = bounded(client.revoke("at-1", TokenHint::AccessToken))
-        .await
-        .unwrap();
+    let revoked = succeeds(client.revoke("at-1", TokenHint::AccessToken)).await;
     assert_eq!(revoked, Revoked::NotSupported);
 
     // No revocation endpoint: nothing is sent.
-    let base = server.base.clone();
-    let mut metadata = as_metadata(&base, &base);
-    metadata
-        .as_object_mut()
-        .unwrap()
-        .remove("revocation_endpoint");
-    server.reply(AS_PATH, Reply::json(&metadata));
-    let discovered = discovered(&server).await;
-    let without = OAuthClient::new(
-        &discovered,
-        registration(&server, Some(CLIENT_SECRET)),
-        local(),
-    )
-    .unwrap();
+    let (without, _) =
+        client_with(&server, |metadata| remove(metadata, "revocation_endpoint")).await;
     let before = server.received().len();
-    let revoked = bounded(without.revoke("rt-1", TokenHint::RefreshToken))
-        .await
-        .unwrap();
+    let revoked = succeeds(without.revoke("rt-1", TokenHint::RefreshToken)).await;
     assert_eq!(revoked, Revoked::NotSupported);
     assert_eq!(server.received().len(), before);
 }
@@ -1046,13 +956,12 @@ async fn token_exchange_sends_the_rfc_8693_fields() {
         })),
     );
 
-    let tokens = bounded(client.exchange_token(
+    let tokens = succeeds(client.exchange_token(
         "subject-1",
         discovered.resource(),
         &scopes(&["mcp", "files.read"]),
     ))
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(tokens.access_token.expose(), "at-exchanged");
     assert_eq!(tokens.expires_in, Some(Duration::from_secs(300)));
@@ -1073,18 +982,13 @@ async fn token_exchange_sends_the_rfc_8693_fields() {
     );
     assert_eq!(sent.field("resource"), Some(discovered.resource()));
     assert_eq!(sent.field("scope"), Some("mcp files.read"));
-    assert_eq!(
-        sent.authorization.as_deref(),
-        Some(basic(CLIENT_ID, CLIENT_SECRET).as_str())
-    );
+    assert_basic_auth(&sent);
 
     server.reply(
         "/token",
         oauth_error("invalid_grant", "subject token expired"),
     );
-    let error = bounded(client.exchange_token("subject-1", discovered.resource(), &[]))
-        .await
-        .unwrap_err();
+    let error = fails(client.exchange_token("subject-1", discovered.resource(), &[])).await;
     assert!(error.requires_reauthorization(), "{error}");
 
     server.reply(
@@ -1095,13 +999,8 @@ async fn token_exchange_sends_the_rfc_8693_fields() {
             "token_type": "N_A",
         })),
     );
-    let error = bounded(client.exchange_token("subject-1", discovered.resource(), &[]))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::InvalidTokenResponse { .. }),
-        "{error}"
-    );
+    let error = fails(client.exchange_token("subject-1", discovered.resource(), &[])).await;
+    assert_matches!(error, ClientError::InvalidTokenResponse { .. });
 }
 
 #[tokio::test]
@@ -1110,19 +1009,15 @@ async fn client_credentials_send_the_grant_scope_and_resource() {
     let (client, discovered) = client(&server).await;
     server.reply("/token", token_reply("at-machine", None));
 
-    let tokens = bounded(client.client_credentials(&scopes(&["mcp"]), discovered.resource()))
-        .await
-        .unwrap();
+    let tokens =
+        succeeds(client.client_credentials(&scopes(&["mcp"]), discovered.resource())).await;
 
     assert_eq!(tokens.access_token.expose(), "at-machine");
     let sent = server.last("/token");
     assert_eq!(sent.field("grant_type"), Some("client_credentials"));
     assert_eq!(sent.field("scope"), Some("mcp"));
     assert_eq!(sent.field("resource"), Some(discovered.resource()));
-    assert_eq!(
-        sent.authorization.as_deref(),
-        Some(basic(CLIENT_ID, CLIENT_SECRET).as_str())
-    );
+    assert_basic_auth(&sent);
 }
 
 #[tokio::test]
@@ -1133,12 +1028,8 @@ async fn public_clients_and_post_only_servers_authenticate_in_the_body() {
     server.reply("/revoke", Reply::status(StatusCode::OK));
 
     let public = OAuthClient::new(&discovered, registration(&server, None), local()).unwrap();
-    bounded(public.refresh("rt-1", discovered.resource(), None))
-        .await
-        .unwrap();
-    bounded(public.revoke("rt-1", TokenHint::RefreshToken))
-        .await
-        .unwrap();
+    succeeds(public.refresh("rt-1", discovered.resource(), None)).await;
+    succeeds(public.revoke("rt-1", TokenHint::RefreshToken)).await;
     for path in ["/token", "/revoke"] {
         let sent: Received = server.last(path);
         assert_eq!(sent.authorization, None, "{path}");
@@ -1146,23 +1037,12 @@ async fn public_clients_and_post_only_servers_authenticate_in_the_body() {
         assert_eq!(sent.field("client_secret"), None, "{path}");
     }
 
-    let base = server.base.clone();
-    let mut metadata = as_metadata(&base, &base);
-    metadata["token_endpoint_auth_methods_supported"] = json!(["client_secret_post"]);
-    server.reply(AS_PATH, Reply::json(&metadata));
-    let discovered = self::discovered(&server).await;
-    let post = OAuthClient::new(
-        &discovered,
-        registration(&server, Some(CLIENT_SECRET)),
-        local(),
-    )
-    .unwrap();
-    bounded(post.refresh("rt-1", discovered.resource(), None))
-        .await
-        .unwrap();
-    bounded(post.exchange_token("subject-1", discovered.resource(), &[]))
-        .await
-        .unwrap();
+    let (post, discovered) = client_with(&server, |metadata| {
+        metadata["token_endpoint_auth_methods_supported"] = json!(["client_secret_post"]);
+    })
+    .await;
+    succeeds(post.refresh("rt-1", discovered.resource(), None)).await;
+    succeeds(post.exchange_token("subject-1", discovered.resource(), &[])).await;
     for sent in server
         .received()
         .iter()
@@ -1185,36 +1065,27 @@ async fn a_registration_is_used_only_with_its_own_issuer() {
 
     let error = OAuthClient::new(&discovered, registration, local()).unwrap_err();
 
-    assert!(
-        matches!(error, ClientError::UnregisteredIssuer { .. }),
-        "{error}"
-    );
-    assert!(!error.to_string().contains(CLIENT_SECRET));
+    assert_matches!(error, ClientError::UnregisteredIssuer { .. });
+    assert_hides(&error, CLIENT_SECRET);
 
     // An authorization endpoint that presets one of our parameters is refused too.
     let base = server.base.clone();
-    let mut metadata = as_metadata(&base, &base);
-    metadata["authorization_endpoint"] = json!(format!(
-        "{base}/authorize?redirect_uri=https://evil.example.com/cb"
-    ));
-    server.reply(AS_PATH, Reply::json(&metadata));
+    serve_metadata(&server, |metadata| {
+        metadata["authorization_endpoint"] = json!(format!(
+            "{base}/authorize?redirect_uri=https://evil.example.com/cb"
+        ));
+    });
     let discovered = self::discovered(&server).await;
     let error =
         OAuthClient::new(&discovered, self::registration(&server, None), local()).unwrap_err();
-    assert!(
-        matches!(error, ClientError::InvalidEndpoint { .. }),
-        "{error}"
-    );
+    assert_matches!(error, ClientError::InvalidEndpoint { .. });
 
     // A client whose fetcher is stricter than discovery's refuses the loopback endpoints.
-    server.reply(AS_PATH, Reply::json(&as_metadata(&base, &base)));
+    serve_metadata(&server, |_| {});
     let discovered = self::discovered(&server).await;
     let error =
         OAuthClient::new(&discovered, self::registration(&server, None), strict()).unwrap_err();
-    assert!(
-        matches!(error, ClientError::InvalidEndpoint { .. }),
-        "{error}"
-    );
+    assert_matches!(error, ClientError::InvalidEndpoint { .. });
 }
 
 #[tokio::test]
@@ -1248,29 +1119,13 @@ async fn no_secret_appears_in_any_error_or_debug() {
         "/token",
         oauth_error("invalid_grant", &echo(&[code, &verifier])),
     );
-    show(
-        bounded(client.exchange_code(pending, code, resource))
-            .await
-            .unwrap_err(),
-    );
+    show(fails(client.exchange_code(pending, code, resource)).await);
     server.reply("/token", oauth_error("invalid_grant", &echo(&[refresh])));
-    show(
-        bounded(client.refresh(refresh, resource, None))
-            .await
-            .unwrap_err(),
-    );
+    show(fails(client.refresh(refresh, resource, None)).await);
     server.reply("/token", oauth_error("invalid_grant", &echo(&[subject])));
-    show(
-        bounded(client.exchange_token(subject, resource, &[]))
-            .await
-            .unwrap_err(),
-    );
+    show(fails(client.exchange_token(subject, resource, &[])).await);
     server.reply("/revoke", oauth_error("invalid_request", &echo(&[refresh])));
-    show(
-        bounded(client.revoke(refresh, TokenHint::RefreshToken))
-            .await
-            .unwrap_err(),
-    );
+    show(fails(client.revoke(refresh, TokenHint::RefreshToken)).await);
     server.reply(
         "/token",
         Reply::json_status(
@@ -1278,11 +1133,7 @@ async fn no_secret_appears_in_any_error_or_debug() {
             &json!({ "error": echo(&[refresh]) }),
         ),
     );
-    show(
-        bounded(client.refresh(refresh, resource, None))
-            .await
-            .unwrap_err(),
-    );
+    show(fails(client.refresh(refresh, resource, None)).await);
     // Token responses we cannot read, with the token in them.
     for body in [
         json!({ "access_token": access, "token_type": 5 }),
@@ -1291,16 +1142,8 @@ async fn no_secret_appears_in_any_error_or_debug() {
         json!({ "token_type": access }),
     ] {
         server.reply("/token", Reply::json(&body));
-        show(
-            bounded(client.refresh(refresh, resource, None))
-                .await
-                .unwrap_err(),
-        );
-        show(
-            bounded(client.exchange_token(subject, resource, &[]))
-                .await
-                .unwrap_err(),
-        );
+        show(fails(client.refresh(refresh, resource, None)).await);
+        show(fails(client.exchange_token(subject, resource, &[])).await);
     }
     server.reply(
         "/token",
@@ -1309,22 +1152,12 @@ async fn no_secret_appears_in_any_error_or_debug() {
             &echo(&[refresh, subject]),
         ),
     );
-    show(
-        bounded(client.refresh(refresh, resource, None))
-            .await
-            .unwrap_err(),
-    );
-    show(
-        bounded(client.exchange_token(subject, resource, &[]))
-            .await
-            .unwrap_err(),
-    );
+    show(fails(client.refresh(refresh, resource, None)).await);
+    show(fails(client.exchange_token(subject, resource, &[])).await);
 
     // And the values that hold secrets.
     server.reply("/token", token_reply(access, Some(refresh)));
-    let tokens = bounded(client.refresh(refresh, resource, None))
-        .await
-        .unwrap();
+    let tokens = succeeds(client.refresh(refresh, resource, None)).await;
     let (_, pending) = client.authorization_request(&[], resource).unwrap();
     let pending_verifier = pending.verifier().to_owned();
     shown.push(format!("{tokens:?}"));

@@ -140,19 +140,12 @@ pub(crate) struct Idp {
     /// `http://127.0.0.1:<port>`
     pub(crate) issuer: String,
     pub(crate) state: Arc<IdpState>,
-    server: JoinHandle<()>,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: Serving,
 }
 
 impl Idp {
     pub(crate) async fn start(keys: &[&TestKey]) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, issuer) = bind_loopback().await;
         Self::serve(listener, issuer, keys)
     }
 
@@ -169,14 +162,39 @@ impl Idp {
         let state = Arc::new(IdpState::default());
         state.publish(keys);
         let router = router(issuer.clone(), Arc::clone(&state));
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
         Self {
             issuer,
             state,
-            server,
+            _server: Serving::spawn(listener, router),
         }
+    }
+}
+
+/// A plain-http listener on 127.0.0.1 and its base URL, `http://127.0.0.1:<port>`.
+pub(crate) async fn bind_loopback() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
+}
+
+/// A test server answering in the background until this is dropped, so that no test leaves
+/// one running.
+pub(crate) struct Serving(JoinHandle<()>);
+
+impl Serving {
+    pub(crate) fn spawn<L>(listener: L, router: Router) -> Self
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        Self(tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        }))
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -14,11 +14,9 @@ use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use url::{Url, form_urlencoded};
 
-use crate::tests::idp::TlsListener;
+use crate::tests::idp::{Serving, TlsListener, bind_loopback};
 
 /// A canned answer.
 #[derive(Debug, Clone)]
@@ -117,19 +115,12 @@ pub(crate) struct Scripted {
     /// `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`.
     pub(crate) base: String,
     script: Arc<Script>,
-    server: JoinHandle<()>,
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: Serving,
 }
 
 impl Scripted {
     pub(crate) async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, base) = bind_loopback().await;
         Self::serve(listener, base)
     }
 
@@ -147,13 +138,10 @@ impl Scripted {
         let router = Router::new()
             .fallback(answer)
             .with_state(Arc::clone(&script));
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
         Self {
             base,
             script,
-            server,
+            _server: Serving::spawn(listener, router),
         }
     }
 
