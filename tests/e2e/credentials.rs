@@ -913,9 +913,16 @@ tools.headers = {{ effect = "read" }}
     assert_eq!(keyed["x-api-key"], key, "{keyed}");
     assert!(keyed.get("authorization").is_none(), "{keyed}");
     let plain = headers("plain.headers");
-    assert!(plain.get("x-api-key").is_none(), "the key went to another upstream: {plain}");
-    let evidence = std::fs::read_to_string(scratch.path().join("evidence.jsonl")).unwrap_or_default();
-    assert!(evidence.contains("service credential of `keyed`"), "{evidence}");
+    assert!(
+        plain.get("x-api-key").is_none(),
+        "the key went to another upstream: {plain}"
+    );
+    let evidence =
+        std::fs::read_to_string(scratch.path().join("evidence.jsonl")).unwrap_or_default();
+    assert!(
+        evidence.contains("service credential of `keyed`"),
+        "{evidence}"
+    );
     assert!(!evidence.contains(key));
     assert!(!portcullis.log().contains(key));
     for upstream in &mut upstreams {

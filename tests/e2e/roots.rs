@@ -286,3 +286,65 @@ async fn paths_outside_the_roots_never_reach_the_filesystem_server() {
         .count();
     assert!(outside_roots >= 13, "{events:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roots_for_an_identity_narrow_the_upstreams_roots() {
+    let scratch = Scratch::new();
+    let root = scratch.sub("root");
+    for dir in ["eng", "carol", "ops"] {
+        std::fs::create_dir(root.join(dir)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join(dir).join("notes.txt"), dir).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(root.join("top.txt"), "top").unwrap_or_else(|e| panic!("{e}"));
+    // The upstream may reach `root`; carol (group eng) only `root/eng` and `root/carol`.
+    let config = scratch.relay_config(&format!(
+        r#"[identity.local]
+user = "carol"
+groups = ["eng"]
+
+[[upstream]]
+name = "files"
+command = {}
+roots = [{root:?}]
+roots_for = [
+  {{ group = "eng", roots = [{eng:?}] }},
+  {{ user = "carol", roots = [{carol:?}] }},
+  {{ group = "ops", roots = [{ops:?}] }},
+]
+"#,
+        toml_array(&[
+            "node".to_owned(),
+            node_module("@modelcontextprotocol/server-filesystem/dist/index.js")
+                .display()
+                .to_string(),
+            "/".to_owned(),
+        ]),
+        root = root.display().to_string(),
+        eng = root.join("eng").display().to_string(),
+        carol = root.join("carol").display().to_string(),
+        ops = root.join("ops").display().to_string(),
+    ));
+    let client = connect(&config, None).await;
+    for dir in ["eng", "carol"] {
+        let path = root.join(dir).join("notes.txt").display().to_string();
+        let read = call(&client, "files.read_text_file", json!({ "path": path })).await;
+        assert_eq!(text(&read), dir, "{dir}");
+    }
+    for path in [root.join("ops/notes.txt"), root.join("top.txt")] {
+        let path = path.display().to_string();
+        let read = call(&client, "files.read_text_file", json!({ "path": path })).await;
+        refused(&read, &path);
+    }
+    // The server asked for roots when it started, outside any call: one process serves every
+    // identity, so it was told the upstream's roots (its sandbox's bound), never its own `/`.
+    let allowed = call(&client, "files.list_allowed_directories", json!({})).await;
+    let allowed = text(&allowed);
+    assert!(
+        allowed
+            .lines()
+            .any(|line| line.trim() == root.display().to_string()),
+        "{allowed}"
+    );
+    assert!(!allowed.lines().any(|line| line.trim() == "/"), "{allowed}");
+    let _ = client.cancel().await;
+}

@@ -137,6 +137,13 @@ pub struct Upstream {
     /// directory but not resolved. A contained stdio upstream may read and write beneath them
     /// and nowhere else.
     pub roots: Vec<PathBuf>,
+    /// Narrower roots for some identities (`[[upstream.roots_for]]`). When there are any, an
+    /// identity's roots are those of the entries naming its user or one of its groups (within
+    /// `roots`), and an identity no entry names has none. The sandbox is the upstream's: one
+    /// process serves every identity, so the kernel holds it to `roots` (and an upstream that
+    /// asks for roots outside any call is told those), and Portcullis's check holds each call
+    /// to its identity's own.
+    pub roots_for: Vec<RootsFor>,
     /// Whether path arguments are checked against the roots before a call is forwarded
     /// (default yes, when the upstream has roots; `check_paths = false` leaves it to the
     /// sandbox alone, for tests of the sandbox).
@@ -146,6 +153,31 @@ pub struct Upstream {
     /// How a `url` upstream is authorised (`[upstream.credential]`); `None`: no credential
     /// is ever sent to it.
     pub credential: Option<UpstreamCredential>,
+}
+
+/// Roots granted to one user or one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootsFor {
+    pub grantee: Grantee,
+    pub roots: Vec<PathBuf>,
+}
+
+/// Who a `roots_for` entry is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    /// A user, by subject.
+    User(String),
+    Group(String),
+}
+
+impl Grantee {
+    /// Whether the identity with `subject` in `groups` is this grantee.
+    pub fn names(&self, subject: &str, groups: &BTreeSet<String>) -> bool {
+        match self {
+            Grantee::User(user) => user == subject,
+            Grantee::Group(group) => groups.contains(group),
+        }
+    }
 }
 
 /// How an upstream reads a leading `~` in a path argument.
@@ -501,6 +533,7 @@ fn parse_upstream(
     let credential =
         upstream_credential(report, upstream.credential.as_ref(), upstream.url.is_some());
     let roots = paths(report, &upstream.roots, base_dir, "root");
+    let roots_for = roots_for(report, upstream, base_dir);
     let tilde = match upstream.tilde.as_ref().map(|t| (t, t.get_ref().as_str())) {
         None | Some((_, "deny")) => TildeRule::Deny,
         Some((_, "literal")) => TildeRule::Literal,
@@ -534,6 +567,7 @@ fn parse_upstream(
         trust_hints: upstream.trust_hints.unwrap_or(false),
         sampling: upstream.sampling.unwrap_or(false),
         roots,
+        roots_for,
         check_paths: upstream.check_paths.unwrap_or(true),
         tilde,
         credential,
@@ -743,6 +777,56 @@ fn sandbox_limits(report: &mut Reporter<'_>, raw: &RawLimits) -> SandboxLimits {
 }
 
 /// Paths joined to the configuration's directory (lexically: nothing is resolved here).
+/// `[[upstream.roots_for]]`: each names a user or a group, not both, and roots within the
+/// upstream's (checked lexically here; resolved, the check narrows to the upstream's anyway).
+fn roots_for(report: &mut Reporter<'_>, upstream: &RawUpstream, base_dir: &Path) -> Vec<RootsFor> {
+    let mut entries = Vec::new();
+    if !upstream.roots_for.is_empty() && upstream.roots.is_empty() {
+        report.at(
+            Some(upstream.name.span()),
+            "`roots_for` narrows the upstream's `roots`, and it has none",
+        );
+    }
+    let granted = paths(
+        &mut Reporter::new(Path::new(""), ""),
+        &upstream.roots,
+        base_dir,
+        "root",
+    );
+    for spanned in &upstream.roots_for {
+        let raw = spanned.get_ref();
+        let grantee = match (&raw.user, &raw.group) {
+            (Some(user), None) if !user.get_ref().is_empty() => {
+                Grantee::User(user.get_ref().clone())
+            }
+            (None, Some(group)) if !group.get_ref().is_empty() => {
+                Grantee::Group(group.get_ref().clone())
+            }
+            _ => {
+                report.at(
+                    Some(spanned.span()),
+                    "a `roots_for` entry names exactly one non-empty `user` or `group`",
+                );
+                continue;
+            }
+        };
+        let roots = paths(report, &raw.roots, base_dir, "root");
+        for (root, raw_root) in roots.iter().zip(&raw.roots) {
+            if !granted.iter().any(|allowed| root.starts_with(allowed)) {
+                report.at(
+                    Some(raw_root.span()),
+                    format!(
+                        "`{}` is not within the upstream's `roots`; `roots_for` can only narrow them",
+                        raw_root.get_ref()
+                    ),
+                );
+            }
+        }
+        entries.push(RootsFor { grantee, roots });
+    }
+    entries
+}
+
 fn paths(
     report: &mut Reporter<'_>,
     raw: &[Spanned<String>],

@@ -141,10 +141,21 @@ pub(crate) struct RawUpstream {
     pub tools: BTreeMap<String, Spanned<RawToolRules>>,
     #[serde(default)]
     pub roots: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub roots_for: Vec<Spanned<RawRootsFor>>,
     pub check_paths: Option<bool>,
     pub tilde: Option<Spanned<String>>,
     pub sandbox: Option<Spanned<RawSandbox>>,
     pub credential: Option<Spanned<RawCredential>>,
+}
+
+/// `[[upstream.roots_for]]`: roots for the identities a user or group names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRootsFor {
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub roots: Vec<Spanned<String>>,
 }
 
 /// `[upstream.sandbox]`: what a stdio upstream may reach besides its roots. Every key is an

@@ -464,3 +464,44 @@ credential = { kind = "password" }
             conf/portcullis.toml:28:23: unknown credential kind `password`; use `oauth` (each user's own grant), `client_credentials` or `api_key` (service authority)"#]],
     );
 }
+
+#[test]
+fn roots_for_narrow_and_only_narrow() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[[upstream]]
+name = "files"
+command = ["server"]
+roots = ["work"]
+roots_for = [{ group = "eng", roots = ["work/eng"] }, { user = "carol", roots = ["work/carol"] }]
+"#,
+    )
+    .unwrap();
+    let entries = &config.upstreams[0].roots_for;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].grantee, crate::Grantee::Group("eng".to_owned()));
+    assert_eq!(entries[1].roots, [Path::new("conf/work/carol")]);
+    check_errors(
+        r#"
+[[upstream]]
+name = "files"
+command = ["server"]
+roots = ["work"]
+roots_for = [
+  { group = "eng", user = "carol", roots = ["work/x"] },
+  { group = "ops", roots = ["elsewhere"] },
+]
+
+[[upstream]]
+name = "other"
+command = ["server"]
+roots_for = [{ user = "carol", roots = ["x"] }]
+"#,
+        expect![[r#"
+            conf/portcullis.toml:7:3: a `roots_for` entry names exactly one non-empty `user` or `group`
+            conf/portcullis.toml:8:29: `elsewhere` is not within the upstream's `roots`; `roots_for` can only narrow them
+            conf/portcullis.toml:12:8: `roots_for` narrows the upstream's `roots`, and it has none
+            conf/portcullis.toml:14:41: `x` is not within the upstream's `roots`; `roots_for` can only narrow them"#]],
+    );
+}

@@ -1,8 +1,10 @@
 //! Roots as a boundary: the path arguments of a call to a local (stdio) upstream are checked
 //! against the effective roots before the call leaves Portcullis.
 //!
-//! The effective roots of a session and upstream are the roots config grants the upstream,
-//! intersected with the client's roots when the client offers them (`effective_roots`). Path
+//! The effective roots of a session and upstream are the roots config grants that identity at
+//! that upstream (the upstream's `roots`, or with `roots_for` those of the entries naming the
+//! user or one of their groups, within the upstream's), intersected with the client's roots
+//! when the client offers them (`effective_roots`). Path
 //! arguments are the tool's configured pointers plus what its input schema names (see
 //! `portcullis-roots`). A call to an HTTP upstream is not checked: its paths name another
 //! machine's filesystem. A stdio upstream without roots is not checked either; contained, its
@@ -11,16 +13,27 @@
 //! INVARIANT: any doubt denies: roots that cannot be resolved, a schema whose path arguments
 //! cannot be found, a value that does not resolve, all refuse the call.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use portcullis_config::{TildeRule, Upstream, UpstreamTransport};
+use portcullis_config::{Grantee, TildeRule, Upstream, UpstreamTransport};
 use portcullis_roots::{PathArguments, Resolver, Roots, Tilde, effective_roots};
 use rmcp::model::{JsonObject, Tool};
 
 /// What a stdio upstream's path arguments are checked against.
 pub struct PathGuard {
     granted: Result<Roots, String>,
+    /// `roots_for`: the roots of the identities a user or group names (empty: every identity
+    /// gets `granted`).
+    narrowed: Vec<(Grantee, Result<Roots, String>)>,
     resolver: Result<Resolver, String>,
+}
+
+/// Whom a check is for: the user's subject and groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Grantor<'a> {
+    pub subject: &'a str,
+    pub groups: &'a BTreeSet<String>,
 }
 
 impl PathGuard {
@@ -40,7 +53,45 @@ impl PathGuard {
             TildeRule::Expand(home) => Tilde::Expand(home.clone()),
         };
         let resolver = Resolver::new(absolute(cwd), tilde).map_err(|error| error.to_string());
-        Some(Self { granted, resolver })
+        let narrowed = spec
+            .roots_for
+            .iter()
+            .map(|entry| {
+                (
+                    entry.grantee.clone(),
+                    Roots::from_paths(&entry.roots).map_err(|error| error.to_string()),
+                )
+            })
+            .collect();
+        Some(Self {
+            granted,
+            narrowed,
+            resolver,
+        })
+    }
+
+    /// The roots config grants `who` at this upstream: the upstream's, or (with `roots_for`)
+    /// those of the entries naming them, within the upstream's. Nobody known (an upstream
+    /// asking outside any call, for all the identities its one process serves): the
+    /// upstream's, the bound its sandbox holds it to.
+    fn granted_to(&self, who: Option<Grantor<'_>>) -> Result<Roots, String> {
+        let granted = self
+            .granted
+            .as_ref()
+            .map_err(|error| format!("its upstream's roots cannot be resolved ({error})"))?;
+        let Some(who) = who.filter(|_| !self.narrowed.is_empty()) else {
+            return Ok(granted.clone());
+        };
+        let mut parts = Vec::new();
+        for (grantee, roots) in &self.narrowed {
+            if grantee.names(who.subject, who.groups) {
+                let roots = roots.as_ref().map_err(|error| {
+                    format!("the roots config grants this identity cannot be resolved ({error})")
+                })?;
+                parts.push(effective_roots(Some(roots), granted));
+            }
+        }
+        Ok(Roots::union(parts))
     }
 
     /// Checks `arguments` of a call of `tool` (its listed definition, whose schema names its
@@ -52,11 +103,9 @@ impl PathGuard {
         pointers: &[String],
         arguments: Option<&JsonObject>,
         client: Option<&Roots>,
+        who: Grantor<'_>,
     ) -> Result<(), String> {
-        let granted = self
-            .granted
-            .as_ref()
-            .map_err(|error| format!("its upstream's roots cannot be resolved ({error})"))?;
+        let granted = self.granted_to(Some(who))?;
         let resolver = self
             .resolver
             .as_ref()
@@ -64,7 +113,7 @@ impl PathGuard {
         let schema = serde_json::Value::Object((*tool.input_schema).clone());
         let found = PathArguments::from_schema(&schema, pointers)
             .map_err(|error| format!("its path arguments cannot be determined ({error})"))?;
-        let roots = effective_roots(client, granted);
+        let roots = effective_roots(client, &granted);
         let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
         found
             .check_arguments(&value, resolver, &roots)
@@ -72,11 +121,11 @@ impl PathGuard {
     }
 
     /// The effective roots as `file://` URIs, for an upstream that asks for them.
-    pub fn root_uris(&self, client: Option<&Roots>) -> Vec<String> {
-        let Ok(granted) = &self.granted else {
+    pub fn root_uris(&self, client: Option<&Roots>, who: Option<Grantor<'_>>) -> Vec<String> {
+        let Ok(granted) = self.granted_to(who) else {
             return Vec::new();
         };
-        effective_roots(client, granted)
+        effective_roots(client, &granted)
             .iter()
             .map(file_uri)
             .collect()

@@ -481,7 +481,10 @@ impl PortcullisServer {
                             upstream,
                             &asker,
                             evidence_request.as_ref(),
-                            &upstream.root_answer_for(self.offered_roots().as_ref()),
+                            &upstream.root_answer_for(
+                                self.offered_roots().as_ref(),
+                                evidence_request.as_ref(),
+                            ),
                             required,
                         )
                         .await

@@ -27,6 +27,7 @@ use crate::authorize::{Authorized, CallPermit, PendingApproval, Refusal};
 use crate::call::{UpstreamCall, tool_error};
 use crate::credentials::{FlowOutcome, Readiness};
 use crate::evidence::{ApprovalRecord, CallRecord, summary};
+use crate::paths::Grantor;
 use crate::pending::PendingCall;
 use crate::server::{
     NEXT_SESSION, PortcullisServer, asker_for, binding, declares_elicitation,
@@ -186,7 +187,16 @@ impl PortcullisServer {
                     self.offered_roots()
                 };
                 guard
-                    .check(definition, &pointers, arguments, client_roots.as_ref())
+                    .check(
+                        definition,
+                        &pointers,
+                        arguments,
+                        client_roots.as_ref(),
+                        Grantor {
+                            subject: &envelope.user().subject,
+                            groups: envelope.groups(),
+                        },
+                    )
                     .err()
             })
         };

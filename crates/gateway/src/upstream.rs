@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::evidence::now_ms;
-use crate::paths::PathGuard;
+use crate::paths::{Grantor, PathGuard};
 use crate::progress::ProgressRoutes;
 use crate::relay::RelayClient;
 use crate::sandbox::{self, StartSandbox};
@@ -232,14 +232,26 @@ impl UpstreamHandle {
     /// The roots (`file://` URIs) to tell this upstream when it asks: its granted roots
     /// narrowed by the calling client's (none for an upstream whose paths are not checked).
     pub fn root_answer(&self, route: Option<&CallRoute>) -> Vec<String> {
-        self.root_answer_for(route.and_then(|r| r.client_roots.as_ref()))
+        self.root_answer_for(
+            route.and_then(|r| r.client_roots.as_ref()),
+            route.and_then(|r| r.request.as_ref()),
+        )
     }
 
-    /// The same, given the client's roots.
-    pub fn root_answer_for(&self, client_roots: Option<&Roots>) -> Vec<String> {
+    /// The same, given the client's roots and the request the question belongs to (whose
+    /// identity's roots they are; none known: the upstream's own).
+    pub fn root_answer_for(
+        &self,
+        client_roots: Option<&Roots>,
+        request: Option<&RequestContext>,
+    ) -> Vec<String> {
+        let who = request.map(|request| Grantor {
+            subject: &request.identity.subject,
+            groups: &request.identity.groups,
+        });
         self.paths
             .as_ref()
-            .map(|guard| guard.root_uris(client_roots))
+            .map(|guard| guard.root_uris(client_roots, who))
             .unwrap_or_default()
     }
 

@@ -74,6 +74,11 @@ impl Roots {
         self.dirs.iter().map(PathBuf::as_path)
     }
 
+    /// Every directory of any of `parts` (each already resolved), overlaps folded.
+    pub fn union(parts: impl IntoIterator<Item = Roots>) -> Self {
+        Self::normalized(parts.into_iter().flat_map(|roots| roots.dirs).collect())
+    }
+
     /// Whether `path` (absolute, resolved) is one of the roots or inside one. By components,
     /// never by string prefix: `/srv/w_secret` is not inside `/srv/w`. Components are compared
     /// as bytes, with no Unicode normalisation, as Linux compares names.
