@@ -197,6 +197,26 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
             "control failed: {attempt} -> {outcome}"
         );
     }
+    // No descriptor of Portcullis's reached the upstream: none of the files Portcullis holds
+    // open (its evidence log above all) is open in the contained child. Read from outside, as
+    // the kernel sees both processes (the child itself may not read /proc).
+    let own = open_files(portcullis.pid());
+    assert!(
+        own.iter().any(|file| file.contains("evidence.jsonl")),
+        "Portcullis holds its evidence log open: {own:?}"
+    );
+    let children = children_of(portcullis.pid());
+    assert!(!children.is_empty(), "no upstream process found");
+    for child in children {
+        let inherited: Vec<String> = open_files(child)
+            .into_iter()
+            .filter(|file| own.contains(file) && file != "/dev/null")
+            .collect();
+        assert!(
+            inherited.is_empty(),
+            "process {child} holds Portcullis's {inherited:?}"
+        );
+    }
     // Every target is untouched: the listeners saw only the control, the files are as they were.
     assert_eq!(accepted(&denied), 0, "the denied port was reached");
     assert_eq!(accepted(&granted), 1, "the granted port's control");
@@ -492,4 +512,40 @@ fn two_upstreams_with_different_grants_cannot_see_each_others_files_or_secrets()
         }
         assert!(!other.join("planted.txt").exists(), "{name} planted a file");
     }
+}
+
+/// The files (paths, not sockets, pipes or anonymous inodes) `pid` has open on descriptors 3
+/// and up.
+fn open_files(pid: u32) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("cannot list the descriptors of {pid}: {e}"))
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .parse::<u32>()
+                .is_ok_and(|fd| fd >= 3)
+        })
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with('/'))
+        .collect()
+}
+
+/// The processes `pid` started (every thread's children).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+                .flat_map(|list| {
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
