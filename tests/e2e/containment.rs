@@ -460,6 +460,13 @@ fn the_filesystem_server_allowed_everything_reaches_only_its_root() {
     stopped_by_the_kernel(write_file("files", &work.join("link.txt")));
     stopped_by_the_kernel(read(&work.join("linked-dir/secret.txt")));
     stopped_by_the_kernel(write_file("files", &work.join("linked-dir/new.txt")));
+    // Traversal, and the other Unicode form of a name inside the root (`caf\u{e9}` is in
+    // `work`; `cafe\u{301}`, outside, looks the same and is another name to the kernel).
+    stopped_by_the_kernel(read(&work.join("../outside/secret.txt")));
+    std::fs::create_dir(work.join("caf\u{e9}")).unwrap_or_else(|e| panic!("{e}"));
+    let nfd = scratch.sub("cafe\u{301}");
+    write(&nfd.join("secret.txt"), "secret\n");
+    stopped_by_the_kernel(read(&nfd.join("secret.txt")));
     assert_eq!(
         std::fs::read_to_string(outside.join("secret.txt")).unwrap_or_default(),
         "secret\n"

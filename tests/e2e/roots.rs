@@ -112,8 +112,11 @@ async fn paths_outside_the_roots_never_reach_the_filesystem_server() {
     let sibling = scratch.path().join("root_secret");
     std::fs::create_dir(&sibling).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(sibling.join("x.txt"), "sibling").unwrap_or_else(|e| panic!("{e}"));
+    let nfc = scratch.sub("caf\u{e9}");
+    let nfd = scratch.sub("cafe\u{301}");
+    std::fs::write(nfd.join("secret.txt"), "outside secret").unwrap_or_else(|e| panic!("{e}"));
     let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"files\"\ncommand = {}\nroots = [{:?}]\n",
+        "[[upstream]]\nname = \"files\"\ncommand = {}\nroots = [{:?}, {:?}]\n",
         // Its own allowed directory is `/`: only Portcullis stands between it and the disk.
         toml_array(&[
             "node".to_owned(),
@@ -123,6 +126,7 @@ async fn paths_outside_the_roots_never_reach_the_filesystem_server() {
             "/".to_owned(),
         ]),
         root.display().to_string(),
+        nfc.display().to_string(),
     ));
 
     let client = connect(&config, None).await;
@@ -203,6 +207,18 @@ async fn paths_outside_the_roots_never_reach_the_filesystem_server() {
             "a magic link",
             "files.read_text_file",
             json!({"path": "/proc/self/root/etc/passwd"}),
+        ),
+        (
+            "a file:// URI with %2e%2e",
+            "files.read_text_file",
+            json!({"path": format!("file://{}/%2e%2e/outside/secret.txt", root.display())}),
+        ),
+        (
+            // `caf\u{e9}` (NFC) is a root; `cafe\u{301}` (NFD) looks the same and is another
+            // name to Linux: no Unicode normalisation may let it in.
+            "the other Unicode form of a root's name",
+            "files.read_text_file",
+            json!({"path": nfd.join("secret.txt").display().to_string()}),
         ),
     ];
     for (what, tool, arguments) in cases {
