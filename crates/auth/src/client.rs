@@ -33,6 +33,7 @@ mod secret;
 pub use self::challenge::{Challenge, parse_www_authenticate};
 pub use self::discovery::{
     AuthorizationServerMetadata, Discovered, canonical_resource, discover, discover_with,
+    probe_challenge,
 };
 pub use self::error::ClientError;
 pub use self::flow::{

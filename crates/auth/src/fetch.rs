@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::header::{ACCEPT, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, HOST, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::rt::TokioIo;
@@ -71,6 +71,8 @@ pub(crate) enum Destinations {
 pub(crate) struct Fetched {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<HeaderValue>,
+    /// The challenge of a 401 or 403 (`WWW-Authenticate`), when it is text.
+    pub(crate) www_authenticate: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -80,6 +82,15 @@ struct Outgoing<'a> {
     headers: &'a HeaderMap,
     body: Bytes,
     limit: usize,
+    /// Stop at the status and headers: the body is not read (an event stream never ends).
+    headers_only: bool,
+}
+
+impl Outgoing<'_> {
+    /// How much of the body to read; `None`: none of it.
+    fn body_limit(&self) -> Option<usize> {
+        (!self.headers_only).then_some(self.limit)
+    }
 }
 
 /// One hop's answer: a redirect to follow, or the response.
@@ -162,8 +173,34 @@ impl Fetcher {
             headers: &headers,
             body: Bytes::new(),
             limit,
+            headers_only: false,
         };
         self.bounded(url, self.follow(url, &outgoing)).await
+    }
+
+    /// GETs `url` as an MCP client opening its event stream would, without a token, and
+    /// keeps the status and headers only: an upstream that wants a token answers 401 with
+    /// its challenge. No redirect is followed.
+    pub(crate) async fn probe(&self, url: &Url) -> Result<Fetched, FetchError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let outgoing = Outgoing {
+            method: Method::GET,
+            headers: &headers,
+            body: Bytes::new(),
+            limit: 0,
+            headers_only: true,
+        };
+        let once = async {
+            match self.hop(url, &outgoing).await? {
+                Hop::Done(fetched) => Ok(fetched),
+                Hop::Redirect(_) => Err(FetchError::Fetch {
+                    url: shown(url),
+                    reason: "it redirected, and a probe follows no redirect".to_owned(),
+                }),
+            }
+        };
+        self.bounded(url, once).await
     }
 
     /// POSTs a form to `url` with `headers` (`Accept`, client authentication), within the
@@ -186,6 +223,7 @@ impl Fetcher {
             headers: &headers,
             body: Bytes::from(body),
             limit,
+            headers_only: false,
         };
         let once = async {
             match self.hop(url, &outgoing).await? {
@@ -245,9 +283,9 @@ impl Fetcher {
                         url: shown(url),
                         reason: error_chain(&error),
                     })?;
-            exchange(url, stream, request, outgoing.limit).await
+            exchange(url, stream, request, outgoing.body_limit()).await
         } else {
-            exchange(url, stream, request, outgoing.limit).await
+            exchange(url, stream, request, outgoing.body_limit()).await
         }
     }
 
@@ -371,7 +409,7 @@ async fn exchange<S>(
     url: &Url,
     stream: S,
     request: Request<Full<Bytes>>,
-    limit: usize,
+    limit: Option<usize>,
 ) -> Result<Hop, FetchError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -398,6 +436,19 @@ where
             return Ok(Hop::Redirect(location));
         }
         let content_type = response.headers().get(CONTENT_TYPE).cloned();
+        let www_authenticate = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let Some(limit) = limit else {
+            return Ok(Hop::Done(Fetched {
+                status,
+                content_type,
+                www_authenticate,
+                body: Bytes::new(),
+            }));
+        };
         let body = match Limited::new(response.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
@@ -411,6 +462,7 @@ where
         Ok(Hop::Done(Fetched {
             status,
             content_type,
+            www_authenticate,
             body,
         }))
     };

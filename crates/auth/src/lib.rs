@@ -26,7 +26,7 @@ mod token;
 pub use client::{
     AddressRange, AuthorizationServerMetadata, Challenge, ClientError, ClientRegistration,
     Discovered, Fetcher, OAuthClient, PendingAuthorization, Reach, Revoked, Secret, TokenHint,
-    Tokens, canonical_resource, discover, discover_with, parse_www_authenticate,
+    Tokens, canonical_resource, discover, discover_with, parse_www_authenticate, probe_challenge,
 };
 pub use error::{AuthError, FetchError};
 pub use metadata::ProtectedResourceMetadata;

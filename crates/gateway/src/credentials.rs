@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderName;
 use portcullis_auth::{
     ClientRegistration, OAuthClient, Reach, Revoked, TokenHint, Tokens, canonical_resource,
-    discover,
+    discover, probe_challenge,
 };
 use portcullis_config::{
     Config, CredentialSettings, Delegation, ServiceCredential, UpstreamCredential,
@@ -706,7 +706,10 @@ impl UpstreamAuth {
             let reach = Reach {
                 allow_loopback: loopback,
             };
-            let discovered = discover(&upstream, None, reach).await.map_err(|error| {
+            // The upstream's own 401 first (RFC 9728 §5): its challenge names the metadata;
+            // without one, the well-known URLs.
+            let challenge = probe_challenge(&upstream, reach).await;
+            let discovered = discover(&upstream, challenge.as_ref(), reach).await.map_err(|error| {
                 format!(
                     "the authorization server of upstream `{name}` could not be discovered: {error}"
                 )

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use url::{Host, Url};
 
 use super::ClientError;
-use super::challenge::Challenge;
+use super::challenge::{Challenge, parse_www_authenticate};
 use crate::fetch::{Destinations, Fetcher, Reach, shown};
 use crate::metadata::{
     MetadataOrder, ProtectedResourceMetadata, WELL_KNOWN, authorization_server_metadata_urls,
@@ -95,6 +95,36 @@ impl Discovered {
         &self.authorization_server_metadata_url
     }
 }
+
+/// Asks `upstream` (its MCP endpoint URL) without a token for its challenge, as an MCP client
+/// opening its event stream: a 401 (or 403) with a `Bearer` challenge is what
+/// [`discover`] should start from. `None` when it answers otherwise (it lets the stream open
+/// without a token, say), or cannot be reached: discovery then tries the well-known URLs.
+/// The body is never read.
+pub async fn probe_challenge(upstream: &Url, reach: Reach) -> Option<Challenge> {
+    let fetcher = Fetcher::upstream(reach).with_timeout(PROBE_TIMEOUT);
+    match fetcher.probe(upstream).await {
+        Ok(fetched)
+            if matches!(fetched.status.as_u16(), 401 | 403)
+                && fetched.www_authenticate.is_some() =>
+        {
+            let challenge = parse_www_authenticate(fetched.www_authenticate.as_deref()?);
+            tracing::debug!(upstream = %shown(upstream), metadata = ?challenge.resource_metadata.as_ref().map(shown), "the upstream's challenge");
+            Some(challenge)
+        }
+        Ok(fetched) => {
+            tracing::debug!(upstream = %shown(upstream), status = fetched.status.as_u16(), "no challenge from the upstream");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(upstream = %shown(upstream), %error, "the upstream could not be probed");
+            None
+        }
+    }
+}
+
+/// A probe waits this long for the status line.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Discovers the authorization server of `upstream` (its MCP endpoint URL), using its 401
 /// challenge when there was one, through a fetcher with `reach`.

@@ -583,6 +583,45 @@ async fn discovery_reads_the_metadata_the_challenge_names() {
 }
 
 #[tokio::test]
+async fn the_probe_finds_the_challenge_of_an_upstream_that_wants_a_token() {
+    let server = Scripted::start().await;
+    let base = server.base.clone();
+    serve_prm(&server, "/custom-prm", &base);
+    serve_metadata(&server, |_| {});
+    let header = format!(r#"Bearer resource_metadata="{base}/custom-prm", scope="mcp""#);
+    server.reply("/mcp", Reply::challenge(StatusCode::UNAUTHORIZED, &header));
+    let challenge = probe_challenge(&server.url("/mcp"), local()).await.unwrap();
+    assert_eq!(challenge.resource_metadata, Some(server.url("/custom-prm")));
+    // Only the challenge leads to that metadata: the well-known URLs have none.
+    let discovered = succeeds(discover(&server.url("/mcp"), Some(&challenge), local())).await;
+    assert_eq!(
+        discovered.resource_metadata_url(),
+        &server.url("/custom-prm")
+    );
+    assert_matches!(
+        discovery_error(&server).await,
+        ClientError::ResourceMetadataNotFound { .. }
+    );
+    // An upstream that opens the stream without a token, or is unreachable: no challenge,
+    // and nothing is fetched but the probe.
+    let open = Scripted::start().await;
+    open.reply("/mcp", Reply::status(StatusCode::OK));
+    assert!(probe_challenge(&open.url("/mcp"), local()).await.is_none());
+    assert_eq!(open.paths(), ["/mcp"]);
+    assert!(
+        probe_challenge(&url("http://127.0.0.1:1/mcp"), local())
+            .await
+            .is_none()
+    );
+    // The probe is under the fetcher's rules: a metadata address is never asked.
+    assert!(
+        probe_challenge(&url("http://169.254.169.254/mcp"), local())
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn without_a_challenge_the_path_then_the_root_well_known_url_is_tried() {
     let server = Scripted::start().await;
     let base = server.base.clone();

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use url::{Url, form_urlencoded};
@@ -25,6 +25,7 @@ pub(crate) struct Reply {
     content_type: Option<&'static str>,
     location: Option<String>,
     body: String,
+    www_authenticate: Option<String>,
 }
 
 impl Reply {
@@ -38,6 +39,7 @@ impl Reply {
             content_type: Some("application/json"),
             location: None,
             body: value.to_string(),
+            www_authenticate: None,
         }
     }
 
@@ -47,6 +49,7 @@ impl Reply {
             content_type: Some("text/html"),
             location: None,
             body: body.to_owned(),
+            www_authenticate: None,
         }
     }
 
@@ -56,6 +59,18 @@ impl Reply {
             content_type: None,
             location: None,
             body: String::new(),
+            www_authenticate: None,
+        }
+    }
+
+    /// A status with a `WWW-Authenticate` challenge.
+    pub(crate) fn challenge(status: StatusCode, header: &str) -> Self {
+        Self {
+            status,
+            content_type: None,
+            location: None,
+            body: String::new(),
+            www_authenticate: Some(header.to_owned()),
         }
     }
 
@@ -65,6 +80,7 @@ impl Reply {
             content_type: None,
             location: Some(location.to_owned()),
             body: String::new(),
+            www_authenticate: None,
         }
     }
 }
@@ -76,6 +92,11 @@ impl IntoResponse for Reply {
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, content_type.parse().unwrap());
+        }
+        if let Some(header) = self.www_authenticate {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, header.parse().unwrap());
         }
         if let Some(location) = self.location {
             response
