@@ -276,3 +276,72 @@ fn serve_refuses_a_missing_or_short_request_state_key() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+#[test]
+fn check_describes_credentials_and_needs_their_variables() {
+    let scratch = Scratch::new();
+    let config = scratch.config(
+        r#"[[upstream]]
+name = "mail"
+url = "https://mail.example/mcp"
+
+[upstream.credential]
+kind = "oauth"
+issuer = "https://login.example"
+client_id = "portcullis"
+client_secret_env = "E2E_MAIL_SECRET"
+scopes = ["mail.read"]
+
+[[upstream]]
+name = "search"
+url = "https://search.example/mcp"
+credential = { kind = "api_key", env = "E2E_SEARCH_KEY", header = "X-Api-Key" }
+"#,
+    );
+    let run = |env: &[(&str, &str)]| {
+        let output = Command::new(bin("portcullis"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env_remove("PORTCULLIS_CREDENTIAL_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run portcullis check: {e}"));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, _, stderr) = run(&[]);
+    assert!(!ok);
+    for variable in [
+        "E2E_MAIL_SECRET",
+        "E2E_SEARCH_KEY",
+        "PORTCULLIS_CREDENTIAL_KEY",
+    ] {
+        assert!(
+            stderr.contains(&format!("`{variable}` is not set")),
+            "{stderr}"
+        );
+    }
+    let secret = "a-secret-that-check-must-not-print";
+    let (ok, stdout, stderr) = run(&[
+        ("E2E_MAIL_SECRET", secret),
+        ("E2E_SEARCH_KEY", secret),
+        ("PORTCULLIS_CREDENTIAL_KEY", secret),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "credential: each user's own grant at `https://login.example` (client `portcullis`, secret from `E2E_MAIL_SECRET`; asks mail.read)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "credential: service authority: an API key from `E2E_SEARCH_KEY`, sent as `x-api-key`"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(secret) && !stderr.contains(secret));
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis_config::{Config, UpstreamTransport};
+use portcullis_config::{Config, ServiceCredential, UpstreamCredential, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
     ContainmentReport, Credentials, Gateway, UpstreamStatus, call_facts, containment_reports,
@@ -346,6 +346,35 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 /// Checks what only the machine can tell: that programs and working directories exist.
 fn check_environment(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
+    // The secrets credentials are read from, and the store's key when a grant may be kept.
+    let mut variables: Vec<(String, &str)> = config
+        .upstreams
+        .iter()
+        .filter_map(|upstream| upstream.credential.as_ref().map(|c| (upstream, c)))
+        .flat_map(|(upstream, credential)| {
+            credential
+                .secret_variables()
+                .into_iter()
+                .map(move |variable| (format!("upstream `{}`", upstream.name), variable))
+        })
+        .collect();
+    if config
+        .upstreams
+        .iter()
+        .any(|u| matches!(u.credential, Some(UpstreamCredential::Delegated(_))))
+    {
+        variables.push((
+            "the credential store".to_owned(),
+            config.credentials.key_env.as_str(),
+        ));
+    }
+    for (whose, variable) in variables {
+        if std::env::var_os(variable).is_none() {
+            problems.push(format!(
+                "{whose}: the environment variable `{variable}` is not set (serve reads it at start)"
+            ));
+        }
+    }
     for upstream in &config.upstreams {
         if let UpstreamTransport::Stdio { program, cwd, .. } = &upstream.transport {
             if !cwd.is_dir() {
@@ -421,6 +450,14 @@ fn report_containment(config: &Config) -> Vec<String> {
         match report {
             ContainmentReport::Remote => {
                 println!("upstream `{name}`: streamable HTTP, nothing to contain");
+                let credential = config
+                    .upstreams
+                    .iter()
+                    .find(|upstream| upstream.name.as_str() == name.as_str())
+                    .and_then(|upstream| upstream.credential.as_ref());
+                if let Some(credential) = credential {
+                    println!("  credential: {}", describe_credential(credential));
+                }
             }
             ContainmentReport::Uncontained => println!(
                 "upstream `{name}`: NOT CONTAINED (contain = false): it runs with all of Portcullis's own access to files, network and processes"
@@ -437,6 +474,54 @@ fn report_containment(config: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// What `check` says of an upstream's credential: its kind, where it comes from, the
+/// variables its secrets are read from (never the secrets).
+fn describe_credential(credential: &UpstreamCredential) -> String {
+    let secret = |variable: &Option<String>| match variable {
+        Some(variable) => format!("secret from `{variable}`"),
+        None => "public client".to_owned(),
+    };
+    let scopes = |scopes: &BTreeSet<String>| {
+        if scopes.is_empty() {
+            "no scopes".to_owned()
+        } else {
+            scopes.iter().cloned().collect::<Vec<_>>().join(" ")
+        }
+    };
+    match credential {
+        UpstreamCredential::Delegated(delegation) => format!(
+            "each user's own grant{} at `{}` (client `{}`, {}; asks {}{})",
+            if delegation.exchange {
+                ", exchanged from the client's token"
+            } else {
+                ""
+            },
+            delegation.client.issuer,
+            delegation.client.client_id,
+            secret(&delegation.client.client_secret_env),
+            scopes(&delegation.scopes),
+            if delegation.hide_tools {
+                "; hides tools the grant cannot call"
+            } else {
+                ""
+            },
+        ),
+        UpstreamCredential::Service(ServiceCredential::ClientCredentials { client, scopes: s }) => {
+            format!(
+                "service authority: client credentials at `{}` (client `{}`, {}; {})",
+                client.issuer,
+                client.client_id,
+                secret(&client.client_secret_env),
+                scopes(s)
+            )
+        }
+        UpstreamCredential::Service(ServiceCredential::ApiKey { env, header }) => format!(
+            "service authority: an API key from `{env}`, sent as `{}`",
+            header.as_deref().unwrap_or("authorization: Bearer")
+        ),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
