@@ -863,6 +863,7 @@ fn an_api_key_goes_in_its_own_header_to_its_own_upstream_only() {
     let scratch = Scratch::new();
     let keyed_port = free_port();
     let plain_port = free_port();
+    let bearer_port = free_port();
     let fixture = |port: u16, name: &str| {
         Command::new(bin("portcullis-fixture"))
             .arg("--scratch")
@@ -873,8 +874,12 @@ fn an_api_key_goes_in_its_own_header_to_its_own_upstream_only() {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the fixture: {e}"))
     };
-    let mut upstreams = [fixture(keyed_port, "keyed"), fixture(plain_port, "plain")];
-    for port in [keyed_port, plain_port] {
+    let mut upstreams = [
+        fixture(keyed_port, "keyed"),
+        fixture(plain_port, "plain"),
+        fixture(bearer_port, "bearer"),
+    ];
+    for port in [keyed_port, plain_port, bearer_port] {
         assert!(wait_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         }));
@@ -896,6 +901,13 @@ name = "plain"
 url = "http://127.0.0.1:{plain_port}/mcp"
 trusted = true
 tools.headers = {{ effect = "read" }}
+
+[[upstream]]
+name = "bearer"
+url = "http://127.0.0.1:{bearer_port}/mcp"
+trusted = true
+tools.headers = {{ effect = "read" }}
+credential = {{ kind = "api_key", env = "E2E_API_KEY" }}
 "#
     ));
     let portcullis = Portcullis::http_with_env(&config, &[("E2E_API_KEY", key)]);
@@ -912,6 +924,9 @@ tools.headers = {{ effect = "read" }}
     let keyed = headers("keyed.headers");
     assert_eq!(keyed["x-api-key"], key, "{keyed}");
     assert!(keyed.get("authorization").is_none(), "{keyed}");
+    // Without `header`: the standard bearer header.
+    let bearer = headers("bearer.headers");
+    assert_eq!(bearer["authorization"], format!("Bearer {key}"), "{bearer}");
     let plain = headers("plain.headers");
     assert!(
         plain.get("x-api-key").is_none(),

@@ -165,13 +165,10 @@ impl Credentials {
                     issuer: client.issuer.clone(),
                     client_id: client.client_id.clone(),
                     client_secret: match &client.client_secret_env {
-                        Some(variable) => Some(portcullis_auth::Secret::new(
-                            secret(
-                                variable,
-                                &format!("the client secret for upstream `{name}`"),
-                            )?
-                            .expose(),
-                        )),
+                        Some(variable) => Some(secret(
+                            variable,
+                            &format!("the client secret for upstream `{name}`"),
+                        )?),
                         None => None,
                     },
                     redirect_uri: redirect_uri.clone(),
@@ -190,9 +187,10 @@ impl Credentials {
                 UpstreamCredential::Service(ServiceCredential::ApiKey { env, header }) => {
                     let key = secret(env, &format!("the API key for upstream `{name}`"))?;
                     match header {
+                        // `Authorization: Bearer KEY` (the transport writes the scheme).
                         None => AuthKind::ApiKey {
                             header: http::header::AUTHORIZATION,
-                            value: SecretValue::new(format!("Bearer {}", key.expose())),
+                            value: key,
                         },
                         Some(header) => AuthKind::ApiKey {
                             header: HeaderName::from_bytes(header.as_bytes())
