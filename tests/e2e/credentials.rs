@@ -945,3 +945,42 @@ credential = {{ kind = "api_key", env = "E2E_API_KEY" }}
         let _ = upstream.wait();
     }
 }
+
+#[test]
+fn a_cancelled_delegated_call_is_cancelled_upstream() {
+    let setup = delegation(Options {
+        mail: "tools.echo = { effect = \"read\" }\ntools.slow = { effect = \"read\" }",
+        ..DEFAULTS
+    });
+    // Sign in first, so that the cancellation below is the slow call's alone.
+    let first = setup.call("mail.echo", r#"{"text":"hi"}"#, &["--follow-url", "alice"]);
+    assert_eq!(texts(&first), vec!["hi"], "{first}");
+    let cancelled = setup.call(
+        "mail.slow",
+        r#"{"ms":20000,"steps":20}"#,
+        &["--cancel-after-ms", "1500"],
+    );
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    let upstream_saw_it = wait_until(Duration::from_secs(10), || {
+        setup.upstream.scratch.join("cancelled.log").exists()
+    });
+    assert!(
+        upstream_saw_it,
+        "the cancellation did not reach the upstream"
+    );
+    // A 2026-07-28 upstream hears of it as its call's stream closing (rmcp posts no
+    // notification then); a session-era one gets `notifications/cancelled`, which carries the
+    // call's credential (the gateway's attach tests). Any that was posted carried alice's.
+    let received = setup.upstream.received();
+    let call = received
+        .iter()
+        .find(|r| r["method"] == "tools/call" && r["tool"] == "slow")
+        .unwrap_or_else(|| panic!("{received:?}"));
+    assert_eq!(call["sub"], "alice");
+    for cancel in received
+        .iter()
+        .filter(|r| r["method"] == "notifications/cancelled")
+    {
+        assert_eq!(cancel["token_sha256"], call["token_sha256"], "{cancel}");
+    }
+}

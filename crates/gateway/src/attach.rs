@@ -124,6 +124,12 @@ impl AttachingClient {
             ClientJsonRpcMessage::Request(request) => {
                 request.request.extensions().get::<Attachment>().cloned()
             }
+            // A call's cancellation carries the call's credential.
+            ClientJsonRpcMessage::Notification(notification) => notification
+                .notification
+                .extensions()
+                .get::<Attachment>()
+                .cloned(),
             _ => None,
         }
     }
@@ -332,5 +338,61 @@ impl StreamableHttpClient for AttachingClient {
             )
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rmcp::model::{
+        CallToolRequest, CallToolRequestParams, CancelledNotification, CancelledNotificationParam,
+        ClientJsonRpcMessage, ClientNotification, ClientRequest, InitializedNotification,
+        NumberOrString, RequestId,
+    };
+
+    use super::*;
+
+    struct Fixed;
+
+    impl CredentialSource for Fixed {
+        fn header(&self) -> BoxFuture<'_, Result<(HeaderName, SecretValue), AttachFailure>> {
+            Box::pin(async { Ok((http::header::AUTHORIZATION, SecretValue::new("t"))) })
+        }
+        fn rejected<'a>(
+            &'a self,
+            _sent: &'a SecretValue,
+        ) -> BoxFuture<'a, Result<Option<(HeaderName, SecretValue)>, AttachFailure>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn id() -> RequestId {
+        NumberOrString::Number(7)
+    }
+
+    #[test]
+    fn a_call_and_its_cancellation_carry_the_attachment_and_nothing_else_does() {
+        let attachment = Attachment::new(Arc::new(Fixed));
+        let mut call = CallToolRequest::new(CallToolRequestParams::new("send"));
+        call.extensions.insert(attachment.clone());
+        let message = ClientJsonRpcMessage::request(ClientRequest::CallToolRequest(call), id());
+        assert!(AttachingClient::attachment_of(&message).is_some());
+
+        let mut cancelled =
+            CancelledNotification::new(CancelledNotificationParam::new(Some(id()), None));
+        cancelled.extensions.insert(attachment);
+        let message = ClientJsonRpcMessage::notification(
+            ClientNotification::CancelledNotification(cancelled),
+        );
+        assert!(AttachingClient::attachment_of(&message).is_some());
+
+        let plain = CallToolRequest::new(CallToolRequestParams::new("send"));
+        let message = ClientJsonRpcMessage::request(ClientRequest::CallToolRequest(plain), id());
+        assert!(AttachingClient::attachment_of(&message).is_none());
+        let message = ClientJsonRpcMessage::notification(
+            ClientNotification::InitializedNotification(InitializedNotification::default()),
+        );
+        assert!(AttachingClient::attachment_of(&message).is_none());
     }
 }

@@ -14,9 +14,9 @@ use rmcp::ErrorData as McpError;
 use rmcp::ServiceError;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
-    CancelledNotificationParam, ClientRequest, ContentBlock, InputRequest, InputRequests,
-    InputRequiredResult, InputResponses, JsonObject, ProgressToken, RequestId, ResultType,
-    ServerResult,
+    CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest,
+    ContentBlock, GetExtensions, InputRequest, InputRequests, InputRequiredResult, InputResponses,
+    JsonObject, ProgressToken, RequestId, ResultType, ServerResult,
 };
 use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
 use tokio_util::sync::CancellationToken;
@@ -86,16 +86,25 @@ pub fn tool_error(message: String) -> CallToolResponse {
 struct AbandonGuard {
     peer: Peer<RoleClient>,
     id: Option<RequestId>,
+    /// The request's credential: its cancellation is that user's too, and an upstream that
+    /// wants a token refuses a notification without one.
+    attachment: Option<Attachment>,
 }
 
 impl Drop for AbandonGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             let peer = self.peer.clone();
+            let attachment = self.attachment.take();
             tokio::spawn(async move {
                 let reason = Some("cancelled by portcullis".to_owned());
+                let mut notification =
+                    CancelledNotification::new(CancelledNotificationParam::new(Some(id), reason));
+                if let Some(attachment) = attachment {
+                    notification.extensions.insert(attachment);
+                }
                 let _ = peer
-                    .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
+                    .send_notification(ClientNotification::CancelledNotification(notification))
                     .await;
             });
         }
@@ -113,6 +122,7 @@ pub async fn forward(
 ) -> Result<ServerResult, ForwardError> {
     let _inflight = upstream.track_call(route.clone());
     let peer = &connection.peer;
+    let attachment = request.extensions().get::<Attachment>().cloned();
     let handle = peer
         .send_request_with_option(request, request_options(connection, route))
         .await
@@ -120,6 +130,7 @@ pub async fn forward(
     let mut abandon = AbandonGuard {
         peer: peer.clone(),
         id: Some(handle.id.clone()),
+        attachment,
     };
     let progress_route = progress.map(|(token, client)| {
         upstream
