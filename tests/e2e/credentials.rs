@@ -266,6 +266,17 @@ impl Delegation {
         said
     }
 
+    /// A first call that sends `account` through the sign-in, and must then run.
+    fn sign_in(&self, account: &str) -> Value {
+        let first = self.call(
+            "mail.echo",
+            r#"{"text":"signed in"}"#,
+            &["--follow-url", account],
+        );
+        assert_eq!(texts(&first), vec!["signed in"], "{first}");
+        first
+    }
+
     fn listed(&self) -> Vec<String> {
         crate::support::names(&ts_client(&self.target(), &["--scenario", "list"])["tools"])
     }
@@ -502,8 +513,7 @@ fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
         token_ttl: "2",
         ..DEFAULTS
     });
-    let first = setup.call("mail.echo", r#"{"text":"one"}"#, &["--follow-url", "alice"]);
-    assert_eq!(texts(&first), vec!["one"], "{first}");
+    let first = setup.sign_in("alice");
     std::thread::sleep(Duration::from_secs(3));
     let second = setup.call("mail.echo", r#"{"text":"two"}"#, &[]);
     assert_eq!(texts(&second), vec!["two"], "{second}");
@@ -820,8 +830,7 @@ fn tools_the_grant_cannot_call_are_hidden_until_it_can() {
 #[test]
 fn an_upstream_that_refuses_the_token_gets_one_refresh_and_one_retry() {
     let mut setup = delegation(DEFAULTS);
-    let first = setup.call("mail.echo", r#"{"text":"one"}"#, &["--follow-url", "alice"]);
-    assert_eq!(texts(&first), vec!["one"], "{first}");
+    setup.sign_in("alice");
     // The upstream comes back as the resource server of another audience: it refuses every
     // token Portcullis holds for it (401 invalid_token), the refreshed one too.
     let port: u16 = setup
@@ -953,8 +962,7 @@ fn a_cancelled_delegated_call_is_cancelled_upstream() {
         ..DEFAULTS
     });
     // Sign in first, so that the cancellation below is the slow call's alone.
-    let first = setup.call("mail.echo", r#"{"text":"hi"}"#, &["--follow-url", "alice"]);
-    assert_eq!(texts(&first), vec!["hi"], "{first}");
+    setup.sign_in("alice");
     let cancelled = setup.call(
         "mail.slow",
         r#"{"ms":20000,"steps":20}"#,
