@@ -504,6 +504,24 @@ fn a_denied_or_impossible_sign_in_runs_nothing() {
         "{:?}",
         setup.upstream.received()
     );
+    // Both are in the evidence as calls that did not run, with the reason.
+    let evidence =
+        std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl")).unwrap_or_default();
+    let not_run: Vec<String> = evidence
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["record"]["event"].clone())
+        .filter(|event| event["kind"] == "call_outcome" && event["outcome"]["status"] == "not_run")
+        .map(|event| {
+            event["outcome"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(not_run.len(), 2, "{evidence}");
+    assert!(not_run[0].contains("you denied"), "{not_run:?}");
+    assert!(not_run[1].contains("portcullis login mail"), "{not_run:?}");
 }
 
 #[test]
