@@ -201,6 +201,8 @@ pub enum Answer {
     Approved,
     /// Accepted the form without saying yes.
     NotConfirmed,
+    /// Accepted with content that is not the form asked for (other members, another type).
+    Invalid,
     Declined,
     Cancelled,
     TimedOut(Duration),
@@ -214,19 +216,23 @@ impl Answer {
     /// The answer in an `elicitation/create` result (or a stateless retry's response).
     pub fn from_result(result: &ElicitResult) -> Self {
         match result.action {
-            ElicitationAction::Accept => {
-                let yes = result
-                    .content
-                    .as_ref()
-                    .and_then(|content| content.get(APPROVE_FIELD))
-                    .and_then(serde_json::Value::as_bool)
-                    == Some(true);
-                if yes {
-                    Answer::Approved
-                } else {
+            // Exactly the form asked for: one member, `approve`, a boolean. Anything beside it
+            // (extra members, a string "true") is not an answer to this form, so it approves
+            // nothing: what a person saw and what an agent filled in must not differ.
+            ElicitationAction::Accept => match result.content.as_ref() {
+                None | Some(serde_json::Value::Null) => Answer::NotConfirmed,
+                Some(serde_json::Value::Object(content)) if content.is_empty() => {
                     Answer::NotConfirmed
                 }
-            }
+                Some(serde_json::Value::Object(content)) if content.len() == 1 => {
+                    match content.get(APPROVE_FIELD).map(serde_json::Value::as_bool) {
+                        Some(Some(true)) => Answer::Approved,
+                        Some(Some(false)) => Answer::NotConfirmed,
+                        _ => Answer::Invalid,
+                    }
+                }
+                Some(_) => Answer::Invalid,
+            },
             ElicitationAction::Decline => Answer::Declined,
             _ => Answer::Cancelled,
         }
@@ -242,6 +248,7 @@ impl Answer {
         match self {
             Answer::Approved => "approved",
             Answer::NotConfirmed => "not_confirmed",
+            Answer::Invalid => "invalid",
             Answer::Declined => "declined",
             Answer::Cancelled => "cancelled",
             Answer::TimedOut(_) => "timed_out",
@@ -256,6 +263,9 @@ impl Answer {
             Answer::Approved => return format!("`{tool}` was approved"),
             Answer::NotConfirmed => {
                 "the approval form was submitted without a yes".to_owned()
+            }
+            Answer::Invalid => {
+                "the approval answer does not match the form it was asked with (only `approve`, a yes or no, may be in it)".to_owned()
             }
             Answer::Declined => "the person declined it".to_owned(),
             Answer::Cancelled => "the person cancelled the approval request".to_owned(),

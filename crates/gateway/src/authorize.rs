@@ -205,6 +205,13 @@ impl Gateway {
     }
 
     /// Whether the identity may see (list, and so ask for) this entry.
+    /// Whether a client acting as `envelope` can be asked for more scopes: only a bearer-token
+    /// identity (HTTP with `[http.auth]`) gets the 403 step-up challenge; the local identity
+    /// (stdio, or HTTP without `[http.auth]`) holds exactly what config gives it.
+    fn steps_up(&self, envelope: &IdentityEnvelope) -> bool {
+        self.authenticated && !std::ptr::eq(envelope, std::sync::Arc::as_ptr(&self.local_identity))
+    }
+
     fn may_see(
         &self,
         envelope: &IdentityEnvelope,
@@ -214,6 +221,18 @@ impl Gateway {
         let (action, decision) = match entry {
             Listed::Tool(name) => {
                 let rules = upstream.spec.tool_rules(name);
+                // A tool needs its required scopes. Where the client can step up (HTTP with
+                // `[http.auth]`: the 403 challenge names them) it is listed and a call asks for
+                // them; anywhere else (stdio, HTTP without bearer tokens) no call of it could
+                // ever run, so it is not listed, and like every unlisted tool it is unknown.
+                if !self.steps_up(envelope)
+                    && !rules
+                        .scopes
+                        .iter()
+                        .all(|scope| envelope.scopes().contains(scope))
+                {
+                    return false;
+                }
                 // `hide_tools`: a tool the user's grant cannot call is not shown.
                 if let Some(granted) = self
                     .credentials

@@ -80,6 +80,22 @@ impl CallRecord {
         }
     }
 
+    /// Starts the record of a call of a name that resolves to no upstream's tool: the name
+    /// as the client sent it (cut to [`MAX_RECORDED_NAME`] characters), and no upstream.
+    pub fn unresolved(envelope: &IdentityEnvelope, session: u64, exposed: &str) -> Self {
+        Self {
+            request: request_context(envelope, session),
+            tool: ToolRef {
+                upstream: String::new(),
+                tool: recorded_name(exposed),
+                definition_hash: String::new(),
+            },
+            started: Instant::now(),
+            intent_seq: None,
+            redact: Vec::new(),
+        }
+    }
+
     /// The request the call belongs to.
     pub fn request(&self) -> &RequestContext {
         &self.request
@@ -96,6 +112,20 @@ impl CallRecord {
             self.tool.definition_hash = digest_json(&value);
         }
     }
+}
+
+/// The longest name (in characters) recorded for a request that names nothing known: the
+/// name comes from the client, and the log should not grow by whatever it chooses to send.
+pub const MAX_RECORDED_NAME: usize = 256;
+
+/// A client-supplied name as recorded: whole up to [`MAX_RECORDED_NAME`] characters, else cut
+/// with a marker that gives its length.
+pub fn recorded_name(name: &str) -> String {
+    if name.chars().count() <= MAX_RECORDED_NAME {
+        return name.to_owned();
+    }
+    let prefix: String = name.chars().take(MAX_RECORDED_NAME).collect();
+    format!("{prefix}… [{} bytes in all]", name.len())
 }
 
 /// The decision as recorded.

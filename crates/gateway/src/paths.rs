@@ -120,6 +120,26 @@ impl PathGuard {
             .map_err(|denied| denied.to_string())
     }
 
+    /// Checks a resource URI (a `resources/read` or subscription) the way a path argument is
+    /// checked: a `file:` URI (any letter case) must resolve inside the effective roots;
+    /// another scheme names something the upstream defines, not a local file, and passes.
+    /// `Err` is the message for the client.
+    pub fn check_uri(&self, uri: &str, client: Option<&Roots>, who: Grantor<'_>) -> Result<(), String> {
+        if !is_file_uri(uri) {
+            return Ok(());
+        }
+        let granted = self.granted_to(Some(who))?;
+        let resolver = self
+            .resolver
+            .as_ref()
+            .map_err(|error| format!("its upstream's working directory is unusable ({error})"))?;
+        let roots = effective_roots(client, &granted);
+        resolver
+            .resolve_uri_within(&roots, uri)
+            .map(|_| ())
+            .map_err(|denied| denied.to_string())
+    }
+
     /// The effective roots as `file://` URIs, for an upstream that asks for them.
     pub fn root_uris(&self, client: Option<&Roots>, who: Option<Grantor<'_>>) -> Vec<String> {
         let Ok(granted) = self.granted_to(who) else {
@@ -130,6 +150,12 @@ impl PathGuard {
             .map(file_uri)
             .collect()
     }
+}
+
+/// Whether `uri`'s scheme is `file` (schemes are case-insensitive, RFC 3986 section 3.1).
+fn is_file_uri(uri: &str) -> bool {
+    uri.split_once(':')
+        .is_some_and(|(scheme, _)| scheme.trim().eq_ignore_ascii_case("file"))
 }
 
 /// `cwd` made absolute against Portcullis's own working directory, as the child will see it.

@@ -35,7 +35,7 @@ use crate::Gateway;
 use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{answer_inputs, forward, unexpected};
-use crate::evidence::{elapsed_ms, read_outcome, summary};
+use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
 use crate::relay::screen_elicitation;
 use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
 use rmcp::model::{InputRequest, InputResponses};
@@ -190,6 +190,41 @@ impl PortcullisServer {
         Err(refusal)
     }
 
+    /// Records a prompt get or resource read that did not reach the upstream before policy
+    /// was asked (no such name, or its upstream is down). Nothing was read, so a failure to
+    /// record does not change the answer.
+    async fn record_not_run(
+        &self,
+        event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
+        reason: &str,
+    ) {
+        let not_run = Outcome::NotRun {
+            reason: reason.to_owned(),
+        };
+        let _ = self.gateway.record_read(event(None, not_run)).await;
+    }
+
+    /// Checks a resource URI of `upstream` (its own form) against the roots this identity has
+    /// there, narrowed by the roots this session's client offered. `Err` says why not.
+    fn check_resource_uri(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        local_uri: &str,
+    ) -> Result<(), String> {
+        let Some(guard) = upstream.paths.as_ref() else {
+            return Ok(());
+        };
+        guard.check_uri(
+            local_uri,
+            self.offered_roots().as_ref(),
+            crate::paths::Grantor {
+                subject: &envelope.user().subject,
+                groups: envelope.groups(),
+            },
+        )
+    }
+
     /// Asks a session-era client that offers roots for them. A client that offers roots but
     /// cannot list them leaves this session with no roots at all (fail closed).
     #[expect(
@@ -269,16 +304,15 @@ impl PortcullisServer {
             .map_err(|message| McpError::internal_error(message, None))
     }
 
+    /// The upstream and its own name of an exposed tool or prompt name, if any.
     pub(crate) fn resolve_tool<'a>(
         &self,
         exposed: &'a str,
-    ) -> Result<(&Arc<UpstreamHandle>, &'a str), McpError> {
-        let resolved = self
-            .gateway
+    ) -> Option<(&Arc<UpstreamHandle>, &'a str)> {
+        self.gateway
             .namespacing
             .resolve(&self.gateway.names, exposed)
-            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)));
-        resolved.ok_or_else(|| McpError::invalid_params(format!("unknown tool `{exposed}`"), None))
+            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)))
     }
 
     pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
@@ -322,6 +356,13 @@ impl PortcullisServer {
         self.gateway
             .authorize_read(envelope, upstream, Listed::Resource(&local))
             .map_err(|refusal| read_refusal(refusal, unknown()))?;
+        self.check_resource_uri(envelope, upstream, &local)
+            .map_err(|denied| {
+                McpError::invalid_params(
+                    format!("portcullis refused `{exposed}`: {denied}"),
+                    None,
+                )
+            })?;
         let connection = self
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
@@ -427,6 +468,14 @@ impl PortcullisServer {
         let (sealed, mut responses) = retry;
         let mut state = None;
         if let Some(sealed) = sealed {
+            // Capabilities are read per request: answers come only from a retry that declares
+            // the elicitation they answer.
+            if responses.is_some() && !declares_elicitation(context) {
+                return Err(McpError::invalid_params(
+                    "a retry with inputResponses must declare the elicitation capability it answers",
+                    None,
+                ));
+            }
             let round =
                 self.gateway
                     .states
@@ -678,7 +727,7 @@ impl ServerHandler for PortcullisServer {
     /// The exposed definition of a tool, which rmcp's HTTP transport uses to check a request's
     /// custom headers (`x-mcp-header`) against its arguments before the call is dispatched.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        let (upstream, _) = self.resolve_tool(name).ok()?;
+        let (upstream, _) = self.resolve_tool(name)?;
         let connection = upstream.connection()?;
         let catalog = connection.catalog.load();
         catalog.tools.iter().find(|tool| tool.name == name).cloned()
@@ -771,25 +820,39 @@ impl ServerHandler for PortcullisServer {
         self.gateway.first_settle().await;
         let unknown =
             || McpError::invalid_params(format!("unknown prompt `{}`", request.name), None);
-        let (upstream, local) = self.resolve_tool(&request.name).map_err(|_| unknown())?;
-        let connection = self
-            .ready(upstream)
-            .map_err(|message| McpError::internal_error(message, None))?;
-        if !connection.catalog.load().prompt_names.contains(local) {
-            return Err(unknown());
-        }
         let started = std::time::Instant::now();
+        let resolved = self.resolve_tool(&request.name);
+        // A name that resolves to nothing is recorded as the client sent it, with no upstream.
+        let (upstream_name, prompt_name) = match resolved {
+            Some((upstream, local)) => (upstream.name().to_string(), local.to_owned()),
+            None => (String::new(), recorded_name(&request.name)),
+        };
         let prompt_event = |decision: Option<&portcullis_policy::Decision>, outcome| {
             Event::PromptGet(PromptGet {
                 request: self.gateway.read_context(&envelope, self.session),
-                upstream: upstream.name().to_string(),
-                prompt: local.to_owned(),
+                upstream: upstream_name.clone(),
+                prompt: prompt_name.clone(),
                 arguments: self.gateway.arguments(request.arguments.as_ref(), &[]),
                 decision: summary(&self.gateway, decision),
                 outcome,
                 duration_ms: elapsed_ms(started),
             })
         };
+        let Some((upstream, local)) = resolved else {
+            self.record_not_run(&prompt_event, "no such prompt").await;
+            return Err(unknown());
+        };
+        let connection = match self.ready(upstream) {
+            Ok(connection) => connection,
+            Err(message) => {
+                self.record_not_run(&prompt_event, &message).await;
+                return Err(McpError::internal_error(message, None));
+            }
+        };
+        if !connection.catalog.load().prompt_names.contains(local) {
+            self.record_not_run(&prompt_event, "no such prompt").await;
+            return Err(unknown());
+        }
         let decision = self
             .authorize_recorded(&envelope, upstream, Listed::Prompt(local), &prompt_event)
             .await
@@ -876,19 +939,26 @@ impl ServerHandler for PortcullisServer {
             .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)));
         let unknown =
             || McpError::resource_not_found(format!("unknown resource `{}`", request.uri), None);
-        let Some((upstream, local)) = resolved else {
-            return Err(unknown());
-        };
         let started = std::time::Instant::now();
+        // A URI that resolves to nothing is recorded as the client sent it, with no upstream.
+        let (upstream_name, recorded_uri) = match resolved {
+            Some((upstream, local)) => (upstream.name().to_string(), local.to_owned()),
+            None => (String::new(), recorded_name(&request.uri)),
+        };
         let resource_event = |decision: Option<&portcullis_policy::Decision>, outcome| {
             Event::ResourceRead(ResourceRead {
                 request: self.gateway.read_context(&envelope, self.session),
-                upstream: upstream.name().to_string(),
-                uri: local.to_owned(),
+                upstream: upstream_name.clone(),
+                uri: recorded_uri.clone(),
                 decision: summary(&self.gateway, decision),
                 outcome,
                 duration_ms: elapsed_ms(started),
             })
+        };
+        let Some((upstream, local)) = resolved else {
+            self.record_not_run(&resource_event, "no such resource")
+                .await;
+            return Err(unknown());
         };
         let decision = self
             .authorize_recorded(
@@ -899,6 +969,26 @@ impl ServerHandler for PortcullisServer {
             )
             .await
             .map_err(|refusal| read_refusal(refusal, unknown()))?;
+        // A `file:` URI outside the effective roots never reaches the upstream, exactly as a
+        // path argument of a tool call would not: the kernel is the second line, not the only.
+        if let Err(denied) = self.check_resource_uri(&envelope, upstream, local) {
+            let _ = self
+                .gateway
+                .record_read(resource_event(
+                    Some(&decision),
+                    Outcome::NotRun {
+                        reason: format!("outside the roots: {denied}"),
+                    },
+                ))
+                .await;
+            return Err(McpError::invalid_params(
+                format!(
+                    "portcullis refused to read `{}`: {denied}; nothing was read",
+                    request.uri
+                ),
+                None,
+            ));
+        }
         let answer: Result<ReadResourceResponse, McpError> = async {
             let connection = self
                 .ready(upstream)

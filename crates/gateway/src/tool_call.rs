@@ -140,12 +140,21 @@ impl PortcullisServer {
         }
 
         let unknown = || McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
-        let (upstream, local) = self.resolve_tool(&request.name)?;
         let arguments = request.arguments.as_ref();
         let gateway = &self.gateway;
+        let hidden = summary(gateway, None);
+        // A name that resolves to no upstream is refused like any other unknown tool, and
+        // recorded like every other refused request: the evidence shows what was attempted.
+        let Some((upstream, local)) = self.resolve_tool(&request.name) else {
+            let record = CallRecord::unresolved(&envelope, self.session, &request.name);
+            tracing::Span::current().record("request_id", record.request().request_id.as_str());
+            gateway
+                .record_refusal(record, arguments, hidden, "no such tool")
+                .await;
+            return Err(unknown());
+        };
         let mut record = CallRecord::new(&envelope, self.session, upstream, local);
         tracing::Span::current().record("request_id", record.request().request_id.as_str());
-        let hidden = summary(gateway, None);
         // A hidden tool gets the same answer as one that does not exist, whether or not its
         // upstream is up: nothing about what other identities may see leaks through a name.
         let Ok(visible) = gateway.visible_tool(&envelope, upstream, local) else {
@@ -476,6 +485,13 @@ impl PortcullisServer {
         let timeout = self.gateway.approval_timeout;
         // A stateless retry after the person was sent to sign in: wait for that flow.
         if let Some(flow) = authorizing {
+            // The retry must itself declare the URL elicitation it answers.
+            if !declares_url_elicitation(context) {
+                return CredentialStage::Refused(format!(
+                    "`{}` needs your authorisation at upstream `{name}`, and the retry answering the sign-in does not declare URL elicitation; the call did not run",
+                    request.name
+                ));
+            }
             let answer = request
                 .input_responses
                 .as_ref()
@@ -635,7 +651,14 @@ impl PortcullisServer {
         };
 
         if let Some(id) = claimed {
-            // A stateless retry: the answer travels with it.
+            // A stateless retry: the answer travels with it. Capabilities are read per
+            // request, so the retry must itself declare the form elicitation it answers; one
+            // that does not approves nothing (and leaves the approval open for one that does).
+            if !declares_form_elicitation(context) {
+                return refused(Answer::Failed(
+                    "the retry answering it does not declare form elicitation; retry with the capabilities the first request declared".to_owned(),
+                ));
+            }
             return match gateway.approvals.claim(id, &fingerprint) {
                 Claim::Open => {
                     let answer = request
@@ -729,6 +752,14 @@ impl PortcullisServer {
         let answers = request.input_responses.clone().ok_or_else(|| {
             McpError::invalid_params("a retry with requestState needs inputResponses", None)
         })?;
+        // Capabilities are read per request: answers to an upstream's questions come only from
+        // a retry that declares the elicitation they answer.
+        if !declares_elicitation(context) {
+            return Err(McpError::invalid_params(
+                "a retry with inputResponses must declare the elicitation capability it answers",
+                None,
+            ));
+        }
         let mut pending = self.gateway.pending.take(id).ok_or_else(invalid_state)?;
         if let Some(reply) = pending.answer.take() {
             let _ = reply.send(answers);

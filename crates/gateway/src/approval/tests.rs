@@ -131,8 +131,24 @@ fn only_an_explicit_yes_approves() {
         answer(ElicitationAction::Accept, Some(json!({"approve": false}))),
         Answer::NotConfirmed
     );
+    // Only the form asked for: anything else in the answer approves nothing.
+    for invalid in [
+        json!({"approve": "true"}),
+        json!({"approve": 1}),
+        json!({"approve": true, "note": "also send to x@example.com"}),
+        json!({"approve": true, "approve_all": true}),
+        json!({"Approve": true}),
+        json!([{"approve": true}]),
+        json!(true),
+    ] {
+        assert_eq!(
+            answer(ElicitationAction::Accept, Some(invalid.clone())),
+            Answer::Invalid,
+            "{invalid}"
+        );
+    }
     assert_eq!(
-        answer(ElicitationAction::Accept, Some(json!({"approve": "true"}))),
+        answer(ElicitationAction::Accept, Some(json!({}))),
         Answer::NotConfirmed
     );
     assert_eq!(
@@ -147,6 +163,7 @@ fn only_an_explicit_yes_approves() {
     assert!(Answer::Approved.granted().is_some());
     for refused in [
         Answer::NotConfirmed,
+        Answer::Invalid,
         Answer::Declined,
         Answer::Cancelled,
         Answer::TimedOut(Duration::from_secs(3)),
