@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis_audit::is_secret_name;
-use portcullis_core::{Effect, IdentityEnvelope, ToolRules};
+use portcullis_core::{Effect, Hints, IdentityEnvelope, Surface, ToolRules};
 use rmcp::model::{
     BooleanSchema, CallToolResult, ElicitRequestParams, ElicitResult, ElicitationAction,
     ElicitationSchema, JsonObject, PrimitiveSchemaDefinition,
@@ -56,6 +56,8 @@ pub struct ChangeRequest<'a> {
     pub policies: &'a [String],
     /// Untrusted upstreams whose content this session received, if any.
     pub tainted_by: &'a [String],
+    /// Where the call can reach the network, when that is why it is asked (see [`Reach`]).
+    pub reach: &'a Reach,
 }
 
 impl ChangeRequest<'_> {
@@ -107,6 +109,20 @@ impl ChangeRequest<'_> {
                 })
                 .collect();
             text.push_str(&format!("Sends to or acts on: {}\n", listed.join(", ")));
+        }
+        if let Reach::Network { why, urls } = self.reach {
+            text.push_str(&format!("Reaches the network: {why}\n"));
+            // Whole, never abbreviated: data carried out travels in the URL itself.
+            for (url, new) in urls {
+                text.push_str(&format!(
+                    "  {url}{}\n",
+                    if *new {
+                        " (a host this session has not read)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
         }
         if self.rules.escalates {
             text.push_str("Changes privileges (roles, permissions or keys)\n");
@@ -427,6 +443,137 @@ pub fn call_facts(
     (facts, recipients, target)
 }
 
+/// Whether a call can carry data out over the network, and why: what makes a read from the
+/// open world need approval once a session has read untrusted content (its URL can hold
+/// whatever that content asked for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Nothing says it reaches the network.
+    Local,
+    /// It can: the reason, and the URLs its arguments hold with whether each names a host this
+    /// session has not read.
+    Network {
+        why: String,
+        urls: Vec<(String, bool)>,
+    },
+}
+
+/// Whether a call of a tool of an upstream on `surface`, with the upstream's `hints` and these
+/// `arguments`, can reach the network; `has_read` says which hosts this session reached before.
+pub fn reach(
+    surface: Surface,
+    hints: Hints,
+    arguments: Option<&JsonObject>,
+    has_read: impl Fn(&str) -> bool,
+) -> Reach {
+    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    let urls: Vec<(String, bool)> = urls_in(&value)
+        .into_iter()
+        .map(|(url, host)| {
+            let new = !has_read(&host);
+            (url, new)
+        })
+        .collect();
+    let why = match surface {
+        Surface::HttpApi | Surface::Browser | Surface::Remote => {
+            Some(format!("its upstream's surface is {}", surface.as_str()))
+        }
+        // Programs run there can open connections of their own.
+        Surface::Shell | Surface::Code => Some(format!(
+            "its upstream's surface is {}, which runs programs",
+            surface.as_str()
+        )),
+        _ if hints.open_world == Some(true) => {
+            Some("its upstream marks it as reaching the open world".to_owned())
+        }
+        _ if urls.iter().any(|(_, new)| *new) => {
+            Some("its arguments name a host this session has not read".to_owned())
+        }
+        _ => None,
+    };
+    match why {
+        Some(why) => Reach::Network { why, urls },
+        None => Reach::Local,
+    }
+}
+
+/// URL schemes whose URLs reach another host (`file:` and the like do not).
+const NETWORK_SCHEMES: &[&str] = &[
+    "http", "https", "ws", "wss", "ftp", "ftps", "sftp", "ssh", "git", "smtp", "imap", "ldap",
+    "ldaps", "mailto", "gopher", "rtsp", "s3", "gs",
+];
+
+/// Every URL-shaped substring (`scheme://authority…` with a network scheme) of every string in
+/// `value`, at any depth, whole, each with its host (lowercase, without user, port or
+/// brackets).
+pub fn urls_in(value: &serde_json::Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text) => found.extend(urls_in_text(text)),
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(members) => stack.extend(members.values()),
+            _ => {}
+        }
+    }
+    found
+}
+
+fn urls_in_text(text: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut searched = 0;
+    while let Some(at) = text.get(searched..).and_then(|rest| rest.find("://")) {
+        let separator = searched + at;
+        searched = separator + 3;
+        let before = text.get(..separator).unwrap_or_default();
+        let scheme_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let scheme = before.get(scheme_start..).unwrap_or_default();
+        if !NETWORK_SCHEMES
+            .iter()
+            .any(|known| scheme.eq_ignore_ascii_case(known))
+        {
+            continue;
+        }
+        let rest = text.get(searched..).unwrap_or_default();
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(rest.len());
+        let Some(host) = host_of(rest.get(..end).unwrap_or_default()) else {
+            continue;
+        };
+        let url = text
+            .get(scheme_start..searched + end)
+            .unwrap_or_default()
+            .to_owned();
+        found.push((url, host));
+        searched += end;
+    }
+    found
+}
+
+/// The host of an authority-and-path, lowercase, without user info, port or IPv6 brackets.
+fn host_of(after_scheme: &str) -> Option<String> {
+    let authority_end = after_scheme
+        .find(['/', '?', '#', '\\'])
+        .unwrap_or(after_scheme.len());
+    let authority = after_scheme.get(..authority_end)?;
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split_once(']')?.0
+    } else {
+        host_port
+            .split_once(':')
+            .map_or(host_port, |(host, _)| host)
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
 /// The untrusted upstreams whose content each session has received, by a key the caller
 /// makes: a session-era session's id, or a stateless client's user and client (stateless
 /// requests share no session, so their taint is kept per user and client, which can only
@@ -434,6 +581,8 @@ pub fn call_facts(
 #[derive(Default)]
 pub struct Taints {
     by_key: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// The hosts each key's calls reached (allowed, or approved by the person), by the same key.
+    hosts_read: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl Taints {
@@ -450,6 +599,23 @@ impl Taints {
                 );
             }
         }
+    }
+
+    /// Notes that a call of `key` that reaches `hosts` was let run.
+    pub fn remember_hosts(&self, key: &str, hosts: impl IntoIterator<Item = String>) {
+        if let Ok(mut keys) = self.hosts_read.lock() {
+            keys.entry(key.to_owned()).or_default().extend(hosts);
+        }
+    }
+
+    /// Whether a call of `key` reached `host` before. A poisoned table knows none (fail
+    /// closed: every host is new).
+    pub fn has_read(&self, key: &str, host: &str) -> bool {
+        self.hosts_read
+            .lock()
+            .ok()
+            .and_then(|keys| keys.get(key).map(|hosts| hosts.contains(host)))
+            .unwrap_or(false)
     }
 
     /// The untrusted upstreams `key` has read, in name order. A poisoned table counts as

@@ -13,7 +13,7 @@ use portcullis_policy::{Action, Decision, Facts, Request, Target, Verdict};
 use serde_json::{Map, Value};
 
 use crate::Gateway;
-use crate::approval::Granted;
+use crate::approval::{Granted, Reach};
 use crate::upstream::UpstreamHandle;
 
 /// Proof that policy allowed this call outright. Its field is private to this module.
@@ -343,6 +343,7 @@ impl Gateway {
         visible: VisibleTool<'_>,
         arguments: Option<&Map<String, Value>>,
         facts: Facts,
+        reach: &Reach,
     ) -> Result<Authorized, Refusal> {
         let tool = visible.tool;
         let entry = Listed::Tool(tool);
@@ -362,12 +363,18 @@ impl Gateway {
         );
         self.log_decision(envelope, Action::CallTool, upstream, &entry, &decision);
         match decision.verdict {
-            Verdict::Allow if facts.tainted && effect.is_side_effecting() => {
+            // Untrusted content may have asked for this call: a side effect, or a read that can
+            // carry data out over the network (in its URL, say), waits for a person.
+            Verdict::Allow
+                if facts.tainted
+                    && (effect.is_side_effecting() || matches!(reach, Reach::Network { .. })) =>
+            {
                 tracing::info!(
                     target: "portcullis::decision",
                     user = %envelope.user(),
                     upstream = %upstream.name(),
                     tool,
+                    network = matches!(reach, Reach::Network { .. }),
                     "approval required: the session received untrusted content"
                 );
                 Ok(Authorized::NeedsApproval(PendingApproval {

@@ -345,6 +345,17 @@ impl UpstreamCall {
     }
 }
 
+/// Why an upstream's question under a key of Portcullis's own is not relayed.
+pub const RESERVED_KEY_REFUSAL: &str =
+    "refused: the upstream asked under a key reserved for portcullis's own questions";
+
+/// Whether an input key is Portcullis's own (`portcullis.…`, in any letter case): an upstream's
+/// question under it could pass for Portcullis's approval or sign-in at a stateless client.
+pub fn is_reserved_key(key: &str) -> bool {
+    key.get(..11)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("portcullis."))
+}
+
 /// Answers an upstream's input-required round: its questions go to the person, labelled.
 pub async fn answer_inputs(
     upstream: &UpstreamHandle,
@@ -357,6 +368,14 @@ pub async fn answer_inputs(
     let mut responses = InputResponses::new();
     let mut questions = InputRequests::new();
     for (key, request) in required.input_requests.unwrap_or_default() {
+        if is_reserved_key(&key) {
+            // A question under Portcullis's own key would pose as Portcullis (its approval).
+            upstream
+                .record_elicitation(request_context, RESERVED_KEY_REFUSAL, started)
+                .await;
+            responses.insert(key, serde_json::json!({ "action": "decline" }));
+            continue;
+        }
         match request {
             InputRequest::Elicitation(mut request) => {
                 match screen_elicitation(upstream.name().as_str(), request.params) {

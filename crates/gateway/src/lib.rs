@@ -12,6 +12,7 @@ mod ask;
 mod attach;
 mod authorize;
 mod call;
+mod catalog;
 pub mod credentials;
 mod evidence;
 mod http;

@@ -124,7 +124,12 @@ impl PathGuard {
     /// checked: a `file:` URI (any letter case) must resolve inside the effective roots;
     /// another scheme names something the upstream defines, not a local file, and passes.
     /// `Err` is the message for the client.
-    pub fn check_uri(&self, uri: &str, client: Option<&Roots>, who: Grantor<'_>) -> Result<(), String> {
+    pub fn check_uri(
+        &self,
+        uri: &str,
+        client: Option<&Roots>,
+        who: Grantor<'_>,
+    ) -> Result<(), String> {
         if !is_file_uri(uri) {
             return Ok(());
         }

@@ -34,7 +34,7 @@ use tracing::Instrument;
 use crate::Gateway;
 use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed, Refusal};
-use crate::call::{answer_inputs, forward, unexpected};
+use crate::call::{answer_inputs, forward, is_reserved_key, unexpected};
 use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
 use crate::relay::screen_elicitation;
 use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
@@ -358,10 +358,7 @@ impl PortcullisServer {
             .map_err(|refusal| read_refusal(refusal, unknown()))?;
         self.check_resource_uri(envelope, upstream, &local)
             .map_err(|denied| {
-                McpError::invalid_params(
-                    format!("portcullis refused `{exposed}`: {denied}"),
-                    None,
-                )
+                McpError::invalid_params(format!("portcullis refused `{exposed}`: {denied}"), None)
             })?;
         let connection = self
             .ready(upstream)
@@ -595,11 +592,16 @@ enum Rounds {
 /// Labels an upstream's round for a stateless client; only questions for the person pass:
 /// roots are Portcullis's to answer and sampling is refused.
 fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Result<(), McpError> {
-    for request in required
-        .input_requests
-        .iter_mut()
-        .flat_map(|r| r.values_mut())
-    {
+    for (key, request) in required.input_requests.iter_mut().flatten() {
+        if is_reserved_key(key) {
+            return Err(McpError::invalid_request(
+                format!(
+                    "upstream `{}` asked under a key reserved for portcullis's own questions; not relayed",
+                    upstream.name()
+                ),
+                None,
+            ));
+        }
         let InputRequest::Elicitation(elicit) = request else {
             return Err(McpError::internal_error(
                 format!(

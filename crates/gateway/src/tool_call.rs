@@ -243,8 +243,18 @@ impl PortcullisServer {
             });
         facts.tainted = !tainted_by.is_empty();
         let effect = upstream.effect_of(local);
+        let hints = connection
+            .catalog
+            .load()
+            .hints
+            .get(local)
+            .copied()
+            .unwrap_or_default();
+        let reach = approval::reach(upstream.spec.surface, hints, arguments, |host| {
+            gateway.taints.has_read(&taint_key, host)
+        });
         let authorized =
-            match gateway.authorize_call(&envelope, upstream, visible, arguments, facts) {
+            match gateway.authorize_call(&envelope, upstream, visible, arguments, facts, &reach) {
                 Ok(authorized) => authorized,
                 Err(refusal) => {
                     let (decision, answer) = match refusal {
@@ -329,6 +339,7 @@ impl PortcullisServer {
                         .map(str::to_owned)
                         .collect::<Vec<_>>(),
                     tainted_by: &tainted_by,
+                    reach: &reach,
                 };
                 let outcome = self
                     .approve(
@@ -372,6 +383,14 @@ impl PortcullisServer {
                 }
             }
         };
+
+        // The hosts of a call let run (allowed, or approved with its URLs shown) are no longer
+        // new to this session.
+        let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+        gateway.taints.remember_hosts(
+            &taint_key,
+            approval::urls_in(&value).into_iter().map(|(_, host)| host),
+        );
 
         // INVARIANT: the intent is durable before the upstream hears of the call.
         if let Err(message) = gateway

@@ -361,8 +361,11 @@ impl UpstreamHandle {
     pub async fn refresh_catalog(&self, connection: &Connection) {
         match fetch_catalog(&connection.peer, self.namespacing, self.name()).await {
             Ok(catalog) => {
+                // Several notifications of one change (a tool and a prompt list change, say)
+                // each re-read the lists; clients hear of a change once, when there is one.
+                let changed = !connection.catalog.load().same_lists(&catalog);
                 connection.catalog.store(Arc::new(catalog));
-                if let Some(sessions) = self.sessions.upgrade() {
+                if changed && let Some(sessions) = self.sessions.upgrade() {
                     sessions.broadcast_list_changed().await;
                 }
             }
@@ -763,5 +766,6 @@ async fn fetch_catalog(
             catalog.templates.push(template);
         }
     }
+    catalog.drop_ambiguous(namespacing, upstream);
     Ok(catalog)
 }

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use portcullis_core::{
-    ActingMode, ArgumentPointer, Effect, EnvelopeParts, IdentityEnvelope, ToolRules, UserId,
+    ActingMode, ArgumentPointer, Effect, EnvelopeParts, Hints, IdentityEnvelope, Surface,
+    ToolRules, UserId,
 };
 use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
 use serde_json::json;
@@ -75,6 +76,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
         target_tenant: Some("globex"),
         policies: &policies,
         tainted_by: &tainted,
+        reach: &Reach::Local,
     };
     let text = change.message();
     for expected in [
@@ -253,4 +255,127 @@ fn call_facts_flag_crossings_and_new_recipients() {
     let (facts, recipients, _) = call_facts(&rules, &envelope, outside.as_object(), |r| r == "b@x");
     assert!(facts.crosses_tenant && facts.new_recipient);
     assert_eq!(recipients, [("c@x".to_owned(), true)]);
+}
+
+#[test]
+fn urls_are_found_whole_at_any_depth_with_their_hosts() {
+    let long_query = "d=".to_owned() + &"s".repeat(500);
+    let arguments = json!({
+        "url": format!("https://User:pw@Evil.Example:8443/x?{long_query}"),
+        "nested": {"list": ["see wss://[2001:db8::1]:9/ws and ftp://files.example./a"]},
+        "note": "no url here, nor in file:///etc/passwd or mailto-ish text",
+        "quoted": "\"http://quoted.example/p\" trailing",
+        "number": 3,
+    });
+    let mut found = urls_in(&arguments);
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    let hosts: Vec<&str> = found.iter().map(|(_, host)| host.as_str()).collect();
+    assert_eq!(
+        hosts,
+        [
+            "2001:db8::1",
+            "evil.example",
+            "files.example",
+            "quoted.example"
+        ],
+        "{found:?}"
+    );
+    let evil = found
+        .iter()
+        .find(|(_, host)| host == "evil.example")
+        .unwrap();
+    assert!(
+        evil.0.ends_with(&long_query),
+        "the URL is kept whole: {}",
+        evil.0
+    );
+    assert!(urls_in(&json!({"a": "://no-scheme", "b": "javascript://x"})).is_empty());
+}
+
+#[test]
+fn a_call_reaches_the_network_by_surface_hint_or_a_new_host() {
+    let none_read = |_: &str| false;
+    let quiet = Hints::default();
+    let no_urls = json!({"path": "/srv/a"});
+    let no_urls = no_urls.as_object();
+    assert_eq!(
+        reach(Surface::Filesystem, quiet, no_urls, none_read),
+        Reach::Local
+    );
+    for surface in [
+        Surface::HttpApi,
+        Surface::Browser,
+        Surface::Remote,
+        Surface::Shell,
+        Surface::Code,
+    ] {
+        assert!(
+            matches!(
+                reach(surface, quiet, no_urls, none_read),
+                Reach::Network { .. }
+            ),
+            "{surface:?}"
+        );
+    }
+    let open_world = Hints {
+        open_world: Some(true),
+        ..Hints::default()
+    };
+    assert!(matches!(
+        reach(Surface::Filesystem, open_world, no_urls, none_read),
+        Reach::Network { .. }
+    ));
+    let with_url = json!({"source": "https://docs.example/page?q=1"});
+    let with_url = with_url.as_object();
+    let Reach::Network { urls, .. } = reach(Surface::Database, quiet, with_url, none_read) else {
+        panic!("a URL to a new host reaches the network");
+    };
+    assert_eq!(urls, [("https://docs.example/page?q=1".to_owned(), true)]);
+    // A host the session already read is not new.
+    let read = |host: &str| host == "docs.example";
+    assert_eq!(
+        reach(Surface::Database, quiet, with_url, read),
+        Reach::Local
+    );
+
+    let taints = Taints::default();
+    assert!(!taints.has_read("session 1", "docs.example"));
+    taints.remember_hosts("session 1", ["docs.example".to_owned()]);
+    assert!(taints.has_read("session 1", "docs.example"));
+    assert!(!taints.has_read("session 2", "docs.example"), "per key");
+}
+
+#[test]
+fn the_change_request_shows_every_url_whole() {
+    let envelope = alice();
+    let rules = ToolRules::default();
+    let url = format!("https://collect.example/?data={}", "q".repeat(400));
+    let arguments = json!({ "url": url });
+    let reach = Reach::Network {
+        why: "its arguments name a host this session has not read".to_owned(),
+        urls: vec![(url.clone(), true)],
+    };
+    let change = ChangeRequest {
+        envelope: &envelope,
+        upstream: "web",
+        surface: "unspecified",
+        exposed: "web.fetch",
+        effect: Effect::Read,
+        rules: &rules,
+        arguments: arguments.as_object(),
+        recipients: &[],
+        target_tenant: None,
+        policies: &[],
+        tainted_by: &["web".to_owned()],
+        reach: &reach,
+    };
+    let text = change.message();
+    assert!(
+        text.contains(&format!("  {url} (a host this session has not read)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Reaches the network: its arguments name a host"),
+        "{text}"
+    );
 }

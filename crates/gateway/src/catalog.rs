@@ -1,0 +1,90 @@
+//! What an upstream's lists may contain before they reach a client: no name twice, and a change
+//! announced only when something changed.
+//!
+//! An upstream that lists one tool name twice (with two definitions) leaves it open which one a
+//! call reaches and which one the person reviewed; neither is shown. The same holds for prompts,
+//! resources and resource templates.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use portcullis_core::{Namespacing, UpstreamName};
+
+use crate::upstream::Catalog;
+
+impl Catalog {
+    /// Removes every entry whose name (tool, prompt) or URI (resource, template) the upstream
+    /// listed more than once, each copy, and logs which.
+    pub(crate) fn drop_ambiguous(&mut self, namespacing: Namespacing, upstream: &UpstreamName) {
+        let exposed = |local: &str| namespacing.expose(upstream, local).ok();
+        let dropped = drop_repeated(&mut self.tools, |tool| tool.name.to_string());
+        self.tool_names
+            .retain(|local| exposed(local).is_none_or(|name| !dropped.contains(&name)));
+        self.hints
+            .retain(|local, _| self.tool_names.contains(local));
+        report(upstream, "tool", &dropped);
+        let dropped = drop_repeated(&mut self.prompts, |prompt| prompt.name.clone());
+        self.prompt_names
+            .retain(|local| exposed(local).is_none_or(|name| !dropped.contains(&name)));
+        report(upstream, "prompt", &dropped);
+        let dropped = drop_repeated(&mut self.resources, |resource| resource.uri.clone());
+        report(upstream, "resource", &dropped);
+        let dropped = drop_repeated(&mut self.templates, |template| {
+            template.uri_template.clone()
+        });
+        report(upstream, "resource template", &dropped);
+    }
+
+    /// Whether the client-visible lists are the same as `other`'s.
+    pub(crate) fn same_lists(&self, other: &Catalog) -> bool {
+        self.tools == other.tools
+            && self.prompts == other.prompts
+            && self.resources == other.resources
+            && self.templates == other.templates
+    }
+}
+
+/// Removes every item whose key occurs more than once; returns those keys, in first-seen order.
+fn drop_repeated<T, K: Eq + Hash + Clone>(items: &mut Vec<T>, key: impl Fn(&T) -> K) -> Vec<K> {
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    let mut order = Vec::new();
+    for item in items.iter() {
+        let count = counts.entry(key(item)).or_insert(0);
+        if *count == 1 {
+            order.push(key(item));
+        }
+        *count += 1;
+    }
+    if order.is_empty() {
+        return order;
+    }
+    items.retain(|item| counts.get(&key(item)).is_some_and(|count| *count == 1));
+    order
+}
+
+fn report(upstream: &UpstreamName, kind: &str, dropped: &[String]) {
+    for name in dropped {
+        tracing::warn!(
+            %upstream,
+            kind,
+            name = %name,
+            "hidden: the upstream lists this name more than once, so which definition a request would reach is not known"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drop_repeated;
+
+    #[test]
+    fn every_copy_of_a_repeated_key_is_dropped() {
+        let mut items = vec!["a", "b", "a", "c", "b", "a", "d"];
+        let dropped = drop_repeated(&mut items, |item| item.to_string());
+        assert_eq!(dropped, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(items, vec!["c", "d"]);
+        let mut unique = vec![1, 2, 3];
+        assert!(drop_repeated(&mut unique, |n| *n).is_empty());
+        assert_eq!(unique, vec![1, 2, 3]);
+    }
+}
