@@ -149,7 +149,12 @@ fn the_typescript_client_is_asked_and_only_an_explicit_yes_runs_the_call() {
         ("decline", "{}", "the person declined it"),
         ("cancel", "{}", "cancelled the approval request"),
         ("accept", r#"{"approve":false}"#, "submitted without a yes"),
-        ("accept", r#"{"approved":true}"#, "submitted without a yes"),
+        ("accept", r#"{"approved":true}"#, "does not match the form"),
+        (
+            "accept",
+            r#"{"approve":true,"note":"and bcc boss@evil.example"}"#,
+            "does not match the form",
+        ),
         (
             "never",
             "{}",
@@ -217,6 +222,7 @@ fn the_typescript_client_is_asked_and_only_an_explicit_yes_runs_the_call() {
         "declined",
         "cancelled",
         "not_confirmed",
+        "invalid",
         "timed_out",
         "unavailable",
         "approved",
@@ -228,7 +234,7 @@ fn the_typescript_client_is_asked_and_only_an_explicit_yes_runs_the_call() {
     }
     assert_eq!(
         answers.iter().filter(|a| *a == "asked").count(),
-        6,
+        7,
         "{answers:?}"
     );
     let events = setup.events();
@@ -246,7 +252,7 @@ fn the_typescript_client_is_asked_and_only_an_explicit_yes_runs_the_call() {
         .iter()
         .filter(|e| e["kind"] == "call_outcome" && e["outcome"]["status"] == "not_run")
         .count();
-    assert_eq!(not_run, 6, "{events:?}");
+    assert_eq!(not_run, 7, "{events:?}");
 }
 
 #[test]
@@ -498,6 +504,23 @@ fn a_stateless_approval_is_sealed_bound_to_the_action_and_used_once() {
         "other tool",
     );
     assert!(setup.sent().is_empty(), "a refused state ran the send");
+    // Capabilities are read per request: a retry that does not itself declare the form
+    // elicitation it answers approves nothing, and leaves the approval for one that does.
+    let undeclared = raw.call(
+        "fx.send_message",
+        SEND_OUTSIDE,
+        false,
+        Some(&state),
+        Some(yes()),
+    );
+    assert!(
+        result_text(&undeclared["result"]).contains("does not declare form elicitation"),
+        "{undeclared}"
+    );
+    assert!(
+        setup.sent().is_empty(),
+        "a retry without capabilities ran the send"
+    );
 
     // The real answer runs it, once.
     let ran = raw.call(
@@ -605,16 +628,28 @@ impl ClientHandler for Person {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        let message = match &request {
-            ElicitRequestParams::FormElicitationParams { message, .. } => message.clone(),
-            _ => String::new(),
+        let (message, fields) = match &request {
+            ElicitRequestParams::FormElicitationParams {
+                message,
+                requested_schema,
+                ..
+            } => (
+                message.clone(),
+                requested_schema.properties.keys().cloned().collect(),
+            ),
+            _ => (String::new(), Vec::new()),
         };
         if let Ok(mut asked) = self.asked.lock() {
             asked.push(message);
         }
+        // Exactly the fields the form asks for (Portcullis's `approve`, the fixture's
+        // `confirm`): an approval answered with anything beside `approve` approves nothing.
+        let content: serde_json::Map<String, Value> = fields
+            .into_iter()
+            .map(|field| (field, json!(true)))
+            .collect();
         Ok(if self.approve {
-            ElicitResult::new(ElicitationAction::Accept)
-                .with_content(json!({"approve": true, "confirm": true}))
+            ElicitResult::new(ElicitationAction::Accept).with_content(Value::Object(content))
         } else {
             ElicitResult::new(ElicitationAction::Decline)
         })

@@ -5,6 +5,7 @@
 #![expect(clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
 
 mod approval;
+mod boundaries;
 mod cli;
 mod containment;
 mod credentials;

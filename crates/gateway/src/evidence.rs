@@ -71,7 +71,8 @@ impl CallRecord {
             request: request_context(envelope, session),
             tool: ToolRef {
                 upstream: upstream.name().to_string(),
-                tool: tool.to_owned(),
+                // Still the client's text when no such tool exists: bounded like any other.
+                tool: recorded_name(tool),
                 definition_hash: String::new(),
             },
             started: Instant::now(),

@@ -363,8 +363,10 @@ impl UpstreamHandle {
             Ok(catalog) => {
                 // Several notifications of one change (a tool and a prompt list change, say)
                 // each re-read the lists; clients hear of a change once, when there is one.
-                let changed = !connection.catalog.load().same_lists(&catalog);
-                connection.catalog.store(Arc::new(catalog));
+                // Swapped, not loaded then stored: concurrent re-reads each compare with what
+                // they replaced, so only the first of them sees the change.
+                let previous = connection.catalog.swap(Arc::new(catalog));
+                let changed = !previous.same_lists(&connection.catalog.load());
                 if changed && let Some(sessions) = self.sessions.upgrade() {
                     sessions.broadcast_list_changed().await;
                 }
