@@ -194,13 +194,35 @@ fn a_broken_policy_fails_check_and_serve_with_its_line() {
 fn tools_shows_what_an_identity_would_see() {
     let scratch = Scratch::new();
     let config = with_policy(&scratch, HIDE_DELETES_FROM_SALES);
-    let (ok, eng, stderr) = portcullis(&["tools", "--as", "alice", "--group", "eng"], &config);
+    let (ok, eng, stderr) = portcullis(
+        &[
+            "tools",
+            "--as",
+            "alice",
+            "--group",
+            "eng",
+            "--scope",
+            "files.write",
+        ],
+        &config,
+    );
     assert!(ok, "{stderr}");
     assert!(
         eng.contains("fx.delete_file") && eng.contains("fx.echo"),
         "{eng}"
     );
-    let (ok, sales, stderr) = portcullis(&["tools", "--as", "bob", "--group", "sales"], &config);
+    let (ok, sales, stderr) = portcullis(
+        &[
+            "tools",
+            "--as",
+            "bob",
+            "--group",
+            "sales",
+            "--scope",
+            "files.write",
+        ],
+        &config,
+    );
     assert!(ok, "{stderr}");
     assert!(
         !sales.contains("fx.delete_file") && sales.contains("fx.echo"),

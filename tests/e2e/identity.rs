@@ -91,17 +91,20 @@ fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
         "a refused write must not run"
     );
 
-    // A send without the required scope is denied, with the reason, and nothing is sent.
+    // A send without the required scope: over stdio no step-up can add it, so the tool is
+    // not listed and is unknown to a call, and nothing is sent.
+    assert!(!tools.contains(&"fx.send_message".to_owned()), "{tools:?}");
     let send = call(
         &stdio,
         "fx.send_message",
         r#"{"to":"bob@acme.example","subject":"s","body":"b"}"#,
         None,
     );
-    let text = tool_error_text(&send);
     assert!(
-        text.contains("not granted the scopes") && text.contains("`mail.send`"),
-        "{text}"
+        send["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown tool `fx.send_message`")),
+        "{send}"
     );
     assert!(
         !work.join("outbox.jsonl").exists(),
@@ -392,7 +395,12 @@ fn a_broken_policy_reload_keeps_the_old_policy_and_a_good_one_takes_effect() {
     let policy = policies.join("policy.cedar");
     let everything = "@id(\"all\")\npermit (principal, action, resource);\n";
     std::fs::write(&policy, everything).unwrap_or_else(|e| panic!("{e}"));
-    let config = scratch.config(&config_body(&work, &policies, ""));
+    // With the scopes its tools need: without them they would not be listed at all.
+    let config = scratch.config(&config_body(
+        &work,
+        &policies,
+        "[identity.local]\nuser = \"alice\"\nscopes = [\"files.write\", \"mail.send\"]\n",
+    ));
     let portcullis = Portcullis::http(&config);
     let http = Target::Http(&portcullis.url);
     let listed = || names(&ts_client(&http, &["--scenario", "list"])["tools"]);
