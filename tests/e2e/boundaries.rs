@@ -513,6 +513,35 @@ async fn after_untrusted_content_a_read_that_can_reach_the_network_asks_first() 
     let plain = call(&client, "fx.echo", json!({"text": "no url"})).await;
     assert_eq!(text(&plain), "no url");
     assert_eq!(observer.questions().len(), 1);
+    // Reads are never offered for approval: a resource or prompt naming a new host is refused.
+    let read = client
+        .read_resource(ReadResourceRequestParams::new(format!("fx+{long_url}")))
+        .await;
+    let read = read.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(read.contains("could carry data out"), "{read}");
+    let prompt = client
+        .get_prompt(
+            GetPromptRequestParams::new("fx.greet").with_arguments(
+                json!({"name": long_url.clone()})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await;
+    let prompt = prompt.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(prompt.contains("could carry data out"), "{prompt}");
+    let greeted = client
+        .get_prompt(
+            GetPromptRequestParams::new("fx.greet").with_arguments(
+                json!({"name": "Ada"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await;
+    assert!(greeted.is_ok(), "{greeted:?}");
     let _ = client.cancel().await;
     // The evidence holds the declined intent with the URL, and no run of it.
     let events = events(&config);

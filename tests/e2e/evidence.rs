@@ -89,10 +89,8 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
         "{}",
         String::from_utf8_lossy(&read.stdout)
     );
-    call(
-        "fx.send_message",
-        r#"{"to":"a@b","subject":"s","body":"b"}"#,
-    );
+    // An unclassified tool this policy permits nobody but group eng to call: denied.
+    call("fx.delete_file", r#"{"path":"w.txt"}"#);
 
     let log = scratch.path().join("state/evidence.jsonl");
     let events = records(&log);
@@ -125,11 +123,8 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
         intents["write_file"]["decision"]["verdict"],
         "approval_required"
     );
-    assert_eq!(intents["send_message"]["decision"]["verdict"], "deny");
-    assert_eq!(
-        intents["send_message"]["decision"]["policies"],
-        json!(["required-scopes"])
-    );
+    assert_eq!(intents["delete_file"]["decision"]["verdict"], "deny");
+    assert_eq!(intents["delete_file"]["decision"]["policies"], json!([]));
     // Each intent has its outcome: a result for the echo, "not run" for the others.
     let outcomes: BTreeMap<String, Value> = events
         .iter()
@@ -144,7 +139,7 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     assert_eq!(outcomes["echo"]["outcome"]["status"], "result");
     assert!(outcomes["echo"]["intent_seq"].is_u64(), "{events:?}");
     assert_eq!(outcomes["write_file"]["outcome"]["status"], "not_run");
-    assert_eq!(outcomes["send_message"]["outcome"]["status"], "not_run");
+    assert_eq!(outcomes["delete_file"]["outcome"]["status"], "not_run");
     assert!(!work.join("w.txt").exists());
     assert!(
         events.iter().any(|e| e["kind"] == "resource_read"
@@ -172,7 +167,7 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let (ok, out, err) = audit(&["show", &file, "--decision", "deny"]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("send_message") && !out.contains("echo"),
+        out.contains("delete_file") && !out.contains("echo"),
         "{out}"
     );
     let (ok, out, err) = audit(&["tail", &file, "-n", "1", "--json"]);
@@ -398,9 +393,9 @@ fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
             "--scenario",
             "call",
             "--tool",
-            "fx.send_message",
+            "fx.delete_file",
             "--args",
-            r#"{"to":"a@b","subject":"s","body":"b"}"#,
+            r#"{"path":"m.txt"}"#,
         ],
     );
     let (status, scrape) = crate::support::raw_http(

@@ -204,6 +204,35 @@ impl PortcullisServer {
         let _ = self.gateway.record_read(event(None, not_run)).await;
     }
 
+    /// A prompt get or resource read whose URI or arguments (`value`) hold a URL to a host this
+    /// session has not reached, in a session that read untrusted content: that content may have
+    /// put data in the URL, and reads are never offered for approval, so it is refused (`Err`
+    /// says why). Otherwise its hosts are remembered as reached.
+    fn check_open_world(
+        &self,
+        context: &RequestContext<RoleServer>,
+        envelope: &IdentityEnvelope,
+        value: &serde_json::Value,
+    ) -> Result<(), String> {
+        let taints = &self.gateway.taints;
+        let key = self.taint_key(context, envelope);
+        let hosts: Vec<String> = crate::approval::urls_in(value)
+            .into_iter()
+            .map(|(_, host)| host)
+            .collect();
+        let tainted_by = taints.of(&key);
+        if let Some(new) = hosts.iter().find(|host| !taints.has_read(&key, host))
+            && !tainted_by.is_empty()
+        {
+            return Err(format!(
+                "this session has received content from untrusted upstream `{}`, and this request names host `{new}`, which it has not reached before: it could carry data out, and portcullis asks for approval of tool calls only",
+                tainted_by.join("`, `")
+            ));
+        }
+        taints.remember_hosts(&key, hosts);
+        Ok(())
+    }
+
     /// Checks a resource URI of `upstream` (its own form) against the roots this identity has
     /// there, narrowed by the roots this session's client offered. `Err` says why not.
     fn check_resource_uri(
@@ -859,6 +888,28 @@ impl ServerHandler for PortcullisServer {
             .authorize_recorded(&envelope, upstream, Listed::Prompt(local), &prompt_event)
             .await
             .map_err(|refusal| read_refusal(refusal, unknown()))?;
+        let arguments = serde_json::Value::Object(
+            request
+                .arguments
+                .clone()
+                .map(|arguments| arguments.into_iter().collect())
+                .unwrap_or_default(),
+        );
+        if let Err(why) = self.check_open_world(&context, &envelope, &arguments) {
+            let _ = self
+                .gateway
+                .record_read(prompt_event(
+                    Some(&decision),
+                    Outcome::NotRun {
+                        reason: format!("untrusted content: {why}"),
+                    },
+                ))
+                .await;
+            return Err(McpError::invalid_request(
+                format!("portcullis refused prompt `{}`: {why}", request.name),
+                None,
+            ));
+        }
         let answer = self
             .get_prompt_rounds(&request, upstream, &connection, local, &context)
             .await;
@@ -973,6 +1024,26 @@ impl ServerHandler for PortcullisServer {
             .map_err(|refusal| read_refusal(refusal, unknown()))?;
         // A `file:` URI outside the effective roots never reaches the upstream, exactly as a
         // path argument of a tool call would not: the kernel is the second line, not the only.
+        let open_world = self.check_open_world(
+            &context,
+            &envelope,
+            &serde_json::Value::String(local.to_owned()),
+        );
+        if let Err(why) = open_world {
+            let _ = self
+                .gateway
+                .record_read(resource_event(
+                    Some(&decision),
+                    Outcome::NotRun {
+                        reason: format!("untrusted content: {why}"),
+                    },
+                ))
+                .await;
+            return Err(McpError::invalid_request(
+                format!("portcullis refused to read `{}`: {why}", request.uri),
+                None,
+            ));
+        }
         if let Err(denied) = self.check_resource_uri(&envelope, upstream, local) {
             let _ = self
                 .gateway
