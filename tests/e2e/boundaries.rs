@@ -125,6 +125,16 @@ fn hostile(mode: &str) -> String {
     ])
 }
 
+/// A config with the hostile upstream in `mode` as `h`, trusted and uncontained (so that only
+/// Portcullis stands in its way), under a policy that permits everything; `tools` adds rules.
+fn hostile_config(scratch: &Scratch, mode: &str, tools: &str) -> PathBuf {
+    scratch.config(&format!(
+        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"h\"\ntrusted = true\nsandbox = {{ contain = false }}\ncommand = {}\n{tools}",
+        permit_all(),
+        hostile(mode),
+    ))
+}
+
 fn permit_all() -> String {
     toml_array(&[repo_root()
         .join("fixtures/policy/permit-all.cedar")
@@ -137,11 +147,16 @@ fn events(config: &Path) -> Vec<Value> {
         .parent()
         .map(|dir| dir.join("state/evidence.jsonl"))
         .unwrap_or_default();
-    std::fs::read_to_string(log)
+    crate::evidence::records(&log)
+}
+
+async fn tool_names(client: &RunningService<RoleClient, Observer>) -> Vec<String> {
+    client
+        .list_all_tools()
+        .await
         .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|line| line["record"]["event"].clone())
+        .into_iter()
+        .map(|t| t.name.to_string())
         .collect()
 }
 
@@ -294,19 +309,9 @@ async fn a_file_resource_outside_the_roots_is_refused_before_the_upstream_reads_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_name_listed_twice_is_not_listed_and_cannot_be_called() {
     let scratch = Scratch::new();
-    let config = scratch.config(&format!(
-        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"h\"\ntrusted = true\nsandbox = {{ contain = false }}\ncommand = {}\n",
-        permit_all(),
-        hostile("duplicates"),
-    ));
+    let config = hostile_config(&scratch, "duplicates", "");
     let client = start(&config, Observer::default(), session_era()).await;
-    let tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let tools = tool_names(&client).await;
     assert_eq!(tools, ["h.solo"]);
     let prompts: Vec<String> = client
         .list_all_prompts()
@@ -329,11 +334,11 @@ async fn a_name_listed_twice_is_not_listed_and_cannot_be_called() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_list_change_reaches_the_client_once() {
     let scratch = Scratch::new();
-    let config = scratch.config(&format!(
-        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"h\"\ntrusted = true\nsandbox = {{ contain = false }}\ncommand = {}\ntools.poke = {{ effect = \"read\" }}\n",
-        permit_all(),
-        hostile("list-changes"),
-    ));
+    let config = hostile_config(
+        &scratch,
+        "list-changes",
+        "tools.poke = { effect = \"read\" }\n",
+    );
     let observer = Observer::default();
     let client = start(&config, observer.clone(), session_era()).await;
     let before = observer.changes();
@@ -346,13 +351,7 @@ async fn one_list_change_reaches_the_client_once() {
     // The upstream announced its one change three times (tools, prompts, resources); give the
     // later announcements time to arrive before counting.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let tools = tool_names(&client).await;
     assert!(tools.contains(&"h.fresh".to_owned()), "{tools:?}");
     assert_eq!(observer.changes() - before, 1, "tools/list_changed count");
     let _ = client.cancel().await;
@@ -361,11 +360,11 @@ async fn one_list_change_reaches_the_client_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_question_under_portcullis_key_never_reaches_the_person() {
     let scratch = Scratch::new();
-    let config = scratch.config(&format!(
-        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"h\"\ntrusted = true\nsandbox = {{ contain = false }}\ncommand = {}\ntools.ask = {{ effect = \"read\" }}\n",
-        permit_all(),
-        hostile("reserved-key"),
-    ));
+    let config = hostile_config(
+        &scratch,
+        "reserved-key",
+        "tools.ask = { effect = \"read\" }\n",
+    );
     let observer = Observer {
         elicitation: true,
         approve: true,
@@ -418,13 +417,7 @@ async fn over_stdio_a_tool_needing_scopes_the_identity_lacks_is_neither_listed_n
     };
     let config = scratch.config(&body("[]"));
     let client = start(&config, Observer::default(), session_era()).await;
-    let tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let tools = tool_names(&client).await;
     assert!(tools.contains(&"fx.read_file".to_owned()), "{tools:?}");
     assert!(!tools.contains(&"fx.echo".to_owned()), "{tools:?}");
     let refused = client

@@ -196,12 +196,13 @@ impl PortcullisServer {
     async fn record_not_run(
         &self,
         event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
+        decision: Option<&portcullis_policy::Decision>,
         reason: &str,
     ) {
         let not_run = Outcome::NotRun {
             reason: reason.to_owned(),
         };
-        let _ = self.gateway.record_read(event(None, not_run)).await;
+        let _ = self.gateway.record_read(event(decision, not_run)).await;
     }
 
     /// A prompt get or resource read whose URI or arguments (`value`) hold a URL to a host this
@@ -870,18 +871,20 @@ impl ServerHandler for PortcullisServer {
             })
         };
         let Some((upstream, local)) = resolved else {
-            self.record_not_run(&prompt_event, "no such prompt").await;
+            self.record_not_run(&prompt_event, None, "no such prompt")
+                .await;
             return Err(unknown());
         };
         let connection = match self.ready(upstream) {
             Ok(connection) => connection,
             Err(message) => {
-                self.record_not_run(&prompt_event, &message).await;
+                self.record_not_run(&prompt_event, None, &message).await;
                 return Err(McpError::internal_error(message, None));
             }
         };
         if !connection.catalog.load().prompt_names.contains(local) {
-            self.record_not_run(&prompt_event, "no such prompt").await;
+            self.record_not_run(&prompt_event, None, "no such prompt")
+                .await;
             return Err(unknown());
         }
         let decision = self
@@ -896,15 +899,12 @@ impl ServerHandler for PortcullisServer {
                 .unwrap_or_default(),
         );
         if let Err(why) = self.check_open_world(&context, &envelope, &arguments) {
-            let _ = self
-                .gateway
-                .record_read(prompt_event(
-                    Some(&decision),
-                    Outcome::NotRun {
-                        reason: format!("untrusted content: {why}"),
-                    },
-                ))
-                .await;
+            self.record_not_run(
+                &prompt_event,
+                Some(&decision),
+                &format!("untrusted content: {why}"),
+            )
+            .await;
             return Err(McpError::invalid_request(
                 format!("portcullis refused prompt `{}`: {why}", request.name),
                 None,
@@ -1009,7 +1009,7 @@ impl ServerHandler for PortcullisServer {
             })
         };
         let Some((upstream, local)) = resolved else {
-            self.record_not_run(&resource_event, "no such resource")
+            self.record_not_run(&resource_event, None, "no such resource")
                 .await;
             return Err(unknown());
         };
@@ -1030,30 +1030,24 @@ impl ServerHandler for PortcullisServer {
             &serde_json::Value::String(local.to_owned()),
         );
         if let Err(why) = open_world {
-            let _ = self
-                .gateway
-                .record_read(resource_event(
-                    Some(&decision),
-                    Outcome::NotRun {
-                        reason: format!("untrusted content: {why}"),
-                    },
-                ))
-                .await;
+            self.record_not_run(
+                &resource_event,
+                Some(&decision),
+                &format!("untrusted content: {why}"),
+            )
+            .await;
             return Err(McpError::invalid_request(
                 format!("portcullis refused to read `{}`: {why}", request.uri),
                 None,
             ));
         }
         if let Err(denied) = self.check_resource_uri(&envelope, upstream, local) {
-            let _ = self
-                .gateway
-                .record_read(resource_event(
-                    Some(&decision),
-                    Outcome::NotRun {
-                        reason: format!("outside the roots: {denied}"),
-                    },
-                ))
-                .await;
+            self.record_not_run(
+                &resource_event,
+                Some(&decision),
+                &format!("outside the roots: {denied}"),
+            )
+            .await;
             return Err(McpError::invalid_params(
                 format!(
                     "portcullis refused to read `{}`: {denied}; nothing was read",
