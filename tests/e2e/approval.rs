@@ -522,10 +522,12 @@ fn a_stateless_approval_is_sealed_bound_to_the_action_and_used_once() {
         "a retry without capabilities ran the send"
     );
 
-    // The real answer runs it, once.
+    // The real answer runs it, once; the same arguments in another key order are the same
+    // action.
+    let reordered = r#"{"body":"the numbers","subject":"q3","to":"eve@evil.example"}"#;
     let ran = raw.call(
         "fx.send_message",
-        SEND_OUTSIDE,
+        reordered,
         true,
         Some(&state),
         Some(yes()),

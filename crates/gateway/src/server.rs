@@ -650,10 +650,12 @@ fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Res
 /// What a sealed `requestState` is bound to: the user, the exposed tool and its exact
 /// arguments, so a state cannot be replayed by another identity or for other arguments.
 pub(crate) fn binding(user: &UserId, tool: &str, arguments: Option<&JsonObject>) -> String {
-    // serde_json's map keeps keys sorted, so equal arguments give equal text.
-    let arguments = arguments
-        .map(|a| serde_json::to_string(a).unwrap_or_default())
-        .unwrap_or_default();
+    // The canonical digest (keys sorted at every depth), as the approval fingerprint uses:
+    // serde_json keeps insertion order in the binary (`preserve_order`, via cedar-policy), so
+    // the same arguments sent in another key order must not bind differently.
+    let arguments = portcullis_audit::digest_json(&serde_json::Value::Object(
+        arguments.cloned().unwrap_or_default(),
+    ));
     format!("{}\n{}\n{tool}\n{arguments}", user.issuer, user.subject)
 }
 
