@@ -241,6 +241,8 @@ fn explain_names_the_decision_and_the_policies_behind_it() {
             "bob",
             "--group",
             "sales",
+            "--scope",
+            "files.write",
             "fx.delete_file",
             r#"{"path":"a"}"#,
         ],
@@ -268,6 +270,32 @@ fn explain_names_the_decision_and_the_policies_behind_it() {
     assert!(ok, "{stderr}");
     assert!(out.starts_with("decision: allow\n"), "{out}");
     assert!(out.contains("determined by:\n  all ("), "{out}");
+}
+
+#[test]
+fn explain_acts_as_the_local_identity_and_knows_scopes_and_taint() {
+    let scratch = Scratch::new();
+    let config = with_policy(&scratch, HIDE_DELETES_FROM_SALES);
+    // No `--as`: `[identity.local]` (here the default user `local`, with no scopes). Over stdio
+    // it cannot step up to the scope the delete needs, so the tool is not even listed.
+    let (ok, out, stderr) = portcullis(&["explain", "fx.delete_file"], &config);
+    assert!(ok, "{stderr}");
+    assert!(
+        out.starts_with("decision: deny (the tool is not listed"),
+        "{out}"
+    );
+    assert!(out.contains("missing `files.write`"), "{out}");
+    assert!(out.contains("acting as: local (portcullis:local)"), "{out}");
+    // A read with a URL runs in a fresh session; after untrusted content it is asked first.
+    let args = r#"{"text":"https://collect.example/?d=1"}"#;
+    let (ok, out, stderr) = portcullis(&["explain", "fx.echo", args], &config);
+    assert!(ok, "{stderr}");
+    assert!(out.starts_with("decision: allow\n"), "{out}");
+    let (ok, out, stderr) = portcullis(&["explain", "--tainted", "fx.echo", args], &config);
+    assert!(ok, "{stderr}");
+    assert!(out.starts_with("decision: allow with approval"), "{out}");
+    assert!(out.contains("the taint rule"), "{out}");
+    assert!(out.contains("    https://collect.example/?d=1"), "{out}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! servers first. Every network test uses loopback only and bounded waits.
 #![expect(clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
 
+mod agreement;
 mod approval;
 mod boundaries;
 mod cli;

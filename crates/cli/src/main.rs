@@ -13,10 +13,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, ServiceCredential, UpstreamCredential, UpstreamTransport};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
-    ContainmentReport, Credentials, Gateway, UpstreamStatus, call_facts, containment_reports,
-    load_policy, serve_http, serve_metrics,
+    ContainmentReport, Credentials, Gateway, Reach, UpstreamStatus, call_facts,
+    containment_reports, load_policy, reach, serve_http, serve_metrics,
 };
-use portcullis_policy::{Action, Facts, PolicyEngine, Request, Target, Verdict};
+use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
 
 mod telemetry;
@@ -102,6 +102,9 @@ enum Command {
         tool: String,
         /// The call's arguments as a JSON object.
         arguments: Option<String>,
+        /// Decide it as for a session that has received content from an untrusted upstream.
+        #[arg(long)]
+        tainted: bool,
     },
 }
 
@@ -243,9 +246,10 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
 /// The identity `tools` and `explain` decide for.
 #[derive(clap::Args)]
 struct AsIdentity {
-    /// The user (the token's `sub`, or the local user's name).
+    /// The user (the token's `sub`, or the local user's name); default: `[identity.local]`,
+    /// whose groups, tenant and scopes the other flags then replace when given.
     #[arg(long = "as", value_name = "USER")]
-    user: String,
+    user: Option<String>,
     /// The user's issuer; default: `[http.auth]`'s issuer, else the local issuer.
     #[arg(long)]
     issuer: Option<String>,
@@ -261,6 +265,30 @@ struct AsIdentity {
 
 impl AsIdentity {
     fn envelope(&self, config: &Config) -> IdentityEnvelope {
+        let Some(user) = &self.user else {
+            let local = &config.local_identity;
+            let or_local = |given: &[String], local: &BTreeSet<String>| {
+                if given.is_empty() {
+                    local.clone()
+                } else {
+                    given.iter().cloned().collect()
+                }
+            };
+            return IdentityEnvelope::new(EnvelopeParts {
+                user: local.user().clone(),
+                client: None,
+                mode: local.mode(),
+                groups: or_local(&self.groups, local.groups()),
+                tenant: self
+                    .tenant
+                    .clone()
+                    .or_else(|| local.tenant().map(str::to_owned)),
+                scopes: or_local(&self.scopes, local.scopes()),
+                usable_credentials: BTreeSet::new(),
+                forbidden_credentials: BTreeSet::new(),
+                lifetime: None,
+            });
+        };
         let issuer = self.issuer.clone().unwrap_or_else(|| {
             config
                 .http
@@ -271,7 +299,7 @@ impl AsIdentity {
         IdentityEnvelope::new(EnvelopeParts {
             user: UserId {
                 issuer,
-                subject: self.user.clone(),
+                subject: user.clone(),
             },
             client: None,
             mode: ActingMode::Delegated,
@@ -304,7 +332,18 @@ fn main() -> ExitCode {
             identity,
             tool,
             arguments,
-        } => explain(&config, &identity, &tool, arguments.as_deref()),
+            tainted,
+        } => explain(
+            &config,
+            &identity,
+            &tool,
+            arguments.as_deref(),
+            if tainted {
+                Session::Tainted
+            } else {
+                Session::Fresh
+            },
+        ),
         Command::Serve {
             config,
             listen,
@@ -666,11 +705,21 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     })
 }
 
+/// What the session `explain` decides for has read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// Nothing yet: no recipient approved before, no untrusted content.
+    Fresh,
+    /// Content from an untrusted upstream.
+    Tainted,
+}
+
 fn explain(
     path: &Path,
     identity: &AsIdentity,
     tool: &str,
     arguments: Option<&str>,
+    session: Session,
 ) -> anyhow::Result<()> {
     let config = load(path)?;
     let engine = policy(&config)?;
@@ -687,57 +736,79 @@ fn explain(
         bail!("`{tool}` names no configured upstream");
     };
     let rules = upstream.tool_rules(local);
-    // As a call would be decided by a fresh session: no recipient approved before, no taint.
-    let (facts, _, _) = call_facts(&rules, &envelope, arguments.as_ref(), |_| false);
+    // As a call would be decided by a session that approved no recipient before.
+    let (mut facts, _, _) = call_facts(&rules, &envelope, arguments.as_ref(), |_| false);
+    facts.tainted = session == Session::Tainted;
+    // The upstream's annotations are not known without starting it: config's classification
+    // alone, and no open-world hint.
+    let reach = reach(
+        upstream.surface,
+        portcullis_core::Hints::default(),
+        arguments.as_ref(),
+        |_| false,
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let decide = |action| {
-        engine.decide(&Request {
-            envelope: &envelope,
-            action,
-            upstream: upstream.name.as_str(),
-            surface: upstream.surface,
-            target: Target::Tool {
-                name: local,
-                effect: rules.effect(),
-                required_scopes: &rules.scopes,
-                arguments: if action == Action::CallTool {
-                    arguments.as_ref()
-                } else {
-                    None
-                },
-            },
-            now,
-            facts: if action == Action::CallTool {
-                facts
-            } else {
-                Facts::default()
-            },
-        })
+    let input = CallInput {
+        envelope: &envelope,
+        upstream: upstream.name.as_str(),
+        surface: upstream.surface,
+        tool: local,
+        effect: rules.effect(),
+        required_scopes: &rules.scopes,
+        arguments: arguments.as_ref(),
+        facts,
+        reaches_network: matches!(reach, Reach::Network { .. }),
+        // Only a bearer-token identity can be asked for more scopes.
+        can_step_up: config.http.auth.is_some() && identity.user.is_some(),
+        now,
     };
-    let listed = decide(Action::ListTool);
-    let called = decide(Action::CallTool);
-    // The same rule as the gateway: a tool hidden from the list cannot be called.
-    let (step, decision) = if listed.verdict == Verdict::Deny {
-        (
+    let outcome = decide_call(&engine, &input);
+    let (step, verdict) = match &outcome {
+        CallDecision::Hidden(Hidden::MissingScopes(missing)) => {
+            println!("decision: deny (the tool is not listed, so it cannot be called)");
+            println!(
+                "  decided at: required scopes (missing `{}`; this identity cannot step up to them)",
+                missing.join("`, `")
+            );
+            println!(
+                "  acting as: {} ({})",
+                envelope.user().subject,
+                envelope.user().issuer
+            );
+            return Ok(());
+        }
+        CallDecision::Hidden(Hidden::ByPolicy(_)) => (
             "list_tool (the tool is hidden, so it cannot be called)",
-            &listed,
-        )
-    } else {
-        ("call_tool", &called)
+            "deny",
+        ),
+        CallDecision::Denied { .. } => ("call_tool", "deny"),
+        CallDecision::Allowed(_) => ("call_tool", "allow"),
+        CallDecision::NeedsApproval {
+            because_tainted: true,
+            ..
+        } => (
+            "call_tool, then the taint rule (the session read untrusted content)",
+            "allow with approval (the person is asked in their client; the call runs only on a yes)",
+        ),
+        CallDecision::NeedsApproval { .. } => (
+            "call_tool",
+            "allow with approval (the person is asked in their client; the call runs only on a yes)",
+        ),
+    };
+    let Some(decision) = outcome.decision() else {
+        return Ok(());
     };
     let user = envelope.user();
-    println!(
-        "decision: {}",
-        match decision.verdict {
-            Verdict::Allow => "allow",
-            Verdict::ApprovalRequired =>
-                "allow with approval (the person is asked in their client; the call runs only on a yes)",
-            Verdict::Deny => "deny",
-        }
-    );
+    println!("decision: {verdict}");
     println!("  decided at: {step}");
+    if let Reach::Network { why, urls } = &reach {
+        println!("  reaches the network: {why}");
+        for (url, _) in urls {
+            println!("    {url}");
+        }
+    }
     println!("  acting as: {} ({})", user.subject, user.issuer);
     let list = |values: &BTreeSet<String>| {
         if values.is_empty() {

@@ -9,7 +9,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_core::IdentityEnvelope;
-use portcullis_policy::{Action, Decision, Facts, Request, Target, Verdict};
+use portcullis_policy::{
+    Action, CallDecision, CallInput, Decision, Facts, Hidden, Request, Target, Verdict,
+    decide_call, decide_listing,
+};
 use serde_json::{Map, Value};
 
 use crate::Gateway;
@@ -128,17 +131,6 @@ impl Gateway {
         upstream: &UpstreamHandle,
         target: Target<'_>,
     ) -> Decision {
-        self.decide_with(envelope, action, upstream, target, Facts::default())
-    }
-
-    fn decide_with(
-        &self,
-        envelope: &IdentityEnvelope,
-        action: Action,
-        upstream: &UpstreamHandle,
-        target: Target<'_>,
-        facts: Facts,
-    ) -> Decision {
         let policy = self.policy.current();
         policy.decide(&Request {
             envelope,
@@ -147,7 +139,7 @@ impl Gateway {
             surface: upstream.spec.surface,
             target,
             now: now(),
-            facts,
+            facts: Facts::default(),
         })
     }
 
@@ -221,18 +213,6 @@ impl Gateway {
         let (action, decision) = match entry {
             Listed::Tool(name) => {
                 let rules = upstream.spec.tool_rules(name);
-                // A tool needs its required scopes. Where the client can step up (HTTP with
-                // `[http.auth]`: the 403 challenge names them) it is listed and a call asks for
-                // them; anywhere else (stdio, HTTP without bearer tokens) no call of it could
-                // ever run, so it is not listed, and like every unlisted tool it is unknown.
-                if !self.steps_up(envelope)
-                    && !rules
-                        .scopes
-                        .iter()
-                        .all(|scope| envelope.scopes().contains(scope))
-                {
-                    return false;
-                }
                 // `hide_tools`: a tool the user's grant cannot call is not shown.
                 if let Some(granted) = self
                     .credentials
@@ -241,16 +221,25 @@ impl Gateway {
                 {
                     return false;
                 }
-                let target = Target::Tool {
-                    name,
-                    effect: upstream.effect_of(name),
-                    required_scopes: &rules.scopes,
-                    arguments: None,
-                };
-                (
-                    Action::ListTool,
-                    self.decide(envelope, Action::ListTool, upstream, target),
-                )
+                let input = self.call_input(envelope, upstream, name, &rules, None);
+                let policy = self.policy.current();
+                match decide_listing(&policy, &input) {
+                    Ok(decision) | Err(Hidden::ByPolicy(decision)) => (Action::ListTool, decision),
+                    // Where no step-up can add scopes (stdio, HTTP without bearer tokens), no
+                    // call of it could ever run: not listed, and like every unlisted tool,
+                    // unknown to calls.
+                    Err(Hidden::MissingScopes(missing)) => {
+                        tracing::debug!(
+                            target: "portcullis::decision",
+                            user = %envelope.user(),
+                            upstream = %upstream.name(),
+                            tool = name,
+                            missing = %missing.join(" "),
+                            "hidden from this identity: it lacks the tool's scopes and cannot step up"
+                        );
+                        return false;
+                    }
+                }
             }
             Listed::Prompt(name) => (
                 Action::GetPrompt,
@@ -346,60 +335,67 @@ impl Gateway {
         reach: &Reach,
     ) -> Result<Authorized, Refusal> {
         let tool = visible.tool;
-        let entry = Listed::Tool(tool);
         let rules = upstream.spec.tool_rules(tool);
-        let effect = upstream.effect_of(tool);
-        let decision = self.decide_with(
-            envelope,
-            Action::CallTool,
-            upstream,
-            Target::Tool {
-                name: tool,
-                effect,
-                required_scopes: &rules.scopes,
-                arguments,
-            },
-            facts,
-        );
-        self.log_decision(envelope, Action::CallTool, upstream, &entry, &decision);
-        match decision.verdict {
-            // Untrusted content may have asked for this call: a side effect, or a read that can
-            // carry data out over the network (in its URL, say), waits for a person.
-            Verdict::Allow
-                if facts.tainted
-                    && (effect.is_side_effecting() || matches!(reach, Reach::Network { .. })) =>
-            {
-                tracing::info!(
-                    target: "portcullis::decision",
-                    user = %envelope.user(),
-                    upstream = %upstream.name(),
-                    tool,
-                    network = matches!(reach, Reach::Network { .. }),
-                    "approval required: the session received untrusted content"
-                );
+        let mut input = self.call_input(envelope, upstream, tool, &rules, arguments);
+        input.facts = facts;
+        input.reaches_network = matches!(reach, Reach::Network { .. });
+        let outcome = decide_call(&self.policy.current(), &input);
+        if let Some(decision) = outcome.decision() {
+            self.log_decision(
+                envelope,
+                Action::CallTool,
+                upstream,
+                &Listed::Tool(tool),
+                decision,
+            );
+        }
+        match outcome {
+            CallDecision::Hidden(_) => Err(Refusal::Hidden),
+            CallDecision::Allowed(decision) => Ok(Authorized::Permit(CallPermit { decision })),
+            CallDecision::NeedsApproval {
+                decision,
+                because_tainted,
+            } => {
+                if because_tainted {
+                    tracing::info!(
+                        target: "portcullis::decision",
+                        user = %envelope.user(),
+                        upstream = %upstream.name(),
+                        tool,
+                        network = input.reaches_network,
+                        "approval required: the session received untrusted content"
+                    );
+                }
                 Ok(Authorized::NeedsApproval(PendingApproval {
                     decision,
-                    because_tainted: true,
+                    because_tainted,
                 }))
             }
-            Verdict::Allow => Ok(Authorized::Permit(CallPermit { decision })),
-            Verdict::ApprovalRequired => Ok(Authorized::NeedsApproval(PendingApproval {
-                decision,
-                because_tainted: false,
-            })),
-            Verdict::Deny => {
-                let missing: Vec<&str> = rules
-                    .scopes
-                    .iter()
-                    .filter(|scope| !envelope.scopes().contains(*scope))
-                    .map(String::as_str)
-                    .collect();
-                let mut reason = decision.deny_reason();
-                if !missing.is_empty() {
-                    reason = format!("{reason} (missing: `{}`)", missing.join("`, `"));
-                }
-                Err(Refusal::Denied { reason, decision })
-            }
+            CallDecision::Denied { reason, decision } => Err(Refusal::Denied { reason, decision }),
+        }
+    }
+
+    /// The plain values a call (or, with no arguments, a listing) of `tool` is decided on.
+    fn call_input<'a>(
+        &self,
+        envelope: &'a IdentityEnvelope,
+        upstream: &'a UpstreamHandle,
+        tool: &'a str,
+        rules: &'a portcullis_core::ToolRules,
+        arguments: Option<&'a Map<String, Value>>,
+    ) -> CallInput<'a> {
+        CallInput {
+            envelope,
+            upstream: upstream.name().as_str(),
+            surface: upstream.spec.surface,
+            tool,
+            effect: upstream.effect_of(tool),
+            required_scopes: &rules.scopes,
+            arguments,
+            facts: Facts::default(),
+            reaches_network: false,
+            can_step_up: self.steps_up(envelope),
+            now: now(),
         }
     }
 

@@ -39,7 +39,7 @@ use portcullis_policy::PolicyEngine;
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
-pub use approval::call_facts;
+pub use approval::{Reach, call_facts, reach};
 pub use credentials::Credentials;
 pub use http::serve_http;
 pub use metrics::serve_metrics;

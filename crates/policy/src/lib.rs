@@ -9,9 +9,11 @@
 //! the time and the texts).
 #![forbid(unsafe_code)]
 
+mod call;
 mod decision;
 mod engine;
 
+pub use call::{CallDecision, CallInput, Hidden, decide_call, decide_listing};
 pub use decision::{Decision, PolicyRef, Verdict};
 pub use engine::{Action, Facts, PolicyEngine, PolicyError, Problem, Request, Source, Target};
 

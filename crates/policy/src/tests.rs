@@ -288,3 +288,157 @@ fn a_request_that_drifted_from_the_schema_is_caught() {
     };
     assert!(engine.conforms(&request).is_err());
 }
+
+/// One `decide_call` case: name, effect, required scopes, held scopes, can step up, tainted,
+/// reaches the network, the expected outcome.
+type CallCase<'a> = (
+    &'a str,
+    Effect,
+    &'a BTreeSet<String>,
+    &'a [&'a str],
+    bool,
+    bool,
+    bool,
+    &'a str,
+);
+
+/// The whole call decision (`decide_call`) against the shipped policy: scopes no step-up can
+/// add hide the tool; the taint rule asks for side effects and for reads that reach the network.
+#[test]
+fn the_call_decision_hides_denies_asks_or_allows_in_order() {
+    use crate::{CallDecision, CallInput, Hidden, decide_call};
+    let engine = engine_with(&[source("default.cedar", SHIPPED_POLICY)]);
+    let needs_write: BTreeSet<String> = ["files.write".to_owned()].into();
+    let none = BTreeSet::new();
+    // (case, effect, required scopes, held scopes, step-up, tainted, network, expected)
+    let cases: [CallCase<'_>; 9] = [
+        (
+            "a read runs",
+            Effect::Read,
+            &none,
+            &[],
+            false,
+            false,
+            false,
+            "allowed",
+        ),
+        (
+            "a write is asked",
+            Effect::Write,
+            &none,
+            &[],
+            false,
+            false,
+            false,
+            "asked by policy",
+        ),
+        (
+            "no scope, no step-up: hidden",
+            Effect::Read,
+            &needs_write,
+            &[],
+            false,
+            false,
+            false,
+            "hidden by scopes",
+        ),
+        (
+            "no scope, step-up: denied naming it",
+            Effect::Read,
+            &needs_write,
+            &[],
+            true,
+            false,
+            false,
+            "denied",
+        ),
+        (
+            "with the scope: runs",
+            Effect::Read,
+            &needs_write,
+            &["files.write"],
+            false,
+            false,
+            false,
+            "allowed",
+        ),
+        (
+            "tainted local read runs",
+            Effect::Read,
+            &none,
+            &[],
+            false,
+            true,
+            false,
+            "allowed",
+        ),
+        (
+            "tainted network read is asked",
+            Effect::Read,
+            &none,
+            &[],
+            false,
+            true,
+            true,
+            "asked for taint",
+        ),
+        (
+            "untainted network read runs",
+            Effect::Read,
+            &none,
+            &[],
+            false,
+            false,
+            true,
+            "allowed",
+        ),
+        (
+            "tainted write: policy asks already",
+            Effect::Write,
+            &none,
+            &[],
+            false,
+            true,
+            false,
+            "asked by policy",
+        ),
+    ];
+    for (name, effect, required, held, can_step_up, tainted, reaches_network, expected) in cases {
+        let held: Vec<String> = held.iter().map(|s| (*s).to_owned()).collect();
+        let envelope = envelope(&[], Some("acme"), &held);
+        let input = CallInput {
+            envelope: &envelope,
+            upstream: "files",
+            surface: Surface::Filesystem,
+            tool: "t",
+            effect,
+            required_scopes: required,
+            arguments: None,
+            facts: Facts {
+                tainted,
+                ..Facts::default()
+            },
+            reaches_network,
+            can_step_up,
+            now: NOW,
+        };
+        let got = match decide_call(&engine, &input) {
+            CallDecision::Hidden(Hidden::MissingScopes(_)) => "hidden by scopes",
+            CallDecision::Hidden(Hidden::ByPolicy(_)) => "hidden by policy",
+            CallDecision::Denied { reason, .. } => {
+                assert!(
+                    reason.contains("missing: `files.write`"),
+                    "{name}: {reason}"
+                );
+                "denied"
+            }
+            CallDecision::Allowed(_) => "allowed",
+            CallDecision::NeedsApproval {
+                because_tainted: true,
+                ..
+            } => "asked for taint",
+            CallDecision::NeedsApproval { .. } => "asked by policy",
+        };
+        assert_eq!(got, expected, "{name}");
+    }
+}
