@@ -200,6 +200,16 @@ async fn a_name_that_resolves_to_nothing_is_refused_and_recorded() {
         .read_resource(ReadResourceRequestParams::new("nowhere://x"))
         .await;
     assert!(resource.is_err(), "{resource:?}");
+    // Completions and subscriptions naming nothing known are refused and recorded too.
+    let completion = client
+        .complete_prompt_argument("no_prompt", "name", "a", None)
+        .await;
+    assert!(completion.is_err(), "{completion:?}");
+    #[expect(deprecated, reason = "session-era clients still subscribe")]
+    let subscribed = client
+        .subscribe(rmcp::model::SubscribeRequestParams::new("nowhere://y"))
+        .await;
+    assert!(subscribed.is_err(), "{subscribed:?}");
     // The known tool still runs.
     let echoed = call(&client, "fx.echo", json!({"text": "hi"})).await;
     assert_eq!(text(&echoed), "hi");
@@ -241,6 +251,18 @@ async fn a_name_that_resolves_to_nothing_is_refused_and_recorded() {
                 && e[member] == name
                 && e["outcome"]["status"] == "not_run"),
             "no refused {kind} in {events:?}"
+        );
+    }
+    for (method, name) in [
+        ("completion/complete", "no_prompt"),
+        ("resources/subscribe", "nowhere://y"),
+    ] {
+        assert!(
+            events.iter().any(|e| e["kind"] == "refused"
+                && e["method"] == method
+                && e["name"] == name
+                && e["upstream"] == ""),
+            "no refused {method} in {events:?}"
         );
     }
 }

@@ -260,6 +260,10 @@ fn what_and_result(event: &Event) -> (String, String) {
                 sandbox.profile.clone()
             },
         ),
+        Event::Refused(refused) => (
+            format!("{} {} {}", refused.method, refused.upstream, refused.name),
+            format!("refused: {}", refused.reason),
+        ),
         Event::Checkpoint(checkpoint) => (
             format!("seq {}..={}", checkpoint.from_seq, checkpoint.to_seq),
             format!("head {}", checkpoint.head),

@@ -49,6 +49,7 @@ impl EvidenceRecord {
             Event::PromptGet(get) => Some(&get.request),
             Event::ElicitationRelayed(elicitation) => Some(&elicitation.request),
             Event::Approval(approval) => Some(&approval.request),
+            Event::Refused(refused) => Some(&refused.request),
             Event::UpstreamStarted(_)
             | Event::UpstreamStopped(_)
             | Event::UpstreamCrashed(_)
@@ -79,6 +80,7 @@ impl EvidenceRecord {
             | Event::UpstreamStopped(lifecycle)
             | Event::UpstreamCrashed(lifecycle) => Some(&lifecycle.upstream),
             Event::SandboxStarted(sandbox) => Some(&sandbox.upstream),
+            Event::Refused(refused) => Some(refused.upstream.as_str()).filter(|u| !u.is_empty()),
             Event::List(_) | Event::Reload(_) | Event::Checkpoint(_) => None,
         }
     }
@@ -136,6 +138,9 @@ pub enum Event {
     /// A config or policy reload, applied or refused.
     Reload(Reload),
     SandboxStarted(SandboxStarted),
+    /// A request naming something (a completion reference, a resource subscription) refused
+    /// before any upstream heard of it.
+    Refused(Refused),
     /// Written by the evidence log itself every N records; never by a caller.
     Checkpoint(Checkpoint),
 }
@@ -156,6 +161,7 @@ impl Event {
             Event::UpstreamCrashed(_) => "upstream_crashed",
             Event::Reload(_) => "reload",
             Event::SandboxStarted(_) => "sandbox_started",
+            Event::Refused(_) => "refused",
             Event::Checkpoint(_) => "checkpoint",
         }
     }
@@ -315,6 +321,19 @@ pub struct PromptGet {
     pub decision: DecisionSummary,
     pub outcome: Outcome,
     pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub request: RequestContext,
+    /// The MCP method, e.g. `completion/complete`, `resources/subscribe`.
+    pub method: String,
+    /// The upstream the name resolved to; empty when it resolved to none.
+    pub upstream: String,
+    /// The name or URI as the upstream knows it, or as the client sent it when it resolved
+    /// to nothing (cut to a bounded length by the caller).
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,7 +37,7 @@ use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{answer_inputs, forward, is_reserved_key, unexpected};
 use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
 use crate::relay::screen_elicitation;
-use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
+use portcullis_core::evidence::{Event, Outcome, PromptGet, Refused, ResourceRead};
 use rmcp::model::{InputRequest, InputResponses};
 
 /// How many input-required rounds Portcullis drives for one prompt or resource request.
@@ -368,9 +368,10 @@ impl PortcullisServer {
     }
 
     /// The upstream that owns an exposed resource URI, its connection and its own URI.
-    fn resource_owner(
+    async fn resource_owner(
         &self,
         envelope: &IdentityEnvelope,
+        method: &str,
         exposed: &str,
     ) -> Result<(&Arc<UpstreamHandle>, Arc<Connection>, String), McpError> {
         let resolved = self
@@ -381,19 +382,63 @@ impl PortcullisServer {
         let unknown =
             || McpError::resource_not_found(format!("unknown resource `{exposed}`"), None);
         let Some((upstream, local)) = resolved else {
+            self.record_refused(envelope, method, None, exposed, "no such resource")
+                .await;
             return Err(unknown());
         };
-        self.gateway
-            .authorize_read(envelope, upstream, Listed::Resource(&local))
-            .map_err(|refusal| read_refusal(refusal, unknown()))?;
-        self.check_resource_uri(envelope, upstream, &local)
-            .map_err(|denied| {
-                McpError::invalid_params(format!("portcullis refused `{exposed}`: {denied}"), None)
-            })?;
-        let connection = self
-            .ready(upstream)
-            .map_err(|message| McpError::internal_error(message, None))?;
+        if let Err(refusal) =
+            self.gateway
+                .authorize_read(envelope, upstream, Listed::Resource(&local))
+        {
+            self.record_refused(
+                envelope,
+                method,
+                Some(upstream),
+                &local,
+                refusal_reason(&refusal),
+            )
+            .await;
+            return Err(read_refusal(refusal, unknown()));
+        }
+        if let Err(denied) = self.check_resource_uri(envelope, upstream, &local) {
+            let reason = format!("outside the roots: {denied}");
+            self.record_refused(envelope, method, Some(upstream), &local, &reason)
+                .await;
+            return Err(McpError::invalid_params(
+                format!("portcullis refused `{exposed}`: {denied}"),
+                None,
+            ));
+        }
+        let connection = match self.ready(upstream) {
+            Ok(connection) => connection,
+            Err(message) => {
+                self.record_refused(envelope, method, Some(upstream), &local, &message)
+                    .await;
+                return Err(McpError::internal_error(message, None));
+            }
+        };
         Ok((upstream, connection, local))
+    }
+
+    /// Records a request naming something that was refused before any upstream heard of it
+    /// (`upstream` none: the name resolved to nothing). Nothing ran, so a failure to record
+    /// does not change the answer.
+    async fn record_refused(
+        &self,
+        envelope: &IdentityEnvelope,
+        method: &str,
+        upstream: Option<&UpstreamHandle>,
+        name: &str,
+        reason: &str,
+    ) {
+        let event = Event::Refused(Refused {
+            request: self.gateway.read_context(envelope, self.session),
+            method: method.to_owned(),
+            upstream: upstream.map(|u| u.name().to_string()).unwrap_or_default(),
+            name: recorded_name(name),
+            reason: reason.to_owned(),
+        });
+        let _ = self.gateway.record_read(event).await;
     }
 
     /// Lists one page of the merged catalogs, counting only the entries `keep` lets this
@@ -599,6 +644,17 @@ fn exposed_contents(
         }
     }
     Ok(ReadResourceResponse::Complete(result))
+}
+
+/// Why a prompt, resource or completion was refused, as recorded.
+fn refusal_reason(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::Hidden => "hidden from this identity",
+        Refusal::Denied { .. } => "refused by policy",
+        Refusal::ApprovalUnavailable { .. } => {
+            "policy requires approval, which is asked for tool calls only"
+        }
+    }
 }
 
 /// A refused prompt, resource or completion: hidden ones are unknown, like ones that do not
@@ -1112,7 +1168,9 @@ impl ServerHandler for PortcullisServer {
     ) -> Result<(), McpError> {
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
-        let (upstream, connection, local) = self.resource_owner(&envelope, &request.uri)?;
+        let (upstream, connection, local) = self
+            .resource_owner(&envelope, "resources/subscribe", &request.uri)
+            .await?;
         if connection.is_stateless() {
             upstream
                 .watch_resource(&connection, &local)
@@ -1140,7 +1198,9 @@ impl ServerHandler for PortcullisServer {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let envelope = self.envelope(&context)?;
-        let (upstream, connection, local) = self.resource_owner(&envelope, &request.uri)?;
+        let (upstream, connection, local) = self
+            .resource_owner(&envelope, "resources/unsubscribe", &request.uri)
+            .await?;
         // The upstream keeps the subscription while any session still holds it.
         if self
             .gateway
@@ -1216,23 +1276,35 @@ impl ServerHandler for PortcullisServer {
                 .map(|n| (n.upstream, n.local.to_owned())),
             _ => None,
         };
-        let Some((index, local)) = resolved else {
-            return Err(McpError::invalid_params(
-                "unknown completion reference",
-                None,
-            ));
-        };
         let unknown = || McpError::invalid_params("unknown completion reference", None);
-        let Some(upstream) = self.gateway.upstreams.get(index) else {
+        let method = "completion/complete";
+        let Some((upstream, local)) =
+            resolved.and_then(|(index, local)| Some((self.gateway.upstreams.get(index)?, local)))
+        else {
+            let sent = match &request.r#ref {
+                Reference::Prompt(prompt) => prompt.name.clone(),
+                Reference::Resource(resource) => resource.uri.clone(),
+                _ => String::new(),
+            };
+            self.record_refused(&envelope, method, None, &sent, "no such prompt or resource")
+                .await;
             return Err(unknown());
         };
         let entry = match &request.r#ref {
             Reference::Prompt(_) => Listed::Prompt(&local),
             _ => Listed::Resource(&local),
         };
-        self.gateway
-            .authorize_read(&envelope, upstream, entry)
-            .map_err(|refusal| read_refusal(refusal, unknown()))?;
+        if let Err(refusal) = self.gateway.authorize_read(&envelope, upstream, entry) {
+            self.record_refused(
+                &envelope,
+                method,
+                Some(upstream),
+                &local,
+                refusal_reason(&refusal),
+            )
+            .await;
+            return Err(read_refusal(refusal, unknown()));
+        }
         match &mut request.r#ref {
             Reference::Prompt(prompt) => prompt.name = local,
             Reference::Resource(resource) => resource.uri = local,
