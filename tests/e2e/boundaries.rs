@@ -578,3 +578,66 @@ async fn after_untrusted_content_a_read_that_can_reach_the_network_asks_first() 
         "the URL with the secret ran: {events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arguments_the_tool_does_not_accept_are_refused_before_anyone_is_asked() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    // The shipped policy: a send needs a person's approval.
+    let config = scratch.config(&format!(
+        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ntrusted = true\n{}tools.send_message = {{ effect = \"send\" }}\n",
+        toml_array(&[repo_root()
+            .join("config/policies/default.cedar")
+            .display()
+            .to_string()]),
+        fixture_upstream(&work, &[]),
+    ));
+    let observer = Observer {
+        elicitation: true,
+        approve: true,
+        ..Observer::default()
+    };
+    let client = start(&config, observer.clone(), session_era()).await;
+    let refused = call(
+        &client,
+        "fx.send_message",
+        json!({"to": 7, "subject": "s", "body": "the secret numbers"}),
+    )
+    .await;
+    let said = text(&refused);
+    assert_eq!(refused.is_error, Some(true), "{said}");
+    assert!(
+        said.contains("do not match the tool's input schema")
+            && said.contains("`/to`")
+            && said.contains("did not run"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("secret numbers"),
+        "no value in the message: {said}"
+    );
+    assert!(
+        observer.questions().is_empty(),
+        "{:?}",
+        observer.questions()
+    );
+    assert!(!work.join("outbox.jsonl").exists(), "the send ran");
+    // The same call with arguments it accepts is asked, approved and runs.
+    let sent = call(
+        &client,
+        "fx.send_message",
+        json!({"to": "bob@acme.example", "subject": "s", "body": "b"}),
+    )
+    .await;
+    assert_eq!(text(&sent), "sent message to `bob@acme.example`");
+    assert_eq!(observer.questions().len(), 1);
+    let _ = client.cancel().await;
+    assert!(
+        events(&config).iter().any(|e| e["kind"] == "call_outcome"
+            && e["outcome"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("arguments: its arguments do not match"))),
+        "{:?}",
+        events(&config)
+    );
+}

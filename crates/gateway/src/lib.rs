@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod approval;
+mod arguments;
 mod ask;
 mod attach;
 mod authorize;
@@ -106,6 +107,8 @@ pub struct Gateway {
     taints: approval::Taints,
     /// How long a person has to answer an approval request.
     approval_timeout: std::time::Duration,
+    /// Each call's arguments against its tool's input schema (compiled schemas cached).
+    argument_check: arguments::ArgumentCheck,
     /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
     credentials: Arc<Credentials>,
     /// The upstream supervisors, joined by [`Gateway::stop`] so their last records are written.
@@ -174,6 +177,7 @@ impl Gateway {
             known_recipients: approval::KnownRecipients::default(),
             taints: approval::Taints::default(),
             approval_timeout: config.approval.timeout,
+            argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
             policy: Arc::new(PolicyStore::new(config.policy.clone(), policy)),
             evidence,

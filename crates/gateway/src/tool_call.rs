@@ -57,6 +57,14 @@ enum Approval {
     Replayed(Box<CallToolResult>),
 }
 
+/// Why the check stage refused a call.
+enum Refused {
+    /// The arguments do not match the tool's input schema.
+    Arguments(String),
+    /// A path argument is outside the effective roots.
+    Roots(String),
+}
+
 /// Where the credential stage ends.
 enum CredentialStage {
     /// Go on, with this credential (and its note for the evidence), or none.
@@ -172,7 +180,7 @@ impl PortcullisServer {
                 return Ok(tool_error(message));
             }
         };
-        let outside_roots = {
+        let checked = {
             let catalog = connection.catalog.load();
             let Some(definition) = catalog.tools.iter().find(|t| t.name == request.name) else {
                 gateway
@@ -181,54 +189,61 @@ impl PortcullisServer {
                 return Err(unknown());
             };
             record.set_definition(definition);
-            // Paths outside the effective roots never reach the upstream, whatever policy says.
-            upstream.paths.as_ref().and_then(|guard| {
-                let pointers: Vec<String> = upstream
-                    .spec
-                    .tool_rules(local)
-                    .paths
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let client_roots = if stateless {
-                    None
-                } else {
-                    self.offered_roots()
-                };
-                guard
-                    .check(
-                        definition,
-                        &pointers,
-                        arguments,
-                        client_roots.as_ref(),
-                        Grantor {
-                            subject: &envelope.user().subject,
-                            groups: envelope.groups(),
-                        },
-                    )
-                    .err()
-            })
+            // Arguments the tool does not accept are refused before policy and before any
+            // person is asked: nobody approves a call its upstream would refuse.
+            if let Err(mismatch) = gateway.argument_check.check(definition, arguments) {
+                Some(Refused::Arguments(mismatch))
+            } else {
+                // Paths outside the effective roots never reach the upstream, whatever policy
+                // says.
+                upstream.paths.as_ref().and_then(|guard| {
+                    let pointers: Vec<String> = upstream
+                        .spec
+                        .tool_rules(local)
+                        .paths
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    let client_roots = if stateless {
+                        None
+                    } else {
+                        self.offered_roots()
+                    };
+                    guard
+                        .check(
+                            definition,
+                            &pointers,
+                            arguments,
+                            client_roots.as_ref(),
+                            Grantor {
+                                subject: &envelope.user().subject,
+                                groups: envelope.groups(),
+                            },
+                        )
+                        .err()
+                        .map(Refused::Roots)
+                })
+            }
         };
-        if let Some(denied) = outside_roots {
+        if let Some(refused) = checked {
+            let (denied, recorded) = match &refused {
+                Refused::Arguments(why) => (why, format!("arguments: {why}")),
+                Refused::Roots(why) => (why, format!("outside the roots: {why}")),
+            };
             tracing::warn!(
                 target: "portcullis::decision",
                 user = %envelope.user(),
                 upstream = %upstream.name(),
                 tool = local,
                 %denied,
-                "denied: a path argument is outside the roots"
+                "denied: {recorded}"
             );
             let message = format!(
                 "portcullis refused `{}`: {denied}; the call did not run",
                 request.name
             );
             gateway
-                .record_refusal(
-                    record,
-                    arguments,
-                    hidden,
-                    &format!("outside the roots: {denied}"),
-                )
+                .record_refusal(record, arguments, hidden, &recorded)
                 .await;
             return Ok(tool_error(message));
         }
