@@ -60,29 +60,9 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    /// Starts the record of a call of `tool` of `upstream`.
-    pub fn new(
-        envelope: &IdentityEnvelope,
-        session: u64,
-        upstream: &UpstreamHandle,
-        tool: &str,
-    ) -> Self {
-        Self {
-            request: request_context(envelope, session),
-            tool: ToolRef {
-                upstream: upstream.name().to_string(),
-                // Still the client's text when no such tool exists: bounded like any other.
-                tool: recorded_name(tool),
-                definition_hash: String::new(),
-            },
-            started: Instant::now(),
-            intent_seq: None,
-            redact: upstream.spec.tool_rules(tool).redact,
-        }
-    }
-
-    /// Starts the record of a call of a name that resolves to no upstream's tool: the name
-    /// as the client sent it (cut to [`MAX_RECORDED_NAME`] characters), and no upstream.
+    /// Starts the record of a call of the name the client sent (cut to
+    /// [`MAX_RECORDED_NAME`] characters), no upstream yet: the resolve stage names the tool
+    /// (`resolve`), and a name that resolves to nothing is recorded as sent.
     pub fn unresolved(envelope: &IdentityEnvelope, session: u64, exposed: &str) -> Self {
         Self {
             request: request_context(envelope, session),
@@ -95,6 +75,17 @@ impl CallRecord {
             intent_seq: None,
             redact: Vec::new(),
         }
+    }
+
+    /// Names the tool the call resolved to: `tool` of `upstream`, with its redactions.
+    pub fn resolve(&mut self, upstream: &UpstreamHandle, tool: &str) {
+        self.tool = ToolRef {
+            upstream: upstream.name().to_string(),
+            // Still the client's text when no such tool exists: bounded like any other.
+            tool: recorded_name(tool),
+            definition_hash: String::new(),
+        };
+        self.redact = upstream.spec.tool_rules(tool).redact;
     }
 
     /// The request the call belongs to.

@@ -20,6 +20,7 @@ mod http;
 mod metrics;
 mod paths;
 mod pending;
+mod pipeline;
 mod policy;
 mod progress;
 mod relay;
@@ -27,7 +28,6 @@ mod sandbox;
 mod server;
 mod sessions;
 mod state;
-mod tool_call;
 mod upstream;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,95 @@
+//! The decide stage: what the call's configured arguments say about it (recipients, tenant,
+//! privileges), whether this session read untrusted content and whether the call can reach the
+//! network, then the policy's decision: a permit, or a pending approval.
+
+use portcullis_core::{Effect, ToolRules};
+
+use super::{CallContext, Resolved, Stop};
+use crate::approval::{self, Reach};
+use crate::authorize::{Authorized, Refusal};
+use crate::evidence::summary;
+use crate::server::PortcullisServer;
+
+/// Where the decide stage leaves a call that may go on.
+pub(super) struct Decided {
+    pub authorized: Authorized,
+    pub rules: ToolRules,
+    pub effect: Effect,
+    /// Recipients the arguments name, and which of them are new to this user.
+    pub recipients: Vec<(String, bool)>,
+    pub target_tenant: Option<String>,
+    /// The untrusted upstreams whose content this session received.
+    pub tainted_by: Vec<String>,
+    pub reach: Reach,
+}
+
+impl PortcullisServer {
+    pub(super) fn decide_stage(
+        &self,
+        call: &CallContext<'_>,
+        resolved: &Resolved<'_>,
+    ) -> Result<Decided, Stop> {
+        let gateway = &self.gateway;
+        let arguments = call.request.arguments.as_ref();
+        let upstream = &resolved.upstream;
+        let local = resolved.local;
+        let tainted_by = gateway.taints.of(&call.taint_key);
+        let rules = upstream.spec.tool_rules(local);
+        let user_key = call.envelope.user().to_string();
+        let (mut facts, recipients, target_tenant) =
+            approval::call_facts(&rules, call.envelope, arguments, |recipient| {
+                gateway.known_recipients.is_known(&user_key, recipient)
+            });
+        facts.tainted = !tainted_by.is_empty();
+        let hints = resolved
+            .connection
+            .catalog
+            .load()
+            .hints
+            .get(local)
+            .copied()
+            .unwrap_or_default();
+        let reach = approval::reach(upstream.spec.surface, hints, arguments, |host| {
+            gateway.taints.has_read(&call.taint_key, host)
+        });
+        let authorized = gateway
+            .authorize_call(
+                call.envelope,
+                upstream,
+                resolved.visible,
+                arguments,
+                facts,
+                &reach,
+            )
+            .map_err(|refusal| match refusal {
+                Refusal::Hidden => Stop::Unknown("hidden from this identity"),
+                Refusal::Denied { reason, decision } => Stop::Refused {
+                    message: format!(
+                        "portcullis refused `{}` for {}: {reason}; the call did not run",
+                        call.request.name,
+                        call.envelope.user().subject
+                    ),
+                    recorded: "refused by policy".to_owned(),
+                    decision: summary(gateway, Some(&decision)),
+                },
+                // Calls are never refused for approval: they ask for it.
+                Refusal::ApprovalUnavailable { decision } => Stop::Refused {
+                    message: format!(
+                        "`{}` cannot be approved here; the call did not run",
+                        call.request.name
+                    ),
+                    recorded: "refused by policy".to_owned(),
+                    decision: summary(gateway, Some(&decision)),
+                },
+            })?;
+        Ok(Decided {
+            authorized,
+            effect: upstream.effect_of(local),
+            rules,
+            recipients,
+            target_tenant,
+            tainted_by,
+            reach,
+        })
+    }
+}

@@ -1,0 +1,300 @@
+//! `tools/call`, end to end, in both eras, as one pipeline of stages, in this order:
+//!
+//! 1. `resolve.rs`: the exposed name to one upstream, its own tool name and the listed
+//!    definition; a name that is unknown, or hidden from this identity, stops as unknown.
+//! 2. `check.rs`: the arguments against the tool's input schema, then path arguments against
+//!    the effective roots.
+//! 3. `decide.rs`: the call's facts (recipients, tenant, taint, network reach) and the policy's
+//!    decision: a `CallPermit`, or a `PendingApproval`.
+//! 4. `credential.rs`: the credential the call will carry, or the person sent to sign in first.
+//! 5. `approve.rs`: a pending approval asked of the person; only an explicit yes yields the
+//!    permit.
+//! 6. here: the intent recorded (durable) before the upstream hears of the call, then the call
+//!    run (`call.rs`), whose outcome is recorded before the answer goes back.
+//!
+//! A stage that ends the call returns a [`Stop`]; [`PortcullisServer::stop`] is the one place a
+//! stop becomes its evidence record and its answer.
+//!
+//! INVARIANT: the upstream hears of a call only with a `CallPermit` (policy allowed it, or a
+//! person approved exactly this action) and after its intent record is durable. A stateless
+//! client's retry either feeds answers to a call already running (its `requestState` names a
+//! parked call) or claims an approval, once; nothing else in a retry runs anything.
+
+mod approve;
+mod check;
+mod credential;
+mod decide;
+mod resolve;
+mod stateless;
+
+use std::sync::Arc;
+
+use portcullis_core::evidence::DecisionSummary;
+use portcullis_core::{Effect, IdentityEnvelope};
+use rmcp::ErrorData as McpError;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, Tool};
+use rmcp::service::{RequestContext, RoleServer};
+
+use crate::attach::Attachment;
+use crate::authorize::{CallPermit, VisibleTool};
+use crate::call::{UpstreamCall, tool_error};
+use crate::evidence::{CallRecord, summary};
+use crate::server::{PortcullisServer, asker_for, binding, listener_for, progress_of};
+use crate::state::{SealedRound, StateError};
+use crate::upstream::{CallRoute, Connection, UpstreamHandle};
+
+/// One call as the pipeline sees it, built once from the request.
+pub(crate) struct CallContext<'r> {
+    pub envelope: &'r IdentityEnvelope,
+    pub request: &'r CallToolRequestParams,
+    pub context: &'r RequestContext<RoleServer>,
+    /// The request speaks the stateless era (2026-07-28).
+    pub stateless: bool,
+    /// What a sealed `requestState` of this call is bound to (user, tool, arguments).
+    pub bound_to: String,
+    /// The key this session's taint and reached hosts are kept under.
+    pub taint_key: String,
+    /// A stateless retry's claim on the approval its `requestState` names.
+    pub claimed_approval: Option<u64>,
+    /// A stateless retry after the person was sent to sign in: the flow it waits for.
+    pub authorizing: Option<String>,
+}
+
+/// Where the resolve stage leaves a call: the upstream and tool it names, which this identity
+/// may see.
+pub(crate) struct Resolved<'r> {
+    pub upstream: Arc<UpstreamHandle>,
+    /// The tool as its upstream names it.
+    pub local: &'r str,
+    pub visible: VisibleTool<'r>,
+    pub connection: Arc<Connection>,
+    /// The tool's definition as listed to the client.
+    pub definition: Tool,
+}
+
+/// Why a call stops before it runs.
+pub(crate) enum Stop {
+    /// Unknown to this identity: a name that does not exist and one hidden from it get the
+    /// same answer, so nothing about what others may see leaks. The reason is recorded.
+    Unknown(&'static str),
+    /// Refused with a tool error (clients show those to the person): the message, what the
+    /// evidence says, and the decision it was made under.
+    Refused {
+        message: String,
+        recorded: String,
+        decision: DecisionSummary,
+    },
+    /// Not a refusal: an answer the stage already has (a round for a stateless client, or a
+    /// retried call's recorded result). Nothing more is recorded for it here.
+    Answer(Box<CallToolResponse>),
+}
+
+/// A call that may run: its permit, what it carries, and the notes its intent records.
+struct Ready<'r> {
+    resolved: Resolved<'r>,
+    permit: CallPermit,
+    effect: Effect,
+    attachment: Option<Attachment>,
+    credential_note: Option<String>,
+    approval_note: Option<String>,
+    /// The stateless approval whose outcome is kept for a retry.
+    stateless_approval: Option<u64>,
+}
+
+impl PortcullisServer {
+    /// The key this request's taint is kept under (see `approval::Taints`).
+    pub(crate) fn taint_key(
+        &self,
+        context: &RequestContext<RoleServer>,
+        envelope: &IdentityEnvelope,
+    ) -> String {
+        if Self::is_stateless(context) {
+            let user = envelope.user();
+            format!(
+                "client {}\n{}\n{}",
+                user.issuer,
+                user.subject,
+                envelope.client().unwrap_or("")
+            )
+        } else {
+            format!("session {}", self.session)
+        }
+    }
+
+    /// `tools/call` for `envelope`, inside the call's span.
+    pub(crate) async fn call_tool_as(
+        &self,
+        envelope: Arc<IdentityEnvelope>,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.gateway.first_settle().await;
+        let stateless = Self::is_stateless(&context);
+        if !stateless && (request.request_state.is_some() || request.input_responses.is_some()) {
+            return Err(McpError::invalid_params(
+                "requestState and inputResponses are for stateless (2026-07-28) requests",
+                None,
+            ));
+        }
+        let mut call = CallContext {
+            envelope: &envelope,
+            request: &request,
+            context: &context,
+            stateless,
+            bound_to: binding(envelope.user(), &request.name, request.arguments.as_ref()),
+            taint_key: self.taint_key(&context, &envelope),
+            claimed_approval: None,
+            authorizing: None,
+        };
+        if let Some(sealed) = request.request_state.as_deref() {
+            match self.gateway.states.open(sealed, &call.bound_to) {
+                Ok(SealedRound::Pending { id }) => {
+                    return self
+                        .resume_stateless(id, &request, &call.bound_to, &context)
+                        .await;
+                }
+                Ok(SealedRound::Approval { id }) => call.claimed_approval = Some(id),
+                Ok(SealedRound::Authorize { flow }) => call.authorizing = Some(flow),
+                Ok(SealedRound::Upstream { .. }) | Err(StateError::Invalid) => {
+                    return Err(stateless::invalid_state());
+                }
+            }
+        }
+        let mut record = CallRecord::unresolved(&envelope, self.session, &request.name);
+        tracing::Span::current().record("request_id", record.request().request_id.as_str());
+        match self.prepare(&call, &mut record).await {
+            Ok(ready) => self.execute(&call, record, ready).await,
+            Err(stop) => self.stop(&call, record, stop).await,
+        }
+    }
+
+    /// Every stage before the upstream hears of the call, in order.
+    async fn prepare<'r>(
+        &self,
+        call: &CallContext<'r>,
+        record: &mut CallRecord,
+    ) -> Result<Ready<'r>, Stop> {
+        let resolved = self.resolve_stage(call, record)?;
+        self.check_stage(call, &resolved)?;
+        let decided = self.decide_stage(call, &resolved)?;
+        let (attachment, credential_note) = self
+            .credential_stage(call, &resolved, &decided, record)
+            .await?
+            .unzip();
+        let approved = self.approve_stage(call, &resolved, decided, record).await?;
+        Ok(Ready {
+            resolved,
+            permit: approved.permit,
+            effect: approved.effect,
+            attachment,
+            credential_note,
+            approval_note: approved.note,
+            stateless_approval: approved.stateless,
+        })
+    }
+
+    /// The one place a stopped call becomes its evidence record and its answer.
+    async fn stop(
+        &self,
+        call: &CallContext<'_>,
+        record: CallRecord,
+        stop: Stop,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = call.request.arguments.as_ref();
+        match stop {
+            Stop::Unknown(reason) => {
+                let decision = summary(&self.gateway, None);
+                self.gateway
+                    .record_refusal(record, arguments, decision, reason)
+                    .await;
+                Err(McpError::invalid_params(
+                    format!("unknown tool `{}`", call.request.name),
+                    None,
+                ))
+            }
+            Stop::Refused {
+                message,
+                recorded,
+                decision,
+            } => {
+                self.gateway
+                    .record_refusal(record, arguments, decision, &recorded)
+                    .await;
+                Ok(tool_error(message))
+            }
+            Stop::Answer(response) => Ok(*response),
+        }
+    }
+
+    /// Records the intent (durable before anything is sent), then runs the call.
+    async fn execute(
+        &self,
+        call: &CallContext<'_>,
+        mut record: CallRecord,
+        ready: Ready<'_>,
+    ) -> Result<CallToolResponse, McpError> {
+        let gateway = &self.gateway;
+        let request = call.request;
+        // INVARIANT: the intent is durable before the upstream hears of the call.
+        if let Err(message) = gateway
+            .record_intent(
+                &mut record,
+                request.arguments.as_ref(),
+                summary(gateway, Some(ready.permit.decision())),
+                ready.effect,
+                ready.approval_note,
+                ready.credential_note,
+            )
+            .await
+        {
+            if let Some(id) = ready.stateless_approval {
+                gateway.approvals.finish(id, None);
+            }
+            return Ok(tool_error(message));
+        }
+        let upstream_call = UpstreamCall {
+            record,
+            permit: ready.permit,
+            upstream: ready.resolved.upstream.clone(),
+            connection: ready.resolved.connection,
+            local: ready.resolved.local.to_owned(),
+            arguments: request.arguments.clone(),
+            namespacing: gateway.namespacing,
+            // Answers a stateless client sent without a `requestState` of Portcullis's go to
+            // the upstream on the first round, which decides what they mean (they approve
+            // nothing here).
+            first_responses: request
+                .request_state
+                .is_none()
+                .then(|| request.input_responses.clone())
+                .flatten(),
+            taint_key: call.taint_key.clone(),
+            attachment: ready.attachment,
+        };
+        if call.stateless {
+            let answer = self
+                .start_stateless(upstream_call, &call.bound_to, call.context)
+                .await;
+            if let Some(id) = ready.stateless_approval {
+                let result = match &answer {
+                    Ok(CallToolResponse::Complete(result)) => Some(result.clone()),
+                    _ => None,
+                };
+                gateway.approvals.finish(id, result);
+            }
+            return answer;
+        }
+        let context = call.context;
+        let route = CallRoute {
+            session: self.session,
+            client_roots: self.offered_roots(),
+            request: Some(upstream_call.record.request().clone()),
+            asker: asker_for(context),
+            listener: listener_for(context),
+            log_level: self.log_level_for(context),
+        };
+        upstream_call
+            .run(&self.gateway, &route, progress_of(context), &context.ct)
+            .await
+    }
+}

@@ -1,0 +1,51 @@
+//! The resolve stage: the exposed name to one upstream, its own tool name and the definition
+//! the client was shown. A hidden tool gets the same answer as one that does not exist, whether
+//! or not its upstream is up: nothing about what other identities may see leaks through a name.
+
+use super::{CallContext, Resolved, Stop};
+use crate::evidence::{CallRecord, summary};
+use crate::server::PortcullisServer;
+
+impl PortcullisServer {
+    pub(super) fn resolve_stage<'r>(
+        &self,
+        call: &CallContext<'r>,
+        record: &mut CallRecord,
+    ) -> Result<Resolved<'r>, Stop> {
+        let gateway = &self.gateway;
+        let exposed: &'r str = &call.request.name;
+        // A name that resolves to no upstream is refused like any other unknown tool, and
+        // recorded as the client sent it.
+        let Some((upstream, local)) = self.resolve_tool(exposed) else {
+            return Err(Stop::Unknown("no such tool"));
+        };
+        let upstream = upstream.clone();
+        record.resolve(&upstream, local);
+        let Ok(visible) = gateway.visible_tool(call.envelope, &upstream, local) else {
+            return Err(Stop::Unknown("hidden from this identity"));
+        };
+        let connection = self.ready(&upstream).map_err(|message| Stop::Refused {
+            message: message.clone(),
+            recorded: message,
+            decision: summary(gateway, None),
+        })?;
+        let definition = connection
+            .catalog
+            .load()
+            .tools
+            .iter()
+            .find(|tool| tool.name == exposed)
+            .cloned();
+        let Some(definition) = definition else {
+            return Err(Stop::Unknown("no such tool"));
+        };
+        record.set_definition(&definition);
+        Ok(Resolved {
+            upstream,
+            local,
+            visible,
+            connection,
+            definition,
+        })
+    }
+}
