@@ -205,12 +205,6 @@ fn shown(name: &str, value: &serde_json::Value) -> String {
     format!("{prefix}… [{} bytes in all]", text.len())
 }
 
-/// Proof that a person approved the action; only an approving [`Answer`] yields one.
-#[derive(Debug)]
-pub struct Granted {
-    _private: (),
-}
-
 /// How the person answered, or why they could not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -254,9 +248,9 @@ impl Answer {
         }
     }
 
-    /// The proof of approval, when this answer approves.
-    pub fn granted(&self) -> Option<Granted> {
-        (*self == Answer::Approved).then_some(Granted { _private: () })
+    /// Whether this answer approves (only the approval stage turns that into a `Granted`).
+    pub fn approves(&self) -> bool {
+        *self == Answer::Approved
     }
 
     /// The answer as recorded in the evidence.

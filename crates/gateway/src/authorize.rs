@@ -16,7 +16,8 @@ use portcullis_policy::{
 use serde_json::{Map, Value};
 
 use crate::Gateway;
-use crate::approval::{Granted, Reach};
+use crate::approval::Reach;
+use crate::pipeline::Granted;
 use crate::upstream::UpstreamHandle;
 
 /// Proof that policy allowed this call outright. Its field is private to this module.

@@ -162,7 +162,7 @@ fn only_an_explicit_yes_approves() {
         Answer::Declined
     );
     assert_eq!(answer(ElicitationAction::Cancel, None), Answer::Cancelled);
-    assert!(Answer::Approved.granted().is_some());
+    assert!(Answer::Approved.approves());
     for refused in [
         Answer::NotConfirmed,
         Answer::Invalid,
@@ -172,7 +172,7 @@ fn only_an_explicit_yes_approves() {
         Answer::Unavailable,
         Answer::Failed("gone".to_owned()),
     ] {
-        assert!(refused.granted().is_none(), "{refused:?}");
+        assert!(!refused.approves(), "{refused:?}");
         assert!(
             refused.refusal("fx.send").contains("did not run"),
             "{refused:?}"

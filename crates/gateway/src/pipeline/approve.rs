@@ -18,6 +18,18 @@ use crate::evidence::{ApprovalRecord, CallRecord, summary};
 use crate::server::{PortcullisServer, declares_form_elicitation};
 use crate::state::SealedRound;
 
+/// Proof that a person approved the action. Its field is private to this module: nothing but
+/// the approval stage can mint one, and a `PendingApproval` becomes a permit only with one.
+#[derive(Debug)]
+pub(crate) struct Granted {
+    _private: (),
+}
+
+/// The proof of approval, when `answer` approves.
+fn granted(answer: &Answer) -> Option<Granted> {
+    answer.approves().then_some(Granted { _private: () })
+}
+
 /// Where the approval stage leaves a call that may run.
 pub(super) struct Approved {
     pub permit: CallPermit,
@@ -189,7 +201,7 @@ impl PortcullisServer {
                         gateway.approvals.finish(id, None);
                         return refused(Answer::Failed(message));
                     }
-                    match answer.granted() {
+                    match granted(&answer) {
                         Some(granted) => Approval::Granted {
                             permit: pending.grant(granted),
                             fingerprint,
@@ -248,7 +260,7 @@ impl PortcullisServer {
         if let Err(message) = gateway.record_approval(record, note(answer.as_str())).await {
             return refused(Answer::Failed(message));
         }
-        match answer.granted() {
+        match granted(&answer) {
             Some(granted) => Approval::Granted {
                 permit: pending.grant(granted),
                 fingerprint,

@@ -29,6 +29,8 @@ mod stateless;
 
 use std::sync::Arc;
 
+pub(crate) use approve::Granted;
+
 use portcullis_core::evidence::DecisionSummary;
 use portcullis_core::{Effect, IdentityEnvelope};
 use rmcp::ErrorData as McpError;
