@@ -10,9 +10,13 @@
 //! 2. `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every inherited descriptor >= 3 is closed at
 //!    `exec`. Marking instead of closing keeps std's exec-error pipe and the ruleset descriptor
 //!    usable until then; the program itself starts with none of them;
-//! 3. `prctl(PR_SET_NO_NEW_PRIVS)`, then `landlock_restrict_self` with the ruleset built in the
+//! 3. every capability dropped: with `CAP_SETPCAP` (Portcullis running as root) the bounding
+//!    set emptied and the securebits set and locked so that no `exec` gives root's capabilities
+//!    back; then the ambient set cleared and the effective, permitted and inheritable sets set to
+//!    nothing (`capset`);
+//! 4. `prctl(PR_SET_NO_NEW_PRIVS)`, then `landlock_restrict_self` with the ruleset built in the
 //!    parent (landlock requires no_new_privs, and so does seccomp for an unprivileged user);
-//! 4. the seccomp programs, last, so that the filter cannot refuse the calls above.
+//! 5. the seccomp programs, last, so that the filter cannot refuse the calls above.
 //!
 //! A failing step makes the hook return the errno; std then fails the spawn with it and the
 //! program never runs.
@@ -85,10 +89,46 @@ impl ChildProgram {
     }
 }
 
+/// What the child drops of its capabilities, found in the parent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildCapabilities {
+    /// The highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`).
+    pub last: u32,
+    /// Portcullis holds `CAP_SETPCAP` (it runs as root), for the warnings. The child decides
+    /// for itself whether it can empty its bounding set (it may have changed user since): one
+    /// without `CAP_SETPCAP` gains no capability at `exec` under no_new_privs anyway.
+    pub setpcap: bool,
+}
+
+/// `struct __user_cap_header_struct` (uapi `linux/capability.h`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, as two `CapData`.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `SECBIT_NOROOT` and `SECBIT_NO_CAP_AMBIENT_RAISE`, each with its lock, and the lock of
+/// `SECBIT_KEEP_CAPS` (uapi `linux/securebits.h`): root gets no capability at `exec`, none can
+/// be raised into the ambient set, and no later call can undo either.
+const SECUREBITS: libc::c_ulong = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1 << 7);
+
 /// Everything the child needs, built in the parent.
 #[derive(Debug)]
 pub(crate) struct ChildHook {
     limits: Vec<ChildLimit>,
+    capabilities: ChildCapabilities,
     ruleset: OwnedFd,
     programs: Vec<ChildProgram>,
 }
@@ -96,14 +136,96 @@ pub(crate) struct ChildHook {
 impl ChildHook {
     pub(crate) fn new(
         limits: Vec<ChildLimit>,
+        capabilities: ChildCapabilities,
         ruleset: OwnedFd,
         programs: Vec<ChildProgram>,
     ) -> Self {
         ChildHook {
             limits,
+            capabilities,
             ruleset,
             programs,
         }
+    }
+
+    /// Drops every capability of the child (step 3 of the module's list).
+    fn drop_capabilities(&self) -> io::Result<()> {
+        let zero: libc::c_ulong = 0;
+        let mut header = CapHeader {
+            version: CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut held = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: a version-3 header and room for two data structs, both on the stack.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                &mut header as *mut CapHeader,
+                held.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // Whether this process (not the parent: the child may have changed user first) holds
+        // CAP_SETPCAP, which emptying the bounding set and locking the securebits need.
+        let setpcap = held[0].effective & (1 << 8) != 0;
+        if setpcap {
+            for capability in 0..=self.capabilities.last {
+                // SAFETY: integer arguments only.
+                if unsafe {
+                    libc::prctl(
+                        libc::PR_CAPBSET_DROP,
+                        libc::c_ulong::from(capability),
+                        zero,
+                        zero,
+                        zero,
+                    )
+                } != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // SAFETY: integer arguments only.
+            if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, SECUREBITS, zero, zero, zero) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: integer arguments only.
+        if unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                zero,
+                zero,
+                zero,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: both pointers are valid for the call: a version-3 header and two data
+        // structs on the stack; the kernel writes to the header only on a version mismatch.
+        let set = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr(),
+            )
+        };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Runs in the child after `fork`. See the module's invariant: system calls only.
@@ -132,6 +254,8 @@ impl ChildHook {
         if marked != 0 {
             return Err(io::Error::last_os_error());
         }
+
+        self.drop_capabilities()?;
 
         // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only. They are passed as unsigned
         // longs, as the variadic prctl reads them (the kernel refuses non-zero unused ones).

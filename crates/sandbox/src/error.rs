@@ -84,6 +84,12 @@ pub enum SandboxError {
         length: usize,
     },
     /// Portcullis's own resource limit could not be read.
+    /// What the process's capabilities are could not be read.
+    #[error("cannot read {what}, which the sandbox needs to drop the upstream's capabilities")]
+    Capabilities {
+        /// The file or value that could not be read.
+        what: String,
+    },
     #[error("cannot read the current {} limit: {source}", limit.name())]
     ReadLimit {
         /// Which limit.

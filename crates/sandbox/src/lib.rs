@@ -1,6 +1,7 @@
 //! Contains a stdio upstream of Portcullis with the Linux kernel: landlock for files, TCP ports,
 //! signals and abstract unix sockets; a seccomp filter for what landlock cannot see (socket
-//! families and protocols, io_uring, keyrings, terminal injection); resource limits; and every
+//! families and protocols, io_uring, keyrings, metadata changes, namespaces, privileged calls,
+//! device nodes, terminal injection); every capability dropped; resource limits; and every
 //! inherited descriptor closed.
 //!
 //! Key design decision: everything is built in the parent by [`prepare`] (paths opened, the
@@ -40,6 +41,14 @@ mod summary;
 mod support;
 
 pub use error::SandboxError;
+
+/// Every system call the filter refuses whatever the profile says, by name and number on this
+/// architecture (what `describe` lists as "always refused", besides the argument rules).
+pub fn refused_calls() -> impl Iterator<Item = (&'static str, i64)> {
+    filter::REFUSED
+        .iter()
+        .flat_map(|group| group.calls.iter().copied())
+}
 pub use prepare::{Prepared, Spawnable, Warning, prepare};
 pub use profile::{Limit, Limits, Profile};
 pub use summary::{FsAccess, GrantedPath, PathKind, SocketPolicy, Summary};

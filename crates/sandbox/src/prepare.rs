@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::child::{self, ChildHook, ChildLimit};
+use crate::child::{self, ChildCapabilities, ChildHook, ChildLimit};
 use crate::error::SandboxError;
 use crate::filter;
 use crate::profile::{Limit, Limits, Profile};
@@ -52,6 +52,9 @@ pub enum Warning {
         /// The kernel's landlock ABI.
         abi: u32,
     },
+    /// A process limit is set and Portcullis runs as root: the kernel exempts root from
+    /// `RLIMIT_NPROC` whatever its capabilities, so the limit does not hold.
+    ProcessLimitNotForRoot,
 }
 
 impl fmt::Display for Warning {
@@ -80,6 +83,11 @@ impl fmt::Display for Warning {
                     render(*effective)
                 )
             }
+            Warning::ProcessLimitNotForRoot => f.write_str(
+                "the processes limit is not enforced: Portcullis runs as root, and the kernel \
+                 exempts root from RLIMIT_NPROC (run Portcullis as an unprivileged user for it \
+                 to hold)",
+            ),
             Warning::UnixSocketPathsUnchecked { abi } => write!(
                 f,
                 "unix sockets are granted and landlock ABI {abi} does not check socket paths: the \
@@ -201,10 +209,37 @@ pub fn prepare(profile: &Profile) -> Result<Prepared, SandboxError> {
         sockets,
         limits,
     };
+    let capabilities = capabilities()?;
+    if capabilities.setpcap && limits.get(Limit::Processes).is_some() {
+        warnings.push(Warning::ProcessLimitNotForRoot);
+    }
     Ok(Prepared {
-        hook: ChildHook::new(child_limits, built.descriptor, programs),
+        hook: ChildHook::new(child_limits, capabilities, built.descriptor, programs),
         summary,
         warnings,
+    })
+}
+
+/// What the child can drop of its capabilities: the kernel's last capability, and whether
+/// Portcullis holds `CAP_SETPCAP` (bit 8 of its effective set in `/proc/self/status`).
+fn capabilities() -> Result<ChildCapabilities, SandboxError> {
+    let unreadable = |what: &str| SandboxError::Capabilities {
+        what: what.to_owned(),
+    };
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .ok_or_else(|| unreadable("/proc/sys/kernel/cap_last_cap"))?;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|_| unreadable("/proc/self/status"))?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| unreadable("the effective set in /proc/self/status"))?;
+    Ok(ChildCapabilities {
+        last,
+        setpcap: effective & (1 << 8) != 0,
     })
 }
 

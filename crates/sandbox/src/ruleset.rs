@@ -94,12 +94,16 @@ pub(crate) fn build(profile: &Profile, abi: u32) -> Result<Built, SandboxError> 
     })
 }
 
-/// Read-only is read and execute; read-write is every right of the ABI. A file (not a
-/// directory) takes only the rights that apply to files, which the kernel would otherwise refuse.
+/// Read-only is read and execute; read-write is every right of the ABI but making character and
+/// block devices (a device node in a root, made by an upstream running as root, would open the
+/// kernel log, or a whole disk). A file (not a directory) takes only the rights that apply to
+/// files, which the kernel would otherwise refuse.
 fn rights(abi: ABI, access: FsAccess, kind: PathKind) -> BitFlags<AccessFs> {
     let wanted = match access {
         FsAccess::ReadOnly => AccessFs::from_read(abi),
-        FsAccess::ReadWrite => AccessFs::from_all(abi),
+        FsAccess::ReadWrite => {
+            AccessFs::from_all(abi) & !(AccessFs::MakeChar | AccessFs::MakeBlock)
+        }
     };
     match kind {
         PathKind::Directory => wanted,

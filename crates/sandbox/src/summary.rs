@@ -116,15 +116,20 @@ impl Summary {
             })
             .collect();
         let _ = writeln!(text, "limits: {}", limits.join(", "));
-        text.push_str(
-            "always refused: io_uring, kernel keyrings (keyctl, add_key, request_key), System V \
-             IPC, limits of other processes (prlimit), terminal input injection (TIOCSTI, \
-             TIOCLINUX)",
-        );
-        if cfg!(target_arch = "x86_64") {
-            text.push_str(", x32 system calls");
+        text.push_str("always refused:\n");
+        for group in crate::filter::REFUSED {
+            let calls: Vec<&str> = group.calls.iter().map(|(name, _)| *name).collect();
+            let _ = writeln!(text, "  {} ({})", group.what, calls.join(", "));
         }
-        text.push('\n');
+        for rule in crate::filter::REFUSED_WHEN {
+            let _ = writeln!(text, "  {rule}");
+        }
+        if cfg!(target_arch = "x86_64") {
+            text.push_str("  x32 system calls\n");
+        }
+        text.push_str(
+            "capabilities: all dropped (bounding, ambient, effective, permitted, inheritable)\n",
+        );
         text.push_str(
             "descriptors: every inherited descriptor from 3 up is closed at exec; no_new_privs is \
              set\n",
@@ -155,7 +160,7 @@ impl Summary {
     /// A stable text for the caller to hash into the evidence log: one fact a line, sorted,
     /// paths escaped so no path can forge a line. A change here is a change of format version.
     pub fn digest_input(&self) -> String {
-        let mut text = String::from("portcullis-sandbox 1\n");
+        let mut text = String::from("portcullis-sandbox 2\n");
         let _ = writeln!(text, "landlock-abi {}", self.landlock_abi);
         let mut paths: Vec<String> = self
             .paths

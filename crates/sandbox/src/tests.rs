@@ -509,17 +509,31 @@ stream and seqpacket pairs only); no listen(); no TCP fast open (MSG_FASTOPEN); 
 (netlink, packet, ...)
 scoped to the sandbox: abstract unix sockets, signals
 limits: address space unchanged, processes unchanged, file size 1 GiB, open files 256
-always refused: io_uring, kernel keyrings (keyctl, add_key, request_key), System V IPC, limits \
-of other processes (prlimit), terminal input injection (TIOCSTI, TIOCLINUX){x32}
+always refused:
+{refused}{x32}capabilities: all dropped (bounding, ambient, effective, permitted, inheritable)
 descriptors: every inherited descriptor from 3 up is closed at exec; no_new_privs is set
 warnings:
-  sandbox path `$TREE/missing` (read and execute) does not exist; it grants nothing
+  sandbox path `$TREE/missing` (read and execute) does not exist; it grants nothing{root}
 ",
+        // The refused calls are listed from the table the filter is compiled from.
+        refused = crate::filter::REFUSED
+            .iter()
+            .map(|group| {
+                let calls: Vec<&str> = group.calls.iter().map(|(name, _)| *name).collect();
+                format!("  {} ({})\n", group.what, calls.join(", "))
+            })
+            .chain(
+                crate::filter::REFUSED_WHEN
+                    .iter()
+                    .map(|rule| format!("  {rule}\n"))
+            )
+            .collect::<String>(),
         x32 = if cfg!(target_arch = "x86_64") {
-            ", x32 system calls"
+            "  x32 system calls\n"
         } else {
             ""
-        }
+        },
+        root = ""
     );
     assert_eq!(tree.anonymise(&prepared.describe()), expected);
 }
@@ -541,7 +555,7 @@ fn the_digest_input_does_not_depend_on_order_or_repeats() {
 
     let abi = probe().landlock_abi().unwrap();
     let expected = format!(
-        "portcullis-sandbox 1
+        "portcullis-sandbox 2
 landlock-abi {abi}
 path read-only dir $TREE/ro
 path read-only file $TREE/tool

@@ -158,6 +158,11 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// Whether `outcome` is what this expects.
+    pub fn matches_outcome(&self, outcome: &Outcome) -> bool {
+        self.matches(outcome)
+    }
+
     fn matches(&self, outcome: &Outcome) -> bool {
         match (self, outcome) {
             (Expect::Ok, Outcome::Ok) => true,

@@ -89,6 +89,16 @@ pub enum Op {
     NoNewPrivs,
     /// `prctl(PR_GET_SECCOMP)`.
     SeccompMode,
+    /// `syscall(number, 0, 0, 0, 0, 0, 0)`: for calls the filter refuses before the kernel
+    /// reads any argument (never run unsandboxed).
+    Raw(i64),
+    /// A call that needs no sandbox path and no network, by name (see [`privileged`]).
+    Privileged(String),
+    /// A metadata change on a path, by name (see [`metadata`]).
+    Metadata(String, PathBuf),
+    /// The capability sets: effective, permitted, inheritable (hex), how many in the bounding
+    /// and ambient sets.
+    Capabilities,
 }
 
 /// What one operation came to.
@@ -184,6 +194,10 @@ impl Op {
             Op::PrlimitParent => vec!["prlimit-parent".into()],
             Op::NoNewPrivs => vec!["no-new-privs".into()],
             Op::SeccompMode => vec!["seccomp-mode".into()],
+            Op::Privileged(name) => vec!["privileged".into(), name.clone()],
+            Op::Metadata(name, p) => vec!["metadata".into(), name.clone(), path(p)],
+            Op::Capabilities => vec!["capabilities".into()],
+            Op::Raw(number) => vec!["raw".into(), number.to_string()],
         };
         fields.join("\t")
     }
@@ -228,6 +242,10 @@ impl Op {
             "prlimit-parent" => Op::PrlimitParent,
             "no-new-privs" => Op::NoNewPrivs,
             "seccomp-mode" => Op::SeccompMode,
+            "privileged" => Op::Privileged((*fields.get(1)?).to_owned()),
+            "metadata" => Op::Metadata((*fields.get(1)?).to_owned(), path(2)?),
+            "capabilities" => Op::Capabilities,
+            "raw" => Op::Raw(number(1)?),
             _ => return None,
         })
     }
@@ -506,7 +524,185 @@ fn perform(op: &Op) -> Outcome {
         Op::SeccompMode => Outcome::Value(
             unsafe { libc::prctl(libc::PR_GET_SECCOMP, ZERO, ZERO, ZERO, ZERO) }.to_string(),
         ),
+        Op::Privileged(name) => privileged(name),
+        Op::Metadata(name, path) => metadata(name, path),
+        Op::Capabilities => capabilities(),
+        // SAFETY: all-zero arguments; the filter answers before the kernel reads any of them.
+        Op::Raw(number) => from_ret(unsafe { libc::syscall(*number, 0, 0, 0, 0, 0, 0) }),
     }
+}
+
+/// The capability sets as `effective/permitted/inheritable/bounding count/ambient count`, read
+/// with system calls (the sandbox grants no `/proc`).
+fn capabilities() -> Outcome {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: a version-3 header and two data structs, on the stack.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return last_errno();
+    }
+    let set = |low: u32, high: u32| (u64::from(high) << 32) | u64::from(low);
+    let last: u64 = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(40);
+    let (mut bounding, mut ambient) = (0, 0);
+    for capability in 0..=last {
+        // SAFETY (both): integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, capability, ZERO, ZERO, ZERO) } == 1 {
+            bounding += 1;
+        }
+        if unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+                capability,
+                ZERO,
+                ZERO,
+            )
+        } == 1
+        {
+            ambient += 1;
+        }
+    }
+    Outcome::Value(format!(
+        "{:x}/{:x}/{:x}/{bounding}/{ambient}",
+        set(data[0].effective, data[1].effective),
+        set(data[0].permitted, data[1].permitted),
+        set(data[0].inheritable, data[1].inheritable),
+    ))
+}
+
+/// A metadata change on `path`: what landlock does not see.
+fn metadata(name: &str, path: &std::path::Path) -> Outcome {
+    let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return Outcome::Value("path with NUL".into());
+    };
+    let p = c_path.as_ptr();
+    // SAFETY (every arm): `p` is a valid NUL-terminated path, the other arguments are integers,
+    // valid NUL-terminated names or buffers of the given length, or null where the call allows.
+    let ret: libc::c_long = unsafe {
+        match name {
+            "chmod" => libc::chmod(p, 0o666).into(),
+            "chown" => libc::chown(p, libc::getuid(), libc::getgid()).into(),
+            "utime" => libc::utimensat(libc::AT_FDCWD, p, std::ptr::null(), 0).into(),
+            "setxattr" => {
+                libc::setxattr(p, c"user.portcullis".as_ptr(), b"x".as_ptr().cast(), 1, 0).into()
+            }
+            "removexattr" => libc::removexattr(p, c"user.portcullis".as_ptr()).into(),
+            // Through a descriptor opened read-only: reachable wherever reading is.
+            "fchmod-read-only" => {
+                let fd = libc::open(p, libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return last_errno();
+                }
+                let ret = libc::fchmod(fd, 0o666);
+                let result = if ret < 0 { last_errno() } else { Outcome::Ok };
+                libc::close(fd);
+                return result;
+            }
+            "mknod-char" => libc::mknod(p, libc::S_IFCHR | 0o600, libc::makedev(1, 3)).into(),
+            "mknod-block" => libc::mknod(p, libc::S_IFBLK | 0o600, libc::makedev(7, 0)).into(),
+            "mknod-fifo" => libc::mknod(p, libc::S_IFIFO | 0o600, 0).into(),
+            "chroot" => libc::chroot(p).into(),
+            _ => return Outcome::Value(format!("unknown metadata operation {name}")),
+        }
+    };
+    from_ret(ret)
+}
+
+/// A call no profile grants, with arguments that do nothing harmful when it works.
+fn privileged(name: &str) -> Outcome {
+    // SAFETY (every arm): integer arguments, null pointers where the kernel accepts them, or
+    // pointers to valid buffers on the stack of the sizes given.
+    let ret: libc::c_long = unsafe {
+        match name {
+            "unshare-user" => libc::unshare(libc::CLONE_NEWUSER).into(),
+            "unshare-net" => libc::unshare(libc::CLONE_NEWNET).into(),
+            "unshare-mount" => libc::unshare(libc::CLONE_NEWNS).into(),
+            "setns" => libc::setns(-1, 0).into(),
+            "userfaultfd" => {
+                let fd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC);
+                if fd >= 0 {
+                    drop(OwnedFd::from_raw_fd(fd as i32));
+                }
+                fd
+            }
+            // A fork-like clone into a new user namespace; the child exits at once.
+            "clone-newuser" => {
+                let pid = libc::syscall(
+                    libc::SYS_clone,
+                    libc::CLONE_NEWUSER | libc::SIGCHLD,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                );
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                if pid > 0 {
+                    libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
+                }
+                pid
+            }
+            // Refused with ENOSYS in the sandbox; outside, a null argument is EFAULT or EINVAL.
+            "clone3" => libc::syscall(libc::SYS_clone3, 0usize, 0usize),
+            "bpf-map" => {
+                // union bpf_attr for BPF_MAP_CREATE: type ARRAY, key 4, value 4, 1 entry.
+                let mut attr = [0u32; 30];
+                attr[0] = 2;
+                attr[1] = 4;
+                attr[2] = 4;
+                attr[3] = 1;
+                let fd = libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), size_of_val(&attr));
+                if fd >= 0 {
+                    drop(OwnedFd::from_raw_fd(fd as i32));
+                }
+                fd
+            }
+            "perf-event-open" => {
+                // struct perf_event_attr with size set: a software clock counter on itself.
+                let mut attr = [0u64; 16];
+                attr[0] = 1 | (128 << 32);
+                let fd = libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0);
+                if fd >= 0 {
+                    drop(OwnedFd::from_raw_fd(fd as i32));
+                }
+                fd
+            }
+            "open-by-handle" => libc::syscall(
+                libc::SYS_open_by_handle_at,
+                libc::AT_FDCWD,
+                std::ptr::null_mut::<libc::c_void>(),
+                0,
+            ),
+            _ => return Outcome::Value(format!("unknown privileged operation {name}")),
+        }
+    };
+    from_ret(ret)
 }
 
 /// An unused argument of a variadic call that reads unsigned longs.
