@@ -141,6 +141,21 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
     );
     let portcullis_pid = i64::from(portcullis.pid());
     let path = |path: &Path| path.display().to_string();
+    let evidence_log = scratch.path().join("state/evidence.jsonl");
+    let key = home.join(".ssh/id_rsa");
+    let modes = |paths: &[&Path]| -> Vec<u32> {
+        use std::os::unix::fs::PermissionsExt as _;
+        paths
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let state_dir = scratch.path().join("state");
+    let modes_before = modes(&[&evidence_log, &key, &state_dir]);
 
     // (attempt, errno expected; 0: refused without an OS error)
     let escapes = [
@@ -166,6 +181,20 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
         (json!({"kind": "env", "name": "PORTCULLIS_E2E_SECRET"}), 0),
         (
             json!({"kind": "signal", "pid": portcullis_pid, "terminate": true}),
+            EPERM,
+        ),
+        // Metadata, which landlock does not cover: the evidence log made writable, the key
+        // made readable, Portcullis's state directory locked (no more calls).
+        (
+            json!({"kind": "chmod", "path": path(&evidence_log), "mode": "666"}),
+            EPERM,
+        ),
+        (
+            json!({"kind": "chmod", "path": path(&key), "mode": "644"}),
+            EPERM,
+        ),
+        (
+            json!({"kind": "chmod", "path": path(&state_dir), "mode": "500"}),
             EPERM,
         ),
     ];
@@ -217,6 +246,11 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
             "process {child} holds Portcullis's {inherited:?}"
         );
     }
+    assert_eq!(
+        modes(&[&evidence_log, &key, &state_dir]),
+        modes_before,
+        "a mode changed from inside the sandbox"
+    );
     // Every target is untouched: the listeners saw only the control, the files are as they were.
     assert_eq!(accepted(&denied), 0, "the denied port was reached");
     assert_eq!(accepted(&granted), 1, "the granted port's control");
@@ -239,6 +273,8 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
     // Without a sandbox every one of those escapes works: the failures above are the sandbox's.
     let uncontained: Vec<Value> = escapes
         .iter()
+        // Not Portcullis's own state: uncontained, that would work and break the test run.
+        .filter(|(attempt, _)| attempt["kind"] != "chmod" || attempt["path"] == json!(path(&key)))
         .map(|(attempt, _)| {
             let mut attempt = attempt.clone();
             attempt["terminate"] = json!(false);

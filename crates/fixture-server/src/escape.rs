@@ -34,6 +34,8 @@ pub enum Attempt {
     UdpSend { port: u16 },
     /// A connection to the unix socket at `path`.
     UnixConnect { path: String },
+    /// Change a file's mode (octal text, e.g. `"666"`): what landlock does not cover.
+    Chmod { path: String, mode: String },
     /// Whether the environment variable `name` is set.
     Env { name: String },
     /// A signal to `pid` (this process without one): `SIGTERM` with `terminate`, else signal 0,
@@ -80,6 +82,16 @@ fn try_one(attempt: Attempt) -> Outcome {
         Attempt::UnixConnect { path } => UnixStream::connect(path)
             .and_then(|mut stream| stream.write_all(b"escaped"))
             .map(|()| None),
+        Attempt::Chmod { path, mode } => match u32::from_str_radix(mode, 8) {
+            Ok(mode) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map(|()| None)
+            }
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the mode is not octal",
+            )),
+        },
         Attempt::Env { name } => match std::env::var_os(name) {
             Some(_) => Ok(None),
             None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not set")),
