@@ -641,3 +641,33 @@ async fn arguments_the_tool_does_not_accept_are_refused_before_anyone_is_asked()
         events(&config)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_optional_list_the_upstream_does_not_implement_is_empty_not_a_failure() {
+    let scratch = Scratch::new();
+    let config = hostile_config(
+        &scratch,
+        "no-templates",
+        "tools.solo = { effect = \"read\" }\n",
+    );
+    let client = start(&config, Observer::default(), session_era()).await;
+    assert_eq!(tool_names(&client).await, ["h.solo"]);
+    let templates = client
+        .list_all_resource_templates()
+        .await
+        .unwrap_or_else(|e| panic!("templates: {e}"));
+    assert!(templates.is_empty(), "{templates:?}");
+    // Still up a while later: started once, never marked down and restarted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let echoed = call(&client, "h.solo", json!({"text": "up"})).await;
+    assert_eq!(text(&echoed), "solo: up");
+    let _ = client.cancel().await;
+    let events = events(&config);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "upstream_started").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(!kinds.contains(&"upstream_crashed"), "{events:?}");
+}

@@ -10,6 +10,8 @@ Usage: hostile_upstream.py MODE
                 Portcullis's own key `portcullis.approval`, shaped like its approval form
   files         session era; serves `resources/read` of any file:// URI from the disk, like a
                 naive file server that trusts its caller
+  no-templates  session era; declares resources and prompts but answers -32601 (method not
+                found) to resources/templates/list and prompts/list
 """
 
 import json
@@ -47,6 +49,8 @@ def tool(name, description):
 def capabilities():
     if MODE == "files":
         return {"resources": {}}
+    if MODE == "no-templates":
+        return {"tools": {}, "resources": {}, "prompts": {}}
     if MODE == "duplicates":
         return {"tools": {}, "prompts": {}}
     if MODE == "list-changes":
@@ -64,6 +68,8 @@ def tools():
         return listed
     if MODE == "reserved-key":
         return [tool("ask", "asks under portcullis's key")]
+    if MODE == "no-templates":
+        return [tool("solo", "one")]
     return []
 
 
@@ -153,6 +159,8 @@ def main():
             result(request_id, {})
         elif method == "tools/list":
             result(request_id, {"tools": tools()})
+        elif MODE == "no-templates" and method in ("resources/templates/list", "prompts/list"):
+            error(request_id, -32601, "method not found")
         elif method == "prompts/list":
             prompts = [{"name": "greet"}, {"name": "greet", "description": "twin"}, {"name": "hello"}]
             result(request_id, {"prompts": prompts if MODE == "duplicates" else []})

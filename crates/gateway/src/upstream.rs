@@ -486,7 +486,7 @@ impl UpstreamHandle {
         .await
         {
             Ok(Ok(catalog)) => catalog,
-            Ok(Err(error)) => return format!("listing its tools failed: {error}"),
+            Ok(Err(error)) => return error.to_string(),
             Err(_) => {
                 return format!(
                     "it did not list its tools within {}s",
@@ -710,18 +710,46 @@ async fn forward_stderr(name: UpstreamName, stderr: tokio::process::ChildStderr)
 use tokio::io::AsyncReadExt as _;
 
 /// Reads every page of the upstream's lists and renames the entries for exposure.
+/// A list the upstream could not give, named.
+#[derive(Debug, thiserror::Error)]
+#[error("listing its {list} failed: {source}")]
+pub struct CatalogError {
+    list: &'static str,
+    source: rmcp::ServiceError,
+}
+
+/// A list the upstream declared: an upstream that declares the capability and then answers
+/// "method not found" (-32601) for one of its lists (templates, typically) has none of that
+/// kind, which is not a failure; any other error fails the listing, naming the list.
+fn optional<T>(
+    upstream: &UpstreamName,
+    list: &'static str,
+    answer: Result<Vec<T>, rmcp::ServiceError>,
+) -> Result<Vec<T>, CatalogError> {
+    match answer {
+        Ok(items) => Ok(items),
+        Err(rmcp::ServiceError::McpError(error))
+            if error.code == rmcp::model::ErrorCode::METHOD_NOT_FOUND =>
+        {
+            tracing::info!(%upstream, list, "the upstream does not implement this list; it has none");
+            Ok(Vec::new())
+        }
+        Err(source) => Err(CatalogError { list, source }),
+    }
+}
+
 async fn fetch_catalog(
     peer: &Peer<RoleClient>,
     namespacing: Namespacing,
     upstream: &UpstreamName,
-) -> Result<Catalog, rmcp::ServiceError> {
+) -> Result<Catalog, CatalogError> {
     let capabilities = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
         .unwrap_or_default();
     let mut catalog = Catalog::default();
     if capabilities.tools.is_some() {
-        for mut tool in peer.list_all_tools().await? {
+        for mut tool in optional(upstream, "tools", peer.list_all_tools().await)? {
             match namespacing.expose(upstream, &tool.name) {
                 Ok(exposed) => {
                     catalog.tool_names.insert(tool.name.to_string());
@@ -745,7 +773,7 @@ async fn fetch_catalog(
         }
     }
     if capabilities.prompts.is_some() {
-        for mut prompt in peer.list_all_prompts().await? {
+        for mut prompt in optional(upstream, "prompts", peer.list_all_prompts().await)? {
             match namespacing.expose(upstream, &prompt.name) {
                 Ok(exposed) => {
                     catalog.prompt_names.insert(prompt.name.clone());
@@ -759,11 +787,16 @@ async fn fetch_catalog(
         }
     }
     if capabilities.resources.is_some() {
-        for mut resource in peer.list_all_resources().await? {
+        for mut resource in optional(upstream, "resources", peer.list_all_resources().await)? {
             resource.uri = namespacing.expose_uri(upstream, &resource.uri);
             catalog.resources.push(resource);
         }
-        for mut template in peer.list_all_resource_templates().await? {
+        let templates = optional(
+            upstream,
+            "resource templates",
+            peer.list_all_resource_templates().await,
+        )?;
+        for mut template in templates {
             template.uri_template = namespacing.expose_uri(upstream, &template.uri_template);
             catalog.templates.push(template);
         }
