@@ -671,3 +671,35 @@ async fn an_optional_list_the_upstream_does_not_implement_is_empty_not_a_failure
     );
     assert!(!kinds.contains(&"upstream_crashed"), "{events:?}");
 }
+
+#[test]
+fn nothing_an_upstream_says_can_forge_a_log_line_or_reach_the_terminal() {
+    let scratch = Scratch::new();
+    let config = hostile_config(&scratch, "log-injection", "");
+    let portcullis =
+        crate::support::Portcullis::http_with_env(&config, &[("PORTCULLIS_LOG", "debug")]);
+    let url = portcullis.url.clone();
+    let failed = crate::support::ts_client(
+        &crate::support::Target::Http(&url),
+        &["--scenario", "call", "--tool", "h.solo", "--args", "{}"],
+    );
+    assert!(failed.to_string().contains("forged line"), "{failed}");
+    assert!(
+        portcullis.wait_for_log("forged line", Duration::from_secs(10)),
+        "{}",
+        portcullis.log()
+    );
+    let log = portcullis.log();
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00"),
+            "a forged line: {line:?}"
+        );
+    }
+    assert!(!log.contains('\u{1b}'), "a raw escape in the log");
+    assert!(!log.contains('\u{202e}'), "a raw bidi override in the log");
+    assert!(
+        log.contains("\\u001b[2J"),
+        "the escape is shown escaped: {log}"
+    );
+}

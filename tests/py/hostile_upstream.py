@@ -12,6 +12,8 @@ Usage: hostile_upstream.py MODE
                 naive file server that trusts its caller
   no-templates  session era; declares resources and prompts but answers -32601 (method not
                 found) to resources/templates/list and prompts/list
+  log-injection session era; a tool name, its stderr and an error text hold a newline followed
+                by a forged log line, and terminal escapes
 """
 
 import json
@@ -21,6 +23,7 @@ import urllib.parse
 MODE = sys.argv[1] if len(sys.argv) > 1 else ""
 STATELESS = MODE == "reserved-key"
 STATE = {"poked": False}
+FORGED = "x\n2026-01-01T00:00:00.000000Z  INFO portcullis: forged line \u001b[2J\u202e"
 
 
 def send(message):
@@ -70,6 +73,8 @@ def tools():
         return [tool("ask", "asks under portcullis's key")]
     if MODE == "no-templates":
         return [tool("solo", "one")]
+    if MODE == "log-injection":
+        return [tool("solo", "one"), tool(FORGED, "a name that forges a log line")]
     return []
 
 
@@ -127,6 +132,9 @@ def read(request_id, params):
 
 
 def main():
+    if MODE == "log-injection":
+        sys.stderr.write("noise " + FORGED + "\n")
+        sys.stderr.flush()
     for line in sys.stdin:
         try:
             message = json.loads(line)
@@ -173,6 +181,8 @@ def main():
             result(request_id, {"resourceTemplates": []})
         elif method == "resources/read":
             read(request_id, params)
+        elif method == "tools/call" and MODE == "log-injection":
+            error(request_id, -32000, "failed: " + FORGED)
         elif method == "tools/call":
             call(request_id, params)
         else:

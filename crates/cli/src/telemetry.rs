@@ -95,10 +95,10 @@ fn provider(export: bool) -> Option<SdkTracerProvider> {
 /// Installs the global subscriber: logs to stderr (stdout carries MCP in stdio mode) and, for
 /// `export`, spans to the collector the environment names.
 pub fn init(format: LogFormat, export: bool) -> Telemetry {
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // No colours: every escape sequence in the log is escaped (see `EscapedStderr`), ours too.
     let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_writer(|| EscapedStderr(std::io::stderr()))
+        .with_ansi(false);
     let logs = match format {
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.json().boxed(),
@@ -113,4 +113,83 @@ pub fn init(format: LogFormat, export: bool) -> Telemetry {
         .with(spans)
         .init();
     Telemetry { provider }
+}
+
+/// Stderr, with every character that could forge or hide a log line escaped: a field's value
+/// (an upstream's tool name, an error text, a message) may hold a newline that would start a
+/// fake log line, an ESC that would write to the reader's terminal, or a bidi override or
+/// line separator that would reorder what a person reads. The formatter writes each event in
+/// one piece ending in its own newline, which alone is kept.
+struct EscapedStderr(std::io::Stderr);
+
+impl std::io::Write for EscapedStderr {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        let (body, end) = match event.strip_suffix(b"\n") {
+            Some(body) => (body, "\n"),
+            None => (event, ""),
+        };
+        let text = String::from_utf8_lossy(body);
+        let mut escaped = escape_log_text(&text);
+        escaped.push_str(end);
+        self.0.write_all(escaped.as_bytes())?;
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `text` with control characters (C0 but tab, DEL, C1), bidi controls and line and paragraph
+/// separators written as `\n`, `\r` or `\uXXXX`: readable, and still valid inside a JSON
+/// string.
+pub fn escape_log_text(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push('\t'),
+            c if c.is_control() || is_bidi_or_separator(c) => {
+                escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Bidi embedding, override and isolate controls, marks, and the line and paragraph separators.
+fn is_bidi_or_separator(character: char) -> bool {
+    matches!(
+        character,
+        '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            | '\u{2028}' | '\u{2029}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_log_text;
+
+    #[test]
+    fn nothing_in_a_field_can_start_a_line_or_reach_the_terminal() {
+        for (raw, escaped) in [
+            ("plain text", "plain text"),
+            (
+                "a\n2026-12-05T00:00:00Z  INFO forged",
+                "a\\n2026-12-05T00:00:00Z  INFO forged",
+            ),
+            ("cr\rover", "cr\\rover"),
+            ("\u{1b}[31mred", "\\u001b[31mred"),
+            ("del\u{7f}", "del\\u007f"),
+            ("c1\u{9b}31m", "c1\\u009b31m"),
+            ("evil\u{202e}txt.exe", "evil\\u202etxt.exe"),
+            ("line\u{2028}sep", "line\\u2028sep"),
+            ("tab\tkept", "tab\tkept"),
+            ("unicode é 名前", "unicode é 名前"),
+        ] {
+            assert_eq!(escape_log_text(raw), escaped, "{raw:?}");
+        }
+    }
 }

@@ -709,7 +709,6 @@ async fn forward_stderr(name: UpstreamName, stderr: tokio::process::ChildStderr)
 
 use tokio::io::AsyncReadExt as _;
 
-/// Reads every page of the upstream's lists and renames the entries for exposure.
 /// A list the upstream could not give, named.
 #[derive(Debug, thiserror::Error)]
 #[error("listing its {list} failed: {source}")]
@@ -738,6 +737,7 @@ fn optional<T>(
     }
 }
 
+/// Reads every page of the upstream's lists and renames the entries for exposure.
 async fn fetch_catalog(
     peer: &Peer<RoleClient>,
     namespacing: Namespacing,
