@@ -19,8 +19,8 @@ pub use credential::{
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,
-    DEFAULT_OPEN_FILES, EvidenceSettings, Grantee, HttpSettings, PolicySettings, RootsFor,
-    SandboxGrants, SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
+    DEFAULT_OPEN_FILES, ElicitationRule, EvidenceSettings, Grantee, HttpSettings, PolicySettings,
+    RootsFor, SandboxGrants, SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
 };
 
 #[cfg(test)]

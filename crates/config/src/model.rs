@@ -133,6 +133,8 @@ pub struct Upstream {
     pub trust_hints: bool,
     /// Whether its sampling requests are relayed to the client (default: refused).
     pub sampling: bool,
+    /// Which of its own questions (elicitations) reach the person.
+    pub elicitation: ElicitationRule,
     /// The directories granted to this upstream (`roots`), joined to the configuration's
     /// directory but not resolved. A contained stdio upstream may read and write beneath them
     /// and nowhere else.
@@ -178,6 +180,20 @@ impl Grantee {
             Grantee::Group(group) => groups.contains(group),
         }
     }
+}
+
+/// Which of an upstream's own questions (elicitations) reach the person. Whatever the rule, a
+/// form that asks for a secret is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ElicitationRule {
+    /// Forms and links (the default).
+    #[default]
+    Forms,
+    /// No form with a free-text field (a string without a fixed set of values): yes/no,
+    /// numbers and choices only. Links too.
+    NoFreeText,
+    /// None: every question is declined without asking.
+    None,
 }
 
 /// How an upstream reads a leading `~` in a path argument.
@@ -555,6 +571,24 @@ fn parse_upstream(
             TildeRule::Deny
         }
     };
+    let elicitation = match upstream
+        .elicitation
+        .as_ref()
+        .map(|e| (e, e.get_ref().as_str()))
+    {
+        None | Some((_, "forms")) => ElicitationRule::Forms,
+        Some((_, "no_free_text")) => ElicitationRule::NoFreeText,
+        Some((_, "none")) => ElicitationRule::None,
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!(
+                    "unknown elicitation rule `{other}`; use `forms`, `no_free_text` or `none`"
+                ),
+            );
+            ElicitationRule::None
+        }
+    };
     Some(Upstream {
         name: name?,
         transport: transport?,
@@ -566,6 +600,7 @@ fn parse_upstream(
         trusted: upstream.trusted.unwrap_or(false),
         trust_hints: upstream.trust_hints.unwrap_or(false),
         sampling: upstream.sampling.unwrap_or(false),
+        elicitation,
         roots,
         roots_for,
         check_paths: upstream.check_paths.unwrap_or(true),

@@ -137,6 +137,7 @@ pub(crate) struct RawUpstream {
     pub trusted: Option<bool>,
     pub trust_hints: Option<bool>,
     pub sampling: Option<bool>,
+    pub elicitation: Option<Spanned<String>>,
     #[serde(default)]
     pub tools: BTreeMap<String, Spanned<RawToolRules>>,
     #[serde(default)]

@@ -378,7 +378,7 @@ pub async fn answer_inputs(
         }
         match request {
             InputRequest::Elicitation(mut request) => {
-                match screen_elicitation(upstream.name().as_str(), request.params) {
+                match screen_elicitation(upstream, request.params) {
                     Ok(params) => {
                         request.params = params;
                         questions.insert(key, InputRequest::Elicitation(request));

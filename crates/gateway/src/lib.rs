@@ -16,6 +16,7 @@ mod call;
 mod catalog;
 pub mod credentials;
 mod evidence;
+mod forms;
 mod http;
 mod metrics;
 mod paths;

@@ -20,8 +20,6 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 
-use portcullis_audit::is_secret_name;
-
 use crate::upstream::{CallRoute, UpstreamHandle};
 
 /// Handles one upstream connection's requests and notifications towards Portcullis.
@@ -35,77 +33,19 @@ impl RelayClient {
     }
 }
 
-/// The field of an upstream's form that asks for a secret (password, key, token), if any.
-/// The spec forbids secrets in form mode: such a form is refused, never shown.
-pub fn secret_field(params: &ElicitRequestParams) -> Option<String> {
-    let ElicitRequestParams::FormElicitationParams {
-        requested_schema, ..
-    } = params
-    else {
-        return None;
-    };
-    let schema = serde_json::to_value(requested_schema).ok()?;
-    schema
-        .get("properties")?
-        .as_object()?
-        .iter()
-        .find(|(name, property)| {
-            is_secret_name(name)
-                || property
-                    .get("title")
-                    .and_then(serde_json::Value::as_str)
-                    .is_some_and(is_secret_name)
-                || property.get("format").and_then(serde_json::Value::as_str) == Some("password")
-        })
-        .map(|(name, _)| name.clone())
-}
-
-/// An upstream's question made ready for the person: labelled with who asks, or refused
-/// (`Err`, the reason) when its form asks for a secret.
+/// An upstream's question made ready for the person (see `forms.rs`): labelled with who asks,
+/// its free-text fields warned, or refused (`Err`, the reason for the evidence) when it asks
+/// for a secret, speaks as Portcullis, or config does not let this upstream ask it.
 pub fn screen_elicitation(
-    upstream: &str,
+    upstream: &UpstreamHandle,
     params: ElicitRequestParams,
 ) -> Result<ElicitRequestParams, String> {
-    if let Some(field) = secret_field(&params) {
-        tracing::warn!(
-            upstream,
-            field,
-            "an upstream's form asked for a secret; refused"
-        );
-        return Err(format!(
-            "refused: upstream `{upstream}` asked for a secret (field `{field}`) in a form, which MCP forbids"
-        ));
-    }
-    Ok(label_elicitation(upstream, params))
-}
-
-/// Labels an upstream's own question so the person sees who asks: it is the upstream speaking,
-/// not Portcullis, and an answer to it approves nothing on Portcullis's side.
-pub fn label_elicitation(upstream: &str, params: ElicitRequestParams) -> ElicitRequestParams {
-    let label = |message: String| format!("[upstream `{upstream}` asks] {message}");
-    match params {
-        ElicitRequestParams::FormElicitationParams {
-            meta,
-            message,
-            requested_schema,
-        } => ElicitRequestParams::FormElicitationParams {
-            meta,
-            message: label(message),
-            requested_schema,
-        },
-        ElicitRequestParams::UrlElicitationParams {
-            meta,
-            message,
-            url,
-            elicitation_id,
-        } => ElicitRequestParams::UrlElicitationParams {
-            meta,
-            message: label(message),
-            url,
-            elicitation_id,
-        },
-        other => other,
-    }
+    let name = upstream.name().as_str();
+    crate::forms::screen(name, upstream.spec.elicitation, params).map_err(|refusal| {
+        let reason = refusal.describe(name);
+        tracing::warn!(upstream = name, %reason, "an upstream's question was not relayed");
+        reason
+    })
 }
 
 /// How an answer to an elicitation is recorded.
@@ -155,7 +95,7 @@ impl ClientHandler for RelayClient {
                 return Ok(declined());
             }
         };
-        let screened = match screen_elicitation(&name, request) {
+        let screened = match screen_elicitation(&upstream, request) {
             Ok(screened) => screened,
             Err(refusal) => {
                 upstream

@@ -697,7 +697,7 @@ fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Res
                 None,
             ));
         };
-        elicit.params = screen_elicitation(upstream.name().as_str(), elicit.params.clone())
+        elicit.params = screen_elicitation(upstream, elicit.params.clone())
             .map_err(|refusal| McpError::invalid_request(refusal, None))?;
     }
     Ok(())
