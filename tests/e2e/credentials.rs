@@ -939,26 +939,40 @@ credential = {{ kind = "api_key", env = "E2E_API_KEY" }}
     ));
     let portcullis = Portcullis::http_with_env(&config, &[("E2E_API_KEY", key)]);
     let target = Target::Http(&portcullis.url);
+    let answers = std::cell::RefCell::new(String::new());
     let headers = |tool: &str| -> Value {
         let observed = ts_client(&target, &["--scenario", "call", "--tool", tool]);
+        answers.borrow_mut().push_str(&observed.to_string());
         let text = result_text(&observed["result"]);
         serde_json::from_str::<Value>(&text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {observed}"))["headers"]
             .clone()
     };
-    // This fixture echoes what it received, key included: that is the upstream's doing, and
-    // here it shows the key arrived, in its header, on the call.
+    // This fixture echoes what it received, key included. The key arrived, in its header, on
+    // the call; what comes back has it redacted: no secret Portcullis holds reaches the client.
     let keyed = headers("keyed.headers");
-    assert_eq!(keyed["x-api-key"], key, "{keyed}");
+    assert_eq!(keyed["x-api-key"], "[redacted]", "{keyed}");
     assert!(keyed.get("authorization").is_none(), "{keyed}");
     // Without `header`: the standard bearer header.
     let bearer = headers("bearer.headers");
-    assert_eq!(bearer["authorization"], format!("Bearer {key}"), "{bearer}");
+    assert_eq!(bearer["authorization"], "Bearer [redacted]", "{bearer}");
     let plain = headers("plain.headers");
     assert!(
         plain.get("x-api-key").is_none(),
         "the key went to another upstream: {plain}"
     );
+    use base64::Engine as _;
+    let answers = answers.borrow();
+    for form in [
+        key.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        key.bytes().map(|b| format!("{b:02x}")).collect::<String>(),
+    ] {
+        assert!(
+            !answers.contains(&form),
+            "`{form}` reached the client: {answers}"
+        );
+    }
     let evidence =
         std::fs::read_to_string(scratch.path().join("evidence.jsonl")).unwrap_or_default();
     assert!(
@@ -967,6 +981,15 @@ credential = {{ kind = "api_key", env = "E2E_API_KEY" }}
     );
     assert!(!evidence.contains(key));
     assert!(!portcullis.log().contains(key));
+    // The redaction is recorded, by what the secret is, never its value.
+    assert!(
+        evidence
+            .lines()
+            .any(|line| line.contains("\"call_outcome\"")
+                && line.contains("\"redacted\":[")
+                && line.contains("the API key for upstream")),
+        "{evidence}"
+    );
     for upstream in &mut upstreams {
         let _ = upstream.kill();
         let _ = upstream.wait();

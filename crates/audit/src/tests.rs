@@ -153,6 +153,7 @@ fn every_kind_of_record_round_trips() {
                 reason: "denied".to_owned(),
             },
             duration_ms: 0,
+            redacted: Vec::new(),
         }),
         Event::ResourceRead(ResourceRead {
             request: request(3, "alice"),
@@ -688,6 +689,7 @@ async fn the_reader_filters_and_renders_for_a_person() {
                 reason: "denied by policy".to_owned(),
             },
             duration_ms: 0,
+            redacted: Vec::new(),
         }),
     );
     let crashed = EvidenceRecord::new(

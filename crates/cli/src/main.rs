@@ -586,6 +586,7 @@ fn start(
             if value.len() < 32 {
                 bail!("the requestState key in `{name}` must be at least 32 bytes");
             }
+            portcullis_gateway::secrets::Secrets::global().register("the requestState key", &value);
             Some(value.into_bytes())
         }
     };

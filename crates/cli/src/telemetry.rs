@@ -129,6 +129,8 @@ impl std::io::Write for EscapedStderr {
             None => (event, ""),
         };
         let text = String::from_utf8_lossy(body);
+        // No secret Portcullis holds reaches the log, whichever library wrote the line.
+        let (text, _) = portcullis_gateway::secrets::Secrets::global().redact_text(&text);
         let mut escaped = escape_log_text(&text);
         escaped.push_str(end);
         self.0.write_all(escaped.as_bytes())?;

@@ -299,6 +299,10 @@ pub struct CallOutcome {
     pub intent_seq: Option<u64>,
     pub outcome: Outcome,
     pub duration_ms: u64,
+    /// What secrets Portcullis holds were found in the upstream's answer and redacted before
+    /// it went on, by what they are (never their values); absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

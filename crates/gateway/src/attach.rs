@@ -215,6 +215,9 @@ where
     F: Fn(Option<String>, HashMap<HeaderName, HeaderValue>) -> Fut,
     Fut: Future<Output = Result<T, StreamableHttpError<reqwest::Error>>>,
 {
+    // Whatever leaves for an upstream may come back in what it answers: known from now on.
+    crate::secrets::Secrets::global()
+        .register(&format!("a credential sent in `{name}`"), value.expose());
     if name == http::header::AUTHORIZATION {
         return send(Some(value.expose().to_owned()), custom_headers.clone()).await;
     }

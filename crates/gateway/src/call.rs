@@ -79,6 +79,8 @@ pub fn unexpected(upstream: &UpstreamHandle) -> McpError {
 }
 
 pub fn tool_error(message: String) -> CallToolResponse {
+    // A message may quote an upstream's words (an error text): no secret goes back in it.
+    let (message, _) = crate::secrets::Secrets::global().redact_text(&message);
     CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
 }
 
@@ -196,6 +198,35 @@ fn mark_complete(mut result: ServerResult) -> ServerResult {
     result
 }
 
+/// A call's answer with every secret Portcullis holds redacted (see `secrets.rs`), and what
+/// was found.
+fn redact_answer(
+    answer: Result<CallToolResponse, McpError>,
+) -> (Result<CallToolResponse, McpError>, Vec<String>) {
+    let secrets = crate::secrets::Secrets::global();
+    let unreadable = || {
+        tool_error(
+            "the upstream's answer held a secret portcullis holds and could not be shown without it"
+                .to_owned(),
+        )
+    };
+    match answer {
+        Ok(CallToolResponse::Complete(result)) => match secrets.redact(result) {
+            Ok((result, found)) => (Ok(CallToolResponse::Complete(result)), found),
+            Err(found) => (Ok(unreadable()), found),
+        },
+        Ok(CallToolResponse::InputRequired(required)) => match secrets.redact(required) {
+            Ok((required, found)) => (Ok(CallToolResponse::InputRequired(required)), found),
+            Err(found) => (Ok(unreadable()), found),
+        },
+        Ok(other) => (Ok(other), Vec::new()),
+        Err(error) => match secrets.redact(error) {
+            Ok((error, found)) => (Err(error), found),
+            Err(found) => (Ok(unreadable()), found),
+        },
+    }
+}
+
 /// One tool call on its way to an upstream, resolved and checked.
 pub struct UpstreamCall {
     /// Policy allowed this call: the only way to build an `UpstreamCall` is with one.
@@ -231,7 +262,18 @@ impl UpstreamCall {
         let upstream = self.upstream.clone();
         let taint_key = self.taint_key.clone();
         let answer = self.run_rounds(gateway, route, progress, cancel).await;
-        gateway.record_outcome(&record, outcome_of(&answer)).await;
+        // No secret Portcullis holds goes back, however the upstream wrote it in its answer.
+        let (answer, redacted) = redact_answer(answer);
+        if !redacted.is_empty() {
+            tracing::warn!(
+                upstream = %upstream.name(),
+                secrets = %redacted.join(", "),
+                "the upstream's answer held secrets Portcullis holds; they were redacted"
+            );
+        }
+        gateway
+            .record_outcome(&record, outcome_of(&answer), redacted)
+            .await;
         // Whatever an untrusted upstream answered may have been written to steer the model.
         if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_))) {
             gateway.taints.mark(&taint_key, upstream.name().as_str());

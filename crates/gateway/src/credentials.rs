@@ -145,7 +145,10 @@ impl Credentials {
         let mut delegated = false;
         let secret = |name: &str, what: &str| -> Result<SecretValue, String> {
             match env(name) {
-                Some(value) if !value.is_empty() => Ok(SecretValue::new(value)),
+                Some(value) if !value.is_empty() => {
+                    crate::secrets::Secrets::global().register(what, &value);
+                    Ok(SecretValue::new(value))
+                }
                 _ => Err(format!(
                     "the environment variable `{name}` ({what}) is not set; Portcullis reads it at start"
                 )),
@@ -231,6 +234,7 @@ impl Credentials {
                     "the environment variable `{variable}` (the credential store's key, at least 32 bytes) is not set; an upstream has `kind = \"oauth\"` credentials"
                 )
             })?;
+            crate::secrets::Secrets::global().register("the credential store's key", &text);
             let key = StoreKey::from_secret_text(variable, &text).map_err(|e| e.to_string())?;
             Some(CredentialStore::open(&config.credentials.store, key).map_err(|e| e.to_string())?)
         } else {

@@ -261,7 +261,12 @@ impl Gateway {
 
     /// Writes the outcome record. A failure here is logged: the call already ran, and the
     /// failed log refuses every later intent, so nothing more runs unrecorded.
-    pub(crate) async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
+    pub(crate) async fn record_outcome(
+        &self,
+        record: &CallRecord,
+        outcome: Outcome,
+        redacted: Vec<String>,
+    ) {
         self.metrics.called(
             &record.tool.upstream,
             &outcome,
@@ -273,6 +278,7 @@ impl Gateway {
             intent_seq: record.intent_seq,
             outcome,
             duration_ms: u64::try_from(record.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            redacted,
         });
         if let Err(error) = self.append(EvidenceRecord::new(now_ms(), event)).await {
             tracing::error!(
@@ -373,6 +379,7 @@ impl Gateway {
             Outcome::NotRun {
                 reason: reason.to_owned(),
             },
+            Vec::new(),
         )
         .await;
     }

@@ -26,6 +26,7 @@ mod policy;
 mod progress;
 mod relay;
 mod sandbox;
+pub mod secrets;
 mod server;
 mod sessions;
 mod state;

@@ -86,6 +86,10 @@ impl ProgressRoutes {
             return;
         };
         params.progress_token = token;
+        if let Some(message) = &params.message {
+            let (message, _) = crate::secrets::Secrets::global().redact_text(message);
+            params.message = Some(message);
+        }
         if let Err(error) = peer.notify_progress(params).await {
             tracing::debug!(%error, "could not forward progress to the client");
         }

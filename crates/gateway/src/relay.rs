@@ -41,6 +41,15 @@ pub fn screen_elicitation(
     params: ElicitRequestParams,
 ) -> Result<ElicitRequestParams, String> {
     let name = upstream.name().as_str();
+    // A question may quote what the upstream was sent: no secret Portcullis holds goes on.
+    let params = match crate::secrets::Secrets::global().redact(params) {
+        Ok((params, _)) => params,
+        Err(_) => {
+            return Err(format!(
+                "refused: upstream `{name}` asked a question holding a secret portcullis holds"
+            ));
+        }
+    };
     crate::forms::screen(name, upstream.spec.elicitation, params).map_err(|refusal| {
         let reason = refusal.describe(name);
         tracing::warn!(upstream = name, %reason, "an upstream's question was not relayed");
@@ -211,6 +220,15 @@ impl ClientHandler for RelayClient {
         let Some(upstream) = self.upstream.upgrade() else {
             return;
         };
+        // No secret Portcullis holds goes on in it.
+        let mut params = params;
+        crate::secrets::Secrets::global().redact_json(&mut params.data);
+        if let Some(logger) = &params.logger {
+            // Named as the upstream's, so that no line can pass for Portcullis's own.
+            params.logger = Some(format!("{}/{logger}", upstream.name()));
+        } else {
+            params.logger = Some(upstream.name().to_string());
+        }
         // A log line belongs to the session whose call is running; with none, or several, it
         // stays in Portcullis's own log.
         match upstream.route_for_upstream_notification() {

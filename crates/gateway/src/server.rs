@@ -509,7 +509,7 @@ impl PortcullisServer {
             listener: listener_for(context),
             log_level: self.log_level_for(context),
         };
-        forward(
+        let answer = forward(
             upstream,
             connection,
             &route,
@@ -518,7 +518,24 @@ impl PortcullisServer {
             request,
         )
         .await
-        .map_err(|error| error.into_mcp(upstream))
+        .map_err(|error| error.into_mcp(upstream));
+        // No secret Portcullis holds goes back in a resource, a prompt or a completion either.
+        let secrets = crate::secrets::Secrets::global();
+        let (answer, found) = match answer {
+            Ok(result) => redact_result(secrets, result),
+            Err(error) => match secrets.redact(error) {
+                Ok((error, found)) => (Err(error), found),
+                Err(found) => (Err(refused_error()), found),
+            },
+        };
+        if !found.is_empty() {
+            tracing::warn!(
+                upstream = %upstream.name(),
+                secrets = %found.join(", "),
+                "the upstream's answer held secrets Portcullis holds; they were redacted"
+            );
+        }
+        answer
     }
 
     /// Forwards a prompt or resource request through the upstream's input-required rounds: a
@@ -622,6 +639,36 @@ impl PortcullisServer {
             ),
             None,
         ))
+    }
+}
+
+fn refused_error() -> McpError {
+    McpError::internal_error("the upstream's error held a secret portcullis holds", None)
+}
+
+/// An upstream's answer to a resource read, prompt get, completion or input round, its secrets
+/// redacted by its own type (a redacted value that no longer reads as its type is refused,
+/// never passed on unredacted); other answers carry no upstream text.
+fn redact_result(
+    secrets: &crate::secrets::Secrets,
+    result: ServerResult,
+) -> (Result<ServerResult, McpError>, Vec<String>) {
+    let refused =
+        || McpError::internal_error("the upstream's answer held a secret portcullis holds", None);
+    macro_rules! redact {
+        ($variant:ident, $value:expr) => {
+            match secrets.redact($value) {
+                Ok((value, found)) => (Ok(ServerResult::$variant(value)), found),
+                Err(found) => (Err(refused()), found),
+            }
+        };
+    }
+    match result {
+        ServerResult::ReadResourceResult(value) => redact!(ReadResourceResult, value),
+        ServerResult::GetPromptResult(value) => redact!(GetPromptResult, value),
+        ServerResult::CompleteResult(value) => redact!(CompleteResult, value),
+        ServerResult::InputRequiredResult(value) => redact!(InputRequiredResult, value),
+        other => (Ok(other), Vec::new()),
     }
 }
 
