@@ -606,3 +606,118 @@ fn exported_spans_carry_the_evidence_ids_of_their_call() {
         "{exported:?}"
     );
 }
+
+#[test]
+fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_the_next_start() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch.config(&format!(
+        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ntrusted = true\n{}tools.slow = {{ effect = \"read\" }}\n",
+        toml_array(&[repo_root()
+            .join("fixtures/policy/permit-all.cedar")
+            .display()
+            .to_string()]),
+        fixture_upstream(&work, &[]),
+    ));
+    let log = scratch.path().join("state/evidence.jsonl");
+    let blocker = scratch.path().join("state/evidence.jsonl.head.tmp");
+    let mut portcullis = Portcullis::http(&config);
+    let url = portcullis.url.clone();
+    // The call's intent is recorded; while it runs, the log stops being writable.
+    let caller = std::thread::spawn(move || {
+        ts_client(
+            &Target::Http(&url),
+            &[
+                "--scenario",
+                "call",
+                "--tool",
+                "fx.slow",
+                "--args",
+                r#"{"ms":3000,"steps":1}"#,
+            ],
+        )
+    });
+    assert!(
+        crate::support::wait_until(Duration::from_secs(20), || records(&log)
+            .iter()
+            .any(|e| e["kind"] == "call_intent" && e["tool"]["tool"] == "slow")),
+        "no intent: {:?}",
+        records(&log)
+    );
+    std::fs::create_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));
+    let answered = caller
+        .join()
+        .unwrap_or_else(|_| panic!("the client panicked"));
+    let text = result_text(&answered["result"]);
+    assert_eq!(answered["result"]["isError"], true, "{answered}");
+    assert!(
+        text.contains("ran, but portcullis could not record its outcome"),
+        "{answered}"
+    );
+    assert!(
+        !text.contains("done"),
+        "the unrecorded answer went back: {text}"
+    );
+    portcullis.kill();
+
+    // Writable again: at the next start the call has an outcome (the one written before the
+    // head could not be replaced, verified and kept, or a lost one).
+    std::fs::remove_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));
+    let outcomes_of = |seq: &Value| -> Vec<Value> {
+        records(&log)
+            .into_iter()
+            .filter(|e| e["kind"] == "call_outcome" && e["intent_seq"] == *seq)
+            .collect()
+    };
+    let intents = || -> Vec<Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["record"]["event"]["kind"] == "call_intent")
+            .collect()
+    };
+    let mut again = Portcullis::http(&config);
+    let first_seq = intents()[0]["seq"].clone();
+    assert!(
+        crate::support::wait_until(Duration::from_secs(20), || outcomes_of(&first_seq).len()
+            == 1),
+        "{:?}",
+        records(&log)
+    );
+    // Portcullis killed while a call runs: its outcome is recorded as lost at the next start.
+    let url = again.url.clone();
+    let caller = std::thread::spawn(move || {
+        ts_client(
+            &Target::Http(&url),
+            &[
+                "--scenario",
+                "call",
+                "--tool",
+                "fx.slow",
+                "--args",
+                r#"{"ms":5000,"steps":1}"#,
+            ],
+        )
+    });
+    assert!(
+        crate::support::wait_until(Duration::from_secs(20), || intents().len() == 2),
+        "no second intent"
+    );
+    again.kill();
+    let _ = caller.join();
+    let second_seq = intents()[1]["seq"].clone();
+    assert!(outcomes_of(&second_seq).is_empty());
+    let _third = Portcullis::http(&config);
+    assert!(
+        crate::support::wait_until(Duration::from_secs(20), || outcomes_of(&second_seq)
+            .iter()
+            .any(|e| e["outcome"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("outcome lost")))),
+        "{:?}",
+        records(&log)
+    );
+    let (ok, out, err) = audit(&["verify", &log.display().to_string()]);
+    assert!(ok && out.contains("intact"), "{out}{err}");
+}

@@ -891,6 +891,10 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
     tracing::info!(file = %config.evidence.file.display(), "evidence log open");
     runtime()?.block_on(async move {
         let (gateway, shutdown) = start(&config, engine, Some(evidence))?;
+        gateway
+            .record_lost_outcomes()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot record the outcomes lost before this start: {error}"))?;
         tokio::spawn(stop_on_signal(shutdown.clone()));
         if gateway.credentials().has_delegated() {
             let address = config.credentials.callback;

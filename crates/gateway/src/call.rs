@@ -271,9 +271,14 @@ impl UpstreamCall {
                 "the upstream's answer held secrets Portcullis holds; they were redacted"
             );
         }
-        gateway
+        // INVARIANT: the outcome is durable before the answer goes back; an answer whose
+        // outcome cannot be recorded is withheld (the client is told the call ran).
+        if let Err(message) = gateway
             .record_outcome(&record, outcome_of(&answer), redacted)
-            .await;
+            .await
+        {
+            return Ok(tool_error(message));
+        }
         // Whatever an untrusted upstream answered may have been written to steer the model.
         if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_))) {
             gateway.taints.mark(&taint_key, upstream.name().as_str());

@@ -259,14 +259,16 @@ impl Gateway {
         }
     }
 
-    /// Writes the outcome record. A failure here is logged: the call already ran, and the
-    /// failed log refuses every later intent, so nothing more runs unrecorded.
+    /// Writes the outcome record. `Err` (the log could not be written) is the message for the
+    /// client: the call already ran, so its answer cannot go back as if it were recorded; the
+    /// failed log refuses every later intent, and the next start records the lost outcome
+    /// (`portcullis_audit::EvidenceLog::open` finds intents without one).
     pub(crate) async fn record_outcome(
         &self,
         record: &CallRecord,
         outcome: Outcome,
         redacted: Vec<String>,
-    ) {
+    ) -> Result<(), String> {
         self.metrics.called(
             &record.tool.upstream,
             &outcome,
@@ -280,13 +282,67 @@ impl Gateway {
             duration_ms: u64::try_from(record.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             redacted,
         });
-        if let Err(error) = self.append(EvidenceRecord::new(now_ms(), event)).await {
-            tracing::error!(
-                request = %record.request.request_id,
-                %error,
-                "the outcome of a call could not be recorded"
+        self.append(EvidenceRecord::new(now_ms(), event))
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::error!(
+                    request = %record.request.request_id,
+                    %error,
+                    "the outcome of a call could not be recorded"
+                );
+                format!(
+                    "`{}` of upstream `{}` ran, but portcullis could not record its outcome ({error}), so its answer is withheld; the outcome is recorded as lost when the evidence log can be written again",
+                    record.tool.tool, record.tool.upstream
+                )
+            })
+    }
+
+    /// Records, at start, the outcome of every call whose intent is in the log and whose
+    /// outcome is not: the log could not be written when it ended (its answer was withheld),
+    /// or Portcullis stopped while it ran. Such a call may have run; the record says so. Reads
+    /// the whole log once.
+    pub async fn record_lost_outcomes(&self) -> Result<usize, String> {
+        let Some(log) = &self.evidence else {
+            return Ok(0);
+        };
+        let records = portcullis_audit::read(log.path(), portcullis_audit::Filter::default())
+            .map_err(|error| error.to_string())?;
+        let mut open: std::collections::BTreeMap<u64, CallIntent> = Default::default();
+        for entry in records.flatten() {
+            match entry.record.event {
+                Event::CallIntent(intent) => {
+                    open.insert(entry.seq, intent);
+                }
+                Event::CallOutcome(outcome) => {
+                    if let Some(seq) = outcome.intent_seq {
+                        open.remove(&seq);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let lost = open.len();
+        for (seq, intent) in open {
+            let event = Event::CallOutcome(CallOutcome {
+                request: intent.request,
+                tool: intent.tool,
+                intent_seq: Some(seq),
+                outcome: Outcome::Error {
+                    message: "outcome lost: no outcome was recorded for this call (the evidence log could not be written when it ended, or portcullis stopped while it ran); it may have run".to_owned(),
+                },
+                duration_ms: 0,
+                redacted: Vec::new(),
+            });
+            self.append(EvidenceRecord::new(now_ms(), event)).await?;
+        }
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "calls whose outcome was never recorded are now recorded as lost"
             );
         }
+        Ok(lost)
     }
 
     /// Records a list request's answer. A list is a read: if the log cannot be written it is
@@ -374,14 +430,16 @@ impl Gateway {
                 None,
             )
             .await;
-        self.record_outcome(
-            &record,
-            Outcome::NotRun {
-                reason: reason.to_owned(),
-            },
-            Vec::new(),
-        )
-        .await;
+        // Nothing ran, so a failure to record changes nothing for the client.
+        let _ = self
+            .record_outcome(
+                &record,
+                Outcome::NotRun {
+                    reason: reason.to_owned(),
+                },
+                Vec::new(),
+            )
+            .await;
     }
 }
 
