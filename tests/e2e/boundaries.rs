@@ -703,3 +703,122 @@ fn nothing_an_upstream_says_can_forge_a_log_line_or_reach_the_terminal() {
         "the escape is shown escaped: {log}"
     );
 }
+
+#[test]
+fn every_line_that_is_not_a_message_is_answered_and_the_session_goes_on() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let scratch = Scratch::new();
+    let (config, _) = fixture_config(&scratch, "");
+    let mut child = std::process::Command::new(bin("portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut send = |bytes: &[u8]| {
+        stdin.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+        stdin.write_all(b"\n").unwrap_or_else(|e| panic!("{e}"));
+        stdin.flush().unwrap_or_else(|e| panic!("{e}"));
+    };
+    send(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let bad: Vec<(Vec<u8>, i64)> = vec![
+        (b"this is not json".to_vec(), -32700),
+        (vec![0xff, 0xfe, b'{'], -32700),
+        ("[".repeat(100_000).into_bytes(), -32600),
+        ("x".repeat(10 * 1024 * 1024).into_bytes(), -32600),
+        (b"[1,2]".to_vec(), -32600),
+    ];
+    for (line, _) in &bad {
+        send(line);
+    }
+    send(br#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#);
+    let mut codes = Vec::new();
+    let mut pinged = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (!pinged || codes.len() < bad.len()) && std::time::Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if value["id"] == 9 {
+            pinged = true;
+        }
+        if value["id"].is_null() && value.get("error").is_some() {
+            codes.push(value["error"]["code"].as_i64().unwrap_or_default());
+        }
+    }
+    assert!(pinged, "the session did not go on after the bad lines");
+    let mut expected: Vec<i64> = bad.iter().map(|(_, code)| *code).collect();
+    codes.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(codes, expected);
+    drop(stdin);
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        log.matches("is not a JSON-RPC message").count(),
+        bad.len(),
+        "{log}"
+    );
+    assert!(
+        !log.contains("this is not json"),
+        "the payload is not echoed: {log}"
+    );
+}
+
+#[test]
+fn an_http_body_that_is_not_json_is_a_400_with_a_parse_error() {
+    use std::io::{Read as _, Write as _};
+    let scratch = Scratch::new();
+    let (config, _) = fixture_config(&scratch, "");
+    let portcullis = crate::support::Portcullis::http(&config);
+    let post = |body: &[u8]| -> (u16, String) {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", portcullis.port))
+            .unwrap_or_else(|e| panic!("{e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            portcullis.port,
+            body.len()
+        );
+        stream
+            .write_all(head.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        stream.write_all(body).unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    };
+    for (body, code) in [
+        (vec![0xff, 0xfe, b'{', b'}'], "-32700"),
+        (b"this is not json".to_vec(), "-32700"),
+        ("[".repeat(100_000).into_bytes(), "-32600"),
+    ] {
+        let (status, answer) = post(&body);
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains(&format!("\"code\":{code}")), "{answer}");
+    }
+    let (status, _) = post(&vec![b' '; 5 * 1024 * 1024]);
+    assert_eq!(status, 413);
+}

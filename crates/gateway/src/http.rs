@@ -101,7 +101,9 @@ pub async fn serve_http(
         LocalSessionManager::default().into(),
         config,
     );
-    let mcp = axum::Router::new().nest_service(MCP_PATH, service);
+    let mcp = axum::Router::new()
+        .nest_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn(well_formed));
     let router = match resource_server {
         None => mcp,
         Some(server) => {
@@ -130,6 +132,56 @@ pub async fn serve_http(
             .map_err(GatewayError::Serve)
     };
     Ok((address, serving))
+}
+
+/// The largest request body accepted, as stdio lines are bounded.
+const MAX_WIRE_BODY: usize = crate::stdio::MAX_LINE;
+
+/// A POST whose body is not a JSON-RPC text is answered 400 with a JSON-RPC error (id null)
+/// here, before rmcp sees it: invalid UTF-8 or not JSON is a parse error (-32700), JSON nested
+/// deeper than stdio accepts an invalid request (-32600), a body over 4 MiB 413. Anything else
+/// passes on unchanged (rmcp answers what is JSON but not a message).
+async fn well_formed(request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_WIRE_BODY).await else {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than portcullis accepts (4 MiB)",
+        )
+            .into_response();
+    };
+    let refusal = if std::str::from_utf8(&bytes).is_err() {
+        Some((-32700, "parse error: the body is not UTF-8"))
+    } else if crate::stdio::depth(&bytes, crate::stdio::MAX_DEPTH) > crate::stdio::MAX_DEPTH {
+        Some((-32600, "invalid request: nested too deeply"))
+    } else if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        Some((-32700, "parse error: the body is not JSON"))
+    } else {
+        None
+    };
+    if let Some((code, message)) = refusal {
+        tracing::warn!(
+            code,
+            reason = message,
+            "an HTTP request body is not a JSON-RPC message"
+        );
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": code, "message": message},
+        });
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The largest request body read to look for a tool call's scopes. rmcp itself reads bodies

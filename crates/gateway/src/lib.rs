@@ -30,6 +30,7 @@ pub mod secrets;
 mod server;
 mod sessions;
 mod state;
+mod stdio;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -319,7 +320,10 @@ impl Gateway {
     pub async fn serve_stdio(self: &Arc<Self>) -> Result<(), GatewayError> {
         let server = PortcullisServer::new(self.clone());
         let running = server
-            .serve_with_ct(rmcp::transport::stdio(), self.shutdown.child_token())
+            .serve_with_ct(
+                stdio::StdioTransport::new(tokio::io::stdin(), tokio::io::stdout()),
+                self.shutdown.child_token(),
+            )
             .await
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         running
