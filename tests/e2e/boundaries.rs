@@ -822,3 +822,51 @@ fn an_http_body_that_is_not_json_is_a_400_with_a_parse_error() {
     let (status, _) = post(&vec![b' '; 5 * 1024 * 1024]);
     assert_eq!(status, 413);
 }
+
+/// Portcullis's resident memory in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn http_sessions_are_capped_expire_when_idle_and_give_their_memory_back() {
+    let scratch = Scratch::new();
+    let (config, _) = fixture_config(
+        &scratch,
+        "\n[http]\nmax_sessions = 20\nsession_idle_secs = 1\n",
+    );
+    let portcullis = crate::support::Portcullis::http(&config);
+    let initialize = |port: u16| -> u16 {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"flood","version":"1"}}}"#;
+        crate::support::raw_http_status(
+            port,
+            &format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let statuses: Vec<u16> = (0..21).map(|_| initialize(portcullis.port)).collect();
+    assert!(statuses[..20].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[20], 503, "{statuses:?}");
+    // Idle sessions are closed: room again.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(initialize(portcullis.port), 200);
+    // Thousands of initializes do not grow the process without bound.
+    let before = rss_kib(portcullis.pid());
+    for round in 0..4000 {
+        if initialize(portcullis.port) == 503 && round % 200 == 0 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    let after = rss_kib(portcullis.pid());
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}

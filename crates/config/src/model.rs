@@ -111,7 +111,17 @@ pub struct HttpSettings {
     /// Where Prometheus metrics are served in HTTP mode (`GET /metrics`), if anywhere:
     /// loopback only, since nothing authenticates a scrape.
     pub metrics: Option<SocketAddr>,
+    /// Session-era HTTP sessions kept open at most; a new one beyond is refused (503), so that
+    /// no client can make Portcullis hold memory without bound.
+    pub max_sessions: usize,
+    /// A session unused this long is closed and its memory returned.
+    pub session_idle: Duration,
 }
+
+/// Session-era HTTP sessions kept at most, by default.
+pub const DEFAULT_MAX_SESSIONS: usize = 256;
+/// How long an unused HTTP session is kept, by default.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(120);
 
 /// One upstream MCP server.
 #[derive(Debug, Clone)]
@@ -447,6 +457,8 @@ fn unreachable_config(file: &Path) -> Config {
             allowed_origins: Vec::new(),
             auth: None,
             metrics: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            session_idle: DEFAULT_SESSION_IDLE,
         },
         upstreams: Vec::new(),
         local_identity: local_identity(&mut Reporter::new(file, ""), None),
@@ -920,6 +932,8 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
             allowed_origins: Vec::new(),
             auth: None,
             metrics: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            session_idle: DEFAULT_SESSION_IDLE,
         };
     };
     let auth = http
@@ -992,12 +1006,28 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
                 None
             }
         });
+    let max_sessions = bounded(
+        report,
+        http.max_sessions.as_ref(),
+        "max_sessions",
+        1,
+        100_000,
+    )
+    .map_or(DEFAULT_MAX_SESSIONS, |n| n as usize);
+    let session_idle = seconds(
+        report,
+        http.session_idle_secs.as_ref(),
+        "session_idle_secs",
+        DEFAULT_SESSION_IDLE,
+    );
     HttpSettings {
         listen,
         allowed_hosts: strings(&http.allowed_hosts),
         allowed_origins: strings(&http.allowed_origins),
         auth,
         metrics,
+        max_sessions,
+        session_idle,
     }
 }
 

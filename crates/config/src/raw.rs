@@ -96,6 +96,8 @@ pub(crate) struct RawHttp {
     pub allowed_origins: Option<Vec<Spanned<String>>>,
     pub auth: Option<Spanned<RawHttpAuth>>,
     pub metrics: Option<Spanned<String>>,
+    pub max_sessions: Option<Spanned<i64>>,
+    pub session_idle_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,14 +96,23 @@ pub async fn serve_http(
     config.allowed_hosts = allowed_hosts;
     config.allowed_origins = allowed_origins;
     let factory_gateway = gateway.clone();
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(settings.session_idle);
+    let sessions = Arc::new(sessions);
     let service = StreamableHttpService::new(
         move || Ok(PortcullisServer::new(factory_gateway.clone())),
-        LocalSessionManager::default().into(),
+        sessions.clone(),
         config,
     );
+    let cap = Arc::new(SessionCap {
+        sessions,
+        max: settings.max_sessions,
+        idle: settings.session_idle,
+        seen: std::sync::Mutex::default(),
+    });
     let mcp = axum::Router::new()
         .nest_service(MCP_PATH, service)
-        .layer(axum::middleware::from_fn(well_formed));
+        .layer(axum::middleware::from_fn_with_state(cap, well_formed));
     let router = match resource_server {
         None => mcp,
         Some(server) => {
@@ -141,7 +150,15 @@ const MAX_WIRE_BODY: usize = crate::stdio::MAX_LINE;
 /// here, before rmcp sees it: invalid UTF-8 or not JSON is a parse error (-32700), JSON nested
 /// deeper than stdio accepts an invalid request (-32600), a body over 4 MiB 413. Anything else
 /// passes on unchanged (rmcp answers what is JSON but not a message).
-async fn well_formed(request: Request, next: Next) -> Response {
+async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next: Next) -> Response {
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let Some(id) = &session {
+        cap.touch(id, request.method() == axum::http::Method::DELETE);
+    }
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
@@ -180,8 +197,92 @@ async fn well_formed(request: Request, next: Next) -> Response {
         )
             .into_response();
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let initialize = session.is_none()
+        && serde_json::from_slice::<Probe<'_>>(&bytes)
+            .is_ok_and(|probe| probe.method == Some("initialize"));
+    if initialize && !cap.room().await {
+        tracing::warn!(
+            max_sessions = cap.max,
+            "a new HTTP session was refused: the session limit is reached"
+        );
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32000, "message": "portcullis holds as many sessions as it may; retry later, or end an unused session"},
+        });
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+                (axum::http::header::RETRY_AFTER, "30"),
+            ],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    if initialize
+        && let Some(id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|value| value.to_str().ok())
+    {
+        cap.touch(id, false);
+    }
+    response
+}
+
+/// The header that names a session-era HTTP session.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// The limit on session-era HTTP sessions: each holds memory until it ends, and any local
+/// process can open one. Sessions unused for `idle` are closed (rmcp's worker stops at the
+/// same idle time, but its handle would stay in the manager's map), and a new one beyond
+/// `max` is refused.
+struct SessionCap {
+    sessions: Arc<LocalSessionManager>,
+    max: usize,
+    idle: std::time::Duration,
+    /// When each session was last used, by id.
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl SessionCap {
+    /// Notes a request of session `id` (a `DELETE` ends it).
+    fn touch(&self, id: &str, ended: bool) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if ended {
+                seen.remove(id);
+            } else {
+                seen.insert(id.to_owned(), std::time::Instant::now());
+            }
+        }
+    }
+
+    /// Closes the sessions idle too long, then says whether another may open.
+    async fn room(&self) -> bool {
+        let idle: Vec<String> = match self.seen.lock() {
+            Ok(mut seen) => {
+                let expired: Vec<String> = seen
+                    .iter()
+                    .filter(|(_, at)| at.elapsed() >= self.idle)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &expired {
+                    seen.remove(id);
+                }
+                expired
+            }
+            Err(_) => Vec::new(),
+        };
+        for id in idle {
+            use rmcp::transport::streamable_http_server::session::SessionManager as _;
+            let _ = self.sessions.close_session(&id.into()).await;
+        }
+        self.sessions.sessions.read().await.len() < self.max
+    }
 }
 
 /// The largest request body read to look for a tool call's scopes. rmcp itself reads bodies
