@@ -870,3 +870,29 @@ fn http_sessions_are_capped_expire_when_idle_and_give_their_memory_back() {
         "RSS grew from {before} KiB to {after} KiB"
     );
 }
+
+#[test]
+fn a_flood_of_notifications_from_an_upstream_does_not_grow_portcullis_without_bound() {
+    let scratch = Scratch::new();
+    let config = hostile_config(&scratch, "flood", "tools.flood = { effect = \"read\" }\n");
+    let portcullis = crate::support::Portcullis::http(&config);
+    let before = rss_kib(portcullis.pid());
+    let url = portcullis.url.clone();
+    let flooded = tokio::runtime::Runtime::new()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block_on(async move {
+            use rmcp::ServiceExt as _;
+            let transport =
+                rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
+            let client = ().serve(transport).await.unwrap_or_else(|e| panic!("{e}"));
+            let answer = call(&client, "h.flood", json!({})).await;
+            let _ = client.cancel().await;
+            text(&answer)
+        });
+    assert_eq!(flooded, "flooded");
+    let after = rss_kib(portcullis.pid());
+    assert!(
+        after < before + 96 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}

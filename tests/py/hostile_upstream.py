@@ -14,6 +14,8 @@ Usage: hostile_upstream.py MODE
                 found) to resources/templates/list and prompts/list
   log-injection session era; a tool name, its stderr and an error text hold a newline followed
                 by a forged log line, and terminal escapes
+  flood         session era; `flood` sends 200,000 log and progress notifications (about 100
+                MB) before it answers
 """
 
 import json
@@ -52,6 +54,8 @@ def tool(name, description):
 def capabilities():
     if MODE == "files":
         return {"resources": {}}
+    if MODE == "flood":
+        return {"tools": {}, "logging": {}}
     if MODE == "no-templates":
         return {"tools": {}, "resources": {}, "prompts": {}}
     if MODE == "duplicates":
@@ -75,11 +79,30 @@ def tools():
         return [tool("solo", "one")]
     if MODE == "log-injection":
         return [tool("solo", "one"), tool(FORGED, "a name that forges a log line")]
+    if MODE == "flood":
+        return [tool("flood", "floods")]
     return []
 
 
 def call(request_id, params):
     name = params.get("name")
+    if MODE == "flood" and name == "flood":
+        token = ((params.get("_meta") or {}).get("progressToken"))
+        padding = "x" * 400
+        out = []
+        for n in range(200000):
+            if token is not None and n % 2:
+                out.append(json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": n, "message": padding}}))
+            else:
+                out.append(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                    "params": {"level": "info", "data": padding}}))
+            if len(out) == 1000:
+                sys.stdout.write("\n".join(out) + "\n")
+                out = []
+        sys.stdout.flush()
+        result(request_id, {"content": [{"type": "text", "text": "flooded"}]})
+        return
     if MODE == "list-changes" and name == "poke":
         STATE["poked"] = True
         for kind in ("tools", "prompts", "resources"):

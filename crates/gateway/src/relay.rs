@@ -25,11 +25,59 @@ use crate::upstream::{CallRoute, UpstreamHandle};
 /// Handles one upstream connection's requests and notifications towards Portcullis.
 pub struct RelayClient {
     upstream: Weak<UpstreamHandle>,
+    /// Notifications of this upstream being passed on right now (see [`MAX_IN_FLIGHT`]).
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Notifications dropped since the last warning, and when that was.
+    dropped: std::sync::Arc<std::sync::Mutex<(u64, Option<Instant>)>>,
+}
+
+/// Notifications of one upstream passed on at once. rmcp runs each in a task of its own; a
+/// flooding upstream (progress or log lines faster than the client reads them) would
+/// otherwise pile up tasks and the messages they hold without bound. Beyond this they are
+/// dropped, and the drop logged (once a second).
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Holds one of the `MAX_IN_FLIGHT` places while a notification is passed on.
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl RelayClient {
     pub fn new(upstream: Weak<UpstreamHandle>) -> Self {
-        Self { upstream }
+        Self {
+            upstream,
+            in_flight: std::sync::Arc::default(),
+            dropped: std::sync::Arc::default(),
+        }
+    }
+
+    /// A place to pass on one notification, or `None` (and the drop counted) when the upstream
+    /// already has [`MAX_IN_FLIGHT`] on their way.
+    fn admit(&self, upstream: &UpstreamHandle) -> Option<InFlight> {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) < MAX_IN_FLIGHT {
+            return Some(InFlight(self.in_flight.clone()));
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Ok(mut dropped) = self.dropped.lock() {
+            dropped.0 += 1;
+            let due = dropped
+                .1
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+            if due {
+                tracing::warn!(
+                    upstream = %upstream.name(),
+                    dropped = dropped.0,
+                    "the upstream sends notifications faster than they can be passed on; these were dropped"
+                );
+                *dropped = (0, Some(Instant::now()));
+            }
+        }
+        None
     }
 }
 
@@ -193,7 +241,9 @@ impl ClientHandler for RelayClient {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        if let Some(upstream) = self.upstream.upgrade() {
+        if let Some(upstream) = self.upstream.upgrade()
+            && let Some(_place) = self.admit(&upstream)
+        {
             upstream.progress.forward(params).await;
         }
     }
@@ -218,6 +268,9 @@ impl ClientHandler for RelayClient {
         _context: NotificationContext<RoleClient>,
     ) {
         let Some(upstream) = self.upstream.upgrade() else {
+            return;
+        };
+        let Some(_place) = self.admit(&upstream) else {
             return;
         };
         // No secret Portcullis holds goes on in it.
