@@ -882,8 +882,7 @@ fn a_flood_of_notifications_from_an_upstream_does_not_grow_portcullis_without_bo
         .unwrap_or_else(|e| panic!("{e}"))
         .block_on(async move {
             use rmcp::ServiceExt as _;
-            let transport =
-                rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
             let client = ().serve(transport).await.unwrap_or_else(|e| panic!("{e}"));
             let answer = call(&client, "h.flood", json!({})).await;
             let _ = client.cancel().await;

@@ -164,6 +164,24 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let file = log.display().to_string();
     let (ok, out, err) = audit(&["verify", &file]);
     assert!(ok && out.contains("intact"), "{out}{err}");
+
+    // Whoever is handed the log and its public key, but not its key file, checks its
+    // signatures; a different public key does not vouch for it.
+    let (ok, public, err) = audit(&["public-key", &file]);
+    assert!(ok && public.trim().len() == 64, "{public}{err}");
+    let key = format!("{file}.key");
+    std::fs::rename(&key, format!("{key}.aside")).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, out, err) = audit(&["verify", &file, "--public-key", public.trim()]);
+    assert!(
+        ok && out.contains(&format!("checked against public key {}", public.trim())),
+        "{out}{err}"
+    );
+    let (ok, out, _) = audit(&["verify", &file, "--public-key", &"ab".repeat(32)]);
+    assert!(!ok && out.contains("forged"), "{out}");
+    let (ok, _, err) = audit(&["public-key", &file]);
+    assert!(!ok && err.contains("cannot read the key"), "{err}");
+    std::fs::rename(format!("{key}.aside"), &key).unwrap_or_else(|e| panic!("{e}"));
+
     let (ok, out, err) = audit(&["show", &file, "--decision", "deny"]);
     assert!(ok, "{err}");
     assert!(

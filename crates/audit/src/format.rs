@@ -18,12 +18,15 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Version of the head file's format.
-pub(crate) const HEAD_VERSION: u32 = 1;
+pub(crate) const HEAD_VERSION: u32 = 2;
 
 const HASH_PREFIX: &[u8] = b",\"hash\":\"";
+const MAC_PREFIX: &[u8] = b"\",\"mac\":\"";
 const HEX_LEN: usize = 64;
 /// `,"hash":"` + 64 hex digits + `"}`.
 const SUFFIX_LEN: usize = HASH_PREFIX.len() + HEX_LEN + 2;
+/// `,"hash":"` + 64 hex digits + `","mac":"` + 64 hex digits + `"}`.
+const KEYED_SUFFIX_LEN: usize = HASH_PREFIX.len() + HEX_LEN + MAC_PREFIX.len() + HEX_LEN + 2;
 
 #[derive(Serialize)]
 struct BodyOut<'a> {
@@ -46,18 +49,22 @@ pub(crate) struct Encoded {
     pub hash: String,
 }
 
-/// Encode the record with this `seq` after the record whose hash is `prev`.
+/// Encode the record with this `seq` after the record whose hash is `prev`, its hash keyed
+/// with `mac` (see `LogKey::chain_mac`).
 pub(crate) fn encode(
     seq: u64,
     prev: &str,
     record: &EvidenceRecord,
+    mac: impl Fn(&str) -> String,
 ) -> Result<Encoded, serde_json::Error> {
     let mut line = serde_json::to_vec(&BodyOut { seq, prev, record })?;
     let hash = sha256_hex(&line);
-    // The body is a JSON object, so it ends in `}`; the hash member goes in just before it.
+    // The body is a JSON object, so it ends in `}`; the hash and mac go in just before it.
     line.pop();
     line.extend_from_slice(HASH_PREFIX);
     line.extend_from_slice(hash.as_bytes());
+    line.extend_from_slice(MAC_PREFIX);
+    line.extend_from_slice(mac(&hash).as_bytes());
     line.extend_from_slice(b"\"}\n");
     Ok(Encoded { line, hash })
 }
@@ -69,11 +76,36 @@ pub(crate) struct Decoded {
     pub prev: String,
     pub hash: String,
     pub hash_matches: bool,
+    /// The keyed MAC of the hash (schema 2); `None` on a line written before it existed.
+    pub mac: Option<String>,
     pub record: serde_json::Value,
 }
 
 /// Take a line (without its newline) apart, or say why it is not one.
 pub(crate) fn decode(line: &[u8]) -> Result<Decoded, String> {
+    // A keyed line ends `","mac":"<hex>"}`; the rest is as before.
+    let (line, mac) = match line.len().checked_sub(KEYED_SUFFIX_LEN) {
+        Some(at)
+            if line
+                .get(at + HASH_PREFIX.len() + HEX_LEN..)
+                .is_some_and(|tail| tail.starts_with(MAC_PREFIX)) =>
+        {
+            let mac_at = at + HASH_PREFIX.len() + HEX_LEN;
+            let (front, tail) = line.split_at(mac_at);
+            let mac = tail
+                .strip_prefix(MAC_PREFIX)
+                .and_then(|rest| rest.strip_suffix(b"\"}"))
+                .ok_or("it does not end with its `mac` member")?;
+            if !is_hex_hash(&String::from_utf8_lossy(mac)) {
+                return Err("its `mac` is not lowercase hex".to_owned());
+            }
+            let mut rebuilt = front.to_vec();
+            rebuilt.extend_from_slice(b"\"}");
+            (rebuilt, Some(String::from_utf8_lossy(mac).into_owned()))
+        }
+        _ => (line.to_vec(), None),
+    };
+    let line = line.as_slice();
     let Some(body_len) = line.len().checked_sub(SUFFIX_LEN) else {
         return Err("too short to carry a hash".to_owned());
     };
@@ -104,6 +136,7 @@ pub(crate) fn decode(line: &[u8]) -> Result<Decoded, String> {
         prev: parsed.prev,
         hash,
         hash_matches,
+        mac,
         record: parsed.record,
     })
 }
@@ -153,6 +186,20 @@ pub struct Head {
     pub end: u64,
     /// The seq the next checkpoint's range starts at.
     pub checkpoint_from: u64,
+    /// Ed25519 signature over the fields above by the log's signing key (`LogKey::sign_head`):
+    /// a head rewritten without the key (to hide records cut from the end) does not verify.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+impl Head {
+    /// What the head's signature covers.
+    pub(crate) fn signed_fields(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            self.version, self.next_seq, self.hash, self.last_start, self.end, self.checkpoint_from
+        )
+    }
 }
 
 impl Head {
@@ -164,6 +211,7 @@ impl Head {
             last_start: 0,
             end: 0,
             checkpoint_from: 0,
+            signature: None,
         }
     }
 }

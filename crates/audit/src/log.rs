@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::error::AuditError;
 use crate::format::{self, Head, head_path, head_tmp_path};
-use crate::redact::DigestKey;
+use crate::key::LogKey;
 
 /// How the log is written.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub struct EvidenceLog {
     path: Arc<Path>,
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
-    key: Arc<DigestKey>,
+    key: Arc<LogKey>,
 }
 
 impl std::fmt::Debug for EvidenceLog {
@@ -105,6 +105,9 @@ impl EvidenceLog {
             .create_new(true)
             .mode(0o600)
             .open(path);
+        // INVARIANT: the key comes first: nothing of an existing log is trusted until its MACs
+        // verify under it.
+        let key = Arc::new(LogKey::for_log(path)?);
         let (file, head) = match created {
             Ok(file) => {
                 if head_path.exists() {
@@ -123,7 +126,10 @@ impl EvidenceLog {
                     .open(path)
                     .map_err(|error| AuditError::io("open", path, error))?;
                 let head = match read_head(&head_path)? {
-                    Some(head) => head,
+                    Some(head) => {
+                        check_head_signature(&head, &key, &head_path)?;
+                        head
+                    }
                     // Only a log that never finished its first batch may lack a head.
                     None if file_len(&file, path)? == 0 => Head::empty(),
                     None => {
@@ -133,13 +139,14 @@ impl EvidenceLog {
                         ));
                     }
                 };
-                let head = recover_tail(&mut file, path, head)?;
+                let head = recover_tail(&mut file, path, head, &key)?;
                 (file, head)
             }
             Err(error) => return Err(AuditError::io("create", path, error)),
         };
 
         let mut writer = Writer {
+            key: Arc::clone(&key),
             path: path.to_path_buf(),
             head_path,
             head_tmp: head_tmp_path(path),
@@ -159,7 +166,6 @@ impl EvidenceLog {
             .write_head()
             .map_err(|error| AuditError::io("write the head file of", path, error))?;
 
-        let key = Arc::new(DigestKey::for_log(path)?);
         let (queue, receiver) = mpsc::channel();
         let counters = Arc::clone(&writer.counters);
         let max_batch = options.max_batch.max(1);
@@ -218,6 +224,8 @@ impl EvidenceLog {
 }
 
 struct Writer {
+    /// Keys every line's MAC and the head's.
+    key: Arc<LogKey>,
     path: PathBuf,
     head_path: PathBuf,
     head_tmp: PathBuf,
@@ -286,8 +294,10 @@ impl Writer {
         let mut receipts = Vec::with_capacity(records.len());
         let mut lines = 0_u64;
         for record in records {
-            let encoded = format::encode(next.next_seq, &next.hash, record)
-                .map_err(|error| format!("cannot encode a record: {error}"))?;
+            let encoded = format::encode(next.next_seq, &next.hash, record, |hash| {
+                self.key.chain_mac(hash)
+            })
+            .map_err(|error| format!("cannot encode a record: {error}"))?;
             receipts.push(Receipt {
                 seq: next.next_seq,
                 hash: encoded.hash.clone(),
@@ -304,10 +314,17 @@ impl Writer {
                         from_seq: next.checkpoint_from,
                         to_seq: next.next_seq - 1,
                         head: next.hash.clone(),
+                        signature: self.key.sign_checkpoint(
+                            next.checkpoint_from,
+                            next.next_seq - 1,
+                            &next.hash,
+                        ),
                     }),
                 );
-                let encoded = format::encode(next.next_seq, &next.hash, &checkpoint)
-                    .map_err(|error| format!("cannot encode a checkpoint: {error}"))?;
+                let encoded = format::encode(next.next_seq, &next.hash, &checkpoint, |hash| {
+                    self.key.chain_mac(hash)
+                })
+                .map_err(|error| format!("cannot encode a checkpoint: {error}"))?;
                 push_line(&mut next, &mut bytes, encoded);
                 next.checkpoint_from = next.next_seq;
                 lines += 1;
@@ -331,7 +348,9 @@ impl Writer {
 
     /// Replace the head file atomically and durably.
     fn write_head(&self) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec(&self.head)?;
+        let mut head = self.head.clone();
+        head.signature = Some(self.key.sign_head(&head.signed_fields()));
+        let mut bytes = serde_json::to_vec(&head)?;
         bytes.push(b'\n');
         let mut tmp = OpenOptions::new()
             .write(true)
@@ -393,7 +412,12 @@ pub(crate) fn read_head(head_path: &Path) -> Result<Option<Head>, AuditError> {
 
 /// Check that the log's tail agrees with `head` and chains on; cut a torn final line. Returns
 /// the head of the log as it now ends.
-fn recover_tail(file: &mut File, path: &Path, head: Head) -> Result<Head, AuditError> {
+fn recover_tail(
+    file: &mut File,
+    path: &Path,
+    head: Head,
+    key: &LogKey,
+) -> Result<Head, AuditError> {
     let len = file_len(file, path)?;
     if len < head.end {
         return Err(AuditError::unusable(
@@ -451,6 +475,22 @@ fn recover_tail(file: &mut File, path: &Path, head: Head) -> Result<Head, AuditE
                 format!("record {} does not match its hash", decoded.seq),
             ));
         }
+        // INVARIANT: a record is continued from only if this log's key wrote it: a record
+        // appended with a recomputed SHA-256 but no key is never adopted.
+        if decoded.mac.as_deref() != Some(key.chain_mac(&decoded.hash).as_str()) {
+            return Err(AuditError::unusable(
+                path,
+                format!(
+                    "record {} was not written with this log's key (its MAC is {}): it was forged, or the log was written by an earlier version without keyed records; move the log aside (`portcullis audit verify` still reads it) and start a new one",
+                    decoded.seq,
+                    if decoded.mac.is_some() {
+                        "wrong"
+                    } else {
+                        "missing"
+                    }
+                ),
+            ));
+        }
         if first {
             // The record the head names must be exactly where and what the head says.
             first = false;
@@ -494,6 +534,21 @@ fn recover_tail(file: &mut File, path: &Path, head: Head) -> Result<Head, AuditE
         ));
     }
     Ok(current)
+}
+
+/// A head file must carry this log's signature: one rewritten without the key (to hide
+/// records cut from the end, say) is refused.
+fn check_head_signature(head: &Head, key: &LogKey, head_path: &Path) -> Result<(), AuditError> {
+    if head.signature.as_deref().is_some_and(|signature| {
+        key.public_key()
+            .checks_head(&head.signed_fields(), signature)
+    }) {
+        return Ok(());
+    }
+    Err(AuditError::unusable(
+        head_path,
+        "its head file was not written with this log's key (forged, or from an earlier version without keyed records); move the log aside and start a new one",
+    ))
 }
 
 pub(crate) fn is_checkpoint(record: &serde_json::Value) -> bool {

@@ -8,20 +8,11 @@
 //! HMAC-SHA256 under a key kept beside the log (`FILE.key`, mode 0600): whoever holds the key
 //! can confirm that given arguments are the ones recorded; a reader of the log alone cannot.
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-
-use hmac::{Hmac, KeyInit, Mac};
 use portcullis_core::ArgumentPointer;
 use portcullis_core::evidence::JsonValue;
 use portcullis_core::pointer::Segment;
-use sha2::Sha256;
 
 use crate::digest::recorded_json;
-use crate::error::AuditError;
-use crate::format::hex;
 
 /// What a redacted value is recorded as.
 pub const REDACTED: &str = "[redacted]";
@@ -134,70 +125,4 @@ pub fn values_at<'a>(
             .collect();
     }
     current
-}
-
-/// The key of a log's argument digests. Its `Debug` shows nothing of it.
-pub struct DigestKey([u8; 32]);
-
-impl std::fmt::Debug for DigestKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DigestKey(..)")
-    }
-}
-
-impl DigestKey {
-    /// Reads `FILE.key` beside the log `log`, or creates it (mode 0600, 32 random bytes).
-    pub fn for_log(log: &Path) -> Result<Self, AuditError> {
-        let path = key_path(log);
-        let mut key = [0u8; 32];
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                getrandom::fill(&mut key).map_err(|error| {
-                    AuditError::io(
-                        "make a key for",
-                        &path,
-                        std::io::Error::other(error.to_string()),
-                    )
-                })?;
-                file.write_all(&key)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|error| AuditError::io("write", &path, error))?;
-            }
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
-                let mut file =
-                    File::open(&path).map_err(|error| AuditError::io("open", &path, error))?;
-                let mut bytes = Vec::new();
-                file.read_to_end(&mut bytes)
-                    .map_err(|error| AuditError::io("read", &path, error))?;
-                key = bytes.try_into().map_err(|_| {
-                    AuditError::unusable(&path, "the digest key must be exactly 32 bytes")
-                })?;
-            }
-            Err(error) => return Err(AuditError::io("create", &path, error)),
-        }
-        Ok(Self(key))
-    }
-
-    /// `hmac-sha256:<hex>` of `arguments` in canonical form (keys sorted, no whitespace).
-    pub fn digest_arguments(&self, arguments: &serde_json::Value) -> String {
-        let canonical = serde_json::to_vec(&recorded_json(arguments)).unwrap_or_default();
-        // HMAC takes a key of any length, so this cannot fail.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            return String::new();
-        };
-        mac.update(&canonical);
-        format!("hmac-sha256:{}", hex(&mac.finalize().into_bytes()))
-    }
-}
-
-/// `FILE.key`, the argument digest key of the log `FILE`.
-pub fn key_path(log: &Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".key");
-    PathBuf::from(name)
 }

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use portcullis_core::ActingMode;
 use portcullis_core::evidence::*;
 
+use crate::key::{LogKey, PublicKey};
+
 use super::*;
 
 fn identity(subject: &str) -> IdentitySummary {
@@ -218,6 +220,7 @@ fn every_kind_of_record_round_trips() {
             from_seq: 0,
             to_seq: 9,
             head: GENESIS.to_owned(),
+            signature: "ab".repeat(64),
         }),
     ];
     for event in events {
@@ -249,21 +252,88 @@ fn a_line_is_its_body_plus_the_hash_of_the_body() {
             detail: None,
         }),
     );
-    let encoded = format::encode(0, GENESIS, &record).unwrap();
+    let encoded = format::encode(0, GENESIS, &record, |_| "ab".repeat(32)).unwrap();
     let line = String::from_utf8(encoded.line.clone()).unwrap();
     let body = format!(
         r#"{{"seq":0,"prev":"{GENESIS}","record":{{"schema":1,"time_ms":5,"event":{{"kind":"upstream_started","upstream":"files","detail":null}}}}}}"#
     );
     assert_eq!(encoded.hash, format::sha256_hex(body.as_bytes()));
     let expected = format!(
-        "{},\"hash\":\"{}\"}}\n",
+        "{},\"hash\":\"{}\",\"mac\":\"{}\"}}\n",
         body.strip_suffix('}').unwrap(),
-        encoded.hash
+        encoded.hash,
+        "ab".repeat(32)
     );
     assert_eq!(line, expected);
     let decoded = format::decode(encoded.line.strip_suffix(b"\n").unwrap()).unwrap();
     assert!(decoded.hash_matches);
+    assert_eq!(decoded.mac.as_deref(), Some("ab".repeat(32).as_str()));
     assert_eq!((decoded.seq, decoded.prev.as_str()), (0, GENESIS));
+}
+
+/// MACs as the log's own key makes them: damage done by someone who holds the key, which only
+/// the chain's structure can reveal.
+fn keyed(path: &Path) -> impl Fn(&str) -> String {
+    let key = crate::key::LogKey::existing(path).unwrap();
+    move |hash| key.chain_mac(hash)
+}
+
+#[tokio::test]
+async fn a_record_appended_without_the_key_is_forged_and_never_adopted() {
+    let (_dir, path, mut lines) = damaged_copy().await;
+    // The attack: a record chained on with a correctly recomputed SHA-256, and a MAC guessed
+    // (or none), appended after the head.
+    let prev = hash_of(&lines[9]);
+    for mac in [Some("00".repeat(32)), None] {
+        let mut forged = format::encode(10, &prev, &intent(10, "mallory", "send", "allow"), |_| {
+            mac.clone().unwrap_or_default()
+        })
+        .unwrap()
+        .line;
+        if mac.is_none() {
+            // The form of a line written before MACs existed.
+            let text = String::from_utf8(forged).unwrap();
+            let cut = text.find(",\"mac\"").unwrap();
+            forged = format!("{}}}\n", &text[..cut]).into_bytes();
+        }
+        let mut damaged = lines.clone();
+        damaged.push(forged);
+        write_lines(&path, &damaged);
+        assert_problem(&path, ProblemKind::Forged, Some(10), Some(11));
+        // Reopening does not promote it into the acknowledged chain: the start fails.
+        let error = EvidenceLog::open(&path, Options::default()).err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("not written with this log's key"),
+            "{error}"
+        );
+    }
+    lines.truncate(10);
+    write_lines(&path, &lines);
+    assert!(verify(&path, None).unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn a_head_rewritten_without_the_key_is_forged() {
+    let (_dir, path, lines) = damaged_copy().await;
+    // Cut the last three records and rewrite the head to match, as before MACs would pass.
+    let kept: Vec<Vec<u8>> = lines[..7].to_vec();
+    write_lines(&path, &kept);
+    let mut head: Head = serde_json::from_slice(&fs::read(head_path(&path)).unwrap()).unwrap();
+    head.next_seq = 7;
+    head.hash = hash_of(&kept[6]);
+    head.end = kept.iter().map(|line| line.len() as u64).sum();
+    head.last_start = head.end - kept[6].len() as u64;
+    fs::write(head_path(&path), serde_json::to_vec(&head).unwrap()).unwrap();
+    assert_problem(&path, ProblemKind::Forged, None, None);
+    let error = EvidenceLog::open(&path, Options::default()).err().unwrap();
+    assert!(
+        error
+            .to_string()
+            .contains("head file was not written with this log's key"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -279,7 +349,7 @@ async fn a_written_log_verifies_with_its_checkpoints() {
     let seqs: Vec<u64> = receipts.iter().map(|receipt| receipt.seq).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 5, 6, 7, 8, 10, 11]);
 
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!(report.problem, None, "{report}");
     assert_eq!(
         (report.records, report.checkpoints, report.acknowledged),
@@ -287,13 +357,148 @@ async fn a_written_log_verifies_with_its_checkpoints() {
     );
     assert_eq!(
         report.to_string(),
-        "intact\n12 records verified (2 checkpoints), 12 acknowledged by the head file"
+        "intact\n12 records verified (2 checkpoints), 12 acknowledged by the head file; every record's MAC and every signature checked with the log's key"
     );
 
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let head_mode = fs::metadata(head_path(&path)).unwrap().permissions().mode() & 0o777;
     assert_eq!(head_mode, 0o600);
+}
+
+/// A log of 12 lines (checkpoints at seq 4 and 9) whose key file has been moved away, as on a
+/// machine that was handed the log and its public key only.
+async fn handed_over() -> (tempfile::TempDir, PathBuf, PublicKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.jsonl");
+    let options = Options {
+        checkpoint_every: NonZeroU64::new(4),
+        ..Options::default()
+    };
+    write_log(&path, records(10), options).await;
+    let public = LogKey::existing(&path).unwrap().public_key();
+    fs::rename(key_path(&path), dir.path().join("elsewhere.key")).unwrap();
+    (dir, path, public)
+}
+
+#[tokio::test]
+async fn a_log_verifies_against_its_public_key_without_the_key_file() {
+    let (_dir, path, public) = handed_over().await;
+    let report = verify(&path, Some(public)).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!((report.keyed, report.signer), (false, Some(public)));
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("checked against public key {public}")),
+        "{report}"
+    );
+    // Without the key or a public key, the report says that nothing keyed was checked.
+    let unkeyed = verify(&path, None).unwrap();
+    assert_eq!(unkeyed.signer, None);
+    assert!(unkeyed.to_string().contains("NOT checked"), "{unkeyed}");
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_or_head_fails_against_the_public_key() {
+    let (_dir, path, public) = handed_over().await;
+    let lines = lines_of(&path);
+
+    // A checkpoint re-signed by someone else (its chain recomputed to match) is forged.
+    let mut checkpoint: serde_json::Value =
+        serde_json::from_slice(&lines[4][..lines[4].len() - 1]).unwrap();
+    let other = LogKey::for_log(&path.with_extension("other")).unwrap();
+    checkpoint["record"]["event"]["signature"] =
+        serde_json::json!(other.sign_checkpoint(0, 3, &hash_of(&lines[3])));
+    let record: EvidenceRecord = serde_json::from_value(checkpoint["record"].clone()).unwrap();
+    let mut damaged = lines[..4].to_vec();
+    let mut prev = hash_of(&lines[3]);
+    damaged.push(
+        format::encode(4, &prev, &record, |_| "00".repeat(32))
+            .unwrap()
+            .line,
+    );
+    prev = hash_of(damaged.last().unwrap());
+    for seq in 5..=6 {
+        let line = &lines[usize::try_from(seq).unwrap()];
+        let value: serde_json::Value = serde_json::from_slice(&line[..line.len() - 1]).unwrap();
+        let record: EvidenceRecord = serde_json::from_value(value["record"].clone()).unwrap();
+        damaged.push(
+            format::encode(seq, &prev, &record, |_| "00".repeat(32))
+                .unwrap()
+                .line,
+        );
+        prev = hash_of(damaged.last().unwrap());
+    }
+    write_lines(&path, &damaged);
+    let report = verify(&path, Some(public)).unwrap();
+    let problem = report.problem.unwrap();
+    assert_eq!(
+        (problem.kind, problem.seq),
+        (ProblemKind::Forged, Some(4)),
+        "{problem}"
+    );
+
+    // A head rewritten to acknowledge records that were appended (or to hide records cut) is
+    // forged: its signature no longer covers what it says.
+    write_lines(&path, &lines[..7]);
+    let mut head: Head = serde_json::from_slice(&fs::read(head_path(&path)).unwrap()).unwrap();
+    head.next_seq = 7;
+    head.hash = hash_of(&lines[6]);
+    head.end = lines[..7].iter().map(|line| line.len() as u64).sum();
+    head.last_start = head.end - lines[6].len() as u64;
+    fs::write(head_path(&path), serde_json::to_vec(&head).unwrap()).unwrap();
+    let report = verify(&path, Some(public)).unwrap();
+    let problem = report.problem.unwrap();
+    assert_eq!(
+        (problem.kind, problem.seq),
+        (ProblemKind::Forged, None),
+        "{problem}"
+    );
+    assert!(
+        problem.detail.contains("head file's signature"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_log_checked_against_the_wrong_public_key_is_forged() {
+    let (dir, path, _public) = handed_over().await;
+    let stranger = LogKey::for_log(&dir.path().join("stranger.jsonl"))
+        .unwrap()
+        .public_key();
+    let problem = verify(&path, Some(stranger)).unwrap().problem.unwrap();
+    assert_eq!(
+        (problem.kind, problem.seq),
+        (ProblemKind::Forged, Some(4)),
+        "{problem}"
+    );
+    // With the key file back but a different public key trusted, the key file is not trusted.
+    fs::rename(dir.path().join("elsewhere.key"), key_path(&path)).unwrap();
+    let problem = verify(&path, Some(stranger)).unwrap().problem.unwrap();
+    assert_eq!(problem.kind, ProblemKind::Forged, "{problem}");
+    assert!(
+        problem.detail.contains("not the one public key"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_public_key_is_exactly_64_hex_digits() {
+    let key = "ab".repeat(32);
+    assert_eq!(
+        PublicKey::parse(&format!(" {key}\n")).unwrap().to_string(),
+        key
+    );
+    for bad in [
+        "",
+        "ab",
+        &"zz".repeat(32),
+        &"ab".repeat(33),
+        &format!("+{}", &key[1..]),
+    ] {
+        assert!(PublicKey::parse(bad).is_err(), "{bad:?}");
+    }
 }
 
 /// A log of 10 records without checkpoints, copied so that a test may damage it.
@@ -307,7 +512,7 @@ async fn damaged_copy() -> (tempfile::TempDir, PathBuf, Vec<Vec<u8>>) {
 }
 
 fn assert_problem(path: &Path, kind: ProblemKind, seq: Option<u64>, line: Option<u64>) -> Problem {
-    let report = verify(path).unwrap();
+    let report = verify(path, None).unwrap();
     let problem = report
         .problem
         .clone()
@@ -339,9 +544,14 @@ async fn an_edited_field_is_an_edited_record() {
 async fn an_edited_and_rehashed_record_breaks_the_next_link() {
     let (_dir, path, mut lines) = damaged_copy().await;
     let prev = hash_of(&lines[4]);
-    lines[5] = format::encode(5, &prev, &intent(5, "mallory", "read_file", "allow"))
-        .unwrap()
-        .line;
+    lines[5] = format::encode(
+        5,
+        &prev,
+        &intent(5, "mallory", "read_file", "allow"),
+        keyed(&path),
+    )
+    .unwrap()
+    .line;
     write_lines(&path, &lines);
     assert_problem(&path, ProblemKind::Inserted, Some(6), Some(7));
 }
@@ -369,7 +579,13 @@ async fn swapped_lines_are_reordered_records() {
 #[tokio::test]
 async fn a_forged_line_with_a_wrong_prev_is_an_inserted_record() {
     let (_dir, path, mut lines) = damaged_copy().await;
-    let forged = format::encode(5, GENESIS, &intent(99, "mallory", "send", "allow")).unwrap();
+    let forged = format::encode(
+        5,
+        GENESIS,
+        &intent(99, "mallory", "send", "allow"),
+        keyed(&path),
+    )
+    .unwrap();
     lines.insert(5, forged.line);
     write_lines(&path, &lines);
     assert_problem(&path, ProblemKind::Inserted, Some(5), Some(6));
@@ -379,7 +595,13 @@ async fn a_forged_line_with_a_wrong_prev_is_an_inserted_record() {
 async fn a_forged_line_that_chains_correctly_repeats_a_seq() {
     let (_dir, path, mut lines) = damaged_copy().await;
     let prev = hash_of(&lines[4]);
-    let forged = format::encode(5, &prev, &intent(99, "mallory", "send", "allow")).unwrap();
+    let forged = format::encode(
+        5,
+        &prev,
+        &intent(99, "mallory", "send", "allow"),
+        keyed(&path),
+    )
+    .unwrap();
     lines.insert(5, forged.line);
     write_lines(&path, &lines);
     // The forgery itself verifies; the genuine seq 5 after it does not fit.
@@ -415,9 +637,14 @@ async fn a_last_line_cut_in_half_is_a_truncated_log() {
 async fn a_rewritten_end_is_a_head_mismatch() {
     let (_dir, path, mut lines) = damaged_copy().await;
     let prev = hash_of(&lines[8]);
-    lines[9] = format::encode(9, &prev, &intent(9, "mallory", "read_file", "allow"))
-        .unwrap()
-        .line;
+    lines[9] = format::encode(
+        9,
+        &prev,
+        &intent(9, "mallory", "read_file", "allow"),
+        keyed(&path),
+    )
+    .unwrap()
+    .line;
     write_lines(&path, &lines);
     assert_problem(&path, ProblemKind::HeadMismatch, Some(9), None);
 }
@@ -441,14 +668,18 @@ async fn a_garbage_line_is_malformed() {
 async fn a_torn_unacknowledged_tail_is_not_tampering_and_reopen_cuts_it() {
     let (_dir, path, mut lines) = damaged_copy().await;
     let length = fs::metadata(&path).unwrap().len();
-    let unacknowledged =
-        format::encode(10, &hash_of(&lines[9]), &intent(10, "alice", "x", "allow"))
-            .unwrap()
-            .line;
+    let unacknowledged = format::encode(
+        10,
+        &hash_of(&lines[9]),
+        &intent(10, "alice", "x", "allow"),
+        keyed(&path),
+    )
+    .unwrap()
+    .line;
     lines.push(unacknowledged[..40].to_vec());
     write_lines(&path, &lines);
 
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert!(report.is_intact(), "{report}");
     assert_eq!(
         report.torn_tail,
@@ -466,7 +697,7 @@ async fn a_torn_unacknowledged_tail_is_not_tampering_and_reopen_cuts_it() {
 
     let receipts = write_log(&path, records(1), no_checkpoints()).await;
     assert_eq!(receipts[0].seq, 10);
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!(
         (report.problem, report.torn_tail, report.records),
         (None, None, 11)
@@ -481,7 +712,7 @@ async fn records_beyond_the_head_are_accepted_and_continued() {
     let head_before = fs::read(head_path(&path)).unwrap();
     write_log(&path, records(2), no_checkpoints()).await;
     fs::write(head_path(&path), head_before).unwrap();
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!(
         (report.problem.clone(), report.beyond_head),
         (None, 2),
@@ -490,7 +721,7 @@ async fn records_beyond_the_head_are_accepted_and_continued() {
 
     let receipts = write_log(&path, records(1), no_checkpoints()).await;
     assert_eq!(receipts[0].seq, 12);
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!(
         (report.problem, report.acknowledged, report.beyond_head),
         (None, Some(13), 0)
@@ -511,7 +742,7 @@ async fn reopening_continues_the_chain() {
     // seq 3 and 7 are checkpoints; the count carries over the reopen through the head file.
     let seqs: Vec<u64> = receipts.iter().map(|receipt| receipt.seq).collect();
     assert_eq!(seqs, [6, 8, 9, 10, 12]);
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!(report.problem, None, "{report}");
     assert_eq!((report.records, report.checkpoints), (13, 3));
 }
@@ -598,7 +829,7 @@ async fn a_failed_write_fails_that_append_and_every_later_one() {
     drop(log);
 
     // The record whose batch failed is on disk but not acknowledged; reopening continues.
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!(
         (report.problem, report.acknowledged, report.beyond_head),
         (None, Some(1), 1)
@@ -626,6 +857,7 @@ async fn a_checkpoint_cannot_be_appended() {
             from_seq: 0,
             to_seq: 0,
             head: GENESIS.to_owned(),
+            signature: String::new(),
         }),
     );
     assert!(matches!(
@@ -672,7 +904,7 @@ async fn concurrent_appends_share_syncs() {
         })
         .collect();
     assert_eq!(ids, (0..APPENDS).map(|id| format!("r{id}")).collect());
-    assert!(verify(&path).unwrap().is_intact());
+    assert!(verify(&path, None).unwrap().is_intact());
 }
 
 #[tokio::test]
@@ -867,7 +1099,7 @@ fn argument_digests_are_keyed_per_log_and_kept_across_reopening() {
     let arguments = serde_json::json!({"password": "1234", "to": "bob"});
     let reordered = serde_json::json!({"to": "bob", "password": "1234"});
 
-    let first = DigestKey::for_log(&one).unwrap();
+    let first = LogKey::for_log(&one).unwrap();
     let digest = first.digest_arguments(&arguments);
     assert!(digest.starts_with("hmac-sha256:"), "{digest}");
     assert_eq!(first.digest_arguments(&reordered), digest);
@@ -878,9 +1110,9 @@ fn argument_digests_are_keyed_per_log_and_kept_across_reopening() {
         digest
     );
 
-    let again = DigestKey::for_log(&one).unwrap();
+    let again = LogKey::for_log(&one).unwrap();
     assert_eq!(again.digest_arguments(&arguments), digest);
-    let other = DigestKey::for_log(&two).unwrap();
+    let other = LogKey::for_log(&two).unwrap();
     assert_ne!(other.digest_arguments(&arguments), digest);
 
     let key_file = key_path(&one);
@@ -890,7 +1122,7 @@ fn argument_digests_are_keyed_per_log_and_kept_across_reopening() {
     );
     assert_eq!(fs::read(&key_file).unwrap().len(), 32);
     fs::write(&key_file, b"short").unwrap();
-    assert!(DigestKey::for_log(&one).is_err());
+    assert!(LogKey::for_log(&one).is_err());
 }
 
 #[test]

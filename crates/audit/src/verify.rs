@@ -9,6 +9,7 @@ use portcullis_core::evidence::Checkpoint;
 
 use crate::error::AuditError;
 use crate::format::{self, GENESIS, Head, head_path};
+use crate::key::{LogKey, PublicKey};
 use crate::log::{is_checkpoint, read_head};
 
 /// What kind of tampering (or damage) a problem looks like.
@@ -33,6 +34,9 @@ pub enum ProblemKind {
     HeadMissing,
     /// A checkpoint whose claims do not match the chain it sits in.
     BadCheckpoint,
+    /// A record whose MAC, or a checkpoint or head file whose signature, does not verify:
+    /// written by someone without the log's key, however well its SHA-256 chain was recomputed.
+    Forged,
 }
 
 impl ProblemKind {
@@ -47,6 +51,7 @@ impl ProblemKind {
             ProblemKind::HeadMismatch => "head mismatch",
             ProblemKind::HeadMissing => "head file missing",
             ProblemKind::BadCheckpoint => "bad checkpoint",
+            ProblemKind::Forged => "forged",
         }
     }
 }
@@ -88,6 +93,12 @@ pub struct TornTail {
 /// What `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Whether the log's key was readable, so every record's MAC was checked (without it only
+    /// the SHA-256 chain is, which anyone who can write the log can recompute).
+    pub keyed: bool,
+    /// The public key the checkpoints' and the head's signatures were checked against: the
+    /// one given, or else the one derived from the log's key when that is readable.
+    pub signer: Option<PublicKey>,
     /// Complete records that verified, checkpoints included (up to the problem, if any).
     pub records: u64,
     pub checkpoints: u64,
@@ -128,6 +139,20 @@ impl fmt::Display for VerifyReport {
                 self.beyond_head
             )?;
         }
+        match (self.keyed, &self.signer) {
+            (true, _) => write!(
+                f,
+                "; every record's MAC and every signature checked with the log's key"
+            )?,
+            (false, Some(signer)) => write!(
+                f,
+                "; checkpoint and head signatures checked against public key {signer}, so every acknowledged record is attested (records after the head are not)"
+            )?,
+            (false, None) => write!(
+                f,
+                "; MACs and signatures NOT checked: the log's key file is not readable here and no --public-key was given, so only the SHA-256 chain was (which whoever can write the log can recompute)"
+            )?,
+        }
         if let Some(torn) = &self.torn_tail {
             write!(
                 f,
@@ -139,9 +164,14 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verify the log at `path` against its chain and its head file. An error means the log could
-/// not be read at all; everything wrong with its contents is in the report.
-pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
+/// Verify the log at `path` against its chain and its head file, and its MACs and signatures as
+/// far as a key is at hand: the log's key file when readable (its owner), and `public_key`
+/// when given (anyone else). An error means the log could not be read at all; everything wrong
+/// with its contents is in the report.
+pub fn verify(
+    path: impl AsRef<Path>,
+    public_key: Option<PublicKey>,
+) -> Result<VerifyReport, AuditError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|error| AuditError::io("open", path, error))?;
     let head = match read_head(&head_path(path)) {
@@ -153,6 +183,24 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, AuditError> {
         Err(_) => None,
     };
     let mut scan = Scan::new(head);
+    // With the log's key (its owner, or anyone who may read `FILE.key`), every record's MAC
+    // is checked too; with it or a public key, every signature.
+    scan.key = LogKey::existing(path);
+    scan.keyed = scan.key.is_some();
+    scan.signer = public_key.or_else(|| scan.key.as_ref().map(LogKey::public_key));
+    if let (Some(given), Some(key)) = (public_key, &scan.key)
+        && key.public_key() != given
+    {
+        scan.problem = Some(Problem {
+            kind: ProblemKind::Forged,
+            seq: None,
+            line: None,
+            detail: format!(
+                "the key beside the log is not the one public key {given} belongs to: the log was not written with the key you trust"
+            ),
+        });
+        return Ok(scan.report());
+    }
     let mut reader = BufReader::new(file);
     let mut buffer = Vec::new();
     loop {
@@ -193,6 +241,11 @@ struct Scan {
     problem: Option<Problem>,
     /// A seq found missing: whether it appears later decides deleted or reordered.
     looking_for: Option<u64>,
+    /// The log's key, when readable.
+    key: Option<LogKey>,
+    keyed: bool,
+    /// What signatures are checked against.
+    signer: Option<PublicKey>,
 }
 
 impl Scan {
@@ -209,6 +262,9 @@ impl Scan {
             torn_tail: None,
             problem: None,
             looking_for: None,
+            key: None,
+            keyed: false,
+            signer: None,
         }
     }
 
@@ -236,6 +292,20 @@ impl Scan {
                 ProblemKind::Edited,
                 Some(seq),
                 "its contents do not match its hash",
+            );
+            return;
+        }
+        if let Some(key) = &self.key
+            && decoded.mac.as_deref() != Some(key.chain_mac(&decoded.hash).as_str())
+        {
+            self.fail(
+                ProblemKind::Forged,
+                Some(seq),
+                if decoded.mac.is_some() {
+                    "its MAC does not verify under the log's key: it was not written by this log"
+                } else {
+                    "it carries no MAC: it was not written by this log (or by an earlier version)"
+                },
             );
             return;
         }
@@ -278,19 +348,24 @@ impl Scan {
                 .get("event")
                 .cloned()
                 .and_then(|event| serde_json::from_value::<Checkpoint>(event).ok());
-            let expected = Checkpoint {
-                from_seq: self.checkpoint_from,
-                to_seq: seq.saturating_sub(1),
-                head: self.prev.clone(),
-            };
-            if seq == 0 || claims.as_ref() != Some(&expected) {
+            let (from, to) = (self.checkpoint_from, seq.saturating_sub(1));
+            let Some(claims) = claims.filter(|claims| {
+                seq != 0 && (claims.from_seq, claims.to_seq, &claims.head) == (from, to, &self.prev)
+            }) else {
                 self.fail(
                     ProblemKind::BadCheckpoint,
                     Some(seq),
-                    format!(
-                        "it should cover seq {} to {} ending in {}",
-                        expected.from_seq, expected.to_seq, expected.head
-                    ),
+                    format!("it should cover seq {from} to {to} ending in {}", self.prev),
+                );
+                return;
+            };
+            if let Some(signer) = &self.signer
+                && !signer.checks_checkpoint(from, to, &self.prev, &claims.signature)
+            {
+                self.fail(
+                    ProblemKind::Forged,
+                    Some(seq),
+                    format!("its signature does not verify under public key {signer}"),
                 );
                 return;
             }
@@ -363,6 +438,22 @@ impl Scan {
 
     fn check_head(&mut self) {
         let records = self.next_seq;
+        if let (Some(head), Some(signer)) = (&self.head, &self.signer)
+            && !head
+                .signature
+                .as_deref()
+                .is_some_and(|signature| signer.checks_head(&head.signed_fields(), signature))
+        {
+            self.problem = Some(Problem {
+                kind: ProblemKind::Forged,
+                seq: None,
+                line: None,
+                detail: format!(
+                    "the head file's signature does not verify under public key {signer}: it was rewritten"
+                ),
+            });
+            return;
+        }
         let Some(head) = &self.head else {
             if records > 0 || self.torn_tail.is_some() {
                 self.problem = Some(Problem {
@@ -420,6 +511,8 @@ impl Scan {
             }
         });
         VerifyReport {
+            keyed: self.keyed,
+            signer: self.signer,
             records: self.next_seq,
             checkpoints: self.checkpoints,
             acknowledged,

@@ -108,7 +108,7 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
     }
     child.wait().unwrap();
 
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     eprintln!("after SIGKILL with {} acks: {report}", acknowledged.len());
     assert!(report.is_intact(), "{report}");
     let last_acknowledged = *acknowledged.last().unwrap();
@@ -132,6 +132,6 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
         log.append(record(0, 0)).await.unwrap()
     });
     assert_eq!(receipt.seq, report.records);
-    let report = verify(&path).unwrap();
+    let report = verify(&path, None).unwrap();
     assert_eq!((report.problem, report.torn_tail), (None, None));
 }

@@ -112,9 +112,21 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain and the head: say whether the log was edited, cut, reordered, or
-    /// had records deleted or inserted, and where.
+    /// had records deleted, inserted or forged, and where. Every record's MAC is checked when
+    /// the log's key file (`FILE.key`) is readable; checkpoint and head signatures with it or
+    /// with `--public-key`.
     Verify {
         /// The evidence log (e.g. `state/evidence.jsonl`).
+        file: PathBuf,
+        /// The log's public key (64 hex digits, from `audit public-key`), or `@PATH` of a file
+        /// holding it: check the signatures without the key file.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Print the public key that checks a log's signatures (needs the log's key file), to hand
+    /// to whoever must verify the log without being able to write it.
+    PublicKey {
+        /// The evidence log.
         file: PathBuf,
     },
     /// Print the records that match, oldest first.
@@ -195,6 +207,16 @@ fn since_ms(text: &str) -> anyhow::Result<u64> {
     Ok(now.saturating_sub(seconds).saturating_mul(1000))
 }
 
+/// A public key as given to `audit verify --public-key`: the hex itself, or `@PATH` of a file.
+fn read_public_key(given: &str) -> anyhow::Result<portcullis_audit::PublicKey> {
+    let text = match given.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("cannot read the public key file {path}: {error}"))?,
+        None => given.to_owned(),
+    };
+    portcullis_audit::PublicKey::parse(&text).map_err(anyhow::Error::msg)
+}
+
 fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     let print = |entries: Vec<Result<portcullis_audit::Entry, portcullis_audit::AuditError>>,
                  json: bool|
@@ -210,8 +232,9 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     match command {
-        AuditCommand::Verify { file } => {
-            let report = portcullis_audit::verify(file)?;
+        AuditCommand::Verify { file, public_key } => {
+            let public_key = public_key.as_deref().map(read_public_key).transpose()?;
+            let report = portcullis_audit::verify(file, public_key)?;
             print!("{}: {report}", file.display());
             if !report.to_string().ends_with('\n') {
                 println!();
@@ -221,6 +244,17 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        AuditCommand::PublicKey { file } => {
+            let key = portcullis_audit::LogKey::existing(file).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot read the key of {} ({}): the public key is derived from it",
+                    file.display(),
+                    portcullis_audit::key_path(file).display()
+                )
+            })?;
+            println!("{}", key.public_key());
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Show { file, filter } => {
             print(

@@ -409,6 +409,11 @@ pub struct Checkpoint {
     pub to_seq: u64,
     /// That record's hash (also this checkpoint's `prev`).
     pub head: String,
+    /// Ed25519 signature over the three fields above, in hex, by the log's signing key: anyone
+    /// given its public key can check it (`portcullis audit verify --public-key`). Empty in a
+    /// checkpoint written before signatures existed.
+    #[serde(default)]
+    pub signature: String,
 }
 
 /// A JSON value as recorded. Object keys are kept in a `BTreeMap`, so a record's bytes never
