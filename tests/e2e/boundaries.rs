@@ -872,6 +872,37 @@ fn http_sessions_are_capped_expire_when_idle_and_give_their_memory_back() {
 }
 
 #[test]
+fn one_client_cannot_take_every_http_session() {
+    let scratch = Scratch::new();
+    let (config, _) = fixture_config(
+        &scratch,
+        "\n[http]\nmax_sessions = 20\nmax_sessions_per_client = 3\n",
+    );
+    let portcullis = crate::support::Portcullis::http(&config);
+    let port = portcullis.port;
+    let initialize = |source: [u8; 4]| {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"greedy","version":"1"}}}"#;
+        crate::support::raw_http_from(
+            source.into(),
+            port,
+            &format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let greedy: Vec<u16> = (0..4).map(|_| initialize([127, 0, 0, 1]).0).collect();
+    assert_eq!(greedy, [200, 200, 200, 503]);
+    let (status, refusal) = initialize([127, 0, 0, 1]);
+    assert!(
+        status == 503 && refusal.contains("sessions for this client"),
+        "{refusal}"
+    );
+    // Another client still gets in.
+    assert_eq!(initialize([127, 0, 0, 2]).0, 200);
+}
+
+#[test]
 fn a_flood_of_notifications_from_an_upstream_does_not_grow_portcullis_without_bound() {
     let scratch = Scratch::new();
     let config = hostile_config(&scratch, "flood", "tools.flood = { effect = \"read\" }\n");

@@ -393,8 +393,33 @@ pub fn raw_http_status(port: u16, request: &str) -> u16 {
 /// Sends one raw HTTP request (which should say `Connection: close`) to loopback and returns
 /// the status code and the whole response text, headers and body.
 pub fn raw_http(port: u16, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
+    let stream = TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
+    exchange(stream, request)
+}
+
+/// As `raw_http`, from another loopback address (`127.0.0.2`, say): another client, as far as
+/// an address can tell.
+pub fn raw_http_from(source: std::net::Ipv4Addr, port: u16, request: &str) -> (u16, String) {
+    let stream = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((source, 0).into())?;
+                let stream = socket
+                    .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+                    .await?;
+                stream.into_std()
+            })
+        })
+        .unwrap_or_else(|e| panic!("cannot connect from {source} to 127.0.0.1:{port}: {e}"));
+    let _ = stream.set_nonblocking(false);
+    exchange(stream, request)
+}
+
+fn exchange(mut stream: TcpStream, request: &str) -> (u16, String) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     stream
         .write_all(request.as_bytes())

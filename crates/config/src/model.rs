@@ -114,12 +114,17 @@ pub struct HttpSettings {
     /// Session-era HTTP sessions kept open at most; a new one beyond is refused (503), so that
     /// no client can make Portcullis hold memory without bound.
     pub max_sessions: usize,
+    /// Of those, how many one client may hold: an authenticated one by its token's user and
+    /// client id, an unauthenticated one by its address.
+    pub max_sessions_per_client: usize,
     /// A session unused this long is closed and its memory returned.
     pub session_idle: Duration,
 }
 
 /// Session-era HTTP sessions kept at most, by default.
 pub const DEFAULT_MAX_SESSIONS: usize = 256;
+/// Session-era HTTP sessions one client may hold, by default.
+pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 32;
 /// How long an unused HTTP session is kept, by default.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(120);
 
@@ -458,6 +463,7 @@ fn unreachable_config(file: &Path) -> Config {
             auth: None,
             metrics: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
             session_idle: DEFAULT_SESSION_IDLE,
         },
         upstreams: Vec::new(),
@@ -933,6 +939,7 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
             auth: None,
             metrics: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
             session_idle: DEFAULT_SESSION_IDLE,
         };
     };
@@ -1014,6 +1021,14 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
         100_000,
     )
     .map_or(DEFAULT_MAX_SESSIONS, |n| n as usize);
+    let max_sessions_per_client = bounded(
+        report,
+        http.max_sessions_per_client.as_ref(),
+        "max_sessions_per_client",
+        1,
+        100_000,
+    )
+    .map_or(DEFAULT_MAX_SESSIONS_PER_CLIENT, |n| n as usize);
     let session_idle = seconds(
         report,
         http.session_idle_secs.as_ref(),
@@ -1027,6 +1042,7 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
         auth,
         metrics,
         max_sessions,
+        max_sessions_per_client,
         session_idle,
     }
 }

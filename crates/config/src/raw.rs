@@ -97,6 +97,7 @@ pub(crate) struct RawHttp {
     pub auth: Option<Spanned<RawHttpAuth>>,
     pub metrics: Option<Spanned<String>>,
     pub max_sessions: Option<Spanned<i64>>,
+    pub max_sessions_per_client: Option<Spanned<i64>>,
     pub session_idle_secs: Option<Spanned<i64>>,
 }
 

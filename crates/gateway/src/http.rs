@@ -27,13 +27,14 @@ pub const MCP_PATH: &str = "/mcp";
 /// among them. Every listener Portcullis serves HTTP on goes through this.
 pub(crate) fn no_delay(
     listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
     use axum::serve::ListenerExt as _;
-    listener.tap_io(|stream: &mut tokio::net::TcpStream| {
+    fn set(stream: &mut tokio::net::TcpStream) {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::warn!(%error, "could not set TCP_NODELAY on an accepted connection");
         }
-    })
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// Binds the listener; returns the bound address and a future that serves until shutdown.
@@ -107,6 +108,7 @@ pub async fn serve_http(
     let cap = Arc::new(SessionCap {
         sessions,
         max: settings.max_sessions,
+        per_client: settings.max_sessions_per_client,
         idle: settings.session_idle,
         seen: std::sync::Mutex::default(),
     });
@@ -135,10 +137,13 @@ pub async fn serve_http(
         }
     };
     let serving = async move {
-        axum::serve(no_delay(listener), router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(GatewayError::Serve)
+        axum::serve(
+            no_delay(listener),
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(GatewayError::Serve)
     };
     Ok((address, serving))
 }
@@ -159,6 +164,7 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
     if let Some(id) = &session {
         cap.touch(id, request.method() == axum::http::Method::DELETE);
     }
+    let client = client_of(&request);
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
@@ -200,15 +206,31 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
     let initialize = session.is_none()
         && serde_json::from_slice::<Probe<'_>>(&bytes)
             .is_ok_and(|probe| probe.method == Some("initialize"));
-    if initialize && !cap.room().await {
+    let room = if initialize {
+        cap.room(&client).await
+    } else {
+        Room::Free
+    };
+    if room != Room::Free {
+        let (limit, message) = match room {
+            Room::ClientFull => (
+                cap.per_client,
+                "portcullis holds as many sessions for this client as it may; end an unused session, or retry later",
+            ),
+            _ => (
+                cap.max,
+                "portcullis holds as many sessions as it may; retry later, or end an unused session",
+            ),
+        };
         tracing::warn!(
-            max_sessions = cap.max,
+            limit,
+            per_client = room == Room::ClientFull,
             "a new HTTP session was refused: the session limit is reached"
         );
         let body = serde_json::json!({
             "jsonrpc": "2.0",
             "id": null,
-            "error": {"code": -32000, "message": "portcullis holds as many sessions as it may; retry later, or end an unused session"},
+            "error": {"code": -32000, "message": message},
         });
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -229,9 +251,35 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
             .get(SESSION_HEADER)
             .and_then(|value| value.to_str().ok())
     {
-        cap.touch(id, false);
+        cap.opened(id, client);
     }
     response
+}
+
+/// Who a session belongs to, for the per-client limit: an authenticated request's user and
+/// client id, else the peer's address.
+fn client_of(request: &Request) -> String {
+    if let Some(envelope) = request.extensions().get::<Arc<IdentityEnvelope>>() {
+        let user = envelope.user();
+        return format!(
+            "{} {} {}",
+            user.issuer,
+            user.subject,
+            envelope.client().unwrap_or("")
+        );
+    }
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(String::new, |info| info.0.ip().to_string())
+}
+
+/// Whether a new session may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    Free,
+    ClientFull,
+    Full,
 }
 
 /// The header that names a session-era HTTP session.
@@ -244,9 +292,15 @@ const SESSION_HEADER: &str = "mcp-session-id";
 struct SessionCap {
     sessions: Arc<LocalSessionManager>,
     max: usize,
+    per_client: usize,
     idle: std::time::Duration,
-    /// When each session was last used, by id.
-    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// When each session was last used, and whose it is, by id.
+    seen: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
+}
+
+struct Seen {
+    at: std::time::Instant,
+    client: String,
 }
 
 impl SessionCap {
@@ -255,19 +309,32 @@ impl SessionCap {
         if let Ok(mut seen) = self.seen.lock() {
             if ended {
                 seen.remove(id);
-            } else {
-                seen.insert(id.to_owned(), std::time::Instant::now());
+            } else if let Some(session) = seen.get_mut(id) {
+                session.at = std::time::Instant::now();
             }
         }
     }
 
-    /// Closes the sessions idle too long, then says whether another may open.
-    async fn room(&self) -> bool {
+    /// Notes a session just opened by `client`.
+    fn opened(&self, id: &str, client: String) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(
+                id.to_owned(),
+                Seen {
+                    at: std::time::Instant::now(),
+                    client,
+                },
+            );
+        }
+    }
+
+    /// Closes the sessions idle too long, then says whether `client` may open another.
+    async fn room(&self, client: &str) -> Room {
         let idle: Vec<String> = match self.seen.lock() {
             Ok(mut seen) => {
                 let expired: Vec<String> = seen
                     .iter()
-                    .filter(|(_, at)| at.elapsed() >= self.idle)
+                    .filter(|(_, session)| session.at.elapsed() >= self.idle)
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in &expired {
@@ -281,7 +348,18 @@ impl SessionCap {
             use rmcp::transport::streamable_http_server::session::SessionManager as _;
             let _ = self.sessions.close_session(&id.into()).await;
         }
-        self.sessions.sessions.read().await.len() < self.max
+        let held = self.seen.lock().map_or(usize::MAX, |seen| {
+            seen.values()
+                .filter(|session| session.client == client)
+                .count()
+        });
+        if held >= self.per_client {
+            Room::ClientFull
+        } else if self.sessions.sessions.read().await.len() >= self.max {
+            Room::Full
+        } else {
+            Room::Free
+        }
     }
 }
 
