@@ -11,6 +11,7 @@
 //! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
 
 mod measure;
+mod node;
 mod policy;
 mod process;
 mod report;
@@ -53,6 +54,13 @@ struct Args {
     /// Decisions timed for the policy figure (the list and call checks of one call each).
     #[arg(long, default_value_t = 20000)]
     policy_decisions: usize,
+    /// Also measure the official TypeScript SDK client over HTTP: the `tests/node` directory
+    /// (after scripts/setup.sh), which holds `bench.mjs` and Node 22.
+    #[arg(long, value_name = "DIR")]
+    node_client: Option<PathBuf>,
+    /// Calls per route for the Node client case.
+    #[arg(long, default_value_t = 2000)]
+    node_calls: usize,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
@@ -233,6 +241,32 @@ async fn measure_transport(
     Ok((rows, memory))
 }
 
+/// The Node client case, on HTTP routes of its own.
+async fn measure_node(
+    client: &node::NodeClient,
+    binaries: &Binaries,
+    args: &Args,
+) -> anyhow::Result<node::NodeFigures> {
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let direct = route::direct(Transport::Http, binaries, scratch.path(), 1).await?;
+    let through = route::through_portcullis(Transport::Http, binaries, scratch.path(), 1).await?;
+    let (Some(direct_url), Some(through_url)) = (direct.url.clone(), through.url.clone()) else {
+        bail!("an HTTP route without a URL");
+    };
+    let figures = node::measure(
+        client,
+        &direct_url,
+        &through_url,
+        args.node_calls,
+        args.rounds,
+    )
+    .await
+    .context("measuring the Node client over http")?;
+    direct.close().await;
+    through.close().await;
+    Ok(figures)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -266,6 +300,10 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(transport_rows);
         memory.push(transport_memory);
     }
+    let node_figures = match &args.node_client {
+        Some(dir) => Some(measure_node(&node::NodeClient::in_dir(dir)?, &binaries, &args).await?),
+        None => None,
+    };
     let policy_summary = policy::measure_policy(args.policy_decisions)?;
     let direct_p50 = rows
         .iter()
@@ -286,10 +324,16 @@ async fn main() -> anyhow::Result<()> {
         });
         if let Some(object) = value.as_object_mut() {
             object.insert("policy_us".to_owned(), policy_value);
+            if let Some(figures) = &node_figures {
+                object.insert("node_client".to_owned(), report::node_json(figures));
+            }
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report::tables(&settings, &rows, &memory));
+        if let Some(figures) = &node_figures {
+            print!("\n{}", report::node_table(figures));
+        }
         println!("\n{}", policy::describe(&policy_summary, direct_p50));
     }
     Ok(())

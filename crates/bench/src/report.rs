@@ -259,3 +259,36 @@ pub fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// The Node client case as a Markdown table.
+pub fn node_table(figures: &crate::node::NodeFigures) -> String {
+    let mut text = String::from(
+        "Official TypeScript SDK client over HTTP, one caller:\n\n\
+         | route | calls | p50 µs | p99 µs |\n| --- | --- | --- | --- |\n",
+    );
+    for (name, summary) in [
+        ("direct", &figures.direct),
+        ("through Portcullis", &figures.through),
+    ] {
+        let _ = writeln!(
+            text,
+            "| {name} | {} | {:.0} | {:.0} |",
+            summary.calls,
+            micros(summary.p50),
+            micros(summary.p99)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\nadded p50 {:.0} µs, p99 {:.0} µs",
+        micros(figures.through.p50) - micros(figures.direct.p50),
+        micros(figures.through.p99) - micros(figures.direct.p99)
+    );
+    text
+}
+
+/// The Node client case as JSON (microseconds).
+pub fn node_json(figures: &crate::node::NodeFigures) -> Value {
+    let route = |summary: &Summary| json!({"calls": summary.calls, "p50": micros(summary.p50), "p99": micros(summary.p99)});
+    json!({"direct": route(&figures.direct), "through": route(&figures.through)})
+}

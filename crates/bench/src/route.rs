@@ -46,6 +46,8 @@ pub struct Route {
     pub server_pids: Vec<u32>,
     /// Portcullis's process, on the route through it.
     pub portcullis_pid: Option<u32>,
+    /// The URL the client talks to, over HTTP.
+    pub url: Option<String>,
     /// HTTP servers started here; `kill_on_drop` stops them with the route.
     _http_servers: Vec<tokio::process::Child>,
 }
@@ -80,6 +82,7 @@ pub async fn direct(
                 client,
                 server_pids: vec![pid],
                 portcullis_pid: None,
+                url: None,
                 _http_servers: Vec::new(),
             })
         }
@@ -91,6 +94,7 @@ pub async fn direct(
                 client,
                 server_pids: vec![pid],
                 portcullis_pid: None,
+                url: Some(url),
                 _http_servers: vec![fixture],
             })
         }
@@ -128,6 +132,7 @@ pub async fn through_portcullis(
                 client,
                 server_pids,
                 portcullis_pid: Some(pid),
+                url: None,
                 _http_servers: Vec::new(),
             })
         }
@@ -155,6 +160,7 @@ pub async fn through_portcullis(
                 client,
                 server_pids: vec![pid, fixture_pid],
                 portcullis_pid: Some(pid),
+                url: Some(url),
                 _http_servers: vec![portcullis, fixture],
             })
         }

@@ -86,6 +86,16 @@ pub async fn serve(
             .merge(guard.metadata_router());
     }
 
+    // TCP_NODELAY, as Portcullis sets it: without it a Node client waits for its own delayed
+    // ACK on every multi-write answer, and the benchmark's direct route would be the slow one.
+    let listener = {
+        use axum::serve::ListenerExt as _;
+        listener.tap_io(|stream: &mut tokio::net::TcpStream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::warn!(%error, "cannot set TCP_NODELAY");
+            }
+        })
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             if let Err(error) = tokio::signal::ctrl_c().await {
