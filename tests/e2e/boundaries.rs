@@ -880,26 +880,48 @@ fn one_client_cannot_take_every_http_session() {
     );
     let portcullis = crate::support::Portcullis::http(&config);
     let port = portcullis.port;
-    let initialize = |source: [u8; 4]| {
-        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"greedy","version":"1"}}}"#;
+    let post = |source: [u8; 4], session: Option<&str>, body: &str| {
+        let session = session
+            .map(|id| format!("mcp-session-id: {id}\r\nmcp-protocol-version: 2025-06-18\r\n"))
+            .unwrap_or_default();
         crate::support::raw_http_from(
             source.into(),
             port,
             &format!(
-                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             ),
         )
     };
-    let greedy: Vec<u16> = (0..4).map(|_| initialize([127, 0, 0, 1]).0).collect();
-    assert_eq!(greedy, [200, 200, 200, 503]);
-    let (status, refusal) = initialize([127, 0, 0, 1]);
-    assert!(
-        status == 503 && refusal.contains("sessions for this client"),
-        "{refusal}"
-    );
-    // Another client still gets in.
-    assert_eq!(initialize([127, 0, 0, 2]).0, 200);
+    let initialize = |source: [u8; 4]| -> String {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"greedy","version":"1"}}}"#;
+        let (status, response) = post(source, None, body);
+        assert_eq!(status, 200, "{response}");
+        response
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("mcp-session-id")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no session id in {response}"))
+    };
+    let alive = |source: [u8; 4], id: &str| {
+        let (status, _) = post(
+            source,
+            Some(id),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        status == 202
+    };
+    let other = initialize([127, 0, 0, 2]);
+    // One client opens more sessions than its share and never ends them: each new one closes
+    // its least recently used, so it keeps working with at most three.
+    let greedy: Vec<String> = (0..5).map(|_| initialize([127, 0, 0, 1])).collect();
+    let live: Vec<bool> = greedy.iter().map(|id| alive([127, 0, 0, 1], id)).collect();
+    assert_eq!(live, [false, false, true, true, true]);
+    // Another client's session is untouched.
+    assert!(alive([127, 0, 0, 2], &other));
 }
 
 #[test]

@@ -125,9 +125,9 @@ impl EvidenceLog {
                     .write(true)
                     .open(path)
                     .map_err(|error| AuditError::io("open", path, error))?;
-                let head = match read_head(&head_path)? {
+                let head = match read_head(path)? {
                     Some(head) => {
-                        check_head_signature(&head, &key, &head_path)?;
+                        check_head_signature(&head, &key, path)?;
                         head
                     }
                     // Only a log that never finished its first batch may lack a head.
@@ -391,19 +391,33 @@ fn file_len(file: &File, path: &Path) -> Result<u64, AuditError> {
         .map_err(|error| AuditError::io("read", path, error))
 }
 
-/// The head file, or `None` when there is none.
-pub(crate) fn read_head(head_path: &Path) -> Result<Option<Head>, AuditError> {
-    let text = match fs::read(head_path) {
+/// The head file of the log `log`, or `None` when there is none.
+pub(crate) fn read_head(log: &Path) -> Result<Option<Head>, AuditError> {
+    let head_path = format::head_path(log);
+    let text = match fs::read(&head_path) {
         Ok(text) => text,
         Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(AuditError::io("read", head_path, error)),
+        Err(error) => return Err(AuditError::io("read", &head_path, error)),
     };
+    // The version first, so that an older head gets the message about its version.
+    let version = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|value| value.get("version").and_then(serde_json::Value::as_u64));
+    if version == Some(1) {
+        return Err(AuditError::unusable(
+            log,
+            format!(
+                "it was written by an earlier Portcullis, whose records carry no MAC, and is not continued. Keep it where it is safe (`portcullis audit verify` still checks its chain) and let a new log start: `mv {0} {0}.v1 && mv {0}.head {0}.v1.head`",
+                log.display()
+            ),
+        ));
+    }
     let head: Head = serde_json::from_slice(&text).map_err(|error| {
-        AuditError::unusable(head_path, format!("its head file is not readable: {error}"))
+        AuditError::unusable(log, format!("its head file is not readable: {error}"))
     })?;
     if head.version != format::HEAD_VERSION {
         return Err(AuditError::unusable(
-            head_path,
+            log,
             format!("its head file has unknown version {}", head.version),
         ));
     }
@@ -538,7 +552,7 @@ fn recover_tail(
 
 /// A head file must carry this log's signature: one rewritten without the key (to hide
 /// records cut from the end, say) is refused.
-fn check_head_signature(head: &Head, key: &LogKey, head_path: &Path) -> Result<(), AuditError> {
+fn check_head_signature(head: &Head, key: &LogKey, log: &Path) -> Result<(), AuditError> {
     if head.signature.as_deref().is_some_and(|signature| {
         key.public_key()
             .checks_head(&head.signed_fields(), signature)
@@ -546,8 +560,8 @@ fn check_head_signature(head: &Head, key: &LogKey, head_path: &Path) -> Result<(
         return Ok(());
     }
     Err(AuditError::unusable(
-        head_path,
-        "its head file was not written with this log's key (forged, or from an earlier version without keyed records); move the log aside and start a new one",
+        log,
+        "its head file was not signed with this log's key: it was forged or rewritten; keep the log and its head for inspection, move them aside, and let a new log start",
     ))
 }
 

@@ -331,8 +331,29 @@ async fn a_head_rewritten_without_the_key_is_forged() {
     assert!(
         error
             .to_string()
-            .contains("head file was not written with this log's key"),
+            .contains("head file was not signed with this log's key"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_log_from_before_keyed_records_is_not_continued_and_says_how_to_move_on() {
+    let (_dir, path, _lines) = damaged_copy().await;
+    let mut head: serde_json::Value =
+        serde_json::from_slice(&fs::read(head_path(&path)).unwrap()).unwrap();
+    head["version"] = serde_json::json!(1);
+    head.as_object_mut().unwrap().remove("signature");
+    fs::write(head_path(&path), serde_json::to_vec(&head).unwrap()).unwrap();
+    let error = EvidenceLog::open(&path, Options::default()).err().unwrap();
+    let text = error.to_string();
+    assert!(
+        text.contains("earlier Portcullis") && text.contains(".v1.head"),
+        "{text}"
+    );
+    // The error names the log, not its head file, as what to verify.
+    assert!(
+        text.contains(&format!("portcullis audit verify {}`", path.display())),
+        "{text}"
     );
 }
 

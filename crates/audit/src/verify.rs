@@ -174,7 +174,7 @@ pub fn verify(
 ) -> Result<VerifyReport, AuditError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|error| AuditError::io("open", path, error))?;
-    let head = match read_head(&head_path(path)) {
+    let head = match read_head(path) {
         Ok(head) => head,
         Err(AuditError::Io { source, .. }) => {
             return Err(AuditError::io("read", &head_path(path), source));

@@ -115,7 +115,8 @@ pub struct HttpSettings {
     /// no client can make Portcullis hold memory without bound.
     pub max_sessions: usize,
     /// Of those, how many one client may hold: an authenticated one by its token's user and
-    /// client id, an unauthenticated one by its address.
+    /// client id, an unauthenticated one by its address. A new session beyond closes that
+    /// client's least recently used one.
     pub max_sessions_per_client: usize,
     /// A session unused this long is closed and its memory returned.
     pub session_idle: Duration,

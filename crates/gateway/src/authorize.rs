@@ -20,15 +20,72 @@ use crate::approval::Reach;
 use crate::pipeline::Granted;
 use crate::upstream::UpstreamHandle;
 
-/// Proof that policy allowed this call outright. Its field is private to this module.
+/// Exactly what a call does: the upstream, its own name of the tool, the canonical digest of
+/// the arguments (keys sorted at every depth) and the digest of the definition the client was
+/// shown. A permit is bound to one; the upstream call is built only for the action its permit
+/// names (`UpstreamCall::new`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallAction {
+    upstream: String,
+    tool: String,
+    arguments: String,
+    definition: String,
+}
+
+impl CallAction {
+    pub fn new(
+        upstream: &str,
+        tool: &str,
+        arguments: Option<&Map<String, Value>>,
+        definition: &str,
+    ) -> Self {
+        Self {
+            upstream: upstream.to_owned(),
+            tool: tool.to_owned(),
+            arguments: portcullis_audit::digest_json(&Value::Object(
+                arguments.cloned().unwrap_or_default(),
+            )),
+            definition: definition.to_owned(),
+        }
+    }
+}
+
+/// Proof that policy allowed this call, or a person approved it: bound to the action it
+/// allows. Its fields are private to this module.
+///
+/// ```compile_fail,E0451
+/// fn forge(decision: portcullis_policy::Decision, action: portcullis_gateway::CallAction)
+///     -> portcullis_gateway::CallPermit {
+///     portcullis_gateway::CallPermit { decision, action }
+/// }
+/// ```
+///
+/// The names are reachable, so the errors above are about privacy alone:
+///
+/// ```
+/// fn named(
+///     _: Option<portcullis_gateway::CallPermit>,
+///     _: Option<portcullis_gateway::DurableIntent>,
+///     _: Option<portcullis_gateway::Granted>,
+///     _: Option<portcullis_gateway::UpstreamCall>,
+///     _: Option<portcullis_gateway::ToolCall>,
+///     _: Option<portcullis_gateway::CallParts>,
+/// ) {}
+/// ```
 #[derive(Debug)]
 pub struct CallPermit {
     decision: Decision,
+    action: CallAction,
 }
 
 impl CallPermit {
     pub fn decision(&self) -> &Decision {
         &self.decision
+    }
+
+    /// The one action this permit allows.
+    pub fn action(&self) -> &CallAction {
+        &self.action
     }
 }
 
@@ -38,6 +95,7 @@ impl CallPermit {
 #[derive(Debug)]
 pub struct PendingApproval {
     decision: Decision,
+    action: CallAction,
     /// Policy allowed the call outright; approval is asked because the session is tainted.
     pub because_tainted: bool,
 }
@@ -47,10 +105,13 @@ impl PendingApproval {
         &self.decision
     }
 
-    pub fn grant(self, _granted: Granted) -> CallPermit {
-        CallPermit {
+    /// The permit, when `granted` approved this very action; `None` for an approval of any
+    /// other.
+    pub fn grant(self, granted: Granted) -> Option<CallPermit> {
+        (granted.action() == &self.action).then_some(CallPermit {
             decision: self.decision,
-        }
+            action: self.action,
+        })
     }
 }
 
@@ -68,6 +129,17 @@ impl Authorized {
             Authorized::NeedsApproval(pending) => pending.decision(),
         }
     }
+}
+
+/// What the call check is asked about: the tool (seen by this identity), the arguments, the
+/// facts they and the session give, and the action a permit would be bound to.
+pub(crate) struct CallQuestion<'a> {
+    pub upstream: &'a UpstreamHandle,
+    pub visible: VisibleTool<'a>,
+    pub arguments: Option<&'a Map<String, Value>>,
+    pub facts: Facts,
+    pub reach: &'a Reach,
+    pub action: CallAction,
 }
 
 /// Proof that the list check passed for this tool; only [`Gateway::visible_tool`] makes one.
@@ -329,12 +401,16 @@ impl Gateway {
     pub(crate) fn authorize_call(
         &self,
         envelope: &IdentityEnvelope,
-        upstream: &UpstreamHandle,
-        visible: VisibleTool<'_>,
-        arguments: Option<&Map<String, Value>>,
-        facts: Facts,
-        reach: &Reach,
+        call: CallQuestion<'_>,
     ) -> Result<Authorized, Refusal> {
+        let CallQuestion {
+            upstream,
+            visible,
+            arguments,
+            facts,
+            reach,
+            action,
+        } = call;
         let tool = visible.tool;
         let rules = upstream.spec.tool_rules(tool);
         let mut input = self.call_input(envelope, upstream, tool, &rules, arguments);
@@ -352,7 +428,9 @@ impl Gateway {
         }
         match outcome {
             CallDecision::Hidden(_) => Err(Refusal::Hidden),
-            CallDecision::Allowed(decision) => Ok(Authorized::Permit(CallPermit { decision })),
+            CallDecision::Allowed(decision) => {
+                Ok(Authorized::Permit(CallPermit { decision, action }))
+            }
             CallDecision::NeedsApproval {
                 decision,
                 because_tainted,
@@ -369,6 +447,7 @@ impl Gateway {
                 }
                 Ok(Authorized::NeedsApproval(PendingApproval {
                     decision,
+                    action,
                     because_tainted,
                 }))
             }

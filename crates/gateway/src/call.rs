@@ -13,20 +13,19 @@ use portcullis_core::evidence::RequestContext;
 use rmcp::ErrorData as McpError;
 use rmcp::ServiceError;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
-    CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest,
     ContentBlock, GetExtensions, InputRequest, InputRequests, InputRequiredResult, InputResponses,
     JsonObject, ProgressToken, RequestId, ResultType, ServerResult,
 };
-use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RoleServer};
+use rmcp::service::{Peer, PeerRequestOptions, RoleServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::attach::{AttachFailure, Attachment};
-use crate::authorize::CallPermit;
-use crate::evidence::{CallRecord, outcome_of};
+use crate::authorize::{CallAction, CallPermit};
+use crate::evidence::{CallRecord, DurableIntent, outcome_of};
 use crate::relay::screen_elicitation;
-use crate::upstream::{CallRoute, Connection, UpstreamHandle};
+use crate::upstream::{CallRoute, Canceller, Connection, UpstreamHandle};
 
 /// How many input-required rounds Portcullis drives for one call before giving up.
 const MAX_INPUT_ROUNDS: usize = 10;
@@ -86,7 +85,7 @@ pub fn tool_error(message: String) -> CallToolResponse {
 
 /// Sends `notifications/cancelled` upstream for a request abandoned before its answer.
 struct AbandonGuard {
-    peer: Peer<RoleClient>,
+    canceller: Canceller,
     id: Option<RequestId>,
     /// The request's credential: its cancellation is that user's too, and an upstream that
     /// wants a token refuses a notification without one.
@@ -96,19 +95,78 @@ struct AbandonGuard {
 impl Drop for AbandonGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            let peer = self.peer.clone();
-            let attachment = self.attachment.take();
-            tokio::spawn(async move {
-                let reason = Some("cancelled by portcullis".to_owned());
-                let mut notification =
-                    CancelledNotification::new(CancelledNotificationParam::new(Some(id), reason));
-                if let Some(attachment) = attachment {
-                    notification.extensions.insert(attachment);
-                }
-                let _ = peer
-                    .send_notification(ClientNotification::CancelledNotification(notification))
-                    .await;
-            });
+            self.canceller.cancelled(id, self.attachment.take());
+        }
+    }
+}
+
+/// A `tools/call` as sent upstream. Its field is private to this module, and only
+/// [`UpstreamCall`] (permit and durable intent in hand) makes one.
+///
+/// ```compile_fail,E0423
+/// fn forge(request: rmcp::model::CallToolRequest) -> portcullis_gateway::ToolCall {
+///     portcullis_gateway::ToolCall(request)
+/// }
+/// ```
+pub struct ToolCall(CallToolRequest);
+
+impl ToolCall {
+    fn new(params: CallToolRequestParams, attachment: Option<&Attachment>) -> Self {
+        let mut request = CallToolRequest::new(params);
+        if let Some(attachment) = attachment {
+            request.extensions.insert(attachment.clone());
+        }
+        Self(request)
+    }
+}
+
+/// Every request Portcullis sends an upstream on a client's behalf. A read, a prompt or the
+/// rest carry their own typed parameters, so none of them can carry a `tools/call`; a call is
+/// a [`ToolCall`], which only an [`UpstreamCall`] makes.
+#[expect(
+    deprecated,
+    reason = "session-era clients still subscribe and set log levels"
+)]
+pub enum Outbound {
+    Call(ToolCall),
+    Read(rmcp::model::ReadResourceRequestParams),
+    Prompt(rmcp::model::GetPromptRequestParams),
+    Subscribe(rmcp::model::SubscribeRequestParams),
+    Unsubscribe(rmcp::model::UnsubscribeRequestParams),
+    SetLevel(rmcp::model::SetLevelRequestParams),
+    Complete(rmcp::model::CompleteRequestParams),
+}
+
+impl Outbound {
+    #[expect(
+        deprecated,
+        reason = "session-era clients still subscribe and set log levels"
+    )]
+    fn into_request(self) -> ClientRequest {
+        use rmcp::model::{
+            CompleteRequest, GetPromptRequest, ReadResourceRequest, SetLevelRequest,
+            SubscribeRequest, UnsubscribeRequest,
+        };
+        match self {
+            Outbound::Call(ToolCall(request)) => ClientRequest::CallToolRequest(request),
+            Outbound::Read(params) => {
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+            }
+            Outbound::Prompt(params) => {
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+            }
+            Outbound::Subscribe(params) => {
+                ClientRequest::SubscribeRequest(SubscribeRequest::new(params))
+            }
+            Outbound::Unsubscribe(params) => {
+                ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(params))
+            }
+            Outbound::SetLevel(params) => {
+                ClientRequest::SetLevelRequest(SetLevelRequest::new(params))
+            }
+            Outbound::Complete(params) => {
+                ClientRequest::CompleteRequest(CompleteRequest::new(params))
+            }
         }
     }
 }
@@ -120,17 +178,17 @@ pub async fn forward(
     route: &CallRoute,
     progress: Option<(ProgressToken, Peer<RoleServer>)>,
     cancel: &CancellationToken,
-    request: ClientRequest,
+    request: Outbound,
 ) -> Result<ServerResult, ForwardError> {
     let _inflight = upstream.track_call(route.clone());
-    let peer = &connection.peer;
+    let request = request.into_request();
     let attachment = request.extensions().get::<Attachment>().cloned();
-    let handle = peer
-        .send_request_with_option(request, request_options(connection, route))
+    let handle = connection
+        .send(request, request_options(connection, route))
         .await
         .map_err(ForwardError::Service)?;
     let mut abandon = AbandonGuard {
-        peer: peer.clone(),
+        canceller: connection.canceller(),
         id: Some(handle.id.clone()),
         attachment,
     };
@@ -227,14 +285,13 @@ fn redact_answer(
     }
 }
 
-/// One tool call on its way to an upstream, resolved and checked.
-pub struct UpstreamCall {
-    /// Policy allowed this call: the only way to build an `UpstreamCall` is with one.
-    pub permit: CallPermit,
+/// What an upstream call is made of, besides its permit and its durable intent.
+pub struct CallParts {
     /// Its evidence, the intent already written; the outcome is written when it ends.
     pub record: CallRecord,
     pub upstream: Arc<UpstreamHandle>,
     pub connection: Arc<Connection>,
+    /// The tool as its upstream names it.
     pub local: String,
     pub arguments: Option<JsonObject>,
     pub namespacing: Namespacing,
@@ -248,7 +305,63 @@ pub struct UpstreamCall {
     pub attachment: Option<Attachment>,
 }
 
+/// One tool call on its way to an upstream: the only thing a `tools/call` is sent from (see
+/// [`Outbound::Call`]). Its fields are private to this module, and [`UpstreamCall::new`] wants
+/// a permit for exactly this action and the proof that its intent is durable.
+///
+/// Outside this module it cannot be assembled but by `new` (the fields are private; the
+/// error is E0451 whether the code is in another module of this crate or another crate):
+///
+/// ```compile_fail,E0451
+/// use portcullis_gateway::{CallParts, CallPermit, DurableIntent, UpstreamCall};
+/// fn forge(permit: CallPermit, intent: DurableIntent, parts: CallParts) -> UpstreamCall {
+///     UpstreamCall { permit, intent, parts }
+/// }
+/// ```
+pub struct UpstreamCall {
+    permit: CallPermit,
+    intent: DurableIntent,
+    parts: CallParts,
+}
+
+/// A permit for another upstream, tool, arguments or definition: the parts come back, so that
+/// the call's outcome can be recorded as not run.
+pub struct NotPermitted {
+    pub parts: Box<CallParts>,
+}
+
 impl UpstreamCall {
+    /// The call `parts` describe, if `permit` allows exactly that action (`definition`: the
+    /// digest of the definition the client was shown) and `intent` is its durable intent.
+    pub fn new(
+        permit: CallPermit,
+        intent: DurableIntent,
+        parts: CallParts,
+        definition: &str,
+    ) -> Result<Self, NotPermitted> {
+        let action = CallAction::new(
+            parts.upstream.name().as_str(),
+            &parts.local,
+            parts.arguments.as_ref(),
+            definition,
+        );
+        if permit.action() != &action {
+            return Err(NotPermitted {
+                parts: Box::new(parts),
+            });
+        }
+        Ok(Self {
+            permit,
+            intent,
+            parts,
+        })
+    }
+
+    /// Its evidence record.
+    pub fn record(&self) -> &CallRecord {
+        &self.parts.record
+    }
+
     /// Runs the call to completion, answering the upstream's input rounds through `route`,
     /// and records its outcome before the answer goes back.
     pub async fn run(
@@ -258,9 +371,9 @@ impl UpstreamCall {
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
     ) -> Result<CallToolResponse, McpError> {
-        let record = self.record.clone();
-        let upstream = self.upstream.clone();
-        let taint_key = self.taint_key.clone();
+        let record = self.parts.record.clone();
+        let upstream = self.parts.upstream.clone();
+        let taint_key = self.parts.taint_key.clone();
         let answer = self.run_rounds(gateway, route, progress, cancel).await;
         // No secret Portcullis holds goes back, however the upstream wrote it in its answer.
         let (answer, redacted) = redact_answer(answer);
@@ -293,31 +406,29 @@ impl UpstreamCall {
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
     ) -> Result<CallToolResponse, McpError> {
-        let upstream = &*self.upstream;
+        let upstream = &*self.parts.upstream;
         tracing::debug!(
             upstream = %upstream.name(),
-            tool = %self.local,
+            tool = %self.parts.local,
             policies = ?self.permit.decision().policy_ids(),
+            intent = ?self.intent.seq(),
             "forwarding an allowed call"
         );
         let mut upstream_state = None;
-        let mut input_responses = self.first_responses.clone();
+        let mut input_responses = self.parts.first_responses.clone();
         for _round in 0..MAX_INPUT_ROUNDS {
-            let mut params = CallToolRequestParams::new(self.local.clone());
-            params.arguments = self.arguments.clone();
+            let mut params = CallToolRequestParams::new(self.parts.local.clone());
+            params.arguments = self.parts.arguments.clone();
             params.request_state = upstream_state.take();
             params.input_responses = input_responses.take();
-            let mut request = CallToolRequest::new(params);
-            if let Some(attachment) = &self.attachment {
-                request.extensions.insert(attachment.clone());
-            }
+            let request = ToolCall::new(params, self.parts.attachment.as_ref());
             let outcome = forward(
                 upstream,
-                &self.connection,
+                &self.parts.connection,
                 route,
                 progress.clone(),
                 cancel,
-                ClientRequest::CallToolRequest(request),
+                Outbound::Call(request),
             )
             .await
             .and_then(|result| match result {
@@ -336,12 +447,13 @@ impl UpstreamCall {
                 // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
                 Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
                 Err(error) => {
-                    let message = match self.attachment.as_ref().and_then(Attachment::failure) {
+                    let message = match self.parts.attachment.as_ref().and_then(Attachment::failure)
+                    {
                         Some(failure) => {
                             if let AttachFailure::InsufficientScope(scopes) = &failure {
                                 gateway.credentials.learn_scopes(
                                     upstream.name().as_str(),
-                                    &self.local,
+                                    &self.parts.local,
                                     scopes,
                                 );
                             }
@@ -349,7 +461,7 @@ impl UpstreamCall {
                         }
                         None => error.describe(upstream),
                     };
-                    tracing::warn!(upstream = %upstream.name(), tool = %self.local, %message, "call failed");
+                    tracing::warn!(upstream = %upstream.name(), tool = %self.parts.local, %message, "call failed");
                     return Ok(tool_error(message));
                 }
             };
@@ -357,7 +469,10 @@ impl UpstreamCall {
                 CallToolResponse::Complete(mut result) => {
                     for block in &mut result.content {
                         if let ContentBlock::ResourceLink(link) = block {
-                            link.uri = self.namespacing.expose_uri(upstream.name(), &link.uri);
+                            link.uri = self
+                                .parts
+                                .namespacing
+                                .expose_uri(upstream.name(), &link.uri);
                         }
                     }
                     return Ok(CallToolResponse::Complete(result));

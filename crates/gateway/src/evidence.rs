@@ -104,6 +104,33 @@ impl CallRecord {
             self.tool.definition_hash = digest_json(&value);
         }
     }
+
+    /// The digest of the definition the client was shown (empty before `set_definition`).
+    pub fn definition_digest(&self) -> &str {
+        &self.tool.definition_hash
+    }
+}
+
+/// Proof that a call's intent record is durable, which the upstream call cannot be built
+/// without (`UpstreamCall::new`). Its field is private to this module: only
+/// [`Gateway::record_intent`] makes one.
+///
+/// ```compile_fail,E0451
+/// fn forge() -> portcullis_gateway::DurableIntent {
+///     portcullis_gateway::DurableIntent { seq: Some(1) }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct DurableIntent {
+    /// The intent's seq; `None` only for a read that config lets run while the log cannot be
+    /// written (`reads_without_evidence`).
+    seq: Option<u64>,
+}
+
+impl DurableIntent {
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
 }
 
 /// The longest name (in characters) recorded for a request that names nothing known: the
@@ -223,7 +250,7 @@ impl Gateway {
         effect: Effect,
         approval: Option<String>,
         credential: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<DurableIntent, String> {
         let event = Event::CallIntent(CallIntent {
             request: record.request.clone(),
             tool: record.tool.clone(),
@@ -236,7 +263,7 @@ impl Gateway {
             Ok(seq) => {
                 record.intent_seq = Some(seq);
                 tracing::Span::current().record("evidence_seq", seq);
-                Ok(())
+                Ok(DurableIntent { seq: Some(seq) })
             }
             Err(error) if effect == Effect::Read && self.reads_without_evidence => {
                 tracing::error!(
@@ -244,7 +271,7 @@ impl Gateway {
                     %error,
                     "the evidence log cannot be written; a read runs without evidence because config allows it"
                 );
-                Ok(())
+                Ok(DurableIntent { seq: None })
             }
             Err(error) => {
                 tracing::error!(

@@ -176,71 +176,14 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
         )
             .into_response();
     };
-    let refusal = if std::str::from_utf8(&bytes).is_err() {
-        Some((-32700, "parse error: the body is not UTF-8"))
-    } else if crate::stdio::depth(&bytes, crate::stdio::MAX_DEPTH) > crate::stdio::MAX_DEPTH {
-        Some((-32600, "invalid request: nested too deeply"))
-    } else if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        Some((-32700, "parse error: the body is not JSON"))
-    } else {
-        None
-    };
-    if let Some((code, message)) = refusal {
-        tracing::warn!(
-            code,
-            reason = message,
-            "an HTTP request body is not a JSON-RPC message"
-        );
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {"code": code, "message": message},
-        });
-        return (
-            axum::http::StatusCode::BAD_REQUEST,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
+    if let Some(refusal) = malformed(&bytes) {
+        return refusal;
     }
     let initialize = session.is_none()
         && serde_json::from_slice::<Probe<'_>>(&bytes)
             .is_ok_and(|probe| probe.method == Some("initialize"));
-    let room = if initialize {
-        cap.room(&client).await
-    } else {
-        Room::Free
-    };
-    if room != Room::Free {
-        let (limit, message) = match room {
-            Room::ClientFull => (
-                cap.per_client,
-                "portcullis holds as many sessions for this client as it may; end an unused session, or retry later",
-            ),
-            _ => (
-                cap.max,
-                "portcullis holds as many sessions as it may; retry later, or end an unused session",
-            ),
-        };
-        tracing::warn!(
-            limit,
-            per_client = room == Room::ClientFull,
-            "a new HTTP session was refused: the session limit is reached"
-        );
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {"code": -32000, "message": message},
-        });
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            [
-                (axum::http::header::CONTENT_TYPE, "application/json"),
-                (axum::http::header::RETRY_AFTER, "30"),
-            ],
-            body.to_string(),
-        )
-            .into_response();
+    if initialize && !cap.room(&client).await {
+        return cap.refuse();
     }
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -252,6 +195,59 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
             .and_then(|value| value.to_str().ok())
     {
         cap.opened(id, client);
+    }
+    response
+}
+
+/// A 400 with a JSON-RPC error (id null) for a body that is not a JSON-RPC text: invalid UTF-8
+/// or not JSON is a parse error (-32700), JSON nested deeper than stdio accepts an invalid
+/// request (-32600).
+fn malformed(bytes: &[u8]) -> Option<Response> {
+    let (code, message) = if std::str::from_utf8(bytes).is_err() {
+        (-32700, "parse error: the body is not UTF-8")
+    } else if crate::stdio::depth(bytes, crate::stdio::MAX_DEPTH) > crate::stdio::MAX_DEPTH {
+        (-32600, "invalid request: nested too deeply")
+    } else if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+        (-32700, "parse error: the body is not JSON")
+    } else {
+        return None;
+    };
+    tracing::warn!(
+        code,
+        reason = message,
+        "an HTTP request body is not a JSON-RPC message"
+    );
+    Some(json_rpc_error(
+        axum::http::StatusCode::BAD_REQUEST,
+        code,
+        message,
+        None,
+    ))
+}
+
+/// An HTTP answer carrying a JSON-RPC error with id null.
+fn json_rpc_error(
+    status: axum::http::StatusCode,
+    code: i32,
+    message: &str,
+    retry_after: Option<&'static str>,
+) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": code, "message": message},
+    });
+    let mut response = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static(seconds),
+        );
     }
     response
 }
@@ -272,14 +268,6 @@ fn client_of(request: &Request) -> String {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(String::new, |info| info.0.ip().to_string())
-}
-
-/// Whether a new session may open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Room {
-    Free,
-    ClientFull,
-    Full,
 }
 
 /// The header that names a session-era HTTP session.
@@ -315,6 +303,20 @@ impl SessionCap {
         }
     }
 
+    /// The 503 for a session refused because Portcullis holds `max` already.
+    fn refuse(&self) -> Response {
+        tracing::warn!(
+            max_sessions = self.max,
+            "a new HTTP session was refused: the session limit is reached"
+        );
+        json_rpc_error(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            -32000,
+            "portcullis holds as many sessions as it may; retry later, or end an unused session",
+            Some("30"),
+        )
+    }
+
     /// Notes a session just opened by `client`.
     fn opened(&self, id: &str, client: String) {
         if let Ok(mut seen) = self.seen.lock() {
@@ -328,38 +330,53 @@ impl SessionCap {
         }
     }
 
-    /// Closes the sessions idle too long, then says whether `client` may open another.
-    async fn room(&self, client: &str) -> Room {
-        let idle: Vec<String> = match self.seen.lock() {
+    /// Makes room for a new session of `client`: closes the sessions idle too long, and, when
+    /// `client` already holds its share, its least recently used one (clients that never end
+    /// their sessions keep working, and no client holds more than its share). Then says
+    /// whether the total allows another.
+    async fn room(&self, client: &str) -> bool {
+        let closing: Vec<String> = match self.seen.lock() {
             Ok(mut seen) => {
-                let expired: Vec<String> = seen
+                let mut closing: Vec<String> = seen
                     .iter()
                     .filter(|(_, session)| session.at.elapsed() >= self.idle)
                     .map(|(id, _)| id.clone())
                     .collect();
-                for id in &expired {
+                for id in &closing {
                     seen.remove(id);
                 }
-                expired
+                let mut held: Vec<(&String, std::time::Instant)> = seen
+                    .iter()
+                    .filter(|(_, session)| session.client == client)
+                    .map(|(id, session)| (id, session.at))
+                    .collect();
+                held.sort_by_key(|(_, at)| *at);
+                let over = (held.len() + 1).saturating_sub(self.per_client);
+                let evicted: Vec<String> = held
+                    .into_iter()
+                    .take(over)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if !evicted.is_empty() {
+                    tracing::info!(
+                        closed = evicted.len(),
+                        per_client = self.per_client,
+                        "a client at its session limit opened another; its least recently used session was closed"
+                    );
+                }
+                for id in &evicted {
+                    seen.remove(id);
+                }
+                closing.extend(evicted);
+                closing
             }
-            Err(_) => Vec::new(),
+            Err(_) => return false,
         };
-        for id in idle {
+        for id in closing {
             use rmcp::transport::streamable_http_server::session::SessionManager as _;
             let _ = self.sessions.close_session(&id.into()).await;
         }
-        let held = self.seen.lock().map_or(usize::MAX, |seen| {
-            seen.values()
-                .filter(|session| session.client == client)
-                .count()
-        });
-        if held >= self.per_client {
-            Room::ClientFull
-        } else if self.sessions.sessions.read().await.len() >= self.max {
-            Room::Full
-        } else {
-            Room::Free
-        }
+        self.sessions.sessions.read().await.len() < self.max
     }
 }
 

@@ -44,9 +44,15 @@ use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
 pub use approval::{Reach, call_facts, reach};
+// The proofs the request path is built on, public so that their documentation tests show from
+// outside that none can be forged (see ARCHITECTURE.md, "The request path").
+pub use authorize::{CallAction, CallPermit};
+pub use call::{CallParts, ToolCall, UpstreamCall};
 pub use credentials::Credentials;
+pub use evidence::DurableIntent;
 pub use http::serve_http;
 pub use metrics::serve_metrics;
+pub use pipeline::Granted;
 pub use policy::load_policy;
 pub use sandbox::{ContainmentReport, containment_reports};
 pub use server::PortcullisServer;

@@ -13,11 +13,10 @@ use portcullis_roots::Roots;
 use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, InputRequiredResult, JsonObject, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressToken, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
+    CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InputRequiredResult, JsonObject,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressToken, ProtocolVersion, ReadResourceRequestParams,
     ReadResourceResponse, Reference, ResourceContents, ServerCapabilities, ServerConfig,
     ServerResult, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
@@ -25,16 +24,14 @@ use rmcp::model::{
     deprecated,
     reason = "logging and resource subscriptions are deprecated but session-era clients use them"
 )]
-use rmcp::model::{
-    LoggingLevel, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, UnsubscribeRequest,
-};
+use rmcp::model::{LoggingLevel, SetLevelRequestParams};
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use tracing::Instrument;
 
 use crate::Gateway;
 use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed, Refusal};
-use crate::call::{answer_inputs, forward, is_reserved_key, unexpected};
+use crate::call::{Outbound, answer_inputs, forward, is_reserved_key, unexpected};
 use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
 use crate::relay::screen_elicitation;
 use portcullis_core::evidence::{Event, Outcome, PromptGet, Refused, ResourceRead};
@@ -154,7 +151,7 @@ impl PortcullisServer {
                     params.arguments = request.arguments.clone();
                     params.request_state = state;
                     params.input_responses = responses;
-                    ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+                    Outbound::Prompt(params)
                 },
             )
             .await?;
@@ -496,7 +493,7 @@ impl PortcullisServer {
         upstream: &UpstreamHandle,
         connection: &Connection,
         context: &RequestContext<RoleServer>,
-        request: ClientRequest,
+        request: Outbound,
     ) -> Result<ServerResult, McpError> {
         let route = CallRoute {
             session: self.session,
@@ -550,7 +547,7 @@ impl PortcullisServer {
         name: &str,
         arguments: Option<&JsonObject>,
         retry: (Option<&str>, Option<InputResponses>),
-        build: impl Fn(Option<String>, Option<InputResponses>) -> ClientRequest,
+        build: impl Fn(Option<String>, Option<InputResponses>) -> Outbound,
     ) -> Result<Rounds, McpError> {
         let envelope = self.envelope(context)?;
         let bound_to = binding(envelope.user(), name, arguments);
@@ -1180,7 +1177,7 @@ impl ServerHandler for PortcullisServer {
                         let mut params = ReadResourceRequestParams::new(local.to_owned());
                         params.request_state = state;
                         params.input_responses = responses;
-                        ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+                        Outbound::Read(params)
                     },
                 )
                 .await?;
@@ -1204,10 +1201,6 @@ impl ServerHandler for PortcullisServer {
         answer
     }
 
-    #[expect(
-        deprecated,
-        reason = "session-era clients still subscribe and set log levels"
-    )]
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
@@ -1225,7 +1218,7 @@ impl ServerHandler for PortcullisServer {
                 .map_err(|message| McpError::internal_error(message, None))?;
         } else {
             let params = SubscribeRequestParams::new(local);
-            let forwarded = ClientRequest::SubscribeRequest(SubscribeRequest::new(params));
+            let forwarded = Outbound::Subscribe(params);
             self.forward(upstream, &connection, &context, forwarded)
                 .await?;
         }
@@ -1235,10 +1228,6 @@ impl ServerHandler for PortcullisServer {
         Ok(())
     }
 
-    #[expect(
-        deprecated,
-        reason = "session-era clients still subscribe and set log levels"
-    )]
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
@@ -1259,7 +1248,7 @@ impl ServerHandler for PortcullisServer {
                 return Ok(());
             }
             let params = UnsubscribeRequestParams::new(local);
-            let forwarded = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(params));
+            let forwarded = Outbound::Unsubscribe(params);
             self.forward(upstream, &connection, &context, forwarded)
                 .await?;
         }
@@ -1285,13 +1274,10 @@ impl ServerHandler for PortcullisServer {
             let Some(connection) = upstream.connection() else {
                 continue;
             };
-            let advertises = connection
-                .peer
-                .peer_info()
-                .is_some_and(|info| info.capabilities.logging.is_some());
+            let advertises = connection.offers_logging();
             if advertises && !connection.is_stateless() {
                 let params = SetLevelRequestParams::new(request.level);
-                let forwarded = ClientRequest::SetLevelRequest(SetLevelRequest::new(params));
+                let forwarded = Outbound::SetLevel(params);
                 if let Err(error) = self
                     .forward(upstream, &connection, &context, forwarded)
                     .await
@@ -1366,7 +1352,7 @@ impl ServerHandler for PortcullisServer {
             .ready(upstream)
             .map_err(|message| McpError::internal_error(message, None))?;
         request.meta = None;
-        let request = ClientRequest::CompleteRequest(CompleteRequest::new(request));
+        let request = Outbound::Complete(request);
         match self
             .forward(upstream, &connection, &context, request)
             .await?

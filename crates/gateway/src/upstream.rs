@@ -32,7 +32,7 @@ use rmcp::service::{
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 
-use crate::attach::{AttachingClient, CredentialSource};
+use crate::attach::{AttachingClient, Attachment, CredentialSource};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +72,9 @@ pub struct Catalog {
 
 /// A live connection to an upstream.
 pub struct Connection {
-    pub peer: Peer<RoleClient>,
+    /// Private: a request reaches the upstream only through [`Connection::send`], which takes
+    /// what `call::Outbound` makes (a `tools/call` only from an `UpstreamCall`).
+    peer: Peer<RoleClient>,
     pub catalog: ArcSwap<Catalog>,
     pub protocol_version: ProtocolVersion,
     /// Cancelled to close the connection (and end a stdio child).
@@ -80,9 +82,55 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Sends one request; the answer comes through the handle.
+    pub(crate) async fn send(
+        &self,
+        request: rmcp::model::ClientRequest,
+        options: rmcp::service::PeerRequestOptions,
+    ) -> Result<rmcp::service::RequestHandle<RoleClient>, rmcp::ServiceError> {
+        self.peer.send_request_with_option(request, options).await
+    }
+
+    /// Whether the upstream declared the logging capability.
+    pub(crate) fn offers_logging(&self) -> bool {
+        self.peer
+            .peer_info()
+            .is_some_and(|info| info.capabilities.logging.is_some())
+    }
+
+    /// What tells the upstream that a request was abandoned.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller(self.peer.clone())
+    }
+
     /// True when the upstream speaks the stateless era (2026-07-28 or later).
     pub fn is_stateless(&self) -> bool {
         self.protocol_version.as_str() >= ProtocolVersion::V_2026_07_28.as_str()
+    }
+}
+
+/// Sends `notifications/cancelled` for an abandoned request, and nothing else.
+pub(crate) struct Canceller(Peer<RoleClient>);
+
+impl Canceller {
+    /// Tells the upstream, in the background, that request `id` was abandoned; the request's
+    /// credential goes with it (an upstream that wants a token refuses a notification without).
+    pub(crate) fn cancelled(&self, id: rmcp::model::RequestId, attachment: Option<Attachment>) {
+        let peer = self.0.clone();
+        tokio::spawn(async move {
+            let reason = Some("cancelled by portcullis".to_owned());
+            let mut notification = rmcp::model::CancelledNotification::new(
+                rmcp::model::CancelledNotificationParam::new(Some(id), reason),
+            );
+            if let Some(attachment) = attachment {
+                notification.extensions.insert(attachment);
+            }
+            let _ = peer
+                .send_notification(rmcp::model::ClientNotification::CancelledNotification(
+                    notification,
+                ))
+                .await;
+        });
     }
 }
 

@@ -13,21 +13,43 @@ use rmcp::model::{
 use super::decide::Decided;
 use super::{CallContext, Resolved, Stop};
 use crate::approval::{self, APPROVAL_KEY, Answer, ChangeRequest, Claim};
-use crate::authorize::{Authorized, CallPermit, PendingApproval};
+use crate::authorize::{Authorized, CallAction, CallPermit, PendingApproval};
 use crate::evidence::{ApprovalRecord, CallRecord, summary};
 use crate::server::{PortcullisServer, declares_form_elicitation};
 use crate::state::SealedRound;
 
 /// Proof that a person approved the action. Its field is private to this module: nothing but
 /// the approval stage can mint one, and a `PendingApproval` becomes a permit only with one.
+///
+/// ```compile_fail,E0451
+/// fn forge(action: portcullis_gateway::CallAction) -> portcullis_gateway::Granted {
+///     portcullis_gateway::Granted { action }
+/// }
+/// ```
 #[derive(Debug)]
-pub(crate) struct Granted {
-    _private: (),
+pub struct Granted {
+    /// The action the person was shown and approved.
+    action: CallAction,
 }
 
-/// The proof of approval, when `answer` approves.
-fn granted(answer: &Answer) -> Option<Granted> {
-    answer.approves().then_some(Granted { _private: () })
+impl Granted {
+    pub fn action(&self) -> &CallAction {
+        &self.action
+    }
+}
+
+/// The proof of approval of `shown`, when `answer` approves.
+fn granted(answer: &Answer, shown: &CallAction) -> Option<Granted> {
+    answer.approves().then(|| Granted {
+        action: shown.clone(),
+    })
+}
+
+/// The permit for `pending`, when `granted` approved its very action.
+fn permit(pending: PendingApproval, granted: Granted) -> Result<CallPermit, Answer> {
+    pending
+        .grant(granted)
+        .ok_or_else(|| Answer::Failed("the approval given was for another action".to_owned()))
 }
 
 /// Where the approval stage leaves a call that may run.
@@ -38,6 +60,54 @@ pub(super) struct Approved {
     pub note: Option<String>,
     /// The stateless approval whose outcome is kept for a retry.
     pub stateless: Option<u64>,
+}
+
+/// One approval being asked: what its records say, and the decision a refusal is under.
+struct Asking<'a> {
+    fingerprint: String,
+    reasons: Vec<String>,
+    tainted_by: &'a [String],
+    started: Instant,
+    decision: portcullis_core::evidence::DecisionSummary,
+}
+
+impl Asking<'_> {
+    /// The approval record for `answer`.
+    fn note<'n>(&'n self, answer: &'n str) -> ApprovalRecord<'n> {
+        ApprovalRecord {
+            fingerprint: &self.fingerprint,
+            reasons: &self.reasons,
+            tainted_by: self.tainted_by,
+            answer,
+            started: self.started,
+        }
+    }
+
+    fn refused(&self, answer: Answer) -> Approval {
+        Approval::Refused {
+            answer,
+            decision: self.decision.clone(),
+        }
+    }
+
+    /// The permit when `answer` approves exactly `shown`; else the refusal.
+    fn conclude(
+        &self,
+        pending: PendingApproval,
+        shown: &CallAction,
+        answer: Answer,
+        stateless: Option<u64>,
+    ) -> Approval {
+        match granted(&answer, shown).map(|granted| permit(pending, granted)) {
+            Some(Ok(permit)) => Approval::Granted {
+                permit,
+                fingerprint: self.fingerprint.clone(),
+                stateless,
+            },
+            Some(Err(failure)) => self.refused(failure),
+            None => self.refused(answer),
+        }
+    }
 }
 
 /// What the approval stage ends in.
@@ -100,7 +170,13 @@ impl PortcullisServer {
                     tainted_by: &decided.tainted_by,
                     reach: &decided.reach,
                 };
-                match self.approve(call, pending, &change, record).await {
+                let shown = CallAction::new(
+                    resolved.upstream.name().as_str(),
+                    resolved.local,
+                    arguments,
+                    &resolved.definition_digest,
+                );
+                match self.approve(call, pending, &change, &shown, record).await {
                     Approval::Granted {
                         permit,
                         fingerprint,
@@ -154,94 +230,45 @@ impl PortcullisServer {
         call: &CallContext<'_>,
         pending: PendingApproval,
         change: &ChangeRequest<'_>,
+        shown: &CallAction,
         record: &CallRecord,
     ) -> Approval {
-        let request = call.request;
-        let context = call.context;
-        let bound_to = call.bound_to.as_str();
-        let claimed = call.claimed_approval;
         let gateway = &self.gateway;
-        let started = Instant::now();
-        let fingerprint = gateway.fingerprint(record, request.arguments.as_ref());
         let mut reasons: Vec<String> = change.policies.to_vec();
         if pending.because_tainted {
             reasons.push("untrusted content".to_owned());
         }
-        let decision = summary(gateway, Some(pending.decision()));
-        let note = |answer: &'static str| ApprovalRecord {
-            fingerprint: &fingerprint,
-            reasons: &reasons,
+        let asking = Asking {
+            fingerprint: gateway.fingerprint(record, call.request.arguments.as_ref()),
+            reasons,
             tainted_by: change.tainted_by,
-            answer,
-            started,
+            started: Instant::now(),
+            decision: summary(gateway, Some(pending.decision())),
         };
-        let refused = |answer: Answer| Approval::Refused {
-            answer,
-            decision: decision.clone(),
-        };
-
-        if let Some(id) = claimed {
-            // A stateless retry: the answer travels with it. Capabilities are read per
-            // request, so the retry must itself declare the form elicitation it answers; one
-            // that does not approves nothing (and leaves the approval open for one that does).
-            if !declares_form_elicitation(context) {
-                return refused(Answer::Failed(
-                    "the retry answering it does not declare form elicitation; retry with the capabilities the first request declared".to_owned(),
-                ));
-            }
-            return match gateway.approvals.claim(id, &fingerprint) {
-                Claim::Open => {
-                    let answer = request
-                        .input_responses
-                        .as_ref()
-                        .and_then(|responses| responses.get(APPROVAL_KEY))
-                        .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
-                        .map_or(Answer::Cancelled, |result| Answer::from_result(&result));
-                    if let Err(message) = gateway.record_approval(record, note(answer.as_str())).await {
-                        gateway.approvals.finish(id, None);
-                        return refused(Answer::Failed(message));
-                    }
-                    match granted(&answer) {
-                        Some(granted) => Approval::Granted {
-                            permit: pending.grant(granted),
-                            fingerprint,
-                            stateless: Some(id),
-                        },
-                        None => {
-                            gateway.approvals.finish(id, None);
-                            refused(answer)
-                        }
-                    }
-                }
-                Claim::Ran(Some(result)) => {
-                    let _ = gateway.record_approval(record, note("replayed")).await;
-                    Approval::Replayed(result)
-                }
-                Claim::Ran(None) | Claim::Running | Claim::Unknown => {
-                    refused(Answer::Failed(
-                        "its requestState is expired, already used, or for another action; call again without it to be asked anew".to_owned(),
-                    ))
-                }
-            };
+        if let Some(id) = call.claimed_approval {
+            return self
+                .approve_retry(call, pending, shown, record, &asking, id)
+                .await;
         }
-
+        let context = call.context;
         // Capabilities are read per request: a client that did not declare elicitation on
         // this one cannot be asked.
         if !declares_form_elicitation(context) {
             let _ = gateway
-                .record_approval(record, note(Answer::Unavailable.as_str()))
+                .record_approval(record, asking.note(Answer::Unavailable.as_str()))
                 .await;
-            return refused(Answer::Unavailable);
+            return asking.refused(Answer::Unavailable);
         }
-        if let Err(message) = gateway.record_approval(record, note("asked")).await {
-            return refused(Answer::Failed(message));
+        if let Err(message) = gateway.record_approval(record, asking.note("asked")).await {
+            return asking.refused(Answer::Failed(message));
         }
         let timeout = gateway.approval_timeout;
         if Self::is_stateless(context) {
-            let id = gateway.approvals.open(&fingerprint, timeout);
-            let state = gateway
-                .states
-                .seal_for(&SealedRound::Approval { id }, bound_to, timeout);
+            let id = gateway.approvals.open(&asking.fingerprint, timeout);
+            let state =
+                gateway
+                    .states
+                    .seal_for(&SealedRound::Approval { id }, &call.bound_to, timeout);
             let mut questions = InputRequests::new();
             questions.insert(
                 APPROVAL_KEY.to_owned(),
@@ -257,16 +284,63 @@ impl PortcullisServer {
                 Ok(Err(error)) => Answer::Failed(format!("the client did not answer: {error}")),
                 Ok(Ok(result)) => Answer::from_result(&result),
             };
-        if let Err(message) = gateway.record_approval(record, note(answer.as_str())).await {
-            return refused(Answer::Failed(message));
+        if let Err(message) = gateway
+            .record_approval(record, asking.note(answer.as_str()))
+            .await
+        {
+            return asking.refused(Answer::Failed(message));
         }
-        match granted(&answer) {
-            Some(granted) => Approval::Granted {
-                permit: pending.grant(granted),
-                fingerprint,
-                stateless: None,
-            },
-            None => refused(answer),
+        asking.conclude(pending, shown, answer, None)
+    }
+
+    /// A stateless retry: the answer travels with it, for the approval `id` its sealed
+    /// `requestState` names. Capabilities are read per request, so the retry must itself
+    /// declare the form elicitation it answers; one that does not approves nothing (and leaves
+    /// the approval open for one that does).
+    async fn approve_retry(
+        &self,
+        call: &CallContext<'_>,
+        pending: PendingApproval,
+        shown: &CallAction,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+        id: u64,
+    ) -> Approval {
+        let gateway = &self.gateway;
+        if !declares_form_elicitation(call.context) {
+            return asking.refused(Answer::Failed(
+                "the retry answering it does not declare form elicitation; retry with the capabilities the first request declared".to_owned(),
+            ));
+        }
+        match gateway.approvals.claim(id, &asking.fingerprint) {
+            Claim::Open => {
+                let answer = call
+                    .request
+                    .input_responses
+                    .as_ref()
+                    .and_then(|responses| responses.get(APPROVAL_KEY))
+                    .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
+                    .map_or(Answer::Cancelled, |result| Answer::from_result(&result));
+                if let Err(message) = gateway
+                    .record_approval(record, asking.note(answer.as_str()))
+                    .await
+                {
+                    gateway.approvals.finish(id, None);
+                    return asking.refused(Answer::Failed(message));
+                }
+                let approval = asking.conclude(pending, shown, answer, Some(id));
+                if !matches!(approval, Approval::Granted { .. }) {
+                    gateway.approvals.finish(id, None);
+                }
+                approval
+            }
+            Claim::Ran(Some(result)) => {
+                let _ = gateway.record_approval(record, asking.note("replayed")).await;
+                Approval::Replayed(result)
+            }
+            Claim::Ran(None) | Claim::Running | Claim::Unknown => asking.refused(Answer::Failed(
+                "its requestState is expired, already used, or for another action; call again without it to be asked anew".to_owned(),
+            )),
         }
     }
 }

@@ -6,7 +6,7 @@ use portcullis_core::{Effect, ToolRules};
 
 use super::{CallContext, Resolved, Stop};
 use crate::approval::{self, Reach};
-use crate::authorize::{Authorized, Refusal};
+use crate::authorize::{Authorized, CallAction, CallQuestion, Refusal};
 use crate::evidence::summary;
 use crate::server::PortcullisServer;
 
@@ -52,15 +52,22 @@ impl PortcullisServer {
         let reach = approval::reach(upstream.spec.surface, hints, arguments, |host| {
             gateway.taints.has_read(&call.taint_key, host)
         });
+        let action = CallAction::new(
+            upstream.name().as_str(),
+            local,
+            arguments,
+            &resolved.definition_digest,
+        );
+        let question = CallQuestion {
+            upstream,
+            visible: resolved.visible,
+            arguments,
+            facts,
+            reach: &reach,
+            action,
+        };
         let authorized = gateway
-            .authorize_call(
-                call.envelope,
-                upstream,
-                resolved.visible,
-                arguments,
-                facts,
-                &reach,
-            )
+            .authorize_call(call.envelope, question)
             .map_err(|refusal| match refusal {
                 Refusal::Hidden => Stop::Unknown("hidden from this identity"),
                 Refusal::Denied { reason, decision } => Stop::Refused {

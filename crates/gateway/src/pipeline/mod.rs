@@ -29,9 +29,9 @@ mod stateless;
 
 use std::sync::Arc;
 
-pub(crate) use approve::Granted;
+pub use approve::Granted;
 
-use portcullis_core::evidence::DecisionSummary;
+use portcullis_core::evidence::{DecisionSummary, Outcome};
 use portcullis_core::{Effect, IdentityEnvelope};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, Tool};
@@ -39,7 +39,7 @@ use rmcp::service::{RequestContext, RoleServer};
 
 use crate::attach::Attachment;
 use crate::authorize::{CallPermit, VisibleTool};
-use crate::call::{UpstreamCall, tool_error};
+use crate::call::{CallParts, NotPermitted, UpstreamCall, tool_error};
 use crate::evidence::{CallRecord, summary};
 use crate::server::{PortcullisServer, asker_for, binding, listener_for, progress_of};
 use crate::state::{SealedRound, StateError};
@@ -70,8 +70,9 @@ pub(crate) struct Resolved<'r> {
     pub local: &'r str,
     pub visible: VisibleTool<'r>,
     pub connection: Arc<Connection>,
-    /// The tool's definition as listed to the client.
+    /// The tool's definition as listed to the client, and its digest.
     pub definition: Tool,
+    pub definition_digest: String,
 }
 
 /// Why a call stops before it runs.
@@ -236,48 +237,65 @@ impl PortcullisServer {
         ready: Ready<'_>,
     ) -> Result<CallToolResponse, McpError> {
         let gateway = &self.gateway;
-        let request = call.request;
-        // INVARIANT: the intent is durable before the upstream hears of the call.
-        if let Err(message) = gateway
+        let Ready {
+            resolved,
+            permit,
+            effect,
+            attachment,
+            credential_note,
+            approval_note,
+            stateless_approval,
+        } = ready;
+        // INVARIANT: the intent is durable before the upstream hears of the call: the upstream
+        // call cannot be built without the `DurableIntent` that recording it returns.
+        let intent = match gateway
             .record_intent(
                 &mut record,
-                request.arguments.as_ref(),
-                summary(gateway, Some(ready.permit.decision())),
-                ready.effect,
-                ready.approval_note,
-                ready.credential_note,
+                call.request.arguments.as_ref(),
+                summary(gateway, Some(permit.decision())),
+                effect,
+                approval_note,
+                credential_note,
             )
             .await
         {
-            if let Some(id) = ready.stateless_approval {
-                gateway.approvals.finish(id, None);
+            Ok(intent) => intent,
+            Err(message) => {
+                if let Some(id) = stateless_approval {
+                    gateway.approvals.finish(id, None);
+                }
+                return Ok(tool_error(message));
             }
-            return Ok(tool_error(message));
-        }
-        let upstream_call = UpstreamCall {
-            record,
-            permit: ready.permit,
-            upstream: ready.resolved.upstream.clone(),
-            connection: ready.resolved.connection,
-            local: ready.resolved.local.to_owned(),
-            arguments: request.arguments.clone(),
-            namespacing: gateway.namespacing,
-            // Answers a stateless client sent without a `requestState` of Portcullis's go to
-            // the upstream on the first round, which decides what they mean (they approve
-            // nothing here).
-            first_responses: request
-                .request_state
-                .is_none()
-                .then(|| request.input_responses.clone())
-                .flatten(),
-            taint_key: call.taint_key.clone(),
-            attachment: ready.attachment,
+        };
+        let definition = record.definition_digest().to_owned();
+        let parts = self.call_parts(call, record, resolved, attachment);
+        let upstream_call = match UpstreamCall::new(permit, intent, parts, &definition) {
+            Ok(upstream_call) => upstream_call,
+            Err(NotPermitted { parts }) => {
+                // Unreachable by construction (the permit was made for these very parts); if
+                // it ever happens, nothing runs, and the intent gets its outcome.
+                let reason = "its permit is for another action";
+                tracing::error!(tool = %call.request.name, reason, "the call did not run");
+                let _ = gateway
+                    .record_outcome(
+                        &parts.record,
+                        Outcome::NotRun {
+                            reason: reason.to_owned(),
+                        },
+                        Vec::new(),
+                    )
+                    .await;
+                return Ok(tool_error(format!(
+                    "portcullis could not run `{}`: {reason}; the call did not run",
+                    call.request.name
+                )));
+            }
         };
         if call.stateless {
             let answer = self
                 .start_stateless(upstream_call, &call.bound_to, call.context)
                 .await;
-            if let Some(id) = ready.stateless_approval {
+            if let Some(id) = stateless_approval {
                 let result = match &answer {
                     Ok(CallToolResponse::Complete(result)) => Some(result.clone()),
                     _ => None,
@@ -290,7 +308,7 @@ impl PortcullisServer {
         let route = CallRoute {
             session: self.session,
             client_roots: self.offered_roots(),
-            request: Some(upstream_call.record.request().clone()),
+            request: Some(upstream_call.record().request().clone()),
             asker: asker_for(context),
             listener: listener_for(context),
             log_level: self.log_level_for(context),
@@ -298,5 +316,35 @@ impl PortcullisServer {
         upstream_call
             .run(&self.gateway, &route, progress_of(context), &context.ct)
             .await
+    }
+
+    /// What the upstream call is made of: the resolved tool, the arguments as sent, and where
+    /// its answers and taint go.
+    fn call_parts(
+        &self,
+        call: &CallContext<'_>,
+        record: CallRecord,
+        resolved: Resolved<'_>,
+        attachment: Option<Attachment>,
+    ) -> CallParts {
+        let request = call.request;
+        CallParts {
+            record,
+            upstream: resolved.upstream,
+            connection: resolved.connection,
+            local: resolved.local.to_owned(),
+            arguments: request.arguments.clone(),
+            namespacing: self.gateway.namespacing,
+            // Answers a stateless client sent without a `requestState` of Portcullis's go to
+            // the upstream on the first round, which decides what they mean (they approve
+            // nothing here).
+            first_responses: request
+                .request_state
+                .is_none()
+                .then(|| request.input_responses.clone())
+                .flatten(),
+            taint_key: call.taint_key.clone(),
+            attachment,
+        }
     }
 }

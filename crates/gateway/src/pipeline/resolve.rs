@@ -40,12 +40,14 @@ impl PortcullisServer {
             return Err(Stop::Unknown("no such tool"));
         };
         record.set_definition(&definition);
+        let definition_digest = record.definition_digest().to_owned();
         Ok(Resolved {
             upstream,
             local,
             visible,
             connection,
             definition,
+            definition_digest,
         })
     }
 }

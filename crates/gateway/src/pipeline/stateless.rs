@@ -73,7 +73,7 @@ impl PortcullisServer {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             // A stateless request has no session to ask for roots: config's roots alone.
             client_roots: None,
-            request: Some(call.record.request().clone()),
+            request: Some(call.record().request().clone()),
             asker,
             listener: None,
             log_level: self.log_level_for(context),
