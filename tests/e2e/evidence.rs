@@ -32,7 +32,7 @@ fn audit(args: &[&str]) -> (bool, String, String) {
 }
 
 /// The events of an evidence log, in order.
-pub fn records(log: &Path) -> Vec<Value> {
+pub(crate) fn records(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::support::bin;
 
-pub type Client = RunningService<RoleClient, ()>;
+pub(crate) type Client = RunningService<RoleClient, ()>;
 
 /// Starts Portcullis over stdio with `config` and connects to it.
-pub async fn connect(config: &Path, env: &[(&str, &str)]) -> Client {
+pub(crate) async fn connect(config: &Path, env: &[(&str, &str)]) -> Client {
     let mut command = tokio::process::Command::new(bin("portcullis"));
     command
         .args(["serve", "--config"])
@@ -27,7 +27,7 @@ pub async fn connect(config: &Path, env: &[(&str, &str)]) -> Client {
         .unwrap_or_else(|e| panic!("cannot connect to portcullis: {e}"))
 }
 
-pub async fn tool_names(client: &Client) -> Vec<String> {
+pub(crate) async fn tool_names(client: &Client) -> Vec<String> {
     let tools: Vec<Tool> = client
         .list_all_tools()
         .await
@@ -36,7 +36,7 @@ pub async fn tool_names(client: &Client) -> Vec<String> {
 }
 
 /// Waits until the tool list satisfies `done`, up to `limit`; returns the last list.
-pub async fn wait_for_tools(
+pub(crate) async fn wait_for_tools(
     client: &Client,
     limit: std::time::Duration,
     done: impl Fn(&[String]) -> bool,
@@ -52,7 +52,11 @@ pub async fn wait_for_tools(
 }
 
 /// Calls `name` through any rmcp client (a `RunningService` derefs to its peer).
-pub async fn call(client: &Peer<RoleClient>, name: &str, arguments: Value) -> CallToolResult {
+pub(crate) async fn call(
+    client: &Peer<RoleClient>,
+    name: &str,
+    arguments: Value,
+) -> CallToolResult {
     let arguments = match arguments {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
@@ -63,7 +67,7 @@ pub async fn call(client: &Peer<RoleClient>, name: &str, arguments: Value) -> Ca
         .unwrap_or_else(|e| panic!("tools/call {name} failed at the protocol level: {e}"))
 }
 
-pub fn text(result: &CallToolResult) -> String {
+pub(crate) fn text(result: &CallToolResult) -> String {
     result
         .content
         .iter()

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The longest any single client driver run may take before the test fails.
-pub const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -31,7 +31,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// A workspace binary, built by `cargo build --workspace` before the tests run.
-pub fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let path = target_dir().join("debug").join(name);
     assert!(
         path.is_file(),
@@ -42,7 +42,7 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A file installed by `scripts/setup.sh` under `tests/node/node_modules`.
-pub fn node_module(path: &str) -> PathBuf {
+pub(crate) fn node_module(path: &str) -> PathBuf {
     let full = repo_root().join("tests/node/node_modules").join(path);
     assert!(
         full.exists(),
@@ -52,7 +52,7 @@ pub fn node_module(path: &str) -> PathBuf {
     full
 }
 
-pub fn everything_server() -> Vec<String> {
+pub(crate) fn everything_server() -> Vec<String> {
     vec![
         "node".into(),
         node_module("@modelcontextprotocol/server-everything/dist/index.js")
@@ -62,7 +62,7 @@ pub fn everything_server() -> Vec<String> {
     ]
 }
 
-pub fn filesystem_server(root: &Path) -> Vec<String> {
+pub(crate) fn filesystem_server(root: &Path) -> Vec<String> {
     vec![
         "node".into(),
         node_module("@modelcontextprotocol/server-filesystem/dist/index.js")
@@ -72,7 +72,7 @@ pub fn filesystem_server(root: &Path) -> Vec<String> {
     ]
 }
 
-pub fn fixture_server(scratch: &Path, extra: &[&str]) -> Vec<String> {
+pub(crate) fn fixture_server(scratch: &Path, extra: &[&str]) -> Vec<String> {
     let mut argv = vec![
         bin("portcullis-fixture").display().to_string(),
         "--scratch".into(),
@@ -85,7 +85,7 @@ pub fn fixture_server(scratch: &Path, extra: &[&str]) -> Vec<String> {
 /// The `command`, `roots` and `cwd` lines of a fixture upstream working in `scratch`: contained,
 /// the fixture can use nothing but its scratch directory, and its working directory is that
 /// directory too, so Portcullis resolves its relative path arguments as the fixture does.
-pub fn fixture_upstream(scratch: &Path, extra: &[&str]) -> String {
+pub(crate) fn fixture_upstream(scratch: &Path, extra: &[&str]) -> String {
     let scratch_dir = toml_string(&scratch.display().to_string());
     format!(
         "command = {}\nroots = [{scratch_dir}]\ncwd = {scratch_dir}\n",
@@ -94,23 +94,23 @@ pub fn fixture_upstream(scratch: &Path, extra: &[&str]) -> String {
 }
 
 /// A TOML array of strings.
-pub fn toml_array(items: &[String]) -> String {
+pub(crate) fn toml_array(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
     format!("[{}]", quoted.join(", "))
 }
 
 /// A TOML basic string.
-pub fn toml_string(text: &str) -> String {
+pub(crate) fn toml_string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// A scratch directory with a config in it.
-pub struct Scratch {
+pub(crate) struct Scratch {
     pub dir: tempfile::TempDir,
 }
 
 impl Scratch {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::Builder::new()
                 .prefix("portcullis-e2e-")
@@ -119,18 +119,18 @@ impl Scratch {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// A subdirectory, created.
-    pub fn sub(&self, name: &str) -> PathBuf {
+    pub(crate) fn sub(&self, name: &str) -> PathBuf {
         let path = self.path().join(name);
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {name}: {e}"));
         path
     }
 
-    pub fn config(&self, body: &str) -> PathBuf {
+    pub(crate) fn config(&self, body: &str) -> PathBuf {
         let path = self.path().join("portcullis.toml");
         std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
         path
@@ -138,7 +138,7 @@ impl Scratch {
 
     /// A config for the tests of the relay itself: `fixtures/policy/permit-all.cedar` allows
     /// everything, so that they exercise the pipe and not the policy.
-    pub fn relay_config(&self, body: &str) -> PathBuf {
+    pub(crate) fn relay_config(&self, body: &str) -> PathBuf {
         let policy = repo_root().join("fixtures/policy/permit-all.cedar");
         // The relay tests are about the pipe: their upstreams are trusted content, so that an
         // earlier answer does not make later calls ask for approval (tests/e2e/approval.rs
@@ -152,7 +152,7 @@ impl Scratch {
 }
 
 /// A running `portcullis serve --listen` process; killed on drop. Its stderr is kept.
-pub struct Portcullis {
+pub(crate) struct Portcullis {
     child: Child,
     pub url: String,
     pub port: u16,
@@ -161,16 +161,16 @@ pub struct Portcullis {
 
 impl Portcullis {
     /// Starts Portcullis on a free loopback port and waits until it serves.
-    pub fn http(config: &Path) -> Self {
+    pub(crate) fn http(config: &Path) -> Self {
         Self::http_with_env(config, &[])
     }
 
-    pub fn http_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn http_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         Self::http_on(config, "127.0.0.1:0", env)
     }
 
     /// Starts Portcullis on `listen` (e.g. a port chosen with [`free_port`]).
-    pub fn http_on(config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn http_on(config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin("portcullis"))
             .args(["serve", "--config"])
             .arg(config)
@@ -216,24 +216,24 @@ impl Portcullis {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// The process id, for tests that check nothing else could signal it.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Ends the process with SIGKILL: no shutdown code runs.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Ends the process with SIGTERM, as a service manager would, and waits (at most 20 s)
     /// for it to exit; true when it exited successfully.
-    pub fn terminate(&mut self) -> bool {
+    pub(crate) fn terminate(&mut self) -> bool {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -248,13 +248,13 @@ impl Portcullis {
     }
 
     /// Waits until the log contains `needle`, up to `limit`.
-    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+    pub(crate) fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
         wait_until(limit, || self.log().contains(needle))
     }
 }
 
 /// Polls `done` every 50 ms until it holds (true) or `limit` has passed (false).
-pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if done() {
@@ -273,7 +273,7 @@ impl Drop for Portcullis {
 }
 
 /// The command that runs Portcullis over stdio with `config`, for a client to launch.
-pub fn portcullis_stdio(config: &Path) -> Vec<String> {
+pub(crate) fn portcullis_stdio(config: &Path) -> Vec<String> {
     vec![
         bin("portcullis").display().to_string(),
         "serve".into(),
@@ -283,7 +283,7 @@ pub fn portcullis_stdio(config: &Path) -> Vec<String> {
 }
 
 /// Where a client driver connects.
-pub enum Target<'a> {
+pub(crate) enum Target<'a> {
     Http(&'a str),
     Stdio(&'a [String]),
 }
@@ -340,14 +340,14 @@ fn run_driver(mut command: Command, target: &Target<'_>, args: &[&str]) -> Value
 }
 
 /// Runs the official TypeScript SDK client driver and returns its observations.
-pub fn ts_client(target: &Target<'_>, args: &[&str]) -> Value {
+pub(crate) fn ts_client(target: &Target<'_>, args: &[&str]) -> Value {
     let mut command = Command::new("node");
     command.arg(repo_root().join("tests/node/client.mjs"));
     run_driver(command, target, args)
 }
 
 /// Runs the official Python SDK client driver and returns its observations.
-pub fn py_client(target: &Target<'_>, args: &[&str]) -> Value {
+pub(crate) fn py_client(target: &Target<'_>, args: &[&str]) -> Value {
     let python = repo_root().join(".venv/bin/python");
     assert!(
         python.is_file(),
@@ -359,7 +359,7 @@ pub fn py_client(target: &Target<'_>, args: &[&str]) -> Value {
 }
 
 /// Names in a list of objects with a `name` field.
-pub fn names(list: &Value) -> Vec<String> {
+pub(crate) fn names(list: &Value) -> Vec<String> {
     list.as_array()
         .map(|items| {
             items
@@ -371,7 +371,7 @@ pub fn names(list: &Value) -> Vec<String> {
 }
 
 /// All text in a tool result's content.
-pub fn result_text(result: &Value) -> String {
+pub(crate) fn result_text(result: &Value) -> String {
     result
         .get("content")
         .and_then(Value::as_array)
@@ -386,13 +386,13 @@ pub fn result_text(result: &Value) -> String {
 }
 
 /// Sends one raw HTTP request to loopback and returns the status code.
-pub fn raw_http_status(port: u16, request: &str) -> u16 {
+pub(crate) fn raw_http_status(port: u16, request: &str) -> u16 {
     raw_http(port, request).0
 }
 
 /// Sends one raw HTTP request (which should say `Connection: close`) to loopback and returns
 /// the status code and the whole response text, headers and body.
-pub fn raw_http(port: u16, request: &str) -> (u16, String) {
+pub(crate) fn raw_http(port: u16, request: &str) -> (u16, String) {
     let stream = TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
     exchange(stream, request)
@@ -400,7 +400,7 @@ pub fn raw_http(port: u16, request: &str) -> (u16, String) {
 
 /// As `raw_http`, from another loopback address (`127.0.0.2`, say): another client, as far as
 /// an address can tell.
-pub fn raw_http_from(source: std::net::Ipv4Addr, port: u16, request: &str) -> (u16, String) {
+pub(crate) fn raw_http_from(source: std::net::Ipv4Addr, port: u16, request: &str) -> (u16, String) {
     let stream = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -437,7 +437,7 @@ fn exchange(mut stream: TcpStream, request: &str) -> (u16, String) {
 }
 
 /// A loopback port that was free a moment ago (for a config that must name its own URL).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -446,7 +446,7 @@ pub fn free_port() -> u16 {
 
 /// A real OpenID provider (npm `oidc-provider`, driven by `tests/node/oidc.mjs`) on loopback,
 /// with the tokens it issued; stopped when dropped (its stdin closes).
-pub struct OpenIdProvider {
+pub(crate) struct OpenIdProvider {
     child: Child,
     pub issuer: String,
     tokens: Value,
@@ -456,12 +456,12 @@ pub struct OpenIdProvider {
 
 impl OpenIdProvider {
     /// Starts the provider; its tokens are for `resource`.
-    pub fn start(resource: &str) -> Self {
+    pub(crate) fn start(resource: &str) -> Self {
         Self::start_with(resource, &[])
     }
 
     /// Starts the provider with `extra` flags (e.g. its upstream mode).
-    pub fn start_with(resource: &str, extra: &[&str]) -> Self {
+    pub(crate) fn start_with(resource: &str, extra: &[&str]) -> Self {
         let node = node_module("node/bin/node");
         let mut child = Command::new(node)
             .arg(repo_root().join("tests/node/oidc.mjs"))
@@ -493,7 +493,7 @@ impl OpenIdProvider {
     }
 
     /// One of the tokens `tests/node/oidc.mjs` documents (`alice`, `bob`, `expired`, ...).
-    pub fn token(&self, name: &str) -> String {
+    pub(crate) fn token(&self, name: &str) -> String {
         self.tokens[name]
             .as_str()
             .unwrap_or_else(|| panic!("the provider issued no `{name}` token"))

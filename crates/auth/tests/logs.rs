@@ -3,7 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 #[path = "../src/tests/idp.rs"]
-#[allow(dead_code, reason = "shared with the unit tests, which use all of it")]
+#[expect(dead_code, reason = "shared with the unit tests, which use all of it")]
 mod idp;
 
 use std::collections::BTreeSet;

@@ -9,6 +9,7 @@
 //!
 //! `cargo build --release -p portcullis -p portcullis-fixture` first; then
 //! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
+#![forbid(unsafe_code)]
 
 mod measure;
 mod node;

@@ -11,24 +11,24 @@ mod tests;
 
 /// Every call's duration, and the wall time the calls took together.
 #[derive(Default)]
-pub struct Samples {
+pub(crate) struct Samples {
     durations: Vec<Duration>,
     wall: Duration,
 }
 
 impl Samples {
-    pub fn new(durations: Vec<Duration>, wall: Duration) -> Self {
+    pub(crate) fn new(durations: Vec<Duration>, wall: Duration) -> Self {
         Self { durations, wall }
     }
 
     /// Adds another batch, as if its calls had run right after this one's.
-    pub fn extend(&mut self, other: Samples) {
+    pub(crate) fn extend(&mut self, other: Samples) {
         self.durations.extend(other.durations);
         self.wall += other.wall;
     }
 
     /// Sorts the durations once and reads the figures off them.
-    pub fn summary(mut self) -> Summary {
+    pub(crate) fn summary(mut self) -> Summary {
         self.durations.sort_unstable();
         let wall_secs = self.wall.as_secs_f64();
         Summary {
@@ -46,7 +46,7 @@ impl Samples {
 
 /// Latency and throughput of one path at one concurrency.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub calls: usize,
     pub p50: Duration,
     pub p99: Duration,
@@ -55,7 +55,7 @@ pub struct Summary {
 
 /// The nearest-rank percentile of sorted samples: the smallest sample with at least a share
 /// `quantile` of all samples at or below it. Zero for no samples.
-pub fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
     let rank = (quantile * sorted.len() as f64).ceil() as usize;
     sorted
         .get(rank.saturating_sub(1))
@@ -80,7 +80,7 @@ async fn timed_call(peer: &Peer<RoleClient>) -> anyhow::Result<Duration> {
 
 /// Makes `calls` calls from `concurrency` tasks that share `peer`, each task calling one
 /// after another; the remainder of an uneven split goes to the first tasks.
-pub async fn run_calls(
+pub(crate) async fn run_calls(
     peer: &Peer<RoleClient>,
     calls: usize,
     concurrency: usize,

@@ -14,14 +14,14 @@ use anyhow::{Context, bail};
 use crate::measure::{Samples, Summary};
 
 /// Where the Node client lives: `node` (22, from the npm package) and `bench.mjs`.
-pub struct NodeClient {
+pub(crate) struct NodeClient {
     node: PathBuf,
     script: PathBuf,
 }
 
 impl NodeClient {
     /// The client in `dir` (`tests/node`, after `scripts/setup.sh`).
-    pub fn in_dir(dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn in_dir(dir: &Path) -> anyhow::Result<Self> {
         let node = dir.join("node_modules/node/bin/node");
         let script = dir.join("bench.mjs");
         for path in [&node, &script] {
@@ -67,13 +67,13 @@ impl NodeClient {
 }
 
 /// Both routes' figures for the Node client.
-pub struct NodeFigures {
+pub(crate) struct NodeFigures {
     pub direct: Summary,
     pub through: Summary,
 }
 
 /// `calls` calls per route in `rounds` alternating rounds (a fresh client each round).
-pub async fn measure(
+pub(crate) async fn measure(
     client: &NodeClient,
     direct_url: &str,
     through_url: &str,

@@ -16,7 +16,7 @@ use crate::measure::{Samples, Summary};
 
 /// Decides `decisions` calls of `echo` (a read) and returns the time each call's two checks
 /// took; fails if the shipped policy does not allow the call, since then it measured a deny.
-pub fn measure_policy(decisions: usize) -> anyhow::Result<Summary> {
+pub(crate) fn measure_policy(decisions: usize) -> anyhow::Result<Summary> {
     let engine = PolicyEngine::load(
         &Source {
             name: "portcullis.cedarschema".to_owned(),
@@ -78,7 +78,7 @@ pub fn measure_policy(decisions: usize) -> anyhow::Result<Summary> {
 }
 
 /// One line for the tables.
-pub fn describe(summary: &Summary, direct_p50: Option<Duration>) -> String {
+pub(crate) fn describe(summary: &Summary, direct_p50: Option<Duration>) -> String {
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let mut line = format!(
         "Policy, in process (list check + call check of `echo` under the shipped default policy, {} calls): p50 {:.1} µs, p99 {:.1} µs",

@@ -11,7 +11,7 @@ mod tests;
 const TICKS_PER_SEC: u64 = 100;
 
 /// A `kB` field of /proc/PID/status (`VmRSS` now, `VmHWM` peak), in KiB.
-pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn memory_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status_field_kib(&status, field)
 }
@@ -24,13 +24,13 @@ pub(crate) fn status_field_kib(status: &str, field: &str) -> Option<u64> {
 }
 
 /// User plus system CPU time of a process, all its threads (live and exited) together.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat_cpu_time(&stat)
 }
 
 /// Our own CPU time (the benchmark client).
-pub fn own_cpu_time() -> Option<Duration> {
+pub(crate) fn own_cpu_time() -> Option<Duration> {
     cpu_time(std::process::id())
 }
 
@@ -47,7 +47,7 @@ pub(crate) fn stat_cpu_time(stat: &str) -> Option<Duration> {
 }
 
 /// The direct children of a process (the union of each thread's children).
-pub fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -66,7 +66,7 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// The 1, 5 and 15 minute load averages of the machine, as /proc/loadavg writes them.
-pub fn load_average() -> Option<String> {
+pub(crate) fn load_average() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let fields: Vec<&str> = text.split_whitespace().take(3).collect();
     (fields.len() == 3).then(|| fields.join(" "))

@@ -17,13 +17,13 @@ const TARGET_IDLE_RSS_KIB: u64 = 20 * 1024;
 
 /// One concurrency level and the calls measured per route at it.
 #[derive(Clone, Copy)]
-pub struct Level {
+pub(crate) struct Level {
     pub concurrency: usize,
     pub calls: usize,
 }
 
 /// How the figures were taken.
-pub struct Settings {
+pub(crate) struct Settings {
     pub rounds: usize,
     pub warmup: usize,
     /// The machine's load averages before and after the run: the noise it ran in.
@@ -32,7 +32,7 @@ pub struct Settings {
 }
 
 /// One route's figures at one level. CPU is per call, in microseconds.
-pub struct RouteFigures {
+pub(crate) struct RouteFigures {
     pub samples: Summary,
     pub cpu_client_us: f64,
     pub cpu_servers_us: f64,
@@ -40,7 +40,7 @@ pub struct RouteFigures {
 }
 
 /// Both routes at one level of one transport.
-pub struct Row {
+pub(crate) struct Row {
     pub transport: Transport,
     pub level: Level,
     pub direct: RouteFigures,
@@ -67,7 +67,7 @@ impl Row {
 }
 
 /// Portcullis's memory on one transport: after start and one `tools/list`, then after load.
-pub struct Memory {
+pub(crate) struct Memory {
     pub transport: Transport,
     pub idle_rss_kib: Option<u64>,
     pub after_rss_kib: Option<u64>,
@@ -90,7 +90,7 @@ fn verdict(met: bool) -> &'static str {
 }
 
 /// The three tables (routes, overhead, memory) and the targets, in Markdown.
-pub fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> String {
+pub(crate) fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> String {
     let mut out = String::new();
     let levels: Vec<String> = rows
         .iter()
@@ -229,7 +229,7 @@ fn route_json(figures: &RouteFigures) -> Value {
 }
 
 /// The same figures as one JSON document.
-pub fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Value {
+pub(crate) fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Value {
     json!({
         "warmup_calls": settings.warmup,
         "rounds": settings.rounds,
@@ -261,7 +261,7 @@ pub fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Value {
 }
 
 /// The Node client case as a Markdown table.
-pub fn node_table(figures: &crate::node::NodeFigures) -> String {
+pub(crate) fn node_table(figures: &crate::node::NodeFigures) -> String {
     let mut text = String::from(
         "Official TypeScript SDK client over HTTP, one caller:\n\n\
          | route | calls | p50 µs | p99 µs |\n| --- | --- | --- | --- |\n",
@@ -288,7 +288,7 @@ pub fn node_table(figures: &crate::node::NodeFigures) -> String {
 }
 
 /// The Node client case as JSON (microseconds).
-pub fn node_json(figures: &crate::node::NodeFigures) -> Value {
+pub(crate) fn node_json(figures: &crate::node::NodeFigures) -> Value {
     let route = |summary: &Summary| json!({"calls": summary.calls, "p50": micros(summary.p50), "p99": micros(summary.p99)});
     json!({"direct": route(&figures.direct), "through": route(&figures.through)})
 }

@@ -19,13 +19,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The transport between the client and the server it talks to (and, through Portcullis,
 /// between Portcullis and the fixture too, so both routes cross the same kind of hop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
+pub(crate) enum Transport {
     Stdio,
     Http,
 }
 
 impl Transport {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Stdio => "stdio",
             Self::Http => "http",
@@ -34,13 +34,13 @@ impl Transport {
 }
 
 /// The two release binaries under test, by absolute path.
-pub struct Binaries {
+pub(crate) struct Binaries {
     pub fixture: PathBuf,
     pub portcullis: PathBuf,
 }
 
 /// A connected client and the processes that serve it.
-pub struct Route {
+pub(crate) struct Route {
     pub client: RunningService<RoleClient, ()>,
     /// Every server process on this route: the fixture, or Portcullis and its upstream fixture.
     pub server_pids: Vec<u32>,
@@ -54,7 +54,7 @@ pub struct Route {
 
 impl Route {
     /// Closes the client; stdio servers exit when their input closes, HTTP ones are killed.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let Self {
             client,
             _http_servers: servers,
@@ -66,7 +66,7 @@ impl Route {
 }
 
 /// The fixture, reached without Portcullis.
-pub async fn direct(
+pub(crate) async fn direct(
     transport: Transport,
     binaries: &Binaries,
     scratch: &Path,
@@ -102,7 +102,7 @@ pub async fn direct(
 }
 
 /// Portcullis in passthrough mode, its single upstream a fixture of its own.
-pub async fn through_portcullis(
+pub(crate) async fn through_portcullis(
     transport: Transport,
     binaries: &Binaries,
     scratch: &Path,

@@ -1,5 +1,6 @@
 //! The `portcullis` command: argument parsing, environment, tracing set-up and exit codes over
 //! the library crates. It decides nothing itself.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

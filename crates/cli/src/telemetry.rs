@@ -40,13 +40,13 @@ const ENDPOINT_VARIABLES: &[&str] = &[
 ];
 
 /// What must be flushed before the process exits.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
 impl Telemetry {
     /// Exports the spans still buffered (bounded by the SDK's export timeout).
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(error) = provider.shutdown()
         {
@@ -94,7 +94,7 @@ fn provider(export: bool) -> Option<SdkTracerProvider> {
 
 /// Installs the global subscriber: logs to stderr (stdout carries MCP in stdio mode) and, for
 /// `export`, spans to the collector the environment names.
-pub fn init(format: LogFormat, export: bool) -> Telemetry {
+pub(crate) fn init(format: LogFormat, export: bool) -> Telemetry {
     // No colours: every escape sequence in the log is escaped (see `EscapedStderr`), ours too.
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(|| EscapedStderr(std::io::stderr()))
@@ -145,7 +145,7 @@ impl std::io::Write for EscapedStderr {
 /// `text` with control characters (C0 but tab, DEL, C1), bidi controls and line and paragraph
 /// separators written as `\n`, `\r` or `\uXXXX`: readable, and still valid inside a JSON
 /// string.
-pub fn escape_log_text(text: &str) -> String {
+pub(crate) fn escape_log_text(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {

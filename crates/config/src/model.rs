@@ -21,21 +21,21 @@ use crate::raw::{
 };
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time an upstream may take to start and finish its handshake.
-pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a person has to answer an approval request unless config says otherwise.
-pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default number of list entries per page sent to the client.
-pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default streamable HTTP listener: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 /// Default clock skew tolerated on a bearer token's `exp` and `nbf`.
-pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+pub(crate) const DEFAULT_LEEWAY_SECS: u64 = 30;
 /// The evidence log, relative to the configuration's directory, when config names none.
-pub const DEFAULT_EVIDENCE: &str = "state/evidence.jsonl";
+pub(crate) const DEFAULT_EVIDENCE: &str = "state/evidence.jsonl";
 /// The user of the local identity when config names none.
-pub const DEFAULT_LOCAL_USER: &str = "local";
+pub(crate) const DEFAULT_LOCAL_USER: &str = "local";
 /// A contained upstream's address space unless config says otherwise: a ceiling against a
 /// runaway, not a budget (runtimes such as V8 reserve far more address space than they use).
 pub const DEFAULT_MEMORY_MB: u64 = 8192;
@@ -123,11 +123,11 @@ pub struct HttpSettings {
 }
 
 /// Session-era HTTP sessions kept at most, by default.
-pub const DEFAULT_MAX_SESSIONS: usize = 256;
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 256;
 /// Session-era HTTP sessions one client may hold, by default.
-pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 32;
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 32;
 /// How long an unused HTTP session is kept, by default.
-pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(120);
 
 /// One upstream MCP server.
 #[derive(Debug, Clone)]

@@ -3,19 +3,19 @@
 use serde_json::{Value, json};
 
 /// A 1x1 red PNG.
-pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+pub(crate) const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 /// A tiny WAV header with no samples.
-pub const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
+pub(crate) const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
 
 fn no_args() -> Value {
     json!({ "type": "object", "properties": {} })
 }
 
 /// The prompt that asks for input before it can be rendered (2026-07-28).
-pub const INPUT_REQUIRED_PROMPT: &str = "test_input_required_result_prompt";
+pub(crate) const INPUT_REQUIRED_PROMPT: &str = "test_input_required_result_prompt";
 
 /// The tools, as the wire shows them (the list-change triggers may add more).
-pub fn tools() -> Vec<Value> {
+pub(crate) fn tools() -> Vec<Value> {
     let simple = [
         ("test_simple_text", "Returns simple text"),
         ("test_image_content", "Returns an image"),
@@ -140,7 +140,7 @@ fn task_tools() -> Vec<Value> {
 }
 
 /// The resources, as the wire shows them (the skill's `SKILL.md` comes on top).
-pub fn resources() -> Vec<Value> {
+pub(crate) fn resources() -> Vec<Value> {
     vec![
         json!({ "uri": "test://static-text", "name": "static-text",
             "description": "A static text resource", "mimeType": "text/plain" }),
@@ -152,12 +152,12 @@ pub fn resources() -> Vec<Value> {
 }
 
 /// The resource templates, as the wire shows them.
-pub fn templates() -> Value {
+pub(crate) fn templates() -> Value {
     json!([{ "uriTemplate": "test://template/{id}/data", "name": "template", "description": "A templated resource", "mimeType": "application/json" }])
 }
 
 /// The prompts, as the wire shows them (the list-change triggers may add more).
-pub fn prompts() -> Vec<Value> {
+pub(crate) fn prompts() -> Vec<Value> {
     vec![
         json!({ "name": "test_simple_prompt", "description": "A simple prompt" }),
         json!({ "name": "test_prompt_with_arguments", "description": "A prompt with arguments", "arguments": [
@@ -171,7 +171,7 @@ pub fn prompts() -> Vec<Value> {
 }
 
 /// The content of a finished tool call, when it needs no client interaction.
-pub fn simple_result(name: &str) -> Option<Value> {
+pub(crate) fn simple_result(name: &str) -> Option<Value> {
     let content = match name {
         "test_simple_text" => {
             json!([{ "type": "text", "text": "This is a simple text response for testing." }])
@@ -203,7 +203,7 @@ pub fn simple_result(name: &str) -> Option<Value> {
     Some(json!({ "content": content }))
 }
 
-pub fn read(uri: &str) -> Option<Value> {
+pub(crate) fn read(uri: &str) -> Option<Value> {
     let contents = match uri {
         "test://static-text" => json!([{ "uri": uri, "mimeType": "text/plain",
             "text": "This is the content of the static text resource." }]),
@@ -223,7 +223,7 @@ pub fn read(uri: &str) -> Option<Value> {
     Some(json!({ "contents": contents }))
 }
 
-pub fn prompt(name: &str, arguments: &serde_json::Map<String, Value>) -> Option<Value> {
+pub(crate) fn prompt(name: &str, arguments: &serde_json::Map<String, Value>) -> Option<Value> {
     let arg = |key: &str| {
         arguments
             .get(key)
@@ -250,7 +250,7 @@ pub fn prompt(name: &str, arguments: &serde_json::Map<String, Value>) -> Option<
     Some(json!({ "messages": messages }))
 }
 
-pub fn elicitation_schema(tool: &str) -> Value {
+pub(crate) fn elicitation_schema(tool: &str) -> Value {
     match tool {
         "test_elicitation_sep1034_defaults" => json!({ "type": "object", "properties": {
             "name": { "type": "string", "default": "John Doe" },

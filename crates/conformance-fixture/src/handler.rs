@@ -35,14 +35,14 @@ const STATE_KEY_SEED: u8 = 11;
 
 /// The conformance fixture. Clones share their state, so every HTTP session sees one server.
 #[derive(Clone)]
-pub struct Conformance {
+pub(crate) struct Conformance {
     codec: Arc<RequestStateCodec>,
     lists: Arc<ListChanges>,
     tasks: Arc<Tasks>,
 }
 
 impl Conformance {
-    pub fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         let key: Vec<u8> = (0u8..32)
             .map(|i| i.wrapping_mul(37).wrapping_add(STATE_KEY_SEED))
             .collect();

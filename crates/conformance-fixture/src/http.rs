@@ -19,7 +19,7 @@ use crate::handler::Conformance;
 const MCP_PATH: &str = "/mcp";
 
 /// Binds `address`, prints the endpoint URL on stdout, and serves until Ctrl-C.
-pub async fn serve(fixture: Conformance, address: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn serve(fixture: Conformance, address: SocketAddr) -> anyhow::Result<()> {
     // The fixture does whatever a caller asks; keep it off every network but this machine's.
     if !address.ip().is_loopback() {
         bail!("`{address}` is not a loopback address: the fixture listens on loopback only");

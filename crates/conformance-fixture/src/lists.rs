@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// What the triggers added so far, and the open `subscriptions/listen` streams.
 #[derive(Default)]
-pub struct ListChanges {
+pub(crate) struct ListChanges {
     /// How many times a trigger ran: each run adds one tool and one prompt.
     added: Mutex<usize>,
     listeners: Mutex<Vec<SubscriptionSink>>,
@@ -22,7 +22,7 @@ impl ListChanges {
     }
 
     /// The tools the triggers added, as the wire shows them.
-    pub fn added_tools(&self) -> Vec<Value> {
+    pub(crate) fn added_tools(&self) -> Vec<Value> {
         (0..self.added())
             .map(|n| {
                 json!({ "name": format!("added_tool_{n}"),
@@ -33,7 +33,7 @@ impl ListChanges {
     }
 
     /// The prompts the triggers added, as the wire shows them.
-    pub fn added_prompts(&self) -> Vec<Value> {
+    pub(crate) fn added_prompts(&self) -> Vec<Value> {
         (0..self.added())
             .map(|n| {
                 json!({ "name": format!("added_prompt_{n}"),
@@ -43,14 +43,14 @@ impl ListChanges {
     }
 
     /// Remembers a `subscriptions/listen` stream until it closes.
-    pub fn listen(&self, sink: SubscriptionSink) {
+    pub(crate) fn listen(&self, sink: SubscriptionSink) {
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.push(sink);
         }
     }
 
     /// Adds a tool and a prompt, and tells every open listener that both lists changed.
-    pub async fn change(&self) {
+    pub(crate) async fn change(&self) {
         if let Ok(mut added) = self.added.lock() {
             *added += 1;
         }

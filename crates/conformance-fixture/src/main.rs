@@ -2,6 +2,7 @@
 //! that Portcullis in passthrough mode fronts it) or over streamable HTTP on a loopback address
 //! (so that the suite can run against it directly). The answers are written as the scenarios
 //! describe them; the definitions live in `catalog.rs`.
+#![forbid(unsafe_code)]
 
 mod catalog;
 mod handler;

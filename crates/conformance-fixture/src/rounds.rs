@@ -15,14 +15,14 @@ use serde_json::{Value, json};
 const MISSING_CAPABILITY: ErrorCode = ErrorCode(-32021);
 
 /// Parses a wire-shaped value into an rmcp type; fixture data that does not parse is a bug here.
-pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, McpError> {
+pub(crate) fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, McpError> {
     serde_json::from_value(value)
         .map_err(|e| McpError::internal_error(format!("fixture data does not parse: {e}"), None))
 }
 
 /// Parses a wire-shaped final result, marked `resultType: "complete"`: 2026-07-28 requires the
 /// mark on every final result, and rmcp strips it again for session-era peers.
-pub fn finished<T: DeserializeOwned>(mut result: Value) -> Result<T, McpError> {
+pub(crate) fn finished<T: DeserializeOwned>(mut result: Value) -> Result<T, McpError> {
     if let Some(object) = result.as_object_mut() {
         object.insert("resultType".to_owned(), json!("complete"));
     }
@@ -30,13 +30,13 @@ pub fn finished<T: DeserializeOwned>(mut result: Value) -> Result<T, McpError> {
 }
 
 /// A finished call with one text block.
-pub fn text(text: impl Into<String>) -> Result<CallToolResponse, McpError> {
+pub(crate) fn text(text: impl Into<String>) -> Result<CallToolResponse, McpError> {
     finished::<CallToolResult>(json!({ "content": [{ "type": "text", "text": text.into() }] }))
         .map(CallToolResponse::Complete)
 }
 
 /// An input-required result asking `requests` (keyed by the name the answer comes back under).
-pub fn input_required(
+pub(crate) fn input_required(
     requests: Value,
     state: Option<&str>,
 ) -> Result<InputRequiredResult, McpError> {
@@ -52,14 +52,14 @@ fn ask(requests: Value, state: Option<&str>) -> Result<CallToolResponse, McpErro
 }
 
 /// One form elicitation asking for a single required `field` of JSON type `kind`, under `key`.
-pub fn elicit(key: &str, message: &str, field: &str, kind: &str) -> Value {
+pub(crate) fn elicit(key: &str, message: &str, field: &str, kind: &str) -> Value {
     json!({ key: { "method": "elicitation/create", "params": { "mode": "form", "message": message,
         "requestedSchema": { "type": "object", "properties": { field: { "type": kind } },
             "required": [field] } } } })
 }
 
 /// One sampling request for `prompt`, under `key`.
-pub fn sample(key: &str, prompt: &str, max_tokens: u32) -> Value {
+pub(crate) fn sample(key: &str, prompt: &str, max_tokens: u32) -> Value {
     json!({ key: { "method": "sampling/createMessage", "params": {
         "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
         "maxTokens": max_tokens } } })
@@ -82,12 +82,12 @@ fn merge(parts: &[Value]) -> Value {
 }
 
 /// The client's answer to the input request named `key`, if it sent one.
-pub fn response<'a>(request: &'a CallToolRequestParams, key: &str) -> Option<&'a Value> {
+pub(crate) fn response<'a>(request: &'a CallToolRequestParams, key: &str) -> Option<&'a Value> {
     request.input_responses.as_ref()?.get(key)
 }
 
 /// The text a sampling answer carries, or nothing.
-pub fn sampled_text(answer: &Value) -> &str {
+pub(crate) fn sampled_text(answer: &Value) -> &str {
     answer
         .pointer("/content/text")
         .and_then(Value::as_str)
@@ -96,7 +96,7 @@ pub fn sampled_text(answer: &Value) -> &str {
 
 /// Answers the `test_input_required_result_*` tools and the two that test capability and
 /// streaming rules. Only for stateless (2026-07-28) requests.
-pub fn answer(
+pub(crate) fn answer(
     codec: &RequestStateCodec,
     request: &CallToolRequestParams,
     context: &RequestContext<RoleServer>,

@@ -41,12 +41,12 @@ fn skill() -> Result<Skill, McpError> {
 }
 
 /// `skills/list`: the one skill.
-pub fn list() -> Result<ListSkillsResult, McpError> {
+pub(crate) fn list() -> Result<ListSkillsResult, McpError> {
     Ok(ListSkillsResult::with_all_items(vec![skill()?]))
 }
 
 /// `skills/get`: the skill's entry, or `-32602` for any other URI.
-pub fn get(uri: &str) -> Result<GetSkillResult, McpError> {
+pub(crate) fn get(uri: &str) -> Result<GetSkillResult, McpError> {
     if uri != SKILL_URI {
         return Err(McpError::invalid_params(
             format!("no skill at `{uri}`"),
@@ -58,7 +58,7 @@ pub fn get(uri: &str) -> Result<GetSkillResult, McpError> {
 
 /// The resources the skill adds to `resources/list`: its `SKILL.md`, named and described as
 /// its frontmatter says.
-pub fn resources() -> Vec<Value> {
+pub(crate) fn resources() -> Vec<Value> {
     vec![
         json!({ "uri": SKILL_URI, "name": NAME, "description": DESCRIPTION,
         "mimeType": MARKDOWN }),
@@ -66,7 +66,7 @@ pub fn resources() -> Vec<Value> {
 }
 
 /// `resources/read` of one of the skill's files, or `None` if `uri` is not one.
-pub fn read(uri: &str) -> Option<Result<ReadResourceResult, McpError>> {
+pub(crate) fn read(uri: &str) -> Option<Result<ReadResourceResult, McpError>> {
     let (_, text) = FILES.iter().find(|(file, _)| *file == uri)?;
     Some(finished(
         json!({ "contents": [{ "uri": uri, "mimeType": MARKDOWN, "text": text }] }),
@@ -75,7 +75,7 @@ pub fn read(uri: &str) -> Option<Result<ReadResourceResult, McpError>> {
 
 /// `resources/directory/read`: the direct children of the skill's directory or of its
 /// `references/` subdirectory; `-32602` for anything else, files included.
-pub fn read_directory(uri: &str) -> Result<ListResourcesResult, McpError> {
+pub(crate) fn read_directory(uri: &str) -> Result<ListResourcesResult, McpError> {
     let children = match uri.strip_suffix('/').unwrap_or(uri) {
         "skill://pdf-processing" => json!([
             { "uri": SKILL_URI, "name": "SKILL.md", "mimeType": MARKDOWN },

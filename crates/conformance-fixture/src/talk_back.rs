@@ -32,7 +32,7 @@ const LOG_MESSAGES: [&str; 3] = [
 ];
 
 /// Whether this request comes from a stateless (2026-07-28 or later) client.
-pub fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
         .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
@@ -77,7 +77,9 @@ fn may_log(context: &RequestContext<RoleServer>, level: LoggingLevel) -> bool {
 }
 
 /// Logs three messages, a little apart.
-pub async fn log(context: &RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
+pub(crate) async fn log(
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, McpError> {
     if !may_log(context, LoggingLevel::Info) {
         return text("Tool with logging executed successfully");
     }
@@ -98,7 +100,9 @@ pub async fn log(context: &RequestContext<RoleServer>) -> Result<CallToolRespons
 }
 
 /// Reports progress 0, 50 and 100 of 100 against the request's progress token, if it has one.
-pub async fn progress(context: &RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
+pub(crate) async fn progress(
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, McpError> {
     let token = context.meta.get_progress_token();
     for (index, progress) in [0.0, 50.0, 100.0].into_iter().enumerate() {
         if index > 0 {
@@ -117,7 +121,7 @@ pub async fn progress(context: &RequestContext<RoleServer>) -> Result<CallToolRe
 }
 
 /// Asks the client's model the `prompt` argument and returns what it said.
-pub async fn sampling(
+pub(crate) async fn sampling(
     request: &CallToolRequestParams,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, McpError> {
@@ -143,7 +147,7 @@ pub async fn sampling(
 }
 
 /// Asks the user to fill in the form that the tool `name` stands for, and reports the answer.
-pub async fn elicitation(
+pub(crate) async fn elicitation(
     request: &CallToolRequestParams,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, McpError> {

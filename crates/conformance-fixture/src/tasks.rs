@@ -55,7 +55,7 @@ fn task_support(tool: &str) -> Option<TaskSupport> {
 
 /// Whether this module answers the tool (including `greet`, the sync-only tool of the tasks
 /// scenarios).
-pub fn answers(tool: &str) -> bool {
+pub(crate) fn answers(tool: &str) -> bool {
     tool == "greet" || task_support(tool).is_some()
 }
 
@@ -112,14 +112,14 @@ fn text_result(text: &str, is_error: bool) -> JsonObject {
 
 /// The task store, shared by every session.
 #[derive(Default)]
-pub struct Tasks {
+pub(crate) struct Tasks {
     next_id: AtomicU64,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Tasks {
     /// Answers a call of one of this module's tools.
-    pub fn call(
+    pub(crate) fn call(
         self: &Arc<Self>,
         request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
@@ -275,7 +275,7 @@ impl Tasks {
     }
 
     /// `tasks/get`: the task as it is now, its result or error inlined once it has one.
-    pub fn get(&self, request: &GetTaskParams) -> Result<GetTaskResult, McpError> {
+    pub(crate) fn get(&self, request: &GetTaskParams) -> Result<GetTaskResult, McpError> {
         let entries = self
             .entries
             .lock()
@@ -292,7 +292,7 @@ impl Tasks {
 
     /// `tasks/update`: records the answers to pending input requests (unknown keys are
     /// ignored); the task completes when none is left.
-    pub fn update(&self, request: &UpdateTaskParams) -> Result<(), McpError> {
+    pub(crate) fn update(&self, request: &UpdateTaskParams) -> Result<(), McpError> {
         let mut entries = self
             .entries
             .lock()
@@ -325,7 +325,7 @@ impl Tasks {
 
     /// `tasks/cancel`: stops a task that is still running or waiting; a finished one stays as
     /// it is (the same acknowledgement either way).
-    pub fn cancel(&self, request: &CancelTaskParams) -> Result<(), McpError> {
+    pub(crate) fn cancel(&self, request: &CancelTaskParams) -> Result<(), McpError> {
         let mut entries = self
             .entries
             .lock()

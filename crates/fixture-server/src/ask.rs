@@ -30,7 +30,7 @@ use crate::{
 const CONFIRM: &str = "confirm";
 const STATE_PREFIX: &str = "ask-v1:";
 
-pub async fn ask(
+pub(crate) async fn ask(
     question: &str,
     secret_field: Option<&str>,
     context: &RequestContext<RoleServer>,

@@ -62,7 +62,7 @@ const PUBLIC_METHODS: &[&str] = &[
 ];
 
 /// The token checks of one server, shared by its requests.
-pub struct Guard {
+pub(crate) struct Guard {
     server: ResourceServer,
     config: AuthConfig,
     record: Option<Mutex<File>>,
@@ -70,7 +70,7 @@ pub struct Guard {
 
 impl Guard {
     /// Discovers the issuer (fails if it cannot) and opens the record file for appending.
-    pub async fn start(config: &AuthConfig, resource: String) -> anyhow::Result<Arc<Self>> {
+    pub(crate) async fn start(config: &AuthConfig, resource: String) -> anyhow::Result<Arc<Self>> {
         let scopes_supported: BTreeSet<&String> = config.tool_scopes.values().flatten().collect();
         let settings = ResourceServerSettings {
             issuer: config.issuer.clone(),
@@ -104,7 +104,7 @@ impl Guard {
     }
 
     /// The protected resource metadata (RFC 9728), served without a token.
-    pub fn metadata_router(&self) -> Router {
+    pub(crate) fn metadata_router(&self) -> Router {
         self.server.metadata_router()
     }
 
@@ -253,7 +253,7 @@ fn audience(token: &str) -> Vec<String> {
 }
 
 /// The outer layer: classify, then either pass a public request or authenticate.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     State(guard): State<Arc<Guard>>,
     request: Request,
     next: Next,
@@ -278,7 +278,7 @@ pub async fn authenticate(
 
 /// The inner layer, reached only through `require_bearer` (or as a public request): the tool
 /// scopes, and the record.
-pub async fn after_authentication(
+pub(crate) async fn after_authentication(
     State(guard): State<Arc<Guard>>,
     request: Request,
     next: Next,

@@ -19,7 +19,7 @@ use url::{Host, Url};
     version,
     about = "A small MCP server for Portcullis's tests"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Directory the file tools work in (created if missing).
     #[arg(long, value_name = "DIR")]
     scratch: PathBuf,
@@ -75,7 +75,7 @@ pub struct Args {
 
 /// How the process behaves before it answers anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartMode {
+pub(crate) enum StartMode {
     /// Serve at once.
     Normal,
     /// Exit with code 3 before answering anything.
@@ -111,14 +111,14 @@ impl FromStr for StartMode {
 
 /// Where the server speaks MCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Stdio,
     Http(SocketAddr),
 }
 
 /// The canonical URL of this resource server: given, or derived from the bound address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthResource {
+pub(crate) enum AuthResource {
     /// `http://ADDR/mcp` for the address the listener is bound to (known only after the bind).
     Auto,
     Url(String),
@@ -126,7 +126,7 @@ pub enum AuthResource {
 
 /// Bearer-token checks of the HTTP mode (`--auth-issuer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
+pub(crate) struct AuthConfig {
     pub issuer: String,
     /// Whether the issuer may be reached over plain http: only when it is on loopback.
     pub allow_http: bool,
@@ -139,7 +139,7 @@ pub struct AuthConfig {
 
 /// Validated configuration for one run.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub scratch: PathBuf,
     pub transport: Transport,
     pub name: String,
@@ -153,7 +153,7 @@ pub struct Config {
 impl Args {
     /// Checks what clap cannot: the listen address must be loopback, the auth flags go
     /// together and with HTTP.
-    pub fn into_config(self) -> Result<Config, String> {
+    pub(crate) fn into_config(self) -> Result<Config, String> {
         let auth = self.auth_config()?;
         if auth.is_some() && self.listen.is_none() {
             return Err("`--auth-issuer` needs `--listen`: tokens exist only over HTTP".to_owned());

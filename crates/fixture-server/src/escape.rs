@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 /// How long a connection attempt may take: loopback answers at once, unless something is wrong.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// What `write` writes, so a test can tell whether a file was touched.
-pub const ESCAPE_MARK: &str = "escaped\n";
+pub(crate) const ESCAPE_MARK: &str = "escaped\n";
 
 /// One thing to try.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// Read a file; a leading `~/` is the process's `HOME`.
     Read { path: String },
     /// Create or truncate a file and write [`ESCAPE_MARK`] into it.
@@ -49,7 +49,7 @@ pub enum Attempt {
 
 /// What one attempt did.
 #[derive(Debug, Serialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub attempt: Attempt,
     /// True when the action went through.
     pub ok: bool,
@@ -64,7 +64,7 @@ pub struct Outcome {
 }
 
 /// Tries each attempt in order.
-pub fn run(attempts: Vec<Attempt>) -> Vec<Outcome> {
+pub(crate) fn run(attempts: Vec<Attempt>) -> Vec<Outcome> {
     attempts.into_iter().map(try_one).collect()
 }
 

@@ -39,7 +39,7 @@ const GARBAGE_BODY: &str = "this is not json {{{";
 
 /// Binds `address`, discovers the token issuer if there is one, prints the endpoint URL on
 /// stdout (so a test that waits for it knows the server is ready), and serves until Ctrl-C.
-pub async fn serve(
+pub(crate) async fn serve(
     server: FixtureServer,
     address: SocketAddr,
     auth: Option<&AuthConfig>,
@@ -109,7 +109,7 @@ pub async fn serve(
 }
 
 /// Tells the test harness where to connect: one line on stdout (free in HTTP mode), and a log.
-pub fn announce(local: SocketAddr) {
+pub(crate) fn announce(local: SocketAddr) {
     let url = endpoint_url(local);
     tracing::info!(%url, "listening");
     println!("{url}");

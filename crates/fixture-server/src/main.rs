@@ -7,6 +7,7 @@
 //! sandbox. It serves stdio, or streamable HTTP with `--listen`, optionally as an OAuth-protected
 //! resource that validates bearer tokens and records what it received (`--auth-issuer`).
 //! Logs go to stderr only: in stdio mode stdout carries nothing but MCP messages.
+#![forbid(unsafe_code)]
 
 mod ask;
 mod bearer;

@@ -16,7 +16,7 @@ const GREET: &str = "greet";
 const KNOWN_NAMES: [&str; 3] = ["alice", "bob", "carol"];
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct GreetArgs {
+pub(crate) struct GreetArgs {
     /// Who to greet.
     name: String,
 }
@@ -34,7 +34,7 @@ impl FixtureServer {
 }
 
 /// Completes an argument of the prompt named `prompt`.
-pub fn complete(prompt: &str, argument: &ArgumentInfo) -> Result<CompleteResult, McpError> {
+pub(crate) fn complete(prompt: &str, argument: &ArgumentInfo) -> Result<CompleteResult, McpError> {
     if prompt != GREET {
         return Err(McpError::invalid_params(
             format!("no prompt `{prompt}`"),

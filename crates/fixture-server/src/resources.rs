@@ -17,7 +17,7 @@ const FILES_PREFIX: &str = "fixture://files/";
 const README_TEXT: &str = "portcullis-fixture: an MCP server for Portcullis's tests.\n\
 Read scratch files as fixture://files/{path}.\n";
 
-pub fn list() -> Vec<Resource> {
+pub(crate) fn list() -> Vec<Resource> {
     vec![
         Resource::new(README_URI, "readme")
             .with_description("What this fixture server is")
@@ -25,7 +25,7 @@ pub fn list() -> Vec<Resource> {
     ]
 }
 
-pub fn templates() -> Vec<ResourceTemplate> {
+pub(crate) fn templates() -> Vec<ResourceTemplate> {
     vec![
         ResourceTemplate::new(FILES_TEMPLATE, "files")
             .with_description("A text file in the scratch directory")
@@ -33,7 +33,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
     ]
 }
 
-pub async fn read(scratch: &Scratch, uri: &str) -> Result<ReadResourceResult, McpError> {
+pub(crate) async fn read(scratch: &Scratch, uri: &str) -> Result<ReadResourceResult, McpError> {
     if uri == README_URI {
         return Ok(ReadResourceResult::new(vec![
             ResourceContents::text(README_TEXT, uri).with_mime_type("text/plain"),
@@ -62,7 +62,7 @@ pub async fn read(scratch: &Scratch, uri: &str) -> Result<ReadResourceResult, Mc
 }
 
 /// Completes `path` of `fixture://files/{path}` from the files in the scratch directory.
-pub async fn complete(
+pub(crate) async fn complete(
     scratch: Scratch,
     uri: &str,
     argument: &ArgumentInfo,

@@ -10,19 +10,19 @@ use std::{
 };
 
 /// File the `send_message` tool appends to, one JSON object a line.
-pub const OUTBOX: &str = "outbox.jsonl";
+pub(crate) const OUTBOX: &str = "outbox.jsonl";
 /// File the `slow` tool appends `cancelled` to when its call is cancelled.
-pub const CANCELLED_LOG: &str = "cancelled.log";
+pub(crate) const CANCELLED_LOG: &str = "cancelled.log";
 
 /// The scratch directory, canonicalised once at start-up.
 #[derive(Debug, Clone)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     root: PathBuf,
 }
 
 /// Why a client path was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathError {
+pub(crate) enum PathError {
     Empty,
     Absolute(String),
     Parent(String),
@@ -46,31 +46,31 @@ impl fmt::Display for PathError {
 
 impl Scratch {
     /// Creates the directory if needed and resolves it to an absolute path.
-    pub fn open(directory: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(directory: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(directory)?;
         Ok(Self {
             root: directory.canonicalize()?,
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Maps a client-supplied relative path to a path inside the scratch directory.
-    pub fn resolve(&self, relative: &str) -> Result<PathBuf, PathError> {
+    pub(crate) fn resolve(&self, relative: &str) -> Result<PathBuf, PathError> {
         check_relative(relative)?;
         Ok(self.root.join(relative))
     }
 
     /// Path of a file the fixture itself writes (outbox, cancellation log).
-    pub fn own_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn own_file(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
     /// Relative paths (with `/` separators) of regular files under the scratch directory
     /// that start with `prefix`, sorted, at most `limit` of them, plus whether more matched.
-    pub fn files_with_prefix(&self, prefix: &str, limit: usize) -> (Vec<String>, bool) {
+    pub(crate) fn files_with_prefix(&self, prefix: &str, limit: usize) -> (Vec<String>, bool) {
         // Bounded so that a completion request on a huge scratch directory stays cheap.
         const MAX_DEPTH: usize = 8;
         let mut found = Vec::new();

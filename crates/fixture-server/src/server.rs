@@ -48,7 +48,7 @@ const CURSOR_PREFIX: &str = "page-";
 /// One MCP server; cheap to clone. HTTP makes one per session (or per stateless request),
 /// so everything that must outlive a request lives in [`Shared`].
 #[derive(Clone)]
-pub struct FixtureServer {
+pub(crate) struct FixtureServer {
     shared: Arc<Shared>,
 }
 
@@ -81,7 +81,7 @@ struct TrivialArgs {
 }
 
 impl FixtureServer {
-    pub fn new(config: &Config, scratch: Scratch) -> Self {
+    pub(crate) fn new(config: &Config, scratch: Scratch) -> Self {
         let (tool_list_changes, _) = broadcast::channel(16);
         Self {
             shared: Arc::new(Shared {
@@ -101,20 +101,20 @@ impl FixtureServer {
         }
     }
 
-    pub fn scratch(&self) -> &Scratch {
+    pub(crate) fn scratch(&self) -> &Scratch {
         &self.shared.scratch
     }
 
-    pub fn transport(&self) -> Transport {
+    pub(crate) fn transport(&self) -> Transport {
         self.shared.transport
     }
 
-    pub fn append_lock(&self) -> &tokio::sync::Mutex<()> {
+    pub(crate) fn append_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.shared.append_lock
     }
 
     /// Registers an echo-like tool and tells clients the tool list changed.
-    pub async fn add_dynamic_tool(
+    pub(crate) async fn add_dynamic_tool(
         &self,
         name: &str,
         context: &RequestContext<RoleServer>,
@@ -206,7 +206,7 @@ impl FixtureServer {
 /// The era of one request: 2026-07-28 and later are stateless (no server-to-client requests,
 /// input via `InputRequiredResult`). The version comes from the request's own `_meta` first,
 /// then from the session's `initialize`.
-pub fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
         .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28)

@@ -8,7 +8,7 @@ use crate::cli::{StartMode, Transport};
 const CRASH_EXIT_CODE: i32 = 3;
 
 /// Runs the start mode. Returns only when the server should go on to serve.
-pub fn apply(mode: StartMode, transport: Transport) {
+pub(crate) fn apply(mode: StartMode, transport: Transport) {
     match mode {
         StartMode::Normal => {}
         StartMode::Crash => {

@@ -37,13 +37,13 @@ const GARBAGE_LINE: &str = "this is not json {{{";
 const CRASH_EXIT_CODE: i32 = 7;
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct PathArgs {
+pub(crate) struct PathArgs {
     /// Path relative to the scratch directory.
     path: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct WriteArgs {
+pub(crate) struct WriteArgs {
     /// Path relative to the scratch directory; parent directories are created.
     path: String,
     /// Text to write; replaces the file's contents.
@@ -51,7 +51,7 @@ pub struct WriteArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct MessageArgs {
+pub(crate) struct MessageArgs {
     /// Recipient address.
     to: String,
     /// Subject line.
@@ -61,13 +61,13 @@ pub struct MessageArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct EchoArgs {
+pub(crate) struct EchoArgs {
     /// Text to return unchanged.
     text: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct SlowArgs {
+pub(crate) struct SlowArgs {
     /// Total time to sleep, in milliseconds.
     ms: u64,
     /// Number of steps; a progress notification follows each one (default 5).
@@ -75,13 +75,13 @@ pub struct SlowArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct HugeArgs {
+pub(crate) struct HugeArgs {
     /// Size of the text to return, in bytes (at most 64 MiB).
     bytes: u64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct AskArgs {
+pub(crate) struct AskArgs {
     /// The yes/no question to put to the person.
     question: String,
     /// Also ask for a text field of this name (e.g. `password`), as a phishing server would.
@@ -90,22 +90,22 @@ pub struct AskArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct EscapeArgs {
+pub(crate) struct EscapeArgs {
     /// What to try, in order (see the `escape` module).
     attempts: Vec<escape::Attempt>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct AddToolArgs {
+pub(crate) struct AddToolArgs {
     /// Name of the new echo-like tool.
     name: String,
 }
 
-pub fn text_result(text: impl Into<String>) -> CallToolResult {
+pub(crate) fn text_result(text: impl Into<String>) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(text)])
 }
 
-pub fn tool_error(message: impl Into<String>) -> CallToolResult {
+pub(crate) fn tool_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 

@@ -26,7 +26,7 @@ use rmcp::model::{
 };
 
 /// The key of Portcullis's own question in a stateless client's `inputRequests`.
-pub const APPROVAL_KEY: &str = "portcullis.approval";
+pub(crate) const APPROVAL_KEY: &str = "portcullis.approval";
 
 /// The field of the form that carries the person's answer.
 const APPROVE_FIELD: &str = "approve";
@@ -39,7 +39,7 @@ const SHOWN_PREFIX: usize = 160;
 const OUTCOME_KEPT: Duration = Duration::from_secs(600);
 
 /// Everything the change request shows.
-pub struct ChangeRequest<'a> {
+pub(crate) struct ChangeRequest<'a> {
     pub envelope: &'a IdentityEnvelope,
     pub upstream: &'a str,
     pub surface: &'a str,
@@ -62,7 +62,7 @@ pub struct ChangeRequest<'a> {
 
 impl ChangeRequest<'_> {
     /// The text shown to the person.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         let mut text = format!(
             "Portcullis asks you to approve one action before it runs.\n\nWhat: `{}` ({}) on upstream `{}`, surface {}",
             self.exposed,
@@ -160,7 +160,7 @@ impl ChangeRequest<'_> {
     }
 
     /// The form-mode elicitation: one required boolean, no default.
-    pub fn params(&self) -> ElicitRequestParams {
+    pub(crate) fn params(&self) -> ElicitRequestParams {
         ElicitRequestParams::FormElicitationParams {
             meta: None,
             message: self.message(),
@@ -207,7 +207,7 @@ fn shown(name: &str, value: &serde_json::Value) -> String {
 
 /// How the person answered, or why they could not.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Approved,
     /// Accepted the form without saying yes.
     NotConfirmed,
@@ -224,7 +224,7 @@ pub enum Answer {
 
 impl Answer {
     /// The answer in an `elicitation/create` result (or a stateless retry's response).
-    pub fn from_result(result: &ElicitResult) -> Self {
+    pub(crate) fn from_result(result: &ElicitResult) -> Self {
         match result.action {
             // Exactly the form asked for: one member, `approve`, a boolean. Anything beside it
             // (extra members, a string "true") is not an answer to this form, so it approves
@@ -249,12 +249,12 @@ impl Answer {
     }
 
     /// Whether this answer approves (only the approval stage turns that into a `Granted`).
-    pub fn approves(&self) -> bool {
+    pub(crate) fn approves(&self) -> bool {
         *self == Answer::Approved
     }
 
     /// The answer as recorded in the evidence.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Answer::Approved => "approved",
             Answer::NotConfirmed => "not_confirmed",
@@ -268,7 +268,7 @@ impl Answer {
     }
 
     /// The tool error the client gets when the answer is not a yes.
-    pub fn refusal(&self, tool: &str) -> String {
+    pub(crate) fn refusal(&self, tool: &str) -> String {
         let why = match self {
             Answer::Approved => return format!("`{tool}` was approved"),
             Answer::NotConfirmed => {
@@ -292,7 +292,7 @@ impl Answer {
 
 /// What a stateless retry's reference to an approval finds.
 #[derive(Debug)]
-pub enum Claim {
+pub(crate) enum Claim {
     /// The approval is waiting for this answer; its call may now run (once).
     Open,
     /// Its call already ran: the recorded result, when the call finished in one answer.
@@ -317,14 +317,14 @@ struct Entry {
 
 /// Approvals handed to stateless clients, by the id sealed into their `requestState`.
 #[derive(Default)]
-pub struct StatelessApprovals {
+pub(crate) struct StatelessApprovals {
     next: AtomicU64,
     entries: Mutex<HashMap<u64, Entry>>,
 }
 
 impl StatelessApprovals {
     /// Opens an approval for the action `fingerprint`, answerable until `ttl` from now.
-    pub fn open(&self, fingerprint: &str, ttl: Duration) -> u64 {
+    pub(crate) fn open(&self, fingerprint: &str, ttl: Duration) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut entries) = self.entries.lock() {
             let now = Instant::now();
@@ -343,7 +343,7 @@ impl StatelessApprovals {
 
     /// Claims approval `id` for the action `fingerprint`. A waiting approval is claimed at
     /// most once: it turns running, and whatever the answer, it cannot be answered again.
-    pub fn claim(&self, id: u64, fingerprint: &str) -> Claim {
+    pub(crate) fn claim(&self, id: u64, fingerprint: &str) -> Claim {
         let Ok(mut entries) = self.entries.lock() else {
             return Claim::Unknown;
         };
@@ -365,7 +365,7 @@ impl StatelessApprovals {
     }
 
     /// Notes how approval `id`'s call ended: its result when it finished in this answer.
-    pub fn finish(&self, id: u64, result: Option<CallToolResult>) {
+    pub(crate) fn finish(&self, id: u64, result: Option<CallToolResult>) {
         if let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(&id)
         {
@@ -500,7 +500,7 @@ const NETWORK_SCHEMES: &[&str] = &[
 /// Every URL-shaped substring (`scheme://authority…` with a network scheme) of every string in
 /// `value`, at any depth, whole, each with its host (lowercase, without user, port or
 /// brackets).
-pub fn urls_in(value: &serde_json::Value) -> Vec<(String, String)> {
+pub(crate) fn urls_in(value: &serde_json::Value) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut stack = vec![value];
     while let Some(value) = stack.pop() {
@@ -573,14 +573,14 @@ fn host_of(after_scheme: &str) -> Option<String> {
 /// requests share no session, so their taint is kept per user and client, which can only
 /// over-taint).
 #[derive(Default)]
-pub struct Taints {
+pub(crate) struct Taints {
     by_key: Mutex<HashMap<String, BTreeSet<String>>>,
     /// The hosts each key's calls reached (allowed, or approved by the person), by the same key.
     hosts_read: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl Taints {
-    pub fn mark(&self, key: &str, upstream: &str) {
+    pub(crate) fn mark(&self, key: &str, upstream: &str) {
         if let Ok(mut keys) = self.by_key.lock() {
             let new = keys
                 .entry(key.to_owned())
@@ -596,7 +596,7 @@ impl Taints {
     }
 
     /// Notes that a call of `key` that reaches `hosts` was let run.
-    pub fn remember_hosts(&self, key: &str, hosts: impl IntoIterator<Item = String>) {
+    pub(crate) fn remember_hosts(&self, key: &str, hosts: impl IntoIterator<Item = String>) {
         if let Ok(mut keys) = self.hosts_read.lock() {
             keys.entry(key.to_owned()).or_default().extend(hosts);
         }
@@ -604,7 +604,7 @@ impl Taints {
 
     /// Whether a call of `key` reached `host` before. A poisoned table knows none (fail
     /// closed: every host is new).
-    pub fn has_read(&self, key: &str, host: &str) -> bool {
+    pub(crate) fn has_read(&self, key: &str, host: &str) -> bool {
         self.hosts_read
             .lock()
             .ok()
@@ -614,7 +614,7 @@ impl Taints {
 
     /// The untrusted upstreams `key` has read, in name order. A poisoned table counts as
     /// tainted by everything unknown (fail closed).
-    pub fn of(&self, key: &str) -> Vec<String> {
+    pub(crate) fn of(&self, key: &str) -> Vec<String> {
         match self.by_key.lock() {
             Ok(keys) => keys
                 .get(key)
@@ -628,12 +628,12 @@ impl Taints {
 /// Recipients approved before, per user: a recipient is new until a call naming it was
 /// approved.
 #[derive(Default)]
-pub struct KnownRecipients {
+pub(crate) struct KnownRecipients {
     by_user: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl KnownRecipients {
-    pub fn is_known(&self, user: &str, recipient: &str) -> bool {
+    pub(crate) fn is_known(&self, user: &str, recipient: &str) -> bool {
         self.by_user
             .lock()
             .ok()
@@ -641,7 +641,7 @@ impl KnownRecipients {
             .unwrap_or(false)
     }
 
-    pub fn remember(&self, user: &str, recipients: &[String]) {
+    pub(crate) fn remember(&self, user: &str, recipients: &[String]) {
         if let Ok(mut users) = self.by_user.lock() {
             let known = users.entry(user.to_owned()).or_default();
             for recipient in recipients {

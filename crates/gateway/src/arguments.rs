@@ -20,7 +20,7 @@ const CACHED: usize = 4096;
 
 /// Compiled input schemas, by the schema's own text: a definition that changes compiles anew.
 #[derive(Default)]
-pub struct ArgumentCheck {
+pub(crate) struct ArgumentCheck {
     compiled: Mutex<HashMap<String, Arc<Compiled>>>,
 }
 
@@ -41,7 +41,7 @@ impl UrlLoader for NoLoader {
 impl ArgumentCheck {
     /// Checks `arguments` (none: an empty object) against `tool`'s input schema. `Err` is the
     /// reason, for the client and the evidence.
-    pub fn check(&self, tool: &Tool, arguments: Option<&JsonObject>) -> Result<(), String> {
+    pub(crate) fn check(&self, tool: &Tool, arguments: Option<&JsonObject>) -> Result<(), String> {
         let schema = serde_json::Value::Object((*tool.input_schema).clone());
         let compiled = self.compiled(&schema)?;
         let instance = serde_json::Value::Object(arguments.cloned().unwrap_or_default());

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The key under which a single question from a session-era upstream travels to a stateless
 /// client (an upstream's own input-required rounds keep their keys).
-pub const SINGLE_KEY: &str = "elicitation";
+pub(crate) const SINGLE_KEY: &str = "elicitation";
 
 /// Questions for a stateless client (elicitations only), and where the answers go.
 pub struct Question {

@@ -70,7 +70,7 @@ pub trait CredentialSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<(HeaderName, SecretValue)>, AttachFailure>>;
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The credential of one call's request, carried in the request's extensions.
 #[derive(Clone)]
@@ -109,13 +109,13 @@ impl Attachment {
 /// that carries an [`Attachment`], and the upstream's service credential (if it has one) on
 /// every other request.
 #[derive(Clone)]
-pub struct AttachingClient {
+pub(crate) struct AttachingClient {
     inner: reqwest::Client,
     service: Option<Arc<dyn CredentialSource>>,
 }
 
 impl AttachingClient {
-    pub fn new(inner: reqwest::Client, service: Option<Arc<dyn CredentialSource>>) -> Self {
+    pub(crate) fn new(inner: reqwest::Client, service: Option<Arc<dyn CredentialSource>>) -> Self {
         Self { inner, service }
     }
 

@@ -93,7 +93,7 @@ impl CallPermit {
 /// need one). Only [`PendingApproval::grant`] turns it into a [`CallPermit`], and only with
 /// the [`Granted`] that an approving answer yields.
 #[derive(Debug)]
-pub struct PendingApproval {
+pub(crate) struct PendingApproval {
     decision: Decision,
     action: CallAction,
     /// Policy allowed the call outright; approval is asked because the session is tainted.
@@ -101,13 +101,13 @@ pub struct PendingApproval {
 }
 
 impl PendingApproval {
-    pub fn decision(&self) -> &Decision {
+    pub(crate) fn decision(&self) -> &Decision {
         &self.decision
     }
 
     /// The permit, when `granted` approved this very action; `None` for an approval of any
     /// other.
-    pub fn grant(self, granted: Granted) -> Option<CallPermit> {
+    pub(crate) fn grant(self, granted: Granted) -> Option<CallPermit> {
         (granted.action() == &self.action).then_some(CallPermit {
             decision: self.decision,
             action: self.action,
@@ -117,13 +117,13 @@ impl PendingApproval {
 
 /// What the call check allows.
 #[derive(Debug)]
-pub enum Authorized {
+pub(crate) enum Authorized {
     Permit(CallPermit),
     NeedsApproval(PendingApproval),
 }
 
 impl Authorized {
-    pub fn decision(&self) -> &Decision {
+    pub(crate) fn decision(&self) -> &Decision {
         match self {
             Authorized::Permit(permit) => permit.decision(),
             Authorized::NeedsApproval(pending) => pending.decision(),
@@ -144,13 +144,13 @@ pub(crate) struct CallQuestion<'a> {
 
 /// Proof that the list check passed for this tool; only [`Gateway::visible_tool`] makes one.
 #[derive(Debug, Clone, Copy)]
-pub struct VisibleTool<'a> {
+pub(crate) struct VisibleTool<'a> {
     tool: &'a str,
 }
 
 /// Why a call does not run.
 #[derive(Debug)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The identity may not see the tool: it is answered as unknown, like a tool that does not
     /// exist, so that nothing about other identities' tools leaks.
     Hidden,
@@ -163,7 +163,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The decision behind a refusal, when policy made one (a hidden entry has none to show).
-    pub fn decision(&self) -> Option<&Decision> {
+    pub(crate) fn decision(&self) -> Option<&Decision> {
         match self {
             Refusal::Hidden => None,
             Refusal::Denied { decision, .. } | Refusal::ApprovalUnavailable { decision } => {
@@ -175,7 +175,7 @@ impl Refusal {
 
 /// What a list or read is about, by the upstream's own name.
 #[derive(Debug, Clone, Copy)]
-pub enum Listed<'a> {
+pub(crate) enum Listed<'a> {
     Tool(&'a str),
     Prompt(&'a str),
     Resource(&'a str),
@@ -183,7 +183,7 @@ pub enum Listed<'a> {
 
 /// A list entry by the name the client sees.
 #[derive(Debug, Clone, Copy)]
-pub enum Exposed<'a> {
+pub(crate) enum Exposed<'a> {
     Tool(&'a str),
     Prompt(&'a str),
     /// A resource URI or URI template.

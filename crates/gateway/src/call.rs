@@ -31,7 +31,7 @@ use crate::upstream::{CallRoute, Canceller, Connection, UpstreamHandle};
 const MAX_INPUT_ROUNDS: usize = 10;
 
 /// Why a forwarded request produced no answer.
-pub enum ForwardError {
+pub(crate) enum ForwardError {
     Cancelled,
     Timeout(Duration),
     Service(ServiceError),
@@ -39,14 +39,14 @@ pub enum ForwardError {
 
 impl ForwardError {
     /// The message for the client; upstream protocol errors pass through unchanged.
-    pub fn into_mcp(self, upstream: &UpstreamHandle) -> McpError {
+    pub(crate) fn into_mcp(self, upstream: &UpstreamHandle) -> McpError {
         match self {
             ForwardError::Service(ServiceError::McpError(error)) => error,
             other => McpError::internal_error(other.describe(upstream), None),
         }
     }
 
-    pub fn describe(&self, upstream: &UpstreamHandle) -> String {
+    pub(crate) fn describe(&self, upstream: &UpstreamHandle) -> String {
         let name = upstream.name();
         match self {
             ForwardError::Cancelled => "the request was cancelled".to_owned(),
@@ -70,14 +70,14 @@ impl ForwardError {
     }
 }
 
-pub fn unexpected(upstream: &UpstreamHandle) -> McpError {
+pub(crate) fn unexpected(upstream: &UpstreamHandle) -> McpError {
     McpError::internal_error(
         ForwardError::Service(ServiceError::UnexpectedResponse).describe(upstream),
         None,
     )
 }
 
-pub fn tool_error(message: String) -> CallToolResponse {
+pub(crate) fn tool_error(message: String) -> CallToolResponse {
     // A message may quote an upstream's words (an error text): no secret goes back in it.
     let (message, _) = crate::secrets::Secrets::global().redact_text(&message);
     CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
@@ -127,7 +127,7 @@ impl ToolCall {
     deprecated,
     reason = "session-era clients still subscribe and set log levels"
 )]
-pub enum Outbound {
+pub(crate) enum Outbound {
     Call(ToolCall),
     Read(rmcp::model::ReadResourceRequestParams),
     Prompt(rmcp::model::GetPromptRequestParams),
@@ -172,7 +172,7 @@ impl Outbound {
 }
 
 /// Forwards one request with the call timeout, cancellation, and progress routed back.
-pub async fn forward(
+pub(crate) async fn forward(
     upstream: &UpstreamHandle,
     connection: &Connection,
     route: &CallRoute,
@@ -508,18 +508,18 @@ impl UpstreamCall {
 }
 
 /// Why an upstream's question under a key of Portcullis's own is not relayed.
-pub const RESERVED_KEY_REFUSAL: &str =
+pub(crate) const RESERVED_KEY_REFUSAL: &str =
     "refused: the upstream asked under a key reserved for portcullis's own questions";
 
 /// Whether an input key is Portcullis's own (`portcullis.…`, in any letter case): an upstream's
 /// question under it could pass for Portcullis's approval or sign-in at a stateless client.
-pub fn is_reserved_key(key: &str) -> bool {
+pub(crate) fn is_reserved_key(key: &str) -> bool {
     key.get(..11)
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case("portcullis."))
 }
 
 /// Answers an upstream's input-required round: its questions go to the person, labelled.
-pub async fn answer_inputs(
+pub(crate) async fn answer_inputs(
     upstream: &UpstreamHandle,
     asker: &Asker,
     request_context: Option<&RequestContext>,

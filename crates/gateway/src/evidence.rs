@@ -40,7 +40,7 @@ fn request_context(envelope: &IdentityEnvelope, session: u64) -> RequestContext 
 }
 
 /// An approval event's particulars.
-pub struct ApprovalRecord<'a> {
+pub(crate) struct ApprovalRecord<'a> {
     pub fingerprint: &'a str,
     pub reasons: &'a [String],
     pub tainted_by: &'a [String],
@@ -135,11 +135,11 @@ impl DurableIntent {
 
 /// The longest name (in characters) recorded for a request that names nothing known: the
 /// name comes from the client, and the log should not grow by whatever it chooses to send.
-pub const MAX_RECORDED_NAME: usize = 256;
+pub(crate) const MAX_RECORDED_NAME: usize = 256;
 
 /// A client-supplied name as recorded: whole up to [`MAX_RECORDED_NAME`] characters, else cut
 /// with a marker that gives its length.
-pub fn recorded_name(name: &str) -> String {
+pub(crate) fn recorded_name(name: &str) -> String {
     if name.chars().count() <= MAX_RECORDED_NAME {
         return name.to_owned();
     }
@@ -148,7 +148,7 @@ pub fn recorded_name(name: &str) -> String {
 }
 
 /// The decision as recorded.
-pub fn summary(gateway: &Gateway, decision: Option<&Decision>) -> DecisionSummary {
+pub(crate) fn summary(gateway: &Gateway, decision: Option<&Decision>) -> DecisionSummary {
     DecisionSummary {
         verdict: decision.map_or("deny", |d| d.verdict.as_str()).to_owned(),
         policies: decision
@@ -471,7 +471,7 @@ impl Gateway {
 }
 
 /// What a finished read produced, as recorded.
-pub fn read_outcome<T: serde::Serialize>(answer: Result<&T, &McpError>) -> Outcome {
+pub(crate) fn read_outcome<T: serde::Serialize>(answer: Result<&T, &McpError>) -> Outcome {
     match answer {
         Ok(result) => {
             let value = serde_json::to_value(result).unwrap_or_default();
@@ -489,12 +489,12 @@ pub fn read_outcome<T: serde::Serialize>(answer: Result<&T, &McpError>) -> Outco
 }
 
 /// Milliseconds since `started`.
-pub fn elapsed_ms(started: Instant) -> u64 {
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What a finished call produced, as recorded.
-pub fn outcome_of(result: &Result<CallToolResponse, McpError>) -> Outcome {
+pub(crate) fn outcome_of(result: &Result<CallToolResponse, McpError>) -> Outcome {
     match result {
         Ok(CallToolResponse::Complete(result)) => {
             let value = serde_json::to_value(result).unwrap_or_default();

@@ -15,7 +15,7 @@ use rmcp::model::ElicitRequestParams;
 /// What the person reads in front of every free-text field of an upstream's form. It is put
 /// there by Portcullis, in front of anything the upstream wrote; a form whose own text names
 /// Portcullis is refused, so an upstream cannot write a second, reassuring one.
-pub const FIELD_WARNING: &str = "Portcullis: this answer goes to the upstream named above. Never type a password, key, token, card number or one-time code here.";
+pub(crate) const FIELD_WARNING: &str = "Portcullis: this answer goes to the upstream named above. Never type a password, key, token, card number or one-time code here.";
 
 /// Words that ask for a secret wherever they appear, letters only (separators removed).
 const SECRET_STEMS: &[&str] = &[
@@ -74,7 +74,7 @@ const SECRET_WORDS: &[&str] = &[
 
 /// Why an upstream's question does not reach the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// It asks for a secret, in this part of the form.
     Secret(String),
     /// Its text speaks as Portcullis.
@@ -85,7 +85,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The evidence's and the log's words.
-    pub fn describe(&self, upstream: &str) -> String {
+    pub(crate) fn describe(&self, upstream: &str) -> String {
         match self {
             Refusal::Secret(part) => format!(
                 "refused: upstream `{upstream}` asked for a secret ({part}) in a form, which MCP forbids"
@@ -102,7 +102,7 @@ impl Refusal {
 
 /// Screens one question of `upstream` under `rule`: `Ok` is the question as the person sees it
 /// (labelled, free-text fields warned), `Err` why it is refused.
-pub fn screen(
+pub(crate) fn screen(
     upstream: &str,
     rule: ElicitationRule,
     params: ElicitRequestParams,
@@ -224,7 +224,7 @@ fn told_not_to_give(before: &[&str]) -> bool {
 /// `ο` become `a` and `o`, and `m` becomes `rn`, which is why the vocabulary is folded the same
 /// way); anything but ASCII letters and digits is a space, and letters spelled out one at a
 /// time with separators between them join up.
-pub fn fold(text: &str) -> String {
+pub(crate) fn fold(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization as _;
     use unicode_normalization::char::is_combining_mark;
     let plain: String = text
@@ -296,7 +296,7 @@ fn warn(property: &mut serde_json::Value) {
 
 /// Labels an upstream's own question so the person sees who asks: it is the upstream speaking,
 /// not Portcullis, and an answer to it approves nothing on Portcullis's side.
-pub fn label(upstream: &str, params: ElicitRequestParams) -> ElicitRequestParams {
+pub(crate) fn label(upstream: &str, params: ElicitRequestParams) -> ElicitRequestParams {
     let label = |message: String| format!("[upstream `{upstream}` asks] {message}");
     match params {
         ElicitRequestParams::FormElicitationParams {

@@ -19,7 +19,7 @@ use crate::server::PortcullisServer;
 use crate::{Gateway, GatewayError};
 
 /// The path of the MCP endpoint.
-pub const MCP_PATH: &str = "/mcp";
+pub(crate) const MCP_PATH: &str = "/mcp";
 
 /// `listener` with `TCP_NODELAY` set on every connection it accepts. An answer written in
 /// several pieces (headers, then a streamed body) otherwise waits for the peer's delayed ACK

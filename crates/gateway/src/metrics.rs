@@ -43,7 +43,7 @@ struct UpstreamLabels {
 type LatencyFamily = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
 
 /// The metrics of one Portcullis process.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
@@ -119,7 +119,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a decision of `action` (a Cedar action name) with `verdict`.
-    pub fn decided(&self, action: &str, verdict: &str) {
+    pub(crate) fn decided(&self, action: &str, verdict: &str) {
         self.decisions
             .get_or_create(&DecisionLabels {
                 action: action.to_owned(),
@@ -129,7 +129,7 @@ impl Metrics {
     }
 
     /// Counts a finished call of `upstream`; `seconds` is its duration when it ran.
-    pub fn called(&self, upstream: &str, outcome: &Outcome, seconds: f64) {
+    pub(crate) fn called(&self, upstream: &str, outcome: &Outcome, seconds: f64) {
         let kind = match outcome {
             Outcome::Result {
                 is_error: false, ..

@@ -188,7 +188,7 @@ fn file_uri(path: &Path) -> String {
 }
 
 /// The client's roots from a `roots/list` answer (unusable entries are dropped and logged).
-pub fn client_roots(uris: &[String]) -> Roots {
+pub(crate) fn client_roots(uris: &[String]) -> Roots {
     let (roots, problems) = Roots::from_client_uris(uris);
     for problem in problems {
         tracing::warn!(%problem, "a root the client offered is not used");

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::ask::Question;
 
 /// How long a stateless client may take to answer before the waiting call is cancelled.
-pub const PENDING_TTL: Duration = Duration::from_secs(600);
+pub(crate) const PENDING_TTL: Duration = Duration::from_secs(600);
 
 /// A call running in the background for a stateless client.
-pub struct PendingCall {
+pub(crate) struct PendingCall {
     pub task: JoinHandle<Result<CallToolResponse, McpError>>,
     pub questions: mpsc::Receiver<Question>,
     /// Where the answers to the questions last shown to the client go.
@@ -39,14 +39,14 @@ impl Drop for PendingCall {
 }
 
 #[derive(Default)]
-pub struct PendingCalls {
+pub(crate) struct PendingCalls {
     next: AtomicU64,
     calls: Mutex<HashMap<u64, PendingCall>>,
 }
 
 impl PendingCalls {
     /// Parks a call until the client answers; returns its reference.
-    pub fn park(self: &Arc<Self>, call: PendingCall) -> u64 {
+    pub(crate) fn park(self: &Arc<Self>, call: PendingCall) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut calls) = self.calls.lock() {
             calls.insert(id, call);
@@ -68,7 +68,7 @@ impl PendingCalls {
     }
 
     /// Takes a parked call out: at most once per reference.
-    pub fn take(&self, id: u64) -> Option<PendingCall> {
+    pub(crate) fn take(&self, id: u64) -> Option<PendingCall> {
         self.calls.lock().ok()?.remove(&id)
     }
 }

@@ -94,7 +94,7 @@ fn fingerprint(settings: &PolicySettings) -> Vec<(PathBuf, Option<SystemTime>)> 
 }
 
 /// The policy in force, and how to replace it.
-pub struct PolicyStore {
+pub(crate) struct PolicyStore {
     settings: PolicySettings,
     current: ArcSwap<PolicyEngine>,
     /// Increases by one at each successful reload; decisions and logs name it.
@@ -102,7 +102,7 @@ pub struct PolicyStore {
 }
 
 impl PolicyStore {
-    pub fn new(settings: PolicySettings, engine: PolicyEngine) -> Self {
+    pub(crate) fn new(settings: PolicySettings, engine: PolicyEngine) -> Self {
         Self {
             settings,
             current: ArcSwap::from_pointee(engine),
@@ -110,17 +110,17 @@ impl PolicyStore {
         }
     }
 
-    pub fn current(&self) -> arc_swap::Guard<Arc<PolicyEngine>> {
+    pub(crate) fn current(&self) -> arc_swap::Guard<Arc<PolicyEngine>> {
         self.current.load()
     }
 
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
 
     /// Loads the files again; on any problem the policy in force stays and the log says why.
     /// `Ok` carries the new version, `Err` the problems (the version in force is unchanged).
-    pub fn reload(&self, why: &str) -> Result<u64, String> {
+    pub(crate) fn reload(&self, why: &str) -> Result<u64, String> {
         match load_policy(&self.settings) {
             Ok(engine) => {
                 let policies = engine.len();
@@ -143,7 +143,7 @@ impl PolicyStore {
 
     /// Reloads on SIGHUP and on file changes until shutdown; `reloaded` runs after each
     /// attempt, with its outcome.
-    pub async fn watch(
+    pub(crate) async fn watch(
         self: Arc<Self>,
         shutdown: CancellationToken,
         reloaded: impl AsyncFn(Result<u64, String>),

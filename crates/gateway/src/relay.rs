@@ -23,7 +23,7 @@ use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use crate::upstream::{CallRoute, UpstreamHandle};
 
 /// Handles one upstream connection's requests and notifications towards Portcullis.
-pub struct RelayClient {
+pub(crate) struct RelayClient {
     upstream: Weak<UpstreamHandle>,
     /// Notifications of this upstream being passed on right now (see [`MAX_IN_FLIGHT`]).
     in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -47,7 +47,7 @@ impl Drop for InFlight {
 }
 
 impl RelayClient {
-    pub fn new(upstream: Weak<UpstreamHandle>) -> Self {
+    pub(crate) fn new(upstream: Weak<UpstreamHandle>) -> Self {
         Self {
             upstream,
             in_flight: std::sync::Arc::default(),
@@ -84,7 +84,7 @@ impl RelayClient {
 /// An upstream's question made ready for the person (see `forms.rs`): labelled with who asks,
 /// its free-text fields warned, or refused (`Err`, the reason for the evidence) when it asks
 /// for a secret, speaks as Portcullis, or config does not let this upstream ask it.
-pub fn screen_elicitation(
+pub(crate) fn screen_elicitation(
     upstream: &UpstreamHandle,
     params: ElicitRequestParams,
 ) -> Result<ElicitRequestParams, String> {
@@ -106,7 +106,7 @@ pub fn screen_elicitation(
 }
 
 /// How an answer to an elicitation is recorded.
-pub fn action_name(action: &ElicitationAction) -> &'static str {
+pub(crate) fn action_name(action: &ElicitationAction) -> &'static str {
     match action {
         ElicitationAction::Accept => "accept",
         ElicitationAction::Decline => "decline",

@@ -13,7 +13,7 @@ const ROUND_TTL: Duration = Duration::from_secs(600);
 
 /// What Portcullis needs back on the retry.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum SealedRound {
+pub(crate) enum SealedRound {
     /// A tool call waiting in Portcullis for the answers.
     Pending { id: u64 },
     /// A prompt or resource request: the upstream's own state, opaque to Portcullis.
@@ -25,17 +25,17 @@ pub enum SealedRound {
 }
 
 #[derive(Debug)]
-pub enum StateError {
+pub(crate) enum StateError {
     Invalid,
 }
 
-pub struct StateSealer {
+pub(crate) struct StateSealer {
     codec: RequestStateCodec,
 }
 
 impl StateSealer {
     /// A sealer with a fresh random key; states from an earlier run are refused.
-    pub fn generate() -> Result<Self, String> {
+    pub(crate) fn generate() -> Result<Self, String> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| e.to_string())?;
         Self::with_key(key.to_vec())
@@ -43,7 +43,7 @@ impl StateSealer {
 
     /// A sealer with a key from config (at least 32 bytes), shared by the processes that
     /// hold it, so that each accepts the others' states.
-    pub fn with_key(key: Vec<u8>) -> Result<Self, String> {
+    pub(crate) fn with_key(key: Vec<u8>) -> Result<Self, String> {
         if key.len() < 32 {
             return Err("the requestState key must be at least 32 bytes".to_owned());
         }
@@ -51,12 +51,12 @@ impl StateSealer {
         Ok(Self { codec })
     }
 
-    pub fn seal(&self, round: &SealedRound, bound_to: &str) -> String {
+    pub(crate) fn seal(&self, round: &SealedRound, bound_to: &str) -> String {
         self.seal_for(round, bound_to, ROUND_TTL)
     }
 
     /// Seals `round` for `ttl` instead of the default ten minutes.
-    pub fn seal_for(&self, round: &SealedRound, bound_to: &str, ttl: Duration) -> String {
+    pub(crate) fn seal_for(&self, round: &SealedRound, bound_to: &str, ttl: Duration) -> String {
         let payload = serde_json::to_vec(round).unwrap_or_default();
         self.codec.seal_with(
             &payload,
@@ -66,7 +66,7 @@ impl StateSealer {
         )
     }
 
-    pub fn open(&self, sealed: &str, bound_to: &str) -> Result<SealedRound, StateError> {
+    pub(crate) fn open(&self, sealed: &str, bound_to: &str) -> Result<SealedRound, StateError> {
         let payload = self
             .codec
             .open_with(sealed, bound_to.as_bytes())

@@ -19,17 +19,17 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _,
 use tokio::sync::Mutex;
 
 /// The longest line read, as HTTP request bodies are bounded: 4 MiB.
-pub const MAX_LINE: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// The deepest nesting of arrays and objects accepted in a message (serde_json's own limit is
 /// 128; no MCP message comes near either).
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// At most this many answers to bad lines per second; the rest are logged once and dropped.
 const BAD_LINE_ANSWERS_PER_SECOND: u32 = 20;
 
 /// A server transport over a reader and a writer (stdin and stdout).
-pub struct StdioTransport<R, W> {
+pub(crate) struct StdioTransport<R, W> {
     read: BufReader<R>,
     line: Vec<u8>,
     /// An oversized line is being skipped up to its newline.
@@ -40,7 +40,7 @@ pub struct StdioTransport<R, W> {
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> StdioTransport<R, W> {
-    pub fn new(read: R, write: W) -> Self {
+    pub(crate) fn new(read: R, write: W) -> Self {
         Self {
             read: BufReader::new(read),
             line: Vec::new(),

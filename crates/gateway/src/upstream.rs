@@ -760,7 +760,7 @@ use tokio::io::AsyncReadExt as _;
 /// A list the upstream could not give, named.
 #[derive(Debug, thiserror::Error)]
 #[error("listing its {list} failed: {source}")]
-pub struct CatalogError {
+pub(crate) struct CatalogError {
     list: &'static str,
     source: rmcp::ServiceError,
 }

@@ -468,9 +468,12 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> 
 }
 
 /// An ioctl request number as the 32 bits the kernel compares (its type differs by C library).
-#[allow(
-    clippy::unnecessary_cast,
-    reason = "`Ioctl` is c_ulong in glibc, c_int in musl"
+#[cfg_attr(
+    not(target_env = "musl"),
+    expect(
+        clippy::unnecessary_cast,
+        reason = "`Ioctl` is c_ulong in glibc (the cast is for musl, where it is c_int)"
+    )
 )]
 pub(crate) fn ioctl_number(value: libc::Ioctl) -> u64 {
     (value as u64) & u64::from(u32::MAX)

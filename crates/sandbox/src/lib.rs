@@ -30,7 +30,10 @@
 //! # }
 //! ```
 
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "`pre_exec` and the raw system calls of the child"
+)]
 mod child;
 mod error;
 mod filter;

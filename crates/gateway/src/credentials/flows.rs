@@ -19,7 +19,7 @@ use url::Url;
 pub type FlowOutcome = Result<String, String>;
 
 /// What a flow is for.
-pub struct FlowRequest {
+pub(crate) struct FlowRequest {
     pub key: CredentialKey,
     /// The MCP client whose consent this is.
     pub client: String,
@@ -29,7 +29,7 @@ pub struct FlowRequest {
     pub base: String,
 }
 
-pub struct Flow {
+pub(crate) struct Flow {
     pub request: FlowRequest,
     /// Taken by the one callback that completes the flow.
     pending: Mutex<Option<PendingAuthorization>>,
@@ -38,11 +38,11 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn take_pending(&self) -> Option<PendingAuthorization> {
+    pub(crate) fn take_pending(&self) -> Option<PendingAuthorization> {
         self.pending.lock().ok().and_then(|mut slot| slot.take())
     }
 
-    pub fn finish(&self, outcome: FlowOutcome) {
+    pub(crate) fn finish(&self, outcome: FlowOutcome) {
         // The first ending stands.
         self.done.send_if_modified(|slot| {
             if slot.is_some() {
@@ -53,11 +53,11 @@ impl Flow {
         });
     }
 
-    pub fn watch(&self) -> watch::Receiver<Option<FlowOutcome>> {
+    pub(crate) fn watch(&self) -> watch::Receiver<Option<FlowOutcome>> {
         self.done.subscribe()
     }
 
-    pub fn outcome(&self) -> Option<FlowOutcome> {
+    pub(crate) fn outcome(&self) -> Option<FlowOutcome> {
         self.done.borrow().clone()
     }
 }
@@ -80,7 +80,7 @@ impl Started {
     }
 }
 
-pub struct Flows {
+pub(crate) struct Flows {
     lifetime: Duration,
     open: Mutex<HashMap<String, Arc<Flow>>>,
 }
@@ -96,14 +96,14 @@ fn random_id() -> String {
 }
 
 impl Flows {
-    pub fn new(lifetime: Duration) -> Self {
+    pub(crate) fn new(lifetime: Duration) -> Self {
         Self {
             lifetime,
             open: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn open(
+    pub(crate) fn open(
         &self,
         request: FlowRequest,
         pending: PendingAuthorization,
@@ -134,14 +134,14 @@ impl Flows {
     }
 
     /// A flow by the id in its link, while it lasts.
-    pub fn get(&self, id: &str) -> Option<Arc<Flow>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Flow>> {
         let mut open = self.open.lock().ok()?;
         self.prune(&mut open);
         open.get(id).cloned()
     }
 
     /// The flow whose authorization request carried `state`, once: its verifier is taken.
-    pub fn take_by_state(&self, state: &str) -> Option<Arc<Flow>> {
+    pub(crate) fn take_by_state(&self, state: &str) -> Option<Arc<Flow>> {
         let mut open = self.open.lock().ok()?;
         self.prune(&mut open);
         open.values()

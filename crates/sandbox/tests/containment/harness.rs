@@ -16,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The test binary itself, the C library and the loader: what the probe needs to start at all.
 /// Paths a system lacks are only warnings.
-pub fn base_profile() -> Profile {
+pub(crate) fn base_profile() -> Profile {
     let exe = std::env::current_exe().unwrap();
     Profile {
         read_only: vec![
@@ -31,13 +31,13 @@ pub fn base_profile() -> Profile {
 }
 
 /// Runs `ops` in a child sandboxed with `profile`.
-pub fn sandboxed(profile: &Profile, ops: &[Op]) -> Vec<Outcome> {
+pub(crate) fn sandboxed(profile: &Profile, ops: &[Op]) -> Vec<Outcome> {
     sandboxed_with(profile, ops, |_| {})
 }
 
 /// Like [`sandboxed`], with `setup` applied to the command before the sandbox is installed (its
 /// own `pre_exec` hooks then run first).
-pub fn sandboxed_with(
+pub(crate) fn sandboxed_with(
     profile: &Profile,
     ops: &[Op],
     setup: impl FnOnce(&mut Command),
@@ -50,18 +50,18 @@ pub fn sandboxed_with(
 }
 
 /// Runs `ops` in a child without a sandbox: the control that shows each action works at all.
-pub fn unsandboxed(ops: &[Op]) -> Vec<Outcome> {
+pub(crate) fn unsandboxed(ops: &[Op]) -> Vec<Outcome> {
     unsandboxed_with(ops, |_| {})
 }
 
-pub fn unsandboxed_with(ops: &[Op], setup: impl FnOnce(&mut Command)) -> Vec<Outcome> {
+pub(crate) fn unsandboxed_with(ops: &[Op], setup: impl FnOnce(&mut Command)) -> Vec<Outcome> {
     let mut command = probe_command(ops);
     setup(&mut command);
     run(command, ops.len())
 }
 
 /// The test binary, asked to run only the probe entry.
-pub fn probe_command(ops: &[Op]) -> Command {
+pub(crate) fn probe_command(ops: &[Op]) -> Command {
     let encoded: Vec<String> = ops.iter().map(Op::encode).collect();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
@@ -80,7 +80,7 @@ pub fn probe_command(ops: &[Op]) -> Command {
 }
 
 /// Spawns, waits up to the deadline, and parses the result lines.
-pub fn run(mut command: Command, expected: usize) -> Vec<Outcome> {
+pub(crate) fn run(mut command: Command, expected: usize) -> Vec<Outcome> {
     let mut child = command.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -115,7 +115,7 @@ pub fn run(mut command: Command, expected: usize) -> Vec<Outcome> {
 }
 
 /// The outcomes a finished probe child printed, one per operation.
-pub fn parse(output: &Output, expected: usize) -> Vec<Outcome> {
+pub(crate) fn parse(output: &Output, expected: usize) -> Vec<Outcome> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let mut outcomes = vec![None; expected];
@@ -136,7 +136,7 @@ pub fn parse(output: &Output, expected: usize) -> Vec<Outcome> {
 }
 
 /// Asserts each outcome against its expectation, reporting every mismatch at once.
-pub fn check(label: &str, ops: &[Op], outcomes: &[Outcome], expected: &[Expect]) {
+pub(crate) fn check(label: &str, ops: &[Op], outcomes: &[Outcome], expected: &[Expect]) {
     let mut problems = Vec::new();
     for ((op, outcome), expect) in ops.iter().zip(outcomes).zip(expected) {
         if !expect.matches(outcome) {
@@ -148,7 +148,7 @@ pub fn check(label: &str, ops: &[Op], outcomes: &[Outcome], expected: &[Expect])
 
 /// What an outcome should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
+pub(crate) enum Expect {
     Ok,
     Errno(i32),
     /// Anything but this errno: a control whose only job is to show the sandbox's errno did not
@@ -159,7 +159,7 @@ pub enum Expect {
 
 impl Expect {
     /// Whether `outcome` is what this expects.
-    pub fn matches_outcome(&self, outcome: &Outcome) -> bool {
+    pub(crate) fn matches_outcome(&self, outcome: &Outcome) -> bool {
         self.matches(outcome)
     }
 
@@ -175,13 +175,13 @@ impl Expect {
 }
 
 /// A temp dir laid out like a home with secrets, a read-only tree and a read-write tree.
-pub struct Layout {
+pub(crate) struct Layout {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
 }
 
 impl Layout {
-    pub fn new() -> Layout {
+    pub(crate) fn new() -> Layout {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         for sub in ["outside", "home/.ssh", "ro", "rw"] {
@@ -200,12 +200,12 @@ impl Layout {
         Layout { _dir: dir, root }
     }
 
-    pub fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
 
     /// The base profile with `ro/` read-only and `rw/` read-write.
-    pub fn profile(&self) -> Profile {
+    pub(crate) fn profile(&self) -> Profile {
         let mut profile = base_profile();
         profile.read_only.push(self.path("ro"));
         profile.read_write.push(self.path("rw"));
@@ -214,7 +214,7 @@ impl Layout {
 }
 
 /// A loopback TCP port nothing listens on (bound and released).
-pub fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

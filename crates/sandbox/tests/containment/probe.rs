@@ -15,13 +15,13 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The environment variable that carries the operations to the child.
-pub const PROBE_ENV: &str = "PORTCULLIS_SANDBOX_PROBE";
+pub(crate) const PROBE_ENV: &str = "PORTCULLIS_SANDBOX_PROBE";
 /// The prefix of each result line on the child's stdout.
-pub const RESULT_PREFIX: &str = "probe-result\t";
+pub(crate) const RESULT_PREFIX: &str = "probe-result\t";
 
 /// One thing the child tries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Open a file for reading and read a byte.
     Read(PathBuf),
     /// List a directory.
@@ -103,7 +103,7 @@ pub enum Op {
 
 /// What one operation came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// It worked.
     Ok,
     /// It failed with this errno.
@@ -123,7 +123,7 @@ impl fmt::Display for Outcome {
 }
 
 impl Outcome {
-    pub fn parse(text: &str) -> Option<Outcome> {
+    pub(crate) fn parse(text: &str) -> Option<Outcome> {
         if text == "ok" {
             return Some(Outcome::Ok);
         }
@@ -136,7 +136,7 @@ impl Outcome {
     }
 }
 
-pub fn errno_name(errno: i32) -> &'static str {
+pub(crate) fn errno_name(errno: i32) -> &'static str {
     match errno {
         libc::EACCES => "EACCES",
         libc::EPERM => "EPERM",
@@ -156,7 +156,7 @@ pub fn errno_name(errno: i32) -> &'static str {
 
 impl Op {
     /// One line, fields separated by tabs.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let path = |path: &PathBuf| path.display().to_string();
         let fields: Vec<String> = match self {
             Op::Read(p) => vec!["read".into(), path(p)],
@@ -252,7 +252,7 @@ impl Op {
 }
 
 /// The child's entry: runs every operation in order and prints one result line each.
-pub fn run(text: &str) {
+pub(crate) fn run(text: &str) {
     for (index, line) in text.lines().enumerate() {
         let outcome = match Op::decode(line) {
             Some(op) => perform(&op),
