@@ -1,8 +1,6 @@
 //! The axum middleware that puts the resource server in front of a route: a request passes
 //! with its identity envelope attached, or gets the challenge.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue};
@@ -110,10 +108,9 @@ fn rejection_response(server: &ResourceServer, rejection: &Rejection) -> Respons
         .into_response()
 }
 
-/// The wall clock in seconds since the epoch. A clock set before 1970 is broken; it reads as
-/// the far future, so that every token looks expired rather than none.
+/// The wall clock in seconds since the epoch (a broken one reads as the far future, so that
+/// every token looks expired rather than none).
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(u64::MAX, |elapsed| elapsed.as_secs())
+    use portcullis_core::clock::Clock as _;
+    portcullis_core::clock::SystemClock.unix_secs()
 }

@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, ServiceCredential, UpstreamCredential, UpstreamTransport};
+use portcullis_core::clock::{Clock as _, SystemClock};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
-    ContainmentReport, Credentials, Gateway, Reach, UpstreamStatus, call_facts,
-    containment_reports, load_policy, reach, serve_http, serve_metrics,
+    ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder, UpstreamStatus,
+    call_facts, containment_reports, load_policy, reach, serve_http, serve_metrics,
 };
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
@@ -202,9 +203,7 @@ fn since_ms(text: &str) -> anyhow::Result<u64> {
         Some('d') => value.checked_mul(86_400).ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = SystemClock.unix_secs();
     Ok(now.saturating_sub(seconds).saturating_mul(1000))
 }
 
@@ -628,12 +627,14 @@ fn start(
     let credentials = credentials(config)?;
     let gateway = Gateway::start(
         config,
-        &inherited_environment(config),
-        engine,
-        evidence,
-        state_key,
-        credentials,
-        shutdown.clone(),
+        GatewayParts {
+            inherited: inherited_environment(config),
+            policy: engine,
+            recorder: Recorder::new(evidence, Arc::new(SystemClock)),
+            state_key,
+            credentials,
+            shutdown: shutdown.clone(),
+        },
     )?;
     Ok((gateway, shutdown))
 }
@@ -783,9 +784,7 @@ fn explain(
         arguments.as_ref(),
         |_| false,
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = SystemClock.unix_secs();
     let input = CallInput {
         envelope: &envelope,
         upstream: upstream.name.as_str(),

@@ -6,8 +6,6 @@
 //! the same check runs on both paths. A call that passes yields a [`CallPermit`], which only
 //! this module can construct and which the upstream call requires.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use portcullis_core::IdentityEnvelope;
 use portcullis_policy::{
     Action, CallDecision, CallInput, Decision, Facts, Hidden, Request, Target, Verdict,
@@ -190,12 +188,6 @@ pub(crate) enum Exposed<'a> {
     Resource(&'a str),
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Gateway {
     fn decide(
         &self,
@@ -211,7 +203,7 @@ impl Gateway {
             upstream: upstream.name().as_str(),
             surface: upstream.spec.surface,
             target,
-            now: now(),
+            now: self.recorder.clock().unix_secs(),
             facts: Facts::default(),
         })
     }
@@ -475,7 +467,7 @@ impl Gateway {
             facts: Facts::default(),
             reaches_network: false,
             can_step_up: self.steps_up(envelope),
-            now: now(),
+            now: self.recorder.clock().unix_secs(),
         }
     }
 

@@ -20,7 +20,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::HeaderName;
 use portcullis_auth::{
@@ -114,9 +114,8 @@ pub enum Readiness {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    use portcullis_core::clock::Clock as _;
+    portcullis_core::clock::SystemClock.unix_secs()
 }
 
 /// The label a client's consent is kept under.

@@ -6,12 +6,12 @@
 //! when config says `reads_without_evidence = true`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use portcullis_audit::digest_json;
 use portcullis_core::evidence::{
-    Approval, Arguments, CallIntent, CallOutcome, DecisionSummary, Event, EvidenceRecord,
-    IdentitySummary, ListEvent, Outcome, Reload, RequestContext, ToolRef,
+    Approval, Arguments, CallIntent, CallOutcome, DecisionSummary, Event, IdentitySummary,
+    ListEvent, Outcome, Reload, RequestContext, ToolRef,
 };
 use portcullis_core::{ArgumentPointer, Effect, IdentityEnvelope};
 use portcullis_policy::Decision;
@@ -22,13 +22,6 @@ use crate::Gateway;
 use crate::upstream::UpstreamHandle;
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
-
-/// The wall clock for records, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// A new request id in `session`, and who the request acts as.
 fn request_context(envelope: &IdentityEnvelope, session: u64) -> RequestContext {
@@ -170,22 +163,15 @@ impl Gateway {
         Arguments {
             redacted: portcullis_audit::redact(&value, redact),
             digest: self
-                .evidence
-                .as_ref()
+                .recorder
+                .log()
                 .map(|log| log.digest_arguments(&value))
                 .unwrap_or_default(),
         }
     }
 
-    async fn append(&self, record: EvidenceRecord) -> Result<u64, String> {
-        match &self.evidence {
-            Some(log) => log
-                .append(record)
-                .await
-                .map(|receipt| receipt.seq)
-                .map_err(|error| error.to_string()),
-            None => Err("no evidence log is open".to_owned()),
-        }
+    async fn append(&self, event: Event) -> Result<u64, String> {
+        self.recorder.append(event).await
     }
 
     /// The fingerprint an approval of this call is bound to: identity, upstream, tool, the
@@ -229,7 +215,7 @@ impl Gateway {
             tainted_by: approval.tainted_by.to_vec(),
             duration_ms: elapsed_ms(approval.started),
         });
-        self.append(EvidenceRecord::new(now_ms(), event))
+        self.append(event)
             .await
             .map(|_| ())
             .map_err(|error| {
@@ -259,7 +245,7 @@ impl Gateway {
             approval,
             credential,
         });
-        match self.append(EvidenceRecord::new(now_ms(), event)).await {
+        match self.append(event).await {
             Ok(seq) => {
                 record.intent_seq = Some(seq);
                 tracing::Span::current().record("evidence_seq", seq);
@@ -309,7 +295,7 @@ impl Gateway {
             duration_ms: u64::try_from(record.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             redacted,
         });
-        self.append(EvidenceRecord::new(now_ms(), event))
+        self.append(event)
             .await
             .map(|_| ())
             .map_err(|error| {
@@ -330,7 +316,7 @@ impl Gateway {
     /// or Portcullis stopped while it ran. Such a call may have run; the record says so. Reads
     /// the whole log once.
     pub async fn record_lost_outcomes(&self) -> Result<usize, String> {
-        let Some(log) = &self.evidence else {
+        let Some(log) = self.recorder.log() else {
             return Ok(0);
         };
         let records = portcullis_audit::read(log.path(), portcullis_audit::Filter::default())
@@ -361,7 +347,7 @@ impl Gateway {
                 duration_ms: 0,
                 redacted: Vec::new(),
             });
-            self.append(EvidenceRecord::new(now_ms(), event)).await?;
+            self.append(event).await?;
         }
         if lost > 0 {
             tracing::warn!(
@@ -396,7 +382,7 @@ impl Gateway {
     /// lets reads run without evidence.
     pub(crate) async fn record_read(&self, event: Event) -> Result<(), String> {
         let kind = event.kind();
-        match self.append(EvidenceRecord::new(now_ms(), event)).await {
+        match self.append(event).await {
             Ok(_) => Ok(()),
             Err(error) if self.reads_without_evidence => {
                 tracing::error!(%error, kind, "the evidence log cannot be written; a read is answered without evidence because config allows it");
@@ -433,7 +419,7 @@ impl Gateway {
             version,
             error,
         });
-        if let Err(error) = self.append(EvidenceRecord::new(now_ms(), event)).await {
+        if let Err(error) = self.append(event).await {
             tracing::error!(%error, "a reload could not be recorded");
         }
     }

@@ -24,6 +24,7 @@ mod pending;
 mod pipeline;
 mod policy;
 mod progress;
+mod recorder;
 mod relay;
 mod sandbox;
 pub mod secrets;
@@ -54,6 +55,7 @@ pub use http::serve_http;
 pub use metrics::serve_metrics;
 pub use pipeline::Granted;
 pub use policy::load_policy;
+pub use recorder::Recorder;
 pub use sandbox::{ContainmentReport, containment_reports};
 pub use server::PortcullisServer;
 
@@ -90,9 +92,9 @@ pub struct Gateway {
     states: StateSealer,
     pending: Arc<pending::PendingCalls>,
     policy: Arc<PolicyStore>,
-    /// Where every call's intent and outcome are recorded. `None` only for a gateway that
-    /// serves no calls (`portcullis tools`): without a log, no call runs.
-    evidence: Option<portcullis_audit::EvidenceLog>,
+    /// Where every call's intent and outcome are recorded, and the clock they are stamped
+    /// with (the one clock every comparison with the time of day reads).
+    recorder: Recorder,
     /// Whether reads may run while the evidence log cannot be written.
     reads_without_evidence: bool,
     /// Who sessions act as when no bearer token names them (stdio, unauthenticated loopback
@@ -124,6 +126,21 @@ pub struct Gateway {
     supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+/// What a gateway starts from besides its config.
+pub struct GatewayParts {
+    /// The values of Portcullis's own environment variables that config lets upstreams
+    /// inherit.
+    pub inherited: BTreeMap<String, String>,
+    /// The policy loaded from config's files (see [`load_policy`]).
+    pub policy: PolicyEngine,
+    /// The opened evidence log (`None`: no call will run) and the clock.
+    pub recorder: Recorder,
+    /// The `requestState` key shared by replicas, if config names one.
+    pub state_key: Option<Vec<u8>>,
+    pub credentials: Arc<Credentials>,
+    pub shutdown: CancellationToken,
+}
+
 /// How ready one upstream is, for start-up messages and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamStatus {
@@ -133,19 +150,16 @@ pub enum UpstreamStatus {
 }
 
 impl Gateway {
-    /// Starts supervising every upstream and watching the policy files. `inherited` holds the
-    /// values of Portcullis's own environment variables that config lets upstreams inherit;
-    /// `policy` is the policy loaded from config's files (see [`load_policy`]); `evidence` the
-    /// opened evidence log (`None`: no call will run).
-    pub fn start(
-        config: &Config,
-        inherited: &BTreeMap<String, String>,
-        policy: PolicyEngine,
-        evidence: Option<portcullis_audit::EvidenceLog>,
-        state_key: Option<Vec<u8>>,
-        credentials: Arc<Credentials>,
-        shutdown: CancellationToken,
-    ) -> Result<Arc<Self>, GatewayError> {
+    /// Starts supervising every upstream and watching the policy files.
+    pub fn start(config: &Config, parts: GatewayParts) -> Result<Arc<Self>, GatewayError> {
+        let GatewayParts {
+            inherited,
+            policy,
+            recorder,
+            state_key,
+            credentials,
+            shutdown,
+        } = parts;
         let sessions = Arc::new(Sessions::default());
         let upstreams: Vec<Arc<UpstreamHandle>> = config
             .upstreams
@@ -153,10 +167,10 @@ impl Gateway {
             .map(|spec| {
                 UpstreamHandle::new(
                     spec.clone(),
-                    inherited,
+                    &inherited,
                     config.namespacing,
                     Arc::downgrade(&sessions),
-                    evidence.clone(),
+                    recorder.clone(),
                     credentials.service_source(spec.name.as_str()),
                 )
             })
@@ -189,7 +203,7 @@ impl Gateway {
             argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
             policy: Arc::new(PolicyStore::new(config.policy.clone(), policy)),
-            evidence,
+            recorder,
             reads_without_evidence: config.evidence.reads_without_evidence,
             local_identity: Arc::new(config.local_identity.clone()),
             authenticated: config.http.auth.is_some(),

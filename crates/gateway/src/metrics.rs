@@ -170,7 +170,7 @@ impl Metrics {
             let failures = i64::try_from(upstream.failures()).unwrap_or(i64::MAX);
             self.upstream_failures.get_or_create(&labels).set(failures);
         }
-        if let Some(log) = &gateway.evidence {
+        if let Some(log) = gateway.recorder.log() {
             let stats = log.stats();
             self.evidence_records
                 .set(i64::try_from(stats.records).unwrap_or(i64::MAX));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use portcullis_config::{Upstream, UpstreamTransport};
 use portcullis_core::evidence::{
-    ElicitationRelayed, Event, EvidenceRecord, RequestContext, SandboxStarted, UpstreamLifecycle,
+    ElicitationRelayed, Event, RequestContext, SandboxStarted, UpstreamLifecycle,
 };
 use portcullis_core::{Effect, Hints, Namespacing, UpstreamName};
 use portcullis_roots::Roots;
@@ -37,9 +37,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
-use crate::evidence::now_ms;
 use crate::paths::{Grantor, PathGuard};
 use crate::progress::ProgressRoutes;
+use crate::recorder::Recorder;
 use crate::relay::RelayClient;
 use crate::sandbox::{self, StartSandbox};
 use crate::sessions::Sessions;
@@ -183,7 +183,7 @@ pub struct UpstreamHandle {
     suspect: tokio::sync::Notify,
     sessions: Weak<Sessions>,
     /// Where its starts and failures are recorded.
-    evidence: Option<portcullis_audit::EvidenceLog>,
+    recorder: Recorder,
     /// Where this upstream's progress notifications go.
     pub progress: ProgressRoutes,
     /// Resource subscriptions held open on a stateless upstream, by its own URI.
@@ -219,7 +219,7 @@ impl UpstreamHandle {
         inherited: &BTreeMap<String, String>,
         namespacing: Namespacing,
         sessions: Weak<Sessions>,
-        evidence: Option<portcullis_audit::EvidenceLog>,
+        recorder: Recorder,
         service: Option<Arc<dyn CredentialSource>>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -236,7 +236,7 @@ impl UpstreamHandle {
             sessions,
             progress: ProgressRoutes::default(),
             watches: Mutex::new(HashMap::new()),
-            evidence,
+            recorder,
             service,
         })
     }
@@ -481,8 +481,8 @@ impl UpstreamHandle {
     /// Records an event of this upstream. A failure to record is logged: the evidence log
     /// refuses calls by itself once it fails.
     async fn record(&self, event: Event) {
-        if let Some(log) = &self.evidence
-            && let Err(error) = log.append(EvidenceRecord::new(now_ms(), event)).await
+        if self.recorder.log().is_some()
+            && let Err(error) = self.recorder.append(event).await
         {
             tracing::error!(upstream = %self.name(), %error, "an upstream event could not be recorded");
         }

@@ -1,0 +1,52 @@
+//! Where evidence goes: the open evidence log (if any) and the clock every record is stamped
+//! with. Shared by the gateway and each upstream's supervisor; the records themselves are
+//! built in `evidence.rs`.
+
+use std::sync::Arc;
+
+use portcullis_audit::EvidenceLog;
+use portcullis_core::clock::Clock;
+use portcullis_core::evidence::{Event, EvidenceRecord};
+
+/// The evidence log and the clock. Cloning shares both.
+#[derive(Clone)]
+pub struct Recorder {
+    /// `None` only for a gateway that serves no calls (`portcullis tools`): without a log, no
+    /// call runs.
+    log: Option<EvidenceLog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("log", &self.log.as_ref().map(EvidenceLog::path))
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl Recorder {
+    pub fn new(log: Option<EvidenceLog>, clock: Arc<dyn Clock>) -> Self {
+        Self { log, clock }
+    }
+
+    pub(crate) fn log(&self) -> Option<&EvidenceLog> {
+        self.log.as_ref()
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Appends `event`, stamped now; its seq once durable.
+    pub(crate) async fn append(&self, event: Event) -> Result<u64, String> {
+        let Some(log) = &self.log else {
+            return Err("no evidence log is open".to_owned());
+        };
+        log.append(EvidenceRecord::new(self.clock.unix_millis(), event))
+            .await
+            .map(|receipt| receipt.seq)
+            .map_err(|error| error.to_string())
+    }
+}
