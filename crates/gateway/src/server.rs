@@ -32,9 +32,9 @@ use crate::Gateway;
 use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{Outbound, answer_inputs, forward, is_reserved_key, unexpected};
-use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
+use crate::evidence::recorded_name;
 use crate::relay::screen_elicitation;
-use portcullis_core::evidence::{Event, Outcome, PromptGet, Refused, ResourceRead};
+use portcullis_core::evidence::{Event, Refused};
 use rmcp::model::{InputRequest, InputResponses};
 
 /// How many input-required rounds Portcullis drives for one prompt or resource request.
@@ -127,11 +127,10 @@ impl PortcullisServer {
     }
 
     /// A prompt get through the upstream's input rounds.
-    async fn get_prompt_rounds(
+    pub(crate) async fn fetch_prompt(
         &self,
         request: &GetPromptRequestParams,
-        upstream: &UpstreamHandle,
-        connection: &Connection,
+        (upstream, connection): (&UpstreamHandle, &Connection),
         local: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
@@ -164,49 +163,53 @@ impl PortcullisServer {
         }
     }
 
-    /// Decides a prompt get or resource read; a refused one is recorded as not run.
-    async fn authorize_recorded(
+    /// A resource read through the upstream's input rounds, its contents named as the client
+    /// knows them.
+    pub(crate) async fn fetch_resource(
         &self,
-        envelope: &IdentityEnvelope,
-        upstream: &UpstreamHandle,
-        entry: Listed<'_>,
-        event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
-    ) -> Result<portcullis_policy::Decision, Refusal> {
-        let refusal = match self.gateway.authorize_read(envelope, upstream, entry) {
-            Ok(decision) => return Ok(decision),
-            Err(refusal) => refusal,
-        };
-        let not_run = Outcome::NotRun {
-            reason: "refused by policy".to_owned(),
-        };
-        // Nothing was read, so a failure to record does not change the answer.
-        let _ = self
-            .gateway
-            .record_read(event(refusal.decision(), not_run))
-            .await;
-        Err(refusal)
+        request: &ReadResourceRequestParams,
+        (upstream, connection): (&UpstreamHandle, &Connection),
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let outcome = self
+            .input_rounds(
+                upstream,
+                connection,
+                context,
+                &request.uri,
+                None,
+                (
+                    request.request_state.as_deref(),
+                    request.input_responses.clone(),
+                ),
+                |state, responses| {
+                    let mut params = ReadResourceRequestParams::new(local.to_owned());
+                    params.request_state = state;
+                    params.input_responses = responses;
+                    Outbound::Read(params)
+                },
+            )
+            .await?;
+        match outcome {
+            Rounds::Ask(required) => Ok(ReadResourceResponse::InputRequired(required)),
+            Rounds::Done(result) => exposed_contents(&self.gateway, upstream, *result),
+        }
     }
 
-    /// Records a prompt get or resource read that did not reach the upstream before policy
-    /// was asked (no such name, or its upstream is down). Nothing was read, so a failure to
-    /// record does not change the answer.
-    async fn record_not_run(
-        &self,
-        event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
-        decision: Option<&portcullis_policy::Decision>,
-        reason: &str,
-    ) {
-        let not_run = Outcome::NotRun {
-            reason: reason.to_owned(),
-        };
-        let _ = self.gateway.record_read(event(decision, not_run)).await;
+    /// The upstream and its own URI of an exposed resource URI, if any.
+    pub(crate) fn resolve_resource(&self, exposed: &str) -> Option<(&Arc<UpstreamHandle>, String)> {
+        self.gateway
+            .namespacing
+            .resolve_uri(&self.gateway.names, exposed)
+            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local.to_owned())))
     }
 
     /// A prompt get or resource read whose URI or arguments (`value`) hold a URL to a host this
     /// session has not reached, in a session that read untrusted content: that content may have
     /// put data in the URL, and reads are never offered for approval, so it is refused (`Err`
     /// says why). Otherwise its hosts are remembered as reached.
-    fn check_open_world(
+    pub(crate) fn check_open_world(
         &self,
         context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
@@ -233,7 +236,7 @@ impl PortcullisServer {
 
     /// Checks a resource URI of `upstream` (its own form) against the roots this identity has
     /// there, narrowed by the roots this session's client offered. `Err` says why not.
-    fn check_resource_uri(
+    pub(crate) fn check_resource_uri(
         &self,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
@@ -301,7 +304,7 @@ impl PortcullisServer {
 
     /// Content from an untrusted upstream reached this session: its side effects now need
     /// approval.
-    fn taint_if_untrusted(
+    pub(crate) fn taint_if_untrusted(
         &self,
         context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
@@ -312,23 +315,6 @@ impl PortcullisServer {
                 .taints
                 .mark(&self.taint_key(context, envelope), upstream.name().as_str());
         }
-    }
-
-    /// Records a read's final answer (`None`: a round waiting for the person, recorded when its
-    /// retry ends); an answer the log cannot record is withheld (see `record_read`).
-    async fn record_answer(
-        &self,
-        event: &impl Fn(Option<&portcullis_policy::Decision>, Outcome) -> Event,
-        decision: &portcullis_policy::Decision,
-        outcome: Option<Outcome>,
-    ) -> Result<(), McpError> {
-        let Some(outcome) = outcome else {
-            return Ok(());
-        };
-        self.gateway
-            .record_read(event(Some(decision), outcome))
-            .await
-            .map_err(|message| McpError::internal_error(message, None))
     }
 
     /// The upstream and its own name of an exposed tool or prompt name, if any.
@@ -950,83 +936,7 @@ impl ServerHandler for PortcullisServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let unknown =
-            || McpError::invalid_params(format!("unknown prompt `{}`", request.name), None);
-        let started = std::time::Instant::now();
-        let resolved = self.resolve_tool(&request.name);
-        // A name that resolves to nothing is recorded as the client sent it, with no upstream.
-        let (upstream_name, prompt_name) = match resolved {
-            Some((upstream, local)) => (upstream.name().to_string(), local.to_owned()),
-            None => (String::new(), recorded_name(&request.name)),
-        };
-        let prompt_event = |decision: Option<&portcullis_policy::Decision>, outcome| {
-            Event::PromptGet(PromptGet {
-                request: self.gateway.read_context(&envelope, self.session),
-                upstream: upstream_name.clone(),
-                prompt: prompt_name.clone(),
-                arguments: self.gateway.arguments(request.arguments.as_ref(), &[]),
-                decision: summary(&self.gateway, decision),
-                outcome,
-                duration_ms: elapsed_ms(started),
-            })
-        };
-        let Some((upstream, local)) = resolved else {
-            self.record_not_run(&prompt_event, None, "no such prompt")
-                .await;
-            return Err(unknown());
-        };
-        let connection = match self.ready(upstream) {
-            Ok(connection) => connection,
-            Err(message) => {
-                self.record_not_run(&prompt_event, None, &message).await;
-                return Err(McpError::internal_error(message, None));
-            }
-        };
-        if !connection.catalog.load().prompt_names.contains(local) {
-            self.record_not_run(&prompt_event, None, "no such prompt")
-                .await;
-            return Err(unknown());
-        }
-        let decision = self
-            .authorize_recorded(&envelope, upstream, Listed::Prompt(local), &prompt_event)
-            .await
-            .map_err(|refusal| read_refusal(refusal, unknown()))?;
-        let arguments = serde_json::Value::Object(
-            request
-                .arguments
-                .clone()
-                .map(|arguments| arguments.into_iter().collect())
-                .unwrap_or_default(),
-        );
-        if let Err(why) = self.check_open_world(&context, &envelope, &arguments) {
-            self.record_not_run(
-                &prompt_event,
-                Some(&decision),
-                &format!("untrusted content: {why}"),
-            )
-            .await;
-            return Err(McpError::invalid_request(
-                format!("portcullis refused prompt `{}`: {why}", request.name),
-                None,
-            ));
-        }
-        let answer = self
-            .get_prompt_rounds(&request, upstream, &connection, local, &context)
-            .await;
-        // A round waiting for the person is not an answer yet: the retry records it.
-        let recorded = match &answer {
-            Ok(GetPromptResponse::Complete(result)) => Some(read_outcome(Ok(result))),
-            Ok(_) => None,
-            Err(error) => Some(read_outcome::<()>(Err(error))),
-        };
-        self.record_answer(&prompt_event, &decision, recorded)
-            .await?;
-        if matches!(answer, Ok(GetPromptResponse::Complete(_))) {
-            self.taint_if_untrusted(&context, &envelope, upstream);
-        }
-        answer
+        self.read_as(&request, &context).await
     }
 
     async fn list_resources(
@@ -1085,120 +995,7 @@ impl ServerHandler for PortcullisServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let resolved = self
-            .gateway
-            .namespacing
-            .resolve_uri(&self.gateway.names, &request.uri)
-            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)));
-        let unknown =
-            || McpError::resource_not_found(format!("unknown resource `{}`", request.uri), None);
-        let started = std::time::Instant::now();
-        // A URI that resolves to nothing is recorded as the client sent it, with no upstream.
-        let (upstream_name, recorded_uri) = match resolved {
-            Some((upstream, local)) => (upstream.name().to_string(), local.to_owned()),
-            None => (String::new(), recorded_name(&request.uri)),
-        };
-        let resource_event = |decision: Option<&portcullis_policy::Decision>, outcome| {
-            Event::ResourceRead(ResourceRead {
-                request: self.gateway.read_context(&envelope, self.session),
-                upstream: upstream_name.clone(),
-                uri: recorded_uri.clone(),
-                decision: summary(&self.gateway, decision),
-                outcome,
-                duration_ms: elapsed_ms(started),
-            })
-        };
-        let Some((upstream, local)) = resolved else {
-            self.record_not_run(&resource_event, None, "no such resource")
-                .await;
-            return Err(unknown());
-        };
-        let decision = self
-            .authorize_recorded(
-                &envelope,
-                upstream,
-                Listed::Resource(local),
-                &resource_event,
-            )
-            .await
-            .map_err(|refusal| read_refusal(refusal, unknown()))?;
-        // A `file:` URI outside the effective roots never reaches the upstream, exactly as a
-        // path argument of a tool call would not: the kernel is the second line, not the only.
-        let open_world = self.check_open_world(
-            &context,
-            &envelope,
-            &serde_json::Value::String(local.to_owned()),
-        );
-        if let Err(why) = open_world {
-            self.record_not_run(
-                &resource_event,
-                Some(&decision),
-                &format!("untrusted content: {why}"),
-            )
-            .await;
-            return Err(McpError::invalid_request(
-                format!("portcullis refused to read `{}`: {why}", request.uri),
-                None,
-            ));
-        }
-        if let Err(denied) = self.check_resource_uri(&envelope, upstream, local) {
-            self.record_not_run(
-                &resource_event,
-                Some(&decision),
-                &format!("outside the roots: {denied}"),
-            )
-            .await;
-            return Err(McpError::invalid_params(
-                format!(
-                    "portcullis refused to read `{}`: {denied}; nothing was read",
-                    request.uri
-                ),
-                None,
-            ));
-        }
-        let answer: Result<ReadResourceResponse, McpError> = async {
-            let connection = self
-                .ready(upstream)
-                .map_err(|message| McpError::internal_error(message, None))?;
-            let outcome = self
-                .input_rounds(
-                    upstream,
-                    &connection,
-                    &context,
-                    &request.uri,
-                    None,
-                    (
-                        request.request_state.as_deref(),
-                        request.input_responses.clone(),
-                    ),
-                    |state, responses| {
-                        let mut params = ReadResourceRequestParams::new(local.to_owned());
-                        params.request_state = state;
-                        params.input_responses = responses;
-                        Outbound::Read(params)
-                    },
-                )
-                .await?;
-            match outcome {
-                Rounds::Ask(required) => Ok(ReadResourceResponse::InputRequired(required)),
-                Rounds::Done(result) => exposed_contents(&self.gateway, upstream, *result),
-            }
-        }
-        .await;
-        // A round waiting for the person is not an answer yet: the retry records it.
-        let recorded = match &answer {
-            Ok(ReadResourceResponse::Complete(result)) => Some(read_outcome(Ok(result))),
-            Ok(_) => None,
-            Err(error) => Some(read_outcome::<()>(Err(error))),
-        };
-        self.record_answer(&resource_event, &decision, recorded)
-            .await?;
-        if matches!(answer, Ok(ReadResourceResponse::Complete(_))) {
-            self.taint_if_untrusted(&context, &envelope, upstream);
-        }
-        answer
+        self.read_as(&request, &context).await
     }
 
     async fn subscribe(

@@ -24,6 +24,7 @@ mod approve;
 mod check;
 mod credential;
 mod decide;
+mod read;
 mod resolve;
 mod stateless;
 

@@ -1,0 +1,391 @@
+//! `prompts/get` and `resources/read` through the stages that apply to them, in order:
+//!
+//! 1. resolve: the exposed name or URI to one upstream and its own name;
+//! 2. decide: may this identity read it (the same check that filters the lists, so a hidden
+//!    name answers exactly like an unknown one; it comes before the checks, which would
+//!    otherwise tell the two apart);
+//! 3. check: in a session that read untrusted content, no host it has not reached yet; a
+//!    `file:` URI inside the effective roots;
+//! 4. the read itself, through the upstream's input rounds, and its record before the answer
+//!    goes back (an answer that cannot be recorded is withheld).
+//!
+//! A stage that ends the read returns a [`ReadStop`]; [`PortcullisServer::stop_read`] is the
+//! one place a stop becomes its record and its error. Reads are never offered for approval: a
+//! read that policy allows only with approval is refused. The types here carry typed read
+//! parameters only (`Outbound::Read`, `Outbound::Prompt`): no `tools/call` can pass.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_core::IdentityEnvelope;
+use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
+use portcullis_policy::Decision;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{
+    GetPromptRequestParams, GetPromptResponse, ReadResourceRequestParams, ReadResourceResponse,
+};
+use rmcp::service::{RequestContext, RoleServer};
+
+use crate::Gateway;
+use crate::authorize::{Listed, Refusal};
+use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
+use crate::server::PortcullisServer;
+use crate::upstream::{Connection, UpstreamHandle};
+
+/// One kind of read: what differs between a prompt get and a resource read.
+pub(crate) trait Read {
+    type Response;
+    /// Why a name that resolves to nothing is refused, as recorded.
+    const NO_SUCH: &'static str;
+
+    /// The name (prompt) or URI (resource) as the client sent it.
+    fn exposed(&self) -> &str;
+    /// The upstream and its own name for it, if the name resolves.
+    fn resolve<'s>(
+        &self,
+        server: &'s PortcullisServer,
+    ) -> Option<(&'s Arc<UpstreamHandle>, String)>;
+    /// What policy is asked about.
+    fn listed(local: &str) -> Listed<'_>;
+    /// Whether the upstream offers it (a resource URI may match a template: always `true`).
+    fn offered(connection: &Connection, local: &str) -> bool;
+    /// The answer for a name that is unknown (or hidden).
+    fn unknown(&self) -> McpError;
+    /// The parts that may name hosts (the URI, or the arguments).
+    fn hosts_in(&self, local: &str) -> serde_json::Value;
+    /// Its evidence event.
+    fn event(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        decision: Option<&Decision>,
+        outcome: Outcome,
+    ) -> Event;
+    /// Reads it from the upstream (after every check passed).
+    async fn fetch(
+        &self,
+        server: &PortcullisServer,
+        at: (&UpstreamHandle, &Connection),
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Self::Response, McpError>;
+    /// What the record says of an answer; `None` for a round still waiting for the person
+    /// (its retry records it).
+    fn outcome(answer: &Result<Self::Response, McpError>) -> Option<Outcome>;
+}
+
+/// What a read's records name: who asked, when it started, and the upstream and name it
+/// resolved to (empty upstream and the name as sent when it resolved to nothing).
+pub(crate) struct Target {
+    pub request: portcullis_core::evidence::RequestContext,
+    pub started: Instant,
+    pub upstream: String,
+    pub name: String,
+}
+
+/// Why a read ends before it reaches the upstream.
+pub(crate) enum ReadStop {
+    /// Unknown to this identity (no such name, or hidden from it): the reason is recorded.
+    Unknown(&'static str),
+    /// Refused by policy: hidden ones are unknown; one that needs approval is refused.
+    Policy(Refusal),
+    /// Refused with its error, recorded with its reason under its decision.
+    Refused(Box<RefusedRead>),
+}
+
+/// A read refused by a check.
+pub(crate) struct RefusedRead {
+    error: McpError,
+    recorded: String,
+    decision: Option<Decision>,
+}
+
+impl ReadStop {
+    fn refused(error: McpError, recorded: String, decision: Decision) -> Self {
+        Self::Refused(Box::new(RefusedRead {
+            error,
+            recorded,
+            decision: Some(decision),
+        }))
+    }
+}
+
+impl PortcullisServer {
+    /// A prompt get or resource read, through every stage.
+    pub(crate) async fn read_as<R: Read>(
+        &self,
+        read: &R,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<R::Response, McpError> {
+        let envelope = self.envelope(context)?;
+        self.gateway.first_settle().await;
+        let resolved = read.resolve(self);
+        let mut target = Target {
+            request: self.gateway.read_context(&envelope, self.session),
+            started: Instant::now(),
+            upstream: String::new(),
+            name: recorded_name(read.exposed()),
+        };
+        let Some((upstream, local)) = resolved else {
+            return Err(self
+                .stop_read(read, &target, ReadStop::Unknown(R::NO_SUCH))
+                .await);
+        };
+        target.upstream = upstream.name().to_string();
+        target.name.clone_from(&local);
+        let (decision, connection) =
+            match self.read_stages(read, &envelope, upstream, &local, context) {
+                Ok(ready) => ready,
+                Err(stop) => return Err(self.stop_read(read, &target, stop).await),
+            };
+        let answer = read
+            .fetch(self, (upstream, &connection), &local, context)
+            .await;
+        // INVARIANT: a read's answer goes back only once recorded (unless config lets reads
+        // run without evidence).
+        if let Some(outcome) = R::outcome(&answer) {
+            self.gateway
+                .record_read(read.event(&self.gateway, &target, Some(&decision), outcome))
+                .await
+                .map_err(|message| McpError::internal_error(message, None))?;
+        }
+        if answer.is_ok() && R::outcome(&answer).is_some() {
+            self.taint_if_untrusted(context, &envelope, upstream);
+        }
+        answer
+    }
+
+    /// Decide, then check, then find the upstream ready and offering it: the decision and the
+    /// connection, or why the read stops.
+    fn read_stages<R: Read>(
+        &self,
+        read: &R,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(Decision, Arc<Connection>), ReadStop> {
+        let decision = self
+            .gateway
+            .authorize_read(envelope, upstream, R::listed(local))
+            .map_err(ReadStop::Policy)?;
+        if let Err(why) = self.check_open_world(context, envelope, &read.hosts_in(local)) {
+            return Err(ReadStop::refused(
+                McpError::invalid_request(
+                    format!("portcullis refused `{}`: {why}", read.exposed()),
+                    None,
+                ),
+                format!("untrusted content: {why}"),
+                decision,
+            ));
+        }
+        // A `file:` URI outside the effective roots never reaches the upstream, exactly as a
+        // path argument of a tool call would not: the kernel is the second line, not the only.
+        if matches!(R::listed(local), Listed::Resource(_))
+            && let Err(denied) = self.check_resource_uri(envelope, upstream, local)
+        {
+            return Err(ReadStop::refused(
+                McpError::invalid_params(
+                    format!(
+                        "portcullis refused to read `{}`: {denied}; nothing was read",
+                        read.exposed()
+                    ),
+                    None,
+                ),
+                format!("outside the roots: {denied}"),
+                decision,
+            ));
+        }
+        let connection = match self.ready(upstream) {
+            Ok(connection) => connection,
+            Err(message) => {
+                return Err(ReadStop::refused(
+                    McpError::internal_error(message.clone(), None),
+                    message,
+                    decision,
+                ));
+            }
+        };
+        if !R::offered(&connection, local) {
+            return Err(ReadStop::Unknown(R::NO_SUCH));
+        }
+        Ok((decision, connection))
+    }
+
+    /// The one place a stopped read becomes its record and its error. Nothing was read, so a
+    /// failure to record does not change the answer.
+    async fn stop_read<R: Read>(&self, read: &R, target: &Target, stop: ReadStop) -> McpError {
+        let (error, recorded, decision) = match stop {
+            ReadStop::Unknown(reason) => (read.unknown(), reason.to_owned(), None),
+            ReadStop::Policy(refusal) => {
+                let decision = refusal.decision().cloned();
+                let error = match refusal {
+                    Refusal::Hidden | Refusal::Denied { .. } => read.unknown(),
+                    Refusal::ApprovalUnavailable { .. } => McpError::invalid_request(
+                        "policy requires a person's approval for this, and portcullis asks for approval of tool calls only",
+                        None,
+                    ),
+                };
+                (error, "refused by policy".to_owned(), decision)
+            }
+            ReadStop::Refused(refused) => {
+                let RefusedRead {
+                    error,
+                    recorded,
+                    decision,
+                } = *refused;
+                (error, recorded, decision)
+            }
+        };
+        let not_run = Outcome::NotRun { reason: recorded };
+        let _ = self
+            .gateway
+            .record_read(read.event(&self.gateway, target, decision.as_ref(), not_run))
+            .await;
+        error
+    }
+}
+
+/// `prompts/get`.
+impl Read for GetPromptRequestParams {
+    type Response = GetPromptResponse;
+    const NO_SUCH: &'static str = "no such prompt";
+
+    fn offered(connection: &Connection, local: &str) -> bool {
+        connection.catalog.load().prompt_names.contains(local)
+    }
+
+    fn exposed(&self) -> &str {
+        &self.name
+    }
+
+    fn resolve<'s>(
+        &self,
+        server: &'s PortcullisServer,
+    ) -> Option<(&'s Arc<UpstreamHandle>, String)> {
+        server
+            .resolve_tool(&self.name)
+            .map(|(upstream, local)| (upstream, local.to_owned()))
+    }
+
+    fn listed(local: &str) -> Listed<'_> {
+        Listed::Prompt(local)
+    }
+
+    fn unknown(&self) -> McpError {
+        McpError::invalid_params(format!("unknown prompt `{}`", self.name), None)
+    }
+
+    fn hosts_in(&self, _local: &str) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.arguments
+                .clone()
+                .map(|arguments| arguments.into_iter().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn event(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        decision: Option<&Decision>,
+        outcome: Outcome,
+    ) -> Event {
+        Event::PromptGet(PromptGet {
+            request: target.request.clone(),
+            upstream: target.upstream.clone(),
+            prompt: target.name.clone(),
+            arguments: gateway.arguments(self.arguments.as_ref(), &[]),
+            decision: summary(gateway, decision),
+            outcome,
+            duration_ms: elapsed_ms(target.started),
+        })
+    }
+
+    async fn fetch(
+        &self,
+        server: &PortcullisServer,
+        at: (&UpstreamHandle, &Connection),
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        server.fetch_prompt(self, at, local, context).await
+    }
+
+    fn outcome(answer: &Result<GetPromptResponse, McpError>) -> Option<Outcome> {
+        match answer {
+            Ok(GetPromptResponse::Complete(result)) => Some(read_outcome(Ok(result))),
+            Ok(_) => None,
+            Err(error) => Some(read_outcome::<()>(Err(error))),
+        }
+    }
+}
+
+/// `resources/read`.
+impl Read for ReadResourceRequestParams {
+    type Response = ReadResourceResponse;
+    const NO_SUCH: &'static str = "no such resource";
+
+    fn offered(_connection: &Connection, _local: &str) -> bool {
+        true
+    }
+
+    fn exposed(&self) -> &str {
+        &self.uri
+    }
+
+    fn resolve<'s>(
+        &self,
+        server: &'s PortcullisServer,
+    ) -> Option<(&'s Arc<UpstreamHandle>, String)> {
+        server.resolve_resource(&self.uri)
+    }
+
+    fn listed(local: &str) -> Listed<'_> {
+        Listed::Resource(local)
+    }
+
+    fn unknown(&self) -> McpError {
+        McpError::resource_not_found(format!("unknown resource `{}`", self.uri), None)
+    }
+
+    fn hosts_in(&self, local: &str) -> serde_json::Value {
+        serde_json::Value::String(local.to_owned())
+    }
+
+    fn event(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        decision: Option<&Decision>,
+        outcome: Outcome,
+    ) -> Event {
+        Event::ResourceRead(ResourceRead {
+            request: target.request.clone(),
+            upstream: target.upstream.clone(),
+            uri: target.name.clone(),
+            decision: summary(gateway, decision),
+            outcome,
+            duration_ms: elapsed_ms(target.started),
+        })
+    }
+
+    async fn fetch(
+        &self,
+        server: &PortcullisServer,
+        at: (&UpstreamHandle, &Connection),
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        server.fetch_resource(self, at, local, context).await
+    }
+
+    fn outcome(answer: &Result<ReadResourceResponse, McpError>) -> Option<Outcome> {
+        match answer {
+            Ok(ReadResourceResponse::Complete(result)) => Some(read_outcome(Ok(result))),
+            Ok(_) => None,
+            Err(error) => Some(read_outcome::<()>(Err(error))),
+        }
+    }
+}
