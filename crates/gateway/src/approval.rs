@@ -61,15 +61,29 @@ pub(crate) struct ChangeRequest<'a> {
 }
 
 impl ChangeRequest<'_> {
-    /// The text shown to the person.
+    /// The text shown to the person: what, as whom, what follows from it, and why it is asked.
     pub(crate) fn message(&self) -> String {
-        let mut text = format!(
-            "Portcullis asks you to approve one action before it runs.\n\nWhat: `{}` ({}) on upstream `{}`, surface {}",
+        let mut text =
+            String::from("Portcullis asks you to approve one action before it runs.\n\n");
+        self.what(&mut text);
+        self.who(&mut text);
+        self.consequences(&mut text);
+        self.why(&mut text);
+        text.push_str(
+            "\nApprove only if you want exactly this to happen. Anything but an explicit yes leaves it undone.",
+        );
+        text
+    }
+
+    /// The tool, where it runs, and its exact arguments.
+    fn what(&self, text: &mut String) {
+        text.push_str(&format!(
+            "What: `{}` ({}) on upstream `{}`, surface {}",
             self.exposed,
             describe_effect(self.effect),
             self.upstream,
             self.surface
-        );
+        ));
         let arguments = self.arguments.cloned().unwrap_or_default();
         if arguments.is_empty() {
             text.push_str(", with no arguments\n");
@@ -79,6 +93,10 @@ impl ChangeRequest<'_> {
                 text.push_str(&format!("  {name}: {}\n", shown(name, value)));
             }
         }
+    }
+
+    /// Who the call acts as.
+    fn who(&self, text: &mut String) {
         let user = self.envelope.user();
         text.push_str(&format!("As: {} (issuer {})", user.subject, user.issuer));
         if let Some(tenant) = self.envelope.tenant() {
@@ -88,6 +106,10 @@ impl ChangeRequest<'_> {
             text.push_str(&format!(", through client {client}"));
         }
         text.push('\n');
+    }
+
+    /// Tenant crossing, recipients, network reach, privileges, and whether it can be undone.
+    fn consequences(&self, text: &mut String) {
         if let Some(target) = self.target_tenant {
             let session = self.envelope.tenant().unwrap_or("none");
             if Some(target) != self.envelope.tenant() {
@@ -114,14 +136,12 @@ impl ChangeRequest<'_> {
             text.push_str(&format!("Reaches the network: {why}\n"));
             // Whole, never abbreviated: data carried out travels in the URL itself.
             for (url, new) in urls {
-                text.push_str(&format!(
-                    "  {url}{}\n",
-                    if *new {
-                        " (a host this session has not read)"
-                    } else {
-                        ""
-                    }
-                ));
+                let note = if *new {
+                    " (a host this session has not read)"
+                } else {
+                    ""
+                };
+                text.push_str(&format!("  {url}{note}\n"));
             }
         }
         if self.rules.escalates {
@@ -132,31 +152,30 @@ impl ChangeRequest<'_> {
             Some(false) => "Can be undone: no\n",
             None => "Can be undone: not known\n",
         });
+    }
+
+    /// Untrusted content the session read, and the policies that ask.
+    fn why(&self, text: &mut String) {
+        let quoted = |names: &[String]| {
+            names
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if !self.tainted_by.is_empty() {
             text.push_str(&format!(
                 "Caution: this session has received content from untrusted upstream{} {} before this request; that content may have asked for this action.\n",
                 if self.tainted_by.len() == 1 { "" } else { "s" },
-                self.tainted_by
-                    .iter()
-                    .map(|u| format!("`{u}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                quoted(self.tainted_by)
             ));
         }
         if !self.policies.is_empty() {
             text.push_str(&format!(
                 "Asked because of policy {}\n",
-                self.policies
-                    .iter()
-                    .map(|p| format!("`{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                quoted(self.policies)
             ));
         }
-        text.push_str(
-            "\nApprove only if you want exactly this to happen. Anything but an explicit yes leaves it undone.",
-        );
-        text
     }
 
     /// The form-mode elicitation: one required boolean, no default.

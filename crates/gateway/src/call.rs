@@ -431,39 +431,12 @@ impl UpstreamCall {
                 Outbound::Call(request),
             )
             .await
-            .and_then(|result| match result {
-                ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
-                ServerResult::InputRequiredResult(result) => {
-                    Ok(CallToolResponse::InputRequired(result))
-                }
-                ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
-                ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
-                    CallToolResult::success(Vec::new()),
-                )),
-                _ => Err(ForwardError::Service(ServiceError::UnexpectedResponse)),
-            });
+            .and_then(call_response);
             let response = match outcome {
                 Ok(response) => response,
                 // The upstream's own protocol errors (bad arguments, unknown tool) pass through.
                 Err(ForwardError::Service(ServiceError::McpError(error))) => return Err(error),
-                Err(error) => {
-                    let message = match self.parts.attachment.as_ref().and_then(Attachment::failure)
-                    {
-                        Some(failure) => {
-                            if let AttachFailure::InsufficientScope(scopes) = &failure {
-                                gateway.credentials.learn_scopes(
-                                    upstream.name().as_str(),
-                                    &self.parts.local,
-                                    scopes,
-                                );
-                            }
-                            failure.describe(upstream.name().as_str())
-                        }
-                        None => error.describe(upstream),
-                    };
-                    tracing::warn!(upstream = %upstream.name(), tool = %self.parts.local, %message, "call failed");
-                    return Ok(tool_error(message));
-                }
+                Err(error) => return Ok(tool_error(self.failure(gateway, &error))),
             };
             match response {
                 CallToolResponse::Complete(mut result) => {
@@ -504,6 +477,42 @@ impl UpstreamCall {
             "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
             upstream.name()
         )))
+    }
+}
+
+impl UpstreamCall {
+    /// What the client is told of a call that failed at or beyond the upstream: what the
+    /// credential says (and the scopes it lacked, learnt), else what the transport says.
+    fn failure(&self, gateway: &crate::Gateway, error: &ForwardError) -> String {
+        let upstream = &*self.parts.upstream;
+        let message = match self.parts.attachment.as_ref().and_then(Attachment::failure) {
+            Some(failure) => {
+                if let AttachFailure::InsufficientScope(scopes) = &failure {
+                    gateway.credentials.learn_scopes(
+                        upstream.name().as_str(),
+                        &self.parts.local,
+                        scopes,
+                    );
+                }
+                failure.describe(upstream.name().as_str())
+            }
+            None => error.describe(upstream),
+        };
+        tracing::warn!(upstream = %upstream.name(), tool = %self.parts.local, %message, "call failed");
+        message
+    }
+}
+
+/// A `tools/call` answer as the client gets it; any other kind of result is unexpected.
+fn call_response(result: ServerResult) -> Result<CallToolResponse, ForwardError> {
+    match result {
+        ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+        ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+        ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+        ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(CallToolResult::success(
+            Vec::new(),
+        ))),
+        _ => Err(ForwardError::Service(ServiceError::UnexpectedResponse)),
     }
 }
 

@@ -118,6 +118,87 @@ fn now() -> u64 {
     portcullis_core::clock::SystemClock.unix_secs()
 }
 
+/// The secret in the environment variable `name` (registered, so that it is redacted from
+/// every output), or why it cannot be had.
+fn secret(env: EnvReader<'_>, name: &str, what: &str) -> Result<SecretValue, String> {
+    match env(name) {
+        Some(value) if !value.is_empty() => {
+            crate::secrets::Secrets::global().register(what, &value);
+            Ok(SecretValue::new(value))
+        }
+        _ => Err(format!(
+            "the environment variable `{name}` ({what}) is not set; Portcullis reads it at start"
+        )),
+    }
+}
+
+/// How upstream `name` is authorised, with its secrets read from the environment now.
+fn auth_kind(
+    credential: &UpstreamCredential,
+    name: &str,
+    env: EnvReader<'_>,
+    redirect_uri: &Url,
+) -> Result<AuthKind, String> {
+    let registration = |client: &portcullis_config::OAuthClient| {
+        Ok::<_, String>(ClientRegistration {
+            issuer: client.issuer.clone(),
+            client_id: client.client_id.clone(),
+            client_secret: match &client.client_secret_env {
+                Some(variable) => Some(secret(
+                    env,
+                    variable,
+                    &format!("the client secret for upstream `{name}`"),
+                )?),
+                None => None,
+            },
+            redirect_uri: redirect_uri.clone(),
+        })
+    };
+    Ok(match credential {
+        UpstreamCredential::Delegated(delegation) => AuthKind::Delegated {
+            registration: registration(&delegation.client)?,
+            delegation: delegation.clone(),
+            client: OnceCell::new(),
+            refreshing: Mutex::new(()),
+        },
+        UpstreamCredential::Service(ServiceCredential::ApiKey {
+            env: variable,
+            header,
+        }) => {
+            let value = secret(env, variable, &format!("the API key for upstream `{name}`"))?;
+            let header = match header {
+                // `Authorization: Bearer KEY` (the transport writes the scheme).
+                None => http::header::AUTHORIZATION,
+                Some(header) => HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("`{header}` is not a header name"))?,
+            };
+            AuthKind::ApiKey { header, value }
+        }
+        UpstreamCredential::Service(ServiceCredential::ClientCredentials { client, scopes }) => {
+            AuthKind::ClientCredentials {
+                registration: registration(client)?,
+                loopback: client.loopback,
+                scopes: scopes.iter().cloned().collect(),
+                client: OnceCell::new(),
+                cached: Mutex::new(None),
+            }
+        }
+    })
+}
+
+/// The encrypted store of delegated grants, under the key in config's variable.
+fn open_store(config: &Config, env: EnvReader<'_>) -> Result<CredentialStore, String> {
+    let variable = &config.credentials.key_env;
+    let text = env(variable).ok_or_else(|| {
+        format!(
+            "the environment variable `{variable}` (the credential store's key, at least 32 bytes) is not set; an upstream has `kind = \"oauth\"` credentials"
+        )
+    })?;
+    crate::secrets::Secrets::global().register("the credential store's key", &text);
+    let key = StoreKey::from_secret_text(variable, &text).map_err(|e| e.to_string())?;
+    CredentialStore::open(&config.credentials.store, key).map_err(|e| e.to_string())
+}
+
 /// The label a client's consent is kept under.
 pub fn client_label(envelope: &IdentityEnvelope) -> String {
     envelope.client().unwrap_or("local").to_owned()
@@ -141,17 +222,9 @@ impl Credentials {
         flow_lifetime: Duration,
     ) -> Result<Self, String> {
         let mut upstreams = BTreeMap::new();
-        let mut delegated = false;
-        let secret = |name: &str, what: &str| -> Result<SecretValue, String> {
-            match env(name) {
-                Some(value) if !value.is_empty() => {
-                    crate::secrets::Secrets::global().register(what, &value);
-                    Ok(SecretValue::new(value))
-                }
-                _ => Err(format!(
-                    "the environment variable `{name}` ({what}) is not set; Portcullis reads it at start"
-                )),
-            }
+        let redirect_uri = || {
+            Url::parse(&config.credentials.redirect_uri())
+                .map_err(|error| format!("the callback address is not a URL: {error}"))
         };
         for upstream in &config.upstreams {
             let (Some(credential), UpstreamTransport::Http { url }) =
@@ -160,58 +233,7 @@ impl Credentials {
                 continue;
             };
             let name = upstream.name.as_str();
-            let redirect_uri = Url::parse(&config.credentials.redirect_uri())
-                .map_err(|error| format!("the callback address is not a URL: {error}"))?;
-            let registration = |client: &portcullis_config::OAuthClient| {
-                Ok::<_, String>(ClientRegistration {
-                    issuer: client.issuer.clone(),
-                    client_id: client.client_id.clone(),
-                    client_secret: match &client.client_secret_env {
-                        Some(variable) => Some(secret(
-                            variable,
-                            &format!("the client secret for upstream `{name}`"),
-                        )?),
-                        None => None,
-                    },
-                    redirect_uri: redirect_uri.clone(),
-                })
-            };
-            let kind = match credential {
-                UpstreamCredential::Delegated(delegation) => {
-                    delegated = true;
-                    AuthKind::Delegated {
-                        registration: registration(&delegation.client)?,
-                        delegation: delegation.clone(),
-                        client: OnceCell::new(),
-                        refreshing: Mutex::new(()),
-                    }
-                }
-                UpstreamCredential::Service(ServiceCredential::ApiKey { env, header }) => {
-                    let key = secret(env, &format!("the API key for upstream `{name}`"))?;
-                    match header {
-                        // `Authorization: Bearer KEY` (the transport writes the scheme).
-                        None => AuthKind::ApiKey {
-                            header: http::header::AUTHORIZATION,
-                            value: key,
-                        },
-                        Some(header) => AuthKind::ApiKey {
-                            header: HeaderName::from_bytes(header.as_bytes())
-                                .map_err(|_| format!("`{header}` is not a header name"))?,
-                            value: key,
-                        },
-                    }
-                }
-                UpstreamCredential::Service(ServiceCredential::ClientCredentials {
-                    client,
-                    scopes,
-                }) => AuthKind::ClientCredentials {
-                    registration: registration(client)?,
-                    loopback: client.loopback,
-                    scopes: scopes.iter().cloned().collect(),
-                    client: OnceCell::new(),
-                    cached: Mutex::new(None),
-                },
-            };
+            let kind = auth_kind(credential, name, env, &redirect_uri()?)?;
             // RFC 8707: tokens are asked for the upstream's canonical URI.
             let resource = Url::parse(url)
                 .map_err(|error| error.to_string())
@@ -226,16 +248,11 @@ impl Credentials {
                 }),
             );
         }
+        let delegated = upstreams
+            .values()
+            .any(|auth| matches!(auth.kind, AuthKind::Delegated { .. }));
         let store = if delegated {
-            let variable = &config.credentials.key_env;
-            let text = env(variable).ok_or_else(|| {
-                format!(
-                    "the environment variable `{variable}` (the credential store's key, at least 32 bytes) is not set; an upstream has `kind = \"oauth\"` credentials"
-                )
-            })?;
-            crate::secrets::Secrets::global().register("the credential store's key", &text);
-            let key = StoreKey::from_secret_text(variable, &text).map_err(|e| e.to_string())?;
-            Some(CredentialStore::open(&config.credentials.store, key).map_err(|e| e.to_string())?)
+            Some(open_store(config, env)?)
         } else {
             None
         };

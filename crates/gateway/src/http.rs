@@ -67,35 +67,8 @@ pub async fn serve_http(
     let address = listener.local_addr().map_err(GatewayError::Serve)?;
     let port = address.port();
 
-    // Without a configured list, only the names of this loopback listener are accepted: a
-    // browser page served from elsewhere cannot reach it through a rebound DNS name.
-    let allowed_hosts = if settings.allowed_hosts.is_empty() {
-        vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-            "127.0.0.1".to_owned(),
-            "localhost".to_owned(),
-            "::1".to_owned(),
-        ]
-    } else {
-        settings.allowed_hosts.clone()
-    };
-    let allowed_origins = if settings.allowed_origins.is_empty() {
-        vec![
-            format!("http://127.0.0.1:{port}"),
-            format!("http://localhost:{port}"),
-            format!("http://[::1]:{port}"),
-        ]
-    } else {
-        settings.allowed_origins.clone()
-    };
     let shutdown = gateway.shutdown.child_token();
-    let mut config =
-        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.clone());
-    config.legacy_session_mode = true;
-    config.allowed_hosts = allowed_hosts;
-    config.allowed_origins = allowed_origins;
+    let config = rebinding_guard(settings, port).with_cancellation_token(shutdown.clone());
     let factory_gateway = gateway.clone();
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(settings.session_idle);
@@ -117,24 +90,7 @@ pub async fn serve_http(
         .layer(axum::middleware::from_fn_with_state(cap, well_formed));
     let router = match resource_server {
         None => mcp,
-        Some(server) => {
-            tracing::info!(
-                issuer = %server.settings().issuer,
-                resource = %server.settings().resource,
-                metadata = %server.metadata_url(),
-                "clients authenticate with bearer tokens"
-            );
-            let metadata = server.metadata_router();
-            // The token is checked, and stripped, before rmcp sees the request: handlers read
-            // the identity envelope from the request's extensions and never the token. Then a
-            // call of a tool whose scopes the token lacks gets the step-up challenge.
-            mcp.layer(axum::middleware::from_fn_with_state(
-                (gateway.clone(), server.clone()),
-                step_up,
-            ))
-            .layer(axum::middleware::from_fn_with_state(server, require_bearer))
-            .merge(metadata)
-        }
+        Some(server) => authenticated(mcp, &gateway, server),
     };
     let serving = async move {
         axum::serve(
@@ -146,6 +102,61 @@ pub async fn serve_http(
         .map_err(GatewayError::Serve)
     };
     Ok((address, serving))
+}
+
+/// The MCP endpoint behind bearer tokens. The token is checked, and stripped, before rmcp sees
+/// the request: handlers read the identity envelope from the request's extensions and never
+/// the token. Then a call of a tool whose scopes the token lacks gets the step-up challenge.
+fn authenticated(
+    mcp: axum::Router,
+    gateway: &Arc<Gateway>,
+    server: ResourceServer,
+) -> axum::Router {
+    tracing::info!(
+        issuer = %server.settings().issuer,
+        resource = %server.settings().resource,
+        metadata = %server.metadata_url(),
+        "clients authenticate with bearer tokens"
+    );
+    let metadata = server.metadata_router();
+    mcp.layer(axum::middleware::from_fn_with_state(
+        (gateway.clone(), server.clone()),
+        step_up,
+    ))
+    .layer(axum::middleware::from_fn_with_state(server, require_bearer))
+    .merge(metadata)
+}
+
+/// The MCP endpoint's settings: session-era sessions kept, and Host and Origin checked.
+/// Without a configured list, only the names of this loopback listener are accepted: a browser
+/// page served from elsewhere cannot reach it through a rebound DNS name.
+fn rebinding_guard(settings: &HttpSettings, port: u16) -> StreamableHttpServerConfig {
+    let allowed_hosts = if settings.allowed_hosts.is_empty() {
+        vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+            "::1".to_owned(),
+        ]
+    } else {
+        settings.allowed_hosts.clone()
+    };
+    let allowed_origins = if settings.allowed_origins.is_empty() {
+        vec![
+            format!("http://127.0.0.1:{port}"),
+            format!("http://localhost:{port}"),
+            format!("http://[::1]:{port}"),
+        ]
+    } else {
+        settings.allowed_origins.clone()
+    };
+    let mut config = StreamableHttpServerConfig::default();
+    config.legacy_session_mode = true;
+    config.allowed_hosts = allowed_hosts;
+    config.allowed_origins = allowed_origins;
+    config
 }
 
 /// The largest request body accepted, as stdio lines are bounded.

@@ -214,12 +214,18 @@ impl Gateway {
             supervisors: std::sync::Mutex::new(supervisors),
             credentials,
         });
-        // Every reload attempt is recorded; a policy change can change every identity's
-        // lists, so the clients are told.
-        let store = gateway.policy.clone();
-        let weak = Arc::downgrade(&gateway);
+        gateway.watch_policy();
+        gateway.settle_in_background(longest_start * 2);
+        Ok(gateway)
+    }
+
+    /// Watches the policy files: every reload attempt is recorded, and since a policy change
+    /// can change every identity's lists, the clients are told.
+    fn watch_policy(self: &Arc<Self>) {
+        let store = self.policy.clone();
+        let weak = Arc::downgrade(self);
         tokio::spawn(store.watch(
-            gateway.shutdown.child_token(),
+            self.shutdown.child_token(),
             async move |outcome: Result<u64, String>| {
                 let Some(gateway) = weak.upgrade() else {
                     return;
@@ -231,14 +237,17 @@ impl Gateway {
                 }
             },
         ));
-        // Starting and listing are each bounded by the start timeout.
-        let watcher = gateway.clone();
+    }
+
+    /// Lets requests through once every upstream has started or failed once, or after `limit`
+    /// (starting and listing are each bounded by the start timeout).
+    fn settle_in_background(self: &Arc<Self>, limit: std::time::Duration) {
+        let watcher = self.clone();
         tokio::spawn(async move {
-            watcher.settle(longest_start * 2).await;
+            watcher.settle(limit).await;
             watcher.first_settled.store(true, Ordering::Release);
             watcher.settled.notify_waiters();
         });
-        Ok(gateway)
     }
 
     /// Waits until every upstream has started or failed once (immediately after that).

@@ -521,6 +521,41 @@ impl PortcullisServer {
         answer
     }
 
+    /// The upstream's own state a stateless retry carries, sealed in ours and bound to the same
+    /// request. Capabilities are read per request: answers come only from a retry that declares
+    /// the elicitation they answer.
+    fn resumed_state(
+        &self,
+        context: &RequestContext<RoleServer>,
+        sealed: &str,
+        bound_to: &str,
+        answers: bool,
+    ) -> Result<Option<String>, McpError> {
+        if answers && !declares_elicitation(context) {
+            return Err(McpError::invalid_params(
+                "a retry with inputResponses must declare the elicitation capability it answers",
+                None,
+            ));
+        }
+        let round = self
+            .gateway
+            .states
+            .open(sealed, bound_to)
+            .map_err(|StateError::Invalid| {
+                McpError::invalid_params(
+                    "requestState is invalid, expired, or was issued for another request",
+                    None,
+                )
+            })?;
+        match round {
+            SealedRound::Upstream { state } => Ok(state),
+            _ => Err(McpError::invalid_params(
+                "requestState was issued for another request",
+                None,
+            )),
+        }
+    }
+
     /// Forwards a prompt or resource request through the upstream's input-required rounds: a
     /// session-era client is asked directly and the upstream retried; a stateless client gets
     /// the round (labelled), with the upstream's state sealed inside ours, and retries itself.
@@ -538,37 +573,10 @@ impl PortcullisServer {
         let envelope = self.envelope(context)?;
         let bound_to = binding(envelope.user(), name, arguments);
         let (sealed, mut responses) = retry;
-        let mut state = None;
-        if let Some(sealed) = sealed {
-            // Capabilities are read per request: answers come only from a retry that declares
-            // the elicitation they answer.
-            if responses.is_some() && !declares_elicitation(context) {
-                return Err(McpError::invalid_params(
-                    "a retry with inputResponses must declare the elicitation capability it answers",
-                    None,
-                ));
-            }
-            let round =
-                self.gateway
-                    .states
-                    .open(sealed, &bound_to)
-                    .map_err(|StateError::Invalid| {
-                        McpError::invalid_params(
-                            "requestState is invalid, expired, or was issued for another request",
-                            None,
-                        )
-                    })?;
-            let SealedRound::Upstream {
-                state: upstream_state,
-            } = round
-            else {
-                return Err(McpError::invalid_params(
-                    "requestState was issued for another request",
-                    None,
-                ));
-            };
-            state = upstream_state;
-        }
+        let mut state = match sealed {
+            Some(sealed) => self.resumed_state(context, sealed, &bound_to, responses.is_some())?,
+            None => None,
+        };
         let asker = asker_for(context);
         let evidence_request = self
             .envelope(context)

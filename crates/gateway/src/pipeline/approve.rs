@@ -10,7 +10,7 @@ use rmcp::model::{
     InputRequiredResult,
 };
 
-use super::decide::Decided;
+use super::decide::{Decided, Facts};
 use super::{CallContext, Resolved, Stop};
 use crate::approval::{self, APPROVAL_KEY, Answer, ChangeRequest, Claim};
 use crate::authorize::{Authorized, CallAction, CallPermit, PendingApproval};
@@ -142,75 +142,20 @@ impl PortcullisServer {
     ) -> Result<Approved, Stop> {
         let gateway = &self.gateway;
         let arguments = call.request.arguments.as_ref();
-        let approved = match decided.authorized {
+        let Decided {
+            authorized,
+            about: facts,
+        } = decided;
+        let approved = match authorized {
             Authorized::Permit(permit) => Approved {
                 permit,
-                effect: decided.effect,
+                effect: facts.effect,
                 note: None,
                 stateless: None,
             },
             Authorized::NeedsApproval(pending) => {
-                let policies: Vec<String> = pending
-                    .decision()
-                    .policy_ids()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
-                let change = ChangeRequest {
-                    envelope: call.envelope,
-                    upstream: resolved.upstream.name().as_str(),
-                    surface: resolved.upstream.spec.surface.as_str(),
-                    exposed: &call.request.name,
-                    effect: decided.effect,
-                    rules: &decided.rules,
-                    arguments,
-                    recipients: &decided.recipients,
-                    target_tenant: decided.target_tenant.as_deref(),
-                    policies: &policies,
-                    tainted_by: &decided.tainted_by,
-                    reach: &decided.reach,
-                };
-                let shown = CallAction::new(
-                    resolved.upstream.name().as_str(),
-                    resolved.local,
-                    arguments,
-                    &resolved.definition_digest,
-                );
-                match self.approve(call, pending, &change, &shown, record).await {
-                    Approval::Granted {
-                        permit,
-                        fingerprint,
-                        stateless,
-                    } => {
-                        let approved: Vec<String> =
-                            decided.recipients.iter().map(|(r, _)| r.clone()).collect();
-                        gateway
-                            .known_recipients
-                            .remember(&call.envelope.user().to_string(), &approved);
-                        Approved {
-                            permit,
-                            effect: decided.effect,
-                            note: Some(format!("approved {fingerprint}")),
-                            stateless,
-                        }
-                    }
-                    Approval::Refused { answer, decision } => {
-                        let refusal = answer.refusal(&call.request.name);
-                        return Err(Stop::Refused {
-                            message: refusal.clone(),
-                            recorded: refusal,
-                            decision,
-                        });
-                    }
-                    Approval::Ask(required) => {
-                        return Err(Stop::Answer(Box::new(CallToolResponse::InputRequired(
-                            required,
-                        ))));
-                    }
-                    Approval::Replayed(result) => {
-                        return Err(Stop::Answer(Box::new(CallToolResponse::Complete(*result))));
-                    }
-                }
+                self.ask_approval(call, resolved, &facts, pending, record)
+                    .await?
             }
         };
         // The hosts of a call let run (allowed, or approved with its URLs shown) are no longer
@@ -221,6 +166,78 @@ impl PortcullisServer {
             approval::urls_in(&value).into_iter().map(|(_, host)| host),
         );
         Ok(approved)
+    }
+
+    /// A call that needs approval: the change request for exactly this action, asked; the
+    /// permit when approved (and its recipients then known), else the stop.
+    async fn ask_approval(
+        &self,
+        call: &CallContext<'_>,
+        resolved: &Resolved<'_>,
+        facts: &Facts,
+        pending: PendingApproval,
+        record: &CallRecord,
+    ) -> Result<Approved, Stop> {
+        let arguments = call.request.arguments.as_ref();
+        let policies: Vec<String> = pending
+            .decision()
+            .policy_ids()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let change = ChangeRequest {
+            envelope: call.envelope,
+            upstream: resolved.upstream.name().as_str(),
+            surface: resolved.upstream.spec.surface.as_str(),
+            exposed: &call.request.name,
+            effect: facts.effect,
+            rules: &facts.rules,
+            arguments,
+            recipients: &facts.recipients,
+            target_tenant: facts.target_tenant.as_deref(),
+            policies: &policies,
+            tainted_by: &facts.tainted_by,
+            reach: &facts.reach,
+        };
+        let shown = CallAction::new(
+            resolved.upstream.name().as_str(),
+            resolved.local,
+            arguments,
+            &resolved.definition_digest,
+        );
+        match self.approve(call, pending, &change, &shown, record).await {
+            Approval::Granted {
+                permit,
+                fingerprint,
+                stateless,
+            } => {
+                let approved: Vec<String> =
+                    facts.recipients.iter().map(|(r, _)| r.clone()).collect();
+                self.gateway
+                    .known_recipients
+                    .remember(&call.envelope.user().to_string(), &approved);
+                Ok(Approved {
+                    permit,
+                    effect: facts.effect,
+                    note: Some(format!("approved {fingerprint}")),
+                    stateless,
+                })
+            }
+            Approval::Refused { answer, decision } => {
+                let refusal = answer.refusal(&call.request.name);
+                Err(Stop::Refused {
+                    message: refusal.clone(),
+                    recorded: refusal,
+                    decision,
+                })
+            }
+            Approval::Ask(required) => Err(Stop::Answer(Box::new(
+                CallToolResponse::InputRequired(required),
+            ))),
+            Approval::Replayed(result) => {
+                Err(Stop::Answer(Box::new(CallToolResponse::Complete(*result))))
+            }
+        }
     }
 
     /// The approval stage: asks the person (or, for a stateless retry, takes their answer)

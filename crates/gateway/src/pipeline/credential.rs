@@ -41,6 +41,45 @@ fn url_elicitation(message: String, url: String, elicitation_id: String) -> Elic
     }
 }
 
+/// Asks a session-era client to open the sign-in link; `Err` completes the refusal's sentence.
+async fn ask_sign_in(
+    context: &rmcp::service::RequestContext<rmcp::service::RoleServer>,
+    params: ElicitRequestParams,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, context.peer.create_elicitation(params)).await {
+        Ok(Ok(result)) if result.action == ElicitationAction::Accept => Ok(()),
+        Ok(Ok(_)) => Err(", which you declined".to_owned()),
+        Ok(Err(error)) => Err(format!(", but the client did not answer: {error}")),
+        Err(_) => Err(format!(
+            ", which was not given within {}s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// A stateless retry after the person was sent to sign in answers it only if it declares the
+/// URL elicitation it answers and accepted; `Err` completes the refusal's sentence.
+fn resumed_sign_in(call: &CallContext<'_>) -> Result<(), String> {
+    if !declares_url_elicitation(call.context) {
+        return Err(
+            ", and the retry answering the sign-in does not declare URL elicitation".to_owned(),
+        );
+    }
+    let accepted = call
+        .request
+        .input_responses
+        .as_ref()
+        .and_then(|responses| responses.get(AUTHORIZE_KEY))
+        .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
+        .is_some_and(|answer| answer.action == ElicitationAction::Accept);
+    if accepted {
+        Ok(())
+    } else {
+        Err(", which you did not give".to_owned())
+    }
+}
+
 impl PortcullisServer {
     /// The credential stage: the credential the call will carry (and its note for the
     /// evidence), none, or a stop (the person sent to sign in, or why nothing can be sent).
@@ -51,7 +90,10 @@ impl PortcullisServer {
         decided: &Decided,
         record: &mut CallRecord,
     ) -> Result<Option<(Attachment, String)>, Stop> {
-        let credential = match self.credential_for(call, resolved, &decided.rules).await {
+        let credential = match self
+            .credential_for(call, resolved, &decided.about.rules)
+            .await
+        {
             CredentialStage::Ready(credential) => credential,
             CredentialStage::Ask(required) => {
                 return Err(Stop::Answer(Box::new(CallToolResponse::InputRequired(
@@ -85,17 +127,36 @@ impl PortcullisServer {
         resolved: &Resolved<'_>,
         rules: &ToolRules,
     ) -> CredentialStage {
-        let envelope = call.envelope;
-        let upstream: &UpstreamHandle = &resolved.upstream;
-        let local = resolved.local;
-        let request = call.request;
-        let context = call.context;
-        let bound_to = call.bound_to.as_str();
-        let authorizing = call.authorizing.clone();
+        let name = resolved.upstream.name().as_str();
+        match self.readiness(call, resolved, rules).await {
+            Readiness::NotNeeded => CredentialStage::Ready(None),
+            Readiness::Ready {
+                attachment,
+                evidence,
+            } => CredentialStage::Ready(Some((attachment, evidence))),
+            Readiness::Failed(message) => CredentialStage::Refused(format!(
+                "`{}` cannot be sent to upstream `{name}`: {message}; the call did not run",
+                call.request.name
+            )),
+            Readiness::NeedsGrant { scopes, why } => {
+                tracing::info!(user = %call.envelope.user(), upstream = name, tool = resolved.local, %why, "a grant is needed first");
+                self.sign_in(call, resolved, rules, scopes, &why).await
+            }
+        }
+    }
+
+    /// What the user holds for this upstream: an HTTP client's own token exchanged (RFC 8693)
+    /// for an upstream that takes it so, else the grant in the store.
+    async fn readiness(
+        &self,
+        call: &CallContext<'_>,
+        resolved: &Resolved<'_>,
+        rules: &ToolRules,
+    ) -> Readiness {
         let credentials = &self.gateway.credentials;
-        let name = upstream.name().as_str();
-        // An HTTP client's own token, for an upstream that takes it exchanged (RFC 8693).
-        let inbound = context
+        let name = resolved.upstream.name().as_str();
+        let inbound = call
+            .context
             .extensions
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<InboundToken>())
@@ -103,68 +164,55 @@ impl PortcullisServer {
         let exchanged = match &inbound {
             Some(InboundToken(token)) => {
                 credentials
-                    .exchanged(envelope, name, local, rules, token)
+                    .exchanged(call.envelope, name, resolved.local, rules, token)
                     .await
             }
             None => None,
         };
-        let readiness =
-            exchanged.unwrap_or_else(|| credentials.readiness(envelope, name, local, rules));
-        let (needed, why) = match readiness {
-            Readiness::NotNeeded => return CredentialStage::Ready(None),
-            Readiness::Ready {
-                attachment,
-                evidence,
-            } => return CredentialStage::Ready(Some((attachment, evidence))),
-            Readiness::Failed(message) => {
-                return CredentialStage::Refused(format!(
-                    "`{}` cannot be sent to upstream `{name}`: {message}; the call did not run",
-                    request.name
-                ));
-            }
-            Readiness::NeedsGrant { scopes, why } => {
-                tracing::info!(user = %envelope.user(), upstream = name, tool = local, %why, "a grant is needed first");
-                (scopes, why)
-            }
+        exchanged
+            .unwrap_or_else(|| credentials.readiness(call.envelope, name, resolved.local, rules))
+    }
+
+    /// The person is sent to sign in: a stateless client gets the link as an input-required
+    /// round (and its retry waits for the flow), a session-era one is asked with a URL
+    /// elicitation and the flow is awaited.
+    async fn sign_in(
+        &self,
+        call: &CallContext<'_>,
+        resolved: &Resolved<'_>,
+        rules: &ToolRules,
+        needed: Vec<String>,
+        why: &str,
+    ) -> CredentialStage {
+        let (envelope, request, context) = (call.envelope, call.request, call.context);
+        let upstream: &UpstreamHandle = &resolved.upstream;
+        let name = upstream.name().as_str();
+        let refused = |rest: String| {
+            CredentialStage::Refused(format!(
+                "`{}` needs your authorisation at upstream `{name}`{rest}; the call did not run",
+                request.name
+            ))
         };
         let timeout = self.gateway.approval_timeout;
-        // A stateless retry after the person was sent to sign in: wait for that flow.
-        if let Some(flow) = authorizing {
-            // The retry must itself declare the URL elicitation it answers.
-            if !declares_url_elicitation(context) {
-                return CredentialStage::Refused(format!(
-                    "`{}` needs your authorisation at upstream `{name}`, and the retry answering the sign-in does not declare URL elicitation; the call did not run",
-                    request.name
-                ));
-            }
-            let answer = request
-                .input_responses
-                .as_ref()
-                .and_then(|responses| responses.get(AUTHORIZE_KEY))
-                .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok());
-            let accepted = answer.is_some_and(|a| a.action == ElicitationAction::Accept);
-            if !accepted {
-                return CredentialStage::Refused(format!(
-                    "`{}` needs your authorisation at upstream `{name}`, which you did not give; the call did not run",
-                    request.name
-                ));
-            }
-            let outcome = self.gateway.credentials.wait_for(&flow, timeout).await;
-            return self.after_flow(envelope, upstream, local, rules, request, outcome);
+        if let Some(flow) = &call.authorizing {
+            return match resumed_sign_in(call) {
+                Ok(()) => {
+                    let outcome = self.gateway.credentials.wait_for(flow, timeout).await;
+                    self.after_flow(envelope, upstream, resolved.local, rules, request, outcome)
+                }
+                Err(rest) => refused(rest),
+            };
         }
         if !declares_url_elicitation(context) {
-            return CredentialStage::Refused(format!(
-                "`{}` needs your authorisation at upstream `{name}` ({why}), and this client cannot open a sign-in link (no URL elicitation); run `portcullis login {name}` in a terminal, or use a client that can; the call did not run",
-                request.name
+            return refused(format!(
+                " ({why}), and this client cannot open a sign-in link (no URL elicitation); run `portcullis login {name}` in a terminal, or use a client that can"
             ));
         }
+        let credentials = &self.gateway.credentials;
         let mut started = match credentials.begin(envelope, name, needed.clone()).await {
             Ok(started) => started,
             Err(message) => {
-                return CredentialStage::Refused(format!(
-                    "`{}` needs your authorisation at upstream `{name}`, but no sign-in could be started: {message}; the call did not run",
-                    request.name
-                ));
+                return refused(format!(", but no sign-in could be started: {message}"));
             }
         };
         let message = format!(
@@ -180,7 +228,7 @@ impl PortcullisServer {
                 &SealedRound::Authorize {
                     flow: started.id.clone(),
                 },
-                bound_to,
+                &call.bound_to,
                 timeout,
             );
             let mut questions = InputRequests::new();
@@ -195,31 +243,11 @@ impl PortcullisServer {
             return CredentialStage::Ask(InputRequiredResult::new(Some(questions), Some(state)));
         }
         let params = url_elicitation(message, started.url.clone(), started.id.clone());
-        let answer = tokio::time::timeout(timeout, context.peer.create_elicitation(params)).await;
-        match answer {
-            Ok(Ok(result)) if result.action == ElicitationAction::Accept => {}
-            Ok(Ok(_)) => {
-                return CredentialStage::Refused(format!(
-                    "`{}` needs your authorisation at upstream `{name}`, which you declined; the call did not run",
-                    request.name
-                ));
-            }
-            Ok(Err(error)) => {
-                return CredentialStage::Refused(format!(
-                    "`{}` needs your authorisation at upstream `{name}`, but the client did not answer: {error}; the call did not run",
-                    request.name
-                ));
-            }
-            Err(_) => {
-                return CredentialStage::Refused(format!(
-                    "`{}` needs your authorisation at upstream `{name}`, which was not given within {}s; the call did not run",
-                    request.name,
-                    timeout.as_secs()
-                ));
-            }
+        if let Err(rest) = ask_sign_in(context, params, timeout).await {
+            return refused(rest);
         }
         let outcome = started.wait(timeout).await;
-        self.after_flow(envelope, upstream, local, rules, request, outcome)
+        self.after_flow(envelope, upstream, resolved.local, rules, request, outcome)
     }
 
     /// After a sign-in flow: the grant it stored is what the call carries.

@@ -10,9 +10,14 @@ use crate::authorize::{Authorized, CallAction, CallQuestion, Refusal};
 use crate::evidence::summary;
 use crate::server::PortcullisServer;
 
-/// Where the decide stage leaves a call that may go on.
+/// Where the decide stage leaves a call that may go on: the decision, and what it was made on.
 pub(super) struct Decided {
     pub authorized: Authorized,
+    pub about: Facts,
+}
+
+/// What a call was decided on, which the approval request shows.
+pub(super) struct Facts {
     pub rules: ToolRules,
     pub effect: Effect,
     /// Recipients the arguments name, and which of them are new to this user.
@@ -91,12 +96,14 @@ impl PortcullisServer {
             })?;
         Ok(Decided {
             authorized,
-            effect: upstream.effect_of(local),
-            rules,
-            recipients,
-            target_tenant,
-            tainted_by,
-            reach,
+            about: Facts {
+                effect: upstream.effect_of(local),
+                rules,
+                recipients,
+                target_tenant,
+                tainted_by,
+                reach,
+            },
         })
     }
 }

@@ -272,25 +272,7 @@ impl PortcullisServer {
         let parts = self.call_parts(call, record, resolved, attachment);
         let upstream_call = match UpstreamCall::new(permit, intent, parts, &definition) {
             Ok(upstream_call) => upstream_call,
-            Err(NotPermitted { parts }) => {
-                // Unreachable by construction (the permit was made for these very parts); if
-                // it ever happens, nothing runs, and the intent gets its outcome.
-                let reason = "its permit is for another action";
-                tracing::error!(tool = %call.request.name, reason, "the call did not run");
-                let _ = gateway
-                    .record_outcome(
-                        &parts.record,
-                        Outcome::NotRun {
-                            reason: reason.to_owned(),
-                        },
-                        Vec::new(),
-                    )
-                    .await;
-                return Ok(tool_error(format!(
-                    "portcullis could not run `{}`: {reason}; the call did not run",
-                    call.request.name
-                )));
-            }
+            Err(NotPermitted { parts }) => return Ok(self.not_permitted(call, &parts).await),
         };
         if call.stateless {
             let answer = self
@@ -317,6 +299,28 @@ impl PortcullisServer {
         upstream_call
             .run(&self.gateway, &route, progress_of(context), &context.ct)
             .await
+    }
+
+    /// A permit that does not name the action about to be sent. Unreachable by construction
+    /// (the permit was made for these very parts); if it ever happens, nothing runs, and the
+    /// intent gets its outcome.
+    async fn not_permitted(&self, call: &CallContext<'_>, parts: &CallParts) -> CallToolResponse {
+        let reason = "its permit is for another action";
+        tracing::error!(tool = %call.request.name, reason, "the call did not run");
+        let _ = self
+            .gateway
+            .record_outcome(
+                &parts.record,
+                Outcome::NotRun {
+                    reason: reason.to_owned(),
+                },
+                Vec::new(),
+            )
+            .await;
+        tool_error(format!(
+            "portcullis could not run `{}`: {reason}; the call did not run",
+            call.request.name
+        ))
     }
 
     /// What the upstream call is made of: the resolved tool, the arguments as sent, and where
