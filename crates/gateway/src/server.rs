@@ -427,6 +427,26 @@ impl PortcullisServer {
     /// Lists one page of the merged catalogs, counting only the entries `keep` lets this
     /// identity see: cursors are offsets into the identity's own filtered list, so a page
     /// boundary cannot reveal or skip into what is hidden.
+    /// One page of a list for this request's identity, recorded: what it may see of every
+    /// ready upstream's `items`, by the name `exposed` gives each.
+    async fn list<T: Clone>(
+        &self,
+        request: Option<&PaginatedRequestParams>,
+        context: &RequestContext<RoleServer>,
+        (list, items): (&str, impl Fn(&Catalog) -> &[T]),
+        exposed: impl Fn(&T) -> Exposed<'_>,
+    ) -> Result<(Vec<T>, Option<String>), McpError> {
+        let started = std::time::Instant::now();
+        let envelope = self.envelope(context)?;
+        self.gateway.first_settle().await;
+        let (page, next_cursor) = self.page(request, items, |upstream, entry| {
+            self.gateway.sees(&envelope, upstream, exposed(entry))
+        })?;
+        self.record_list(&envelope, list, page.len(), started)
+            .await?;
+        Ok((page, next_cursor))
+    }
+
     fn page<T: Clone>(
         &self,
         request: Option<&PaginatedRequestParams>,
@@ -876,18 +896,13 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let started = std::time::Instant::now();
-        let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let (tools, next_cursor) = self.page(
-            request.as_ref(),
-            |c| &c.tools,
-            |upstream, tool| {
-                self.gateway
-                    .sees(&envelope, upstream, Exposed::Tool(&tool.name))
-            },
-        )?;
-        self.record_list(&envelope, "tools", tools.len(), started)
+        let (tools, next_cursor) = self
+            .list(
+                request.as_ref(),
+                &context,
+                ("tools", |c| &c.tools),
+                |entry| Exposed::Tool(&entry.name),
+            )
             .await?;
         let mut result =
             ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
@@ -920,18 +935,13 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        let started = std::time::Instant::now();
-        let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let (prompts, next_cursor) = self.page(
-            request.as_ref(),
-            |c| &c.prompts,
-            |upstream, prompt| {
-                self.gateway
-                    .sees(&envelope, upstream, Exposed::Prompt(&prompt.name))
-            },
-        )?;
-        self.record_list(&envelope, "prompts", prompts.len(), started)
+        let (prompts, next_cursor) = self
+            .list(
+                request.as_ref(),
+                &context,
+                ("prompts", |c| &c.prompts),
+                |entry| Exposed::Prompt(&entry.name),
+            )
             .await?;
         let mut result =
             ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
@@ -952,18 +962,13 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let started = std::time::Instant::now();
-        let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let (resources, next_cursor) = self.page(
-            request.as_ref(),
-            |c| &c.resources,
-            |upstream, resource| {
-                self.gateway
-                    .sees(&envelope, upstream, Exposed::Resource(&resource.uri))
-            },
-        )?;
-        self.record_list(&envelope, "resources", resources.len(), started)
+        let (resources, next_cursor) = self
+            .list(
+                request.as_ref(),
+                &context,
+                ("resources", |c| &c.resources),
+                |entry| Exposed::Resource(&entry.uri),
+            )
             .await?;
         let mut result =
             ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
@@ -976,21 +981,13 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let started = std::time::Instant::now();
-        let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
-        let (templates, next_cursor) = self.page(
-            request.as_ref(),
-            |c| &c.templates,
-            |upstream, template| {
-                self.gateway.sees(
-                    &envelope,
-                    upstream,
-                    Exposed::Resource(&template.uri_template),
-                )
-            },
-        )?;
-        self.record_list(&envelope, "resource_templates", templates.len(), started)
+        let (templates, next_cursor) = self
+            .list(
+                request.as_ref(),
+                &context,
+                ("resource_templates", |c| &c.templates),
+                |entry| Exposed::Resource(&entry.uri_template),
+            )
             .await?;
         let mut result = ListResourceTemplatesResult::with_all_items(templates)
             .with_cache_scope(CacheScope::Private);

@@ -69,9 +69,18 @@ pub(crate) trait Read {
         local: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<Self::Response, McpError>;
+    /// The final result in a response; `None` for a round still waiting for the person.
+    fn complete(response: &Self::Response) -> Option<&Self::Complete>;
+    type Complete: serde::Serialize;
+
     /// What the record says of an answer; `None` for a round still waiting for the person
     /// (its retry records it).
-    fn outcome(answer: &Result<Self::Response, McpError>) -> Option<Outcome>;
+    fn outcome(answer: &Result<Self::Response, McpError>) -> Option<Outcome> {
+        match answer {
+            Ok(response) => Self::complete(response).map(|result| read_outcome(Ok(result))),
+            Err(error) => Some(read_outcome::<()>(Err(error))),
+        }
+    }
 }
 
 /// What a read's records name: who asked, when it started, and the upstream and name it
@@ -313,11 +322,12 @@ impl Read for GetPromptRequestParams {
         server.fetch_prompt(self, at, local, context).await
     }
 
-    fn outcome(answer: &Result<GetPromptResponse, McpError>) -> Option<Outcome> {
-        match answer {
-            Ok(GetPromptResponse::Complete(result)) => Some(read_outcome(Ok(result))),
-            Ok(_) => None,
-            Err(error) => Some(read_outcome::<()>(Err(error))),
+    type Complete = rmcp::model::GetPromptResult;
+
+    fn complete(response: &GetPromptResponse) -> Option<&Self::Complete> {
+        match response {
+            GetPromptResponse::Complete(result) => Some(result),
+            _ => None,
         }
     }
 }
@@ -381,11 +391,12 @@ impl Read for ReadResourceRequestParams {
         server.fetch_resource(self, at, local, context).await
     }
 
-    fn outcome(answer: &Result<ReadResourceResponse, McpError>) -> Option<Outcome> {
-        match answer {
-            Ok(ReadResourceResponse::Complete(result)) => Some(read_outcome(Ok(result))),
-            Ok(_) => None,
-            Err(error) => Some(read_outcome::<()>(Err(error))),
+    type Complete = rmcp::model::ReadResourceResult;
+
+    fn complete(response: &ReadResourceResponse) -> Option<&Self::Complete> {
+        match response {
+            ReadResourceResponse::Complete(result) => Some(result),
+            _ => None,
         }
     }
 }
