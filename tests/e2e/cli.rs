@@ -273,6 +273,29 @@ fn explain_names_the_decision_and_the_policies_behind_it() {
 }
 
 #[test]
+fn explain_looks_the_tool_up_in_the_live_catalog() {
+    let scratch = Scratch::new();
+    let config = with_policy(&scratch, HIDE_DELETES_FROM_SALES);
+    let (ok, out, stderr) = portcullis(&["explain", "fx.echo", r#"{"text":"hi"}"#], &config);
+    assert!(ok, "{stderr}");
+    assert!(
+        out.contains("catalog: upstream `fx` lists `fx.echo`"),
+        "{out}"
+    );
+    // A name its upstream does not list is no tool: nothing to decide.
+    let (ok, out, stderr) = portcullis(&["explain", "fx.no_such_tool"], &config);
+    assert!(!ok, "{out}");
+    assert!(
+        stderr.contains("does not list `fx.no_such_tool`: there is no such tool"),
+        "{stderr}"
+    );
+    // Offline, config alone decides, and says so.
+    let (ok, out, stderr) = portcullis(&["explain", "--offline", "fx.no_such_tool"], &config);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("catalog: not consulted (--offline)"), "{out}");
+}
+
+#[test]
 fn explain_acts_as_the_local_identity_and_knows_scopes_and_taint() {
     let scratch = Scratch::new();
     let config = with_policy(&scratch, HIDE_DELETES_FROM_SALES);

@@ -107,6 +107,10 @@ enum Command {
         /// Decide it as for a session that has received content from an untrusted upstream.
         #[arg(long)]
         tainted: bool,
+        /// Do not start the tool's upstream to check that it lists the tool: decide from
+        /// config alone.
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -367,10 +371,11 @@ fn main() -> ExitCode {
             tool,
             arguments,
             tainted,
+            offline,
         } => explain(
             &config,
             &identity,
-            &tool,
+            (&tool, !offline),
             arguments.as_deref(),
             if tainted {
                 Session::Tainted
@@ -742,6 +747,26 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     })
 }
 
+/// Starts the upstreams as `tools` does (no evidence log, no calls) and asks whether the live
+/// catalog lists `tool`; `Err` says why it could not look.
+fn live_catalog_lists(config: &Config, tool: &str) -> anyhow::Result<Result<bool, String>> {
+    let engine = policy(config)?;
+    runtime()?.block_on(async move {
+        let (gateway, shutdown) = start(config, engine, None)?;
+        let longest = config
+            .upstreams
+            .iter()
+            .map(|u| u.start_timeout)
+            .max()
+            .unwrap_or_default();
+        gateway.settle(longest).await;
+        let listed = gateway.lists_tool(tool);
+        shutdown.cancel();
+        gateway.stop(std::time::Duration::from_secs(5)).await;
+        anyhow::Ok(listed)
+    })
+}
+
 /// What the session `explain` decides for has read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Session {
@@ -754,11 +779,16 @@ enum Session {
 fn explain(
     path: &Path,
     identity: &AsIdentity,
-    tool: &str,
+    (tool, look): (&str, bool),
     arguments: Option<&str>,
     session: Session,
 ) -> anyhow::Result<()> {
     let config = load(path)?;
+    let catalog = if look {
+        Some(live_catalog_lists(&config, tool)?)
+    } else {
+        None
+    };
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     let arguments: Option<serde_json::Map<String, serde_json::Value>> = arguments
@@ -771,6 +801,20 @@ fn explain(
         .and_then(|n| Some((config.upstreams.get(n.upstream)?, n.local)))
     else {
         bail!("`{tool}` names no configured upstream");
+    };
+    if let Some(Ok(false)) = catalog {
+        bail!(
+            "upstream `{}` does not list `{tool}`: there is no such tool, so no call of it can run",
+            upstream.name
+        );
+    }
+    let catalog_note = match catalog {
+        Some(Ok(_)) => format!("catalog: upstream `{}` lists `{tool}`", upstream.name),
+        Some(Err(reason)) => format!(
+            "catalog: could not look (upstream `{}`: {reason}); decided from config alone",
+            upstream.name
+        ),
+        None => "catalog: not consulted (--offline); decided from config alone".to_owned(),
     };
     let rules = upstream.tool_rules(local);
     // As a call would be decided by a session that approved no recipient before.
@@ -845,6 +889,7 @@ fn explain(
         }
     }
     println!("  acting as: {} ({})", user.subject, user.issuer);
+    println!("  {catalog_note}");
     let list = |values: &BTreeSet<String>| {
         if values.is_empty() {
             "none".to_owned()

@@ -314,6 +314,26 @@ impl Gateway {
             .collect()
     }
 
+    /// Whether the live catalog lists the tool the client would call `exposed` (whoever may see
+    /// it): `Err` when its upstream is not ready, with the reason, or when the name resolves to
+    /// no upstream.
+    pub fn lists_tool(&self, exposed: &str) -> Result<bool, String> {
+        let upstream = self
+            .namespacing
+            .resolve(&self.names, exposed)
+            .and_then(|name| self.upstreams.get(name.upstream))
+            .ok_or_else(|| format!("`{exposed}` names no configured upstream"))?;
+        let connection = upstream
+            .connection()
+            .ok_or_else(|| upstream.unavailable_reason())?;
+        Ok(connection
+            .catalog
+            .load()
+            .tools
+            .iter()
+            .any(|tool| tool.name == exposed))
+    }
+
     /// Waits until every upstream has either started or failed once, up to `limit`.
     pub async fn settle(&self, limit: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + limit;
