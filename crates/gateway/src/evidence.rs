@@ -183,19 +183,15 @@ impl Gateway {
     ) -> String {
         let arguments = self.arguments(call_arguments, &[]);
         let identity = &record.request.identity;
-        portcullis_audit::digest_bytes(
-            format!(
-                "{}\n{}\n{}\n{}\n{}\n{}\n{}",
-                identity.issuer,
-                identity.subject,
-                record.tool.upstream,
-                record.tool.tool,
-                record.tool.definition_hash,
-                arguments.digest,
-                self.policy.version()
-            )
-            .as_bytes(),
-        )
+        crate::approval::fingerprint(&crate::approval::Fingerprinted {
+            issuer: &identity.issuer,
+            subject: &identity.subject,
+            upstream: &record.tool.upstream,
+            tool: &record.tool.tool,
+            definition: &record.tool.definition_hash,
+            arguments: &arguments.digest,
+            policy_version: self.policy.version(),
+        })
     }
 
     /// Records an approval asked or answered. `Err` carries the message for the client: an

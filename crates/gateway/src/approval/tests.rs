@@ -14,7 +14,7 @@ use portcullis_core::{
     ActingMode, ArgumentPointer, Effect, EnvelopeParts, Hints, IdentityEnvelope, Surface,
     ToolRules, UserId,
 };
-use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
+use rmcp::model::{CallToolResult, ElicitRequestParams, ElicitResult, ElicitationAction};
 use serde_json::json;
 
 use super::*;
@@ -378,4 +378,190 @@ fn the_change_request_shows_every_url_whole() {
         text.contains("Reaches the network: its arguments name a host"),
         "{text}"
     );
+}
+
+/// One case of the change request's text: what varies from a plain send, and what the person
+/// must (and must not) read.
+struct TextCase {
+    name: &'static str,
+    arguments: serde_json::Value,
+    target_tenant: Option<&'static str>,
+    recipients: &'static [(&'static str, bool)],
+    tainted_by: &'static [&'static str],
+    reversible: Option<bool>,
+    escalates: bool,
+    shows: &'static [&'static str],
+    hides: &'static [&'static str],
+}
+
+#[test]
+fn the_change_request_text_case_by_case() {
+    let cases = [
+        TextCase {
+            name: "no arguments",
+            arguments: json!({}),
+            target_tenant: None,
+            recipients: &[],
+            tainted_by: &[],
+            reversible: None,
+            escalates: false,
+            shows: &["with no arguments", "Can be undone: not known"],
+            hides: &["Crosses into", "Sends to", "Caution", "Changes privileges"],
+        },
+        TextCase {
+            name: "same tenant is no crossing",
+            arguments: json!({"workspace": "acme"}),
+            target_tenant: Some("acme"),
+            recipients: &[],
+            tainted_by: &[],
+            reversible: Some(true),
+            escalates: false,
+            shows: &["  workspace: \"acme\"", "Can be undone: yes"],
+            hides: &["Crosses into"],
+        },
+        TextCase {
+            name: "known and new recipients",
+            arguments: json!({"to": "bob@x", "cc": ["eve@x"]}),
+            target_tenant: None,
+            recipients: &[("bob@x", false), ("eve@x", true)],
+            tainted_by: &[],
+            reversible: Some(false),
+            escalates: false,
+            shows: &[
+                "Sends to or acts on: bob@x, eve@x (new)",
+                "Can be undone: no",
+            ],
+            hides: &["bob@x (new)"],
+        },
+        TextCase {
+            name: "two untrusted upstreams and a privilege change",
+            arguments: json!({"role": "admin"}),
+            target_tenant: None,
+            recipients: &[],
+            tainted_by: &["web", "wiki"],
+            reversible: None,
+            escalates: true,
+            shows: &[
+                "untrusted upstreams `web`, `wiki`",
+                "Changes privileges (roles, permissions or keys)",
+            ],
+            hides: &[],
+        },
+        TextCase {
+            name: "secrets and long values",
+            arguments: json!({"password": "hunter2-hunter2", "note": "y".repeat(500)}),
+            target_tenant: None,
+            recipients: &[],
+            tainted_by: &[],
+            reversible: None,
+            escalates: false,
+            shows: &["password: [hidden: 17 bytes]", "[502 bytes in all]"],
+            hides: &[
+                "hunter2",
+                "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy",
+            ],
+        },
+    ];
+    let envelope = alice();
+    for case in cases {
+        let rules = ToolRules {
+            reversible: case.reversible,
+            escalates: case.escalates,
+            ..ToolRules::default()
+        };
+        let recipients: Vec<(String, bool)> = case
+            .recipients
+            .iter()
+            .map(|(r, new)| ((*r).to_owned(), *new))
+            .collect();
+        let tainted_by: Vec<String> = case.tainted_by.iter().map(|u| (*u).to_owned()).collect();
+        let text = ChangeRequest {
+            envelope: &envelope,
+            upstream: "mail",
+            surface: "http_api",
+            exposed: "mail.send",
+            effect: Effect::Send,
+            rules: &rules,
+            arguments: case.arguments.as_object(),
+            recipients: &recipients,
+            target_tenant: case.target_tenant,
+            policies: &[],
+            tainted_by: &tainted_by,
+            reach: &Reach::Local,
+        }
+        .message();
+        for shown in case.shows {
+            assert!(
+                text.contains(shown),
+                "{}: missing `{shown}` in:\n{text}",
+                case.name
+            );
+        }
+        for hidden in case.hides {
+            assert!(
+                !text.contains(hidden),
+                "{}: `{hidden}` shown in:\n{text}",
+                case.name
+            );
+        }
+        assert!(
+            text.ends_with("Anything but an explicit yes leaves it undone."),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn the_fingerprint_changes_with_every_part_of_the_action() {
+    let base = Fingerprinted {
+        issuer: "https://idp.example",
+        subject: "alice",
+        upstream: "mail",
+        tool: "send",
+        definition: "sha256:d",
+        arguments: "hmac-sha256:a",
+        policy_version: 1,
+    };
+    let print = fingerprint(&base);
+    assert_eq!(print, fingerprint(&base), "deterministic");
+    let variants = [
+        Fingerprinted {
+            issuer: "https://other.example",
+            ..base
+        },
+        Fingerprinted {
+            subject: "bob",
+            ..base
+        },
+        Fingerprinted {
+            upstream: "files",
+            ..base
+        },
+        Fingerprinted {
+            tool: "delete",
+            ..base
+        },
+        Fingerprinted {
+            definition: "sha256:e",
+            ..base
+        },
+        Fingerprinted {
+            arguments: "hmac-sha256:b",
+            ..base
+        },
+        Fingerprinted {
+            policy_version: 2,
+            ..base
+        },
+        // A part cannot slide into the next one.
+        Fingerprinted {
+            upstream: "mail\nsend",
+            tool: "",
+            ..base
+        },
+    ];
+    for variant in variants {
+        assert_ne!(fingerprint(&variant), print);
+    }
 }
