@@ -25,7 +25,7 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpResponseLimits,
 };
 
-use crate::credentials::SecretValue;
+use portcullis_credentials::Secret as SecretValue;
 
 /// Why no credential went with a request; the call reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

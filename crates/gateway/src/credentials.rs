@@ -274,7 +274,7 @@ impl Credentials {
         let listener = tokio::net::TcpListener::bind(self.settings.callback).await?;
         let app = router(self.clone());
         Ok(tokio::spawn(async move {
-            let served = axum::serve(crate::http::no_delay(listener), app)
+            let served = axum::serve(crate::listener::no_delay(listener), app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;
             if let Err(error) = served {

@@ -19,7 +19,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResponse, JsonObject};
 
 use crate::Gateway;
-use crate::upstream::UpstreamHandle;
+use crate::recorder::elapsed_ms;
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
@@ -70,15 +70,16 @@ impl CallRecord {
         }
     }
 
-    /// Names the tool the call resolved to: `tool` of `upstream`, with its redactions.
-    pub fn resolve(&mut self, upstream: &UpstreamHandle, tool: &str) {
+    /// Names the tool the call resolved to: `tool` of `upstream`, with the argument pointers
+    /// its records redact.
+    pub fn resolve(&mut self, upstream: &str, tool: &str, redact: Vec<ArgumentPointer>) {
         self.tool = ToolRef {
-            upstream: upstream.name().to_string(),
+            upstream: upstream.to_owned(),
             // Still the client's text when no such tool exists: bounded like any other.
             tool: recorded_name(tool),
             definition_hash: String::new(),
         };
-        self.redact = upstream.spec.tool_rules(tool).redact;
+        self.redact = redact;
     }
 
     /// The request the call belongs to.
@@ -468,11 +469,6 @@ pub(crate) fn read_outcome<T: serde::Serialize>(answer: Result<&T, &McpError>) -
             message: error.message.to_string(),
         },
     }
-}
-
-/// Milliseconds since `started`.
-pub(crate) fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What a finished call produced, as recorded.

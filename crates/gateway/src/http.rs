@@ -21,22 +21,6 @@ use crate::{Gateway, GatewayError};
 /// The path of the MCP endpoint.
 pub(crate) const MCP_PATH: &str = "/mcp";
 
-/// `listener` with `TCP_NODELAY` set on every connection it accepts. An answer written in
-/// several pieces (headers, then a streamed body) otherwise waits for the peer's delayed ACK
-/// (Nagle's algorithm): about 40 ms per request for clients that delay their ACKs, Node's
-/// among them. Every listener Portcullis serves HTTP on goes through this.
-pub(crate) fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt as _;
-    fn set(stream: &mut tokio::net::TcpStream) {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::warn!(%error, "could not set TCP_NODELAY on an accepted connection");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
-}
-
 /// Binds the listener; returns the bound address and a future that serves until shutdown.
 pub async fn serve_http(
     gateway: Arc<Gateway>,
@@ -94,7 +78,7 @@ pub async fn serve_http(
     };
     let serving = async move {
         axum::serve(
-            no_delay(listener),
+            crate::listener::no_delay(listener),
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -471,7 +455,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let mut listener = super::no_delay(listener);
+        let mut listener = crate::listener::no_delay(listener);
         let client = tokio::spawn(async move { tokio::net::TcpStream::connect(address).await });
         let (accepted, _) = listener.accept().await;
         assert!(

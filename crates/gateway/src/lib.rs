@@ -18,6 +18,7 @@ pub mod credentials;
 mod evidence;
 mod forms;
 mod http;
+mod listener;
 mod metrics;
 mod paths;
 mod pending;

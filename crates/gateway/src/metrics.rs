@@ -211,7 +211,7 @@ pub async fn serve_metrics(
         .route("/metrics", get(scrape))
         .with_state(gateway);
     let serving = async move {
-        axum::serve(crate::http::no_delay(listener), router)
+        axum::serve(crate::listener::no_delay(listener), router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .map_err(GatewayError::Serve)

@@ -3,6 +3,7 @@
 //! built in `evidence.rs`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use portcullis_audit::EvidenceLog;
 use portcullis_core::clock::Clock;
@@ -49,4 +50,9 @@ impl Recorder {
             .map(|receipt| receipt.seq)
             .map_err(|error| error.to_string())
     }
+}
+
+/// Milliseconds since `started`.
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -504,7 +504,7 @@ impl UpstreamHandle {
             request: request.clone(),
             upstream: self.name().to_string(),
             response: response.to_owned(),
-            duration_ms: crate::evidence::elapsed_ms(started),
+            duration_ms: crate::recorder::elapsed_ms(started),
         }))
         .await;
     }

@@ -28,7 +28,8 @@ use rmcp::service::{RequestContext, RoleServer};
 
 use crate::Gateway;
 use crate::authorize::{Listed, Refusal};
-use crate::evidence::{elapsed_ms, read_outcome, recorded_name, summary};
+use crate::evidence::{read_outcome, recorded_name, summary};
+use crate::recorder::elapsed_ms;
 use crate::server::PortcullisServer;
 use crate::upstream::{Connection, UpstreamHandle};
 

@@ -20,7 +20,11 @@ impl PortcullisServer {
             return Err(Stop::Unknown("no such tool"));
         };
         let upstream = upstream.clone();
-        record.resolve(&upstream, local);
+        record.resolve(
+            upstream.name().as_str(),
+            local,
+            upstream.spec.tool_rules(local).redact,
+        );
         let Ok(visible) = gateway.visible_tool(call.envelope, &upstream, local) else {
             return Err(Stop::Unknown("hidden from this identity"));
         };
