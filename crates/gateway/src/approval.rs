@@ -28,6 +28,22 @@ pub use facts::{Reach, call_facts, reach};
 use request::APPROVE_FIELD;
 pub(crate) use request::{ChangeRequest, Fingerprinted, fingerprint};
 
+/// What the gateway keeps of people's answers and of what sessions read: the one owner of
+/// approval state.
+pub(crate) struct Approvals {
+    /// Approvals handed to stateless clients, waiting for their answers.
+    pub stateless: StatelessApprovals,
+    /// Recipients each user has had approved, so that a new one can be told apart.
+    pub known_recipients: KnownRecipients,
+    /// Which untrusted upstreams each session (or stateless user and client) has read.
+    pub taints: Taints,
+    /// How long a person has to answer an approval (or sign-in) request.
+    pub timeout: Duration,
+    /// Seals the `requestState` a stateless client carries between rounds (approvals,
+    /// sign-ins and an upstream's own rounds), bound to the request it belongs to.
+    pub states: crate::state::StateSealer,
+}
+
 /// The key of Portcullis's own question in a stateless client's `inputRequests`.
 pub(crate) const APPROVAL_KEY: &str = "portcullis.approval";
 

@@ -394,7 +394,10 @@ impl UpstreamCall {
         }
         // Whatever an untrusted upstream answered may have been written to steer the model.
         if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_))) {
-            gateway.taints.mark(&taint_key, upstream.name().as_str());
+            gateway
+                .approvals
+                .taints
+                .mark(&taint_key, upstream.name().as_str());
         }
         answer
     }

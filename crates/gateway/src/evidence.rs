@@ -248,7 +248,7 @@ impl Gateway {
                 tracing::Span::current().record("evidence_seq", seq);
                 Ok(DurableIntent { seq: Some(seq) })
             }
-            Err(error) if effect == Effect::Read && self.reads_without_evidence => {
+            Err(error) if effect == Effect::Read && self.recorder.lets_reads_run_unrecorded() => {
                 tracing::error!(
                     request = %record.request.request_id,
                     %error,
@@ -381,7 +381,7 @@ impl Gateway {
         let kind = event.kind();
         match self.append(event).await {
             Ok(_) => Ok(()),
-            Err(error) if self.reads_without_evidence => {
+            Err(error) if self.recorder.lets_reads_run_unrecorded() => {
                 tracing::error!(%error, kind, "the evidence log cannot be written; a read is answered without evidence because config allows it");
                 Ok(())
             }

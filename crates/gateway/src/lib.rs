@@ -90,14 +90,11 @@ pub struct Gateway {
     names: Vec<UpstreamName>,
     upstreams: Vec<Arc<UpstreamHandle>>,
     sessions: Arc<Sessions>,
-    states: StateSealer,
     pending: Arc<pending::PendingCalls>,
     policy: Arc<PolicyStore>,
     /// Where every call's intent and outcome are recorded, and the clock they are stamped
     /// with (the one clock every comparison with the time of day reads).
     recorder: Recorder,
-    /// Whether reads may run while the evidence log cannot be written.
-    reads_without_evidence: bool,
     /// Who sessions act as when no bearer token names them (stdio, unauthenticated loopback
     /// HTTP).
     local_identity: Arc<IdentityEnvelope>,
@@ -111,14 +108,9 @@ pub struct Gateway {
     settled: tokio::sync::Notify,
     shutdown: CancellationToken,
     metrics: metrics::Metrics,
-    /// Approvals handed to stateless clients, waiting for their answers.
-    approvals: approval::StatelessApprovals,
-    /// Recipients each user has had approved, so that a new one can be told apart.
-    known_recipients: approval::KnownRecipients,
-    /// Which untrusted upstreams each session (or stateless user and client) has read.
-    taints: approval::Taints,
-    /// How long a person has to answer an approval request.
-    approval_timeout: std::time::Duration,
+    /// Approvals asked and answered, recipients known, sessions' taint, and the sealed state
+    /// stateless clients carry.
+    approvals: approval::Approvals,
     /// Each call's arguments against its tool's input schema (compiled schemas cached).
     argument_check: arguments::ArgumentCheck,
     /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
@@ -161,6 +153,7 @@ impl Gateway {
             credentials,
             shutdown,
         } = parts;
+        let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
         let sessions = Arc::new(Sessions::default());
         let upstreams: Vec<Arc<UpstreamHandle>> = config
             .upstreams
@@ -192,20 +185,21 @@ impl Gateway {
             names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
             upstreams,
             sessions,
-            states: match state_key {
-                Some(key) => StateSealer::with_key(key),
-                None => StateSealer::generate(),
-            }
-            .map_err(GatewayError::Random)?,
-            approvals: approval::StatelessApprovals::default(),
-            known_recipients: approval::KnownRecipients::default(),
-            taints: approval::Taints::default(),
-            approval_timeout: config.approval.timeout,
+            approvals: approval::Approvals {
+                stateless: approval::StatelessApprovals::default(),
+                known_recipients: approval::KnownRecipients::default(),
+                taints: approval::Taints::default(),
+                timeout: config.approval.timeout,
+                states: match state_key {
+                    Some(key) => StateSealer::with_key(key),
+                    None => StateSealer::generate(),
+                }
+                .map_err(GatewayError::Random)?,
+            },
             argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
             policy: Arc::new(PolicyStore::new(config.policy.clone(), policy)),
             recorder,
-            reads_without_evidence: config.evidence.reads_without_evidence,
             local_identity: Arc::new(config.local_identity.clone()),
             authenticated: config.http.auth.is_some(),
             first_settled: AtomicBool::new(false),

@@ -16,6 +16,9 @@ pub struct Recorder {
     /// call runs.
     log: Option<EvidenceLog>,
     clock: Arc<dyn Clock>,
+    /// Whether reads may run while the log cannot be written (config's
+    /// `reads_without_evidence`).
+    reads_without_evidence: bool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -23,13 +26,31 @@ impl std::fmt::Debug for Recorder {
         f.debug_struct("Recorder")
             .field("log", &self.log.as_ref().map(EvidenceLog::path))
             .field("clock", &self.clock)
+            .field("reads_without_evidence", &self.reads_without_evidence)
             .finish()
     }
 }
 
 impl Recorder {
     pub fn new(log: Option<EvidenceLog>, clock: Arc<dyn Clock>) -> Self {
-        Self { log, clock }
+        Self {
+            log,
+            clock,
+            reads_without_evidence: false,
+        }
+    }
+
+    /// This recorder, letting reads run while the log cannot be written when `allowed`.
+    pub(crate) fn reads_without_evidence(self, allowed: bool) -> Self {
+        Self {
+            reads_without_evidence: allowed,
+            ..self
+        }
+    }
+
+    /// Whether reads may run while the log cannot be written.
+    pub(crate) fn lets_reads_run_unrecorded(&self) -> bool {
+        self.reads_without_evidence
     }
 
     pub(crate) fn log(&self) -> Option<&EvidenceLog> {

@@ -215,7 +215,7 @@ impl PortcullisServer {
         envelope: &IdentityEnvelope,
         value: &serde_json::Value,
     ) -> Result<(), String> {
-        let taints = &self.gateway.taints;
+        let taints = &self.gateway.approvals.taints;
         let key = self.taint_key(context, envelope);
         let hosts: Vec<String> = crate::approval::urls_in(value)
             .into_iter()
@@ -312,6 +312,7 @@ impl PortcullisServer {
     ) {
         if !upstream.spec.trusted {
             self.gateway
+                .approvals
                 .taints
                 .mark(&self.taint_key(context, envelope), upstream.name().as_str());
         }
@@ -559,6 +560,7 @@ impl PortcullisServer {
         }
         let round = self
             .gateway
+            .approvals
             .states
             .open(sealed, bound_to)
             .map_err(|StateError::Invalid| {
@@ -616,7 +618,7 @@ impl PortcullisServer {
                     if Self::is_stateless(context) && declares_elicitation(context) {
                         relabel(upstream, &mut required)?;
                         let upstream_state = required.request_state.take();
-                        required.request_state = Some(self.gateway.states.seal(
+                        required.request_state = Some(self.gateway.approvals.states.seal(
                             &SealedRound::Upstream {
                                 state: upstream_state,
                             },

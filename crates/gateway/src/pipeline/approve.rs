@@ -161,7 +161,7 @@ impl PortcullisServer {
         // The hosts of a call let run (allowed, or approved with its URLs shown) are no longer
         // new to this session.
         let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
-        gateway.taints.remember_hosts(
+        gateway.approvals.taints.remember_hosts(
             &call.taint_key,
             approval::urls_in(&value).into_iter().map(|(_, host)| host),
         );
@@ -214,6 +214,7 @@ impl PortcullisServer {
                 let approved: Vec<String> =
                     facts.recipients.iter().map(|(r, _)| r.clone()).collect();
                 self.gateway
+                    .approvals
                     .known_recipients
                     .remember(&call.envelope.user().to_string(), &approved);
                 Ok(Approved {
@@ -279,13 +280,17 @@ impl PortcullisServer {
         if let Err(message) = gateway.record_approval(record, asking.note("asked")).await {
             return asking.refused(Answer::Failed(message));
         }
-        let timeout = gateway.approval_timeout;
+        let timeout = gateway.approvals.timeout;
         if Self::is_stateless(context) {
-            let id = gateway.approvals.open(&asking.fingerprint, timeout);
-            let state =
-                gateway
-                    .states
-                    .seal_for(&SealedRound::Approval { id }, &call.bound_to, timeout);
+            let id = gateway
+                .approvals
+                .stateless
+                .open(&asking.fingerprint, timeout);
+            let state = gateway.approvals.states.seal_for(
+                &SealedRound::Approval { id },
+                &call.bound_to,
+                timeout,
+            );
             let mut questions = InputRequests::new();
             questions.insert(
                 APPROVAL_KEY.to_owned(),
@@ -329,7 +334,7 @@ impl PortcullisServer {
                 "the retry answering it does not declare form elicitation; retry with the capabilities the first request declared".to_owned(),
             ));
         }
-        match gateway.approvals.claim(id, &asking.fingerprint) {
+        match gateway.approvals.stateless.claim(id, &asking.fingerprint) {
             Claim::Open => {
                 let answer = call
                     .request
@@ -342,12 +347,12 @@ impl PortcullisServer {
                     .record_approval(record, asking.note(answer.as_str()))
                     .await
                 {
-                    gateway.approvals.finish(id, None);
+                    gateway.approvals.stateless.finish(id, None);
                     return asking.refused(Answer::Failed(message));
                 }
                 let approval = asking.conclude(pending, shown, answer, Some(id));
                 if !matches!(approval, Approval::Granted { .. }) {
-                    gateway.approvals.finish(id, None);
+                    gateway.approvals.stateless.finish(id, None);
                 }
                 approval
             }

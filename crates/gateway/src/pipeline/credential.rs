@@ -193,7 +193,7 @@ impl PortcullisServer {
                 request.name
             ))
         };
-        let timeout = self.gateway.approval_timeout;
+        let timeout = self.gateway.approvals.timeout;
         if let Some(flow) = &call.authorizing {
             return match resumed_sign_in(call) {
                 Ok(()) => {
@@ -224,7 +224,7 @@ impl PortcullisServer {
             }
         );
         if Self::is_stateless(context) {
-            let state = self.gateway.states.seal_for(
+            let state = self.gateway.approvals.states.seal_for(
                 &SealedRound::Authorize {
                     flow: started.id.clone(),
                 },

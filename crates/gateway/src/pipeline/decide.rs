@@ -38,12 +38,15 @@ impl PortcullisServer {
         let arguments = call.request.arguments.as_ref();
         let upstream = &resolved.upstream;
         let local = resolved.local;
-        let tainted_by = gateway.taints.of(&call.taint_key);
+        let tainted_by = gateway.approvals.taints.of(&call.taint_key);
         let rules = upstream.spec.tool_rules(local);
         let user_key = call.envelope.user().to_string();
         let (mut facts, recipients, target_tenant) =
             approval::call_facts(&rules, call.envelope, arguments, |recipient| {
-                gateway.known_recipients.is_known(&user_key, recipient)
+                gateway
+                    .approvals
+                    .known_recipients
+                    .is_known(&user_key, recipient)
             });
         facts.tainted = !tainted_by.is_empty();
         let hints = resolved
@@ -55,7 +58,7 @@ impl PortcullisServer {
             .copied()
             .unwrap_or_default();
         let reach = approval::reach(upstream.spec.surface, hints, arguments, |host| {
-            gateway.taints.has_read(&call.taint_key, host)
+            gateway.approvals.taints.has_read(&call.taint_key, host)
         });
         let action = CallAction::new(
             upstream.name().as_str(),

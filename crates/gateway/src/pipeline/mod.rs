@@ -151,7 +151,7 @@ impl PortcullisServer {
             authorizing: None,
         };
         if let Some(sealed) = request.request_state.as_deref() {
-            match self.gateway.states.open(sealed, &call.bound_to) {
+            match self.gateway.approvals.states.open(sealed, &call.bound_to) {
                 Ok(SealedRound::Pending { id }) => {
                     return self
                         .resume_stateless(id, &request, &call.bound_to, &context)
@@ -263,7 +263,7 @@ impl PortcullisServer {
             Ok(intent) => intent,
             Err(message) => {
                 if let Some(id) = stateless_approval {
-                    gateway.approvals.finish(id, None);
+                    gateway.approvals.stateless.finish(id, None);
                 }
                 return Ok(tool_error(message));
             }
@@ -283,7 +283,7 @@ impl PortcullisServer {
                     Ok(CallToolResponse::Complete(result)) => Some(result.clone()),
                     _ => None,
                 };
-                gateway.approvals.finish(id, result);
+                gateway.approvals.stateless.finish(id, result);
             }
             return answer;
         }

@@ -122,6 +122,7 @@ impl PortcullisServer {
                 let id = self.gateway.pending.park(pending);
                 let state = self
                     .gateway
+                    .approvals
                     .states
                     .seal(&SealedRound::Pending { id }, bound_to);
                 Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
