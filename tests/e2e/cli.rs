@@ -264,6 +264,7 @@ fn explain_names_the_decision_and_the_policies_behind_it() {
             "--scope",
             "files.write",
             "fx.delete_file",
+            r#"{"path":"a"}"#,
         ],
         &config,
     );
@@ -288,6 +289,30 @@ fn explain_looks_the_tool_up_in_the_live_catalog() {
     assert!(
         stderr.contains("does not list `fx.no_such_tool`: there is no such tool"),
         "{stderr}"
+    );
+    // As serve would, the check stage refuses a path outside the roots and arguments the
+    // schema rejects, before policy is asked.
+    let (ok, out, stderr) = portcullis(
+        &[
+            "explain",
+            "--scope",
+            "files.write",
+            "fx.delete_file",
+            r#"{"path":"/etc/passwd"}"#,
+        ],
+        &config,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        out.starts_with("decision: deny (refused before policy: "),
+        "{out}"
+    );
+    assert!(out.contains("decided at: check"), "{out}");
+    let (ok, out, stderr) = portcullis(&["explain", "fx.echo", r#"{"text":5}"#], &config);
+    assert!(ok, "{stderr}");
+    assert!(
+        out.starts_with("decision: deny (refused before policy: "),
+        "{out}"
     );
     // Offline, config alone decides, and says so.
     let (ok, out, stderr) = portcullis(&["explain", "--offline", "fx.no_such_tool"], &config);

@@ -655,11 +655,28 @@ fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_t
             ],
         )
     });
+    // Acknowledged, not merely written: the head file names the intent's line (blocking the
+    // head before that would fail the intent, and the call would not run at all).
+    let head = scratch.path().join("state/evidence.jsonl.head");
+    let acknowledged = || {
+        let intent = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| {
+                line["record"]["event"]["kind"] == "call_intent"
+                    && line["record"]["event"]["tool"]["tool"] == "slow"
+            })
+            .and_then(|line| line["seq"].as_u64());
+        let next = std::fs::read_to_string(&head)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|head| head["next_seq"].as_u64());
+        matches!((intent, next), (Some(seq), Some(next)) if next > seq)
+    };
     assert!(
-        crate::support::wait_until(Duration::from_secs(20), || records(&log)
-            .iter()
-            .any(|e| e["kind"] == "call_intent" && e["tool"]["tool"] == "slow")),
-        "no intent: {:?}",
+        crate::support::wait_until(Duration::from_secs(20), acknowledged),
+        "no acknowledged intent: {:?}",
         records(&log)
     );
     std::fs::create_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));

@@ -15,8 +15,8 @@ use portcullis_config::{Config, ServiceCredential, UpstreamCredential, UpstreamT
 use portcullis_core::clock::{Clock as _, SystemClock};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
-    ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder, UpstreamStatus,
-    call_facts, containment_reports, load_policy, reach, serve_http, serve_metrics,
+    Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder,
+    UpstreamStatus, call_facts, containment_reports, load_policy, reach, serve_http, serve_metrics,
 };
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
@@ -747,9 +747,15 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     })
 }
 
-/// Starts the upstreams as `tools` does (no evidence log, no calls) and asks whether the live
-/// catalog lists `tool`; `Err` says why it could not look.
-fn live_catalog_lists(config: &Config, tool: &str) -> anyhow::Result<Result<bool, String>> {
+/// Starts the upstreams as `tools` does (no evidence log, no calls), then asks the live
+/// catalog about a call of `tool`: whether it lists it, and whether the check stage passes
+/// the arguments (see `Gateway::check_listed_call`).
+fn live_check(
+    config: &Config,
+    envelope: &IdentityEnvelope,
+    tool: &str,
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> anyhow::Result<Result<Option<String>, Catalogued>> {
     let engine = policy(config)?;
     runtime()?.block_on(async move {
         let (gateway, shutdown) = start(config, engine, None)?;
@@ -760,7 +766,7 @@ fn live_catalog_lists(config: &Config, tool: &str) -> anyhow::Result<Result<bool
             .max()
             .unwrap_or_default();
         gateway.settle(longest).await;
-        let listed = gateway.lists_tool(tool);
+        let listed = gateway.check_listed_call(envelope, tool, arguments);
         shutdown.cancel();
         gateway.stop(std::time::Duration::from_secs(5)).await;
         anyhow::Ok(listed)
@@ -784,16 +790,16 @@ fn explain(
     session: Session,
 ) -> anyhow::Result<()> {
     let config = load(path)?;
-    let catalog = if look {
-        Some(live_catalog_lists(&config, tool)?)
-    } else {
-        None
-    };
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     let arguments: Option<serde_json::Map<String, serde_json::Value>> = arguments
         .map(|text| serde_json::from_str(text).context("the arguments are not a JSON object"))
         .transpose()?;
+    let catalog = if look {
+        Some(live_check(&config, &envelope, tool, arguments.as_ref())?)
+    } else {
+        None
+    };
     let names: Vec<_> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     let Some((upstream, local)) = config
         .namespacing
@@ -802,19 +808,29 @@ fn explain(
     else {
         bail!("`{tool}` names no configured upstream");
     };
-    if let Some(Ok(false)) = catalog {
+    if let Some(Err(Catalogued::NotListed)) = catalog {
         bail!(
             "upstream `{}` does not list `{tool}`: there is no such tool, so no call of it can run",
             upstream.name
         );
     }
-    let catalog_note = match catalog {
-        Some(Ok(_)) => format!("catalog: upstream `{}` lists `{tool}`", upstream.name),
-        Some(Err(reason)) => format!(
-            "catalog: could not look (upstream `{}`: {reason}); decided from config alone",
+    let catalog_note = match &catalog {
+        Some(Ok(_)) => format!(
+            "catalog: upstream `{}` lists `{tool}`; its arguments pass the check stage (schema, and paths against config's roots)",
             upstream.name
         ),
-        None => "catalog: not consulted (--offline); decided from config alone".to_owned(),
+        Some(Err(Catalogued::Unavailable(reason))) => format!(
+            "catalog: could not look (upstream `{}`: {reason}); decided from config alone, arguments unchecked",
+            upstream.name
+        ),
+        Some(Err(Catalogued::NotListed)) | None => {
+            "catalog: not consulted (--offline); decided from config alone, arguments unchecked"
+                .to_owned()
+        }
+    };
+    let unchecked = match &catalog {
+        Some(Ok(Some(denied))) => Some(denied.clone()),
+        _ => None,
     };
     let rules = upstream.tool_rules(local);
     // As a call would be decided by a session that approved no recipient before.
@@ -844,6 +860,19 @@ fn explain(
         now,
     };
     let outcome = decide_call(&engine, &input);
+    // As in serve: a visible tool's arguments are checked before policy decides.
+    if let (Some(denied), false) = (&unchecked, matches!(outcome, CallDecision::Hidden(_))) {
+        println!("decision: deny (refused before policy: {denied})");
+        println!(
+            "  decided at: check (the arguments against the tool's input schema, then paths against the roots)"
+        );
+        println!(
+            "  acting as: {} ({})",
+            envelope.user().subject,
+            envelope.user().issuer
+        );
+        return Ok(());
+    }
     let (step, verdict) = match &outcome {
         CallDecision::Hidden(Hidden::MissingScopes(missing)) => {
             println!("decision: deny (the tool is not listed, so it cannot be called)");

@@ -54,7 +54,7 @@ pub use credentials::Credentials;
 pub use evidence::DurableIntent;
 pub use http::serve_http;
 pub use metrics::serve_metrics;
-pub use pipeline::Granted;
+pub use pipeline::{Catalogued, Granted};
 pub use policy::load_policy;
 pub use recorder::Recorder;
 pub use sandbox::{ContainmentReport, containment_reports};
@@ -307,26 +307,6 @@ impl Gateway {
                 (upstream.name().clone(), tools)
             })
             .collect()
-    }
-
-    /// Whether the live catalog lists the tool the client would call `exposed` (whoever may see
-    /// it): `Err` when its upstream is not ready, with the reason, or when the name resolves to
-    /// no upstream.
-    pub fn lists_tool(&self, exposed: &str) -> Result<bool, String> {
-        let upstream = self
-            .namespacing
-            .resolve(&self.names, exposed)
-            .and_then(|name| self.upstreams.get(name.upstream))
-            .ok_or_else(|| format!("`{exposed}` names no configured upstream"))?;
-        let connection = upstream
-            .connection()
-            .ok_or_else(|| upstream.unavailable_reason())?;
-        Ok(connection
-            .catalog
-            .load()
-            .tools
-            .iter()
-            .any(|tool| tool.name == exposed))
     }
 
     /// Waits until every upstream has either started or failed once, up to `limit`.

@@ -2,12 +2,16 @@
 //! tool's input schema (nobody approves a call its upstream would refuse), then path arguments
 //! against the effective roots (paths outside never reach the upstream, whatever policy says).
 
-use portcullis_core::ToolRules;
+use portcullis_core::{IdentityEnvelope, ToolRules};
+use portcullis_roots::Roots;
+use rmcp::model::{JsonObject, Tool};
 
 use super::{CallContext, Resolved, Stop};
+use crate::Gateway;
 use crate::evidence::summary;
 use crate::paths::Grantor;
 use crate::server::PortcullisServer;
+use crate::upstream::UpstreamHandle;
 
 impl PortcullisServer {
     pub(super) fn check_stage(
@@ -15,8 +19,20 @@ impl PortcullisServer {
         call: &CallContext<'_>,
         resolved: &Resolved<'_>,
     ) -> Result<(), Stop> {
-        let arguments = call.request.arguments.as_ref();
-        let refused = |denied: &str, recorded: String| {
+        // A stateless request has no session whose client offered roots: config's alone.
+        let client_roots = if call.stateless {
+            None
+        } else {
+            self.offered_roots()
+        };
+        let checked = self.gateway.check_arguments(
+            call.envelope,
+            (&resolved.upstream, resolved.local),
+            &resolved.definition,
+            call.request.arguments.as_ref(),
+            client_roots.as_ref(),
+        );
+        checked.map_err(|Unchecked { denied, recorded }| {
             tracing::warn!(
                 target: "portcullis::decision",
                 user = %call.envelope.user(),
@@ -33,37 +49,89 @@ impl PortcullisServer {
                 recorded,
                 decision: summary(&self.gateway, None),
             }
-        };
-        if let Err(mismatch) = self
-            .gateway
-            .argument_check
-            .check(&resolved.definition, arguments)
-        {
-            return Err(refused(&mismatch, format!("arguments: {mismatch}")));
+        })
+    }
+}
+
+/// Why the check stage refuses a call: what the client is told, and what is recorded.
+pub(crate) struct Unchecked {
+    pub denied: String,
+    pub recorded: String,
+}
+
+impl Gateway {
+    /// The check stage's two checks of `arguments` for `local` of `upstream`, as listed with
+    /// `definition`: the input schema, then the paths against the roots this identity has
+    /// there (narrowed by `client_roots`, the roots the session's client offered).
+    pub(crate) fn check_arguments(
+        &self,
+        envelope: &IdentityEnvelope,
+        (upstream, local): (&UpstreamHandle, &str),
+        definition: &Tool,
+        arguments: Option<&JsonObject>,
+        client_roots: Option<&Roots>,
+    ) -> Result<(), Unchecked> {
+        if let Err(mismatch) = self.argument_check.check(definition, arguments) {
+            return Err(Unchecked {
+                recorded: format!("arguments: {mismatch}"),
+                denied: mismatch,
+            });
         }
-        let Some(guard) = resolved.upstream.paths.as_ref() else {
+        let Some(guard) = upstream.paths.as_ref() else {
             return Ok(());
         };
-        let rules: ToolRules = resolved.upstream.spec.tool_rules(resolved.local);
+        let rules: ToolRules = upstream.spec.tool_rules(local);
         let pointers: Vec<String> = rules.paths.iter().map(ToString::to_string).collect();
-        // A stateless request has no session whose client offered roots: config's alone.
-        let client_roots = if call.stateless {
-            None
-        } else {
-            self.offered_roots()
-        };
         let who = Grantor {
-            subject: &call.envelope.user().subject,
-            groups: call.envelope.groups(),
+            subject: &envelope.user().subject,
+            groups: envelope.groups(),
         };
         guard
-            .check(
-                &resolved.definition,
-                &pointers,
-                arguments,
-                client_roots.as_ref(),
-                who,
-            )
-            .map_err(|denied| refused(&denied, format!("outside the roots: {denied}")))
+            .check(definition, &pointers, arguments, client_roots, who)
+            .map_err(|denied| Unchecked {
+                recorded: format!("outside the roots: {denied}"),
+                denied,
+            })
     }
+
+    /// What `portcullis explain` learns from the live catalog about a call of `exposed`:
+    /// `Ok(None)` when it is listed and passes the check stage (schema and roots, with config's
+    /// roots alone), `Ok(Some(why))` when the check stage refuses it, `Err` when the name is
+    /// not listed or its upstream could not be asked (the reason says which).
+    pub fn check_listed_call(
+        &self,
+        envelope: &IdentityEnvelope,
+        exposed: &str,
+        arguments: Option<&JsonObject>,
+    ) -> Result<Option<String>, Catalogued> {
+        let (upstream, local) = self
+            .namespacing
+            .resolve(&self.names, exposed)
+            .and_then(|name| Some((self.upstreams.get(name.upstream)?, name.local)))
+            .ok_or(Catalogued::NotListed)?;
+        let connection = upstream
+            .connection()
+            .ok_or_else(|| Catalogued::Unavailable(upstream.unavailable_reason()))?;
+        let definition = connection
+            .catalog
+            .load()
+            .tools
+            .iter()
+            .find(|tool| tool.name == exposed)
+            .cloned()
+            .ok_or(Catalogued::NotListed)?;
+        Ok(self
+            .check_arguments(envelope, (upstream, local), &definition, arguments, None)
+            .err()
+            .map(|unchecked| unchecked.denied))
+    }
+}
+
+/// Why the live catalog could not vouch for a tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Catalogued {
+    /// Its upstream answered, and does not list it.
+    NotListed,
+    /// Its upstream could not be asked, for this reason.
+    Unavailable(String),
 }

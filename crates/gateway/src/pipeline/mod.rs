@@ -31,6 +31,7 @@ mod stateless;
 use std::sync::Arc;
 
 pub use approve::Granted;
+pub use check::Catalogued;
 
 use portcullis_core::evidence::{DecisionSummary, Outcome};
 use portcullis_core::{Effect, IdentityEnvelope};
