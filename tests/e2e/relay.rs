@@ -61,10 +61,7 @@ async fn passthrough_keeps_names_and_an_http_upstream_works() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     // The fixture served over streamable HTTP on a free loopback port.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        probe.local_addr().map(|a| a.port()).unwrap_or_default()
-    };
+    let port = crate::support::free_port();
     let mut upstream = std::process::Command::new(bin("portcullis-fixture"))
         .arg("--scratch")
         .arg(&work)
