@@ -24,7 +24,7 @@ use crate::ask::Asker;
 use crate::attach::{AttachFailure, Attachment};
 use crate::authorize::{CallAction, CallPermit};
 use crate::evidence::{CallRecord, DurableIntent, outcome_of};
-use crate::relay::screen_elicitation;
+use crate::upstream::screen_elicitation;
 use crate::upstream::{CallRoute, Canceller, Connection, UpstreamHandle};
 
 /// How many input-required rounds Portcullis drives for one call before giving up.

@@ -26,7 +26,6 @@ mod pipeline;
 mod policy;
 mod progress;
 mod recorder;
-mod relay;
 mod sandbox;
 pub mod secrets;
 mod server;

@@ -33,7 +33,7 @@ use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed, Refusal};
 use crate::call::{Outbound, answer_inputs, forward, is_reserved_key, unexpected};
 use crate::evidence::recorded_name;
-use crate::relay::screen_elicitation;
+use crate::upstream::screen_elicitation;
 use portcullis_core::evidence::{Event, Refused};
 use rmcp::model::{InputRequest, InputResponses};
 

@@ -31,18 +31,21 @@ use rmcp::service::{
 };
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-
-use crate::attach::{AttachingClient, Attachment, CredentialSource};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
+use crate::attach::{AttachingClient, Attachment, CredentialSource};
 use crate::paths::{Grantor, PathGuard};
 use crate::progress::ProgressRoutes;
 use crate::recorder::Recorder;
-use crate::relay::RelayClient;
 use crate::sandbox::{self, StartSandbox};
 use crate::sessions::Sessions;
+use relay::RelayClient;
+
+mod relay;
+
+pub(crate) use relay::screen_elicitation;
 
 /// Shortest and longest wait before restarting a failed upstream.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);

@@ -20,7 +20,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 
-use crate::upstream::{CallRoute, UpstreamHandle};
+use super::{CallRoute, UpstreamHandle};
 
 /// Handles one upstream connection's requests and notifications towards Portcullis.
 pub(crate) struct RelayClient {
