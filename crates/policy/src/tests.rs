@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use expect_test::expect;
-use portcullis_core::{ActingMode, Effect, EnvelopeParts, IdentityEnvelope, Surface, UserId};
+use portcullis_core::{Effect, IdentityEnvelope, Surface};
 use serde::Deserialize;
 
 use crate::{
@@ -31,20 +31,14 @@ fn engine_with(files: &[Source]) -> PolicyEngine {
 }
 
 fn envelope(groups: &[String], tenant: Option<&str>, scopes: &[String]) -> IdentityEnvelope {
-    IdentityEnvelope::new(EnvelopeParts {
-        user: UserId {
-            issuer: "https://idp.example".to_owned(),
-            subject: "alice".to_owned(),
-        },
-        client: None,
-        mode: ActingMode::Delegated,
-        groups: groups.iter().cloned().collect(),
-        tenant: tenant.map(str::to_owned),
-        scopes: scopes.iter().cloned().collect(),
-        usable_credentials: BTreeSet::new(),
-        forbidden_credentials: BTreeSet::new(),
-        lifetime: None,
-    })
+    let person = portcullis_test_support::alice()
+        .groups(groups)
+        .scopes(scopes);
+    match tenant {
+        Some(tenant) => person.tenant(tenant),
+        None => person,
+    }
+    .envelope()
 }
 
 #[derive(Deserialize)]

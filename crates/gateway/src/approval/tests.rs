@@ -7,33 +7,19 @@
     reason = "tests"
 )]
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use portcullis_core::{
-    ActingMode, ArgumentPointer, Effect, EnvelopeParts, Hints, IdentityEnvelope, Surface,
-    ToolRules, UserId,
-};
+use portcullis_core::{ArgumentPointer, Effect, Hints, IdentityEnvelope, Surface, ToolRules};
 use rmcp::model::{CallToolResult, ElicitRequestParams, ElicitResult, ElicitationAction};
 use serde_json::json;
 
 use super::*;
 
 fn alice() -> IdentityEnvelope {
-    IdentityEnvelope::new(EnvelopeParts {
-        user: UserId {
-            issuer: "https://idp.example".to_owned(),
-            subject: "alice".to_owned(),
-        },
-        client: Some("desktop".to_owned()),
-        mode: ActingMode::Delegated,
-        groups: BTreeSet::new(),
-        tenant: Some("acme".to_owned()),
-        scopes: BTreeSet::new(),
-        usable_credentials: BTreeSet::new(),
-        forbidden_credentials: BTreeSet::new(),
-        lifetime: None,
-    })
+    portcullis_test_support::alice()
+        .client("desktop")
+        .tenant("acme")
+        .envelope()
 }
 
 fn rules() -> ToolRules {

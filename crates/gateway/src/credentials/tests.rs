@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, ToolRules, UserId};
+use portcullis_core::{IdentityEnvelope, ToolRules};
 use portcullis_credentials::{CredentialStore, Grant, StoreKey};
 
 use super::{Credentials, Readiness, SecretValue, key_for, now};
@@ -50,20 +50,7 @@ fn credentials(dir: &Path, credential: &str) -> Credentials {
 }
 
 fn envelope(client: &str) -> IdentityEnvelope {
-    IdentityEnvelope::new(EnvelopeParts {
-        user: UserId {
-            issuer: "https://idp.example".to_owned(),
-            subject: "alice".to_owned(),
-        },
-        client: Some(client.to_owned()),
-        mode: ActingMode::Delegated,
-        groups: BTreeSet::new(),
-        tenant: None,
-        scopes: BTreeSet::new(),
-        usable_credentials: BTreeSet::new(),
-        forbidden_credentials: BTreeSet::new(),
-        lifetime: None,
-    })
+    portcullis_test_support::alice().client(client).envelope()
 }
 
 /// Stores alice's grant with `scopes`, consented by `desktop`, expiring at `expires_at`.
