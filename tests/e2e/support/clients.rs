@@ -1,0 +1,176 @@
+//! The clients the tests drive Portcullis with: the official TypeScript and Python SDK
+//! clients (through their drivers), and raw HTTP on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::*;
+
+/// The command that runs Portcullis over stdio with `config`, for a client to launch.
+pub(crate) fn portcullis_stdio(config: &Path) -> Vec<String> {
+    vec![
+        bin("portcullis").display().to_string(),
+        "serve".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ]
+}
+
+/// Where a client driver connects.
+pub(crate) enum Target<'a> {
+    Http(&'a str),
+    Stdio(&'a [String]),
+}
+
+fn run_driver(mut command: Command, target: &Target<'_>, args: &[&str]) -> Value {
+    command.args(args);
+    match target {
+        Target::Http(url) => {
+            command.args(["--http", url]);
+        }
+        Target::Stdio(argv) => {
+            command.arg("--stdio").arg("--").args(argv.iter());
+        }
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the client driver: {e}"));
+    let mut stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let out_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + DRIVER_TIMEOUT;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("client driver {args:?} did not finish within {DRIVER_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = out_thread.join().unwrap_or_default();
+    let err = err_thread.join().unwrap_or_default();
+    assert!(
+        status.success(),
+        "client driver {args:?} failed ({status}):\nstdout: {out}\nstderr: {err}"
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| {
+        panic!("client driver {args:?} printed no JSON ({e}):\nstdout: {out}\nstderr: {err}")
+    })
+}
+
+/// Runs the official TypeScript SDK client driver and returns its observations.
+pub(crate) fn ts_client(target: &Target<'_>, args: &[&str]) -> Value {
+    let mut command = Command::new("node");
+    command.arg(repo_root().join("tests/node/client.mjs"));
+    run_driver(command, target, args)
+}
+
+/// Runs the official Python SDK client driver and returns its observations.
+pub(crate) fn py_client(target: &Target<'_>, args: &[&str]) -> Value {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the Python venv is missing: run scripts/setup.sh"
+    );
+    let mut command = Command::new(python);
+    command.arg(repo_root().join("tests/py/client.py"));
+    run_driver(command, target, args)
+}
+
+/// Names in a list of objects with a `name` field.
+pub(crate) fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// All text in a tool result's content.
+pub(crate) fn result_text(result: &Value) -> String {
+    result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Sends one raw HTTP request to loopback and returns the status code.
+pub(crate) fn raw_http_status(port: u16, request: &str) -> u16 {
+    raw_http(port, request).0
+}
+
+/// Sends one raw HTTP request (which should say `Connection: close`) to loopback and returns
+/// the status code and the whole response text, headers and body.
+pub(crate) fn raw_http(port: u16, request: &str) -> (u16, String) {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
+    exchange(stream, request)
+}
+
+/// As `raw_http`, from another loopback address (`127.0.0.2`, say): another client, as far as
+/// an address can tell.
+pub(crate) fn raw_http_from(source: std::net::Ipv4Addr, port: u16, request: &str) -> (u16, String) {
+    let stream = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((source, 0).into())?;
+                let stream = socket
+                    .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+                    .await?;
+                stream.into_std()
+            })
+        })
+        .unwrap_or_else(|e| panic!("cannot connect from {source} to 127.0.0.1:{port}: {e}"));
+    let _ = stream.set_nonblocking(false);
+    exchange(stream, request)
+}
+
+fn exchange(mut stream: TcpStream, request: &str) -> (u16, String) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot send: {e}"));
+    let mut response = String::new();
+    let mut reader = BufReader::new(stream);
+    let _ = reader.read_line(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status line in `{response}`"));
+    let _ = reader.read_to_string(&mut response);
+    (status, response)
+}
