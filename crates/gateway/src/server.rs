@@ -134,17 +134,17 @@ impl PortcullisServer {
         local: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        let asked = Asked {
+            name: &request.name,
+            arguments: request.arguments.as_ref(),
+            state: request.request_state.as_deref(),
+            responses: request.input_responses.clone(),
+        };
         let outcome = self
             .input_rounds(
-                upstream,
-                connection,
+                (upstream, connection),
                 context,
-                &request.name,
-                request.arguments.as_ref(),
-                (
-                    request.request_state.as_deref(),
-                    request.input_responses.clone(),
-                ),
+                asked,
                 |state, responses| {
                     let mut params = GetPromptRequestParams::new(local.to_owned());
                     params.arguments = request.arguments.clone();
@@ -172,17 +172,17 @@ impl PortcullisServer {
         local: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let asked = Asked {
+            name: &request.uri,
+            arguments: None,
+            state: request.request_state.as_deref(),
+            responses: request.input_responses.clone(),
+        };
         let outcome = self
             .input_rounds(
-                upstream,
-                connection,
+                (upstream, connection),
                 context,
-                &request.uri,
-                None,
-                (
-                    request.request_state.as_deref(),
-                    request.input_responses.clone(),
-                ),
+                asked,
                 |state, responses| {
                     let mut params = ReadResourceRequestParams::new(local.to_owned());
                     params.request_state = state;
@@ -581,20 +581,16 @@ impl PortcullisServer {
     /// Forwards a prompt or resource request through the upstream's input-required rounds: a
     /// session-era client is asked directly and the upstream retried; a stateless client gets
     /// the round (labelled), with the upstream's state sealed inside ours, and retries itself.
-    #[expect(clippy::too_many_arguments, reason = "the parts of one request, named")]
     async fn input_rounds(
         &self,
-        upstream: &UpstreamHandle,
-        connection: &Connection,
+        (upstream, connection): (&UpstreamHandle, &Connection),
         context: &RequestContext<RoleServer>,
-        name: &str,
-        arguments: Option<&JsonObject>,
-        retry: (Option<&str>, Option<InputResponses>),
+        asked: Asked<'_>,
         build: impl Fn(Option<String>, Option<InputResponses>) -> Outbound,
     ) -> Result<Rounds, McpError> {
         let envelope = self.envelope(context)?;
-        let bound_to = binding(envelope.user(), name, arguments);
-        let (sealed, mut responses) = retry;
+        let bound_to = binding(envelope.user(), asked.name, asked.arguments);
+        let (sealed, mut responses) = (asked.state, asked.responses);
         let mut state = match sealed {
             Some(sealed) => self.resumed_state(context, sealed, &bound_to, responses.is_some())?,
             None => None,
@@ -727,6 +723,17 @@ fn read_refusal(refusal: Refusal, unknown: McpError) -> McpError {
             None,
         ),
     }
+}
+
+/// What a prompt or resource request asks, as its input rounds bind it: the name (or URI) and
+/// arguments its sealed state is bound to, and what a stateless retry brings back.
+struct Asked<'a> {
+    name: &'a str,
+    arguments: Option<&'a JsonObject>,
+    /// The `requestState` of a retry.
+    state: Option<&'a str>,
+    /// Its `inputResponses`.
+    responses: Option<InputResponses>,
 }
 
 /// Where a prompt or resource request ended: an answer, or a round for a stateless client.

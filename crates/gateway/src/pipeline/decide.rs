@@ -76,27 +76,7 @@ impl PortcullisServer {
         };
         let authorized = gateway
             .authorize_call(call.envelope, question)
-            .map_err(|refusal| match refusal {
-                Refusal::Hidden => Stop::Unknown("hidden from this identity"),
-                Refusal::Denied { reason, decision } => Stop::Refused {
-                    message: format!(
-                        "portcullis refused `{}` for {}: {reason}; the call did not run",
-                        call.request.name,
-                        call.envelope.user().subject
-                    ),
-                    recorded: "refused by policy".to_owned(),
-                    decision: summary(gateway, Some(&decision)),
-                },
-                // Calls are never refused for approval: they ask for it.
-                Refusal::ApprovalUnavailable { decision } => Stop::Refused {
-                    message: format!(
-                        "`{}` cannot be approved here; the call did not run",
-                        call.request.name
-                    ),
-                    recorded: "refused by policy".to_owned(),
-                    decision: summary(gateway, Some(&decision)),
-                },
-            })?;
+            .map_err(|refusal| self.policy_stop(call, refusal))?;
         Ok(Decided {
             authorized,
             about: Facts {
@@ -108,5 +88,31 @@ impl PortcullisServer {
                 reach,
             },
         })
+    }
+
+    /// The stop for a call policy refuses: hidden is unknown; denied says why.
+    fn policy_stop(&self, call: &CallContext<'_>, refusal: Refusal) -> Stop {
+        let gateway = &self.gateway;
+        match refusal {
+            Refusal::Hidden => Stop::Unknown("hidden from this identity"),
+            Refusal::Denied { reason, decision } => Stop::Refused {
+                message: format!(
+                    "portcullis refused `{}` for {}: {reason}; the call did not run",
+                    call.request.name,
+                    call.envelope.user().subject
+                ),
+                recorded: "refused by policy".to_owned(),
+                decision: summary(gateway, Some(&decision)),
+            },
+            // Calls are never refused for approval: they ask for it.
+            Refusal::ApprovalUnavailable { decision } => Stop::Refused {
+                message: format!(
+                    "`{}` cannot be approved here; the call did not run",
+                    call.request.name
+                ),
+                recorded: "refused by policy".to_owned(),
+                decision: summary(gateway, Some(&decision)),
+            },
+        }
     }
 }
