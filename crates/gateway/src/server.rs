@@ -834,6 +834,30 @@ pub(crate) fn progress_of(
         .map(|token| (token, context.peer.clone()))
 }
 
+/// One list handler: the page of every ready upstream's `$field` the request's identity may
+/// see (each entry by the name `$exposed` gives it), recorded as the list `$list`.
+macro_rules! list_handler {
+    ($method:ident, $result:ident, $list:literal, $field:ident, |$entry:ident| $exposed:expr) => {
+        async fn $method(
+            &self,
+            request: Option<PaginatedRequestParams>,
+            context: RequestContext<RoleServer>,
+        ) -> Result<$result, McpError> {
+            let (items, next_cursor) = self
+                .list(
+                    request.as_ref(),
+                    &context,
+                    ($list, |c| &c.$field),
+                    |$entry| $exposed,
+                )
+                .await?;
+            let mut result = $result::with_all_items(items).with_cache_scope(CacheScope::Private);
+            result.next_cursor = next_cursor;
+            Ok(result)
+        }
+    };
+}
+
 impl ServerHandler for PortcullisServer {
     #[expect(
         deprecated,
@@ -900,24 +924,9 @@ impl ServerHandler for PortcullisServer {
         self.refresh_client_roots(&context.peer).await;
     }
 
-    async fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, McpError> {
-        let (tools, next_cursor) = self
-            .list(
-                request.as_ref(),
-                &context,
-                ("tools", |c| &c.tools),
-                |entry| Exposed::Tool(&entry.name),
-            )
-            .await?;
-        let mut result =
-            ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
-        result.next_cursor = next_cursor;
-        Ok(result)
-    }
+    list_handler!(list_tools, ListToolsResult, "tools", tools, |entry| {
+        Exposed::Tool(&entry.name)
+    });
 
     async fn call_tool(
         &self,
@@ -939,24 +948,13 @@ impl ServerHandler for PortcullisServer {
             .await
     }
 
-    async fn list_prompts(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, McpError> {
-        let (prompts, next_cursor) = self
-            .list(
-                request.as_ref(),
-                &context,
-                ("prompts", |c| &c.prompts),
-                |entry| Exposed::Prompt(&entry.name),
-            )
-            .await?;
-        let mut result =
-            ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
-        result.next_cursor = next_cursor;
-        Ok(result)
-    }
+    list_handler!(
+        list_prompts,
+        ListPromptsResult,
+        "prompts",
+        prompts,
+        |entry| Exposed::Prompt(&entry.name)
+    );
 
     async fn get_prompt(
         &self,
@@ -966,43 +964,21 @@ impl ServerHandler for PortcullisServer {
         self.read_as(&request, &context).await
     }
 
-    async fn list_resources(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, McpError> {
-        let (resources, next_cursor) = self
-            .list(
-                request.as_ref(),
-                &context,
-                ("resources", |c| &c.resources),
-                |entry| Exposed::Resource(&entry.uri),
-            )
-            .await?;
-        let mut result =
-            ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
-        result.next_cursor = next_cursor;
-        Ok(result)
-    }
+    list_handler!(
+        list_resources,
+        ListResourcesResult,
+        "resources",
+        resources,
+        |entry| Exposed::Resource(&entry.uri)
+    );
 
-    async fn list_resource_templates(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, McpError> {
-        let (templates, next_cursor) = self
-            .list(
-                request.as_ref(),
-                &context,
-                ("resource_templates", |c| &c.templates),
-                |entry| Exposed::Resource(&entry.uri_template),
-            )
-            .await?;
-        let mut result = ListResourceTemplatesResult::with_all_items(templates)
-            .with_cache_scope(CacheScope::Private);
-        result.next_cursor = next_cursor;
-        Ok(result)
-    }
+    list_handler!(
+        list_resource_templates,
+        ListResourceTemplatesResult,
+        "resource_templates",
+        templates,
+        |entry| Exposed::Resource(&entry.uri_template)
+    );
 
     async fn read_resource(
         &self,
