@@ -715,20 +715,30 @@ fn open_evidence(config: &Config) -> anyhow::Result<portcullis_audit::EvidenceLo
         .with_context(|| format!("cannot open the evidence log `{}`", file.display()))
 }
 
+/// Starts the upstreams only to look at them (`tools`, `explain`): no evidence log is opened,
+/// since nothing is called and a running `serve` may own it. Returns once every upstream has
+/// started or failed, bounded by the longest start timeout.
+async fn start_to_look(
+    config: &Config,
+    engine: PolicyEngine,
+) -> anyhow::Result<(Arc<Gateway>, CancellationToken)> {
+    let (gateway, shutdown) = start(config, engine, None)?;
+    let longest = config
+        .upstreams
+        .iter()
+        .map(|u| u.start_timeout)
+        .max()
+        .unwrap_or_default();
+    gateway.settle(longest).await;
+    Ok((gateway, shutdown))
+}
+
 fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     let config = load(path)?;
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     runtime()?.block_on(async move {
-        // `tools` makes no calls: it opens no evidence log (a running `serve` may own it).
-        let (gateway, shutdown) = start(&config, engine, None)?;
-        let longest = config
-            .upstreams
-            .iter()
-            .map(|u| u.start_timeout)
-            .max()
-            .unwrap_or_default();
-        gateway.settle(longest).await;
+        let (gateway, shutdown) = start_to_look(&config, engine).await?;
         println!("tools visible to {}:", envelope.user());
         for (upstream, tools) in gateway.visible_tools(&envelope) {
             match tools {
@@ -758,14 +768,7 @@ fn live_check(
 ) -> anyhow::Result<Result<Option<String>, Catalogued>> {
     let engine = policy(config)?;
     runtime()?.block_on(async move {
-        let (gateway, shutdown) = start(config, engine, None)?;
-        let longest = config
-            .upstreams
-            .iter()
-            .map(|u| u.start_timeout)
-            .max()
-            .unwrap_or_default();
-        gateway.settle(longest).await;
+        let (gateway, shutdown) = start_to_look(config, engine).await?;
         let listed = gateway.check_listed_call(envelope, tool, arguments);
         shutdown.cancel();
         gateway.stop(std::time::Duration::from_secs(5)).await;

@@ -508,58 +508,8 @@ fn parse_upstream(
         "start_timeout_secs",
         default_start_timeout,
     );
-    let transport = match (&upstream.command, &upstream.url) {
-        (Some(command), None) => stdio_transport(report, upstream, command, base_dir),
-        (None, Some(url)) => {
-            for (present, key) in [
-                (!upstream.env.is_empty(), "env"),
-                (!upstream.inherit_env.is_empty(), "inherit_env"),
-                (upstream.cwd.is_some(), "cwd"),
-            ] {
-                if present {
-                    report.at(
-                        Some(url.span()),
-                        format!("`{key}` applies only to a `command` upstream, not to a `url` one"),
-                    );
-                }
-            }
-            if let Some(sandbox) = &upstream.sandbox {
-                report.at(
-                    Some(sandbox.span()),
-                    "`sandbox` applies only to a `command` upstream: a `url` upstream runs elsewhere, so there is no process to contain",
-                );
-            }
-            http_url(report, url).map(|url| UpstreamTransport::Http { url })
-        }
-        (Some(command), Some(_)) => {
-            report.at(
-                Some(command.span()),
-                "an upstream has either a `command` (stdio) or a `url` (streamable HTTP), not both",
-            );
-            None
-        }
-        (None, None) => {
-            report.at(
-                Some(upstream.name.span()),
-                "this upstream has neither a `command` (stdio) nor a `url` (streamable HTTP)",
-            );
-            None
-        }
-    };
-    let surface = match &upstream.surface {
-        None => Surface::Unspecified,
-        Some(surface) => Surface::from_name(surface.get_ref()).unwrap_or_else(|| {
-            report.at(
-                Some(surface.span()),
-                format!(
-                    "unknown surface `{}`; use one of {}",
-                    surface.get_ref(),
-                    names(Surface::NAMED.iter().map(|s| s.as_str()))
-                ),
-            );
-            Surface::Unspecified
-        }),
-    };
+    let transport = transport(report, upstream, base_dir);
+    let surface = surface(report, upstream);
     let default_effect = upstream
         .effect
         .as_ref()
@@ -569,45 +519,8 @@ fn parse_upstream(
         upstream_credential(report, upstream.credential.as_ref(), upstream.url.is_some());
     let roots = paths(report, &upstream.roots, base_dir, "root");
     let roots_for = roots_for(report, upstream, base_dir);
-    let tilde = match upstream.tilde.as_ref().map(|t| (t, t.get_ref().as_str())) {
-        None | Some((_, "deny")) => TildeRule::Deny,
-        Some((_, "literal")) => TildeRule::Literal,
-        Some((spanned, "expand")) => match upstream.env.get("HOME") {
-            Some(home) if Path::new(home).is_absolute() => TildeRule::Expand(PathBuf::from(home)),
-            _ => {
-                report.at(
-                    Some(spanned.span()),
-                    "`tilde = \"expand\"` needs an absolute `HOME` in this upstream's `env`, the home it expands `~` to",
-                );
-                TildeRule::Deny
-            }
-        },
-        Some((spanned, other)) => {
-            report.at(
-                Some(spanned.span()),
-                format!("unknown tilde rule `{other}`; use `deny`, `literal` or `expand`"),
-            );
-            TildeRule::Deny
-        }
-    };
-    let elicitation = match upstream
-        .elicitation
-        .as_ref()
-        .map(|e| (e, e.get_ref().as_str()))
-    {
-        None | Some((_, "forms")) => ElicitationRule::Forms,
-        Some((_, "no_free_text")) => ElicitationRule::NoFreeText,
-        Some((_, "none")) => ElicitationRule::None,
-        Some((spanned, other)) => {
-            report.at(
-                Some(spanned.span()),
-                format!(
-                    "unknown elicitation rule `{other}`; use `forms`, `no_free_text` or `none`"
-                ),
-            );
-            ElicitationRule::None
-        }
-    };
+    let tilde = tilde_rule(report, upstream);
+    let elicitation = elicitation_rule(report, upstream);
     Some(Upstream {
         name: name?,
         transport: transport?,
@@ -626,6 +539,118 @@ fn parse_upstream(
         tilde,
         credential,
     })
+}
+
+/// How the upstream is reached: a `command` (stdio) or a `url` (streamable HTTP), and none of
+/// the other kind's keys.
+fn transport(
+    report: &mut Reporter<'_>,
+    upstream: &RawUpstream,
+    base_dir: &Path,
+) -> Option<UpstreamTransport> {
+    match (&upstream.command, &upstream.url) {
+        (Some(command), None) => stdio_transport(report, upstream, command, base_dir),
+        (None, Some(url)) => {
+            for (present, key) in [
+                (!upstream.env.is_empty(), "env"),
+                (!upstream.inherit_env.is_empty(), "inherit_env"),
+                (upstream.cwd.is_some(), "cwd"),
+            ] {
+                if present {
+                    report.at(
+                        Some(url.span()),
+                        format!("`{key}` applies only to a `command` upstream, not to a `url` one"),
+                    );
+                }
+            }
+            if let Some(sandbox) = &upstream.sandbox {
+                report.at(
+                Some(sandbox.span()),
+                "`sandbox` applies only to a `command` upstream: a `url` upstream runs elsewhere, so there is no process to contain",
+            );
+            }
+            http_url(report, url).map(|url| UpstreamTransport::Http { url })
+        }
+        (Some(command), Some(_)) => {
+            report.at(
+                Some(command.span()),
+                "an upstream has either a `command` (stdio) or a `url` (streamable HTTP), not both",
+            );
+            None
+        }
+        (None, None) => {
+            report.at(
+                Some(upstream.name.span()),
+                "this upstream has neither a `command` (stdio) nor a `url` (streamable HTTP)",
+            );
+            None
+        }
+    }
+}
+
+/// The upstream's execution surface (`surface`), unspecified when not given.
+fn surface(report: &mut Reporter<'_>, upstream: &RawUpstream) -> Surface {
+    match &upstream.surface {
+        None => Surface::Unspecified,
+        Some(surface) => Surface::from_name(surface.get_ref()).unwrap_or_else(|| {
+            report.at(
+                Some(surface.span()),
+                format!(
+                    "unknown surface `{}`; use one of {}",
+                    surface.get_ref(),
+                    names(Surface::NAMED.iter().map(|s| s.as_str()))
+                ),
+            );
+            Surface::Unspecified
+        }),
+    }
+}
+
+/// What `~` in a path argument means for this upstream (`tilde`).
+fn tilde_rule(report: &mut Reporter<'_>, upstream: &RawUpstream) -> TildeRule {
+    match upstream.tilde.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "deny")) => TildeRule::Deny,
+        Some((_, "literal")) => TildeRule::Literal,
+        Some((spanned, "expand")) => match upstream.env.get("HOME") {
+            Some(home) if Path::new(home).is_absolute() => TildeRule::Expand(PathBuf::from(home)),
+            _ => {
+                report.at(
+                Some(spanned.span()),
+                "`tilde = \"expand\"` needs an absolute `HOME` in this upstream's `env`, the home it expands `~` to",
+            );
+                TildeRule::Deny
+            }
+        },
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!("unknown tilde rule `{other}`; use `deny`, `literal` or `expand`"),
+            );
+            TildeRule::Deny
+        }
+    }
+}
+
+/// Which of the upstream's own elicitations are relayed (`elicitation`).
+fn elicitation_rule(report: &mut Reporter<'_>, upstream: &RawUpstream) -> ElicitationRule {
+    match upstream
+        .elicitation
+        .as_ref()
+        .map(|e| (e, e.get_ref().as_str()))
+    {
+        None | Some((_, "forms")) => ElicitationRule::Forms,
+        Some((_, "no_free_text")) => ElicitationRule::NoFreeText,
+        Some((_, "none")) => ElicitationRule::None,
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!(
+                    "unknown elicitation rule `{other}`; use `forms`, `no_free_text` or `none`"
+                ),
+            );
+            ElicitationRule::None
+        }
+    }
 }
 
 fn stdio_transport(

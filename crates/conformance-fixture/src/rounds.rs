@@ -184,6 +184,16 @@ pub(crate) fn answer(
                 )
             }
         },
+        _ => capability_rules(request, context),
+    }
+}
+
+/// The tools that test the capability and streaming rules.
+fn capability_rules(
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, McpError> {
+    match request.name.as_ref() {
         "test_input_required_result_capabilities" => {
             let capabilities = context.client_capabilities().unwrap_or_default();
             match response(request, "answer") {

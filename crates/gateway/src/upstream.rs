@@ -85,6 +85,16 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The definition of the tool listed to the client as `exposed`, if the catalog lists it.
+    pub(crate) fn listed_tool(&self, exposed: &str) -> Option<Tool> {
+        self.catalog
+            .load()
+            .tools
+            .iter()
+            .find(|tool| tool.name == exposed)
+            .cloned()
+    }
+
     /// Sends one request; the answer comes through the handle.
     pub(crate) async fn send(
         &self,

@@ -361,11 +361,24 @@ impl PolicyEngine {
         request: &Request<'_>,
         schema: Option<&Schema>,
     ) -> Result<(cedar_policy::Request, Vec<Entity>), String> {
-        let envelope = request.envelope;
+        let (user_uid, mut entities) = self.principal(request.envelope)?;
+        let (resource_uid, required_scopes) = self.resource(request, &mut entities)?;
+        if let Some(schema) = schema {
+            Entities::from_entities(entities.clone(), Some(schema)).map_err(|e| e.to_string())?;
+        }
+        let context = context(request, required_scopes)?;
+        let action = self.names.action(request.action).clone();
+        let cedar_request =
+            cedar_policy::Request::new(user_uid, action, resource_uid, context, schema)
+                .map_err(|e| e.to_string())?;
+        Ok((cedar_request, entities))
+    }
+
+    /// The user and the tenant and groups it is in, as entities; the user's uid first.
+    fn principal(&self, envelope: &IdentityEnvelope) -> Result<(EntityUid, Vec<Entity>), String> {
         let tenant = envelope.tenant().unwrap_or("");
         let user = envelope.user();
         let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
-
         let mut entities = Vec::new();
         let mut user_parents: HashSet<EntityUid> = HashSet::new();
         let tenant_uid = uid(&self.names.tenant, tenant);
@@ -397,6 +410,18 @@ impl PolicyEngine {
             )
             .map_err(|e| e.to_string())?,
         );
+        Ok((user_uid, entities))
+    }
+
+    /// The upstream and the tool, prompt or resource asked about, added to `entities`; the
+    /// resource's uid and the scopes it requires.
+    fn resource<'r>(
+        &self,
+        request: &Request<'r>,
+        entities: &mut Vec<Entity>,
+    ) -> Result<(EntityUid, &'r BTreeSet<String>), String> {
+        static NO_SCOPES: BTreeSet<String> = BTreeSet::new();
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
         let upstream_uid = uid(&self.names.upstream, request.upstream);
         entities.push(
             Entity::new(
@@ -407,7 +432,6 @@ impl PolicyEngine {
             .map_err(|e| e.to_string())?,
         );
         let parents = HashSet::from([upstream_uid]);
-        let no_scopes = BTreeSet::new();
         let (resource_uid, resource, required_scopes) = match request.target {
             Target::Tool {
                 name,
@@ -437,7 +461,7 @@ impl PolicyEngine {
                     parents,
                 )
                 .map_err(|e| e.to_string())?;
-                (resource_uid, entity, &no_scopes)
+                (resource_uid, entity, &NO_SCOPES)
             }
             Target::Resource { uri } => {
                 let resource_uid =
@@ -448,45 +472,11 @@ impl PolicyEngine {
                     parents,
                 )
                 .map_err(|e| e.to_string())?;
-                (resource_uid, entity, &no_scopes)
+                (resource_uid, entity, &NO_SCOPES)
             }
         };
         entities.push(resource);
-        if let Some(schema) = schema {
-            Entities::from_entities(entities.clone(), Some(schema)).map_err(|e| e.to_string())?;
-        }
-        let set = |values: &BTreeSet<String>| {
-            RestrictedExpression::new_set(values.iter().map(|v| string(v)))
-        };
-        let now = i64::try_from(request.now).map_err(|_| "the clock is out of range".to_owned())?;
-        let context = Context::from_pairs([
-            ("scopes".to_owned(), set(envelope.scopes())),
-            ("required_scopes".to_owned(), set(required_scopes)),
-            ("tenant".to_owned(), string(tenant)),
-            ("now".to_owned(), RestrictedExpression::new_long(now)),
-            (
-                "crosses_tenant".to_owned(),
-                RestrictedExpression::new_bool(request.facts.crosses_tenant),
-            ),
-            (
-                "new_recipient".to_owned(),
-                RestrictedExpression::new_bool(request.facts.new_recipient),
-            ),
-            (
-                "escalates".to_owned(),
-                RestrictedExpression::new_bool(request.facts.escalates),
-            ),
-            (
-                "tainted".to_owned(),
-                RestrictedExpression::new_bool(request.facts.tainted),
-            ),
-        ])
-        .map_err(|e| e.to_string())?;
-        let action = self.names.action(request.action).clone();
-        let cedar_request =
-            cedar_policy::Request::new(user_uid, action, resource_uid, context, schema)
-                .map_err(|e| e.to_string())?;
-        Ok((cedar_request, entities))
+        Ok((resource_uid, required_scopes))
     }
 
     /// Checks that a request as Portcullis builds it fits the schema (for tests).
@@ -609,4 +599,25 @@ fn problems(file: &str, text: &str, diagnostic: &dyn Diagnostic) -> Vec<Problem>
         None => push(diagnostic),
     }
     found
+}
+
+/// The request's context: scopes held and required, tenant, time, and the call's facts.
+fn context(request: &Request<'_>, required_scopes: &BTreeSet<String>) -> Result<Context, String> {
+    let envelope = request.envelope;
+    let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+    let set =
+        |values: &BTreeSet<String>| RestrictedExpression::new_set(values.iter().map(|v| string(v)));
+    let now = i64::try_from(request.now).map_err(|_| "the clock is out of range".to_owned())?;
+    let fact = |name: &str, value: bool| (name.to_owned(), RestrictedExpression::new_bool(value));
+    Context::from_pairs([
+        ("scopes".to_owned(), set(envelope.scopes())),
+        ("required_scopes".to_owned(), set(required_scopes)),
+        ("tenant".to_owned(), string(envelope.tenant().unwrap_or(""))),
+        ("now".to_owned(), RestrictedExpression::new_long(now)),
+        fact("crosses_tenant", request.facts.crosses_tenant),
+        fact("new_recipient", request.facts.new_recipient),
+        fact("escalates", request.facts.escalates),
+        fact("tainted", request.facts.tainted),
+    ])
+    .map_err(|e| e.to_string())
 }

@@ -113,12 +113,7 @@ impl Gateway {
             .connection()
             .ok_or_else(|| Catalogued::Unavailable(upstream.unavailable_reason()))?;
         let definition = connection
-            .catalog
-            .load()
-            .tools
-            .iter()
-            .find(|tool| tool.name == exposed)
-            .cloned()
+            .listed_tool(exposed)
             .ok_or(Catalogued::NotListed)?;
         Ok(self
             .check_arguments(envelope, (upstream, local), &definition, arguments, None)

@@ -159,7 +159,8 @@ impl PortcullisServer {
                 .await
                 .map_err(|message| McpError::internal_error(message, None))?;
         }
-        if answer.is_ok() && R::outcome(&answer).is_some() {
+        // A final result (not a round still waiting for the person) reached the session.
+        if answer.as_ref().is_ok_and(|response| R::complete(response).is_some()) {
             self.taint_if_untrusted(context, &envelope, upstream);
         }
         answer

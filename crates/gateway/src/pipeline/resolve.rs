@@ -33,14 +33,7 @@ impl PortcullisServer {
             recorded: message,
             decision: summary(gateway, None),
         })?;
-        let definition = connection
-            .catalog
-            .load()
-            .tools
-            .iter()
-            .find(|tool| tool.name == exposed)
-            .cloned();
-        let Some(definition) = definition else {
+        let Some(definition) = connection.listed_tool(exposed) else {
             return Err(Stop::Unknown("no such tool"));
         };
         record.set_definition(&definition);
