@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_spanned::Spanned;
 
 use crate::error::Reporter;
-use crate::model::{is_env_name, is_loopback_authority, scope_list};
+use crate::model::{address, is_env_name, is_loopback_authority, scope_list};
 use crate::raw::{RawCredential, RawCredentials};
 
 /// The store's file unless config says otherwise, beside the configuration.
@@ -130,31 +130,18 @@ pub(crate) fn credential_settings(
         .and_then(|raw| raw.key_env.as_ref())
         .and_then(|name| env_name(report, name))
         .unwrap_or_else(|| DEFAULT_KEY_ENV.to_owned());
-    let callback = match raw.and_then(|raw| raw.callback.as_ref()) {
-        None => DEFAULT_CALLBACK,
-        Some(callback) => match callback.get_ref().parse::<SocketAddr>() {
-            Ok(addr) if addr.ip().is_loopback() && addr.port() != 0 => addr,
-            Ok(addr) => {
-                report.at(
-                    Some(callback.span()),
-                    format!(
-                        "`{addr}` is not a loopback address with a port; the callback is registered at authorization servers and opened by a browser on this machine, so it is a fixed loopback address"
-                    ),
-                );
-                DEFAULT_CALLBACK
-            }
-            Err(_) => {
-                report.at(
-                    Some(callback.span()),
-                    format!(
-                        "`{}` is not an address with a port, e.g. `127.0.0.1:8790`",
-                        callback.get_ref()
-                    ),
-                );
-                DEFAULT_CALLBACK
-            }
-        },
-    };
+    let callback = raw
+        .and_then(|raw| raw.callback.as_ref())
+        .and_then(|callback| {
+            address(
+                report,
+                callback,
+                "127.0.0.1:8790",
+                |addr| addr.ip().is_loopback() && addr.port() != 0,
+                "is not a loopback address with a port; the callback is registered at authorization servers and opened by a browser on this machine, so it is a fixed loopback address",
+            )
+        })
+        .unwrap_or(DEFAULT_CALLBACK);
     CredentialSettings {
         store,
         key_env,

@@ -973,31 +973,19 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
         .auth
         .as_ref()
         .and_then(|auth| resource_server(report, auth.get_ref()));
-    let listen = match &http.listen {
-        None => default_listen,
-        Some(listen) => match listen.get_ref().parse::<SocketAddr>() {
-            Ok(addr) if addr.ip().is_loopback() || http.auth.is_some() => addr,
-            Ok(addr) => {
-                report.at(
-                    Some(listen.span()),
-                    format!(
-                        "`{addr}` is not a loopback address; without `[http.auth]` every client would act as the local identity, so Portcullis listens on loopback only"
-                    ),
-                );
-                default_listen
-            }
-            Err(_) => {
-                report.at(
-                    Some(listen.span()),
-                    format!(
-                        "`{}` is not an address with a port, e.g. `{DEFAULT_LISTEN}`",
-                        listen.get_ref()
-                    ),
-                );
-                default_listen
-            }
-        },
-    };
+    let listen = http
+        .listen
+        .as_ref()
+        .and_then(|listen| {
+            address(
+                report,
+                listen,
+                DEFAULT_LISTEN,
+                |addr| addr.ip().is_loopback() || http.auth.is_some(),
+                "is not a loopback address; without `[http.auth]` every client would act as the local identity, so Portcullis listens on loopback only",
+            )
+        })
+        .unwrap_or(default_listen);
     let strings = |values: &Option<Vec<Spanned<String>>>| -> Vec<String> {
         values
             .iter()
@@ -1014,31 +1002,15 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
             );
         }
     }
-    let metrics = http
-        .metrics
-        .as_ref()
-        .and_then(|metrics| match metrics.get_ref().parse::<SocketAddr>() {
-            Ok(addr) if addr.ip().is_loopback() => Some(addr),
-            Ok(addr) => {
-                report.at(
-                    Some(metrics.span()),
-                    format!(
-                        "`{addr}` is not a loopback address; nothing authenticates a metrics scrape, so metrics are served on loopback only"
-                    ),
-                );
-                None
-            }
-            Err(_) => {
-                report.at(
-                    Some(metrics.span()),
-                    format!(
-                        "`{}` is not an address with a port, e.g. `127.0.0.1:9464`",
-                        metrics.get_ref()
-                    ),
-                );
-                None
-            }
-        });
+    let metrics = http.metrics.as_ref().and_then(|metrics| {
+        address(
+            report,
+            metrics,
+            "127.0.0.1:9464",
+            |addr| addr.ip().is_loopback(),
+            "is not a loopback address; nothing authenticates a metrics scrape, so metrics are served on loopback only",
+        )
+    });
     let max_sessions = bounded(
         report,
         http.max_sessions.as_ref(),
@@ -1331,4 +1303,30 @@ fn seconds(
     default: Duration,
 ) -> Duration {
     bounded(report, value, key, 1, 86_400).map_or(default, Duration::from_secs)
+}
+
+/// A `host:port` address that `allowed` accepts. Anything else is reported, with `refused`
+/// saying why such an address is not taken, and is `None`.
+pub(crate) fn address(
+    report: &mut Reporter<'_>,
+    value: &Spanned<String>,
+    example: &str,
+    allowed: impl Fn(SocketAddr) -> bool,
+    refused: &str,
+) -> Option<SocketAddr> {
+    let Ok(addr) = value.get_ref().parse::<SocketAddr>() else {
+        report.at(
+            Some(value.span()),
+            format!(
+                "`{}` is not an address with a port, e.g. `{example}`",
+                value.get_ref()
+            ),
+        );
+        return None;
+    };
+    if !allowed(addr) {
+        report.at(Some(value.span()), format!("`{addr}` {refused}"));
+        return None;
+    }
+    Some(addr)
 }

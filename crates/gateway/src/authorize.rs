@@ -169,6 +169,30 @@ impl Refusal {
             }
         }
     }
+
+    /// Why a prompt, resource, completion or subscription was refused, as recorded.
+    pub(crate) fn read_reason(&self) -> &'static str {
+        match self {
+            Refusal::Hidden => "hidden from this identity",
+            Refusal::Denied { .. } => "refused by policy",
+            Refusal::ApprovalUnavailable { .. } => {
+                "policy requires approval, which is asked for tool calls only"
+            }
+        }
+    }
+
+    /// The answer to a refused prompt, resource, completion or subscription: hidden and
+    /// denied ones are `unknown`, like ones that do not exist; Portcullis asks for approval of
+    /// tool calls only, so one that needs it is refused.
+    pub(crate) fn read_error(self, unknown: rmcp::ErrorData) -> rmcp::ErrorData {
+        match self {
+            Refusal::Hidden | Refusal::Denied { .. } => unknown,
+            Refusal::ApprovalUnavailable { .. } => rmcp::ErrorData::invalid_request(
+                "policy requires a person's approval for this, and portcullis asks for approval of tool calls only",
+                None,
+            ),
+        }
+    }
 }
 
 /// What a list or read is about, by the upstream's own name.

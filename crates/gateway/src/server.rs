@@ -14,11 +14,11 @@ use rmcp::ErrorData as McpError;
 use rmcp::ServerHandler;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, Implementation, InputRequiredResult, JsonObject,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProgressToken, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, Reference, ResourceContents, ServerCapabilities, ServerConfig,
-    ServerResult, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressToken, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ServerCapabilities, ServerConfig, ServerResult, SubscribeRequestParams, SubscriptionFilter,
+    Tool, UnsubscribeRequestParams,
 };
 #[expect(
     deprecated,
@@ -30,16 +30,11 @@ use tracing::Instrument;
 
 use crate::Gateway;
 use crate::ask::Asker;
-use crate::authorize::{Exposed, Listed, Refusal};
-use crate::call::{Outbound, answer_inputs, forward, is_reserved_key, unexpected};
+use crate::authorize::{Exposed, Listed};
+use crate::call::{Outbound, forward, unexpected};
 use crate::evidence::recorded_name;
-use crate::upstream::screen_elicitation;
 use portcullis_core::evidence::{Event, Refused};
-use rmcp::model::{InputRequest, InputResponses};
 
-/// How many input-required rounds Portcullis drives for one prompt or resource request.
-const MAX_INPUT_ROUNDS: usize = 10;
-use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
 
 /// The server handler for one downstream session.
@@ -124,77 +119,6 @@ impl PortcullisServer {
             .record_list(envelope, self.session, list, returned, started)
             .await
             .map_err(|message| McpError::internal_error(message, None))
-    }
-
-    /// A prompt get through the upstream's input rounds.
-    pub(crate) async fn fetch_prompt(
-        &self,
-        request: &GetPromptRequestParams,
-        (upstream, connection): (&UpstreamHandle, &Connection),
-        local: &str,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, McpError> {
-        let asked = Asked {
-            name: &request.name,
-            arguments: request.arguments.as_ref(),
-            state: request.request_state.as_deref(),
-            responses: request.input_responses.clone(),
-        };
-        let outcome = self
-            .input_rounds(
-                (upstream, connection),
-                context,
-                asked,
-                |state, responses| {
-                    let mut params = GetPromptRequestParams::new(local.to_owned());
-                    params.arguments = request.arguments.clone();
-                    params.request_state = state;
-                    params.input_responses = responses;
-                    Outbound::Prompt(params)
-                },
-            )
-            .await?;
-        match outcome {
-            Rounds::Ask(required) => Ok(GetPromptResponse::InputRequired(required)),
-            Rounds::Done(result) => match *result {
-                ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-                _ => Err(unexpected(upstream)),
-            },
-        }
-    }
-
-    /// A resource read through the upstream's input rounds, its contents named as the client
-    /// knows them.
-    pub(crate) async fn fetch_resource(
-        &self,
-        request: &ReadResourceRequestParams,
-        (upstream, connection): (&UpstreamHandle, &Connection),
-        local: &str,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, McpError> {
-        let asked = Asked {
-            name: &request.uri,
-            arguments: None,
-            state: request.request_state.as_deref(),
-            responses: request.input_responses.clone(),
-        };
-        let outcome = self
-            .input_rounds(
-                (upstream, connection),
-                context,
-                asked,
-                |state, responses| {
-                    let mut params = ReadResourceRequestParams::new(local.to_owned());
-                    params.request_state = state;
-                    params.input_responses = responses;
-                    Outbound::Read(params)
-                },
-            )
-            .await?;
-        match outcome {
-            Rounds::Ask(required) => Ok(ReadResourceResponse::InputRequired(required)),
-            Rounds::Done(result) => exposed_contents(&self.gateway, upstream, *result),
-        }
     }
 
     /// The upstream and its own URI of an exposed resource URI, if any.
@@ -379,10 +303,10 @@ impl PortcullisServer {
                 method,
                 Some(upstream),
                 &local,
-                refusal_reason(&refusal),
+                refusal.read_reason(),
             )
             .await;
-            return Err(read_refusal(refusal, unknown()));
+            return Err(refusal.read_error(unknown()));
         }
         if let Err(denied) = self.check_resource_uri(envelope, upstream, &local) {
             let reason = format!("outside the roots: {denied}");
@@ -495,7 +419,7 @@ impl PortcullisServer {
     }
 
     /// Forwards a request that needs no input rounds (prompts, resources, completion).
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         upstream: &UpstreamHandle,
         connection: &Connection,
@@ -541,114 +465,6 @@ impl PortcullisServer {
         }
         answer
     }
-
-    /// The upstream's own state a stateless retry carries, sealed in ours and bound to the same
-    /// request. Capabilities are read per request: answers come only from a retry that declares
-    /// the elicitation they answer.
-    fn resumed_state(
-        &self,
-        context: &RequestContext<RoleServer>,
-        sealed: &str,
-        bound_to: &str,
-        answers: bool,
-    ) -> Result<Option<String>, McpError> {
-        if answers && !declares_elicitation(context) {
-            return Err(McpError::invalid_params(
-                "a retry with inputResponses must declare the elicitation capability it answers",
-                None,
-            ));
-        }
-        let round = self
-            .gateway
-            .approvals
-            .states
-            .open(sealed, bound_to)
-            .map_err(|StateError::Invalid| {
-                McpError::invalid_params(
-                    "requestState is invalid, expired, or was issued for another request",
-                    None,
-                )
-            })?;
-        match round {
-            SealedRound::Upstream { state } => Ok(state),
-            _ => Err(McpError::invalid_params(
-                "requestState was issued for another request",
-                None,
-            )),
-        }
-    }
-
-    /// Forwards a prompt or resource request through the upstream's input-required rounds: a
-    /// session-era client is asked directly and the upstream retried; a stateless client gets
-    /// the round (labelled), with the upstream's state sealed inside ours, and retries itself.
-    async fn input_rounds(
-        &self,
-        (upstream, connection): (&UpstreamHandle, &Connection),
-        context: &RequestContext<RoleServer>,
-        asked: Asked<'_>,
-        build: impl Fn(Option<String>, Option<InputResponses>) -> Outbound,
-    ) -> Result<Rounds, McpError> {
-        let envelope = self.envelope(context)?;
-        let bound_to = binding(envelope.user(), asked.name, asked.arguments);
-        let (sealed, mut responses) = (asked.state, asked.responses);
-        let mut state = match sealed {
-            Some(sealed) => self.resumed_state(context, sealed, &bound_to, responses.is_some())?,
-            None => None,
-        };
-        let asker = asker_for(context);
-        let evidence_request = self
-            .envelope(context)
-            .ok()
-            .map(|envelope| self.gateway.read_context(&envelope, self.session));
-        for _round in 0..MAX_INPUT_ROUNDS {
-            match self
-                .forward(
-                    upstream,
-                    connection,
-                    context,
-                    build(state.take(), responses.take()),
-                )
-                .await?
-            {
-                ServerResult::InputRequiredResult(mut required) => {
-                    if Self::is_stateless(context) && declares_elicitation(context) {
-                        relabel(upstream, &mut required)?;
-                        let upstream_state = required.request_state.take();
-                        required.request_state = Some(self.gateway.approvals.states.seal(
-                            &SealedRound::Upstream {
-                                state: upstream_state,
-                            },
-                            &bound_to,
-                        ));
-                        return Ok(Rounds::Ask(required));
-                    }
-                    state = required.request_state.clone();
-                    responses = Some(
-                        answer_inputs(
-                            upstream,
-                            &asker,
-                            evidence_request.as_ref(),
-                            &upstream.root_answer_for(
-                                self.offered_roots().as_ref(),
-                                evidence_request.as_ref(),
-                            ),
-                            required,
-                        )
-                        .await
-                        .map_err(|message| McpError::internal_error(message, None))?,
-                    );
-                }
-                other => return Ok(Rounds::Done(Box::new(other))),
-            }
-        }
-        Err(McpError::internal_error(
-            format!(
-                "upstream `{}` asked for input too many times",
-                upstream.name()
-            ),
-            None,
-        ))
-    }
 }
 
 fn refused_error() -> McpError {
@@ -679,95 +495,6 @@ fn redact_result(
         ServerResult::InputRequiredResult(value) => redact!(InputRequiredResult, value),
         other => (Ok(other), Vec::new()),
     }
-}
-
-/// A read result whose contents name the resource as the client knows it.
-fn exposed_contents(
-    gateway: &Gateway,
-    upstream: &UpstreamHandle,
-    result: ServerResult,
-) -> Result<ReadResourceResponse, McpError> {
-    let ServerResult::ReadResourceResult(mut result) = result else {
-        return Err(unexpected(upstream));
-    };
-    for contents in &mut result.contents {
-        match contents {
-            ResourceContents::TextResourceContents { uri, .. }
-            | ResourceContents::BlobResourceContents { uri, .. } => {
-                *uri = gateway.namespacing.expose_uri(upstream.name(), uri);
-            }
-            _ => {}
-        }
-    }
-    Ok(ReadResourceResponse::Complete(result))
-}
-
-/// Why a prompt, resource or completion was refused, as recorded.
-fn refusal_reason(refusal: &Refusal) -> &'static str {
-    match refusal {
-        Refusal::Hidden => "hidden from this identity",
-        Refusal::Denied { .. } => "refused by policy",
-        Refusal::ApprovalUnavailable { .. } => {
-            "policy requires approval, which is asked for tool calls only"
-        }
-    }
-}
-
-/// A refused prompt, resource or completion: hidden ones are unknown, like ones that do not
-/// exist; Portcullis asks for approval of tool calls only, so one that needs it is refused.
-fn read_refusal(refusal: Refusal, unknown: McpError) -> McpError {
-    match refusal {
-        Refusal::Hidden | Refusal::Denied { .. } => unknown,
-        Refusal::ApprovalUnavailable { .. } => McpError::invalid_request(
-            "policy requires a person's approval for this, and portcullis asks for approval of tool calls only",
-            None,
-        ),
-    }
-}
-
-/// What a prompt or resource request asks, as its input rounds bind it: the name (or URI) and
-/// arguments its sealed state is bound to, and what a stateless retry brings back.
-struct Asked<'a> {
-    name: &'a str,
-    arguments: Option<&'a JsonObject>,
-    /// The `requestState` of a retry.
-    state: Option<&'a str>,
-    /// Its `inputResponses`.
-    responses: Option<InputResponses>,
-}
-
-/// Where a prompt or resource request ended: an answer, or a round for a stateless client.
-enum Rounds {
-    Done(Box<ServerResult>),
-    Ask(InputRequiredResult),
-}
-
-/// Labels an upstream's round for a stateless client; only questions for the person pass:
-/// roots are Portcullis's to answer and sampling is refused.
-fn relabel(upstream: &UpstreamHandle, required: &mut InputRequiredResult) -> Result<(), McpError> {
-    for (key, request) in required.input_requests.iter_mut().flatten() {
-        if is_reserved_key(key) {
-            return Err(McpError::invalid_request(
-                format!(
-                    "upstream `{}` asked under a key reserved for portcullis's own questions; not relayed",
-                    upstream.name()
-                ),
-                None,
-            ));
-        }
-        let InputRequest::Elicitation(elicit) = request else {
-            return Err(McpError::internal_error(
-                format!(
-                    "upstream `{}` asked for input that portcullis does not relay",
-                    upstream.name()
-                ),
-                None,
-            ));
-        };
-        elicit.params = screen_elicitation(upstream, elicit.params.clone())
-            .map_err(|refusal| McpError::invalid_request(refusal, None))?;
-    }
-    Ok(())
 }
 
 /// What a sealed `requestState` is bound to: the user, the exposed tool and its exact
@@ -1120,10 +847,10 @@ impl ServerHandler for PortcullisServer {
                 method,
                 Some(upstream),
                 &local,
-                refusal_reason(&refusal),
+                refusal.read_reason(),
             )
             .await;
-            return Err(read_refusal(refusal, unknown()));
+            return Err(refusal.read_error(unknown()));
         }
         match &mut request.r#ref {
             Reference::Prompt(prompt) => prompt.name = local,

@@ -3,6 +3,12 @@
 //! code that ships.
 #![forbid(unsafe_code)]
 
+mod client;
+mod upstream;
+
+pub use client::{Answers, TestClient};
+pub use upstream::{FakeUpstream, Received, tool, tool_with_schema};
+
 use std::collections::BTreeSet;
 
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, UserId};

@@ -24,9 +24,12 @@ mod approve;
 mod check;
 mod credential;
 mod decide;
-mod read;
+pub(crate) mod read;
 mod resolve;
+mod rounds;
 mod stateless;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -126,6 +129,25 @@ impl PortcullisServer {
         }
     }
 
+    /// A call's context, built once from its request.
+    fn call_context<'r>(
+        &self,
+        envelope: &'r IdentityEnvelope,
+        request: &'r CallToolRequestParams,
+        context: &'r RequestContext<RoleServer>,
+    ) -> CallContext<'r> {
+        CallContext {
+            envelope,
+            request,
+            context,
+            stateless: Self::is_stateless(context),
+            bound_to: binding(envelope.user(), &request.name, request.arguments.as_ref()),
+            taint_key: self.taint_key(context, envelope),
+            claimed_approval: None,
+            authorizing: None,
+        }
+    }
+
     /// `tools/call` for `envelope`, inside the call's span.
     pub(crate) async fn call_tool_as(
         &self,
@@ -141,16 +163,7 @@ impl PortcullisServer {
                 None,
             ));
         }
-        let mut call = CallContext {
-            envelope: &envelope,
-            request: &request,
-            context: &context,
-            stateless,
-            bound_to: binding(envelope.user(), &request.name, request.arguments.as_ref()),
-            taint_key: self.taint_key(&context, &envelope),
-            claimed_approval: None,
-            authorizing: None,
-        };
+        let mut call = self.call_context(&envelope, &request, &context);
         if let Some(sealed) = request.request_state.as_deref() {
             match self.gateway.approvals.states.open(sealed, &call.bound_to) {
                 Ok(SealedRound::Pending { id }) => {

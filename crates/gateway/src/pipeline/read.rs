@@ -22,20 +22,23 @@ use portcullis_core::evidence::{Event, Outcome, PromptGet, ResourceRead};
 use portcullis_policy::Decision;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
-    GetPromptRequestParams, GetPromptResponse, ReadResourceRequestParams, ReadResourceResponse,
+    GetPromptRequestParams, GetPromptResponse, InputRequiredResult, InputResponses,
+    ReadResourceRequestParams, ReadResourceResponse, ResourceContents, ServerResult,
 };
 use rmcp::service::{RequestContext, RoleServer};
 
 use crate::Gateway;
 use crate::authorize::{Listed, Refusal};
+use crate::call::{Outbound, unexpected};
 use crate::evidence::{read_outcome, recorded_name, summary};
+use crate::pipeline::rounds::{Asked, Rounds};
 use crate::recorder::elapsed_ms;
 use crate::server::PortcullisServer;
 use crate::upstream::{Connection, UpstreamHandle};
 
 /// One kind of read: what differs between a prompt get and a resource read.
 pub(crate) trait Read {
-    type Response;
+    type Response: ReadResponse;
     /// Why a name that resolves to nothing is refused, as recorded.
     const NO_SUCH: &'static str;
 
@@ -62,23 +65,27 @@ pub(crate) trait Read {
         decision: Option<&Decision>,
         outcome: Outcome,
     ) -> Event;
-    /// Reads it from the upstream (after every check passed).
-    async fn fetch(
+    /// What its input rounds bind a sealed state to and what a stateless retry brings back.
+    fn asked(&self) -> Asked<'_>;
+    /// The request for one round, under the upstream's own name.
+    fn outbound(
         &self,
-        server: &PortcullisServer,
-        at: (&UpstreamHandle, &Connection),
         local: &str,
-        context: &RequestContext<RoleServer>,
+        state: Option<String>,
+        responses: Option<InputResponses>,
+    ) -> Outbound;
+    /// The final answer from the upstream's result, as the client knows the names.
+    fn answer(
+        gateway: &Gateway,
+        upstream: &UpstreamHandle,
+        result: ServerResult,
     ) -> Result<Self::Response, McpError>;
-    /// The final result in a response; `None` for a round still waiting for the person.
-    fn complete(response: &Self::Response) -> Option<&Self::Complete>;
-    type Complete: serde::Serialize;
 
     /// What the record says of an answer; `None` for a round still waiting for the person
     /// (its retry records it).
     fn outcome(answer: &Result<Self::Response, McpError>) -> Option<Outcome> {
         match answer {
-            Ok(response) => Self::complete(response).map(|result| read_outcome(Ok(result))),
+            Ok(response) => response.complete().map(|result| read_outcome(Ok(result))),
             Err(error) => Some(read_outcome::<()>(Err(error))),
         }
     }
@@ -148,8 +155,8 @@ impl PortcullisServer {
                 Ok(ready) => ready,
                 Err(stop) => return Err(self.stop_read(read, &target, stop).await),
             };
-        let answer = read
-            .fetch(self, (upstream, &connection), &local, context)
+        let answer = self
+            .fetch(read, (upstream, &connection), &local, context)
             .await;
         // INVARIANT: a read's answer goes back only once recorded (unless config lets reads
         // run without evidence).
@@ -160,7 +167,10 @@ impl PortcullisServer {
                 .map_err(|message| McpError::internal_error(message, None))?;
         }
         // A final result (not a round still waiting for the person) reached the session.
-        if answer.as_ref().is_ok_and(|response| R::complete(response).is_some()) {
+        if answer
+            .as_ref()
+            .is_ok_and(|response| response.complete().is_some())
+        {
             self.taint_if_untrusted(context, &envelope, upstream);
         }
         answer
@@ -223,6 +233,28 @@ impl PortcullisServer {
         Ok((decision, connection))
     }
 
+    /// Reads from the upstream (after every check passed), through its input rounds.
+    pub(crate) async fn fetch<R: Read>(
+        &self,
+        read: &R,
+        (upstream, connection): (&UpstreamHandle, &Connection),
+        local: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<R::Response, McpError> {
+        let rounds = self
+            .input_rounds(
+                (upstream, connection),
+                context,
+                read.asked(),
+                |state, responses| read.outbound(local, state, responses),
+            )
+            .await?;
+        match rounds {
+            Rounds::Ask(required) => Ok(R::Response::ask(required)),
+            Rounds::Done(result) => R::answer(&self.gateway, upstream, *result),
+        }
+    }
+
     /// The one place a stopped read becomes its record and its error. Nothing was read, so a
     /// failure to record does not change the answer.
     async fn stop_read<R: Read>(&self, read: &R, target: &Target, stop: ReadStop) -> McpError {
@@ -230,14 +262,11 @@ impl PortcullisServer {
             ReadStop::Unknown(reason) => (read.unknown(), reason.to_owned(), None),
             ReadStop::Policy(refusal) => {
                 let decision = refusal.decision().cloned();
-                let error = match refusal {
-                    Refusal::Hidden | Refusal::Denied { .. } => read.unknown(),
-                    Refusal::ApprovalUnavailable { .. } => McpError::invalid_request(
-                        "policy requires a person's approval for this, and portcullis asks for approval of tool calls only",
-                        None,
-                    ),
-                };
-                (error, "refused by policy".to_owned(), decision)
+                (
+                    refusal.read_error(read.unknown()),
+                    "refused by policy".to_owned(),
+                    decision,
+                )
             }
             ReadStop::Refused(refused) => {
                 let RefusedRead {
@@ -314,22 +343,36 @@ impl Read for GetPromptRequestParams {
         })
     }
 
-    async fn fetch(
-        &self,
-        server: &PortcullisServer,
-        at: (&UpstreamHandle, &Connection),
-        local: &str,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, McpError> {
-        server.fetch_prompt(self, at, local, context).await
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            name: &self.name,
+            arguments: self.arguments.as_ref(),
+            state: self.request_state.as_deref(),
+            responses: self.input_responses.clone(),
+        }
     }
 
-    type Complete = rmcp::model::GetPromptResult;
+    fn outbound(
+        &self,
+        local: &str,
+        state: Option<String>,
+        responses: Option<InputResponses>,
+    ) -> Outbound {
+        let mut params = GetPromptRequestParams::new(local.to_owned());
+        params.arguments = self.arguments.clone();
+        params.request_state = state;
+        params.input_responses = responses;
+        Outbound::Prompt(params)
+    }
 
-    fn complete(response: &GetPromptResponse) -> Option<&Self::Complete> {
-        match response {
-            GetPromptResponse::Complete(result) => Some(result),
-            _ => None,
+    fn answer(
+        _gateway: &Gateway,
+        upstream: &UpstreamHandle,
+        result: ServerResult,
+    ) -> Result<GetPromptResponse, McpError> {
+        match result {
+            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+            _ => Err(unexpected(upstream)),
         }
     }
 }
@@ -383,22 +426,85 @@ impl Read for ReadResourceRequestParams {
         })
     }
 
-    async fn fetch(
-        &self,
-        server: &PortcullisServer,
-        at: (&UpstreamHandle, &Connection),
-        local: &str,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, McpError> {
-        server.fetch_resource(self, at, local, context).await
-    }
-
-    type Complete = rmcp::model::ReadResourceResult;
-
-    fn complete(response: &ReadResourceResponse) -> Option<&Self::Complete> {
-        match response {
-            ReadResourceResponse::Complete(result) => Some(result),
-            _ => None,
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            name: &self.uri,
+            arguments: None,
+            state: self.request_state.as_deref(),
+            responses: self.input_responses.clone(),
         }
     }
+
+    fn outbound(
+        &self,
+        local: &str,
+        state: Option<String>,
+        responses: Option<InputResponses>,
+    ) -> Outbound {
+        let mut params = ReadResourceRequestParams::new(local.to_owned());
+        params.request_state = state;
+        params.input_responses = responses;
+        Outbound::Read(params)
+    }
+
+    fn answer(
+        gateway: &Gateway,
+        upstream: &UpstreamHandle,
+        result: ServerResult,
+    ) -> Result<ReadResourceResponse, McpError> {
+        exposed_contents(gateway, upstream, result)
+    }
+}
+
+/// The two answers a read can give: its final result, or a round for a stateless client to
+/// answer and retry.
+pub(crate) trait ReadResponse {
+    type Complete: serde::Serialize;
+    /// A round for a stateless client.
+    fn ask(required: InputRequiredResult) -> Self;
+    /// The final result; `None` for a round still waiting for the person.
+    fn complete(&self) -> Option<&Self::Complete>;
+}
+
+macro_rules! read_response {
+    ($response:ty, $complete:ty) => {
+        impl ReadResponse for $response {
+            type Complete = $complete;
+
+            fn ask(required: InputRequiredResult) -> Self {
+                Self::InputRequired(required)
+            }
+
+            fn complete(&self) -> Option<&$complete> {
+                match self {
+                    Self::Complete(result) => Some(result),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+read_response!(GetPromptResponse, rmcp::model::GetPromptResult);
+read_response!(ReadResourceResponse, rmcp::model::ReadResourceResult);
+
+/// A read result whose contents name the resource as the client knows it.
+pub(crate) fn exposed_contents(
+    gateway: &Gateway,
+    upstream: &UpstreamHandle,
+    result: ServerResult,
+) -> Result<ReadResourceResponse, McpError> {
+    let ServerResult::ReadResourceResult(mut result) = result else {
+        return Err(unexpected(upstream));
+    };
+    for contents in &mut result.contents {
+        match contents {
+            ResourceContents::TextResourceContents { uri, .. }
+            | ResourceContents::BlobResourceContents { uri, .. } => {
+                *uri = gateway.namespacing.expose_uri(upstream.name(), uri);
+            }
+            _ => {}
+        }
+    }
+    Ok(ReadResourceResponse::Complete(result))
 }

@@ -1,0 +1,415 @@
+//! Each stage on its own, against a fake upstream in process: a real gateway built from config
+//! text, a real client over an in-memory pipe (whose handshake gives the stages the request
+//! context they read), and the upstream's own record of what reached it.
+#![expect(clippy::panic, clippy::indexing_slicing, reason = "tests")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use portcullis_core::IdentityEnvelope;
+use portcullis_core::clock::SystemClock;
+use portcullis_test_support::{Answers, FakeUpstream, TestClient, alice, tool, tool_with_schema};
+use rmcp::ServiceExt as _;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, JsonObject, RequestId};
+use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer, RunningService};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Stop, decide::Decided};
+use crate::authorize::Authorized;
+use crate::evidence::CallRecord;
+use crate::recorder::Recorder;
+use crate::server::PortcullisServer;
+use crate::{Credentials, Gateway, GatewayParts, UpstreamStatus, load_policy};
+
+/// The shipped default policy, and one more rule: `fake.hidden` is listed to nobody.
+const HIDE_ONE: &str = r#"
+@id("hide-one")
+forbid (principal, action == Portcullis::Action::"list_tool", resource)
+when { resource.name == "hidden" };
+
+@id("forbid-one")
+@reason("nobody may wipe")
+forbid (principal, action == Portcullis::Action::"call_tool", resource)
+when { resource.name == "wipe" };
+"#;
+
+/// What a test sets up: the gateway, one client session to it, and the fake upstream.
+struct Harness {
+    server: PortcullisServer,
+    peer: Peer<RoleServer>,
+    upstream: FakeUpstream,
+    client: TestClient,
+    evidence: PathBuf,
+    shutdown: CancellationToken,
+    _session: RunningService<RoleServer, PortcullisServer>,
+    _client: RunningService<RoleClient, TestClient>,
+    _dir: tempfile::TempDir,
+}
+
+/// How the harness's gateway records: to its log, or with no log at all (nothing may run).
+#[derive(PartialEq)]
+enum Log {
+    Kept,
+    Missing,
+}
+
+impl Harness {
+    async fn start(answers: Answers, log: Log) -> Self {
+        let upstream = FakeUpstream::start(vec![
+            tool("lookup"),
+            tool("send"),
+            tool("hidden"),
+            tool("wipe"),
+            tool_with_schema(
+                "count",
+                json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
+            ),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("fake upstream: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap_or_else(|e| panic!("{e}"));
+        let shipped = include_str!("../../../../config/policies/default.cedar");
+        std::fs::write(policies.join("default.cedar"), shipped).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(policies.join("test.cedar"), HIDE_ONE).unwrap_or_else(|e| panic!("{e}"));
+        let evidence = dir.path().join("evidence.jsonl");
+        let config = config_text(upstream.url(), &evidence, &policies);
+        let config = portcullis_config::parse(&dir.path().join("portcullis.toml"), &config)
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        let log = (log == Log::Kept).then(|| {
+            portcullis_audit::EvidenceLog::open(&evidence, portcullis_audit::Options::default())
+                .unwrap_or_else(|e| panic!("evidence: {e}"))
+        });
+        let shutdown = CancellationToken::new();
+        let gateway = Gateway::start(
+            &config,
+            GatewayParts {
+                inherited: Default::default(),
+                policy: load_policy(&config.policy).unwrap_or_else(|e| panic!("policy: {e}")),
+                recorder: Recorder::new(log, Arc::new(SystemClock)),
+                state_key: None,
+                credentials: Arc::new(
+                    Credentials::start(&config, &|_: &str| None, config.approval.timeout)
+                        .unwrap_or_else(|e| panic!("credentials: {e}")),
+                ),
+                shutdown: shutdown.clone(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("gateway: {e}"));
+        wait_ready(&gateway).await;
+        let server = PortcullisServer::new(gateway);
+        let client = TestClient::new(answers);
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (session, connected) =
+            tokio::join!(server.clone().serve(ours), client.clone().serve(theirs));
+        let session = session.unwrap_or_else(|e| panic!("session: {e}"));
+        let connected = connected.unwrap_or_else(|e| panic!("client: {e}"));
+        Harness {
+            peer: session.peer().clone(),
+            server,
+            upstream,
+            client,
+            evidence,
+            shutdown,
+            _session: session,
+            _client: connected,
+            _dir: dir,
+        }
+    }
+
+    /// A request context like the session's own for a request it received.
+    fn context(&self) -> RequestContext<RoleServer> {
+        RequestContext::new(RequestId::Number(1), self.peer.clone())
+    }
+
+    /// The whole call, as the session's handler runs it.
+    async fn call(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<CallToolResponse, rmcp::ErrorData> {
+        let envelope = Arc::new(self.person());
+        self.server
+            .call_tool_as(envelope, request(name, arguments), self.context())
+            .await
+    }
+
+    fn person(&self) -> IdentityEnvelope {
+        alice().envelope()
+    }
+
+    /// The kinds of the call records written so far (an outcome with its status).
+    fn recorded(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.evidence)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|line| line["record"]["event"].clone())
+            .filter(|event| {
+                event["kind"]
+                    .as_str()
+                    .is_some_and(|kind| kind.starts_with("call_"))
+            })
+            .map(|event| match event["outcome"]["status"].as_str() {
+                Some(status) => format!("{}:{status}", event["kind"].as_str().unwrap_or("")),
+                None => event["kind"].as_str().unwrap_or("").to_owned(),
+            })
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn config_text(url: &str, evidence: &Path, policies: &Path) -> String {
+    format!(
+        r#"
+[server]
+evidence = "{evidence}"
+
+[identity.local]
+user = "alice"
+
+[policy]
+policies = ["{policies}"]
+
+[[upstream]]
+name = "fake"
+url = "{url}"
+surface = "http_api"
+trusted = true
+tools.lookup = {{ effect = "read" }}
+tools.count = {{ effect = "read" }}
+tools.hidden = {{ effect = "read" }}
+tools.wipe = {{ effect = "destructive" }}
+tools.send = {{ effect = "send" }}
+"#,
+        evidence = evidence.display(),
+        policies = policies.display(),
+    )
+}
+
+async fn wait_ready(gateway: &Gateway) {
+    for _ in 0..200 {
+        if gateway
+            .status()
+            .iter()
+            .all(|(_, status)| matches!(status, UpstreamStatus::Ready { .. }))
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!(
+        "the fake upstream did not become ready: {:?}",
+        gateway.status()
+    );
+}
+
+fn request(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    let serde_json::Value::Object(arguments) = arguments else {
+        panic!("arguments are an object");
+    };
+    CallToolRequestParams::new(name.to_owned()).with_arguments(arguments)
+}
+
+/// The text of a completed call's first content block.
+fn error_text(response: &CallToolResponse) -> String {
+    match response {
+        CallToolResponse::Complete(result) => serde_json::to_value(result)
+            .map(|value| {
+                value["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn is_error(response: &CallToolResponse) -> bool {
+    matches!(response, CallToolResponse::Complete(result) if result.is_error == Some(true))
+}
+
+/// Runs the stages up to and including decide for `name`, as the pipeline would.
+fn decided(h: &Harness, name: &str, arguments: serde_json::Value) -> Result<Decided, Stop> {
+    let envelope = h.person();
+    let request = request(name, arguments);
+    let context = h.context();
+    let call = h.server.call_context(&envelope, &request, &context);
+    let mut record = CallRecord::unresolved(&envelope, h.server.session, &request.name);
+    let resolved = h.server.resolve_stage(&call, &mut record)?;
+    h.server.check_stage(&call, &resolved)?;
+    h.server.decide_stage(&call, &resolved)
+}
+
+fn unknown_reason(stop: Result<Decided, Stop>) -> &'static str {
+    match stop {
+        Err(Stop::Unknown(reason)) => reason,
+        Err(Stop::Refused { recorded, .. }) => panic!("refused, not unknown: {recorded}"),
+        Err(Stop::Answer(_)) => panic!("answered, not unknown"),
+        Ok(_) => panic!("went on, not unknown"),
+    }
+}
+
+fn refused(stop: Result<Decided, Stop>) -> (String, String) {
+    match stop {
+        Err(Stop::Refused {
+            message, recorded, ..
+        }) => (message, recorded),
+        Err(Stop::Unknown(reason)) => panic!("unknown, not refused: {reason}"),
+        Err(Stop::Answer(_)) => panic!("answered, not refused"),
+        Ok(_) => panic!("went on, not refused"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolve_answers_unknown_and_hidden_names_alike() {
+    let h = Harness::start(Answers::Accept, Log::Kept).await;
+    assert_eq!(
+        unknown_reason(decided(&h, "fake.nothing", json!({}))),
+        "no such tool"
+    );
+    assert_eq!(
+        unknown_reason(decided(&h, "elsewhere.lookup", json!({}))),
+        "no such tool"
+    );
+    assert_eq!(
+        unknown_reason(decided(&h, "fake.hidden", json!({}))),
+        "hidden from this identity"
+    );
+    // Through the whole pipeline the client cannot tell them apart, and each is recorded.
+    let missing = h
+        .call("fake.nothing", json!({}))
+        .await
+        .err()
+        .map(|e| e.message.to_string());
+    let hidden = h
+        .call("fake.hidden", json!({}))
+        .await
+        .err()
+        .map(|e| e.message.to_string());
+    assert_eq!(missing.as_deref(), Some("unknown tool `fake.nothing`"));
+    assert_eq!(hidden.as_deref(), Some("unknown tool `fake.hidden`"));
+    assert!(h.upstream.received().is_empty());
+    assert_eq!(
+        h.recorded(),
+        [
+            "call_intent",
+            "call_outcome:not_run",
+            "call_intent",
+            "call_outcome:not_run"
+        ],
+        "each refusal is recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_arguments_the_schema_refuses_before_anyone_decides() {
+    let h = Harness::start(Answers::Accept, Log::Kept).await;
+    let (message, _) = refused(decided(&h, "fake.count", json!({"n": "seven"})));
+    assert!(
+        message.contains("portcullis refused `fake.count`"),
+        "{message}"
+    );
+    assert!(decided(&h, "fake.count", json!({"n": 7})).is_ok());
+    let answer = h
+        .call("fake.count", json!({}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(is_error(&answer) && error_text(&answer).contains("did not run"));
+    assert!(h.upstream.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decide_permits_reads_asks_for_side_effects_and_refuses_what_policy_forbids() {
+    let h = Harness::start(Answers::Accept, Log::Kept).await;
+    let permit = decided(&h, "fake.lookup", json!({"q": "x"})).map(|d| d.authorized);
+    assert!(matches!(permit, Ok(Authorized::Permit(_))));
+    let pending = decided(&h, "fake.send", json!({"to": "x"})).map(|d| d.authorized);
+    assert!(matches!(pending, Ok(Authorized::NeedsApproval(_))));
+    let (message, recorded) = refused(decided(&h, "fake.wipe", json!({})));
+    assert!(message.contains("nobody may wipe"), "{message}");
+    assert_eq!(recorded, "refused by policy");
+    // Deciding reaches nobody.
+    assert!(h.upstream.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_runs_a_side_effect_only_on_a_yes() {
+    let declined = Harness::start(Answers::Decline, Log::Kept).await;
+    let answer = declined.call("fake.send", json!({"to": "x"})).await;
+    let answer = answer.unwrap_or_else(|e| panic!("{e}"));
+    assert!(is_error(&answer), "{}", error_text(&answer));
+    assert_eq!(declined.client.asked().len(), 1);
+    assert!(declined.upstream.received().is_empty());
+
+    let unable = Harness::start(Answers::Unable, Log::Kept).await;
+    let answer = unable.call("fake.send", json!({"to": "x"})).await;
+    let answer = answer.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        error_text(&answer).contains("cannot show approval requests"),
+        "{}",
+        error_text(&answer)
+    );
+    assert!(unable.upstream.received().is_empty());
+
+    let approved = Harness::start(Answers::Accept, Log::Kept).await;
+    let answer = approved.call("fake.send", json!({"to": "x"})).await;
+    let answer = answer.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error_text(&answer), "ran send");
+    let received = approved.upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].tool, "send");
+    assert_eq!(received[0].arguments, json_object(json!({"to": "x"})));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_runs_without_a_durable_intent() {
+    let h = Harness::start(Answers::Accept, Log::Missing).await;
+    // Every stage before it passes: the decision is a permit.
+    assert!(matches!(
+        decided(&h, "fake.lookup", json!({})).map(|d| d.authorized),
+        Ok(Authorized::Permit(_))
+    ));
+    let answer = h.call("fake.lookup", json!({})).await;
+    let text = match &answer {
+        Ok(response) => error_text(response),
+        Err(error) => error.message.to_string(),
+    };
+    assert!(answer.as_ref().map_or(true, is_error), "{text}");
+    assert!(h.upstream.received().is_empty(), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execute_sends_the_call_once_and_records_intent_and_outcome() {
+    let h = Harness::start(Answers::Accept, Log::Kept).await;
+    let answer = h.call("fake.lookup", json!({"q": "rust"})).await;
+    let answer = answer.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error_text(&answer), "ran lookup");
+    assert_eq!(
+        h.upstream.received(),
+        [portcullis_test_support::Received {
+            tool: "lookup".to_owned(),
+            arguments: json_object(json!({"q": "rust"})),
+        }]
+    );
+    assert_eq!(
+        h.recorded(),
+        ["call_intent", "call_outcome:result"],
+        "intent, then outcome"
+    );
+}
+
+fn json_object(value: serde_json::Value) -> JsonObject {
+    match value {
+        serde_json::Value::Object(object) => object,
+        _ => panic!("an object"),
+    }
+}

@@ -1,0 +1,143 @@
+//! A fake upstream MCP server, in process, over streamable HTTP on loopback: the tools a test
+//! gives it, each call it receives written down, each answered with a text naming the tool.
+//! What a unit test of a gateway stage needs to tell "reached the upstream" from "did not".
+
+use std::sync::{Arc, Mutex};
+
+use rmcp::ErrorData as McpError;
+use rmcp::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio_util::sync::CancellationToken;
+
+/// One call the fake upstream received: the tool, by its own name, and the arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub tool: String,
+    pub arguments: JsonObject,
+}
+
+/// The running fake upstream; dropping it stops it.
+#[derive(Debug)]
+pub struct FakeUpstream {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+struct Handler {
+    tools: Arc<Vec<Tool>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeUpstream {
+    /// Serves `tools` at `http://127.0.0.1:<free port>/mcp`.
+    pub async fn start(tools: Vec<Tool>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let handler = Handler {
+            tools: Arc::new(tools),
+            received: received.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let service = StreamableHttpService::new(
+            move || Ok(handler.clone()),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default()
+                .with_legacy_session_mode(true)
+                .with_cancellation_token(shutdown.child_token()),
+        );
+        let app = axum::Router::new().route_service("/mcp", service);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            // The test that started it is the only client; an error ends the test's calls too.
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+        Ok(FakeUpstream {
+            url: format!("http://{address}/mcp"),
+            received,
+            shutdown,
+        })
+    }
+
+    /// Where it listens, as an upstream's `url`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every call received so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A tool named `name` that takes any object, with no annotations.
+pub fn tool(name: &str) -> Tool {
+    tool_with_schema(name, serde_json::json!({ "type": "object" }))
+}
+
+/// A tool named `name` whose input schema is `schema` (an object schema; anything else is
+/// taken as an empty object, which the gateway refuses in a tool definition).
+pub fn tool_with_schema(name: &str, schema: serde_json::Value) -> Tool {
+    let schema = match schema {
+        serde_json::Value::Object(schema) => schema,
+        _ => JsonObject::new(),
+    };
+    Tool::new(
+        name.to_owned(),
+        format!("{name}, for tests"),
+        Arc::new(schema),
+    )
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.to_vec()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let tool = request.name.to_string();
+        if !self.tools.iter().any(|listed| listed.name == tool) {
+            return Err(McpError::invalid_params(format!("no tool `{tool}`"), None));
+        }
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Received {
+                tool: tool.clone(),
+                arguments: request.arguments.unwrap_or_default(),
+            });
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("ran {tool}"))]).into())
+    }
+}
