@@ -240,19 +240,17 @@ impl Gateway {
         upstream: &UpstreamHandle,
         exposed: Exposed<'_>,
     ) -> bool {
-        let names = &self.names;
         let resolved = match exposed {
-            Exposed::Tool(name) | Exposed::Prompt(name) => self.namespacing.resolve(names, name),
-            Exposed::Resource(uri) => self.namespacing.resolve_uri(names, uri),
+            Exposed::Tool(name) | Exposed::Prompt(name) => self.upstreams.resolve(name),
+            Exposed::Resource(uri) => self.upstreams.resolve_uri(uri),
         };
-        resolved.is_some_and(|n| {
+        resolved.is_some_and(|(named, local)| {
             let entry = match exposed {
-                Exposed::Tool(_) => Listed::Tool(n.local),
-                Exposed::Prompt(_) => Listed::Prompt(n.local),
-                Exposed::Resource(_) => Listed::Resource(n.local),
+                Exposed::Tool(_) => Listed::Tool(local),
+                Exposed::Prompt(_) => Listed::Prompt(local),
+                Exposed::Resource(_) => Listed::Resource(local),
             };
-            names.get(n.upstream) == Some(upstream.name())
-                && self.may_see(envelope, upstream, entry)
+            named.name() == upstream.name() && self.may_see(envelope, upstream, entry)
         })
     }
 
@@ -265,19 +263,14 @@ impl Gateway {
         envelope: &IdentityEnvelope,
         exposed: &str,
     ) -> Option<Vec<String>> {
-        let resolved = self.namespacing.resolve(&self.names, exposed)?;
-        let upstream = self.upstreams.get(resolved.upstream)?;
+        let (upstream, local) = self.upstreams.resolve(exposed)?;
         let connection = upstream.connection()?;
-        if !connection
-            .catalog
-            .load()
-            .tool_names
-            .contains(resolved.local)
-            || !self.may_see(envelope, upstream, Listed::Tool(resolved.local))
+        if !connection.catalog.load().tool_names.contains(local)
+            || !self.may_see(envelope, upstream, Listed::Tool(local))
         {
             return None;
         }
-        let rules = upstream.spec.tool_rules(resolved.local);
+        let rules = upstream.spec.tool_rules(local);
         let missing = rules
             .scopes
             .iter()

@@ -33,13 +33,13 @@ mod sessions;
 mod state;
 mod stdio;
 mod upstream;
+mod upstreams;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use portcullis_config::Config;
-use portcullis_core::{IdentityEnvelope, Namespacing, UpstreamName};
+use portcullis_core::{IdentityEnvelope, UpstreamName};
 use portcullis_policy::PolicyEngine;
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,7 @@ pub use server::PortcullisServer;
 use policy::PolicyStore;
 use sessions::Sessions;
 use state::StateSealer;
-use upstream::{UpstreamHandle, UpstreamState};
+use upstream::UpstreamHandle;
 
 /// Errors that stop Portcullis from serving.
 #[derive(Debug, thiserror::Error)]
@@ -84,10 +84,9 @@ pub enum GatewayError {
 
 /// The running mediator: configured upstreams and what sessions share.
 pub struct Gateway {
-    namespacing: Namespacing,
     page_size: usize,
-    names: Vec<UpstreamName>,
-    upstreams: Vec<Arc<UpstreamHandle>>,
+    /// The upstreams, how exposed names map onto them, and their supervisors.
+    upstreams: Arc<upstreams::Upstreams>,
     sessions: Arc<Sessions>,
     pending: Arc<pending::PendingCalls>,
     policy: Arc<PolicyStore>,
@@ -101,10 +100,6 @@ pub struct Gateway {
     /// comes from its token only and never falls back to the local identity (stdio still
     /// acts as the local identity).
     authenticated: bool,
-    /// Set once every upstream has started or failed at least once; until then requests wait,
-    /// so a client that lists right after connecting sees every upstream that can start.
-    first_settled: AtomicBool,
-    settled: tokio::sync::Notify,
     shutdown: CancellationToken,
     metrics: metrics::Metrics,
     /// Approvals asked and answered, recipients known, sessions' taint, and the sealed state
@@ -114,8 +109,6 @@ pub struct Gateway {
     argument_check: arguments::ArgumentCheck,
     /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
     credentials: Arc<Credentials>,
-    /// The upstream supervisors, joined by [`Gateway::stop`] so their last records are written.
-    supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a gateway starts from besides its config.
@@ -154,7 +147,7 @@ impl Gateway {
         } = parts;
         let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
         let sessions = Arc::new(Sessions::default());
-        let upstreams: Vec<Arc<UpstreamHandle>> = config
+        let handles: Vec<Arc<UpstreamHandle>> = config
             .upstreams
             .iter()
             .map(|spec| {
@@ -168,20 +161,16 @@ impl Gateway {
                 )
             })
             .collect();
-        let supervisors = upstreams
-            .iter()
-            .map(|upstream| tokio::spawn(upstream.clone().supervise(shutdown.child_token())))
-            .collect();
         let longest_start = config
             .upstreams
             .iter()
             .map(|u| u.start_timeout)
             .max()
             .unwrap_or_default();
+        let upstreams =
+            upstreams::Upstreams::start(config.namespacing, handles, &shutdown, longest_start * 2);
         let gateway = Arc::new(Self {
-            namespacing: config.namespacing,
             page_size: config.page_size,
-            names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
             upstreams,
             sessions,
             approvals: approval::Approvals {
@@ -201,15 +190,11 @@ impl Gateway {
             recorder,
             local_identity: Arc::new(config.local_identity.clone()),
             authenticated: config.http.auth.is_some(),
-            first_settled: AtomicBool::new(false),
-            settled: tokio::sync::Notify::new(),
             shutdown,
             metrics: metrics::Metrics::default(),
-            supervisors: std::sync::Mutex::new(supervisors),
             credentials,
         });
         gateway.watch_policy();
-        gateway.settle_in_background(longest_start * 2);
         Ok(gateway)
     }
 
@@ -233,27 +218,9 @@ impl Gateway {
         ));
     }
 
-    /// Lets requests through once every upstream has started or failed once, or after `limit`
-    /// (starting and listing are each bounded by the start timeout).
-    fn settle_in_background(self: &Arc<Self>, limit: std::time::Duration) {
-        let watcher = self.clone();
-        tokio::spawn(async move {
-            watcher.settle(limit).await;
-            watcher.first_settled.store(true, Ordering::Release);
-            watcher.settled.notify_waiters();
-        });
-    }
-
     /// Waits until every upstream has started or failed once (immediately after that).
     pub(crate) async fn first_settle(&self) {
-        if self.first_settled.load(Ordering::Acquire) {
-            return;
-        }
-        let notified = self.settled.notified();
-        if self.first_settled.load(Ordering::Acquire) {
-            return;
-        }
-        notified.await;
+        self.upstreams.first_settle().await;
     }
 
     /// The upstreams' credentials (the sign-in pages are served from them).
@@ -263,22 +230,7 @@ impl Gateway {
 
     /// Each upstream's name and status, in configuration order.
     pub fn status(&self) -> Vec<(UpstreamName, UpstreamStatus)> {
-        self.upstreams
-            .iter()
-            .map(|upstream| {
-                let status = match &**upstream.state.load() {
-                    UpstreamState::Starting => UpstreamStatus::Starting,
-                    UpstreamState::Ready(connection) => UpstreamStatus::Ready {
-                        tools: connection.catalog.load().tools.len(),
-                        protocol: connection.protocol_version.to_string(),
-                    },
-                    UpstreamState::Down { reason } => UpstreamStatus::Down {
-                        reason: reason.clone(),
-                    },
-                };
-                (upstream.name().clone(), status)
-            })
-            .collect()
+        self.upstreams.status()
     }
 
     /// The exposed tools each upstream offers `envelope`, by the same check as `tools/list`;
@@ -310,33 +262,13 @@ impl Gateway {
 
     /// Waits until every upstream has either started or failed once, up to `limit`.
     pub async fn settle(&self, limit: std::time::Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if self
-                .status()
-                .iter()
-                .all(|(_, status)| *status != UpstreamStatus::Starting)
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.upstreams.settle(limit).await;
     }
 
     /// Stops every upstream and waits (at most `limit`) until each has recorded its stop.
     pub async fn stop(&self, limit: std::time::Duration) {
         self.shutdown.cancel();
-        let supervisors = self
-            .supervisors
-            .lock()
-            .map(|mut supervisors| std::mem::take(&mut *supervisors))
-            .unwrap_or_default();
-        if tokio::time::timeout(limit, futures::future::join_all(supervisors))
-            .await
-            .is_err()
-        {
-            tracing::warn!("some upstreams did not stop in time; their stop may not be recorded");
-        }
+        self.upstreams.stopped(limit).await;
     }
 
     /// Serves one client over this process's stdin and stdout until it disconnects.

@@ -163,7 +163,7 @@ impl Metrics {
             let up = i64::from(matches!(status, UpstreamStatus::Ready { .. }));
             self.upstream_up.get_or_create(&labels).set(up);
         }
-        for upstream in &gateway.upstreams {
+        for upstream in gateway.upstreams.iter() {
             let labels = UpstreamLabels {
                 upstream: upstream.name().to_string(),
             };

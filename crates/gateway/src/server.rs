@@ -124,9 +124,9 @@ impl PortcullisServer {
     /// The upstream and its own URI of an exposed resource URI, if any.
     pub(crate) fn resolve_resource(&self, exposed: &str) -> Option<(&Arc<UpstreamHandle>, String)> {
         self.gateway
-            .namespacing
-            .resolve_uri(&self.gateway.names, exposed)
-            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local.to_owned())))
+            .upstreams
+            .resolve_uri(exposed)
+            .map(|(upstream, local)| (upstream, local.to_owned()))
     }
 
     /// A prompt get or resource read whose URI or arguments (`value`) hold a URL to a host this
@@ -247,10 +247,7 @@ impl PortcullisServer {
         &self,
         exposed: &'a str,
     ) -> Option<(&Arc<UpstreamHandle>, &'a str)> {
-        self.gateway
-            .namespacing
-            .resolve(&self.gateway.names, exposed)
-            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local)))
+        self.gateway.upstreams.resolve(exposed)
     }
 
     pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
@@ -282,11 +279,7 @@ impl PortcullisServer {
         method: &str,
         exposed: &str,
     ) -> Result<(&Arc<UpstreamHandle>, Arc<Connection>, String), McpError> {
-        let resolved = self
-            .gateway
-            .namespacing
-            .resolve_uri(&self.gateway.names, exposed)
-            .and_then(|n| Some((self.gateway.upstreams.get(n.upstream)?, n.local.to_owned())));
+        let resolved = self.resolve_resource(exposed);
         let unknown =
             || McpError::resource_not_found(format!("unknown resource `{exposed}`"), None);
         let Some((upstream, local)) = resolved else {
@@ -387,7 +380,7 @@ impl PortcullisServer {
         let page_size = self.gateway.page_size;
         let mut page = Vec::with_capacity(page_size.min(256));
         let mut position = 0usize;
-        for upstream in &self.gateway.upstreams {
+        for upstream in self.gateway.upstreams.iter() {
             let Some(connection) = upstream.connection() else {
                 continue;
             };
@@ -784,7 +777,7 @@ impl ServerHandler for PortcullisServer {
             *level = Some(request.level);
         }
         self.gateway.first_settle().await;
-        for upstream in &self.gateway.upstreams {
+        for upstream in self.gateway.upstreams.iter() {
             let Some(connection) = upstream.connection() else {
                 continue;
             };
@@ -810,24 +803,16 @@ impl ServerHandler for PortcullisServer {
     ) -> Result<CompleteResult, McpError> {
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
+        let upstreams = &self.gateway.upstreams;
         let resolved = match &request.r#ref {
-            Reference::Prompt(prompt) => self
-                .gateway
-                .namespacing
-                .resolve(&self.gateway.names, &prompt.name)
-                .map(|n| (n.upstream, n.local.to_owned())),
-            Reference::Resource(resource) => self
-                .gateway
-                .namespacing
-                .resolve_uri(&self.gateway.names, &resource.uri)
-                .map(|n| (n.upstream, n.local.to_owned())),
+            Reference::Prompt(prompt) => upstreams.resolve(&prompt.name),
+            Reference::Resource(resource) => upstreams.resolve_uri(&resource.uri),
             _ => None,
-        };
+        }
+        .map(|(upstream, local)| (upstream, local.to_owned()));
         let unknown = || McpError::invalid_params("unknown completion reference", None);
         let method = "completion/complete";
-        let Some((upstream, local)) =
-            resolved.and_then(|(index, local)| Some((self.gateway.upstreams.get(index)?, local)))
-        else {
+        let Some((upstream, local)) = resolved else {
             let sent = match &request.r#ref {
                 Reference::Prompt(prompt) => prompt.name.clone(),
                 Reference::Resource(resource) => resource.uri.clone(),

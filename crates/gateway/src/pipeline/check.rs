@@ -105,9 +105,8 @@ impl Gateway {
         arguments: Option<&JsonObject>,
     ) -> Result<Option<String>, Catalogued> {
         let (upstream, local) = self
-            .namespacing
-            .resolve(&self.names, exposed)
-            .and_then(|name| Some((self.upstreams.get(name.upstream)?, name.local)))
+            .upstreams
+            .resolve(exposed)
             .ok_or(Catalogued::NotListed)?;
         let connection = upstream
             .connection()

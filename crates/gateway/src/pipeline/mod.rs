@@ -353,7 +353,7 @@ impl PortcullisServer {
             connection: resolved.connection,
             local: resolved.local.to_owned(),
             arguments: request.arguments.clone(),
-            namespacing: self.gateway.namespacing,
+            namespacing: self.gateway.upstreams.namespacing(),
             // Answers a stateless client sent without a `requestState` of Portcullis's go to
             // the upstream on the first round, which decides what they mean (they approve
             // nothing here).

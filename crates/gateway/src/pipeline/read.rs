@@ -501,7 +501,10 @@ pub(crate) fn exposed_contents(
         match contents {
             ResourceContents::TextResourceContents { uri, .. }
             | ResourceContents::BlobResourceContents { uri, .. } => {
-                *uri = gateway.namespacing.expose_uri(upstream.name(), uri);
+                *uri = gateway
+                    .upstreams
+                    .namespacing()
+                    .expose_uri(upstream.name(), uri);
             }
             _ => {}
         }
