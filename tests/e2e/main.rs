@@ -18,6 +18,7 @@ mod identity;
 mod interaction;
 mod official_clients;
 mod relay;
+mod remote;
 mod roots;
 mod rust_client;
 mod secrets;

@@ -581,6 +581,15 @@ fn is_followed_redirect(status: StatusCode) -> bool {
 }
 
 fn tls_connector(extra_roots: Vec<CertificateDer<'static>>) -> Result<TlsConnector, String> {
+    tls_client_config(extra_roots).map(|config| TlsConnector::from(Arc::new(config)))
+}
+
+/// The TLS every outbound connection of Portcullis's uses: rustls on ring (handed its provider,
+/// never a process-wide one), the platform's verifier with its roots plus `extra_roots`, safe
+/// protocol versions only, HTTP/1.1.
+pub fn tls_client_config(
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Verifier::new_with_extra_roots(extra_roots, Arc::clone(&provider))
         .map_err(|error| format!("the system's root certificates could not be loaded: {error}"))?;
@@ -593,7 +602,7 @@ fn tls_connector(extra_roots: Vec<CertificateDer<'static>>) -> Result<TlsConnect
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// An error with its causes: hyper's own message ("client error (Connect)") says little.

@@ -29,6 +29,7 @@ pub use client::{
     Tokens, canonical_resource, discover, discover_with, parse_www_authenticate, probe_challenge,
 };
 pub use error::{AuthError, FetchError};
+pub use fetch::tls_client_config;
 pub use metadata::ProtectedResourceMetadata;
 pub use middleware::{InboundToken, require_bearer};
 pub use rejection::{BearerError, RejectReason, Rejection};

@@ -271,6 +271,9 @@ async fn measure_node(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // rmcp's reqwest clients need a TLS crypto provider (reqwest's provider-free rustls is on
+    // for Portcullis's https upstreams).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let levels = args.levels()?;
     let bin_dir = match &args.bin_dir {
         Some(dir) => std::path::absolute(dir)?,

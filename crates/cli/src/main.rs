@@ -353,6 +353,10 @@ impl AsIdentity {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every reqwest client in this process (the OTLP exporter's among them) needs a TLS crypto
+    // provider: reqwest's provider-free rustls is on for the https upstreams, whose own clients
+    // are handed one explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Spans are exported (OTLP) only by `serve`, and only when the environment names a collector.
     let serving = matches!(cli.command, Command::Serve { .. });
     let telemetry = telemetry::init(cli.log_format, serving);
@@ -436,6 +440,16 @@ fn check_environment(config: &Config) -> Vec<String> {
                 .map(move |variable| (format!("upstream `{}`", upstream.name), variable))
         })
         .collect();
+    for upstream in &config.upstreams {
+        if let UpstreamTransport::Http { remote, .. } = &upstream.transport {
+            for header in &remote.headers {
+                variables.push((
+                    format!("upstream `{}` (header `{}`)", upstream.name, header.name),
+                    header.env.as_str(),
+                ));
+            }
+        }
+    }
     if config
         .upstreams
         .iter()
@@ -974,12 +988,13 @@ fn inherited_environment(config: &Config) -> BTreeMap<String, String> {
     config
         .upstreams
         .iter()
-        .filter_map(|u| match &u.transport {
-            UpstreamTransport::Stdio { inherit_env, .. } => Some(inherit_env),
-            UpstreamTransport::Http { .. } => None,
+        .flat_map(|u| match &u.transport {
+            UpstreamTransport::Stdio { inherit_env, .. } => inherit_env.clone(),
+            UpstreamTransport::Http { remote, .. } => {
+                remote.headers.iter().map(|h| h.env.clone()).collect()
+            }
         })
-        .flatten()
-        .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)))
+        .filter_map(|name| Some((name.clone(), std::env::var(&name).ok()?)))
         .collect()
 }
 

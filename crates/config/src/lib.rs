@@ -11,6 +11,7 @@ mod credential;
 mod error;
 mod model;
 mod raw;
+mod remote;
 
 pub use credential::{
     CredentialSettings, DEFAULT_KEY_ENV, Delegation, OAuthClient, ServiceCredential,
@@ -22,6 +23,7 @@ pub use model::{
     DEFAULT_OPEN_FILES, ElicitationRule, EvidenceSettings, Grantee, HttpSettings, PolicySettings,
     RootsFor, SandboxGrants, SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
 };
+pub use remote::{EnvHeader, Remote};
 
 #[cfg(test)]
 mod tests;

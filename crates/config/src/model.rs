@@ -19,6 +19,7 @@ use crate::raw::{
     RawConfig, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy, RawSandbox,
     RawUpstream,
 };
+use crate::remote::{Remote, remote, remote_only_keys};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
 pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -236,10 +237,6 @@ impl Upstream {
 
 /// How Portcullis reaches an upstream.
 #[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once per configured upstream; boxing would only add indirection"
-)]
 pub enum UpstreamTransport {
     /// A child process speaking MCP on stdin and stdout.
     Stdio {
@@ -257,7 +254,7 @@ pub enum UpstreamTransport {
         containment: Containment,
     },
     /// A streamable HTTP server.
-    Http { url: String },
+    Http { url: String, remote: Remote },
 }
 
 /// Whether a stdio upstream runs in a sandbox, and what that sandbox grants besides the roots.
@@ -569,7 +566,8 @@ fn transport(
                 "`sandbox` applies only to a `command` upstream: a `url` upstream runs elsewhere, so there is no process to contain",
             );
             }
-            http_url(report, url).map(|url| UpstreamTransport::Http { url })
+            let remote = remote(report, upstream, url, base_dir);
+            http_url(report, url).map(|url| UpstreamTransport::Http { url, remote })
         }
         (Some(command), Some(_)) => {
             report.at(
@@ -676,6 +674,15 @@ fn stdio_transport(
         PathBuf::from(program)
     };
     let mut ok = true;
+    for (present, key) in remote_only_keys(upstream) {
+        if present {
+            report.at(
+                Some(command.span()),
+                format!("`{key}` applies only to a `url` upstream, not to a `command` one"),
+            );
+            ok = false;
+        }
+    }
     for key in upstream.env.keys() {
         if !is_env_name(key) {
             report.at(

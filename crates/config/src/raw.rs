@@ -151,6 +151,35 @@ pub(crate) struct RawUpstream {
     pub tilde: Option<Spanned<String>>,
     pub sandbox: Option<Spanned<RawSandbox>>,
     pub credential: Option<Spanned<RawCredential>>,
+    /// A `url` upstream's extra certificate authority (PEM), besides the system's roots.
+    pub ca_file: Option<Spanned<String>>,
+    /// A `url` upstream may use plain http to a host that is not loopback.
+    pub insecure_http: Option<Spanned<bool>>,
+    /// A `url` upstream's request headers, each from an environment variable.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<RawHeader>>,
+}
+
+/// One `[upstream.headers]` entry: `{ env = "NAME", prefix = "Bearer " }`. A bare string is
+/// read too, only to be refused with a message saying where the value belongs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawHeader {
+    FromEnv(RawHeaderFromEnv),
+    Literal(
+        #[expect(
+            dead_code,
+            reason = "read only to be refused: a secret is never echoed"
+        )]
+        String,
+    ),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderFromEnv {
+    pub env: String,
+    pub prefix: Option<String>,
 }
 
 /// `[[upstream.roots_for]]`: roots for the identities a user or group names.

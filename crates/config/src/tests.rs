@@ -505,3 +505,46 @@ roots_for = [{ user = "carol", roots = ["x"] }]
             conf/portcullis.toml:14:41: `x` is not within the upstream's `roots`; `roots_for` can only narrow them"#]],
     );
 }
+
+#[test]
+fn remote_upstreams_take_https_a_ca_file_and_headers_from_the_environment() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        "[[upstream]]\nname = \"gh\"\nurl = \"https://api.example/mcp\"\nca_file = \"ca.pem\"\n\
+         headers = { X-Api-Key = { env = \"GH_KEY\" }, Authorization = { env = \"GH_TOKEN\", prefix = \"Bearer \" } }\n\
+         [[upstream]]\nname = \"lan\"\nurl = \"http://10.0.0.5:8000/mcp\"\ninsecure_http = true\n",
+    )
+    .unwrap();
+    let UpstreamTransport::Http { remote, .. } = &config.upstreams[0].transport else {
+        panic!("http expected");
+    };
+    assert_eq!(remote.ca_file.as_deref(), Some(Path::new("conf/ca.pem")));
+    let headers: Vec<_> = remote
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.env.as_str(), h.prefix.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("authorization", "GH_TOKEN", "Bearer "),
+            ("x-api-key", "GH_KEY", "")
+        ]
+    );
+    check_errors(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://mcp.example/mcp\"\nca_file = \"ca.pem\"\n\
+         headers = { X-Key = \"sk-in-the-file\", Host = { env = \"H\" }, \"Bad Name\" = { env = \"B\" }, X-Env = { env = \"1BAD\" } }\n\
+         [upstream.credential]\nkind = \"api_key\"\nenv = \"KEY\"\n\
+         [[upstream]]\nname = \"b\"\nurl = \"http://127.0.0.1:9/mcp\"\ninsecure_http = true\nheaders = { Authorization = { env = \"T\" } }\n\
+         [[upstream]]\nname = \"c\"\ncommand = [\"server\"]\nca_file = \"ca.pem\"\n",
+        expect![[r#"
+            conf/portcullis.toml:3:7: `http://mcp.example/mcp` is plain http to a host that is not loopback: anyone on the way can read and change the calls and the credentials they carry; use https, or set `insecure_http = true` if this network is trusted
+            conf/portcullis.toml:4:11: `ca_file` is for an https:// URL; this upstream uses plain http
+            conf/portcullis.toml:5:21: header `X-Key` is written in the file; its value belongs in an environment variable: `X-Key = { env = "NAME" }` (with `prefix = "Bearer "` if it needs one)
+            conf/portcullis.toml:5:46: header `Host` is set by portcullis or the transport itself; remove it
+            conf/portcullis.toml:5:74: `Bad Name` is not an HTTP header name
+            conf/portcullis.toml:5:97: `1BAD` is not an environment variable name (letters, digits and `_`, not starting with a digit)
+            conf/portcullis.toml:12:17: `insecure_http` is for plain http to a host that is not loopback; this URL is loopback, so remove it
+            conf/portcullis.toml:16:11: `ca_file` applies only to a `url` upstream, not to a `command` one"#]],
+    );
+}

@@ -112,11 +112,31 @@ impl Attachment {
 pub(crate) struct AttachingClient {
     inner: reqwest::Client,
     service: Option<Arc<dyn CredentialSource>>,
+    /// Why the last request could not be sent, in plain words (rmcp's own error keeps only
+    /// "error sending request"): a certificate that is not trusted, or is for another name.
+    unsent: Arc<Mutex<Option<String>>>,
 }
 
 impl AttachingClient {
     pub(crate) fn new(inner: reqwest::Client, service: Option<Arc<dyn CredentialSource>>) -> Self {
-        Self { inner, service }
+        Self {
+            inner,
+            service,
+            unsent: Arc::default(),
+        }
+    }
+
+    /// Why the last request could not be sent, if it could not.
+    pub(crate) fn unsent(&self) -> Option<String> {
+        self.unsent.lock().ok().and_then(|unsent| unsent.clone())
+    }
+
+    fn note_unsent<T>(&self, outcome: &Result<T, StreamableHttpError<reqwest::Error>>) {
+        if let Err(StreamableHttpError::Client(error)) = outcome
+            && let Ok(mut unsent) = self.unsent.lock()
+        {
+            *unsent = Some(crate::remote::unsent_reason(error));
+        }
     }
 
     fn attachment_of(message: &ClientJsonRpcMessage) -> Option<Attachment> {
@@ -148,7 +168,11 @@ impl AttachingClient {
         let source = match (&attachment, &self.service) {
             (Some(attachment), _) => attachment.source.clone(),
             (None, Some(service)) => service.clone(),
-            (None, None) => return send(None, custom_headers).await,
+            (None, None) => {
+                let outcome = send(None, custom_headers).await;
+                self.note_unsent(&outcome);
+                return outcome;
+            }
         };
         let note = |failure: AttachFailure| {
             if let Some(attachment) = &attachment {
@@ -199,6 +223,7 @@ impl AttachingClient {
             }
             _ => {}
         }
+        self.note_unsent(&outcome);
         outcome
     }
 }

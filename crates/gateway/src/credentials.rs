@@ -227,7 +227,7 @@ impl Credentials {
                 .map_err(|error| format!("the callback address is not a URL: {error}"))
         };
         for upstream in &config.upstreams {
-            let (Some(credential), UpstreamTransport::Http { url }) =
+            let (Some(credential), UpstreamTransport::Http { url, .. }) =
                 (&upstream.credential, &upstream.transport)
             else {
                 continue;

@@ -26,6 +26,7 @@ mod pipeline;
 mod policy;
 mod progress;
 mod recorder;
+mod remote;
 mod sandbox;
 pub mod secrets;
 mod server;

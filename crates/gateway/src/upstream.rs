@@ -39,6 +39,7 @@ use crate::attach::{AttachingClient, Attachment, CredentialSource};
 use crate::paths::{Grantor, PathGuard};
 use crate::progress::ProgressRoutes;
 use crate::recorder::Recorder;
+use crate::remote;
 use crate::sandbox::{self, StartSandbox};
 use crate::sessions::Sessions;
 use relay::RelayClient;
@@ -182,6 +183,9 @@ pub struct UpstreamHandle {
     pub paths: Option<PathGuard>,
     /// The child's complete environment (stdio only): the explicit `env` plus the inherited names.
     child_env: BTreeMap<String, String>,
+    /// A `url` upstream's header values, by variable name (read from Portcullis's environment
+    /// at start).
+    header_env: BTreeMap<String, String>,
     namespacing: Namespacing,
     pub state: ArcSwap<UpstreamState>,
     /// Calls in flight, so that an upstream's own elicitation reaches the session that called it.
@@ -237,6 +241,7 @@ impl UpstreamHandle {
     ) -> Arc<Self> {
         Arc::new(Self {
             child_env: sandbox::child_environment(&spec, inherited),
+            header_env: header_environment(&spec, inherited),
             paths: PathGuard::for_upstream(&spec),
             spec,
             namespacing,
@@ -694,19 +699,38 @@ impl UpstreamHandle {
                     .await
                     .map_err(|error| format!("its handshake failed: {error}"))
             }
-            UpstreamTransport::Http { url } => {
-                let client = AttachingClient::new(reqwest::Client::new(), self.service.clone());
+            UpstreamTransport::Http { url, remote } => {
+                let client = remote::http_client(remote, &self.header_env)?;
+                let client = AttachingClient::new(client, self.service.clone());
                 let transport = StreamableHttpClientTransport::with_client(
-                    client,
+                    client.clone(),
                     StreamableHttpClientTransportConfig::with_uri(url.as_str()),
                 );
                 relay
                     .serve_with_lifecycle(transport, lifecycle)
                     .await
-                    .map_err(|error| format!("its handshake failed: {error}"))
+                    .map_err(|error| match client.unsent() {
+                        Some(reason) => format!("`{url}`: {reason}"),
+                        None => format!("its handshake failed: {error}"),
+                    })
             }
         }
     }
+}
+
+/// The values of the variables a `url` upstream's headers name, of those Portcullis inherited.
+fn header_environment(
+    spec: &Upstream,
+    inherited: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let UpstreamTransport::Http { remote, .. } = &spec.transport else {
+        return BTreeMap::new();
+    };
+    remote
+        .headers
+        .iter()
+        .filter_map(|header| Some((header.env.clone(), inherited.get(&header.env)?.clone())))
+        .collect()
 }
 
 impl UpstreamHandle {

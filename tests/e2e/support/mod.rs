@@ -124,6 +124,10 @@ impl Portcullis {
 
     /// Starts Portcullis on `listen` (e.g. a port chosen with [`free_port`]).
     pub(crate) fn http_on(config: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
+        // This process's own HTTP clients (rmcp's reqwest) need a TLS crypto provider: the
+        // workspace build turns on reqwest's provider-free rustls, for Portcullis's https
+        // upstreams. Installed once; a second install is refused and harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut child = Command::new(bin("portcullis"))
             .args(["serve", "--config"])
             .arg(config)
