@@ -22,4 +22,5 @@ mod remote;
 mod roots;
 mod rust_client;
 mod secrets;
+mod starts;
 mod support;

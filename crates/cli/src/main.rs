@@ -63,6 +63,10 @@ enum Command {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Also start each upstream (contained, as `serve` does), list its tools and stop it:
+        /// an upstream that does not start fails the check, with why.
+        #[arg(long)]
+        start: bool,
     },
     /// List the tools an identity would see, per upstream (starts the upstreams to ask them).
     Tools {
@@ -367,7 +371,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             });
         }
-        Command::Check { config } => check(&config),
+        Command::Check { config, start } => check(&config, start),
         Command::Tools { config, identity } => tools(&config, &identity),
         Command::Explain {
             config,
@@ -506,9 +510,10 @@ fn policy(config: &Config) -> anyhow::Result<PolicyEngine> {
     load_policy(&config.policy).map_err(|problems| anyhow::anyhow!("{problems}"))
 }
 
-fn check(path: &Path) -> anyhow::Result<()> {
+fn check(path: &Path, start_upstreams: bool) -> anyhow::Result<()> {
     let config = load(path)?;
     let engine = policy(&config)?;
+    let policies = engine.len();
     let mut problems = check_environment(&config);
     if problems.is_empty() {
         problems = report_containment(&config);
@@ -523,14 +528,47 @@ fn check(path: &Path) -> anyhow::Result<()> {
                 .join("\n")
         );
     }
+    if start_upstreams {
+        start_each(&config, engine)?;
+    }
     println!(
         "{}: ok ({} upstream{}, {} polic{})",
         path.display(),
         config.upstreams.len(),
         if config.upstreams.len() == 1 { "" } else { "s" },
-        engine.len(),
-        if engine.len() == 1 { "y" } else { "ies" }
+        policies,
+        if policies == 1 { "y" } else { "ies" }
     );
+    Ok(())
+}
+
+/// `check --start`: starts every upstream as `serve` would (no evidence log, no calls), says
+/// how each one started, and stops them; fails naming each upstream that did not start.
+fn start_each(config: &Config, engine: PolicyEngine) -> anyhow::Result<()> {
+    let status = runtime()?.block_on(async move {
+        let (gateway, shutdown) = start_to_look(config, engine).await?;
+        let status = gateway.status();
+        shutdown.cancel();
+        gateway.stop(std::time::Duration::from_secs(5)).await;
+        anyhow::Ok(status)
+    })?;
+    let mut failed = Vec::new();
+    for (upstream, status) in status {
+        match status {
+            UpstreamStatus::Ready { tools, protocol } => {
+                println!("{upstream}: started ({tools} tools, protocol {protocol}), stopped");
+            }
+            UpstreamStatus::Starting => failed.push(format!(
+                "{upstream}: still starting when its start timeout ran out"
+            )),
+            UpstreamStatus::Down { reason } => {
+                failed.push(format!("{upstream}: did not start: {reason}"));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
     Ok(())
 }
 

@@ -31,7 +31,6 @@ use rmcp::service::{
 };
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
@@ -45,6 +44,7 @@ use crate::sessions::Sessions;
 use relay::RelayClient;
 
 mod relay;
+mod stderr;
 
 pub(crate) use relay::screen_elicitation;
 
@@ -57,8 +57,6 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long after a call ends a notification the upstream sent during it is still attributed.
 const NOTIFICATION_GRACE: Duration = Duration::from_millis(500);
-/// Longest stderr line from an upstream copied into our log; the rest is cut, not buffered.
-const STDERR_LINE_MAX: usize = 2048;
 
 /// What the client sees of one upstream's capabilities, already renamed for exposure.
 #[derive(Debug, Default)]
@@ -186,6 +184,8 @@ pub struct UpstreamHandle {
     /// A `url` upstream's header values, by variable name (read from Portcullis's environment
     /// at start).
     header_env: BTreeMap<String, String>,
+    /// The current start's stderr (stdio only): its last lines explain a failed start.
+    stderr: Mutex<Arc<stderr::StderrTail>>,
     namespacing: Namespacing,
     pub state: ArcSwap<UpstreamState>,
     /// Calls in flight, so that an upstream's own elicitation reaches the session that called it.
@@ -242,6 +242,7 @@ impl UpstreamHandle {
         Arc::new(Self {
             child_env: sandbox::child_environment(&spec, inherited),
             header_env: header_environment(&spec, inherited),
+            stderr: Mutex::default(),
             paths: PathGuard::for_upstream(&spec),
             spec,
             namespacing,
@@ -465,6 +466,7 @@ impl UpstreamHandle {
             if shutdown.is_cancelled() {
                 return;
             }
+            let outcome = self.explained(outcome).await;
             if started.elapsed() >= STABLE_AFTER {
                 backoff = BACKOFF_MIN;
             }
@@ -493,6 +495,22 @@ impl UpstreamHandle {
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Why a start failed or a running upstream stopped, with what a stdio upstream's stderr
+    /// says of it (its last lines, the accesses they report refused).
+    async fn explained(&self, reason: String) -> String {
+        if !matches!(self.spec.transport, UpstreamTransport::Stdio { .. }) {
+            return reason;
+        }
+        let tail = self.stderr.lock().map(|tail| tail.clone()).ok();
+        match tail {
+            Some(tail) => match tail.explain(Duration::from_millis(300)).await {
+                Some(said) => format!("{reason}; {said}"),
+                None => reason,
+            },
+            None => reason,
         }
     }
 
@@ -692,7 +710,12 @@ impl UpstreamHandle {
                     })?;
                 self.record(Event::SandboxStarted(started)).await;
                 if let Some(stderr) = stderr {
-                    tokio::spawn(forward_stderr(self.name().clone(), stderr));
+                    let tail = Arc::new(stderr::StderrTail::default());
+                    if let Ok(mut current) = self.stderr.lock() {
+                        *current = tail.clone();
+                    }
+                    let name = self.name().clone();
+                    tokio::spawn(async move { tail.read(name, stderr).await });
                 }
                 relay
                     .serve_with_lifecycle(transport, lifecycle)
@@ -771,28 +794,6 @@ impl UpstreamHandle {
         })
     }
 }
-
-/// Copies an upstream's stderr into our log, one bounded line at a time.
-async fn forward_stderr(name: UpstreamName, stderr: tokio::process::ChildStderr) {
-    let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut reader)
-            .take(STDERR_LINE_MAX as u64)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                tracing::debug!(upstream = %name, stderr = %text.trim_end(), "upstream stderr");
-            }
-        }
-    }
-}
-
-use tokio::io::AsyncReadExt as _;
 
 /// A list the upstream could not give, named.
 #[derive(Debug, thiserror::Error)]

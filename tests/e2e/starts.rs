@@ -1,0 +1,96 @@
+//! An upstream that dies before it serves is explained where a person looks first: at the
+//! default log level, in the tool error of a call to it, and by `portcullis check --start`,
+//! with the last lines of its stderr and the access the sandbox refused it.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::rust_client::{call, connect, text};
+use crate::support::{Scratch, bin, fixture_upstream, toml_array};
+
+/// An upstream that tries to read a file outside its roots (the kernel refuses it: it runs
+/// contained), says so on stderr, and exits before its handshake.
+fn dying_upstream(scratch: &Scratch) -> std::path::PathBuf {
+    let secret = scratch.path().join("outside").join("secret.txt");
+    std::fs::create_dir_all(secret.parent().unwrap_or(scratch.path()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&secret, "not for the upstream").unwrap_or_else(|e| panic!("{e}"));
+    let script = format!("cat {}; exit 3", secret.display());
+    scratch.relay_config(&format!(
+        "[[upstream]]\nname = \"dies\"\ncommand = {}\nstart_timeout_secs = 5\n",
+        toml_array(&["sh".into(), "-c".into(), script])
+    ))
+}
+
+fn check_start(config: &Path) -> (bool, String, String) {
+    let output = Command::new(bin("portcullis"))
+        .args(["check", "--start", "--config"])
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_start_names_the_refused_path_of_an_upstream_that_does_not_start() {
+    let scratch = Scratch::new();
+    let config = dying_upstream(&scratch);
+    let (ok, _, stderr) = check_start(&config);
+    assert!(!ok, "{stderr}");
+    let secret = scratch.path().join("outside").join("secret.txt");
+    let verdict = stderr
+        .lines()
+        .find(|line| line.starts_with("portcullis: dies: did not start"))
+        .unwrap_or_else(|| panic!("no verdict in {stderr}"));
+    assert!(
+        verdict.contains(&format!("`{}` (EACCES)", secret.display())),
+        "{verdict}"
+    );
+    assert!(verdict.contains("Permission denied"), "{verdict}");
+    // The file's content never appears: the kernel refused the read.
+    assert!(!stderr.contains("not for the upstream"), "{stderr}");
+    // The default log level says it too (the log line of the failed start).
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("stderr ended with")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_start_reports_each_upstream_that_starts() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch.relay_config(&format!(
+        "[[upstream]]\nname = \"fx\"\n{}",
+        fixture_upstream(&work, &[])
+    ));
+    let (ok, stdout, stderr) = check_start(&config);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("fx: started (") && line.contains(" tools")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_to_an_upstream_that_died_says_why_in_its_tool_error() {
+    let scratch = Scratch::new();
+    let config = dying_upstream(&scratch);
+    let client = connect(&config, &[]).await;
+    let answer = call(&client, "dies.anything", json!({})).await;
+    let said = text(&answer);
+    assert_eq!(answer.is_error, Some(true), "{said}");
+    assert!(said.contains("stderr ended with"), "{said}");
+    assert!(said.contains("(EACCES)"), "{said}");
+    let _ = client.cancel().await;
+}
