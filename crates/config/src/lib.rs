@@ -9,6 +9,7 @@
 
 mod credential;
 mod error;
+mod launcher;
 mod model;
 mod raw;
 mod remote;
@@ -23,6 +24,7 @@ pub use model::{
     DEFAULT_OPEN_FILES, ElicitationRule, EvidenceSettings, Grantee, HttpSettings, PolicySettings,
     RootsFor, SandboxGrants, SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
 };
+pub use launcher::{ContainerRun, Launcher, Package};
 pub use remote::{EnvHeader, Remote};
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::raw::{
     RawConfig, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy, RawSandbox,
     RawUpstream,
 };
+use crate::launcher::{Launcher, launcher};
 use crate::remote::{Remote, remote, remote_only_keys};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
@@ -63,6 +64,9 @@ pub struct Config {
     pub evidence: EvidenceSettings,
     pub approval: ApprovalSettings,
     pub credentials: CredentialSettings,
+    /// Where launcher packages are installed (`[server] packages`, relative to this file);
+    /// `None`: the user's data directory (`portcullis-launch` decides).
+    pub packages: Option<PathBuf>,
 }
 
 /// How Portcullis asks a person to approve a call.
@@ -240,6 +244,9 @@ impl Upstream {
 pub enum UpstreamTransport {
     /// A child process speaking MCP on stdin and stdout.
     Stdio {
+        /// What its command line asks to run when the program is a launcher (`npx`, `uvx`,
+        /// `docker run`, ...): Portcullis installs the package (or runs the image) itself.
+        launcher: Option<Launcher>,
         /// The program: resolved against the configuration's directory when it contains a `/`,
         /// otherwise looked up on the child's own `PATH` (from `env` or `inherit_env`; without
         /// one, `/bin:/usr/bin`), as `execvp` does.
@@ -435,6 +442,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             ),
         );
     }
+    let packages = raw.server.packages.as_ref().and_then(|dir| {
+        if dir.get_ref().trim().is_empty() {
+            report.at(Some(dir.span()), "`packages` is empty; give a directory");
+            return None;
+        }
+        Some(base_dir.join(dir.get_ref()))
+    });
     report.finish(Config {
         file: file.to_path_buf(),
         namespacing,
@@ -446,6 +460,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         evidence,
         approval,
         credentials,
+        packages,
     })
 }
 
@@ -476,6 +491,7 @@ fn unreachable_config(file: &Path) -> Config {
             state_key_env: None,
         },
         credentials: credential_settings(&mut Reporter::new(file, ""), None, Path::new("")),
+        packages: None,
     }
 }
 
@@ -709,8 +725,14 @@ fn stdio_transport(
         |cwd| base_dir.join(cwd.get_ref()),
     );
     let containment = containment(report, upstream.sandbox.as_ref(), base_dir);
+    let launcher = launcher(command.get_ref()).unwrap_or_else(|message| {
+        report.at(Some(command.span()), message);
+        ok = false;
+        None
+    });
     ok.then(|| UpstreamTransport::Stdio {
         program,
+        launcher,
         args: args.to_vec(),
         env: upstream.env.clone(),
         inherit_env: upstream

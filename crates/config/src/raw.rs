@@ -86,6 +86,7 @@ pub(crate) struct RawServer {
     pub reads_without_evidence: Option<bool>,
     pub approval_timeout_secs: Option<Spanned<i64>>,
     pub state_key_env: Option<Spanned<String>>,
+    pub packages: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
