@@ -16,6 +16,7 @@ mod faults;
 mod http_guard;
 mod identity;
 mod interaction;
+mod launchers;
 mod official_clients;
 mod relay;
 mod remote;

@@ -98,6 +98,13 @@ enum Command {
         config: PathBuf,
         upstream: String,
     },
+    /// Install the packages of the config's `npx`/`uvx` upstreams at pinned versions into
+    /// Portcullis's package directory (outside the sandbox, as you, with network), and record
+    /// each in the lock file beside the config. `serve` does this for what is missing.
+    Prepare {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show the decision for one tool call and the policies that produced it.
     Explain {
         #[arg(long)]
@@ -402,6 +409,7 @@ fn main() -> ExitCode {
             scopes,
         } => login(&config, &upstream, scopes),
         Command::Logout { config, upstream } => logout(&config, &upstream),
+        Command::Prepare { config } => prepare(&config),
     };
     telemetry.shutdown();
     match outcome {
@@ -411,6 +419,68 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to do about a launcher package that is not prepared yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Install it now, saying so on stderr (`serve`, `prepare`).
+    Install,
+    /// Fail, saying to run `portcullis prepare` (`check`, `tools`, `explain`).
+    Fail,
+}
+
+/// The config with each launcher upstream (`npx`, `uvx`, `docker run`) rewritten to what it
+/// runs: a prepared package's entry point, or a container with Portcullis's options.
+fn launched(path: &Path, missing: Missing) -> anyhow::Result<Config> {
+    let mut config = load(path)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let packages = portcullis_launch::packages_dir(&config, &env);
+    let mut lock = portcullis_launch::Lock::beside(&config.file)?;
+    if missing == Missing::Install {
+        portcullis_launch::prepare(&config, &mut lock, &packages, &mut |line| {
+            eprintln!("portcullis: {line}");
+        })?;
+    }
+    let search_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned());
+    portcullis_launch::resolve(&mut config, &lock, &packages, &search_path)?;
+    Ok(config)
+}
+
+/// `portcullis prepare`: installs what the lock or the package directory lacks, and says what
+/// each launcher upstream will run.
+fn prepare(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let packages = portcullis_launch::packages_dir(&config, &env);
+    let mut lock = portcullis_launch::Lock::beside(&config.file)?;
+    let prepared = portcullis_launch::prepare(&config, &mut lock, &packages, &mut |line| {
+        eprintln!("portcullis: {line}");
+    })?;
+    for done in &prepared {
+        let locked = &done.locked;
+        println!(
+            "{}: {} {} {} ({}){}",
+            done.upstream,
+            locked.registry.name(),
+            locked.name,
+            locked.version,
+            locked.integrity,
+            if done.installed {
+                ", installed"
+            } else {
+                ", already prepared"
+            }
+        );
+    }
+    println!(
+        "{}: {} package{} prepared in {}",
+        lock.path().display(),
+        prepared.len(),
+        if prepared.len() == 1 { "" } else { "s" },
+        packages.display()
+    );
+    Ok(())
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -511,7 +581,7 @@ fn policy(config: &Config) -> anyhow::Result<PolicyEngine> {
 }
 
 fn check(path: &Path, start_upstreams: bool) -> anyhow::Result<()> {
-    let config = load(path)?;
+    let config = launched(path, Missing::Fail)?;
     let engine = policy(&config)?;
     let policies = engine.len();
     let mut problems = check_environment(&config);
@@ -592,8 +662,17 @@ fn report_containment(config: &Config) -> Vec<String> {
             ContainmentReport::Uncontained => println!(
                 "upstream `{name}`: NOT CONTAINED (contain = false): it runs with all of Portcullis's own access to files, network and processes"
             ),
+            ContainmentReport::Container(command) => {
+                println!(
+                    "upstream `{name}`: contained by its container engine, not by Portcullis's sandbox; it runs:"
+                );
+                println!("  {command}");
+            }
             ContainmentReport::Contained(description) => {
                 println!("upstream `{name}`: contained");
+                if let Some(runs) = launched_command(config, &name) {
+                    println!("  runs: {runs}");
+                }
                 for line in description.lines() {
                     println!("  {line}");
                 }
@@ -604,6 +683,27 @@ fn report_containment(config: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// What a launcher upstream (`npx`, `uvx`) runs once prepared: its entry point, by its
+/// interpreter, with its arguments.
+fn launched_command(config: &Config, name: &portcullis_core::UpstreamName) -> Option<String> {
+    let upstream = config.upstreams.iter().find(|u| &u.name == name)?;
+    let UpstreamTransport::Stdio {
+        launcher: Some(_),
+        program,
+        args,
+        ..
+    } = &upstream.transport
+    else {
+        return None;
+    };
+    Some(
+        std::iter::once(program.display().to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// What `check` says of an upstream's credential: its kind, where it comes from, the
@@ -786,7 +886,7 @@ async fn start_to_look(
 }
 
 fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
-    let config = load(path)?;
+    let config = launched(path, Missing::Fail)?;
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     runtime()?.block_on(async move {
@@ -844,7 +944,12 @@ fn explain(
     arguments: Option<&str>,
     session: Session,
 ) -> anyhow::Result<()> {
-    let config = load(path)?;
+    // Offline, nothing starts: a launcher upstream need not be prepared.
+    let config = if look {
+        launched(path, Missing::Fail)?
+    } else {
+        load(path)?
+    };
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
     let arguments: Option<serde_json::Map<String, serde_json::Value>> = arguments
@@ -1037,7 +1142,7 @@ fn inherited_environment(config: &Config) -> BTreeMap<String, String> {
 }
 
 fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<()> {
-    let mut config = load(path)?;
+    let mut config = launched(path, Missing::Install)?;
     // INVARIANT: a policy or schema that does not load stops start-up (fail closed).
     let engine = policy(&config)?;
     for problem in check_environment(&config) {

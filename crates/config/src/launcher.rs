@@ -62,7 +62,9 @@ pub(crate) fn launcher(command: &[String]) -> Result<Option<Launcher>, String> {
             Some((run, rest)) if run == "run" => {
                 container(program, rest).map(|c| Some(Launcher::Container(c)))
             }
-            _ => Err(format!("`{name}` runs a server only as `{name} run ... IMAGE`")),
+            _ => Err(format!(
+                "`{name}` runs a server only as `{name} run ... IMAGE`"
+            )),
         },
         _ => Ok(None),
     }
@@ -181,7 +183,9 @@ fn split_pypi_spec(spec: &str) -> Result<(String, Option<String>), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
     let valid_version = version.is_none_or(|v| {
-        !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+!-".contains(&b))
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+!-".contains(&b))
     });
     if !valid_name || !valid_version {
         return Err(format!(
@@ -193,7 +197,14 @@ fn split_pypi_spec(spec: &str) -> Result<(String, Option<String>), String> {
 }
 
 /// Options of `docker run` that take a value, and which of them are kept.
-const VALUED_KEPT: &[&str] = &["-e", "--env", "-w", "--workdir", "--entrypoint", "--platform"];
+const VALUED_KEPT: &[&str] = &[
+    "-e",
+    "--env",
+    "-w",
+    "--workdir",
+    "--entrypoint",
+    "--platform",
+];
 /// Flags kept, or ignored because Portcullis sets them anyway.
 const FLAGS_KEPT: &[&str] = &["--init"];
 const FLAGS_IMPLIED: &[&str] = &["-i", "--interactive", "--rm"];
@@ -242,6 +253,7 @@ fn container(engine: &str, rest: &[String]) -> Result<ContainerRun, String> {
 }
 
 #[cfg(test)]
+#[expect(clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -259,22 +271,80 @@ mod tests {
     #[test]
     fn package_lines_name_the_package_the_version_and_the_arguments() {
         let cases = [
-            ("npx -y @modelcontextprotocol/server-filesystem /srv", "@modelcontextprotocol/server-filesystem", None, None, vec!["/srv"]),
-            ("npx @scope/pkg@1.2.3 --flag x", "@scope/pkg", Some("1.2.3"), None, vec!["--flag", "x"]),
+            (
+                "npx -y @modelcontextprotocol/server-filesystem /srv",
+                "@modelcontextprotocol/server-filesystem",
+                None,
+                None,
+                vec!["/srv"],
+            ),
+            (
+                "npx @scope/pkg@1.2.3 --flag x",
+                "@scope/pkg",
+                Some("1.2.3"),
+                None,
+                vec!["--flag", "x"],
+            ),
             ("npx -y pkg@latest", "pkg", Some("latest"), None, vec![]),
-            ("npx -p pkg@2 pkg-cli serve", "pkg", Some("2"), Some("pkg-cli"), vec!["serve"]),
+            (
+                "npx -p pkg@2 pkg-cli serve",
+                "pkg",
+                Some("2"),
+                Some("pkg-cli"),
+                vec!["serve"],
+            ),
             ("/usr/local/bin/bunx pkg", "pkg", None, None, vec![]),
-            ("uvx mcp-server-time --local-timezone UTC", "mcp-server-time", None, None, vec!["--local-timezone", "UTC"]),
-            ("uvx mcp-server-time==2026.10.19", "mcp-server-time", Some("2026.10.19"), None, vec![]),
-            ("uvx mcp-server-time@latest", "mcp-server-time", None, None, vec![]),
-            ("uvx --from mcp-tools==1.0 mcp-git", "mcp-tools", Some("1.0"), Some("mcp-git"), vec![]),
-            ("pipx run --spec=tools==2 run-it a", "tools", Some("2"), Some("run-it"), vec!["a"]),
+            (
+                "uvx mcp-server-time --local-timezone UTC",
+                "mcp-server-time",
+                None,
+                None,
+                vec!["--local-timezone", "UTC"],
+            ),
+            (
+                "uvx mcp-server-time==2026.10.19",
+                "mcp-server-time",
+                Some("2026.10.19"),
+                None,
+                vec![],
+            ),
+            (
+                "uvx mcp-server-time@latest",
+                "mcp-server-time",
+                None,
+                None,
+                vec![],
+            ),
+            (
+                "uvx --from mcp-tools==1.0 mcp-git",
+                "mcp-tools",
+                Some("1.0"),
+                Some("mcp-git"),
+                vec![],
+            ),
+            (
+                "pipx run --spec=tools==2 run-it a",
+                "tools",
+                Some("2"),
+                Some("run-it"),
+                vec!["a"],
+            ),
         ];
         for (text, name, version, command, args) in cases {
             let p = package(text);
             assert_eq!(
-                (p.name.as_str(), p.requested.as_deref(), p.command.as_deref(), p.args),
-                (name, version, command, args.iter().map(|a| (*a).to_owned()).collect()),
+                (
+                    p.name.as_str(),
+                    p.requested.as_deref(),
+                    p.command.as_deref(),
+                    p.args
+                ),
+                (
+                    name,
+                    version,
+                    command,
+                    args.iter().map(|a| (*a).to_owned()).collect()
+                ),
                 "{text}"
             );
         }

@@ -19,12 +19,12 @@ pub use credential::{
     UpstreamCredential,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use launcher::{ContainerRun, Launcher, Package};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,
     DEFAULT_OPEN_FILES, ElicitationRule, EvidenceSettings, Grantee, HttpSettings, PolicySettings,
     RootsFor, SandboxGrants, SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
 };
-pub use launcher::{ContainerRun, Launcher, Package};
 pub use remote::{EnvHeader, Remote};
 
 #[cfg(test)]

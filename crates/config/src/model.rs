@@ -15,11 +15,11 @@ use crate::credential::{
     CredentialSettings, UpstreamCredential, credential_settings, upstream_credential,
 };
 use crate::error::{ConfigErrors, Reporter};
+use crate::launcher::{Launcher, launcher};
 use crate::raw::{
     RawConfig, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy, RawSandbox,
     RawUpstream,
 };
-use crate::launcher::{Launcher, launcher};
 use crate::remote::{Remote, remote, remote_only_keys};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
@@ -241,6 +241,10 @@ impl Upstream {
 
 /// How Portcullis reaches an upstream.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per configured upstream; boxing would only add indirection"
+)]
 pub enum UpstreamTransport {
     /// A child process speaking MCP on stdin and stdout.
     Stdio {
@@ -272,6 +276,10 @@ pub enum Containment {
     /// `contain = false`: the upstream runs with all of Portcullis's own access. Logged as a
     /// warning and recorded in the evidence log at every start.
     Uncontained,
+    /// A container launcher (`docker run`, `podman run`): contained by its engine, with the
+    /// options `portcullis-launch` sets; the engine's client itself is not landlocked (it only
+    /// talks to the engine's socket).
+    Container,
 }
 
 /// What config grants a contained upstream besides its roots.

@@ -64,6 +64,8 @@ pub(crate) enum StartSandbox {
     Contained(Prepared),
     /// `contain = false` in config: the child runs with Portcullis's own access.
     Uncontained,
+    /// A container engine's client: the container holds the server, with Portcullis's options.
+    Container,
 }
 
 /// The environment a stdio child runs with: exactly config's `env` plus the values of the
@@ -106,6 +108,7 @@ pub(crate) fn prepare_start(
     };
     let grants = match containment {
         Containment::Uncontained => return Some(Ok(StartSandbox::Uncontained)),
+        Containment::Container => return Some(Ok(StartSandbox::Container)),
         Containment::Contained(grants) => grants,
     };
     let launch = Launch {
@@ -125,6 +128,8 @@ pub enum ContainmentReport {
     Remote,
     /// `contain = false`.
     Uncontained,
+    /// Contained by its container engine: the final command line.
+    Container(String),
     /// The effective sandbox, as `describe()` renders it.
     Contained(String),
     /// Why it cannot be contained, so the upstream would not start.
@@ -143,6 +148,17 @@ pub fn containment_reports(
             let report = match prepare_start(upstream, &child_environment(upstream, inherited)) {
                 None => ContainmentReport::Remote,
                 Some(Ok(StartSandbox::Uncontained)) => ContainmentReport::Uncontained,
+                Some(Ok(StartSandbox::Container)) => {
+                    ContainmentReport::Container(match &upstream.transport {
+                        UpstreamTransport::Stdio { program, args, .. } => {
+                            std::iter::once(program.display().to_string())
+                                .chain(args.iter().cloned())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        }
+                        UpstreamTransport::Http { .. } => String::new(),
+                    })
+                }
                 Some(Ok(StartSandbox::Contained(prepared))) => {
                     ContainmentReport::Contained(prepared.describe())
                 }

@@ -776,6 +776,24 @@ impl UpstreamHandle {
                     contained: Some(false),
                 });
             }
+            Some(Ok(StartSandbox::Container)) => {
+                tracing::info!(upstream = %self.name(), "starting the upstream in its container, with Portcullis's container options");
+                // The record names the whole command line: the options are the containment.
+                let command_line = std::iter::once(command.as_std().get_program())
+                    .chain(command.as_std().get_args())
+                    .map(|part| part.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return Ok(SandboxStarted {
+                    upstream: self.name().to_string(),
+                    identity: None,
+                    profile: format!(
+                        "container {}",
+                        portcullis_audit::digest_bytes(command_line.as_bytes())
+                    ),
+                    contained: Some(true),
+                });
+            }
             Some(Ok(StartSandbox::Contained(prepared))) => prepared,
             Some(Err(error)) => return Err(format!("it cannot be contained: {error}")),
         };

@@ -1,0 +1,196 @@
+//! The lock file beside the config (`portcullis.toml` → `portcullis.lock`): for each launcher
+//! upstream, the package and version it runs and the registry's integrity hash of it. Written
+//! by `portcullis prepare` (and by `serve` for what was missing), reviewed in git like any lock
+//! file. Unreadable or corrupt means nothing is launched: it is never rewritten over.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::LaunchError;
+
+const HEADER: &str = "# Written by `portcullis prepare`: the package and version each launcher upstream runs, and\n# the registry's integrity hash of it. Review changes like any lock file; a package is never\n# upgraded unless its line in the config or this file changes.\n";
+const VERSION: u32 = 1;
+
+/// Which registry a package comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registry {
+    Npm,
+    Pypi,
+}
+
+impl Registry {
+    pub fn name(self) -> &'static str {
+        match self {
+            Registry::Npm => "npm",
+            Registry::Pypi => "pypi",
+        }
+    }
+}
+
+/// One launcher upstream's package, as prepared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Locked {
+    pub upstream: String,
+    pub registry: Registry,
+    pub name: String,
+    /// What the config asked for (`latest` when it named no version).
+    pub requested: String,
+    /// The exact version installed.
+    pub version: String,
+    /// The registry's hash of the package (`sha512-…` for npm, `sha256:…` for PyPI).
+    pub integrity: String,
+    /// The entry point, relative to the package's install directory.
+    pub entry: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockFile {
+    version: u32,
+    #[serde(default, rename = "package")]
+    packages: Vec<Locked>,
+}
+
+/// The lock file of a config: where it is, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    path: PathBuf,
+    packages: Vec<Locked>,
+}
+
+impl Lock {
+    /// The lock file beside `config` (same name, `.lock`); an absent file is an empty lock.
+    pub fn beside(config: &Path) -> Result<Self, LaunchError> {
+        let path = config.with_extension("lock");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Lock {
+                    path,
+                    packages: Vec::new(),
+                });
+            }
+            Err(error) => return Err(LaunchError::lock(&path, error.to_string())),
+        };
+        let file: LockFile =
+            toml::from_str(&text).map_err(|error| LaunchError::lock(&path, error.to_string()))?;
+        if file.version != VERSION {
+            return Err(LaunchError::lock(
+                &path,
+                format!(
+                    "it is version {}, and this Portcullis reads version {VERSION}",
+                    file.version
+                ),
+            ));
+        }
+        Ok(Lock {
+            path,
+            packages: file.packages,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The entry of `upstream`, if it still asks for what was locked.
+    pub fn get(
+        &self,
+        upstream: &str,
+        registry: Registry,
+        name: &str,
+        requested: &str,
+    ) -> Option<&Locked> {
+        self.packages.iter().find(|locked| {
+            locked.upstream == upstream
+                && locked.registry == registry
+                && locked.name == name
+                && locked.requested == requested
+        })
+    }
+
+    /// Records `locked`, replacing `upstream`'s earlier entry.
+    pub fn set(&mut self, locked: Locked) {
+        self.packages.retain(|old| old.upstream != locked.upstream);
+        self.packages.push(locked);
+        self.packages.sort_by(|a, b| a.upstream.cmp(&b.upstream));
+    }
+
+    /// Writes the lock (a new file renamed over the old one, so a reader never sees half).
+    pub fn save(&self) -> Result<(), LaunchError> {
+        let file = LockFile {
+            version: VERSION,
+            packages: self.packages.clone(),
+        };
+        let body = toml::to_string(&file)
+            .map_err(|error| LaunchError::lock(&self.path, error.to_string()))?;
+        let partial = self.path.with_extension("lock.partial");
+        let written = std::fs::File::create(&partial).and_then(|mut out| {
+            out.write_all(HEADER.as_bytes())?;
+            out.write_all(body.as_bytes())?;
+            out.sync_all()
+        });
+        written
+            .and_then(|()| std::fs::rename(&partial, &self.path))
+            .map_err(|error| LaunchError::lock(&self.path, format!("cannot write it: {error}")))
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn entry(upstream: &str) -> Locked {
+        Locked {
+            upstream: upstream.to_owned(),
+            registry: Registry::Npm,
+            name: "pkg".to_owned(),
+            requested: "latest".to_owned(),
+            version: "1.0.0".to_owned(),
+            integrity: "sha512-abc".to_owned(),
+            entry: "node_modules/pkg/index.js".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_lock_round_trips_and_an_absent_one_is_empty() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = dir.path().join("portcullis.toml");
+        let mut lock = Lock::beside(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert!(lock.get("a", Registry::Npm, "pkg", "latest").is_none());
+        lock.set(entry("b"));
+        lock.set(entry("a"));
+        lock.save().unwrap_or_else(|e| panic!("{e}"));
+        let again = Lock::beside(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, lock);
+        assert_eq!(again.path(), dir.path().join("portcullis.lock"));
+        assert!(again.get("a", Registry::Npm, "pkg", "latest").is_some());
+        assert!(again.get("a", Registry::Npm, "pkg", "2").is_none());
+    }
+
+    #[test]
+    fn a_corrupt_lock_is_an_error_not_an_empty_lock() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = dir.path().join("portcullis.toml");
+        for text in [
+            "version = 1\n[[package]]\nupstream = 3\n",
+            "version = 9\n",
+            "{",
+        ] {
+            std::fs::write(dir.path().join("portcullis.lock"), text)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let error = Lock::beside(&config).err().map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("portcullis.lock")),
+                "{text}: {error:?}"
+            );
+        }
+    }
+}
