@@ -15,7 +15,6 @@ use crate::support::{Scratch, bin, toml_array};
 
 /// The server-filesystem version the set-up installs in tests/node (so npm finds it cached).
 const FILESYSTEM: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
-const TIME: &str = "mcp-server-time==2026.10.19";
 
 fn portcullis(args: &[&str], config: &Path) -> (bool, String, String) {
     let output = Command::new(bin("portcullis"))
@@ -40,20 +39,28 @@ fn launcher_config(scratch: &Scratch, command: &[&str], extra: &str) -> PathBuf 
     ))
 }
 
+/// The shipped example `name` (config/examples/NAME.toml), copied into the scratch directory
+/// at the same depth, so that its `../../state/...` paths land in the scratch's `state/`.
+fn example(scratch: &Scratch, name: &str) -> PathBuf {
+    let source = crate::support::repo_root().join(format!("config/examples/{name}.toml"));
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{e}"));
+    let dir = scratch.path().join("config/examples");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(scratch.path().join("state/work")).unwrap_or_else(|e| panic!("{e}"));
+    let target = dir.join(format!("{name}.toml"));
+    std::fs::write(&target, text).unwrap_or_else(|e| panic!("{e}"));
+    target
+}
+
 fn lock_of(config: &Path) -> String {
     std::fs::read_to_string(config.with_extension("lock")).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_npx_line_is_prepared_pinned_and_runs_contained_from_its_package() {
+async fn the_npx_example_is_prepared_pinned_and_runs_contained_from_its_package() {
     let scratch = Scratch::new();
-    let work = scratch.sub("work");
-    let work_text = work.display().to_string();
-    let config = launcher_config(
-        &scratch,
-        &["npx", "-y", FILESYSTEM, &work_text],
-        &format!("roots = {}\n", toml_array(std::slice::from_ref(&work_text))),
-    );
+    let config = example(&scratch, "npx");
+    let work = scratch.path().join("state/work");
     // Before it is prepared, nothing starts, and the message says what to do.
     let (ok, _, stderr) = portcullis(&["check"], &config);
     assert!(!ok && stderr.contains("portcullis prepare"), "{stderr}");
@@ -69,8 +76,9 @@ async fn an_npx_line_is_prepared_pinned_and_runs_contained_from_its_package() {
     assert_eq!(lock_of(&config), lock);
 
     // It runs its entry point by node, not npx: no registry at run time, and no network.
-    let (ok, stdout, stderr) = portcullis(&["check"], &config);
+    let (ok, stdout, stderr) = portcullis(&["check", "--start"], &config);
     assert!(ok, "{stderr}");
+    assert!(stdout.contains("files: started ("), "{stdout}");
     let runs = stdout
         .lines()
         .find(|line| line.trim_start().starts_with("runs: "))
@@ -83,22 +91,21 @@ async fn an_npx_line_is_prepared_pinned_and_runs_contained_from_its_package() {
     );
     assert!(stdout.contains("tcp connect: none"), "{stdout}");
 
+    // The example's policy is the shipped one: reads run; writes would ask the person.
+    std::fs::write(work.join("hello.txt"), "hi from the scratch").unwrap_or_else(|e| panic!("{e}"));
     let client = connect(&config, &[]).await;
     let names = wait_for_tools(&client, Duration::from_secs(30), |n| !n.is_empty()).await;
-    assert!(names.contains(&"up.write_file".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"files.read_text_file".to_owned()),
+        "{names:?}"
+    );
     let path = work.join("hello.txt").display().to_string();
-    let wrote = call(
-        &client,
-        "up.write_file",
-        json!({"path": path, "content": "hi"}),
-    )
-    .await;
-    assert_ne!(wrote.is_error, Some(true), "{}", text(&wrote));
-    assert_eq!(
-        std::fs::read_to_string(work.join("hello.txt"))
-            .ok()
-            .as_deref(),
-        Some("hi")
+    let read = call(&client, "files.read_text_file", json!({"path": path})).await;
+    assert_ne!(read.is_error, Some(true), "{}", text(&read));
+    assert!(
+        text(&read).contains("hi from the scratch"),
+        "{}",
+        text(&read)
     );
     let _ = client.cancel().await;
 }
@@ -178,21 +185,17 @@ fn a_lock_that_the_registry_no_longer_matches_fails_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_uvx_line_is_installed_by_serve_and_runs_contained() {
+async fn the_uvx_example_is_installed_by_serve_and_runs_contained() {
     let scratch = Scratch::new();
-    let config = launcher_config(
-        &scratch,
-        &["uvx", TIME, "--local-timezone", "UTC"],
-        "tools.get_current_time = { effect = \"read\" }\n",
-    );
+    let config = example(&scratch, "uvx");
     // Not prepared: serve installs it first (saying so), then serves it.
     let client = connect(&config, &[]).await;
     let names = wait_for_tools(&client, Duration::from_secs(60), |n| !n.is_empty()).await;
     assert!(
-        names.contains(&"up.get_current_time".to_owned()),
+        names.contains(&"time.get_current_time".to_owned()),
         "{names:?}"
     );
-    let now = call(&client, "up.get_current_time", json!({"timezone": "UTC"})).await;
+    let now = call(&client, "time.get_current_time", json!({"timezone": "UTC"})).await;
     assert_ne!(now.is_error, Some(true), "{}", text(&now));
     assert!(text(&now).contains("UTC"), "{}", text(&now));
     let _ = client.cancel().await;
@@ -201,8 +204,9 @@ async fn a_uvx_line_is_installed_by_serve_and_runs_contained() {
         lock.contains("registry = \"pypi\"") && lock.contains("integrity = \"sha256:"),
         "{lock}"
     );
-    let (ok, stdout, stderr) = portcullis(&["check"], &config);
+    let (ok, stdout, stderr) = portcullis(&["check", "--start"], &config);
     assert!(ok, "{stderr}");
+    assert!(stdout.contains("time: started ("), "{stdout}");
     assert!(
         stdout.contains("/packages/pypi/mcp-server-time@2026.10.19/bin/python"),
         "{stdout}"
@@ -210,7 +214,7 @@ async fn a_uvx_line_is_installed_by_serve_and_runs_contained() {
 }
 
 #[test]
-fn a_docker_line_runs_with_portcullis_container_options() {
+fn the_docker_example_runs_with_portcullis_container_options() {
     let on_path = std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -220,21 +224,7 @@ fn a_docker_line_runs_with_portcullis_container_options() {
         return;
     }
     let scratch = Scratch::new();
-    let work = scratch.sub("work");
-    let config = launcher_config(
-        &scratch,
-        &[
-            "docker",
-            "run",
-            "-i",
-            "--rm",
-            "-e",
-            "GITHUB_TOKEN",
-            "ghcr.io/github/github-mcp-server",
-            "stdio",
-        ],
-        &format!("roots = {}\n", toml_array(&[work.display().to_string()])),
-    );
+    let config = example(&scratch, "docker");
     let (ok, stdout, stderr) = portcullis(&["check"], &config);
     assert!(ok, "{stderr}");
     assert!(
@@ -246,23 +236,35 @@ fn a_docker_line_runs_with_portcullis_container_options() {
         .find(|line| line.contains(" run --rm -i "))
         .unwrap_or_else(|| panic!("{stdout}"));
     for option in [
-        "--network none",
         "--read-only",
         "--cap-drop ALL",
         "--security-opt no-new-privileges",
         "--pids-limit",
+        // The example grants connect, so the container gets the engine's network.
+        "--network bridge",
     ] {
         assert!(runs.contains(option), "{option}: {runs}");
     }
+    assert!(!runs.contains("--volume"), "no roots, no mounts: {runs}");
     assert!(
-        runs.contains(&format!("--volume {0}:{0}:rw", work.display())),
+        runs.ends_with("-e GITHUB_PERSONAL_ACCESS_TOKEN ghcr.io/github/github-mcp-server stdio"),
         "{runs}"
     );
-    assert!(
-        runs.ends_with("-e GITHUB_TOKEN ghcr.io/github/github-mcp-server stdio"),
-        "{runs}"
+    // With roots and no network grant: mounted at the same path, and no network.
+    let work = scratch.sub("work");
+    let rooted = launcher_config(
+        &scratch,
+        &["docker", "run", "-i", "--rm", "img"],
+        &format!("roots = {}\n", toml_array(&[work.display().to_string()])),
     );
-    // A line that asks for more isolation than Portcullis gives is refused.
+    let (ok, stdout, stderr) = portcullis(&["check"], &rooted);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("--network none"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("--volume {0}:{0}:rw", work.display())),
+        "{stdout}"
+    );
+    // A line that asks for less isolation than Portcullis gives is refused.
     let host = launcher_config(
         &scratch,
         &["docker", "run", "-i", "--network", "host", "img"],
@@ -270,9 +272,9 @@ fn a_docker_line_runs_with_portcullis_container_options() {
     );
     let (ok, _, stderr) = portcullis(&["check"], &host);
     assert!(!ok && stderr.contains("--network"), "{stderr}");
-    // Running an image needs an engine: where none answers, that much is said and no more.
+    // Running the image needs an engine: where none answers, that is said and no more.
     let engine = Command::new("docker").arg("info").output();
     if !engine.is_ok_and(|output| output.status.success()) {
-        eprintln!("not run: no docker engine answers here (`docker info` fails)");
+        eprintln!("not started: no docker engine answers here (`docker info` fails)");
     }
 }

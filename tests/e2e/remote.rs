@@ -190,32 +190,54 @@ fn tools_report(config: &Path) -> String {
         .join("\n")
 }
 
+/// The shipped https example, copied into the scratch directory at the same depth (its
+/// `../../state/tls/ca.pem` lands in the scratch's `state/`), pointed at `port`.
+fn https_example(scratch: &Scratch, port: u16, ca_pem: &str) -> std::path::PathBuf {
+    let source = crate::support::repo_root().join("config/examples/https.toml");
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text.contains("localhost:8443"),
+        "the example names its port"
+    );
+    let dir = scratch.path().join("config/examples");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(scratch.path().join("state/tls")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(scratch.path().join("state/tls/ca.pem"), ca_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let target = dir.join("https.toml");
+    std::fs::write(
+        &target,
+        text.replace("localhost:8443", &format!("localhost:{port}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    target
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn an_https_upstream_is_reached_with_its_ca_file_and_its_header_from_the_environment() {
+async fn the_https_example_is_reached_with_its_ca_file_and_its_header_from_the_environment() {
     let scratch = Scratch::new();
     let fixture = Fixture::start(&scratch.sub("work"));
     let pki = pki(&["localhost"]);
-    let ca_file = scratch.path().join("ca.pem");
-    std::fs::write(&ca_file, &pki.ca_pem).unwrap_or_else(|e| panic!("{e}"));
     let front = TlsFront::start(&pki, fixture.address).await;
-    let config = https_config(&scratch, "localhost", front.port, Some(&ca_file));
+    let config = https_example(&scratch, front.port, &pki.ca_pem);
 
-    let client = connect(&config, &[("E2E_REMOTE_KEY", SECRET)]).await;
+    let client = connect(&config, &[("SEARCH_API_KEY", SECRET)]).await;
     let names = wait_for_tools(&client, Duration::from_secs(20), |n| !n.is_empty()).await;
-    assert!(names.contains(&"remote.echo".to_owned()), "{names:?}");
-    let answer = call(&client, "remote.echo", json!({"text": "over tls"})).await;
+    assert!(names.contains(&"search.echo".to_owned()), "{names:?}");
+    let answer = call(&client, "search.echo", json!({"text": "over tls"})).await;
     assert!(text(&answer).contains("over tls"), "{}", text(&answer));
     let _ = client.cancel().await;
 
     // The header reached the upstream, inside TLS, with the value from the environment.
     let seen = front.seen();
     assert!(
-        seen.contains(&format!("x-test-key: {SECRET}")),
+        seen.contains(&format!("x-api-key: {SECRET}")),
         "headers seen: {seen:.400}"
     );
     // Nothing Portcullis writes holds the value.
-    let evidence =
-        std::fs::read_to_string(scratch.path().join("evidence.jsonl")).unwrap_or_default();
+    let evidence = std::fs::read_to_string(scratch.path().join("state/evidence-https.jsonl"))
+        .unwrap_or_default();
+    assert!(evidence.contains("search"), "the evidence log was written");
     assert!(!evidence.contains(SECRET));
 }
 
