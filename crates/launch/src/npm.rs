@@ -156,3 +156,79 @@ fn entry_point(upstream: &str, package: &Package, dir: &Path) -> Result<String, 
     }
     Ok(entry.display().to_string())
 }
+
+#[cfg(test)]
+#[expect(clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// A package `name` in `dir/node_modules` whose manifest has `bin`, with the files `files`.
+    fn installed(dir: &Path, name: &str, bin: Value, files: &[&str]) {
+        let root = dir.join("node_modules").join(name);
+        std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+        for file in files {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap_or(&root))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let manifest = serde_json::json!({"name": name, "version": "1.0.0", "bin": bin});
+        std::fs::write(root.join("package.json"), manifest.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn package(name: &str, command: Option<&str>) -> Package {
+        Package {
+            via: "npx".to_owned(),
+            name: name.to_owned(),
+            requested: None,
+            command: command.map(str::to_owned),
+            args: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_entry_point_is_the_bin_the_line_names() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        installed(
+            d,
+            "@s/one",
+            serde_json::json!("./dist/index.js"),
+            &["dist/index.js"],
+        );
+        installed(
+            d,
+            "@s/many",
+            serde_json::json!({"many": "bin/main.js", "many-admin": "bin/admin.js"}),
+            &["bin/main.js", "bin/admin.js"],
+        );
+        installed(
+            d,
+            "@s/lonely",
+            serde_json::json!({"other": "cli.js"}),
+            &["cli.js"],
+        );
+        installed(d, "@s/missing", serde_json::json!("gone.js"), &[]);
+        let entry =
+            |name, command| entry_point("u", &package(name, command), d).map_err(|e| e.to_string());
+        assert_eq!(
+            entry("@s/one", None),
+            Ok("node_modules/@s/one/dist/index.js".to_owned())
+        );
+        assert_eq!(
+            entry("@s/many", None),
+            Ok("node_modules/@s/many/bin/main.js".to_owned())
+        );
+        assert_eq!(
+            entry("@s/many", Some("many-admin")),
+            Ok("node_modules/@s/many/bin/admin.js".to_owned())
+        );
+        assert_eq!(
+            entry("@s/lonely", None),
+            Ok("node_modules/@s/lonely/cli.js".to_owned())
+        );
+        assert!(entry("@s/many", Some("nope")).is_err_and(|e| e.contains("no command `nope`")));
+        assert!(entry("@s/missing", None).is_err_and(|e| e.contains("does not contain")));
+    }
+}
