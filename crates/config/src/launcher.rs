@@ -72,38 +72,68 @@ pub(crate) fn launcher(command: &[String]) -> Result<Option<Launcher>, String> {
 
 /// `npx [-y] [-p PKG] SPEC [ARGS]`.
 fn npm(via: &str, rest: &[String]) -> Result<Package, String> {
-    let mut package = None;
+    package(
+        via,
+        rest,
+        &["-y", "--yes", "-q", "--quiet"],
+        &["-p", "--package"],
+        split_npm_spec,
+    )
+}
+
+/// `uvx [--from SPEC] NAME [ARGS]`, `pipx run [--spec SPEC] NAME [ARGS]`.
+fn pypi(via: &str, rest: &[String], from_flag: &str) -> Result<Package, String> {
+    package(via, rest, &["-q", "--quiet"], &[from_flag], split_pypi_spec)
+}
+
+/// Splits a package spec into its name and the version it asks for (`None`: the latest).
+type SplitSpec = fn(&str) -> Result<(String, Option<String>), String>;
+
+/// A package line: the launcher's own options up to the first word (`ignored` ones dropped;
+/// one of `from` names the package, and the first word is then the command to run from it;
+/// any other option is refused), then the server's arguments.
+fn package(
+    via: &str,
+    rest: &[String],
+    ignored: &[&str],
+    from: &[&str],
+    split: SplitSpec,
+) -> Result<Package, String> {
+    let mut spec = None;
     let mut tokens = rest.iter();
-    let positional = loop {
+    let first = loop {
         let Some(token) = tokens.next() else {
             return Err(format!("`{via}` names no package"));
         };
-        match token.as_str() {
-            "-y" | "--yes" | "-q" | "--quiet" => {}
-            "-p" | "--package" => package = tokens.next().cloned(),
-            flag if flag.starts_with("--package=") => {
-                package = flag.strip_prefix("--package=").map(str::to_owned);
-            }
-            flag if flag.starts_with('-') => {
-                return Err(format!(
-                    "`{via}` option `{flag}` is not supported: Portcullis installs the package itself"
-                ));
-            }
-            _ => break token.clone(),
+        let (flag, inline) = match token.split_once('=') {
+            Some((flag, value)) if flag.starts_with('-') => (flag, Some(value.to_owned())),
+            _ => (token.as_str(), None),
+        };
+        if ignored.contains(&flag) {
+            continue;
         }
+        if from.contains(&flag) {
+            spec = inline.or_else(|| tokens.next().cloned());
+            continue;
+        }
+        if flag.starts_with('-') {
+            return Err(format!(
+                "`{via}` option `{flag}` is not supported: Portcullis installs the package itself"
+            ));
+        }
+        break token.clone();
     };
-    let args: Vec<String> = tokens.cloned().collect();
-    let (spec, command) = match package {
-        Some(spec) => (spec, Some(positional)),
-        None => (positional, None),
+    let (spec, command) = match spec {
+        Some(spec) => (spec, Some(first)),
+        None => (first, None),
     };
-    let (name, requested) = split_npm_spec(&spec)?;
+    let (name, requested) = split(&spec)?;
     Ok(Package {
         via: via.to_owned(),
         name,
         requested,
         command,
-        args,
+        args: tokens.cloned().collect(),
     })
 }
 
@@ -133,43 +163,6 @@ fn split_npm_spec(spec: &str) -> Result<(String, Option<String>), String> {
     }
     let version = version.filter(|v| !v.is_empty()).map(str::to_owned);
     Ok((name.to_owned(), version))
-}
-
-/// `uvx [--from SPEC] NAME [ARGS]`, `pipx run [--spec SPEC] NAME [ARGS]`.
-fn pypi(via: &str, rest: &[String], from_flag: &str) -> Result<Package, String> {
-    let mut from = None;
-    let mut tokens = rest.iter();
-    let positional = loop {
-        let Some(token) = tokens.next() else {
-            return Err(format!("`{via}` names no package"));
-        };
-        match token.as_str() {
-            "-q" | "--quiet" => {}
-            flag if flag == from_flag => from = tokens.next().cloned(),
-            flag if flag.starts_with(&format!("{from_flag}=")) => {
-                from = flag.split_once('=').map(|(_, spec)| spec.to_owned());
-            }
-            flag if flag.starts_with('-') => {
-                return Err(format!(
-                    "`{via}` option `{flag}` is not supported: Portcullis installs the package itself"
-                ));
-            }
-            _ => break token.clone(),
-        }
-    };
-    let args: Vec<String> = tokens.cloned().collect();
-    let (spec, command) = match from {
-        Some(spec) => (spec, Some(positional)),
-        None => (positional, None),
-    };
-    let (name, requested) = split_pypi_spec(&spec)?;
-    Ok(Package {
-        via: via.to_owned(),
-        name,
-        requested,
-        command,
-        args,
-    })
 }
 
 /// `name`, `name==version`, `name@version` (uvx's form); no extras, ranges, paths or URLs.
