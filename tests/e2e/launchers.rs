@@ -278,3 +278,37 @@ fn the_docker_example_runs_with_portcullis_container_options() {
         eprintln!("not started: no docker engine answers here (`docker info` fails)");
     }
 }
+
+#[test]
+fn prepare_says_plainly_when_the_registry_is_unreachable_or_has_no_such_package() {
+    let scratch = Scratch::new();
+    let config = launcher_config(&scratch, &["npx", "-y", FILESYSTEM, "/tmp"], "");
+    // No network: the registry is a closed loopback port, and the cache is empty.
+    let output = Command::new(bin("portcullis"))
+        .args(["prepare", "--config"])
+        .arg(&config)
+        .env("npm_config_registry", "http://127.0.0.1:9/")
+        .env("npm_config_cache", scratch.path().join("empty-cache"))
+        .env("npm_config_fetch_retries", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("upstream `up`") && said.contains("could not be reached"),
+        "{said}"
+    );
+    assert!(lock_of(&config).is_empty(), "nothing was locked");
+
+    let missing = launcher_config(
+        &scratch,
+        &[
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-that-does-not-exist-e2e",
+        ],
+        "",
+    );
+    let (ok, _, stderr) = portcullis(&["prepare"], &missing);
+    assert!(!ok && stderr.contains("no such package"), "{stderr}");
+}

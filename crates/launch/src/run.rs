@@ -59,26 +59,44 @@ pub(crate) fn run(
     let said = String::from_utf8_lossy(&output.stderr);
     let tail: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail
-        .get(tail.len().saturating_sub(6)..)
+        .get(tail.len().saturating_sub(4)..)
         .unwrap_or_default()
         .join(" | ");
     Err(LaunchError::upstream(
         upstream,
-        format!(
-            "{what} failed ({}): {tail}{}",
-            output.status,
-            if said.contains("ENOTFOUND")
-                || said.contains("EAI_AGAIN")
-                || said.contains("Could not find a version")
-                || said.contains("No matching distribution")
-                || said.contains("404")
-            {
-                " (is the package name right, and can this machine reach its registry?)"
-            } else {
-                ""
-            }
-        ),
+        format!("{what} failed: {}; it said: {tail}", plain_reason(&said)),
     ))
+}
+
+/// What an installer's output says went wrong, in plain words.
+fn plain_reason(said: &str) -> &'static str {
+    const UNREACHABLE: &[&str] = &[
+        "ECONNREFUSED",
+        "ENOTFOUND",
+        "EAI_AGAIN",
+        "ETIMEDOUT",
+        "ECONNRESET",
+        "ENETUNREACH",
+        "Failed to establish a new connection",
+        "Temporary failure in name resolution",
+        "Network is unreachable",
+    ];
+    const MISSING: &[&str] = &[
+        "E404",
+        "404 Not Found",
+        "could not be found",
+        "No matching distribution found",
+        "Could not find a version that satisfies",
+        "ETARGET",
+        "No matching version found",
+    ];
+    if UNREACHABLE.iter().any(|needle| said.contains(needle)) {
+        "its registry could not be reached (is this machine offline, or behind a proxy npm or pip is not told about?)"
+    } else if MISSING.iter().any(|needle| said.contains(needle)) {
+        "the registry has no such package, or no such version of it"
+    } else {
+        "see its own words below"
+    }
 }
 
 fn program_of(command: &Command) -> String {
