@@ -161,8 +161,17 @@ fn split_npm_spec(spec: &str) -> Result<(String, Option<String>), String> {
             "`{spec}` is not an npm registry package (a path, URL or git source cannot be pinned); publish it, or run it with `node` and the path"
         ));
     }
-    let version = version.filter(|v| !v.is_empty()).map(str::to_owned);
-    Ok((name.to_owned(), version))
+    let version = version.filter(|v| !v.is_empty());
+    // A version, range or tag: never another source (`file:`, `git+…`, `npm:` aliases, URLs).
+    if version.is_some_and(|v| {
+        !v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" .^~<>=*|+-".contains(&b))
+    }) {
+        return Err(format!(
+            "`{spec}` does not name a version of a registry package (`name@1.2.3`, a range, or a tag); another source cannot be pinned"
+        ));
+    }
+    Ok((name.to_owned(), version.map(str::to_owned)))
 }
 
 /// `name`, `name==version`, `name@version` (uvx's form); no extras, ranges, paths or URLs.
@@ -351,6 +360,9 @@ mod tests {
             "npx --registry x pkg",
             "npx -y",
             "uvx git+https://x/y",
+            "npx pkg@file:/tmp/evil",
+            "npx pkg@npm:other@1",
+            "npx pkg@https://x/y.tgz",
             "uvx pkg>=1",
             "uvx --python 3.12 pkg",
             "pipx install pkg",

@@ -87,6 +87,9 @@ impl Lock {
                 ),
             ));
         }
+        if let Some(bad) = file.packages.iter().find_map(unsafe_entry) {
+            return Err(LaunchError::lock(&path, bad));
+        }
         Ok(Lock {
             path,
             packages: file.packages,
@@ -140,6 +143,35 @@ impl Lock {
     }
 }
 
+/// Why an entry cannot be used: its name, version or entry point would lead out of its own
+/// install directory (a lock file is edited by hand and reviewed in git; it is input).
+pub(crate) fn unsafe_entry(locked: &Locked) -> Option<String> {
+    let plain = |text: &str| {
+        !text.is_empty()
+            && !text.starts_with('.')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+!".contains(&b))
+    };
+    let name_ok = match locked.name.strip_prefix('@') {
+        Some(scoped) => scoped
+            .split_once('/')
+            .is_some_and(|(scope, bare)| plain(scope) && plain(bare)),
+        None => plain(&locked.name),
+    };
+    let entry = Path::new(&locked.entry);
+    let entry_ok = entry.is_relative()
+        && entry
+            .components()
+            .all(|part| matches!(part, std::path::Component::Normal(_)));
+    (!(name_ok && plain(&locked.version) && entry_ok)).then(|| {
+        format!(
+            "its entry for upstream `{}` names a package, version or entry point that is not a plain name ({} {} {})",
+            locked.upstream, locked.name, locked.version, locked.entry
+        )
+    })
+}
+
 #[cfg(test)]
 #[expect(clippy::panic, reason = "tests")]
 mod tests {
@@ -182,7 +214,7 @@ mod tests {
             "version = 9\n",
             "{",
         ] {
-            std::fs::write(dir.path().join("portcullis.lock"), text)
+            std::fs::write(dir.path().join("portcullis.lock"), &text)
                 .unwrap_or_else(|e| panic!("{e}"));
             let error = Lock::beside(&config).err().map(|e| e.to_string());
             assert!(

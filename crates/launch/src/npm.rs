@@ -65,6 +65,11 @@ pub(crate) fn install(
             ),
         ));
     }
+    // What the registry said becomes a path: it must be a plain name.
+    if let Some(bad) = crate::lock::unsafe_entry(&installed) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(LaunchError::upstream(upstream, bad));
+    }
     let target = install_dir(packages, &installed);
     let _ = std::fs::remove_dir_all(&target);
     std::fs::rename(&staging, &target).map_err(|error| {

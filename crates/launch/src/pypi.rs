@@ -43,6 +43,10 @@ pub(crate) fn install(
             package.command.as_deref().unwrap_or(&package.name)
         ),
     };
+    // What the registry said becomes a path: it must be a plain name.
+    if let Some(bad) = crate::lock::unsafe_entry(&installed) {
+        return Err(LaunchError::upstream(upstream, bad));
+    }
     // A virtual environment holds its own path: it is made where it stays.
     let dir = install_dir(packages, &installed);
     let _ = std::fs::remove_dir_all(&dir);
