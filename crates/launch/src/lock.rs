@@ -209,11 +209,30 @@ mod tests {
     fn a_corrupt_lock_is_an_error_not_an_empty_lock() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let config = dir.path().join("portcullis.toml");
-        for text in [
-            "version = 1\n[[package]]\nupstream = 3\n",
-            "version = 9\n",
-            "{",
-        ] {
+        // Entries whose name, version or entry point would lead out of their directory.
+        let escaping = |field: &str, value: &str| {
+            let mut bad = entry("a");
+            match field {
+                "name" => bad.name = value.to_owned(),
+                "version" => bad.version = value.to_owned(),
+                _ => bad.entry = value.to_owned(),
+            }
+            let file = LockFile {
+                version: VERSION,
+                packages: vec![bad],
+            };
+            toml::to_string(&file).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let texts = [
+            "version = 1\n[[package]]\nupstream = 3\n".to_owned(),
+            "version = 9\n".to_owned(),
+            "{".to_owned(),
+            escaping("name", "../../etc"),
+            escaping("version", "1.0.0/../../../x"),
+            escaping("entry", "../../bin/sh"),
+            escaping("entry", "/bin/sh"),
+        ];
+        for text in texts {
             std::fs::write(dir.path().join("portcullis.lock"), &text)
                 .unwrap_or_else(|e| panic!("{e}"));
             let error = Lock::beside(&config).err().map(|e| e.to_string());
@@ -224,5 +243,12 @@ mod tests {
                 "{text}: {error:?}"
             );
         }
+        // The same entry with plain names is read.
+        std::fs::write(
+            dir.path().join("portcullis.lock"),
+            escaping("name", "@scope/pkg"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Lock::beside(&config).is_ok());
     }
 }
