@@ -99,31 +99,21 @@ fn package(
     from: &[&str],
     split: SplitSpec,
 ) -> Result<Package, String> {
-    let mut spec = None;
-    let mut tokens = rest.iter();
-    let first = loop {
-        let Some(token) = tokens.next() else {
-            return Err(format!("`{via}` names no package"));
-        };
-        let (flag, inline) = match token.split_once('=') {
-            Some((flag, value)) if flag.starts_with('-') => (flag, Some(value.to_owned())),
-            _ => (token.as_str(), None),
-        };
+    let line = options(rest, |flag| {
         if ignored.contains(&flag) {
-            continue;
-        }
-        if from.contains(&flag) {
-            spec = inline.or_else(|| tokens.next().cloned());
-            continue;
-        }
-        if flag.starts_with('-') {
-            return Err(format!(
+            Ok(Take::Drop)
+        } else if from.contains(&flag) {
+            Ok(Take::Value)
+        } else {
+            Err(format!(
                 "`{via}` option `{flag}` is not supported: Portcullis installs the package itself"
-            ));
+            ))
         }
-        break token.clone();
+    })?;
+    let Some(first) = line.first else {
+        return Err(format!("`{via}` names no package"));
     };
-    let (spec, command) = match spec {
+    let (spec, command) = match line.kept.into_iter().find_map(|(_, value)| value) {
         Some(spec) => (spec, Some(first)),
         None => (first, None),
     };
@@ -133,7 +123,59 @@ fn package(
         name,
         requested,
         command,
-        args: tokens.cloned().collect(),
+        args: line.rest,
+    })
+}
+
+/// What a launcher does with one of its own options.
+enum Take {
+    /// Dropped: Portcullis does what it asks anyway.
+    Drop,
+    /// Kept, alone.
+    Flag,
+    /// Kept with its value (`--opt value` or `--opt=value`).
+    Value,
+}
+
+/// A launcher line after its program: the options kept, the first word that is not an option,
+/// and the words after it.
+struct Line {
+    kept: Vec<(String, Option<String>)>,
+    first: Option<String>,
+    rest: Vec<String>,
+}
+
+/// Reads the options before the first word, each as `take` says (an error refuses the line).
+fn options(words: &[String], take: impl Fn(&str) -> Result<Take, String>) -> Result<Line, String> {
+    let mut kept = Vec::new();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) if flag.starts_with('-') => (flag, Some(value.to_owned())),
+            _ => (word.as_str(), None),
+        };
+        if !flag.starts_with('-') {
+            return Ok(Line {
+                kept,
+                first: Some(word.clone()),
+                rest: words.cloned().collect(),
+            });
+        }
+        match take(flag)? {
+            Take::Drop => {}
+            Take::Flag => kept.push((flag.to_owned(), None)),
+            Take::Value => {
+                let Some(value) = inline.or_else(|| words.next().cloned()) else {
+                    return Err(format!("`{flag}` needs a value"));
+                };
+                kept.push((flag.to_owned(), Some(value)));
+            }
+        }
+    }
+    Ok(Line {
+        kept,
+        first: None,
+        rest: Vec::new(),
     })
 }
 
@@ -214,43 +256,31 @@ const FLAGS_IMPLIED: &[&str] = &["-i", "--interactive", "--rm"];
 /// `docker run [OPTIONS] IMAGE [ARGS]`: isolation options are refused, since Portcullis sets
 /// them (network, mounts, user, capabilities, limits); environment and entry options are kept.
 fn container(engine: &str, rest: &[String]) -> Result<ContainerRun, String> {
-    let mut options = Vec::new();
-    let mut tokens = rest.iter();
-    let image = loop {
-        let Some(token) = tokens.next() else {
-            return Err(format!("`{engine} run` names no image"));
-        };
-        let (flag, inline) = match token.split_once('=') {
-            Some((flag, value)) if flag.starts_with('-') => (flag, Some(value.to_owned())),
-            _ => (token.as_str(), None),
-        };
+    let line = options(rest, |flag| {
         if FLAGS_IMPLIED.contains(&flag) {
-            continue;
-        }
-        if FLAGS_KEPT.contains(&flag) {
-            options.push(flag.to_owned());
-            continue;
-        }
-        if VALUED_KEPT.contains(&flag) {
-            let Some(value) = inline.or_else(|| tokens.next().cloned()) else {
-                return Err(format!("`{flag}` needs a value"));
-            };
-            options.push(flag.to_owned());
-            options.push(value);
-            continue;
-        }
-        if flag.starts_with('-') {
-            return Err(format!(
+            Ok(Take::Drop)
+        } else if FLAGS_KEPT.contains(&flag) {
+            Ok(Take::Flag)
+        } else if VALUED_KEPT.contains(&flag) {
+            Ok(Take::Value)
+        } else {
+            Err(format!(
                 "`{engine} run` option `{flag}` is not supported: Portcullis sets the container's network, mounts (from `roots`), user, capabilities and limits itself"
-            ));
+            ))
         }
-        break token.clone();
+    })?;
+    let Some(image) = line.first else {
+        return Err(format!("`{engine} run` names no image"));
     };
     Ok(ContainerRun {
         engine: engine.to_owned(),
         image,
-        options,
-        args: tokens.cloned().collect(),
+        options: line
+            .kept
+            .into_iter()
+            .flat_map(|(flag, value)| std::iter::once(flag).chain(value))
+            .collect(),
+        args: line.rest,
     })
 }
 
