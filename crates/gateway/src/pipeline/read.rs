@@ -160,7 +160,10 @@ impl PortcullisServer {
                 .map_err(|message| McpError::internal_error(message, None))?;
         }
         // A final result (not a round still waiting for the person) reached the session.
-        if answer.as_ref().is_ok_and(|response| R::complete(response).is_some()) {
+        if answer
+            .as_ref()
+            .is_ok_and(|response| R::complete(response).is_some())
+        {
             self.taint_if_untrusted(context, &envelope, upstream);
         }
         answer
