@@ -14,8 +14,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Portcullis, Scratch, Target, bin, fixture_upstream, portcullis_stdio, repo_root, result_text,
-    toml_array, ts_client,
+    Config, Identity, Portcullis, Scratch, Target, Tool, Upstream, bin, fixture_policy,
+    portcullis_stdio, repo_root, result_text, ts_client,
 };
 
 fn audit(args: &[&str]) -> (bool, String, String) {
@@ -41,19 +41,26 @@ pub(crate) fn records(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// alice, under the fixture policy `policy`, and `fx` (untrusted) with a read, a write and a
+/// send.
 fn config(scratch: &Scratch, work: &Path, policy: &str) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.write_file = {{ effect = \"write\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n",
-        toml_array(&[repo_root().join(policy).display().to_string()]),
-        fixture_upstream(work, &[]),
-    ))
+    let fx = Upstream::fixture("fx", work)
+        .tool("echo", Tool::read())
+        .tool("write_file", Tool::write())
+        .tool("send_message", Tool::send().scopes(&["mail.send"]));
+    scratch.config(
+        Config::new()
+            .identity(Identity::user("alice"))
+            .policy(fixture_policy(policy))
+            .upstream(fx),
+    )
 }
 
 #[test]
 fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/identity.cedar");
+    let config = config(&scratch, &work, "identity.cedar");
     let argv = portcullis_stdio(&config);
     let stdio = Target::Stdio(&argv);
     let call = |tool: &str, args: &str| {
@@ -207,7 +214,7 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
 fn a_log_that_cannot_be_written_stops_side_effects() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/permit-all.cedar");
+    let config = config(&scratch, &work, "permit-all.cedar");
     let portcullis = Portcullis::http(&config);
     let http = Target::Http(&portcullis.url);
     let write = |path: &str| {
@@ -273,7 +280,7 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
 async fn killing_portcullis_under_load_loses_no_record_of_an_answered_call() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/permit-all.cedar");
+    let config = config(&scratch, &work, "permit-all.cedar");
     let mut portcullis = Portcullis::http(&config);
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(
@@ -374,14 +381,18 @@ fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let metrics_port = crate::support::free_port();
-    let config = scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[http]\nmetrics = \"127.0.0.1:{metrics_port}\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n\n[[upstream]]\nname = \"broken\"\ncommand = [\"false\"]\n",
-        toml_array(&[repo_root()
-            .join("fixtures/policy/identity.cedar")
-            .display()
-            .to_string()]),
-        fixture_upstream(&work, &[]),
-    ));
+    // Beside `fx`, an upstream that never starts.
+    let fx = Upstream::fixture("fx", &work)
+        .tool("echo", Tool::read())
+        .tool("send_message", Tool::send().scopes(&["mail.send"]));
+    let config = scratch.config(
+        Config::new()
+            .identity(Identity::user("alice"))
+            .metrics(&format!("127.0.0.1:{metrics_port}"))
+            .policy(fixture_policy("identity.cedar"))
+            .upstream(fx)
+            .upstream(Upstream::command("broken", ["false"])),
+    );
     let portcullis = Portcullis::http(&config);
     assert!(
         portcullis.log().contains(&format!(
@@ -530,7 +541,7 @@ fn attribute(span: &Value, key: &str) -> Option<String> {
 fn exported_spans_carry_the_evidence_ids_of_their_call() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/identity.cedar");
+    let config = config(&scratch, &work, "identity.cedar");
     let (port, bodies) = collector(Duration::from_secs(60));
     let endpoint = format!("http://127.0.0.1:{port}");
     let mut portcullis = Portcullis::http_with_env(
@@ -629,14 +640,12 @@ fn exported_spans_carry_the_evidence_ids_of_their_call() {
 fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_the_next_start() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ntrusted = true\n{}tools.slow = {{ effect = \"read\" }}\n",
-        toml_array(&[repo_root()
-            .join("fixtures/policy/permit-all.cedar")
-            .display()
-            .to_string()]),
-        fixture_upstream(&work, &[]),
-    ));
+    let fx = Upstream::fixture("fx", &work).tool("slow", Tool::read());
+    let config = scratch.config(
+        Config::relay()
+            .identity(Identity::user("alice"))
+            .upstream(fx),
+    );
     let log = scratch.path().join("state/evidence.jsonl");
     let blocker = scratch.path().join("state/evidence.jsonl.head.tmp");
     let mut portcullis = Portcullis::http(&config);

@@ -18,7 +18,7 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
 use crate::rust_client::text;
-use crate::support::{Scratch, bin, fixture_upstream};
+use crate::support::{Config, Scratch, Upstream, bin};
 
 /// A client that answers every question with `accept, confirm=true` and records what it saw.
 #[derive(Clone, Default)]
@@ -100,10 +100,7 @@ async fn start(
 
 fn fixture_config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}",
-        fixture_upstream(&work, &[])
-    ));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
     (config, work)
 }
 
