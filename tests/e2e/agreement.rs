@@ -7,10 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use crate::rust_client::{connect, text};
+use crate::rust_client::{connect, request, text};
 use crate::support::{Config, Identity, Scratch, Tool, Upstream, bin, fixture_policy};
 
 const CASES: usize = 200;
@@ -142,11 +141,7 @@ fn explained(config: &Path, tool: &str, arguments: &Value, tainted: bool) -> Cla
 }
 
 async fn served(client: &crate::rust_client::Client, tool: &str, arguments: &Value) -> Class {
-    let arguments = arguments.as_object().cloned().unwrap_or_default();
-    match client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
-        .await
-    {
+    match client.call_tool(request(tool, arguments.clone())).await {
         Err(error) => {
             let message = error.to_string();
             assert!(message.contains("unknown tool"), "{tool}: {message}");

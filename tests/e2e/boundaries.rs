@@ -13,9 +13,8 @@ use std::time::Duration;
 use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
-    ElicitationAction, GetPromptRequestParams, Implementation, ProtocolVersion,
-    ReadResourceRequestParams,
+    CallToolRequestParams, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    GetPromptRequestParams, ProtocolVersion, ReadResourceRequestParams,
 };
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext, RoleClient,
@@ -24,7 +23,7 @@ use rmcp::service::{
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
-use crate::rust_client::{call, text};
+use crate::rust_client::{call, client_info, question, request, serve_command, text, tool_names};
 use crate::support::{
     Config, Identity, Scratch, Tool, Upstream, bin, fixture_policy, repo_root, shipped_policy,
 };
@@ -46,10 +45,7 @@ impl ClientHandler for Observer {
         } else {
             json!({})
         };
-        ClientConfig::new(
-            serde_json::from_value::<ClientCapabilities>(capabilities).unwrap_or_default(),
-            Implementation::new("e2e-observer", "1"),
-        )
+        client_info(capabilities, "e2e-observer")
     }
 
     async fn create_elicitation(
@@ -57,13 +53,8 @@ impl ClientHandler for Observer {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        let message = match &request {
-            ElicitRequestParams::FormElicitationParams { message, .. }
-            | ElicitRequestParams::UrlElicitationParams { message, .. } => message.clone(),
-            _ => String::new(),
-        };
         if let Ok(mut questions) = self.questions.lock() {
-            questions.push(message);
+            questions.push(question(&request));
         }
         Ok(if self.approve {
             ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true}))
@@ -97,11 +88,8 @@ async fn start(
     observer: Observer,
     lifecycle: ClientLifecycleMode,
 ) -> RunningService<RoleClient, Observer> {
-    let mut command = tokio::process::Command::new(bin("portcullis"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .stderr(std::process::Stdio::null());
+    let mut command = serve_command(config);
+    command.stderr(std::process::Stdio::null());
     let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
     let client = observer
         .serve_with_lifecycle(transport, lifecycle)
@@ -128,16 +116,6 @@ fn events(config: &Path) -> Vec<Value> {
         .map(|dir| dir.join("state/evidence.jsonl"))
         .unwrap_or_default();
     crate::evidence::records(&log)
-}
-
-async fn tool_names(client: &RunningService<RoleClient, Observer>) -> Vec<String> {
-    client
-        .list_all_tools()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect()
 }
 
 /// alice, with everything permitted, and the fixture `fx` (trusted) whose echo is a read.
@@ -414,14 +392,7 @@ async fn over_stdio_a_tool_needing_scopes_the_identity_lacks_is_neither_listed_n
     assert!(tools.contains(&"fx.read_file".to_owned()), "{tools:?}");
     assert!(!tools.contains(&"fx.echo".to_owned()), "{tools:?}");
     let refused = client
-        .call_tool(
-            CallToolRequestParams::new("fx.echo").with_arguments(
-                json!({"text": "x"})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        )
+        .call_tool(request("fx.echo", json!({"text": "x"})))
         .await
         .err()
         .map(|e| e.to_string())
@@ -511,28 +482,14 @@ async fn after_untrusted_content_a_read_that_can_reach_the_network_asks_first() 
         .await;
     let read = read.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(read.contains("could carry data out"), "{read}");
-    let prompt = client
-        .get_prompt(
-            GetPromptRequestParams::new("fx.greet").with_arguments(
-                json!({"name": long_url.clone()})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        )
-        .await;
+    let greet = |name: &str| {
+        let arguments = json!({ "name": name }).as_object().cloned();
+        GetPromptRequestParams::new("fx.greet").with_arguments(arguments.unwrap_or_default())
+    };
+    let prompt = client.get_prompt(greet(&long_url)).await;
     let prompt = prompt.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(prompt.contains("could carry data out"), "{prompt}");
-    let greeted = client
-        .get_prompt(
-            GetPromptRequestParams::new("fx.greet").with_arguments(
-                json!({"name": "Ada"})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        )
-        .await;
+    let greeted = client.get_prompt(greet("Ada")).await;
     assert!(greeted.is_ok(), "{greeted:?}");
     let _ = client.cancel().await;
     // The evidence holds the declined intent with the URL, and no run of it.
@@ -654,10 +611,7 @@ fn nothing_an_upstream_says_can_forge_a_log_line_or_reach_the_terminal() {
     let portcullis =
         crate::support::Portcullis::http_with_env(&config, &[("PORTCULLIS_LOG", "debug")]);
     let url = portcullis.url.clone();
-    let failed = crate::support::ts_client(
-        &crate::support::Target::Http(&url),
-        &["--scenario", "call", "--tool", "h.solo", "--args", "{}"],
-    );
+    let failed = crate::support::ts_call(&crate::support::Target::Http(&url), "h.solo", "{}");
     assert!(failed.to_string().contains("forged line"), "{failed}");
     assert!(
         portcullis.wait_for_log("forged line", Duration::from_secs(10)),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::evidence::records;
 use crate::support::{
-    Config, Portcullis, Scratch, Target, Upstream, filesystem_server, result_text, ts_client,
+    Config, Portcullis, Scratch, Target, Upstream, filesystem_server, result_text, ts_call,
     wait_until,
 };
 
@@ -66,17 +66,7 @@ fn write(path: &Path, text: &str) {
 
 /// Calls `tool` through Portcullis with the official TypeScript client; the result's text.
 fn call_text(portcullis: &Portcullis, tool: &str, arguments: &Value) -> (Value, String) {
-    let observed = ts_client(
-        &Target::Http(&portcullis.url),
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            tool,
-            "--args",
-            &arguments.to_string(),
-        ],
-    );
+    let observed = ts_call(&Target::Http(&portcullis.url), tool, &arguments.to_string());
     let text = result_text(&observed["result"]);
     (observed, text)
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Config, Identity, Portcullis, Scratch, Target, Tool, Upstream, bin, fixture_policy,
-    portcullis_stdio, repo_root, result_text, ts_client,
+    portcullis_stdio, repo_root, result_text, ts_call, ts_client,
 };
 
 fn audit(args: &[&str]) -> (bool, String, String) {
@@ -63,12 +63,7 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let config = config(&scratch, &work, "identity.cedar");
     let argv = portcullis_stdio(&config);
     let stdio = Target::Stdio(&argv);
-    let call = |tool: &str, args: &str| {
-        ts_client(
-            &stdio,
-            &["--scenario", "call", "--tool", tool, "--args", args],
-        )
-    };
+    let call = |tool: &str, args: &str| ts_call(&stdio, tool, args);
     let listed = ts_client(&stdio, &["--scenario", "list"]);
     assert!(
         listed["tools"].as_array().is_some_and(|t| !t.is_empty()),
@@ -218,16 +213,10 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
     let portcullis = Portcullis::http(&config);
     let http = Target::Http(&portcullis.url);
     let write = |path: &str| {
-        ts_client(
+        ts_call(
             &http,
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.write_file",
-                "--args",
-                &format!(r#"{{"path":"{path}","content":"x"}}"#),
-            ],
+            "fx.write_file",
+            &format!(r#"{{"path":"{path}","content":"x"}}"#),
         )
     };
     write("first.txt");
@@ -403,30 +392,10 @@ fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
     );
     let http = Target::Http(&portcullis.url);
     for _ in 0..2 {
-        let echoed = ts_client(
-            &http,
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.echo",
-                "--args",
-                r#"{"text":"m"}"#,
-            ],
-        );
+        let echoed = ts_call(&http, "fx.echo", r#"{"text":"m"}"#);
         assert_eq!(result_text(&echoed["result"]), "m", "{echoed}");
     }
-    ts_client(
-        &http,
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            "fx.delete_file",
-            "--args",
-            r#"{"path":"m.txt"}"#,
-        ],
-    );
+    ts_call(&http, "fx.delete_file", r#"{"path":"m.txt"}"#);
     let (status, scrape) = crate::support::raw_http(
         metrics_port,
         &format!(
@@ -551,16 +520,10 @@ fn exported_spans_carry_the_evidence_ids_of_their_call() {
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
-    let echoed = ts_client(
+    let echoed = ts_call(
         &Target::Http(&portcullis.url),
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            "fx.echo",
-            "--args",
-            r#"{"text":"traced"}"#,
-        ],
+        "fx.echo",
+        r#"{"text":"traced"}"#,
     );
     assert_eq!(result_text(&echoed["result"]), "traced", "{echoed}");
     // A clean stop flushes the spans still buffered.
@@ -652,17 +615,7 @@ fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_t
     let url = portcullis.url.clone();
     // The call's intent is recorded; while it runs, the log stops being writable.
     let caller = std::thread::spawn(move || {
-        ts_client(
-            &Target::Http(&url),
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.slow",
-                "--args",
-                r#"{"ms":3000,"steps":1}"#,
-            ],
-        )
+        ts_call(&Target::Http(&url), "fx.slow", r#"{"ms":3000,"steps":1}"#)
     });
     // Acknowledged, not merely written: the head file names the intent's line (blocking the
     // head before that would fail the intent, and the call would not run at all).
@@ -732,17 +685,7 @@ fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_t
     // Portcullis killed while a call runs: its outcome is recorded as lost at the next start.
     let url = again.url.clone();
     let caller = std::thread::spawn(move || {
-        ts_client(
-            &Target::Http(&url),
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.slow",
-                "--args",
-                r#"{"ms":5000,"steps":1}"#,
-            ],
-        )
+        ts_call(&Target::Http(&url), "fx.slow", r#"{"ms":5000,"steps":1}"#)
     });
     assert!(
         crate::support::wait_until(Duration::from_secs(20), || intents().len() == 2),

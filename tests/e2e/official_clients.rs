@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Config, Portcullis, Scratch, Target, Upstream, everything_server, filesystem_server, names,
-    portcullis_stdio, py_client, result_text, ts_client,
+    portcullis_stdio, py_client, result_text, ts_call, ts_client,
 };
 
 /// Three upstreams: server-everything, server-filesystem and the fixture on one work directory.
@@ -112,16 +112,10 @@ fn a_write_through_one_upstream_is_read_through_another() {
     let (config, work) = three_upstreams(&scratch);
     let stdio = portcullis_stdio(&config);
     let target = Target::Stdio(&stdio);
-    let wrote = ts_client(
+    let wrote = ts_call(
         &target,
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            "fixture.write_file",
-            "--args",
-            r#"{"path":"notes/plan.txt","content":"relayed faithfully"}"#,
-        ],
+        "fixture.write_file",
+        r#"{"path":"notes/plan.txt","content":"relayed faithfully"}"#,
     );
     assert_ne!(wrote["result"]["isError"], true, "{wrote}");
     let path = work.join("notes/plan.txt");

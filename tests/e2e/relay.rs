@@ -8,7 +8,7 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
-use crate::rust_client::{call, connect, text, tool_names, wait_for_tools};
+use crate::rust_client::{call, connect, serve_command, text, tool_names, wait_for_tools};
 use crate::support::{Config, Scratch, Upstream, bin};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,9 +97,8 @@ async fn a_stateless_client_lists_and_calls() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
-    let mut command = tokio::process::Command::new(bin("portcullis"));
-    command.args(["serve", "--config"]).arg(&config);
-    let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
+    let transport =
+        TokioChildProcess::new(serve_command(&config)).unwrap_or_else(|e| panic!("{e}"));
     let client = ()
         .serve_with_lifecycle(
             transport,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::model::ClientConfig;
 #[expect(
     deprecated,
     reason = "roots are deprecated upstream; session-era clients still offer them"
@@ -20,8 +20,8 @@ use rmcp::service::{RequestContext, RoleClient, RunningService, ServiceExt};
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
-use crate::rust_client::{call, text};
-use crate::support::{Config, Identity, Scratch, Upstream, bin, filesystem_server};
+use crate::rust_client::{call, client_info, serve_command, text, wait_until_listed};
+use crate::support::{Config, Identity, Scratch, Upstream, filesystem_server};
 
 /// A client that offers `roots` (none: it offers no roots capability at all).
 #[derive(Clone)]
@@ -36,10 +36,7 @@ impl ClientHandler for RootsClient {
         } else {
             json!({})
         };
-        ClientConfig::new(
-            serde_json::from_value::<ClientCapabilities>(capabilities).unwrap_or_default(),
-            Implementation::new("e2e-roots", "1"),
-        )
+        client_info(capabilities, "e2e-roots")
     }
 
     #[expect(deprecated, reason = "roots are deprecated upstream")]
@@ -62,29 +59,14 @@ async fn connect(
     config: &Path,
     roots: Option<Arc<Mutex<Vec<String>>>>,
 ) -> RunningService<RoleClient, RootsClient> {
-    let mut command = tokio::process::Command::new(bin("portcullis"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .stderr(std::process::Stdio::null());
+    let mut command = serve_command(config);
+    command.stderr(std::process::Stdio::null());
     let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
     let client = RootsClient { roots }
         .serve(transport)
         .await
         .unwrap_or_else(|e| panic!("cannot connect: {e}"));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while client
-        .list_all_tools()
-        .await
-        .map(|t| t.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no tools within 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until_listed(&client, std::time::Duration::from_secs(30)).await;
     client
 }
 
