@@ -7,21 +7,34 @@
 use std::path::Path;
 use std::process::Command;
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use crate::rust_client::{connect, text};
-use crate::support::{Scratch, bin, fixture_upstream, repo_root, toml_array};
+use crate::rust_client::{connect, request, text};
+use crate::support::{Config, Identity, Scratch, Tool, Upstream, bin, fixture_policy};
 
 const CASES: usize = 200;
 
-/// Identities as `[identity.local]` bodies: user, groups, tenant, scopes.
-const IDENTITIES: [&str; 4] = [
-    "user = \"alice\"\ngroups = [\"eng\"]\ntenant = \"acme\"\nscopes = [\"files.write\", \"mail.send\"]\n",
-    "user = \"bob\"\ngroups = [\"sales\"]\ntenant = \"acme\"\nscopes = []\n",
-    "user = \"carol\"\ngroups = []\ntenant = \"globex\"\nscopes = [\"mail.send\"]\n",
-    "user = \"dave\"\ngroups = [\"eng\"]\ntenant = \"globex\"\nscopes = [\"files.write\"]\n",
-];
+/// The local identities the cases act as: user, groups, tenant, scopes.
+fn identities() -> [Identity; 4] {
+    [
+        Identity::user("alice")
+            .groups(&["eng"])
+            .tenant("acme")
+            .scopes(&["files.write", "mail.send"]),
+        Identity::user("bob")
+            .groups(&["sales"])
+            .tenant("acme")
+            .scopes(&[]),
+        Identity::user("carol")
+            .groups(&[])
+            .tenant("globex")
+            .scopes(&["mail.send"]),
+        Identity::user("dave")
+            .groups(&["eng"])
+            .tenant("globex")
+            .scopes(&["files.write"]),
+    ]
+}
 
 const TOOLS: [&str; 6] = [
     "fx.echo",
@@ -70,18 +83,26 @@ fn arguments(tool: &str, case: usize, pick: usize) -> Value {
     }
 }
 
-fn config(scratch: &Scratch, identity: &str) -> std::path::PathBuf {
-    let work = scratch.sub("work");
-    let web = scratch.sub("web");
-    scratch.config(&format!(
-        "[identity.local]\n{identity}\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ntrusted = true\n{}tools.echo = {{ effect = \"read\" }}\ntools.read_file = {{ effect = \"read\" }}\ntools.write_file = {{ effect = \"write\" }}\ntools.delete_file = {{ effect = \"destructive\", scopes = [\"files.write\"] }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"], recipients = [\"/to\"] }}\n\n[[upstream]]\nname = \"web\"\n{}tools.echo = {{ effect = \"read\" }}\n",
-        toml_array(&[repo_root()
-            .join("fixtures/policy/identity.cedar")
-            .display()
-            .to_string()]),
-        fixture_upstream(&work, &[]),
-        fixture_upstream(&web, &[]),
-    ))
+/// `fx`, trusted with its tools classified, and `web`, untrusted, under the identity policy.
+fn config(scratch: &Scratch, identity: Identity) -> std::path::PathBuf {
+    let fx = Upstream::fixture("fx", &scratch.sub("work"))
+        .trusted()
+        .tool("echo", Tool::read())
+        .tool("read_file", Tool::read())
+        .tool("write_file", Tool::write())
+        .tool("delete_file", Tool::destructive().scopes(&["files.write"]))
+        .tool(
+            "send_message",
+            Tool::send().scopes(&["mail.send"]).recipients(&["/to"]),
+        );
+    let web = Upstream::fixture("web", &scratch.sub("web")).tool("echo", Tool::read());
+    scratch.config(
+        Config::new()
+            .identity(identity)
+            .policy(fixture_policy("identity.cedar"))
+            .upstream(fx)
+            .upstream(web),
+    )
 }
 
 fn explained(config: &Path, tool: &str, arguments: &Value, tainted: bool) -> Class {
@@ -120,11 +141,7 @@ fn explained(config: &Path, tool: &str, arguments: &Value, tainted: bool) -> Cla
 }
 
 async fn served(client: &crate::rust_client::Client, tool: &str, arguments: &Value) -> Class {
-    let arguments = arguments.as_object().cloned().unwrap_or_default();
-    match client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
-        .await
-    {
+    match client.call_tool(request(tool, arguments.clone())).await {
         Err(error) => {
             let message = error.to_string();
             assert!(message.contains("unknown tool"), "{tool}: {message}");
@@ -145,10 +162,11 @@ async fn served(client: &crate::rust_client::Client, tool: &str, arguments: &Val
 
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_and_serve_decide_every_generated_call_alike() {
+    let identities = identities();
     let mut generator = Cases(0x005e_ed0f_ca11);
-    let mut plan: Vec<Vec<(usize, &str, Value)>> = vec![Vec::new(); IDENTITIES.len() * 2];
+    let mut plan: Vec<Vec<(usize, &str, Value)>> = vec![Vec::new(); identities.len() * 2];
     for case in 0..CASES {
-        let identity = generator.next(IDENTITIES.len());
+        let identity = generator.next(identities.len());
         let tainted = generator.next(2);
         let tool = TOOLS[generator.next(TOOLS.len())];
         let pick = generator.next(2);
@@ -157,10 +175,10 @@ async fn explain_and_serve_decide_every_generated_call_alike() {
     let mut compared = 0;
     let mut seen = std::collections::BTreeSet::new();
     for (slot, calls) in plan.iter().enumerate() {
-        let identity = IDENTITIES[slot / 2];
+        let identity = &identities[slot / 2];
         let tainted = slot % 2 == 1;
         let scratch = Scratch::new();
-        let config = config(&scratch, identity);
+        let config = config(&scratch, identity.clone());
         let client = connect(&config, &[]).await;
         if tainted {
             // Content from the untrusted upstream `web` reaches the session.

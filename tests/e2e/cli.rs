@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{Scratch, bin, repo_root};
+use crate::support::{Config, Credential, Scratch, Tool, Upstream, bin, repo_root};
 
 fn check(config: &std::path::Path) -> (bool, String, String) {
     let output = Command::new(bin("portcullis"))
@@ -60,7 +60,9 @@ fn the_shipped_config_checks_clean() {
 fn check_shows_an_uncontained_upstream_loudly_and_refuses_an_unenforceable_sandbox() {
     let scratch = Scratch::new();
     let config = scratch.config(
-        "[[upstream]]\nname = \"open\"\ncommand = [\"true\"]\nsandbox = { contain = false }\n\n[[upstream]]\nname = \"remote\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+        Config::new()
+            .upstream(Upstream::command("open", ["true"]).uncontained())
+            .upstream(Upstream::url("remote", "http://127.0.0.1:9/mcp")),
     );
     let (ok, stdout, stderr) = check(&config);
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
@@ -77,6 +79,7 @@ fn check_shows_an_uncontained_upstream_loudly_and_refuses_an_unenforceable_sandb
     let scratch = Scratch::new();
     std::os::unix::fs::symlink("loop", scratch.path().join("loop"))
         .unwrap_or_else(|e| panic!("{e}"));
+    // Test data: the config `check` is to refuse.
     let config = scratch.config(
         "[[upstream]]\nname = \"looped\"\ncommand = [\"true\"]\nsandbox = { read_only = [\"loop\"] }\n",
     );
@@ -94,6 +97,7 @@ fn check_shows_an_uncontained_upstream_loudly_and_refuses_an_unenforceable_sandb
 #[test]
 fn errors_name_file_line_and_column() {
     let scratch = Scratch::new();
+    // Test data: malformed on purpose, and the positions of its mistakes are checked.
     let config = scratch.config(
         "[server]\nnamespacing = \"flat\"\n\n[[upstream]]\nname = \"a b\"\ncommand = [\"x\"]\n",
     );
@@ -113,6 +117,7 @@ fn errors_name_file_line_and_column() {
 #[test]
 fn missing_programs_are_reported_by_upstream() {
     let scratch = Scratch::new();
+    // Test data: the config `check` is to refuse.
     let config =
         scratch.config("[[upstream]]\nname = \"ghost\"\ncommand = [\"./no/such/server\"]\n");
     let (ok, _, stderr) = check(&config);
@@ -126,7 +131,7 @@ fn missing_programs_are_reported_by_upstream() {
 #[test]
 fn serve_refuses_a_non_loopback_listener() {
     let scratch = Scratch::new();
-    let config = scratch.config("[[upstream]]\nname = \"a\"\ncommand = [\"true\"]\n");
+    let config = scratch.config(Config::new().upstream(Upstream::command("a", ["true"])));
     let output = Command::new(bin("portcullis"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -155,11 +160,10 @@ fn portcullis(args: &[&str], config: &std::path::Path) -> (bool, String, String)
 fn with_policy(scratch: &Scratch, text: &str) -> std::path::PathBuf {
     let policies = scratch.sub("policies");
     std::fs::write(policies.join("local.cedar"), text).unwrap_or_else(|e| panic!("{e}"));
-    let work = scratch.sub("work");
-    scratch.config(&format!(
-        "[policy]\npolicies = [\"policies\"]\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.delete_file = {{ effect = \"destructive\", scopes = [\"files.write\"] }}\n",
-        crate::support::fixture_upstream(&work, &[])
-    ))
+    let fx = Upstream::fixture("fx", &scratch.sub("work"))
+        .tool("echo", Tool::read())
+        .tool("delete_file", Tool::destructive().scopes(&["files.write"]));
+    scratch.config(Config::new().policy("policies").upstream(fx))
 }
 
 const HIDE_DELETES_FROM_SALES: &str = r#"@id("all")
@@ -350,7 +354,9 @@ fn explain_acts_as_the_local_identity_and_knows_scopes_and_taint() {
 fn serve_refuses_a_missing_or_short_request_state_key() {
     let scratch = Scratch::new();
     let config = scratch.config(
-        "[server]\nstate_key_env = \"PORTCULLIS_E2E_STATE_KEY\"\n\n[[upstream]]\nname = \"a\"\ncommand = [\"true\"]\n",
+        Config::new()
+            .state_key_env("PORTCULLIS_E2E_STATE_KEY")
+            .upstream(Upstream::command("a", ["true"])),
     );
     for (value, expected) in [
         (
@@ -378,24 +384,16 @@ fn serve_refuses_a_missing_or_short_request_state_key() {
 #[test]
 fn check_describes_credentials_and_needs_their_variables() {
     let scratch = Scratch::new();
-    let config = scratch.config(
-        r#"[[upstream]]
-name = "mail"
-url = "https://mail.example/mcp"
-
-[upstream.credential]
-kind = "oauth"
-issuer = "https://login.example"
-client_id = "portcullis"
-client_secret_env = "E2E_MAIL_SECRET"
-scopes = ["mail.read"]
-
-[[upstream]]
-name = "search"
-url = "https://search.example/mcp"
-credential = { kind = "api_key", env = "E2E_SEARCH_KEY", header = "X-Api-Key" }
-"#,
+    let mail = Upstream::url("mail", "https://mail.example/mcp").credential(
+        Credential::oauth()
+            .issuer("https://login.example")
+            .client_id("portcullis")
+            .client_secret_env("E2E_MAIL_SECRET")
+            .scopes(&["mail.read"]),
     );
+    let search = Upstream::url("search", "https://search.example/mcp")
+        .credential(Credential::api_key("E2E_SEARCH_KEY").header("X-Api-Key"));
+    let config = scratch.config(Config::new().upstream(mail).upstream(search));
     let run = |env: &[(&str, &str)]| {
         let output = Command::new(bin("portcullis"))
             .args(["check", "--config"])

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::evidence::records;
 use crate::support::{
-    Portcullis, Scratch, Target, filesystem_server, fixture_upstream, result_text, toml_array,
-    ts_client, wait_until,
+    Config, Portcullis, Scratch, Target, Upstream, filesystem_server, result_text, ts_call,
+    wait_until,
 };
 
 const EACCES: i64 = 13;
@@ -66,17 +66,7 @@ fn write(path: &Path, text: &str) {
 
 /// Calls `tool` through Portcullis with the official TypeScript client; the result's text.
 fn call_text(portcullis: &Portcullis, tool: &str, arguments: &Value) -> (Value, String) {
-    let observed = ts_client(
-        &Target::Http(&portcullis.url),
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            tool,
-            "--args",
-            &arguments.to_string(),
-        ],
-    );
+    let observed = ts_call(&Target::Http(&portcullis.url), tool, &arguments.to_string());
     let text = result_text(&observed["result"]);
     (observed, text)
 }
@@ -123,14 +113,17 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
 
     // Portcullis's own argument check is off for both (it would refuse the paths first): the
     // kernel alone must stop the contained one.
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"hostile\"\n{}check_paths = false\ninherit_env = [\"HOME\", \"PORTCULLIS_E2E_GRANTED\"]\nsandbox = {{ tcp_connect = [{granted_port}] }}\n\n\
-         # Uncontained on purpose: the same attempts must work without a sandbox, or the\n\
-         # contained upstream's failures would prove nothing.\n\
-         [[upstream]]\nname = \"open\"\n{}check_paths = false\ninherit_env = [\"HOME\"]\nsandbox = {{ contain = false }}\n",
-        fixture_upstream(&work, &[]),
-        fixture_upstream(&open_work, &[]),
-    ));
+    let hostile = Upstream::fixture("hostile", &work)
+        .without_path_check()
+        .inherit_env(&["HOME", "PORTCULLIS_E2E_GRANTED"])
+        .tcp_connect(&[granted_port]);
+    // Uncontained on purpose: the same attempts must work without a sandbox, or the contained
+    // upstream's failures would prove nothing.
+    let open = Upstream::fixture("open", &open_work)
+        .without_path_check()
+        .inherit_env(&["HOME"])
+        .uncontained();
+    let config = scratch.config(Config::relay().upstream(hostile).upstream(open));
     let portcullis = Portcullis::http_with_env(
         &config,
         &[
@@ -338,10 +331,7 @@ fn a_hostile_upstream_cannot_leave_its_sandbox() {
 fn every_start_records_its_sandbox_and_a_restart_prepares_it_again() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}",
-        fixture_upstream(&work, &[])
-    ));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
     let portcullis = Portcullis::http(&config);
     let ready = "upstream is ready upstream=fx";
     assert!(portcullis.wait_for_log(ready, Duration::from_secs(20)));
@@ -376,11 +366,11 @@ fn a_sandbox_that_cannot_be_built_stops_the_start_and_is_retried() {
     // its refusal takes the same path with the sandbox crate's message naming the missing ABI.)
     let looped = scratch.path().join("loop");
     std::os::unix::fs::symlink("loop", &looped).unwrap_or_else(|e| panic!("{e}"));
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"broken\"\n{}sandbox = {{ read_only = [\"loop\"] }}\n\n[[upstream]]\nname = \"fine\"\n{}",
-        fixture_upstream(&work, &[]),
-        fixture_upstream(&work, &[]),
-    ));
+    let config = scratch.config(
+        Config::relay()
+            .upstream(Upstream::fixture("broken", &work).read_only(&["loop"]))
+            .upstream(Upstream::fixture("fine", &work)),
+    );
     let portcullis = Portcullis::http(&config);
     let reason = format!(
         "it cannot be contained: cannot open sandbox path `{}`",
@@ -435,13 +425,11 @@ fn the_filesystem_server_allowed_everything_reaches_only_its_root() {
     // is told no roots either): its own checks pass everything, and only the sandbox, granting
     // one root, stands between it and the rest of the machine. `rooted` is configured as usual
     // (its root as its argument, the argument check on), for what `files` cannot do.
-    let work_dir = toml_array(&[work.display().to_string()]);
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"files\"\ncommand = {}\nroots = {work_dir}\ncheck_paths = false\n\n\
-         [[upstream]]\nname = \"rooted\"\ncommand = {}\nroots = {work_dir}\n",
-        toml_array(&filesystem_server(Path::new("/"))),
-        toml_array(&filesystem_server(&work)),
-    ));
+    let files = Upstream::command("files", filesystem_server(Path::new("/")))
+        .roots(&[&work])
+        .without_path_check();
+    let rooted = Upstream::command("rooted", filesystem_server(&work)).roots(&[&work]);
+    let config = scratch.config(Config::relay().upstream(files).upstream(rooted));
     let portcullis = Portcullis::http(&config);
     let path = |path: &Path| path.display().to_string();
     let read = |file: &Path| {
@@ -519,12 +507,13 @@ fn two_upstreams_with_different_grants_cannot_see_each_others_files_or_secrets()
     write(&b.join("mine.txt"), "b's file\n");
     // Each gets its own secret in its own environment; the argument check is off, so only the
     // kernel and the scrubbed environment stand between them.
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"a\"\n{}check_paths = false\nenv = {{ A_SECRET = \"secret-of-a\" }}\n\n\
-         [[upstream]]\nname = \"b\"\n{}check_paths = false\nenv = {{ B_SECRET = \"secret-of-b\" }}\n",
-        fixture_upstream(&a, &[]),
-        fixture_upstream(&b, &[]),
-    ));
+    let a_upstream = Upstream::fixture("a", &a)
+        .without_path_check()
+        .env("A_SECRET", "secret-of-a");
+    let b_upstream = Upstream::fixture("b", &b)
+        .without_path_check()
+        .env("B_SECRET", "secret-of-b");
+    let config = scratch.config(Config::relay().upstream(a_upstream).upstream(b_upstream));
     let portcullis = Portcullis::http(&config);
     let path = |path: &Path| path.display().to_string();
     for (me, other, my_secret, their_secret) in [

@@ -11,29 +11,29 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    OpenIdProvider, Portcullis, Scratch, Target, bin, free_port, node_module, repo_root,
-    result_text, ts_client, wait_until,
+    Auth, Config, Credential, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, bin,
+    free_port, node_module, repo_root, result_text, ts_client, wait_until,
 };
 
 /// The store's key in every test (the grep test looks for it in every output).
 const STORE_KEY: &str = "credential-store-key-for-the-e2e-tests-0123456789";
 
 /// The fixture upstream, validating tokens of `issuer`; killed on drop.
-struct Upstream {
+struct Fixture {
     child: Child,
     url: String,
     record: PathBuf,
     scratch: PathBuf,
 }
 
-impl Drop for Upstream {
+impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Upstream {
+impl Fixture {
     fn start(port: u16, issuer: &str, scratch: &Path) -> Self {
         Self::start_for(port, issuer, scratch, "auto")
     }
@@ -88,35 +88,75 @@ impl Upstream {
 /// A provider in upstream mode, the upstream, and Portcullis (HTTP, so its log is kept).
 struct Delegation {
     provider: OpenIdProvider,
-    upstream: Upstream,
+    upstream: Fixture,
     portcullis: Portcullis,
+    /// Portcullis's config, and the file it was written to.
+    settings: Config,
     config: PathBuf,
     scratch: Scratch,
     callback: u16,
 }
 
-struct Options<'a> {
+struct Options {
     /// Access-token lifetime at the upstream.
-    token_ttl: &'a str,
-    /// Extra `[upstream]` lines for `mail`.
-    mail: &'a str,
+    token_ttl: &'static str,
+    /// The rules of `mail`'s tools.
+    tools: Vec<(&'static str, Tool)>,
     /// Portcullis as a resource server of the same provider (two users with their tokens).
     authenticated: bool,
-    /// Extra lines of `[upstream.credential]`.
-    credential: &'a str,
-    /// Its kind.
-    kind: &'a str,
+    /// `mail`'s credential; `delegation` adds the provider, Portcullis's client there and the
+    /// scope every grant asks for.
+    credential: Credential,
 }
 
-const DEFAULTS: Options<'static> = Options {
-    token_ttl: "300",
-    mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\" }",
-    authenticated: false,
-    credential: "",
-    kind: "oauth",
-};
+fn defaults() -> Options {
+    Options {
+        token_ttl: "300",
+        tools: vec![("echo", Tool::read()), ("send_message", Tool::send())],
+        authenticated: false,
+        credential: Credential::oauth(),
+    }
+}
 
-fn delegation(options: Options<'_>) -> Delegation {
+/// `mail`'s tools when its send needs the `mail.send` scope at the upstream.
+fn scoped_send() -> Vec<(&'static str, Tool)> {
+    let send = Tool::send().upstream_scopes(&["mail.send"]);
+    vec![("echo", Tool::read()), ("send_message", send)]
+}
+
+/// Portcullis's config: `mail` at `upstream_url` with the credential of `options`, the
+/// credential store, its callback on `callback`, and bearer tokens when `authenticated`.
+fn settings(
+    options: Options,
+    provider: &OpenIdProvider,
+    upstream_url: &str,
+    resource: &str,
+    callback: u16,
+) -> Config {
+    let credential = options
+        .credential
+        .issuer(&provider.issuer)
+        .client_id("portcullis")
+        .client_secret_env("E2E_CLIENT_SECRET")
+        .scopes(&["mail.read"])
+        .loopback();
+    let mail = options.tools.into_iter().fold(
+        Upstream::url("mail", upstream_url).trusted(),
+        |mail, (name, rules)| mail.tool(name, rules),
+    );
+    let settings = Config::new()
+        .evidence("evidence.jsonl")
+        .credential_store("credentials.enc", "E2E_STORE_KEY")
+        .credential_callback(&format!("127.0.0.1:{callback}"))
+        .upstream(mail.credential(credential));
+    if options.authenticated {
+        settings.http_auth(Auth::new(&provider.issuer, resource).leeway_secs(0))
+    } else {
+        settings
+    }
+}
+
+fn delegation(options: Options) -> Delegation {
     let scratch = Scratch::new();
     let upstream_port = free_port();
     let portcullis_port = free_port();
@@ -135,45 +175,9 @@ fn delegation(options: Options<'_>) -> Delegation {
             &issued.display().to_string(),
         ],
     );
-    let upstream = Upstream::start(upstream_port, &provider.issuer, scratch.path());
-    let auth = if options.authenticated {
-        format!(
-            "[http.auth]\nissuer = \"{}\"\nresource = \"{resource}\"\nleeway_secs = 0\n",
-            provider.issuer
-        )
-    } else {
-        String::new()
-    };
-    let config = scratch.config(&format!(
-        r#"[server]
-evidence = "evidence.jsonl"
-
-[credentials]
-store = "credentials.enc"
-key_env = "E2E_STORE_KEY"
-callback = "127.0.0.1:{callback}"
-
-{auth}
-[[upstream]]
-name = "mail"
-url = "{upstream_url}"
-trusted = true
-{mail}
-
-[upstream.credential]
-kind = "{kind}"
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret_env = "E2E_CLIENT_SECRET"
-scopes = ["mail.read"]
-loopback = true
-{credential}
-"#,
-        issuer = provider.issuer,
-        mail = options.mail,
-        credential = options.credential,
-        kind = options.kind,
-    ));
+    let upstream = Fixture::start(upstream_port, &provider.issuer, scratch.path());
+    let settings = settings(options, &provider, &upstream_url, &resource, callback);
+    let config = scratch.config(&settings);
     let secret = provider.ready["portcullis_client_secret"]
         .as_str()
         .unwrap_or_else(|| panic!("no client secret: {}", provider.ready))
@@ -187,6 +191,7 @@ loopback = true
         provider,
         upstream,
         portcullis,
+        settings,
         config,
         scratch,
         callback,
@@ -223,16 +228,12 @@ impl Delegation {
     /// another callback port shares the store.
     fn login(&self, extra: &[&str]) -> String {
         let other = free_port();
-        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
         let login_config = self.scratch.path().join("login.toml");
-        std::fs::write(
-            &login_config,
-            text.replace(
-                &format!("callback = \"127.0.0.1:{}\"", self.callback),
-                &format!("callback = \"127.0.0.1:{other}\""),
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let settings = self
+            .settings
+            .clone()
+            .credential_callback(&format!("127.0.0.1:{other}"));
+        std::fs::write(&login_config, settings.to_string()).unwrap_or_else(|e| panic!("{e}"));
         let mut login = Command::new(bin("portcullis"))
             .args(["login", "--config"])
             .arg(&login_config)
@@ -346,7 +347,7 @@ const JWT_PREFIX: &str = "eyJhbGciOi";
 
 #[test]
 fn the_first_call_sends_the_person_to_sign_in_and_the_upstream_gets_their_own_token() {
-    let setup = delegation(DEFAULTS);
+    let setup = delegation(defaults());
     let observed = setup.call(
         "mail.echo",
         r#"{"text":"hello"}"#,
@@ -421,7 +422,7 @@ fn the_first_call_sends_the_person_to_sign_in_and_the_upstream_gets_their_own_to
 fn two_users_each_reach_the_upstream_with_their_own_token_never_the_clients() {
     let setup = delegation(Options {
         authenticated: true,
-        ..DEFAULTS
+        ..defaults()
     });
     let mut inbound = Vec::new();
     for user in ["alice", "bob"] {
@@ -483,7 +484,7 @@ fn sha256_hex(text: &str) -> String {
 
 #[test]
 fn a_denied_or_impossible_sign_in_runs_nothing() {
-    let setup = delegation(DEFAULTS);
+    let setup = delegation(defaults());
     // Denied on Portcullis's consent page.
     let denied = setup.call(
         "mail.echo",
@@ -529,7 +530,7 @@ fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
     // Tokens live 2 s: each call after the first needs a refresh.
     let setup = delegation(Options {
         token_ttl: "2",
-        ..DEFAULTS
+        ..defaults()
     });
     let first = setup.sign_in("alice");
     std::thread::sleep(Duration::from_secs(3));
@@ -588,7 +589,7 @@ fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
 
 #[test]
 fn a_scope_the_upstream_demands_is_asked_for_before_the_next_call() {
-    let setup = delegation(DEFAULTS);
+    let setup = delegation(defaults());
     let approve = r#"{"approve":true}"#;
     let args = r#"{"to":"bob@example.com","subject":"s","body":"b"}"#;
     // The grant has mail.read only: the upstream answers 403 insufficient_scope, and
@@ -635,7 +636,7 @@ fn a_scope_the_upstream_demands_is_asked_for_before_the_next_call() {
 
 #[test]
 fn login_and_logout_from_a_terminal() {
-    let setup = delegation(DEFAULTS);
+    let setup = delegation(defaults());
     let said = setup.login(&[]);
     assert!(said.contains("authorised `mail`"), "{said}");
     let env = setup.env();
@@ -668,7 +669,7 @@ fn login_and_logout_from_a_terminal() {
 
 #[test]
 fn a_stateless_client_is_sent_to_sign_in_through_an_input_required_result() {
-    let setup = delegation(DEFAULTS);
+    let setup = delegation(defaults());
     let observed = crate::support::py_client(
         &setup.target(),
         &[
@@ -704,9 +705,9 @@ fn a_stateless_client_is_sent_to_sign_in_through_an_input_required_result() {
 fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool() {
     let setup = delegation(Options {
         authenticated: true,
-        credential: "exchange = true",
-        mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\", upstream_scopes = [\"mail.send\"] }",
-        ..DEFAULTS
+        credential: Credential::oauth().exchange(),
+        tools: scoped_send(),
+        ..defaults()
     });
     let token = setup.provider.token("alice");
     let header = format!("Authorization: Bearer {token}");
@@ -775,8 +776,8 @@ fn the_clients_token_is_exchanged_for_one_narrowed_to_the_upstream_and_the_tool(
 #[test]
 fn a_service_credential_acts_for_everyone_and_every_record_says_service() {
     let setup = delegation(Options {
-        kind: "client_credentials",
-        ..DEFAULTS
+        credential: Credential::client_credentials(),
+        ..defaults()
     });
     let observed = setup.call("mail.echo", r#"{"text":"as the service"}"#, &[]);
     assert_eq!(texts(&observed), vec!["as the service"], "{observed}");
@@ -814,9 +815,9 @@ fn a_service_credential_acts_for_everyone_and_every_record_says_service() {
 #[test]
 fn tools_the_grant_cannot_call_are_hidden_until_it_can() {
     let setup = delegation(Options {
-        credential: "hide_tools = true",
-        mail: "tools.echo = { effect = \"read\" }\ntools.send_message = { effect = \"send\", upstream_scopes = [\"mail.send\"] }",
-        ..DEFAULTS
+        credential: Credential::oauth().hide_tools(),
+        tools: scoped_send(),
+        ..defaults()
     });
     let before = setup.listed();
     assert!(before.contains(&"mail.echo".to_owned()), "{before:?}");
@@ -847,7 +848,7 @@ fn tools_the_grant_cannot_call_are_hidden_until_it_can() {
 
 #[test]
 fn an_upstream_that_refuses_the_token_gets_one_refresh_and_one_retry() {
-    let mut setup = delegation(DEFAULTS);
+    let mut setup = delegation(defaults());
     setup.sign_in("alice");
     // The upstream comes back as the resource server of another audience: it refuses every
     // token Portcullis holds for it (401 invalid_token), the refreshed one too.
@@ -862,7 +863,7 @@ fn an_upstream_that_refuses_the_token_gets_one_refresh_and_one_retry() {
     let _ = setup.upstream.child.kill();
     let _ = setup.upstream.child.wait();
     let elsewhere = format!("http://127.0.0.1:{port}/elsewhere");
-    setup.upstream = Upstream::start_for(
+    setup.upstream = Fixture::start_for(
         port,
         &setup.provider.issuer,
         setup.scratch.path(),
@@ -912,31 +913,23 @@ fn an_api_key_goes_in_its_own_header_to_its_own_upstream_only() {
         }));
     }
     let key = "the-service-api-key-0123456789";
-    let config = scratch.config(&format!(
-        r#"[server]
-evidence = "evidence.jsonl"
-
-[[upstream]]
-name = "keyed"
-url = "http://127.0.0.1:{keyed_port}/mcp"
-trusted = true
-tools.headers = {{ effect = "read" }}
-credential = {{ kind = "api_key", env = "E2E_API_KEY", header = "X-Api-Key" }}
-
-[[upstream]]
-name = "plain"
-url = "http://127.0.0.1:{plain_port}/mcp"
-trusted = true
-tools.headers = {{ effect = "read" }}
-
-[[upstream]]
-name = "bearer"
-url = "http://127.0.0.1:{bearer_port}/mcp"
-trusted = true
-tools.headers = {{ effect = "read" }}
-credential = {{ kind = "api_key", env = "E2E_API_KEY" }}
-"#
-    ));
+    // Three fixtures, each echoing the headers it received: one with a key in its own header,
+    // one with none, and one with a key as a bearer token.
+    let upstream = |name: &str, port: u16| {
+        Upstream::url(name, &format!("http://127.0.0.1:{port}/mcp"))
+            .trusted()
+            .tool("headers", Tool::read())
+    };
+    let keyed = Credential::api_key("E2E_API_KEY").header("X-Api-Key");
+    let config = scratch.config(
+        Config::new()
+            .evidence("evidence.jsonl")
+            .upstream(upstream("keyed", keyed_port).credential(keyed))
+            .upstream(upstream("plain", plain_port))
+            .upstream(
+                upstream("bearer", bearer_port).credential(Credential::api_key("E2E_API_KEY")),
+            ),
+    );
     let portcullis = Portcullis::http_with_env(&config, &[("E2E_API_KEY", key)]);
     let target = Target::Http(&portcullis.url);
     let answers = std::cell::RefCell::new(String::new());
@@ -999,8 +992,8 @@ credential = {{ kind = "api_key", env = "E2E_API_KEY" }}
 #[test]
 fn a_cancelled_delegated_call_is_cancelled_upstream() {
     let setup = delegation(Options {
-        mail: "tools.echo = { effect = \"read\" }\ntools.slow = { effect = \"read\" }",
-        ..DEFAULTS
+        tools: vec![("echo", Tool::read()), ("slow", Tool::read())],
+        ..defaults()
     });
     // Sign in first, so that the cancellation below is the slow call's alone.
     setup.sign_in("alice");

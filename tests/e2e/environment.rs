@@ -6,16 +6,16 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::rust_client::{call, connect, text, wait_for_tools};
-use crate::support::{Scratch, fixture_upstream};
+use crate::support::{Config, Scratch, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_and_explicit_variables_reach_the_upstream() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}env = {{ FIXTURE_MARKER = \"from-config\" }}\ninherit_env = [\"PORTCULLIS_E2E_SHARED\"]\n",
-        fixture_upstream(&work, &[])
-    ));
+    let fx = Upstream::fixture("fx", &work)
+        .env("FIXTURE_MARKER", "from-config")
+        .inherit_env(&["PORTCULLIS_E2E_SHARED"]);
+    let config = scratch.config(Config::relay().upstream(fx));
     let client = connect(
         &config,
         &[

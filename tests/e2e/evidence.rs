@@ -14,8 +14,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Portcullis, Scratch, Target, bin, fixture_upstream, portcullis_stdio, repo_root, result_text,
-    toml_array, ts_client,
+    Config, Identity, Portcullis, Scratch, Target, Tool, Upstream, bin, fixture_policy,
+    portcullis_stdio, repo_root, result_text, ts_call, ts_client,
 };
 
 fn audit(args: &[&str]) -> (bool, String, String) {
@@ -41,27 +41,29 @@ pub(crate) fn records(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// alice, under the fixture policy `policy`, and `fx` (untrusted) with a read, a write and a
+/// send.
 fn config(scratch: &Scratch, work: &Path, policy: &str) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.write_file = {{ effect = \"write\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n",
-        toml_array(&[repo_root().join(policy).display().to_string()]),
-        fixture_upstream(work, &[]),
-    ))
+    let fx = Upstream::fixture("fx", work)
+        .tool("echo", Tool::read())
+        .tool("write_file", Tool::write())
+        .tool("send_message", Tool::send().scopes(&["mail.send"]));
+    scratch.config(
+        Config::new()
+            .identity(Identity::user("alice"))
+            .policy(fixture_policy(policy))
+            .upstream(fx),
+    )
 }
 
 #[test]
 fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/identity.cedar");
+    let config = config(&scratch, &work, "identity.cedar");
     let argv = portcullis_stdio(&config);
     let stdio = Target::Stdio(&argv);
-    let call = |tool: &str, args: &str| {
-        ts_client(
-            &stdio,
-            &["--scenario", "call", "--tool", tool, "--args", args],
-        )
-    };
+    let call = |tool: &str, args: &str| ts_call(&stdio, tool, args);
     let listed = ts_client(&stdio, &["--scenario", "list"]);
     assert!(
         listed["tools"].as_array().is_some_and(|t| !t.is_empty()),
@@ -207,20 +209,14 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
 fn a_log_that_cannot_be_written_stops_side_effects() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/permit-all.cedar");
+    let config = config(&scratch, &work, "permit-all.cedar");
     let portcullis = Portcullis::http(&config);
     let http = Target::Http(&portcullis.url);
     let write = |path: &str| {
-        ts_client(
+        ts_call(
             &http,
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.write_file",
-                "--args",
-                &format!(r#"{{"path":"{path}","content":"x"}}"#),
-            ],
+            "fx.write_file",
+            &format!(r#"{{"path":"{path}","content":"x"}}"#),
         )
     };
     write("first.txt");
@@ -273,7 +269,7 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
 async fn killing_portcullis_under_load_loses_no_record_of_an_answered_call() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/permit-all.cedar");
+    let config = config(&scratch, &work, "permit-all.cedar");
     let mut portcullis = Portcullis::http(&config);
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(
@@ -374,14 +370,18 @@ fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let metrics_port = crate::support::free_port();
-    let config = scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[http]\nmetrics = \"127.0.0.1:{metrics_port}\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\n{}tools.echo = {{ effect = \"read\" }}\ntools.send_message = {{ effect = \"send\", scopes = [\"mail.send\"] }}\n\n[[upstream]]\nname = \"broken\"\ncommand = [\"false\"]\n",
-        toml_array(&[repo_root()
-            .join("fixtures/policy/identity.cedar")
-            .display()
-            .to_string()]),
-        fixture_upstream(&work, &[]),
-    ));
+    // Beside `fx`, an upstream that never starts.
+    let fx = Upstream::fixture("fx", &work)
+        .tool("echo", Tool::read())
+        .tool("send_message", Tool::send().scopes(&["mail.send"]));
+    let config = scratch.config(
+        Config::new()
+            .identity(Identity::user("alice"))
+            .metrics(&format!("127.0.0.1:{metrics_port}"))
+            .policy(fixture_policy("identity.cedar"))
+            .upstream(fx)
+            .upstream(Upstream::command("broken", ["false"])),
+    );
     let portcullis = Portcullis::http(&config);
     assert!(
         portcullis.log().contains(&format!(
@@ -392,30 +392,10 @@ fn the_metrics_endpoint_counts_calls_decisions_and_upstream_health() {
     );
     let http = Target::Http(&portcullis.url);
     for _ in 0..2 {
-        let echoed = ts_client(
-            &http,
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.echo",
-                "--args",
-                r#"{"text":"m"}"#,
-            ],
-        );
+        let echoed = ts_call(&http, "fx.echo", r#"{"text":"m"}"#);
         assert_eq!(result_text(&echoed["result"]), "m", "{echoed}");
     }
-    ts_client(
-        &http,
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            "fx.delete_file",
-            "--args",
-            r#"{"path":"m.txt"}"#,
-        ],
-    );
+    ts_call(&http, "fx.delete_file", r#"{"path":"m.txt"}"#);
     let (status, scrape) = crate::support::raw_http(
         metrics_port,
         &format!(
@@ -530,7 +510,7 @@ fn attribute(span: &Value, key: &str) -> Option<String> {
 fn exported_spans_carry_the_evidence_ids_of_their_call() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "fixtures/policy/identity.cedar");
+    let config = config(&scratch, &work, "identity.cedar");
     let (port, bodies) = collector(Duration::from_secs(60));
     let endpoint = format!("http://127.0.0.1:{port}");
     let mut portcullis = Portcullis::http_with_env(
@@ -540,16 +520,10 @@ fn exported_spans_carry_the_evidence_ids_of_their_call() {
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
-    let echoed = ts_client(
+    let echoed = ts_call(
         &Target::Http(&portcullis.url),
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            "fx.echo",
-            "--args",
-            r#"{"text":"traced"}"#,
-        ],
+        "fx.echo",
+        r#"{"text":"traced"}"#,
     );
     assert_eq!(result_text(&echoed["result"]), "traced", "{echoed}");
     // A clean stop flushes the spans still buffered.
@@ -629,31 +603,19 @@ fn exported_spans_carry_the_evidence_ids_of_their_call() {
 fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_the_next_start() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.config(&format!(
-        "[identity.local]\nuser = \"alice\"\n\n[policy]\npolicies = {}\n\n[[upstream]]\nname = \"fx\"\ntrusted = true\n{}tools.slow = {{ effect = \"read\" }}\n",
-        toml_array(&[repo_root()
-            .join("fixtures/policy/permit-all.cedar")
-            .display()
-            .to_string()]),
-        fixture_upstream(&work, &[]),
-    ));
+    let fx = Upstream::fixture("fx", &work).tool("slow", Tool::read());
+    let config = scratch.config(
+        Config::relay()
+            .identity(Identity::user("alice"))
+            .upstream(fx),
+    );
     let log = scratch.path().join("state/evidence.jsonl");
     let blocker = scratch.path().join("state/evidence.jsonl.head.tmp");
     let mut portcullis = Portcullis::http(&config);
     let url = portcullis.url.clone();
     // The call's intent is recorded; while it runs, the log stops being writable.
     let caller = std::thread::spawn(move || {
-        ts_client(
-            &Target::Http(&url),
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.slow",
-                "--args",
-                r#"{"ms":3000,"steps":1}"#,
-            ],
-        )
+        ts_call(&Target::Http(&url), "fx.slow", r#"{"ms":3000,"steps":1}"#)
     });
     // Acknowledged, not merely written: the head file names the intent's line (blocking the
     // head before that would fail the intent, and the call would not run at all).
@@ -723,17 +685,7 @@ fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_t
     // Portcullis killed while a call runs: its outcome is recorded as lost at the next start.
     let url = again.url.clone();
     let caller = std::thread::spawn(move || {
-        ts_client(
-            &Target::Http(&url),
-            &[
-                "--scenario",
-                "call",
-                "--tool",
-                "fx.slow",
-                "--args",
-                r#"{"ms":5000,"steps":1}"#,
-            ],
-        )
+        ts_call(&Target::Http(&url), "fx.slow", r#"{"ms":5000,"steps":1}"#)
     });
     assert!(
         crate::support::wait_until(Duration::from_secs(20), || intents().len() == 2),

@@ -6,32 +6,22 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text, tool_names, wait_for_tools};
-use crate::support::{Scratch, fixture_upstream};
-
-fn named_fixture(name: &str, scratch: &std::path::Path, extra: &[&str], timeouts: &str) -> String {
-    format!(
-        "[[upstream]]\nname = \"{name}\"\n{}{timeouts}\n",
-        fixture_upstream(scratch, extra)
-    )
-}
+use crate::support::{Config, Scratch, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstreams_that_fail_to_start_are_hidden_and_the_others_serve() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(
-        &[
-            named_fixture("good", &work, &[], ""),
-            named_fixture("crashes", &work, &["--start-mode", "crash"], ""),
-            named_fixture(
-                "hangs",
-                &work,
-                &["--start-mode", "hang"],
-                "start_timeout_secs = 2",
-            ),
-            named_fixture("slow", &work, &["--start-mode", "slow:1500"], ""),
-        ]
-        .concat(),
+    let config = scratch.config(
+        Config::relay()
+            .upstream(Upstream::fixture("good", &work))
+            .upstream(Upstream::fixture("crashes", &work).args(&["--start-mode", "crash"]))
+            .upstream(
+                Upstream::fixture("hangs", &work)
+                    .args(&["--start-mode", "hang"])
+                    .start_timeout_secs(2),
+            )
+            .upstream(Upstream::fixture("slow", &work).args(&["--start-mode", "slow:1500"])),
     );
     let client = connect(&config, &[]).await;
     let names = wait_for_tools(&client, Duration::from_secs(20), |names| {
@@ -67,12 +57,10 @@ async fn upstreams_that_fail_to_start_are_hidden_and_the_others_serve() {
 async fn a_crash_mid_call_is_an_error_for_that_call_and_the_upstream_comes_back() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(
-        &[
-            named_fixture("flaky", &work, &[], ""),
-            named_fixture("steady", &work, &[], ""),
-        ]
-        .concat(),
+    let config = scratch.config(
+        Config::relay()
+            .upstream(Upstream::fixture("flaky", &work))
+            .upstream(Upstream::fixture("steady", &work)),
     );
     let client = connect(&config, &[]).await;
     wait_for_tools(&client, Duration::from_secs(20), |n| n.len() > 10).await;
@@ -103,12 +91,10 @@ async fn a_crash_mid_call_is_an_error_for_that_call_and_the_upstream_comes_back(
 async fn garbage_and_hangs_fail_the_call_not_portcullis() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(
-        &[
-            named_fixture("bad", &work, &[], "call_timeout_secs = 2"),
-            named_fixture("good", &work, &[], ""),
-        ]
-        .concat(),
+    let config = scratch.config(
+        Config::relay()
+            .upstream(Upstream::fixture("bad", &work).call_timeout_secs(2))
+            .upstream(Upstream::fixture("good", &work)),
     );
     let client = connect(&config, &[]).await;
     wait_for_tools(&client, Duration::from_secs(20), |n| n.len() > 10).await;
@@ -139,7 +125,7 @@ async fn garbage_and_hangs_fail_the_call_not_portcullis() {
 async fn huge_results_pass_through_intact() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&named_fixture("big", &work, &[], ""));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("big", &work)));
     let client = connect(&config, &[]).await;
     wait_for_tools(&client, Duration::from_secs(20), |n| !n.is_empty()).await;
     let size = 8 * 1024 * 1024;

@@ -1,7 +1,7 @@
 //! The streamable HTTP listener refuses requests whose `Host` or `Origin` is not its own (DNS
 //! rebinding), and accepts its own.
 
-use crate::support::{Portcullis, Scratch, fixture_upstream, raw_http_status};
+use crate::support::{Config, Portcullis, Scratch, Upstream, raw_http_status};
 
 fn initialize(host: &str, origin: Option<&str>) -> String {
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
@@ -18,10 +18,7 @@ fn initialize(host: &str, origin: Option<&str>) -> String {
 fn host_and_origin_are_checked() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}",
-        fixture_upstream(&work, &[])
-    ));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
     let portcullis = Portcullis::http(&config);
     let port = portcullis.port;
     let own = format!("127.0.0.1:{port}");

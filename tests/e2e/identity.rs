@@ -9,33 +9,21 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    OpenIdProvider, Portcullis, Scratch, Target, bin, fixture_upstream, free_port, names,
-    portcullis_stdio, py_client, raw_http, repo_root, result_text, toml_array, ts_client,
+    Auth, Config, Identity, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, bin,
+    fixture_policy, free_port, names, portcullis_stdio, py_client, raw_http, result_text,
+    ts_client,
 };
 
 /// The fixture behind Portcullis with its tools classified, under `policy`.
-fn config_body(scratch: &Path, policy: &Path, extra: &str) -> String {
-    format!(
-        r#"{extra}
-[policy]
-policies = {policy}
-
-[[upstream]]
-name = "fx"
-{upstream}surface = "filesystem"
-tools.echo = {{ effect = "read" }}
-tools.read_file = {{ effect = "read" }}
-tools.write_file = {{ effect = "write" }}
-tools.delete_file = {{ effect = "destructive", scopes = ["files.write"] }}
-tools.send_message = {{ effect = "send", scopes = ["mail.send"] }}
-"#,
-        policy = toml_array(&[policy.display().to_string()]),
-        upstream = fixture_upstream(scratch, &[]),
-    )
-}
-
-fn identity_policy() -> std::path::PathBuf {
-    repo_root().join("fixtures/policy/identity.cedar")
+fn fixture_config(work: &Path, policy: &Path) -> Config {
+    let fx = Upstream::fixture("fx", work)
+        .surface("filesystem")
+        .tool("echo", Tool::read())
+        .tool("read_file", Tool::read())
+        .tool("write_file", Tool::write())
+        .tool("delete_file", Tool::destructive().scopes(&["files.write"]))
+        .tool("send_message", Tool::send().scopes(&["mail.send"]));
+    Config::new().policy(policy).upstream(fx)
 }
 
 fn call(target: &Target<'_>, tool: &str, args: &str, header: Option<&str>) -> Value {
@@ -60,11 +48,12 @@ fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     std::fs::write(work.join("doomed.txt"), "bye").unwrap_or_else(|e| panic!("{e}"));
-    let config = scratch.config(&config_body(
-        &work,
-        &identity_policy(),
-        "[identity.local]\nuser = \"alice\"\ngroups = [\"eng\"]\ntenant = \"acme\"\nscopes = [\"files.write\"]\n",
-    ));
+    let alice = Identity::user("alice")
+        .groups(&["eng"])
+        .tenant("acme")
+        .scopes(&["files.write"]);
+    let config =
+        scratch.config(fixture_config(&work, &fixture_policy("identity.cedar")).identity(alice));
     let argv = portcullis_stdio(&config);
     let stdio = Target::Stdio(&argv);
 
@@ -147,24 +136,24 @@ struct Authenticated {
 }
 
 fn authenticated() -> Authenticated {
-    authenticated_with("")
+    authenticated_with(None)
 }
 
-/// The same, with more upstream tables appended to the config.
-fn authenticated_with(more_upstreams: &str) -> Authenticated {
+/// The same, with one more upstream.
+fn authenticated_with(more: Option<Upstream>) -> Authenticated {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let port = free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let provider = OpenIdProvider::start(&resource);
-    let auth = format!(
-        "[http.auth]\nissuer = \"{}\"\nresource = \"{resource}\"\nrequired_scopes = [\"mcp\"]\nleeway_secs = 0\n",
-        provider.issuer
-    );
-    let config = scratch.config(&format!(
-        "{}\n{more_upstreams}",
-        config_body(&work, &identity_policy(), &auth)
-    ));
+    let auth = Auth::new(&provider.issuer, &resource)
+        .required_scopes(&["mcp"])
+        .leeway_secs(0);
+    let settings = fixture_config(&work, &fixture_policy("identity.cedar")).http_auth(auth);
+    let config = scratch.config(match more {
+        Some(upstream) => settings.upstream(upstream),
+        None => settings,
+    });
     let portcullis = Portcullis::http_on(&config, &format!("127.0.0.1:{port}"), &[]);
     Authenticated {
         provider,
@@ -396,11 +385,8 @@ fn a_broken_policy_reload_keeps_the_old_policy_and_a_good_one_takes_effect() {
     let everything = "@id(\"all\")\npermit (principal, action, resource);\n";
     std::fs::write(&policy, everything).unwrap_or_else(|e| panic!("{e}"));
     // With the scopes its tools need: without them they would not be listed at all.
-    let config = scratch.config(&config_body(
-        &work,
-        &policies,
-        "[identity.local]\nuser = \"alice\"\nscopes = [\"files.write\", \"mail.send\"]\n",
-    ));
+    let alice = Identity::user("alice").scopes(&["files.write", "mail.send"]);
+    let config = scratch.config(fixture_config(&work, &policies).identity(alice));
     let portcullis = Portcullis::http(&config);
     let http = Target::Http(&portcullis.url);
     let listed = || names(&ts_client(&http, &["--scenario", "list"])["tools"]);
@@ -482,9 +468,9 @@ fn the_clients_token_never_reaches_an_upstream() {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the fixture: {e}")),
     );
-    let setup = authenticated_with(&format!(
-        "[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:{port}/mcp\"\ntools.headers = {{ effect = \"read\" }}\n"
-    ));
+    let web =
+        Upstream::url("web", &format!("http://127.0.0.1:{port}/mcp")).tool("headers", Tool::read());
+    let setup = authenticated_with(Some(web));
     let http = Target::Http(&setup.portcullis.url);
     let token = setup.provider.token("alice");
     let seen = call(&http, "web.headers", "{}", Some(&bearer(&token)));
@@ -557,11 +543,11 @@ fn stdio_acts_as_the_local_identity_even_with_http_auth_configured() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     // `[http.auth]` governs HTTP clients only; its issuer is never contacted over stdio.
-    let config = scratch.config(&config_body(
-        &work,
-        &identity_policy(),
-        "[identity.local]\nuser = \"alice\"\n\n[http.auth]\nissuer = \"http://127.0.0.1:1\"\nresource = \"http://127.0.0.1:2/mcp\"\n",
-    ));
+    let config = scratch.config(
+        fixture_config(&work, &fixture_policy("identity.cedar"))
+            .identity(Identity::user("alice"))
+            .http_auth(Auth::new("http://127.0.0.1:1", "http://127.0.0.1:2/mcp")),
+    );
     let argv = portcullis_stdio(&config);
     let echoed = call(
         &Target::Stdio(&argv),
@@ -582,11 +568,13 @@ fn a_hidden_tool_of_a_down_upstream_is_unknown_not_unavailable() {
         "@id(\"all\")\npermit (principal, action, resource);\n@id(\"hide-down\")\nforbid (principal, action, resource in Portcullis::Upstream::\"down\");\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let crashing = fixture_upstream(&work, &["--start-mode", "crash"]);
-    let config = scratch.config(&format!(
-        "[policy]\npolicies = {}\n\n[[upstream]]\nname = \"down\"\n{crashing}\n[[upstream]]\nname = \"shown\"\n{crashing}",
-        toml_array(&[policy.display().to_string()])
-    ));
+    let crashing = |name: &str| Upstream::fixture(name, &work).args(&["--start-mode", "crash"]);
+    let config = scratch.config(
+        Config::new()
+            .policy(&policy)
+            .upstream(crashing("down"))
+            .upstream(crashing("shown")),
+    );
     let argv = portcullis_stdio(&config);
     let stdio = Target::Stdio(&argv);
     let hidden = call(&stdio, "down.echo", r#"{"text":"x"}"#, None);

@@ -7,9 +7,9 @@ use std::time::Duration;
 use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
-    ElicitationAction, Implementation, NumberOrString, ProgressNotificationParam, ProgressToken,
-    ProtocolVersion, RequestMetaObject, ServerNotification, SubscriptionFilter,
+    ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction, NumberOrString,
+    ProgressNotificationParam, ProgressToken, ProtocolVersion, RequestMetaObject,
+    ServerNotification, SubscriptionFilter,
 };
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext, RoleClient,
@@ -17,8 +17,10 @@ use rmcp::service::{
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
-use crate::rust_client::text;
-use crate::support::{Scratch, bin, fixture_upstream};
+use crate::rust_client::{
+    client_info, question, request, serve_command, text, tool_names, wait_until_listed,
+};
+use crate::support::{Config, Scratch, Upstream};
 
 /// A client that answers every question with `accept, confirm=true` and records what it saw.
 #[derive(Clone, Default)]
@@ -30,11 +32,7 @@ struct Person {
 
 impl ClientHandler for Person {
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            serde_json::from_value::<ClientCapabilities>(json!({"elicitation": {"form": {}}}))
-                .unwrap_or_default(),
-            Implementation::new("e2e-person", "1"),
-        )
+        client_info(json!({"elicitation": {"form": {}}}), "e2e-person")
     }
 
     async fn create_elicitation(
@@ -42,13 +40,8 @@ impl ClientHandler for Person {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        let message = match &request {
-            ElicitRequestParams::FormElicitationParams { message, .. }
-            | ElicitRequestParams::UrlElicitationParams { message, .. } => message.clone(),
-            _ => String::new(),
-        };
         if let Ok(mut questions) = self.questions.lock() {
-            questions.push(message);
+            questions.push(question(&request));
         }
         Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"confirm": true})))
     }
@@ -75,35 +68,18 @@ async fn start(
     person: Person,
     lifecycle: ClientLifecycleMode,
 ) -> rmcp::service::RunningService<RoleClient, Person> {
-    let mut command = tokio::process::Command::new(bin("portcullis"));
-    command.args(["serve", "--config"]).arg(config);
-    let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
+    let transport = TokioChildProcess::new(serve_command(config)).unwrap_or_else(|e| panic!("{e}"));
     let client = person
         .serve_with_lifecycle(transport, lifecycle)
         .await
         .unwrap_or_else(|e| panic!("cannot connect: {e}"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while client
-        .list_all_tools()
-        .await
-        .map(|t| t.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no tools within 20s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_listed(&client, Duration::from_secs(20)).await;
     client
 }
 
 fn fixture_config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}",
-        fixture_upstream(&work, &[])
-    ));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
     (config, work)
 }
 
@@ -121,14 +97,7 @@ async fn an_upstreams_question_reaches_the_person_labelled_in_both_eras() {
         let client = start(&config, person.clone(), lifecycle.clone()).await;
         // rmcp's client drives input-required rounds through the handler in the stateless era.
         let result = client
-            .call_tool(
-                CallToolRequestParams::new("fx.ask").with_arguments(
-                    json!({"question": "Proceed?"})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
-            )
+            .call_tool(request("fx.ask", json!({"question": "Proceed?"})))
             .await
             .unwrap_or_else(|e| panic!("{lifecycle:?}: {e}"));
         assert_eq!(
@@ -159,12 +128,7 @@ async fn progress_reaches_the_caller_and_cancellation_reaches_the_upstream() {
 
     let mut meta = RequestMetaObject::default();
     meta.set_progress_token(ProgressToken(NumberOrString::String("mine".into())));
-    let mut params = CallToolRequestParams::new("fx.slow").with_arguments(
-        json!({"ms": 500, "steps": 5})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    );
+    let mut params = request("fx.slow", json!({"ms": 500, "steps": 5}));
     params.meta = Some(meta);
     let result = client
         .call_tool(params)
@@ -179,12 +143,7 @@ async fn progress_reaches_the_caller_and_cancellation_reaches_the_upstream() {
     assert_eq!(progress, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
 
     // Abandoning the call sends notifications/cancelled; Portcullis cancels the upstream call.
-    let params = CallToolRequestParams::new("fx.slow").with_arguments(
-        json!({"ms": 20_000, "steps": 20})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    );
+    let params = request("fx.slow", json!({"ms": 20_000, "steps": 20}));
     let abandoned =
         tokio::time::timeout(Duration::from_millis(700), client.call_tool(params)).await;
     assert!(abandoned.is_err(), "the slow call should still be running");
@@ -223,14 +182,7 @@ async fn a_new_upstream_tool_is_announced_and_listed_in_both_eras() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let result = client
-        .call_tool(
-            CallToolRequestParams::new("fx.add_tool").with_arguments(
-                json!({"name": "fresh"})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        )
+        .call_tool(request("fx.add_tool", json!({"name": "fresh"})))
         .await
         .unwrap_or_else(|e| panic!("add_tool: {e}"));
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
@@ -242,13 +194,7 @@ async fn a_new_upstream_tool_is_announced_and_listed_in_both_eras() {
         .await,
         "no tools/list_changed reached the client"
     );
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&client).await;
     assert!(names.contains(&"fx.fresh".to_owned()), "{names:?}");
     client.cancel().await.ok();
 
@@ -269,14 +215,7 @@ async fn a_new_upstream_tool_is_announced_and_listed_in_both_eras() {
         .await
         .unwrap_or_else(|e| panic!("subscriptions/listen: {e}"));
     client
-        .call_tool(
-            CallToolRequestParams::new("fx.add_tool").with_arguments(
-                json!({"name": "later"})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        )
+        .call_tool(request("fx.add_tool", json!({"name": "later"})))
         .await
         .unwrap_or_else(|e| panic!("add_tool: {e}"));
     let heard = tokio::time::timeout(Duration::from_secs(10), async {
@@ -290,13 +229,7 @@ async fn a_new_upstream_tool_is_announced_and_listed_in_both_eras() {
     })
     .await;
     assert_eq!(heard, Ok(true), "no tools list change on the subscription");
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&client).await;
     assert!(names.contains(&"fx.later".to_owned()), "{names:?}");
     client.cancel().await.ok();
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text, wait_for_tools};
-use crate::support::{Scratch, bin, toml_array};
+use crate::support::{Config, Scratch, Upstream, bin};
 
 /// The server-filesystem version the set-up installs in tests/node (so npm finds it cached).
 const FILESYSTEM: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
@@ -30,13 +30,15 @@ fn portcullis(args: &[&str], config: &Path) -> (bool, String, String) {
     )
 }
 
-/// A config whose one upstream is `command`, its packages in the scratch directory.
-fn launcher_config(scratch: &Scratch, command: &[&str], extra: &str) -> PathBuf {
-    let command: Vec<String> = command.iter().map(|part| (*part).to_owned()).collect();
-    scratch.relay_config(&format!(
-        "[server]\npackages = \"packages\"\n[[upstream]]\nname = \"up\"\ncommand = {}\n{extra}",
-        toml_array(&command)
-    ))
+/// A config whose one upstream `up` is `command`, as `configure` sets it up, its packages in
+/// the scratch directory.
+fn launcher_config(
+    scratch: &Scratch,
+    command: &[&str],
+    configure: impl FnOnce(Upstream) -> Upstream,
+) -> PathBuf {
+    let upstream = configure(Upstream::command("up", command.iter().copied()));
+    scratch.config(Config::relay().packages("packages").upstream(upstream))
 }
 
 /// The shipped example `name` (config/examples/NAME.toml), copied into the scratch directory
@@ -120,14 +122,9 @@ async fn a_prepared_package_is_read_only_to_its_upstream() {
     let package_text = package.display().to_string();
     // The server itself is told it may write in its own package directory, and Portcullis's
     // path check is off: the kernel alone must refuse.
-    let config = launcher_config(
-        &scratch,
-        &["npx", "-y", FILESYSTEM, &package_text],
-        &format!(
-            "roots = {}\ncheck_paths = false\n",
-            toml_array(&[work.display().to_string()])
-        ),
-    );
+    let config = launcher_config(&scratch, &["npx", "-y", FILESYSTEM, &package_text], |up| {
+        up.roots(&[&work]).without_path_check()
+    });
     let (ok, stdout, stderr) = portcullis(&["prepare"], &config);
     assert!(ok, "{stdout}{stderr}");
     let client = connect(&config, &[]).await;
@@ -153,7 +150,7 @@ async fn a_prepared_package_is_read_only_to_its_upstream() {
 #[test]
 fn a_lock_that_the_registry_no_longer_matches_fails_closed() {
     let scratch = Scratch::new();
-    let config = launcher_config(&scratch, &["npx", "-y", FILESYSTEM, "/tmp"], "");
+    let config = launcher_config(&scratch, &["npx", "-y", FILESYSTEM, "/tmp"], |up| up);
     let (ok, stdout, stderr) = portcullis(&["prepare"], &config);
     assert!(ok, "{stdout}{stderr}");
     // The lock says another integrity, and the install is gone: preparing again must not
@@ -252,11 +249,9 @@ fn the_docker_example_runs_with_portcullis_container_options() {
     );
     // With roots and no network grant: mounted at the same path, and no network.
     let work = scratch.sub("work");
-    let rooted = launcher_config(
-        &scratch,
-        &["docker", "run", "-i", "--rm", "img"],
-        &format!("roots = {}\n", toml_array(&[work.display().to_string()])),
-    );
+    let rooted = launcher_config(&scratch, &["docker", "run", "-i", "--rm", "img"], |up| {
+        up.roots(&[&work])
+    });
     let (ok, stdout, stderr) = portcullis(&["check"], &rooted);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("--network none"), "{stdout}");
@@ -268,7 +263,7 @@ fn the_docker_example_runs_with_portcullis_container_options() {
     let host = launcher_config(
         &scratch,
         &["docker", "run", "-i", "--network", "host", "img"],
-        "",
+        |up| up,
     );
     let (ok, _, stderr) = portcullis(&["check"], &host);
     assert!(!ok && stderr.contains("--network"), "{stderr}");
@@ -282,7 +277,7 @@ fn the_docker_example_runs_with_portcullis_container_options() {
 #[test]
 fn prepare_says_plainly_when_the_registry_is_unreachable_or_has_no_such_package() {
     let scratch = Scratch::new();
-    let config = launcher_config(&scratch, &["npx", "-y", FILESYSTEM, "/tmp"], "");
+    let config = launcher_config(&scratch, &["npx", "-y", FILESYSTEM, "/tmp"], |up| up);
     // No network: the registry is a closed loopback port, and the cache is empty.
     let output = Command::new(bin("portcullis"))
         .args(["prepare", "--config"])
@@ -307,7 +302,7 @@ fn prepare_says_plainly_when_the_registry_is_unreachable_or_has_no_such_package(
             "-y",
             "@modelcontextprotocol/server-that-does-not-exist-e2e",
         ],
-        "",
+        |up| up,
     );
     let (ok, _, stderr) = portcullis(&["prepare"], &missing);
     assert!(!ok && stderr.contains("no such package"), "{stderr}");

@@ -7,20 +7,19 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Portcullis, Scratch, Target, everything_server, filesystem_server, fixture_upstream, names,
-    portcullis_stdio, py_client, result_text, toml_array, ts_client,
+    Config, Portcullis, Scratch, Target, Upstream, everything_server, filesystem_server, names,
+    portcullis_stdio, py_client, result_text, ts_call, ts_client,
 };
 
 /// Three upstreams: server-everything, server-filesystem and the fixture on one work directory.
 fn three_upstreams(scratch: &Scratch) -> (PathBuf, PathBuf) {
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"everything\"\ncommand = {}\n\n[[upstream]]\nname = \"files\"\ncommand = {}\nroots = {}\n\n[[upstream]]\nname = \"fixture\"\n{}",
-        toml_array(&everything_server()),
-        toml_array(&filesystem_server(&work)),
-        toml_array(&[work.display().to_string()]),
-        fixture_upstream(&work, &[]),
-    ));
+    let config = scratch.config(
+        Config::relay()
+            .upstream(Upstream::command("everything", everything_server()))
+            .upstream(Upstream::command("files", filesystem_server(&work)).roots(&[&work]))
+            .upstream(Upstream::fixture("fixture", &work)),
+    );
     (config, work)
 }
 
@@ -113,16 +112,10 @@ fn a_write_through_one_upstream_is_read_through_another() {
     let (config, work) = three_upstreams(&scratch);
     let stdio = portcullis_stdio(&config);
     let target = Target::Stdio(&stdio);
-    let wrote = ts_client(
+    let wrote = ts_call(
         &target,
-        &[
-            "--scenario",
-            "call",
-            "--tool",
-            "fixture.write_file",
-            "--args",
-            r#"{"path":"notes/plan.txt","content":"relayed faithfully"}"#,
-        ],
+        "fixture.write_file",
+        r#"{"path":"notes/plan.txt","content":"relayed faithfully"}"#,
     );
     assert_ne!(wrote["result"]["isError"], true, "{wrote}");
     let path = work.join("notes/plan.txt");

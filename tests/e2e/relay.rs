@@ -8,18 +8,21 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 
-use crate::rust_client::{call, connect, text, tool_names, wait_for_tools};
-use crate::support::{Scratch, bin, fixture_upstream};
+use crate::rust_client::{call, connect, serve_command, text, tool_names, wait_for_tools};
+use crate::support::{Config, Scratch, Upstream, bin};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lists_are_merged_and_paginated_across_upstream_pages() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[server]\npage_size = 100\n[[upstream]]\nname = \"many\"\n{}[[upstream]]\nname = \"few\"\n{}",
-        fixture_upstream(&work, &["--extra-tools", "250", "--page-size", "40"]),
-        fixture_upstream(&work, &[]),
-    ));
+    let many =
+        Upstream::fixture("many", &work).args(&["--extra-tools", "250", "--page-size", "40"]);
+    let config = scratch.config(
+        Config::relay()
+            .page_size(100)
+            .upstream(many)
+            .upstream(Upstream::fixture("few", &work)),
+    );
     let client = connect(&config, &[]).await;
     let all = wait_for_tools(&client, Duration::from_secs(20), |n| {
         n.iter().any(|n| n.starts_with("few.")) && n.iter().any(|n| n.starts_with("many."))
@@ -69,9 +72,8 @@ async fn passthrough_keeps_names_and_an_http_upstream_works() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the fixture: {e}"));
-    let config = scratch.relay_config(&format!(
-        "[server]\nnamespacing = \"passthrough\"\n[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
-    ));
+    let web = Upstream::url("web", &format!("http://127.0.0.1:{port}/mcp"));
+    let config = scratch.config(Config::relay().passthrough_names().upstream(web));
     let client = connect(&config, &[]).await;
     let names = wait_for_tools(&client, Duration::from_secs(20), |n| !n.is_empty()).await;
     assert!(names.contains(&"write_file".to_owned()), "{names:?}");
@@ -94,13 +96,9 @@ async fn passthrough_keeps_names_and_an_http_upstream_works() {
 async fn a_stateless_client_lists_and_calls() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}",
-        fixture_upstream(&work, &[])
-    ));
-    let mut command = tokio::process::Command::new(bin("portcullis"));
-    command.args(["serve", "--config"]).arg(&config);
-    let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
+    let transport =
+        TokioChildProcess::new(serve_command(&config)).unwrap_or_else(|e| panic!("{e}"));
     let client = ()
         .serve_with_lifecycle(
             transport,

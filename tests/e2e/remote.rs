@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::rust_client::{call, connect, text, wait_for_tools};
-use crate::support::{Scratch, bin, free_port, toml_string, wait_until};
+use crate::support::{Config, Scratch, Tool, Upstream, bin, free_port, wait_until};
 
 const SECRET: &str = "e2e-header-value-7f3a9c";
 
@@ -164,14 +164,13 @@ fn https_config(
     port: u16,
     ca_file: Option<&Path>,
 ) -> std::path::PathBuf {
-    let ca_line = ca_file
-        .map(|file| format!("ca_file = {}\n", toml_string(&file.display().to_string())))
-        .unwrap_or_default();
-    scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"remote\"\nurl = \"https://{host}:{port}/mcp\"\n{ca_line}\
-         tools.echo = {{ effect = \"read\" }}\n\
-         [upstream.headers]\nX-Test-Key = {{ env = \"E2E_REMOTE_KEY\" }}\n"
-    ))
+    let mut upstream = Upstream::url("remote", &format!("https://{host}:{port}/mcp"))
+        .tool("echo", Tool::read())
+        .header_from_env("X-Test-Key", "E2E_REMOTE_KEY");
+    if let Some(file) = ca_file {
+        upstream = upstream.ca_file(file);
+    }
+    scratch.config(Config::relay().upstream(upstream))
 }
 
 /// What `portcullis tools` says of the upstream (it starts it and reports it): its report
@@ -276,6 +275,7 @@ async fn an_https_upstream_whose_certificate_cannot_be_trusted_is_not_reached_an
 #[test]
 fn plain_http_to_a_remote_host_and_header_values_in_the_file_are_refused() {
     let scratch = Scratch::new();
+    // Test data: configs `check` must refuse (and one it must take), written as a person would.
     let check = |body: &str| {
         let config = scratch.config(body);
         let output = std::process::Command::new(bin("portcullis"))

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::ClientHandler;
 use rmcp::ErrorData as McpError;
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::model::ClientConfig;
 #[expect(
     deprecated,
     reason = "roots are deprecated upstream; session-era clients still offer them"
@@ -20,8 +20,8 @@ use rmcp::service::{RequestContext, RoleClient, RunningService, ServiceExt};
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
-use crate::rust_client::{call, text};
-use crate::support::{Scratch, bin, node_module, toml_array};
+use crate::rust_client::{call, client_info, serve_command, text, wait_until_listed};
+use crate::support::{Config, Identity, Scratch, Upstream, filesystem_server};
 
 /// A client that offers `roots` (none: it offers no roots capability at all).
 #[derive(Clone)]
@@ -36,10 +36,7 @@ impl ClientHandler for RootsClient {
         } else {
             json!({})
         };
-        ClientConfig::new(
-            serde_json::from_value::<ClientCapabilities>(capabilities).unwrap_or_default(),
-            Implementation::new("e2e-roots", "1"),
-        )
+        client_info(capabilities, "e2e-roots")
     }
 
     #[expect(deprecated, reason = "roots are deprecated upstream")]
@@ -62,29 +59,14 @@ async fn connect(
     config: &Path,
     roots: Option<Arc<Mutex<Vec<String>>>>,
 ) -> RunningService<RoleClient, RootsClient> {
-    let mut command = tokio::process::Command::new(bin("portcullis"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .stderr(std::process::Stdio::null());
+    let mut command = serve_command(config);
+    command.stderr(std::process::Stdio::null());
     let transport = TokioChildProcess::new(command).unwrap_or_else(|e| panic!("{e}"));
     let client = RootsClient { roots }
         .serve(transport)
         .await
         .unwrap_or_else(|e| panic!("cannot connect: {e}"));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while client
-        .list_all_tools()
-        .await
-        .map(|t| t.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no tools within 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until_listed(&client, std::time::Duration::from_secs(30)).await;
     client
 }
 
@@ -115,19 +97,9 @@ async fn paths_outside_the_roots_never_reach_the_filesystem_server() {
     let nfc = scratch.sub("caf\u{e9}");
     let nfd = scratch.sub("cafe\u{301}");
     std::fs::write(nfd.join("secret.txt"), "outside secret").unwrap_or_else(|e| panic!("{e}"));
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"files\"\ncommand = {}\nroots = [{:?}, {:?}]\n",
-        // Its own allowed directory is `/`: only Portcullis stands between it and the disk.
-        toml_array(&[
-            "node".to_owned(),
-            node_module("@modelcontextprotocol/server-filesystem/dist/index.js")
-                .display()
-                .to_string(),
-            "/".to_owned(),
-        ]),
-        root.display().to_string(),
-        nfc.display().to_string(),
-    ));
+    // Its own allowed directory is `/`: only Portcullis stands between it and the disk.
+    let files = Upstream::command("files", filesystem_server(Path::new("/"))).roots(&[&root, &nfc]);
+    let config = scratch.config(Config::relay().upstream(files));
 
     let client = connect(&config, None).await;
     let inside = root.join("notes.txt").display().to_string();
@@ -313,33 +285,16 @@ async fn roots_for_an_identity_narrow_the_upstreams_roots() {
     }
     std::fs::write(root.join("top.txt"), "top").unwrap_or_else(|e| panic!("{e}"));
     // The upstream may reach `root`; carol (group eng) only `root/eng` and `root/carol`.
-    let config = scratch.relay_config(&format!(
-        r#"[identity.local]
-user = "carol"
-groups = ["eng"]
-
-[[upstream]]
-name = "files"
-command = {}
-roots = [{root:?}]
-roots_for = [
-  {{ group = "eng", roots = [{eng:?}] }},
-  {{ user = "carol", roots = [{carol:?}] }},
-  {{ group = "ops", roots = [{ops:?}] }},
-]
-"#,
-        toml_array(&[
-            "node".to_owned(),
-            node_module("@modelcontextprotocol/server-filesystem/dist/index.js")
-                .display()
-                .to_string(),
-            "/".to_owned(),
-        ]),
-        root = root.display().to_string(),
-        eng = root.join("eng").display().to_string(),
-        carol = root.join("carol").display().to_string(),
-        ops = root.join("ops").display().to_string(),
-    ));
+    let files = Upstream::command("files", filesystem_server(Path::new("/")))
+        .roots(&[&root])
+        .roots_for_group("eng", &[&root.join("eng")])
+        .roots_for_user("carol", &[&root.join("carol")])
+        .roots_for_group("ops", &[&root.join("ops")]);
+    let config = scratch.config(
+        Config::relay()
+            .identity(Identity::user("carol").groups(&["eng"]))
+            .upstream(files),
+    );
     let client = connect(&config, None).await;
     for dir in ["eng", "carol"] {
         let path = root.join(dir).join("notes.txt").display().to_string();

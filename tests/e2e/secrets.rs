@@ -8,8 +8,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::support::{
-    OpenIdProvider, Portcullis, Scratch, Target, fixture_upstream, free_port, raw_http, repo_root,
-    result_text, toml_array, ts_client,
+    Auth, Config, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, fixture_policy,
+    free_port, raw_http, result_text, ts_client,
 };
 
 const ARGUMENT_PASSWORD: &str = "pw-3c1d9e0b7a";
@@ -22,31 +22,21 @@ fn config(
     provider: &OpenIdProvider,
     resource: &str,
 ) -> std::path::PathBuf {
-    scratch.config(&format!(
-        r#"[http.auth]
-issuer = "{issuer}"
-resource = "{resource}"
-required_scopes = ["mcp"]
-leeway_secs = 0
-
-[policy]
-policies = {policy}
-
-[[upstream]]
-name = "fx"
-{upstream}env = {{ FIXTURE_API_KEY = "{UPSTREAM_KEY}" }}
-tools.echo = {{ effect = "read", redact = ["/note"] }}
-tools.ask = {{ effect = "read" }}
-tools.whoami = {{ effect = "read" }}
-tools.send_message = {{ effect = "send", scopes = ["mail.send"] }}
-"#,
-        issuer = provider.issuer,
-        policy = toml_array(&[repo_root()
-            .join("fixtures/policy/identity.cedar")
-            .display()
-            .to_string()]),
-        upstream = fixture_upstream(work, &[]),
-    ))
+    let fx = Upstream::fixture("fx", work)
+        .env("FIXTURE_API_KEY", UPSTREAM_KEY)
+        .tool("echo", Tool::read().redact(&["/note"]))
+        .tool("ask", Tool::read())
+        .tool("whoami", Tool::read())
+        .tool("send_message", Tool::send().scopes(&["mail.send"]));
+    let auth = Auth::new(&provider.issuer, resource)
+        .required_scopes(&["mcp"])
+        .leeway_secs(0);
+    scratch.config(
+        Config::new()
+            .http_auth(auth)
+            .policy(fixture_policy("identity.cedar"))
+            .upstream(fx),
+    )
 }
 
 fn initialize_with(port: u16, token: &str) -> String {

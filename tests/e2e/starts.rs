@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text};
-use crate::support::{Scratch, bin, fixture_upstream, toml_array};
+use crate::support::{Config, Scratch, Upstream, bin};
 
 /// An upstream that tries to read a file outside its roots (the kernel refuses it: it runs
 /// contained), says so on stderr, and exits before its handshake.
@@ -18,10 +18,8 @@ fn dying_upstream(scratch: &Scratch) -> std::path::PathBuf {
         .unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(&secret, "not for the upstream").unwrap_or_else(|e| panic!("{e}"));
     let script = format!("cat {}; exit 3", secret.display());
-    scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"dies\"\ncommand = {}\nstart_timeout_secs = 5\n",
-        toml_array(&["sh".into(), "-c".into(), script])
-    ))
+    let upstream = Upstream::command("dies", ["sh".to_owned(), "-c".to_owned(), script]);
+    scratch.config(Config::relay().upstream(upstream.start_timeout_secs(5)))
 }
 
 fn check_start(config: &Path) -> (bool, String, String) {
@@ -68,10 +66,7 @@ fn check_start_names_the_refused_path_of_an_upstream_that_does_not_start() {
 fn check_start_reports_each_upstream_that_starts() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = scratch.relay_config(&format!(
-        "[[upstream]]\nname = \"fx\"\n{}",
-        fixture_upstream(&work, &[])
-    ));
+    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
     let (ok, stdout, stderr) = check_start(&config);
     assert!(ok, "{stdout}{stderr}");
     assert!(

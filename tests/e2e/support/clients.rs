@@ -85,6 +85,14 @@ pub(crate) fn ts_client(target: &Target<'_>, args: &[&str]) -> Value {
     run_driver(command, target, args)
 }
 
+/// The TypeScript client's `call` scenario: one call of `tool` with `args` (JSON).
+pub(crate) fn ts_call(target: &Target<'_>, tool: &str, args: &str) -> Value {
+    ts_client(
+        target,
+        &["--scenario", "call", "--tool", tool, "--args", args],
+    )
+}
+
 /// Runs the official Python SDK client driver and returns its observations.
 pub(crate) fn py_client(target: &Target<'_>, args: &[&str]) -> Value {
     let python = repo_root().join(".venv/bin/python");

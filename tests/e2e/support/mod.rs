@@ -1,9 +1,5 @@
 //! The harness: real processes (Portcullis, official MCP clients and servers, our fixture) with
 //! scratch directories, loopback ports, bounded waits, and clean-up on drop.
-#![allow(
-    dead_code,
-    reason = "helpers are shared by test modules that each use a subset"
-)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -83,24 +79,11 @@ impl Scratch {
         path
     }
 
-    pub(crate) fn config(&self, body: &str) -> PathBuf {
+    /// Writes `portcullis.toml`: a [`Config`], or raw text where the text is the test's data.
+    pub(crate) fn config(&self, config: impl std::fmt::Display) -> PathBuf {
         let path = self.path().join("portcullis.toml");
-        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write config: {e}"));
+        std::fs::write(&path, config.to_string()).unwrap_or_else(|e| panic!("write config: {e}"));
         path
-    }
-
-    /// A config for the tests of the relay itself: `fixtures/policy/permit-all.cedar` allows
-    /// everything, so that they exercise the pipe and not the policy.
-    pub(crate) fn relay_config(&self, body: &str) -> PathBuf {
-        let policy = repo_root().join("fixtures/policy/permit-all.cedar");
-        // The relay tests are about the pipe: their upstreams are trusted content, so that an
-        // earlier answer does not make later calls ask for approval (tests/e2e/approval.rs
-        // covers that).
-        let body = body.replace("[[upstream]]\n", "[[upstream]]\ntrusted = true\n");
-        self.config(&format!(
-            "{body}\n[policy]\npolicies = {}\n",
-            toml_array(&[policy.display().to_string()])
-        ))
     }
 }
 
