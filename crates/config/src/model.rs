@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use portcullis_core::{
-    ActingMode, ArgumentPointer, ClaimNames, Effect, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER,
-    Namespacing, ResourceServerSettings, Surface, ToolRules, UpstreamName, UserId,
+    ActingMode, ArgumentPointer, ClaimNames, Effect, EnvelopeParts, HostPort, IdentityEnvelope,
+    LOCAL_ISSUER, Namespacing, ResourceServerSettings, Surface, ToolRules, UpstreamName, UserId,
 };
 use serde_spanned::Spanned;
 
@@ -17,8 +17,8 @@ use crate::credential::{
 use crate::error::{ConfigErrors, Reporter};
 use crate::launcher::{Launcher, launcher};
 use crate::raw::{
-    RawConfig, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy, RawSandbox,
-    RawUpstream,
+    RawConfig, RawConnect, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy,
+    RawSandbox, RawUpstream,
 };
 use crate::remote::{Remote, remote, remote_only_keys};
 
@@ -287,8 +287,14 @@ pub enum Containment {
 pub struct SandboxGrants {
     /// Extra paths it may read (and execute), joined to the configuration's directory.
     pub read_only: Vec<PathBuf>,
-    /// TCP ports it may connect to, on any address. Empty: no network at all.
+    /// TCP ports it may connect to, on any address (`tcp_connect = [443]`).
     pub tcp_connect: Vec<u16>,
+    /// Host names and the port on each it may connect to (`tcp_connect =
+    /// ["api.github.com:443"]`): the upstream then has a network of its own in which only these
+    /// names resolve, and Portcullis forwards each connection to what the name resolves to.
+    /// Never beside `tcp_connect` ports, which that network could not reach. Both empty: no
+    /// network at all.
+    pub tcp_connect_hosts: Vec<HostPort>,
     /// TCP ports it may bind (0: an ephemeral port).
     pub tcp_bind: Vec<u16>,
     /// Whether it may create unix sockets.
@@ -808,12 +814,13 @@ fn containment(
         }
         ports
     };
-    // Connecting to port 0 means nothing; binding it asks for an ephemeral port.
-    let tcp_connect = ports(report, &raw.tcp_connect, 1);
+    // Binding port 0 asks for an ephemeral port.
     let tcp_bind = ports(report, &raw.tcp_bind, 0);
+    let (tcp_connect, tcp_connect_hosts) = connect_grants(report, raw.tcp_connect.as_ref());
     Containment::Contained(SandboxGrants {
         read_only,
         tcp_connect,
+        tcp_connect_hosts,
         tcp_bind,
         unix_sockets: raw.unix_sockets.as_ref().is_some_and(|u| *u.get_ref()),
         limits: raw
@@ -823,6 +830,57 @@ fn containment(
                 sandbox_limits(report, limits.get_ref())
             }),
     })
+}
+
+/// `tcp_connect = [443, "api.github.com:443"]`: ports on any address, and host names with a
+/// port. Not both kinds in one list: a host-name grant gives the upstream a network of its own
+/// where nothing but the named hosts is reachable, so a port on any address would grant nothing
+/// while reading as if it did.
+fn connect_grants(
+    report: &mut Reporter<'_>,
+    raw: Option<&Spanned<Vec<Spanned<RawConnect>>>>,
+) -> (Vec<u16>, Vec<HostPort>) {
+    let mut ports = Vec::new();
+    let mut hosts = Vec::new();
+    let mut first_port = None;
+    let mut first_host = None;
+    for entry in raw.iter().flat_map(|list| list.get_ref()) {
+        match entry.get_ref() {
+            // Connecting to port 0 means nothing.
+            RawConnect::Port(port) => match u16::try_from(*port) {
+                Ok(value) if value >= 1 => {
+                    first_port.get_or_insert(value);
+                    ports.push(value);
+                }
+                _ => report.at(
+                    Some(entry.span()),
+                    format!("port {port} is not a TCP port; it must be between 1 and 65535"),
+                ),
+            },
+            RawConnect::Host(text) if text.parse::<i64>().is_ok() => report.at(
+                Some(entry.span()),
+                format!(
+                    "`\"{text}\"` is a port written as a string; write `{text}` without quotes"
+                ),
+            ),
+            RawConnect::Host(text) => match HostPort::parse(text) {
+                Ok(grant) => {
+                    first_host.get_or_insert((grant.clone(), entry.span()));
+                    hosts.push(grant);
+                }
+                Err(error) => report.at(Some(entry.span()), error.to_string()),
+            },
+        }
+    }
+    if let (Some(port), Some((host, span))) = (first_port, first_host) {
+        report.at(
+            Some(span),
+            format!(
+                "`tcp_connect` grants both a port on any address (`{port}`) and a host name (`{host}`); a host name gives the upstream a network of its own in which only the named hosts are reachable, so name the host of every port instead (`\"db.example:{port}\"`)"
+            ),
+        );
+    }
+    (ports, hosts)
 }
 
 /// `limits = { … }`: each a number in range or `"inherit"` (Portcullis's own limit); the ones

@@ -199,10 +199,44 @@ pub(crate) struct RawRootsFor {
 pub(crate) struct RawSandbox {
     pub contain: Option<Spanned<bool>>,
     pub read_only: Option<Spanned<Vec<Spanned<String>>>>,
-    pub tcp_connect: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub tcp_connect: Option<Spanned<Vec<Spanned<RawConnect>>>>,
     pub tcp_bind: Option<Spanned<Vec<Spanned<i64>>>>,
     pub unix_sockets: Option<Spanned<bool>>,
     pub limits: Option<Spanned<RawLimits>>,
+}
+
+/// One `tcp_connect` entry: a port (`443`, on any address) or a host and port
+/// (`"api.github.com:443"`).
+#[derive(Debug)]
+pub(crate) enum RawConnect {
+    Port(i64),
+    Host(String),
+}
+
+impl<'de> Deserialize<'de> for RawConnect {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawConnect;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a port number (`443`) or a host and port (`\"api.github.com:443\"`)")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawConnect, E> {
+                Ok(RawConnect::Port(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawConnect, E> {
+                Ok(RawConnect::Port(i64::try_from(value).unwrap_or(i64::MAX)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawConnect, E> {
+                Ok(RawConnect::Host(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

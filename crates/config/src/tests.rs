@@ -362,6 +362,91 @@ sandbox = { tcp_connect = [443] }
 }
 
 #[test]
+fn tcp_connect_takes_host_names_with_a_port() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[[upstream]]
+name = "github"
+command = ["server"]
+sandbox = { tcp_connect = ["api.github.com:443", "Uploads.GitHub.com:443", "api.github.com:8443"] }
+"#,
+    )
+    .unwrap();
+    let UpstreamTransport::Stdio {
+        containment: Containment::Contained(grants),
+        ..
+    } = &config.upstreams[0].transport
+    else {
+        panic!("a contained stdio upstream expected")
+    };
+    assert!(grants.tcp_connect.is_empty());
+    let hosts: Vec<String> = grants
+        .tcp_connect_hosts
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "api.github.com:443",
+            "uploads.github.com:443",
+            "api.github.com:8443"
+        ]
+    );
+}
+
+#[test]
+fn bad_host_name_grants_say_how_to_write_them() {
+    check_errors(
+        r#"[[upstream]]
+name = "a"
+command = ["x"]
+sandbox = { tcp_connect = ["*.github.com:443", "10.0.0.5:5432", "api.github.com", "api.github.com:0", "443", "api_v2.example:443", true, 4.5] }
+"#,
+        expect![[
+            r#"conf/portcullis.toml:4:132: invalid type: boolean `true`, expected a port number (`443`) or a host and port (`"api.github.com:443"`)"#
+        ]],
+    );
+    check_errors(
+        r#"[[upstream]]
+name = "a"
+command = ["x"]
+sandbox = { tcp_connect = ["*.github.com:443", "10.0.0.5:5432", "api.github.com", "api.github.com:0", "443", "api_v2.example:443", "bücher.example:443", "api.github.com.:443"] }
+"#,
+        expect![[r#"
+            conf/portcullis.toml:4:28: `*.github.com` is a wildcard; name each host (`api.github.com:443`): the upstream can resolve only the names its hosts file lists, and a wildcard would let it choose where to connect
+            conf/portcullis.toml:4:48: `10.0.0.5:5432` is an address, not a host name; name the host, whose addresses Portcullis looks up when the upstream connects
+            conf/portcullis.toml:4:65: `api.github.com` has no port; write it as `api.github.com:443`, with the port it connects to
+            conf/portcullis.toml:4:83: the port in `api.github.com:0` must be a number between 1 and 65535
+            conf/portcullis.toml:4:103: `"443"` is a port written as a string; write `443` without quotes
+            conf/portcullis.toml:4:110: host name `api_v2.example` may contain only ASCII letters, digits, `-` and `.` (write an internationalised name in its `xn--` form)
+            conf/portcullis.toml:4:132: host name `bücher.example` may contain only ASCII letters, digits, `-` and `.` (write an internationalised name in its `xn--` form)
+            conf/portcullis.toml:4:154: host name `api.github.com.` ends with a dot; write it without the dot"#]],
+    );
+    // A port on any address and a host name do not mix: the name's network reaches no address.
+    check_errors(
+        r#"[[upstream]]
+name = "a"
+command = ["x"]
+sandbox = { tcp_connect = [5432, "api.github.com:443"] }
+"#,
+        expect![[r#"
+            conf/portcullis.toml:4:34: `tcp_connect` grants both a port on any address (`5432`) and a host name (`api.github.com:443`); a host name gives the upstream a network of its own in which only the named hosts are reachable, so name the host of every port instead (`"db.example:5432"`)"#]],
+    );
+    // Host names are a grant like any other: meaningless without containment.
+    check_errors(
+        r#"[[upstream]]
+name = "a"
+command = ["x"]
+sandbox = { contain = false, tcp_connect = ["api.github.com:443"] }
+"#,
+        expect![[r#"
+            conf/portcullis.toml:4:44: `tcp_connect` has no effect with `contain = false` (the upstream runs uncontained); remove one of them"#]],
+    );
+}
+
+#[test]
 fn credentials_parse_with_their_defaults() {
     let config = parse(
         Path::new("conf/portcullis.toml"),

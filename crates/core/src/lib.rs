@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod effect;
 pub mod evidence;
+pub mod host;
 pub mod identity;
 pub mod names;
 pub mod pointer;
@@ -18,6 +19,7 @@ pub mod source;
 
 pub use effect::{Effect, Hints, Surface, ToolRules};
 pub use evidence::{EvidenceRecord, SCHEMA_VERSION as EVIDENCE_SCHEMA_VERSION};
+pub use host::{HostError, HostName, HostPort};
 pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 pub use names::{ExposedName, NameError, Namespacing, UpstreamName};
 pub use pointer::ArgumentPointer;

@@ -1,6 +1,7 @@
 //! Containment of a stdio upstream: the environment it gets, and the sandbox profile compiled
-//! from its config (roots read-write; what it needs to run, derived, read-only; granted ports;
-//! limits), prepared afresh at every start so that a restart sees paths created since.
+//! from its config (roots read-write; what it needs to run, derived, read-only; granted ports or
+//! host names; limits), prepared afresh at every start so that a restart sees paths created
+//! since (and host names get a fresh network and forwarder).
 //!
 //! What a program needs to run is derived by the rules in [`runtime_paths`], each there for a
 //! reason a person can check; anything more is config's to grant (`read_only`). The derivation
@@ -31,12 +32,14 @@ const SYSTEM_READ_ONLY: &[&str] = &[
 const SUPPORT_READ_ONLY: &[&str] = &["/dev/urandom", "/dev/random", "/etc/ssl/openssl.cnf"];
 /// The null device, read and write: programs open it for their own children's stdio.
 const SUPPORT_READ_WRITE: &[&str] = &["/dev/null"];
-/// What name resolution and TLS read, granted only with a TCP port: host names (`/etc/hosts`,
-/// the resolver's configuration) and CA certificates. Without a port they would be of no use.
+/// What name resolution reads, granted only with a TCP port: host names (`/etc/hosts`) and the
+/// resolver's configuration. Without a port they would be of no use; with host names the
+/// upstream reads the sandbox's own files mounted over these (granted by the sandbox), so the
+/// system's are not granted, and `check` does not list them as if they were read.
+const RESOLVER_READ_ONLY: &[&str] = &["/etc/hosts", "/etc/nsswitch.conf", "/etc/resolv.conf"];
+/// What address selection and TLS read, granted with a TCP port or host name: the order of
+/// addresses (`/etc/gai.conf`) and CA certificates.
 const NETWORK_READ_ONLY: &[&str] = &[
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/resolv.conf",
     "/etc/gai.conf",
     "/etc/ssl/certs",
     "/etc/pki/tls/certs",
@@ -118,6 +121,8 @@ pub(crate) fn prepare_start(
         env: child_env,
     };
     let profile = compile_profile(&launch, &upstream.roots, grants);
+    // The forwarder of host-name grants logs from its own thread, inside this span.
+    let _span = tracing::info_span!("sandbox", upstream = %upstream.name).entered();
     Some(portcullis_sandbox::prepare(&profile).map(StartSandbox::Contained))
 }
 
@@ -178,7 +183,7 @@ pub(crate) struct Launch<'a> {
 }
 
 /// The profile: roots read-write, [`runtime_paths`] and config's `read_only` read-only,
-/// config's ports, unix sockets and limits.
+/// config's ports or host names, unix sockets and limits.
 pub(crate) fn compile_profile(
     launch: &Launch<'_>,
     roots: &[PathBuf],
@@ -186,10 +191,16 @@ pub(crate) fn compile_profile(
 ) -> Profile {
     let mut read_write: Vec<PathBuf> = roots.to_vec();
     read_write.extend(existing(SUPPORT_READ_WRITE));
-    let network = !grants.tcp_connect.is_empty() || !grants.tcp_bind.is_empty();
+    let ports = !grants.tcp_connect.is_empty() || !grants.tcp_bind.is_empty();
+    let network = ports || !grants.tcp_connect_hosts.is_empty();
     let mut derived = runtime_paths(launch);
     if network {
         derived.extend(existing(NETWORK_READ_ONLY));
+    }
+    // With host names the upstream has its own (a bind port beside them binds inside its
+    // network, and resolves from its own files too).
+    if ports && grants.tcp_connect_hosts.is_empty() {
+        derived.extend(existing(RESOLVER_READ_ONLY));
     }
     // Config's own paths are kept as written, so a missing one is reported; derived ones exist.
     let mut read_only = without_covered(derived, &read_write);
@@ -199,6 +210,7 @@ pub(crate) fn compile_profile(
         read_only,
         read_write,
         tcp_connect: grants.tcp_connect.clone(),
+        tcp_connect_hosts: grants.tcp_connect_hosts.clone(),
         tcp_bind: grants.tcp_bind.clone(),
         unix_sockets: grants.unix_sockets,
         limits: Limits {

@@ -1,11 +1,17 @@
 //! The only unsafe code in Portcullis: the hook that runs in the child between `fork` and `exec`,
-//! and the raw system calls that probe the kernel and read limits.
+//! the raw system calls that probe the kernel and read limits, and (in [`netns`]) the network
+//! namespace of host-name grants and the descriptors passed around it.
 //!
 //! INVARIANT: [`ChildHook::enter`] runs in a child forked from a multi-threaded parent, where
 //! another thread may have held the allocator's or any other lock at the fork. It therefore
 //! allocates nothing, takes no lock and touches no shared state: it reads data built in the
 //! parent and makes system calls, in this order (each later step relies on the earlier ones):
 //!
+//! 0. only when host names are granted ([`netns::ChildNetwork::join`]): a pidfd of the child
+//!    sent to the forwarder, `setns` into the user and network namespaces made in the parent,
+//!    `unshare` of a mount namespace, and the generated resolver files bind-mounted read-only
+//!    over the system's. First, because the namespace calls need the capabilities that step 3
+//!    drops and the filter of step 5 refuses them, and the pidfd needs a free descriptor;
 //! 1. `setrlimit` for each limit (soft = hard, so the program cannot raise it again);
 //! 2. `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every inherited descriptor >= 3 is closed at
 //!    `exec`. Marking instead of closing keeps std's exec-error pipe and the ruleset descriptor
@@ -29,6 +35,8 @@ use std::ptr;
 
 use crate::profile::Limit;
 use crate::support::LandlockSupport;
+
+pub(crate) mod netns;
 
 /// `LANDLOCK_CREATE_RULESET_VERSION` (uapi `linux/landlock.h`).
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
@@ -127,6 +135,7 @@ const SECUREBITS: libc::c_ulong = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1
 /// Everything the child needs, built in the parent.
 #[derive(Debug)]
 pub(crate) struct ChildHook {
+    network: Option<netns::ChildNetwork>,
     limits: Vec<ChildLimit>,
     capabilities: ChildCapabilities,
     ruleset: OwnedFd,
@@ -135,12 +144,14 @@ pub(crate) struct ChildHook {
 
 impl ChildHook {
     pub(crate) fn new(
+        network: Option<netns::ChildNetwork>,
         limits: Vec<ChildLimit>,
         capabilities: ChildCapabilities,
         ruleset: OwnedFd,
         programs: Vec<ChildProgram>,
     ) -> Self {
         ChildHook {
+            network,
             limits,
             capabilities,
             ruleset,
@@ -230,6 +241,9 @@ impl ChildHook {
 
     /// Runs in the child after `fork`. See the module's invariant: system calls only.
     fn enter(&self) -> io::Result<()> {
+        if let Some(network) = &self.network {
+            network.join()?;
+        }
         for limit in &self.limits {
             let value = libc::rlimit {
                 rlim_cur: limit.value,

@@ -83,18 +83,67 @@ pub enum SandboxError {
         /// Instructions in the program.
         length: usize,
     },
-    /// Portcullis's own resource limit could not be read.
     /// What the process's capabilities are could not be read.
     #[error("cannot read {what}, which the sandbox needs to drop the upstream's capabilities")]
     Capabilities {
         /// The file or value that could not be read.
         what: String,
     },
+    /// Portcullis's own resource limit could not be read.
     #[error("cannot read the current {} limit: {source}", limit.name())]
     ReadLimit {
         /// Which limit.
         limit: Limit,
         /// Why `getrlimit` failed.
+        source: io::Error,
+    },
+    /// Host names and ports on any address in one profile: from the network of its own that
+    /// names give, no address is reachable.
+    #[error(
+        "the profile grants host names and ports on any address ({ports}); host names give the \
+         upstream a network of its own in which no address is reachable, so name the host of each \
+         port instead"
+    )]
+    PortsBesideHosts {
+        /// The ports, as a person reads them.
+        ports: String,
+    },
+    /// More host names than the sandbox serves.
+    #[error(
+        "the profile grants {count} host names; at most {} can be granted",
+        crate::names::MAX_HOSTS
+    )]
+    TooManyHosts {
+        /// How many distinct names.
+        count: usize,
+    },
+    /// Host names are granted and the system has no `/etc/hosts` to put the upstream's own over.
+    #[error(
+        "host names are granted and `/etc/hosts` does not exist (or is not a file); the sandbox \
+         puts the upstream's own hosts file over it, so create it (it may be empty)"
+    )]
+    NoHostsFile,
+    /// The upstream's own hosts file and resolver files could not be written.
+    #[error("cannot write the upstream's hosts file: {source}")]
+    HostsFile {
+        /// Why.
+        source: io::Error,
+    },
+    /// The user and network namespace that host names need could not be made.
+    #[error(
+        "cannot make the network namespace that host-name grants need: {source}; the kernel must \
+         let Portcullis's user make user namespaces (`user.max_user_namespaces` above 0, and on \
+         Ubuntu `kernel.apparmor_restrict_unprivileged_userns = 0` or an AppArmor profile that \
+         allows it), or grant ports instead of names"
+    )]
+    Namespace {
+        /// Why.
+        source: io::Error,
+    },
+    /// The forwarder of the granted host names could not be started.
+    #[error("cannot start the forwarder of the granted host names: {source}")]
+    Forwarder {
+        /// Why.
         source: io::Error,
     },
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::child::{self, ChildCapabilities, ChildHook, ChildLimit};
 use crate::error::SandboxError;
 use crate::filter;
+use crate::names;
 use crate::profile::{Limit, Limits, Profile};
 use crate::ruleset;
 use crate::summary::{FsAccess, SocketPolicy, Summary, bytes};
@@ -181,6 +182,22 @@ pub fn prepare(profile: &Profile) -> Result<Prepared, SandboxError> {
         return Err(SandboxError::RelativePath { path: path.clone() });
     }
 
+    let sorted = |ports: &[u16]| {
+        let mut ports = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    };
+    if !profile.tcp_connect_hosts.is_empty() && !profile.tcp_connect.is_empty() {
+        let ports: Vec<String> = sorted(&profile.tcp_connect)
+            .iter()
+            .map(u16::to_string)
+            .collect();
+        return Err(SandboxError::PortsBesideHosts {
+            ports: ports.join(", "),
+        });
+    }
+
     let mut warnings = Vec::new();
     let (limits, child_limits) = effective_limits(&profile.limits, &mut warnings)?;
     let sockets = SocketPolicy {
@@ -189,32 +206,47 @@ pub fn prepare(profile: &Profile) -> Result<Prepared, SandboxError> {
         tcp_bind: !profile.tcp_bind.is_empty(),
     };
     let programs = filter::compile(sockets)?;
-    let built = ruleset::build(profile, abi)?;
+    let capabilities = capabilities()?;
+    // Last of what can fail early: it makes namespaces and starts the forwarder (both undone
+    // when it is dropped, should a later step fail).
+    let isolation = if profile.tcp_connect_hosts.is_empty() {
+        None
+    } else {
+        Some(names::isolate(&profile.tcp_connect_hosts)?)
+    };
+    let generated = isolation
+        .as_ref()
+        .map_or(&[][..], |isolation| &isolation.readable[..]);
+    let built = ruleset::build(profile, abi, generated)?;
     warnings.extend(built.warnings);
     if profile.unix_sockets && abi < UNIX_PATH_RULES_ABI {
         warnings.push(Warning::UnixSocketPathsUnchecked { abi });
     }
 
-    let sorted = |ports: &[u16]| {
-        let mut ports = ports.to_vec();
-        ports.sort_unstable();
-        ports.dedup();
-        ports
+    let (hosts, network) = match isolation {
+        Some(isolation) => (isolation.hosts, Some(isolation.child)),
+        None => (Vec::new(), None),
     };
     let summary = Summary {
         landlock_abi: abi,
         paths: built.paths,
         tcp_connect: sorted(&profile.tcp_connect),
+        hosts,
         tcp_bind: sorted(&profile.tcp_bind),
         sockets,
         limits,
     };
-    let capabilities = capabilities()?;
     if capabilities.setpcap && limits.get(Limit::Processes).is_some() {
         warnings.push(Warning::ProcessLimitNotForRoot);
     }
     Ok(Prepared {
-        hook: ChildHook::new(child_limits, capabilities, built.descriptor, programs),
+        hook: ChildHook::new(
+            network,
+            child_limits,
+            capabilities,
+            built.descriptor,
+            programs,
+        ),
         summary,
         warnings,
     })

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use portcullis_core::HostPort;
+
 /// What a sandboxed upstream may touch. Anything not granted here is denied.
 ///
 /// The caller builds it from config; [`prepare`](crate::prepare) turns it into kernel objects.
@@ -15,6 +17,11 @@ pub struct Profile {
     pub read_write: Vec<PathBuf>,
     /// TCP ports the upstream may connect to (on any address). Empty: none.
     pub tcp_connect: Vec<u16>,
+    /// Host names and the port on each the upstream may connect to. Any: the upstream runs in a
+    /// network of its own (loopback alone) where only these names resolve, each to an address
+    /// inside where Portcullis forwards the connection to what the name resolves to outside, on
+    /// that port. Never with `tcp_connect`, which would reach nothing from there.
+    pub tcp_connect_hosts: Vec<HostPort>,
     /// TCP ports the upstream may bind (port 0: an ephemeral port). Empty: none.
     pub tcp_bind: Vec<u16>,
     /// Whether the upstream may create unix sockets with `socket()`. `socketpair()` for stream and
@@ -27,7 +34,9 @@ pub struct Profile {
 impl Profile {
     /// Whether any TCP port is granted, which is what allows IPv4 and IPv6 TCP sockets at all.
     pub(crate) fn grants_tcp(&self) -> bool {
-        !self.tcp_connect.is_empty() || !self.tcp_bind.is_empty()
+        !self.tcp_connect.is_empty()
+            || !self.tcp_connect_hosts.is_empty()
+            || !self.tcp_bind.is_empty()
     }
 }
 

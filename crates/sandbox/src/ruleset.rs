@@ -24,12 +24,19 @@ pub(crate) struct Built {
     pub(crate) warnings: Vec<Warning>,
 }
 
-/// Builds the ruleset for `abi` (the kernel's, already checked to be enough).
+/// Builds the ruleset for `abi` (the kernel's, already checked to be enough), with read access
+/// to each of `generated` besides the profile's grants (the hosts file and resolver files
+/// Portcullis wrote for a profile that grants host names; they are not the profile's, so they
+/// are not in `paths`).
 ///
 /// Every right of that ABI is handled, so anything no rule grants is denied. The compatibility
 /// level is a hard requirement: a right or rule the kernel cannot enforce fails here instead of
 /// being dropped silently, as landlock's default best effort would.
-pub(crate) fn build(profile: &Profile, abi: u32) -> Result<Built, SandboxError> {
+pub(crate) fn build(
+    profile: &Profile,
+    abi: u32,
+    generated: &[PathBuf],
+) -> Result<Built, SandboxError> {
     // The crate converts an integer ABI only reluctantly (it prefers a fixed, tested one); here
     // the kernel's own ABI is the point: handle every right it has, never fewer.
     let abi = ABI::from(i32::try_from(abi).unwrap_or(i32::MAX));
@@ -79,7 +86,27 @@ pub(crate) fn build(profile: &Profile, abi: u32) -> Result<Built, SandboxError> 
         entry.access = entry.access.max(access);
     }
 
-    for &port in &profile.tcp_connect {
+    for path in generated {
+        let file = File::open(path).map_err(|source| SandboxError::OpenPath {
+            path: path.clone(),
+            source,
+        })?;
+        let rights = rights(abi, FsAccess::ReadOnly, PathKind::File);
+        ruleset = ruleset.add_rule(PathBeneath::new(file, rights))?;
+    }
+
+    // A host name's port is checked too: inside its own network the upstream connects to the
+    // name's address there, on that port.
+    let host_ports = profile.tcp_connect_hosts.iter().map(|grant| grant.port());
+    let mut connect: Vec<u16> = profile
+        .tcp_connect
+        .iter()
+        .copied()
+        .chain(host_ports)
+        .collect();
+    connect.sort_unstable();
+    connect.dedup();
+    for port in connect {
         ruleset = ruleset.add_rule(NetPort::new(port, AccessNet::ConnectTcp))?;
     }
     for &port in &profile.tcp_bind {

@@ -2,7 +2,10 @@
 //! hashes it. Both renderings are deterministic: every list is sorted.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+
+use portcullis_core::HostName;
 
 use crate::profile::{Limit, Limits};
 
@@ -14,8 +17,11 @@ pub struct Summary {
     /// The granted paths, symlinks resolved, sorted by resolved path. A path that did not exist
     /// is not here (see the warnings).
     pub paths: Vec<GrantedPath>,
-    /// Granted TCP connect ports, sorted, without repeats.
+    /// Granted TCP connect ports (on any address), sorted, without repeats.
     pub tcp_connect: Vec<u16>,
+    /// Granted host names, sorted, each with its address inside and its ports. Any: the
+    /// upstream has a network of its own.
+    pub hosts: Vec<GrantedHost>,
     /// Granted TCP bind ports, sorted, without repeats.
     pub tcp_bind: Vec<u16>,
     /// Which sockets the seccomp filter lets the upstream create.
@@ -35,6 +41,18 @@ pub struct GrantedPath {
     pub kind: PathKind,
     /// The access granted.
     pub access: FsAccess,
+}
+
+/// One host name the upstream may connect to, by name (see
+/// [`Profile::tcp_connect_hosts`](crate::Profile::tcp_connect_hosts)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedHost {
+    /// The name, as the upstream resolves it.
+    pub host: HostName,
+    /// Its address inside the upstream's network, where Portcullis's forwarder listens.
+    pub address: Ipv4Addr,
+    /// The ports granted on it, sorted, without repeats.
+    pub ports: Vec<u16>,
 }
 
 /// What a granted path is.
@@ -101,7 +119,27 @@ impl Summary {
                 text.push_str("  nothing\n");
             }
         }
-        let _ = writeln!(text, "tcp connect: {}", ports(&self.tcp_connect));
+        if self.hosts.is_empty() {
+            let _ = writeln!(text, "tcp connect: {}", ports(&self.tcp_connect));
+        } else {
+            text.push_str(
+                "tcp connect: by host name only (Portcullis connects to what the name resolves \
+                 to, on the granted port):\n",
+            );
+            for host in &self.hosts {
+                let _ = writeln!(
+                    text,
+                    "  {}:{} ({} inside)",
+                    host.host,
+                    ports(&host.ports),
+                    host.address
+                );
+            }
+            text.push_str(
+                "network: a namespace of its own with loopback alone: no address outside is \
+                 reachable, and no name but those above resolves\n",
+            );
+        }
         let _ = writeln!(text, "tcp bind: {}", ports(&self.tcp_bind));
         let _ = writeln!(text, "sockets: {}", self.describe_sockets());
         text.push_str("scoped to the sandbox: abstract unix sockets, signals\n");
@@ -160,7 +198,7 @@ impl Summary {
     /// A stable text for the caller to hash into the evidence log: one fact a line, sorted,
     /// paths escaped so no path can forge a line. A change here is a change of format version.
     pub fn digest_input(&self) -> String {
-        let mut text = String::from("portcullis-sandbox 2\n");
+        let mut text = String::from("portcullis-sandbox 3\n");
         let _ = writeln!(text, "landlock-abi {}", self.landlock_abi);
         let mut paths: Vec<String> = self
             .paths
@@ -191,6 +229,23 @@ impl Summary {
                 let _ = writeln!(text, "{name} {port}");
             }
         }
+        let mut hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .flat_map(|host| {
+                host.ports
+                    .iter()
+                    .map(|port| format!("tcp-connect-host {} {port} {}\n", host.host, host.address))
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        text.extend(hosts);
+        text.push_str(if self.hosts.is_empty() {
+            "network shared\n"
+        } else {
+            "network own-namespace loopback-only names-from-hosts-file\n"
+        });
         let allowed = |yes: bool| if yes { "allowed" } else { "refused" };
         let _ = writeln!(text, "socket inet-tcp {}", allowed(self.sockets.inet_tcp));
         let _ = writeln!(text, "socket unix {}", allowed(self.sockets.unix));

@@ -9,7 +9,10 @@
 )]
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+
+use portcullis_core::HostPort;
 
 use super::*;
 use crate::support::{check, requirements};
@@ -126,6 +129,11 @@ fn tcp_port_rules_are_required_only_when_ports_are_granted() {
         ..Profile::default()
     };
     assert_eq!(needs(&bind_only), [3, 4, 6, 6]);
+    let names_only = Profile {
+        tcp_connect_hosts: grants(&["api.github.com:443"]),
+        ..Profile::default()
+    };
+    assert_eq!(needs(&names_only), [3, 4, 6, 6]);
 }
 
 #[test]
@@ -480,6 +488,7 @@ fn tree_profile(tree: &Tree) -> Profile {
         ],
         read_write: vec![tree.path("rw")],
         tcp_connect: vec![443, 80, 443],
+        tcp_connect_hosts: vec![],
         tcp_bind: vec![],
         unix_sockets: false,
         limits: Limits {
@@ -555,13 +564,14 @@ fn the_digest_input_does_not_depend_on_order_or_repeats() {
 
     let abi = probe().landlock_abi().unwrap();
     let expected = format!(
-        "portcullis-sandbox 2
+        "portcullis-sandbox 3
 landlock-abi {abi}
 path read-only dir $TREE/ro
 path read-only file $TREE/tool
 path read-write dir $TREE/rw
 tcp-connect 80
 tcp-connect 443
+network shared
 socket inet-tcp allowed
 socket unix refused
 socketpair unix-stream-seqpacket
@@ -680,4 +690,148 @@ fn granting_unix_sockets_warns_while_landlock_cannot_check_their_paths() {
         .warnings()
         .contains(&Warning::UnixSocketPathsUnchecked { abi });
     assert_eq!(warned, abi < 9);
+}
+
+// --- host names ----------------------------------------------------------------------------
+
+fn grants(texts: &[&str]) -> Vec<HostPort> {
+    texts
+        .iter()
+        .map(|text| HostPort::parse(text).unwrap())
+        .collect()
+}
+
+#[test]
+fn each_name_gets_an_address_of_its_own_in_name_order() {
+    let hosts = names::plan(&grants(&[
+        "b.example:443",
+        "a.example:8443",
+        "a.example:443",
+        "B.example:443",
+    ]))
+    .unwrap();
+    let rendered: Vec<String> = hosts
+        .iter()
+        .map(|host| format!("{} {} {:?}", host.host, host.address, host.ports))
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "a.example 127.0.0.2 [443, 8443]",
+            "b.example 127.0.0.3 [443]"
+        ]
+    );
+
+    let mut many: Vec<String> = (0..MAX_HOSTS)
+        .map(|index| format!("h{index:04}.example:443"))
+        .collect();
+    let texts: Vec<&str> = many.iter().map(String::as_str).collect();
+    let hosts = names::plan(&grants(&texts)).unwrap();
+    assert_eq!(hosts.last().unwrap().address, Ipv4Addr::new(127, 0, 4, 1));
+    many.push("one-more.example:443".to_owned());
+    let texts: Vec<&str> = many.iter().map(String::as_str).collect();
+    let error = names::plan(&grants(&texts)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the profile grants 1025 host names; at most 1024 can be granted"
+    );
+}
+
+#[test]
+fn the_hosts_file_lists_the_granted_names_alone() {
+    let hosts = names::plan(&grants(&["api.github.com:443", "example.org:8443"])).unwrap();
+    assert_eq!(
+        names::hosts_file(&hosts),
+        "# Written by Portcullis: the only names this upstream can resolve. Each address is \
+         served inside
+# its sandbox, and Portcullis forwards what connects there to what the name resolves to \
+         outside,
+# on the granted ports only.
+127.0.0.1 localhost
+::1 localhost
+127.0.0.2 api.github.com
+127.0.0.3 example.org
+"
+    );
+    // `localhost` granted is Portcullis's host's: the upstream's own loopback has no name then.
+    let hosts = names::plan(&grants(&["localhost:5432"])).unwrap();
+    let text = names::hosts_file(&hosts);
+    assert!(
+        text.ends_with("on the granted ports only.\n127.0.0.2 localhost\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn name_resolution_keeps_every_database_but_host_names() {
+    let system = "passwd:         files systemd
+hosts:          files mdns4_minimal [NOTFOUND=return] dns myhostname
+#hosts: files dns
+networks:       files
+hosts: dns
+";
+    assert_eq!(
+        names::nsswitch(Some(system)),
+        "# Written by Portcullis: host names from /etc/hosts alone.
+passwd:         files systemd
+hosts: files
+#hosts: files dns
+networks:       files
+"
+    );
+    assert_eq!(
+        names::nsswitch(None),
+        "# Written by Portcullis: host names from /etc/hosts alone.\nhosts: files\n"
+    );
+}
+
+#[test]
+fn names_and_ports_on_any_address_do_not_mix() {
+    let profile = Profile {
+        tcp_connect: vec![5432, 80],
+        tcp_connect_hosts: grants(&["api.github.com:443"]),
+        ..Profile::default()
+    };
+    assert_eq!(
+        prepare(&profile).unwrap_err().to_string(),
+        "the profile grants host names and ports on any address (80, 5432); host names give the \
+         upstream a network of its own in which no address is reachable, so name the host of each \
+         port instead"
+    );
+}
+
+#[test]
+fn check_and_the_digest_show_the_names() {
+    let profile = Profile {
+        tcp_connect_hosts: grants(&["example.org:8443", "api.github.com:443", "example.org:443"]),
+        ..Profile::default()
+    };
+    let prepared = prepare(&profile).unwrap();
+    let described = prepared.describe();
+    assert!(
+        described.contains(
+            "tcp connect: by host name only (Portcullis connects to what the name resolves to, on \
+             the granted port):
+  api.github.com:443 (127.0.0.2 inside)
+  example.org:443, 8443 (127.0.0.3 inside)
+network: a namespace of its own with loopback alone: no address outside is reachable, and no \
+             name but those above resolves
+tcp bind: none
+"
+        ),
+        "{described}"
+    );
+    let digest = prepared.digest_input();
+    assert!(
+        digest.contains(
+            "tcp-connect-host api.github.com 443 127.0.0.2
+tcp-connect-host example.org 443 127.0.0.3
+tcp-connect-host example.org 8443 127.0.0.3
+network own-namespace loopback-only names-from-hosts-file
+socket inet-tcp allowed
+"
+        ),
+        "{digest}"
+    );
+    assert!(!digest.contains("\ntcp-connect "), "{digest}");
 }

@@ -226,4 +226,31 @@ fn the_profile_grants_roots_read_write_and_the_network_files_only_with_a_port() 
     if Path::new("/etc/hosts").exists() {
         assert!(profile.read_only.contains(&PathBuf::from("/etc/hosts")));
     }
+
+    // Host names go to the sandbox as they are (it gives the upstream a network of its own);
+    // CA certificates are read as with a port.
+    let named = SandboxGrants {
+        tcp_connect_hosts: vec![portcullis_core::HostPort::parse("api.github.com:443").unwrap()],
+        ..SandboxGrants::default()
+    };
+    let profile = compile_profile(&launch, &roots, &named);
+    assert!(profile.tcp_connect.is_empty());
+    assert_eq!(
+        profile
+            .tcp_connect_hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["api.github.com:443"]
+    );
+    if Path::new("/etc/ssl/certs").exists() {
+        assert!(profile.read_only.contains(&PathBuf::from("/etc/ssl/certs")));
+    }
+    // The system's resolver files are not granted: the sandbox mounts its own over them.
+    assert!(!profile.read_only.contains(&PathBuf::from("/etc/hosts")));
+    assert!(
+        !profile
+            .read_only
+            .contains(&PathBuf::from("/etc/resolv.conf"))
+    );
 }

@@ -13,6 +13,8 @@ use crate::probe::{Op, Outcome, PROBE_ENV, RESULT_PREFIX};
 
 /// A probe child that has not finished by then is killed and the test fails.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// The same for a world (`world.rs`), which runs a few probe children of its own.
+const WORLD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The test binary itself, the C library and the loader: what the probe needs to start at all.
 /// Paths a system lacks are only warnings.
@@ -80,7 +82,18 @@ pub(crate) fn probe_command(ops: &[Op]) -> Command {
 }
 
 /// Spawns, waits up to the deadline, and parses the result lines.
-pub(crate) fn run(mut command: Command, expected: usize) -> Vec<Outcome> {
+pub(crate) fn run(command: Command, expected: usize) -> Vec<Outcome> {
+    parse(&run_until(command, DEADLINE), expected)
+}
+
+/// Spawns, and waits up to the deadline of a world (a test with several probe children).
+pub(crate) fn run_to_end(command: Command) -> Output {
+    run_until(command, WORLD_DEADLINE)
+}
+
+/// Spawns with stdout and stderr piped, and waits up to `deadline` (then kills it and fails).
+fn run_until(mut command: Command, deadline: Duration) -> Output {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -99,19 +112,18 @@ pub(crate) fn run(mut command: Command, expected: usize) -> Vec<Outcome> {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > DEADLINE {
+        if started.elapsed() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("probe child ran past {DEADLINE:?}");
+            panic!("child ran past {deadline:?}");
         }
         thread::sleep(Duration::from_millis(10));
     };
-    let output = Output {
+    Output {
         status,
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
-    };
-    parse(&output, expected)
+    }
 }
 
 /// The outcomes a finished probe child printed, one per operation.

@@ -15,7 +15,9 @@
 )]
 
 mod harness;
+mod names;
 mod probe;
+mod world;
 
 use std::fs;
 use std::io::ErrorKind;

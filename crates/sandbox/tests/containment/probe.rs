@@ -5,7 +5,9 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    self, IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs as _, UdpSocket,
+};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::linux::net::SocketAddrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -99,6 +101,19 @@ pub(crate) enum Op {
     /// The capability sets: effective, permitted, inheritable (hex), how many in the bounding
     /// and ambient sets.
     Capabilities,
+    /// Resolve a host name (`getaddrinfo`): its addresses, sorted, or `unresolved`.
+    Resolve(String),
+    /// The same with `AI_ADDRCONFIG`, as many runtimes ask: only families the machine has an
+    /// address of (besides loopback) are returned, if the C library can tell.
+    ResolveAddrconfig(String),
+    /// Connect to a host name's first address on a port, send `ping` and read the answer:
+    /// `echoed`, `refused` (accepted, then closed or reset without an answer), `unresolved`, or
+    /// the connect's errno.
+    NameConnect(String, u16),
+    /// TCP connect to an address.
+    AddrConnect(Ipv4Addr, u16),
+    /// A text file's contents, newlines as `|`.
+    ReadText(PathBuf),
 }
 
 /// What one operation came to.
@@ -150,6 +165,7 @@ pub(crate) fn errno_name(errno: i32) -> &'static str {
         libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
         libc::EAFNOSUPPORT => "EAFNOSUPPORT",
         libc::EINPROGRESS => "EINPROGRESS",
+        libc::ENETUNREACH => "ENETUNREACH",
         _ => "other",
     }
 }
@@ -198,6 +214,15 @@ impl Op {
             Op::Metadata(name, p) => vec!["metadata".into(), name.clone(), path(p)],
             Op::Capabilities => vec!["capabilities".into()],
             Op::Raw(number) => vec!["raw".into(), number.to_string()],
+            Op::Resolve(name) => vec!["resolve".into(), name.clone()],
+            Op::ResolveAddrconfig(name) => vec!["resolve-addrconfig".into(), name.clone()],
+            Op::NameConnect(name, port) => {
+                vec!["name-connect".into(), name.clone(), port.to_string()]
+            }
+            Op::AddrConnect(ip, port) => {
+                vec!["addr-connect".into(), ip.to_string(), port.to_string()]
+            }
+            Op::ReadText(p) => vec!["read-text".into(), path(p)],
         };
         fields.join("\t")
     }
@@ -246,6 +271,11 @@ impl Op {
             "metadata" => Op::Metadata((*fields.get(1)?).to_owned(), path(2)?),
             "capabilities" => Op::Capabilities,
             "raw" => Op::Raw(number(1)?),
+            "resolve" => Op::Resolve((*fields.get(1)?).to_owned()),
+            "resolve-addrconfig" => Op::ResolveAddrconfig((*fields.get(1)?).to_owned()),
+            "name-connect" => Op::NameConnect((*fields.get(1)?).to_owned(), port(2)?),
+            "addr-connect" => Op::AddrConnect(fields.get(1)?.parse().ok()?, port(2)?),
+            "read-text" => Op::ReadText(path(1)?),
             _ => return None,
         })
     }
@@ -529,6 +559,112 @@ fn perform(op: &Op) -> Outcome {
         Op::Capabilities => capabilities(),
         // SAFETY: all-zero arguments; the filter answers before the kernel reads any of them.
         Op::Raw(number) => from_ret(unsafe { libc::syscall(*number, 0, 0, 0, 0, 0, 0) }),
+        Op::Resolve(name) => match (name.as_str(), 0).to_socket_addrs() {
+            Ok(addresses) => {
+                let mut ips: Vec<String> = addresses.map(|a| a.ip().to_string()).collect();
+                ips.sort();
+                ips.dedup();
+                Outcome::Value(ips.join(","))
+            }
+            Err(_) => Outcome::Value("unresolved".into()),
+        },
+        Op::ResolveAddrconfig(name) => resolve_addrconfig(name),
+        Op::NameConnect(name, port) => name_connect(name, *port),
+        Op::AddrConnect(ip, port) => from_io(
+            TcpStream::connect_timeout(
+                &net::SocketAddr::new(IpAddr::V4(*ip), *port),
+                Duration::from_secs(2),
+            )
+            .map(|_| ()),
+        ),
+        Op::ReadText(path) => match fs::read_to_string(path) {
+            Ok(text) => Outcome::Value(text.replace('\n', "|").replace('\t', " ")),
+            Err(error) => Outcome::Errno(error.raw_os_error().unwrap_or(-1)),
+        },
+    }
+}
+
+/// See [`Op::ResolveAddrconfig`].
+fn resolve_addrconfig(name: &str) -> Outcome {
+    let Ok(host) = CString::new(name) else {
+        return Outcome::Value("name with NUL".into());
+    };
+    // SAFETY: all zeroes is a valid addrinfo (null pointers).
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = libc::AF_UNSPEC;
+    hints.ai_socktype = libc::SOCK_STREAM;
+    hints.ai_flags = libc::AI_ADDRCONFIG;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: a valid name, no service, valid hints, and a pointer for the list.
+    if unsafe { libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut list) } != 0 {
+        return Outcome::Value("unresolved".into());
+    }
+    let mut ips = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: an entry of the list getaddrinfo returned, freed below.
+        let info = unsafe { &*entry };
+        if info.ai_family == libc::AF_INET {
+            // SAFETY: an AF_INET entry's address is a sockaddr_in.
+            let address = unsafe { &*info.ai_addr.cast::<libc::sockaddr_in>() };
+            ips.push(Ipv4Addr::from(u32::from_be(address.sin_addr.s_addr)).to_string());
+        } else {
+            ips.push(format!("family {}", info.ai_family));
+        }
+        entry = info.ai_next;
+    }
+    // SAFETY: the list getaddrinfo returned, freed once.
+    unsafe { libc::freeaddrinfo(list) };
+    ips.sort();
+    ips.dedup();
+    Outcome::Value(ips.join(","))
+}
+
+/// See [`Op::NameConnect`].
+fn name_connect(name: &str, port: u16) -> Outcome {
+    let Some(address) = (name, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+    else {
+        return Outcome::Value("unresolved".into());
+    };
+    let mut stream = match TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
+        Ok(stream) => stream,
+        // Accepted and reset at once, before the connect's wait saw it accepted.
+        Err(error) if error.raw_os_error() == Some(libc::ECONNRESET) => {
+            return Outcome::Value("refused".into());
+        }
+        Err(error) => return Outcome::Errno(error.raw_os_error().unwrap_or(-1)),
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+    if stream.write_all(b"ping\n").is_err() {
+        return Outcome::Value("refused".into());
+    }
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => {
+                answer.push(byte[0]);
+                if byte[0] == b'\n' {
+                    break;
+                }
+            }
+            Err(error)
+                if error.kind() == std::io::ErrorKind::WouldBlock
+                    || error.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Outcome::Value("no answer".into());
+            }
+            Err(_) => break,
+        }
+    }
+    if answer == b"ping\n" {
+        Outcome::Value("echoed".into())
+    } else {
+        Outcome::Value("refused".into())
     }
 }
 
