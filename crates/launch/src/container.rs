@@ -19,7 +19,9 @@ pub fn container_args(
     grants: &SandboxGrants,
     user: String,
 ) -> Vec<String> {
-    let network = if grants.tcp_connect.is_empty() {
+    // The engine's network cannot be narrowed to names or ports the way Portcullis's sandbox
+    // narrows it: any connect grant gives the container the engine's default network.
+    let network = if grants.tcp_connect.is_empty() && grants.tcp_connect_hosts.is_empty() {
         "none"
     } else {
         "bridge"
