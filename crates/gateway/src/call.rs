@@ -392,8 +392,9 @@ impl UpstreamCall {
         {
             return Ok(tool_error(message));
         }
-        // Whatever an untrusted upstream answered may have been written to steer the model.
-        if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_))) {
+        // Whatever an untrusted upstream answered may have been written to steer the model:
+        // its result, and its error too (an error's message is the upstream's own words).
+        if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_)) | Err(_)) {
             gateway
                 .approvals
                 .taints

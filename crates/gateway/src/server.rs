@@ -275,6 +275,7 @@ impl PortcullisServer {
     /// The upstream that owns an exposed resource URI, its connection and its own URI.
     async fn resource_owner(
         &self,
+        context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
         method: &str,
         exposed: &str,
@@ -310,7 +311,7 @@ impl PortcullisServer {
                 None,
             ));
         }
-        let connection = match self.ready(upstream) {
+        let connection = match self.ready(upstream, context, envelope) {
             Ok(connection) => connection,
             Err(message) => {
                 self.record_refused(envelope, method, Some(upstream), &local, &message)
@@ -401,8 +402,19 @@ impl PortcullisServer {
         Ok((page, None))
     }
 
-    pub(crate) fn ready(&self, upstream: &UpstreamHandle) -> Result<Arc<Connection>, String> {
+    /// The upstream's live connection, or why there is none. A down upstream's reason may
+    /// carry its own words (its stderr, its handshake's error): from an untrusted upstream
+    /// they reach this session as any of its content does, tainting it.
+    pub(crate) fn ready(
+        &self,
+        upstream: &UpstreamHandle,
+        context: &RequestContext<RoleServer>,
+        envelope: &IdentityEnvelope,
+    ) -> Result<Arc<Connection>, String> {
         upstream.connection().ok_or_else(|| {
+            if upstream.is_down() {
+                self.taint_if_untrusted(context, envelope, upstream);
+            }
             format!(
                 "upstream `{}` is unavailable: {}",
                 upstream.name(),
@@ -716,7 +728,7 @@ impl ServerHandler for PortcullisServer {
         let envelope = self.envelope(&context)?;
         self.gateway.first_settle().await;
         let (upstream, connection, local) = self
-            .resource_owner(&envelope, "resources/subscribe", &request.uri)
+            .resource_owner(&context, &envelope, "resources/subscribe", &request.uri)
             .await?;
         if connection.is_stateless() {
             upstream
@@ -742,7 +754,7 @@ impl ServerHandler for PortcullisServer {
     ) -> Result<(), McpError> {
         let envelope = self.envelope(&context)?;
         let (upstream, connection, local) = self
-            .resource_owner(&envelope, "resources/unsubscribe", &request.uri)
+            .resource_owner(&context, &envelope, "resources/unsubscribe", &request.uri)
             .await?;
         // The upstream keeps the subscription while any session still holds it.
         if self
@@ -848,7 +860,7 @@ impl ServerHandler for PortcullisServer {
             }
         }
         let connection = self
-            .ready(upstream)
+            .ready(upstream, &context, &envelope)
             .map_err(|message| McpError::internal_error(message, None))?;
         request.meta = None;
         let request = Outbound::Complete(request);

@@ -288,6 +288,11 @@ impl UpstreamHandle {
     }
 
     /// Why the upstream cannot take calls, for the client's error message.
+    /// Whether it failed and is waiting to be restarted.
+    pub fn is_down(&self) -> bool {
+        matches!(**self.state.load(), UpstreamState::Down { .. })
+    }
+
     pub fn unavailable_reason(&self) -> String {
         match &**self.state.load() {
             UpstreamState::Starting => "it is starting".to_owned(),

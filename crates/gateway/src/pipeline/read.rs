@@ -166,10 +166,11 @@ impl PortcullisServer {
                 .await
                 .map_err(|message| McpError::internal_error(message, None))?;
         }
-        // A final result (not a round still waiting for the person) reached the session.
+        // A final result (not a round still waiting for the person) reached the session, or
+        // an error, whose message is the upstream's own words.
         if answer
             .as_ref()
-            .is_ok_and(|response| response.complete().is_some())
+            .map_or(true, |response| response.complete().is_some())
         {
             self.taint_if_untrusted(context, &envelope, upstream);
         }
@@ -217,7 +218,7 @@ impl PortcullisServer {
                 decision,
             ));
         }
-        let connection = match self.ready(upstream) {
+        let connection = match self.ready(upstream, context, envelope) {
             Ok(connection) => connection,
             Err(message) => {
                 return Err(ReadStop::refused(

@@ -28,11 +28,13 @@ impl PortcullisServer {
         let Ok(visible) = gateway.visible_tool(call.envelope, &upstream, local) else {
             return Err(Stop::Unknown("hidden from this identity"));
         };
-        let connection = self.ready(&upstream).map_err(|message| Stop::Refused {
-            message: message.clone(),
-            recorded: message,
-            decision: summary(gateway, None),
-        })?;
+        let connection = self
+            .ready(&upstream, call.context, call.envelope)
+            .map_err(|message| Stop::Refused {
+                message: message.clone(),
+                recorded: message,
+                decision: summary(gateway, None),
+            })?;
         let Some(definition) = connection.listed_tool(exposed) else {
             return Err(Stop::Unknown("no such tool"));
         };
