@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 
+use crate::checks::{address, is_env_name, is_loopback_authority, scope_list};
 use crate::error::Reporter;
-use crate::model::{address, is_env_name, is_loopback_authority, scope_list};
 use crate::raw::{RawCredential, RawCredentials};
 
 /// The store's file unless config says otherwise, beside the configuration.

@@ -7,6 +7,7 @@
 //! text and the path used in messages.
 #![forbid(unsafe_code)]
 
+mod checks;
 mod credential;
 mod error;
 mod launcher;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 
+use crate::checks::{is_env_name, is_loopback_authority};
 use crate::error::Reporter;
-use crate::model::{is_env_name, is_loopback_authority};
 use crate::raw::{RawHeader, RawUpstream};
 
 /// How a `url` upstream is reached besides its URL.
