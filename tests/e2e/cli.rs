@@ -2,19 +2,10 @@
 
 use std::process::Command;
 
-use crate::support::{Config, Credential, Scratch, Tool, Upstream, bin, repo_root};
+use crate::support::{Config, Credential, Scratch, Tool, Upstream, bin, portcullis, repo_root};
 
 fn check(config: &std::path::Path) -> (bool, String, String) {
-    let output = Command::new(bin("portcullis"))
-        .args(["check", "--config"])
-        .arg(config)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run portcullis check: {e}"));
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    portcullis(&["check"], config)
 }
 
 #[test]
@@ -140,20 +131,6 @@ fn serve_refuses_a_non_loopback_listener() {
         .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a loopback address"));
-}
-
-fn portcullis(args: &[&str], config: &std::path::Path) -> (bool, String, String) {
-    let output = Command::new(bin("portcullis"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// A config whose policy directory holds `text`, with one fixture upstream.

@@ -11,24 +11,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text, wait_for_tools};
-use crate::support::{Config, Scratch, Upstream, bin};
+use crate::support::{Config, Scratch, Upstream, bin, portcullis};
 
 /// The server-filesystem version the set-up installs in tests/node (so npm finds it cached).
 const FILESYSTEM: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
-
-fn portcullis(args: &[&str], config: &Path) -> (bool, String, String) {
-    let output = Command::new(bin("portcullis"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// A config whose one upstream `up` is `command`, as `configure` sets it up, its packages in
 /// the scratch directory.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::rust_client::{call, connect, text, wait_for_tools};
-use crate::support::{Config, Scratch, Tool, Upstream, bin, free_port, wait_until};
+use crate::support::{Config, Scratch, Tool, Upstream, bin, free_port, portcullis, wait_until};
 
 const SECRET: &str = "e2e-header-value-7f3a9c";
 
@@ -277,16 +277,8 @@ fn plain_http_to_a_remote_host_and_header_values_in_the_file_are_refused() {
     let scratch = Scratch::new();
     // Test data: configs `check` must refuse (and one it must take), written as a person would.
     let check = |body: &str| {
-        let config = scratch.config(body);
-        let output = std::process::Command::new(bin("portcullis"))
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let (ok, _, stderr) = portcullis(&["check"], &scratch.config(body));
+        (ok, stderr)
     };
     let (ok, message) = check("[[upstream]]\nname = \"r\"\nurl = \"http://mcp.example.com/mcp\"\n");
     assert!(!ok && message.contains("insecure_http"), "{message}");

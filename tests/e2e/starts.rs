@@ -3,12 +3,11 @@
 //! with the last lines of its stderr and the access the sandbox refused it.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::json;
 
 use crate::rust_client::{call, connect, text};
-use crate::support::{Config, Scratch, Upstream, bin};
+use crate::support::{Config, Scratch, Upstream, portcullis};
 
 /// An upstream that tries to read a file outside its roots (the kernel refuses it: it runs
 /// contained), says so on stderr, and exits before its handshake.
@@ -23,16 +22,7 @@ fn dying_upstream(scratch: &Scratch) -> std::path::PathBuf {
 }
 
 fn check_start(config: &Path) -> (bool, String, String) {
-    let output = Command::new(bin("portcullis"))
-        .args(["check", "--start", "--config"])
-        .arg(config)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    portcullis(&["check", "--start"], config)
 }
 
 #[test]

@@ -303,3 +303,19 @@ impl Drop for OpenIdProvider {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `portcullis ARGS --config CONFIG` to its end: whether it succeeded, its stdout and its
+/// stderr.
+pub(crate) fn portcullis(args: &[&str], config: &Path) -> (bool, String, String) {
+    let output = std::process::Command::new(bin("portcullis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
