@@ -27,7 +27,7 @@ fn launcher_config(
     scratch.config(Config::relay().packages("packages").upstream(upstream))
 }
 
-/// The shipped example `name` (config/examples/NAME.toml), copied into the scratch directory
+/// The shipped example `name` (config/examples/NAME.toml, and its lock), copied into the scratch directory
 /// at the same depth, so that its `../../state/...` paths land in the scratch's `state/`.
 fn example(scratch: &Scratch, name: &str) -> PathBuf {
     let source = crate::support::repo_root().join(format!("config/examples/{name}.toml"));
@@ -37,6 +37,10 @@ fn example(scratch: &Scratch, name: &str) -> PathBuf {
     std::fs::create_dir_all(scratch.path().join("state/work")).unwrap_or_else(|e| panic!("{e}"));
     let target = dir.join(format!("{name}.toml"));
     std::fs::write(&target, text).unwrap_or_else(|e| panic!("{e}"));
+    // Its lock file too, where it ships one: what the registry serves must still match it.
+    if let Ok(lock) = std::fs::read_to_string(source.with_extension("lock")) {
+        std::fs::write(target.with_extension("lock"), lock).unwrap_or_else(|e| panic!("{e}"));
+    }
     target
 }
 
