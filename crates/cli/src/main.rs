@@ -434,29 +434,46 @@ enum Missing {
 /// runs: a prepared package's entry point, or a container with Portcullis's options.
 fn launched(path: &Path, missing: Missing) -> anyhow::Result<Config> {
     let mut config = load(path)?;
-    let env = |name: &str| std::env::var(name).ok();
-    let packages = portcullis_launch::packages_dir(&config, &env);
-    let mut lock = portcullis_launch::Lock::beside(&config.file)?;
-    if missing == Missing::Install {
-        portcullis_launch::prepare(&config, &mut lock, &packages, &mut |line| {
-            eprintln!("portcullis: {line}");
-        })?;
-    }
+    let (lock, packages, _) = prepared(&config, missing)?;
     let search_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned());
     portcullis_launch::resolve(&mut config, &lock, &packages, &search_path)?;
     Ok(config)
+}
+
+/// The config's lock file and package directory, with what is missing installed first when
+/// `missing` says so (progress on stderr).
+fn prepared(
+    config: &Config,
+    missing: Missing,
+) -> anyhow::Result<(
+    portcullis_launch::Lock,
+    PathBuf,
+    Vec<portcullis_launch::Prepared>,
+)> {
+    let env = |name: &str| std::env::var(name).ok();
+    let packages = match portcullis_launch::packages_dir(config, &env) {
+        Ok(dir) => dir,
+        // Only a config that runs packages needs the directory.
+        Err(_) if !portcullis_launch::runs_packages(config) => PathBuf::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let mut lock = portcullis_launch::Lock::beside(&config.file)?;
+    let done = match missing {
+        Missing::Install => {
+            portcullis_launch::prepare(config, &mut lock, &packages, &mut |line| {
+                eprintln!("portcullis: {line}");
+            })?
+        }
+        Missing::Fail => Vec::new(),
+    };
+    Ok((lock, packages, done))
 }
 
 /// `portcullis prepare`: installs what the lock or the package directory lacks, and says what
 /// each launcher upstream will run.
 fn prepare(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let env = |name: &str| std::env::var(name).ok();
-    let packages = portcullis_launch::packages_dir(&config, &env);
-    let mut lock = portcullis_launch::Lock::beside(&config.file)?;
-    let prepared = portcullis_launch::prepare(&config, &mut lock, &packages, &mut |line| {
-        eprintln!("portcullis: {line}");
-    })?;
+    let (lock, packages, prepared) = prepared(&config, Missing::Install)?;
     for done in &prepared {
         let locked = &done.locked;
         println!(

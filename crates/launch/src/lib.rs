@@ -31,6 +31,10 @@ pub enum LaunchError {
     Lock { path: PathBuf, reason: String },
     #[error("upstream `{upstream}`: {reason}")]
     Upstream { upstream: String, reason: String },
+    #[error(
+        "neither HOME nor XDG_DATA_HOME is set, so there is no package directory of yours: set `[server] packages` in the config"
+    )]
+    NoPackagesDir,
 }
 
 impl LaunchError {
@@ -49,18 +53,41 @@ impl LaunchError {
     }
 }
 
+/// Whether any upstream of `config` runs a registry package (and so needs the package
+/// directory).
+pub fn runs_packages(config: &Config) -> bool {
+    config.upstreams.iter().any(|upstream| {
+        matches!(
+            &upstream.transport,
+            UpstreamTransport::Stdio {
+                launcher: Some(Launcher::Npm(_) | Launcher::Pypi(_)),
+                ..
+            }
+        )
+    })
+}
+
 /// Where packages are installed: config's `[server] packages`, else
-/// `$XDG_DATA_HOME/portcullis/packages`, else `~/.local/share/portcullis/packages`.
-pub fn packages_dir(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+/// `$XDG_DATA_HOME/portcullis/packages`, else `~/.local/share/portcullis/packages`. With none
+/// of these there is no directory that is the user's own (code run from a shared one could be
+/// another user's): an error.
+pub fn packages_dir(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, LaunchError> {
     if let Some(dir) = &config.packages {
-        return dir.clone();
+        return Ok(dir.clone());
     }
     let data = env("XDG_DATA_HOME")
         .filter(|dir| dir.starts_with('/'))
         .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|home| Path::new(&home).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    data.join("portcullis").join("packages")
+        .or_else(|| {
+            env("HOME")
+                .filter(|home| home.starts_with('/'))
+                .map(|home| Path::new(&home).join(".local/share"))
+        })
+        .ok_or(LaunchError::NoPackagesDir)?;
+    Ok(data.join("portcullis").join("packages"))
 }
 
 /// What [`prepare`] did for one upstream.
@@ -240,4 +267,51 @@ pub fn install_dir(packages: &Path, locked: &Locked) -> PathBuf {
         locked.name.replace('/', "+"),
         locked.version
     ))
+}
+
+#[cfg(test)]
+#[expect(clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        portcullis_config::parse(Path::new("/etc/p/portcullis.toml"), text)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_package_directory_is_the_users_own_or_none() {
+        let npx = config("[[upstream]]\nname = \"a\"\ncommand = [\"npx\", \"pkg\"]\n");
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let dir = |env: &dyn Fn(&str) -> Option<String>| packages_dir(&npx, env).ok();
+        assert_eq!(
+            dir(&env(&[("HOME", "/home/u")])),
+            Some(PathBuf::from("/home/u/.local/share/portcullis/packages"))
+        );
+        assert_eq!(
+            dir(&env(&[("HOME", "/home/u"), ("XDG_DATA_HOME", "/data")])),
+            Some(PathBuf::from("/data/portcullis/packages"))
+        );
+        // No home of the user's: no shared fallback.
+        assert_eq!(dir(&env(&[])), None);
+        assert_eq!(dir(&env(&[("HOME", "relative")])), None);
+        let set = config(
+            "[server]\npackages = \"pk\"\n[[upstream]]\nname = \"a\"\ncommand = [\"npx\", \"pkg\"]\n",
+        );
+        assert_eq!(
+            packages_dir(&set, &env(&[])).ok(),
+            Some(PathBuf::from("/etc/p/pk"))
+        );
+        assert!(runs_packages(&npx));
+        assert!(!runs_packages(&config(
+            "[[upstream]]\nname = \"a\"\ncommand = [\"node\", \"s.js\"]\n"
+        )));
+    }
 }
