@@ -31,6 +31,13 @@ pub struct Package {
     pub args: Vec<String>,
 }
 
+impl Package {
+    /// The version asked for, as the lock file records it: `latest` when none was named.
+    pub fn requested_or_latest(&self) -> &str {
+        self.requested.as_deref().unwrap_or("latest")
+    }
+}
+
 /// A container run: the image, the options kept from the line, and the server's arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerRun {

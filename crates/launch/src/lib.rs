@@ -59,12 +59,19 @@ pub fn runs_packages(config: &Config) -> bool {
     config.upstreams.iter().any(|upstream| {
         matches!(
             &upstream.transport,
-            UpstreamTransport::Stdio {
-                launcher: Some(Launcher::Npm(_) | Launcher::Pypi(_)),
-                ..
-            }
+            UpstreamTransport::Stdio { launcher: Some(launcher), .. }
+                if registry_package(launcher).is_some()
         )
     })
+}
+
+/// The registry and package a launcher runs; `None` for a container.
+fn registry_package(launcher: &Launcher) -> Option<(Registry, &portcullis_config::Package)> {
+    match launcher {
+        Launcher::Npm(package) => Some((Registry::Npm, package)),
+        Launcher::Pypi(package) => Some((Registry::Pypi, package)),
+        Launcher::Container(_) => None,
+    }
 }
 
 /// Where packages are installed: config's `[server] packages`, else
@@ -118,12 +125,10 @@ pub fn prepare(
             continue;
         };
         let name = upstream.name.as_str();
-        let (registry, package) = match launcher {
-            Launcher::Npm(package) => (Registry::Npm, package),
-            Launcher::Pypi(package) => (Registry::Pypi, package),
-            Launcher::Container(_) => continue,
+        let Some((registry, package)) = registry_package(launcher) else {
+            continue;
         };
-        let requested = package.requested.as_deref().unwrap_or("latest");
+        let requested = package.requested_or_latest();
         let locked = lock.get(name, registry, &package.name, requested).cloned();
         if let Some(locked) = &locked
             && install_dir(packages, locked).join(&locked.entry).is_file()
@@ -237,7 +242,7 @@ fn locked_install<'l>(
     package: &portcullis_config::Package,
     packages: &Path,
 ) -> Result<&'l Locked, LaunchError> {
-    let requested = package.requested.as_deref().unwrap_or("latest");
+    let requested = package.requested_or_latest();
     let unprepared = || {
         LaunchError::upstream(
             upstream,

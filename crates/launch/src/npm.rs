@@ -17,7 +17,7 @@ pub(crate) fn install(
     locked: Option<&Locked>,
     packages: &Path,
 ) -> Result<Locked, LaunchError> {
-    let requested = package.requested.as_deref().unwrap_or("latest");
+    let requested = package.requested_or_latest();
     let version = locked.map_or(requested, |l| l.version.as_str());
     let area = packages.join(Registry::Npm.name());
     let staging = area.join(format!(".staging-{}", std::process::id()));

@@ -18,7 +18,7 @@ pub(crate) fn install(
     locked: Option<&Locked>,
     packages: &Path,
 ) -> Result<Locked, LaunchError> {
-    let requested = package.requested.as_deref().unwrap_or("latest");
+    let requested = package.requested_or_latest();
     let area = packages.join(Registry::Pypi.name());
     std::fs::create_dir_all(&area).map_err(|error| {
         LaunchError::upstream(
