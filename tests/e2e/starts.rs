@@ -117,3 +117,29 @@ async fn what_a_dead_untrusted_upstream_said_taints_the_session_like_its_results
     assert!(!work.join("note.txt").exists(), "the steered write ran");
     let _ = client.cancel().await;
 }
+
+#[test]
+fn a_secret_the_upstream_was_given_is_redacted_from_what_its_stderr_says() {
+    let scratch = Scratch::new();
+    let token = "e2e-upstream-token-4f9c2a71";
+    // It writes the token it inherited on stderr, then dies before it serves.
+    let script = "echo \"auth failed for $SERVICE_TOKEN\" >&2; exit 3";
+    let upstream = Upstream::command("dies", ["sh", "-c", script])
+        .inherit_env(&["SERVICE_TOKEN"])
+        .start_timeout_secs(5);
+    let config = scratch.config(Config::relay().upstream(upstream));
+    let output = std::process::Command::new(crate::support::bin("portcullis"))
+        .args(["check", "--start", "--config"])
+        .arg(&config)
+        .env("SERVICE_TOKEN", token)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("auth failed for [redacted]"), "{said}");
+    assert!(!said.contains(token), "{said}");
+}

@@ -89,7 +89,21 @@ pub(crate) fn child_environment(
         }
         child_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    // A variable named like a secret holds one: whatever the upstream answers or writes on
+    // stderr (which a failed start quotes) is redacted of it.
+    for (name, value) in &child_env {
+        if is_secret_variable(name) {
+            crate::secrets::Secrets::global()
+                .register(&format!("the upstream's variable `{name}`"), value);
+        }
+    }
     child_env
+}
+
+/// Whether an environment variable's name says it holds a secret: as an argument member would
+/// (`*_TOKEN`, `*PASSWORD*`, `*API_KEY*`, ...), or it ends in `KEY` (`OPENAI_KEY`).
+fn is_secret_variable(name: &str) -> bool {
+    portcullis_audit::is_secret_name(name) || name.to_ascii_lowercase().ends_with("key")
 }
 
 /// Builds the sandbox of one start of a stdio upstream (`None` for an HTTP upstream). An error
