@@ -17,6 +17,7 @@ use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER,
 use portcullis_gateway::{
     Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder,
     UpstreamStatus, call_facts, containment_reports, load_policy, reach, serve_http, serve_metrics,
+    serve_stdio,
 };
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
@@ -1213,7 +1214,7 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
             );
             serving.await?;
         } else {
-            gateway.serve_stdio().await?;
+            serve_stdio(&gateway).await?;
         }
         gateway.stop(Duration::from_secs(5)).await;
         anyhow::Ok(())

@@ -3,144 +3,66 @@
 //!
 //! A call is decided as "may this identity see the tool" first, then "may it call it": a tool
 //! hidden from an identity's list is unknown to it, under any name and in either era, because
-//! the same check runs on both paths. A call that passes yields a [`CallPermit`], which only
-//! this module can construct and which the upstream call requires.
+//! the same check runs on both paths. A call that passes yields a [`Ruling`], which the
+//! pipeline alone binds into a permit for the call's action.
+//!
+//! The [`Decider`] owns what deciding reads: the policy, how exposed names map onto the
+//! upstreams, the users' grants (a tool their grant cannot call is hidden), the clock, and who
+//! may step up. It records nothing: evidence is the pipeline's.
+
+use std::sync::Arc;
 
 use portcullis_core::IdentityEnvelope;
+use portcullis_core::clock::Clock;
 use portcullis_policy::{
     Action, CallDecision, CallInput, Decision, Facts, Hidden, Request, Target, Verdict,
     decide_call, decide_listing,
 };
 use serde_json::{Map, Value};
 
-use crate::Gateway;
 use crate::approval::Reach;
-use crate::pipeline::Granted;
+use crate::credentials::Credentials;
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 use crate::upstream::UpstreamHandle;
+use crate::upstreams::Upstreams;
 
-/// Exactly what a call does: the upstream, its own name of the tool, the canonical digest of
-/// the arguments (keys sorted at every depth) and the digest of the definition the client was
-/// shown. A permit is bound to one; the upstream call is built only for the action its permit
-/// names (`UpstreamCall::new`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallAction {
-    upstream: String,
-    tool: String,
-    arguments: String,
-    definition: String,
+/// Decides lists, reads and calls for an identity.
+pub(crate) struct Decider {
+    pub policy: Arc<PolicyStore>,
+    pub upstreams: Arc<Upstreams>,
+    pub credentials: Arc<Credentials>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// Who sessions act as when no bearer token names them.
+    pub local_identity: Arc<IdentityEnvelope>,
+    /// Set when HTTP sessions must present a bearer token (and so can step up).
+    pub authenticated: bool,
 }
 
-impl CallAction {
-    pub fn new(
-        upstream: &str,
-        tool: &str,
-        arguments: Option<&Map<String, Value>>,
-        definition: &str,
-    ) -> Self {
-        Self {
-            upstream: upstream.to_owned(),
-            tool: tool.to_owned(),
-            arguments: portcullis_audit::digest_json(&Value::Object(
-                arguments.cloned().unwrap_or_default(),
-            )),
-            definition: definition.to_owned(),
-        }
-    }
-}
-
-/// Proof that policy allowed this call, or a person approved it: bound to the action it
-/// allows. Its fields are private to this module.
-///
-/// ```compile_fail,E0451
-/// fn forge(decision: portcullis_policy::Decision, action: portcullis_gateway::CallAction)
-///     -> portcullis_gateway::CallPermit {
-///     portcullis_gateway::CallPermit { decision, action }
-/// }
-/// ```
-///
-/// The names are reachable, so the errors above are about privacy alone:
-///
-/// ```
-/// fn named(
-///     _: Option<portcullis_gateway::CallPermit>,
-///     _: Option<portcullis_gateway::DurableIntent>,
-///     _: Option<portcullis_gateway::Granted>,
-///     _: Option<portcullis_gateway::UpstreamCall>,
-///     _: Option<portcullis_gateway::ToolCall>,
-///     _: Option<portcullis_gateway::CallParts>,
-/// ) {}
-/// ```
+/// What policy rules on a call it does not refuse; the pipeline binds it to the call's action
+/// (`Authorized::bound`), and only the pipeline can.
 #[derive(Debug)]
-pub struct CallPermit {
-    decision: Decision,
-    action: CallAction,
-}
-
-impl CallPermit {
-    pub fn decision(&self) -> &Decision {
-        &self.decision
-    }
-
-    /// The one action this permit allows.
-    pub fn action(&self) -> &CallAction {
-        &self.action
-    }
-}
-
-/// A call policy allows only with a person's approval (or that untrusted content made
-/// need one). Only [`PendingApproval::grant`] turns it into a [`CallPermit`], and only with
-/// the [`Granted`] that an approving answer yields.
-#[derive(Debug)]
-pub(crate) struct PendingApproval {
-    decision: Decision,
-    action: CallAction,
-    /// Policy allowed the call outright; approval is asked because the session is tainted.
-    pub because_tainted: bool,
-}
-
-impl PendingApproval {
-    pub(crate) fn decision(&self) -> &Decision {
-        &self.decision
-    }
-
-    /// The permit, when `granted` approved this very action; `None` for an approval of any
-    /// other.
-    pub(crate) fn grant(self, granted: Granted) -> Option<CallPermit> {
-        (granted.action() == &self.action).then_some(CallPermit {
-            decision: self.decision,
-            action: self.action,
-        })
-    }
-}
-
-/// What the call check allows.
-#[derive(Debug)]
-pub(crate) enum Authorized {
-    Permit(CallPermit),
-    NeedsApproval(PendingApproval),
-}
-
-impl Authorized {
-    pub(crate) fn decision(&self) -> &Decision {
-        match self {
-            Authorized::Permit(permit) => permit.decision(),
-            Authorized::NeedsApproval(pending) => pending.decision(),
-        }
-    }
+pub(crate) enum Ruling {
+    Allowed(Decision),
+    NeedsApproval {
+        decision: Decision,
+        /// Policy allowed the call outright; approval is asked because the session is tainted.
+        because_tainted: bool,
+    },
 }
 
 /// What the call check is asked about: the tool (seen by this identity), the arguments, the
-/// facts they and the session give, and the action a permit would be bound to.
+/// facts they and the session give.
 pub(crate) struct CallQuestion<'a> {
     pub upstream: &'a UpstreamHandle,
     pub visible: VisibleTool<'a>,
     pub arguments: Option<&'a Map<String, Value>>,
     pub facts: Facts,
     pub reach: &'a Reach,
-    pub action: CallAction,
 }
 
-/// Proof that the list check passed for this tool; only [`Gateway::visible_tool`] makes one.
+/// Proof that the list check passed for this tool; only [`Decider::visible_tool`] makes one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct VisibleTool<'a> {
     tool: &'a str,
@@ -212,7 +134,7 @@ pub(crate) enum Exposed<'a> {
     Resource(&'a str),
 }
 
-impl Gateway {
+impl Decider {
     fn decide(
         &self,
         envelope: &IdentityEnvelope,
@@ -227,7 +149,7 @@ impl Gateway {
             upstream: upstream.name().as_str(),
             surface: upstream.spec.surface,
             target,
-            now: self.recorder.clock().unix_secs(),
+            now: self.clock.unix_secs(),
             facts: Facts::default(),
         })
     }
@@ -283,7 +205,7 @@ impl Gateway {
     /// identity (HTTP with `[http.auth]`) gets the 403 step-up challenge; the local identity
     /// (stdio, or HTTP without `[http.auth]`) holds exactly what config gives it.
     fn steps_up(&self, envelope: &IdentityEnvelope) -> bool {
-        self.authenticated && !std::ptr::eq(envelope, std::sync::Arc::as_ptr(&self.local_identity))
+        self.authenticated && !std::ptr::eq(envelope, Arc::as_ptr(&self.local_identity))
     }
 
     fn may_see(
@@ -411,14 +333,13 @@ impl Gateway {
         &self,
         envelope: &IdentityEnvelope,
         call: CallQuestion<'_>,
-    ) -> Result<Authorized, Refusal> {
+    ) -> Result<Ruling, Refusal> {
         let CallQuestion {
             upstream,
             visible,
             arguments,
             facts,
             reach,
-            action,
         } = call;
         let tool = visible.tool;
         let rules = upstream.spec.tool_rules(tool);
@@ -437,9 +358,7 @@ impl Gateway {
         }
         match outcome {
             CallDecision::Hidden(_) => Err(Refusal::Hidden),
-            CallDecision::Allowed(decision) => {
-                Ok(Authorized::Permit(CallPermit { decision, action }))
-            }
+            CallDecision::Allowed(decision) => Ok(Ruling::Allowed(decision)),
             CallDecision::NeedsApproval {
                 decision,
                 because_tainted,
@@ -454,11 +373,10 @@ impl Gateway {
                         "approval required: the session received untrusted content"
                     );
                 }
-                Ok(Authorized::NeedsApproval(PendingApproval {
+                Ok(Ruling::NeedsApproval {
                     decision,
-                    action,
                     because_tainted,
-                }))
+                })
             }
             CallDecision::Denied { reason, decision } => Err(Refusal::Denied { reason, decision }),
         }
@@ -484,7 +402,7 @@ impl Gateway {
             facts: Facts::default(),
             reaches_network: false,
             can_step_up: self.steps_up(envelope),
-            now: self.recorder.clock().unix_secs(),
+            now: self.clock.unix_secs(),
         }
     }
 

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::attach::{AttachFailure, Attachment};
-use crate::authorize::{CallAction, CallPermit};
 use crate::evidence::{CallRecord, DurableIntent, outcome_of};
+use crate::pipeline::permit::{CallAction, CallPermit};
 use crate::upstream::screen_elicitation;
 use crate::upstream::{CallRoute, Canceller, Connection, UpstreamHandle};
 
@@ -366,7 +366,7 @@ impl UpstreamCall {
     /// and records its outcome before the answer goes back.
     pub async fn run(
         self,
-        gateway: &crate::Gateway,
+        gateway: &crate::gateway::Gateway,
         route: &CallRoute,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
@@ -387,6 +387,7 @@ impl UpstreamCall {
         // INVARIANT: the outcome is durable before the answer goes back; an answer whose
         // outcome cannot be recorded is withheld (the client is told the call ran).
         if let Err(message) = gateway
+            .evidence
             .record_outcome(&record, outcome_of(&answer), redacted)
             .await
         {
@@ -405,7 +406,7 @@ impl UpstreamCall {
 
     async fn run_rounds(
         self,
-        gateway: &crate::Gateway,
+        gateway: &crate::gateway::Gateway,
         route: &CallRoute,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
@@ -487,7 +488,7 @@ impl UpstreamCall {
 impl UpstreamCall {
     /// What the client is told of a call that failed at or beyond the upstream: what the
     /// credential says (and the scopes it lacked, learnt), else what the transport says.
-    fn failure(&self, gateway: &crate::Gateway, error: &ForwardError) -> String {
+    fn failure(&self, gateway: &crate::gateway::Gateway, error: &ForwardError) -> String {
         let upstream = &*self.parts.upstream;
         let message = match self.parts.attachment.as_ref().and_then(Attachment::failure) {
             Some(failure) => {

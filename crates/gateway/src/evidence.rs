@@ -5,6 +5,7 @@
 //! (written and synced). If the log cannot be written, side effects stop; reads continue only
 //! when config says `reads_without_evidence = true`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -18,13 +19,22 @@ use portcullis_policy::Decision;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResponse, JsonObject};
 
-use crate::Gateway;
-use crate::recorder::elapsed_ms;
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+use crate::recorder::{Recorder, elapsed_ms};
+
+/// Writes the evidence of what the gateway decides and does: the log and its clock, the call
+/// metrics counted as outcomes are recorded, and the policy whose version each record names.
+pub(crate) struct Evidence {
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub policy: Arc<PolicyStore>,
+}
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
-/// A new request id in `session`, and who the request acts as.
-fn request_context(envelope: &IdentityEnvelope, session: u64) -> RequestContext {
+/// A new request id in `session`, and who the request acts as (a read's or a list's record).
+pub(crate) fn request_context(envelope: &IdentityEnvelope, session: u64) -> RequestContext {
     RequestContext {
         request_id: format!("{session}-{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
         session: Some(session.to_string()),
@@ -141,18 +151,18 @@ pub(crate) fn recorded_name(name: &str) -> String {
     format!("{prefix}… [{} bytes in all]", name.len())
 }
 
-/// The decision as recorded.
-pub(crate) fn summary(gateway: &Gateway, decision: Option<&Decision>) -> DecisionSummary {
-    DecisionSummary {
-        verdict: decision.map_or("deny", |d| d.verdict.as_str()).to_owned(),
-        policies: decision
-            .map(|d| d.policy_ids().into_iter().map(str::to_owned).collect())
-            .unwrap_or_default(),
-        policy_version: Some(gateway.policy.version().to_string()),
+impl Evidence {
+    /// The decision as recorded.
+    pub(crate) fn summary(&self, decision: Option<&Decision>) -> DecisionSummary {
+        DecisionSummary {
+            verdict: decision.map_or("deny", |d| d.verdict.as_str()).to_owned(),
+            policies: decision
+                .map(|d| d.policy_ids().into_iter().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            policy_version: Some(self.policy.version().to_string()),
+        }
     }
-}
 
-impl Gateway {
     /// Arguments as recorded: secrets and the `redact` pointers replaced, and the keyed digest
     /// of the arguments as sent.
     pub(crate) fn arguments(
@@ -312,7 +322,7 @@ impl Gateway {
     /// outcome is not: the log could not be written when it ended (its answer was withheld),
     /// or Portcullis stopped while it ran. Such a call may have run; the record says so. Reads
     /// the whole log once.
-    pub async fn record_lost_outcomes(&self) -> Result<usize, String> {
+    pub(crate) async fn record_lost_outcomes(&self) -> Result<usize, String> {
         let Some(log) = self.recorder.log() else {
             return Ok(0);
         };
@@ -392,11 +402,6 @@ impl Gateway {
                 ))
             }
         }
-    }
-
-    /// A new request context for a read's record.
-    pub(crate) fn read_context(&self, envelope: &IdentityEnvelope, session: u64) -> RequestContext {
-        request_context(envelope, session)
     }
 
     /// Records a config or policy reload, applied or refused. A failure to record is logged:

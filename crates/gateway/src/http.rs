@@ -2,11 +2,14 @@
 //! against DNS rebinding, both protocol eras served by rmcp's streamable HTTP service, and with
 //! `[http.auth]` every request authenticated by its bearer token before rmcp sees it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use portcullis_auth::{ResourceServer, require_bearer};
 use portcullis_config::HttpSettings;
 use portcullis_core::IdentityEnvelope;
@@ -15,8 +18,9 @@ use rmcp::transport::streamable_http_server::{
 };
 use serde::Deserialize;
 
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
 use crate::server::PortcullisServer;
-use crate::{Gateway, GatewayError};
 
 /// The path of the MCP endpoint.
 pub(crate) const MCP_PATH: &str = "/mcp";
@@ -426,7 +430,7 @@ async fn step_up(
         .and_then(|probe| probe.params?.name.map(std::borrow::Cow::into_owned));
     if let Some(tool) = tool {
         gateway.first_settle().await;
-        if let Some(mut needed) = gateway.missing_scopes(&envelope, &tool) {
+        if let Some(mut needed) = gateway.decider.missing_scopes(&envelope, &tool) {
             needed.extend(server.settings().required_scopes.iter().cloned());
             needed.sort();
             needed.dedup();
@@ -442,6 +446,47 @@ async fn step_up(
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
+}
+
+/// A scrape of the metrics.
+async fn scrape(State(gateway): State<Arc<Gateway>>) -> Response {
+    match gateway
+        .evidence
+        .metrics
+        .render(&gateway.upstreams, gateway.evidence.recorder.log())
+    {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Binds `address` and returns it with the future that serves `GET /metrics` until shutdown.
+pub async fn serve_metrics(
+    gateway: Arc<Gateway>,
+    address: SocketAddr,
+) -> Result<(SocketAddr, impl Future<Output = Result<(), GatewayError>>), GatewayError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| GatewayError::Listen { address, source })?;
+    let bound = listener.local_addr().map_err(GatewayError::Serve)?;
+    let shutdown = gateway.shutdown.child_token();
+    let router = axum::Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(gateway);
+    let serving = async move {
+        axum::serve(crate::listener::no_delay(listener), router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(GatewayError::Serve)
+    };
+    Ok((bound, serving))
 }
 
 #[cfg(test)]

@@ -1,17 +1,12 @@
 //! Prometheus metrics: calls, decisions, call latency, upstream health and the evidence log,
-//! served in OpenMetrics text on `GET /metrics` of a loopback listener of their own.
+//! rendered in OpenMetrics text (served on `GET /metrics` of a loopback listener of their own,
+//! `http.rs`).
 //!
 //! Labels are upstream names, actions, verdicts and outcome kinds only: never users, tools or
 //! arguments, so a scrape reveals nothing of who did what and the number of series stays
 //! bounded by the config.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use portcullis_audit::EvidenceLog;
 use portcullis_core::evidence::Outcome;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -21,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::{Gateway, GatewayError, UpstreamStatus};
+use crate::upstreams::{UpstreamStatus, Upstreams};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -154,23 +149,27 @@ impl Metrics {
         }
     }
 
-    /// The text of a scrape, with the gauges read from `gateway` now.
-    fn render(&self, gateway: &Gateway) -> Result<String, std::fmt::Error> {
-        for (name, status) in gateway.status() {
+    /// The text of a scrape, with the gauges read from `upstreams` and `log` now.
+    pub(crate) fn render(
+        &self,
+        upstreams: &Upstreams,
+        log: Option<&EvidenceLog>,
+    ) -> Result<String, std::fmt::Error> {
+        for (name, status) in upstreams.status() {
             let labels = UpstreamLabels {
                 upstream: name.to_string(),
             };
             let up = i64::from(matches!(status, UpstreamStatus::Ready { .. }));
             self.upstream_up.get_or_create(&labels).set(up);
         }
-        for upstream in gateway.upstreams.iter() {
+        for upstream in upstreams.iter() {
             let labels = UpstreamLabels {
                 upstream: upstream.name().to_string(),
             };
             let failures = i64::try_from(upstream.failures()).unwrap_or(i64::MAX);
             self.upstream_failures.get_or_create(&labels).set(failures);
         }
-        if let Some(log) = gateway.recorder.log() {
+        if let Some(log) = log {
             let stats = log.stats();
             self.evidence_records
                 .set(i64::try_from(stats.records).unwrap_or(i64::MAX));
@@ -181,40 +180,4 @@ impl Metrics {
         encode(&mut text, &self.registry)?;
         Ok(text)
     }
-}
-
-async fn scrape(State(gateway): State<Arc<Gateway>>) -> Response {
-    match gateway.metrics.render(&gateway) {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// Binds `address` and returns it with the future that serves `GET /metrics` until shutdown.
-pub async fn serve_metrics(
-    gateway: Arc<Gateway>,
-    address: SocketAddr,
-) -> Result<(SocketAddr, impl Future<Output = Result<(), GatewayError>>), GatewayError> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| GatewayError::Listen { address, source })?;
-    let bound = listener.local_addr().map_err(GatewayError::Serve)?;
-    let shutdown = gateway.shutdown.child_token();
-    let router = axum::Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(gateway);
-    let serving = async move {
-        axum::serve(crate::listener::no_delay(listener), router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(GatewayError::Serve)
-    };
-    Ok((bound, serving))
 }

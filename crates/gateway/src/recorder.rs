@@ -57,8 +57,9 @@ impl Recorder {
         self.log.as_ref()
     }
 
-    pub(crate) fn clock(&self) -> &dyn Clock {
-        &*self.clock
+    /// The clock records are stamped with, for an owner that reads the time without recording.
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// Appends `event`, stamped now; its seq once durable.

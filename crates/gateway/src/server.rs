@@ -11,7 +11,6 @@ use portcullis_core::{IdentityEnvelope, UserId};
 use portcullis_roots::Roots;
 
 use rmcp::ErrorData as McpError;
-use rmcp::ServerHandler;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject, ListPromptsResult,
@@ -26,13 +25,15 @@ use rmcp::model::{
 )]
 use rmcp::model::{LoggingLevel, SetLevelRequestParams};
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
+use rmcp::{ServerHandler, ServiceExt};
 use tracing::Instrument;
 
-use crate::Gateway;
 use crate::ask::Asker;
 use crate::authorize::{Exposed, Listed};
 use crate::call::{Outbound, forward, unexpected};
-use crate::evidence::recorded_name;
+use crate::error::GatewayError;
+use crate::evidence::{recorded_name, request_context};
+use crate::gateway::Gateway;
 use portcullis_core::evidence::{Event, Refused};
 
 use crate::upstream::{CallRoute, Catalog, Connection, UpstreamHandle};
@@ -84,8 +85,10 @@ impl PortcullisServer {
         let envelope = match (over_http, from_token) {
             (_, Some(envelope)) => envelope,
             // stdio: the local user who started Portcullis.
-            (None, None) => self.gateway.local_identity.clone(),
-            (Some(_), None) if !self.gateway.authenticated => self.gateway.local_identity.clone(),
+            (None, None) => self.gateway.decider.local_identity.clone(),
+            (Some(_), None) if !self.gateway.decider.authenticated => {
+                self.gateway.decider.local_identity.clone()
+            }
             (Some(_), None) => {
                 tracing::error!(
                     "a request reached the handler without an authenticated identity; refused"
@@ -116,6 +119,7 @@ impl PortcullisServer {
         started: std::time::Instant,
     ) -> Result<(), McpError> {
         self.gateway
+            .evidence
             .record_list(envelope, self.session, list, returned, started)
             .await
             .map_err(|message| McpError::internal_error(message, None))
@@ -290,6 +294,7 @@ impl PortcullisServer {
         };
         if let Err(refusal) =
             self.gateway
+                .decider
                 .authorize_read(envelope, upstream, Listed::Resource(&local))
         {
             self.record_refused(
@@ -334,13 +339,13 @@ impl PortcullisServer {
         reason: &str,
     ) {
         let event = Event::Refused(Refused {
-            request: self.gateway.read_context(envelope, self.session),
+            request: request_context(envelope, self.session),
             method: method.to_owned(),
             upstream: upstream.map(|u| u.name().to_string()).unwrap_or_default(),
             name: recorded_name(name),
             reason: reason.to_owned(),
         });
-        let _ = self.gateway.record_read(event).await;
+        let _ = self.gateway.evidence.record_read(event).await;
     }
 
     /// Lists one page of the merged catalogs, counting only the entries `keep` lets this
@@ -359,7 +364,9 @@ impl PortcullisServer {
         let envelope = self.envelope(context)?;
         self.gateway.first_settle().await;
         let (page, next_cursor) = self.page(request, items, |upstream, entry| {
-            self.gateway.sees(&envelope, upstream, exposed(entry))
+            self.gateway
+                .decider
+                .sees(&envelope, upstream, exposed(entry))
         })?;
         self.record_list(&envelope, list, page.len(), started)
             .await?;
@@ -437,7 +444,7 @@ impl PortcullisServer {
             request: self
                 .envelope(context)
                 .ok()
-                .map(|envelope| self.gateway.read_context(&envelope, self.session)),
+                .map(|envelope| request_context(&envelope, self.session)),
             asker: asker_for(context),
             listener: listener_for(context),
             log_level: self.log_level_for(context),
@@ -838,7 +845,11 @@ impl ServerHandler for PortcullisServer {
             Reference::Prompt(_) => Listed::Prompt(&local),
             _ => Listed::Resource(&local),
         };
-        if let Err(refusal) = self.gateway.authorize_read(&envelope, upstream, entry) {
+        if let Err(refusal) = self
+            .gateway
+            .decider
+            .authorize_read(&envelope, upstream, entry)
+        {
             self.record_refused(
                 &envelope,
                 method,
@@ -872,4 +883,21 @@ impl ServerHandler for PortcullisServer {
             _ => Err(unexpected(upstream)),
         }
     }
+}
+
+/// Serves one client over this process's stdin and stdout until it disconnects.
+pub async fn serve_stdio(gateway: &Arc<Gateway>) -> Result<(), GatewayError> {
+    let server = PortcullisServer::new(gateway.clone());
+    let running = server
+        .serve_with_ct(
+            crate::stdio::StdioTransport::new(tokio::io::stdin(), tokio::io::stdout()),
+            gateway.shutdown.child_token(),
+        )
+        .await
+        .map_err(|e| GatewayError::Client(e.to_string()))?;
+    running
+        .waiting()
+        .await
+        .map_err(|e| GatewayError::Client(e.to_string()))?;
+    Ok(())
 }

@@ -10,8 +10,15 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::UpstreamStatus;
 use crate::upstream::{UpstreamHandle, UpstreamState};
+
+/// How ready one upstream is, for start-up messages and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamStatus {
+    Starting,
+    Ready { tools: usize, protocol: String },
+    Down { reason: String },
+}
 
 pub(crate) struct Upstreams {
     namespacing: Namespacing,

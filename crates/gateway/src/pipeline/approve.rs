@@ -11,10 +11,10 @@ use rmcp::model::{
 };
 
 use super::decide::{Decided, Facts};
+use super::permit::{Authorized, CallAction, CallPermit, PendingApproval};
 use super::{CallContext, Resolved, Stop};
 use crate::approval::{self, APPROVAL_KEY, Answer, ChangeRequest, Claim};
-use crate::authorize::{Authorized, CallAction, CallPermit, PendingApproval};
-use crate::evidence::{ApprovalRecord, CallRecord, summary};
+use crate::evidence::{ApprovalRecord, CallRecord};
 use crate::server::{PortcullisServer, declares_form_elicitation};
 use crate::state::SealedRound;
 
@@ -48,7 +48,7 @@ fn granted(answer: &Answer, shown: &CallAction) -> Option<Granted> {
 /// The permit for `pending`, when `granted` approved its very action.
 fn permit(pending: PendingApproval, granted: Granted) -> Result<CallPermit, Answer> {
     pending
-        .grant(granted)
+        .grant(&granted.action)
         .ok_or_else(|| Answer::Failed("the approval given was for another action".to_owned()))
 }
 
@@ -257,11 +257,13 @@ impl PortcullisServer {
             reasons.push("untrusted content".to_owned());
         }
         let asking = Asking {
-            fingerprint: gateway.fingerprint(record, call.request.arguments.as_ref()),
+            fingerprint: gateway
+                .evidence
+                .fingerprint(record, call.request.arguments.as_ref()),
             reasons,
             tainted_by: change.tainted_by,
             started: Instant::now(),
-            decision: summary(gateway, Some(pending.decision())),
+            decision: gateway.evidence.summary(Some(pending.decision())),
         };
         if let Some(id) = call.claimed_approval {
             return self
@@ -273,11 +275,16 @@ impl PortcullisServer {
         // this one cannot be asked.
         if !declares_form_elicitation(context) {
             let _ = gateway
+                .evidence
                 .record_approval(record, asking.note(Answer::Unavailable.as_str()))
                 .await;
             return asking.refused(Answer::Unavailable);
         }
-        if let Err(message) = gateway.record_approval(record, asking.note("asked")).await {
+        if let Err(message) = gateway
+            .evidence
+            .record_approval(record, asking.note("asked"))
+            .await
+        {
             return asking.refused(Answer::Failed(message));
         }
         let timeout = gateway.approvals.timeout;
@@ -307,6 +314,7 @@ impl PortcullisServer {
                 Ok(Ok(result)) => Answer::from_result(&result),
             };
         if let Err(message) = gateway
+            .evidence
             .record_approval(record, asking.note(answer.as_str()))
             .await
         {
@@ -344,7 +352,7 @@ impl PortcullisServer {
                     .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
                     .map_or(Answer::Cancelled, |result| Answer::from_result(&result));
                 if let Err(message) = gateway
-                    .record_approval(record, asking.note(answer.as_str()))
+                    .evidence.record_approval(record, asking.note(answer.as_str()))
                     .await
                 {
                     gateway.approvals.stateless.finish(id, None);
@@ -357,7 +365,7 @@ impl PortcullisServer {
                 approval
             }
             Claim::Ran(Some(result)) => {
-                let _ = gateway.record_approval(record, asking.note("replayed")).await;
+                let _ = gateway.evidence.record_approval(record, asking.note("replayed")).await;
                 Approval::Replayed(result)
             }
             Claim::Ran(None) | Claim::Running | Claim::Unknown => asking.refused(Answer::Failed(

@@ -7,8 +7,7 @@ use portcullis_roots::Roots;
 use rmcp::model::{JsonObject, Tool};
 
 use super::{CallContext, Resolved, Stop};
-use crate::Gateway;
-use crate::evidence::summary;
+use crate::gateway::Gateway;
 use crate::paths::Grantor;
 use crate::server::PortcullisServer;
 use crate::upstream::UpstreamHandle;
@@ -47,7 +46,7 @@ impl PortcullisServer {
                     call.request.name
                 ),
                 recorded,
-                decision: summary(&self.gateway, None),
+                decision: self.gateway.evidence.summary(None),
             }
         })
     }

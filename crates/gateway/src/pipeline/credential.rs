@@ -14,7 +14,7 @@ use super::decide::Decided;
 use super::{CallContext, Resolved, Stop};
 use crate::attach::Attachment;
 use crate::credentials::{FlowOutcome, Readiness};
-use crate::evidence::{CallRecord, summary};
+use crate::evidence::CallRecord;
 use crate::server::{PortcullisServer, declares_url_elicitation};
 use crate::state::SealedRound;
 use crate::upstream::UpstreamHandle;
@@ -104,7 +104,10 @@ impl PortcullisServer {
                 return Err(Stop::Refused {
                     recorded: message.clone(),
                     message,
-                    decision: summary(&self.gateway, Some(decided.authorized.decision())),
+                    decision: self
+                        .gateway
+                        .evidence
+                        .summary(Some(decided.authorized.decision())),
                 });
             }
         };

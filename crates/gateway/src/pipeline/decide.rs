@@ -4,10 +4,10 @@
 
 use portcullis_core::{Effect, ToolRules};
 
+use super::permit::{Authorized, CallAction};
 use super::{CallContext, Resolved, Stop};
 use crate::approval::{self, Reach};
-use crate::authorize::{Authorized, CallAction, CallQuestion, Refusal};
-use crate::evidence::summary;
+use crate::authorize::{CallQuestion, Refusal};
 use crate::server::PortcullisServer;
 
 /// Where the decide stage leaves a call that may go on: the decision, and what it was made on.
@@ -72,11 +72,12 @@ impl PortcullisServer {
             arguments,
             facts,
             reach: &reach,
-            action,
         };
-        let authorized = gateway
+        let ruling = gateway
+            .decider
             .authorize_call(call.envelope, question)
             .map_err(|refusal| self.policy_stop(call, refusal))?;
+        let authorized = Authorized::bound(ruling, action);
         Ok(Decided {
             authorized,
             about: Facts {
@@ -102,7 +103,7 @@ impl PortcullisServer {
                     call.envelope.user().subject
                 ),
                 recorded: "refused by policy".to_owned(),
-                decision: summary(gateway, Some(&decision)),
+                decision: gateway.evidence.summary(Some(&decision)),
             },
             // Calls are never refused for approval: they ask for it.
             Refusal::ApprovalUnavailable { decision } => Stop::Refused {
@@ -111,7 +112,7 @@ impl PortcullisServer {
                     call.request.name
                 ),
                 recorded: "refused by policy".to_owned(),
-                decision: summary(gateway, Some(&decision)),
+                decision: gateway.evidence.summary(Some(&decision)),
             },
         }
     }

@@ -24,6 +24,7 @@ mod approve;
 mod check;
 mod credential;
 mod decide;
+pub(crate) mod permit;
 pub(crate) mod read;
 mod resolve;
 mod rounds;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 pub use approve::Granted;
 pub use check::Catalogued;
+pub use permit::{CallAction, CallPermit};
 
 use portcullis_core::evidence::{DecisionSummary, Outcome};
 use portcullis_core::{Effect, IdentityEnvelope};
@@ -43,9 +45,9 @@ use rmcp::model::{CallToolRequestParams, CallToolResponse, Tool};
 use rmcp::service::{RequestContext, RoleServer};
 
 use crate::attach::Attachment;
-use crate::authorize::{CallPermit, VisibleTool};
+use crate::authorize::VisibleTool;
 use crate::call::{CallParts, NotPermitted, UpstreamCall, tool_error};
-use crate::evidence::{CallRecord, summary};
+use crate::evidence::CallRecord;
 use crate::server::{PortcullisServer, asker_for, binding, listener_for, progress_of};
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
@@ -221,8 +223,9 @@ impl PortcullisServer {
         let arguments = call.request.arguments.as_ref();
         match stop {
             Stop::Unknown(reason) => {
-                let decision = summary(&self.gateway, None);
+                let decision = self.gateway.evidence.summary(None);
                 self.gateway
+                    .evidence
                     .record_refusal(record, arguments, decision, reason)
                     .await;
                 Err(McpError::invalid_params(
@@ -236,6 +239,7 @@ impl PortcullisServer {
                 decision,
             } => {
                 self.gateway
+                    .evidence
                     .record_refusal(record, arguments, decision, &recorded)
                     .await;
                 Ok(tool_error(message))
@@ -264,10 +268,11 @@ impl PortcullisServer {
         // INVARIANT: the intent is durable before the upstream hears of the call: the upstream
         // call cannot be built without the `DurableIntent` that recording it returns.
         let intent = match gateway
+            .evidence
             .record_intent(
                 &mut record,
                 call.request.arguments.as_ref(),
-                summary(gateway, Some(permit.decision())),
+                gateway.evidence.summary(Some(permit.decision())),
                 effect,
                 approval_note,
                 credential_note,
@@ -323,6 +328,7 @@ impl PortcullisServer {
         tracing::error!(tool = %call.request.name, reason, "the call did not run");
         let _ = self
             .gateway
+            .evidence
             .record_outcome(
                 &parts.record,
                 Outcome::NotRun {

@@ -27,10 +27,10 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 
-use crate::Gateway;
 use crate::authorize::{Listed, Refusal};
 use crate::call::{Outbound, unexpected};
-use crate::evidence::{read_outcome, recorded_name, summary};
+use crate::evidence::{read_outcome, recorded_name, request_context};
+use crate::gateway::Gateway;
 use crate::pipeline::rounds::{Asked, Rounds};
 use crate::recorder::elapsed_ms;
 use crate::server::PortcullisServer;
@@ -138,7 +138,7 @@ impl PortcullisServer {
         self.gateway.first_settle().await;
         let resolved = read.resolve(self);
         let mut target = Target {
-            request: self.gateway.read_context(&envelope, self.session),
+            request: request_context(&envelope, self.session),
             started: Instant::now(),
             upstream: String::new(),
             name: recorded_name(read.exposed()),
@@ -162,6 +162,7 @@ impl PortcullisServer {
         // run without evidence).
         if let Some(outcome) = R::outcome(&answer) {
             self.gateway
+                .evidence
                 .record_read(read.event(&self.gateway, &target, Some(&decision), outcome))
                 .await
                 .map_err(|message| McpError::internal_error(message, None))?;
@@ -189,6 +190,7 @@ impl PortcullisServer {
     ) -> Result<(Decision, Arc<Connection>), ReadStop> {
         let decision = self
             .gateway
+            .decider
             .authorize_read(envelope, upstream, R::listed(local))
             .map_err(ReadStop::Policy)?;
         if let Err(why) = self.check_open_world(context, envelope, &read.hosts_in(local)) {
@@ -281,6 +283,7 @@ impl PortcullisServer {
         let not_run = Outcome::NotRun { reason: recorded };
         let _ = self
             .gateway
+            .evidence
             .record_read(read.event(&self.gateway, target, decision.as_ref(), not_run))
             .await;
         error
@@ -337,8 +340,8 @@ impl Read for GetPromptRequestParams {
             request: target.request.clone(),
             upstream: target.upstream.clone(),
             prompt: target.name.clone(),
-            arguments: gateway.arguments(self.arguments.as_ref(), &[]),
-            decision: summary(gateway, decision),
+            arguments: gateway.evidence.arguments(self.arguments.as_ref(), &[]),
+            decision: gateway.evidence.summary(decision),
             outcome,
             duration_ms: elapsed_ms(target.started),
         })
@@ -421,7 +424,7 @@ impl Read for ReadResourceRequestParams {
             request: target.request.clone(),
             upstream: target.upstream.clone(),
             uri: target.name.clone(),
-            decision: summary(gateway, decision),
+            decision: gateway.evidence.summary(decision),
             outcome,
             duration_ms: elapsed_ms(target.started),
         })

@@ -3,7 +3,7 @@
 //! or not its upstream is up: nothing about what other identities may see leaks through a name.
 
 use super::{CallContext, Resolved, Stop};
-use crate::evidence::{CallRecord, summary};
+use crate::evidence::CallRecord;
 use crate::server::PortcullisServer;
 
 impl PortcullisServer {
@@ -25,7 +25,10 @@ impl PortcullisServer {
             local,
             upstream.spec.tool_rules(local).redact,
         );
-        let Ok(visible) = gateway.visible_tool(call.envelope, &upstream, local) else {
+        let Ok(visible) = gateway
+            .decider
+            .visible_tool(call.envelope, &upstream, local)
+        else {
             return Err(Stop::Unknown("hidden from this identity"));
         };
         let connection = self
@@ -33,7 +36,7 @@ impl PortcullisServer {
             .map_err(|message| Stop::Refused {
                 message: message.clone(),
                 recorded: message,
-                decision: summary(gateway, None),
+                decision: gateway.evidence.summary(None),
             })?;
         let Some(definition) = connection.listed_tool(exposed) else {
             return Err(Stop::Unknown("no such tool"));

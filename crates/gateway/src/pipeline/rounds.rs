@@ -9,6 +9,7 @@ use rmcp::model::{InputRequest, InputRequiredResult, InputResponses, JsonObject,
 use rmcp::service::{RequestContext, RoleServer};
 
 use crate::call::{Outbound, answer_inputs, is_reserved_key};
+use crate::evidence::request_context;
 use crate::server::{PortcullisServer, asker_for, binding, declares_elicitation};
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{Connection, UpstreamHandle, screen_elicitation};
@@ -91,7 +92,7 @@ impl PortcullisServer {
         let evidence_request = self
             .envelope(context)
             .ok()
-            .map(|envelope| self.gateway.read_context(&envelope, self.session));
+            .map(|envelope| request_context(&envelope, self.session));
         for _round in 0..MAX_INPUT_ROUNDS {
             match self
                 .forward(

@@ -15,8 +15,8 @@ use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer, RunningService
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::permit::Authorized;
 use super::{Stop, decide::Decided};
-use crate::authorize::Authorized;
 use crate::evidence::CallRecord;
 use crate::recorder::Recorder;
 use crate::server::PortcullisServer;

@@ -1,0 +1,218 @@
+//! The running mediator: the owners a request reads (upstreams, the decider, evidence,
+//! approvals, sessions) built from config, and what outlives one client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use portcullis_config::Config;
+use portcullis_core::{IdentityEnvelope, UpstreamName};
+use portcullis_policy::PolicyEngine;
+use tokio_util::sync::CancellationToken;
+
+use crate::authorize::{Decider, Exposed};
+use crate::credentials::Credentials;
+use crate::error::GatewayError;
+use crate::evidence::Evidence;
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+use crate::recorder::Recorder;
+use crate::sessions::Sessions;
+use crate::state::StateSealer;
+use crate::upstream::UpstreamHandle;
+use crate::upstreams::{UpstreamStatus, Upstreams};
+use crate::{approval, arguments, pending};
+
+/// The running mediator: configured upstreams and what sessions share.
+pub struct Gateway {
+    pub(crate) page_size: usize,
+    /// The upstreams, how exposed names map onto them, and their supervisors.
+    pub(crate) upstreams: Arc<Upstreams>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) pending: Arc<pending::PendingCalls>,
+    /// Decides what each identity sees and may call. It holds who sessions act as when no
+    /// bearer token names them (stdio, unauthenticated loopback HTTP), and whether HTTP
+    /// sessions must present one: an HTTP request's identity then comes from its token only
+    /// and never falls back to the local identity (stdio still acts as the local identity).
+    pub(crate) decider: Decider,
+    /// Where every call's intent and outcome are recorded, and the clock they are stamped
+    /// with (the one clock every comparison with the time of day reads).
+    pub(crate) evidence: Evidence,
+    pub(crate) shutdown: CancellationToken,
+    /// Approvals asked and answered, recipients known, sessions' taint, and the sealed state
+    /// stateless clients carry.
+    pub(crate) approvals: approval::Approvals,
+    /// Each call's arguments against its tool's input schema (compiled schemas cached).
+    pub(crate) argument_check: arguments::ArgumentCheck,
+    /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
+    pub(crate) credentials: Arc<Credentials>,
+}
+
+/// What a gateway starts from besides its config.
+pub struct GatewayParts {
+    /// The values of Portcullis's own environment variables that config lets upstreams
+    /// inherit.
+    pub inherited: BTreeMap<String, String>,
+    /// The policy loaded from config's files (see [`load_policy`]).
+    pub policy: PolicyEngine,
+    /// The opened evidence log (`None`: no call will run) and the clock.
+    pub recorder: Recorder,
+    /// The `requestState` key shared by replicas, if config names one.
+    pub state_key: Option<Vec<u8>>,
+    pub credentials: Arc<Credentials>,
+    pub shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Starts supervising every upstream and watching the policy files.
+    pub fn start(config: &Config, parts: GatewayParts) -> Result<Arc<Self>, GatewayError> {
+        let GatewayParts {
+            inherited,
+            policy,
+            recorder,
+            state_key,
+            credentials,
+            shutdown,
+        } = parts;
+        let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
+        let sessions = Arc::new(Sessions::default());
+        let handles: Vec<Arc<UpstreamHandle>> = config
+            .upstreams
+            .iter()
+            .map(|spec| {
+                UpstreamHandle::new(
+                    spec.clone(),
+                    &inherited,
+                    config.namespacing,
+                    Arc::downgrade(&sessions),
+                    recorder.clone(),
+                    credentials.service_source(spec.name.as_str()),
+                )
+            })
+            .collect();
+        let longest_start = config
+            .upstreams
+            .iter()
+            .map(|u| u.start_timeout)
+            .max()
+            .unwrap_or_default();
+        let upstreams = Upstreams::start(config.namespacing, handles, &shutdown, longest_start * 2);
+        let policy = Arc::new(PolicyStore::new(config.policy.clone(), policy));
+        let metrics = Arc::new(Metrics::default());
+        let gateway = Arc::new(Self {
+            page_size: config.page_size,
+            decider: Decider {
+                policy: policy.clone(),
+                upstreams: upstreams.clone(),
+                credentials: credentials.clone(),
+                clock: recorder.clock(),
+                metrics: metrics.clone(),
+                local_identity: Arc::new(config.local_identity.clone()),
+                authenticated: config.http.auth.is_some(),
+            },
+            evidence: Evidence {
+                recorder,
+                metrics,
+                policy,
+            },
+            upstreams,
+            sessions,
+            approvals: approval::Approvals {
+                stateless: approval::StatelessApprovals::default(),
+                known_recipients: approval::KnownRecipients::default(),
+                taints: approval::Taints::default(),
+                timeout: config.approval.timeout,
+                states: match state_key {
+                    Some(key) => StateSealer::with_key(key),
+                    None => StateSealer::generate(),
+                }
+                .map_err(GatewayError::Random)?,
+            },
+            argument_check: arguments::ArgumentCheck::default(),
+            pending: Arc::default(),
+            shutdown,
+            credentials,
+        });
+        gateway.watch_policy();
+        Ok(gateway)
+    }
+
+    /// Watches the policy files: every reload attempt is recorded, and since a policy change
+    /// can change every identity's lists, the clients are told.
+    fn watch_policy(self: &Arc<Self>) {
+        let store = self.evidence.policy.clone();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(store.watch(
+            self.shutdown.child_token(),
+            async move |outcome: Result<u64, String>| {
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                let applied = outcome.is_ok();
+                gateway.evidence.record_reload("policy", outcome).await;
+                if applied {
+                    gateway.sessions.broadcast_list_changed().await;
+                }
+            },
+        ));
+    }
+
+    /// Waits until every upstream has started or failed once (immediately after that).
+    pub(crate) async fn first_settle(&self) {
+        self.upstreams.first_settle().await;
+    }
+
+    /// The upstreams' credentials (the sign-in pages are served from them).
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
+    }
+
+    /// Each upstream's name and status, in configuration order.
+    pub fn status(&self) -> Vec<(UpstreamName, UpstreamStatus)> {
+        self.upstreams.status()
+    }
+
+    /// The exposed tools each upstream offers `envelope`, by the same check as `tools/list`;
+    /// an upstream that is not ready gives its reason instead.
+    pub fn visible_tools(
+        &self,
+        envelope: &IdentityEnvelope,
+    ) -> Vec<(UpstreamName, Result<Vec<String>, String>)> {
+        self.upstreams
+            .iter()
+            .map(|upstream| {
+                let tools = match upstream.connection() {
+                    None => Err(upstream.unavailable_reason()),
+                    Some(connection) => Ok(connection
+                        .catalog
+                        .load()
+                        .tools
+                        .iter()
+                        .filter(|tool| {
+                            self.decider
+                                .sees(envelope, upstream, Exposed::Tool(&tool.name))
+                        })
+                        .map(|tool| tool.name.to_string())
+                        .collect()),
+                };
+                (upstream.name().clone(), tools)
+            })
+            .collect()
+    }
+
+    /// Records, at start, the outcome of every call whose intent is in the log and whose
+    /// outcome is not (see `Evidence::record_lost_outcomes`); how many.
+    pub async fn record_lost_outcomes(&self) -> Result<usize, String> {
+        self.evidence.record_lost_outcomes().await
+    }
+
+    /// Waits until every upstream has either started or failed once, up to `limit`.
+    pub async fn settle(&self, limit: std::time::Duration) {
+        self.upstreams.settle(limit).await;
+    }
+
+    /// Stops every upstream and waits (at most `limit`) until each has recorded its stop.
+    pub async fn stop(&self, limit: std::time::Duration) {
+        self.shutdown.cancel();
+        self.upstreams.stopped(limit).await;
+    }
+}
