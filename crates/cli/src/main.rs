@@ -16,8 +16,8 @@ use portcullis_core::clock::{Clock as _, SystemClock};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::{
     Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder,
-    UpstreamStatus, call_facts, containment_reports, load_policy, reach, serve_http, serve_metrics,
-    serve_stdio,
+    UpstreamStatus, call_facts, containment_reports, load_policy, reach, remove_instance_state,
+    serve_http, serve_metrics, serve_stdio,
 };
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
@@ -635,7 +635,8 @@ fn check(path: &Path, start_upstreams: bool) -> anyhow::Result<()> {
 fn start_each(config: &Config, engine: PolicyEngine) -> anyhow::Result<()> {
     let status = runtime()?.block_on(async move {
         let (gateway, shutdown) = start_to_look(config, engine).await?;
-        let status = gateway.status();
+        // A per-user upstream is started as the local identity's own instance.
+        let status = gateway.status_as(&config.local_identity).await;
         shutdown.cancel();
         gateway.stop(std::time::Duration::from_secs(5)).await;
         anyhow::Ok(status)
@@ -651,6 +652,9 @@ fn start_each(config: &Config, engine: PolicyEngine) -> anyhow::Result<()> {
             )),
             UpstreamStatus::Down { reason } => {
                 failed.push(format!("{upstream}: did not start: {reason}"));
+            }
+            UpstreamStatus::PerUser { .. } => {
+                println!("{upstream}: started per identity, on each one's first request");
             }
         }
     }
@@ -863,14 +867,30 @@ fn logout(path: &Path, upstream: &str) -> anyhow::Result<()> {
     let config = load(path)?;
     let credentials = credentials(&config)?;
     let envelope = config.local_identity.clone();
-    runtime()?.block_on(async move {
-        let done = credentials
-            .logout(&envelope, upstream)
-            .await
-            .map_err(|message| anyhow::anyhow!("{message}"))?;
-        eprintln!("portcullis: {done}");
-        Ok(())
-    })
+    let spec = config
+        .upstreams
+        .iter()
+        .find(|spec| spec.name.as_str() == upstream)
+        .ok_or_else(|| anyhow::anyhow!("no upstream is named `{upstream}`"))?;
+    // A per-user upstream's state of this identity (its home, its logins) goes with it.
+    let state_removed = remove_instance_state(spec, &envelope)
+        .with_context(|| format!("cannot delete your state at `{upstream}`"))?;
+    if state_removed {
+        eprintln!("portcullis: deleted your state directory at `{upstream}`");
+    }
+    if credentials.takes_delegated(upstream) {
+        runtime()?.block_on(async move {
+            let done = credentials
+                .logout(&envelope, upstream)
+                .await
+                .map_err(|message| anyhow::anyhow!("{message}"))?;
+            eprintln!("portcullis: {done}");
+            anyhow::Ok(())
+        })?;
+    } else if !state_removed {
+        bail!("upstream `{upstream}` keeps no grant and no state of yours");
+    }
+    Ok(())
 }
 
 /// Opens (or continues) the evidence log config names. A log that cannot be opened, or whose
@@ -910,7 +930,7 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (gateway, shutdown) = start_to_look(&config, engine).await?;
         println!("tools visible to {}:", envelope.user());
-        for (upstream, tools) in gateway.visible_tools(&envelope) {
+        for (upstream, tools) in gateway.visible_tools(&envelope).await {
             match tools {
                 Ok(tools) if tools.is_empty() => println!("  {upstream}: none"),
                 Ok(tools) => {
@@ -1233,6 +1253,9 @@ fn report_upstreams(gateway: &Gateway) {
             UpstreamStatus::Down { reason } => {
                 eprintln!("portcullis: upstream `{name}` down: {reason}")
             }
+            UpstreamStatus::PerUser { .. } => eprintln!(
+                "portcullis: upstream `{name}` starts for each identity on its first request"
+            ),
         }
     }
 }

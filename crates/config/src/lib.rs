@@ -10,6 +10,7 @@
 mod checks;
 mod credential;
 mod error;
+mod instance;
 mod launcher;
 mod model;
 mod raw;
@@ -20,6 +21,7 @@ pub use credential::{
     UpstreamCredential,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use instance::{DEFAULT_INSTANCE_IDLE, Instance, PerUser};
 pub use launcher::{ContainerRun, Launcher, Package};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,

@@ -16,6 +16,7 @@ use crate::credential::{
     CredentialSettings, UpstreamCredential, credential_settings, upstream_credential,
 };
 use crate::error::{ConfigErrors, Reporter};
+use crate::instance::{Instance, instance};
 use crate::launcher::{Launcher, launcher};
 use crate::raw::{
     RawConfig, RawConnect, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy,
@@ -177,6 +178,8 @@ pub struct Upstream {
     /// How a `url` upstream is authorised (`[upstream.credential]`); `None`: no credential
     /// is ever sent to it.
     pub credential: Option<UpstreamCredential>,
+    /// One instance for everyone, or one per identity (`instance = "per_user"`).
+    pub instance: Instance,
 }
 
 /// Roots granted to one user or one group.
@@ -549,6 +552,13 @@ fn parse_upstream(
     let roots_for = roots_for(report, upstream, base_dir);
     let tilde = tilde_rule(report, upstream);
     let elicitation = elicitation_rule(report, upstream);
+    let instance = instance(
+        report,
+        upstream,
+        transport.as_ref(),
+        credential.as_ref(),
+        base_dir,
+    );
     Some(Upstream {
         name: name?,
         transport: transport?,
@@ -566,6 +576,7 @@ fn parse_upstream(
         check_paths: upstream.check_paths.unwrap_or(true),
         tilde,
         credential,
+        instance,
     })
 }
 

@@ -159,6 +159,10 @@ pub(crate) struct RawUpstream {
     /// A `url` upstream's request headers, each from an environment variable.
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<RawHeader>>,
+    /// `shared` (the default) or `per_user`: one instance per identity.
+    pub instance: Option<Spanned<String>>,
+    pub instance_idle_secs: Option<Spanned<i64>>,
+    pub instance_state: Option<Spanned<String>>,
 }
 
 /// One `[upstream.headers]` entry: `{ env = "NAME", prefix = "Bearer " }`. A bare string is

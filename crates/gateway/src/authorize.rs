@@ -185,10 +185,10 @@ impl Decider {
         envelope: &IdentityEnvelope,
         exposed: &str,
     ) -> Option<Vec<String>> {
-        let (upstream, local) = self.upstreams.resolve(exposed)?;
+        let (upstream, local) = self.upstreams.resolve_as(envelope, exposed)?;
         let connection = upstream.connection()?;
         if !connection.catalog.load().tool_names.contains(local)
-            || !self.may_see(envelope, upstream, Listed::Tool(local))
+            || !self.may_see(envelope, &upstream, Listed::Tool(local))
         {
             return None;
         }

@@ -299,6 +299,13 @@ impl Credentials {
     }
 
     /// Whether any upstream takes delegated grants (then the callback listener runs).
+    /// Whether `upstream` takes each user's own delegated grant.
+    pub fn takes_delegated(&self, upstream: &str) -> bool {
+        self.upstreams
+            .get(upstream)
+            .is_some_and(|auth| matches!(auth.kind, AuthKind::Delegated { .. }))
+    }
+
     pub fn has_delegated(&self) -> bool {
         self.store.is_some()
     }
@@ -323,6 +330,28 @@ impl Credentials {
                 Some(Arc::new(ServiceSource(auth.clone())))
             }
         }
+    }
+
+    /// The delegated credential every request of `envelope`'s own instance of `upstream`
+    /// carries (`instance = "per_user"`): that user's stored grant, refreshed as it expires.
+    /// `None` when they have not authorised Portcullis for it (or the store cannot be read).
+    pub(crate) fn user_source(
+        &self,
+        envelope: &IdentityEnvelope,
+        upstream: &str,
+    ) -> Option<Arc<dyn CredentialSource>> {
+        let auth = self.upstreams.get(upstream)?;
+        if !matches!(auth.kind, AuthKind::Delegated { .. }) {
+            return None;
+        }
+        let key = key_for(envelope, upstream);
+        let store = self.store().ok()?;
+        store.get(&key).ok()??;
+        Some(Arc::new(DelegatedSource {
+            auth: auth.clone(),
+            store: self.store.clone(),
+            key,
+        }))
     }
 
     /// Whether `upstream` acts with service authority (for the envelope's records).

@@ -13,6 +13,7 @@ use crate::authorize::{Decider, Exposed};
 use crate::credentials::Credentials;
 use crate::error::GatewayError;
 use crate::evidence::Evidence;
+use crate::instances::InstanceParts;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::recorder::Recorder;
@@ -95,7 +96,14 @@ impl Gateway {
             .map(|u| u.start_timeout)
             .max()
             .unwrap_or_default();
-        let upstreams = Upstreams::start(config.namespacing, handles, &shutdown, longest_start * 2);
+        let instance_parts = InstanceParts {
+            inherited,
+            namespacing: config.namespacing,
+            sessions: Arc::downgrade(&sessions),
+            recorder: recorder.clone(),
+            credentials: credentials.clone(),
+        };
+        let upstreams = Upstreams::start(handles, instance_parts, &shutdown, longest_start * 2);
         let policy = Arc::new(PolicyStore::new(config.policy.clone(), policy));
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(Self {
@@ -156,11 +164,6 @@ impl Gateway {
         ));
     }
 
-    /// Waits until every upstream has started or failed once (immediately after that).
-    pub(crate) async fn first_settle(&self) {
-        self.upstreams.first_settle().await;
-    }
-
     /// The upstreams' credentials (the sign-in pages are served from them).
     pub fn credentials(&self) -> &Arc<Credentials> {
         &self.credentials
@@ -171,13 +174,26 @@ impl Gateway {
         self.upstreams.status()
     }
 
-    /// The exposed tools each upstream offers `envelope`, by the same check as `tools/list`;
-    /// an upstream that is not ready gives its reason instead.
-    pub fn visible_tools(
+    /// Each upstream's name and status as `envelope` reaches it, once its own instances (of
+    /// per-user upstreams) have started or failed.
+    pub async fn status_as(
+        &self,
+        envelope: &IdentityEnvelope,
+    ) -> Vec<(UpstreamName, UpstreamStatus)> {
+        self.upstreams.ready_for(envelope).await;
+        self.upstreams.status_as(envelope)
+    }
+
+    /// The exposed tools each upstream offers `envelope`, by the same check as `tools/list`
+    /// (a per-user upstream's own instance for `envelope` is started and waited for); an
+    /// upstream that is not ready gives its reason instead.
+    pub async fn visible_tools(
         &self,
         envelope: &IdentityEnvelope,
     ) -> Vec<(UpstreamName, Result<Vec<String>, String>)> {
+        self.upstreams.ready_for(envelope).await;
         self.upstreams
+            .serving(envelope)
             .iter()
             .map(|upstream| {
                 let tools = match upstream.connection() {

@@ -429,7 +429,7 @@ async fn step_up(
         .filter(|probe| probe.method == Some("tools/call"))
         .and_then(|probe| probe.params?.name.map(std::borrow::Cow::into_owned));
     if let Some(tool) = tool {
-        gateway.first_settle().await;
+        gateway.upstreams.ready_for(&envelope).await;
         if let Some(mut needed) = gateway.decider.missing_scopes(&envelope, &tool) {
             needed.extend(server.settings().required_scopes.iter().cloned());
             needed.sort();

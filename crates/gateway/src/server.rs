@@ -126,10 +126,15 @@ impl PortcullisServer {
     }
 
     /// The upstream and its own URI of an exposed resource URI, if any.
-    pub(crate) fn resolve_resource(&self, exposed: &str) -> Option<(&Arc<UpstreamHandle>, String)> {
+    /// The upstream (as `envelope` reaches it) and its own URI of an exposed resource URI.
+    pub(crate) fn resolve_resource(
+        &self,
+        envelope: &IdentityEnvelope,
+        exposed: &str,
+    ) -> Option<(Arc<UpstreamHandle>, String)> {
         self.gateway
             .upstreams
-            .resolve_uri(exposed)
+            .resolve_uri_as(envelope, exposed)
             .map(|(upstream, local)| (upstream, local.to_owned()))
     }
 
@@ -246,12 +251,14 @@ impl PortcullisServer {
         }
     }
 
-    /// The upstream and its own name of an exposed tool or prompt name, if any.
+    /// The upstream (as `envelope` reaches it) and its own name of an exposed tool or prompt
+    /// name, if any.
     pub(crate) fn resolve_tool<'a>(
         &self,
+        envelope: &IdentityEnvelope,
         exposed: &'a str,
-    ) -> Option<(&Arc<UpstreamHandle>, &'a str)> {
-        self.gateway.upstreams.resolve(exposed)
+    ) -> Option<(Arc<UpstreamHandle>, &'a str)> {
+        self.gateway.upstreams.resolve_as(envelope, exposed)
     }
 
     pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
@@ -283,15 +290,16 @@ impl PortcullisServer {
         envelope: &IdentityEnvelope,
         method: &str,
         exposed: &str,
-    ) -> Result<(&Arc<UpstreamHandle>, Arc<Connection>, String), McpError> {
-        let resolved = self.resolve_resource(exposed);
+    ) -> Result<(Arc<UpstreamHandle>, Arc<Connection>, String), McpError> {
+        let resolved = self.resolve_resource(envelope, exposed);
         let unknown =
             || McpError::resource_not_found(format!("unknown resource `{exposed}`"), None);
-        let Some((upstream, local)) = resolved else {
+        let Some((owner, local)) = resolved else {
             self.record_refused(envelope, method, None, exposed, "no such resource")
                 .await;
             return Err(unknown());
         };
+        let upstream = &*owner;
         if let Err(refusal) =
             self.gateway
                 .decider
@@ -324,7 +332,7 @@ impl PortcullisServer {
                 return Err(McpError::internal_error(message, None));
             }
         };
-        Ok((upstream, connection, local))
+        Ok((owner, connection, local))
     }
 
     /// Records a request naming something that was refused before any upstream heard of it
@@ -362,8 +370,8 @@ impl PortcullisServer {
     ) -> Result<(Vec<T>, Option<String>), McpError> {
         let started = std::time::Instant::now();
         let envelope = self.envelope(context)?;
-        self.gateway.first_settle().await;
-        let (page, next_cursor) = self.page(request, items, |upstream, entry| {
+        self.gateway.upstreams.ready_for(&envelope).await;
+        let (page, next_cursor) = self.page(request, &envelope, items, |upstream, entry| {
             self.gateway
                 .decider
                 .sees(&envelope, upstream, exposed(entry))
@@ -376,6 +384,7 @@ impl PortcullisServer {
     fn page<T: Clone>(
         &self,
         request: Option<&PaginatedRequestParams>,
+        envelope: &IdentityEnvelope,
         items: impl Fn(&Catalog) -> &[T],
         keep: impl Fn(&UpstreamHandle, &T) -> bool,
     ) -> Result<(Vec<T>, Option<String>), McpError> {
@@ -388,13 +397,13 @@ impl PortcullisServer {
         let page_size = self.gateway.page_size;
         let mut page = Vec::with_capacity(page_size.min(256));
         let mut position = 0usize;
-        for upstream in self.gateway.upstreams.iter() {
+        for upstream in self.gateway.upstreams.serving(envelope) {
             let Some(connection) = upstream.connection() else {
                 continue;
             };
             let catalog = connection.catalog.load();
             for entry in items(&catalog) {
-                if !keep(upstream, entry) {
+                if !keep(&upstream, entry) {
                     continue;
                 }
                 if position >= start {
@@ -646,8 +655,9 @@ impl ServerHandler for PortcullisServer {
 
     /// The exposed definition of a tool, which rmcp's HTTP transport uses to check a request's
     /// custom headers (`x-mcp-header`) against its arguments before the call is dispatched.
+    /// It names no identity, so a per-user upstream's tools are not found here.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        let (upstream, _) = self.resolve_tool(name)?;
+        let (upstream, _) = self.gateway.upstreams.resolve(name)?;
         let connection = upstream.connection()?;
         let catalog = connection.catalog.load();
         catalog.tools.iter().find(|tool| tool.name == name).cloned()
@@ -733,7 +743,7 @@ impl ServerHandler for PortcullisServer {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
+        self.gateway.upstreams.ready_for(&envelope).await;
         let (upstream, connection, local) = self
             .resource_owner(&context, &envelope, "resources/subscribe", &request.uri)
             .await?;
@@ -745,7 +755,7 @@ impl ServerHandler for PortcullisServer {
         } else {
             let params = SubscribeRequestParams::new(local);
             let forwarded = Outbound::Subscribe(params);
-            self.forward(upstream, &connection, &context, forwarded)
+            self.forward(&upstream, &connection, &context, forwarded)
                 .await?;
         }
         self.gateway
@@ -775,7 +785,7 @@ impl ServerHandler for PortcullisServer {
             }
             let params = UnsubscribeRequestParams::new(local);
             let forwarded = Outbound::Unsubscribe(params);
-            self.forward(upstream, &connection, &context, forwarded)
+            self.forward(&upstream, &connection, &context, forwarded)
                 .await?;
         }
         Ok(())
@@ -795,8 +805,9 @@ impl ServerHandler for PortcullisServer {
         if let Ok(mut level) = self.log_level.lock() {
             *level = Some(request.level);
         }
-        self.gateway.first_settle().await;
-        for upstream in self.gateway.upstreams.iter() {
+        let envelope = self.envelope(&context)?;
+        self.gateway.upstreams.ready_for(&envelope).await;
+        for upstream in self.gateway.upstreams.serving(&envelope) {
             let Some(connection) = upstream.connection() else {
                 continue;
             };
@@ -805,7 +816,7 @@ impl ServerHandler for PortcullisServer {
                 let params = SetLevelRequestParams::new(request.level);
                 let forwarded = Outbound::SetLevel(params);
                 if let Err(error) = self
-                    .forward(upstream, &connection, &context, forwarded)
+                    .forward(&upstream, &connection, &context, forwarded)
                     .await
                 {
                     tracing::info!(upstream = %upstream.name(), error = %error.message, "upstream refused the log level");
@@ -821,11 +832,11 @@ impl ServerHandler for PortcullisServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         let envelope = self.envelope(&context)?;
-        self.gateway.first_settle().await;
         let upstreams = &self.gateway.upstreams;
+        upstreams.ready_for(&envelope).await;
         let resolved = match &request.r#ref {
-            Reference::Prompt(prompt) => upstreams.resolve(&prompt.name),
-            Reference::Resource(resource) => upstreams.resolve_uri(&resource.uri),
+            Reference::Prompt(prompt) => upstreams.resolve_as(&envelope, &prompt.name),
+            Reference::Resource(resource) => upstreams.resolve_uri_as(&envelope, &resource.uri),
             _ => None,
         }
         .map(|(upstream, local)| (upstream, local.to_owned()));
@@ -841,6 +852,7 @@ impl ServerHandler for PortcullisServer {
                 .await;
             return Err(unknown());
         };
+        let upstream = &*upstream;
         let entry = match &request.r#ref {
             Reference::Prompt(_) => Listed::Prompt(&local),
             _ => Listed::Resource(&local),

@@ -5,19 +5,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_core::{Namespacing, UpstreamName};
+use portcullis_config::{Instance, PerUser};
+use portcullis_core::{IdentityEnvelope, Namespacing, UpstreamName};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::instances::{InstanceParts, Instances};
 use crate::upstream::{UpstreamHandle, UpstreamState};
 
 /// How ready one upstream is, for start-up messages and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamStatus {
     Starting,
-    Ready { tools: usize, protocol: String },
-    Down { reason: String },
+    Ready {
+        tools: usize,
+        protocol: String,
+    },
+    Down {
+        reason: String,
+    },
+    /// `instance = "per_user"`: started for each identity on its first request.
+    PerUser {
+        running: usize,
+    },
 }
 
 pub(crate) struct Upstreams {
@@ -30,28 +41,34 @@ pub(crate) struct Upstreams {
     settled: Notify,
     /// The supervisors, joined by [`Upstreams::stop`] so their last records are written.
     supervisors: Mutex<Vec<JoinHandle<()>>>,
+    /// Each identity's own instances of the per-user upstreams.
+    instances: Instances,
 }
 
 impl Upstreams {
     /// Starts supervising each of `handles` until `shutdown`; requests wait until each has
     /// started or failed once, or `settle_within` has passed.
+    /// A per-user upstream's handle is its template: never started itself, its instances are,
+    /// from `instance_parts`, one per identity on its first request (see `instances.rs`).
     pub(crate) fn start(
-        namespacing: Namespacing,
         handles: Vec<Arc<UpstreamHandle>>,
+        instance_parts: InstanceParts,
         shutdown: &CancellationToken,
         settle_within: Duration,
     ) -> Arc<Self> {
         let supervisors = handles
             .iter()
+            .filter(|upstream| per_user(upstream).is_none())
             .map(|upstream| tokio::spawn(upstream.clone().supervise(shutdown.child_token())))
             .collect();
         let upstreams = Arc::new(Upstreams {
-            namespacing,
+            namespacing: instance_parts.namespacing,
             names: handles.iter().map(|u| u.name().clone()).collect(),
             handles,
             first_settled: AtomicBool::new(false),
             settled: Notify::new(),
             supervisors: Mutex::new(supervisors),
+            instances: Instances::new(instance_parts, shutdown.child_token()),
         });
         let watcher = upstreams.clone();
         tokio::spawn(async move {
@@ -59,7 +76,101 @@ impl Upstreams {
             watcher.first_settled.store(true, Ordering::Release);
             watcher.settled.notify_waiters();
         });
+        if let Some(check_every) = upstreams.idle_check_interval() {
+            let reaper = Arc::downgrade(&upstreams);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(check_every) => {}
+                    }
+                    let Some(upstreams) = reaper.upgrade() else {
+                        return;
+                    };
+                    upstreams.instances.stop_idle(|index| {
+                        upstreams
+                            .handles
+                            .get(index)
+                            .and_then(|h| per_user(h))
+                            .map(|p| p.idle)
+                    });
+                }
+            });
+        }
         upstreams
+    }
+
+    /// How often idle instances are looked for: a quarter of the shortest idle time, between
+    /// one and thirty seconds; `None` without per-user upstreams.
+    fn idle_check_interval(&self) -> Option<Duration> {
+        self.handles
+            .iter()
+            .filter_map(|handle| per_user(handle))
+            .map(|per_user| per_user.idle / 4)
+            .min()
+            .map(|quarter| quarter.clamp(Duration::from_secs(1), Duration::from_secs(30)))
+    }
+
+    /// The upstreams as `envelope` reaches them, in configuration order: a per-user
+    /// upstream's entry is that identity's own instance, started if it is not running.
+    pub(crate) fn serving(&self, envelope: &IdentityEnvelope) -> Vec<Arc<UpstreamHandle>> {
+        self.handles
+            .iter()
+            .enumerate()
+            .map(|(index, handle)| self.as_seen_by(index, handle, envelope))
+            .collect()
+    }
+
+    fn as_seen_by(
+        &self,
+        index: usize,
+        handle: &Arc<UpstreamHandle>,
+        envelope: &IdentityEnvelope,
+    ) -> Arc<UpstreamHandle> {
+        match per_user(handle) {
+            None => handle.clone(),
+            Some(per_user) => self.instances.of(index, handle, per_user, envelope),
+        }
+    }
+
+    /// Like [`Upstreams::resolve`], with a per-user upstream as `envelope`'s own instance.
+    pub(crate) fn resolve_as<'n>(
+        &self,
+        envelope: &IdentityEnvelope,
+        exposed: &'n str,
+    ) -> Option<(Arc<UpstreamHandle>, &'n str)> {
+        let name = self.namespacing.resolve(&self.names, exposed)?;
+        let handle = self.handles.get(name.upstream)?;
+        Some((self.as_seen_by(name.upstream, handle, envelope), name.local))
+    }
+
+    /// Like [`Upstreams::resolve_uri`], with a per-user upstream as `envelope`'s own instance.
+    pub(crate) fn resolve_uri_as<'n>(
+        &self,
+        envelope: &IdentityEnvelope,
+        exposed: &'n str,
+    ) -> Option<(Arc<UpstreamHandle>, &'n str)> {
+        let name = self.namespacing.resolve_uri(&self.names, exposed)?;
+        let handle = self.handles.get(name.upstream)?;
+        Some((self.as_seen_by(name.upstream, handle, envelope), name.local))
+    }
+
+    /// Waits until every shared upstream has started or failed once, then until each of
+    /// `envelope`'s own instances has (each bounded by twice its start timeout).
+    pub(crate) async fn ready_for(&self, envelope: &IdentityEnvelope) {
+        self.first_settle().await;
+        for handle in self.serving(envelope) {
+            if per_user(&handle).is_none() {
+                continue;
+            }
+            let deadline = tokio::time::Instant::now() + handle.spec.start_timeout * 2;
+            while matches!(**handle.state.load(), UpstreamState::Starting)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     pub(crate) fn namespacing(&self) -> Namespacing {
@@ -86,23 +197,33 @@ impl Upstreams {
         Some((self.handles.get(name.upstream)?, name.local))
     }
 
-    /// Each upstream's name and status, in configuration order.
+    /// Each upstream's name and status, in configuration order; a per-user upstream's is how
+    /// many instances run.
     pub(crate) fn status(&self) -> Vec<(UpstreamName, UpstreamStatus)> {
         self.handles
             .iter()
-            .map(|upstream| {
-                let status = match &**upstream.state.load() {
-                    UpstreamState::Starting => UpstreamStatus::Starting,
-                    UpstreamState::Ready(connection) => UpstreamStatus::Ready {
-                        tools: connection.catalog.load().tools.len(),
-                        protocol: connection.protocol_version.to_string(),
+            .enumerate()
+            .map(|(index, upstream)| {
+                let status = match per_user(upstream) {
+                    Some(_) => UpstreamStatus::PerUser {
+                        running: self.instances.count(index),
                     },
-                    UpstreamState::Down { reason } => UpstreamStatus::Down {
-                        reason: reason.clone(),
-                    },
+                    None => status_of(upstream),
                 };
                 (upstream.name().clone(), status)
             })
+            .collect()
+    }
+
+    /// Each upstream's name and status as `envelope` reaches it: a per-user upstream's is that
+    /// of the identity's own instance (started if it is not running).
+    pub(crate) fn status_as(
+        &self,
+        envelope: &IdentityEnvelope,
+    ) -> Vec<(UpstreamName, UpstreamStatus)> {
+        self.serving(envelope)
+            .iter()
+            .map(|upstream| (upstream.name().clone(), status_of(upstream)))
             .collect()
     }
 
@@ -136,16 +257,38 @@ impl Upstreams {
     /// Waits (at most `limit`) until each supervisor has recorded its upstream's stop; the
     /// caller has cancelled their shutdown token.
     pub(crate) async fn stopped(&self, limit: Duration) {
-        let supervisors = self
+        let mut supervisors = self
             .supervisors
             .lock()
             .map(|mut supervisors| std::mem::take(&mut *supervisors))
             .unwrap_or_default();
+        supervisors.extend(self.instances.supervisors());
         if tokio::time::timeout(limit, futures::future::join_all(supervisors))
             .await
             .is_err()
         {
             tracing::warn!("some upstreams did not stop in time; their stop may not be recorded");
         }
+    }
+}
+
+/// The per-user settings of `handle`'s upstream, if it runs once per identity.
+fn per_user(handle: &UpstreamHandle) -> Option<&PerUser> {
+    match &handle.spec.instance {
+        Instance::PerUser(per_user) => Some(per_user),
+        Instance::Shared => None,
+    }
+}
+
+fn status_of(upstream: &UpstreamHandle) -> UpstreamStatus {
+    match &**upstream.state.load() {
+        UpstreamState::Starting => UpstreamStatus::Starting,
+        UpstreamState::Ready(connection) => UpstreamStatus::Ready {
+            tools: connection.catalog.load().tools.len(),
+            protocol: connection.protocol_version.to_string(),
+        },
+        UpstreamState::Down { reason } => UpstreamStatus::Down {
+            reason: reason.clone(),
+        },
     }
 }

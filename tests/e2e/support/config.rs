@@ -311,6 +311,11 @@ impl Upstream {
         self.roots_for("user", user, roots)
     }
 
+    /// One instance per identity (`instance = "per_user"`).
+    pub(crate) fn per_user(self) -> Self {
+        self.set("instance", toml_string("per_user"))
+    }
+
     pub(crate) fn surface(self, surface: &str) -> Self {
         self.set("surface", toml_string(surface))
     }

@@ -157,7 +157,7 @@ impl PortcullisServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.gateway.first_settle().await;
+        self.gateway.upstreams.ready_for(&envelope).await;
         let stateless = Self::is_stateless(&context);
         if !stateless && (request.request_state.is_some() || request.input_responses.is_some()) {
             return Err(McpError::invalid_params(

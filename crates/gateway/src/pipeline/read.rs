@@ -45,10 +45,11 @@ pub(crate) trait Read {
     /// The name (prompt) or URI (resource) as the client sent it.
     fn exposed(&self) -> &str;
     /// The upstream and its own name for it, if the name resolves.
-    fn resolve<'s>(
+    fn resolve(
         &self,
-        server: &'s PortcullisServer,
-    ) -> Option<(&'s Arc<UpstreamHandle>, String)>;
+        server: &PortcullisServer,
+        envelope: &IdentityEnvelope,
+    ) -> Option<(Arc<UpstreamHandle>, String)>;
     /// What policy is asked about.
     fn listed(local: &str) -> Listed<'_>;
     /// Whether the upstream offers it (a resource URI may match a template: always `true`).
@@ -135,8 +136,8 @@ impl PortcullisServer {
         context: &RequestContext<RoleServer>,
     ) -> Result<R::Response, McpError> {
         let envelope = self.envelope(context)?;
-        self.gateway.first_settle().await;
-        let resolved = read.resolve(self);
+        self.gateway.upstreams.ready_for(&envelope).await;
+        let resolved = read.resolve(self, &envelope);
         let mut target = Target {
             request: request_context(&envelope, self.session),
             started: Instant::now(),
@@ -148,6 +149,7 @@ impl PortcullisServer {
                 .stop_read(read, &target, ReadStop::Unknown(R::NO_SUCH))
                 .await);
         };
+        let upstream = &*upstream;
         target.upstream = upstream.name().to_string();
         target.name.clone_from(&local);
         let (decision, connection) =
@@ -303,12 +305,13 @@ impl Read for GetPromptRequestParams {
         &self.name
     }
 
-    fn resolve<'s>(
+    fn resolve(
         &self,
-        server: &'s PortcullisServer,
-    ) -> Option<(&'s Arc<UpstreamHandle>, String)> {
+        server: &PortcullisServer,
+        envelope: &IdentityEnvelope,
+    ) -> Option<(Arc<UpstreamHandle>, String)> {
         server
-            .resolve_tool(&self.name)
+            .resolve_tool(envelope, &self.name)
             .map(|(upstream, local)| (upstream, local.to_owned()))
     }
 
@@ -394,11 +397,12 @@ impl Read for ReadResourceRequestParams {
         &self.uri
     }
 
-    fn resolve<'s>(
+    fn resolve(
         &self,
-        server: &'s PortcullisServer,
-    ) -> Option<(&'s Arc<UpstreamHandle>, String)> {
-        server.resolve_resource(&self.uri)
+        server: &PortcullisServer,
+        envelope: &IdentityEnvelope,
+    ) -> Option<(Arc<UpstreamHandle>, String)> {
+        server.resolve_resource(envelope, &self.uri)
     }
 
     fn listed(local: &str) -> Listed<'_> {

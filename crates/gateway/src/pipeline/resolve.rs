@@ -16,10 +16,9 @@ impl PortcullisServer {
         let exposed: &'r str = &call.request.name;
         // A name that resolves to no upstream is refused like any other unknown tool, and
         // recorded as the client sent it.
-        let Some((upstream, local)) = self.resolve_tool(exposed) else {
+        let Some((upstream, local)) = self.resolve_tool(call.envelope, exposed) else {
             return Err(Stop::Unknown("no such tool"));
         };
-        let upstream = upstream.clone();
         record.resolve(
             upstream.name().as_str(),
             local,
