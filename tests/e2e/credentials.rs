@@ -38,8 +38,19 @@ impl Fixture {
         Self::start_for(port, issuer, scratch, "auto")
     }
 
-    /// The upstream validating tokens for `resource` (`auto`: its own URL).
+    /// The upstream validating tokens for `resource` (`auto`: its own URL); `initialize` and
+    /// the lists need no token.
     fn start_for(port: u16, issuer: &str, scratch: &Path, resource: &str) -> Self {
+        Self::launch(port, issuer, scratch, resource, true)
+    }
+
+    /// The upstream refusing every request without a token, `initialize` and lists included,
+    /// as most hosted MCP servers do.
+    fn start_private(port: u16, issuer: &str, scratch: &Path) -> Self {
+        Self::launch(port, issuer, scratch, "auto", false)
+    }
+
+    fn launch(port: u16, issuer: &str, scratch: &Path, resource: &str, public: bool) -> Self {
         let record = scratch.join("received.jsonl");
         let work = scratch.join("mail");
         let child = Command::new(bin("portcullis-fixture"))
@@ -50,7 +61,7 @@ impl Fixture {
             .args(["--auth-tool-scope", "send_message=mail.send"])
             .arg("--auth-record")
             .arg(&record)
-            .arg("--public-lists")
+            .args(public.then_some("--public-lists"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -107,6 +118,9 @@ struct Options {
     /// `mail`'s credential; `delegation` adds the provider, Portcullis's client there and the
     /// scope every grant asks for.
     credential: Credential,
+    /// `mail` runs per user (`instance = "per_user"`) and refuses every request without a
+    /// token, `initialize` and lists included.
+    per_user: bool,
 }
 
 fn defaults() -> Options {
@@ -115,6 +129,7 @@ fn defaults() -> Options {
         tools: vec![("echo", Tool::read()), ("send_message", Tool::send())],
         authenticated: false,
         credential: Credential::oauth(),
+        per_user: false,
     }
 }
 
@@ -144,6 +159,11 @@ fn settings(
         Upstream::url("mail", upstream_url).trusted(),
         |mail, (name, rules)| mail.tool(name, rules),
     );
+    let mail = if options.per_user {
+        mail.per_user()
+    } else {
+        mail
+    };
     let settings = Config::new()
         .evidence("evidence.jsonl")
         .credential_store("credentials.enc", "E2E_STORE_KEY")
@@ -175,7 +195,11 @@ fn delegation(options: Options) -> Delegation {
             &issued.display().to_string(),
         ],
     );
-    let upstream = Fixture::start(upstream_port, &provider.issuer, scratch.path());
+    let upstream = if options.per_user {
+        Fixture::start_private(upstream_port, &provider.issuer, scratch.path())
+    } else {
+        Fixture::start(upstream_port, &provider.issuer, scratch.path())
+    };
     let settings = settings(options, &provider, &upstream_url, &resource, callback);
     let config = scratch.config(&settings);
     let secret = provider.ready["portcullis_client_secret"]
@@ -632,6 +656,76 @@ fn a_scope_the_upstream_demands_is_asked_for_before_the_next_call() {
             .is_some_and(|s| s.iter().any(|s| s == "mail.send")),
         "{calls:?}"
     );
+}
+
+#[test]
+fn a_per_user_upstream_that_refuses_anonymous_lists_is_reached_with_the_users_own_token() {
+    let setup = delegation(Options {
+        per_user: true,
+        ..defaults()
+    });
+    // Nobody authorised it yet: nothing of `mail` is listed, and Portcullis sent it nothing
+    // (a request without a token would have been refused, and recorded as such).
+    assert!(
+        setup.listed().iter().all(|tool| !tool.starts_with("mail.")),
+        "{:?}",
+        setup.listed()
+    );
+    let anonymous = raw_initialize(&setup.upstream.url);
+    assert_eq!(
+        anonymous, 401,
+        "the fixture must refuse an initialize without a token"
+    );
+    assert!(
+        setup.upstream.received().is_empty(),
+        "{:?}",
+        setup.upstream.received()
+    );
+
+    // Once the person authorised it, their own instance initializes and lists with their
+    // token, and calls run.
+    let said = setup.login(&[]);
+    assert!(said.contains("authorised `mail`"), "{said}");
+    let listed = setup.listed();
+    assert!(listed.contains(&"mail.echo".to_owned()), "{listed:?}");
+    let call = setup.call("mail.echo", r#"{"text":"per user"}"#, &[]);
+    assert_eq!(texts(&call), vec!["per user"], "{call}");
+    let received = setup.upstream.received();
+    let accepted = |method: &str| {
+        received
+            .iter()
+            .any(|r| r["method"] == method && r["outcome"] == "accepted" && r["sub"] == "alice")
+    };
+    // The handshake is `server/discover` in the stateless era, `initialize` before it.
+    assert!(
+        accepted("server/discover") || accepted("initialize"),
+        "no handshake with alice's token: {received:?}"
+    );
+    for method in ["tools/list", "tools/call"] {
+        assert!(
+            accepted(method),
+            "no {method} with alice's token: {received:?}"
+        );
+    }
+    setup.assert_no_secret_written(&[&call]);
+}
+
+/// The status of an `initialize` POSTed to `url` without a token.
+fn raw_initialize(url: &str) -> u16 {
+    let port: u16 = url
+        .trim_end_matches("/mcp")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    crate::support::raw_http_status(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
 }
 
 #[test]

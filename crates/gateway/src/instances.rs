@@ -98,15 +98,6 @@ impl Instances {
             instance.last_used = Instant::now();
             return instance.handle.clone();
         }
-        if let Err(error) = create_state(&state) {
-            return self.down(
-                template,
-                format!(
-                    "this identity's state directory `{}` cannot be made: {error}",
-                    state.display()
-                ),
-            );
-        }
         let user = envelope.user();
         let spec = template
             .spec
@@ -130,7 +121,18 @@ impl Instances {
                     }
                 }
             }
-            UpstreamTransport::Stdio { .. } => None,
+            UpstreamTransport::Stdio { .. } => {
+                if let Err(error) = create_state(&state) {
+                    return self.down(
+                        template,
+                        format!(
+                            "this identity's state directory `{}` cannot be made: {error}",
+                            state.display()
+                        ),
+                    );
+                }
+                None
+            }
         };
         let handle = UpstreamHandle::new(
             spec,
