@@ -5,12 +5,14 @@
 //! it; `portcullis logout` deletes the local identity's state.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::evidence::records;
 use crate::support::{
     Auth, Config, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, fixture_policy,
-    free_port, portcullis, result_text, ts_client,
+    free_port, portcullis, result_text, ts_call, ts_client, wait_until,
 };
 
 const EACCES: i64 = 13;
@@ -179,6 +181,48 @@ fn each_user_gets_an_instance_whose_state_and_roots_no_other_user_reaches() {
         "{}",
         portcullis.log()
     );
+}
+
+#[test]
+fn an_idle_instance_stops_and_its_state_stays_for_the_next_one() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let fx = Upstream::fixture("fx", &work)
+        .tool("whoami", Tool::read())
+        .per_user()
+        .instance_idle_secs(1);
+    let config = scratch.config(Config::relay().upstream(fx));
+    let portcullis = Portcullis::http(&config);
+    let whoami = |portcullis: &Portcullis| -> u64 {
+        let observed = ts_call(&Target::Http(&portcullis.url), "fx.whoami", "{}");
+        let report: Value = serde_json::from_str(&result_text(&observed["result"]))
+            .unwrap_or_else(|e| panic!("{e}: {observed}"));
+        report["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no pid: {report}"))
+    };
+    let first = whoami(&portcullis);
+    let dirs = state_dirs(&scratch.path().join("state/instances/fx"));
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let kept = dirs.first().map(|dir| dir.join("kept")).unwrap_or_default();
+    std::fs::write(&kept, "what the upstream keeps").unwrap_or_else(|e| panic!("{e}"));
+
+    // Unused for its idle time, the process is stopped, and the stop is recorded with why.
+    let process = PathBuf::from(format!("/proc/{first}"));
+    assert!(
+        wait_until(Duration::from_secs(15), || !process.exists()),
+        "the idle instance {first} still runs"
+    );
+    let events = records(&scratch.path().join("state/evidence.jsonl"));
+    assert!(
+        events.iter().any(|e| e["kind"] == "upstream_stopped"
+            && e["detail"].as_str().is_some_and(|d| d.contains("idle"))),
+        "{events:?}"
+    );
+    // The next request starts a new one, with the same state.
+    let second = whoami(&portcullis);
+    assert_ne!(first, second);
+    assert!(kept.exists(), "an idle stop deleted the state");
 }
 
 #[test]

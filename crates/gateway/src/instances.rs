@@ -179,15 +179,21 @@ impl Instances {
             .unwrap_or(0)
     }
 
-    /// Stops the instances unused for longer than their upstream's idle time; their state
-    /// directories stay.
+    /// Stops the instances unused for longer than their upstream's idle time and with no call
+    /// in flight; their state directories stay.
     pub(crate) fn stop_idle(&self, idle_of: impl Fn(usize) -> Option<Duration>) {
         let Ok(mut running) = self.running.lock() else {
             return;
         };
         running.retain(|(index, _), instance| {
-            let keep = idle_of(*index).is_none_or(|idle| instance.last_used.elapsed() < idle);
-            if !keep {
+            let idle = idle_of(*index);
+            let keep = instance.handle.is_busy()
+                || idle.is_none_or(|idle| instance.last_used.elapsed() < idle);
+            if let (false, Some(idle)) = (keep, idle) {
+                instance.handle.stopping_because(format!(
+                    "this identity's instance was idle for {} s",
+                    idle.as_secs()
+                ));
                 tracing::info!(upstream = %instance.handle.name(), "an identity's instance was idle; stopped");
                 instance.stop.cancel();
             }

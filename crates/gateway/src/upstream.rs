@@ -208,6 +208,8 @@ pub struct UpstreamHandle {
     /// The service credential every request to an HTTP upstream carries, if it acts with
     /// service authority; a user's delegated token goes only with that user's call.
     service: Option<Arc<dyn CredentialSource>>,
+    /// Why it is stopped, when not because Portcullis is (an identity's idle instance).
+    stop_reason: std::sync::OnceLock<String>,
 }
 
 /// Removes a call from the in-flight table when the call ends, however it ends.
@@ -257,7 +259,21 @@ impl UpstreamHandle {
             watches: Mutex::new(HashMap::new()),
             recorder,
             service,
+            stop_reason: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether a call to it is in flight.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.inflight
+            .lock()
+            .map_or(true, |inflight| !inflight.is_empty())
+    }
+
+    /// Says why it will be stopped, for the record of its stop (before its shutdown token is
+    /// cancelled; without it, Portcullis is stopping).
+    pub(crate) fn stopping_because(&self, reason: String) {
+        let _ = self.stop_reason.set(reason);
     }
 
     pub fn name(&self) -> &UpstreamName {
@@ -461,7 +477,12 @@ impl UpstreamHandle {
                 _ = shutdown.cancelled() => {
                     self.record(Event::UpstreamStopped(UpstreamLifecycle {
                         upstream: self.name().to_string(),
-                        detail: Some("portcullis is stopping".to_owned()),
+                        detail: Some(
+                            self.stop_reason
+                                .get()
+                                .cloned()
+                                .unwrap_or_else(|| "portcullis is stopping".to_owned()),
+                        ),
                     }))
                     .await;
                     return;

@@ -316,6 +316,10 @@ impl Upstream {
         self.set("instance", toml_string("per_user"))
     }
 
+    pub(crate) fn instance_idle_secs(self, secs: u64) -> Self {
+        self.set("instance_idle_secs", secs.to_string())
+    }
+
     pub(crate) fn surface(self, surface: &str) -> Self {
         self.set("surface", toml_string(surface))
     }
