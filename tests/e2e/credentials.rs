@@ -664,13 +664,10 @@ fn a_per_user_upstream_that_refuses_anonymous_lists_is_reached_with_the_users_ow
         per_user: true,
         ..defaults()
     });
-    // Nobody authorised it yet: nothing of `mail` is listed, and Portcullis sent it nothing
-    // (a request without a token would have been refused, and recorded as such).
-    assert!(
-        setup.listed().iter().all(|tool| !tool.starts_with("mail.")),
-        "{:?}",
-        setup.listed()
-    );
+    // Nobody authorised it yet: none of `mail`'s tools is listed (only Portcullis's own
+    // sign-in tool), and Portcullis sent it nothing (a request without a token would have
+    // been refused, and recorded as such).
+    assert_eq!(setup.listed(), vec!["mail.portcullis_sign_in".to_owned()]);
     let anonymous = raw_initialize(&setup.upstream.url);
     assert_eq!(
         anonymous, 401,
@@ -688,6 +685,10 @@ fn a_per_user_upstream_that_refuses_anonymous_lists_is_reached_with_the_users_ow
     assert!(said.contains("authorised `mail`"), "{said}");
     let listed = setup.listed();
     assert!(listed.contains(&"mail.echo".to_owned()), "{listed:?}");
+    assert!(
+        !listed.contains(&"mail.portcullis_sign_in".to_owned()),
+        "{listed:?}"
+    );
     let call = setup.call("mail.echo", r#"{"text":"per user"}"#, &[]);
     assert_eq!(texts(&call), vec!["per user"], "{call}");
     let received = setup.upstream.received();
@@ -708,6 +709,165 @@ fn a_per_user_upstream_that_refuses_anonymous_lists_is_reached_with_the_users_ow
         );
     }
     setup.assert_no_secret_written(&[&call]);
+}
+
+#[test]
+fn a_per_user_upstream_is_signed_in_to_from_the_client_in_either_era() {
+    let setup = delegation(Options {
+        per_user: true,
+        ..defaults()
+    });
+    // Before: Portcullis's own sign-in tool in place of the upstream's catalog.
+    let before = setup.listed();
+    assert_eq!(
+        before,
+        vec!["mail.portcullis_sign_in".to_owned()],
+        "{before:?}"
+    );
+
+    // A stateless client is sent to sign in through an input-required result; its retry
+    // answers, and the tool says so. Nothing reached the upstream but the new instance's own
+    // requests, each with the user's token.
+    let observed = crate::support::py_client(
+        &setup.target(),
+        &[
+            "--scenario",
+            "call",
+            "--mode",
+            "2026-07-28",
+            "--tool",
+            "mail.portcullis_sign_in",
+            "--args",
+            "{}",
+            "--follow-url",
+            "alice",
+        ],
+    );
+    assert_eq!(
+        observed["elicitations"][0]["via"], "input_required",
+        "{observed}"
+    );
+    assert!(
+        result_text(&observed["result"]).contains("signed in"),
+        "{observed}"
+    );
+    let after = setup.listed();
+    assert!(after.contains(&"mail.echo".to_owned()), "{after:?}");
+    assert!(
+        !after.contains(&"mail.portcullis_sign_in".to_owned()),
+        "{after:?}"
+    );
+    let call = setup.call("mail.echo", r#"{"text":"signed in from the client"}"#, &[]);
+    assert_eq!(texts(&call), vec!["signed in from the client"], "{call}");
+    let received = setup.upstream.received();
+    assert!(
+        received.iter().all(|r| r["outcome"] == "accepted"
+            && r["sub"] == "alice"
+            && r["tool"] != "portcullis_sign_in"),
+        "{received:?}"
+    );
+    // The sign-in is in the evidence, as a call that was never sent upstream.
+    let evidence =
+        std::fs::read_to_string(setup.scratch.path().join("evidence.jsonl")).unwrap_or_default();
+    assert!(
+        evidence.contains("portcullis's own sign-in tool, never sent upstream: signed in"),
+        "{evidence}"
+    );
+    setup.assert_no_secret_written(&[&observed, &call]);
+}
+
+#[test]
+fn a_session_client_signs_in_to_a_per_user_upstream_with_a_url_elicitation() {
+    let setup = delegation(Options {
+        per_user: true,
+        ..defaults()
+    });
+    let signed = setup.call("mail.portcullis_sign_in", "{}", &["--follow-url", "alice"]);
+    assert!(texts(&signed).join("\n").contains("signed in"), "{signed}");
+    assert!(setup.listed().contains(&"mail.echo".to_owned()));
+    // Without a way to open links, the person is told how else to authorise it.
+    let other = delegation(Options {
+        per_user: true,
+        ..defaults()
+    });
+    let refused = other.call("mail.portcullis_sign_in", "{}", &[]);
+    assert!(
+        texts(&refused).join("\n").contains("portcullis login mail"),
+        "{refused}"
+    );
+    assert_eq!(other.listed(), vec!["mail.portcullis_sign_in".to_owned()]);
+}
+
+#[test]
+fn two_users_each_sign_in_to_their_own_instance_of_a_per_user_upstream() {
+    let setup = delegation(Options {
+        per_user: true,
+        authenticated: true,
+        ..defaults()
+    });
+    let header = |user: &str| format!("Authorization: Bearer {}", setup.provider.token(user));
+    let listed = |user: &str| {
+        crate::support::names(
+            &ts_client(
+                &setup.target(),
+                &["--scenario", "list", "--header", &header(user)],
+            )["tools"],
+        )
+    };
+    let signed = setup.call(
+        "mail.portcullis_sign_in",
+        "{}",
+        &["--follow-url", "alice", "--header", &header("alice")],
+    );
+    assert!(texts(&signed).join("\n").contains("signed in"), "{signed}");
+    // Alice's grant is hers: bob still sees only the sign-in tool, and a call of one of
+    // alice's tools does not run for him; it says how he may authorise it.
+    assert!(listed("alice").contains(&"mail.echo".to_owned()));
+    assert_eq!(listed("bob"), vec!["mail.portcullis_sign_in".to_owned()]);
+    let refused = setup.call(
+        "mail.echo",
+        r#"{"text":"x"}"#,
+        &["--header", &header("bob")],
+    );
+    let said = texts(&refused).join("\n");
+    assert!(
+        said.contains("call its `portcullis_sign_in` tool") && !said.contains("restarted"),
+        "{refused}"
+    );
+    let signed = setup.call(
+        "mail.portcullis_sign_in",
+        "{}",
+        &["--follow-url", "bob", "--header", &header("bob")],
+    );
+    assert!(texts(&signed).join("\n").contains("signed in"), "{signed}");
+    for user in ["alice", "bob"] {
+        let echoed = setup.call(
+            "mail.echo",
+            &format!(r#"{{"text":"from {user}"}}"#),
+            &["--header", &header(user)],
+        );
+        assert_eq!(texts(&echoed), vec![format!("from {user}")], "{echoed}");
+    }
+    // Each instance listed and called with its own user's token, never the other's.
+    let received = setup.upstream.received();
+    for user in ["alice", "bob"] {
+        for method in ["tools/list", "tools/call"] {
+            assert!(
+                received
+                    .iter()
+                    .any(|r| r["method"] == method && r["sub"] == user),
+                "no {method} as {user}: {received:?}"
+            );
+        }
+    }
+    let tokens = |user: &str| -> std::collections::BTreeSet<String> {
+        received
+            .iter()
+            .filter(|r| r["sub"] == user)
+            .filter_map(|r| r["token_sha256"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(tokens("alice").is_disjoint(&tokens("bob")));
 }
 
 /// The status of an `initialize` POSTed to `url` without a token.

@@ -21,6 +21,10 @@ use crate::recorder::Recorder;
 use crate::sessions::Sessions;
 use crate::upstream::{UpstreamHandle, UpstreamState};
 
+/// The upstream's own name of the tool Portcullis lists in place of a per-user upstream's
+/// catalog while an identity has not authorised it (`pipeline/sign_in.rs`).
+pub(crate) const SIGN_IN_TOOL: &str = "portcullis_sign_in";
+
 /// The directory of `envelope`'s state at a per-user upstream: named by a digest of the
 /// identity, so that no subject can name a path.
 pub fn instance_state_dir(per_user: &PerUser, envelope: &IdentityEnvelope) -> PathBuf {
@@ -114,7 +118,7 @@ impl Instances {
                         return self.down(
                             template,
                             format!(
-                                "it starts for each user with their own authorisation, and you have not authorised Portcullis for it yet (`portcullis login --config … {}`)",
+                                "it starts for each user with their own authorisation, and you have not authorised Portcullis for it yet: call its `{SIGN_IN_TOOL}` tool, or run `portcullis login {}` in a terminal",
                                 spec.name
                             ),
                         );
@@ -157,7 +161,22 @@ impl Instances {
         handle
     }
 
-    /// A handle that is down for `reason`, with `template`'s spec.
+    /// Whether `envelope` must authorise Portcullis before its instance of the per-user
+    /// `template` can start: a `url` whose identity holds no delegated grant for it.
+    pub(crate) fn awaits_grant(
+        &self,
+        template: &UpstreamHandle,
+        envelope: &IdentityEnvelope,
+    ) -> bool {
+        matches!(template.spec.transport, UpstreamTransport::Http { .. })
+            && self
+                .parts
+                .credentials
+                .user_source(envelope, template.name().as_str())
+                .is_none()
+    }
+
+    /// A handle that is not started, for `reason`, with `template`'s spec.
     fn down(&self, template: &UpstreamHandle, reason: String) -> Arc<UpstreamHandle> {
         let handle = UpstreamHandle::new(
             template.spec.clone(),
@@ -167,7 +186,9 @@ impl Instances {
             self.parts.recorder.clone(),
             None,
         );
-        handle.state.store(Arc::new(UpstreamState::Down { reason }));
+        handle
+            .state
+            .store(Arc::new(UpstreamState::Waiting { reason }));
         handle
     }
 

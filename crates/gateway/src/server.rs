@@ -673,9 +673,29 @@ impl ServerHandler for PortcullisServer {
         self.refresh_client_roots(&context.peer).await;
     }
 
-    list_handler!(list_tools, ListToolsResult, "tools", tools, |entry| {
-        Exposed::Tool(&entry.name)
-    });
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let (mut tools, next_cursor) = self
+            .list(
+                request.as_ref(),
+                &context,
+                ("tools", |c| &c.tools),
+                |entry| Exposed::Tool(&entry.name),
+            )
+            .await?;
+        // The sign-in tools of per-user upstreams this identity has not authorised yet, on
+        // the last page.
+        if next_cursor.is_none() {
+            tools.extend(self.sign_in_tools(&*self.envelope(&context)?));
+        }
+        let mut result =
+            ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
 
     async fn call_tool(
         &self,

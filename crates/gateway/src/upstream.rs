@@ -150,7 +150,14 @@ impl Canceller {
 pub enum UpstreamState {
     Starting,
     Ready(Arc<Connection>),
-    Down { reason: String },
+    Down {
+        reason: String,
+    },
+    /// Not started, and not retried on its own: it waits for something the identity must do
+    /// first (a per-user upstream it has not authorised Portcullis for).
+    Waiting {
+        reason: String,
+    },
 }
 
 /// Where the requests an upstream sends back during a call are relayed: the downstream session
@@ -299,7 +306,9 @@ impl UpstreamHandle {
     pub fn connection(&self) -> Option<Arc<Connection>> {
         match &**self.state.load() {
             UpstreamState::Ready(connection) => Some(connection.clone()),
-            UpstreamState::Starting | UpstreamState::Down { .. } => None,
+            UpstreamState::Starting
+            | UpstreamState::Down { .. }
+            | UpstreamState::Waiting { .. } => None,
         }
     }
 
@@ -313,6 +322,7 @@ impl UpstreamHandle {
         match &**self.state.load() {
             UpstreamState::Starting => "it is starting".to_owned(),
             UpstreamState::Down { reason } => format!("{reason}; it is being restarted"),
+            UpstreamState::Waiting { reason } => reason.clone(),
             UpstreamState::Ready(_) => "it is ready".to_owned(),
         }
     }

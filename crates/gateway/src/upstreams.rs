@@ -156,6 +156,17 @@ impl Upstreams {
         Some((self.as_seen_by(name.upstream, handle, envelope), name.local))
     }
 
+    /// The per-user upstreams whose instance `envelope` cannot have until it authorises
+    /// Portcullis there (their templates).
+    pub(crate) fn awaiting_grant(&self, envelope: &IdentityEnvelope) -> Vec<&Arc<UpstreamHandle>> {
+        self.handles
+            .iter()
+            .filter(|handle| {
+                per_user(handle).is_some() && self.instances.awaits_grant(handle, envelope)
+            })
+            .collect()
+    }
+
     /// Waits until every shared upstream has started or failed once, then until each of
     /// `envelope`'s own instances has (each bounded by twice its start timeout).
     pub(crate) async fn ready_for(&self, envelope: &IdentityEnvelope) {
@@ -287,8 +298,10 @@ fn status_of(upstream: &UpstreamHandle) -> UpstreamStatus {
             tools: connection.catalog.load().tools.len(),
             protocol: connection.protocol_version.to_string(),
         },
-        UpstreamState::Down { reason } => UpstreamStatus::Down {
-            reason: reason.clone(),
-        },
+        UpstreamState::Down { reason } | UpstreamState::Waiting { reason } => {
+            UpstreamStatus::Down {
+                reason: reason.clone(),
+            }
+        }
     }
 }

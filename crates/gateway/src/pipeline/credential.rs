@@ -20,7 +20,7 @@ use crate::state::SealedRound;
 use crate::upstream::UpstreamHandle;
 
 /// Where the credential stage ends.
-enum CredentialStage {
+pub(super) enum CredentialStage {
     /// Go on, with this credential (and its note for the evidence), or none.
     Ready(Option<(Attachment, String)>),
     /// A stateless client is sent to sign in: the input-required result to return.
@@ -143,7 +143,9 @@ impl PortcullisServer {
             )),
             Readiness::NeedsGrant { scopes, why } => {
                 tracing::info!(user = %call.envelope.user(), upstream = name, tool = resolved.local, %why, "a grant is needed first");
-                self.sign_in(call, resolved, rules, scopes, &why).await
+                let upstream: &UpstreamHandle = &resolved.upstream;
+                self.sign_in(call, (upstream, resolved.local), rules, scopes, &why)
+                    .await
             }
         }
     }
@@ -179,16 +181,15 @@ impl PortcullisServer {
     /// The person is sent to sign in: a stateless client gets the link as an input-required
     /// round (and its retry waits for the flow), a session-era one is asked with a URL
     /// elicitation and the flow is awaited.
-    async fn sign_in(
+    pub(super) async fn sign_in(
         &self,
         call: &CallContext<'_>,
-        resolved: &Resolved<'_>,
+        (upstream, local): (&UpstreamHandle, &str),
         rules: &ToolRules,
         needed: Vec<String>,
         why: &str,
     ) -> CredentialStage {
         let (envelope, request, context) = (call.envelope, call.request, call.context);
-        let upstream: &UpstreamHandle = &resolved.upstream;
         let name = upstream.name().as_str();
         let refused = |rest: String| {
             CredentialStage::Refused(format!(
@@ -201,7 +202,7 @@ impl PortcullisServer {
             return match resumed_sign_in(call) {
                 Ok(()) => {
                     let outcome = self.gateway.credentials.wait_for(flow, timeout).await;
-                    self.after_flow(envelope, upstream, resolved.local, rules, request, outcome)
+                    self.after_flow(envelope, upstream, local, rules, request, outcome)
                 }
                 Err(rest) => refused(rest),
             };
@@ -250,7 +251,7 @@ impl PortcullisServer {
             return refused(rest);
         }
         let outcome = started.wait(timeout).await;
-        self.after_flow(envelope, upstream, resolved.local, rules, request, outcome)
+        self.after_flow(envelope, upstream, local, rules, request, outcome)
     }
 
     /// After a sign-in flow: the grant it stored is what the call carries.

@@ -28,6 +28,7 @@ pub(crate) mod permit;
 pub(crate) mod read;
 mod resolve;
 mod rounds;
+mod sign_in;
 mod stateless;
 #[cfg(test)]
 mod tests;
@@ -182,6 +183,12 @@ impl PortcullisServer {
         }
         let mut record = CallRecord::unresolved(&envelope, self.session, &request.name);
         tracing::Span::current().record("request_id", record.request().request_id.as_str());
+        if let Some(upstream) = self.sign_in_target(&call) {
+            return match self.sign_in_call(&call, record.clone(), &upstream).await {
+                Ok(answer) => Ok(answer),
+                Err(stop) => self.stop(&call, record, stop).await,
+            };
+        }
         match self.prepare(&call, &mut record).await {
             Ok(ready) => self.execute(&call, record, ready).await,
             Err(stop) => self.stop(&call, record, stop).await,
