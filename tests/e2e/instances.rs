@@ -226,6 +226,38 @@ fn an_idle_instance_stops_and_its_state_stays_for_the_next_one() {
 }
 
 #[test]
+fn an_identitys_state_unused_past_its_expiry_is_deleted() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let state = scratch.path().join("state/instances/fx");
+    let old = state.join("0123456789abcdef0123456789abcdef");
+    let recent = state.join("fedcba9876543210fedcba9876543210");
+    for dir in [&old, &recent] {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("cookie"), "kept").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    std::fs::File::open(&old)
+        .and_then(|dir| dir.set_modified(two_days_ago))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fx = Upstream::fixture("fx", &work)
+        .per_user()
+        .instance_state_days(1);
+    let config = scratch.config(Config::relay().upstream(fx));
+    let portcullis = Portcullis::http(&config);
+    assert!(
+        wait_until(Duration::from_secs(10), || !old.exists()),
+        "the expired state is still there"
+    );
+    assert!(recent.join("cookie").exists(), "a recent state was deleted");
+    assert!(
+        portcullis.wait_for_log("expired; deleted", Duration::from_secs(5)),
+        "{}",
+        portcullis.log()
+    );
+}
+
+#[test]
 fn logout_deletes_the_local_identitys_state_and_a_url_needs_a_delegated_credential() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");

@@ -21,6 +21,9 @@ const DEFAULT_STATE: &str = "state/instances";
 /// How long an identity's instance is kept without a request, by default.
 pub const DEFAULT_INSTANCE_IDLE: Duration = Duration::from_secs(600);
 
+/// How many days an identity's state is kept after its instance last started, by default.
+const DEFAULT_STATE_DAYS: u64 = 30;
+
 /// How many instances are started for one upstream across identities.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Instance {
@@ -37,8 +40,11 @@ pub struct PerUser {
     /// (`instance_state`, default `state/instances/<upstream>` beside the config).
     pub state: PathBuf,
     /// An instance without a request for this long is stopped (`instance_idle_secs`); its
-    /// state directory stays until the identity logs out.
+    /// state directory stays until the identity logs out or it expires.
     pub idle: Duration,
+    /// An identity's state directory whose instance has not started for this long is deleted
+    /// (`instance_state_days`, default 30).
+    pub expire: Duration,
 }
 
 /// The variables that point a program's own state at its home: each is set to a directory
@@ -160,24 +166,43 @@ pub(crate) fn instance(
         }
         _ => {}
     }
-    let idle = match upstream.instance_idle_secs.as_ref() {
-        None => DEFAULT_INSTANCE_IDLE,
-        Some(secs) => match u64::try_from(*secs.get_ref()) {
-            Ok(secs) if secs > 0 => Duration::from_secs(secs),
-            _ => {
-                report.at(
-                    Some(secs.span()),
-                    "`instance_idle_secs` must be a positive number of seconds",
-                );
-                DEFAULT_INSTANCE_IDLE
-            }
-        },
-    };
+    let idle = positive(
+        report,
+        upstream.instance_idle_secs.as_ref(),
+        "instance_idle_secs",
+    )
+    .map_or(DEFAULT_INSTANCE_IDLE, Duration::from_secs);
+    let days = positive(
+        report,
+        upstream.instance_state_days.as_ref(),
+        "instance_state_days",
+    )
+    .unwrap_or(DEFAULT_STATE_DAYS);
+    let expire = Duration::from_secs(days.saturating_mul(24 * 60 * 60));
     let state = match upstream.instance_state.as_ref() {
         Some(dir) => base_dir.join(dir.get_ref()),
         None => base_dir.join(DEFAULT_STATE).join(upstream.name.get_ref()),
     };
-    Instance::PerUser(PerUser { state, idle })
+    Instance::PerUser(PerUser {
+        state,
+        idle,
+        expire,
+    })
+}
+
+/// A positive whole number of `key`, if given (a bad one is reported).
+fn positive(report: &mut Reporter<'_>, value: Option<&Spanned<i64>>, key: &str) -> Option<u64> {
+    let value = value?;
+    match u64::try_from(*value.get_ref()) {
+        Ok(number) if number > 0 => Some(number),
+        _ => {
+            report.at(
+                Some(value.span()),
+                format!("`{key}` must be a positive whole number"),
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,7 @@ pub(crate) struct RawUpstream {
     pub instance: Option<Spanned<String>>,
     pub instance_idle_secs: Option<Spanned<i64>>,
     pub instance_state: Option<Spanned<String>>,
+    pub instance_state_days: Option<Spanned<i64>>,
 }
 
 /// One `[upstream.headers]` entry: `{ env = "NAME", prefix = "Bearer " }`. A bare string is

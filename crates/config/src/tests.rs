@@ -66,7 +66,7 @@ fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
         expect![
-            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`"
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`"
         ],
     );
 }

@@ -222,6 +222,44 @@ impl Instances {
         });
     }
 
+    /// Deletes the state directories of the per-user upstream at `index` whose instance is not
+    /// running and has not started (nor written there) for `per_user.expire`.
+    pub(crate) fn expire_states(&self, index: usize, per_user: &PerUser) {
+        let Ok(entries) = std::fs::read_dir(&per_user.state) else {
+            return;
+        };
+        let running: Vec<PathBuf> = self
+            .running
+            .lock()
+            .map(|running| {
+                running
+                    .keys()
+                    .filter(|(at, _)| *at == index)
+                    .map(|(_, state)| state.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for entry in entries.flatten() {
+            let state = entry.path();
+            let unused_for = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok());
+            if running.contains(&state) || unused_for.is_none_or(|age| age < per_user.expire) {
+                continue;
+            }
+            match std::fs::remove_dir_all(&state) {
+                Ok(()) => {
+                    tracing::info!(state = %state.display(), "an identity's state at a per-user upstream expired; deleted")
+                }
+                Err(error) => {
+                    tracing::warn!(state = %state.display(), %error, "an expired state directory could not be deleted")
+                }
+            }
+        }
+    }
+
     /// The supervisors of every instance, to join at shutdown.
     pub(crate) fn supervisors(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.running
@@ -236,7 +274,8 @@ impl Instances {
     }
 }
 
-/// Makes `state` and the home directories inside it, readable by Portcullis's user alone.
+/// Makes `state` and the home directories inside it, readable by Portcullis's user alone, and
+/// marks it used now (its expiry counts from its last start).
 fn create_state(state: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true).mode(0o700);
@@ -244,5 +283,5 @@ fn create_state(state: &Path) -> std::io::Result<()> {
     for dir in Upstream::home_directories(state) {
         builder.create(dir)?;
     }
-    Ok(())
+    std::fs::File::open(state)?.set_modified(std::time::SystemTime::now())
 }

@@ -81,24 +81,35 @@ impl Upstreams {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {
+                    let Some(upstreams) = reaper.upgrade() else {
+                        return;
+                    };
+                    upstreams.sweep_instances();
+                    drop(upstreams);
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(check_every) => {}
                     }
-                    let Some(upstreams) = reaper.upgrade() else {
-                        return;
-                    };
-                    upstreams.instances.stop_idle(|index| {
-                        upstreams
-                            .handles
-                            .get(index)
-                            .and_then(|h| per_user(h))
-                            .map(|p| p.idle)
-                    });
                 }
             });
         }
         upstreams
+    }
+
+    /// Stops the idle instances, and deletes the expired state of identities whose instance is
+    /// not running.
+    fn sweep_instances(&self) {
+        self.instances.stop_idle(|index| {
+            self.handles
+                .get(index)
+                .and_then(|handle| per_user(handle))
+                .map(|per_user| per_user.idle)
+        });
+        for (index, handle) in self.handles.iter().enumerate() {
+            if let Some(per_user) = per_user(handle) {
+                self.instances.expire_states(index, per_user);
+            }
+        }
     }
 
     /// How often idle instances are looked for: a quarter of the shortest idle time, between

@@ -320,6 +320,10 @@ impl Upstream {
         self.set("instance_idle_secs", secs.to_string())
     }
 
+    pub(crate) fn instance_state_days(self, days: u64) -> Self {
+        self.set("instance_state_days", days.to_string())
+    }
+
     pub(crate) fn surface(self, surface: &str) -> Self {
         self.set("surface", toml_string(surface))
     }

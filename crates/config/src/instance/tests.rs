@@ -44,6 +44,7 @@ command = ["/bin/cli-server"]
 instance = "per_user"
 instance_idle_secs = 30
 instance_state = "/var/lib/portcullis/cli"
+instance_state_days = 7
 "#,
     );
     let instances: Vec<&Instance> = config.upstreams.iter().map(|u| &u.instance).collect();
@@ -54,10 +55,12 @@ instance_state = "/var/lib/portcullis/cli"
             &Instance::PerUser(PerUser {
                 state: PathBuf::from("conf/state/instances/browser"),
                 idle: Duration::from_secs(600),
+                expire: Duration::from_secs(30 * 86_400),
             }),
             &Instance::PerUser(PerUser {
                 state: PathBuf::from("/var/lib/portcullis/cli"),
                 idle: Duration::from_secs(30),
+                expire: Duration::from_secs(7 * 86_400),
             }),
         ]
     );
@@ -85,8 +88,13 @@ instance = "per_user"
 [[upstream]]
 name = "odd"
 command = ["/bin/server"]
-instance = "each"
+instance = "per_user"
 instance_idle_secs = 0
+
+[[upstream]]
+name = "odder"
+command = ["/bin/server"]
+instance = "each"
 
 [[upstream]]
 name = "shared"
@@ -97,9 +105,9 @@ instance_state = "/tmp/x"
         conf/portcullis.toml:5:12: `instance = "per_user"` keeps each identity's state apart with the sandbox, and this upstream sets `contain = false`: every instance could read every other's state
         conf/portcullis.toml:11:12: `instance = "per_user"` is not supported for container launchers yet: the state directory would have to be mounted into each container
         conf/portcullis.toml:16:12: `instance = "per_user"` on a `url` upstream needs `[upstream.credential] kind = "oauth"`: each identity's connection carries that identity's own token, and without one every connection would be the same
-        conf/portcullis.toml:21:12: unknown instance `each`; use `shared` or `per_user`
-        conf/portcullis.toml:22:22: `instance_idle_secs` applies only to an upstream with `instance = "per_user"`
-        conf/portcullis.toml:27:18: `instance_state` applies only to an upstream with `instance = "per_user"`"#]]
+        conf/portcullis.toml:22:22: `instance_idle_secs` must be a positive whole number
+        conf/portcullis.toml:27:12: unknown instance `each`; use `shared` or `per_user`
+        conf/portcullis.toml:32:18: `instance_state` applies only to an upstream with `instance = "per_user"`"#]]
     .assert_eq(&errors(text));
 }
 
