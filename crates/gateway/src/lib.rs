@@ -12,7 +12,6 @@ mod arguments;
 mod ask;
 mod attach;
 mod authorize;
-mod call;
 mod catalog;
 pub mod credentials;
 mod error;
@@ -42,14 +41,15 @@ mod upstreams;
 pub use approval::{Reach, call_facts, reach};
 // The proofs the request path is built on, public so that their documentation tests show from
 // outside that none can be forged (see ARCHITECTURE.md, "The request path").
-pub use call::{CallParts, ToolCall, UpstreamCall};
 pub use credentials::Credentials;
 pub use error::GatewayError;
 pub use evidence::DurableIntent;
 pub use gateway::{Gateway, GatewayParts};
 pub use http::{serve_http, serve_metrics};
 pub use instances::{instance_state_dir, remove_instance_state};
-pub use pipeline::{CallAction, CallPermit, Catalogued, Granted};
+pub use pipeline::{
+    CallAction, CallParts, CallPermit, Catalogued, Granted, ToolCall, UpstreamCall,
+};
 pub use policy::load_policy;
 pub use recorder::Recorder;
 pub use sandbox::{ContainmentReport, containment_reports};

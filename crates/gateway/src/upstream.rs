@@ -75,7 +75,7 @@ pub struct Catalog {
 /// A live connection to an upstream.
 pub struct Connection {
     /// Private: a request reaches the upstream only through [`Connection::send`], which takes
-    /// what `call::Outbound` makes (a `tools/call` only from an `UpstreamCall`).
+    /// what `pipeline::execute::Outbound` makes (a `tools/call` only from an `UpstreamCall`).
     peer: Peer<RoleClient>,
     pub catalog: ArcSwap<Catalog>,
     pub protocol_version: ProtocolVersion,

@@ -182,6 +182,9 @@ impl Upstreams {
     /// `envelope`'s own instances has (each bounded by twice its start timeout).
     pub(crate) async fn ready_for(&self, envelope: &IdentityEnvelope) {
         self.first_settle().await;
+        if !self.handles.iter().any(|handle| per_user(handle).is_some()) {
+            return;
+        }
         for handle in self.serving(envelope) {
             if per_user(&handle).is_none() {
                 continue;

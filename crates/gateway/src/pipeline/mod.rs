@@ -10,7 +10,7 @@
 //! 5. `approve.rs`: a pending approval asked of the person; only an explicit yes yields the
 //!    permit.
 //! 6. here: the intent recorded (durable) before the upstream hears of the call, then the call
-//!    run (`call.rs`), whose outcome is recorded before the answer goes back.
+//!    run (`execute.rs`), whose outcome is recorded before the answer goes back.
 //!
 //! A stage that ends the call returns a [`Stop`]; [`PortcullisServer::stop`] is the one place a
 //! stop becomes its evidence record and its answer.
@@ -24,8 +24,10 @@ mod approve;
 mod check;
 mod credential;
 mod decide;
-pub(crate) mod permit;
+mod execute;
+mod permit;
 pub(crate) mod read;
+mod relay;
 mod resolve;
 mod rounds;
 mod sign_in;
@@ -37,6 +39,7 @@ use std::sync::Arc;
 
 pub use approve::Granted;
 pub use check::Catalogued;
+pub use execute::{CallParts, ToolCall, UpstreamCall};
 pub use permit::{CallAction, CallPermit};
 
 use portcullis_core::evidence::{DecisionSummary, Outcome};
@@ -47,11 +50,11 @@ use rmcp::service::{RequestContext, RoleServer};
 
 use crate::attach::Attachment;
 use crate::authorize::VisibleTool;
-use crate::call::{CallParts, NotPermitted, UpstreamCall, tool_error};
 use crate::evidence::CallRecord;
 use crate::server::{PortcullisServer, asker_for, binding, listener_for, progress_of};
 use crate::state::{SealedRound, StateError};
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
+use execute::{NotPermitted, tool_error};
 
 /// One call as the pipeline sees it, built once from the request.
 pub(crate) struct CallContext<'r> {

@@ -27,8 +27,8 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 
+use super::execute::{Outbound, unexpected};
 use crate::authorize::{Listed, Refusal};
-use crate::call::{Outbound, unexpected};
 use crate::evidence::{read_outcome, recorded_name, request_context};
 use crate::gateway::Gateway;
 use crate::pipeline::rounds::{Asked, Rounds};

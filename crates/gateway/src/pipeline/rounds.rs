@@ -8,7 +8,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{InputRequest, InputRequiredResult, InputResponses, JsonObject, ServerResult};
 use rmcp::service::{RequestContext, RoleServer};
 
-use crate::call::{Outbound, answer_inputs, is_reserved_key};
+use super::execute::{Outbound, answer_inputs, is_reserved_key};
 use crate::evidence::request_context;
 use crate::server::{PortcullisServer, asker_for, binding, declares_elicitation};
 use crate::state::{SealedRound, StateError};

@@ -13,9 +13,9 @@ use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Tool, ToolAnno
 use serde_json::Map;
 
 use super::credential::CredentialStage;
+use super::execute::tool_error;
 use super::{CallContext, Stop};
 use crate::authorize::Exposed;
-use crate::call::tool_error;
 use crate::evidence::CallRecord;
 use crate::instances::SIGN_IN_TOOL;
 use crate::server::PortcullisServer;

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::execute::{UpstreamCall, tool_error};
 use crate::ask::{Asker, Question};
-use crate::call::{UpstreamCall, tool_error};
 use crate::pending::PendingCall;
 use crate::server::{NEXT_SESSION, PortcullisServer, declares_elicitation, progress_of};
 use crate::state::SealedRound;

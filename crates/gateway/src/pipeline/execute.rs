@@ -20,10 +20,10 @@ use rmcp::model::{
 use rmcp::service::{Peer, PeerRequestOptions, RoleServer};
 use tokio_util::sync::CancellationToken;
 
+use super::permit::{CallAction, CallPermit};
 use crate::ask::Asker;
 use crate::attach::{AttachFailure, Attachment};
 use crate::evidence::{CallRecord, DurableIntent, outcome_of};
-use crate::pipeline::permit::{CallAction, CallPermit};
 use crate::upstream::screen_elicitation;
 use crate::upstream::{CallRoute, Canceller, Connection, UpstreamHandle};
 
