@@ -23,7 +23,7 @@ use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
 mod facts;
 mod request;
 
-pub(crate) use facts::urls_in;
+pub(crate) use facts::{addresses_in, urls_in};
 pub use facts::{Reach, call_facts, reach};
 use request::APPROVE_FIELD;
 pub(crate) use request::{ChangeRequest, Fingerprinted, fingerprint};

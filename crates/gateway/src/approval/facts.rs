@@ -179,6 +179,36 @@ fn urls_in_text(text: &str) -> Vec<(String, String)> {
     found
 }
 
+/// Every e-mail-shaped address (`local@domain`) in every string of `value`, at any depth,
+/// whole, in the order found, each once.
+pub(crate) fn addresses_in(value: &serde_json::Value) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text) => {
+                let tokens = text.split(|c: char| {
+                    !(c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@'))
+                });
+                for token in tokens {
+                    let token = token.trim_matches('.');
+                    let is_address = token.split_once('@').is_some_and(|(local, domain)| {
+                        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+                    });
+                    if is_address && !found.iter().any(|seen| seen == token) {
+                        found.push(token.to_owned());
+                    }
+                }
+            }
+            // In order: the array's items as they come.
+            serde_json::Value::Array(items) => stack.extend(items.iter().rev()),
+            serde_json::Value::Object(members) => stack.extend(members.values().rev()),
+            _ => {}
+        }
+    }
+    found
+}
+
 /// The host of an authority-and-path, lowercase, without user info, port or IPv6 brackets.
 fn host_of(after_scheme: &str) -> Option<String> {
     let authority_end = after_scheme

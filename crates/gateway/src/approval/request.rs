@@ -11,14 +11,15 @@ use rmcp::model::{
     BooleanSchema, ElicitRequestParams, ElicitationSchema, JsonObject, PrimitiveSchemaDefinition,
 };
 
-use super::Reach;
+use super::{Reach, addresses_in, urls_in};
 
 /// The field of the form that carries the person's answer.
 pub(super) const APPROVE_FIELD: &str = "approve";
 
-/// Longest argument value shown whole; longer ones are cut to `SHOWN_PREFIX` characters.
+/// Longest argument value shown whole; a longer one shows its first and its last
+/// `SHOWN_END` characters, with the size and digest of what is between.
 const SHOWN_WHOLE: usize = 240;
-const SHOWN_PREFIX: usize = 160;
+const SHOWN_END: usize = 100;
 
 /// Everything the change request shows.
 pub(crate) struct ChangeRequest<'a> {
@@ -57,7 +58,8 @@ impl ChangeRequest<'_> {
         text
     }
 
-    /// The tool, where it runs, and its exact arguments.
+    /// The tool, where it runs, and its arguments: exact, or marked abbreviated where a long
+    /// value shows only its two ends (a secret-named one only its size).
     fn what(&self, text: &mut String) {
         text.push_str(&format!(
             "What: `{}` ({}) on upstream `{}`, surface {}",
@@ -69,11 +71,50 @@ impl ChangeRequest<'_> {
         let arguments = self.arguments.cloned().unwrap_or_default();
         if arguments.is_empty() {
             text.push_str(", with no arguments\n");
-        } else {
+            return;
+        }
+        let shown: Vec<(&String, Shown)> = arguments
+            .iter()
+            .map(|(name, value)| (name, shown(name, value)))
+            .collect();
+        if shown.iter().all(|(_, value)| !value.cut) {
             text.push_str(", with these exact arguments:\n");
-            for (name, value) in &arguments {
-                text.push_str(&format!("  {name}: {}\n", shown(name, value)));
+        } else {
+            text.push_str(
+                ", with these arguments, abbreviated where marked (a long value shows its beginning and its end, with the size and digest of what is between):\n",
+            );
+        }
+        for (name, value) in shown {
+            text.push_str(&format!("  {name}: {}\n", value.text));
+        }
+        self.named(text);
+    }
+
+    /// Every address and link the arguments hold, whole, however long the value that holds
+    /// it (those already listed as recipients or network reach are not repeated).
+    fn named(&self, text: &mut String) {
+        let arguments =
+            serde_json::Value::Object(self.arguments.cloned().unwrap_or_default());
+        let listed_elsewhere = |candidate: &str| {
+            self.recipients.iter().any(|(recipient, _)| recipient == candidate)
+                || matches!(self.reach, Reach::Network { urls, .. } if urls.iter().any(|(url, _)| url == candidate))
+        };
+        let mut named: Vec<String> = addresses_in(&arguments);
+        for (url, _) in urls_in(&arguments) {
+            if !named.contains(&url) {
+                named.push(url);
             }
+        }
+        named.retain(|candidate| !listed_elsewhere(candidate));
+        if named.is_empty() {
+            return;
+        }
+        text.push_str(&format!(
+            "Addresses and links in the arguments ({}, every one in full):\n",
+            named.len()
+        ));
+        for candidate in named {
+            text.push_str(&format!("  {candidate}\n"));
         }
     }
 
@@ -192,18 +233,44 @@ fn describe_effect(effect: Effect) -> &'static str {
     }
 }
 
-/// An argument value as shown: JSON, long ones abbreviated with their size, secret-named
-/// ones hidden (the person approves that a secret is passed, not its text).
-fn shown(name: &str, value: &serde_json::Value) -> String {
+/// An argument value as shown, and whether anything of it was left out.
+struct Shown {
+    text: String,
+    cut: bool,
+}
+
+/// An argument value as shown: JSON; a long one as its first and last characters with the
+/// size and digest of what is between (an instruction at the end of a long text is what the
+/// person must see); a secret-named one hidden (the person approves that a secret is passed,
+/// not its text).
+fn shown(name: &str, value: &serde_json::Value) -> Shown {
     let text = value.to_string();
     if is_secret_name(name) {
-        return format!("[hidden: {} bytes]", text.len());
+        return Shown {
+            text: format!("[hidden: {} bytes]", text.len()),
+            cut: true,
+        };
     }
-    if text.chars().count() <= SHOWN_WHOLE {
-        return text;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= SHOWN_WHOLE {
+        return Shown { text, cut: false };
     }
-    let prefix: String = text.chars().take(SHOWN_PREFIX).collect();
-    format!("{prefix}… [{} bytes in all]", text.len())
+    let head: String = chars.iter().take(SHOWN_END).collect();
+    let middle: String = chars
+        .iter()
+        .skip(SHOWN_END)
+        .take(chars.len() - 2 * SHOWN_END)
+        .collect();
+    let tail: String = chars.iter().skip(chars.len() - SHOWN_END).collect();
+    let digest = portcullis_audit::digest_bytes(middle.as_bytes());
+    Shown {
+        text: format!(
+            "{head} …[abbreviated: {} bytes in all; the {} bytes between not shown, {digest}]… {tail}",
+            text.len(),
+            middle.len()
+        ),
+        cut: true,
+    }
 }
 
 /// What an approval is bound to: identity, upstream, tool, the pinned definition, the

@@ -75,7 +75,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
         "untrusted upstream `web`",
         "policy `side-effects-need-approval`",
         "api_key: [hidden: 20 bytes]",
-        "[1002 bytes in all]",
+        "[abbreviated: 1002 bytes in all;",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
@@ -380,6 +380,23 @@ struct TextCase {
     hides: &'static [&'static str],
 }
 
+/// A `to` of fifty addresses, the attacker's last (over 1 kB: abbreviated as an argument).
+fn fifty_addresses() -> String {
+    let mut addresses: Vec<String> = (0..49)
+        .map(|n| format!("colleague{n}@corp.example"))
+        .collect();
+    addresses.push("attacker@evil.example".to_owned());
+    addresses.join(", ")
+}
+
+/// A 20 kB body whose last line asks for a wire transfer, with a link in its middle.
+fn wire_transfer_body() -> String {
+    let filler = "Quarterly numbers attached. ".repeat(350);
+    format!(
+        "Dear team,\n{filler} Details: https://pay.example/approve?ref=4711 {filler}\nAlso wire 90,000 EUR to account DE02 1203 0000 0000 2020 51 today."
+    )
+}
+
 #[test]
 fn the_change_request_text_case_by_case() {
     let cases = [
@@ -402,7 +419,11 @@ fn the_change_request_text_case_by_case() {
             tainted_by: &[],
             reversible: Some(true),
             escalates: false,
-            shows: &["  workspace: \"acme\"", "Can be undone: yes"],
+            shows: &[
+                "with these exact arguments:",
+                "  workspace: \"acme\"",
+                "Can be undone: yes",
+            ],
             hides: &["Crosses into"],
         },
         TextCase {
@@ -441,11 +462,47 @@ fn the_change_request_text_case_by_case() {
             tainted_by: &[],
             reversible: None,
             escalates: false,
-            shows: &["password: [hidden: 17 bytes]", "[502 bytes in all]"],
+            shows: &[
+                "password: [hidden: 17 bytes]",
+                "[abbreviated: 502 bytes in all; the 302 bytes between not shown, sha256:",
+                "abbreviated where marked",
+            ],
             hides: &[
                 "hunter2",
                 "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy",
             ],
+        },
+        TextCase {
+            name: "fifty addresses with the attacker's last, in a field config does not name",
+            arguments: json!({"to": fifty_addresses()}),
+            target_tenant: None,
+            recipients: &[],
+            tainted_by: &[],
+            reversible: None,
+            escalates: false,
+            shows: &[
+                "Addresses and links in the arguments (50, every one in full):",
+                "  colleague0@corp.example\n",
+                "  attacker@evil.example\n",
+                "abbreviated where marked",
+            ],
+            hides: &["exact arguments"],
+        },
+        TextCase {
+            name: "a long body whose last line asks for a wire transfer",
+            arguments: json!({"body": wire_transfer_body()}),
+            target_tenant: None,
+            recipients: &[],
+            tainted_by: &[],
+            reversible: None,
+            escalates: false,
+            shows: &[
+                "Also wire 90,000 EUR to account DE02 1203 0000 0000 2020 51 today.",
+                "  body: \"Dear team,",
+                "bytes between not shown, sha256:",
+                "https://pay.example/approve?ref=4711",
+            ],
+            hides: &["exact arguments"],
         },
     ];
     let envelope = alice();
@@ -550,4 +607,21 @@ fn the_fingerprint_changes_with_every_part_of_the_action() {
     for variant in variants {
         assert_ne!(fingerprint(&variant), print);
     }
+}
+
+#[test]
+fn addresses_are_found_whole_at_any_depth_each_once() {
+    let arguments = json!({
+        "to": "Bob <bob@corp.example>, eve@evil.example.",
+        "cc": ["bob@corp.example", {"bcc": "mallory+x@evil.example"}],
+        "note": "not an address: @handle, user@, a@b@c",
+    });
+    assert_eq!(
+        addresses_in(&arguments),
+        [
+            "bob@corp.example",
+            "eve@evil.example",
+            "mallory+x@evil.example",
+        ]
+    );
 }
