@@ -233,6 +233,80 @@ fn the_typescript_client_is_asked_and_only_an_explicit_yes_runs_the_call() {
 }
 
 #[test]
+fn the_request_names_each_file_resolved_and_shows_the_end_of_a_long_value() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    std::fs::write(work.join("report.txt"), "q3").unwrap_or_else(|e| panic!("{e}"));
+    let fx = Upstream::fixture("fx", &work).tool("write_file", Tool::write());
+    let config = scratch.config(
+        Config::new()
+            .approval_timeout_secs(5)
+            .identity(Identity::user("alice").tenant("acme"))
+            .policy(fixture_policy("approval.cedar"))
+            .upstream(fx),
+    );
+    let argv = portcullis_stdio(&config);
+    let stdio = Target::Stdio(&argv);
+    let filler = "Quarterly numbers attached. ".repeat(400);
+    let content = format!(
+        "Dear team,\n{filler}\nAlso wire 90,000 EUR to account DE02 1203 0000 0000 2020 51."
+    );
+    let write = |path: &str, answer: &str, content_json: &str| {
+        let arguments = json!({"path": path, "content": content}).to_string();
+        ts_client(
+            &stdio,
+            &[
+                "--scenario",
+                "elicit",
+                "--tool",
+                "fx.write_file",
+                "--args",
+                &arguments,
+                "--answer",
+                answer,
+                "--content",
+                content_json,
+            ],
+        )
+    };
+    let root = work.canonicalize().unwrap_or_else(|e| panic!("{e}"));
+    let declined = write("fresh.txt", "decline", "{}");
+    let asked = messages(&declined);
+    assert_eq!(asked.len(), 1, "{declined}");
+    for expected in [
+        "Files it names, resolved as the upstream will see them:".to_owned(),
+        format!("  {}/fresh.txt (/path): new; it is created", root.display()),
+        "abbreviated where marked".to_owned(),
+        "Also wire 90,000 EUR to account DE02 1203 0000 0000 2020 51.".to_owned(),
+    ] {
+        assert!(
+            asked[0].contains(&expected),
+            "missing `{expected}` in {}",
+            asked[0]
+        );
+    }
+    assert!(!asked[0].contains("exact arguments"), "{}", asked[0]);
+    assert!(!work.join("fresh.txt").exists(), "a declined write ran");
+
+    let approved = write("report.txt", "accept", r#"{"approve":true}"#);
+    let asked = messages(&approved);
+    let expected = format!(
+        "  {}/report.txt (/path): exists; it is overwritten or changed",
+        root.display()
+    );
+    assert!(
+        asked[0].contains(&expected),
+        "missing `{expected}` in {}",
+        asked[0]
+    );
+    let written = std::fs::read_to_string(work.join("report.txt")).unwrap_or_default();
+    assert!(
+        written.ends_with("2020 51."),
+        "the approved write did not run"
+    );
+}
+
+#[test]
 fn the_python_client_approves_in_both_eras() {
     let setup = setup();
     let portcullis = Portcullis::http(&setup.config);

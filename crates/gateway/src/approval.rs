@@ -23,10 +23,10 @@ use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
 mod facts;
 mod request;
 
-pub(crate) use facts::{addresses_in, urls_in};
 pub use facts::{Reach, call_facts, reach};
+pub(crate) use facts::{addresses_in, urls_in};
 use request::APPROVE_FIELD;
-pub(crate) use request::{ChangeRequest, Fingerprinted, fingerprint};
+pub(crate) use request::{ChangeRequest, Fingerprinted, NamedPath, fingerprint};
 
 /// What the gateway keeps of people's answers and of what sessions read: the one owner of
 /// approval state.

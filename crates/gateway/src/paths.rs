@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use portcullis_config::{Grantee, TildeRule, Upstream, UpstreamTransport};
-use portcullis_roots::{PathArguments, Resolver, Roots, Tilde, effective_roots};
+use portcullis_roots::{CheckedPath, PathArguments, Resolver, Roots, Tilde, effective_roots};
 use rmcp::model::{JsonObject, Tool};
 
 /// What a stdio upstream's path arguments are checked against.
@@ -96,7 +96,8 @@ impl PathGuard {
 
     /// Checks `arguments` of a call of `tool` (its listed definition, whose schema names its
     /// path arguments, with the configured `pointers`) against the granted roots narrowed by
-    /// the client's. `Err` is the message for the client.
+    /// the client's: every path checked, where it resolved; `Err` is the message for the
+    /// client.
     pub fn check(
         &self,
         tool: &Tool,
@@ -104,7 +105,7 @@ impl PathGuard {
         arguments: Option<&JsonObject>,
         client: Option<&Roots>,
         who: Grantor<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<CheckedPath>, String> {
         let granted = self.granted_to(Some(who))?;
         let resolver = self
             .resolver

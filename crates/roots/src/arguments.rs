@@ -170,15 +170,16 @@ impl PathArguments {
 
     /// Checks every path in a call's arguments: each one found, each array element, each
     /// nested occurrence, resolved by `resolver` and checked against `roots`. The first refusal
-    /// is the answer. Missing arguments are fine: there is nothing to check.
+    /// is the answer; without one, every path checked, where it resolved (what a person asked
+    /// to approve the call is shown). Missing arguments are fine: there is nothing to check.
     pub fn check_arguments(
         &self,
         arguments: &Value,
         resolver: &Resolver,
         roots: &Roots,
-    ) -> Result<(), ArgumentDenied> {
+    ) -> Result<Vec<CheckedPath>, ArgumentDenied> {
         if arguments.is_null() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if !arguments.is_object() {
             return Err(ArgumentDenied {
@@ -190,11 +191,12 @@ impl PathArguments {
             resolver,
             roots,
             checked: 0,
+            found: Vec::new(),
         };
         for place in &self.places {
             checker.place(arguments, &place.steps, &place.look, &mut String::new())?;
         }
-        Ok(())
+        Ok(checker.found)
     }
 }
 
@@ -531,6 +533,14 @@ struct Checker<'a> {
     resolver: &'a Resolver,
     roots: &'a Roots,
     checked: usize,
+    found: Vec<CheckedPath>,
+}
+
+/// A path argument that passed the check: its JSON pointer and where it resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedPath {
+    pub pointer: String,
+    pub resolved: std::path::PathBuf,
 }
 
 impl Checker<'_> {
@@ -728,19 +738,28 @@ impl Checker<'_> {
             reason: ArgumentReason::Path(denied),
         };
         let is_file_uri = scheme(text).map(|scheme| scheme.eq_ignore_ascii_case("file"));
+        let mut resolved = None;
         if is_file_uri == Some(true) {
-            self.resolver
-                .resolve_uri_within(self.roots, text)
-                .map_err(deny)?;
+            resolved = Some(
+                self.resolver
+                    .resolve_uri_within(self.roots, text)
+                    .map_err(deny)?,
+            );
         }
-        match (kind, is_file_uri) {
-            (Kind::Uri, Some(_)) => Ok(()),
-            _ => self
-                .resolver
-                .resolve_within(self.roots, OsStr::new(text))
-                .map(drop)
-                .map_err(deny),
+        if !matches!((kind, is_file_uri), (Kind::Uri, Some(_))) {
+            resolved = Some(
+                self.resolver
+                    .resolve_within(self.roots, OsStr::new(text))
+                    .map_err(deny)?,
+            );
         }
+        if let Some(resolved) = resolved {
+            self.found.push(CheckedPath {
+                pointer: pointer.to_owned(),
+                resolved: resolved.into_path_buf(),
+            });
+        }
+        Ok(())
     }
 
     fn not_a_string(&self, pointer: &str) -> ArgumentDenied {

@@ -32,7 +32,7 @@ mod resolve;
 mod roots;
 mod uri;
 
-pub use arguments::{MAX_CHECKED_VALUES, MAX_DEPTH, PathArguments};
+pub use arguments::{CheckedPath, MAX_CHECKED_VALUES, MAX_DEPTH, PathArguments};
 pub use error::{
     ArgumentDenied, ArgumentReason, DenyReason, PathDenied, PointerError, ResolverError, RootError,
     RootReason,

@@ -267,7 +267,7 @@ fn argument_cases() {
             let result =
                 arguments.check_arguments(&fill_json(&scratch, &call.arguments), &resolver, &roots);
             let got = match &result {
-                Ok(()) => "allow".to_owned(),
+                Ok(_) => "allow".to_owned(),
                 Err(denied) => format!("deny {} {}", denied.pointer, reason_code(&denied.reason)),
             };
             let expected = match (&call.allow, &call.deny) {
@@ -680,10 +680,10 @@ fn limits_on_arguments() {
         .unwrap_err();
     assert_eq!(denied.reason, ArgumentReason::TooMany);
     let enough = json!({ "paths": vec![inside.clone(); MAX_CHECKED_VALUES] });
-    assert_eq!(
-        arguments.check_arguments(&enough, &resolver, &roots),
-        Ok(())
-    );
+    let checked = arguments
+        .check_arguments(&enough, &resolver, &roots)
+        .unwrap();
+    assert_eq!(checked.len(), MAX_CHECKED_VALUES);
 
     // Undeclared members are searched, so they may not be nested deeper than can be searched.
     let mut deep = json!({"path": inside});
@@ -695,9 +695,16 @@ fn limits_on_arguments() {
         .unwrap_err();
     assert_eq!(denied.reason, ArgumentReason::TooDeep);
     let shallow = json!({"extra": {"x": {"path": scratch.fill("{root}/x")}}});
+    let checked = arguments
+        .check_arguments(&shallow, &resolver, &roots)
+        .unwrap();
+    // What was checked is where it resolved, by its pointer.
     assert_eq!(
-        arguments.check_arguments(&shallow, &resolver, &roots),
-        Ok(())
+        checked,
+        [crate::CheckedPath {
+            pointer: "/extra/x/path".to_owned(),
+            resolved: std::path::PathBuf::from(scratch.fill("{root}/x")),
+        }]
     );
 }
 

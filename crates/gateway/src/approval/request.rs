@@ -41,6 +41,18 @@ pub(crate) struct ChangeRequest<'a> {
     pub tainted_by: &'a [String],
     /// Where the call can reach the network, when that is why it is asked (see [`Reach`]).
     pub reach: &'a Reach,
+    /// The files and directories its arguments name, resolved as the upstream will see them.
+    pub paths: &'a [NamedPath],
+}
+
+/// A path argument as the person is shown it.
+pub(crate) struct NamedPath {
+    /// The JSON pointer of the argument.
+    pub pointer: String,
+    /// Where it resolved: absolute, links followed.
+    pub resolved: std::path::PathBuf,
+    /// Whether something is there now.
+    pub exists: bool,
 }
 
 impl ChangeRequest<'_> {
@@ -93,10 +105,11 @@ impl ChangeRequest<'_> {
     /// Every address and link the arguments hold, whole, however long the value that holds
     /// it (those already listed as recipients or network reach are not repeated).
     fn named(&self, text: &mut String) {
-        let arguments =
-            serde_json::Value::Object(self.arguments.cloned().unwrap_or_default());
+        let arguments = serde_json::Value::Object(self.arguments.cloned().unwrap_or_default());
         let listed_elsewhere = |candidate: &str| {
-            self.recipients.iter().any(|(recipient, _)| recipient == candidate)
+            self.recipients
+                .iter()
+                .any(|(recipient, _)| recipient == candidate)
                 || matches!(self.reach, Reach::Network { urls, .. } if urls.iter().any(|(url, _)| url == candidate))
         };
         let mut named: Vec<String> = addresses_in(&arguments);
@@ -131,13 +144,25 @@ impl ChangeRequest<'_> {
         text.push('\n');
     }
 
-    /// Tenant crossing, recipients, network reach, privileges, and whether it can be undone.
+    /// Tenant crossing, the files it touches, recipients, network reach, privileges, and
+    /// whether it can be undone.
     fn consequences(&self, text: &mut String) {
         if let Some(target) = self.target_tenant {
             let session = self.envelope.tenant().unwrap_or("none");
             if Some(target) != self.envelope.tenant() {
                 text.push_str(&format!(
                     "Crosses into tenant or workspace `{target}` (this session's: {session})\n"
+                ));
+            }
+        }
+        if !self.paths.is_empty() {
+            text.push_str("Files it names, resolved as the upstream will see them:\n");
+            for path in self.paths {
+                text.push_str(&format!(
+                    "  {} ({}): {}\n",
+                    path.resolved.display(),
+                    path.pointer,
+                    path_state(self.effect, path.exists)
                 ));
             }
         }
@@ -220,6 +245,18 @@ fn approval_schema() -> ElicitationSchema {
         PrimitiveSchemaDefinition::Boolean(approve),
     )]))
     .with_required(vec![APPROVE_FIELD.to_owned()])
+}
+
+/// What a call of `effect` does to a path where something `exists` or not.
+fn path_state(effect: Effect, exists: bool) -> &'static str {
+    match (effect, exists) {
+        (Effect::Write, true) => "exists; it is overwritten or changed",
+        (Effect::Write, false) => "new; it is created",
+        (Effect::Destructive, true) => "exists; it is deleted or overwritten",
+        (Effect::Unknown, true) => "exists; it may be changed or deleted",
+        (_, true) => "exists",
+        (_, false) => "does not exist yet",
+    }
 }
 
 fn describe_effect(effect: Effect) -> &'static str {

@@ -63,6 +63,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
         policies: &policies,
         tainted_by: &tainted,
         reach: &Reach::Local,
+        paths: &[],
     };
     let text = change.message();
     for expected in [
@@ -354,6 +355,7 @@ fn the_change_request_shows_every_url_whole() {
         policies: &[],
         tainted_by: &["web".to_owned()],
         reach: &reach,
+        paths: &[],
     };
     let text = change.message();
     assert!(
@@ -531,6 +533,7 @@ fn the_change_request_text_case_by_case() {
             policies: &[],
             tainted_by: &tainted_by,
             reach: &Reach::Local,
+            paths: &[],
         }
         .message();
         for shown in case.shows {
@@ -624,4 +627,70 @@ fn addresses_are_found_whole_at_any_depth_each_once() {
             "mallory+x@evil.example",
         ]
     );
+}
+
+#[test]
+fn the_change_request_names_each_path_resolved_with_what_becomes_of_it() {
+    let envelope = alice();
+    let rules = ToolRules::default();
+    let paths = [
+        NamedPath {
+            pointer: "/path".to_owned(),
+            resolved: "/srv/work/report.txt".into(),
+            exists: true,
+        },
+        NamedPath {
+            pointer: "/copies/0".to_owned(),
+            resolved: "/srv/work/new.txt".into(),
+            exists: false,
+        },
+    ];
+    let text_for = |effect| {
+        ChangeRequest {
+            envelope: &envelope,
+            upstream: "files",
+            surface: "filesystem",
+            exposed: "files.act",
+            effect,
+            rules: &rules,
+            arguments: None,
+            recipients: &[],
+            target_tenant: None,
+            policies: &[],
+            tainted_by: &[],
+            reach: &Reach::Local,
+            paths: &paths,
+        }
+        .message()
+    };
+    for (effect, existing, new) in [
+        (
+            Effect::Write,
+            "exists; it is overwritten or changed",
+            "new; it is created",
+        ),
+        (
+            Effect::Destructive,
+            "exists; it is deleted or overwritten",
+            "does not exist yet",
+        ),
+        (Effect::Read, "exists", "does not exist yet"),
+        (
+            Effect::Unknown,
+            "exists; it may be changed or deleted",
+            "does not exist yet",
+        ),
+    ] {
+        let text = text_for(effect);
+        for expected in [
+            "Files it names, resolved as the upstream will see them:".to_owned(),
+            format!("  /srv/work/report.txt (/path): {existing}\n"),
+            format!("  /srv/work/new.txt (/copies/0): {new}\n"),
+        ] {
+            assert!(
+                text.contains(&expected),
+                "{effect:?}: missing `{expected}` in:\n{text}"
+            );
+        }
+    }
 }

@@ -198,6 +198,7 @@ impl PortcullisServer {
             policies: &policies,
             tainted_by: &facts.tainted_by,
             reach: &facts.reach,
+            paths: &facts.paths,
         };
         let shown = CallAction::new(
             resolved.upstream.name().as_str(),

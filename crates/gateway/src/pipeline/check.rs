@@ -3,7 +3,7 @@
 //! against the effective roots (paths outside never reach the upstream, whatever policy says).
 
 use portcullis_core::{IdentityEnvelope, ToolRules};
-use portcullis_roots::Roots;
+use portcullis_roots::{CheckedPath, Roots};
 use rmcp::model::{JsonObject, Tool};
 
 use super::{CallContext, Resolved, Stop};
@@ -13,11 +13,13 @@ use crate::server::PortcullisServer;
 use crate::upstream::UpstreamHandle;
 
 impl PortcullisServer {
+    /// The paths the arguments name, where each resolved (the approval request shows them),
+    /// or the stop.
     pub(super) fn check_stage(
         &self,
         call: &CallContext<'_>,
         resolved: &Resolved<'_>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Vec<CheckedPath>, Stop> {
         // A stateless request has no session whose client offered roots: config's alone.
         let client_roots = if call.stateless {
             None
@@ -61,7 +63,8 @@ pub(crate) struct Unchecked {
 impl Gateway {
     /// The check stage's two checks of `arguments` for `local` of `upstream`, as listed with
     /// `definition`: the input schema, then the paths against the roots this identity has
-    /// there (narrowed by `client_roots`, the roots the session's client offered).
+    /// there (narrowed by `client_roots`, the roots the session's client offered): the paths
+    /// checked, where each resolved.
     pub(crate) fn check_arguments(
         &self,
         envelope: &IdentityEnvelope,
@@ -69,7 +72,7 @@ impl Gateway {
         definition: &Tool,
         arguments: Option<&JsonObject>,
         client_roots: Option<&Roots>,
-    ) -> Result<(), Unchecked> {
+    ) -> Result<Vec<CheckedPath>, Unchecked> {
         if let Err(mismatch) = self.argument_check.check(definition, arguments) {
             return Err(Unchecked {
                 recorded: format!("arguments: {mismatch}"),
@@ -77,7 +80,7 @@ impl Gateway {
             });
         }
         let Some(guard) = upstream.paths.as_ref() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let rules: ToolRules = upstream.spec.tool_rules(local);
         let pointers: Vec<String> = rules.paths.iter().map(ToString::to_string).collect();

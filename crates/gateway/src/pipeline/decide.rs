@@ -3,10 +3,11 @@
 //! network, then the policy's decision: a permit, or a pending approval.
 
 use portcullis_core::{Effect, ToolRules};
+use portcullis_roots::CheckedPath;
 
 use super::permit::{Authorized, CallAction};
 use super::{CallContext, Resolved, Stop};
-use crate::approval::{self, Reach};
+use crate::approval::{self, NamedPath, Reach};
 use crate::authorize::{CallQuestion, Refusal};
 use crate::server::PortcullisServer;
 
@@ -26,6 +27,8 @@ pub(super) struct Facts {
     /// The untrusted upstreams whose content this session received.
     pub tainted_by: Vec<String>,
     pub reach: Reach,
+    /// The paths the arguments name, where each resolved and whether something is there.
+    pub paths: Vec<NamedPath>,
 }
 
 impl PortcullisServer {
@@ -33,6 +36,7 @@ impl PortcullisServer {
         &self,
         call: &CallContext<'_>,
         resolved: &Resolved<'_>,
+        paths: &[CheckedPath],
     ) -> Result<Decided, Stop> {
         let gateway = &self.gateway;
         let arguments = call.request.arguments.as_ref();
@@ -87,6 +91,7 @@ impl PortcullisServer {
                 target_tenant,
                 tainted_by,
                 reach,
+                paths: named_paths(paths),
             },
         })
     }
@@ -116,4 +121,17 @@ impl PortcullisServer {
             },
         }
     }
+}
+
+/// The paths a call names as the person is shown them: where each resolved, and whether
+/// something is there now.
+fn named_paths(paths: &[CheckedPath]) -> Vec<NamedPath> {
+    paths
+        .iter()
+        .map(|checked| NamedPath {
+            pointer: checked.pointer.clone(),
+            exists: checked.resolved.symlink_metadata().is_ok(),
+            resolved: checked.resolved.clone(),
+        })
+        .collect()
 }

@@ -205,8 +205,8 @@ impl PortcullisServer {
         record: &mut CallRecord,
     ) -> Result<Ready<'r>, Stop> {
         let resolved = self.resolve_stage(call, record)?;
-        self.check_stage(call, &resolved)?;
-        let decided = self.decide_stage(call, &resolved)?;
+        let paths = self.check_stage(call, &resolved)?;
+        let decided = self.decide_stage(call, &resolved, &paths)?;
         let (attachment, credential_note) = self
             .credential_stage(call, &resolved, &decided, record)
             .await?

@@ -246,7 +246,7 @@ fn decided(h: &Harness, name: &str, arguments: serde_json::Value) -> Result<Deci
     let mut record = CallRecord::unresolved(&envelope, h.server.session, &request.name);
     let resolved = h.server.resolve_stage(&call, &mut record)?;
     h.server.check_stage(&call, &resolved)?;
-    h.server.decide_stage(&call, &resolved)
+    h.server.decide_stage(&call, &resolved, &[])
 }
 
 fn unknown_reason(stop: Result<Decided, Stop>) -> &'static str {
