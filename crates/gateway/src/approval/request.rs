@@ -127,7 +127,11 @@ impl ChangeRequest<'_> {
             named.len()
         ));
         for candidate in named {
-            text.push_str(&format!("  {candidate}\n"));
+            if candidate.contains("://") {
+                text.push_str(&format!("  {candidate} (host {})\n", host(&candidate)));
+            } else {
+                text.push_str(&format!("  {candidate}\n"));
+            }
         }
     }
 
@@ -185,11 +189,11 @@ impl ChangeRequest<'_> {
             // Whole, never abbreviated: data carried out travels in the URL itself.
             for (url, new) in urls {
                 let note = if *new {
-                    " (a host this session has not read)"
+                    ", a host this session has not read"
                 } else {
                     ""
                 };
-                text.push_str(&format!("  {url}{note}\n"));
+                text.push_str(&format!("  {url} (host {}{note})\n", host(url)));
             }
         }
         if self.rules.escalates {
@@ -245,6 +249,15 @@ fn approval_schema() -> ElicitationSchema {
         PrimitiveSchemaDefinition::Boolean(approve),
     )]))
     .with_required(vec![APPROVE_FIELD.to_owned()])
+}
+
+/// The host a URL reaches, as the request goes (user info, port and brackets dropped:
+/// `https://bank.example@evil.example/` reaches `evil.example`).
+fn host(url: &str) -> String {
+    urls_in(&serde_json::Value::String(url.to_owned()))
+        .into_iter()
+        .next()
+        .map_or_else(|| "unknown".to_owned(), |(_, host)| host)
 }
 
 /// What a call of `effect` does to a path where something `exists` or not.

@@ -359,7 +359,9 @@ fn the_change_request_shows_every_url_whole() {
     };
     let text = change.message();
     assert!(
-        text.contains(&format!("  {url} (a host this session has not read)")),
+        text.contains(&format!(
+            "  {url} (host collect.example, a host this session has not read)"
+        )),
         "{text}"
     );
     assert!(
@@ -489,6 +491,17 @@ fn the_change_request_text_case_by_case() {
                 "abbreviated where marked",
             ],
             hides: &["exact arguments"],
+        },
+        TextCase {
+            name: "a link whose user part looks like the host it does not reach",
+            arguments: json!({"note": "log in at https://bank.example@evil.example/login"}),
+            target_tenant: None,
+            recipients: &[],
+            tainted_by: &[],
+            reversible: None,
+            escalates: false,
+            shows: &["  https://bank.example@evil.example/login (host evil.example)\n"],
+            hides: &["(host bank.example)"],
         },
         TextCase {
             name: "a long body whose last line asks for a wire transfer",
