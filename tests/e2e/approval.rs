@@ -307,6 +307,45 @@ fn the_request_names_each_file_resolved_and_shows_the_end_of_a_long_value() {
 }
 
 #[test]
+fn a_recipient_approved_before_is_not_new_after_a_restart() {
+    let setup = setup();
+    let argv = portcullis_stdio(&setup.config);
+    let stdio = Target::Stdio(&argv);
+    let send = |answer: &str, content: &str| {
+        let observed = ts_client(
+            &stdio,
+            &[
+                "--scenario",
+                "elicit",
+                "--tool",
+                "fx.send_message",
+                "--args",
+                SEND_OUTSIDE,
+                "--answer",
+                answer,
+                "--content",
+                content,
+            ],
+        );
+        messages(&observed).first().cloned().unwrap_or_default()
+    };
+    // Each stdio session is a Portcullis process of its own: the second starts after the
+    // first has stopped.
+    let first = send("accept", r#"{"approve":true}"#);
+    assert!(
+        first.contains("Sends to or acts on: eve@evil.example (new)"),
+        "{first}"
+    );
+    let second = send("decline", "{}");
+    assert!(
+        second.contains("Sends to or acts on: eve@evil.example\n"),
+        "{second}"
+    );
+    assert!(!second.contains("(new)"), "{second}");
+    assert_eq!(setup.sent().len(), 1, "only the approved send ran");
+}
+
+#[test]
 fn the_python_client_approves_in_both_eras() {
     let setup = setup();
     let portcullis = Portcullis::http(&setup.config);

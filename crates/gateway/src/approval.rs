@@ -1,8 +1,9 @@
 //! The approval stage: a person asked, in their own client, right before a side effect, with a
 //! specific change request bound to that exact action.
 //!
-//! The request says what will happen (tool and arguments, long values abbreviated with their
-//! size, secret-named ones hidden), acting as whom, where, to whom it sends, whether it can be
+//! The request says what will happen (tool and arguments, a long value as its two ends with the
+//! size and digest of what is between, secret-named ones hidden, every address and link whole,
+//! each path resolved), acting as whom, where, to whom it sends, whether it can be
 //! undone, and why approval is needed (the policies, and untrusted content the session read).
 //! The form has one required yes/no field with no default: only an accept whose content says
 //! `approve: true` approves. Declined, cancelled, unanswered within the timeout, a client that
@@ -21,10 +22,12 @@ use std::time::{Duration, Instant};
 use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
 
 mod facts;
+mod recipients;
 mod request;
 
 pub use facts::{Reach, call_facts, reach};
 pub(crate) use facts::{addresses_in, urls_in};
+pub(crate) use recipients::KnownRecipients;
 use request::APPROVE_FIELD;
 pub(crate) use request::{ChangeRequest, Fingerprinted, NamedPath, fingerprint};
 
@@ -272,32 +275,6 @@ impl Taints {
                 .map(|set| set.iter().cloned().collect())
                 .unwrap_or_default(),
             Err(_) => vec!["(unknown)".to_owned()],
-        }
-    }
-}
-
-/// Recipients approved before, per user: a recipient is new until a call naming it was
-/// approved.
-#[derive(Default)]
-pub(crate) struct KnownRecipients {
-    by_user: Mutex<HashMap<String, BTreeSet<String>>>,
-}
-
-impl KnownRecipients {
-    pub(crate) fn is_known(&self, user: &str, recipient: &str) -> bool {
-        self.by_user
-            .lock()
-            .ok()
-            .and_then(|users| users.get(user).map(|known| known.contains(recipient)))
-            .unwrap_or(false)
-    }
-
-    pub(crate) fn remember(&self, user: &str, recipients: &[String]) {
-        if let Ok(mut users) = self.by_user.lock() {
-            let known = users.entry(user.to_owned()).or_default();
-            for recipient in recipients {
-                known.insert(recipient.clone());
-            }
         }
     }
 }

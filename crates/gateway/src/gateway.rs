@@ -126,7 +126,9 @@ impl Gateway {
             sessions,
             approvals: approval::Approvals {
                 stateless: approval::StatelessApprovals::default(),
-                known_recipients: approval::KnownRecipients::default(),
+                known_recipients: approval::KnownRecipients::open(
+                    config.evidence.file.with_file_name("known-recipients.json"),
+                ),
                 taints: approval::Taints::default(),
                 timeout: config.approval.timeout,
                 states: match state_key {

@@ -707,3 +707,31 @@ fn the_change_request_names_each_path_resolved_with_what_becomes_of_it() {
         }
     }
 }
+
+#[test]
+fn known_recipients_are_kept_across_a_restart_and_a_bad_file_knows_nobody() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("known-recipients.json");
+    let known = KnownRecipients::open(file.clone());
+    assert!(!known.is_known("alice", "bob@corp.example"));
+    known.remember("alice", &["bob@corp.example".to_owned()]);
+    assert!(known.is_known("alice", "bob@corp.example"));
+    drop(known);
+
+    let reopened = KnownRecipients::open(file.clone());
+    assert!(reopened.is_known("alice", "bob@corp.example"));
+    assert!(
+        !reopened.is_known("mallory", "bob@corp.example"),
+        "per user"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    std::fs::write(&file, "{ not json").unwrap();
+    let corrupt = KnownRecipients::open(file);
+    assert!(
+        !corrupt.is_known("alice", "bob@corp.example"),
+        "an unreadable file counts as knowing nobody"
+    );
+}
