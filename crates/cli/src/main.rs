@@ -935,8 +935,11 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
                 Ok(tools) if tools.is_empty() => println!("  {upstream}: none"),
                 Ok(tools) => {
                     println!("  {upstream}:");
-                    for tool in tools {
-                        println!("    {tool}");
+                    for (tool, cleaned) in tools {
+                        match cleaned {
+                            None => println!("    {tool}"),
+                            Some(removed) => println!("    {tool} (its texts cleaned: {removed})"),
+                        }
                     }
                 }
                 Err(reason) => println!("  {upstream}: unavailable ({reason})"),

@@ -57,6 +57,9 @@ pub struct Config {
     pub file: PathBuf,
     pub namespacing: Namespacing,
     pub page_size: usize,
+    /// The longest text (description, title, prompt text) of an upstream's lists a client is
+    /// shown, in characters (`text_limit`); longer ones are cut, saying so.
+    pub text_limit: usize,
     pub http: HttpSettings,
     /// In configuration order; at least one, names unique.
     pub upstreams: Vec<Upstream>,
@@ -133,6 +136,9 @@ pub struct HttpSettings {
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 256;
 /// Session-era HTTP sessions one client may hold, by default.
 pub(crate) const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 32;
+/// The longest text of an upstream's lists shown to a client, by default (characters).
+pub(crate) const DEFAULT_TEXT_LIMIT: usize = 4096;
+
 /// How long an unused HTTP session is kept, by default.
 pub(crate) const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(120);
 
@@ -368,6 +374,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         10_000,
     )
     .map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
+    let text_limit = bounded(
+        &mut report,
+        raw.server.text_limit.as_ref(),
+        "text_limit",
+        64,
+        1_000_000,
+    )
+    .map_or(DEFAULT_TEXT_LIMIT, |n| n as usize);
     let call_timeout = seconds(
         &mut report,
         raw.server.call_timeout_secs.as_ref(),
@@ -471,6 +485,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file: file.to_path_buf(),
         namespacing,
         page_size,
+        text_limit,
         http,
         upstreams,
         local_identity,
@@ -487,6 +502,7 @@ fn unreachable_config(file: &Path) -> Config {
         file: file.to_path_buf(),
         namespacing: Namespacing::Prefixed,
         page_size: DEFAULT_PAGE_SIZE,
+        text_limit: DEFAULT_TEXT_LIMIT,
         http: HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             allowed_hosts: Vec::new(),

@@ -80,6 +80,7 @@ pub(crate) struct RawPolicy {
 pub(crate) struct RawServer {
     pub namespacing: Option<Spanned<String>>,
     pub page_size: Option<Spanned<i64>>,
+    pub text_limit: Option<Spanned<i64>>,
     pub call_timeout_secs: Option<Spanned<i64>>,
     pub start_timeout_secs: Option<Spanned<i64>>,
     pub evidence: Option<Spanned<String>>,

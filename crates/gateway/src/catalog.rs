@@ -1,15 +1,16 @@
-//! What an upstream's lists may contain before they reach a client: no name twice, and a change
-//! announced only when something changed.
+//! What an upstream's lists may contain before they reach a client: no name twice, every text
+//! cleaned (`hygiene.rs`), and a change announced only when something changed.
 //!
 //! An upstream that lists one tool name twice (with two definitions) leaves it open which one a
 //! call reaches and which one the person reviewed; neither is shown. The same holds for prompts,
 //! resources and resource templates.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use portcullis_core::{Namespacing, UpstreamName};
 
+use crate::hygiene::{self, Removed};
 use crate::upstream::Catalog;
 
 impl Catalog {
@@ -41,6 +42,47 @@ impl Catalog {
             && self.prompts == other.prompts
             && self.resources == other.resources
             && self.templates == other.templates
+    }
+}
+
+impl Catalog {
+    /// Cleans every text of the lists (see the module), and keeps what was removed, by the
+    /// exposed name (or URI) of each entry that had anything removed.
+    pub(crate) fn clean(&mut self, limit: usize) {
+        let mut cleaned: BTreeMap<String, Removed> = BTreeMap::new();
+        let mut note = |name: String, removed: Removed| {
+            if !removed.is_empty() {
+                cleaned.insert(name, removed);
+            }
+        };
+        for tool in &mut self.tools {
+            note(tool.name.to_string(), hygiene::clean_tool(tool, limit));
+        }
+        for prompt in &mut self.prompts {
+            note(prompt.name.clone(), hygiene::clean_prompt(prompt, limit));
+        }
+        for resource in &mut self.resources {
+            note(
+                resource.uri.clone(),
+                hygiene::clean_resource(resource, limit),
+            );
+        }
+        for template in &mut self.templates {
+            note(
+                template.uri_template.clone(),
+                hygiene::clean_template(template, limit),
+            );
+        }
+        self.cleaned = cleaned;
+    }
+
+    /// Everything removed from the lists, summed.
+    pub(crate) fn removed(&self) -> Removed {
+        let mut all = Removed::default();
+        for removed in self.cleaned.values() {
+            all.add(*removed);
+        }
+        all
     }
 }
 

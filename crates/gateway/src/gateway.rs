@@ -19,7 +19,7 @@ use crate::policy::PolicyStore;
 use crate::recorder::Recorder;
 use crate::sessions::Sessions;
 use crate::state::StateSealer;
-use crate::upstream::UpstreamHandle;
+use crate::upstream::{Exposure, UpstreamHandle};
 use crate::upstreams::{UpstreamStatus, Upstreams};
 use crate::{approval, arguments, pending};
 
@@ -47,6 +47,10 @@ pub struct Gateway {
     /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
     pub(crate) credentials: Arc<Credentials>,
 }
+
+/// The tools an upstream shows an identity, each with what cleaning removed from its texts;
+/// or why the upstream is not ready.
+pub type Visible = Result<Vec<(String, Option<String>)>, String>;
 
 /// What a gateway starts from besides its config.
 pub struct GatewayParts {
@@ -76,6 +80,10 @@ impl Gateway {
         } = parts;
         let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
         let sessions = Arc::new(Sessions::default());
+        let exposure = Exposure {
+            namespacing: config.namespacing,
+            text_limit: config.text_limit,
+        };
         let handles: Vec<Arc<UpstreamHandle>> = config
             .upstreams
             .iter()
@@ -83,7 +91,7 @@ impl Gateway {
                 UpstreamHandle::new(
                     spec.clone(),
                     &inherited,
-                    config.namespacing,
+                    exposure,
                     Arc::downgrade(&sessions),
                     recorder.clone(),
                     credentials.service_source(spec.name.as_str()),
@@ -98,7 +106,7 @@ impl Gateway {
             .unwrap_or_default();
         let instance_parts = InstanceParts {
             inherited,
-            namespacing: config.namespacing,
+            exposure,
             sessions: Arc::downgrade(&sessions),
             recorder: recorder.clone(),
             credentials: credentials.clone(),
@@ -187,12 +195,10 @@ impl Gateway {
     }
 
     /// The exposed tools each upstream offers `envelope`, by the same check as `tools/list`
-    /// (a per-user upstream's own instance for `envelope` is started and waited for); an
-    /// upstream that is not ready gives its reason instead.
-    pub async fn visible_tools(
-        &self,
-        envelope: &IdentityEnvelope,
-    ) -> Vec<(UpstreamName, Result<Vec<String>, String>)> {
+    /// (a per-user upstream's own instance for `envelope` is started and waited for), each
+    /// with what cleaning removed from its texts, if anything; an upstream that is not ready
+    /// gives its reason instead.
+    pub async fn visible_tools(&self, envelope: &IdentityEnvelope) -> Vec<(UpstreamName, Visible)> {
         self.upstreams.ready_for(envelope).await;
         self.upstreams
             .serving(envelope)
@@ -200,17 +206,24 @@ impl Gateway {
             .map(|upstream| {
                 let tools = match upstream.connection() {
                     None => Err(upstream.unavailable_reason()),
-                    Some(connection) => Ok(connection
-                        .catalog
-                        .load()
-                        .tools
-                        .iter()
-                        .filter(|tool| {
-                            self.decider
-                                .sees(envelope, upstream, Exposed::Tool(&tool.name))
-                        })
-                        .map(|tool| tool.name.to_string())
-                        .collect()),
+                    Some(connection) => {
+                        let catalog = connection.catalog.load();
+                        Ok(catalog
+                            .tools
+                            .iter()
+                            .filter(|tool| {
+                                self.decider
+                                    .sees(envelope, upstream, Exposed::Tool(&tool.name))
+                            })
+                            .map(|tool| {
+                                let cleaned = catalog
+                                    .cleaned
+                                    .get(tool.name.as_ref())
+                                    .map(ToString::to_string);
+                                (tool.name.to_string(), cleaned)
+                            })
+                            .collect())
+                    }
                 };
                 (upstream.name().clone(), tools)
             })

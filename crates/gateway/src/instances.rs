@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use portcullis_config::{Instance, PerUser, Upstream, UpstreamTransport};
-use portcullis_core::{IdentityEnvelope, Namespacing};
+use portcullis_core::IdentityEnvelope;
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credentials;
 use crate::recorder::Recorder;
 use crate::sessions::Sessions;
-use crate::upstream::{UpstreamHandle, UpstreamState};
+use crate::upstream::{Exposure, UpstreamHandle, UpstreamState};
 
 /// The upstream's own name of the tool Portcullis lists in place of a per-user upstream's
 /// catalog while an identity has not authorised it (`pipeline/sign_in.rs`).
@@ -53,7 +53,7 @@ pub fn remove_instance_state(
 /// What building an instance needs besides its spec.
 pub(crate) struct InstanceParts {
     pub inherited: BTreeMap<String, String>,
-    pub namespacing: Namespacing,
+    pub exposure: Exposure,
     pub sessions: Weak<Sessions>,
     pub recorder: Recorder,
     pub credentials: Arc<Credentials>,
@@ -141,7 +141,7 @@ impl Instances {
         let handle = UpstreamHandle::new(
             spec,
             &self.parts.inherited,
-            self.parts.namespacing,
+            self.parts.exposure,
             self.parts.sessions.clone(),
             self.parts.recorder.clone(),
             service,
@@ -181,7 +181,7 @@ impl Instances {
         let handle = UpstreamHandle::new(
             template.spec.clone(),
             &BTreeMap::new(),
-            self.parts.namespacing,
+            self.parts.exposure,
             Weak::new(),
             self.parts.recorder.clone(),
             None,

@@ -19,6 +19,7 @@ mod evidence;
 mod forms;
 mod gateway;
 mod http;
+mod hygiene;
 mod instances;
 mod listener;
 mod metrics;
@@ -44,7 +45,7 @@ pub use approval::{Reach, call_facts, reach};
 pub use credentials::Credentials;
 pub use error::GatewayError;
 pub use evidence::DurableIntent;
-pub use gateway::{Gateway, GatewayParts};
+pub use gateway::{Gateway, GatewayParts, Visible};
 pub use http::{serve_http, serve_metrics};
 pub use instances::{instance_state_dir, remove_instance_state};
 pub use pipeline::{

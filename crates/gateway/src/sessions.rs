@@ -8,7 +8,7 @@ use rmcp::service::{Peer, RoleServer, SubscriptionSendError, SubscriptionSink};
 /// The clients that can be told when lists change: session-era peers, and stateless clients
 /// holding a `subscriptions/listen` request open.
 #[derive(Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     /// Resource subscriptions of session-era clients: exposed URI and the subscriber.
     subscriptions: Mutex<Vec<(String, u64, Peer<RoleServer>)>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
@@ -17,7 +17,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// Records that `session` subscribed to the exposed `uri`.
-    pub fn subscribe(&self, uri: String, session: u64, peer: Peer<RoleServer>) {
+    pub(crate) fn subscribe(&self, uri: String, session: u64, peer: Peer<RoleServer>) {
         if let Ok(mut subscriptions) = self.subscriptions.lock() {
             subscriptions.retain(|(_, _, p)| !p.is_transport_closed());
             subscriptions.push((uri, session, peer));
@@ -25,7 +25,7 @@ impl Sessions {
     }
 
     /// Removes `session`'s subscription to `uri`; true when no session is subscribed to it now.
-    pub fn unsubscribe(&self, uri: &str, session: u64) -> bool {
+    pub(crate) fn unsubscribe(&self, uri: &str, session: u64) -> bool {
         let Ok(mut subscriptions) = self.subscriptions.lock() else {
             return false;
         };
@@ -34,7 +34,7 @@ impl Sessions {
     }
 
     /// Tells the sessions subscribed to `uri` (exposed) that it changed.
-    pub async fn resource_updated(&self, uri: &str) {
+    pub(crate) async fn resource_updated(&self, uri: &str) {
         let peers: Vec<Peer<RoleServer>> = match self.subscriptions.lock() {
             Ok(subscriptions) => subscriptions
                 .iter()
@@ -51,7 +51,7 @@ impl Sessions {
     }
 
     /// Adds a session-era client once it has initialized.
-    pub fn register(&self, peer: Peer<RoleServer>) {
+    pub(crate) fn register(&self, peer: Peer<RoleServer>) {
         if let Ok(mut peers) = self.peers.lock() {
             peers.retain(|p| !p.is_transport_closed());
             peers.push(peer);
@@ -60,7 +60,7 @@ impl Sessions {
 
     /// Tells every connected session-era client that tools, prompts and resources may have
     /// changed.
-    pub async fn broadcast_list_changed(&self) {
+    pub(crate) async fn broadcast_list_changed(&self) {
         let peers: Vec<Peer<RoleServer>> = match self.peers.lock() {
             Ok(mut peers) => {
                 peers.retain(|p| !p.is_transport_closed());

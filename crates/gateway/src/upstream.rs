@@ -70,6 +70,17 @@ pub struct Catalog {
     pub prompt_names: HashSet<String>,
     /// Each tool's annotations as the upstream sent them, by its own name.
     pub hints: HashMap<String, Hints>,
+    /// What cleaning removed from the texts of each entry that had anything removed, by its
+    /// exposed name or URI (see `hygiene.rs`).
+    pub(crate) cleaned: std::collections::BTreeMap<String, crate::hygiene::Removed>,
+}
+
+/// How an upstream's lists are shown to clients: its names under the configured namespacing,
+/// its texts cleaned and cut at `text_limit` characters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exposure {
+    pub namespacing: Namespacing,
+    pub text_limit: usize,
 }
 
 /// A live connection to an upstream.
@@ -193,7 +204,7 @@ pub struct UpstreamHandle {
     header_env: BTreeMap<String, String>,
     /// The current start's stderr (stdio only): its last lines explain a failed start.
     stderr: Mutex<Arc<stderr::StderrTail>>,
-    namespacing: Namespacing,
+    exposure: Exposure,
     pub state: ArcSwap<UpstreamState>,
     /// Calls in flight, so that an upstream's own elicitation reaches the session that called it.
     inflight: Mutex<HashMap<u64, CallRoute>>,
@@ -240,10 +251,10 @@ impl Drop for InflightGuard<'_> {
 }
 
 impl UpstreamHandle {
-    pub fn new(
+    pub(crate) fn new(
         spec: Upstream,
         inherited: &BTreeMap<String, String>,
-        namespacing: Namespacing,
+        exposure: Exposure,
         sessions: Weak<Sessions>,
         recorder: Recorder,
         service: Option<Arc<dyn CredentialSource>>,
@@ -254,7 +265,7 @@ impl UpstreamHandle {
             stderr: Mutex::default(),
             paths: PathGuard::for_upstream(&spec),
             spec,
-            namespacing,
+            exposure,
             state: ArcSwap::from_pointee(UpstreamState::Starting),
             inflight: Mutex::new(HashMap::new()),
             recent: Mutex::new(None),
@@ -450,14 +461,14 @@ impl UpstreamHandle {
     /// The sessions that subscribed to one of this upstream's resources hear of its change.
     pub async fn resource_updated(&self, local_uri: &str) {
         if let Some(sessions) = self.sessions.upgrade() {
-            let exposed = self.namespacing.expose_uri(self.name(), local_uri);
+            let exposed = self.exposure.namespacing.expose_uri(self.name(), local_uri);
             sessions.resource_updated(&exposed).await;
         }
     }
 
     /// Re-reads the upstream's lists and tells the clients when they changed.
     pub async fn refresh_catalog(&self, connection: &Connection) {
-        match fetch_catalog(&connection.peer, self.namespacing, self.name()).await {
+        match fetch_catalog(&connection.peer, self.exposure, self.name()).await {
             Ok(catalog) => {
                 // Several notifications of one change (a tool and a prompt list change, say)
                 // each re-read the lists; clients hear of a change once, when there is one.
@@ -601,7 +612,7 @@ impl UpstreamHandle {
             .unwrap_or_default();
         let catalog = match tokio::time::timeout(
             start_timeout,
-            fetch_catalog(&peer, self.namespacing, self.name()),
+            fetch_catalog(&peer, self.exposure, self.name()),
         )
         .await
         {
@@ -615,6 +626,12 @@ impl UpstreamHandle {
             }
         };
         let n_tools = catalog.tools.len();
+        let removed = catalog.removed();
+        let cleaned = if removed.is_empty() {
+            String::new()
+        } else {
+            format!("; its lists cleaned: {removed}")
+        };
         let closer = shutdown.child_token();
         let connection = Arc::new(Connection {
             peer,
@@ -632,7 +649,9 @@ impl UpstreamHandle {
         );
         self.record(Event::UpstreamStarted(UpstreamLifecycle {
             upstream: self.name().to_string(),
-            detail: Some(format!("protocol {protocol_version}, {n_tools} tools")),
+            detail: Some(format!(
+                "protocol {protocol_version}, {n_tools} tools{cleaned}"
+            )),
         }))
         .await;
         if let Some(sessions) = self.sessions.upgrade() {
@@ -880,9 +899,10 @@ fn optional<T>(
 /// Reads every page of the upstream's lists and renames the entries for exposure.
 async fn fetch_catalog(
     peer: &Peer<RoleClient>,
-    namespacing: Namespacing,
+    exposure: Exposure,
     upstream: &UpstreamName,
 ) -> Result<Catalog, CatalogError> {
+    let namespacing = exposure.namespacing;
     let capabilities = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
@@ -942,5 +962,9 @@ async fn fetch_catalog(
         }
     }
     catalog.drop_ambiguous(namespacing, upstream);
+    catalog.clean(exposure.text_limit);
+    for (entry, removed) in &catalog.cleaned {
+        tracing::warn!(%upstream, entry = %entry, %removed, "cleaned what the upstream lists");
+    }
     Ok(catalog)
 }

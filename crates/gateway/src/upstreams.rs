@@ -62,7 +62,7 @@ impl Upstreams {
             .map(|upstream| tokio::spawn(upstream.clone().supervise(shutdown.child_token())))
             .collect();
         let upstreams = Arc::new(Upstreams {
-            namespacing: instance_parts.namespacing,
+            namespacing: instance_parts.exposure.namespacing,
             names: handles.iter().map(|u| u.name().clone()).collect(),
             handles,
             first_settled: AtomicBool::new(false),

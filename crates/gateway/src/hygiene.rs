@@ -1,0 +1,264 @@
+//! What an upstream's lists say, cleaned before a client (and through it, the model and the
+//! person) reads it: terminal control sequences, other control characters, bidirectional
+//! overrides and isolates, zero-width and other invisible characters (Unicode tags and
+//! variation selectors, which can carry hidden text) are removed; runs of spaces collapse to
+//! one and of blank lines to one; a text longer than the configured limit is cut, saying so.
+//!
+//! Applied to every title, description, schema description and title (at any depth), prompt
+//! argument description and resource name of a catalog; names and URIs are not changed (a
+//! tool name is validated as a name; what is called must be what was listed). What was removed
+//! is counted per entry (`catalog.rs` keeps it), logged, recorded in the upstream's start record
+//! and shown by `portcullis tools`.
+
+use rmcp::model::{JsonObject, Prompt, Resource, ResourceTemplate, Tool};
+use serde_json::Value;
+
+/// What cleaning removed from one entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Removed {
+    /// Control, bidirectional and invisible characters (an escape sequence counts whole).
+    pub hidden: usize,
+    /// Whitespace beyond one space or one blank line.
+    pub padding: usize,
+    /// Texts cut at the limit.
+    pub cut: usize,
+}
+
+impl Removed {
+    pub(crate) fn add(&mut self, other: Removed) {
+        self.hidden += other.hidden;
+        self.padding += other.padding;
+        self.cut += other.cut;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Removed::default()
+    }
+}
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} hidden or control characters, {} characters of padding removed",
+            self.hidden, self.padding
+        )?;
+        if self.cut > 0 {
+            write!(f, ", {} texts cut", self.cut)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `c` is removed wherever it occurs: controls (but newline and tab), bidirectional
+/// marks, overrides and isolates, zero-width and other invisible characters, Unicode tags and
+/// variation selectors.
+fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
+        | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff9}'..='\u{fffb}'
+        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}')
+}
+
+/// Whether `c` is horizontal space (collapsed to one ASCII space).
+fn is_space(c: char) -> bool {
+    c == ' ' || c == '\t' || (c.is_whitespace() && !matches!(c, '\n' | '\u{2028}' | '\u{2029}'))
+}
+
+/// `text` cleaned, capped at `limit` characters, and what was removed.
+pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
+    let mut removed = Removed::default();
+    // Hidden characters and escape sequences out; line and paragraph separators are newlines.
+    let mut visible = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' | '\u{9b}' => removed.hidden += 1 + skip_escape(c, &mut chars),
+            '\r' => removed.hidden += 1,
+            '\u{2028}' | '\u{2029}' => visible.push('\n'),
+            c if is_hidden(c) => removed.hidden += 1,
+            c => visible.push(c),
+        }
+    }
+    // Each line's runs of space as one space, its ends trimmed; one blank line at most
+    // between lines, none before or after.
+    let mut out = String::with_capacity(visible.len());
+    let mut blank = false;
+    for line in visible.split('\n') {
+        let words: Vec<&str> = line
+            .split(is_space)
+            .filter(|word| !word.is_empty())
+            .collect();
+        if words.is_empty() {
+            blank = !out.is_empty();
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank { "\n\n" } else { "\n" });
+        }
+        blank = false;
+        out.push_str(&words.join(" "));
+    }
+    removed.padding = visible.chars().count() - out.chars().count();
+    let length = out.chars().count();
+    if length > limit {
+        let kept: String = out.chars().take(limit).collect();
+        out = format!(
+            "{kept}… [cut by portcullis: {} characters more]",
+            length - limit
+        );
+        removed.cut += 1;
+    }
+    (out, removed)
+}
+
+/// Skips the rest of an escape sequence that began with `first` (ESC or CSI); how many
+/// characters it skipped.
+fn skip_escape(first: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> usize {
+    let mut skipped = 0;
+    let kind = if first == '\u{9b}' {
+        '['
+    } else {
+        match chars.next() {
+            Some(kind) => {
+                skipped += 1;
+                kind
+            }
+            None => return 0,
+        }
+    };
+    match kind {
+        // CSI: parameters and intermediates, then one final byte.
+        '[' => {
+            for c in chars.by_ref() {
+                skipped += 1;
+                if ('\u{40}'..='\u{7e}').contains(&c) {
+                    break;
+                }
+            }
+        }
+        // OSC, DCS, SOS, PM, APC: up to BEL or ST (ESC \).
+        ']' | 'P' | 'X' | '^' | '_' => {
+            while let Some(c) = chars.next() {
+                skipped += 1;
+                if c == '\u{7}' {
+                    break;
+                }
+                if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                    chars.next();
+                    skipped += 1;
+                    break;
+                }
+            }
+        }
+        // A two-character escape: done.
+        _ => {}
+    }
+    skipped
+}
+
+/// Cleans `text` in place, adding what was removed to `removed`.
+fn clean_in_place(text: &mut String, limit: usize, removed: &mut Removed) {
+    let (cleaned, found) = clean(text, limit);
+    if !found.is_empty() {
+        *text = cleaned;
+        removed.add(found);
+    }
+}
+
+fn clean_option(text: &mut Option<String>, limit: usize, removed: &mut Removed) {
+    if let Some(text) = text {
+        clean_in_place(text, limit, removed);
+    }
+}
+
+/// Cleans every `description` and `title` string of a JSON schema, at any depth; property
+/// names and every other keyword are left as they are.
+fn clean_schema(schema: &mut JsonObject, limit: usize, removed: &mut Removed) {
+    let mut stack: Vec<&mut Value> = Vec::new();
+    clean_members(schema, limit, removed, &mut stack);
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(members) => clean_members(members, limit, removed, &mut stack),
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// Cleans the `description` and `title` strings among `members`; the other members are left
+/// on `stack` to be looked into.
+fn clean_members<'a>(
+    members: &'a mut JsonObject,
+    limit: usize,
+    removed: &mut Removed,
+    stack: &mut Vec<&'a mut Value>,
+) {
+    for (key, member) in members.iter_mut() {
+        match member {
+            Value::String(text) if key == "description" || key == "title" => {
+                clean_in_place(text, limit, removed);
+            }
+            other => stack.push(other),
+        }
+    }
+}
+
+pub(crate) fn clean_tool(tool: &mut Tool, limit: usize) -> Removed {
+    let mut removed = Removed::default();
+    clean_option(&mut tool.title, limit, &mut removed);
+    if let Some(description) = &mut tool.description {
+        let mut text = description.to_string();
+        let before = removed;
+        clean_in_place(&mut text, limit, &mut removed);
+        if removed != before {
+            *description = text.into();
+        }
+    }
+    clean_schema(
+        std::sync::Arc::make_mut(&mut tool.input_schema),
+        limit,
+        &mut removed,
+    );
+    if let Some(schema) = &mut tool.output_schema {
+        clean_schema(std::sync::Arc::make_mut(schema), limit, &mut removed);
+    }
+    if let Some(annotations) = &mut tool.annotations {
+        clean_option(&mut annotations.title, limit, &mut removed);
+    }
+    removed
+}
+
+pub(crate) fn clean_prompt(prompt: &mut Prompt, limit: usize) -> Removed {
+    let mut removed = Removed::default();
+    clean_option(&mut prompt.title, limit, &mut removed);
+    clean_option(&mut prompt.description, limit, &mut removed);
+    for argument in prompt.arguments.iter_mut().flatten() {
+        clean_option(&mut argument.title, limit, &mut removed);
+        clean_option(&mut argument.description, limit, &mut removed);
+    }
+    removed
+}
+
+pub(crate) fn clean_resource(resource: &mut Resource, limit: usize) -> Removed {
+    let mut removed = Removed::default();
+    clean_in_place(&mut resource.name, limit, &mut removed);
+    clean_option(&mut resource.title, limit, &mut removed);
+    clean_option(&mut resource.description, limit, &mut removed);
+    removed
+}
+
+pub(crate) fn clean_template(template: &mut ResourceTemplate, limit: usize) -> Removed {
+    let mut removed = Removed::default();
+    clean_in_place(&mut template.name, limit, &mut removed);
+    clean_option(&mut template.title, limit, &mut removed);
+    clean_option(&mut template.description, limit, &mut removed);
+    removed
+}
+
+#[cfg(test)]
+mod tests;

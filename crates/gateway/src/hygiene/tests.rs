@@ -1,0 +1,118 @@
+//! Cleaning, case by case: what a client is shown of a hostile upstream's text, and what was
+//! counted as removed.
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+use std::sync::Arc;
+
+use rmcp::model::Tool;
+use serde_json::json;
+
+use super::{Removed, clean, clean_tool};
+
+#[test]
+fn hidden_characters_escapes_and_padding_are_removed_case_by_case() {
+    // (what the upstream said, what the client reads, hidden removed, padding removed)
+    let cases: [(&str, &str, usize, usize); 12] = [
+        ("Reads a file.", "Reads a file.", 0, 0),
+        // Colour and cursor-movement sequences, whole.
+        (
+            "\u{1b}[31mred\u{1b}[0m and \u{1b}[2K\u{1b}[1Agone",
+            "red and gone",
+            17,
+            0,
+        ),
+        // An OSC hyperlink, terminated by BEL and by ST.
+        (
+            "see \u{1b}]8;;https://evil.example\u{7}here\u{1b}]8;;\u{1b}\\",
+            "see here",
+            33,
+            0,
+        ),
+        // Right-to-left override: the text reads otherwise than it is.
+        ("invoice\u{202e}fdp.exe", "invoicefdp.exe", 1, 0),
+        ("a\u{2066}b\u{2069}c\u{200f}", "abc", 3, 0),
+        // Zero-width and other invisible characters.
+        ("ig\u{200b}no\u{200d}re\u{2060}\u{feff}", "ignore", 4, 0),
+        // Unicode tags spell hidden ASCII; variation selectors can carry bytes.
+        ("ok\u{e0049}\u{e0067}\u{e006e}", "ok", 3, 0),
+        ("x\u{fe0f}\u{e0100}y", "xy", 2, 0),
+        // Other control characters; carriage returns.
+        ("a\u{0}b\u{7}c\r\nd\u{85}", "abc\nd", 4, 0),
+        // Padding: runs of space, trailing space, blank lines beyond one, leading and trailing.
+        (
+            "  one   two\t\tthree  \n\n\n\nfour\n\n",
+            "one two three\n\nfour",
+            0,
+            11,
+        ),
+        // A line separator is a newline; non-breaking and ideographic spaces are spaces.
+        ("a\u{2028}b\u{a0}\u{a0}c\u{3000}d", "a\nb c d", 0, 1),
+        ("", "", 0, 0),
+    ];
+    for (given, shown, hidden, padding) in cases {
+        let (cleaned, removed) = clean(given, 4096);
+        assert_eq!(cleaned, shown, "{given:?}");
+        assert_eq!(
+            removed,
+            Removed {
+                hidden,
+                padding,
+                cut: 0
+            },
+            "{given:?}"
+        );
+    }
+}
+
+#[test]
+fn a_text_over_the_limit_is_cut_saying_so() {
+    let (cleaned, removed) = clean(&"a".repeat(100), 64);
+    assert_eq!(
+        cleaned,
+        format!(
+            "{}… [cut by portcullis: 36 characters more]",
+            "a".repeat(64)
+        )
+    );
+    assert_eq!(removed.cut, 1);
+    // Padding does not count against the limit: it is gone first.
+    let (cleaned, removed) = clean(&format!("a{}b", " ".repeat(10_000)), 64);
+    assert_eq!(cleaned, "a b");
+    assert_eq!(removed.cut, 0);
+}
+
+#[test]
+fn every_text_of_a_tool_is_cleaned_and_nothing_else() {
+    let schema = json!({
+        "type": "object",
+        "description": "args\u{200b}",
+        "properties": {
+            "path\u{200b}": {"type": "string", "description": "\u{1b}[8mhidden\u{1b}[0m", "title": "P\u{202e}"},
+            "nested": {"type": "array", "items": {"description": "deep\u{e0041}"}},
+            "enum": {"enum": ["a\u{200b}"]},
+        },
+    });
+    let mut tool = Tool::new(
+        "write_file",
+        format!("Writes a file.{}\u{202e}", " ".repeat(10_000)),
+        Arc::new(schema.as_object().unwrap().clone()),
+    );
+    tool.title = Some("Write\u{200b}".to_owned());
+    let removed = clean_tool(&mut tool, 4096);
+    assert_eq!(tool.description.as_deref(), Some("Writes a file."));
+    assert_eq!(tool.title.as_deref(), Some("Write"));
+    let schema = serde_json::Value::Object((*tool.input_schema).clone());
+    assert_eq!(schema["description"], "args");
+    // Property names and values other than descriptions and titles are what the upstream
+    // validates against: left as they are.
+    let path = &schema["properties"]["path\u{200b}"];
+    assert_eq!(path["description"], "hidden");
+    assert_eq!(path["title"], "P");
+    assert_eq!(
+        schema["properties"]["nested"]["items"]["description"],
+        "deep"
+    );
+    assert_eq!(schema["properties"]["enum"]["enum"][0], "a\u{200b}");
+    assert_eq!(removed.hidden, 1 + 1 + 1 + 8 + 1 + 1);
+    assert_eq!(removed.padding, 10_000);
+}
