@@ -676,6 +676,15 @@ fn a_description_that_hides_text_reaches_the_client_clean_and_the_removal_is_cou
         out.contains("h.lookup (its texts cleaned: 36 hidden or control characters"),
         "{out}"
     );
+    // Telling the model what to do is flagged, there and in the record; the tool stays
+    // listed (a flag grants and refuses nothing).
+    let flag =
+        "possible cross-server shadowing: it tells the model what to do (\"ignore previous\")";
+    assert!(out.contains(flag), "{out}");
+    assert!(
+        detail.contains(&format!("`h.lookup` flagged, {flag}")),
+        "{detail}"
+    );
 }
 
 #[test]

@@ -935,10 +935,10 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
                 Ok(tools) if tools.is_empty() => println!("  {upstream}: none"),
                 Ok(tools) => {
                     println!("  {upstream}:");
-                    for (tool, cleaned) in tools {
-                        match cleaned {
+                    for (tool, note) in tools {
+                        match note {
                             None => println!("    {tool}"),
-                            Some(removed) => println!("    {tool} (its texts cleaned: {removed})"),
+                            Some(note) => println!("    {tool} ({note})"),
                         }
                     }
                 }

@@ -46,18 +46,30 @@ impl Catalog {
 }
 
 impl Catalog {
-    /// Cleans every text of the lists (see the module), and keeps what was removed, by the
-    /// exposed name (or URI) of each entry that had anything removed.
-    pub(crate) fn clean(&mut self, limit: usize) {
+    /// Cleans every text of the lists (see `hygiene.rs`), and keeps what was removed, by the
+    /// exposed name (or URI) of each entry that had anything removed; flags each tool whose
+    /// description names another upstream's tools (`others`: their exposed-name prefixes) or
+    /// tells the model what to do.
+    pub(crate) fn clean(&mut self, limit: usize, others: &[String]) {
         let mut cleaned: BTreeMap<String, Removed> = BTreeMap::new();
         let mut note = |name: String, removed: Removed| {
             if !removed.is_empty() {
                 cleaned.insert(name, removed);
             }
         };
+        let mut flagged = BTreeMap::new();
         for tool in &mut self.tools {
             note(tool.name.to_string(), hygiene::clean_tool(tool, limit));
+            let said = format!(
+                "{} {}",
+                tool.title.as_deref().unwrap_or_default(),
+                tool.description.as_deref().unwrap_or_default()
+            );
+            if let Some(why) = hygiene::shadowing(&said, others) {
+                flagged.insert(tool.name.to_string(), why);
+            }
         }
+        self.flagged = flagged;
         for prompt in &mut self.prompts {
             note(prompt.name.clone(), hygiene::clean_prompt(prompt, limit));
         }

@@ -48,8 +48,8 @@ pub struct Gateway {
     pub(crate) credentials: Arc<Credentials>,
 }
 
-/// The tools an upstream shows an identity, each with what cleaning removed from its texts;
-/// or why the upstream is not ready.
+/// The tools an upstream shows an identity, each with what cleaning removed from its texts and
+/// why it is flagged, if anything; or why the upstream is not ready.
 pub type Visible = Result<Vec<(String, Option<String>)>, String>;
 
 /// What a gateway starts from besides its config.
@@ -83,6 +83,7 @@ impl Gateway {
         let exposure = Exposure {
             namespacing: config.namespacing,
             text_limit: config.text_limit,
+            upstreams: config.upstreams.iter().map(|u| u.name.clone()).collect(),
         };
         let handles: Vec<Arc<UpstreamHandle>> = config
             .upstreams
@@ -91,7 +92,7 @@ impl Gateway {
                 UpstreamHandle::new(
                     spec.clone(),
                     &inherited,
-                    exposure,
+                    exposure.clone(),
                     Arc::downgrade(&sessions),
                     recorder.clone(),
                     credentials.service_source(spec.name.as_str()),
@@ -216,11 +217,21 @@ impl Gateway {
                                     .sees(envelope, upstream, Exposed::Tool(&tool.name))
                             })
                             .map(|tool| {
-                                let cleaned = catalog
-                                    .cleaned
-                                    .get(tool.name.as_ref())
-                                    .map(ToString::to_string);
-                                (tool.name.to_string(), cleaned)
+                                let name = tool.name.as_ref();
+                                let notes: Vec<String> = [
+                                    catalog
+                                        .cleaned
+                                        .get(name)
+                                        .map(|removed| format!("its texts cleaned: {removed}")),
+                                    catalog.flagged.get(name).cloned(),
+                                ]
+                                .into_iter()
+                                .flatten()
+                                .collect();
+                                (
+                                    name.to_owned(),
+                                    (!notes.is_empty()).then(|| notes.join("; ")),
+                                )
                             })
                             .collect())
                     }

@@ -260,5 +260,67 @@ pub(crate) fn clean_template(template: &mut ResourceTemplate, limit: usize) -> R
     removed
 }
 
+/// Phrases by which a description tells the model what to do rather than saying what the tool
+/// does (lowercase).
+const INSTRUCTIONS: &[&str] = &[
+    "ignore previous",
+    "ignore all previous",
+    "ignore the previous",
+    "disregard previous",
+    "do not tell the user",
+    "don't tell the user",
+    "do not mention",
+    "without telling",
+    "before using any",
+    "before calling any",
+    "instead of calling",
+    "instead of using",
+    "always call",
+    "always use this",
+    "you must call",
+    "you must use",
+    "<important>",
+    "<instructions>",
+    "<system>",
+];
+
+/// Why a tool's `description` may be shadowing others (naming another upstream's tools, or
+/// telling the model what to do), if it does. `others` are the other upstreams' exposed-name
+/// prefixes (`mail.`). A flag is shown and recorded; it never grants or refuses anything.
+pub(crate) fn shadowing(description: &str, others: &[String]) -> Option<String> {
+    let folded = description.to_lowercase();
+    let named: Vec<&str> = others
+        .iter()
+        .filter(|prefix| folded.contains(&prefix.to_lowercase()))
+        .map(String::as_str)
+        .collect();
+    let told: Vec<&str> = INSTRUCTIONS
+        .iter()
+        .copied()
+        .filter(|phrase| folded.contains(phrase))
+        .collect();
+    let mut why = Vec::new();
+    if !named.is_empty() {
+        why.push(format!(
+            "it names another upstream's tools ({})",
+            named
+                .iter()
+                .map(|prefix| format!("`{prefix}…`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !told.is_empty() {
+        why.push(format!(
+            "it tells the model what to do ({})",
+            told.iter()
+                .map(|phrase| format!("\"{phrase}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    (!why.is_empty()).then(|| format!("possible cross-server shadowing: {}", why.join("; ")))
+}
+
 #[cfg(test)]
 mod tests;

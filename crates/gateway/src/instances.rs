@@ -141,7 +141,7 @@ impl Instances {
         let handle = UpstreamHandle::new(
             spec,
             &self.parts.inherited,
-            self.parts.exposure,
+            self.parts.exposure.clone(),
             self.parts.sessions.clone(),
             self.parts.recorder.clone(),
             service,
@@ -181,7 +181,7 @@ impl Instances {
         let handle = UpstreamHandle::new(
             template.spec.clone(),
             &BTreeMap::new(),
-            self.parts.exposure,
+            self.parts.exposure.clone(),
             Weak::new(),
             self.parts.recorder.clone(),
             None,

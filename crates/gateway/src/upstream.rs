@@ -73,14 +73,32 @@ pub struct Catalog {
     /// What cleaning removed from the texts of each entry that had anything removed, by its
     /// exposed name or URI (see `hygiene.rs`).
     pub(crate) cleaned: std::collections::BTreeMap<String, crate::hygiene::Removed>,
+    /// Why each flagged tool's description may be shadowing others, by its exposed name.
+    pub(crate) flagged: std::collections::BTreeMap<String, String>,
 }
 
 /// How an upstream's lists are shown to clients: its names under the configured namespacing,
-/// its texts cleaned and cut at `text_limit` characters.
-#[derive(Debug, Clone, Copy)]
+/// its texts cleaned and cut at `text_limit` characters, its tools' descriptions checked for
+/// naming the other upstreams' tools (`upstreams`: every configured name).
+#[derive(Debug, Clone)]
 pub(crate) struct Exposure {
     pub namespacing: Namespacing,
     pub text_limit: usize,
+    pub upstreams: Arc<[UpstreamName]>,
+}
+
+impl Exposure {
+    /// The exposed-name prefixes of every upstream but `own` (`mail.`); none when names are
+    /// passed through (one upstream).
+    fn others(&self, own: &UpstreamName) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .filter(|name| *name != own)
+            .filter_map(|name| self.namespacing.expose(name, "x").ok())
+            .filter_map(|exposed| exposed.strip_suffix('x').map(str::to_owned))
+            .filter(|prefix| !prefix.is_empty())
+            .collect()
+    }
 }
 
 /// A live connection to an upstream.
@@ -468,7 +486,7 @@ impl UpstreamHandle {
 
     /// Re-reads the upstream's lists and tells the clients when they changed.
     pub async fn refresh_catalog(&self, connection: &Connection) {
-        match fetch_catalog(&connection.peer, self.exposure, self.name()).await {
+        match fetch_catalog(&connection.peer, &self.exposure, self.name()).await {
             Ok(catalog) => {
                 // Several notifications of one change (a tool and a prompt list change, say)
                 // each re-read the lists; clients hear of a change once, when there is one.
@@ -612,7 +630,7 @@ impl UpstreamHandle {
             .unwrap_or_default();
         let catalog = match tokio::time::timeout(
             start_timeout,
-            fetch_catalog(&peer, self.exposure, self.name()),
+            fetch_catalog(&peer, &self.exposure, self.name()),
         )
         .await
         {
@@ -627,11 +645,14 @@ impl UpstreamHandle {
         };
         let n_tools = catalog.tools.len();
         let removed = catalog.removed();
-        let cleaned = if removed.is_empty() {
+        let mut cleaned = if removed.is_empty() {
             String::new()
         } else {
             format!("; its lists cleaned: {removed}")
         };
+        for (tool, why) in &catalog.flagged {
+            cleaned.push_str(&format!("; `{tool}` flagged, {why}"));
+        }
         let closer = shutdown.child_token();
         let connection = Arc::new(Connection {
             peer,
@@ -899,7 +920,7 @@ fn optional<T>(
 /// Reads every page of the upstream's lists and renames the entries for exposure.
 async fn fetch_catalog(
     peer: &Peer<RoleClient>,
-    exposure: Exposure,
+    exposure: &Exposure,
     upstream: &UpstreamName,
 ) -> Result<Catalog, CatalogError> {
     let namespacing = exposure.namespacing;
@@ -962,9 +983,12 @@ async fn fetch_catalog(
         }
     }
     catalog.drop_ambiguous(namespacing, upstream);
-    catalog.clean(exposure.text_limit);
+    catalog.clean(exposure.text_limit, &exposure.others(upstream));
     for (entry, removed) in &catalog.cleaned {
         tracing::warn!(%upstream, entry = %entry, %removed, "cleaned what the upstream lists");
+    }
+    for (tool, why) in &catalog.flagged {
+        tracing::warn!(%upstream, tool = %tool, "{why}");
     }
     Ok(catalog)
 }
