@@ -10,6 +10,7 @@
 mod checks;
 mod credential;
 mod error;
+pub mod import;
 mod launcher;
 mod model;
 mod raw;
