@@ -101,9 +101,12 @@ pub(crate) fn seal(
     key: &StoreKey,
     credentials: &Credentials,
 ) -> Result<Vec<u8>, StoreError> {
-    let grants = credentials.grants.iter().map(|(key, grant)| EntryOut::Grant {
-        key,
-        grant: GrantOut {
+    let grants = credentials
+        .grants
+        .iter()
+        .map(|(key, grant)| EntryOut::Grant {
+            key,
+            grant: GrantOut {
                 access_token: grant.access_token.expose(),
                 refresh_token: grant.refresh_token.as_ref().map(Secret::expose),
                 token_type: &grant.token_type,
@@ -111,10 +114,10 @@ pub(crate) fn seal(
                 scopes: &grant.scopes,
                 resource: &grant.resource,
                 authorization_server: &grant.authorization_server,
-            consented_clients: &grant.consented_clients,
-            obtained_at: grant.obtained_at,
-        },
-    });
+                consented_clients: &grant.consented_clients,
+                obtained_at: grant.obtained_at,
+            },
+        });
     let secrets = credentials
         .secrets
         .iter()

@@ -865,7 +865,10 @@ fn a_named_secret_round_trips_beside_the_grants_and_is_sealed() {
         Some(NAMED_SECRET.to_owned())
     );
     assert_eq!(
-        reopened.secret("OTHER").unwrap().map(|s| s.expose().to_owned()),
+        reopened
+            .secret("OTHER")
+            .unwrap()
+            .map(|s| s.expose().to_owned()),
         Some("second".to_owned())
     );
     assert!(reopened.secret("ABSENT").unwrap().is_none());

@@ -52,11 +52,20 @@ pub(crate) struct ClientFile {
 }
 
 /// Reads one client file: Codex's TOML when `toml`, else JSON (with comments allowed).
-/// Errors name the place, never a value.
+/// Errors name the place, never a value. Servers, their variables and headers come in name
+/// order whatever the file's order (or the JSON library's), so the output is stable.
 pub(crate) fn read(text: &str, toml: bool) -> Result<ClientFile, String> {
-    if toml {
-        return codex(text);
+    let mut file = if toml { codex(text)? } else { json(text)? };
+    file.servers.sort_by(|a, b| a.place.cmp(&b.place));
+    for server in &mut file.servers {
+        server.env.sort();
+        server.headers.sort_by(|a, b| a.0.cmp(&b.0));
+        server.ignored.sort();
     }
+    Ok(file)
+}
+
+fn json(text: &str) -> Result<ClientFile, String> {
     let value: Value = serde_json::from_str(&without_comments(text)).map_err(|error| {
         format!(
             "it is not JSON (line {}, column {})",
@@ -119,14 +128,18 @@ fn json_server(entry: &Map<String, Value>, server: &mut ClientServer) {
         let string = || value.as_str().map(str::to_owned);
         match key.as_str() {
             "command" => server.command = string(),
-            "args" => server.args = strings(value).unwrap_or_else(|| {
-                wrong.push("args");
-                Vec::new()
-            }),
-            "env" => server.env = string_map(value).unwrap_or_else(|| {
-                wrong.push("env");
-                Vec::new()
-            }),
+            "args" => {
+                server.args = strings(value).unwrap_or_else(|| {
+                    wrong.push("args");
+                    Vec::new()
+                })
+            }
+            "env" => {
+                server.env = string_map(value).unwrap_or_else(|| {
+                    wrong.push("env");
+                    Vec::new()
+                })
+            }
             "cwd" => server.cwd = string(),
             "url" | "serverUrl" => server.url = string(),
             "type" | "transport" => server.transport = string(),

@@ -416,15 +416,19 @@ fn plainly_not_secret(name: &str, value: &str) -> bool {
     let word = |v: &str| {
         v.len() <= 24
             && v.starts_with(|c: char| c.is_ascii_lowercase())
-            && v.bytes().all(|b| b.is_ascii_lowercase() || b"._-".contains(&b))
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b"._-".contains(&b))
     };
-    let number = !value.is_empty() && value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit());
+    let number =
+        !value.is_empty() && value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit());
     let path = value.starts_with('/')
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
-    let switch = ["true", "false", "TRUE", "FALSE", "True", "False", "yes", "no", "on", "off"]
-        .contains(&value);
+    let switch = [
+        "true", "false", "TRUE", "FALSE", "True", "False", "yes", "no", "on", "off",
+    ]
+    .contains(&value);
     value.is_empty() || word(value) || number || path || switch
 }
 

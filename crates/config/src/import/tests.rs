@@ -1,1 +1,229 @@
+//! Import cases as data: each client file in `fixtures/import/` with the report it gives
+//! beside it (`*.expected`: the config written, the variables to set, what was left out and
+//! why), and the properties every case keeps: no secret value anywhere in the report, and a
+//! config that this crate accepts.
+#![expect(clippy::panic, reason = "tests")]
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use expect_test::{ExpectFile, expect_file};
+
+use super::*;
+
+const HOME: &str = "/home/person";
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/import")
+        .join(name);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .replace("@HOME@", HOME)
+}
+
+/// The directories of the test machine.
+fn is_dir(path: &Path) -> bool {
+    [
+        "/home/person/work",
+        "/home/person/notes",
+        "/home/person/project",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir) == path)
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LANG" => Some("C.UTF-8".to_owned()),
+        "NOTES_TOKEN" | "API_TOKEN" => Some("env-FIXTURESECRET-never-read".to_owned()),
+        _ => None,
+    }
+}
+
+fn run(sources: &[(&str, &str, Option<&str>)]) -> Imported {
+    let sources: Vec<ImportSource> = sources
+        .iter()
+        .map(|(client, file, workspace)| ImportSource {
+            client: (*client).to_owned(),
+            path: PathBuf::from(format!("/fixtures/{file}")),
+            text: fixture(file),
+            workspace: workspace.map(PathBuf::from),
+        })
+        .collect();
+    import(
+        &sources,
+        &Machine {
+            home: Path::new(HOME),
+            env: &env,
+            is_dir: &is_dir,
+        },
+    )
+}
+
+fn report(imported: &Imported) -> String {
+    let mut text = imported.config.clone();
+    text.push_str("\n---- variables\n");
+    for variable in &imported.variables {
+        let _ = writeln!(
+            text,
+            "{} (for {}; {})",
+            variable.name,
+            variable.upstreams.join(", "),
+            variable.origins.join("; ")
+        );
+    }
+    text.push_str("---- skipped\n");
+    for skipped in &imported.skipped {
+        let _ = writeln!(text, "{}: {}", skipped.entry, skipped.reason);
+    }
+    text.push_str("---- notes\n");
+    for note in &imported.notes {
+        let _ = writeln!(text, "{note}");
+    }
+    text
+}
+
+fn check(sources: &[(&str, &str, Option<&str>)], expected: ExpectFile) {
+    let imported = run(sources);
+    let text = report(&imported);
+    // INVARIANT: every secret in the fixtures carries this marker; none may come out.
+    assert!(!text.contains("FIXTURESECRET"), "a secret leaked:\n{text}");
+    assert!(!text.contains("hunter2"), "a secret leaked:\n{text}");
+    if let Err(errors) = crate::parse(Path::new("/out/portcullis.toml"), &imported.config) {
+        panic!(
+            "the imported config is refused: {errors}\n{}",
+            imported.config
+        );
+    }
+    expected.assert_eq(&text);
+}
+
+#[test]
+fn claude_desktop() {
+    check(
+        &[("claude-desktop", "claude_desktop_config.json", None)],
+        expect_file!["../../../../fixtures/import/claude_desktop_config.expected"],
+    );
+}
+
+#[test]
+fn claude_code_user_and_project() {
+    check(
+        &[
+            ("claude-code", "claude.json", None),
+            ("claude-code", "mcp.json", Some("/home/person/project")),
+        ],
+        expect_file!["../../../../fixtures/import/claude.expected"],
+    );
+}
+
+#[test]
+fn cursor() {
+    check(
+        &[("cursor", "cursor-mcp.json", None)],
+        expect_file!["../../../../fixtures/import/cursor-mcp.expected"],
+    );
+}
+
+#[test]
+fn vscode_workspace_and_user_settings() {
+    check(
+        &[
+            ("vscode", "vscode-mcp.json", Some("/home/person/project")),
+            ("vscode", "vscode-settings.json", None),
+        ],
+        expect_file!["../../../../fixtures/import/vscode.expected"],
+    );
+}
+
+#[test]
+fn windsurf() {
+    check(
+        &[("windsurf", "windsurf-mcp_config.json", None)],
+        expect_file!["../../../../fixtures/import/windsurf-mcp_config.expected"],
+    );
+}
+
+#[test]
+fn codex() {
+    check(
+        &[("codex", "codex-config.toml", None)],
+        expect_file!["../../../../fixtures/import/codex-config.expected"],
+    );
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_reported_without_quoting_it() {
+    let imported = import(
+        &[
+            ImportSource {
+                client: "file".to_owned(),
+                path: PathBuf::from("/x/broken.json"),
+                text: r#"{"mcpServers": {"a": {"env": {"K": "sk-FIXTURESECRET"}}"#.to_owned(),
+                workspace: None,
+            },
+            ImportSource {
+                client: "codex".to_owned(),
+                path: PathBuf::from("/x/config.toml"),
+                text: "[mcp_servers.a]\nenv = { K = \"sk-FIXTURESECRET\" \n".to_owned(),
+                workspace: None,
+            },
+        ],
+        &Machine {
+            home: Path::new(HOME),
+            env: &env,
+            is_dir: &is_dir,
+        },
+    );
+    let text = report(&imported);
+    assert!(!text.contains("FIXTURESECRET"), "{text}");
+    assert_eq!(imported.skipped.len(), 2, "{text}");
+    assert!(imported.upstreams.is_empty());
+}
+
+#[test]
+fn values_are_written_only_when_plainly_no_secret() {
+    // (name, value, written into the config)
+    let cases = [
+        ("LOG_LEVEL", "debug", true),
+        ("READ_ONLY", "true", true),
+        ("PORT", "8080", true),
+        ("DATA_DIR", "/srv/data", true),
+        ("MODE", "", true),
+        ("API_KEY", "debug", false),
+        ("DB_PASSWORD", "x", false),
+        ("GITHUB_PAT", "abc", false),
+        ("SLACK_TEAM", "T0123ABC", false),
+        ("DATABASE_URL", "postgres://u:p@h/db", false),
+        ("ENDPOINT", "https://x.example/?key=abc", false),
+        ("NAME", "MixedCase", false),
+        ("OPTS", "a b", false),
+    ];
+    for (name, value, written) in cases {
+        let text = format!(
+            r#"{{"mcpServers": {{"s": {{"command": "node", "args": ["/s.js"], "env": {{"{name}": "{value}"}}}}}}}}"#
+        );
+        let imported = import(
+            &[ImportSource {
+                client: "file".to_owned(),
+                path: PathBuf::from("/x/c.json"),
+                text,
+                workspace: None,
+            }],
+            &Machine {
+                home: Path::new(HOME),
+                env: &env,
+                is_dir: &is_dir,
+            },
+        );
+        let in_env = imported.config.contains(&format!("{name} = "));
+        let as_variable = imported.variables.iter().any(|v| v.name == name);
+        assert_eq!(
+            (in_env, as_variable),
+            (written, !written),
+            "{name}={value}:\n{}",
+            imported.config
+        );
+    }
+}
