@@ -460,9 +460,9 @@ fn check_finds_what_would_fail_at_serve() {
         .any(|dir| cargo.parent() == Some(std::path::Path::new(dir)))
     {
         assert!(
-            stderr.contains(&format!(
+            stderr.contains(
                 "upstream `offpath`: program `cargo` was not found on the upstream's PATH `/bin:/usr/bin`"
-            )) && stderr.contains(&format!("it is `{}` on your PATH", cargo.display())),
+            ) && stderr.contains(&format!("it is `{}` on your PATH", cargo.display())),
             "{stderr}"
         );
     }

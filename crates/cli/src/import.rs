@@ -38,6 +38,16 @@ pub(crate) const CLIENTS: &[(&str, &[&str])] = &[
     ("codex", &["~/.codex/config.toml"]),
 ];
 
+/// `import --help`'s list of where each client keeps its servers.
+pub(crate) fn places_help() -> String {
+    let mut text =
+        String::from("Where each client keeps its MCP servers (~ is $HOME, . the workspace):");
+    for (client, places) in CLIENTS {
+        text.push_str(&format!("\n  {client:<15} {}", places.join(", ")));
+    }
+    text
+}
+
 /// What `import` was asked.
 pub(crate) struct Request {
     /// Client names or files; empty: every client found.

@@ -26,17 +26,6 @@ mod import;
 mod secret;
 mod telemetry;
 
-/// Where `import` looks for each client's servers.
-const IMPORT_HELP: &str = "Where each client keeps its MCP servers (~ is $HOME, . the workspace):
-  claude-desktop  ~/.config/Claude/claude_desktop_config.json
-                  ~/Library/Application Support/Claude/claude_desktop_config.json
-  claude-code     ~/.claude.json (top-level and per-project mcpServers), ./.mcp.json
-  cursor          ~/.cursor/mcp.json, ./.cursor/mcp.json
-  vscode          ./.vscode/mcp.json, ~/.config/Code/User/{mcp,settings}.json,
-                  ~/Library/Application Support/Code/User/{mcp,settings}.json
-  windsurf        ~/.codeium/windsurf/mcp_config.json
-  codex           ~/.codex/config.toml ([mcp_servers.NAME])";
-
 #[derive(Parser)]
 #[command(
     name = "portcullis",
@@ -123,7 +112,7 @@ enum Command {
     /// server; a dry run unless `--write`. Secrets in `env` and headers are never copied:
     /// they become variables to set (listed at the end), in the environment or with
     /// `portcullis secret set`.
-    #[command(after_help = IMPORT_HELP)]
+    #[command(after_help = import::places_help())]
     Import {
         /// A client (`claude-desktop`, `claude-code`, `cursor`, `vscode`, `windsurf`,
         /// `codex`) or a file of one of their shapes (repeatable); default: every client

@@ -9,7 +9,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
-use portcullis_config::{Config, UpstreamTransport};
+use portcullis_config::{Config, UpstreamTransport, is_env_name};
 use portcullis_credentials::{CredentialStore, Secret, StoreKey};
 
 /// `portcullis secret set`: the value from stdin (without echo on a terminal), never from the
@@ -21,7 +21,7 @@ pub(crate) fn set(config: &Config, name: &str, extra: &[String]) -> anyhow::Resu
             "`secret set` takes only the variable's name: the value is read from stdin, never from the command line (other users' `ps` and your shell's history would see it); nothing was stored"
         );
     }
-    if !is_variable_name(name) {
+    if !is_env_name(name) {
         bail!(
             "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
         );
@@ -36,14 +36,6 @@ pub(crate) fn set(config: &Config, name: &str, extra: &[String]) -> anyhow::Resu
         store.path().display()
     );
     Ok(())
-}
-
-fn is_variable_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// One line from stdin, its line ending removed; on a terminal, asked for with echo off.

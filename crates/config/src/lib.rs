@@ -16,6 +16,7 @@ mod model;
 mod raw;
 mod remote;
 
+pub use checks::is_env_name;
 pub use credential::{
     CredentialSettings, DEFAULT_KEY_ENV, Delegation, OAuthClient, ServiceCredential,
     UpstreamCredential,

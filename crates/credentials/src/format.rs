@@ -62,6 +62,10 @@ struct GrantOut<'a> {
 /// what it wrote when an older one rewrites it.
 #[derive(Deserialize)]
 #[serde(untagged)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "read once per entry and taken apart at once; boxing would only add indirection"
+)]
 enum EntryIn {
     Grant(GrantEntryIn),
     Secret(SecretEntryIn),

@@ -267,6 +267,7 @@ impl PolicyEngine {
         };
         let validation =
             Validator::new(schema_value.clone()).validate(&policies, ValidationMode::Strict);
+        let validated_from = errors.len();
         for error in validation.validation_errors() {
             let (file, text) = texts
                 .get(error.policy_id())
@@ -293,6 +294,12 @@ impl PolicyEngine {
                 problem.message = format!("policy `{named}`: {message}");
                 problem
             }));
+        }
+        // Cedar reports them in no fixed order: in file order, so one run reads like the next.
+        if let Some(validated) = errors.get_mut(validated_from..) {
+            validated.sort_by(|a, b| {
+                (&a.file, a.position, &a.message).cmp(&(&b.file, b.position, &b.message))
+            });
         }
         if !errors.is_empty() {
             return Err(PolicyError(errors));

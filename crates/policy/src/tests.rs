@@ -458,11 +458,11 @@ fn every_problem_of_every_file_is_reported_in_one_run_naming_the_policy_by_its_i
     .to_string();
     expect![[r#"
         broken.cedar:1:36: unexpected end of input
-        typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Tool` not found (did you mean `effect`?)
         typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Prompt` not found (did you mean `name`?)
         typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Resource` not found (did you mean `uri`?)
-        typos.cedar:5:45: policy `bad-effect`: attribute `effect` on entity type `Portcullis::Resource` not found (did you mean `uri`?)
+        typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Tool` not found (did you mean `effect`?)
         typos.cedar:5:45: policy `bad-effect`: attribute `effect` on entity type `Portcullis::Prompt` not found (did you mean `name`?)
+        typos.cedar:5:45: policy `bad-effect`: attribute `effect` on entity type `Portcullis::Resource` not found (did you mean `uri`?)
         typos.cedar:5:45: policy `bad-effect`: the types Long and String are not compatible (both operands to a `==` expression must have compatible types. Types must be exactly equal to be compatible)
         typos.cedar:7:45: policy `policy2`: attribute `nickname` on entity type `Portcullis::User` not found (did you mean `issuer`?)"#]].assert_eq(&problems);
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::checks::{is_env_name, is_loopback_authority};
 use crate::launcher::{Launcher, launcher};
+use crate::remote::RESERVED_HEADERS;
 
 use super::clients::{ClientServer, HeaderValue, Input};
 
@@ -54,21 +55,6 @@ pub(crate) struct SecretUse {
     /// variable apart; never written or shown.
     pub written: Option<String>,
 }
-
-/// Headers the transport sets itself; the config refuses them.
-const TRANSPORT_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "accept",
-    "connection",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-];
 
 /// The server as an upstream, or why it cannot be one.
 pub(crate) fn convert(
@@ -148,10 +134,11 @@ fn stdio(
         }
         Some(Launcher::Npm(_) | Launcher::Pypi(_)) => {}
         // Clients start a bare program name from the person's PATH: so does the upstream.
-        None if !command.contains('/') && !env.contains_key("PATH") => {
-            if !inherit_env.iter().any(|n| n == "PATH") {
-                inherit_env.insert(0, "PATH".to_owned());
-            }
+        None if !command.contains('/')
+            && !env.contains_key("PATH")
+            && !inherit_env.iter().any(|n| n == "PATH") =>
+        {
+            inherit_env.insert(0, "PATH".to_owned());
         }
         None => {}
     }
@@ -209,7 +196,7 @@ fn remote(
     let mut secrets = Vec::new();
     for (name, value) in &server.headers {
         let lower = name.to_ascii_lowercase();
-        if TRANSPORT_HEADERS.contains(&lower.as_str()) {
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
             notes.push(format!(
                 "header `{name}` is not imported: the transport sets it itself"
             ));
