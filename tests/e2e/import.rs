@@ -389,6 +389,20 @@ fn a_secret_on_the_command_line_is_refused_without_echoing_it_and_nothing_is_sto
         !ok && stderr.contains("is not an environment variable name"),
         "{stderr}"
     );
+    let (ok, _, stderr) = home.run(
+        &[
+            "secret",
+            "set",
+            "--config",
+            &config_arg,
+            &format!("TOKEN={value}"),
+        ],
+        "x\n",
+    );
+    assert!(
+        !ok && stderr.contains("give only the variable's name"),
+        "{stderr}"
+    );
     assert!(!store.exists());
     home.assert_no_secret();
 }

@@ -21,9 +21,15 @@ pub(crate) fn set(config: &Config, name: &str, extra: &[String]) -> anyhow::Resu
             "`secret set` takes only the variable's name: the value is read from stdin, never from the command line (other users' `ps` and your shell's history would see it); nothing was stored"
         );
     }
+    // Not quoted either: `NAME=value` is a likely slip, and the value may be the secret.
+    if name.contains('=') {
+        bail!(
+            "give only the variable's name: the value is read from stdin, never from the command line; nothing was stored"
+        );
+    }
     if !is_env_name(name) {
         bail!(
-            "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+            "the name given is not an environment variable name (letters, digits and `_`, not starting with a digit); nothing was stored"
         );
     }
     let value = read_value(name)?;

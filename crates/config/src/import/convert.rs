@@ -100,6 +100,7 @@ fn stdio(
         .chain(server.args.iter().map(String::as_str))
         .map(|word| expand(word, context))
         .collect::<Result<_, _>>()?;
+    secret_arguments(&line)?;
     let launched = launcher(&line)?;
     let cwd = server
         .cwd
@@ -185,6 +186,17 @@ fn remote(
         Some(other) => return Err(format!("`type = \"{other}\"` with a `url` is not a transport Portcullis speaks")),
     }
     let url = expand(url, context)?;
+    // INVARIANT: a URL is quoted or written only when it cannot carry a credential: not in its
+    // user part, not in its query (API keys often ride there). Portcullis sends a remote's
+    // secrets only as headers.
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    if authority.contains('@') || url.contains('?') {
+        return Err(
+            "its URL carries a user or a query, which may hold a credential that would be written into the config; Portcullis sends a remote's secrets only as headers (`headers = { NAME = { env = \"VARIABLE\" } }`), so add it by hand if the server takes one".to_owned(),
+        );
+    }
     if let Some(rest) = url.strip_prefix("http://")
         && !is_loopback_authority(rest)
     {
@@ -229,6 +241,44 @@ fn remote(
         notes: Vec::new(),
         secrets,
     })
+}
+
+/// Prefixes of well-known token formats (GitHub, OpenAI-style, Slack, GitLab).
+const TOKEN_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "github_pat_",
+    "sk-",
+    "xoxb-",
+    "xoxp-",
+    "glpat-",
+];
+
+/// INVARIANT: a command line that carries a secret is refused, never written: an option
+/// named like one (`--api-key KEY`, `--token=KEY`) with its value, or a word in a well-known
+/// token format. The config has no way to take an argument from a variable.
+fn secret_arguments(line: &[String]) -> Result<(), String> {
+    let mut words = line.iter().skip(1).peekable();
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) => (flag, Some(value)),
+            None => (word.as_str(), None),
+        };
+        let named = flag.starts_with('-') && secret_named(flag.trim_start_matches('-'));
+        let valued = inline.is_some_and(|v| !v.is_empty())
+            || words.peek().is_some_and(|next| !next.starts_with('-'));
+        if named && valued {
+            return Err(format!(
+                "its option `{flag}` passes a secret on the command line, which would be written into the config; give the server the secret through `env` if it reads one"
+            ));
+        }
+        if TOKEN_PREFIXES.iter().any(|prefix| word.starts_with(prefix)) {
+            return Err(
+                "an argument looks like a token, which would be written into the config; give the server the secret through `env` if it reads one".to_owned(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A value of `env` or a header, once its whole-value references are read.
@@ -319,8 +369,9 @@ pub(crate) fn expand(text: &str, context: &Context<'_>) -> Result<String, String
     while let Some(start) = rest.find("${") {
         out.push_str(rest.get(..start).unwrap_or(""));
         let after = rest.get(start + 2..).unwrap_or("");
+        // Not quoted: the text may be a secret.
         let Some(end) = after.find('}') else {
-            return Err(format!("`{text}` has a `${{` without its `}}`"));
+            return Err("a value has a `${` without its `}`".to_owned());
         };
         let name = after.get(..end).unwrap_or("");
         out.push_str(&variable_value(name, context)?);

@@ -227,3 +227,45 @@ fn values_are_written_only_when_plainly_no_secret() {
         );
     }
 }
+
+#[test]
+fn what_may_hold_a_secret_is_refused_without_being_quoted() {
+    let servers = [
+        r#""unclosed": {"command": "node", "args": ["/s.js"], "env": {"K": "sk-FIXTURESECRET${x"}}"#,
+        r#""query": {"url": "https://x.example/mcp?api_key=FIXTURESECRET"}"#,
+        r#""user": {"url": "https://me:FIXTURESECRET@x.example/mcp"}"#,
+        r#""header": {"url": "https://x.example/mcp", "headers": {"X-Key": "FIXTURESECRET${"}}"#,
+        r#""arg": {"command": "node", "args": ["/s.js", "${API_KEY}"]}"#,
+        r#""option": {"command": "node", "args": ["/s.js", "--api-key", "FIXTURESECRET"]}"#,
+        r#""inline": {"command": "node", "args": ["/s.js", "--token=FIXTURESECRET"]}"#,
+        r#""shaped": {"command": "node", "args": ["/s.js", "ghp_FIXTURESECRET"]}"#,
+    ];
+    let text = format!(r#"{{"mcpServers": {{{}}}}}"#, servers.join(", "));
+    let imported = import(
+        &[ImportSource {
+            client: "file".to_owned(),
+            path: PathBuf::from("/x/c.json"),
+            text,
+            workspace: None,
+        }],
+        &Machine {
+            home: Path::new(HOME),
+            env: &|_| Some("env-FIXTURESECRET".to_owned()),
+            is_dir: &is_dir,
+        },
+    );
+    let text = report(&imported);
+    assert!(!text.contains("FIXTURESECRET"), "{text}");
+    let skipped: Vec<&str> = imported
+        .skipped
+        .iter()
+        .map(|s| s.entry.rsplit('.').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "arg", "header", "inline", "option", "query", "shaped", "unclosed", "user"
+        ],
+        "{text}"
+    );
+}
