@@ -96,10 +96,11 @@ fn stdio(
     if let Some(kind) = server.transport.as_deref().filter(|t| *t != "stdio") {
         return Err(format!("it has a `command` and `type = \"{kind}\"`"));
     }
-    let line: Vec<String> = std::iter::once(command)
+    let mut line: Vec<String> = std::iter::once(command)
         .chain(server.args.iter().map(String::as_str))
         .map(|word| expand(word, context))
         .collect::<Result<_, _>>()?;
+    let mut secrets = container_environment(&mut line);
     secret_arguments(&line)?;
     let launched = launcher(&line)?;
     let cwd = server
@@ -108,8 +109,7 @@ fn stdio(
         .map(|cwd| expand(cwd, context))
         .transpose()?;
     let mut env = BTreeMap::new();
-    let mut inherit_env = Vec::new();
-    let mut secrets = Vec::new();
+    let mut inherit_env: Vec<String> = secrets.iter().map(|s| s.variable.clone()).collect();
     for (name, value) in &server.env {
         if !is_env_name(name) {
             return Err(format!("`env` key `{name}` is not a variable name"));
@@ -119,7 +119,9 @@ fn stdio(
                 env.insert(name.clone(), value);
             }
             moved => {
-                inherit_env.push(name.clone());
+                if !inherit_env.contains(name) {
+                    inherit_env.push(name.clone());
+                }
                 secrets.push(moved.secret(name));
             }
         }
@@ -243,6 +245,40 @@ fn remote(
     })
 }
 
+/// A container line's `-e NAME=value` (`--env`, `--env=`) whose value is not plainly a
+/// non-secret, rewritten to `-e NAME`: the engine then takes it from its own environment,
+/// which inherits it from Portcullis's.
+fn container_environment(line: &mut [String]) -> Vec<SecretUse> {
+    let engine = line
+        .first()
+        .and_then(|program| program.rsplit('/').next())
+        .is_some_and(|name| name == "docker" || name == "podman");
+    let mut secrets = Vec::new();
+    if !engine {
+        return secrets;
+    }
+    let mut option = false;
+    for word in line.iter_mut().skip(1) {
+        let (prefix, assignment) = match word.strip_prefix("--env=") {
+            Some(rest) => ("--env=", rest.to_owned()),
+            None if option => ("", word.clone()),
+            None => {
+                option = word == "-e" || word == "--env";
+                continue;
+            }
+        };
+        option = false;
+        if let Some((name, value)) = assignment.split_once('=')
+            && is_env_name(name)
+            && !plainly_not_secret(name, value)
+        {
+            secrets.push(Value::Plain(value.to_owned()).secret(name));
+            *word = format!("{prefix}{name}");
+        }
+    }
+    secrets
+}
+
 /// Prefixes of well-known token formats (GitHub, OpenAI-style, Slack, GitLab).
 const TOKEN_PREFIXES: &[&str] = &[
     "ghp_",
@@ -264,15 +300,18 @@ fn secret_arguments(line: &[String]) -> Result<(), String> {
             Some((flag, value)) => (flag, Some(value)),
             None => (word.as_str(), None),
         };
-        let named = flag.starts_with('-') && secret_named(flag.trim_start_matches('-'));
+        let named = secret_named(flag.trim_start_matches('-'));
         let valued = inline.is_some_and(|v| !v.is_empty())
-            || words.peek().is_some_and(|next| !next.starts_with('-'));
+            || (flag.starts_with('-') && words.peek().is_some_and(|next| !next.starts_with('-')));
         if named && valued {
             return Err(format!(
-                "its option `{flag}` passes a secret on the command line, which would be written into the config; give the server the secret through `env` if it reads one"
+                "its argument `{flag}` passes a secret on the command line, which would be written into the config; give the server the secret through `env` if it reads one"
             ));
         }
-        if TOKEN_PREFIXES.iter().any(|prefix| word.starts_with(prefix)) {
+        if TOKEN_PREFIXES
+            .iter()
+            .any(|prefix| word.starts_with(prefix) || inline.is_some_and(|v| v.starts_with(prefix)))
+        {
             return Err(
                 "an argument looks like a token, which would be written into the config; give the server the secret through `env` if it reads one".to_owned(),
             );

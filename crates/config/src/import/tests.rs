@@ -239,6 +239,8 @@ fn what_may_hold_a_secret_is_refused_without_being_quoted() {
         r#""option": {"command": "node", "args": ["/s.js", "--api-key", "FIXTURESECRET"]}"#,
         r#""inline": {"command": "node", "args": ["/s.js", "--token=FIXTURESECRET"]}"#,
         r#""shaped": {"command": "node", "args": ["/s.js", "ghp_FIXTURESECRET"]}"#,
+        r#""assigned": {"command": "node", "args": ["/s.js", "API_TOKEN=FIXTURESECRET"]}"#,
+        r#""docker": {"command": "docker", "args": ["run", "-i", "-e", "GITHUB_TOKEN=FIXTURESECRET", "--env=MODE=ro", "--env=KEY=FIXTURESECRET", "img"]}"#,
     ];
     let text = format!(r#"{{"mcpServers": {{{}}}}}"#, servers.join(", "));
     let imported = import(
@@ -264,8 +266,17 @@ fn what_may_hold_a_secret_is_refused_without_being_quoted() {
     assert_eq!(
         skipped,
         [
-            "arg", "header", "inline", "option", "query", "shaped", "unclosed", "user"
+            "arg", "assigned", "header", "inline", "option", "query", "shaped", "unclosed", "user"
         ],
         "{text}"
     );
+    // A container's `-e NAME=value` becomes `-e NAME` and a variable to set.
+    assert!(
+        imported.config.contains(
+            r#"command = ["docker", "run", "-i", "-e", "GITHUB_TOKEN", "--env=MODE=ro", "--env=KEY", "img"]"#
+        ),
+        "{text}"
+    );
+    let names: Vec<&str> = imported.variables.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["GITHUB_TOKEN", "KEY"], "{text}");
 }
