@@ -280,3 +280,43 @@ fn what_may_hold_a_secret_is_refused_without_being_quoted() {
     let names: Vec<&str> = imported.variables.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["GITHUB_TOKEN", "KEY"], "{text}");
 }
+
+#[test]
+fn one_variable_with_two_values_is_pointed_out_without_either() {
+    let server = |name: &str, value: &str| {
+        format!(
+            r#""{name}": {{"command": "node", "args": ["/s.js"], "env": {{"GITHUB_TOKEN": "{value}"}}}}"#
+        )
+    };
+    let run = |servers: [String; 2]| {
+        import(
+            &[ImportSource {
+                client: "file".to_owned(),
+                path: PathBuf::from("/x/c.json"),
+                text: format!(r#"{{"mcpServers": {{{}}}}}"#, servers.join(", ")),
+                workspace: None,
+            }],
+            &Machine {
+                home: Path::new(HOME),
+                env: &env,
+                is_dir: &is_dir,
+            },
+        )
+    };
+    let differing = run([
+        server("a", "ghp_FIXTURESECRET_one"),
+        server("b", "ghp_FIXTURESECRET_two"),
+    ]);
+    let text = report(&differing);
+    assert!(!text.contains("FIXTURESECRET"), "{text}");
+    assert!(
+        text.contains("`GITHUB_TOKEN` has different values in the client's files (for a, b)"),
+        "{text}"
+    );
+    let same = run([
+        server("a", "ghp_FIXTURESECRET_one"),
+        server("b", "ghp_FIXTURESECRET_one"),
+    ]);
+    assert!(same.notes.is_empty(), "{}", report(&same));
+    assert_eq!(same.variables.len(), 1);
+}
