@@ -418,3 +418,74 @@ fn check_describes_credentials_and_needs_their_variables() {
     );
     assert!(!stdout.contains(secret) && !stderr.contains(secret));
 }
+
+/// What used to pass `check` and then fail at `serve`: each is now a problem `check` names
+/// (or, for a root of `/`, a warning).
+#[test]
+fn check_finds_what_would_fail_at_serve() {
+    let scratch = Scratch::new();
+    let missing_root = scratch.path().join("no-such-dir");
+    let script = scratch.path().join("servers/missing.js");
+    // Test data: each upstream has one thing wrong that only the machine can tell.
+    let config = scratch.config(format!(
+        "[[upstream]]\nname = \"rootless\"\ncommand = [\"true\"]\nroots = [\"{}\"]\n\n\
+         [[upstream]]\nname = \"scriptless\"\ncommand = [\"node\", \"--no-warnings\", \"{}\"]\n\n\
+         [[upstream]]\nname = \"unfound\"\ncommand = [\"portcullis-no-such-program\"]\n\n\
+         [[upstream]]\nname = \"offpath\"\ncommand = [\"cargo\"]\n",
+        missing_root.display(),
+        script.display(),
+    ));
+    let (ok, _, stderr) = check(&config);
+    assert!(!ok);
+    for expected in [
+        format!(
+            "upstream `rootless`: root `{}` does not exist or is not a directory",
+            missing_root.display()
+        ),
+        format!(
+            "upstream `scriptless`: `node` is to run the script `{}`, which does not exist",
+            script.display()
+        ),
+        "upstream `unfound`: program `portcullis-no-such-program` was not found on the upstream's PATH `/bin:/usr/bin` (the default: it neither sets nor inherits `PATH`); install it, or write its absolute path in `command`".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "missing `{expected}` in:\n{stderr}");
+    }
+    // Found on Portcullis's PATH but not on the upstream's own: the absolute path is offered.
+    let cargo = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("cargo"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("cargo is on the test's PATH"));
+    if !["/bin", "/usr/bin"]
+        .iter()
+        .any(|dir| cargo.parent() == Some(std::path::Path::new(dir)))
+    {
+        assert!(
+            stderr.contains(
+                "upstream `offpath`: program `cargo` was not found on the upstream's PATH `/bin:/usr/bin`"
+            ) && stderr.contains(&format!("it is `{}` on your PATH", cargo.display())),
+            "{stderr}"
+        );
+    }
+
+    // The whole disk as a root: allowed, with a warning.
+    let scratch = Scratch::new();
+    let config = scratch
+        .config("[[upstream]]\nname = \"everywhere\"\ncommand = [\"true\"]\nroots = [\"/\"]\n");
+    let (ok, stdout, stderr) = check(&config);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("upstream `everywhere`: root `/` grants it every file"),
+        "{stderr}"
+    );
+
+    // `[upstream]` for `[[upstream]]`, said plainly.
+    let config = scratch.config("[upstream]\nname = \"single\"\ncommand = [\"true\"]\n");
+    let (ok, _, stderr) = check(&config);
+    assert!(!ok);
+    assert!(
+        stderr.contains("`[upstream]` is a single table") && stderr.contains("`[[upstream]]`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("invalid type"), "{stderr}");
+}

@@ -15,6 +15,7 @@ mod evidence;
 mod faults;
 mod http_guard;
 mod identity;
+mod import;
 mod instances;
 mod interaction;
 mod launchers;

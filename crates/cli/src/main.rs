@@ -22,6 +22,9 @@ use portcullis_gateway::{
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
 
+mod environment;
+mod import;
+mod secret;
 mod telemetry;
 
 #[derive(Parser)]
@@ -106,6 +109,32 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Turn MCP clients' configurations into a Portcullis configuration, one upstream per
+    /// server; a dry run unless `--write`. Secrets in `env` and headers are never copied:
+    /// they become variables to set (listed at the end), in the environment or with
+    /// `portcullis secret set`.
+    #[command(after_help = import::places_help())]
+    Import {
+        /// A client (`claude-desktop`, `claude-code`, `cursor`, `vscode`, `windsurf`,
+        /// `codex`) or a file of one of their shapes (repeatable); default: every client
+        /// whose configuration is found.
+        #[arg(long, value_name = "CLIENT|FILE")]
+        from: Vec<String>,
+        /// The workspace whose `.mcp.json`, `.cursor/mcp.json` and `.vscode/mcp.json` are read
+        /// and which `${workspaceFolder}` names (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// Write the configuration (default `~/.config/portcullis/portcullis.toml`) instead of
+        /// printing it.
+        #[arg(long, value_name = "PATH", num_args = 0..=1)]
+        write: Option<Option<PathBuf>>,
+        /// Replace the file `--write` names if it exists.
+        #[arg(long, requires = "write")]
+        force: bool,
+    },
+    /// Manage the secrets upstreams read (stored encrypted).
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Show the decision for one tool call and the policies that produced it.
     Explain {
         #[arg(long)]
@@ -123,6 +152,24 @@ enum Command {
         /// config alone.
         #[arg(long)]
         offline: bool,
+    },
+}
+
+/// Secrets the upstreams read, kept encrypted in the config's credential store.
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Store the value of variable NAME (read from stdin, without echo on a terminal; never
+    /// from the command line). An upstream that inherits NAME, or sends it as a header, gets
+    /// it when Portcullis's environment has no NAME. The store is `[credentials] store`,
+    /// encrypted with the key in `[credentials] key_env` (default `PORTCULLIS_CREDENTIAL_KEY`).
+    Set {
+        #[arg(long)]
+        config: PathBuf,
+        /// The variable's name, e.g. `GITHUB_PERSONAL_ACCESS_TOKEN`.
+        name: String,
+        /// Refused: a value on the command line is visible to others (`ps`, shell history).
+        #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        value: Vec<String>,
     },
 }
 
@@ -411,6 +458,22 @@ fn main() -> ExitCode {
         } => login(&config, &upstream, scopes),
         Command::Logout { config, upstream } => logout(&config, &upstream),
         Command::Prepare { config } => prepare(&config),
+        Command::Import {
+            from,
+            workspace,
+            write,
+            force,
+        } => import::run(&import::Request {
+            from,
+            workspace,
+            write,
+            force,
+        }),
+        Command::Secret(SecretCommand::Set {
+            config,
+            name,
+            value,
+        }) => load(&config).and_then(|config| secret::set(&config, &name, &value)),
     };
     telemetry.shutdown();
     match outcome {
@@ -517,83 +580,6 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// Checks what only the machine can tell: that programs and working directories exist.
-fn check_environment(config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
-    // The secrets credentials are read from, and the store's key when a grant may be kept.
-    let mut variables: Vec<(String, &str)> = config
-        .upstreams
-        .iter()
-        .filter_map(|upstream| upstream.credential.as_ref().map(|c| (upstream, c)))
-        .flat_map(|(upstream, credential)| {
-            credential
-                .secret_variables()
-                .into_iter()
-                .map(move |variable| (format!("upstream `{}`", upstream.name), variable))
-        })
-        .collect();
-    for upstream in &config.upstreams {
-        if let UpstreamTransport::Http { remote, .. } = &upstream.transport {
-            for header in &remote.headers {
-                variables.push((
-                    format!("upstream `{}` (header `{}`)", upstream.name, header.name),
-                    header.env.as_str(),
-                ));
-            }
-        }
-    }
-    if config
-        .upstreams
-        .iter()
-        .any(|u| matches!(u.credential, Some(UpstreamCredential::Delegated(_))))
-    {
-        variables.push((
-            "the credential store".to_owned(),
-            config.credentials.key_env.as_str(),
-        ));
-    }
-    for (whose, variable) in variables {
-        if std::env::var_os(variable).is_none() {
-            problems.push(format!(
-                "{whose}: the environment variable `{variable}` is not set (serve reads it at start)"
-            ));
-        }
-    }
-    for upstream in &config.upstreams {
-        if let UpstreamTransport::Stdio { program, cwd, .. } = &upstream.transport {
-            if !cwd.is_dir() {
-                problems.push(format!(
-                    "upstream `{}`: working directory `{}` does not exist",
-                    upstream.name,
-                    cwd.display()
-                ));
-            }
-            if !program_exists(program) {
-                problems.push(format!(
-                    "upstream `{}`: program `{}` was not found{}",
-                    upstream.name,
-                    program.display(),
-                    if program.components().count() > 1 {
-                        " (relative paths are relative to the configuration's directory)"
-                    } else {
-                        " on PATH"
-                    }
-                ));
-            }
-        }
-    }
-    problems
-}
-
-fn program_exists(program: &Path) -> bool {
-    if program.components().count() > 1 {
-        return program.is_file();
-    }
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
-}
-
 fn policy(config: &Config) -> anyhow::Result<PolicyEngine> {
     load_policy(&config.policy).map_err(|problems| anyhow::anyhow!("{problems}"))
 }
@@ -602,9 +588,14 @@ fn check(path: &Path, start_upstreams: bool) -> anyhow::Result<()> {
     let config = launched(path, Missing::Fail)?;
     let engine = policy(&config)?;
     let policies = engine.len();
-    let mut problems = check_environment(&config);
+    let values = secret::upstream_environment(&config)?;
+    let findings = environment::check_environment(&config, &values);
+    for warning in &findings.warnings {
+        eprintln!("portcullis: warning: {}: {warning}", path.display());
+    }
+    let mut problems = findings.errors;
     if problems.is_empty() {
-        problems = report_containment(&config);
+        problems = report_containment(&config, &values);
     }
     if !problems.is_empty() {
         bail!(
@@ -666,9 +657,9 @@ fn start_each(config: &Config, engine: PolicyEngine) -> anyhow::Result<()> {
 
 /// Prints each upstream's effective sandbox, as it would be if it started now; returns the
 /// upstreams that cannot be contained (they would not start).
-fn report_containment(config: &Config) -> Vec<String> {
+fn report_containment(config: &Config, values: &BTreeMap<String, String>) -> Vec<String> {
     let mut problems = Vec::new();
-    for (name, report) in containment_reports(config, &inherited_environment(config)) {
+    for (name, report) in containment_reports(config, values) {
         match report {
             ContainmentReport::Remote => {
                 println!("upstream `{name}`: streamable HTTP, nothing to contain");
@@ -807,7 +798,7 @@ fn start(
     let gateway = Gateway::start(
         config,
         GatewayParts {
-            inherited: inherited_environment(config),
+            inherited: secret::upstream_environment(config)?,
             policy: engine,
             recorder: Recorder::new(evidence, Arc::new(SystemClock)),
             state_key,
@@ -1167,26 +1158,12 @@ fn explain(
     Ok(())
 }
 
-/// The values of Portcullis's own environment that config lets some upstream inherit.
-fn inherited_environment(config: &Config) -> BTreeMap<String, String> {
-    config
-        .upstreams
-        .iter()
-        .flat_map(|u| match &u.transport {
-            UpstreamTransport::Stdio { inherit_env, .. } => inherit_env.clone(),
-            UpstreamTransport::Http { remote, .. } => {
-                remote.headers.iter().map(|h| h.env.clone()).collect()
-            }
-        })
-        .filter_map(|name| Some((name.clone(), std::env::var(&name).ok()?)))
-        .collect()
-}
-
 fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<()> {
     let mut config = launched(path, Missing::Install)?;
     // INVARIANT: a policy or schema that does not load stops start-up (fail closed).
     let engine = policy(&config)?;
-    for problem in check_environment(&config) {
+    let findings = environment::check_environment(&config, &secret::upstream_environment(&config)?);
+    for problem in findings.errors.iter().chain(&findings.warnings) {
         tracing::warn!("{problem}");
     }
     if let Some(listen) = listen {

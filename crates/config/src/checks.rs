@@ -8,7 +8,9 @@ use serde_spanned::Spanned;
 
 use crate::error::Reporter;
 
-pub(crate) fn is_env_name(name: &str) -> bool {
+/// Whether `name` can name an environment variable: letters, digits and `_`, not starting
+/// with a digit.
+pub fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()

@@ -10,12 +10,14 @@
 mod checks;
 mod credential;
 mod error;
+pub mod import;
 mod instance;
 mod launcher;
 mod model;
 mod raw;
 mod remote;
 
+pub use checks::is_env_name;
 pub use credential::{
     CredentialSettings, DEFAULT_KEY_ENV, Delegation, OAuthClient, ServiceCredential,
     UpstreamCredential,

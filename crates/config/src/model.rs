@@ -346,7 +346,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(error) => {
-            report.at(error.span(), error.message().trim_end().to_owned());
+            let single = single_upstream_tables(text);
+            if single.is_empty() {
+                report.at(error.span(), error.message().trim_end().to_owned());
+            }
+            // TOML's own words ("invalid type: map, expected a sequence", "duplicate key")
+            // do not say what is wrong with `[upstream]`.
+            for offset in single {
+                report.at(
+                    Some(offset..offset),
+                    "`[upstream]` is a single table; every upstream is an entry of a list, written `[[upstream]]` (double brackets), one per upstream",
+                );
+            }
             return report.finish(unreachable_config(file));
         }
     };
@@ -495,6 +506,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         credentials,
         packages,
     })
+}
+
+/// Where the text has a `[upstream]` header line (with single brackets).
+fn single_upstream_tables(text: &str) -> Vec<usize> {
+    let mut offset = 0;
+    let mut found = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let code = line.split('#').next().unwrap_or("");
+        let inner = code
+            .trim()
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+            .map(str::trim);
+        if inner == Some("upstream") {
+            found.push(offset + (line.len() - line.trim_start().len()));
+        }
+        offset += line.len();
+    }
+    found
 }
 
 fn unreachable_config(file: &Path) -> Config {

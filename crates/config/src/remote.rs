@@ -30,7 +30,7 @@ pub struct EnvHeader {
 }
 
 /// Headers Portcullis or the transport sets itself: a header table must not replace them.
-const RESERVED_HEADERS: &[&str] = &[
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",

@@ -633,3 +633,21 @@ fn remote_upstreams_take_https_a_ca_file_and_headers_from_the_environment() {
             conf/portcullis.toml:16:11: `ca_file` applies only to a `url` upstream, not to a `command` one"#]],
     );
 }
+
+#[test]
+fn a_single_upstream_table_is_named_for_what_it_is() {
+    // Alone: TOML would say "invalid type: map, expected a sequence".
+    check_errors(
+        "[upstream]\nname = \"a\"\ncommand = [\"x\"]\n",
+        expect![[
+            r#"conf/portcullis.toml:1:1: `[upstream]` is a single table; every upstream is an entry of a list, written `[[upstream]]` (double brackets), one per upstream"#
+        ]],
+    );
+    // After a `[[upstream]]`: TOML would say "duplicate key".
+    check_errors(
+        "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n\n  [ upstream ]  # the second\nname = \"b\"\ncommand = [\"y\"]\n",
+        expect![[
+            r#"conf/portcullis.toml:5:3: `[upstream]` is a single table; every upstream is an entry of a list, written `[[upstream]]` (double brackets), one per upstream"#
+        ]],
+    );
+}

@@ -22,14 +22,27 @@ const TAG_LEN: usize = 16;
 /// truncated rather than as a failed decryption, which is more useful at 3 AM.
 pub(crate) const MIN_LEN: usize = MAGIC.len() + NONCE_LEN + TAG_LEN;
 
-/// The decrypted contents: one grant per key.
-pub(crate) type Credentials = BTreeMap<CredentialKey, Grant>;
+/// The decrypted contents: one grant per key, and the operator's named secrets (`portcullis
+/// secret set NAME`), by name.
+#[derive(Default)]
+pub(crate) struct Credentials {
+    pub(crate) grants: BTreeMap<CredentialKey, Grant>,
+    pub(crate) secrets: BTreeMap<String, Secret>,
+}
 
-/// The plaintext is a JSON array of these, in key order.
+/// The plaintext is a JSON array of these: the grants in key order, then the named secrets in
+/// name order.
 #[derive(Serialize)]
-struct EntryOut<'a> {
-    key: &'a CredentialKey,
-    grant: GrantOut<'a>,
+#[serde(untagged)]
+enum EntryOut<'a> {
+    Grant {
+        key: &'a CredentialKey,
+        grant: GrantOut<'a>,
+    },
+    Secret {
+        name: &'a str,
+        secret: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -48,10 +61,28 @@ struct GrantOut<'a> {
 /// Unknown fields are refused, not dropped: a file written by a newer Portcullis must not lose
 /// what it wrote when an older one rewrites it.
 #[derive(Deserialize)]
+#[serde(untagged)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "read once per entry and taken apart at once; boxing would only add indirection"
+)]
+enum EntryIn {
+    Grant(GrantEntryIn),
+    Secret(SecretEntryIn),
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntryIn {
+struct GrantEntryIn {
     key: CredentialKey,
     grant: GrantIn,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEntryIn {
+    name: String,
+    secret: Secret,
 }
 
 #[derive(Deserialize)]
@@ -74,9 +105,10 @@ pub(crate) fn seal(
     key: &StoreKey,
     credentials: &Credentials,
 ) -> Result<Vec<u8>, StoreError> {
-    let entries: Vec<EntryOut<'_>> = credentials
+    let grants = credentials
+        .grants
         .iter()
-        .map(|(key, grant)| EntryOut {
+        .map(|(key, grant)| EntryOut::Grant {
             key,
             grant: GrantOut {
                 access_token: grant.access_token.expose(),
@@ -89,8 +121,15 @@ pub(crate) fn seal(
                 consented_clients: &grant.consented_clients,
                 obtained_at: grant.obtained_at,
             },
-        })
-        .collect();
+        });
+    let secrets = credentials
+        .secrets
+        .iter()
+        .map(|(name, secret)| EntryOut::Secret {
+            name,
+            secret: secret.expose(),
+        });
+    let entries: Vec<EntryOut<'_>> = grants.chain(secrets).collect();
     // Serializing strings, integers and sets cannot fail; the error, if any, says nothing of
     // the values, but is not passed on anyway.
     let plaintext = serde_json::to_vec(&entries).map_err(|_| StoreError::Encrypt {
@@ -200,8 +239,17 @@ fn decode(path: &Path, plaintext: &[u8]) -> Result<Credentials, StoreError> {
             error.column()
         ))
     })?;
-    let mut credentials = Credentials::new();
-    for EntryIn { key, grant } in entries {
+    let mut credentials = Credentials::default();
+    for entry in entries {
+        let GrantEntryIn { key, grant } = match entry {
+            EntryIn::Grant(grant) => grant,
+            EntryIn::Secret(SecretEntryIn { name, secret }) => {
+                if credentials.secrets.insert(name, secret).is_some() {
+                    return Err(corrupt("it holds two secrets of the same name".to_owned()));
+                }
+                continue;
+            }
+        };
         let grant = Grant {
             access_token: grant.access_token,
             refresh_token: grant.refresh_token,
@@ -215,7 +263,7 @@ fn decode(path: &Path, plaintext: &[u8]) -> Result<Credentials, StoreError> {
         };
         // Two grants for one key mean the file was not written by this crate; which one to
         // trust cannot be decided here.
-        if credentials.insert(key, grant).is_some() {
+        if credentials.grants.insert(key, grant).is_some() {
             return Err(corrupt(
                 "it holds two credentials for the same user and upstream".to_owned(),
             ));

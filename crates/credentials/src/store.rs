@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::format::{self, Credentials};
-use crate::{CredentialKey, Grant, GrantSummary, StoreError, StoreKey};
+use crate::{CredentialKey, Grant, GrantSummary, Secret, StoreError, StoreKey};
 
 /// How often opening a file is retried when its path turns out to name another file than the
 /// one just inspected (another process renamed a new version over it in between). Each retry
@@ -95,7 +95,7 @@ impl CredentialStore {
                 Some(bytes) => {
                     format::unseal(&inner.path, &inner.key, &bytes)?;
                 }
-                None => inner.write(&Credentials::new())?,
+                None => inner.write(&Credentials::default())?,
             }
         }
         Ok(Self {
@@ -105,7 +105,7 @@ impl CredentialStore {
 
     /// The grant for `key`, read from the file as it is now.
     pub fn get(&self, key: &CredentialKey) -> Result<Option<Grant>, StoreError> {
-        Ok(self.inner.read()?.remove(key))
+        Ok(self.inner.read()?.grants.remove(key))
     }
 
     /// Stores `grant` for `key`, replacing any grant it had. Durable when it returns `Ok`;
@@ -113,7 +113,7 @@ impl CredentialStore {
     pub fn put(&self, key: CredentialKey, grant: Grant) -> Result<(), StoreError> {
         let _lock = self.inner.lock()?;
         let mut credentials = self.inner.read()?;
-        credentials.insert(key, grant);
+        credentials.grants.insert(key, grant);
         self.inner.write(&credentials)
     }
 
@@ -122,7 +122,7 @@ impl CredentialStore {
     pub fn remove(&self, key: &CredentialKey) -> Result<Option<Grant>, StoreError> {
         let _lock = self.inner.lock()?;
         let mut credentials = self.inner.read()?;
-        let removed = credentials.remove(key);
+        let removed = credentials.grants.remove(key);
         if removed.is_some() {
             self.inner.write(&credentials)?;
         }
@@ -134,12 +134,33 @@ impl CredentialStore {
         Ok(self
             .inner
             .read()?
+            .grants
             .into_iter()
             .map(|(key, grant)| {
                 let summary = grant.summary();
                 (key, summary)
             })
             .collect())
+    }
+
+    /// The operator's secret called `name` (`portcullis secret set NAME`), read from the file
+    /// as it is now.
+    pub fn secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.inner.read()?.secrets.remove(name))
+    }
+
+    /// Stores the operator's secret `name`, replacing any value it had. Durable when it
+    /// returns `Ok`, like `put`.
+    pub fn put_secret(&self, name: &str, secret: Secret) -> Result<(), StoreError> {
+        let _lock = self.inner.lock()?;
+        let mut credentials = self.inner.read()?;
+        credentials.secrets.insert(name.to_owned(), secret);
+        self.inner.write(&credentials)
+    }
+
+    /// The names of the operator's stored secrets, in name order (never their values).
+    pub fn secret_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.inner.read()?.secrets.into_keys().collect())
     }
 
     pub fn path(&self) -> &Path {

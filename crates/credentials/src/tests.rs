@@ -841,3 +841,63 @@ fn the_store_handle_can_be_shared_across_tasks() {
     shareable::<CredentialStore>();
     shareable::<Grant>();
 }
+
+const NAMED_SECRET: &str = "ghp_NAMED-OPERATOR-SECRET-41c7e2";
+
+#[test]
+fn a_named_secret_round_trips_beside_the_grants_and_is_sealed() {
+    let (dir, path) = stored();
+    let store = CredentialStore::open(&path, key()).unwrap();
+    store
+        .put_secret("GITHUB_TOKEN", Secret::new(NAMED_SECRET))
+        .unwrap();
+    store
+        .put_secret("OTHER", Secret::new("replaced later"))
+        .unwrap();
+    store.put_secret("OTHER", Secret::new("second")).unwrap();
+    drop(store);
+    let reopened = CredentialStore::open(&path, key()).unwrap();
+    assert_eq!(
+        reopened
+            .secret("GITHUB_TOKEN")
+            .unwrap()
+            .map(|s| s.expose().to_owned()),
+        Some(NAMED_SECRET.to_owned())
+    );
+    assert_eq!(
+        reopened
+            .secret("OTHER")
+            .unwrap()
+            .map(|s| s.expose().to_owned()),
+        Some("second".to_owned())
+    );
+    assert!(reopened.secret("ABSENT").unwrap().is_none());
+    assert_eq!(reopened.secret_names().unwrap(), ["GITHUB_TOKEN", "OTHER"]);
+    // The grant written before is still there: secrets and grants share the file.
+    assert_eq!(reopened.list().unwrap().len(), 1);
+    for file in [path.clone(), dir.path().join("credentials.pcred.lock")] {
+        let bytes = fs::read(&file).unwrap();
+        for needle in [NAMED_SECRET.as_bytes(), b"GITHUB_TOKEN"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|window| window == needle),
+                "in the clear in `{}`",
+                file.display()
+            );
+        }
+    }
+    // A wrong key reads no secret, and the error does not quote one.
+    let error = CredentialStore::open(&path, other_key()).unwrap_err();
+    assert!(!error.to_string().contains(NAMED_SECRET));
+}
+
+#[test]
+fn a_secret_entry_of_an_unknown_shape_is_refused_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let plaintext = format!(r#"[{{"name":"A","secret":"{NAMED_SECRET}","extra":1}}]"#);
+    fs::write(&path, seal_plaintext(plaintext.as_bytes())).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let error = CredentialStore::open(&path, key()).unwrap_err().to_string();
+    assert!(error.contains("unexpected shape"), "{error}");
+    assert!(!error.contains(NAMED_SECRET), "{error}");
+}

@@ -209,11 +209,18 @@ impl PolicyEngine {
     /// Parses the schema and every policy file, and validates them together (strict mode).
     /// Every problem is reported, with its file, line and column.
     pub fn load(schema: &Source, policy_files: &[Source]) -> Result<Self, PolicyError> {
-        let (schema_value, _warnings) = Schema::from_cedarschema_str(&schema.text)
-            .map_err(|e| PolicyError(problems(&schema.name, &schema.text, &e)))?;
-        let mut policies = PolicySet::new();
-        let mut meta = HashMap::new();
+        // Every problem in one run: a schema or a file that does not parse does not stop the
+        // other files from being parsed, nor the policies that did parse from being validated.
         let mut errors = Vec::new();
+        let schema_value = match Schema::from_cedarschema_str(&schema.text) {
+            Ok((schema_value, _warnings)) => Some(schema_value),
+            Err(e) => {
+                errors.extend(problems(&schema.name, &schema.text, &e));
+                None
+            }
+        };
+        let mut policies = PolicySet::new();
+        let mut meta: HashMap<PolicyId, Meta> = HashMap::new();
         // Validation errors name a policy; this maps each back to its file's text.
         let mut texts: HashMap<PolicyId, (&str, &str)> = HashMap::new();
         for file in policy_files {
@@ -255,17 +262,44 @@ impl PolicyEngine {
                 }
             }
         }
-        if !errors.is_empty() {
+        let Some(schema_value) = schema_value else {
             return Err(PolicyError(errors));
-        }
+        };
         let validation =
             Validator::new(schema_value.clone()).validate(&policies, ValidationMode::Strict);
+        let validated_from = errors.len();
         for error in validation.validation_errors() {
             let (file, text) = texts
                 .get(error.policy_id())
                 .copied()
                 .unwrap_or((schema.name.as_str(), ""));
-            errors.extend(problems(file, text, error));
+            // Named as the person wrote it: its `@id`, not Cedar's generated `FILE:policyN`.
+            let internal = error.policy_id().to_string();
+            let named = meta.get(error.policy_id()).map_or_else(
+                || internal.clone(),
+                |m| {
+                    if m.reference.id == internal {
+                        internal
+                            .strip_prefix(&format!("{file}:"))
+                            .unwrap_or(&internal)
+                            .to_owned()
+                    } else {
+                        m.reference.id.clone()
+                    }
+                },
+            );
+            let unnamed = format!("for policy `{internal}`, ");
+            errors.extend(problems(file, text, error).into_iter().map(|mut problem| {
+                let message = problem.message.replace(&unnamed, "");
+                problem.message = format!("policy `{named}`: {message}");
+                problem
+            }));
+        }
+        // Cedar reports them in no fixed order: in file order, so one run reads like the next.
+        if let Some(validated) = errors.get_mut(validated_from..) {
+            validated.sort_by(|a, b| {
+                (&a.file, a.position, &a.message).cmp(&(&b.file, b.position, &b.message))
+            });
         }
         if !errors.is_empty() {
             return Err(PolicyError(errors));

@@ -235,7 +235,7 @@ fn problems_name_the_file_line_and_column() {
         SHIPPED_SCHEMA,
         "// a policy missing its end\n\npermit (principal, action, resource",
     ));
-    expect!["broken.cedar:2:80: for policy `broken.cedar:policy0`, attribute `colour` on entity type `Portcullis::Tool` not found (did you mean `effect`?)"].assert_eq(&load(
+    expect!["broken.cedar:2:80: policy `policy0`: attribute `colour` on entity type `Portcullis::Tool` not found (did you mean `effect`?)"].assert_eq(&load(
         SHIPPED_SCHEMA,
         "\npermit (principal, action == Portcullis::Action::\"call_tool\", resource) when { resource.colour == \"red\" };",
     ));
@@ -435,4 +435,34 @@ fn the_call_decision_hides_denies_asks_or_allows_in_order() {
         };
         assert_eq!(got, expected, "{name}");
     }
+}
+
+#[test]
+fn every_problem_of_every_file_is_reported_in_one_run_naming_the_policy_by_its_id() {
+    let problems = PolicyEngine::load(
+        &source("portcullis.cedarschema", SHIPPED_SCHEMA),
+        &[
+            source("default.cedar", SHIPPED_POLICY),
+            source(
+                "typos.cedar",
+                "@id(\"no-red-tools\")\nforbid (principal, action, resource) when { resource.colour == \"red\" };\n\n@id(\"bad-effect\")\npermit (principal, action, resource) when { resource.effect == 3 };\n\npermit (principal, action, resource) when { principal.nickname == \"x\" };\n",
+            ),
+            source(
+                "broken.cedar",
+                "permit (principal, action, resource",
+            ),
+        ],
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    expect![[r#"
+        broken.cedar:1:36: unexpected end of input
+        typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Prompt` not found (did you mean `name`?)
+        typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Resource` not found (did you mean `uri`?)
+        typos.cedar:2:45: policy `no-red-tools`: attribute `colour` on entity type `Portcullis::Tool` not found (did you mean `effect`?)
+        typos.cedar:5:45: policy `bad-effect`: attribute `effect` on entity type `Portcullis::Prompt` not found (did you mean `name`?)
+        typos.cedar:5:45: policy `bad-effect`: attribute `effect` on entity type `Portcullis::Resource` not found (did you mean `uri`?)
+        typos.cedar:5:45: policy `bad-effect`: the types Long and String are not compatible (both operands to a `==` expression must have compatible types. Types must be exactly equal to be compatible)
+        typos.cedar:7:45: policy `policy2`: attribute `nickname` on entity type `Portcullis::User` not found (did you mean `issuer`?)"#]].assert_eq(&problems);
 }
