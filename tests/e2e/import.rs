@@ -435,3 +435,106 @@ async fn a_stored_secret_reaches_its_upstream_and_is_redacted_from_what_comes_ba
     assert!(!answer.contains(&value), "{answer}");
     home.assert_no_secret();
 }
+
+#[test]
+fn a_client_is_moved_behind_portcullis_by_import_and_install_and_lists_through_it() {
+    let mut home = Home::new();
+    let fixture = bin("portcullis-fixture");
+    let work = home.path().join("work");
+    let client_file = home
+        .path()
+        .join(".config/Claude/claude_desktop_config.json");
+    let client_dir = home.path().join(".config/Claude");
+    std::fs::create_dir_all(&client_dir).unwrap_or_else(|e| panic!("{e}"));
+    let original = json!({
+        "globalShortcut": "Ctrl+Space",
+        "mcpServers": {
+            "files": {"command": fixture.display().to_string(), "args": ["--scratch", work.display().to_string()]},
+            "from-git": {"command": "npx", "args": ["-y", "github:someone/server"]},
+        },
+    });
+    let original = serde_json::to_string_pretty(&original).unwrap_or_default();
+    std::fs::write(&client_file, &original).unwrap_or_else(|e| panic!("{e}"));
+    let read_client = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&client_file).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the client's file is not JSON: {e}"))
+    };
+    let backups = || -> usize {
+        std::fs::read_dir(&client_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| entry.file_name().to_string_lossy().ends_with(".bak"))
+                    .count()
+            })
+            .unwrap_or_default()
+    };
+
+    let (imported, _, said) = home.run(&["import", "--from", "claude-desktop", "--write"], "");
+    assert!(imported, "{said}");
+    let config = home.path().join(".config/portcullis/portcullis.toml");
+    let (installed, _, said) =
+        home.run(&["install", "--client", "claude-desktop", "--replace"], "");
+    assert!(installed, "{said}");
+    assert!(said.contains("moved out of the client"), "{said}");
+
+    // One entry that starts this portcullis on that config; every other key kept; the
+    // imported server moved out, the one import refused left where it was.
+    let client = read_client();
+    let program = std::fs::canonicalize(bin("portcullis")).unwrap_or_default();
+    let config = std::fs::canonicalize(&config).unwrap_or_default();
+    assert_eq!(
+        client["mcpServers"]["portcullis"],
+        json!({"command": program.display().to_string(), "args": ["serve", "--config", config.display().to_string()]}),
+        "{client}"
+    );
+    assert_eq!(client["globalShortcut"], "Ctrl+Space");
+    assert!(client["mcpServers"].get("files").is_none(), "{client}");
+    assert!(client["mcpServers"].get("from-git").is_some(), "{client}");
+    assert_eq!(backups(), 1);
+    // Again: nothing changes, nothing is written.
+    let (again, _, said) = home.run(&["install", "--client", "claude-desktop", "--replace"], "");
+    assert!(again && said.contains("nothing written"), "{said}");
+    assert_eq!(backups(), 1);
+
+    // The client starts the entry as it starts any server: the imported server's tools are
+    // listed through Portcullis, namespaced.
+    let entry = &client["mcpServers"]["portcullis"];
+    let mut argv = vec![entry["command"].as_str().unwrap_or_default().to_owned()];
+    argv.extend(
+        entry["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|arg| arg.as_str().map(str::to_owned)),
+    );
+    let listed = crate::support::ts_client(
+        &crate::support::Target::Stdio(&argv),
+        &["--scenario", "list"],
+    );
+    let names = crate::support::names(&listed["tools"]);
+    assert!(names.contains(&"files.echo".to_owned()), "{listed}");
+
+    // Uninstall takes the entry out and keeps the rest.
+    let (removed, _, said) = home.run(&["uninstall", "--client", "claude-desktop"], "");
+    assert!(removed, "{said}");
+    let client = read_client();
+    assert!(client["mcpServers"].get("portcullis").is_none(), "{client}");
+    assert_eq!(client["globalShortcut"], "Ctrl+Space");
+    assert_eq!(backups(), 2);
+    let (again, _, said) = home.run(&["uninstall", "--client", "claude-desktop"], "");
+    assert!(again && said.contains("nothing written"), "{said}");
+    // The first backup is the client's file as it was.
+    let first_backup = std::fs::read_dir(&client_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with(".bak"))
+        .min()
+        .unwrap_or_default();
+    assert_eq!(
+        std::fs::read_to_string(first_backup).unwrap_or_default(),
+        original
+    );
+}

@@ -112,7 +112,7 @@ pub(crate) fn run(request: &Request) -> anyhow::Result<()> {
 }
 
 /// `$XDG_CONFIG_HOME/portcullis/portcullis.toml`, else `~/.config/portcullis/portcullis.toml`.
-fn default_path(home: &Path) -> PathBuf {
+pub(crate) fn default_path(home: &Path) -> PathBuf {
     std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
@@ -234,7 +234,7 @@ fn summary(imported: &Imported, path: &Path) {
 
 /// Writes `text` to `path` whole or not at all: a new file beside it (0600, fsynced), then
 /// linked into place (which fails if `path` exists) or, with `force`, renamed over it.
-fn write(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
     if !force && path.exists() {
         bail!(
             "`{}` exists; `--force` replaces it, or give another path to `--write`",

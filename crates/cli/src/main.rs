@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 mod environment;
 mod import;
+mod install;
 mod secret;
 mod telemetry;
 
@@ -131,6 +132,32 @@ enum Command {
         /// Replace the file `--write` names if it exists.
         #[arg(long, requires = "write")]
         force: bool,
+    },
+    /// Put the one Portcullis entry into an MCP client's configuration (every other key kept,
+    /// the old file backed up beside it; nothing written when nothing changes). Restart the
+    /// client afterwards.
+    Install {
+        /// `claude-desktop`, `claude-code`, `cursor`, `vscode`, `windsurf` or `codex`.
+        #[arg(long)]
+        client: String,
+        /// The Portcullis configuration the client is to use (default
+        /// `~/.config/portcullis/portcullis.toml`, where `import --write` puts it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The client's file, instead of its usual place.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Also take out of the client the servers the configuration imported: they are
+        /// reached through Portcullis now (the backup keeps them).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Take the Portcullis entry out of an MCP client's configuration (the old file backed up).
+    Uninstall {
+        #[arg(long)]
+        client: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// Manage the secrets upstreams read (stored encrypted).
     #[command(subcommand)]
@@ -468,6 +495,25 @@ fn main() -> ExitCode {
             workspace,
             write,
             force,
+        }),
+        Command::Install {
+            client,
+            config,
+            file,
+            replace,
+        } => installed_config(config).and_then(|config| {
+            install::install(&install::Request {
+                client,
+                file,
+                config: Some(config),
+                replace,
+            })
+        }),
+        Command::Uninstall { client, file } => install::uninstall(&install::Request {
+            client,
+            file,
+            config: None,
+            replace: false,
         }),
         Command::Secret(SecretCommand::Set {
             config,
@@ -810,6 +856,25 @@ fn start(
 }
 
 /// The upstreams' credentials: the secrets config names, read from the environment now.
+/// The configuration `install` points the client at (checked), and its upstreams' names.
+fn installed_config(path: Option<PathBuf>) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let path = match path {
+        Some(path) => path,
+        None => import::default_path(
+            &std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .context("`HOME` is not set; name the configuration with `--config`")?,
+        ),
+    };
+    let config = load(&path)?;
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(|upstream| upstream.name.to_string())
+        .collect();
+    Ok((path, upstreams))
+}
+
 fn credentials(config: &Config) -> anyhow::Result<Arc<Credentials>> {
     let read = |name: &str| std::env::var(name).ok();
     Credentials::start(config, &read, config.approval.timeout)

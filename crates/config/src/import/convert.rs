@@ -530,7 +530,7 @@ fn variable_case(text: &str) -> String {
 
 /// The client's name as an upstream name: letters, digits, `-` and `_`, starting with a
 /// letter, at most 28 characters (room for a suffix that tells two apart).
-pub(crate) fn upstream_name(client_name: &str) -> String {
+pub fn upstream_name(client_name: &str) -> String {
     let mut name: String = client_name
         .chars()
         .map(|c| {

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use convert::{Context, Planned, PlannedTransport, convert, upstream_name};
+pub use convert::upstream_name;
+use convert::{Context, Planned, PlannedTransport, convert};
 
 /// One client file to import.
 pub struct ImportSource {
