@@ -489,3 +489,88 @@ fn check_finds_what_would_fail_at_serve() {
     );
     assert!(!stderr.contains("invalid type"), "{stderr}");
 }
+
+/// `portcullis doctor` in a home of its own, with `config`; whether it passed, and its lines.
+fn doctor(home: &std::path::Path, config: &std::path::Path) -> (bool, String) {
+    let output = Command::new(bin("portcullis"))
+        .args(["doctor", "--config"])
+        .arg(config)
+        .env("HOME", home)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    let lines: String = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| {
+            ["OK  ", "WARN", "FAIL"]
+                .iter()
+                .any(|tag| line.starts_with(tag))
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    (output.status.success(), lines)
+}
+
+#[test]
+fn doctor_says_what_the_machine_gives_and_what_to_fix() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = Scratch::new();
+    let home = scratch.sub("home");
+    let config =
+        scratch.config(Config::relay().upstream(Upstream::fixture("fx", &scratch.sub("work"))));
+    // A client that starts Portcullis, and one that does not.
+    let claude = home.join(".config/Claude");
+    std::fs::create_dir_all(&claude).unwrap_or_else(|e| panic!("{e}"));
+    let entry = serde_json::json!({"mcpServers": {"portcullis": {
+        "command": bin("portcullis").display().to_string(),
+        "args": ["serve", "--config", config.display().to_string()],
+    }}});
+    std::fs::write(claude.join("claude_desktop_config.json"), entry.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(home.join(".cursor")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        home.join(".cursor/mcp.json"),
+        r#"{"mcpServers": {"files": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]}}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let (passed, lines) = doctor(&home, &config);
+    assert!(passed, "{lines}");
+    for expected in [
+        "OK    kernel: landlock ABI",
+        "OK    kernel: seccomp filters",
+        "claude_desktop_config.json` starts Portcullis",
+        "WARN  cursor: ",
+        "does not start Portcullis; fix: `portcullis import --from cursor --write`, then `portcullis install --client cursor --replace`",
+        "checks, and every upstream started",
+    ] {
+        assert!(
+            lines.contains(expected),
+            "missing `{expected}` in:\n{lines}"
+        );
+    }
+    assert!(!lines.contains("FAIL"), "{lines}");
+
+    // State others may write to fails, saying how to fix it.
+    let state = scratch.path().join("state");
+    std::fs::create_dir_all(&state).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (passed, lines) = doctor(&home, &config);
+    assert!(!passed, "{lines}");
+    assert!(
+        lines.contains(&format!(
+            "FAIL  state `{}` is writable by others (mode 777)",
+            state.display()
+        )),
+        "{lines}"
+    );
+    assert!(lines.contains("fix: `chmod go-w"), "{lines}");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A configuration that does not check fails too.
+    let broken = scratch.path().join("broken.toml");
+    std::fs::write(&broken, "[[upstream]]\nname = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let (passed, lines) = doctor(&home, &broken);
+    assert!(!passed, "{lines}");
+    assert!(lines.contains("FAIL  `"), "{lines}");
+}

@@ -22,6 +22,7 @@ use portcullis_gateway::{
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
 
+mod doctor;
 mod environment;
 mod import;
 mod install;
@@ -151,6 +152,14 @@ enum Command {
         /// reached through Portcullis now (the backup keeps them).
         #[arg(long)]
         replace: bool,
+    },
+    /// What this machine gives Portcullis, a line each with OK, WARN or FAIL and the fix: the
+    /// kernel's containment, the programs server lines run, the clients' configurations, and
+    /// the configuration (checked, its state private, every upstream started).
+    Doctor {
+        /// The configuration to check (default the one `import --write` writes, if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Take the Portcullis entry out of an MCP client's configuration (the old file backed up).
     Uninstall {
@@ -509,6 +518,13 @@ fn main() -> ExitCode {
                 replace,
             })
         }),
+        Command::Doctor { config } => doctor::run(
+            config,
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|home| home.is_absolute())
+                .as_deref(),
+        ),
         Command::Uninstall { client, file } => install::uninstall(&install::Request {
             client,
             file,

@@ -284,6 +284,19 @@ const INSTRUCTIONS: &[&str] = &[
     "<system>",
 ];
 
+/// Whether `text` holds `prefix` as the start of a tool name: not inside a word, and followed
+/// by a name's character (`mail.send`, not a sentence ending in "mail.").
+fn names_a_tool(text: &str, prefix: &str) -> bool {
+    text.match_indices(prefix).any(|(at, _)| {
+        let before = text.get(..at).and_then(|head| head.chars().next_back());
+        let after = text
+            .get(at + prefix.len()..)
+            .and_then(|tail| tail.chars().next());
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            && after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
 /// Why a tool's `description` may be shadowing others (naming another upstream's tools, or
 /// telling the model what to do), if it does. `others` are the other upstreams' exposed-name
 /// prefixes (`mail.`). A flag is shown and recorded; it never grants or refuses anything.
@@ -291,7 +304,7 @@ pub(crate) fn shadowing(description: &str, others: &[String]) -> Option<String> 
     let folded = description.to_lowercase();
     let named: Vec<&str> = others
         .iter()
-        .filter(|prefix| folded.contains(&prefix.to_lowercase()))
+        .filter(|prefix| names_a_tool(&folded, &prefix.to_lowercase()))
         .map(String::as_str)
         .collect();
     let told: Vec<&str> = INSTRUCTIONS
