@@ -332,7 +332,14 @@ fn save(path: &Path, before: &str, after: &str, client: &str) -> anyhow::Result<
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or_default();
-        let backup = PathBuf::from(format!("{}.portcullis-{stamp}.bak", path.display()));
+        // Two changes within one second (an install, then an uninstall) each keep theirs.
+        let backup = (0..)
+            .map(|n| match n {
+                0 => PathBuf::from(format!("{}.portcullis-{stamp}.bak", path.display())),
+                n => PathBuf::from(format!("{}.portcullis-{stamp}-{n}.bak", path.display())),
+            })
+            .find(|candidate| !candidate.exists())
+            .context("no free name for the backup")?;
         crate::import::write(&backup, before, false)
             .with_context(|| format!("cannot back up `{}`; nothing written", path.display()))?;
     }
@@ -348,7 +355,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::{Shape, codex_install, json_install};
+    use super::{Shape, codex_install, json_install, save};
 
     fn args() -> Vec<String> {
         ["serve", "--config", "/home/a/p.toml"]
@@ -450,5 +457,26 @@ mod tests {
             codex_install(&after, program, &args(), true, &["docs".to_owned()]).unwrap();
         assert_eq!(moved, ["docs"]);
         assert!(!replaced.contains("docs-server"), "{replaced}");
+    }
+
+    #[test]
+    fn every_change_keeps_its_own_backup_even_within_one_second() {
+        let dir = std::env::temp_dir().join(format!("portcullis-install-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("mcp.json");
+        std::fs::write(&file, "one").unwrap();
+        save(&file, "one", "two", "test").unwrap();
+        save(&file, "two", "three", "test").unwrap();
+        save(&file, "three", "three", "test").unwrap();
+        let mut kept: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".bak"))
+            .map(|entry| std::fs::read_to_string(entry.path()).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["one", "two"]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "three");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
