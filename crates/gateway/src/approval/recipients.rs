@@ -71,7 +71,9 @@ impl KnownRecipients {
 /// Writes `users` to `file` whole: a new file, synced, renamed over the old one.
 fn keep(file: &Path, users: &ByUser) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(users).map_err(std::io::Error::other)?;
-    let fresh = file.with_extension("json.new");
+    // A name of this process's own: two Portcullis processes sharing the state directory never
+    // write into one new file (within one, the lock makes writes take turns).
+    let fresh = file.with_extension(format!("json.{}.new", std::process::id()));
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
