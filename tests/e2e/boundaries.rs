@@ -672,8 +672,12 @@ fn a_description_that_hides_text_reaches_the_client_clean_and_the_removal_is_cou
     );
     let (listed_ok, out, err) = crate::support::portcullis(&["tools"], &config);
     assert!(listed_ok, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|line| line.trim_start().starts_with("h.lookup  "))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(
-        out.contains("h.lookup (its texts cleaned: 36 hidden or control characters"),
+        line.contains("(its texts cleaned: 36 hidden or control characters"),
         "{out}"
     );
     // Telling the model what to do is flagged, there and in the record; the tool stays

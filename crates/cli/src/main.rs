@@ -999,18 +999,24 @@ fn tools(path: &Path, identity: &AsIdentity) -> anyhow::Result<()> {
     let config = launched(path, Missing::Fail)?;
     let engine = policy(&config)?;
     let envelope = identity.envelope(&config);
+    let deciding = policy(&config)?;
     runtime()?.block_on(async move {
         let (gateway, shutdown) = start_to_look(&config, engine).await?;
-        println!("tools visible to {}:", envelope.user());
+        println!(
+            "tools visible to {} (config's classification; what a call with no arguments comes to in a fresh session):",
+            envelope.user()
+        );
         for (upstream, tools) in gateway.visible_tools(&envelope).await {
             match tools {
                 Ok(tools) if tools.is_empty() => println!("  {upstream}: none"),
                 Ok(tools) => {
                     println!("  {upstream}:");
                     for (tool, note) in tools {
+                        let foreseen =
+                            foreseen((&config, &deciding), (identity, &envelope), &tool);
                         match note {
-                            None => println!("    {tool}"),
-                            Some(note) => println!("    {tool} ({note})"),
+                            None => println!("    {tool}  {foreseen}"),
+                            Some(note) => println!("    {tool}  {foreseen} ({note})"),
                         }
                     }
                 }
@@ -1048,6 +1054,78 @@ enum Session {
     Fresh,
     /// Content from an untrusted upstream.
     Tainted,
+}
+
+/// How a call of `local` at `upstream` with `arguments` would be decided for `envelope` (as
+/// `identity` names it) by a session that approved no recipient before, `tainted` or not, from
+/// config alone (config's classification; the upstream's annotations are not asked), and
+/// whether it reaches the network. `serve` decides by the same function.
+fn decided_from_config(
+    (config, engine): (&Config, &PolicyEngine),
+    (identity, envelope): (&AsIdentity, &IdentityEnvelope),
+    (upstream, local): (&portcullis_config::Upstream, &str),
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    tainted: bool,
+) -> (CallDecision, Reach) {
+    let rules = upstream.tool_rules(local);
+    let (mut facts, _, _) = call_facts(&rules, envelope, arguments, |_| false);
+    facts.tainted = tainted;
+    let reach = reach(
+        upstream.surface,
+        portcullis_core::Hints::default(),
+        arguments,
+        |_| false,
+    );
+    let input = CallInput {
+        envelope,
+        upstream: upstream.name.as_str(),
+        surface: upstream.surface,
+        tool: local,
+        effect: rules.effect(),
+        required_scopes: &rules.scopes,
+        arguments,
+        facts,
+        reaches_network: matches!(reach, Reach::Network { .. }),
+        // Only a bearer-token identity can be asked for more scopes.
+        can_step_up: config.http.auth.is_some() && identity.user.is_some(),
+        now: SystemClock.unix_secs(),
+    };
+    (decide_call(engine, &input), reach)
+}
+
+/// What a call of `exposed` with no arguments would come to for `envelope`, in a few words,
+/// with config's classification of the tool (for `tools`).
+fn foreseen(
+    (config, engine): (&Config, &PolicyEngine),
+    (identity, envelope): (&AsIdentity, &IdentityEnvelope),
+    exposed: &str,
+) -> String {
+    let names: Vec<_> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+    let Some((upstream, local)) = config
+        .namespacing
+        .resolve(&names, exposed)
+        .and_then(|n| Some((config.upstreams.get(n.upstream)?, n.local)))
+    else {
+        return "not a configured upstream's".to_owned();
+    };
+    let effect = upstream.tool_rules(local).effect();
+    let (outcome, _) = decided_from_config(
+        (config, engine),
+        (identity, envelope),
+        (upstream, local),
+        None,
+        false,
+    );
+    let comes_to = match outcome {
+        CallDecision::Allowed(_) => "runs".to_owned(),
+        CallDecision::NeedsApproval { .. } => "asks for approval".to_owned(),
+        CallDecision::Denied { reason, .. } => format!("refused: {reason}"),
+        CallDecision::Hidden(Hidden::MissingScopes(missing)) => {
+            format!("refused: missing scopes {}", missing.join(" "))
+        }
+        CallDecision::Hidden(Hidden::ByPolicy(_)) => "hidden by policy".to_owned(),
+    };
+    format!("{effect}; {comes_to}")
 }
 
 fn explain(
@@ -1105,34 +1183,15 @@ fn explain(
         Some(Ok(Some(denied))) => Some(denied.clone()),
         _ => None,
     };
+    let tainted = session == Session::Tainted;
     let rules = upstream.tool_rules(local);
-    // As a call would be decided by a session that approved no recipient before.
-    let (mut facts, _, _) = call_facts(&rules, &envelope, arguments.as_ref(), |_| false);
-    facts.tainted = session == Session::Tainted;
-    // The upstream's annotations are not known without starting it: config's classification
-    // alone, and no open-world hint.
-    let reach = reach(
-        upstream.surface,
-        portcullis_core::Hints::default(),
+    let (outcome, reach) = decided_from_config(
+        (&config, &engine),
+        (identity, &envelope),
+        (upstream, local),
         arguments.as_ref(),
-        |_| false,
+        tainted,
     );
-    let now = SystemClock.unix_secs();
-    let input = CallInput {
-        envelope: &envelope,
-        upstream: upstream.name.as_str(),
-        surface: upstream.surface,
-        tool: local,
-        effect: rules.effect(),
-        required_scopes: &rules.scopes,
-        arguments: arguments.as_ref(),
-        facts,
-        reaches_network: matches!(reach, Reach::Network { .. }),
-        // Only a bearer-token identity can be asked for more scopes.
-        can_step_up: config.http.auth.is_some() && identity.user.is_some(),
-        now,
-    };
-    let outcome = decide_call(&engine, &input);
     // As in serve: a visible tool's arguments are checked before policy decides.
     if let (Some(denied), false) = (&unchecked, matches!(outcome, CallDecision::Hidden(_))) {
         println!("decision: deny (refused before policy: {denied})");
