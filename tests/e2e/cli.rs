@@ -194,7 +194,10 @@ fn tools_shows_what_an_identity_would_see() {
     );
     // Each with its classification and what a call of it comes to.
     assert!(eng.contains("    fx.echo  read; runs\n"), "{eng}");
-    assert!(eng.contains("    fx.delete_file  destructive; runs\n"), "{eng}");
+    assert!(
+        eng.contains("    fx.delete_file  destructive; runs\n"),
+        "{eng}"
+    );
     let (ok, sales, stderr) = portcullis(
         &[
             "tools",

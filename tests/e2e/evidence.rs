@@ -206,6 +206,57 @@ fn every_call_is_recorded_whatever_its_decision_and_audit_reads_it() {
 }
 
 #[test]
+fn audit_tail_follow_prints_the_records_as_they_are_written() {
+    use std::io::BufRead as _;
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = config(&scratch, &work, "identity.cedar");
+    let argv = portcullis_stdio(&config);
+    let stdio = Target::Stdio(&argv);
+    let first = ts_call(&stdio, "fx.echo", r#"{"text":"first"}"#);
+    assert_eq!(result_text(&first["result"]), "first");
+    let log = scratch.path().join("state/evidence.jsonl");
+    let mut tail = Command::new(bin("portcullis"))
+        .args(["audit", "tail"])
+        .arg(&log)
+        .args(["--follow", "-n", "1", "--tool", "fx.echo", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run portcullis audit tail: {e}"));
+    let stdout = tail.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("audit tail --follow printed nothing: {e}"))
+    };
+    let kind = |line: &str| {
+        serde_json::from_str::<Value>(line).unwrap_or_default()["record"]["event"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // The last matching record (the first call's outcome), then each one written after.
+    assert_eq!(kind(&next()), "call_outcome");
+    let second = ts_call(&stdio, "fx.echo", r#"{"text":"second"}"#);
+    assert_eq!(result_text(&second["result"]), "second");
+    assert_eq!(kind(&next()), "call_intent");
+    assert_eq!(kind(&next()), "call_outcome");
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
+
+#[test]
 fn a_log_that_cannot_be_written_stops_side_effects() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");

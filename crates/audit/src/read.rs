@@ -73,6 +73,7 @@ pub fn read(path: impl AsRef<Path>, filter: Filter) -> Result<Records, AuditErro
         filter,
         line: 0,
         done: false,
+        pending: Vec::new(),
     })
 }
 
@@ -102,6 +103,8 @@ pub struct Records {
     filter: Filter,
     line: u64,
     done: bool,
+    /// The start of a line still being written (no newline yet), when the end was reached.
+    pending: Vec<u8>,
 }
 
 impl std::fmt::Debug for Records {
@@ -117,23 +120,25 @@ impl Iterator for Records {
     type Item = Result<Entry, AuditError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut buffer = Vec::new();
+        let mut buffer = std::mem::take(&mut self.pending);
         while !self.done {
-            buffer.clear();
             match self.reader.read_until(b'\n', &mut buffer) {
-                Ok(0) => self.done = true,
                 Err(error) => {
                     self.done = true;
                     return Some(Err(AuditError::io("read", &self.path, error)));
                 }
                 Ok(_) => {
-                    self.line += 1;
-                    // A final line without its newline is a write cut short, not a record.
+                    // A final line without its newline is a write cut short (or, followed, one
+                    // still being written), not a record: kept, in case more of it comes.
                     let Some(line) = buffer.strip_suffix(b"\n") else {
+                        self.pending = std::mem::take(&mut buffer);
                         self.done = true;
                         continue;
                     };
-                    match self.entry(line) {
+                    self.line += 1;
+                    let entry = self.entry(line);
+                    buffer.clear();
+                    match entry {
                         Ok(entry) if self.filter.matches(&entry.record) => return Some(Ok(entry)),
                         Ok(_) => {}
                         Err(error) => return Some(Err(error)),
@@ -146,6 +151,12 @@ impl Iterator for Records {
 }
 
 impl Records {
+    /// Reads on from where the records ended (`tail --follow`): what was appended since comes
+    /// next; a line still being written waits for its newline.
+    pub fn more(&mut self) {
+        self.done = false;
+    }
+
     fn entry(&self, line: &[u8]) -> Result<Entry, AuditError> {
         let malformed = |reason: String| AuditError::Malformed {
             path: self.path.display().to_string(),

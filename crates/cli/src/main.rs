@@ -244,6 +244,9 @@ enum AuditCommand {
         /// How many.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
+        /// Then keep printing the records as they are written, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
 }
 
@@ -366,12 +369,37 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             file,
             filter,
             lines,
+            follow: false,
         } => {
             print(
                 portcullis_audit::tail(file, filter.filter()?, *lines)?,
                 filter.json,
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tail {
+            file,
+            filter,
+            lines,
+            follow: true,
+        } => {
+            let mut records = portcullis_audit::read(file, filter.filter()?)?;
+            let mut last = std::collections::VecDeque::new();
+            for entry in records.by_ref() {
+                if last.len() == *lines {
+                    last.pop_front();
+                }
+                if *lines > 0 {
+                    last.push_back(entry);
+                }
+            }
+            print(last.into(), filter.json)?;
+            loop {
+                std::thread::sleep(Duration::from_millis(250));
+                records.more();
+                print(records.by_ref().collect(), filter.json)?;
+                std::io::Write::flush(&mut std::io::stdout())?;
+            }
         }
     }
 }
