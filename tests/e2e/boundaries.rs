@@ -680,6 +680,14 @@ fn a_description_that_hides_text_reaches_the_client_clean_and_the_removal_is_cou
         line.contains("(its texts cleaned: 36 hidden or control characters"),
         "{out}"
     );
+    // A prompt's text is the model's input too: nothing hidden reaches it, and its spacing
+    // (it may be code) is kept.
+    let prompt =
+        crate::support::ts_client(&target, &["--scenario", "prompt", "--name", "h.recipe"]);
+    assert_eq!(
+        prompt["result"]["messages"][0]["content"]["text"], "Step one. Step two\n    indented()\n",
+        "{prompt}"
+    );
     // Telling the model what to do is flagged, there and in the record; the tool stays
     // listed (a flag grants and refuses nothing).
     let flag =

@@ -18,7 +18,8 @@ Usage: hostile_upstream.py MODE
                 MB) before it answers
   poisoned      session era; `lookup`'s description and its argument's hide text from a person
                 reading the list: terminal escapes, a right-to-left override, zero-width
-                characters, Unicode tags spelling an instruction, and 10,000 spaces of padding
+                characters, Unicode tags spelling an instruction, and 10,000 spaces of padding;
+                the prompt `recipe` answers a text with the same kinds of hidden characters
 """
 
 import json
@@ -69,7 +70,7 @@ def capabilities():
         return {"tools": {}, "logging": {}}
     if MODE == "no-templates":
         return {"tools": {}, "resources": {}, "prompts": {}}
-    if MODE == "duplicates":
+    if MODE in ("duplicates", "poisoned"):
         return {"tools": {}, "prompts": {}}
     if MODE == "list-changes":
         return {"tools": {"listChanged": True}}
@@ -209,7 +210,13 @@ def main():
             error(request_id, -32601, "method not found")
         elif method == "prompts/list":
             prompts = [{"name": "greet"}, {"name": "greet", "description": "twin"}, {"name": "hello"}]
-            result(request_id, {"prompts": prompts if MODE == "duplicates" else []})
+            if MODE == "poisoned":
+                prompts = [{"name": "recipe"}]
+            result(request_id, {"prompts": prompts if MODE in ("duplicates", "poisoned") else []})
+        elif method == "prompts/get" and MODE == "poisoned":
+            text = "Step one.\u202e\u200b\u001b[2J Step two" + TAGS + "\n    indented()\n"
+            result(request_id, {"messages": [
+                {"role": "user", "content": {"type": "text", "text": text}}]})
         elif method == "prompts/get":
             result(request_id, {"messages": [
                 {"role": "user", "content": {"type": "text", "text": params.get("name", "")}}]})

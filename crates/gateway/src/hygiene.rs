@@ -5,7 +5,8 @@
 //! one and of blank lines to one; a text longer than the configured limit is cut, saying so.
 //!
 //! Applied to every title, description, schema description and title (at any depth), prompt
-//! argument description and resource name of a catalog; names and URIs are not changed (a
+//! argument description and resource name of a catalog, and (hidden characters only, spacing
+//! kept) to the texts of a prompt an upstream answers; names and URIs are not changed (a
 //! tool name is validated as a name; what is called must be what was listed). What was removed
 //! is counted per entry (`catalog.rs` keeps it), logged, recorded in the upstream's start record
 //! and shown by `portcullis tools`.
@@ -72,18 +73,8 @@ fn is_space(c: char) -> bool {
 /// `text` cleaned, capped at `limit` characters, and what was removed.
 pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
     let mut removed = Removed::default();
-    // Hidden characters and escape sequences out; line and paragraph separators are newlines.
-    let mut visible = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' | '\u{9b}' => removed.hidden += 1 + skip_escape(c, &mut chars),
-            '\r' => removed.hidden += 1,
-            '\u{2028}' | '\u{2029}' => visible.push('\n'),
-            c if is_hidden(c) => removed.hidden += 1,
-            c => visible.push(c),
-        }
-    }
+    let (visible, hidden) = strip_hidden(text);
+    removed.hidden = hidden;
     // Each line's runs of space as one space, its ends trimmed; one blank line at most
     // between lines, none before or after.
     let mut out = String::with_capacity(visible.len());
@@ -114,6 +105,53 @@ pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
         removed.cut += 1;
     }
     (out, removed)
+}
+
+/// `text` without escape sequences, control characters (but newline and tab), bidirectional
+/// and invisible characters, line and paragraph separators made newlines; and how many
+/// characters were removed. Spacing is left as it is (a prompt's text may be code).
+pub(crate) fn strip_hidden(text: &str) -> (String, usize) {
+    let mut removed = 0;
+    let mut visible = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' | '\u{9b}' => removed += 1 + skip_escape(c, &mut chars),
+            '\r' => removed += 1,
+            '\u{2028}' | '\u{2029}' => visible.push('\n'),
+            c if is_hidden(c) => removed += 1,
+            c => visible.push(c),
+        }
+    }
+    (visible, removed)
+}
+
+/// Removes hidden characters (see [`strip_hidden`]) from every `text` and `description`
+/// string of a JSON value at any depth (a prompt's messages); how many.
+pub(crate) fn strip_texts(value: &mut serde_json::Value) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(members) => {
+                for (key, member) in members.iter_mut() {
+                    match member {
+                        Value::String(text) if key == "text" || key == "description" => {
+                            let (visible, found) = strip_hidden(text);
+                            if found > 0 {
+                                *text = visible;
+                                removed += found;
+                            }
+                        }
+                        other => stack.push(other),
+                    }
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+    removed
 }
 
 /// Skips the rest of an escape sequence that began with `first` (ESC or CSI); how many

@@ -378,7 +378,16 @@ impl Read for GetPromptRequestParams {
         result: ServerResult,
     ) -> Result<GetPromptResponse, McpError> {
         match result {
-            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+            ServerResult::GetPromptResult(result) => {
+                // What a prompt says reaches the model: nothing hidden in it either.
+                let mut value = serde_json::to_value(&result).map_err(|_| unexpected(upstream))?;
+                let removed = crate::hygiene::strip_texts(&mut value);
+                if removed > 0 {
+                    tracing::warn!(upstream = %upstream.name(), removed, "hidden or control characters removed from a prompt's text");
+                }
+                let cleaned = serde_json::from_value(value).map_err(|_| unexpected(upstream))?;
+                Ok(GetPromptResponse::Complete(cleaned))
+            }
             _ => Err(unexpected(upstream)),
         }
     }
