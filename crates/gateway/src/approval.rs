@@ -47,6 +47,28 @@ pub(crate) struct Approvals {
     pub states: crate::state::StateSealer,
 }
 
+impl Approvals {
+    /// Nothing asked yet; the recipients known from the state directory; `requestState`
+    /// sealed with `state_key`, or a key of this process's own. `Err`: no key could be made.
+    pub(crate) fn new(
+        config: &portcullis_config::Config,
+        state_key: Option<Vec<u8>>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            stateless: StatelessApprovals::default(),
+            known_recipients: KnownRecipients::open(
+                config.evidence.file.with_file_name("known-recipients.json"),
+            ),
+            taints: Taints::default(),
+            timeout: config.approval.timeout,
+            states: match state_key {
+                Some(key) => crate::state::StateSealer::with_key(key),
+                None => crate::state::StateSealer::generate(),
+            }?,
+        })
+    }
+}
+
 /// The key of Portcullis's own question in a stateless client's `inputRequests`.
 pub(crate) const APPROVAL_KEY: &str = "portcullis.approval";
 

@@ -18,8 +18,7 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::recorder::Recorder;
 use crate::sessions::Sessions;
-use crate::state::StateSealer;
-use crate::upstream::{Exposure, UpstreamHandle};
+use crate::upstream::Exposure;
 use crate::upstreams::{UpstreamStatus, Upstreams};
 use crate::{approval, arguments, pending};
 
@@ -85,26 +84,6 @@ impl Gateway {
             text_limit: config.text_limit,
             upstreams: config.upstreams.iter().map(|u| u.name.clone()).collect(),
         };
-        let handles: Vec<Arc<UpstreamHandle>> = config
-            .upstreams
-            .iter()
-            .map(|spec| {
-                UpstreamHandle::new(
-                    spec.clone(),
-                    &inherited,
-                    exposure.clone(),
-                    Arc::downgrade(&sessions),
-                    recorder.clone(),
-                    credentials.service_source(spec.name.as_str()),
-                )
-            })
-            .collect();
-        let longest_start = config
-            .upstreams
-            .iter()
-            .map(|u| u.start_timeout)
-            .max()
-            .unwrap_or_default();
         let instance_parts = InstanceParts {
             inherited,
             exposure,
@@ -112,7 +91,7 @@ impl Gateway {
             recorder: recorder.clone(),
             credentials: credentials.clone(),
         };
-        let upstreams = Upstreams::start(handles, instance_parts, &shutdown, longest_start * 2);
+        let upstreams = Upstreams::start(&config.upstreams, instance_parts, &shutdown);
         let policy = Arc::new(PolicyStore::new(config.policy.clone(), policy));
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(Self {
@@ -133,19 +112,7 @@ impl Gateway {
             },
             upstreams,
             sessions,
-            approvals: approval::Approvals {
-                stateless: approval::StatelessApprovals::default(),
-                known_recipients: approval::KnownRecipients::open(
-                    config.evidence.file.with_file_name("known-recipients.json"),
-                ),
-                taints: approval::Taints::default(),
-                timeout: config.approval.timeout,
-                states: match state_key {
-                    Some(key) => StateSealer::with_key(key),
-                    None => StateSealer::generate(),
-                }
-                .map_err(GatewayError::Random)?,
-            },
+            approvals: approval::Approvals::new(config, state_key).map_err(GatewayError::Random)?,
             argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
             shutdown,

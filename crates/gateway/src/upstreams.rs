@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_config::{Instance, PerUser};
+use portcullis_config::{Instance, PerUser, Upstream};
 use portcullis_core::{IdentityEnvelope, Namespacing, UpstreamName};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -48,14 +48,36 @@ pub(crate) struct Upstreams {
 impl Upstreams {
     /// Starts supervising each of `handles` until `shutdown`; requests wait until each has
     /// started or failed once, or `settle_within` has passed.
-    /// A per-user upstream's handle is its template: never started itself, its instances are,
-    /// from `instance_parts`, one per identity on its first request (see `instances.rs`).
+    /// Builds a handle for each of `specs` and starts supervising it. A per-user upstream's
+    /// handle is its template: never started itself, its instances are, from
+    /// `instance_parts`, one per identity on its first request (see `instances.rs`).
     pub(crate) fn start(
-        handles: Vec<Arc<UpstreamHandle>>,
+        specs: &[Upstream],
         instance_parts: InstanceParts,
         shutdown: &CancellationToken,
-        settle_within: Duration,
     ) -> Arc<Self> {
+        let handles: Vec<Arc<UpstreamHandle>> = specs
+            .iter()
+            .map(|spec| {
+                UpstreamHandle::new(
+                    spec.clone(),
+                    &instance_parts.inherited,
+                    instance_parts.exposure.clone(),
+                    instance_parts.sessions.clone(),
+                    instance_parts.recorder.clone(),
+                    instance_parts
+                        .credentials
+                        .service_source(spec.name.as_str()),
+                )
+            })
+            .collect();
+        // Requests wait for every upstream's first start, at most twice the longest timeout.
+        let settle_within = specs
+            .iter()
+            .map(|spec| spec.start_timeout)
+            .max()
+            .unwrap_or_default()
+            * 2;
         let supervisors = handles
             .iter()
             .filter(|upstream| per_user(upstream).is_none())
