@@ -20,7 +20,7 @@ use crate::instance::{Instance, instance};
 use crate::launcher::{Launcher, launcher};
 use crate::raw::{
     RawConfig, RawConnect, RawHttp, RawHttpAuth, RawLimit, RawLimits, RawLocalIdentity, RawPolicy,
-    RawSandbox, RawUpstream,
+    RawSandbox, RawServer, RawUpstream,
 };
 use crate::remote::{Remote, remote, remote_only_keys};
 
@@ -363,20 +363,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     };
     let base_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
 
-    let namespacing = match raw.server.namespacing.as_ref() {
-        None => Namespacing::Prefixed,
-        Some(value) => match value.get_ref().as_str() {
-            "prefixed" => Namespacing::Prefixed,
-            "passthrough" => Namespacing::Passthrough,
-            other => {
-                report.at(
-                    Some(value.span()),
-                    format!("unknown namespacing `{other}`; use `prefixed` or `passthrough`"),
-                );
-                Namespacing::Prefixed
-            }
-        },
-    };
+    let namespacing = namespacing(&mut report, &raw.server);
     let page_size = bounded(
         &mut report,
         raw.server.page_size.as_ref(),
@@ -408,42 +395,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let http = http_settings(&mut report, raw.http.as_ref());
     let local_identity = local_identity(&mut report, raw.identity.local.as_ref());
     let policy = policy_settings(&mut report, raw.policy.as_ref(), &base_dir);
-    let evidence = EvidenceSettings {
-        file: match &raw.server.evidence {
-            Some(path) if path.get_ref().is_empty() => {
-                report.at(
-                    Some(path.span()),
-                    "`evidence` is empty; give the log's path",
-                );
-                base_dir.join(DEFAULT_EVIDENCE)
-            }
-            Some(path) => base_dir.join(path.get_ref()),
-            None => base_dir.join(DEFAULT_EVIDENCE),
-        },
-        reads_without_evidence: raw.server.reads_without_evidence.unwrap_or(false),
-    };
-    let approval = ApprovalSettings {
-        timeout: seconds(
-            &mut report,
-            raw.server.approval_timeout_secs.as_ref(),
-            "approval_timeout_secs",
-            DEFAULT_APPROVAL_TIMEOUT,
-        ),
-        state_key_env: raw.server.state_key_env.as_ref().and_then(|name| {
-            let valid = !name.get_ref().is_empty()
-                && name
-                    .get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                report.at(
-                    Some(name.span()),
-                    format!("`{}` is not an environment variable name", name.get_ref()),
-                );
-            }
-            valid.then(|| name.get_ref().clone())
-        }),
-    };
+    let evidence = evidence_settings(&mut report, &raw.server, &base_dir);
+    let approval = approval_settings(&mut report, &raw.server);
 
     let credentials = credential_settings(&mut report, raw.credentials.as_ref(), &base_dir);
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
@@ -525,6 +478,72 @@ fn single_upstream_tables(text: &str) -> Vec<usize> {
         offset += line.len();
     }
     found
+}
+
+/// `[server] namespacing`: how exposed names are made.
+fn namespacing(report: &mut Reporter<'_>, server: &RawServer) -> Namespacing {
+    match server.namespacing.as_ref() {
+        None => Namespacing::Prefixed,
+        Some(value) => match value.get_ref().as_str() {
+            "prefixed" => Namespacing::Prefixed,
+            "passthrough" => Namespacing::Passthrough,
+            other => {
+                report.at(
+                    Some(value.span()),
+                    format!("unknown namespacing `{other}`; use `prefixed` or `passthrough`"),
+                );
+                Namespacing::Prefixed
+            }
+        },
+    }
+}
+
+/// `[server] evidence` and `reads_without_evidence`.
+fn evidence_settings(
+    report: &mut Reporter<'_>,
+    server: &RawServer,
+    base_dir: &Path,
+) -> EvidenceSettings {
+    EvidenceSettings {
+        file: match &server.evidence {
+            Some(path) if path.get_ref().is_empty() => {
+                report.at(
+                    Some(path.span()),
+                    "`evidence` is empty; give the log's path",
+                );
+                base_dir.join(DEFAULT_EVIDENCE)
+            }
+            Some(path) => base_dir.join(path.get_ref()),
+            None => base_dir.join(DEFAULT_EVIDENCE),
+        },
+        reads_without_evidence: server.reads_without_evidence.unwrap_or(false),
+    }
+}
+
+/// `[server] approval_timeout_secs` and `state_key_env`.
+fn approval_settings(report: &mut Reporter<'_>, server: &RawServer) -> ApprovalSettings {
+    ApprovalSettings {
+        timeout: seconds(
+            report,
+            server.approval_timeout_secs.as_ref(),
+            "approval_timeout_secs",
+            DEFAULT_APPROVAL_TIMEOUT,
+        ),
+        state_key_env: server.state_key_env.as_ref().and_then(|name| {
+            let valid = !name.get_ref().is_empty()
+                && name
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                report.at(
+                    Some(name.span()),
+                    format!("`{}` is not an environment variable name", name.get_ref()),
+                );
+            }
+            valid.then(|| name.get_ref().clone())
+        }),
+    }
 }
 
 fn unreachable_config(file: &Path) -> Config {

@@ -219,82 +219,14 @@ impl PolicyEngine {
                 None
             }
         };
-        let mut policies = PolicySet::new();
-        let mut meta: HashMap<PolicyId, Meta> = HashMap::new();
-        // Validation errors name a policy; this maps each back to its file's text.
-        let mut texts: HashMap<PolicyId, (&str, &str)> = HashMap::new();
-        for file in policy_files {
-            let parsed = match PolicySet::from_str(&file.text) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    errors.extend(problems(&file.name, &file.text, &e));
-                    continue;
-                }
-            };
-            for policy in parsed.policies() {
-                // Ids are per file in Cedar; prefix them so files cannot collide.
-                let id = PolicyId::new(format!("{}:{}", file.name, policy.id()));
-                let line = policy
-                    .annotation(ID)
-                    .and_then(|name| line_of_id(&file.text, name))
-                    .unwrap_or(0);
-                meta.insert(
-                    id.clone(),
-                    Meta {
-                        reference: PolicyRef {
-                            id: policy
-                                .annotation(ID)
-                                .map_or_else(|| id.to_string(), str::to_owned),
-                            file: file.name.clone(),
-                            line,
-                            reason: policy.annotation(REASON).map(str::to_owned),
-                        },
-                        needs_approval: policy.annotation(APPROVAL) == Some("required"),
-                    },
-                );
-                texts.insert(id.clone(), (&file.name, &file.text));
-                if let Err(e) = policies.add(policy.new_id(id)) {
-                    errors.push(Problem {
-                        file: file.name.clone(),
-                        position: (line > 0).then_some((line, 1)),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
+        let (policies, meta, texts) = parse_files(policy_files, &mut errors);
         let Some(schema_value) = schema_value else {
             return Err(PolicyError(errors));
         };
         let validation =
             Validator::new(schema_value.clone()).validate(&policies, ValidationMode::Strict);
         let validated_from = errors.len();
-        for error in validation.validation_errors() {
-            let (file, text) = texts
-                .get(error.policy_id())
-                .copied()
-                .unwrap_or((schema.name.as_str(), ""));
-            // Named as the person wrote it: its `@id`, not Cedar's generated `FILE:policyN`.
-            let internal = error.policy_id().to_string();
-            let named = meta.get(error.policy_id()).map_or_else(
-                || internal.clone(),
-                |m| {
-                    if m.reference.id == internal {
-                        internal
-                            .strip_prefix(&format!("{file}:"))
-                            .unwrap_or(&internal)
-                            .to_owned()
-                    } else {
-                        m.reference.id.clone()
-                    }
-                },
-            );
-            let unnamed = format!("for policy `{internal}`, ");
-            errors.extend(problems(file, text, error).into_iter().map(|mut problem| {
-                let message = problem.message.replace(&unnamed, "");
-                problem.message = format!("policy `{named}`: {message}");
-                problem
-            }));
-        }
+        errors.extend(named_problems(&schema.name, &validation, &texts, &meta));
         // Cedar reports them in no fixed order: in file order, so one run reads like the next.
         if let Some(validated) = errors.get_mut(validated_from..) {
             validated.sort_by(|a, b| {
@@ -567,6 +499,99 @@ impl PolicyEngine {
             |m| m.reference.clone(),
         )
     }
+}
+
+/// Each policy of each file, its metadata and its file's text, by its id (`FILE:id`, so files
+/// cannot collide); what does not parse goes into `errors`.
+fn parse_files<'a>(
+    policy_files: &'a [Source],
+    errors: &mut Vec<Problem>,
+) -> (PolicySet, HashMap<PolicyId, Meta>, Texts<'a>) {
+    let mut policies = PolicySet::new();
+    let mut meta: HashMap<PolicyId, Meta> = HashMap::new();
+    let mut texts: Texts<'a> = HashMap::new();
+    for file in policy_files {
+        let parsed = match PolicySet::from_str(&file.text) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                errors.extend(problems(&file.name, &file.text, &e));
+                continue;
+            }
+        };
+        for policy in parsed.policies() {
+            // Ids are per file in Cedar; prefix them so files cannot collide.
+            let id = PolicyId::new(format!("{}:{}", file.name, policy.id()));
+            let line = policy
+                .annotation(ID)
+                .and_then(|name| line_of_id(&file.text, name))
+                .unwrap_or(0);
+            meta.insert(
+                id.clone(),
+                Meta {
+                    reference: PolicyRef {
+                        id: policy
+                            .annotation(ID)
+                            .map_or_else(|| id.to_string(), str::to_owned),
+                        file: file.name.clone(),
+                        line,
+                        reason: policy.annotation(REASON).map(str::to_owned),
+                    },
+                    needs_approval: policy.annotation(APPROVAL) == Some("required"),
+                },
+            );
+            texts.insert(id.clone(), (&file.name, &file.text));
+            if let Err(e) = policies.add(policy.new_id(id)) {
+                errors.push(Problem {
+                    file: file.name.clone(),
+                    position: (line > 0).then_some((line, 1)),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    (policies, meta, texts)
+}
+
+/// Validation errors name a policy; this maps each back to its file's name and text.
+type Texts<'a> = HashMap<PolicyId, (&'a str, &'a str)>;
+
+/// The validation errors as problems, each naming its policy as the person wrote it (its `@id`,
+/// not Cedar's generated `FILE:policyN`), at its file and line.
+fn named_problems(
+    schema_name: &str,
+    validation: &cedar_policy::ValidationResult,
+    texts: &Texts<'_>,
+    meta: &HashMap<PolicyId, Meta>,
+) -> Vec<Problem> {
+    let mut errors = Vec::new();
+    for error in validation.validation_errors() {
+        let (file, text) = texts
+            .get(error.policy_id())
+            .copied()
+            .unwrap_or((schema_name, ""));
+        // Named as the person wrote it: its `@id`, not Cedar's generated `FILE:policyN`.
+        let internal = error.policy_id().to_string();
+        let named = meta.get(error.policy_id()).map_or_else(
+            || internal.clone(),
+            |m| {
+                if m.reference.id == internal {
+                    internal
+                        .strip_prefix(&format!("{file}:"))
+                        .unwrap_or(&internal)
+                        .to_owned()
+                } else {
+                    m.reference.id.clone()
+                }
+            },
+        );
+        let unnamed = format!("for policy `{internal}`, ");
+        errors.extend(problems(file, text, error).into_iter().map(|mut problem| {
+            let message = problem.message.replace(&unnamed, "");
+            problem.message = format!("policy `{named}`: {message}");
+            problem
+        }));
+    }
+    errors
 }
 
 /// The line of a policy's `@id("name")` annotation, when it occurs exactly once in the file
