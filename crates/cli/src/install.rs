@@ -237,11 +237,7 @@ fn json_install(
     );
     servers.insert(ENTRY.to_owned(), Value::Object(entry));
     let moved = if replace {
-        let imported: Vec<String> = servers
-            .keys()
-            .filter(|name| *name != ENTRY && upstreams.contains(&upstream_name(name)))
-            .cloned()
-            .collect();
+        let imported = imported(servers.keys().map(String::as_str), upstreams);
         for name in &imported {
             servers.remove(name);
         }
@@ -302,11 +298,7 @@ fn codex_install(
         servers.insert(ENTRY, toml_edit::Item::Table(entry));
     }
     let moved = if replace {
-        let imported: Vec<String> = servers
-            .iter()
-            .map(|(name, _)| name.to_owned())
-            .filter(|name| name != ENTRY && upstreams.contains(&upstream_name(name)))
-            .collect();
+        let imported = imported(servers.iter().map(|(name, _)| name), upstreams);
         for name in &imported {
             servers.remove(name);
         }
@@ -315,6 +307,15 @@ fn codex_install(
         Vec::new()
     };
     Ok((document.to_string(), moved))
+}
+
+/// The client's servers (by `names`) that the configuration imported: those whose `import`
+/// upstream name is one of `upstreams`.
+fn imported<'a>(names: impl Iterator<Item = &'a str>, upstreams: &[String]) -> Vec<String> {
+    names
+        .filter(|name| *name != ENTRY && upstreams.contains(&upstream_name(name)))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Writes `after` over `path` whole, after a backup of `before` beside it; nothing when they

@@ -25,6 +25,38 @@ use crate::server::{PortcullisServer, asker_for, listener_for, progress_of};
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
 
 impl PortcullisServer {
+    /// Whether policy lets `envelope` read `entry` of `upstream` (a subscription, a
+    /// completion); a refusal is recorded and answered like the entry's absence (`unknown`),
+    /// or as needing an approval that is not asked for reads.
+    async fn decided_read(
+        &self,
+        envelope: &IdentityEnvelope,
+        method: &str,
+        upstream: &UpstreamHandle,
+        entry: Listed<'_>,
+        unknown: McpError,
+    ) -> Result<(), McpError> {
+        let Err(refusal) = self
+            .gateway
+            .decider
+            .authorize_read(envelope, upstream, entry)
+        else {
+            return Ok(());
+        };
+        let name = match entry {
+            Listed::Tool(name) | Listed::Prompt(name) | Listed::Resource(name) => name,
+        };
+        self.record_refused(
+            envelope,
+            method,
+            Some(upstream),
+            name,
+            refusal.read_reason(),
+        )
+        .await;
+        Err(refusal.read_error(unknown))
+    }
+
     /// The upstream that owns an exposed resource URI, its connection and its own URI.
     async fn resource_owner(
         &self,
@@ -42,21 +74,14 @@ impl PortcullisServer {
             return Err(unknown());
         };
         let upstream = &*owner;
-        if let Err(refusal) =
-            self.gateway
-                .decider
-                .authorize_read(envelope, upstream, Listed::Resource(&local))
-        {
-            self.record_refused(
-                envelope,
-                method,
-                Some(upstream),
-                &local,
-                refusal.read_reason(),
-            )
-            .await;
-            return Err(refusal.read_error(unknown()));
-        }
+        self.decided_read(
+            envelope,
+            method,
+            upstream,
+            Listed::Resource(&local),
+            unknown(),
+        )
+        .await?;
         if let Err(denied) = self.check_resource_uri(envelope, upstream, &local) {
             let reason = format!("outside the roots: {denied}");
             self.record_refused(envelope, method, Some(upstream), &local, &reason)
@@ -244,21 +269,8 @@ impl PortcullisServer {
             Reference::Prompt(_) => Listed::Prompt(&local),
             _ => Listed::Resource(&local),
         };
-        if let Err(refusal) = self
-            .gateway
-            .decider
-            .authorize_read(&envelope, upstream, entry)
-        {
-            self.record_refused(
-                &envelope,
-                method,
-                Some(upstream),
-                &local,
-                refusal.read_reason(),
-            )
-            .await;
-            return Err(refusal.read_error(unknown()));
-        }
+        self.decided_read(&envelope, method, upstream, entry, unknown())
+            .await?;
         match &mut request.r#ref {
             Reference::Prompt(prompt) => prompt.name = local,
             Reference::Resource(resource) => resource.uri = local,

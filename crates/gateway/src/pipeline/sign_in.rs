@@ -46,12 +46,16 @@ impl PortcullisServer {
     pub(super) fn sign_in_target(&self, call: &CallContext<'_>) -> Option<Arc<UpstreamHandle>> {
         let upstreams = &self.gateway.upstreams;
         let (template, local) = upstreams.resolve(&call.request.name)?;
-        let awaiting = upstreams
-            .awaiting_grant(call.envelope)
-            .iter()
-            .any(|waiting| waiting.name() == template.name());
-        (local == SIGN_IN_TOOL && (awaiting || call.authorizing.is_some()))
-            .then(|| template.clone())
+        if local != SIGN_IN_TOOL {
+            // Every other call: no credential store is read here.
+            return None;
+        }
+        let awaiting = call.authorizing.is_some()
+            || upstreams
+                .awaiting_grant(call.envelope)
+                .iter()
+                .any(|waiting| waiting.name() == template.name());
+        awaiting.then(|| template.clone())
     }
 
     /// Sends the person to sign in to `upstream`; records the call, which never reaches it.
