@@ -59,6 +59,8 @@ fn setup() -> Setup {
     let config = scratch.config(
         Config::new()
             .approval_timeout_secs(2)
+            // The client's own form as the only rung (the page's rungs: `ladder.rs`).
+            .approval_page_off()
             .identity(Identity::user("alice").tenant("acme"))
             .policy(fixture_policy("approval.cedar"))
             .upstream(fx)

@@ -18,6 +18,7 @@ mod identity;
 mod import;
 mod instances;
 mod interaction;
+mod ladder;
 mod launchers;
 mod official_clients;
 mod relay;

@@ -239,15 +239,7 @@ fn what_and_result(event: &Event) -> (String, String) {
         }
         Event::Approval(approval) => (
             format!("{}.{}", approval.tool.upstream, approval.tool.tool),
-            if approval.tainted_by.is_empty() {
-                format!("approval {}", approval.answer)
-            } else {
-                format!(
-                    "approval {} (after untrusted content from {})",
-                    approval.answer,
-                    approval.tainted_by.join(", ")
-                )
-            },
+            approval_line(approval),
         ),
         Event::UpstreamStarted(lifecycle)
         | Event::UpstreamStopped(lifecycle)
@@ -313,4 +305,22 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     (year, month, day)
+}
+
+/// An approval as one line: the answer, where it was asked, by whom, and the taint behind it.
+fn approval_line(approval: &portcullis_core::evidence::Approval) -> String {
+    let mut line = format!("approval {}", approval.answer);
+    if let Some(rung) = &approval.rung {
+        line.push_str(&format!(" ({rung})"));
+    }
+    if let Some(by) = &approval.by {
+        line.push_str(&format!(" by {by}"));
+    }
+    if !approval.tainted_by.is_empty() {
+        line.push_str(&format!(
+            " (after untrusted content from {})",
+            approval.tainted_by.join(", ")
+        ));
+    }
+    line
 }

@@ -191,6 +191,8 @@ fn every_kind_of_record_round_trips() {
             answer: "approved".to_owned(),
             tainted_by: vec!["web".to_owned()],
             duration_ms: 1200,
+            rung: Some("form".to_owned()),
+            by: None,
         }),
         Event::UpstreamStarted(lifecycle.clone()),
         Event::UpstreamStopped(lifecycle.clone()),

@@ -22,6 +22,7 @@ use portcullis_gateway::{
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
 
+mod approvals;
 mod doctor;
 mod environment;
 mod import;
@@ -171,6 +172,25 @@ enum Command {
     /// Manage the secrets upstreams read (stored encrypted).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// List the approvals waiting for a person (on the approval page or in a terminal).
+    Approvals {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Approve one waiting call in this terminal, after reading its whole change request
+    /// (needs an interactive terminal). The client's identical retry then runs it once.
+    Approve {
+        #[arg(long)]
+        config: PathBuf,
+        /// The approval's id, as the link and `portcullis approvals` give it.
+        id: String,
+    },
+    /// Deny one waiting call in this terminal (needs an interactive terminal): it never runs.
+    Deny {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+    },
     /// Show the decision for one tool call and the policies that produced it.
     Explain {
         #[arg(long)]
@@ -559,6 +579,13 @@ fn main() -> ExitCode {
             config: None,
             replace: false,
         }),
+        Command::Approvals { config } => load(&config).and_then(|config| approvals::list(&config)),
+        Command::Approve { config, id } => {
+            load(&config).and_then(|config| approvals::decide(&config, &id, true))
+        }
+        Command::Deny { config, id } => {
+            load(&config).and_then(|config| approvals::decide(&config, &id, false))
+        }
         Command::Secret(SecretCommand::Set {
             config,
             name,

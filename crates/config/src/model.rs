@@ -30,6 +30,15 @@ pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a person has to answer an approval request unless config says otherwise.
 pub(crate) const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a client that declared form elicitation has to answer before the person is given
+/// the approval page instead, unless config says otherwise.
+pub(crate) const DEFAULT_FORM_WAIT: Duration = Duration::from_secs(60);
+
+/// Where the approval page listens unless config says otherwise: loopback, a port of the
+/// system's choosing (each link names it).
+pub(crate) const DEFAULT_APPROVAL_PAGE: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 /// Default number of list entries per page sent to the client.
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default streamable HTTP listener: loopback only.
@@ -83,6 +92,13 @@ pub struct ApprovalSettings {
     /// bytes), so that several Portcullis processes accept each other's states; `None`: a
     /// key generated at each start.
     pub state_key_env: Option<String>,
+    /// How long a client that declared form elicitation has to answer before the person is
+    /// sent to the approval page instead (the same pending approval). Default 60 s.
+    pub form_wait: Duration,
+    /// Where the approval page listens (loopback; port 0: one of the system's choosing);
+    /// `None` (`approval_page = "off"`): no page, so a client that cannot show a form cannot
+    /// have a call approved.
+    pub page: Option<SocketAddr>,
 }
 
 /// Where the evidence log is, and what happens when it cannot be written.
@@ -520,9 +536,34 @@ fn evidence_settings(
     }
 }
 
-/// `[server] approval_timeout_secs` and `state_key_env`.
+/// `[server] approval_page`: a loopback address, or "off".
+fn approval_page(report: &mut Reporter<'_>, server: &RawServer) -> Option<SocketAddr> {
+    let Some(value) = server.approval_page.as_ref() else {
+        return Some(DEFAULT_APPROVAL_PAGE);
+    };
+    if value.get_ref() == "off" {
+        return None;
+    }
+    address(
+        report,
+        value,
+        "127.0.0.1:0",
+        |addr| addr.ip().is_loopback(),
+        "is not a loopback address; the approval page is for the person at this machine (or \"off\")",
+    )
+}
+
+/// `[server] approval_timeout_secs`, `approval_form_wait_secs`, `approval_page` and
+/// `state_key_env`.
 fn approval_settings(report: &mut Reporter<'_>, server: &RawServer) -> ApprovalSettings {
     ApprovalSettings {
+        form_wait: seconds(
+            report,
+            server.approval_form_wait_secs.as_ref(),
+            "approval_form_wait_secs",
+            DEFAULT_FORM_WAIT,
+        ),
+        page: approval_page(report, server),
         timeout: seconds(
             report,
             server.approval_timeout_secs.as_ref(),
@@ -570,6 +611,8 @@ fn unreachable_config(file: &Path) -> Config {
             reads_without_evidence: false,
         },
         approval: ApprovalSettings {
+            form_wait: DEFAULT_FORM_WAIT,
+            page: Some(DEFAULT_APPROVAL_PAGE),
             timeout: DEFAULT_APPROVAL_TIMEOUT,
             state_key_env: None,
         },

@@ -86,6 +86,8 @@ pub(crate) struct RawServer {
     pub evidence: Option<Spanned<String>>,
     pub reads_without_evidence: Option<bool>,
     pub approval_timeout_secs: Option<Spanned<i64>>,
+    pub approval_form_wait_secs: Option<Spanned<i64>>,
+    pub approval_page: Option<Spanned<String>>,
     pub state_key_env: Option<Spanned<String>>,
     pub packages: Option<Spanned<String>>,
 }

@@ -360,12 +360,24 @@ pub struct Approval {
     /// taint required it.
     pub reasons: Vec<String>,
     /// `asked`, or the answer: `approved`, `declined`, `cancelled`, `not_confirmed` (accepted
-    /// without a yes), `timed_out`, `unavailable` (the client cannot be asked), `failed`, or
-    /// `replayed` (a retry given the recorded outcome instead of a second run).
+    /// without a yes), `timed_out`, `unanswered` (a form not answered in time: the next rung
+    /// follows), `pending` (the person was given the approval page), `unavailable` (the client
+    /// cannot be asked), `failed`, or `replayed` (a retry given the recorded outcome instead
+    /// of a second run).
     pub answer: String,
     /// The untrusted upstreams the session had received content from.
     pub tainted_by: Vec<String>,
     pub duration_ms: u64,
+    /// Where the person was reached: `form` (form elicitation in the client), `url` (the
+    /// client opened the approval page's link), `pending` (the link handed back in a tool
+    /// result, for an identical retry), `page` (a retry that found its approval decided on
+    /// the page or in a terminal). Absent in records written before the ladder existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<String>,
+    /// Who decided outside the client: `passkey NAME` on the approval page, `terminal`
+    /// (`portcullis approve` or `deny`), `page` (denied on the page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
 
 mod facts;
+mod keep;
+pub(crate) mod ledger;
+pub(crate) mod quirks;
 mod recipients;
 mod request;
 
@@ -45,6 +48,17 @@ pub(crate) struct Approvals {
     /// Seals the `requestState` a stateless client carries between rounds (approvals,
     /// sign-ins and an upstream's own rounds), bound to the request it belongs to.
     pub states: crate::state::StateSealer,
+    /// Approvals waiting for a person on the approval page or in a terminal.
+    pub ledger: ledger::Ledger,
+    /// How long a client that declared form elicitation has to answer before the person is
+    /// sent to the page instead.
+    pub form_wait: Duration,
+    /// Where the approval page answers (`http://localhost:PORT`), once it listens; unset when
+    /// there is no page.
+    pub page: std::sync::OnceLock<String>,
+    /// The passkeys enrolled to approve on the page (`approvers.json` of the state
+    /// directory).
+    pub approvers_file: std::path::PathBuf,
 }
 
 impl Approvals {
@@ -61,6 +75,10 @@ impl Approvals {
             ),
             taints: Taints::default(),
             timeout: config.approval.timeout,
+            ledger: ledger::Ledger::beside(&config.evidence.file),
+            form_wait: config.approval.form_wait,
+            page: std::sync::OnceLock::new(),
+            approvers_file: config.evidence.file.with_file_name("approvers.json"),
             states: match state_key {
                 Some(key) => crate::state::StateSealer::with_key(key),
                 None => crate::state::StateSealer::generate(),

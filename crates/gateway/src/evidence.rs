@@ -49,6 +49,10 @@ pub(crate) struct ApprovalRecord<'a> {
     pub tainted_by: &'a [String],
     pub answer: &'a str,
     pub started: Instant,
+    /// The rung of the approval ladder the person was reached on, when one was tried.
+    pub rung: Option<&'static str>,
+    /// Who decided outside the client (`passkey NAME`, `terminal`), when someone did.
+    pub by: Option<&'a str>,
 }
 
 /// One call's evidence so far: who, which tool, and the intent record's seq once written.
@@ -221,6 +225,8 @@ impl Evidence {
             answer: approval.answer.to_owned(),
             tainted_by: approval.tainted_by.to_vec(),
             duration_ms: elapsed_ms(approval.started),
+            rung: approval.rung.map(str::to_owned),
+            by: approval.by.map(str::to_owned),
         });
         self.append(event)
             .await

@@ -105,6 +105,16 @@ impl Config {
         self.server("approval_timeout_secs", secs.to_string())
     }
 
+    /// How long a form may go unanswered before the approval page follows.
+    pub(crate) fn approval_form_wait_secs(self, secs: u64) -> Self {
+        self.server("approval_form_wait_secs", secs.to_string())
+    }
+
+    /// No approval page: the client's own form is the only way to approve.
+    pub(crate) fn approval_page_off(self) -> Self {
+        self.server("approval_page", toml_string("off"))
+    }
+
     /// The evidence log, relative to the config's directory.
     pub(crate) fn evidence(self, file: &str) -> Self {
         self.server("evidence", toml_string(file))

@@ -7,10 +7,10 @@
 //! questions, never fewer), and says so in the log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use super::keep::keep;
 
 type ByUser = BTreeMap<String, BTreeSet<String>>;
 
@@ -61,26 +61,9 @@ impl KnownRecipients {
             return;
         }
         if let Some(file) = &self.file
-            && let Err(error) = keep(file, &users)
+            && let Err(error) = keep(file, &*users)
         {
             tracing::warn!(file = %file.display(), %error, "the known recipients could not be kept; they are known until portcullis stops");
         }
     }
-}
-
-/// Writes `users` to `file` whole: a new file, synced, renamed over the old one.
-fn keep(file: &Path, users: &ByUser) -> std::io::Result<()> {
-    let text = serde_json::to_vec_pretty(users).map_err(std::io::Error::other)?;
-    // A name of this process's own: two Portcullis processes sharing the state directory never
-    // write into one new file (within one, the lock makes writes take turns).
-    let fresh = file.with_extension(format!("json.{}.new", std::process::id()));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&fresh)?;
-    out.write_all(&text)?;
-    out.sync_all()?;
-    std::fs::rename(&fresh, file)
 }

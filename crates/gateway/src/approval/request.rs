@@ -58,9 +58,19 @@ pub(crate) struct NamedPath {
 impl ChangeRequest<'_> {
     /// The text shown to the person: what, as whom, what follows from it, and why it is asked.
     pub(crate) fn message(&self) -> String {
+        self.message_with(Values::Abbreviated)
+    }
+
+    /// The same request with every value whole (but those named like secrets), as the
+    /// approval page shows it: nothing that decides the approval is left out there.
+    pub(crate) fn full_message(&self) -> String {
+        self.message_with(Values::Whole)
+    }
+
+    fn message_with(&self, values: Values) -> String {
         let mut text =
             String::from("Portcullis asks you to approve one action before it runs.\n\n");
-        self.what(&mut text);
+        self.what(&mut text, values);
         self.who(&mut text);
         self.consequences(&mut text);
         self.why(&mut text);
@@ -72,7 +82,7 @@ impl ChangeRequest<'_> {
 
     /// The tool, where it runs, and its arguments: exact, or marked abbreviated where a long
     /// value shows only its two ends (a secret-named one only its size).
-    fn what(&self, text: &mut String) {
+    fn what(&self, text: &mut String, values: Values) {
         text.push_str(&format!(
             "What: `{}` ({}) on upstream `{}`, surface {}",
             self.exposed,
@@ -87,7 +97,7 @@ impl ChangeRequest<'_> {
         }
         let shown: Vec<(&String, Shown)> = arguments
             .iter()
-            .map(|(name, value)| (name, shown(name, value)))
+            .map(|(name, value)| (name, shown(name, value, values)))
             .collect();
         if shown.iter().all(|(_, value)| !value.cut) {
             text.push_str(", with these exact arguments:\n");
@@ -283,6 +293,15 @@ fn describe_effect(effect: Effect) -> &'static str {
     }
 }
 
+/// How long argument values are shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Values {
+    /// A long value as its two ends (the client's form).
+    Abbreviated,
+    /// Every value whole (the approval page).
+    Whole,
+}
+
 /// An argument value as shown, and whether anything of it was left out.
 struct Shown {
     text: String,
@@ -293,7 +312,7 @@ struct Shown {
 /// size and digest of what is between (an instruction at the end of a long text is what the
 /// person must see); a secret-named one hidden (the person approves that a secret is passed,
 /// not its text).
-fn shown(name: &str, value: &serde_json::Value) -> Shown {
+fn shown(name: &str, value: &serde_json::Value, values: Values) -> Shown {
     let text = value.to_string();
     if is_secret_name(name) {
         return Shown {
@@ -302,7 +321,7 @@ fn shown(name: &str, value: &serde_json::Value) -> Shown {
         };
     }
     let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= SHOWN_WHOLE {
+    if chars.len() <= SHOWN_WHOLE || values == Values::Whole {
         return Shown { text, cut: false };
     }
     let head: String = chars.iter().take(SHOWN_END).collect();

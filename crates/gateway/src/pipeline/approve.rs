@@ -1,6 +1,12 @@
 //! The approval stage: asks the person (or, for a stateless retry, takes their answer) and
 //! records the request and the answer. Only an explicit yes turns the pending approval into a
 //! permit.
+//!
+//! The person is reached on the first rung of a ladder this request's client can climb
+//! (`ladder.rs`): a form in the client; else the approval page, opened by the client (URL
+//! elicitation) or handed back as a link in a tool result for an identical retry. A form not
+//! answered within `approval_form_wait_secs` falls to the page with the same approval; a
+//! decline is final. Every rung is recorded.
 
 use std::time::Instant;
 
@@ -11,8 +17,10 @@ use rmcp::model::{
 };
 
 use super::decide::{Decided, Facts};
+use super::ladder::Ladder;
 use super::permit::{Authorized, CallAction, CallPermit, PendingApproval};
 use super::{CallContext, Resolved, Stop};
+use crate::approval::quirks::Rung;
 use crate::approval::{self, APPROVAL_KEY, Answer, ChangeRequest, Claim};
 use crate::evidence::{ApprovalRecord, CallRecord};
 use crate::server::{PortcullisServer, declares_form_elicitation};
@@ -63,12 +71,12 @@ pub(super) struct Approved {
 }
 
 /// One approval being asked: what its records say, and the decision a refusal is under.
-struct Asking<'a> {
-    fingerprint: String,
+pub(super) struct Asking<'a> {
+    pub fingerprint: String,
     reasons: Vec<String>,
     tainted_by: &'a [String],
     started: Instant,
-    decision: portcullis_core::evidence::DecisionSummary,
+    pub decision: portcullis_core::evidence::DecisionSummary,
 }
 
 impl Asking<'_> {
@@ -80,10 +88,26 @@ impl Asking<'_> {
             tainted_by: self.tainted_by,
             answer,
             started: self.started,
+            rung: None,
+            by: None,
         }
     }
 
-    fn refused(&self, answer: Answer) -> Approval {
+    /// The approval record for `answer` on `rung`, decided `by` someone outside the client.
+    pub(super) fn on<'n>(
+        &'n self,
+        answer: &'n str,
+        rung: Rung,
+        by: Option<&'n str>,
+    ) -> ApprovalRecord<'n> {
+        ApprovalRecord {
+            rung: Some(rung.as_str()),
+            by,
+            ..self.note(answer)
+        }
+    }
+
+    pub(super) fn refused(&self, answer: Answer) -> Approval {
         Approval::Refused {
             answer,
             decision: self.decision.clone(),
@@ -91,7 +115,7 @@ impl Asking<'_> {
     }
 
     /// The permit when `answer` approves exactly `shown`; else the refusal.
-    fn conclude(
+    pub(super) fn conclude(
         &self,
         pending: PendingApproval,
         shown: &CallAction,
@@ -111,7 +135,7 @@ impl Asking<'_> {
 }
 
 /// What the approval stage ends in.
-enum Approval {
+pub(super) enum Approval {
     /// Approved: the call may run, once.
     Granted {
         permit: CallPermit,
@@ -128,6 +152,12 @@ enum Approval {
     Ask(InputRequiredResult),
     /// A retry of a call that already ran under this approval: its recorded result.
     Replayed(Box<CallToolResult>),
+    /// Not run yet: the person was given the approval page; the message says where, and that
+    /// the identical call retried once they approved runs.
+    Pending {
+        message: String,
+        decision: portcullis_core::evidence::DecisionSummary,
+    },
 }
 
 impl PortcullisServer {
@@ -239,11 +269,16 @@ impl PortcullisServer {
             Approval::Replayed(result) => {
                 Err(Stop::Answer(Box::new(CallToolResponse::Complete(*result))))
             }
+            Approval::Pending { message, decision } => Err(Stop::Refused {
+                message,
+                recorded: "not run yet: its approval is pending on the approval page".to_owned(),
+                decision,
+            }),
         }
     }
 
-    /// The approval stage: asks the person (or, for a stateless retry, takes their answer)
-    /// and records the request and the answer.
+    /// The approval stage: asks the person on the first rung their client can climb (or, for
+    /// a stateless retry, takes their answer), and records the request and the answer.
     async fn approve(
         &self,
         call: &CallContext<'_>,
@@ -271,57 +306,110 @@ impl PortcullisServer {
                 .approve_retry(call, pending, shown, record, &asking, id)
                 .await;
         }
-        let context = call.context;
-        // Capabilities are read per request: a client that did not declare elicitation on
-        // this one cannot be asked.
-        if !declares_form_elicitation(context) {
-            let _ = gateway
-                .evidence
-                .record_approval(record, asking.note(Answer::Unavailable.as_str()))
-                .await;
-            return asking.refused(Answer::Unavailable);
-        }
-        if let Err(message) = gateway
-            .evidence
-            .record_approval(record, asking.note("asked"))
+        let pending = match self
+            .decided_on_page(call, pending, shown, record, &asking)
             .await
         {
-            return asking.refused(Answer::Failed(message));
+            Ok(approval) => return approval,
+            Err(pending) => pending,
+        };
+        // Capabilities are read per request (and checked against what the client is known
+        // to do): a client that did not declare a rung on this one is not asked on it.
+        let ladder = Ladder::of(call.context, gateway.approvals.page.get().is_some());
+        if ladder.form && call.stateless {
+            return self.ask_stateless(call, change, record, &asking).await;
         }
-        let timeout = gateway.approvals.timeout;
-        if Self::is_stateless(context) {
-            let id = gateway
-                .approvals
-                .stateless
-                .open(&asking.fingerprint, timeout);
-            let state = gateway.approvals.states.seal_for(
-                &SealedRound::Approval { id },
-                &call.bound_to,
-                timeout,
-            );
-            let mut questions = InputRequests::new();
-            questions.insert(
-                APPROVAL_KEY.to_owned(),
-                InputRequest::Elicitation(ElicitRequest::new(change.params())),
-            );
-            return Approval::Ask(InputRequiredResult::new(Some(questions), Some(state)));
-        }
-        let answer =
-            match tokio::time::timeout(timeout, context.peer.create_elicitation(change.params()))
+        if ladder.form {
+            match self
+                .ask_form(call, change, record, &asking, ladder.page)
                 .await
             {
-                Err(_) => Answer::TimedOut(timeout),
-                Ok(Err(error)) => Answer::Failed(format!("the client did not answer: {error}")),
-                Ok(Ok(result)) => Answer::from_result(&result),
-            };
-        if let Err(message) = gateway
+                Ok(Some(answer)) => return asking.conclude(pending, shown, answer, None),
+                Ok(None) => {}
+                Err(failure) => return asking.refused(failure),
+            }
+        }
+        self.ask_on_page(call, change, pending, shown, record, &asking, ladder)
+            .await
+    }
+
+    /// A stateless client is asked with an input-required result; its retry carries the answer.
+    async fn ask_stateless(
+        &self,
+        call: &CallContext<'_>,
+        change: &ChangeRequest<'_>,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+    ) -> Approval {
+        let approvals = &self.gateway.approvals;
+        if let Err(message) = self
+            .gateway
             .evidence
-            .record_approval(record, asking.note(answer.as_str()))
+            .record_approval(record, asking.on("asked", Rung::Form, None))
             .await
         {
             return asking.refused(Answer::Failed(message));
         }
-        asking.conclude(pending, shown, answer, None)
+        let id = approvals
+            .stateless
+            .open(&asking.fingerprint, approvals.timeout);
+        let state = approvals.states.seal_for(
+            &SealedRound::Approval { id },
+            &call.bound_to,
+            approvals.timeout,
+        );
+        let mut questions = InputRequests::new();
+        questions.insert(
+            APPROVAL_KEY.to_owned(),
+            InputRequest::Elicitation(ElicitRequest::new(change.params())),
+        );
+        Approval::Ask(InputRequiredResult::new(Some(questions), Some(state)))
+    }
+
+    /// A session-era client is asked with a form. `Ok(None)`: it did not answer within the
+    /// form wait (or could not be asked) and the page `follows`, so the next rung is tried;
+    /// `Err`: the asking could not be recorded.
+    async fn ask_form(
+        &self,
+        call: &CallContext<'_>,
+        change: &ChangeRequest<'_>,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+        follows: bool,
+    ) -> Result<Option<Answer>, Answer> {
+        let evidence = &self.gateway.evidence;
+        evidence
+            .record_approval(record, asking.on("asked", Rung::Form, None))
+            .await
+            .map_err(Answer::Failed)?;
+        let approvals = &self.gateway.approvals;
+        // Without a page the form is the only rung: it has the whole approval timeout.
+        let wait = if follows {
+            approvals.form_wait.min(approvals.timeout)
+        } else {
+            approvals.timeout
+        };
+        let asked = call.context.peer.create_elicitation(change.params());
+        let answer = match tokio::time::timeout(wait, asked).await {
+            Ok(Ok(result)) => Answer::from_result(&result),
+            Err(_) if !follows => Answer::TimedOut(wait),
+            Ok(Err(error)) if !follows => {
+                Answer::Failed(format!("the client did not answer: {error}"))
+            }
+            Err(_) | Ok(Err(_)) => {
+                tracing::info!(tool = %call.request.name, "the client did not answer the approval form; the approval page follows");
+                evidence
+                    .record_approval(record, asking.on("unanswered", Rung::Form, None))
+                    .await
+                    .map_err(Answer::Failed)?;
+                return Ok(None);
+            }
+        };
+        evidence
+            .record_approval(record, asking.on(answer.as_str(), Rung::Form, None))
+            .await
+            .map_err(Answer::Failed)?;
+        Ok(Some(answer))
     }
 
     /// A stateless retry: the answer travels with it, for the approval `id` its sealed

@@ -25,6 +25,7 @@ mod check;
 mod credential;
 mod decide;
 mod execute;
+mod ladder;
 mod permit;
 pub(crate) mod read;
 mod relay;

@@ -1,0 +1,92 @@
+//! Approvals decided in a terminal: `portcullis approvals` lists what waits,
+//! `portcullis approve ID` and `portcullis deny ID` decide one after showing the whole change
+//! request. Both refuse unless a person is at a terminal (stdin and stdout are terminals): an
+//! agent's tool that runs commands without one cannot answer for the person.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use anyhow::{Context as _, bail};
+use portcullis_config::Config;
+use portcullis_gateway::{Ledger, Pending, Standing};
+
+/// Lists the approvals of the configuration's state directory that are still live.
+pub(crate) fn list(config: &Config) -> anyhow::Result<()> {
+    let ledger = Ledger::beside(&config.evidence.file);
+    let approvals = ledger.list()?;
+    if approvals.is_empty() {
+        println!("no approval is waiting ({})", ledger.file().display());
+        return Ok(());
+    }
+    for approval in approvals {
+        println!(
+            "{}  {}  {}  {}",
+            approval.id,
+            standing(&approval.standing),
+            approval.tool,
+            approval.user
+        );
+    }
+    Ok(())
+}
+
+fn standing(standing: &Standing) -> String {
+    match standing {
+        Standing::Waiting => "waiting".to_owned(),
+        Standing::Approved { by, .. } => format!("approved by {by}"),
+        Standing::Declined { by, .. } => format!("declined by {by}"),
+        Standing::Used { .. } => "used".to_owned(),
+    }
+}
+
+/// Whether a person is at a terminal: both stdin (where the answer comes from) and stdout
+/// (where the request is shown).
+fn at_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// The waiting approval `id`, shown whole.
+fn shown(ledger: &Ledger, id: &str) -> anyhow::Result<Pending> {
+    let approval = ledger
+        .get(id)?
+        .with_context(|| format!("no approval `{id}` is waiting (unknown, or expired)"))?;
+    if approval.standing != Standing::Waiting {
+        bail!(
+            "approval `{id}` is already {}",
+            standing(&approval.standing)
+        );
+    }
+    println!("{}\n", approval.request);
+    println!("Asked for {} as {}.", approval.tool, approval.user);
+    Ok(approval)
+}
+
+/// Decides approval `id` after showing it: `approve` only when the person types `approve`.
+pub(crate) fn decide(config: &Config, id: &str, approve: bool) -> anyhow::Result<()> {
+    let verb = if approve { "approve" } else { "deny" };
+    if !at_terminal() {
+        bail!(
+            "`portcullis {verb}` needs a person at an interactive terminal (stdin and stdout are not both terminals); open the approval page's link in a browser instead"
+        );
+    }
+    let ledger = Ledger::beside(&config.evidence.file);
+    shown(&ledger, id)?;
+    if approve {
+        print!(
+            "Type `approve` to let exactly this call run once (anything else leaves it undone): "
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "approve" {
+            println!("Not approved: the call does not run.");
+            return Ok(());
+        }
+    }
+    ledger.decide(id, approve, "terminal")?;
+    if approve {
+        println!("Approved. The identical call, made again by the client, runs once.");
+    } else {
+        println!("Denied. The call does not run.");
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Approvals waiting for a person outside the client: on the approval page, or in a terminal
+//! (`portcullis approve ID`). Each is bound to one action's fingerprint and one user, and runs
+//! its call at most once: the identical retry that finds it approved claims it (approved
+//! becomes used, under the file's lock), and any other call finds nothing.
+//!
+//! The ledger is a file of the state directory (`pending-approvals.json` beside the evidence
+//! log, mode 0600), read and rewritten whole under an exclusive lock on a lock file beside
+//! it, so that the serving processes and `portcullis approve` in a terminal see one ledger,
+//! and a restart loses no approval. A file that cannot be read or parsed is an error: no
+//! approval is taken from it and none is added to it (nothing runs on doubt).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::keep::keep;
+
+/// Where one approval stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Standing {
+    /// Nobody has decided yet.
+    Waiting,
+    /// A person approved it; the identical retry may run once.
+    Approved { by: String, at: u64 },
+    /// A person declined it: final.
+    Declined { by: String, at: u64 },
+    /// Its call was let run (once).
+    Used { at: u64 },
+}
+
+/// One approval as the ledger keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    /// Unguessable (128 random bits): the page's link names it.
+    pub id: String,
+    /// The action it approves (see `approval::fingerprint`).
+    pub fingerprint: String,
+    /// Who the call acts as.
+    pub user: String,
+    /// The tool as the client names it.
+    pub tool: String,
+    /// The change request in full: every value whole but those named like secrets.
+    pub request: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub expires: u64,
+    #[serde(flatten)]
+    pub standing: Standing,
+}
+
+impl Pending {
+    fn live(&self, now: u64) -> bool {
+        self.expires > now && !matches!(self.standing, Standing::Used { .. })
+    }
+}
+
+/// What the ledger keeps: its entries, in the order they were opened.
+#[derive(Default, Serialize, Deserialize)]
+struct Book {
+    approvals: Vec<Pending>,
+}
+
+/// An approval that is asked of a person for the first time.
+pub(crate) struct NewPending<'a> {
+    pub fingerprint: &'a str,
+    pub user: &'a str,
+    pub tool: &'a str,
+    pub request: String,
+    pub ttl: Duration,
+}
+
+/// Why the ledger could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the pending approvals in {file} cannot be read: {error}")]
+    Unreadable { file: String, error: String },
+    #[error("the pending approvals in {file} cannot be kept: {error}")]
+    Unwritable { file: String, error: String },
+    #[error("no approval `{0}` is waiting (unknown, expired, or already decided)")]
+    NotWaiting(String),
+}
+
+/// The pending approvals of one state directory.
+pub struct Ledger {
+    file: PathBuf,
+    lock: PathBuf,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// 128 random bits, base64url: an approval's id.
+fn new_id() -> Result<String, String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| error.to_string())?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl Ledger {
+    /// The ledger kept in `file` (created on first use).
+    pub fn at(file: PathBuf) -> Self {
+        let lock = file.with_extension("lock");
+        Self { file, lock }
+    }
+
+    /// The ledger file of a state directory whose evidence log is `evidence`.
+    pub fn beside(evidence: &Path) -> Self {
+        Self::at(evidence.with_file_name("pending-approvals.json"))
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Runs `change` on the book under the exclusive lock; writes it back when `change` says
+    /// it changed something.
+    fn with_book<T>(
+        &self,
+        change: impl FnOnce(&mut Book, u64) -> (T, bool),
+    ) -> Result<T, LedgerError> {
+        let unwritable = |error: std::io::Error| LedgerError::Unwritable {
+            file: self.file.display().to_string(),
+            error: error.to_string(),
+        };
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir).map_err(unwritable)?;
+        }
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(unwritable)?;
+        lock.lock().map_err(unwritable)?;
+        let mut book = self.read()?;
+        let now = now();
+        let before = book.approvals.len();
+        book.approvals.retain(|entry| entry.live(now));
+        let (answer, changed) = change(&mut book, now);
+        if changed || book.approvals.len() != before {
+            keep(&self.file, &book).map_err(unwritable)?;
+        }
+        Ok(answer)
+    }
+
+    fn read(&self) -> Result<Book, LedgerError> {
+        let unreadable = |error: String| LedgerError::Unreadable {
+            file: self.file.display().to_string(),
+            error,
+        };
+        match std::fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Book::default()),
+            Err(error) => Err(unreadable(error.to_string())),
+        }
+    }
+
+    /// The live approval of `user` for the action `fingerprint`, if one was opened: waiting,
+    /// approved or declined.
+    pub(crate) fn find(
+        &self,
+        user: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Pending>, LedgerError> {
+        self.with_book(|book, _| {
+            let found = book
+                .approvals
+                .iter()
+                .find(|entry| entry.user == user && entry.fingerprint == fingerprint)
+                .cloned();
+            (found, false)
+        })
+    }
+
+    /// Opens an approval for `new`, or returns the live one already open for the same user
+    /// and action.
+    pub(crate) fn open(&self, new: NewPending<'_>) -> Result<Pending, LedgerError> {
+        let id = new_id().map_err(|error| LedgerError::Unwritable {
+            file: self.file.display().to_string(),
+            error,
+        })?;
+        self.with_book(|book, now| {
+            if let Some(open) = book
+                .approvals
+                .iter()
+                .find(|entry| entry.user == new.user && entry.fingerprint == new.fingerprint)
+            {
+                return (open.clone(), false);
+            }
+            let entry = Pending {
+                id,
+                fingerprint: new.fingerprint.to_owned(),
+                user: new.user.to_owned(),
+                tool: new.tool.to_owned(),
+                request: new.request,
+                created: now,
+                expires: now.saturating_add(new.ttl.as_secs()),
+                standing: Standing::Waiting,
+            };
+            book.approvals.push(entry.clone());
+            (entry, true)
+        })
+    }
+
+    /// The live approval `id`.
+    pub fn get(&self, id: &str) -> Result<Option<Pending>, LedgerError> {
+        self.with_book(|book, _| {
+            let found = book.approvals.iter().find(|entry| entry.id == id).cloned();
+            (found, false)
+        })
+    }
+
+    /// Every live approval, oldest first.
+    pub fn list(&self) -> Result<Vec<Pending>, LedgerError> {
+        self.with_book(|book, _| (book.approvals.clone(), false))
+    }
+
+    /// A person's decision on the waiting approval `id`: approved or declined, `by` whom.
+    pub fn decide(&self, id: &str, approve: bool, by: &str) -> Result<Pending, LedgerError> {
+        self.with_book(|book, now| {
+            let Some(entry) = book
+                .approvals
+                .iter_mut()
+                .find(|entry| entry.id == id && entry.standing == Standing::Waiting)
+            else {
+                return (Err(LedgerError::NotWaiting(id.to_owned())), false);
+            };
+            let by = by.to_owned();
+            entry.standing = if approve {
+                Standing::Approved { by, at: now }
+            } else {
+                Standing::Declined { by, at: now }
+            };
+            (Ok(entry.clone()), true)
+        })?
+    }
+
+    /// Claims the approved approval `id` for the action `fingerprint`: true at most once, and
+    /// only for that action; the approval is then used.
+    pub(crate) fn claim(&self, id: &str, fingerprint: &str) -> Result<bool, LedgerError> {
+        self.with_book(|book, now| {
+            let Some(entry) = book.approvals.iter_mut().find(|entry| {
+                entry.id == id
+                    && entry.fingerprint == fingerprint
+                    && matches!(entry.standing, Standing::Approved { .. })
+            }) else {
+                return (false, false);
+            };
+            entry.standing = Standing::Used { at: now };
+            (true, true)
+        })
+    }
+}
