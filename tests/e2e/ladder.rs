@@ -108,7 +108,7 @@ impl Setup {
 }
 
 /// The approval's link and id in a pending tool error.
-fn link(result: &Value) -> (String, String) {
+fn pending_link(result: &Value) -> (String, String) {
     let text = result_text(result);
     assert_eq!(result["isError"], true, "{result}");
     let start = text
@@ -207,7 +207,7 @@ fn a_client_without_forms_gets_the_link_and_only_the_identical_retry_runs_once()
     let portcullis = Portcullis::http(&setup.config);
     let http = Target::Http(&portcullis.url);
     let first = ts_call(&http, "fx.send_message", SEND);
-    let (link, id) = link(&first["result"]);
+    let (link, id) = pending_link(&first["result"]);
     let text = result_text(&first["result"]);
     assert!(text.contains("make exactly the same call again"), "{text}");
     assert!(text.contains(&format!("portcullis approve {id}")), "{text}");
@@ -223,7 +223,7 @@ fn a_client_without_forms_gets_the_link_and_only_the_identical_retry_runs_once()
     );
     // The identical retry finds the same approval still waiting: the same link, nothing run.
     let again = ts_call(&http, "fx.send_message", SEND);
-    assert_eq!(link(&again["result"]).1, id);
+    assert_eq!(pending_link(&again["result"]).1, id);
     assert_eq!(setup.sent(), 0);
 
     // At a terminal, after reading the request, the person approves.
@@ -237,7 +237,7 @@ fn a_client_without_forms_gets_the_link_and_only_the_identical_retry_runs_once()
 
     // Another call is not covered: it gets its own approval.
     let other = ts_call(&http, "fx.send_message", OTHER_SEND);
-    assert_ne!(link(&other["result"]).1, id);
+    assert_ne!(pending_link(&other["result"]).1, id);
     assert_eq!(setup.sent(), 0);
     // The identical call runs, once; the next identical one needs a new approval.
     let ran = ts_call(&http, "fx.send_message", SEND);
@@ -247,7 +247,7 @@ fn a_client_without_forms_gets_the_link_and_only_the_identical_retry_runs_once()
         "{ran}"
     );
     let after = ts_call(&http, "fx.send_message", SEND);
-    assert_ne!(link(&after["result"]).1, id);
+    assert_ne!(pending_link(&after["result"]).1, id);
     assert_eq!(setup.sent(), 1);
 
     let approvals = setup.approvals();
@@ -292,7 +292,7 @@ fn the_python_client_gets_the_link_in_both_eras_and_a_denial_is_final() {
             )
         };
         let first = call(());
-        let (_, id) = link(&first["result"]);
+        let (_, id) = pending_link(&first["result"]);
         let denied = setup.at_terminal("deny", &id, "");
         assert!(denied.status.success(), "{era}: {denied:?}");
         let retried = call(());
@@ -320,7 +320,7 @@ fn a_client_that_declares_forms_and_never_answers_falls_to_the_page() {
             "never",
         ],
     );
-    let (_, id) = link(&never["result"]);
+    let (_, id) = pending_link(&never["result"]);
     assert_eq!(setup.sent(), 0);
     let approvals = setup.approvals();
     for expected in [
