@@ -17,7 +17,7 @@ use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER,
 use portcullis_gateway::{
     Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder,
     UpstreamStatus, call_facts, containment_reports, load_policy, reach, remove_instance_state,
-    serve_http, serve_metrics, serve_stdio,
+    serve_http, serve_metrics, serve_page, serve_stdio,
 };
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
 use tokio_util::sync::CancellationToken;
@@ -1353,6 +1353,24 @@ fn explain(
     Ok(())
 }
 
+/// Starts the approval page. One that cannot listen leaves Portcullis serving without it: a
+/// client that cannot show an approval form then has no call approved (and the log says why).
+async fn serve_approval_page(gateway: &Arc<Gateway>, address: SocketAddr) {
+    match serve_page(gateway.clone(), address).await {
+        Ok((origin, serving)) => {
+            eprintln!("portcullis: approval page on {origin}");
+            tokio::spawn(async move {
+                if let Err(error) = serving.await {
+                    tracing::error!(%error, "the approval page stopped");
+                }
+            });
+        }
+        Err(error) => {
+            tracing::error!(%error, "the approval page cannot listen; clients that cannot show an approval form get no call approved")
+        }
+    }
+}
+
 fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<()> {
     let mut config = launched(path, Missing::Install)?;
     // INVARIANT: a policy or schema that does not load stops start-up (fail closed).
@@ -1387,6 +1405,9 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
                 .with_context(|| format!("cannot listen on the callback address {address}"))?;
             eprintln!("portcullis: sign-in pages on http://{address}/oauth/");
             tokio::spawn(serving);
+        }
+        if let Some(page) = config.approval.page {
+            serve_approval_page(&gateway, page).await;
         }
         if listen.is_some() || http {
             let (address, serving) = serve_http(gateway.clone(), &config.http).await?;

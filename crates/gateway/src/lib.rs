@@ -23,6 +23,7 @@ mod hygiene;
 mod instances;
 mod listener;
 mod metrics;
+mod page;
 mod paths;
 mod pending;
 mod pipeline;
@@ -49,6 +50,7 @@ pub use evidence::DurableIntent;
 pub use gateway::{Gateway, GatewayParts, Visible};
 pub use http::{serve_http, serve_metrics};
 pub use instances::{instance_state_dir, remove_instance_state};
+pub use page::serve_page;
 pub use pipeline::{
     CallAction, CallParts, CallPermit, Catalogued, Granted, ToolCall, UpstreamCall,
 };
