@@ -90,3 +90,50 @@ pub(crate) fn decide(config: &Config, id: &str, approve: bool) -> anyhow::Result
     }
     Ok(())
 }
+
+/// How long an enrolment link works.
+const ENROL_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `portcullis approver enroll`: serves a one-time enrolment page on loopback, prints its
+/// link on the terminal (only there: whoever opens it enrols a passkey that approves), and
+/// returns once a passkey is enrolled or the link expired.
+pub(crate) fn enroll(config: &Config, name: &str) -> anyhow::Result<()> {
+    if !at_terminal() {
+        bail!(
+            "`portcullis approver enroll` prints a link that makes whoever opens it an approver, so it runs only at an interactive terminal"
+        );
+    }
+    let file = config.evidence.file.with_file_name("approvers.json");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let origin = url::Url::parse(&format!("http://localhost:{port}"))?;
+        let approvers = portcullis_approver::Approvers::open(file.clone(), &origin)?;
+        let token = portcullis_approver::enrol::one_time_token()?;
+        println!("Open this link in your browser on this machine to enrol a passkey as `{name}` (it works once, for {} min):", ENROL_FOR.as_secs() / 60);
+        println!("  {}/enrol/{token}", approvers.origin_on(port));
+        let enrolled = portcullis_approver::enrol::serve(listener, approvers, name.to_owned(), token, ENROL_FOR).await?;
+        println!("Enrolled `{enrolled}` ({}): approvals on the approval page now need this passkey.", file.display());
+        anyhow::Ok(())
+    })
+}
+
+/// `portcullis approver list`: who can approve on the page.
+pub(crate) fn approvers(config: &Config) -> anyhow::Result<()> {
+    let file = config.evidence.file.with_file_name("approvers.json");
+    let origin = url::Url::parse("http://localhost")?;
+    let names = portcullis_approver::Approvers::open(file.clone(), &origin)?.names()?;
+    if names.is_empty() {
+        println!(
+            "nobody is enrolled ({}): run `portcullis approver enroll`",
+            file.display()
+        );
+    }
+    for name in names {
+        println!("{name}");
+    }
+    Ok(())
+}

@@ -185,6 +185,9 @@ enum Command {
         /// The approval's id, as the link and `portcullis approvals` give it.
         id: String,
     },
+    /// The people who approve on the approval page, each with a passkey.
+    #[command(subcommand)]
+    Approver(ApproverCommand),
     /// Deny one waiting call in this terminal (needs an interactive terminal): it never runs.
     Deny {
         #[arg(long)]
@@ -208,6 +211,25 @@ enum Command {
         /// config alone.
         #[arg(long)]
         offline: bool,
+    },
+}
+
+/// The approvers of this machine: passkeys kept beside the evidence log (`approvers.json`).
+#[derive(Subcommand)]
+enum ApproverCommand {
+    /// Enrol a passkey: prints a one-time link (loopback, for 10 minutes) to open in a
+    /// browser on this machine; needs an interactive terminal.
+    Enroll {
+        #[arg(long)]
+        config: PathBuf,
+        /// The approver's name, shown in the evidence of what they approve.
+        #[arg(long, default_value = "local")]
+        name: String,
+    },
+    /// List who is enrolled.
+    List {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -582,6 +604,12 @@ fn main() -> ExitCode {
         Command::Approvals { config } => load(&config).and_then(|config| approvals::list(&config)),
         Command::Approve { config, id } => {
             load(&config).and_then(|config| approvals::decide(&config, &id, true))
+        }
+        Command::Approver(ApproverCommand::Enroll { config, name }) => {
+            load(&config).and_then(|config| approvals::enroll(&config, &name))
+        }
+        Command::Approver(ApproverCommand::List { config }) => {
+            load(&config).and_then(|config| approvals::approvers(&config))
         }
         Command::Deny { config, id } => {
             load(&config).and_then(|config| approvals::decide(&config, &id, false))
