@@ -149,7 +149,8 @@ async fn served(client: &crate::rust_client::Client, tool: &str, arguments: &Val
         }
         Ok(result) => {
             let said = text(&result);
-            if said.contains("cannot show approval requests") {
+            // A client without forms gets the approval page's link (nothing ran).
+            if said.contains("waits for a person's approval") {
                 Class::Approval
             } else if said.starts_with("portcullis refused") {
                 Class::Denied

@@ -65,7 +65,8 @@ fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
     let echoed = call(&stdio, "fx.echo", r#"{"text":"hi"}"#, None);
     assert_eq!(result_text(&echoed["result"]), "hi", "{echoed}");
 
-    // A write needs approval, which cannot be asked yet: refused, and nothing is written.
+    // A write needs approval, which this client cannot ask for: the approval page's link comes
+    // back, and nothing is written.
     let write = call(
         &stdio,
         "fx.write_file",
@@ -73,7 +74,7 @@ fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
         None,
     );
     let text = tool_error_text(&write);
-    assert!(text.contains("needs a person's approval"), "{text}");
+    assert!(text.contains("waits for a person's approval"), "{text}");
     assert!(text.contains("did not run"), "{text}");
     assert!(
         !work.join("new.txt").exists(),
@@ -115,7 +116,7 @@ fn the_local_identity_sees_and_calls_only_what_policy_allows_in_both_eras() {
         ],
     );
     let text = tool_error_text(&stateless);
-    assert!(text.contains("needs a person's approval"), "{text}");
+    assert!(text.contains("waits for a person's approval"), "{text}");
     assert!(
         !work.join("new.txt").exists(),
         "a refused write must not run"
