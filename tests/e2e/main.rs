@@ -20,6 +20,7 @@ mod instances;
 mod interaction;
 mod launchers;
 mod official_clients;
+mod passkey;
 mod relay;
 mod remote;
 mod roots;
