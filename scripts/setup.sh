@@ -6,6 +6,9 @@
 #     (@modelcontextprotocol/conformance) and 0.2.0-alpha.12 (alias conformance-next), and
 #     Node 22 (npm package `node`: tests/node/node_modules/node/bin/node) which the suite needs;
 #   - .venv (pinned by tests/py/requirements.txt): the official Python SDK `mcp` and its deps;
+#   - Debian's `chromium` and `chromium-driver` (apt-get, as root, only when /usr/bin/chromium
+#     is missing): the real browser tests/node/passkey.mjs drives for the passkey tests
+#     (playwright-core downloads no browser of its own);
 #   - the workspace binaries (cargo build).
 # Idempotent: each part is redone only when its pins (or the tool that installs it) change, as
 # recorded in a stamp; a run with nothing to do takes well under a second plus a no-op cargo
@@ -78,6 +81,25 @@ if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$want" ] || [ ! -x .venv/b
   .venv/bin/python -c 'import mcp, mcp.client, mcp.server.mcpserver' \
     || fail "the Python SDK does not import in .venv"
   echo "$want" >"$py_stamp"
+fi
+
+# Debian's Chromium for the passkey tests. The package list is refreshed only when the
+# install fails, since an old or empty list is the usual cause and an update is slow.
+if [ ! -x /usr/bin/chromium ]; then
+  [ "$(id -u)" -eq 0 ] \
+    || fail "/usr/bin/chromium is missing and installing it needs root: run 'apt-get install chromium chromium-driver' as root"
+  command -v apt-get >/dev/null \
+    || fail "/usr/bin/chromium is missing and there is no apt-get: install Debian's chromium and chromium-driver"
+  note "installing Debian's chromium and chromium-driver (apt-get)"
+  log=$(mktemp)
+  apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+  if ! apt_install >"$log" 2>&1 && ! { apt-get update -qq && apt_install; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    fail "apt-get install chromium chromium-driver failed (output above)"
+  fi
+  rm -f "$log"
+  [ -x /usr/bin/chromium ] || fail "apt-get installed chromium but /usr/bin/chromium is missing"
 fi
 
 # The workspace binaries the shipped config and the tests start.

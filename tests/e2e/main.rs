@@ -21,6 +21,7 @@ mod interaction;
 mod ladder;
 mod launchers;
 mod official_clients;
+mod passkey;
 mod relay;
 mod remote;
 mod roots;

@@ -24,6 +24,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::approvers::check_name;
 use crate::{ApproverError, Approvers, CEREMONY_JS, Enrolment};
@@ -65,45 +66,18 @@ pub async fn serve(
     token: String,
     until: Duration,
 ) -> Result<String, ApproverError> {
-    check_name(&name)?;
-    if token.len() < MIN_TOKEN_CHARS {
-        return Err(ApproverError::Serve {
-            source: std::io::Error::other("the enrolment token is too short to be unguessable"),
-        });
-    }
     let address = listener
         .local_addr()
         .map_err(|source| ApproverError::Serve { source })?;
-    check_loopback(address)?;
+    check_start(&name, &token, address)?;
     let (enrolled, enrolled_rx) = oneshot::channel();
-    let page = Arc::new(EnrolPage {
-        host: approvers.host_on(address.port()),
-        origin: approvers.origin_on(address.port()),
-        approvers,
-        name,
-        token,
-        progress: Mutex::new(Progress {
-            pending: None,
-            enrolled: Some(enrolled),
-        }),
-    });
+    let page = EnrolPage::new(approvers, name, token, address.port(), enrolled);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = axum::serve(listener, routes(page)).with_graceful_shutdown(async {
         let _ = stopped.await;
     });
     let mut server = tokio::spawn(server.into_future());
-    let outcome = tokio::select! {
-        enrolled = enrolled_rx => enrolled.map_err(|_| ApproverError::Serve {
-            source: std::io::Error::other("the page stopped before a passkey was enrolled"),
-        }),
-        () = tokio::time::sleep(until) => Err(ApproverError::Deadline { seconds: until.as_secs() }),
-        ended = &mut server => Err(ApproverError::Serve {
-            source: match ended {
-                Ok(Err(error)) => error,
-                _ => std::io::Error::other("the listener stopped"),
-            },
-        }),
-    };
+    let outcome = first_outcome(enrolled_rx, until, &mut server).await;
     let _ = stop.send(());
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
         .await
@@ -112,6 +86,36 @@ pub async fn serve(
         server.abort();
     }
     outcome
+}
+
+/// Whichever comes first: the enrolled name, the deadline, or the listener failing.
+async fn first_outcome(
+    enrolled: oneshot::Receiver<String>,
+    until: Duration,
+    server: &mut JoinHandle<std::io::Result<()>>,
+) -> Result<String, ApproverError> {
+    tokio::select! {
+        enrolled = enrolled => enrolled.map_err(|_| ApproverError::Serve {
+            source: std::io::Error::other("the page stopped before a passkey was enrolled"),
+        }),
+        () = tokio::time::sleep(until) => Err(ApproverError::Deadline { seconds: until.as_secs() }),
+        ended = server => Err(ApproverError::Serve {
+            source: match ended {
+                Ok(Err(error)) => error,
+                _ => std::io::Error::other("the listener stopped"),
+            },
+        }),
+    }
+}
+
+fn check_start(name: &str, token: &str, address: SocketAddr) -> Result<(), ApproverError> {
+    check_name(name)?;
+    if token.len() < MIN_TOKEN_CHARS {
+        return Err(ApproverError::Serve {
+            source: std::io::Error::other("the enrolment token is too short to be unguessable"),
+        });
+    }
+    check_loopback(address)
 }
 
 /// INVARIANT: the page is reachable from this machine only; anyone who reaches it with the
@@ -160,6 +164,26 @@ fn routes(page: Arc<EnrolPage>) -> Router {
 }
 
 impl EnrolPage {
+    fn new(
+        approvers: Approvers,
+        name: String,
+        token: String,
+        port: u16,
+        enrolled: oneshot::Sender<String>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            host: approvers.host_on(port),
+            origin: approvers.origin_on(port),
+            approvers,
+            name,
+            token,
+            progress: Mutex::new(Progress {
+                pending: None,
+                enrolled: Some(enrolled),
+            }),
+        })
+    }
+
     /// Whether a request for `token` with `headers` may reach the page: the right host, the
     /// right token, and no passkey enrolled yet.
     fn admit(&self, token: &str, headers: &HeaderMap) -> Result<(), Refusal> {

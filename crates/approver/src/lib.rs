@@ -34,7 +34,10 @@
 //!
 //! It decides nothing about tool calls, holds no pending approval, and never serves an
 //! approval page (the gateway does, with [`CEREMONY_JS`]). It never logs a challenge, a
-//! token, or a browser's response; the one-time token is printed by the CLI alone.
+//! token, or a browser's response; the one-time token is printed by the CLI alone. Note that
+//! `webauthn-rs-core` itself logs ceremony states (challenges included) at `trace` and
+//! attestation details at `debug`: a binary's tracing filter keeps the target
+//! `webauthn_rs_core` at `info` or above.
 #![forbid(unsafe_code)]
 
 mod approvers;
