@@ -6,12 +6,13 @@
 //! call is covered. A client that declares forms and never answers falls to the page with the
 //! same approval, and a denial there is final. The side effect is the fixture's outbox.
 
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use crate::passkey::passkey;
 use crate::support::{
     Config, Identity, Portcullis, Scratch, Target, Tool, Upstream, bin, fixture_policy, py_client,
     raw_http, result_text, ts_call, ts_client,
@@ -369,4 +370,144 @@ fn a_client_that_declares_forms_and_never_answers_falls_to_the_page() {
         "{ran}"
     );
     assert_eq!(setup.sent(), 1);
+}
+
+/// `portcullis approver enroll` at a terminal, its one-time link opened in Chromium with the
+/// virtual authenticator kept in `authenticator`.
+fn enrol(setup: &Setup, authenticator: &Path) {
+    let line = format!(
+        "{} approver enroll --config {} --name alice",
+        bin("portcullis").display(),
+        setup.config.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run script(1): {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = BufReader::new(stdout).lines();
+    let link = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.trim()
+                .starts_with("http://localhost:")
+                .then(|| line.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("enroll printed no link"));
+    let run = passkey(&[
+        "--authenticator",
+        &authenticator.display().to_string(),
+        "--open",
+        &link,
+        "--click",
+        "Enrol passkey",
+        "--expect",
+        "Passkey enrolled",
+    ]);
+    assert!(run.ok, "enrolment failed: {}", run.stderr);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "enroll: {rest:?}");
+    assert!(
+        rest.iter().any(|line| line.contains("Enrolled `alice`")),
+        "{rest:?}"
+    );
+}
+
+/// Approves the page at `link` in Chromium with the passkey in `authenticator`.
+fn approve_in_browser(link: &str, authenticator: &Path) -> crate::passkey::Run {
+    passkey(&[
+        "--authenticator",
+        &authenticator.display().to_string(),
+        "--open",
+        link,
+        "--click",
+        "Approve with your passkey",
+        "--expect",
+        "Approved.",
+    ])
+}
+
+#[test]
+fn the_page_in_chromium_approves_only_with_the_enrolled_passkey() {
+    let setup = setup(60);
+    let enrolled = setup.scratch.path().join("authenticator.json");
+    enrol(&setup, &enrolled);
+    let portcullis = Portcullis::http(&setup.config);
+    let http = Target::Http(&portcullis.url);
+
+    // Rung 3: the link comes back; a browser without the enrolled passkey approves nothing.
+    let first = ts_call(&http, "fx.send_message", SEND);
+    let (link, id) = pending_link(&first["result"]);
+    let stranger = setup.scratch.path().join("stranger.json");
+    let refused = passkey(&[
+        "--timeout-ms",
+        "8000",
+        "--authenticator",
+        &stranger.display().to_string(),
+        "--open",
+        &link,
+        "--click",
+        "Approve with your passkey",
+        "--expect",
+        "Approved.",
+    ]);
+    assert!(
+        !refused.ok,
+        "a passkey that was never enrolled approved: {:?}",
+        refused.report
+    );
+    let still = ts_call(&http, "fx.send_message", SEND);
+    assert_eq!(pending_link(&still["result"]).1, id);
+    assert_eq!(setup.sent(), 0);
+    // With the enrolled passkey it is approved, and the identical call runs once.
+    let approved = approve_in_browser(&link, &enrolled);
+    assert!(approved.ok, "{}", approved.stderr);
+    let ran = ts_call(&http, "fx.send_message", SEND);
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    assert_eq!(setup.sent(), 1);
+
+    // Rung 2: a client that opens links opens the page; the call waits and runs once the
+    // person approved there, in the same request.
+    let opened = ts_client(
+        &http,
+        &[
+            "--scenario",
+            "call",
+            "--tool",
+            "fx.send_message",
+            "--args",
+            OTHER_SEND,
+            "--approve-url",
+            &enrolled.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        result_text(&opened["result"]),
+        "sent message to `mallory@evil.example`",
+        "{opened}"
+    );
+    assert_eq!(opened["elicitations"][0]["mode"], "url", "{opened}");
+    assert_eq!(setup.sent(), 2);
+    let approvals = setup.approvals();
+    assert!(
+        approvals
+            .iter()
+            .any(|(answer, rung, by)| answer == "approved"
+                && rung == "pending"
+                && by == "passkey alice"),
+        "{approvals:?}"
+    );
+    assert!(
+        approvals.contains(&("asked".into(), "url".into(), String::new())),
+        "{approvals:?}"
+    );
 }

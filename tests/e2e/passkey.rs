@@ -30,14 +30,14 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const STEP_TIMEOUT_MS: &str = "20000";
 
 /// What a run of passkey.mjs ended with.
-struct Run {
-    ok: bool,
-    report: Value,
-    stderr: String,
+pub(crate) struct Run {
+    pub ok: bool,
+    pub report: Value,
+    pub stderr: String,
 }
 
 /// Runs passkey.mjs with `args`, killed if it outlives `DRIVER_TIMEOUT`.
-fn passkey(args: &[&str]) -> Run {
+pub(crate) fn passkey(args: &[&str]) -> Run {
     assert!(
         Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} is missing: run scripts/setup.sh, which installs Debian's chromium"

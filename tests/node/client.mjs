@@ -31,12 +31,14 @@ options: --tool NAME --args JSON --progress --timeout-ms N --cancel-after-ms N
          --kind tools|resources|prompts --wait-ms N --header 'Name: value' (repeatable, HTTP only)
          --follow-url ACCOUNT (declare URL elicitation; open each link with browser.mjs as ACCOUNT)
          --deny-url (with --follow-url: deny on the consent page) --calls N (call N times)
-         --form (declare form elicitation too, answered with --answer and --content)`;
+         --form (declare form elicitation too, answered with --answer and --content)
+         --approve-url FILE (declare URL elicitation; approve each approval page's link in
+           Chromium with the passkey kept in FILE, through passkey.mjs)`;
 const SWITCHES = new Set(["progress", "stdio", "denyUrl", "form"]);
 const VALUES = new Set([
   "scenario", "http", "tool", "args", "timeoutMs", "cancelAfterMs", "uri", "name", "refPrompt",
   "refUri", "arg", "value", "context", "answer", "content", "roots", "waitMs", "header", "kind",
-  "followUrl", "calls",
+  "followUrl", "calls", "approveUrl",
 ]);
 const SCENARIOS = new Set(["list", "call", "elicit", "read", "prompt", "complete", "list_changed"]);
 
@@ -166,6 +168,28 @@ function openLink(url, account, deny) {
   });
 }
 
+// Approves on Portcullis's approval page the way a person with a passkey would: passkey.mjs
+// beside this file opens the link in Chromium with the authenticator kept in `authenticator`
+// and presses "Approve". Resolves with its report.
+function approveLink(url, authenticator) {
+  return new Promise((resolve) => {
+    const args = [
+      new URL("./passkey.mjs", import.meta.url).pathname, "--authenticator", authenticator,
+      "--open", url, "--click", "Approve with your passkey", "--expect", "Approved.",
+    ];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (chunk) => (out += chunk));
+    child.on("close", (code) => {
+      try {
+        resolve({ code, ...JSON.parse(out) });
+      } catch {
+        resolve({ code, output: out.slice(0, 500) });
+      }
+    });
+  });
+}
+
 async function main() {
   const options = parse(process.argv.slice(2));
   const elicitations = [];
@@ -177,12 +201,18 @@ async function main() {
 
   const capabilities = {};
   if (options.scenario === "elicit" || options.form) capabilities.elicitation = { form: {} };
-  if (options.followUrl) capabilities.elicitation = { ...capabilities.elicitation, url: {} };
+  if (options.followUrl || options.approveUrl) capabilities.elicitation = { ...capabilities.elicitation, url: {} };
   const browsers = [];
   if (options.roots !== undefined) capabilities.roots = { listChanged: false };
   const client = new Client({ name: "portcullis-e2e-ts", version: "1.0.0" }, { capabilities });
-  if (options.scenario === "elicit" || options.followUrl || options.form) {
+  if (options.scenario === "elicit" || options.followUrl || options.form || options.approveUrl) {
     client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      if (request.params.mode === "url" && options.approveUrl) {
+        // The person opens the approval page and approves with their passkey.
+        elicitations.push({ message: request.params.message, mode: "url", url: request.params.url });
+        browsers.push(approveLink(request.params.url, options.approveUrl));
+        return { action: "accept" };
+      }
       if (request.params.mode === "url") {
         // The person agrees to open the link; the server waits for the sign-in to finish.
         elicitations.push({ message: request.params.message, mode: "url", url: request.params.url });

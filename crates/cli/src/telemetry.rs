@@ -55,11 +55,24 @@ impl Telemetry {
     }
 }
 
+/// Libraries never logged, whatever `PORTCULLIS_LOG` asks: the WebAuthn library logs its
+/// ceremony states (challenges among them) at trace. The approval page logs what a ceremony
+/// decided itself.
+const SILENT_LIBRARIES: &[&str] = &["webauthn_rs", "webauthn_rs_core"];
+
 fn filter() -> EnvFilter {
     let mut filter =
         EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    for library in QUIET_LIBRARIES {
-        if let Ok(directive) = format!("{library}=warn").parse() {
+    let levels = QUIET_LIBRARIES
+        .iter()
+        .map(|library| format!("{library}=warn"))
+        .chain(
+            SILENT_LIBRARIES
+                .iter()
+                .map(|library| format!("{library}=off")),
+        );
+    for level in levels {
+        if let Ok(directive) = level.parse() {
             filter = filter.add_directive(directive);
         }
     }

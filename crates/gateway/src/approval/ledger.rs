@@ -34,7 +34,7 @@ pub enum Standing {
 /// One approval as the ledger keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pending {
-    /// Unguessable (128 random bits): the page's link names it.
+    /// Unguessable (128 random bits, hex): the page's link names it.
     pub id: String,
     /// The action it approves (see `approval::fingerprint`).
     pub fingerprint: String,
@@ -95,12 +95,12 @@ fn now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// 128 random bits, base64url: an approval's id.
+/// 128 random bits in hex: an approval's id. Hex, so that an id never starts with `-` and
+/// reads as an option where a command takes it (`portcullis approve ID`).
 fn new_id() -> Result<String, String> {
-    use base64::Engine as _;
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|error| error.to_string())?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 impl Ledger {
