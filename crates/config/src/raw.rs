@@ -86,6 +86,7 @@ pub(crate) struct RawServer {
     pub evidence: Option<Spanned<String>>,
     pub reads_without_evidence: Option<bool>,
     pub approval_timeout_secs: Option<Spanned<i64>>,
+    pub approval_scope_secs: Option<Spanned<i64>>,
     pub state_key_env: Option<Spanned<String>>,
     pub packages: Option<Spanned<String>>,
 }
@@ -140,6 +141,7 @@ pub(crate) struct RawUpstream {
     pub surface: Option<Spanned<String>>,
     pub effect: Option<Spanned<String>>,
     pub trusted: Option<bool>,
+    pub taint: Option<Spanned<String>>,
     pub trust_hints: Option<bool>,
     pub sampling: Option<bool>,
     pub elicitation: Option<Spanned<String>>,

@@ -234,15 +234,15 @@ impl PortcullisServer {
             .and_then(|roots| roots.clone())
     }
 
-    /// Content from an untrusted upstream reached this session: its side effects now need
-    /// approval.
+    /// Content from an upstream whose `taint` is `session` reached this session: its side
+    /// effects now need approval.
     pub(crate) fn taint_if_untrusted(
         &self,
         context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
     ) {
-        if !upstream.spec.trusted {
+        if upstream.spec.taint == portcullis_config::Taint::Session {
             self.gateway
                 .approvals
                 .taints
