@@ -529,7 +529,7 @@ fn parse_files<'a>(
                 .annotation(ID)
                 .and_then(|name| line_of(&file.text, &format!("@{ID}(\"{name}\")")))
                 .unwrap_or(0);
-            let approval = approval_rule(file, &policy, line, errors);
+            let approval = approval_rule(file, policy, line, errors);
             meta.insert(
                 id.clone(),
                 Meta {

@@ -7,10 +7,10 @@
 //! questions, never fewer), and says so in the log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use super::kept;
 
 type ByUser = BTreeMap<String, BTreeSet<String>>;
 
@@ -24,23 +24,15 @@ pub(crate) struct KnownRecipients {
 impl KnownRecipients {
     /// The recipients kept in `file`, kept there from now on.
     pub(crate) fn open(file: PathBuf) -> Self {
-        let by_user = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice::<ByUser>(&bytes).unwrap_or_else(|error| {
-                tracing::warn!(file = %file.display(), %error, "the known recipients cannot be read; every recipient counts as new");
-                ByUser::new()
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => ByUser::new(),
-            Err(error) => {
-                tracing::warn!(file = %file.display(), %error, "the known recipients cannot be read; every recipient counts as new");
-                ByUser::new()
-            }
-        };
+        let by_user: ByUser = kept::read(
+            &file,
+            "the known recipients cannot be read; every recipient counts as new",
+        );
         Self {
             by_user: Mutex::new(by_user),
             file: Some(file),
         }
     }
-
     pub(crate) fn is_known(&self, user: &str, recipient: &str) -> bool {
         self.by_user
             .lock()
@@ -61,26 +53,9 @@ impl KnownRecipients {
             return;
         }
         if let Some(file) = &self.file
-            && let Err(error) = keep(file, &users)
+            && let Err(error) = kept::write(file, &*users)
         {
             tracing::warn!(file = %file.display(), %error, "the known recipients could not be kept; they are known until portcullis stops");
         }
     }
-}
-
-/// Writes `users` to `file` whole: a new file, synced, renamed over the old one.
-fn keep(file: &Path, users: &ByUser) -> std::io::Result<()> {
-    let text = serde_json::to_vec_pretty(users).map_err(std::io::Error::other)?;
-    // A name of this process's own: two Portcullis processes sharing the state directory never
-    // write into one new file (within one, the lock makes writes take turns).
-    let fresh = file.with_extension(format!("json.{}.new", std::process::id()));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&fresh)?;
-    out.write_all(&text)?;
-    out.sync_all()?;
-    std::fs::rename(&fresh, file)
 }

@@ -30,6 +30,7 @@ pub(crate) mod read;
 mod relay;
 mod resolve;
 mod rounds;
+mod scoped;
 mod sign_in;
 mod stateless;
 #[cfg(test)]
@@ -131,7 +132,7 @@ impl PortcullisServer {
                 envelope.client().unwrap_or("")
             )
         } else {
-            format!("session {}", self.session)
+            crate::server::session_key(self.session)
         }
     }
 
