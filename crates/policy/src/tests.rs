@@ -252,7 +252,7 @@ fn explanations_name_the_policy_file_and_line() {
     let policy = decision.policies.first().unwrap();
     assert_eq!(
         (policy.id.as_str(), policy.file.as_str(), policy.line),
-        ("side-effects-need-approval", "default.cedar", 23)
+        ("side-effects-need-approval", "default.cedar", 28)
     );
     let text = engine.policy_text(policy).unwrap();
     assert!(text.contains(r#"resource.effect != "read""#), "{text}");
