@@ -485,6 +485,21 @@ fn check_finds_what_would_fail_at_serve() {
         "{stderr}"
     );
 
+    // An untrusted upstream that taints nothing: allowed, with a warning; a trusted one not.
+    let config = scratch.config(
+        "[[upstream]]\nname = \"web\"\ncommand = [\"true\"]\ntaint = \"none\"\n\n[[upstream]]\nname = \"docs\"\ncommand = [\"true\"]\ntrusted = true\n",
+    );
+    let (ok, stdout, stderr) = check(&config);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("upstream `web`: it is not trusted, yet `taint = \"none\"`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("upstream `docs`: it is not trusted"),
+        "{stderr}"
+    );
+
     // `[upstream]` for `[[upstream]]`, said plainly.
     let config = scratch.config("[upstream]\nname = \"single\"\ncommand = [\"true\"]\n");
     let (ok, _, stderr) = check(&config);

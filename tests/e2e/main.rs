@@ -26,6 +26,7 @@ mod relay;
 mod remote;
 mod roots;
 mod rust_client;
+mod scoped_approval;
 mod secrets;
 mod starts;
 mod support;

@@ -33,19 +33,20 @@ options: --tool NAME --args JSON --progress --timeout-ms N --cancel-after-ms N
          --deny-url (with --follow-url: deny on the consent page) --calls N (call N times)
          --form (declare form elicitation too, answered with --answer and --content)
          --approve-url FILE (declare URL elicitation; approve each approval page's link in
-           Chromium with the passkey kept in FILE, through passkey.mjs)`;
+           Chromium with the passkey kept in FILE, through passkey.mjs)
+         --then JSON (repeatable: after the --calls, call the tool again with these arguments)`;
 const SWITCHES = new Set(["progress", "stdio", "denyUrl", "form"]);
 const VALUES = new Set([
   "scenario", "http", "tool", "args", "timeoutMs", "cancelAfterMs", "uri", "name", "refPrompt",
   "refUri", "arg", "value", "context", "answer", "content", "roots", "waitMs", "header", "kind",
-  "followUrl", "calls", "approveUrl",
+  "followUrl", "calls", "approveUrl", "then",
 ]);
 const SCENARIOS = new Set(["list", "call", "elicit", "read", "prompt", "complete", "list_changed"]);
 
 class UsageError extends Error {}
 
 function parse(argv) {
-  const options = { args: "{}", answer: "accept", content: "{}", value: "", headers: [] };
+  const options = { args: "{}", answer: "accept", content: "{}", value: "", headers: [], then: [] };
   const dash = argv.indexOf("--");
   options.command = dash >= 0 ? argv.slice(dash + 1) : [];
   const flags = dash >= 0 ? argv.slice(0, dash) : argv;
@@ -56,6 +57,7 @@ function parse(argv) {
     else if (VALUES.has(key)) {
       if (i + 1 >= flags.length) throw new UsageError(`${flags[i]} needs a value`);
       if (key === "header") options.headers.push(flags[++i]);
+      else if (key === "then") options.then.push(flags[++i]);
       else options[key] = flags[++i];
     } else throw new UsageError(`unknown option ${flags[i]}`);
   }
@@ -70,6 +72,13 @@ function parse(argv) {
   if (["call", "elicit", "list_changed"].includes(options.scenario) && !options.tool) {
     throw new UsageError(`--scenario ${options.scenario} needs --tool`);
   }
+  options.then = options.then.map((text) => {
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      throw new UsageError(`--then is not JSON: ${error.message}`);
+    }
+  });
   for (const key of ["args", "content", "context", "roots"]) {
     if (options[key] === undefined) continue;
     try {
@@ -343,11 +352,12 @@ async function main() {
       }
       const started = Date.now();
       const calls = Number(options.calls ?? 1);
+      const argumentsOfCalls = [...Array(calls).fill(args), ...options.then];
       observations.results = [];
-      for (let n = 0; n < calls; n++) {
+      for (const callArgs of argumentsOfCalls) {
         try {
           observations.result = await client.callTool(
-            { name: options.tool, arguments: args },
+            { name: options.tool, arguments: callArgs },
             CallToolResultSchema,
             requestOptions,
           );

@@ -1,12 +1,12 @@
 //! What only the machine can tell about a config, checked by `check` and logged by `serve`:
 //! the variables upstreams and credentials read are set (or stored), programs are found on
 //! the PATH the upstream itself will search, scripts an interpreter is given and roots
-//! exist, and no root grants the whole disk.
+//! exist, and no root grants the whole disk; and an untrusted upstream told not to taint.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use portcullis_config::{Config, Upstream, UpstreamCredential, UpstreamTransport};
+use portcullis_config::{Config, Taint, Upstream, UpstreamCredential, UpstreamTransport};
 
 /// Where a child's program is looked up when its environment has no `PATH` (glibc's
 /// `execvp`, and the gateway's sandbox rules, use the same).
@@ -31,6 +31,7 @@ pub(crate) fn check_environment(config: &Config, values: &BTreeMap<String, Strin
     variables(config, values, &mut findings.errors);
     for upstream in &config.upstreams {
         roots(upstream, &mut findings);
+        untainting(upstream, &mut findings.warnings);
         if let UpstreamTransport::Stdio {
             program,
             args,
@@ -147,6 +148,18 @@ fn roots(upstream: &Upstream, findings: &mut Findings) {
                 root.display()
             ));
         }
+    }
+}
+
+/// `trusted = false` with `taint = "none"` is allowed (someone may read an upstream they do not
+/// trust for content that cannot act), but it turns off the rule that makes side effects ask
+/// once such content was read, so it is said out loud.
+fn untainting(upstream: &Upstream, warnings: &mut Vec<String>) {
+    if !upstream.trusted && upstream.taint == Taint::None {
+        warnings.push(format!(
+            "upstream `{}`: it is not trusted, yet `taint = \"none\"`: what it returns can steer the model, and the side effects that follow will not ask for approval because of it; remove `taint`, or set `trusted = true` if you trust it",
+            upstream.name
+        ));
     }
 }
 

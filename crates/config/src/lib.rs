@@ -28,7 +28,7 @@ pub use launcher::{ContainerRun, Launcher, Package};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,
     DEFAULT_OPEN_FILES, ElicitationRule, EvidenceSettings, Grantee, HttpSettings, PolicySettings,
-    RootsFor, SandboxGrants, SandboxLimits, TildeRule, Upstream, UpstreamTransport, parse,
+    RootsFor, SandboxGrants, SandboxLimits, Taint, TildeRule, Upstream, UpstreamTransport, parse,
 };
 pub use remote::{EnvHeader, Remote};
 

@@ -39,6 +39,11 @@ pub(crate) const DEFAULT_FORM_WAIT: Duration = Duration::from_secs(60);
 /// system's choosing (each link names it).
 pub(crate) const DEFAULT_APPROVAL_PAGE: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+/// How long a person's "for this session" answer lasts at most, by default.
+pub(crate) const DEFAULT_APPROVAL_SCOPE: Duration = Duration::from_secs(3600);
+/// The longest `approval_scope_secs`: a day. An answer is about what a person meant to do
+/// now, not a standing grant (that is what policy is for).
+const MAX_APPROVAL_SCOPE_SECS: i64 = 86_400;
 /// Default number of list entries per page sent to the client.
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default streamable HTTP listener: loopback only.
@@ -88,6 +93,10 @@ pub struct Config {
 pub struct ApprovalSettings {
     /// How long a person has to answer; unanswered means not approved. Default 300 s.
     pub timeout: Duration,
+    /// How long a "for this session" answer lasts at most (`approval_scope_secs`, default
+    /// 3600 s; it also ends with its session); `None` (`0`): no answer covers more than its
+    /// own call.
+    pub scope: Option<Duration>,
     /// The environment variable holding the key that seals `requestState` (at least 32
     /// bytes), so that several Portcullis processes accept each other's states; `None`: a
     /// key generated at each start.
@@ -170,9 +179,12 @@ pub struct Upstream {
     pub tools: BTreeMap<String, ToolRules>,
     /// The effect of the tools `tools` does not classify (`effect = …` on the upstream).
     pub default_effect: Option<Effect>,
-    /// Whether its tool results, resources and prompts are trusted content. Untrusted (the
-    /// default) content taints the session: its side effects then need approval.
+    /// Whether its tool results, resources and prompts are trusted content (`trusted`); it
+    /// sets the default of `taint`, and nothing else.
     pub trusted: bool,
+    /// What its content does to the session that reads it (`taint`): by default `Session`
+    /// for an untrusted upstream, `None` for a trusted one.
+    pub taint: Taint,
     /// Whether its tool annotations may classify tools config leaves unclassified. Without
     /// this, annotations can only make a tool more restricted.
     pub trust_hints: bool,
@@ -225,6 +237,25 @@ impl Grantee {
         match self {
             Grantee::User(user) => user == subject,
             Grantee::Group(group) => groups.contains(group),
+        }
+    }
+}
+
+/// What content from an upstream does to the session that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taint {
+    /// `session`: the session is tainted: its side effects (and its reads that can reach the
+    /// network) need a person's approval from then on, naming this upstream as the cause.
+    Session,
+    /// `none`: its content taints nothing.
+    None,
+}
+
+impl Taint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Taint::Session => "session",
+            Taint::None => "none",
         }
     }
 }
@@ -553,8 +584,8 @@ fn approval_page(report: &mut Reporter<'_>, server: &RawServer) -> Option<Socket
     )
 }
 
-/// `[server] approval_timeout_secs`, `approval_form_wait_secs`, `approval_page` and
-/// `state_key_env`.
+/// `[server] approval_timeout_secs`, `approval_form_wait_secs`, `approval_page`,
+/// `approval_scope_secs` and `state_key_env`.
 fn approval_settings(report: &mut Reporter<'_>, server: &RawServer) -> ApprovalSettings {
     ApprovalSettings {
         form_wait: seconds(
@@ -570,6 +601,18 @@ fn approval_settings(report: &mut Reporter<'_>, server: &RawServer) -> ApprovalS
             "approval_timeout_secs",
             DEFAULT_APPROVAL_TIMEOUT,
         ),
+        scope: match server.approval_scope_secs.as_ref() {
+            None => Some(DEFAULT_APPROVAL_SCOPE),
+            Some(value) => bounded(
+                report,
+                Some(value),
+                "approval_scope_secs",
+                0,
+                MAX_APPROVAL_SCOPE_SECS,
+            )
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs),
+        },
         state_key_env: server.state_key_env.as_ref().and_then(|name| {
             let valid = !name.get_ref().is_empty()
                 && name
@@ -614,6 +657,7 @@ fn unreachable_config(file: &Path) -> Config {
             form_wait: DEFAULT_FORM_WAIT,
             page: Some(DEFAULT_APPROVAL_PAGE),
             timeout: DEFAULT_APPROVAL_TIMEOUT,
+            scope: Some(DEFAULT_APPROVAL_SCOPE),
             state_key_env: None,
         },
         credentials: credential_settings(&mut Reporter::new(file, ""), None, Path::new("")),
@@ -676,6 +720,7 @@ fn parse_upstream(
         tools,
         default_effect,
         trusted: upstream.trusted.unwrap_or(false),
+        taint: taint(report, upstream),
         trust_hints: upstream.trust_hints.unwrap_or(false),
         sampling: upstream.sampling.unwrap_or(false),
         elicitation,
@@ -775,6 +820,25 @@ fn tilde_rule(report: &mut Reporter<'_>, upstream: &RawUpstream) -> TildeRule {
                 format!("unknown tilde rule `{other}`; use `deny`, `literal` or `expand`"),
             );
             TildeRule::Deny
+        }
+    }
+}
+
+/// What the upstream's content does to a session (`taint`): by default what `trusted` implies.
+/// Both explicit combinations against `trusted` are allowed: `trusted = true` with `taint =
+/// "session"` is only stricter, and `trusted = false` with `taint = "none"` is a choice
+/// `portcullis check` warns about.
+fn taint(report: &mut Reporter<'_>, upstream: &RawUpstream) -> Taint {
+    match upstream.taint.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None if upstream.trusted == Some(true) => Taint::None,
+        None | Some((_, "session")) => Taint::Session,
+        Some((_, "none")) => Taint::None,
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!("unknown taint `{other}`; use `session` or `none`"),
+            );
+            Taint::Session
         }
     }
 }

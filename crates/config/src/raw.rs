@@ -88,6 +88,7 @@ pub(crate) struct RawServer {
     pub approval_timeout_secs: Option<Spanned<i64>>,
     pub approval_form_wait_secs: Option<Spanned<i64>>,
     pub approval_page: Option<Spanned<String>>,
+    pub approval_scope_secs: Option<Spanned<i64>>,
     pub state_key_env: Option<Spanned<String>>,
     pub packages: Option<Spanned<String>>,
 }
@@ -142,6 +143,7 @@ pub(crate) struct RawUpstream {
     pub surface: Option<Spanned<String>>,
     pub effect: Option<Spanned<String>>,
     pub trusted: Option<bool>,
+    pub taint: Option<Spanned<String>>,
     pub trust_hints: Option<bool>,
     pub sampling: Option<bool>,
     pub elicitation: Option<Spanned<String>>,

@@ -66,7 +66,7 @@ fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
         expect![
-            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`"
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `taint`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`"
         ],
     );
 }
@@ -649,5 +649,67 @@ fn a_single_upstream_table_is_named_for_what_it_is() {
         expect![[
             r#"conf/portcullis.toml:5:3: `[upstream]` is a single table; every upstream is an entry of a list, written `[[upstream]]` (double brackets), one per upstream"#
         ]],
+    );
+}
+
+#[test]
+fn taint_follows_trust_unless_set_and_scoped_answers_last_an_hour_unless_set() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[server]
+approval_scope_secs = 0
+
+[[upstream]]
+name = "web"
+command = ["web"]
+
+[[upstream]]
+name = "files"
+command = ["files"]
+trusted = true
+
+[[upstream]]
+name = "docs"
+command = ["docs"]
+taint = "none"
+
+[[upstream]]
+name = "wiki"
+command = ["wiki"]
+trusted = true
+taint = "session"
+"#,
+    )
+    .unwrap();
+    let taints: Vec<(&str, crate::Taint)> = config
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), u.taint))
+        .collect();
+    assert_eq!(
+        taints,
+        [
+            ("web", crate::Taint::Session),
+            ("files", crate::Taint::None),
+            ("docs", crate::Taint::None),
+            ("wiki", crate::Taint::Session),
+        ]
+    );
+    assert_eq!(config.approval.scope, None, "0 turns scoped answers off");
+    let defaults = parse(
+        Path::new("conf/portcullis.toml"),
+        "[[upstream]]\nname = \"web\"\ncommand = [\"web\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        defaults.approval.scope,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    check_errors(
+        "[server]\napproval_scope_secs = 90000\n\n[[upstream]]\nname = \"web\"\ncommand = [\"web\"]\ntaint = \"always\"\n",
+        expect![[r#"
+            conf/portcullis.toml:2:23: `approval_scope_secs` is 90000; it must be between 0 and 86400
+            conf/portcullis.toml:7:9: unknown taint `always`; use `session` or `none`"#]],
     );
 }

@@ -359,8 +359,10 @@ pub struct Approval {
     /// Why it was asked: the determining policies, and `untrusted content` when the session's
     /// taint required it.
     pub reasons: Vec<String>,
-    /// `asked`, or the answer: `approved`, `declined`, `cancelled`, `not_confirmed` (accepted
-    /// without a yes), `timed_out`, `unanswered` (a form not answered in time: the next rung
+    /// `asked`, or the answer: `approved`, `approved_for_session` (and for calls like it in
+    /// this session), `scoped` (not asked: a session-scoped answer covered it; the intent
+    /// names which), `declined`, `cancelled`, `not_confirmed` (accepted without a yes),
+    /// `invalid`, `timed_out`, `unanswered` (a form not answered in time: the next rung
     /// follows), `pending` (the person was given the approval page), `unavailable` (the client
     /// cannot be asked), `failed`, or `replayed` (a retry given the recorded outcome instead
     /// of a second run).

@@ -6,7 +6,9 @@
 //! each path resolved), acting as whom, where, to whom it sends, whether it can be
 //! undone, and why approval is needed (the policies, and untrusted content the session read).
 //! The form has one required yes/no field with no default: only an accept whose content says
-//! `approve: true` approves. Declined, cancelled, unanswered within the timeout, a client that
+//! `approve: true` approves. When a narrow pattern of calls like this one can be offered
+//! (`approval/scope.rs`), a second field lets the person choose that the answer also covers
+//! those for the rest of the session; a later call it covers runs without asking. Declined, cancelled, unanswered within the timeout, a client that
 //! cannot be asked, or anything else: the call does not run.
 //!
 //! An approval is bound to a fingerprint of the action (identity, upstream, tool, pinned
@@ -22,17 +24,19 @@ use std::time::{Duration, Instant};
 use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
 
 mod facts;
-mod keep;
+mod kept;
 pub(crate) mod ledger;
 pub(crate) mod quirks;
 mod recipients;
 mod request;
+mod scope;
 
 pub use facts::{Reach, call_facts, reach};
 pub(crate) use facts::{addresses_in, urls_in};
 pub(crate) use recipients::KnownRecipients;
-use request::APPROVE_FIELD;
+use request::{APPROVE_FIELD, SCOPE_FIELD};
 pub(crate) use request::{ChangeRequest, Fingerprinted, NamedPath, fingerprint};
+pub(crate) use scope::{Asker, CallShape, Chosen, Holder, Offer, ScopeId, ScopedAnswers};
 
 /// What the gateway keeps of people's answers and of what sessions read: the one owner of
 /// approval state.
@@ -41,6 +45,8 @@ pub(crate) struct Approvals {
     pub stateless: StatelessApprovals,
     /// Recipients each user has had approved, so that a new one can be told apart.
     pub known_recipients: KnownRecipients,
+    /// The answers people let cover calls like the one they approved, for a session.
+    pub scoped: ScopedAnswers,
     /// Which untrusted upstreams each session (or stateless user and client) has read.
     pub taints: Taints,
     /// How long a person has to answer an approval (or sign-in) request.
@@ -73,6 +79,10 @@ impl Approvals {
             known_recipients: KnownRecipients::open(
                 config.evidence.file.with_file_name("known-recipients.json"),
             ),
+            scoped: ScopedAnswers::open(
+                config.evidence.file.with_file_name("scoped-answers.json"),
+                config.approval.scope,
+            ),
             taints: Taints::default(),
             timeout: config.approval.timeout,
             ledger: ledger::Ledger::beside(&config.evidence.file),
@@ -96,10 +106,14 @@ const OUTCOME_KEPT: Duration = Duration::from_secs(600);
 /// How the person answered, or why they could not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
-    Approved,
+    /// Yes, for this call only or also for the session scope that was offered.
+    Approved(Chosen),
+    /// Not asked: a session-scoped answer the person gave before covers this call.
+    Covered(ScopeId),
     /// Accepted the form without saying yes.
     NotConfirmed,
-    /// Accepted with content that is not the form asked for (other members, another type).
+    /// Accepted with content that is not the form asked for (other members, another type, a
+    /// scope that was not offered).
     Invalid,
     Declined,
     Cancelled,
@@ -111,24 +125,16 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
-    /// The answer in an `elicitation/create` result (or a stateless retry's response).
-    pub(crate) fn from_result(result: &ElicitResult) -> Self {
+    /// The answer in an `elicitation/create` result (or a stateless retry's response) to the
+    /// form made with `offer`.
+    pub(crate) fn from_result(result: &ElicitResult, offer: &Offer) -> Self {
         match result.action {
-            // Exactly the form asked for: one member, `approve`, a boolean. Anything beside it
-            // (extra members, a string "true") is not an answer to this form, so it approves
-            // nothing: what a person saw and what an agent filled in must not differ.
             ElicitationAction::Accept => match result.content.as_ref() {
                 None | Some(serde_json::Value::Null) => Answer::NotConfirmed,
                 Some(serde_json::Value::Object(content)) if content.is_empty() => {
                     Answer::NotConfirmed
                 }
-                Some(serde_json::Value::Object(content)) if content.len() == 1 => {
-                    match content.get(APPROVE_FIELD).map(serde_json::Value::as_bool) {
-                        Some(Some(true)) => Answer::Approved,
-                        Some(Some(false)) => Answer::NotConfirmed,
-                        _ => Answer::Invalid,
-                    }
-                }
+                Some(serde_json::Value::Object(content)) => Self::from_content(content, offer),
                 Some(_) => Answer::Invalid,
             },
             ElicitationAction::Decline => Answer::Declined,
@@ -136,15 +142,42 @@ impl Answer {
         }
     }
 
+    /// Exactly the form asked for: `approve`, a boolean, and `scope` only when the form had it,
+    /// one of the values it offered. Anything beside them (extra members, a string "true", a
+    /// scope not offered) is not an answer to this form, so it approves nothing: what a person
+    /// saw and what an agent filled in must not differ.
+    fn from_content(content: &serde_json::Map<String, serde_json::Value>, offer: &Offer) -> Self {
+        if content
+            .keys()
+            .any(|key| key != APPROVE_FIELD && key != SCOPE_FIELD)
+        {
+            return Answer::Invalid;
+        }
+        let chosen = match content.get(SCOPE_FIELD) {
+            None => Some(Chosen::ThisCall),
+            Some(value) => value.as_str().and_then(|value| offer.choose(value)),
+        };
+        match (
+            content.get(APPROVE_FIELD).map(serde_json::Value::as_bool),
+            chosen,
+        ) {
+            (Some(Some(true)), Some(chosen)) => Answer::Approved(chosen),
+            (Some(Some(false)), Some(_)) => Answer::NotConfirmed,
+            _ => Answer::Invalid,
+        }
+    }
+
     /// Whether this answer approves (only the approval stage turns that into a `Granted`).
     pub(crate) fn approves(&self) -> bool {
-        *self == Answer::Approved
+        matches!(self, Answer::Approved(_) | Answer::Covered(_))
     }
 
     /// The answer as recorded in the evidence.
     pub(crate) fn as_str(&self) -> &'static str {
         match self {
-            Answer::Approved => "approved",
+            Answer::Approved(Chosen::ThisCall) => "approved",
+            Answer::Approved(Chosen::Session(_)) => "approved_for_session",
+            Answer::Covered(_) => "scoped",
             Answer::NotConfirmed => "not_confirmed",
             Answer::Invalid => "invalid",
             Answer::Declined => "declined",
@@ -158,12 +191,12 @@ impl Answer {
     /// The tool error the client gets when the answer is not a yes.
     pub(crate) fn refusal(&self, tool: &str) -> String {
         let why = match self {
-            Answer::Approved => return format!("`{tool}` was approved"),
+            Answer::Approved(_) | Answer::Covered(_) => return format!("`{tool}` was approved"),
             Answer::NotConfirmed => {
                 "the approval form was submitted without a yes".to_owned()
             }
             Answer::Invalid => {
-                "the approval answer does not match the form it was asked with (only `approve`, a yes or no, may be in it)".to_owned()
+                "the approval answer does not match the form it was asked with (only `approve`, a yes or no, may be in it, and `scope` when the form offered one)".to_owned()
             }
             Answer::Declined => "the person declined it".to_owned(),
             Answer::Cancelled => "the person cancelled the approval request".to_owned(),

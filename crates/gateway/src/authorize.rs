@@ -15,8 +15,8 @@ use std::sync::Arc;
 use portcullis_core::IdentityEnvelope;
 use portcullis_core::clock::Clock;
 use portcullis_policy::{
-    Action, CallDecision, CallInput, Decision, Facts, Hidden, Request, Target, Verdict,
-    decide_call, decide_listing,
+    Action, ApprovalRule, CallDecision, CallInput, Decision, Facts, Hidden, Request, Target,
+    Verdict, decide_call, decide_listing,
 };
 use serde_json::{Map, Value};
 
@@ -47,6 +47,8 @@ pub(crate) enum Ruling {
     Allowed(Decision),
     NeedsApproval {
         decision: Decision,
+        /// What the answer may cover (the strictest `@approval` rule of the permits).
+        rule: ApprovalRule,
         /// Policy allowed the call outright; approval is asked because the session is tainted.
         because_tainted: bool,
     },
@@ -296,7 +298,7 @@ impl Decider {
         self.log_decision(envelope, action, upstream, &entry, &decision);
         match decision.verdict {
             Verdict::Allow => Ok(decision),
-            Verdict::ApprovalRequired => Err(Refusal::ApprovalUnavailable { decision }),
+            Verdict::ApprovalRequired(_) => Err(Refusal::ApprovalUnavailable { decision }),
             Verdict::Deny => Err(Refusal::Hidden),
         }
     }
@@ -361,6 +363,7 @@ impl Decider {
             CallDecision::Allowed(decision) => Ok(Ruling::Allowed(decision)),
             CallDecision::NeedsApproval {
                 decision,
+                rule,
                 because_tainted,
             } => {
                 if because_tainted {
@@ -375,6 +378,7 @@ impl Decider {
                 }
                 Ok(Ruling::NeedsApproval {
                     decision,
+                    rule,
                     because_tainted,
                 })
             }
@@ -441,7 +445,7 @@ impl Decider {
         }
         match decision.verdict {
             Verdict::Allow => record!(info, "allowed"),
-            Verdict::ApprovalRequired => record!(info, "approval required"),
+            Verdict::ApprovalRequired(_) => record!(info, "approval required"),
             Verdict::Deny => record!(warn, "denied"),
         }
     }

@@ -54,15 +54,43 @@ pub struct PortcullisServer {
     /// The roots a session-era client offered (fetched when it initializes and when it says
     /// they changed); `None` when it offers none.
     pub(crate) client_roots: Arc<Mutex<Option<Roots>>>,
+    /// Dropped with the session's last handler: what the session's people answered for the
+    /// session ends with it.
+    _ended: Arc<SessionEnd>,
 }
 
 pub(crate) static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// The key a session-era session's taint, reached hosts and scoped answers are kept under.
+pub(crate) fn session_key(session: u64) -> String {
+    format!("session {session}")
+}
+
+/// Forgets a session's scoped answers when the session ends (its last handler is dropped).
+struct SessionEnd {
+    gateway: Arc<Gateway>,
+    session: u64,
+}
+
+impl Drop for SessionEnd {
+    fn drop(&mut self) {
+        self.gateway
+            .approvals
+            .scoped
+            .forget_session(&session_key(self.session));
+    }
+}
+
 impl PortcullisServer {
     pub fn new(gateway: Arc<Gateway>) -> Self {
+        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         Self {
+            _ended: Arc::new(SessionEnd {
+                gateway: Arc::clone(&gateway),
+                session,
+            }),
             gateway,
-            session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            session,
             log_level: Arc::default(),
             bound_user: Arc::default(),
             client_roots: Arc::default(),
@@ -234,15 +262,15 @@ impl PortcullisServer {
             .and_then(|roots| roots.clone())
     }
 
-    /// Content from an untrusted upstream reached this session: its side effects now need
-    /// approval.
+    /// Content from an upstream whose `taint` is `session` reached this session: its side
+    /// effects now need approval.
     pub(crate) fn taint_if_untrusted(
         &self,
         context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
     ) {
-        if !upstream.spec.trusted {
+        if upstream.spec.taint == portcullis_config::Taint::Session {
             self.gateway
                 .approvals
                 .taints

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use portcullis_core::{Effect, IdentityEnvelope, Surface};
 use serde_json::{Map, Value};
 
-use crate::{Action, Decision, Facts, PolicyEngine, Request, Target, Verdict};
+use crate::{Action, ApprovalRule, Decision, Facts, PolicyEngine, Request, Target, Verdict};
 
 /// Everything the decision on one call reads, as plain values.
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +58,11 @@ pub enum CallDecision {
     Denied { reason: String, decision: Decision },
     /// It may run now.
     Allowed(Decision),
-    /// It may run once a person approves it; `because_tainted` when it is Portcullis's taint
-    /// rule, not the policy, that asks.
+    /// It may run once a person approves it, under `rule` (the policy's; `Required` when it
+    /// is Portcullis's taint rule, not the policy, that asks: `because_tainted`).
     NeedsApproval {
         decision: Decision,
+        rule: ApprovalRule,
         because_tainted: bool,
     },
 }
@@ -106,12 +107,14 @@ pub fn decide_call(engine: &PolicyEngine, input: &CallInput<'_>) -> CallDecision
         {
             CallDecision::NeedsApproval {
                 decision,
+                rule: ApprovalRule::Required,
                 because_tainted: true,
             }
         }
         Verdict::Allow => CallDecision::Allowed(decision),
-        Verdict::ApprovalRequired => CallDecision::NeedsApproval {
+        Verdict::ApprovalRequired(rule) => CallDecision::NeedsApproval {
             decision,
+            rule,
             because_tainted: false,
         },
         Verdict::Deny => {

@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-/// Allow, allow only with a person's approval, or deny.
+/// Allow, allow only with a person's approval (under the strictest rule of the permits that
+/// ask for it), or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
-    ApprovalRequired,
+    ApprovalRequired(ApprovalRule),
     Deny,
 }
 
@@ -14,9 +15,51 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Allow => "allow",
-            Verdict::ApprovalRequired => "approval_required",
+            Verdict::ApprovalRequired(_) => "approval_required",
             Verdict::Deny => "deny",
         }
+    }
+}
+
+/// What a permit's `@approval("…")` asks of the person's answer. Ordered from the least to the
+/// most strict: when several determining permits ask, the strictest wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApprovalRule {
+    /// `required`: a person approves; Portcullis may offer to let the answer cover calls like
+    /// this one for the rest of the session.
+    Required,
+    /// `once`: a person approves, and the answer covers this one call only.
+    Once,
+    /// `other`: someone other than the call's subject approves (four eyes), this one call only.
+    Other,
+}
+
+impl ApprovalRule {
+    /// The annotation values, as policy authors write them.
+    pub const VALUES: [&'static str; 3] = ["required", "once", "other"];
+
+    /// The rule an annotation value names; `None` for any other text (a load error: an
+    /// approval rule nobody enforces must not pass for one).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "required" => Some(ApprovalRule::Required),
+            "once" => Some(ApprovalRule::Once),
+            "other" => Some(ApprovalRule::Other),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalRule::Required => "required",
+            ApprovalRule::Once => "once",
+            ApprovalRule::Other => "other",
+        }
+    }
+
+    /// Whether an answer may cover more than the one call it was asked for.
+    pub fn allows_scope(self) -> bool {
+        self == ApprovalRule::Required
     }
 }
 
@@ -74,7 +117,15 @@ impl fmt::Display for Decision {
         let ids = self.policy_ids().join(", ");
         match self.verdict {
             Verdict::Allow => write!(f, "allow ({ids})"),
-            Verdict::ApprovalRequired => write!(f, "allow with approval ({ids})"),
+            Verdict::ApprovalRequired(ApprovalRule::Required) => {
+                write!(f, "allow with approval ({ids})")
+            }
+            Verdict::ApprovalRequired(ApprovalRule::Once) => {
+                write!(f, "allow with approval of this call only ({ids})")
+            }
+            Verdict::ApprovalRequired(ApprovalRule::Other) => {
+                write!(f, "allow with approval by another person ({ids})")
+            }
             Verdict::Deny if self.policies.is_empty() && self.errors.is_empty() => {
                 f.write_str("deny (no policy permits this)")
             }

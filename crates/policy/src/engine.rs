@@ -12,9 +12,10 @@ use portcullis_core::source::line_column;
 use portcullis_core::{Effect, IdentityEnvelope, Surface};
 use serde_json::Value;
 
-use crate::decision::{Decision, PolicyRef, Verdict};
+use crate::decision::{ApprovalRule, Decision, PolicyRef, Verdict};
 
-/// The annotation that turns a permit into "allowed with the person's approval".
+/// The annotation that turns a permit into "allowed with the person's approval", its value the
+/// rule ([`ApprovalRule`]).
 const APPROVAL: &str = "approval";
 /// The annotation that names a policy in decisions and explanations.
 const ID: &str = "id";
@@ -202,7 +203,8 @@ pub struct PolicyEngine {
 #[derive(Debug)]
 struct Meta {
     reference: PolicyRef,
-    needs_approval: bool,
+    /// Its `@approval` rule, if it has one.
+    approval: Option<ApprovalRule>,
 }
 
 impl PolicyEngine {
@@ -470,14 +472,16 @@ impl PolicyEngine {
         policies.sort_by(|a, b| a.id.cmp(&b.id));
         // INVARIANT: an evaluation error denies, even if the remaining policies allow (Cedar
         // skips an erroring policy, which could be a `forbid`).
-        let verdict = if !errors.is_empty() || response.decision() == CedarDecision::Deny {
-            Verdict::Deny
-        } else if response
+        // The strictest rule of the determining permits that ask for approval.
+        let rule = response
             .diagnostics()
             .reason()
-            .any(|id| self.meta.get(id).is_some_and(|m| m.needs_approval))
-        {
-            Verdict::ApprovalRequired
+            .filter_map(|id| self.meta.get(id).and_then(|m| m.approval))
+            .max();
+        let verdict = if !errors.is_empty() || response.decision() == CedarDecision::Deny {
+            Verdict::Deny
+        } else if let Some(rule) = rule {
+            Verdict::ApprovalRequired(rule)
         } else {
             Verdict::Allow
         };
@@ -523,8 +527,9 @@ fn parse_files<'a>(
             let id = PolicyId::new(format!("{}:{}", file.name, policy.id()));
             let line = policy
                 .annotation(ID)
-                .and_then(|name| line_of_id(&file.text, name))
+                .and_then(|name| line_of(&file.text, &format!("@{ID}(\"{name}\")")))
                 .unwrap_or(0);
+            let approval = approval_rule(file, policy, line, errors);
             meta.insert(
                 id.clone(),
                 Meta {
@@ -536,7 +541,7 @@ fn parse_files<'a>(
                         line,
                         reason: policy.annotation(REASON).map(str::to_owned),
                     },
-                    needs_approval: policy.annotation(APPROVAL) == Some("required"),
+                    approval,
                 },
             );
             texts.insert(id.clone(), (&file.name, &file.text));
@@ -594,13 +599,45 @@ fn named_problems(
     errors
 }
 
-/// The line of a policy's `@id("name")` annotation, when it occurs exactly once in the file
-/// (Cedar's API gives no position for a parsed policy).
-fn line_of_id(text: &str, name: &str) -> Option<usize> {
-    let needle = format!("@id(\"{name}\")");
-    let mut found = text.match_indices(&needle);
+/// The line of `needle` (an annotation as written, `@id("name")`), when it occurs exactly once
+/// in the file (Cedar's API gives no position for a parsed policy).
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    let mut found = text.match_indices(needle);
     let (offset, _) = found.next()?;
     found.next().is_none().then(|| line_column(text, offset).0)
+}
+
+/// The rule of `policy`'s `@approval` annotation, if it has one. Any value but the known ones
+/// is a problem (reported at the annotation's line when it is unique in the file, else at the
+/// policy's `@id`, else without a line): an approval rule nobody enforces must never pass for one.
+fn approval_rule(
+    file: &Source,
+    policy: &cedar_policy::Policy,
+    id_line: usize,
+    errors: &mut Vec<Problem>,
+) -> Option<ApprovalRule> {
+    let value = policy.annotation(APPROVAL)?;
+    let rule = ApprovalRule::parse(value);
+    if rule.is_none() {
+        let line = line_of(&file.text, &format!("@{APPROVAL}(\"{value}\")"))
+            .or_else(|| line_of(&file.text, &format!("@{APPROVAL}")))
+            .unwrap_or(id_line);
+        let named = policy.annotation(ID).map_or_else(
+            || format!("policy `{}`", policy.id()),
+            |id| format!("policy `{id}`"),
+        );
+        errors.push(Problem {
+            file: file.name.clone(),
+            position: (line > 0).then_some((line, 1)),
+            message: format!(
+                "{named}: `@{APPROVAL}(\"{value}\")` is not an approval rule; write one of {}",
+                ApprovalRule::VALUES
+                    .map(|v| format!("`\"{v}\"`"))
+                    .join(", ")
+            ),
+        });
+    }
+    rule
 }
 
 /// A call's top-level scalar arguments as tags: strings as they are, numbers and booleans as

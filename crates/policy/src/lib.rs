@@ -3,7 +3,9 @@
 //!
 //! Key design decision: a decision is a value, never an error. Allow, approval-required (a
 //! permit carrying `@approval("required")` among the determining policies) or deny, each naming
-//! the policies that produced it by their `@id`. Anything that goes wrong while evaluating
+//! the policies that produced it by their `@id`. `@approval` takes `"required"`, `"once"` (the
+//! answer covers this one call only) or `"other"` (someone other than the call's subject
+//! approves); the strictest of the determining permits wins, and any other value fails the load. Anything that goes wrong while evaluating
 //! denies: Cedar skips a policy whose evaluation errors, which would let an erroring `forbid`
 //! through, so an evaluation error is a deny here. Pure: no I/O, no clock (the caller passes
 //! the time and the texts).
@@ -14,7 +16,7 @@ mod decision;
 mod engine;
 
 pub use call::{CallDecision, CallInput, Hidden, decide_call, decide_listing};
-pub use decision::{Decision, PolicyRef, Verdict};
+pub use decision::{ApprovalRule, Decision, PolicyRef, Verdict};
 pub use engine::{Action, Facts, PolicyEngine, PolicyError, Problem, Request, Source, Target};
 
 /// The shipped schema, used when config names none.

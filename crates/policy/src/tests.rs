@@ -9,8 +9,8 @@ use portcullis_core::{Effect, IdentityEnvelope, Surface};
 use serde::Deserialize;
 
 use crate::{
-    Action, Decision, Facts, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA, Source, Target,
-    Verdict,
+    Action, ApprovalRule, Decision, Facts, PolicyEngine, Request, SHIPPED_POLICY, SHIPPED_SCHEMA,
+    Source, Target, Verdict,
 };
 
 const EXTRA: &str = include_str!("../../../fixtures/policy/extra.cedar");
@@ -252,7 +252,7 @@ fn explanations_name_the_policy_file_and_line() {
     let policy = decision.policies.first().unwrap();
     assert_eq!(
         (policy.id.as_str(), policy.file.as_str(), policy.line),
-        ("side-effects-need-approval", "default.cedar", 23)
+        ("side-effects-need-approval", "default.cedar", 28)
     );
     let text = engine.policy_text(policy).unwrap();
     assert!(text.contains(r#"resource.effect != "read""#), "{text}");
@@ -465,4 +465,116 @@ fn every_problem_of_every_file_is_reported_in_one_run_naming_the_policy_by_its_i
         typos.cedar:5:45: policy `bad-effect`: attribute `effect` on entity type `Portcullis::Resource` not found (did you mean `uri`?)
         typos.cedar:5:45: policy `bad-effect`: the types Long and String are not compatible (both operands to a `==` expression must have compatible types. Types must be exactly equal to be compatible)
         typos.cedar:7:45: policy `policy2`: attribute `nickname` on entity type `Portcullis::User` not found (did you mean `issuer`?)"#]].assert_eq(&problems);
+}
+
+/// A write of `files.write_file` by alice with these facts.
+fn write_with(engine: &PolicyEngine, facts: Facts) -> Decision {
+    let scopes = BTreeSet::new();
+    let envelope = envelope(&[], None, &[]);
+    engine.decide(&Request {
+        envelope: &envelope,
+        action: Action::CallTool,
+        upstream: "files",
+        surface: Surface::Filesystem,
+        target: Target::Tool {
+            name: "write_file",
+            effect: Effect::Write,
+            required_scopes: &scopes,
+            arguments: None,
+        },
+        now: NOW,
+        facts,
+    })
+}
+
+#[test]
+fn the_three_approval_rules_load_and_the_strictest_of_the_permits_wins() {
+    let engine = engine_with(&[source(
+        "rules.cedar",
+        r#"
+@id("writes-ask")
+@approval("required")
+permit (principal, action == Portcullis::Action::"call_tool", resource)
+when { resource.effect == "write" };
+
+@id("new-recipients-once")
+@approval("once")
+permit (principal, action == Portcullis::Action::"call_tool", resource)
+when { context.new_recipient };
+
+@id("escalations-by-another")
+@approval("other")
+permit (principal, action == Portcullis::Action::"call_tool", resource)
+when { context.escalates };
+"#,
+    )]);
+    let cases = [
+        (Facts::default(), ApprovalRule::Required),
+        (
+            Facts {
+                new_recipient: true,
+                ..Facts::default()
+            },
+            ApprovalRule::Once,
+        ),
+        (
+            Facts {
+                new_recipient: true,
+                escalates: true,
+                ..Facts::default()
+            },
+            ApprovalRule::Other,
+        ),
+        (
+            Facts {
+                escalates: true,
+                ..Facts::default()
+            },
+            ApprovalRule::Other,
+        ),
+    ];
+    for (facts, rule) in cases {
+        let decision = write_with(&engine, facts);
+        assert_eq!(
+            decision.verdict,
+            Verdict::ApprovalRequired(rule),
+            "{facts:?}: {decision}"
+        );
+    }
+    expect!["allow with approval by another person (escalations-by-another, writes-ask)"]
+        .assert_eq(
+            &write_with(
+                &engine,
+                Facts {
+                    escalates: true,
+                    ..Facts::default()
+                },
+            )
+            .to_string(),
+        );
+    assert!(ApprovalRule::Required.allows_scope());
+    assert!(!ApprovalRule::Once.allows_scope() && !ApprovalRule::Other.allows_scope());
+}
+
+#[test]
+fn an_unknown_approval_value_is_a_load_error_at_its_line() {
+    let load = |text: &str| {
+        PolicyEngine::load(
+            &source("portcullis.cedarschema", SHIPPED_SCHEMA),
+            &[source("rules.cedar", text)],
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    expect![[r#"rules.cedar:3:1: policy `writes-ask`: `@approval("sometimes")` is not an approval rule; write one of `"required"`, `"once"`, `"other"`"#]].assert_eq(&load(
+        "// writes\n@id(\"writes-ask\")\n@approval(\"sometimes\")\npermit (principal, action, resource);",
+    ));
+    // Written without a value, or in another case: not a rule either.
+    expect![[r#"rules.cedar:1:1: policy `policy0`: `@approval("")` is not an approval rule; write one of `"required"`, `"once"`, `"other"`"#]].assert_eq(&load(
+        "@approval\npermit (principal, action, resource);",
+    ));
+    expect![[r#"rules.cedar:2:1: policy `p`: `@approval("Once")` is not an approval rule; write one of `"required"`, `"once"`, `"other"`"#]].assert_eq(&load(
+        "@id(\"p\")\n@approval(\"Once\")\npermit (principal, action, resource);",
+    ));
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::keep::keep;
+use super::kept;
 
 /// Where one approval stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ impl Ledger {
         book.approvals.retain(|entry| entry.live(now));
         let (answer, changed) = change(&mut book, now);
         if changed || book.approvals.len() != before {
-            keep(&self.file, &book).map_err(unwritable)?;
+            kept::write(&self.file, &book).map_err(unwritable)?;
         }
         Ok(answer)
     }

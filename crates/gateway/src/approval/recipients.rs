@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::keep::keep;
+use super::kept;
 
 type ByUser = BTreeMap<String, BTreeSet<String>>;
 
@@ -24,23 +24,15 @@ pub(crate) struct KnownRecipients {
 impl KnownRecipients {
     /// The recipients kept in `file`, kept there from now on.
     pub(crate) fn open(file: PathBuf) -> Self {
-        let by_user = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice::<ByUser>(&bytes).unwrap_or_else(|error| {
-                tracing::warn!(file = %file.display(), %error, "the known recipients cannot be read; every recipient counts as new");
-                ByUser::new()
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => ByUser::new(),
-            Err(error) => {
-                tracing::warn!(file = %file.display(), %error, "the known recipients cannot be read; every recipient counts as new");
-                ByUser::new()
-            }
-        };
+        let by_user: ByUser = kept::read(
+            &file,
+            "the known recipients cannot be read; every recipient counts as new",
+        );
         Self {
             by_user: Mutex::new(by_user),
             file: Some(file),
         }
     }
-
     pub(crate) fn is_known(&self, user: &str, recipient: &str) -> bool {
         self.by_user
             .lock()
@@ -61,7 +53,7 @@ impl KnownRecipients {
             return;
         }
         if let Some(file) = &self.file
-            && let Err(error) = keep(file, &*users)
+            && let Err(error) = kept::write(file, &*users)
         {
             tracing::warn!(file = %file.display(), %error, "the known recipients could not be kept; they are known until portcullis stops");
         }

@@ -8,13 +8,18 @@ use std::collections::BTreeMap;
 use portcullis_audit::is_secret_name;
 use portcullis_core::{Effect, IdentityEnvelope, ToolRules};
 use rmcp::model::{
-    BooleanSchema, ElicitRequestParams, ElicitationSchema, JsonObject, PrimitiveSchemaDefinition,
+    BooleanSchema, ConstTitle, ElicitRequestParams, ElicitationSchema, EnumSchema, JsonObject,
+    PrimitiveSchemaDefinition, SingleSelectEnumSchema, TitledSingleSelectEnumSchema,
 };
 
-use super::{Reach, addresses_in, urls_in};
+use super::scope::{SESSION, THIS_CALL};
+use super::{Offer, Reach, addresses_in, urls_in};
 
 /// The field of the form that carries the person's answer.
 pub(super) const APPROVE_FIELD: &str = "approve";
+/// The field of the form that says what the answer covers, present only when a session scope
+/// is offered (`approval/scope.rs`).
+pub(super) const SCOPE_FIELD: &str = "scope";
 
 /// Longest argument value shown whole; a longer one shows its first and its last
 /// `SHOWN_END` characters, with the size and digest of what is between.
@@ -43,6 +48,8 @@ pub(crate) struct ChangeRequest<'a> {
     pub reach: &'a Reach,
     /// The files and directories its arguments name, resolved as the upstream will see them.
     pub paths: &'a [NamedPath],
+    /// What the answer may cover besides this call (scoped answers).
+    pub offer: &'a Offer,
 }
 
 /// A path argument as the person is shown it.
@@ -53,6 +60,8 @@ pub(crate) struct NamedPath {
     pub resolved: std::path::PathBuf,
     /// Whether something is there now.
     pub exists: bool,
+    /// Whether what is there is a directory.
+    pub is_directory: bool,
 }
 
 impl ChangeRequest<'_> {
@@ -74,6 +83,14 @@ impl ChangeRequest<'_> {
         self.who(&mut text);
         self.consequences(&mut text);
         self.why(&mut text);
+        // The page approves this call only: the offer is the form's.
+        if let Some(offer) = self
+            .offer
+            .explained()
+            .filter(|_| values == Values::Abbreviated)
+        {
+            text.push_str(&offer);
+        }
         text.push_str(
             "\nApprove only if you want exactly this to happen. Anything but an explicit yes leaves it undone.",
         );
@@ -227,7 +244,7 @@ impl ChangeRequest<'_> {
         };
         if !self.tainted_by.is_empty() {
             text.push_str(&format!(
-                "Caution: this session has received content from untrusted upstream{} {} before this request; that content may have asked for this action.\n",
+                "Caution: asked because this session read content from untrusted upstream{} {} before this request; that content may have asked for this action.\n",
                 if self.tainted_by.len() == 1 { "" } else { "s" },
                 quoted(self.tainted_by)
             ));
@@ -240,25 +257,41 @@ impl ChangeRequest<'_> {
         }
     }
 
-    /// The form-mode elicitation: one required boolean, no default.
+    /// The form-mode elicitation: one required boolean, no default; and, when a session scope
+    /// is offered, what the answer covers (this call unless the person chooses the session).
     pub(crate) fn params(&self) -> ElicitRequestParams {
         ElicitRequestParams::FormElicitationParams {
             meta: None,
             message: self.message(),
-            requested_schema: approval_schema(),
+            requested_schema: approval_schema(self.offer),
         }
     }
 }
 
-fn approval_schema() -> ElicitationSchema {
+fn approval_schema(offer: &Offer) -> ElicitationSchema {
     let approve = BooleanSchema::new()
         .title("Run exactly this action")
         .description("Yes runs it once, as shown. No, or no answer, leaves it undone.");
-    ElicitationSchema::new(BTreeMap::from([(
+    let mut fields = BTreeMap::from([(
         APPROVE_FIELD.to_owned(),
         PrimitiveSchemaDefinition::Boolean(approve),
-    )]))
-    .with_required(vec![APPROVE_FIELD.to_owned()])
+    )]);
+    if let Some(session) = offer.session_title() {
+        let mut scope = TitledSingleSelectEnumSchema::new(vec![
+            ConstTitle::new(THIS_CALL, "Only this call"),
+            ConstTitle::new(SESSION, session),
+        ]);
+        scope.title = Some("What your yes covers".into());
+        // The narrower choice is the default: a wider one is only ever chosen.
+        scope.default = Some(THIS_CALL.to_owned());
+        fields.insert(
+            SCOPE_FIELD.to_owned(),
+            PrimitiveSchemaDefinition::Enum(EnumSchema::Single(SingleSelectEnumSchema::Titled(
+                scope,
+            ))),
+        );
+    }
+    ElicitationSchema::new(fields).with_required(vec![APPROVE_FIELD.to_owned()])
 }
 
 /// The host a URL reaches, as the request goes (user info, port and brackets dropped:

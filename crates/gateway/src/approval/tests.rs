@@ -64,6 +64,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
         tainted_by: &tainted,
         reach: &Reach::Local,
         paths: &[],
+        offer: &Offer::this_call_only(),
     };
     let text = change.message();
     for expected in [
@@ -110,11 +111,11 @@ fn only_an_explicit_yes_approves() {
     let answer = |action, content: Option<serde_json::Value>| {
         let mut result = ElicitResult::new(action);
         result.content = content;
-        Answer::from_result(&result)
+        Answer::from_result(&result, &Offer::this_call_only())
     };
     assert_eq!(
         answer(ElicitationAction::Accept, Some(json!({"approve": true}))),
-        Answer::Approved
+        Answer::Approved(Chosen::ThisCall)
     );
     assert_eq!(
         answer(ElicitationAction::Accept, Some(json!({"approve": false}))),
@@ -149,7 +150,7 @@ fn only_an_explicit_yes_approves() {
         Answer::Declined
     );
     assert_eq!(answer(ElicitationAction::Cancel, None), Answer::Cancelled);
-    assert!(Answer::Approved.approves());
+    assert!(Answer::Approved(Chosen::ThisCall).approves());
     for refused in [
         Answer::NotConfirmed,
         Answer::Invalid,
@@ -356,6 +357,7 @@ fn the_change_request_shows_every_url_whole() {
         tainted_by: &["web".to_owned()],
         reach: &reach,
         paths: &[],
+        offer: &Offer::this_call_only(),
     };
     let text = change.message();
     assert!(
@@ -547,6 +549,7 @@ fn the_change_request_text_case_by_case() {
             tainted_by: &tainted_by,
             reach: &Reach::Local,
             paths: &[],
+            offer: &Offer::this_call_only(),
         }
         .message();
         for shown in case.shows {
@@ -651,11 +654,13 @@ fn the_change_request_names_each_path_resolved_with_what_becomes_of_it() {
             pointer: "/path".to_owned(),
             resolved: "/srv/work/report.txt".into(),
             exists: true,
+            is_directory: false,
         },
         NamedPath {
             pointer: "/copies/0".to_owned(),
             resolved: "/srv/work/new.txt".into(),
             exists: false,
+            is_directory: false,
         },
     ];
     let text_for = |effect| {
@@ -673,6 +678,7 @@ fn the_change_request_names_each_path_resolved_with_what_becomes_of_it() {
             tainted_by: &[],
             reach: &Reach::Local,
             paths: &paths,
+            offer: &Offer::this_call_only(),
         }
         .message()
     };

@@ -19,9 +19,9 @@ use rmcp::model::{
 use super::decide::{Decided, Facts};
 use super::ladder::Ladder;
 use super::permit::{Authorized, CallAction, CallPermit, PendingApproval};
-use super::{CallContext, Resolved, Stop};
+use super::{CallContext, Resolved, Stop, scoped};
 use crate::approval::quirks::Rung;
-use crate::approval::{self, APPROVAL_KEY, Answer, ChangeRequest, Claim};
+use crate::approval::{self, APPROVAL_KEY, Answer, CallShape, ChangeRequest, Claim, Offer};
 use crate::evidence::{ApprovalRecord, CallRecord};
 use crate::server::{PortcullisServer, declares_form_elicitation};
 use crate::state::SealedRound;
@@ -75,6 +75,8 @@ pub(super) struct Asking<'a> {
     pub fingerprint: String,
     reasons: Vec<String>,
     tainted_by: &'a [String],
+    /// What the form offers besides this call (scoped answers, `approval/scope.rs`).
+    offer: &'a Offer,
     started: Instant,
     pub decision: portcullis_core::evidence::DecisionSummary,
 }
@@ -127,6 +129,7 @@ impl Asking<'_> {
                 permit,
                 fingerprint: self.fingerprint.clone(),
                 stateless,
+                answer,
             },
             Some(Err(failure)) => self.refused(failure),
             None => self.refused(answer),
@@ -142,6 +145,8 @@ pub(super) enum Approval {
         fingerprint: String,
         /// The stateless approval whose outcome is kept for a retry.
         stateless: Option<u64>,
+        /// The approving answer (what it covers: scoped answers).
+        answer: Answer,
     },
     /// Not approved, for the reason `answer` gives; nothing runs.
     Refused {
@@ -215,6 +220,10 @@ impl PortcullisServer {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        // Scoped answers (`approval/scope.rs`, `pipeline/scoped.rs`): the call as a scope reads
+        // it, and what the form may offer besides this call.
+        let shape = scoped::call_shape(resolved, facts, pending.rule);
+        let offer = Offer::for_call(&shape, self.gateway.approvals.scoped.lasts());
         let change = ChangeRequest {
             envelope: call.envelope,
             upstream: resolved.upstream.name().as_str(),
@@ -229,6 +238,7 @@ impl PortcullisServer {
             tainted_by: &facts.tainted_by,
             reach: &facts.reach,
             paths: &facts.paths,
+            offer: &offer,
         };
         let shown = CallAction::new(
             resolved.upstream.name().as_str(),
@@ -236,11 +246,15 @@ impl PortcullisServer {
             arguments,
             &resolved.definition_digest,
         );
-        match self.approve(call, pending, &change, &shown, record).await {
+        match self
+            .approve(call, pending, &change, &shown, record, &shape)
+            .await
+        {
             Approval::Granted {
                 permit,
                 fingerprint,
                 stateless,
+                answer,
             } => {
                 let approved: Vec<String> =
                     facts.recipients.iter().map(|(r, _)| r.clone()).collect();
@@ -251,7 +265,7 @@ impl PortcullisServer {
                 Ok(Approved {
                     permit,
                     effect: facts.effect,
-                    note: Some(format!("approved {fingerprint}")),
+                    note: Some(self.approval_note(call, &answer, &fingerprint)),
                     stateless,
                 })
             }
@@ -286,6 +300,7 @@ impl PortcullisServer {
         change: &ChangeRequest<'_>,
         shown: &CallAction,
         record: &CallRecord,
+        shape: &CallShape<'_>,
     ) -> Approval {
         let gateway = &self.gateway;
         let mut reasons: Vec<String> = change.policies.to_vec();
@@ -298,6 +313,7 @@ impl PortcullisServer {
                 .fingerprint(record, call.request.arguments.as_ref()),
             reasons,
             tainted_by: change.tainted_by,
+            offer: change.offer,
             started: Instant::now(),
             decision: gateway.evidence.summary(Some(pending.decision())),
         };
@@ -305,6 +321,19 @@ impl PortcullisServer {
             return self
                 .approve_retry(call, pending, shown, record, &asking, id)
                 .await;
+        }
+        // Scoped answers: a call a session-scoped answer covers runs without asking, and its
+        // approval record says so (`scoped`; the intent names the scoped answer).
+        if let Some(id) = self.covering_answer(call, shape) {
+            let answer = Answer::Covered(id);
+            if let Err(message) = gateway
+                .evidence
+                .record_approval(record, asking.note(answer.as_str()))
+                .await
+            {
+                return asking.refused(Answer::Failed(message));
+            }
+            return asking.conclude(pending, shown, answer, None);
         }
         let pending = match self
             .decided_on_page(call, pending, shown, record, &asking)
@@ -391,7 +420,7 @@ impl PortcullisServer {
         };
         let asked = call.context.peer.create_elicitation(change.params());
         let answer = match tokio::time::timeout(wait, asked).await {
-            Ok(Ok(result)) => Answer::from_result(&result),
+            Ok(Ok(result)) => Answer::from_result(&result, asking.offer),
             Err(_) if !follows => Answer::TimedOut(wait),
             Ok(Err(error)) if !follows => {
                 Answer::Failed(format!("the client did not answer: {error}"))
@@ -439,7 +468,9 @@ impl PortcullisServer {
                     .as_ref()
                     .and_then(|responses| responses.get(APPROVAL_KEY))
                     .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
-                    .map_or(Answer::Cancelled, |result| Answer::from_result(&result));
+                    .map_or(Answer::Cancelled, |result| {
+                        Answer::from_result(&result, asking.offer)
+                    });
                 if let Err(message) = gateway
                     .evidence.record_approval(record, asking.note(answer.as_str()))
                     .await

@@ -131,6 +131,7 @@ fn named_paths(paths: &[CheckedPath]) -> Vec<NamedPath> {
         .map(|checked| NamedPath {
             pointer: checked.pointer.clone(),
             exists: checked.resolved.symlink_metadata().is_ok(),
+            is_directory: checked.resolved.is_dir(),
             resolved: checked.resolved.clone(),
         })
         .collect()

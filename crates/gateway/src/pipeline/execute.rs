@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portcullis_config::Taint;
 use portcullis_core::Namespacing;
 use portcullis_core::evidence::RequestContext;
 use rmcp::ErrorData as McpError;
@@ -395,7 +396,9 @@ impl UpstreamCall {
         }
         // Whatever an untrusted upstream answered may have been written to steer the model:
         // its result, and its error too (an error's message is the upstream's own words).
-        if !upstream.spec.trusted && matches!(answer, Ok(CallToolResponse::Complete(_)) | Err(_)) {
+        if upstream.spec.taint == Taint::Session
+            && matches!(answer, Ok(CallToolResponse::Complete(_)) | Err(_))
+        {
             gateway
                 .approvals
                 .taints

@@ -17,7 +17,7 @@ use super::approve::{Approval, Asking};
 use super::permit::{CallAction, PendingApproval};
 use crate::approval::ledger::{Ledger, LedgerError, NewPending, Pending, Standing};
 use crate::approval::quirks::{Rung, quirk};
-use crate::approval::{Answer, ChangeRequest};
+use crate::approval::{Answer, ChangeRequest, Chosen};
 use crate::evidence::CallRecord;
 use crate::server::{PortcullisServer, declares_form_elicitation, declares_url_elicitation};
 
@@ -146,13 +146,17 @@ impl PortcullisServer {
             .evidence
             .record_approval(
                 record,
-                asking.on(Answer::Approved.as_str(), Rung::Pending, Some(by)),
+                asking.on(
+                    Answer::Approved(Chosen::ThisCall).as_str(),
+                    Rung::Pending,
+                    Some(by),
+                ),
             )
             .await
         {
             return asking.refused(Answer::Failed(message));
         }
-        asking.conclude(pending, shown, Answer::Approved, None)
+        asking.conclude(pending, shown, Answer::Approved(Chosen::ThisCall), None)
     }
 
     /// The rungs past the form: the approval opened in the ledger, the client asked to open
@@ -206,7 +210,7 @@ impl PortcullisServer {
             Err(message) => return asking.refused(Answer::Failed(message)),
         };
         if ladder.url {
-            match self.ask_url(call, change, record, asking, &opened).await {
+            match self.ask_url(call, record, asking, &opened).await {
                 Ok(Some(by)) => {
                     return self
                         .claim(opened.id.clone(), pending, shown, record, asking, &by)
@@ -226,7 +230,6 @@ impl PortcullisServer {
     async fn ask_url(
         &self,
         call: &CallContext<'_>,
-        change: &ChangeRequest<'_>,
         record: &CallRecord,
         asking: &Asking<'_>,
         opened: &Pending,
@@ -240,9 +243,8 @@ impl PortcullisServer {
         let params = ElicitRequestParams::UrlElicitationParams {
             meta: None,
             message: format!(
-                "Portcullis asks you to approve `{}` on its approval page (with your passkey). What it does:\n\n{}",
-                call.request.name,
-                change.message()
+                "Portcullis asks you to approve `{}` on its approval page, which shows exactly what the call does; approving there takes your passkey.",
+                call.request.name
             ),
             url: self.link(&opened.id),
             elicitation_id: opened.id.clone(),

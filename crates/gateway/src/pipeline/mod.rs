@@ -31,6 +31,7 @@ pub(crate) mod read;
 mod relay;
 mod resolve;
 mod rounds;
+mod scoped;
 mod sign_in;
 mod stateless;
 #[cfg(test)]
@@ -132,7 +133,7 @@ impl PortcullisServer {
                 envelope.client().unwrap_or("")
             )
         } else {
-            format!("session {}", self.session)
+            crate::server::session_key(self.session)
         }
     }
 

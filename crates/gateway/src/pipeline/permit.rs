@@ -5,7 +5,7 @@
 //! `Granted` that a yes yields). Nothing here imports the stages, so every part of the gateway
 //! may name these types without a way to make them.
 
-use portcullis_policy::Decision;
+use portcullis_policy::{ApprovalRule, Decision};
 use serde_json::{Map, Value};
 
 use crate::authorize::Ruling;
@@ -88,6 +88,8 @@ pub(crate) struct PendingApproval {
     action: CallAction,
     /// Policy allowed the call outright; approval is asked because the session is tainted.
     pub because_tainted: bool,
+    /// What the answer may cover (the policy's `@approval` rule; `Required` for taint).
+    pub rule: ApprovalRule,
 }
 
 impl PendingApproval {
@@ -119,11 +121,13 @@ impl Authorized {
             Ruling::Allowed(decision) => Authorized::Permit(CallPermit { decision, action }),
             Ruling::NeedsApproval {
                 decision,
+                rule,
                 because_tainted,
             } => Authorized::NeedsApproval(PendingApproval {
                 decision,
                 action,
                 because_tainted,
+                rule,
             }),
         }
     }
