@@ -28,6 +28,10 @@ struct Setup {
 }
 
 fn setup(form_wait_secs: u64) -> Setup {
+    setup_with(form_wait_secs, "approval.cedar")
+}
+
+fn setup_with(form_wait_secs: u64, policy: &str) -> Setup {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let fx = Upstream::fixture("fx", &work).trusted().tool(
@@ -39,7 +43,7 @@ fn setup(form_wait_secs: u64) -> Setup {
             .approval_timeout_secs(120)
             .approval_form_wait_secs(form_wait_secs)
             .identity(Identity::user("alice").tenant("acme"))
-            .policy(fixture_policy("approval.cedar"))
+            .policy(fixture_policy(policy))
             .upstream(fx),
     );
     Setup {
@@ -372,11 +376,11 @@ fn a_client_that_declares_forms_and_never_answers_falls_to_the_page() {
     assert_eq!(setup.sent(), 1);
 }
 
-/// `portcullis approver enroll` at a terminal, its one-time link opened in Chromium with the
-/// virtual authenticator kept in `authenticator`.
-fn enrol(setup: &Setup, authenticator: &Path) {
+/// `portcullis approver enroll --name NAME` at a terminal, its one-time link opened in
+/// Chromium with the virtual authenticator kept in `authenticator`.
+fn enrol(setup: &Setup, name: &str, authenticator: &Path) {
     let line = format!(
-        "{} approver enroll --config {} --name alice",
+        "{} approver enroll --config {} --name {name}",
         bin("portcullis").display(),
         setup.config.display()
     );
@@ -413,9 +417,27 @@ fn enrol(setup: &Setup, authenticator: &Path) {
     let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "enroll: {rest:?}");
     assert!(
-        rest.iter().any(|line| line.contains("Enrolled `alice`")),
+        rest.iter()
+            .any(|line| line.contains(&format!("Enrolled `{name}`"))),
         "{rest:?}"
     );
+}
+
+/// Tries to approve the page at `link` with the passkey in `authenticator`, giving up soon:
+/// for the cases that must not approve.
+fn approve_briefly(link: &str, authenticator: &Path) -> crate::passkey::Run {
+    passkey(&[
+        "--timeout-ms",
+        "8000",
+        "--authenticator",
+        &authenticator.display().to_string(),
+        "--open",
+        link,
+        "--click",
+        "Approve with your passkey",
+        "--expect",
+        "Approved.",
+    ])
 }
 
 /// Approves the page at `link` in Chromium with the passkey in `authenticator`.
@@ -436,7 +458,7 @@ fn approve_in_browser(link: &str, authenticator: &Path) -> crate::passkey::Run {
 fn the_page_in_chromium_approves_only_with_the_enrolled_passkey() {
     let setup = setup(60);
     let enrolled = setup.scratch.path().join("authenticator.json");
-    enrol(&setup, &enrolled);
+    enrol(&setup, "alice", &enrolled);
     let portcullis = Portcullis::http(&setup.config);
     let http = Target::Http(&portcullis.url);
 
@@ -444,18 +466,7 @@ fn the_page_in_chromium_approves_only_with_the_enrolled_passkey() {
     let first = ts_call(&http, "fx.send_message", SEND);
     let (link, id) = pending_link(&first["result"]);
     let stranger = setup.scratch.path().join("stranger.json");
-    let refused = passkey(&[
-        "--timeout-ms",
-        "8000",
-        "--authenticator",
-        &stranger.display().to_string(),
-        "--open",
-        &link,
-        "--click",
-        "Approve with your passkey",
-        "--expect",
-        "Approved.",
-    ]);
+    let refused = approve_briefly(&link, &stranger);
     assert!(
         !refused.ok,
         "a passkey that was never enrolled approved: {:?}",
@@ -509,5 +520,68 @@ fn the_page_in_chromium_approves_only_with_the_enrolled_passkey() {
     assert!(
         approvals.contains(&("asked".into(), "url".into(), String::new())),
         "{approvals:?}"
+    );
+}
+
+#[test]
+fn four_eyes_needs_another_approvers_passkey() {
+    let setup = setup_with(60, "approval-other.cedar");
+    let (alice, bob) = (
+        setup.scratch.path().join("alice.json"),
+        setup.scratch.path().join("bob.json"),
+    );
+    enrol(&setup, "alice", &alice);
+    enrol(&setup, "bob", &bob);
+    let portcullis = Portcullis::http(&setup.config);
+    let http = Target::Http(&portcullis.url);
+    // The caller's own client is not asked, even though it could show the form.
+    let asked = ts_client(
+        &http,
+        &[
+            "--scenario",
+            "elicit",
+            "--tool",
+            "fx.send_message",
+            "--args",
+            SEND,
+            "--content",
+            r#"{"approve":true}"#,
+        ],
+    );
+    assert_eq!(
+        asked["elicitations"].as_array().map_or(0, Vec::len),
+        0,
+        "{asked}"
+    );
+    let (link, id) = pending_link(&asked["result"]);
+    // Neither the terminal nor the caller's own passkey approves it.
+    let terminal = setup.at_terminal("approve", &id, "approve\n");
+    assert!(!terminal.status.success(), "{terminal:?}");
+    assert!(
+        String::from_utf8_lossy(&terminal.stderr).contains("someone other than `alice`")
+            || String::from_utf8_lossy(&terminal.stdout).contains("someone other than `alice`"),
+        "{terminal:?}"
+    );
+    assert!(!approve_briefly(&link, &alice).ok);
+    let still = ts_call(&http, "fx.send_message", SEND);
+    assert_eq!(pending_link(&still["result"]).1, id);
+    assert_eq!(setup.sent(), 0);
+    // Bob's passkey approves it; the identical call then runs once.
+    let approved = approve_in_browser(&link, &bob);
+    assert!(approved.ok, "{}", approved.stderr);
+    let ran = ts_call(&http, "fx.send_message", SEND);
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    assert_eq!(setup.sent(), 1);
+    assert!(
+        setup
+            .approvals()
+            .iter()
+            .any(|(answer, _, by)| answer == "approved" && by == "passkey bob"),
+        "{:?}",
+        setup.approvals()
     );
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use portcullis_config::Config;
-use portcullis_gateway::{Ledger, Pending, Standing};
+use portcullis_gateway::{DecidedBy, Ledger, Pending, Standing};
 
 /// Lists the approvals of the configuration's state directory that are still live.
 pub(crate) fn list(config: &Config) -> anyhow::Result<()> {
@@ -82,7 +82,7 @@ pub(crate) fn decide(config: &Config, id: &str, approve: bool) -> anyhow::Result
             return Ok(());
         }
     }
-    ledger.decide(id, approve, "terminal")?;
+    ledger.decide(id, approve, DecidedBy::Terminal)?;
     if approve {
         println!("Approved. The identical call, made again by the client, runs once.");
     } else {

@@ -40,7 +40,7 @@ mod stdio;
 mod upstream;
 mod upstreams;
 
-pub use approval::ledger::{Ledger, LedgerError, Pending, Standing};
+pub use approval::ledger::{DecidedBy, Ledger, LedgerError, Pending, Standing};
 pub use approval::{Reach, call_facts, reach};
 // The proofs the request path is built on, public so that their documentation tests show from
 // outside that none can be forged (see ARCHITECTURE.md, "The request path").

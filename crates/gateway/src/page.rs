@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use portcullis_approver::{Approvers, Assertion, CEREMONY_JS};
 
-use crate::approval::ledger::{Ledger, Pending, Standing};
+use crate::approval::ledger::{DecidedBy, Ledger, Pending, Standing};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -353,7 +353,7 @@ async fn approve(
             );
         }
     };
-    let (status, text) = decide(&page, id, true, format!("passkey {name}")).await;
+    let (status, text) = decide(&page, id, true, DecidedBy::Passkey(&name)).await;
     plain(status, &text)
 }
 
@@ -366,7 +366,7 @@ async fn deny(
     if !token_matches(&page, &id, form.get("token").map(String::as_str)) {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
     }
-    let (status, text) = decide(&page, id, false, "the approval page".to_owned()).await;
+    let (status, text) = decide(&page, id, false, DecidedBy::Other("the approval page")).await;
     let title = if status == StatusCode::OK {
         "Denied"
     } else {
@@ -381,12 +381,27 @@ async fn deny(
 
 /// Writes the decision into the ledger, where the waiting call or its identical retry finds
 /// it; what the person is told.
-async fn decide(page: &Arc<Page>, id: String, approve: bool, by: String) -> (StatusCode, String) {
+async fn decide(
+    page: &Arc<Page>,
+    id: String,
+    approve: bool,
+    decider: DecidedBy<'_>,
+) -> (StatusCode, String) {
     let shared = page.clone();
-    let decided = tokio::task::spawn_blocking(move || ledger(&shared).decide(&id, approve, &by))
-        .await
-        .map_err(|error| error.to_string())
-        .and_then(|decided| decided.map_err(|error| error.to_string()));
+    let by = decider.by();
+    let name = match decider {
+        DecidedBy::Passkey(name) => Some(name.to_owned()),
+        DecidedBy::Terminal | DecidedBy::Other(_) => None,
+    };
+    let decided = tokio::task::spawn_blocking(move || {
+        let decider = name
+            .as_deref()
+            .map_or(DecidedBy::Other(&by), DecidedBy::Passkey);
+        ledger(&shared).decide(&id, approve, decider)
+    })
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|decided| decided.map_err(|error| error.to_string()));
     match decided {
         Ok(approval) => {
             if let Ok(mut tokens) = page.tokens.lock() {

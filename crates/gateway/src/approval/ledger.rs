@@ -44,6 +44,10 @@ pub struct Pending {
     pub tool: String,
     /// The change request in full: every value whole but those named like secrets.
     pub request: String,
+    /// Four eyes (`@approval("other")`): the call's subject, who may not approve it; only an
+    /// approver enrolled under another name may, on the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_by: Option<String>,
     /// Seconds since the epoch.
     pub created: u64,
     pub expires: u64,
@@ -70,6 +74,8 @@ pub(crate) struct NewPending<'a> {
     pub tool: &'a str,
     pub request: String,
     pub ttl: Duration,
+    /// Four eyes: the subject who may not approve it.
+    pub not_by: Option<String>,
 }
 
 /// Why the ledger could not answer.
@@ -81,6 +87,42 @@ pub enum LedgerError {
     Unwritable { file: String, error: String },
     #[error("no approval `{0}` is waiting (unknown, expired, or already decided)")]
     NotWaiting(String),
+    #[error(
+        "approval `{0}` needs someone other than `{1}` (four eyes): another approver's passkey, on the approval page"
+    )]
+    NeedsAnother(String, String),
+}
+
+/// Who decides an approval.
+#[derive(Debug, Clone, Copy)]
+pub enum DecidedBy<'a> {
+    /// An enrolled approver, by name, whose passkey's assertion verified.
+    Passkey(&'a str),
+    /// Someone at a terminal (`portcullis approve`), not identified further.
+    Terminal,
+    /// The page's deny button, or the client's decline: a denial only.
+    Other(&'a str),
+}
+
+impl DecidedBy<'_> {
+    /// As the ledger and the evidence name them.
+    pub fn by(&self) -> String {
+        match self {
+            DecidedBy::Passkey(name) => format!("passkey {name}"),
+            DecidedBy::Terminal => "terminal".to_owned(),
+            DecidedBy::Other(what) => (*what).to_owned(),
+        }
+    }
+
+    /// Whether this decider may approve an approval that `not_by` may not: only a passkey
+    /// enrolled under another name.
+    fn may_approve(&self, not_by: Option<&str>) -> bool {
+        match (not_by, self) {
+            (None, _) => true,
+            (Some(subject), DecidedBy::Passkey(name)) => !name.eq_ignore_ascii_case(subject),
+            (Some(_), DecidedBy::Terminal | DecidedBy::Other(_)) => false,
+        }
+    }
 }
 
 /// The pending approvals of one state directory.
@@ -200,6 +242,7 @@ impl Ledger {
                 user: new.user.to_owned(),
                 tool: new.tool.to_owned(),
                 request: new.request,
+                not_by: new.not_by,
                 created: now,
                 expires: now.saturating_add(new.ttl.as_secs()),
                 standing: Standing::Waiting,
@@ -222,8 +265,14 @@ impl Ledger {
         self.with_book(|book, _| (book.approvals.clone(), false))
     }
 
-    /// A person's decision on the waiting approval `id`: approved or declined, `by` whom.
-    pub fn decide(&self, id: &str, approve: bool, by: &str) -> Result<Pending, LedgerError> {
+    /// A person's decision on the waiting approval `id`: approved or declined, by `decider`.
+    /// A four-eyes approval is approved only by another approver's passkey.
+    pub fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        decider: DecidedBy<'_>,
+    ) -> Result<Pending, LedgerError> {
         self.with_book(|book, now| {
             let Some(entry) = book
                 .approvals
@@ -232,7 +281,14 @@ impl Ledger {
             else {
                 return (Err(LedgerError::NotWaiting(id.to_owned())), false);
             };
-            let by = by.to_owned();
+            if approve && !decider.may_approve(entry.not_by.as_deref()) {
+                let subject = entry.not_by.clone().unwrap_or_default();
+                return (
+                    Err(LedgerError::NeedsAnother(id.to_owned(), subject)),
+                    false,
+                );
+            }
+            let by = decider.by();
             entry.standing = if approve {
                 Standing::Approved { by, at: now }
             } else {

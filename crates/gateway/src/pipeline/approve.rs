@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use portcullis_core::Effect;
+use portcullis_policy::ApprovalRule;
 use rmcp::model::{
     CallToolResponse, CallToolResult, ElicitRequest, ElicitResult, InputRequest, InputRequests,
     InputRequiredResult,
@@ -344,7 +345,9 @@ impl PortcullisServer {
         };
         // Capabilities are read per request (and checked against what the client is known
         // to do): a client that did not declare a rung on this one is not asked on it.
-        let ladder = Ladder::of(call.context, gateway.approvals.page.get().is_some());
+        let mut ladder = Ladder::of(call.context, gateway.approvals.page.get().is_some());
+        // Four eyes: the caller's own client cannot be the one that approves.
+        ladder.form &= pending.rule != ApprovalRule::Other;
         if ladder.form && call.stateless {
             return self.ask_stateless(call, change, record, &asking).await;
         }

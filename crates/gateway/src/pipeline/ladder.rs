@@ -9,13 +9,14 @@
 
 use std::time::{Duration, Instant};
 
+use portcullis_policy::ApprovalRule;
 use rmcp::model::{ElicitRequestParams, ElicitationAction};
 use rmcp::service::{RequestContext, RoleServer};
 
 use super::CallContext;
 use super::approve::{Approval, Asking};
 use super::permit::{CallAction, PendingApproval};
-use crate::approval::ledger::{Ledger, LedgerError, NewPending, Pending, Standing};
+use crate::approval::ledger::{DecidedBy, Ledger, LedgerError, NewPending, Pending, Standing};
 use crate::approval::quirks::{Rung, quirk};
 use crate::approval::{Answer, ChangeRequest, Chosen};
 use crate::evidence::CallRecord;
@@ -192,16 +193,18 @@ impl PortcullisServer {
             call.envelope.user().to_string(),
             call.request.name.to_string(),
             change.full_message(),
+            (pending.rule == ApprovalRule::Other).then(|| call.envelope.user().subject.clone()),
         );
         let opened = self
             .in_ledger(move |ledger| {
-                let (fingerprint, user, tool, request) = new;
+                let (fingerprint, user, tool, request, not_by) = new;
                 ledger.open(NewPending {
                     fingerprint: &fingerprint,
                     user: &user,
                     tool: &tool,
                     request,
                     ttl: timeout,
+                    not_by,
                 })
             })
             .await;
@@ -256,7 +259,9 @@ impl PortcullisServer {
             Ok(Ok(result)) if result.action == ElicitationAction::Decline => {
                 let id = opened.id.clone();
                 let _ = self
-                    .in_ledger(move |ledger| ledger.decide(&id, false, "the client"))
+                    .in_ledger(move |ledger| {
+                        ledger.decide(&id, false, DecidedBy::Other("the client"))
+                    })
                     .await;
                 evidence
                     .record_approval(
