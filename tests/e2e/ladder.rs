@@ -521,6 +521,35 @@ fn the_page_in_chromium_approves_only_with_the_enrolled_passkey() {
         approvals.contains(&("asked".into(), "url".into(), String::new())),
         "{approvals:?}"
     );
+
+    // Rung 2 in the stateless era: an input-required round sends the client to the page; its
+    // retry finds the approval there and the call runs.
+    let stateless = py_client(
+        &http,
+        &[
+            "--scenario",
+            "call",
+            "--tool",
+            "fx.send_message",
+            "--args",
+            r#"{"to":"trent@evil.example","subject":"q3","body":"the numbers"}"#,
+            "--mode",
+            "2026-07-28",
+            "--approve-url",
+            &enrolled.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        result_text(&stateless["result"]),
+        "sent message to `trent@evil.example`",
+        "{stateless}"
+    );
+    assert_eq!(stateless["elicitations"][0]["mode"], "url", "{stateless}");
+    assert_eq!(
+        stateless["elicitations"][0]["via"], "input_required",
+        "{stateless}"
+    );
+    assert_eq!(setup.sent(), 3);
 }
 
 #[test]

@@ -46,6 +46,11 @@ Scenarios and their output (every object also has protocol, server, notification
   --follow-url ACCOUNT (with call or elicit): declares elicitation too; each URL-mode request
                 is opened with tests/node/browser.mjs signing in as ACCOUNT (--deny-url: pressing
                 deny), then answered accept; browsers[] holds browser.mjs's reports
+  --approve-url FILE (with call or elicit): declares URL elicitation only (the SDK would
+                declare forms too: its capability ad is narrowed, as a client that only opens
+                links declares); each URL-mode request is approved on Portcullis's approval
+                page in Chromium with the passkey kept in FILE (tests/node/passkey.mjs), then
+                answered accept
   read/prompt/complete  {result | error}
   list_changed  {call, notified, tools[] (listed again), resources[]/prompts[] for --kind;
                  2026-07-28 only: honored (the filter the server acknowledged), events[] (kinds the
@@ -93,6 +98,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
@@ -255,6 +261,34 @@ async def open_link(url: str, account: str, deny: bool) -> dict[str, Any]:
         return {"code": done.returncode, "output": done.stdout.decode(errors="replace")[:500]}
 
 
+def url_only(session_class) -> None:
+    """Narrows the SDK's capability ad to URL elicitation (it declares form and url whenever
+    an elicitation callback is set): a client that can open links but not show forms."""
+    build = session_class._build_capabilities
+
+    def narrowed(self, version):
+        capabilities = build(self, version)
+        if capabilities.elicitation is not None:
+            capabilities.elicitation = types.ElicitationCapability(url=types.UrlElicitationCapability())
+        return capabilities
+
+    session_class._build_capabilities = narrowed
+
+
+async def approve_link(url: str, authenticator: str) -> dict[str, Any]:
+    """Approves on Portcullis's approval page as a person with a passkey would
+    (tests/node/passkey.mjs in Chromium, with the passkey kept in `authenticator`)."""
+    repo = Path(__file__).resolve().parents[2]
+    command = [str(repo / "tests/node/node_modules/node/bin/node"),
+               str(repo / "tests/node/passkey.mjs"), "--authenticator", authenticator,
+               "--open", url, "--click", "Approve with your passkey", "--expect", "Approved."]
+    done = await anyio.run_process(command, check=False, stderr=None)
+    try:
+        return {"code": done.returncode, **json.loads(done.stdout)}
+    except ValueError:
+        return {"code": done.returncode, "output": done.stdout.decode(errors="replace")[:500]}
+
+
 async def run(args) -> tuple[dict[str, Any], int]:
     observations: dict[str, Any] = {}
     elicitations: list[dict[str, Any]] = []
@@ -287,6 +321,10 @@ async def run(args) -> tuple[dict[str, Any], int]:
         })
         if mode == "url":
             elicitations[-1]["url"] = params.url
+            if args.approve_url:
+                # The person opens the approval page and approves with their passkey.
+                browsers.append(await approve_link(params.url, args.approve_url))
+                return types.ElicitResult(action="accept")
             if not args.follow_url:
                 return types.ElicitResult(action="decline")
             # The person opens the link (browser.mjs signs in as the account), then says so.
@@ -316,12 +354,14 @@ async def run(args) -> tuple[dict[str, Any], int]:
     client = Client(
         tap,
         mode=args.mode,
-        elicitation_callback=on_elicit if args.scenario == "elicit" or args.follow_url else None,
+        elicitation_callback=on_elicit if args.scenario == "elicit" or args.follow_url or args.approve_url else None,
         list_roots_callback=on_roots if args.roots is not None else None,
         message_handler=on_message,
         cache=None,
         client_info=types.Implementation(name="portcullis-e2e-py", version="1.0.0"),
     )
+    if args.approve_url:
+        url_only(ClientSession)
     async with client:
         observations["protocol"] = client.protocol_version
         info = client.server_info
@@ -499,6 +539,7 @@ def main() -> None:
     parser.add_argument("--wait-ms", type=int, default=5000)
     parser.add_argument("--follow-url", metavar="ACCOUNT")
     parser.add_argument("--deny-url", action="store_true")
+    parser.add_argument("--approve-url", metavar="FILE")
     parser.add_argument("command", nargs="*")
     args = parser.parse_args()
     if bool(args.http) == bool(args.stdio):

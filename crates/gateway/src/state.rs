@@ -22,6 +22,9 @@ pub(crate) enum SealedRound {
     Approval { id: u64 },
     /// A tool call waiting for the person to authorise an upstream (a sign-in flow's id).
     Authorize { flow: String },
+    /// A tool call whose approval waits on the approval page (a ledger entry's id): the retry
+    /// finds the person's decision there (a decline in the client declines it).
+    Page { id: String },
 }
 
 #[derive(Debug)]

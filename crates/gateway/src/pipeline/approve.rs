@@ -336,6 +336,11 @@ impl PortcullisServer {
             }
             return asking.conclude(pending, shown, answer, None);
         }
+        if let Some(id) = &call.on_page
+            && self.declined_in_client(call, id, record, &asking).await
+        {
+            return asking.refused(Answer::Declined);
+        }
         let pending = match self
             .decided_on_page(call, pending, shown, record, &asking)
             .await

@@ -10,7 +10,10 @@
 use std::time::{Duration, Instant};
 
 use portcullis_policy::ApprovalRule;
-use rmcp::model::{ElicitRequestParams, ElicitationAction};
+use rmcp::model::{
+    ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, InputRequest,
+    InputRequests, InputRequiredResult,
+};
 use rmcp::service::{RequestContext, RoleServer};
 
 use super::CallContext;
@@ -18,9 +21,10 @@ use super::approve::{Approval, Asking};
 use super::permit::{CallAction, PendingApproval};
 use crate::approval::ledger::{DecidedBy, Ledger, LedgerError, NewPending, Pending, Standing};
 use crate::approval::quirks::{Rung, quirk};
-use crate::approval::{Answer, ChangeRequest, Chosen};
+use crate::approval::{APPROVAL_KEY, Answer, ChangeRequest, Chosen};
 use crate::evidence::CallRecord;
 use crate::server::{PortcullisServer, declares_form_elicitation, declares_url_elicitation};
+use crate::state::SealedRound;
 
 /// How often a call whose client opened the page looks for the person's decision.
 const DECISION_POLL: Duration = Duration::from_millis(250);
@@ -212,6 +216,9 @@ impl PortcullisServer {
             Ok(opened) => opened,
             Err(message) => return asking.refused(Answer::Failed(message)),
         };
+        if ladder.url && call.stateless {
+            return self.ask_url_stateless(call, record, asking, &opened).await;
+        }
         if ladder.url {
             match self.ask_url(call, record, asking, &opened).await {
                 Ok(Some(by)) => {
@@ -243,15 +250,7 @@ impl PortcullisServer {
             .record_approval(record, asking.on("asked", Rung::Url, None))
             .await
             .map_err(Answer::Failed)?;
-        let params = ElicitRequestParams::UrlElicitationParams {
-            meta: None,
-            message: format!(
-                "Portcullis asks you to approve `{}` on its approval page, which shows exactly what the call does; approving there takes your passkey.",
-                call.request.name
-            ),
-            url: self.link(&opened.id),
-            elicitation_id: opened.id.clone(),
-        };
+        let params = self.page_params(call, &opened.id);
         let started = Instant::now();
         let asked = call.context.peer.create_elicitation(params);
         match tokio::time::timeout(timeout, asked).await {
@@ -288,6 +287,86 @@ impl PortcullisServer {
                 Err(Answer::Declined)
             }
             Some(Standing::Waiting | Standing::Used { .. }) | None => Ok(None),
+        }
+    }
+
+    /// A stateless client that opens links is asked to open the page with an input-required
+    /// round; its retry (sealed to this approval) finds the decision made there.
+    async fn ask_url_stateless(
+        &self,
+        call: &CallContext<'_>,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+        opened: &Pending,
+    ) -> Approval {
+        let approvals = &self.gateway.approvals;
+        if let Err(message) = self
+            .gateway
+            .evidence
+            .record_approval(record, asking.on("asked", Rung::Url, None))
+            .await
+        {
+            return asking.refused(Answer::Failed(message));
+        }
+        let state = approvals.states.seal_for(
+            &SealedRound::Page {
+                id: opened.id.clone(),
+            },
+            &call.bound_to,
+            approvals.timeout,
+        );
+        let mut questions = InputRequests::new();
+        questions.insert(
+            APPROVAL_KEY.to_owned(),
+            InputRequest::Elicitation(ElicitRequest::new(self.page_params(call, &opened.id))),
+        );
+        Approval::Ask(InputRequiredResult::new(Some(questions), Some(state)))
+    }
+
+    /// A stateless retry from the page's round: whether the client declined it there (then
+    /// the approval is declined, finally, and recorded so).
+    pub(super) async fn declined_in_client(
+        &self,
+        call: &CallContext<'_>,
+        id: &str,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+    ) -> bool {
+        let declined = call
+            .request
+            .input_responses
+            .as_ref()
+            .and_then(|responses| responses.get(APPROVAL_KEY))
+            .and_then(|value| serde_json::from_value::<ElicitResult>(value.clone()).ok())
+            .is_some_and(|answer| answer.action == ElicitationAction::Decline);
+        if !declined {
+            return false;
+        }
+        let id = id.to_owned();
+        let _ = self
+            .in_ledger(move |ledger| ledger.decide(&id, false, DecidedBy::Other("the client")))
+            .await;
+        let _ = self
+            .gateway
+            .evidence
+            .record_approval(
+                record,
+                asking.on(Answer::Declined.as_str(), Rung::Url, None),
+            )
+            .await;
+        true
+    }
+
+    /// The URL elicitation that sends the person to approval `id`'s page.
+    fn page_params(&self, call: &CallContext<'_>, id: &str) -> ElicitRequestParams {
+        ElicitRequestParams::UrlElicitationParams {
+            meta: None,
+            message: format!(
+                "Portcullis asks you to approve `{}` on its approval page, which shows exactly what the call does; approving there takes your passkey.",
+                call.request.name
+            ),
+            url: self.link(id),
+            elicitation_id: id.to_owned(),
         }
     }
 

@@ -71,6 +71,8 @@ pub(crate) struct CallContext<'r> {
     pub taint_key: String,
     /// A stateless retry's claim on the approval its `requestState` names.
     pub claimed_approval: Option<u64>,
+    /// A stateless retry after the client was sent to the approval page: that approval's id.
+    pub on_page: Option<String>,
     /// A stateless retry after the person was sent to sign in: the flow it waits for.
     pub authorizing: Option<String>,
 }
@@ -152,6 +154,7 @@ impl PortcullisServer {
             bound_to: binding(envelope.user(), &request.name, request.arguments.as_ref()),
             taint_key: self.taint_key(context, envelope),
             claimed_approval: None,
+            on_page: None,
             authorizing: None,
         }
     }
@@ -180,6 +183,7 @@ impl PortcullisServer {
                         .await;
                 }
                 Ok(SealedRound::Approval { id }) => call.claimed_approval = Some(id),
+                Ok(SealedRound::Page { id }) => call.on_page = Some(id),
                 Ok(SealedRound::Authorize { flow }) => call.authorizing = Some(flow),
                 Ok(SealedRound::Upstream { .. }) | Err(StateError::Invalid) => {
                     return Err(stateless::invalid_state());
