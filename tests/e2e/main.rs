@@ -22,6 +22,7 @@ mod ladder;
 mod launchers;
 mod official_clients;
 mod passkey;
+mod pins;
 mod relay;
 mod remote;
 mod roots;

@@ -263,6 +263,14 @@ fn what_and_result(event: &Event) -> (String, String) {
                 sandbox.profile.clone()
             },
         ),
+        Event::DefinitionChanged(changed) => (
+            format!("{} {} {}", changed.upstream, changed.entry, changed.name),
+            if changed.quarantined {
+                format!("{}, quarantined", changed.change)
+            } else {
+                changed.change.clone()
+            },
+        ),
         Event::Refused(refused) => (
             format!("{} {} {}", refused.method, refused.upstream, refused.name),
             format!("refused: {}", refused.reason),

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, ServiceCredential, UpstreamCredential, UpstreamTransport};
 use portcullis_core::clock::{Clock as _, SystemClock};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
+use portcullis_gateway::pins::{PinBook, Recording};
 use portcullis_gateway::{
     Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder,
     UpstreamStatus, call_facts, containment_reports, load_policy, reach, remove_instance_state,
@@ -27,6 +28,7 @@ mod doctor;
 mod environment;
 mod import;
 mod install;
+mod pins;
 mod secret;
 mod telemetry;
 
@@ -172,6 +174,10 @@ enum Command {
     /// Manage the secrets upstreams read (stored encrypted).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Compare what upstreams list with their pins (`NAME.pins.json` beside the config), and
+    /// accept what changed.
+    #[command(subcommand)]
+    Pins(pins::PinsCommand),
     /// List the approvals waiting for a person (on the approval page or in a terminal).
     Approvals {
         #[arg(long)]
@@ -602,6 +608,7 @@ fn main() -> ExitCode {
             replace: false,
         }),
         Command::Approvals { config } => load(&config).and_then(|config| approvals::list(&config)),
+        Command::Pins(command) => pins::run(command),
         Command::Approve { config, id } => {
             load(&config).and_then(|config| approvals::decide(&config, &id, true))
         }
@@ -924,6 +931,7 @@ fn start(
     config: &Config,
     engine: PolicyEngine,
     evidence: Option<portcullis_audit::EvidenceLog>,
+    pins: PinBook,
 ) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
     let shutdown = CancellationToken::new();
     let state_key = match &config.approval.state_key_env {
@@ -948,6 +956,7 @@ fn start(
             recorder: Recorder::new(evidence, Arc::new(SystemClock)),
             state_key,
             credentials,
+            pins: Arc::new(pins),
             shutdown: shutdown.clone(),
         },
     )?;
@@ -1067,7 +1076,10 @@ async fn start_to_look(
     config: &Config,
     engine: PolicyEngine,
 ) -> anyhow::Result<(Arc<Gateway>, CancellationToken)> {
-    let (gateway, shutdown) = start(config, engine, None)?;
+    // Looking never pins: only `serve` records first sight, and `pins accept` what a person
+    // reviewed.
+    let pins = PinBook::open(&config.file, Recording::Never)?;
+    let (gateway, shutdown) = start(config, engine, None, pins)?;
     let longest = config
         .upstreams
         .iter()
@@ -1415,10 +1427,13 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
         }
         config.http.listen = listen;
     }
+    // INVARIANT: pins that cannot be read stop start-up: serving against pins nobody can read
+    // would serve every changed definition.
+    let pins = PinBook::open(&config.file, Recording::FirstSight)?;
     let evidence = open_evidence(&config)?;
     tracing::info!(file = %config.evidence.file.display(), "evidence log open");
     runtime()?.block_on(async move {
-        let (gateway, shutdown) = start(&config, engine, Some(evidence))?;
+        let (gateway, shutdown) = start(&config, engine, Some(evidence), pins)?;
         gateway
             .record_lost_outcomes()
             .await

@@ -185,6 +185,8 @@ pub struct Upstream {
     /// What its content does to the session that reads it (`taint`): by default `Session`
     /// for an untrusted upstream, `None` for a trusted one.
     pub taint: Taint,
+    /// Whether its definitions are pinned (`pinning`, else `[server] pinning`).
+    pub pinning: Pinning,
     /// Whether its tool annotations may classify tools config leaves unclassified. Without
     /// this, annotations can only make a tool more restricted.
     pub trust_hints: bool,
@@ -237,6 +239,31 @@ impl Grantee {
         match self {
             Grantee::User(user) => user == subject,
             Grantee::Group(group) => groups.contains(group),
+        }
+    }
+}
+
+/// Whether an upstream's definitions (tools, prompts, resource templates) are pinned, and what
+/// becomes of one that is not (`pinning`). A changed definition is quarantined in either pinning
+/// mode: hidden from lists and refused by name until a person accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinning {
+    /// `tofu` (the default): an upstream seen for the first time has its definitions recorded;
+    /// once it has pins, a new definition is quarantined like a changed one.
+    Tofu,
+    /// `strict`: nothing is recorded without a person; every unpinned definition is
+    /// quarantined, those of an upstream never pinned included.
+    Strict,
+    /// `off`: nothing is pinned, compared or quarantined.
+    Off,
+}
+
+impl Pinning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pinning::Tofu => "tofu",
+            Pinning::Strict => "strict",
+            Pinning::Off => "off",
         }
     }
 }
@@ -439,6 +466,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         "start_timeout_secs",
         DEFAULT_START_TIMEOUT,
     );
+    let defaults = UpstreamDefaults {
+        call_timeout,
+        start_timeout,
+        pinning: pinning(&mut report, raw.server.pinning.as_ref(), Pinning::Tofu),
+    };
     let http = http_settings(&mut report, raw.http.as_ref());
     let local_identity = local_identity(&mut report, raw.identity.local.as_ref());
     let policy = policy_settings(&mut report, raw.policy.as_ref(), &base_dir);
@@ -450,13 +482,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut seen = BTreeSet::new();
     for spanned in &raw.upstreams {
         let upstream = spanned.get_ref();
-        if let Some(parsed) = parse_upstream(
-            &mut report,
-            upstream,
-            &base_dir,
-            call_timeout,
-            start_timeout,
-        ) {
+        if let Some(parsed) = parse_upstream(&mut report, upstream, &base_dir, defaults) {
             if !seen.insert(parsed.name.clone()) {
                 report.at(
                     Some(upstream.name.span()),
@@ -665,12 +691,40 @@ fn unreachable_config(file: &Path) -> Config {
     }
 }
 
+/// What `[server]` sets for every upstream that does not say otherwise.
+#[derive(Clone, Copy)]
+struct UpstreamDefaults {
+    call_timeout: Duration,
+    start_timeout: Duration,
+    pinning: Pinning,
+}
+
+/// `pinning`: `tofu`, `strict` or `off`; `default` when absent.
+fn pinning(
+    report: &mut Reporter<'_>,
+    value: Option<&Spanned<String>>,
+    default: Pinning,
+) -> Pinning {
+    match value.map(|v| (v, v.get_ref().as_str())) {
+        None => default,
+        Some((_, "tofu")) => Pinning::Tofu,
+        Some((_, "strict")) => Pinning::Strict,
+        Some((_, "off")) => Pinning::Off,
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!("unknown pinning `{other}`; use `tofu`, `strict` or `off`"),
+            );
+            default
+        }
+    }
+}
+
 fn parse_upstream(
     report: &mut Reporter<'_>,
     upstream: &RawUpstream,
     base_dir: &Path,
-    default_call_timeout: Duration,
-    default_start_timeout: Duration,
+    defaults: UpstreamDefaults,
 ) -> Option<Upstream> {
     let name = match UpstreamName::new(upstream.name.get_ref()) {
         Ok(name) => Some(name),
@@ -683,13 +737,13 @@ fn parse_upstream(
         report,
         upstream.call_timeout_secs.as_ref(),
         "call_timeout_secs",
-        default_call_timeout,
+        defaults.call_timeout,
     );
     let start_timeout = seconds(
         report,
         upstream.start_timeout_secs.as_ref(),
         "start_timeout_secs",
-        default_start_timeout,
+        defaults.start_timeout,
     );
     let transport = transport(report, upstream, base_dir);
     let surface = surface(report, upstream);
@@ -721,6 +775,7 @@ fn parse_upstream(
         default_effect,
         trusted: upstream.trusted.unwrap_or(false),
         taint: taint(report, upstream),
+        pinning: pinning(report, upstream.pinning.as_ref(), defaults.pinning),
         trust_hints: upstream.trust_hints.unwrap_or(false),
         sampling: upstream.sampling.unwrap_or(false),
         elicitation,

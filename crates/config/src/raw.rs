@@ -91,6 +91,7 @@ pub(crate) struct RawServer {
     pub approval_scope_secs: Option<Spanned<i64>>,
     pub state_key_env: Option<Spanned<String>>,
     pub packages: Option<Spanned<String>>,
+    pub pinning: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +170,8 @@ pub(crate) struct RawUpstream {
     pub instance_idle_secs: Option<Spanned<i64>>,
     pub instance_state: Option<Spanned<String>>,
     pub instance_state_days: Option<Spanned<i64>>,
+    /// Overrides `[server] pinning` for this upstream.
+    pub pinning: Option<Spanned<String>>,
 }
 
 /// One `[upstream.headers]` entry: `{ env = "NAME", prefix = "Bearer " }`. A bare string is

@@ -55,6 +55,7 @@ impl EvidenceRecord {
             | Event::UpstreamCrashed(_)
             | Event::Reload(_)
             | Event::SandboxStarted(_)
+            | Event::DefinitionChanged(_)
             | Event::Checkpoint(_) => None,
         }
     }
@@ -80,6 +81,7 @@ impl EvidenceRecord {
             | Event::UpstreamStopped(lifecycle)
             | Event::UpstreamCrashed(lifecycle) => Some(&lifecycle.upstream),
             Event::SandboxStarted(sandbox) => Some(&sandbox.upstream),
+            Event::DefinitionChanged(changed) => Some(&changed.upstream),
             Event::Refused(refused) => Some(refused.upstream.as_str()).filter(|u| !u.is_empty()),
             Event::List(_) | Event::Reload(_) | Event::Checkpoint(_) => None,
         }
@@ -138,6 +140,9 @@ pub enum Event {
     /// A config or policy reload, applied or refused.
     Reload(Reload),
     SandboxStarted(SandboxStarted),
+    /// An upstream's definition (tool, prompt, resource template) that differs from its pin,
+    /// or was pinned at first sight: what changed and whether it is quarantined.
+    DefinitionChanged(DefinitionChanged),
     /// A request naming something (a completion reference, a resource subscription) refused
     /// before any upstream heard of it.
     Refused(Refused),
@@ -161,6 +166,7 @@ impl Event {
             Event::UpstreamCrashed(_) => "upstream_crashed",
             Event::Reload(_) => "reload",
             Event::SandboxStarted(_) => "sandbox_started",
+            Event::DefinitionChanged(_) => "definition_changed",
             Event::Refused(_) => "refused",
             Event::Checkpoint(_) => "checkpoint",
         }
@@ -387,6 +393,30 @@ pub struct UpstreamLifecycle {
     pub upstream: String,
     /// What a person needs to know: the exit status, the error, the restart delay.
     pub detail: Option<String>,
+}
+
+/// One definition compared with its pin (see the gateway's `pins.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefinitionChanged {
+    pub upstream: String,
+    /// `tool`, `prompt` or `resource_template`.
+    pub entry: String,
+    /// The upstream's own name (a template's URI template).
+    pub name: String,
+    /// `changed`, `new` (not pinned, its upstream pinned), `unpinned` (its upstream never
+    /// pinned, under `strict`, or its pins could not be written), `removed` (pinned, no longer
+    /// listed), or `matches` (quarantined before, listed again: its definition now matches its
+    /// pin, accepted or changed back).
+    pub change: String,
+    /// The pinned definition's digest, if there is a pin.
+    pub pinned: Option<String>,
+    /// The listed definition's digest, if it is listed.
+    pub listed: Option<String>,
+    /// Whether it is hidden and refused until accepted.
+    pub quarantined: bool,
+    /// The difference, as lines of the definitions' JSON (`-` pinned, `+` listed), bounded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub diff: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

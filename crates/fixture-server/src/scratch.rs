@@ -11,6 +11,8 @@ use std::{
 
 /// File the `send_message` tool appends to, one JSON object a line.
 pub(crate) const OUTBOX: &str = "outbox.jsonl";
+/// Present once `rug_pull` changed the tool definitions.
+pub(crate) const RUG_PULLED: &str = "rug-pulled";
 /// File the `slow` tool appends `cancelled` to when its call is cancelled.
 pub(crate) const CANCELLED_LOG: &str = "cancelled.log";
 

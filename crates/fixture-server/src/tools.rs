@@ -374,6 +374,21 @@ impl FixtureServer {
             Err(message) => tool_error(message),
         }
     }
+
+    /// Change tool definitions as an upstream turning hostile would (`send_message`'s
+    /// description, a new `write_file` parameter, `delete_file`'s destructive hint dropped, a
+    /// new tool) and announce `notifications/tools/list_changed`.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        open_world_hint = false
+    ))]
+    async fn rug_pull(&self, context: RequestContext<RoleServer>) -> CallToolResult {
+        match self.pull_the_rug(&context).await {
+            Ok(()) => text_result("tool definitions changed"),
+            Err(error) => tool_error(format!("cannot change the definitions: {error}")),
+        }
+    }
 }
 
 impl FixtureServer {

@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::evidence::Evidence;
 use crate::instances::InstanceParts;
 use crate::metrics::Metrics;
+use crate::pins::{PinBook, Review};
 use crate::policy::PolicyStore;
 use crate::recorder::Recorder;
 use crate::sessions::Sessions;
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub(crate) argument_check: arguments::ArgumentCheck,
     /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
     pub(crate) credentials: Arc<Credentials>,
+    /// The pins every upstream's listings are compared with.
+    pub(crate) pins: Arc<PinBook>,
 }
 
 /// The tools an upstream shows an identity, each with what cleaning removed from its texts and
@@ -63,6 +66,8 @@ pub struct GatewayParts {
     /// The `requestState` key shared by replicas, if config names one.
     pub state_key: Option<Vec<u8>>,
     pub credentials: Arc<Credentials>,
+    /// The pins every upstream's listings are compared with (see [`crate::pins::PinBook`]).
+    pub pins: Arc<PinBook>,
     pub shutdown: CancellationToken,
 }
 
@@ -75,6 +80,7 @@ impl Gateway {
             recorder,
             state_key,
             credentials,
+            pins,
             shutdown,
         } = parts;
         let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
@@ -83,6 +89,7 @@ impl Gateway {
             namespacing: config.namespacing,
             text_limit: config.text_limit,
             upstreams: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            pins: pins.clone(),
         };
         let instance_parts = InstanceParts {
             inherited,
@@ -117,9 +124,66 @@ impl Gateway {
             pending: Arc::default(),
             shutdown,
             credentials,
+            pins,
         });
         gateway.watch_policy();
+        gateway.watch_pins();
         Ok(gateway)
+    }
+
+    /// Watches the pins file: when another process (`portcullis pins accept`) replaces it, the
+    /// pins are read again (recorded as a reload; a file that cannot be read leaves the pins in
+    /// force) and every running upstream's lists are read again and compared with them.
+    fn watch_pins(self: &Arc<Self>) {
+        let pins = self.pins.clone();
+        let weak = Arc::downgrade(self);
+        let shutdown = self.shutdown.child_token();
+        tokio::spawn(async move {
+            let mut seen = pins.modified();
+            let mut ticker = tokio::time::interval(crate::policy::POLL);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let now = pins.modified();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                let outcome = pins
+                    .reload()
+                    .map(|()| gateway.evidence.policy.version())
+                    .map_err(|error| error.to_string());
+                let applied = outcome.is_ok();
+                gateway.evidence.record_reload("pins", outcome).await;
+                if applied {
+                    gateway.upstreams.refresh_catalogs().await;
+                }
+            }
+        });
+    }
+
+    /// The pins listings are compared with.
+    pub fn pins(&self) -> &PinBook {
+        &self.pins
+    }
+
+    /// Each configured upstream's listing compared with its pins, or why it is not ready.
+    pub fn pin_reviews(&self) -> Vec<(UpstreamName, Result<Review, String>)> {
+        self.upstreams
+            .iter()
+            .map(|upstream| {
+                let review = match upstream.connection() {
+                    None => Err(upstream.unavailable_reason()),
+                    Some(connection) => Ok(connection.catalog.load().review.clone()),
+                };
+                (upstream.name().clone(), review)
+            })
+            .collect()
     }
 
     /// Watches the policy files: every reload attempt is recorded, and since a policy change

@@ -260,6 +260,14 @@ impl Instances {
         }
     }
 
+    /// Every running instance's handle.
+    pub(crate) fn handles(&self) -> Vec<Arc<UpstreamHandle>> {
+        self.running
+            .lock()
+            .map(|running| running.values().map(|i| i.handle.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The supervisors of every instance, to join at shutdown.
     pub(crate) fn supervisors(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.running

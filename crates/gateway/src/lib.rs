@@ -26,6 +26,7 @@ mod metrics;
 mod page;
 mod paths;
 mod pending;
+pub mod pins;
 mod pipeline;
 mod policy;
 mod progress;

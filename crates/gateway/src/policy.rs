@@ -17,7 +17,7 @@ use portcullis_policy::{
 use tokio_util::sync::CancellationToken;
 
 /// How often policy files are checked for changes.
-const POLL: Duration = Duration::from_secs(2);
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 
 /// The name the shipped schema and policy are reported under.
 const SHIPPED: &str = "<shipped>";

@@ -75,6 +75,11 @@ pub struct Catalog {
     pub(crate) cleaned: std::collections::BTreeMap<String, crate::hygiene::Removed>,
     /// Why each flagged tool's description may be shadowing others, by its exposed name.
     pub(crate) flagged: std::collections::BTreeMap<String, String>,
+    /// The listing compared with the upstream's pins (`pins.rs`).
+    pub(crate) review: crate::pins::Review,
+    /// The tools taken out of the lists until their definitions are accepted, by exposed name,
+    /// with what a call of one is told.
+    pub(crate) quarantined: std::collections::BTreeMap<String, String>,
 }
 
 /// How an upstream's lists are shown to clients: its names under the configured namespacing,
@@ -85,6 +90,8 @@ pub(crate) struct Exposure {
     pub namespacing: Namespacing,
     pub text_limit: usize,
     pub upstreams: Arc<[UpstreamName]>,
+    /// The pins every listing is compared with.
+    pub pins: Arc<crate::pins::PinBook>,
 }
 
 impl Exposure {
@@ -486,7 +493,8 @@ impl UpstreamHandle {
 
     /// Re-reads the upstream's lists and tells the clients when they changed.
     pub async fn refresh_catalog(&self, connection: &Connection) {
-        match fetch_catalog(&connection.peer, &self.exposure, self.name()).await {
+        let previous = connection.catalog.load_full();
+        match self.list(&connection.peer, Some(&previous)).await {
             Ok(catalog) => {
                 // Several notifications of one change (a tool and a prompt list change, say)
                 // each re-read the lists; clients hear of a change once, when there is one.
@@ -628,12 +636,7 @@ impl UpstreamHandle {
             .peer_info()
             .map(|info| info.protocol_version.clone())
             .unwrap_or_default();
-        let catalog = match tokio::time::timeout(
-            start_timeout,
-            fetch_catalog(&peer, &self.exposure, self.name()),
-        )
-        .await
-        {
+        let catalog = match tokio::time::timeout(start_timeout, self.list(&peer, None)).await {
             Ok(Ok(catalog)) => catalog,
             Ok(Err(error)) => return error.to_string(),
             Err(_) => {
@@ -652,6 +655,18 @@ impl UpstreamHandle {
         };
         for (tool, why) in &catalog.flagged {
             cleaned.push_str(&format!("; `{tool}` flagged, {why}"));
+        }
+        if catalog.review.first_sight > 0 {
+            cleaned.push_str(&format!(
+                "; {} definitions pinned at first sight",
+                catalog.review.first_sight
+            ));
+        }
+        if !catalog.quarantined.is_empty() {
+            cleaned.push_str(&format!(
+                "; {} tools quarantined until accepted",
+                catalog.quarantined.len()
+            ));
         }
         let closer = shutdown.child_token();
         let connection = Arc::new(Connection {
@@ -682,6 +697,33 @@ impl UpstreamHandle {
             self.listen_for_changes(&connection).await;
         }
         self.watch(service, &connection).await
+    }
+
+    /// Reads the upstream's lists and compares them with its pins (`pins.rs`), recording every
+    /// change `previous` (the listing replaced) did not already have.
+    async fn list(
+        &self,
+        peer: &Peer<RoleClient>,
+        previous: Option<&Catalog>,
+    ) -> Result<Catalog, CatalogError> {
+        let mut catalog = fetch_catalog(peer, &self.exposure, self.name()).await?;
+        self.exposure
+            .pins
+            .review(&self.spec, self.exposure.namespacing, &mut catalog);
+        let before = previous
+            .map(|catalog| catalog.review.changes.as_slice())
+            .unwrap_or_default();
+        for event in crate::pins::events(self.name(), before, &catalog.review) {
+            tracing::warn!(
+                upstream = %self.name(),
+                entry = %event.name,
+                change = %event.change,
+                quarantined = event.quarantined,
+                "a definition differs from its pin"
+            );
+            self.record(Event::DefinitionChanged(event)).await;
+        }
+        Ok(catalog)
     }
 
     /// A stateless upstream announces list changes only on a `subscriptions/listen` stream

@@ -224,6 +224,17 @@ impl Upstreams {
         self.namespacing
     }
 
+    /// Reads the lists of every running upstream and instance again (their pins changed).
+    pub(crate) async fn refresh_catalogs(&self) {
+        let mut handles: Vec<Arc<UpstreamHandle>> = self.handles.to_vec();
+        handles.extend(self.instances.handles());
+        for handle in handles {
+            if let Some(connection) = handle.connection() {
+                handle.refresh_catalog(&connection).await;
+            }
+        }
+    }
+
     /// Every upstream, in configuration order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<UpstreamHandle>> {
         self.handles.iter()

@@ -95,6 +95,9 @@ pub(crate) enum Stop {
     /// Unknown to this identity: a name that does not exist and one hidden from it get the
     /// same answer, so nothing about what others may see leaks. The reason is recorded.
     Unknown(&'static str),
+    /// Visible to this identity but quarantined until a person accepts its changed definition
+    /// (`pins.rs`): unknown like the above, with the message saying why and how to accept it.
+    Quarantined(String),
     /// Refused with a tool error (clients show those to the person): the message, what the
     /// evidence says, and the decision it was made under.
     Refused {
@@ -248,6 +251,19 @@ impl PortcullisServer {
                     format!("unknown tool `{}`", call.request.name),
                     None,
                 ))
+            }
+            Stop::Quarantined(message) => {
+                let decision = self.gateway.evidence.summary(None);
+                self.gateway
+                    .evidence
+                    .record_refusal(
+                        record,
+                        arguments,
+                        decision,
+                        "quarantined: its definition differs from its pin",
+                    )
+                    .await;
+                Err(McpError::invalid_params(message, None))
             }
             Stop::Refused {
                 message,

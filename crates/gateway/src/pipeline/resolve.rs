@@ -1,6 +1,8 @@
 //! The resolve stage: the exposed name to one upstream, its own tool name and the definition
 //! the client was shown. A hidden tool gets the same answer as one that does not exist, whether
 //! or not its upstream is up: nothing about what other identities may see leaks through a name.
+//! A tool visible to the identity but quarantined (its definition differs from its pin) is
+//! refused as unknown too, with why.
 
 use super::{CallContext, Resolved, Stop};
 use crate::evidence::CallRecord;
@@ -38,7 +40,12 @@ impl PortcullisServer {
                 decision: gateway.evidence.summary(None),
             })?;
         let Some(definition) = connection.listed_tool(exposed) else {
-            return Err(Stop::Unknown("no such tool"));
+            // A tool quarantined for a change to its definition (`pins.rs`) is not listed, so
+            // it is as unknown as any other; the person is told why and what to do.
+            return Err(match connection.catalog.load().quarantined.get(exposed) {
+                Some(message) => Stop::Quarantined(message.clone()),
+                None => Stop::Unknown("no such tool"),
+            });
         };
         record.set_definition(&definition);
         let definition_digest = record.definition_digest().to_owned();

@@ -94,6 +94,10 @@ impl Harness {
                     Credentials::start(&config, &|_: &str| None, config.approval.timeout)
                         .unwrap_or_else(|e| panic!("credentials: {e}")),
                 ),
+                pins: Arc::new(
+                    crate::pins::PinBook::open(&config.file, crate::pins::Recording::FirstSight)
+                        .unwrap_or_else(|e| panic!("pins: {e}")),
+                ),
                 shutdown: shutdown.clone(),
             },
         )
@@ -254,6 +258,7 @@ fn unknown_reason(stop: Result<Decided, Stop>) -> &'static str {
         Err(Stop::Unknown(reason)) => reason,
         Err(Stop::Refused { recorded, .. }) => panic!("refused, not unknown: {recorded}"),
         Err(Stop::Answer(_)) => panic!("answered, not unknown"),
+        Err(Stop::Quarantined(message)) => panic!("quarantined, not unknown: {message}"),
         Ok(_) => panic!("went on, not unknown"),
     }
 }
@@ -265,6 +270,7 @@ fn refused(stop: Result<Decided, Stop>) -> (String, String) {
         }) => (message, recorded),
         Err(Stop::Unknown(reason)) => panic!("unknown, not refused: {reason}"),
         Err(Stop::Answer(_)) => panic!("answered, not refused"),
+        Err(Stop::Quarantined(message)) => panic!("quarantined, not refused: {message}"),
         Ok(_) => panic!("went on, not refused"),
     }
 }

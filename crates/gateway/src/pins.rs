@@ -1,0 +1,468 @@
+//! Pins: each upstream's definitions (tools, prompts, resource templates) as a person accepted
+//! them, kept in the pins file beside the config (`file.rs`), and the quarantine of what
+//! differs from them.
+//!
+//! An upstream can change what a tool says or accepts between two lists (a description that
+//! later asks for a copy of every mail, a new hidden parameter, a dropped `destructiveHint`).
+//! Every catalog an upstream lists is compared with its pins before anyone sees it: a changed
+//! definition, and a new one of an upstream that has pins (under `strict`, every unpinned one),
+//! is taken out of the catalog itself, so no list shows it and no call, prompt or read reaches
+//! it, for any identity, in either era, until `portcullis pins accept` records it.
+
+pub mod diff;
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
+use portcullis_config::{Pinning, Upstream};
+use portcullis_core::evidence::DefinitionChanged;
+use portcullis_core::{Namespacing, UpstreamName};
+use serde_json::Value;
+
+pub use file::{EntryKind, Pin, PinError, Pins, UpstreamPins, pins_path};
+
+use crate::upstream::Catalog;
+
+/// The longest diff an evidence record carries; the rest is cut, saying so.
+const RECORDED_DIFF: usize = 4_000;
+
+/// Whether a listing of an upstream never pinned is recorded as its pins (`tofu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// `serve`: first sight is recorded.
+    FirstSight,
+    /// Commands that only look (`tools`, `check`, `pins diff`): the file is never written by
+    /// listing; what would be pinned is reported as unpinned.
+    Never,
+}
+
+/// The pins in force and the file they come from.
+#[derive(Debug)]
+pub struct PinBook {
+    path: PathBuf,
+    current: ArcSwap<Pins>,
+    recording: Recording,
+    /// Held while the file is read, changed and replaced, so two writers in this process do
+    /// not lose each other's pins.
+    writing: Mutex<()>,
+}
+
+/// A definition an upstream lists, by kind and the upstream's own name (a template's URI
+/// template), as canonical JSON.
+pub type Definitions = BTreeMap<(EntryKind, String), Value>;
+
+/// How one definition stands against its pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Pinned, and listed with another definition.
+    Changed,
+    /// Listed, not pinned, while its upstream has pins.
+    New,
+    /// Listed, and its upstream has no pins at all.
+    Unpinned,
+    /// Pinned, no longer listed.
+    Removed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Changed => "changed",
+            Status::New => "new",
+            Status::Unpinned => "unpinned",
+            Status::Removed => "removed",
+        }
+    }
+}
+
+/// One definition that differs from the pins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub kind: EntryKind,
+    /// The upstream's own name.
+    pub name: String,
+    pub status: Status,
+    pub pinned: Option<Pin>,
+    /// The listed definition, pinned as it is now.
+    pub listed: Option<Pin>,
+    /// Whether it is kept out of the catalog until accepted.
+    pub quarantined: bool,
+}
+
+impl Change {
+    /// The lines of the two definitions that differ.
+    pub fn diff(&self) -> String {
+        diff::diff(
+            self.pinned.as_ref().map(|pin| &pin.definition),
+            self.listed.as_ref().map(|pin| &pin.definition),
+        )
+    }
+
+    /// The diff as evidence keeps it: bounded.
+    pub fn recorded_diff(&self) -> String {
+        let diff = self.diff();
+        match diff.char_indices().nth(RECORDED_DIFF) {
+            None => diff,
+            Some((cut, _)) => format!(
+                "{}… [{} bytes in all]",
+                diff.get(..cut).unwrap_or_default(),
+                diff.len()
+            ),
+        }
+    }
+}
+
+/// An upstream's listing compared with its pins: every definition it lists, and what differs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Review {
+    pub definitions: Definitions,
+    pub changes: Vec<Change>,
+    /// How many definitions were pinned at first sight by this listing.
+    pub first_sight: usize,
+}
+
+impl PinBook {
+    /// Reads the pins of the config at `config`. An unreadable or corrupt file is an error:
+    /// nothing is served against pins nobody can read.
+    pub fn open(config: &Path, recording: Recording) -> Result<Self, PinError> {
+        let path = pins_path(config);
+        let pins = file::read(&path)?;
+        Ok(Self {
+            path,
+            current: ArcSwap::from_pointee(pins),
+            recording,
+            writing: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file again; on an error the pins in force stay.
+    pub fn reload(&self) -> Result<(), PinError> {
+        let pins = file::read(&self.path)?;
+        self.current.store(std::sync::Arc::new(pins));
+        Ok(())
+    }
+
+    /// Compares `catalog` (as fetched, cleaned) with `upstream`'s pins, records them at first
+    /// sight under `tofu` when this book records, and takes every quarantined definition out
+    /// of the catalog.
+    pub(crate) fn review(
+        &self,
+        upstream: &Upstream,
+        namespacing: Namespacing,
+        catalog: &mut Catalog,
+    ) {
+        if upstream.pinning == Pinning::Off {
+            return;
+        }
+        let definitions = definitions(catalog, namespacing, &upstream.name);
+        let current = self.current.load();
+        let pinned = current.upstreams.get(upstream.name.as_str());
+        let mut review = match pinned {
+            Some(pins) => compare(pins, &definitions),
+            None => self.first_sight(upstream, &definitions),
+        };
+        review.definitions = definitions;
+        catalog.withhold(&review, namespacing, &upstream.name);
+        catalog.review = review;
+    }
+
+    /// An upstream without pins: recorded (`tofu`, recording), else every definition unpinned,
+    /// quarantined under `strict` and when recording failed.
+    fn first_sight(&self, upstream: &Upstream, definitions: &Definitions) -> Review {
+        let recorded = match (upstream.pinning, self.recording) {
+            (Pinning::Tofu, Recording::FirstSight) => {
+                match self.accept(&upstream.name, None, definitions) {
+                    Ok(_) => true,
+                    Err(error) => {
+                        // Fail closed: what could not be pinned is not served as if it were.
+                        tracing::error!(upstream = %upstream.name, %error, "could not pin the upstream's definitions; they are quarantined");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        if recorded {
+            return Review {
+                first_sight: definitions.len(),
+                ..Review::default()
+            };
+        }
+        let quarantined =
+            upstream.pinning == Pinning::Strict || self.recording == Recording::FirstSight;
+        let changes = definitions
+            .iter()
+            .map(|((kind, name), definition)| Change {
+                kind: *kind,
+                name: name.clone(),
+                status: Status::Unpinned,
+                pinned: None,
+                listed: Some(Pin::of(definition)),
+                quarantined,
+            })
+            .collect();
+        Review {
+            changes,
+            ..Review::default()
+        }
+    }
+
+    /// Records `definitions` as `upstream`'s pins: all of them (`name` absent: the upstream's
+    /// pins become exactly these), or those of every kind named `name` (a name pinned but no
+    /// longer listed loses its pin). Returns what was recorded or removed, by kind and name.
+    pub fn accept(
+        &self,
+        upstream: &UpstreamName,
+        name: Option<&str>,
+        definitions: &Definitions,
+    ) -> Result<Vec<(EntryKind, String)>, PinError> {
+        let _writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Read afresh: another process (`pins accept` beside `serve`) may have written since.
+        // A file that cannot be read is never written over.
+        let mut pins = file::read(&self.path)?;
+        let entry = pins.upstreams.entry(upstream.to_string()).or_default();
+        let mut touched = Vec::new();
+        match name {
+            None => {
+                let mut fresh = UpstreamPins::default();
+                for ((kind, local), definition) in definitions {
+                    fresh.insert(*kind, local.clone(), Pin::of(definition));
+                    touched.push((*kind, local.clone()));
+                }
+                *entry = fresh;
+            }
+            Some(name) => {
+                for kind in [
+                    EntryKind::Tool,
+                    EntryKind::Prompt,
+                    EntryKind::ResourceTemplate,
+                ] {
+                    let listed = definitions.get(&(kind, name.to_owned()));
+                    let changed = match listed {
+                        Some(definition) => {
+                            entry.insert(kind, name.to_owned(), Pin::of(definition));
+                            true
+                        }
+                        None => entry.remove(kind, name).is_some(),
+                    };
+                    if changed {
+                        touched.push((kind, name.to_owned()));
+                    }
+                }
+            }
+        }
+        file::write(&self.path, &pins)?;
+        self.current.store(std::sync::Arc::new(pins));
+        Ok(touched)
+    }
+
+    /// The file's modification time, to notice another process's writes.
+    pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|metadata| metadata.modified())
+            .ok()
+    }
+}
+
+/// The evidence of a listing's changes: each one `before` (the listing it replaces) did not
+/// have, and each definition quarantined before that now matches its pin.
+pub(crate) fn events(
+    upstream: &UpstreamName,
+    before: &[Change],
+    review: &Review,
+) -> Vec<DefinitionChanged> {
+    let after = &review.changes;
+    let digest = |pin: &Option<Pin>| pin.as_ref().map(|pin| pin.digest.clone());
+    let same_entry = |a: &Change, b: &Change| a.kind == b.kind && a.name == b.name;
+    let mut events: Vec<DefinitionChanged> = after
+        .iter()
+        .filter(|change| !before.contains(change))
+        .map(|change| DefinitionChanged {
+            upstream: upstream.to_string(),
+            entry: change.kind.as_str().to_owned(),
+            name: change.name.clone(),
+            change: change.status.as_str().to_owned(),
+            pinned: digest(&change.pinned),
+            listed: digest(&change.listed),
+            quarantined: change.quarantined,
+            diff: change.recorded_diff(),
+        })
+        .collect();
+    for change in before.iter().filter(|change| change.quarantined) {
+        if !after.iter().any(|now| same_entry(now, change)) {
+            let listed = review
+                .definitions
+                .get(&(change.kind, change.name.clone()))
+                .map(|definition| Pin::of(definition).digest);
+            events.push(DefinitionChanged {
+                upstream: upstream.to_string(),
+                entry: change.kind.as_str().to_owned(),
+                name: change.name.clone(),
+                change: "matches".to_owned(),
+                pinned: listed.clone(),
+                listed,
+                quarantined: false,
+                diff: String::new(),
+            });
+        }
+    }
+    events
+}
+
+/// What differs between an upstream's pins and its listed definitions. Quarantined: a changed
+/// definition, and one not pinned (the upstream has pins: it was added after the person
+/// accepted them).
+fn compare(pins: &UpstreamPins, definitions: &Definitions) -> Review {
+    let mut changes = Vec::new();
+    for ((kind, name), definition) in definitions {
+        let listed = Pin::of(definition);
+        let pinned = pins.get(*kind, name);
+        let status = match pinned {
+            Some(pin) if pin.digest == listed.digest => continue,
+            Some(_) => Status::Changed,
+            None => Status::New,
+        };
+        changes.push(Change {
+            kind: *kind,
+            name: name.clone(),
+            status,
+            pinned: pinned.cloned(),
+            listed: Some(listed),
+            quarantined: true,
+        });
+    }
+    for (kind, name, pin) in pins.entries() {
+        if !definitions.contains_key(&(kind, name.clone())) {
+            changes.push(Change {
+                kind,
+                name: name.clone(),
+                status: Status::Removed,
+                pinned: Some(pin.clone()),
+                listed: None,
+                quarantined: false,
+            });
+        }
+    }
+    Review {
+        changes,
+        ..Review::default()
+    }
+}
+
+/// Every definition of `catalog` under the upstream's own names. A tool's or prompt's `name`
+/// is its own (pins do not change with namespacing); `_meta` is left out (it is not what the
+/// tool says or accepts, and may change with every listing).
+pub fn definitions(
+    catalog: &Catalog,
+    namespacing: Namespacing,
+    upstream: &UpstreamName,
+) -> Definitions {
+    let own = std::slice::from_ref(upstream);
+    let local = |exposed: &str| {
+        namespacing
+            .resolve(own, exposed)
+            .map(|n| n.local.to_owned())
+    };
+    let local_uri = |exposed: &str| {
+        namespacing
+            .resolve_uri(own, exposed)
+            .map(|n| n.local.to_owned())
+    };
+    let mut definitions = Definitions::new();
+    let mut add = |kind: EntryKind,
+                   name: Option<String>,
+                   value: Result<Value, serde_json::Error>,
+                   key: &str| {
+        if let (Some(name), Ok(Value::Object(mut object))) = (name, value) {
+            object.remove("_meta");
+            object.insert(key.to_owned(), Value::String(name.clone()));
+            definitions.insert((kind, name), Value::Object(object));
+        }
+    };
+    for tool in &catalog.tools {
+        add(
+            EntryKind::Tool,
+            local(&tool.name),
+            serde_json::to_value(tool),
+            "name",
+        );
+    }
+    for prompt in &catalog.prompts {
+        add(
+            EntryKind::Prompt,
+            local(&prompt.name),
+            serde_json::to_value(prompt),
+            "name",
+        );
+    }
+    for template in &catalog.templates {
+        add(
+            EntryKind::ResourceTemplate,
+            local_uri(&template.uri_template),
+            serde_json::to_value(template),
+            "uriTemplate",
+        );
+    }
+    definitions
+}
+
+impl Catalog {
+    /// Takes every quarantined definition of `review` out of the lists and the callable names,
+    /// keeping for each tool the message a call of it gets.
+    fn withhold(&mut self, review: &Review, namespacing: Namespacing, upstream: &UpstreamName) {
+        let mut quarantined = BTreeMap::new();
+        for change in review.changes.iter().filter(|change| change.quarantined) {
+            let name = change.name.as_str();
+            match change.kind {
+                EntryKind::Tool => {
+                    let Ok(exposed) = namespacing.expose(upstream, name) else {
+                        continue;
+                    };
+                    self.tools.retain(|tool| tool.name != exposed);
+                    self.tool_names.remove(name);
+                    self.hints.remove(name);
+                    quarantined.insert(exposed, quarantine_message(upstream, change));
+                }
+                EntryKind::Prompt => {
+                    let Ok(exposed) = namespacing.expose(upstream, name) else {
+                        continue;
+                    };
+                    self.prompts.retain(|prompt| prompt.name != exposed);
+                    self.prompt_names.remove(name);
+                }
+                EntryKind::ResourceTemplate => {
+                    let exposed = namespacing.expose_uri(upstream, name);
+                    self.templates
+                        .retain(|template| template.uri_template != exposed);
+                }
+            }
+        }
+        self.quarantined = quarantined;
+    }
+}
+
+/// What a call of a quarantined tool is told: why, and what a person does about it.
+fn quarantine_message(upstream: &UpstreamName, change: &Change) -> String {
+    let why = match change.status {
+        Status::Changed => "its definition changed since it was pinned",
+        Status::New | Status::Unpinned => "it is new and not pinned yet",
+        Status::Removed => "it is no longer listed",
+    };
+    format!(
+        "tool `{upstream}.{}` is quarantined: {why}; a person can review the change with `portcullis pins diff --config <config> {upstream}` and accept it with `portcullis pins accept --config <config> {upstream}.{}`",
+        change.name, change.name
+    )
+}
+
+#[cfg(test)]
+mod tests;
