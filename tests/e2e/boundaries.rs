@@ -308,7 +308,11 @@ async fn a_name_listed_twice_is_not_listed_and_cannot_be_called() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_list_change_reaches_the_client_once() {
     let scratch = Scratch::new();
-    let upstream = hostile("h", "list-changes").tool("poke", Tool::read());
+    // Unpinned: pinned, the tool it adds would be quarantined and its lists would not change
+    // for the client at all (tests/e2e/pins.rs).
+    let upstream = hostile("h", "list-changes")
+        .tool("poke", Tool::read())
+        .pinning("off");
     let config = scratch.config(Config::relay().upstream(upstream));
     let observer = Observer::default();
     let client = start(&config, observer.clone(), session_era()).await;

@@ -79,7 +79,10 @@ async fn start(
 
 fn fixture_config(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let work = scratch.sub("work");
-    let config = scratch.config(Config::relay().upstream(Upstream::fixture("fx", &work)));
+    // Unpinned: a test adds a tool at run time and expects it listed, which pinning would
+    // quarantine (tests/e2e/pins.rs).
+    let fx = Upstream::fixture("fx", &work).pinning("off");
+    let config = scratch.config(Config::relay().upstream(fx));
     (config, work)
 }
 

@@ -276,6 +276,11 @@ impl Upstream {
         self.set("trusted", "true".into())
     }
 
+    /// Its definitions are pinned or not (`pinning`: `tofu`, `strict`, `off`).
+    pub(crate) fn pinning(self, mode: &str) -> Self {
+        self.set("pinning", toml_string(mode))
+    }
+
     /// Runs with all of Portcullis's own access (`contain = false`).
     pub(crate) fn uncontained(self) -> Self {
         self.sandbox("contain", "false".into())
