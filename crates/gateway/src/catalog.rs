@@ -88,6 +88,33 @@ impl Catalog {
         self.cleaned = cleaned;
     }
 
+    /// What the upstream's start record says of its lists beside their size: what cleaning
+    /// removed, the tools flagged, and what its pins made of them; each part after `; `.
+    pub(crate) fn start_notes(&self) -> String {
+        let removed = self.removed();
+        let mut notes = if removed.is_empty() {
+            String::new()
+        } else {
+            format!("; its lists cleaned: {removed}")
+        };
+        for (tool, why) in &self.flagged {
+            notes.push_str(&format!("; `{tool}` flagged, {why}"));
+        }
+        if self.review.first_sight > 0 {
+            notes.push_str(&format!(
+                "; {} definitions pinned at first sight",
+                self.review.first_sight
+            ));
+        }
+        if !self.quarantined.is_empty() {
+            notes.push_str(&format!(
+                "; {} tools quarantined until accepted",
+                self.quarantined.len()
+            ));
+        }
+        notes
+    }
+
     /// Everything removed from the lists, summed.
     pub(crate) fn removed(&self) -> Removed {
         let mut all = Removed::default();

@@ -139,23 +139,19 @@ impl Gateway {
         let weak = Arc::downgrade(self);
         let shutdown = self.shutdown.child_token();
         tokio::spawn(async move {
-            let mut seen = pins.modified();
             let mut ticker = tokio::time::interval(crate::policy::POLL);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = ticker.tick() => {}
                 }
-                let now = pins.modified();
-                if now == seen {
+                let Some(outcome) = pins.reload_if_replaced() else {
                     continue;
-                }
-                seen = now;
+                };
                 let Some(gateway) = weak.upgrade() else {
                     return;
                 };
-                let outcome = pins
-                    .reload()
+                let outcome = outcome
                     .map(|()| gateway.evidence.policy.version())
                     .map_err(|error| error.to_string());
                 let applied = outcome.is_ok();

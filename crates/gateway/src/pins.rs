@@ -14,7 +14,8 @@ pub mod file;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use portcullis_config::{Pinning, Upstream};
@@ -46,8 +47,9 @@ pub struct PinBook {
     current: ArcSwap<Pins>,
     recording: Recording,
     /// Held while the file is read, changed and replaced, so two writers in this process do
-    /// not lose each other's pins.
-    writing: Mutex<()>,
+    /// not lose each other's pins; it holds the file's modification time as this book last
+    /// read or wrote it, so that only another process's replacement counts as a change.
+    writing: Mutex<Option<SystemTime>>,
 }
 
 /// A definition an upstream lists, by kind and the upstream's own name (a template's URI
@@ -129,12 +131,13 @@ impl PinBook {
     /// nothing is served against pins nobody can read.
     pub fn open(config: &Path, recording: Recording) -> Result<Self, PinError> {
         let path = pins_path(config);
+        let known = modified(&path);
         let pins = file::read(&path)?;
         Ok(Self {
             path,
             current: ArcSwap::from_pointee(pins),
             recording,
-            writing: Mutex::new(()),
+            writing: Mutex::new(known),
         })
     }
 
@@ -142,11 +145,17 @@ impl PinBook {
         &self.path
     }
 
-    /// Reads the file again; on an error the pins in force stay.
-    pub fn reload(&self) -> Result<(), PinError> {
-        let pins = file::read(&self.path)?;
-        self.current.store(std::sync::Arc::new(pins));
-        Ok(())
+    /// Reads the file again if another process replaced it since this book last read or
+    /// wrote it: `None` when it did not, else whether it could be read (on an error the pins
+    /// in force stay).
+    pub(crate) fn reload_if_replaced(&self) -> Option<Result<(), PinError>> {
+        let mut known = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = modified(&self.path);
+        if now == *known {
+            return None;
+        }
+        *known = now;
+        Some(file::read(&self.path).map(|pins| self.current.store(Arc::new(pins))))
     }
 
     /// Compares `catalog` (as fetched, cleaned) with `upstream`'s pins, records them at first
@@ -223,10 +232,7 @@ impl PinBook {
         name: Option<&str>,
         definitions: &Definitions,
     ) -> Result<Vec<(EntryKind, String)>, PinError> {
-        let _writing = self
-            .writing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         // Read afresh: another process (`pins accept` beside `serve`) may have written since.
         // A file that cannot be read is never written over.
         let mut pins = file::read(&self.path)?;
@@ -262,16 +268,17 @@ impl PinBook {
             }
         }
         file::write(&self.path, &pins)?;
-        self.current.store(std::sync::Arc::new(pins));
+        *known = modified(&self.path);
+        self.current.store(Arc::new(pins));
         Ok(touched)
     }
+}
 
-    /// The file's modification time, to notice another process's writes.
-    pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
-        std::fs::metadata(&self.path)
-            .and_then(|metadata| metadata.modified())
-            .ok()
-    }
+/// The file's modification time, to notice another process's writes.
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
 }
 
 /// The evidence of a listing's changes: each one `before` (the listing it replaces) did not

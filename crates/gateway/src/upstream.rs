@@ -647,27 +647,7 @@ impl UpstreamHandle {
             }
         };
         let n_tools = catalog.tools.len();
-        let removed = catalog.removed();
-        let mut cleaned = if removed.is_empty() {
-            String::new()
-        } else {
-            format!("; its lists cleaned: {removed}")
-        };
-        for (tool, why) in &catalog.flagged {
-            cleaned.push_str(&format!("; `{tool}` flagged, {why}"));
-        }
-        if catalog.review.first_sight > 0 {
-            cleaned.push_str(&format!(
-                "; {} definitions pinned at first sight",
-                catalog.review.first_sight
-            ));
-        }
-        if !catalog.quarantined.is_empty() {
-            cleaned.push_str(&format!(
-                "; {} tools quarantined until accepted",
-                catalog.quarantined.len()
-            ));
-        }
+        let cleaned = catalog.start_notes();
         let closer = shutdown.child_token();
         let connection = Arc::new(Connection {
             peer,

@@ -290,3 +290,29 @@ fn a_diff_of_a_new_definition_is_all_added() {
     let text = diff::diff(None, Some(&json!({"name": "x"})));
     assert_eq!(text, "+{\n+  \"name\": \"x\"\n+}\n");
 }
+
+#[test]
+fn only_another_writers_replacement_is_read_again_and_a_broken_one_keeps_the_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let book = PinBook::open(&config, Recording::FirstSight).unwrap();
+    assert!(book.reload_if_replaced().is_none());
+    let listed = definitions(&catalog(&[send("Send.")]), Namespacing::Prefixed, &mail());
+    book.accept(&mail(), None, &listed).unwrap();
+    // Its own write is not a replacement.
+    assert!(book.reload_if_replaced().is_none());
+    // Another process empties the file: read again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    file::write(book.path(), &Pins::default()).unwrap();
+    assert!(matches!(book.reload_if_replaced(), Some(Ok(()))));
+    assert!(book.current.load().upstreams.is_empty());
+    // A broken replacement is an error, and the pins in force stay.
+    book.accept(&mail(), None, &listed).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(book.path(), "{").unwrap();
+    assert!(matches!(
+        book.reload_if_replaced(),
+        Some(Err(PinError::Corrupt { .. }))
+    ));
+    assert!(book.current.load().upstreams.contains_key("mail"));
+}
