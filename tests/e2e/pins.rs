@@ -223,6 +223,8 @@ fn a_corrupt_pins_file_stops_serve_naming_it() {
     assert!(!ok, "{out}{err}");
     assert!(err.contains("portcullis.pins.json"), "{err}");
     assert!(err.contains("is corrupt"), "{err}");
-    let (ok, _, err) = portcullis(&["pins", "diff"], &config);
-    assert!(!ok && err.contains("is corrupt"), "{err}");
+    for command in [&["pins", "diff"][..], &["check"][..]] {
+        let (ok, _, err) = portcullis(command, &config);
+        assert!(!ok && err.contains("is corrupt"), "{command:?}: {err}");
+    }
 }

@@ -740,6 +740,8 @@ fn check(path: &Path, start_upstreams: bool) -> anyhow::Result<()> {
     let config = launched(path, Missing::Fail)?;
     let engine = policy(&config)?;
     let policies = engine.len();
+    // A pins file `serve` would refuse fails the check too.
+    PinBook::open(&config.file, Recording::Never)?;
     let values = secret::upstream_environment(&config)?;
     let findings = environment::check_environment(&config, &values);
     for warning in &findings.warnings {
