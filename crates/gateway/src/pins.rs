@@ -233,6 +233,7 @@ impl PinBook {
         definitions: &Definitions,
     ) -> Result<Vec<(EntryKind, String)>, PinError> {
         let mut known = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let _directory = file::lock(&self.path)?;
         // Read afresh: another process (`pins accept` beside `serve`) may have written since.
         // A file that cannot be read is never written over.
         let mut pins = file::read(&self.path)?;

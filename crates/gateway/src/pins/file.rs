@@ -213,7 +213,26 @@ pub fn render(pins: &Pins) -> String {
     text
 }
 
-/// Writes `pins` to a new file beside `path`, synced, then renamed over it.
+/// Locks the directory of the pins file at `path` against the other writers of every process
+/// (`serve` pinning at first sight, `portcullis pins accept`) until the returned handle is
+/// dropped. The directory, because the file is replaced by rename (a lock on it would guard
+/// nothing) and a lock file beside it would be one more file in a directory kept in git.
+pub fn lock(path: &Path) -> Result<std::fs::File, PinError> {
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let failed = |source| PinError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let handle = std::fs::File::open(directory).map_err(failed)?;
+    handle.lock().map_err(failed)?;
+    Ok(handle)
+}
+
+/// Writes `pins` to a new file beside `path`, synced, then renamed over it. The caller holds
+/// [`lock`]: the temporary file has one fixed name.
 pub fn write(path: &Path, pins: &Pins) -> Result<(), PinError> {
     let failed = |source| PinError::Write {
         path: path.to_path_buf(),
