@@ -10,7 +10,7 @@ use std::path::Path;
 
 use expect_test::{Expect, expect};
 
-use crate::{Containment, SandboxGrants, SandboxLimits, UpstreamTransport, parse};
+use crate::{Containment, Pinning, SandboxGrants, SandboxLimits, UpstreamTransport, parse};
 
 fn check_errors(text: &str, expected: Expect) {
     let errors = parse(Path::new("conf/portcullis.toml"), text).unwrap_err();
@@ -66,7 +66,7 @@ fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
         expect![
-            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `taint`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`"
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `taint`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`, `pinning`"
         ],
     );
 }
@@ -711,5 +711,28 @@ taint = "session"
         expect![[r#"
             conf/portcullis.toml:2:23: `approval_scope_secs` is 90000; it must be between 0 and 86400
             conf/portcullis.toml:7:9: unknown taint `always`; use `session` or `none`"#]],
+    );
+}
+
+#[test]
+fn pinning_is_tofu_unless_set_and_an_upstream_may_set_its_own() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        "[server]\npinning = \"strict\"\n\n[[upstream]]\nname = \"web\"\ncommand = [\"web\"]\n\n[[upstream]]\nname = \"lab\"\ncommand = [\"lab\"]\npinning = \"off\"\n",
+    )
+    .unwrap();
+    let pinning: Vec<Pinning> = config.upstreams.iter().map(|u| u.pinning).collect();
+    assert_eq!(pinning, vec![Pinning::Strict, Pinning::Off]);
+    let default = parse(
+        Path::new("conf/portcullis.toml"),
+        "[[upstream]]\nname = \"web\"\ncommand = [\"web\"]\n",
+    )
+    .unwrap();
+    assert_eq!(default.upstreams[0].pinning, Pinning::Tofu);
+    check_errors(
+        "[server]\npinning = \"trust\"\n\n[[upstream]]\nname = \"web\"\ncommand = [\"web\"]\npinning = \"never\"\n",
+        expect![[r#"
+            conf/portcullis.toml:2:11: unknown pinning `trust`; use `tofu`, `strict` or `off`
+            conf/portcullis.toml:7:11: unknown pinning `never`; use `tofu`, `strict` or `off`"#]],
     );
 }
