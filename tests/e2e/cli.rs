@@ -330,6 +330,7 @@ fn explain_acts_as_the_local_identity_and_knows_scopes_and_taint() {
     assert!(ok, "{stderr}");
     assert!(out.starts_with("decision: allow with approval"), "{out}");
     assert!(out.contains("the taint rule"), "{out}");
+    assert!(out.contains("  approval: required"), "{out}");
     assert!(out.contains("    https://collect.example/?d=1"), "{out}");
 }
 
