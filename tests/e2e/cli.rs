@@ -596,3 +596,40 @@ fn doctor_says_what_the_machine_gives_and_what_to_fix() {
     assert!(!passed, "{lines}");
     assert!(lines.contains("FAIL  `"), "{lines}");
 }
+
+#[test]
+fn no_upstream_is_granted_portcullis_state() {
+    let scratch = Scratch::new();
+    let state = scratch.sub("state");
+    let work = scratch.sub("work");
+    let link = scratch.path().join("through-a-link");
+    std::os::unix::fs::symlink(scratch.path(), &link).unwrap_or_else(|e| panic!("{e}"));
+    // The scratch directory holds `state/` (the evidence, the pending approvals, the
+    // passkeys): granting it, as a root, a per-identity root, a read-only path, or through a
+    // link, would let the upstream approve its own calls.
+    for grant in [
+        Upstream::fixture("fx", &work).roots(&[scratch.path()]),
+        Upstream::fixture("fx", &work).roots(&[&link]),
+        Upstream::fixture("fx", &work).roots(&[&state]),
+        Upstream::fixture("fx", &work).read_only(&[&scratch.path().display().to_string()]),
+    ] {
+        let config = scratch.config(Config::new().upstream(grant));
+        let (ok, _, stderr) = check(&config);
+        assert!(!ok, "{stderr}");
+        assert!(
+            stderr.contains("holds Portcullis's state directory"),
+            "{stderr}"
+        );
+        let (served, _, said) = portcullis(&["serve"], &config);
+        assert!(!served, "{said}");
+        assert!(
+            said.contains("holds Portcullis's state directory"),
+            "{said}"
+        );
+    }
+    // A root beside the state directory is fine.
+    let config =
+        scratch.config(Config::new().upstream(Upstream::fixture("fx", &work).roots(&[&work])));
+    let (ok, _, stderr) = check(&config);
+    assert!(ok, "{stderr}");
+}

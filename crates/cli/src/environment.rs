@@ -29,6 +29,7 @@ pub(crate) struct Findings {
 pub(crate) fn check_environment(config: &Config, values: &BTreeMap<String, String>) -> Findings {
     let mut findings = Findings::default();
     variables(config, values, &mut findings.errors);
+    findings.errors.extend(exposed_state(config));
     for upstream in &config.upstreams {
         roots(upstream, &mut findings);
         untainting(upstream, &mut findings.warnings);
@@ -149,6 +150,62 @@ fn roots(upstream: &Upstream, findings: &mut Findings) {
             ));
         }
     }
+}
+
+/// The directories Portcullis keeps its state in: the evidence log's (and beside it the
+/// pending approvals, the approvers' passkeys, the known recipients, the scoped answers) and
+/// the credential store's.
+fn state_directories(config: &Config) -> Vec<PathBuf> {
+    [&config.evidence.file, &config.credentials.store]
+        .into_iter()
+        .filter_map(|file| file.parent())
+        .map(resolved)
+        .collect()
+}
+
+/// `path` with its links followed where it exists (else as written).
+fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// INVARIANT: no contained upstream is granted a path that holds Portcullis's own state: an
+/// upstream that could write there could approve its own calls (the pending approvals, the
+/// passkeys), edit the evidence, or read it. A root, a per-identity root or a read-only path
+/// that is a state directory or above one is an error for `check`, and `serve` refuses it.
+pub(crate) fn exposed_state(config: &Config) -> Vec<String> {
+    let state = state_directories(config);
+    let mut problems = Vec::new();
+    for upstream in &config.upstreams {
+        let UpstreamTransport::Stdio { containment, .. } = &upstream.transport else {
+            continue;
+        };
+        let read_only = match containment {
+            portcullis_config::Containment::Contained(grants) => grants.read_only.as_slice(),
+            _ => &[],
+        };
+        let granted = upstream
+            .roots
+            .iter()
+            .chain(
+                upstream
+                    .roots_for
+                    .iter()
+                    .flat_map(|entry| entry.roots.iter()),
+            )
+            .chain(read_only);
+        for path in granted {
+            let grant = resolved(path);
+            if let Some(dir) = state.iter().find(|dir| dir.starts_with(&grant)) {
+                problems.push(format!(
+                    "upstream `{}`: `{}` holds Portcullis's state directory `{}` (evidence, pending approvals, passkeys, credentials): an upstream granted it could approve its own calls or edit the evidence; grant a narrower directory, or move `[server] evidence` and `[credentials] store` elsewhere",
+                    upstream.name,
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// `trusted = false` with `taint = "none"` is allowed (someone may read an upstream they do not

@@ -1238,6 +1238,9 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
     for problem in findings.errors.iter().chain(&findings.warnings) {
         tracing::warn!("{problem}");
     }
+    if let Some(problem) = environment::exposed_state(&config).first() {
+        bail!("{problem}");
+    }
     if let Some(listen) = listen {
         if !listen.ip().is_loopback() && config.http.auth.is_none() {
             bail!(
