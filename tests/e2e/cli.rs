@@ -474,15 +474,16 @@ fn check_finds_what_would_fail_at_serve() {
         );
     }
 
-    // The whole disk as a root: allowed, with a warning.
+    // The whole disk as a root: a warning, and refused, since it holds Portcullis's own state.
     let scratch = Scratch::new();
     let config = scratch
         .config("[[upstream]]\nname = \"everywhere\"\ncommand = [\"true\"]\nroots = [\"/\"]\n");
     let (ok, stdout, stderr) = check(&config);
-    assert!(ok, "{stdout}\n{stderr}");
+    assert!(!ok, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("warning")
-            && stderr.contains("upstream `everywhere`: root `/` grants it every file"),
+            && stderr.contains("upstream `everywhere`: root `/` grants it every file")
+            && stderr.contains("upstream `everywhere`: `/` holds Portcullis's state directory"),
         "{stderr}"
     );
 

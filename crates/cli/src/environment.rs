@@ -152,15 +152,31 @@ fn roots(upstream: &Upstream, findings: &mut Findings) {
     }
 }
 
-/// The directories Portcullis keeps its state in: the evidence log's (and beside it the
-/// pending approvals, the approvers' passkeys, the known recipients, the scoped answers) and
-/// the credential store's.
-fn state_directories(config: &Config) -> Vec<PathBuf> {
-    [&config.evidence.file, &config.credentials.store]
+/// What decides for Portcullis and what it keeps: the directories of the evidence log (and
+/// beside it the pending approvals, the approvers' passkeys, the known recipients, the scoped
+/// answers) and of the credential store; the configuration, its schema and policies (reloaded
+/// when they change); the launchers' package directory (other upstreams' code); each per-user
+/// upstream's state directory.
+fn protected(config: &Config) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = [&config.evidence.file, &config.credentials.store]
         .into_iter()
-        .filter_map(|file| file.parent())
-        .map(resolved)
-        .collect()
+        .filter_map(|file| file.parent().map(Path::to_path_buf))
+        .collect();
+    paths.push(config.file.clone());
+    paths.extend(config.policy.schema.iter().cloned());
+    paths.extend(config.policy.policies.iter().cloned());
+    let env = |name: &str| std::env::var(name).ok();
+    paths.extend(portcullis_launch::packages_dir(config, &env).ok());
+    paths.extend(
+        config
+            .upstreams
+            .iter()
+            .filter_map(|upstream| match &upstream.instance {
+                portcullis_config::Instance::PerUser(per_user) => Some(per_user.state.clone()),
+                portcullis_config::Instance::Shared => None,
+            }),
+    );
+    paths.iter().map(|path| resolved(path)).collect()
 }
 
 /// `path` with its links followed where it exists (else as written).
@@ -168,12 +184,13 @@ fn resolved(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// INVARIANT: no contained upstream is granted a path that holds Portcullis's own state: an
-/// upstream that could write there could approve its own calls (the pending approvals, the
-/// passkeys), edit the evidence, or read it. A root, a per-identity root or a read-only path
-/// that is a state directory or above one is an error for `check`, and `serve` refuses it.
+/// INVARIANT: no contained upstream is granted a path that holds Portcullis's own state or
+/// what decides for it: an upstream that could write there could approve its own calls (the
+/// pending approvals, the passkeys), rewrite the policy, change another upstream's code, or
+/// edit the evidence. A root, a per-identity root or a read-only path that is one of them or
+/// above one is an error for `check`, and `serve` refuses it.
 pub(crate) fn exposed_state(config: &Config) -> Vec<String> {
-    let state = state_directories(config);
+    let state = protected(config);
     let mut problems = Vec::new();
     for upstream in &config.upstreams {
         let UpstreamTransport::Stdio { containment, .. } = &upstream.transport else {
@@ -197,7 +214,7 @@ pub(crate) fn exposed_state(config: &Config) -> Vec<String> {
             let grant = resolved(path);
             if let Some(dir) = state.iter().find(|dir| dir.starts_with(&grant)) {
                 problems.push(format!(
-                    "upstream `{}`: `{}` holds Portcullis's state directory `{}` (evidence, pending approvals, passkeys, credentials): an upstream granted it could approve its own calls or edit the evidence; grant a narrower directory, or move `[server] evidence` and `[credentials] store` elsewhere",
+                    "upstream `{}`: `{}` holds Portcullis's state directory or configuration (`{}`: evidence, pending approvals, passkeys, credentials, policies or packages): an upstream granted it could approve its own calls, rewrite the policy or edit the evidence; grant a narrower directory, or keep Portcullis's files elsewhere",
                     upstream.name,
                     path.display(),
                     dir.display()
