@@ -170,7 +170,7 @@ fn the_link_alone_approves_nothing(link: &str) {
     assert!(page.contains("eve@evil.example"), "{page}");
     let origin = format!("http://localhost:{}", port(link));
     let token = page
-        .split("data-token=\"")
+        .split("name=\"token\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap_or("");
@@ -195,6 +195,19 @@ fn the_link_alone_approves_nothing(link: &str) {
         ),
     );
     assert_eq!(forged.0, 403, "{forged:?}");
+    // Another reader loading the page (an agent holding the link) does not spoil the token of
+    // the page the person has open: it still gets to the passkey step (here: nobody enrolled).
+    let _ = get(link);
+    let challenge = raw_http(
+        port(link),
+        &format!(
+            "POST {}/challenge HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: {origin}\r\nx-portcullis-token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            &link[link.find("/approvals/").unwrap_or(0)..],
+            port(link)
+        ),
+    );
+    assert_eq!(challenge.0, 503, "{challenge:?}");
+    assert!(challenge.1.contains("enrol"), "{challenge:?}");
     let rebound = raw_http(
         port(link),
         &format!(

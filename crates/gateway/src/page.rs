@@ -29,7 +29,10 @@ use crate::gateway::Gateway;
 /// The header that carries the page's token on the page's own requests.
 const TOKEN_HEADER: &str = "x-portcullis-token";
 
-/// How long a passkey challenge may be answered.
+/// The most approval pages served and not yet expired at once (each holds a token).
+const MAX_PAGES: usize = 1024;
+
+/// How long a page's token, and a passkey challenge, may be used.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 
 /// The page's script: the ceremony, then the glue that runs it when the person presses
@@ -45,9 +48,12 @@ struct Page {
     origin: String,
     /// The `Host` values the page answers to.
     hosts: Vec<String>,
-    /// The token each approval's page was last served with.
-    tokens: Mutex<HashMap<String, String>>,
-    /// Passkey challenges handed out, by approval id, until answered or expired.
+    /// The token of each page served, and the approval it was served for: each page has its
+    /// own, so one reader reloading the page (an agent holding the link) cannot spoil the
+    /// person's.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Passkey challenges handed out, by the token of the page that asked, until answered or
+    /// expired.
     challenges: Mutex<HashMap<String, (Assertion, Instant)>>,
 }
 
@@ -242,7 +248,15 @@ async fn show(State(page): State<Arc<Page>>, Path(id): Path<String>) -> Response
         );
     };
     if let Ok(mut tokens) = page.tokens.lock() {
-        tokens.insert(id.clone(), token.clone());
+        tokens.retain(|_, (_, at)| at.elapsed() < CHALLENGE_TTL);
+        if tokens.len() >= MAX_PAGES {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many pages open",
+                "<p>Too many approval pages were opened in the last minutes; try again shortly.</p>",
+            );
+        }
+        tokens.insert(token.clone(), (id.clone(), Instant::now()));
     }
     let approve = match &page.approvers {
         Ok(approvers) if approvers.is_empty().unwrap_or(true) => format!(
@@ -271,7 +285,7 @@ async fn show(State(page): State<Arc<Page>>, Path(id): Path<String>) -> Response
     )
 }
 
-/// Whether `presented` is the token approval `id`'s page was served with.
+/// Whether `presented` is the token of a page served for approval `id`, still fresh.
 fn token_matches(page: &Page, id: &str, presented: Option<&str>) -> bool {
     let Some(presented) = presented else {
         return false;
@@ -279,7 +293,11 @@ fn token_matches(page: &Page, id: &str, presented: Option<&str>) -> bool {
     page.tokens
         .lock()
         .ok()
-        .and_then(|tokens| tokens.get(id).map(|token| token == presented))
+        .and_then(|tokens| {
+            tokens
+                .get(presented)
+                .map(|(for_id, at)| for_id == id && at.elapsed() < CHALLENGE_TTL)
+        })
         .unwrap_or(false)
 }
 
@@ -295,9 +313,11 @@ async fn challenge(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !token_matches(&page, &id, header_token(&headers)) {
+    let Some(token) = header_token(&headers).filter(|token| token_matches(&page, &id, Some(token)))
+    else {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
-    }
+    };
+    let token = token.to_owned();
     if !matches!(find(&page, &id).await, Ok(Some(found)) if found.standing == Standing::Waiting) {
         return plain(StatusCode::NOT_FOUND, "this approval is no longer waiting");
     }
@@ -309,7 +329,7 @@ async fn challenge(
         Ok((options, state)) => {
             if let Ok(mut challenges) = page.challenges.lock() {
                 challenges.retain(|_, (_, at)| at.elapsed() < CHALLENGE_TTL);
-                challenges.insert(id, (state, Instant::now()));
+                challenges.insert(token, (state, Instant::now()));
             }
             guarded(options.to_string().into_response(), "application/json")
         }
@@ -325,14 +345,15 @@ async fn approve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !token_matches(&page, &id, header_token(&headers)) {
+    let Some(token) = header_token(&headers).filter(|token| token_matches(&page, &id, Some(token)))
+    else {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
-    }
+    };
     let state = page
         .challenges
         .lock()
         .ok()
-        .and_then(|mut challenges| challenges.remove(&id))
+        .and_then(|mut challenges| challenges.remove(token))
         .filter(|(_, at)| at.elapsed() < CHALLENGE_TTL);
     let (Some((state, _)), Ok(approvers)) = (state, &page.approvers) else {
         return plain(
@@ -405,7 +426,7 @@ async fn decide(
     match decided {
         Ok(approval) => {
             if let Ok(mut tokens) = page.tokens.lock() {
-                tokens.remove(&approval.id);
+                tokens.retain(|_, (for_id, _)| *for_id != approval.id);
             }
             tracing::info!(approval = %approval.id, tool = %approval.tool, approved = approve, by = %standing_by(&approval.standing), "decided on the approval page");
             let text = if approve {
