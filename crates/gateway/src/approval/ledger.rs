@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 
 use super::kept;
 
+/// The longest change request the ledger keeps whole (bytes); a longer one keeps its two
+/// halves' ends, saying what was left out, so that a call with huge arguments cannot make
+/// every approval rewrite megabytes.
+const REQUEST_KEPT: usize = 1 << 20;
+
+/// The most approvals one user may have waiting at once: a model cannot fill the ledger.
+const WAITING_PER_USER: usize = 64;
+
 /// Where one approval stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -88,6 +96,10 @@ pub enum LedgerError {
     #[error("no approval `{0}` is waiting (unknown, expired, or already decided)")]
     NotWaiting(String),
     #[error(
+        "{0} approvals of this user already wait for a person; approve or deny them (`portcullis approvals`), or let them expire, first"
+    )]
+    TooMany(usize),
+    #[error(
         "approval `{0}` needs someone other than `{1}` (four eyes): another approver's passkey, on the approval page"
     )]
     NeedsAnother(String, String),
@@ -143,6 +155,28 @@ fn new_id() -> Result<String, String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|error| error.to_string())?;
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// `request` whole when it is at most [`REQUEST_KEPT`] bytes, else its first and last halves
+/// of that, with what is between counted.
+fn kept_request(request: String) -> String {
+    if request.len() <= REQUEST_KEPT {
+        return request;
+    }
+    let half = REQUEST_KEPT / 2;
+    let head_end = (0..=half)
+        .rev()
+        .find(|&i| request.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail_start = (request.len() - half..request.len())
+        .find(|&i| request.is_char_boundary(i))
+        .unwrap_or(request.len());
+    format!(
+        "{}\n…[{} bytes of the request not kept here: the call's arguments are longer than the page shows; deny it unless you know what it does]…\n{}",
+        request.get(..head_end).unwrap_or(""),
+        tail_start - head_end,
+        request.get(tail_start..).unwrap_or("")
+    )
 }
 
 impl Ledger {
@@ -234,22 +268,30 @@ impl Ledger {
                 .iter()
                 .find(|entry| entry.user == new.user && entry.fingerprint == new.fingerprint)
             {
-                return (open.clone(), false);
+                return (Ok(open.clone()), false);
+            }
+            let waiting = book
+                .approvals
+                .iter()
+                .filter(|entry| entry.user == new.user && entry.standing == Standing::Waiting)
+                .count();
+            if waiting >= WAITING_PER_USER {
+                return (Err(LedgerError::TooMany(waiting)), false);
             }
             let entry = Pending {
                 id,
                 fingerprint: new.fingerprint.to_owned(),
                 user: new.user.to_owned(),
                 tool: new.tool.to_owned(),
-                request: new.request,
+                request: kept_request(new.request),
                 not_by: new.not_by,
                 created: now,
                 expires: now.saturating_add(new.ttl.as_secs()),
                 standing: Standing::Waiting,
             };
             book.approvals.push(entry.clone());
-            (entry, true)
-        })
+            (Ok(entry), true)
+        })?
     }
 
     /// The live approval `id`.
@@ -312,5 +354,120 @@ impl Ledger {
             entry.standing = Standing::Used { at: now };
             (true, true)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        reason = "tests"
+    )]
+
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::beside(&dir.path().join("state/evidence.jsonl"));
+        (dir, ledger)
+    }
+
+    fn new<'a>(fingerprint: &'a str, user: &'a str, not_by: Option<&str>) -> NewPending<'a> {
+        NewPending {
+            fingerprint,
+            user,
+            tool: "fx.send",
+            request: "send it".to_owned(),
+            ttl: Duration::from_secs(60),
+            not_by: not_by.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_approval_is_claimed_once_by_its_own_action_and_user_only() {
+        let (_dir, ledger) = ledger();
+        let opened = ledger.open(new("sha256:a", "alice", None)).unwrap();
+        // The same action of the same user finds the same approval; nothing is approved yet.
+        assert_eq!(
+            ledger.open(new("sha256:a", "alice", None)).unwrap().id,
+            opened.id
+        );
+        assert!(ledger.find("bob", "sha256:a").unwrap().is_none());
+        assert!(!ledger.claim(&opened.id, "sha256:a").unwrap());
+        ledger
+            .decide(&opened.id, true, DecidedBy::Terminal)
+            .unwrap();
+        assert!(!ledger.claim(&opened.id, "sha256:b").unwrap());
+        assert!(ledger.claim(&opened.id, "sha256:a").unwrap());
+        assert!(!ledger.claim(&opened.id, "sha256:a").unwrap());
+        // Used, it is gone: the next identical call is asked anew.
+        assert!(ledger.find("alice", "sha256:a").unwrap().is_none());
+        assert!(matches!(
+            ledger.decide(&opened.id, true, DecidedBy::Terminal),
+            Err(LedgerError::NotWaiting(_))
+        ));
+    }
+
+    #[test]
+    fn four_eyes_take_another_approvers_passkey() {
+        let (_dir, ledger) = ledger();
+        let opened = ledger
+            .open(new("sha256:a", "alice", Some("alice")))
+            .unwrap();
+        for decider in [
+            DecidedBy::Terminal,
+            DecidedBy::Passkey("alice"),
+            DecidedBy::Passkey("ALICE"),
+            DecidedBy::Other("the client"),
+        ] {
+            assert!(matches!(
+                ledger.decide(&opened.id, true, decider),
+                Err(LedgerError::NeedsAnother(..))
+            ));
+        }
+        let approved = ledger
+            .decide(&opened.id, true, DecidedBy::Passkey("bob"))
+            .unwrap();
+        assert!(
+            matches!(&approved.standing, Standing::Approved { by, .. } if by == "passkey bob"),
+            "{approved:?}"
+        );
+    }
+
+    #[test]
+    fn a_user_cannot_fill_the_ledger_and_a_huge_request_is_kept_by_its_ends() {
+        let (_dir, ledger) = ledger();
+        for n in 0..WAITING_PER_USER {
+            ledger
+                .open(new(&format!("sha256:{n}"), "alice", None))
+                .unwrap();
+        }
+        assert!(matches!(
+            ledger.open(new("sha256:more", "alice", None)),
+            Err(LedgerError::TooMany(_))
+        ));
+        assert!(ledger.open(new("sha256:more", "bob", None)).is_ok());
+        let huge = format!("start{}end", "é".repeat(REQUEST_KEPT));
+        let kept = kept_request(huge);
+        assert!(kept.len() < REQUEST_KEPT + 300);
+        assert!(kept.starts_with("start") && kept.ends_with("end"));
+        assert!(kept.contains("bytes of the request not kept here"));
+    }
+
+    #[test]
+    fn an_unreadable_ledger_approves_nothing_and_takes_nothing() {
+        let (_dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        std::fs::write(ledger.file(), "{not json").unwrap();
+        assert!(matches!(
+            ledger.find("alice", "sha256:a"),
+            Err(LedgerError::Unreadable { .. })
+        ));
+        assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
+        assert!(ledger.claim("x", "sha256:a").is_err());
+        // And the file is left as it was, for a person to look at.
+        assert_eq!(std::fs::read_to_string(ledger.file()).unwrap(), "{not json");
     }
 }
