@@ -359,12 +359,7 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    #![expect(
-        clippy::unwrap_used,
-        clippy::indexing_slicing,
-        clippy::panic,
-        reason = "tests"
-    )]
+    #![expect(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
 
