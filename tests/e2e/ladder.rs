@@ -627,3 +627,29 @@ fn four_eyes_needs_another_approvers_passkey() {
         setup.approvals()
     );
 }
+
+#[test]
+fn a_pending_approval_outlives_the_process_that_asked() {
+    let setup = setup(60);
+    // Over stdio each client starts its own Portcullis, which ends with it.
+    let argv = crate::support::portcullis_stdio(&setup.config);
+    let stdio = Target::Stdio(&argv);
+    let first = ts_call(&stdio, "fx.send_message", SEND);
+    let (_, id) = pending_link(&first["result"]);
+    assert!(
+        setup
+            .at_terminal("approve", &id, "approve\n")
+            .status
+            .success()
+    );
+    // A new process (a restart, or another client's) finds the approval and runs the call once.
+    let ran = ts_call(&stdio, "fx.send_message", SEND);
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    let again = ts_call(&stdio, "fx.send_message", SEND);
+    assert_ne!(pending_link(&again["result"]).1, id);
+    assert_eq!(setup.sent(), 1);
+}
