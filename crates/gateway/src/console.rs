@@ -212,7 +212,10 @@ fn render_pending(pending: &Result<Vec<Pending>, String>, now: u64) -> String {
         .iter()
         .map(|approval| {
             let standing = match &approval.standing {
-                Standing::Waiting => "waiting".to_owned(),
+                Standing::Waiting => match &approval.not_by {
+                    Some(subject) => format!("waiting for an approver other than {subject}"),
+                    None => "waiting".to_owned(),
+                },
                 Standing::Approved { by, .. } => format!("approved by {by}, not yet run"),
                 Standing::Declined { by, .. } => format!("denied by {by}"),
                 Standing::Used { .. } => "used".to_owned(),

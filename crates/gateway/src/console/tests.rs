@@ -13,6 +13,7 @@ fn pending(tool: &str, user: &str, request: &str, created: u64) -> Pending {
         user: user.to_owned(),
         tool: tool.to_owned(),
         request: request.to_owned(),
+        not_by: None,
         created,
         expires: created + 600,
         standing: Standing::Waiting,
@@ -54,6 +55,17 @@ fn a_pending_approval_shows_its_tool_user_and_link_but_never_its_request() {
     // Nothing here approves: no form, no button.
     assert!(
         !page.contains("<form") && !page.contains("<button"),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_four_eyes_approval_says_who_may_not_approve_it() {
+    let mut approval = pending("fx.send", "alice", "", 0);
+    approval.not_by = Some("alice".to_owned());
+    let page = render_pending(&Ok(vec![approval]), 0);
+    assert!(
+        page.contains("waiting for an approver other than alice"),
         "{page}"
     );
 }
