@@ -25,6 +25,12 @@ fn the_shipped_config_checks_clean() {
             "{stdout}"
         );
     }
+    // And the digest of each profile, as its `sandbox_started` record names it.
+    assert_eq!(
+        stdout.matches("\n  profile digest: ").count(),
+        3,
+        "{stdout}"
+    );
     let files = stdout
         .split("upstream `files`")
         .nth(1)

@@ -827,7 +827,10 @@ fn report_containment(config: &Config, values: &BTreeMap<String, String>) -> Vec
                 );
                 println!("  {command}");
             }
-            ContainmentReport::Contained(description) => {
+            ContainmentReport::Contained {
+                description,
+                digest,
+            } => {
                 println!("upstream `{name}`: contained");
                 if let Some(runs) = launched_command(config, &name) {
                     println!("  runs: {runs}");
@@ -835,6 +838,7 @@ fn report_containment(config: &Config, values: &BTreeMap<String, String>) -> Vec
                 for line in description.lines() {
                     println!("  {line}");
                 }
+                println!("  profile digest: {digest}");
             }
             ContainmentReport::Unenforceable(error) => problems.push(format!(
                 "upstream `{name}` cannot be contained, so it will not start: {error}"

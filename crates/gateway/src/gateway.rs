@@ -17,6 +17,7 @@ use crate::instances::InstanceParts;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::recorder::Recorder;
+use crate::sandbox::{ContainmentReport, containment_reports};
 use crate::sessions::Sessions;
 use crate::upstream::Exposure;
 use crate::upstreams::{UpstreamStatus, Upstreams};
@@ -45,6 +46,10 @@ pub struct Gateway {
     pub(crate) argument_check: arguments::ArgumentCheck,
     /// Each HTTP upstream's credentials: users' delegated grants, or service authority.
     pub(crate) credentials: Arc<Credentials>,
+    /// How each upstream is contained, as `portcullis check` reports it, worked out once at
+    /// start (from config and the inherited environment, which the gateway does not keep):
+    /// what the console shows.
+    pub(crate) containment: Vec<(UpstreamName, ContainmentReport)>,
 }
 
 /// The tools an upstream shows an identity, each with what cleaning removed from its texts and
@@ -78,6 +83,7 @@ impl Gateway {
             shutdown,
         } = parts;
         let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
+        let containment = containment_reports(config, &inherited);
         let sessions = Arc::new(Sessions::default());
         let exposure = Exposure {
             namespacing: config.namespacing,
@@ -117,6 +123,7 @@ impl Gateway {
             pending: Arc::default(),
             shutdown,
             credentials,
+            containment,
         });
         gateway.watch_policy();
         Ok(gateway)

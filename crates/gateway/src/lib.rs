@@ -13,6 +13,7 @@ mod ask;
 mod attach;
 mod authorize;
 mod catalog;
+mod console;
 pub mod credentials;
 mod error;
 mod evidence;

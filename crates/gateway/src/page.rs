@@ -102,6 +102,7 @@ pub async fn serve_page(
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
         .route("/approve.js", get(script))
+        .merge(crate::console::routes(gateway.clone()))
         .layer(middleware::from_fn_with_state(page.clone(), own_host))
         .with_state(page);
     let shutdown = gateway.shutdown.child_token();
@@ -162,7 +163,7 @@ fn guarded(mut response: Response, content_type: &'static str) -> Response {
     response
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -177,7 +178,7 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn html(status: StatusCode, title: &str, body: &str) -> Response {
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
          <script src=\"/approve.js\" defer></script></head>\
