@@ -25,8 +25,9 @@ use portcullis_core::UpstreamName;
 
 use crate::approval::ledger::{Pending, Standing};
 use crate::gateway::Gateway;
+use crate::html::{escape, html};
 use crate::hygiene::is_hidden;
-use crate::page::{escape, html};
+
 use crate::sandbox::ContainmentReport;
 use crate::upstreams::UpstreamStatus;
 

@@ -19,6 +19,7 @@ mod error;
 mod evidence;
 mod forms;
 mod gateway;
+mod html;
 mod http;
 mod hygiene;
 mod instances;

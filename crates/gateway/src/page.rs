@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use portcullis_approver::{Approvers, Assertion, CEREMONY_JS};
 use crate::approval::ledger::{DecidedBy, Ledger, Pending, Standing};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::html::{escape, guarded, html, plain};
 
 /// The header that carries the page's token on the page's own requests.
 const TOKEN_HEADER: &str = "x-portcullis-token";
@@ -135,57 +136,6 @@ async fn own_host(State(page): State<Arc<Page>>, request: Request, next: Next) -
         }
     }
     next.run(request).await
-}
-
-fn plain(status: StatusCode, text: &str) -> Response {
-    guarded(
-        (status, text.to_owned()).into_response(),
-        "text/plain; charset=utf-8",
-    )
-}
-
-/// Never cached, never framed, no referrer (the link names the approval), scripts only from
-/// the page itself.
-fn guarded(mut response: Response, content_type: &'static str) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_TYPE, content_type),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
-}
-
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-pub(crate) fn html(status: StatusCode, title: &str, body: &str) -> Response {
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
-         <script src=\"/approve.js\" defer></script></head>\
-         <body style=\"font-family: sans-serif; max-width: 60em; margin: 2em auto\"><h1>{title}</h1>{body}</body></html>",
-        title = escape(title)
-    );
-    guarded((status, page).into_response(), "text/html; charset=utf-8")
 }
 
 /// 128 random bits, base64url.
