@@ -9,10 +9,10 @@
 //! and a restart loses no approval. A file that cannot be read or parsed is an error: no
 //! approval is taken from it and none is added to it (nothing runs on doubt).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portcullis_credentials::private_file::{self, Access};
 use serde::{Deserialize, Serialize};
 
 use super::kept;
@@ -208,13 +208,10 @@ impl Ledger {
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir).map_err(unwritable)?;
         }
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(unwritable)?;
-        lock.lock().map_err(unwritable)?;
+        // Created 0600 without following a link planted at its path; an existing one must be
+        // a regular file, of any mode (earlier versions created it with the umask's).
+        let _lock = private_file::lock(&self.lock, Access::AnyMode)
+            .map_err(|error| unwritable(error.into()))?;
         let mut book = self.read()?;
         let now = now();
         let before = book.approvals.len();
@@ -231,9 +228,13 @@ impl Ledger {
             file: self.file.display().to_string(),
             error,
         };
-        match std::fs::read(&self.file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Book::default()),
+        // Approvals are taken only from a regular file nobody but its owner can reach, never
+        // through a symbolic link: whoever can write the ledger could approve anything.
+        match private_file::read(&self.file, Access::OwnerOnly) {
+            Ok(Some(bytes)) => {
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))
+            }
+            Ok(None) => Ok(Book::default()),
             Err(error) => Err(unreadable(error.to_string())),
         }
     }
@@ -361,6 +362,8 @@ impl Ledger {
 mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
 
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn ledger() -> (tempfile::TempDir, Ledger) {
@@ -456,13 +459,61 @@ mod tests {
         let (_dir, ledger) = ledger();
         std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
         std::fs::write(ledger.file(), "{not json").unwrap();
-        assert!(matches!(
-            ledger.find("alice", "sha256:a"),
-            Err(LedgerError::Unreadable { .. })
-        ));
+        std::fs::set_permissions(ledger.file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let error = ledger.find("alice", "sha256:a").unwrap_err();
+        assert!(matches!(error, LedgerError::Unreadable { .. }), "{error}");
+        assert!(!error.to_string().contains("refusing"), "{error}");
         assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
         assert!(ledger.claim("x", "sha256:a").is_err());
         // And the file is left as it was, for a person to look at.
         assert_eq!(std::fs::read_to_string(ledger.file()).unwrap(), "{not json");
+    }
+
+    #[test]
+    fn a_ledger_others_can_reach_or_a_link_is_refused_and_left_alone() {
+        let (dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        std::fs::write(ledger.file(), "{\"approvals\": []}").unwrap();
+        std::fs::set_permissions(ledger.file(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let error = ledger.list().unwrap_err();
+        assert!(matches!(error, LedgerError::Unreadable { .. }), "{error}");
+        assert!(error.to_string().contains("mode 0666"), "{error}");
+        assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
+
+        std::fs::remove_file(ledger.file()).unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, "{\"approvals\": []}").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, ledger.file()).unwrap();
+        let error = ledger.list().unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&elsewhere).unwrap(),
+            "{\"approvals\": []}"
+        );
+    }
+
+    #[test]
+    fn a_planted_link_as_the_lock_file_is_not_followed() {
+        let (dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        let target = dir.path().join("not-created");
+        std::os::unix::fs::symlink(&target, ledger.file().with_extension("lock")).unwrap();
+        let error = ledger.open(new("sha256:a", "alice", None)).unwrap_err();
+        assert!(matches!(error, LedgerError::Unwritable { .. }), "{error}");
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_lock_file_an_earlier_version_made_with_the_umask_is_still_used() {
+        let (_dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        let lock = ledger.file().with_extension("lock");
+        std::fs::write(&lock, "").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o664)).unwrap();
+        ledger.open(new("sha256:a", "alice", None)).unwrap();
+        assert_eq!(ledger.list().unwrap().len(), 1);
     }
 }
