@@ -25,6 +25,12 @@ fn the_shipped_config_checks_clean() {
             "{stdout}"
         );
     }
+    // And the digest of each profile, as its `sandbox_started` record names it.
+    assert_eq!(
+        stdout.matches("\n  profile digest: ").count(),
+        3,
+        "{stdout}"
+    );
     let files = stdout
         .split("upstream `files`")
         .nth(1)
@@ -330,6 +336,7 @@ fn explain_acts_as_the_local_identity_and_knows_scopes_and_taint() {
     assert!(ok, "{stderr}");
     assert!(out.starts_with("decision: allow with approval"), "{out}");
     assert!(out.contains("the taint rule"), "{out}");
+    assert!(out.contains("  approval: required"), "{out}");
     assert!(out.contains("    https://collect.example/?d=1"), "{out}");
 }
 
@@ -473,15 +480,16 @@ fn check_finds_what_would_fail_at_serve() {
         );
     }
 
-    // The whole disk as a root: allowed, with a warning.
+    // The whole disk as a root: a warning, and refused, since it holds Portcullis's own state.
     let scratch = Scratch::new();
     let config = scratch
         .config("[[upstream]]\nname = \"everywhere\"\ncommand = [\"true\"]\nroots = [\"/\"]\n");
     let (ok, stdout, stderr) = check(&config);
-    assert!(ok, "{stdout}\n{stderr}");
+    assert!(!ok, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("warning")
-            && stderr.contains("upstream `everywhere`: root `/` grants it every file"),
+            && stderr.contains("upstream `everywhere`: root `/` grants it every file")
+            && stderr.contains("upstream `everywhere`: `/` holds Portcullis's state directory"),
         "{stderr}"
     );
 
@@ -594,4 +602,41 @@ fn doctor_says_what_the_machine_gives_and_what_to_fix() {
     let (passed, lines) = doctor(&home, &broken);
     assert!(!passed, "{lines}");
     assert!(lines.contains("FAIL  `"), "{lines}");
+}
+
+#[test]
+fn no_upstream_is_granted_portcullis_state() {
+    let scratch = Scratch::new();
+    let state = scratch.sub("state");
+    let work = scratch.sub("work");
+    let link = scratch.path().join("through-a-link");
+    std::os::unix::fs::symlink(scratch.path(), &link).unwrap_or_else(|e| panic!("{e}"));
+    // The scratch directory holds `state/` (the evidence, the pending approvals, the
+    // passkeys): granting it, as a root, a per-identity root, a read-only path, or through a
+    // link, would let the upstream approve its own calls.
+    for grant in [
+        Upstream::fixture("fx", &work).roots(&[scratch.path()]),
+        Upstream::fixture("fx", &work).roots(&[&link]),
+        Upstream::fixture("fx", &work).roots(&[&state]),
+        Upstream::fixture("fx", &work).read_only(&[&scratch.path().display().to_string()]),
+    ] {
+        let config = scratch.config(Config::new().upstream(grant));
+        let (ok, _, stderr) = check(&config);
+        assert!(!ok, "{stderr}");
+        assert!(
+            stderr.contains("holds Portcullis's state directory"),
+            "{stderr}"
+        );
+        let (served, _, said) = portcullis(&["serve"], &config);
+        assert!(!served, "{said}");
+        assert!(
+            said.contains("holds Portcullis's state directory"),
+            "{said}"
+        );
+    }
+    // A root beside the state directory is fine.
+    let config =
+        scratch.config(Config::new().upstream(Upstream::fixture("fx", &work).roots(&[&work])));
+    let (ok, _, stderr) = check(&config);
+    assert!(ok, "{stderr}");
 }

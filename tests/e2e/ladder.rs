@@ -170,7 +170,7 @@ fn the_link_alone_approves_nothing(link: &str) {
     assert!(page.contains("eve@evil.example"), "{page}");
     let origin = format!("http://localhost:{}", port(link));
     let token = page
-        .split("data-token=\"")
+        .split("name=\"token\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap_or("");
@@ -195,6 +195,19 @@ fn the_link_alone_approves_nothing(link: &str) {
         ),
     );
     assert_eq!(forged.0, 403, "{forged:?}");
+    // Another reader loading the page (an agent holding the link) does not spoil the token of
+    // the page the person has open: it still gets to the passkey step (here: nobody enrolled).
+    let _ = get(link);
+    let challenge = raw_http(
+        port(link),
+        &format!(
+            "POST {}/challenge HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: {origin}\r\nx-portcullis-token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            &link[link.find("/approvals/").unwrap_or(0)..],
+            port(link)
+        ),
+    );
+    assert_eq!(challenge.0, 503, "{challenge:?}");
+    assert!(challenge.1.contains("enrol"), "{challenge:?}");
     let rebound = raw_http(
         port(link),
         &format!(
@@ -613,4 +626,30 @@ fn four_eyes_needs_another_approvers_passkey() {
         "{:?}",
         setup.approvals()
     );
+}
+
+#[test]
+fn a_pending_approval_outlives_the_process_that_asked() {
+    let setup = setup(60);
+    // Over stdio each client starts its own Portcullis, which ends with it.
+    let argv = crate::support::portcullis_stdio(&setup.config);
+    let stdio = Target::Stdio(&argv);
+    let first = ts_call(&stdio, "fx.send_message", SEND);
+    let (_, id) = pending_link(&first["result"]);
+    assert!(
+        setup
+            .at_terminal("approve", &id, "approve\n")
+            .status
+            .success()
+    );
+    // A new process (a restart, or another client's) finds the approval and runs the call once.
+    let ran = ts_call(&stdio, "fx.send_message", SEND);
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    let again = ts_call(&stdio, "fx.send_message", SEND);
+    assert_ne!(pending_link(&again["result"]).1, id);
+    assert_eq!(setup.sent(), 1);
 }

@@ -8,6 +8,7 @@ mod agreement;
 mod approval;
 mod boundaries;
 mod cli;
+mod console;
 mod containment;
 mod credentials;
 mod environment;

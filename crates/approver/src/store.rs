@@ -2,12 +2,12 @@
 //! and replaced atomically, under a lock, for every change.
 
 use std::ffi::OsString;
-use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::fs::{DirBuilder, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use portcullis_credentials::private_file::{self, Access, Refusal, Step};
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{Passkey, Uuid};
 
@@ -16,10 +16,6 @@ use crate::ApproverError;
 /// The version of the file's format this code writes and reads; any other is refused, so a
 /// file written by a newer Portcullis is never half-understood.
 const FORMAT_VERSION: u32 = 1;
-
-/// How often opening a file is retried when its path turns out to name another file than the
-/// one just inspected (another process renamed a new version over it in between).
-const OPEN_ATTEMPTS: usize = 8;
 
 /// What the file holds.
 #[derive(Serialize, Deserialize)]
@@ -91,10 +87,7 @@ impl Store {
         let Some(file_name) = path.file_name().map(OsString::from) else {
             return Err(refused(&path, "it does not name a file"));
         };
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = private_file::directory_of(&path);
         let sibling = |suffix: &str| {
             let mut name = file_name.clone();
             name.push(suffix);
@@ -116,12 +109,14 @@ impl Store {
     /// The passkeys as the file holds them now; an absent file means nobody enrolled. Needs
     /// no lock: writers replace the file by rename, so a reader sees one whole version.
     pub(crate) fn read(&self) -> Result<Enrolled, ApproverError> {
-        let Some(mut file) = open_existing(&self.path, "it")? else {
+        // INVARIANT: passkeys are trusted only from a regular file that nobody but its owner
+        // can reach, never through a symbolic link: whoever can write the file can enrol a
+        // passkey of their own and so approve anything.
+        let read = private_file::read(&self.path, Access::OwnerOnly)
+            .map_err(|error| approver_error(error, "it", &self.path))?;
+        let Some(text) = read else {
             return Ok(Enrolled::default());
         };
-        let mut text = Vec::new();
-        file.read_to_end(&mut text)
-            .map_err(|error| io_error("read", &self.path, error))?;
         let enrolled: Enrolled =
             serde_json::from_slice(&text).map_err(|error| self.corrupt(error.to_string()))?;
         if enrolled.version != FORMAT_VERSION {
@@ -158,9 +153,8 @@ impl Store {
             .mode(0o700)
             .create(&self.dir)
             .map_err(|error| io_error("create the directory of", &self.path, error))?;
-        let file = open_lock_file(&self.lock_path)?;
-        file.lock()
-            .map_err(|error| io_error("lock", &self.lock_path, error))?;
+        let file = private_file::lock(&self.lock_path, Access::OwnerOnly)
+            .map_err(|error| approver_error(error, "its lock file", &self.path))?;
         Ok(WriteLock {
             _file: file,
             _guard: guard,
@@ -173,35 +167,8 @@ impl Store {
     fn write(&self, enrolled: &Enrolled) -> Result<(), ApproverError> {
         let text =
             serde_json::to_vec_pretty(enrolled).map_err(|error| self.corrupt(error.to_string()))?;
-        let tmp = &self.tmp_path;
-        // A temporary file left by a crash is stale: only the lock holder writes it.
-        match fs::remove_file(tmp) {
-            Ok(()) => {}
-            Err(error) if error.kind() == ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("remove the stale copy of", tmp, error)),
-        }
-        // INVARIANT: `create_new` (O_EXCL) never follows a symbolic link nor reuses a file
-        // someone else made, so the passkeys land only in a file this call created 0600.
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .and_then(|mut file| {
-                file.write_all(&text)?;
-                file.sync_all()
-            });
-        if let Err(error) = written {
-            let _ = fs::remove_file(tmp);
-            return Err(io_error("write", tmp, error));
-        }
-        if let Err(error) = fs::rename(tmp, &self.path) {
-            let _ = fs::remove_file(tmp);
-            return Err(io_error("replace", &self.path, error));
-        }
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|error| io_error("sync the directory of", &self.path, error))
+        private_file::replace(&self.path, &self.tmp_path, &text)
+            .map_err(|error| approver_error(error, "it", &self.path))
     }
 
     fn corrupt(&self, reason: String) -> ApproverError {
@@ -212,87 +179,37 @@ impl Store {
     }
 }
 
-/// Opens the lock file, creating it (0600) if absent.
-fn open_lock_file(path: &Path) -> Result<File, ApproverError> {
-    for _ in 0..OPEN_ATTEMPTS {
-        if let Some(file) = open_existing(path, "its lock file")? {
-            return Ok(file);
-        }
-        // `create_new` does not follow a link planted meanwhile.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(file) => return Ok(file),
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(io_error("create", path, error)),
-        }
-    }
-    Err(changing(path))
-}
-
-/// Opens `path` for reading if it exists and is a regular file only its owner can change;
-/// `None` if absent. The path is inspected without following links, then opened, and the
-/// opened file must be the one inspected: a link or a file swapped in between is never read.
-fn open_existing(path: &Path, what: &str) -> Result<Option<File>, ApproverError> {
-    for _ in 0..OPEN_ATTEMPTS {
-        let inspected = match fs::symlink_metadata(path) {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error("inspect", path, error)),
-        };
-        check_owned(path, what, &inspected)?;
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error("open", path, error)),
-        };
-        let opened = file
-            .metadata()
-            .map_err(|error| io_error("inspect", path, error))?;
-        if opened.dev() == inspected.dev() && opened.ino() == inspected.ino() {
-            check_owned(path, what, &opened)?;
-            return Ok(Some(file));
+/// A private-file error in this crate's words. `what` is the subject of refusals ("it" for
+/// the file itself, "its lock file"); `file` is the approvers file, which the directory's
+/// fsync is reported against.
+fn approver_error(error: private_file::Error, what: &str, file: &Path) -> ApproverError {
+    match error {
+        private_file::Error::Io { step, path, source } => match step {
+            Step::RemoveStale => io_error("remove the stale copy of", &path, source),
+            Step::SyncDirectory => io_error("sync the directory of", file, source),
+            _ => io_error(step.verb(), &path, source),
+        },
+        private_file::Error::Refused { path, refusal } => {
+            let reason = match refusal {
+                Refusal::SymbolicLink => {
+                    format!("{what} is a symbolic link, which Portcullis does not follow")
+                }
+                Refusal::NotRegularFile => format!("{what} is not a regular file"),
+                Refusal::Mode(mode) if refusal.others_can_write() => format!(
+                    "{what} has mode {mode:04o}, so other users could enrol a passkey of their \
+                     own; if nobody else could have changed it, run `chmod 600 {}`",
+                    path.display()
+                ),
+                Refusal::Mode(mode) => format!(
+                    "{what} has mode {mode:04o}, so other users can read it; \
+                     if nobody else should, run `chmod 600 {}`",
+                    path.display()
+                ),
+                Refusal::KeptChanging => refusal.to_string(),
+            };
+            refused(&path, &reason)
         }
     }
-    Err(changing(path))
-}
-
-/// INVARIANT: passkeys are trusted only from a regular file that nobody but its owner can
-/// change, never through a symbolic link: whoever can write the file can enrol a passkey of
-/// their own and so approve anything.
-fn check_owned(path: &Path, what: &str, metadata: &Metadata) -> Result<(), ApproverError> {
-    let file_type = metadata.file_type();
-    if file_type.is_symlink() {
-        return Err(refused(
-            path,
-            &format!("{what} is a symbolic link, which Portcullis does not follow"),
-        ));
-    }
-    if !file_type.is_file() {
-        return Err(refused(path, &format!("{what} is not a regular file")));
-    }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(refused(
-            path,
-            &format!(
-                "{what} has mode {mode:04o}, so other users could enrol a passkey of their own; \
-                 if nobody else could have changed it, run `chmod 600 {}`",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn changing(path: &Path) -> ApproverError {
-    refused(
-        path,
-        "it was replaced again on every attempt to open it; check what else writes there",
-    )
 }
 
 fn refused(path: &Path, reason: &str) -> ApproverError {

@@ -379,3 +379,17 @@ fn a_failed_change_writes_nothing() {
     assert!(failed.is_err());
     assert!(!file.exists());
 }
+
+/// The check is the credential store's, the stricter of the two: group or others may not even
+/// read the file (it names the approvers and their passkeys' ids).
+#[test]
+fn a_file_others_can_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("approvers.json");
+    fs::write(&file, "{\"version\": 1, \"approvers\": []}").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+    let error = Approvers::open(file, &origin()).unwrap_err();
+    assert!(matches!(error, ApproverError::Refused { .. }), "{error}");
+    assert!(error.to_string().contains("mode 0640"), "{error}");
+    assert!(error.to_string().contains("chmod 600"), "{error}");
+}

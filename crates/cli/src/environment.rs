@@ -29,6 +29,7 @@ pub(crate) struct Findings {
 pub(crate) fn check_environment(config: &Config, values: &BTreeMap<String, String>) -> Findings {
     let mut findings = Findings::default();
     variables(config, values, &mut findings.errors);
+    findings.errors.extend(exposed_state(config));
     for upstream in &config.upstreams {
         roots(upstream, &mut findings);
         untainting(upstream, &mut findings.warnings);
@@ -149,6 +150,79 @@ fn roots(upstream: &Upstream, findings: &mut Findings) {
             ));
         }
     }
+}
+
+/// What decides for Portcullis and what it keeps: the directories of the evidence log (and
+/// beside it the pending approvals, the approvers' passkeys, the known recipients, the scoped
+/// answers) and of the credential store; the configuration, its schema and policies (reloaded
+/// when they change); the launchers' package directory (other upstreams' code); each per-user
+/// upstream's state directory.
+fn protected(config: &Config) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = [&config.evidence.file, &config.credentials.store]
+        .into_iter()
+        .filter_map(|file| file.parent().map(Path::to_path_buf))
+        .collect();
+    paths.push(config.file.clone());
+    paths.extend(config.policy.schema.iter().cloned());
+    paths.extend(config.policy.policies.iter().cloned());
+    let env = |name: &str| std::env::var(name).ok();
+    paths.extend(portcullis_launch::packages_dir(config, &env).ok());
+    paths.extend(
+        config
+            .upstreams
+            .iter()
+            .filter_map(|upstream| match &upstream.instance {
+                portcullis_config::Instance::PerUser(per_user) => Some(per_user.state.clone()),
+                portcullis_config::Instance::Shared => None,
+            }),
+    );
+    paths.iter().map(|path| resolved(path)).collect()
+}
+
+/// `path` with its links followed where it exists (else as written).
+fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// INVARIANT: no contained upstream is granted a path that holds Portcullis's own state or
+/// what decides for it: an upstream that could write there could approve its own calls (the
+/// pending approvals, the passkeys), rewrite the policy, change another upstream's code, or
+/// edit the evidence. A root, a per-identity root or a read-only path that is one of them or
+/// above one is an error for `check`, and `serve` refuses it.
+pub(crate) fn exposed_state(config: &Config) -> Vec<String> {
+    let state = protected(config);
+    let mut problems = Vec::new();
+    for upstream in &config.upstreams {
+        let UpstreamTransport::Stdio { containment, .. } = &upstream.transport else {
+            continue;
+        };
+        let read_only = match containment {
+            portcullis_config::Containment::Contained(grants) => grants.read_only.as_slice(),
+            _ => &[],
+        };
+        let granted = upstream
+            .roots
+            .iter()
+            .chain(
+                upstream
+                    .roots_for
+                    .iter()
+                    .flat_map(|entry| entry.roots.iter()),
+            )
+            .chain(read_only);
+        for path in granted {
+            let grant = resolved(path);
+            if let Some(dir) = state.iter().find(|dir| dir.starts_with(&grant)) {
+                problems.push(format!(
+                    "upstream `{}`: `{}` holds Portcullis's state directory or configuration (`{}`: evidence, pending approvals, passkeys, credentials, policies or packages): an upstream granted it could approve its own calls, rewrite the policy or edit the evidence; grant a narrower directory, or keep Portcullis's files elsewhere",
+                    upstream.name,
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// `trusted = false` with `taint = "none"` is allowed (someone may read an upstream they do not

@@ -20,12 +20,13 @@ use portcullis_gateway::{
     UpstreamStatus, call_facts, containment_reports, load_policy, reach, remove_instance_state,
     serve_http, serve_metrics, serve_page, serve_stdio,
 };
-use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, Verdict, decide_call};
+use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, decide_call};
 use tokio_util::sync::CancellationToken;
 
 mod approvals;
 mod doctor;
 mod environment;
+mod explain;
 mod import;
 mod install;
 mod pins;
@@ -547,7 +548,7 @@ fn main() -> ExitCode {
             arguments,
             tainted,
             offline,
-        } => explain(
+        } => explain::explain(
             &config,
             &identity,
             (&tool, !offline),
@@ -835,7 +836,10 @@ fn report_containment(config: &Config, values: &BTreeMap<String, String>) -> Vec
                 );
                 println!("  {command}");
             }
-            ContainmentReport::Contained(description) => {
+            ContainmentReport::Contained {
+                description,
+                digest,
+            } => {
                 println!("upstream `{name}`: contained");
                 if let Some(runs) = launched_command(config, &name) {
                     println!("  runs: {runs}");
@@ -843,6 +847,7 @@ fn report_containment(config: &Config, values: &BTreeMap<String, String>) -> Vec
                 for line in description.lines() {
                     println!("  {line}");
                 }
+                println!("  profile digest: {digest}");
             }
             ContainmentReport::Unenforceable(error) => problems.push(format!(
                 "upstream `{name}` cannot be contained, so it will not start: {error}"
@@ -1225,176 +1230,6 @@ fn foreseen(
     format!("{effect}; {comes_to}")
 }
 
-fn explain(
-    path: &Path,
-    identity: &AsIdentity,
-    (tool, look): (&str, bool),
-    arguments: Option<&str>,
-    session: Session,
-) -> anyhow::Result<()> {
-    // Offline, nothing starts: a launcher upstream need not be prepared.
-    let config = if look {
-        launched(path, Missing::Fail)?
-    } else {
-        load(path)?
-    };
-    let engine = policy(&config)?;
-    let envelope = identity.envelope(&config);
-    let arguments: Option<serde_json::Map<String, serde_json::Value>> = arguments
-        .map(|text| serde_json::from_str(text).context("the arguments are not a JSON object"))
-        .transpose()?;
-    let catalog = if look {
-        Some(live_check(&config, &envelope, tool, arguments.as_ref())?)
-    } else {
-        None
-    };
-    let names: Vec<_> = config.upstreams.iter().map(|u| u.name.clone()).collect();
-    let Some((upstream, local)) = config
-        .namespacing
-        .resolve(&names, tool)
-        .and_then(|n| Some((config.upstreams.get(n.upstream)?, n.local)))
-    else {
-        bail!("`{tool}` names no configured upstream");
-    };
-    if let Some(Err(Catalogued::NotListed)) = catalog {
-        bail!(
-            "upstream `{}` does not list `{tool}`: there is no such tool, so no call of it can run",
-            upstream.name
-        );
-    }
-    let catalog_note = match &catalog {
-        Some(Ok(_)) => format!(
-            "catalog: upstream `{}` lists `{tool}`; its arguments pass the check stage (schema, and paths against config's roots)",
-            upstream.name
-        ),
-        Some(Err(Catalogued::Unavailable(reason))) => format!(
-            "catalog: could not look (upstream `{}`: {reason}); decided from config alone, arguments unchecked",
-            upstream.name
-        ),
-        Some(Err(Catalogued::NotListed)) | None => {
-            "catalog: not consulted (--offline); decided from config alone, arguments unchecked"
-                .to_owned()
-        }
-    };
-    let unchecked = match &catalog {
-        Some(Ok(Some(denied))) => Some(denied.clone()),
-        _ => None,
-    };
-    let tainted = session == Session::Tainted;
-    let rules = upstream.tool_rules(local);
-    let (outcome, reach) = decided_from_config(
-        (&config, &engine),
-        (identity, &envelope),
-        (upstream, local),
-        arguments.as_ref(),
-        tainted,
-    );
-    // As in serve: a visible tool's arguments are checked before policy decides.
-    if let (Some(denied), false) = (&unchecked, matches!(outcome, CallDecision::Hidden(_))) {
-        println!("decision: deny (refused before policy: {denied})");
-        println!(
-            "  decided at: check (the arguments against the tool's input schema, then paths against the roots)"
-        );
-        println!(
-            "  acting as: {} ({})",
-            envelope.user().subject,
-            envelope.user().issuer
-        );
-        return Ok(());
-    }
-    let (step, verdict) = match &outcome {
-        CallDecision::Hidden(Hidden::MissingScopes(missing)) => {
-            println!("decision: deny (the tool is not listed, so it cannot be called)");
-            println!(
-                "  decided at: required scopes (missing `{}`; this identity cannot step up to them)",
-                missing.join("`, `")
-            );
-            println!(
-                "  acting as: {} ({})",
-                envelope.user().subject,
-                envelope.user().issuer
-            );
-            return Ok(());
-        }
-        CallDecision::Hidden(Hidden::ByPolicy(_)) => (
-            "list_tool (the tool is hidden, so it cannot be called)",
-            "deny",
-        ),
-        CallDecision::Denied { .. } => ("call_tool", "deny"),
-        CallDecision::Allowed(_) => ("call_tool", "allow"),
-        CallDecision::NeedsApproval {
-            because_tainted: true,
-            ..
-        } => (
-            "call_tool, then the taint rule (the session read untrusted content)",
-            "allow with approval (the person is asked in their client; the call runs only on a yes)",
-        ),
-        CallDecision::NeedsApproval { .. } => (
-            "call_tool",
-            "allow with approval (the person is asked in their client; the call runs only on a yes)",
-        ),
-    };
-    let Some(decision) = outcome.decision() else {
-        return Ok(());
-    };
-    let user = envelope.user();
-    println!("decision: {verdict}");
-    println!("  decided at: {step}");
-    if let Reach::Network { why, urls } = &reach {
-        println!("  reaches the network: {why}");
-        for (url, _) in urls {
-            println!("    {url}");
-        }
-    }
-    println!("  acting as: {} ({})", user.subject, user.issuer);
-    println!("  {catalog_note}");
-    let list = |values: &BTreeSet<String>| {
-        if values.is_empty() {
-            "none".to_owned()
-        } else {
-            values.iter().cloned().collect::<Vec<_>>().join(", ")
-        }
-    };
-    println!(
-        "  groups: {}; tenant: {}; scopes: {}",
-        list(envelope.groups()),
-        envelope.tenant().unwrap_or("none"),
-        list(envelope.scopes())
-    );
-    println!(
-        "  tool: {local} of upstream {} (surface {}, effect {})",
-        upstream.name,
-        upstream.surface,
-        rules.effect()
-    );
-    println!("  required scopes: {}", list(&rules.scopes));
-    if decision.verdict == Verdict::Deny {
-        println!("  told to the client: {}", decision.deny_reason());
-    }
-    for error in &decision.errors {
-        println!("  evaluation error: {error}");
-    }
-    if decision.policies.is_empty() {
-        println!("determined by: no policy (Cedar denies what no policy permits)");
-    } else {
-        println!("determined by:");
-        for reference in &decision.policies {
-            let place = if reference.line > 0 {
-                format!("{}:{}", reference.file, reference.line)
-            } else {
-                reference.file.clone()
-            };
-            println!("  {} ({place})", reference.id);
-            if let Some(text) = engine.policy_text(reference) {
-                for line in text.lines() {
-                    println!("    {line}");
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Starts the approval page. One that cannot listen leaves Portcullis serving without it: a
 /// client that cannot show an approval form then has no call approved (and the log says why).
 async fn serve_approval_page(gateway: &Arc<Gateway>, address: SocketAddr) {
@@ -1420,6 +1255,9 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
     let findings = environment::check_environment(&config, &secret::upstream_environment(&config)?);
     for problem in findings.errors.iter().chain(&findings.warnings) {
         tracing::warn!("{problem}");
+    }
+    if let Some(problem) = environment::exposed_state(&config).first() {
+        bail!("{problem}");
     }
     if let Some(listen) = listen {
         if !listen.ip().is_loopback() && config.http.auth.is_none() {

@@ -167,24 +167,13 @@ pub(crate) fn upstream_credential(
     }
     let scopes = scope_list(report, &raw.scopes);
     let flag = |value: &Option<Spanned<bool>>| value.as_ref().is_some_and(|v| *v.get_ref());
-    let refuse = |report: &mut Reporter<'_>, keys: &[(&str, Option<std::ops::Range<usize>>)]| {
-        for (key, span) in keys {
-            if let Some(span) = span {
-                report.at(
-                    Some(span.clone()),
-                    format!(
-                        "`{key}` does not apply to `kind = \"{}\"`",
-                        raw.kind.get_ref()
-                    ),
-                );
-            }
-        }
-    };
+    let kind = raw.kind.get_ref().as_str();
     let span_of = |value: &Option<Spanned<bool>>| value.as_ref().map(Spanned::span);
     match raw.kind.get_ref().as_str() {
         "oauth" => {
             refuse(
                 report,
+                kind,
                 &[
                     ("env", raw.env.as_ref().map(Spanned::span)),
                     ("header", raw.header.as_ref().map(Spanned::span)),
@@ -201,6 +190,7 @@ pub(crate) fn upstream_credential(
         "client_credentials" => {
             refuse(
                 report,
+                kind,
                 &[
                     ("env", raw.env.as_ref().map(Spanned::span)),
                     ("header", raw.header.as_ref().map(Spanned::span)),
@@ -220,52 +210,7 @@ pub(crate) fn upstream_credential(
                 ServiceCredential::ClientCredentials { client, scopes },
             ))
         }
-        "api_key" => {
-            refuse(
-                report,
-                &[
-                    ("issuer", raw.issuer.as_ref().map(Spanned::span)),
-                    ("client_id", raw.client_id.as_ref().map(Spanned::span)),
-                    (
-                        "client_secret_env",
-                        raw.client_secret_env.as_ref().map(Spanned::span),
-                    ),
-                    ("loopback", span_of(&raw.loopback)),
-                    ("exchange", span_of(&raw.exchange)),
-                    ("hide_tools", span_of(&raw.hide_tools)),
-                ],
-            );
-            if !raw.scopes.is_empty() {
-                report.at(
-                    Some(spanned.span()),
-                    "`scopes` does not apply to `kind = \"api_key\"`: a key has whatever authority it was issued with",
-                );
-            }
-            let Some(env) = raw.env.as_ref() else {
-                report.at(
-                    Some(spanned.span()),
-                    "`kind = \"api_key\"` needs `env`, the environment variable holding the key",
-                );
-                return None;
-            };
-            let env = env_name(report, env)?;
-            let header = raw.header.as_ref().and_then(|header| {
-                let name = header.get_ref();
-                let valid = !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !valid {
-                    report.at(
-                        Some(header.span()),
-                        format!("`{}` is not an HTTP header name", header.get_ref()),
-                    );
-                }
-                valid.then(|| header.get_ref().to_ascii_lowercase())
-            });
-            Some(UpstreamCredential::Service(ServiceCredential::ApiKey {
-                env,
-                header,
-            }))
-        }
+        "api_key" => api_key(report, raw, spanned),
         other => {
             report.at(
                 Some(raw.kind.span()),
@@ -276,6 +221,72 @@ pub(crate) fn upstream_credential(
             None
         }
     }
+}
+
+/// Each of `keys` that is set is reported as not applying to `kind`.
+fn refuse(report: &mut Reporter<'_>, kind: &str, keys: &[(&str, Option<std::ops::Range<usize>>)]) {
+    for (key, span) in keys {
+        if let Some(span) = span {
+            report.at(
+                Some(span.clone()),
+                format!("`{key}` does not apply to `kind = \"{kind}\"`"),
+            );
+        }
+    }
+}
+
+/// `kind = "api_key"`: the key's variable and, when not `Authorization: Bearer`, its header.
+fn api_key(
+    report: &mut Reporter<'_>,
+    raw: &RawCredential,
+    spanned: &Spanned<RawCredential>,
+) -> Option<UpstreamCredential> {
+    let span_of = |value: &Option<Spanned<bool>>| value.as_ref().map(Spanned::span);
+    refuse(
+        report,
+        "api_key",
+        &[
+            ("issuer", raw.issuer.as_ref().map(Spanned::span)),
+            ("client_id", raw.client_id.as_ref().map(Spanned::span)),
+            (
+                "client_secret_env",
+                raw.client_secret_env.as_ref().map(Spanned::span),
+            ),
+            ("loopback", span_of(&raw.loopback)),
+            ("exchange", span_of(&raw.exchange)),
+            ("hide_tools", span_of(&raw.hide_tools)),
+        ],
+    );
+    if !raw.scopes.is_empty() {
+        report.at(
+            Some(spanned.span()),
+            "`scopes` does not apply to `kind = \"api_key\"`: a key has whatever authority it was issued with",
+        );
+    }
+    let Some(env) = raw.env.as_ref() else {
+        report.at(
+            Some(spanned.span()),
+            "`kind = \"api_key\"` needs `env`, the environment variable holding the key",
+        );
+        return None;
+    };
+    let env = env_name(report, env)?;
+    let header = raw.header.as_ref().and_then(|header| {
+        let name = header.get_ref();
+        let valid =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            report.at(
+                Some(header.span()),
+                format!("`{}` is not an HTTP header name", header.get_ref()),
+            );
+        }
+        valid.then(|| header.get_ref().to_ascii_lowercase())
+    });
+    Some(UpstreamCredential::Service(ServiceCredential::ApiKey {
+        env,
+        header,
+    }))
 }
 
 fn oauth_client(

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::Path;
 
+use crate::private_file::{self, Refusal};
+
 /// A credential store error. Every message about the file names it and says what to do; none
 /// carries a token, the key text, or anything decrypted from the file.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,30 @@ impl StoreError {
         Self::Refused {
             path: path.display().to_string(),
             reason: reason.into(),
+        }
+    }
+
+    /// A private-file error in this crate's words; `what` is the subject of refusals ("it"
+    /// for the store itself, "this lock file").
+    pub(crate) fn private_file(error: private_file::Error, what: &str) -> Self {
+        match error {
+            private_file::Error::Io { step, path, source } => Self::io(step.verb(), &path, source),
+            private_file::Error::Refused { path, refusal } => {
+                let reason = match refusal {
+                    Refusal::SymbolicLink => format!(
+                        "{what} is a symbolic link, which Portcullis does not follow; configure \
+                         the path of the file itself"
+                    ),
+                    Refusal::NotRegularFile => format!("{what} is not a regular file"),
+                    Refusal::Mode(mode) => format!(
+                        "{what} has mode {mode:04o}, so other users can reach it; \
+                         if nobody else could have changed it, run `chmod 600 {}`",
+                        path.display()
+                    ),
+                    Refusal::KeptChanging => refusal.to_string(),
+                };
+                Self::refused(&path, reason)
+            }
         }
     }
 }

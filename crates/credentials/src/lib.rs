@@ -41,6 +41,7 @@
 mod error;
 mod format;
 mod grant;
+pub mod private_file;
 mod secret;
 mod store;
 

@@ -3,19 +3,14 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::fs::{DirBuilder, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::format::{self, Credentials};
+use crate::private_file::{self, Access};
 use crate::{CredentialKey, Grant, GrantSummary, Secret, StoreError, StoreKey};
-
-/// How often opening a file is retried when its path turns out to name another file than the
-/// one just inspected (another process renamed a new version over it in between). Each retry
-/// means a write completed meanwhile, so a few are plenty.
-const OPEN_ATTEMPTS: usize = 8;
 
 /// A handle on the credential store file. Clone it freely: clones share one key and one
 /// in-process writer lock, and are `Send + Sync`.
@@ -35,7 +30,6 @@ struct Inner {
     /// `FILE.tmp`: where a new version is written before it is renamed over the store.
     /// One fixed name is enough: only the holder of the lock writes it.
     tmp_path: PathBuf,
-    dir: PathBuf,
     key: StoreKey,
     /// `flock` excludes open file descriptions, not threads: two threads of this process
     /// could both hold the lock through one description. Each change opens its own, and this
@@ -63,10 +57,7 @@ impl CredentialStore {
         let Some(file_name) = path.file_name() else {
             return Err(StoreError::refused(path, "it does not name a file"));
         };
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = private_file::directory_of(path);
         // Only a directory created here gets 0700; an existing one is the operator's choice.
         DirBuilder::new()
             .recursive(true)
@@ -83,7 +74,6 @@ impl CredentialStore {
             path: path.to_path_buf(),
             lock_path: sibling(".lock"),
             tmp_path: sibling(".tmp"),
-            dir: dir.clone(),
             key,
             writer: Mutex::new(()),
         };
@@ -180,9 +170,8 @@ impl Inner {
         // Poisoning only means another thread panicked holding `()`; the file is consistent
         // either way, because it is only ever replaced whole.
         let guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let file = open_lock_file(&self.lock_path)?;
-        file.lock()
-            .map_err(|error| StoreError::io("lock", &self.lock_path, error))?;
+        let file = private_file::lock(&self.lock_path, Access::OwnerOnly)
+            .map_err(|error| StoreError::private_file(error, "this lock file"))?;
         Ok(WriteLock {
             _file: file,
             _guard: guard,
@@ -200,14 +189,11 @@ impl Inner {
         }
     }
 
+    /// The file's bytes, `None` if absent; refused unless it is a regular file only its owner
+    /// can access, never through a symbolic link.
     fn read_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(mut file) = open_existing(&self.path, "it")? else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|error| StoreError::io("read", &self.path, error))?;
-        Ok(Some(bytes))
+        private_file::read(&self.path, Access::OwnerOnly)
+            .map_err(|error| StoreError::private_file(error, "it"))
     }
 
     /// Replaces the file with `credentials`: written to `FILE.tmp` (0600 from its creation,
@@ -216,127 +202,7 @@ impl Inner {
     /// the lock.
     fn write(&self, credentials: &Credentials) -> Result<(), StoreError> {
         let bytes = format::seal(&self.path, &self.key, credentials)?;
-        let tmp = &self.tmp_path;
-        // A temporary file left by a crash is stale: only the lock holder writes it.
-        match fs::remove_file(tmp) {
-            Ok(()) => {}
-            Err(error) if error.kind() == ErrorKind::NotFound => {}
-            Err(error) => return Err(StoreError::io("remove the stale", tmp, error)),
-        }
-        // INVARIANT: `create_new` (O_EXCL) never follows a symbolic link and never reuses a
-        // file someone else made, so the secrets land only in a file this call created 0600.
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .and_then(|mut file| {
-                file.write_all(&bytes)?;
-                file.sync_all()
-            });
-        if let Err(error) = written {
-            let _ = fs::remove_file(tmp);
-            return Err(StoreError::io("write", tmp, error));
-        }
-        if let Err(error) = fs::rename(tmp, &self.path) {
-            let _ = fs::remove_file(tmp);
-            return Err(StoreError::io("replace", &self.path, error));
-        }
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|error| StoreError::io("sync the directory", &self.dir, error))
+        private_file::replace(&self.path, &self.tmp_path, &bytes)
+            .map_err(|error| StoreError::private_file(error, "it"))
     }
-}
-
-/// Opens the lock file, creating it (0600) if absent.
-fn open_lock_file(path: &Path) -> Result<File, StoreError> {
-    for _ in 0..OPEN_ATTEMPTS {
-        if let Some(file) = open_existing(path, "this lock file")? {
-            return Ok(file);
-        }
-        // Absent: create it. `create_new` does not follow a link planted meanwhile.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(file) => return Ok(file),
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(StoreError::io("create", path, error)),
-        }
-    }
-    Err(changing(path))
-}
-
-/// Opens `path` for reading if it exists and is a private regular file; `None` if absent.
-///
-/// The path is inspected without following links, then opened, and the opened file must be
-/// the one inspected: a link or a file swapped in between is never read. `what` is the
-/// subject of refusals ("it" for the store itself, "this lock file").
-fn open_existing(path: &Path, what: &str) -> Result<Option<File>, StoreError> {
-    for _ in 0..OPEN_ATTEMPTS {
-        let inspected = match fs::symlink_metadata(path) {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(StoreError::io("inspect", path, error)),
-        };
-        check_private(path, what, &inspected)?;
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(StoreError::io("open", path, error)),
-        };
-        let opened = file
-            .metadata()
-            .map_err(|error| StoreError::io("inspect", path, error))?;
-        if opened.dev() == inspected.dev() && opened.ino() == inspected.ino() {
-            // The mode again, of the file actually read.
-            check_private(path, what, &opened)?;
-            return Ok(Some(file));
-        }
-        // Replaced in between, normally by another writer's rename: look again.
-    }
-    Err(changing(path))
-}
-
-/// INVARIANT: secrets are read only from a regular file that only its owner can access, and
-/// never through a symbolic link (a link could point Portcullis at a file someone else
-/// controls, or make it overwrite one on the next write).
-fn check_private(path: &Path, what: &str, metadata: &Metadata) -> Result<(), StoreError> {
-    let file_type = metadata.file_type();
-    if file_type.is_symlink() {
-        return Err(StoreError::refused(
-            path,
-            format!(
-                "{what} is a symbolic link, which Portcullis does not follow; configure the \
-                 path of the file itself"
-            ),
-        ));
-    }
-    if !file_type.is_file() {
-        return Err(StoreError::refused(
-            path,
-            format!("{what} is not a regular file"),
-        ));
-    }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(StoreError::refused(
-            path,
-            format!(
-                "{what} has mode {mode:04o}, so other users can reach it; \
-                 if nobody else could have changed it, run `chmod 600 {}`",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn changing(path: &Path) -> StoreError {
-    StoreError::refused(
-        path,
-        "it was replaced again on every attempt to open it; check what else writes there",
-    )
 }

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::pins::{PinBook, Review};
 use crate::policy::PolicyStore;
 use crate::recorder::Recorder;
+use crate::sandbox::{ContainmentReport, containment_reports};
 use crate::sessions::Sessions;
 use crate::upstream::Exposure;
 use crate::upstreams::{UpstreamStatus, Upstreams};
@@ -48,6 +49,10 @@ pub struct Gateway {
     pub(crate) credentials: Arc<Credentials>,
     /// The pins every upstream's listings are compared with.
     pub(crate) pins: Arc<PinBook>,
+    /// How each upstream is contained, as `portcullis check` reports it, worked out once at
+    /// start (from config and the inherited environment, which the gateway does not keep):
+    /// what the console shows.
+    pub(crate) containment: Vec<(UpstreamName, ContainmentReport)>,
 }
 
 /// The tools an upstream shows an identity, each with what cleaning removed from its texts and
@@ -84,6 +89,7 @@ impl Gateway {
             shutdown,
         } = parts;
         let recorder = recorder.reads_without_evidence(config.evidence.reads_without_evidence);
+        let containment = containment_reports(config, &inherited);
         let sessions = Arc::new(Sessions::default());
         let exposure = Exposure {
             namespacing: config.namespacing,
@@ -125,6 +131,7 @@ impl Gateway {
             shutdown,
             credentials,
             pins,
+            containment,
         });
         gateway.watch_policy();
         gateway.watch_pins();

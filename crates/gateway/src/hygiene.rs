@@ -54,7 +54,7 @@ impl std::fmt::Display for Removed {
 /// Whether `c` is removed wherever it occurs: controls (but newline and tab), bidirectional
 /// marks, overrides and isolates, zero-width and other invisible characters, Unicode tags and
 /// variation selectors.
-fn is_hidden(c: char) -> bool {
+pub(crate) fn is_hidden(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
         | '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,11 +25,15 @@ use portcullis_approver::{Approvers, Assertion, CEREMONY_JS};
 use crate::approval::ledger::{DecidedBy, Ledger, Pending, Standing};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::html::{escape, guarded, html, plain};
 
 /// The header that carries the page's token on the page's own requests.
 const TOKEN_HEADER: &str = "x-portcullis-token";
 
-/// How long a passkey challenge may be answered.
+/// The most approval pages served and not yet expired at once (each holds a token).
+const MAX_PAGES: usize = 1024;
+
+/// How long a page's token, and a passkey challenge, may be used.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 
 /// The page's script: the ceremony, then the glue that runs it when the person presses
@@ -45,9 +49,12 @@ struct Page {
     origin: String,
     /// The `Host` values the page answers to.
     hosts: Vec<String>,
-    /// The token each approval's page was last served with.
-    tokens: Mutex<HashMap<String, String>>,
-    /// Passkey challenges handed out, by approval id, until answered or expired.
+    /// The token of each page served, and the approval it was served for: each page has its
+    /// own, so one reader reloading the page (an agent holding the link) cannot spoil the
+    /// person's.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Passkey challenges handed out, by the token of the page that asked, until answered or
+    /// expired.
     challenges: Mutex<HashMap<String, (Assertion, Instant)>>,
 }
 
@@ -96,6 +103,7 @@ pub async fn serve_page(
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
         .route("/approve.js", get(script))
+        .merge(crate::console::routes(gateway.clone()))
         .layer(middleware::from_fn_with_state(page.clone(), own_host))
         .with_state(page);
     let shutdown = gateway.shutdown.child_token();
@@ -128,57 +136,6 @@ async fn own_host(State(page): State<Arc<Page>>, request: Request, next: Next) -
         }
     }
     next.run(request).await
-}
-
-fn plain(status: StatusCode, text: &str) -> Response {
-    guarded(
-        (status, text.to_owned()).into_response(),
-        "text/plain; charset=utf-8",
-    )
-}
-
-/// Never cached, never framed, no referrer (the link names the approval), scripts only from
-/// the page itself.
-fn guarded(mut response: Response, content_type: &'static str) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_TYPE, content_type),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
-         <script src=\"/approve.js\" defer></script></head>\
-         <body style=\"font-family: sans-serif; max-width: 60em; margin: 2em auto\"><h1>{title}</h1>{body}</body></html>",
-        title = escape(title)
-    );
-    guarded((status, page).into_response(), "text/html; charset=utf-8")
 }
 
 /// 128 random bits, base64url.
@@ -242,7 +199,15 @@ async fn show(State(page): State<Arc<Page>>, Path(id): Path<String>) -> Response
         );
     };
     if let Ok(mut tokens) = page.tokens.lock() {
-        tokens.insert(id.clone(), token.clone());
+        tokens.retain(|_, (_, at)| at.elapsed() < CHALLENGE_TTL);
+        if tokens.len() >= MAX_PAGES {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many pages open",
+                "<p>Too many approval pages were opened in the last minutes; try again shortly.</p>",
+            );
+        }
+        tokens.insert(token.clone(), (id.clone(), Instant::now()));
     }
     let approve = match &page.approvers {
         Ok(approvers) if approvers.is_empty().unwrap_or(true) => format!(
@@ -271,7 +236,7 @@ async fn show(State(page): State<Arc<Page>>, Path(id): Path<String>) -> Response
     )
 }
 
-/// Whether `presented` is the token approval `id`'s page was served with.
+/// Whether `presented` is the token of a page served for approval `id`, still fresh.
 fn token_matches(page: &Page, id: &str, presented: Option<&str>) -> bool {
     let Some(presented) = presented else {
         return false;
@@ -279,7 +244,11 @@ fn token_matches(page: &Page, id: &str, presented: Option<&str>) -> bool {
     page.tokens
         .lock()
         .ok()
-        .and_then(|tokens| tokens.get(id).map(|token| token == presented))
+        .and_then(|tokens| {
+            tokens
+                .get(presented)
+                .map(|(for_id, at)| for_id == id && at.elapsed() < CHALLENGE_TTL)
+        })
         .unwrap_or(false)
 }
 
@@ -295,9 +264,11 @@ async fn challenge(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !token_matches(&page, &id, header_token(&headers)) {
+    let Some(token) = header_token(&headers).filter(|token| token_matches(&page, &id, Some(token)))
+    else {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
-    }
+    };
+    let token = token.to_owned();
     if !matches!(find(&page, &id).await, Ok(Some(found)) if found.standing == Standing::Waiting) {
         return plain(StatusCode::NOT_FOUND, "this approval is no longer waiting");
     }
@@ -309,7 +280,7 @@ async fn challenge(
         Ok((options, state)) => {
             if let Ok(mut challenges) = page.challenges.lock() {
                 challenges.retain(|_, (_, at)| at.elapsed() < CHALLENGE_TTL);
-                challenges.insert(id, (state, Instant::now()));
+                challenges.insert(token, (state, Instant::now()));
             }
             guarded(options.to_string().into_response(), "application/json")
         }
@@ -325,14 +296,15 @@ async fn approve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !token_matches(&page, &id, header_token(&headers)) {
+    let Some(token) = header_token(&headers).filter(|token| token_matches(&page, &id, Some(token)))
+    else {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
-    }
+    };
     let state = page
         .challenges
         .lock()
         .ok()
-        .and_then(|mut challenges| challenges.remove(&id))
+        .and_then(|mut challenges| challenges.remove(token))
         .filter(|(_, at)| at.elapsed() < CHALLENGE_TTL);
     let (Some((state, _)), Ok(approvers)) = (state, &page.approvers) else {
         return plain(
@@ -405,7 +377,7 @@ async fn decide(
     match decided {
         Ok(approval) => {
             if let Ok(mut tokens) = page.tokens.lock() {
-                tokens.remove(&approval.id);
+                tokens.retain(|_, (for_id, _)| *for_id != approval.id);
             }
             tracing::info!(approval = %approval.id, tool = %approval.tool, approved = approve, by = %standing_by(&approval.standing), "decided on the approval page");
             let text = if approve {

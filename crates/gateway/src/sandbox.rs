@@ -149,8 +149,9 @@ pub enum ContainmentReport {
     Uncontained,
     /// Contained by its container engine: the final command line.
     Container(String),
-    /// The effective sandbox, as `describe()` renders it.
-    Contained(String),
+    /// The effective sandbox, as `describe()` renders it, and its profile's digest (as the
+    /// upstream's `sandbox_started` record names it).
+    Contained { description: String, digest: String },
     /// Why it cannot be contained, so the upstream would not start.
     Unenforceable(String),
 }
@@ -178,14 +179,21 @@ pub fn containment_reports(
                         UpstreamTransport::Http { .. } => String::new(),
                     })
                 }
-                Some(Ok(StartSandbox::Contained(prepared))) => {
-                    ContainmentReport::Contained(prepared.describe())
-                }
+                Some(Ok(StartSandbox::Contained(prepared))) => ContainmentReport::Contained {
+                    description: prepared.describe(),
+                    digest: profile_digest(&prepared),
+                },
                 Some(Err(error)) => ContainmentReport::Unenforceable(error.to_string()),
             };
             (upstream.name.clone(), report)
         })
         .collect()
+}
+
+/// The digest of a prepared sandbox's profile: what the evidence records of each contained
+/// start, and what `check` and the console show.
+pub(crate) fn profile_digest(prepared: &Prepared) -> String {
+    portcullis_audit::digest_bytes(prepared.digest_input().as_bytes())
 }
 
 /// The parts of a stdio upstream's config that decide what it needs to run.

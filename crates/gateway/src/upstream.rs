@@ -898,7 +898,7 @@ impl UpstreamHandle {
         for warning in sandbox.warnings() {
             tracing::warn!(upstream = %self.name(), "{warning}");
         }
-        let profile = portcullis_audit::digest_bytes(sandbox.digest_input().as_bytes());
+        let profile = crate::sandbox::profile_digest(&sandbox);
         tracing::info!(upstream = %self.name(), %profile, "starting the upstream contained");
         tracing::debug!(upstream = %self.name(), sandbox = %sandbox.describe(), "its sandbox");
         sandbox.install(command);

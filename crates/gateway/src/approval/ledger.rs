@@ -9,13 +9,21 @@
 //! and a restart loses no approval. A file that cannot be read or parsed is an error: no
 //! approval is taken from it and none is added to it (nothing runs on doubt).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portcullis_credentials::private_file::{self, Access};
 use serde::{Deserialize, Serialize};
 
 use super::kept;
+
+/// The longest change request the ledger keeps whole (bytes); a longer one keeps its two
+/// halves' ends, saying what was left out, so that a call with huge arguments cannot make
+/// every approval rewrite megabytes.
+const REQUEST_KEPT: usize = 1 << 20;
+
+/// The most approvals one user may have waiting at once: a model cannot fill the ledger.
+const WAITING_PER_USER: usize = 64;
 
 /// Where one approval stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +96,10 @@ pub enum LedgerError {
     #[error("no approval `{0}` is waiting (unknown, expired, or already decided)")]
     NotWaiting(String),
     #[error(
+        "{0} approvals of this user already wait for a person; approve or deny them (`portcullis approvals`), or let them expire, first"
+    )]
+    TooMany(usize),
+    #[error(
         "approval `{0}` needs someone other than `{1}` (four eyes): another approver's passkey, on the approval page"
     )]
     NeedsAnother(String, String),
@@ -145,6 +157,28 @@ fn new_id() -> Result<String, String> {
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
+/// `request` whole when it is at most [`REQUEST_KEPT`] bytes, else its first and last halves
+/// of that, with what is between counted.
+fn kept_request(request: String) -> String {
+    if request.len() <= REQUEST_KEPT {
+        return request;
+    }
+    let half = REQUEST_KEPT / 2;
+    let head_end = (0..=half)
+        .rev()
+        .find(|&i| request.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail_start = (request.len() - half..request.len())
+        .find(|&i| request.is_char_boundary(i))
+        .unwrap_or(request.len());
+    format!(
+        "{}\n…[{} bytes of the request not kept here: the call's arguments are longer than the page shows; deny it unless you know what it does]…\n{}",
+        request.get(..head_end).unwrap_or(""),
+        tail_start - head_end,
+        request.get(tail_start..).unwrap_or("")
+    )
+}
+
 impl Ledger {
     /// The ledger kept in `file` (created on first use).
     pub fn at(file: PathBuf) -> Self {
@@ -174,13 +208,10 @@ impl Ledger {
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir).map_err(unwritable)?;
         }
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(unwritable)?;
-        lock.lock().map_err(unwritable)?;
+        // Created 0600 without following a link planted at its path; an existing one must be
+        // a regular file, of any mode (earlier versions created it with the umask's).
+        let _lock = private_file::lock(&self.lock, Access::AnyMode)
+            .map_err(|error| unwritable(error.into()))?;
         let mut book = self.read()?;
         let now = now();
         let before = book.approvals.len();
@@ -197,9 +228,13 @@ impl Ledger {
             file: self.file.display().to_string(),
             error,
         };
-        match std::fs::read(&self.file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Book::default()),
+        // Approvals are taken only from a regular file nobody but its owner can reach, never
+        // through a symbolic link: whoever can write the ledger could approve anything.
+        match private_file::read(&self.file, Access::OwnerOnly) {
+            Ok(Some(bytes)) => {
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))
+            }
+            Ok(None) => Ok(Book::default()),
             Err(error) => Err(unreadable(error.to_string())),
         }
     }
@@ -234,22 +269,30 @@ impl Ledger {
                 .iter()
                 .find(|entry| entry.user == new.user && entry.fingerprint == new.fingerprint)
             {
-                return (open.clone(), false);
+                return (Ok(open.clone()), false);
+            }
+            let waiting = book
+                .approvals
+                .iter()
+                .filter(|entry| entry.user == new.user && entry.standing == Standing::Waiting)
+                .count();
+            if waiting >= WAITING_PER_USER {
+                return (Err(LedgerError::TooMany(waiting)), false);
             }
             let entry = Pending {
                 id,
                 fingerprint: new.fingerprint.to_owned(),
                 user: new.user.to_owned(),
                 tool: new.tool.to_owned(),
-                request: new.request,
+                request: kept_request(new.request),
                 not_by: new.not_by,
                 created: now,
                 expires: now.saturating_add(new.ttl.as_secs()),
                 standing: Standing::Waiting,
             };
             book.approvals.push(entry.clone());
-            (entry, true)
-        })
+            (Ok(entry), true)
+        })?
     }
 
     /// The live approval `id`.
@@ -312,5 +355,165 @@ impl Ledger {
             entry.standing = Standing::Used { at: now };
             (true, true)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::beside(&dir.path().join("state/evidence.jsonl"));
+        (dir, ledger)
+    }
+
+    fn new<'a>(fingerprint: &'a str, user: &'a str, not_by: Option<&str>) -> NewPending<'a> {
+        NewPending {
+            fingerprint,
+            user,
+            tool: "fx.send",
+            request: "send it".to_owned(),
+            ttl: Duration::from_secs(60),
+            not_by: not_by.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_approval_is_claimed_once_by_its_own_action_and_user_only() {
+        let (_dir, ledger) = ledger();
+        let opened = ledger.open(new("sha256:a", "alice", None)).unwrap();
+        // The same action of the same user finds the same approval; nothing is approved yet.
+        assert_eq!(
+            ledger.open(new("sha256:a", "alice", None)).unwrap().id,
+            opened.id
+        );
+        assert!(ledger.find("bob", "sha256:a").unwrap().is_none());
+        assert!(!ledger.claim(&opened.id, "sha256:a").unwrap());
+        ledger
+            .decide(&opened.id, true, DecidedBy::Terminal)
+            .unwrap();
+        assert!(!ledger.claim(&opened.id, "sha256:b").unwrap());
+        assert!(ledger.claim(&opened.id, "sha256:a").unwrap());
+        assert!(!ledger.claim(&opened.id, "sha256:a").unwrap());
+        // Used, it is gone: the next identical call is asked anew.
+        assert!(ledger.find("alice", "sha256:a").unwrap().is_none());
+        assert!(matches!(
+            ledger.decide(&opened.id, true, DecidedBy::Terminal),
+            Err(LedgerError::NotWaiting(_))
+        ));
+    }
+
+    #[test]
+    fn four_eyes_take_another_approvers_passkey() {
+        let (_dir, ledger) = ledger();
+        let opened = ledger
+            .open(new("sha256:a", "alice", Some("alice")))
+            .unwrap();
+        for decider in [
+            DecidedBy::Terminal,
+            DecidedBy::Passkey("alice"),
+            DecidedBy::Passkey("ALICE"),
+            DecidedBy::Other("the client"),
+        ] {
+            assert!(matches!(
+                ledger.decide(&opened.id, true, decider),
+                Err(LedgerError::NeedsAnother(..))
+            ));
+        }
+        let approved = ledger
+            .decide(&opened.id, true, DecidedBy::Passkey("bob"))
+            .unwrap();
+        assert!(
+            matches!(&approved.standing, Standing::Approved { by, .. } if by == "passkey bob"),
+            "{approved:?}"
+        );
+    }
+
+    #[test]
+    fn a_user_cannot_fill_the_ledger_and_a_huge_request_is_kept_by_its_ends() {
+        let (_dir, ledger) = ledger();
+        for n in 0..WAITING_PER_USER {
+            ledger
+                .open(new(&format!("sha256:{n}"), "alice", None))
+                .unwrap();
+        }
+        assert!(matches!(
+            ledger.open(new("sha256:more", "alice", None)),
+            Err(LedgerError::TooMany(_))
+        ));
+        assert!(ledger.open(new("sha256:more", "bob", None)).is_ok());
+        let huge = format!("start{}end", "é".repeat(REQUEST_KEPT));
+        let kept = kept_request(huge);
+        assert!(kept.len() < REQUEST_KEPT + 300);
+        assert!(kept.starts_with("start") && kept.ends_with("end"));
+        assert!(kept.contains("bytes of the request not kept here"));
+    }
+
+    #[test]
+    fn an_unreadable_ledger_approves_nothing_and_takes_nothing() {
+        let (_dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        std::fs::write(ledger.file(), "{not json").unwrap();
+        std::fs::set_permissions(ledger.file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let error = ledger.find("alice", "sha256:a").unwrap_err();
+        assert!(matches!(error, LedgerError::Unreadable { .. }), "{error}");
+        assert!(!error.to_string().contains("refusing"), "{error}");
+        assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
+        assert!(ledger.claim("x", "sha256:a").is_err());
+        // And the file is left as it was, for a person to look at.
+        assert_eq!(std::fs::read_to_string(ledger.file()).unwrap(), "{not json");
+    }
+
+    #[test]
+    fn a_ledger_others_can_reach_or_a_link_is_refused_and_left_alone() {
+        let (dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        std::fs::write(ledger.file(), "{\"approvals\": []}").unwrap();
+        std::fs::set_permissions(ledger.file(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let error = ledger.list().unwrap_err();
+        assert!(matches!(error, LedgerError::Unreadable { .. }), "{error}");
+        assert!(error.to_string().contains("mode 0666"), "{error}");
+        assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
+
+        std::fs::remove_file(ledger.file()).unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, "{\"approvals\": []}").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, ledger.file()).unwrap();
+        let error = ledger.list().unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&elsewhere).unwrap(),
+            "{\"approvals\": []}"
+        );
+    }
+
+    #[test]
+    fn a_planted_link_as_the_lock_file_is_not_followed() {
+        let (dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        let target = dir.path().join("not-created");
+        std::os::unix::fs::symlink(&target, ledger.file().with_extension("lock")).unwrap();
+        let error = ledger.open(new("sha256:a", "alice", None)).unwrap_err();
+        assert!(matches!(error, LedgerError::Unwritable { .. }), "{error}");
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_lock_file_an_earlier_version_made_with_the_umask_is_still_used() {
+        let (_dir, ledger) = ledger();
+        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        let lock = ledger.file().with_extension("lock");
+        std::fs::write(&lock, "").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o664)).unwrap();
+        ledger.open(new("sha256:a", "alice", None)).unwrap();
+        assert_eq!(ledger.list().unwrap().len(), 1);
     }
 }

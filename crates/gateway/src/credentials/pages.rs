@@ -16,6 +16,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::Credentials;
+use crate::html::escape;
 
 /// The routes of the callback listener.
 pub fn router(credentials: Arc<Credentials>) -> Router {
@@ -23,21 +24,6 @@ pub fn router(credentials: Arc<Credentials>) -> Router {
         .route("/oauth/start/{id}", get(consent).post(decide))
         .route("/oauth/callback", get(callback))
         .with_state(credentials)
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {

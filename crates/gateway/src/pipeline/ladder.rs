@@ -17,7 +17,7 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 
 use super::CallContext;
-use super::approve::{Approval, Asking};
+use super::asking::{Approval, Asking};
 use super::permit::{CallAction, PendingApproval};
 use crate::approval::ledger::{DecidedBy, Ledger, LedgerError, NewPending, Pending, Standing};
 use crate::approval::quirks::{Rung, quirk};

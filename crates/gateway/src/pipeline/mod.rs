@@ -21,6 +21,7 @@
 //! parked call) or claims an approval, once; nothing else in a retry runs anything.
 
 mod approve;
+mod asking;
 mod check;
 mod credential;
 mod decide;
@@ -39,7 +40,7 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use approve::Granted;
+pub use asking::Granted;
 pub use check::Catalogued;
 pub use execute::{CallParts, ToolCall, UpstreamCall};
 pub use permit::{CallAction, CallPermit};
