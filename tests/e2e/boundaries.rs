@@ -802,7 +802,9 @@ fn an_http_body_that_is_not_json_is_a_400_with_a_parse_error() {
         stream
             .write_all(head.as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
-        stream.write_all(body).unwrap_or_else(|e| panic!("{e}"));
+        // A body too large may be answered (413) and the connection closed before all of it is
+        // written: the answer, not the write, is what is checked.
+        let _ = stream.write_all(body);
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         let answer = String::from_utf8_lossy(&answer).into_owned();
