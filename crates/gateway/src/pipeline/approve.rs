@@ -12,9 +12,7 @@ use std::time::Instant;
 
 use portcullis_core::Effect;
 use portcullis_policy::ApprovalRule;
-use rmcp::model::{
-    CallToolResponse, ElicitRequest, ElicitResult, InputRequest, InputRequests, InputRequiredResult,
-};
+use rmcp::model::{CallToolResponse, ElicitResult};
 
 use super::asking::{Approval, Asking};
 use super::decide::{Decided, Facts};
@@ -250,28 +248,17 @@ impl PortcullisServer {
         asking: &Asking<'_>,
     ) -> Approval {
         let approvals = &self.gateway.approvals;
-        if let Err(message) = self
-            .gateway
-            .evidence
-            .record_approval(record, asking.on("asked", Rung::Form, None))
-            .await
-        {
-            return asking.refused(Answer::Failed(message));
-        }
         let id = approvals
             .stateless
             .open(&asking.fingerprint, approvals.timeout);
-        let state = approvals.states.seal_for(
-            &SealedRound::Approval { id },
-            &call.bound_to,
-            approvals.timeout,
-        );
-        let mut questions = InputRequests::new();
-        questions.insert(
-            APPROVAL_KEY.to_owned(),
-            InputRequest::Elicitation(ElicitRequest::new(change.params())),
-        );
-        Approval::Ask(InputRequiredResult::new(Some(questions), Some(state)))
+        self.ask_round(
+            call,
+            record,
+            asking,
+            (Rung::Form, SealedRound::Approval { id }),
+            change.params(),
+        )
+        .await
     }
 
     /// A session-era client is asked with a form. `Ok(None)`: it did not answer within the
@@ -285,11 +272,8 @@ impl PortcullisServer {
         asking: &Asking<'_>,
         follows: bool,
     ) -> Result<Option<Answer>, Answer> {
-        let evidence = &self.gateway.evidence;
-        evidence
-            .record_approval(record, asking.on("asked", Rung::Form, None))
-            .await
-            .map_err(Answer::Failed)?;
+        self.record_rung(record, asking, "asked", Rung::Form, None)
+            .await?;
         let approvals = &self.gateway.approvals;
         // Without a page the form is the only rung: it has the whole approval timeout.
         let wait = if follows {
@@ -306,17 +290,13 @@ impl PortcullisServer {
             }
             Err(_) | Ok(Err(_)) => {
                 tracing::info!(tool = %call.request.name, "the client did not answer the approval form; the approval page follows");
-                evidence
-                    .record_approval(record, asking.on("unanswered", Rung::Form, None))
-                    .await
-                    .map_err(Answer::Failed)?;
+                self.record_rung(record, asking, "unanswered", Rung::Form, None)
+                    .await?;
                 return Ok(None);
             }
         };
-        evidence
-            .record_approval(record, asking.on(answer.as_str(), Rung::Form, None))
-            .await
-            .map_err(Answer::Failed)?;
+        self.record_rung(record, asking, answer.as_str(), Rung::Form, None)
+            .await?;
         Ok(Some(answer))
     }
 

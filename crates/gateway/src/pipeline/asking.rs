@@ -5,12 +5,18 @@
 
 use std::time::Instant;
 
-use rmcp::model::{CallToolResult, InputRequiredResult};
+use rmcp::model::{
+    CallToolResult, ElicitRequest, ElicitRequestParams, InputRequest, InputRequests,
+    InputRequiredResult,
+};
 
+use super::CallContext;
 use super::permit::{CallAction, CallPermit, PendingApproval};
 use crate::approval::quirks::Rung;
-use crate::approval::{Answer, Offer};
-use crate::evidence::ApprovalRecord;
+use crate::approval::{APPROVAL_KEY, Answer, Offer};
+use crate::evidence::{ApprovalRecord, CallRecord};
+use crate::server::PortcullisServer;
+use crate::state::SealedRound;
 
 /// Proof that a person approved the action. Its field is private to this module: nothing but
 /// `Asking::conclude` can mint one, and a `PendingApproval` becomes a permit only with one.
@@ -139,4 +145,48 @@ pub(super) enum Approval {
         message: String,
         decision: portcullis_core::evidence::DecisionSummary,
     },
+}
+
+impl PortcullisServer {
+    /// Records a step of `asking` on `rung` (decided `by` someone outside the client, if so).
+    /// `Err`: the refusal, when it cannot be recorded (nothing is asked or run unrecorded).
+    pub(super) async fn record_rung(
+        &self,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+        answer: &str,
+        rung: Rung,
+        by: Option<&str>,
+    ) -> Result<(), Answer> {
+        self.gateway
+            .evidence
+            .record_approval(record, asking.on(answer, rung, by))
+            .await
+            .map_err(Answer::Failed)
+    }
+
+    /// A stateless client asked `params` on `rung` as an input-required round, its retry
+    /// sealed to `round` and bound to this very request.
+    pub(super) async fn ask_round(
+        &self,
+        call: &CallContext<'_>,
+        record: &CallRecord,
+        asking: &Asking<'_>,
+        (rung, round): (Rung, SealedRound),
+        params: ElicitRequestParams,
+    ) -> Approval {
+        if let Err(failure) = self.record_rung(record, asking, "asked", rung, None).await {
+            return asking.refused(failure);
+        }
+        let approvals = &self.gateway.approvals;
+        let state = approvals
+            .states
+            .seal_for(&round, &call.bound_to, approvals.timeout);
+        let mut questions = InputRequests::new();
+        questions.insert(
+            APPROVAL_KEY.to_owned(),
+            InputRequest::Elicitation(ElicitRequest::new(params)),
+        );
+        Approval::Ask(InputRequiredResult::new(Some(questions), Some(state)))
+    }
 }

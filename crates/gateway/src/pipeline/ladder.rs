@@ -10,10 +10,7 @@
 use std::time::{Duration, Instant};
 
 use portcullis_policy::ApprovalRule;
-use rmcp::model::{
-    ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, InputRequest,
-    InputRequests, InputRequiredResult,
-};
+use rmcp::model::{ElicitRequestParams, ElicitResult, ElicitationAction};
 use rmcp::service::{RequestContext, RoleServer};
 
 use super::CallContext;
@@ -96,7 +93,10 @@ impl PortcullisServer {
                     .await
             }
             Standing::Declined { by, .. } => {
-                self.record_on_page(record, asking, Answer::Declined, by)
+                // A record that cannot be written leaves the refusal as it is (nothing runs).
+                let declined = Answer::Declined.as_str();
+                let _ = self
+                    .record_rung(record, asking, declined, Rung::Pending, Some(by))
                     .await;
                 asking.refused(Answer::Declined)
             }
@@ -105,22 +105,6 @@ impl PortcullisServer {
                 "its approval was already used by another call".to_owned(),
             )),
         })
-    }
-
-    /// Records an answer given outside the client; a record that cannot be written leaves
-    /// the refusal that follows as it is (nothing runs either way).
-    async fn record_on_page(
-        &self,
-        record: &CallRecord,
-        asking: &Asking<'_>,
-        answer: Answer,
-        by: &str,
-    ) {
-        let _ = self
-            .gateway
-            .evidence
-            .record_approval(record, asking.on(answer.as_str(), Rung::Pending, Some(by)))
-            .await;
     }
 
     /// Claims the approved approval `id` for this action, once, and turns it into the permit.
@@ -146,22 +130,14 @@ impl PortcullisServer {
             }
             Err(message) => return asking.refused(Answer::Failed(message)),
         }
-        if let Err(message) = self
-            .gateway
-            .evidence
-            .record_approval(
-                record,
-                asking.on(
-                    Answer::Approved(Chosen::ThisCall).as_str(),
-                    Rung::Pending,
-                    Some(by),
-                ),
-            )
+        let approved = Answer::Approved(Chosen::ThisCall);
+        if let Err(failure) = self
+            .record_rung(record, asking, approved.as_str(), Rung::Pending, Some(by))
             .await
         {
-            return asking.refused(Answer::Failed(message));
+            return asking.refused(failure);
         }
-        asking.conclude(pending, shown, Answer::Approved(Chosen::ThisCall), None)
+        asking.conclude(pending, shown, approved, None)
     }
 
     /// The rungs past the form: the approval opened in the ledger, the client asked to open
@@ -183,11 +159,12 @@ impl PortcullisServer {
         let timeout = self.gateway.approvals.timeout;
         if !ladder.page {
             let _ = self
-                .gateway
-                .evidence
-                .record_approval(
+                .record_rung(
                     record,
-                    asking.on(Answer::Unavailable.as_str(), Rung::Form, None),
+                    asking,
+                    Answer::Unavailable.as_str(),
+                    Rung::Form,
+                    None,
                 )
                 .await;
             return asking.refused(Answer::Unavailable);
@@ -244,12 +221,9 @@ impl PortcullisServer {
         asking: &Asking<'_>,
         opened: &Pending,
     ) -> Result<Option<String>, Answer> {
-        let evidence = &self.gateway.evidence;
         let timeout = self.gateway.approvals.timeout;
-        evidence
-            .record_approval(record, asking.on("asked", Rung::Url, None))
-            .await
-            .map_err(Answer::Failed)?;
+        self.record_rung(record, asking, "asked", Rung::Url, None)
+            .await?;
         let params = self.page_params(call, &opened.id);
         let started = Instant::now();
         let asked = call.context.peer.create_elicitation(params);
@@ -262,13 +236,8 @@ impl PortcullisServer {
                         ledger.decide(&id, false, DecidedBy::Other("the client"))
                     })
                     .await;
-                evidence
-                    .record_approval(
-                        record,
-                        asking.on(Answer::Declined.as_str(), Rung::Url, None),
-                    )
-                    .await
-                    .map_err(Answer::Failed)?;
+                self.record_rung(record, asking, Answer::Declined.as_str(), Rung::Url, None)
+                    .await?;
                 return Err(Answer::Declined);
             }
             _ => return Ok(None),
@@ -277,13 +246,14 @@ impl PortcullisServer {
         match self.decision(call, &opened.id, left).await {
             Some(Standing::Approved { by, .. }) => Ok(Some(by)),
             Some(Standing::Declined { by, .. }) => {
-                evidence
-                    .record_approval(
-                        record,
-                        asking.on(Answer::Declined.as_str(), Rung::Url, Some(&by)),
-                    )
-                    .await
-                    .map_err(Answer::Failed)?;
+                self.record_rung(
+                    record,
+                    asking,
+                    Answer::Declined.as_str(),
+                    Rung::Url,
+                    Some(&by),
+                )
+                .await?;
                 Err(Answer::Declined)
             }
             Some(Standing::Waiting | Standing::Used { .. }) | None => Ok(None),
@@ -299,28 +269,17 @@ impl PortcullisServer {
         asking: &Asking<'_>,
         opened: &Pending,
     ) -> Approval {
-        let approvals = &self.gateway.approvals;
-        if let Err(message) = self
-            .gateway
-            .evidence
-            .record_approval(record, asking.on("asked", Rung::Url, None))
-            .await
-        {
-            return asking.refused(Answer::Failed(message));
-        }
-        let state = approvals.states.seal_for(
-            &SealedRound::Page {
-                id: opened.id.clone(),
-            },
-            &call.bound_to,
-            approvals.timeout,
-        );
-        let mut questions = InputRequests::new();
-        questions.insert(
-            APPROVAL_KEY.to_owned(),
-            InputRequest::Elicitation(ElicitRequest::new(self.page_params(call, &opened.id))),
-        );
-        Approval::Ask(InputRequiredResult::new(Some(questions), Some(state)))
+        let round = SealedRound::Page {
+            id: opened.id.clone(),
+        };
+        self.ask_round(
+            call,
+            record,
+            asking,
+            (Rung::Url, round),
+            self.page_params(call, &opened.id),
+        )
+        .await
     }
 
     /// A stateless retry from the page's round: whether the client declined it there (then
@@ -347,12 +306,7 @@ impl PortcullisServer {
             .in_ledger(move |ledger| ledger.decide(&id, false, DecidedBy::Other("the client")))
             .await;
         let _ = self
-            .gateway
-            .evidence
-            .record_approval(
-                record,
-                asking.on(Answer::Declined.as_str(), Rung::Url, None),
-            )
+            .record_rung(record, asking, Answer::Declined.as_str(), Rung::Url, None)
             .await;
         true
     }
@@ -408,13 +362,11 @@ impl PortcullisServer {
         asking: &Asking<'_>,
         opened: &Pending,
     ) -> Approval {
-        if let Err(message) = self
-            .gateway
-            .evidence
-            .record_approval(record, asking.on("pending", Rung::Pending, None))
+        if let Err(failure) = self
+            .record_rung(record, asking, "pending", Rung::Pending, None)
             .await
         {
-            return asking.refused(Answer::Failed(message));
+            return asking.refused(failure);
         }
         let minutes = opened.expires.saturating_sub(opened.created).div_ceil(60);
         Approval::Pending {
