@@ -96,13 +96,7 @@ impl Setup {
             bin("portcullis").display(),
             self.config.display()
         );
-        let mut child = Command::new("script")
-            .args(["-qec", &line, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run script(1): {e}"));
+        let mut child = at_a_terminal(&line);
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(typed.as_bytes())
@@ -110,6 +104,35 @@ impl Setup {
         }
         child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+/// The shell command `line` started at a pseudo-terminal (`script`), its three streams piped.
+fn at_a_terminal(line: &str) -> std::process::Child {
+    Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run script(1): {e}"))
+}
+
+/// The identical call again: approval `id` still waits (the same link), and nothing was sent.
+fn still_waits(setup: &Setup, target: &Target<'_>, id: &str) {
+    let again = ts_call(target, "fx.send_message", SEND);
+    assert_eq!(pending_link(&again["result"]).1, id);
+    assert_eq!(setup.sent(), 0);
+}
+
+/// The identical call again, once approved: it runs (and is the `sent`th send).
+fn runs(setup: &Setup, target: &Target<'_>, sent: usize) {
+    let ran = ts_call(target, "fx.send_message", SEND);
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    assert_eq!(setup.sent(), sent);
 }
 
 /// The approval's link and id in a pending tool error.
@@ -240,9 +263,7 @@ fn a_client_without_forms_gets_the_link_and_only_the_identical_retry_runs_once()
         "{refused:?}"
     );
     // The identical retry finds the same approval still waiting: the same link, nothing run.
-    let again = ts_call(&http, "fx.send_message", SEND);
-    assert_eq!(pending_link(&again["result"]).1, id);
-    assert_eq!(setup.sent(), 0);
+    still_waits(&setup, &http, &id);
 
     // At a terminal, after reading the request, the person approves.
     let approved = setup.at_terminal("approve", &id, "approve\n");
@@ -397,13 +418,7 @@ fn enrol(setup: &Setup, name: &str, authenticator: &Path) {
         bin("portcullis").display(),
         setup.config.display()
     );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run script(1): {e}"));
+    let mut child = at_a_terminal(&line);
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut lines = BufReader::new(stdout).lines();
     let link = lines
@@ -485,19 +500,11 @@ fn the_page_in_chromium_approves_only_with_the_enrolled_passkey() {
         "a passkey that was never enrolled approved: {:?}",
         refused.report
     );
-    let still = ts_call(&http, "fx.send_message", SEND);
-    assert_eq!(pending_link(&still["result"]).1, id);
-    assert_eq!(setup.sent(), 0);
+    still_waits(&setup, &http, &id);
     // With the enrolled passkey it is approved, and the identical call runs once.
     let approved = approve_in_browser(&link, &enrolled);
     assert!(approved.ok, "{}", approved.stderr);
-    let ran = ts_call(&http, "fx.send_message", SEND);
-    assert_eq!(
-        result_text(&ran["result"]),
-        "sent message to `eve@evil.example`",
-        "{ran}"
-    );
-    assert_eq!(setup.sent(), 1);
+    runs(&setup, &http, 1);
 
     // Rung 2: a client that opens links opens the page; the call waits and runs once the
     // person approved there, in the same request.
@@ -605,19 +612,11 @@ fn four_eyes_needs_another_approvers_passkey() {
         "{terminal:?}"
     );
     assert!(!approve_briefly(&link, &alice).ok);
-    let still = ts_call(&http, "fx.send_message", SEND);
-    assert_eq!(pending_link(&still["result"]).1, id);
-    assert_eq!(setup.sent(), 0);
+    still_waits(&setup, &http, &id);
     // Bob's passkey approves it; the identical call then runs once.
     let approved = approve_in_browser(&link, &bob);
     assert!(approved.ok, "{}", approved.stderr);
-    let ran = ts_call(&http, "fx.send_message", SEND);
-    assert_eq!(
-        result_text(&ran["result"]),
-        "sent message to `eve@evil.example`",
-        "{ran}"
-    );
-    assert_eq!(setup.sent(), 1);
+    runs(&setup, &http, 1);
     assert!(
         setup
             .approvals()
@@ -643,12 +642,7 @@ fn a_pending_approval_outlives_the_process_that_asked() {
             .success()
     );
     // A new process (a restart, or another client's) finds the approval and runs the call once.
-    let ran = ts_call(&stdio, "fx.send_message", SEND);
-    assert_eq!(
-        result_text(&ran["result"]),
-        "sent message to `eve@evil.example`",
-        "{ran}"
-    );
+    runs(&setup, &stdio, 1);
     let again = ts_call(&stdio, "fx.send_message", SEND);
     assert_ne!(pending_link(&again["result"]).1, id);
     assert_eq!(setup.sent(), 1);
