@@ -192,7 +192,7 @@ fn the_console_answers_only_its_own_host_with_the_page_headers_and_takes_no_post
             "frame-ancestors 'none'",
             "x-frame-options: deny",
             "cache-control: no-store",
-            "referrer-policy: no-referrer",
+            "referrer-policy: same-origin",
             "refresh: 5",
             "content-type: text/html; charset=utf-8",
         ] {

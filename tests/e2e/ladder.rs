@@ -136,7 +136,7 @@ fn runs(setup: &Setup, target: &Target<'_>, sent: usize) {
 }
 
 /// The approval's link and id in a pending tool error.
-fn pending_link(result: &Value) -> (String, String) {
+pub(crate) fn pending_link(result: &Value) -> (String, String) {
     let text = result_text(result);
     assert_eq!(result["isError"], true, "{result}");
     let start = text
@@ -155,7 +155,7 @@ fn pending_link(result: &Value) -> (String, String) {
 }
 
 /// The page's port in its link.
-fn port(link: &str) -> u16 {
+pub(crate) fn port(link: &str) -> u16 {
     link.trim_start_matches("http://localhost:")
         .split('/')
         .next()
@@ -163,7 +163,7 @@ fn port(link: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {link}"))
 }
 
-fn get(link: &str) -> (u16, String) {
+pub(crate) fn get(link: &str) -> (u16, String) {
     let path = &link[link.find("/approvals/").unwrap_or(0)..];
     raw_http(
         port(link),

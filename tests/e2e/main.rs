@@ -30,5 +30,6 @@ mod roots;
 mod rust_client;
 mod scoped_approval;
 mod secrets;
+mod sign_in;
 mod starts;
 mod support;

@@ -4,7 +4,7 @@
 //   tests/node/node_modules/node/bin/node tests/node/oidc.mjs --resource URL [--other-resource URL] [--lifetime-secs N]
 //       [--upstream-resource URL]... [--upstream-scopes "a b"] [--upstream-token-ttl SECS]
 //       [--portcullis-client-id ID] [--portcullis-client-secret S] [--portcullis-public]
-//       [--portcullis-auth-method M] [--portcullis-redirect URI]...
+//       [--portcullis-auth-method M] [--portcullis-redirect URI]... [--approval-client ID]
 //
 // Starts two independent oidc-provider instances on 127.0.0.1 (ephemeral ports): "main" and
 // "rogue" (its own keys and issuer, for wrong-issuer tokens). Every token is obtained through the
@@ -20,6 +20,10 @@
 // upstream MCP server that Portcullis calls for its users: a client for Portcullis, refresh
 // tokens, revocation (RFC 7009), introspection, client credentials, RFC 8693 token exchange,
 // and POST /test/revoke-grants. See tests/node/README.md.
+//
+// With --approval-client ID, main also registers the client of Portcullis's approval page: a
+// public native client (PKCE, no secret) whose loopback redirect
+// http://localhost/approvals/signed-in matches on any port, whose tokens are for --resource.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -45,7 +49,8 @@ process.on('unhandledRejection', (e) => fail(e?.stack ?? String(e)));
 const USAGE = `usage: oidc.mjs --resource URL [--other-resource URL] [--lifetime-secs N]
     [--upstream-resource URL]... [--upstream-scopes "a b"] [--upstream-token-ttl SECS]
     [--portcullis-client-id ID] [--portcullis-client-secret S] [--portcullis-public]
-    [--portcullis-auth-method client_secret_basic|client_secret_post|none] [--portcullis-redirect URI]...`;
+    [--portcullis-auth-method client_secret_basic|client_secret_post|none] [--portcullis-redirect URI]...
+    [--approval-client ID]`;
 
 let args;
 try {
@@ -62,6 +67,7 @@ try {
       'portcullis-public': { type: 'boolean', default: false },
       'portcullis-auth-method': { type: 'string' },
       'portcullis-redirect': { type: 'string', multiple: true, default: [] },
+      'approval-client': { type: 'string' },
       'issued-tokens': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -133,6 +139,7 @@ const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const ACCOUNTS = {
   alice: { groups: ['eng'], tenant: 'acme' },
   bob: { groups: ['sales'], tenant: 'globex' },
+  carol: { groups: ['eng', 'approvers'], tenant: 'acme' },
 };
 
 function signingKeys() {
@@ -182,7 +189,20 @@ function portcullisClient() {
   };
 }
 
-function configuration({ upstream }) {
+// The client of Portcullis's approval page (--approval-client), on the main provider only.
+function approvalClient(clientId) {
+  return {
+    client_id: clientId,
+    client_name: 'Portcullis approvals',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: ['http://localhost/approvals/signed-in'],
+  };
+}
+
+function configuration({ upstream, approvals }) {
   return {
     clients: [
       { // public client, PKCE required (pkceRequired defaults to true for auth method none)
@@ -195,6 +215,7 @@ function configuration({ upstream }) {
         redirect_uris: [REDIRECT_URI],
       },
       ...(upstream ? [portcullisClient()] : []),
+      ...(approvals ? [approvalClient(approvals)] : []),
     ],
     pkce: { required: () => true },
     jwks: signingKeys(),
@@ -356,7 +377,9 @@ async function interactionSubmit(provider, req, res) {
   } else {
     result = { error: 'access_denied', error_description: `unexpected prompt ${prompt.name}` };
   }
-  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
+  // As oidc-provider's own example: a consent keeps the login submitted before it, so that a
+  // request with prompt=login (the approval page's) is not sent back to log in again.
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: prompt.name === 'consent' });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,7 +511,7 @@ async function testControl(provider, req, res) {
   return send(200, { account, revoked_grants: revoked });
 }
 
-async function startProvider(name, { upstream = false } = {}) {
+async function startProvider(name, { upstream = false, approvals = undefined } = {}) {
   let provider;
   const routes = (req, res) => {
     const path = req.url.split('?')[0];
@@ -512,7 +535,7 @@ async function startProvider(name, { upstream = false } = {}) {
     server.listen(0, '127.0.0.1', resolve);
   });
   const issuer = `http://127.0.0.1:${server.address().port}`;
-  provider = new Provider(issuer, configuration({ upstream }));
+  provider = new Provider(issuer, configuration({ upstream, approvals }));
   if (args['issued-tokens']) {
     // Every token the token endpoint hands out, one per line, so that a test can look for
     // each of them in everything Portcullis wrote.
@@ -741,7 +764,10 @@ process.stdin.on('error', onStdinClosed);
 process.stdin.resume();
 setTimeout(() => shutdown(`--lifetime-secs ${LIFETIME_SECS} passed`), LIFETIME_SECS * 1000);
 
-[main, rogue] = await Promise.all([startProvider('main', { upstream: UPSTREAM }), startProvider('rogue')]);
+[main, rogue] = await Promise.all([
+  startProvider('main', { upstream: UPSTREAM, approvals: args['approval-client'] }),
+  startProvider('rogue'),
+]);
 log(`main issuer ${main.issuer}, rogue issuer ${rogue.issuer}; node ${process.version}`);
 const [mainMeta, rogueMeta] = await Promise.all([discover(main), discover(rogue)]);
 // The keys the token exchange handler verifies subject tokens with: main's own, as published.

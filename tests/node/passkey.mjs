@@ -4,10 +4,12 @@
 // later one.
 //
 //   node tests/node/passkey.mjs [--authenticator FILE] [--screenshots DIR] [--timeout-ms N] STEP...
-//   STEP: --open URL | --click SELECTOR_OR_TEXT | --expect TEXT   (repeatable, run in order)
+//   STEP: --open URL | --click SELECTOR_OR_TEXT | --fill NAME=VALUE | --expect TEXT
+//         (repeatable, run in order)
 //
 // --open loads URL and waits for it. --click presses the button or link whose accessible name
-// is the text (or the element a CSS selector names, when it starts with # . or [).
+// is the text (or the element a CSS selector names, when it starts with # . or [). --fill
+// types VALUE into the page's input named NAME (a sign-in form's account, say).
 // --expect waits until the page shows TEXT (case-sensitive substring of its visible text).
 // Each step fails after --timeout-ms (default 20000); the whole run after four times that.
 // --authenticator FILE: the authenticator's credentials are loaded from FILE when it exists
@@ -28,7 +30,7 @@ import { chromium } from 'playwright-core';
 
 const USAGE =
   'usage: passkey.mjs [--authenticator FILE] [--screenshots DIR] [--timeout-ms N] ' +
-  '(--open URL | --click SELECTOR_OR_TEXT | --expect TEXT)...';
+  '(--open URL | --click SELECTOR_OR_TEXT | --fill NAME=VALUE | --expect TEXT)...';
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--headless',
@@ -58,6 +60,7 @@ function parse() {
         'timeout-ms': { type: 'string', default: '20000' },
         open: { type: 'string', multiple: true },
         click: { type: 'string', multiple: true },
+        fill: { type: 'string', multiple: true },
         expect: { type: 'string', multiple: true },
       },
       strict: true,
@@ -67,7 +70,7 @@ function parse() {
     usage(e.message);
   }
   const steps = parsed.tokens
-    .filter((token) => token.kind === 'option' && ['open', 'click', 'expect'].includes(token.name))
+    .filter((token) => token.kind === 'option' && ['open', 'click', 'fill', 'expect'].includes(token.name))
     .map((token) => ({ kind: token.name, value: token.value }));
   const timeout = Number(parsed.values['timeout-ms']);
   if (!Number.isInteger(timeout) || timeout <= 0) usage('--timeout-ms must be a positive integer');
@@ -151,6 +154,12 @@ async function runStep(page, step, timeout) {
     case 'click':
       await target(page, step.value).click({ timeout });
       return;
+    case 'fill': {
+      const at = step.value.indexOf('=');
+      if (at <= 0) throw new Error(`--fill ${step.value}: not NAME=VALUE`);
+      await page.locator(`input[name="${step.value.slice(0, at)}"]`).first().fill(step.value.slice(at + 1), { timeout });
+      return;
+    }
     case 'expect':
       await page
         .getByText(new RegExp(escapeRegExp(step.value)))

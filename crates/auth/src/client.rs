@@ -24,7 +24,7 @@
 //! ```
 
 mod challenge;
-mod discovery;
+pub(crate) mod discovery;
 mod endpoint;
 mod error;
 mod flow;

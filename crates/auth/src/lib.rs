@@ -21,6 +21,7 @@ mod metadata;
 mod middleware;
 mod rejection;
 mod server;
+mod sign_in;
 mod token;
 
 pub use client::{
@@ -34,6 +35,7 @@ pub use metadata::ProtectedResourceMetadata;
 pub use middleware::{InboundToken, require_bearer};
 pub use rejection::{BearerError, RejectReason, Rejection};
 pub use server::ResourceServer;
+pub use sign_in::{SignIn, SignInError};
 
 #[cfg(test)]
 mod tests;

@@ -167,6 +167,11 @@ impl ResourceServer {
         &self.inner.settings
     }
 
+    /// The fetcher of the issuer's documents (and of its other endpoints, for a sign-in).
+    pub(crate) fn fetcher(&self) -> &Fetcher {
+        &self.inner.fetcher
+    }
+
     /// Where the protected resource metadata is served (RFC 9728 §3.1).
     pub fn metadata_url(&self) -> &str {
         &self.inner.metadata.url

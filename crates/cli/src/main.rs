@@ -16,9 +16,9 @@ use portcullis_core::clock::{Clock as _, SystemClock};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::pins::{PinBook, Recording};
 use portcullis_gateway::{
-    Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, Reach, Recorder,
-    UpstreamStatus, call_facts, containment_reports, load_policy, reach, remove_instance_state,
-    serve_http, serve_metrics, serve_page, serve_stdio,
+    Catalogued, ContainmentReport, Credentials, Gateway, GatewayParts, PageSignIn, Reach, Recorder,
+    UpstreamStatus, call_facts, containment_reports, discover_issuer, load_policy, reach,
+    remove_instance_state, serve_http, serve_metrics, serve_page, serve_stdio,
 };
 use portcullis_policy::{CallDecision, CallInput, Hidden, PolicyEngine, decide_call};
 use tokio_util::sync::CancellationToken;
@@ -1232,8 +1232,12 @@ fn foreseen(
 
 /// Starts the approval page. One that cannot listen leaves Portcullis serving without it: a
 /// client that cannot show an approval form then has no call approved (and the log says why).
-async fn serve_approval_page(gateway: &Arc<Gateway>, address: SocketAddr) {
-    match serve_page(gateway.clone(), address).await {
+async fn serve_approval_page(
+    gateway: &Arc<Gateway>,
+    address: SocketAddr,
+    sign_in: Option<PageSignIn>,
+) {
+    match serve_page(gateway.clone(), address, sign_in).await {
         Ok((origin, serving)) => {
             eprintln!("portcullis: approval page on {origin}");
             tokio::spawn(async move {
@@ -1289,11 +1293,27 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
             eprintln!("portcullis: sign-in pages on http://{address}/oauth/");
             tokio::spawn(serving);
         }
+        let http = listen.is_some() || http;
+        // Discovery first: the page's sign-in and every request's token need the issuer.
+        let issuer = if http {
+            discover_issuer(&config.http).await?
+        } else {
+            None
+        };
         if let Some(page) = config.approval.page {
-            serve_approval_page(&gateway, page).await;
+            // Over stdio the caller is the local identity, which no issuer signs in: the
+            // page then approves with passkeys.
+            let sign_in = match (&issuer, &config.http.approval_sign_in) {
+                (Some(server), Some(sign_in)) => Some(
+                    PageSignIn::new(server.clone(), sign_in, &|name| std::env::var(name).ok())
+                        .map_err(|error| anyhow::anyhow!("`[http.auth.approval]`: {error}"))?,
+                ),
+                _ => None,
+            };
+            serve_approval_page(&gateway, page, sign_in).await;
         }
-        if listen.is_some() || http {
-            let (address, serving) = serve_http(gateway.clone(), &config.http).await?;
+        if http {
+            let (address, serving) = serve_http(gateway.clone(), &config.http, issuer).await?;
             if let Some(metrics) = config.http.metrics {
                 let (bound, scraping) = serve_metrics(gateway.clone(), metrics).await?;
                 eprintln!("portcullis: metrics on http://{bound}/metrics");

@@ -339,7 +339,7 @@ fn oauth_client(
     })
 }
 
-fn env_name(report: &mut Reporter<'_>, name: &Spanned<String>) -> Option<String> {
+pub(crate) fn env_name(report: &mut Reporter<'_>, name: &Spanned<String>) -> Option<String> {
     if is_env_name(name.get_ref()) {
         Some(name.get_ref().clone())
     } else {

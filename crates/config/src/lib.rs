@@ -16,6 +16,7 @@ mod launcher;
 mod model;
 mod raw;
 mod remote;
+mod sign_in;
 
 pub use checks::is_env_name;
 pub use credential::{
@@ -32,6 +33,7 @@ pub use model::{
     UpstreamTransport, parse,
 };
 pub use remote::{EnvHeader, Remote};
+pub use sign_in::ApprovalSignIn;
 
 #[cfg(test)]
 mod tests;

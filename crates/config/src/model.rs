@@ -23,6 +23,7 @@ use crate::raw::{
     RawSandbox, RawServer, RawUpstream,
 };
 use crate::remote::{Remote, remote, remote_only_keys};
+use crate::sign_in::{ApprovalSignIn, approval_sign_in};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
 pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -155,6 +156,8 @@ pub struct HttpSettings {
     pub max_sessions_per_client: usize,
     /// A session unused this long is closed and its memory returned.
     pub session_idle: Duration,
+    /// `[http.auth.approval]`: the approval page signs people in with `auth`'s issuer.
+    pub approval_sign_in: Option<ApprovalSignIn>,
 }
 
 /// Session-era HTTP sessions kept at most, by default.
@@ -476,6 +479,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let policy = policy_settings(&mut report, raw.policy.as_ref(), &base_dir);
     let evidence = evidence_settings(&mut report, &raw.server, &base_dir);
     let approval = approval_settings(&mut report, &raw.server);
+    if approval.page.is_none() && http.approval_sign_in.is_some() {
+        report.at(
+            None,
+            "`[http.auth.approval]` signs people in on the approval page, but `approval_page = \"off\"`: turn the page on, or remove the table",
+        );
+    }
 
     let credentials = credential_settings(&mut report, raw.credentials.as_ref(), &base_dir);
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
@@ -662,16 +671,7 @@ fn unreachable_config(file: &Path) -> Config {
         namespacing: Namespacing::Prefixed,
         page_size: DEFAULT_PAGE_SIZE,
         text_limit: DEFAULT_TEXT_LIMIT,
-        http: HttpSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
-            auth: None,
-            metrics: None,
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
-            session_idle: DEFAULT_SESSION_IDLE,
-        },
+        http: default_http(),
         upstreams: Vec::new(),
         local_identity: local_identity(&mut Reporter::new(file, ""), None),
         policy: PolicySettings::default(),
@@ -1281,20 +1281,26 @@ fn http_url(report: &mut Reporter<'_>, url: &Spanned<String>) -> Option<String> 
     }
 }
 
+/// `[http]` when the file has none: loopback, no authentication.
+fn default_http() -> HttpSettings {
+    HttpSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+        allowed_hosts: Vec::new(),
+        allowed_origins: Vec::new(),
+        auth: None,
+        metrics: None,
+        max_sessions: DEFAULT_MAX_SESSIONS,
+        max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
+        session_idle: DEFAULT_SESSION_IDLE,
+        approval_sign_in: None,
+    }
+}
+
 fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> HttpSettings {
-    let default_listen = SocketAddr::from(([127, 0, 0, 1], 8787));
     let Some(http) = http.map(Spanned::get_ref) else {
-        return HttpSettings {
-            listen: default_listen,
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
-            auth: None,
-            metrics: None,
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
-            session_idle: DEFAULT_SESSION_IDLE,
-        };
+        return default_http();
     };
+    let default_listen = default_http().listen;
     let auth = http
         .auth
         .as_ref()
@@ -1359,6 +1365,11 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
         "session_idle_secs",
         DEFAULT_SESSION_IDLE,
     );
+    let approval_sign_in = http
+        .auth
+        .as_ref()
+        .and_then(|auth| auth.get_ref().approval.as_ref())
+        .and_then(|raw| approval_sign_in(report, raw));
     HttpSettings {
         listen,
         allowed_hosts: strings(&http.allowed_hosts),
@@ -1368,6 +1379,7 @@ fn http_settings(report: &mut Reporter<'_>, http: Option<&Spanned<RawHttp>>) -> 
         max_sessions,
         max_sessions_per_client,
         session_idle,
+        approval_sign_in,
     }
 }
 

@@ -118,6 +118,16 @@ pub(crate) struct RawHttpAuth {
     #[serde(default)]
     pub claims: RawClaims,
     pub leeway_secs: Option<Spanned<i64>>,
+    pub approval: Option<Spanned<RawApprovalSignIn>>,
+}
+
+/// `[http.auth.approval]`: the approval page signs people in with the same issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApprovalSignIn {
+    pub client_id: Spanned<String>,
+    pub client_secret_env: Option<Spanned<String>>,
+    pub approvers_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -736,3 +736,89 @@ fn pinning_is_tofu_unless_set_and_an_upstream_may_set_its_own() {
             conf/portcullis.toml:7:11: unknown pinning `never`; use `tofu`, `strict` or `off`"#]],
     );
 }
+
+#[test]
+fn the_approval_page_signs_in_with_the_issuer_when_configured() {
+    let config = parse(
+        Path::new("conf/portcullis.toml"),
+        r#"
+[http.auth]
+issuer = "https://idp.example"
+resource = "https://mcp.example/mcp"
+approval = { client_id = "portcullis-approvals", client_secret_env = "APPROVALS_SECRET", approvers_group = "approvers" }
+
+[[upstream]]
+name = "files"
+command = ["server"]
+"#,
+    )
+    .unwrap();
+    let sign_in = config.http.approval_sign_in.unwrap();
+    assert_eq!(sign_in.client_id, "portcullis-approvals");
+    assert_eq!(
+        sign_in.client_secret_env.as_deref(),
+        Some("APPROVALS_SECRET")
+    );
+    assert_eq!(sign_in.approvers_group.as_deref(), Some("approvers"));
+
+    check_errors(
+        r#"
+[server]
+approval_page = "off"
+
+[http.auth]
+issuer = "https://idp.example"
+resource = "https://mcp.example/mcp"
+
+[http.auth.approval]
+client_id = " "
+approvers_group = ""
+
+[[upstream]]
+name = "files"
+command = ["server"]
+"#,
+        expect![[r#"
+            conf/portcullis.toml:10:13: `client_id` is empty
+            conf/portcullis.toml:11:19: `approvers_group` is empty"#]],
+    );
+    check_errors(
+        r#"
+[server]
+approval_page = "off"
+
+[http.auth]
+issuer = "https://idp.example"
+resource = "https://mcp.example/mcp"
+
+[http.auth.approval]
+client_id = "portcullis-approvals"
+client_secret_env = "not a name"
+
+[[upstream]]
+name = "files"
+command = ["server"]
+"#,
+        expect!["conf/portcullis.toml:11:21: `not a name` is not an environment variable name"],
+    );
+    check_errors(
+        r#"
+[server]
+approval_page = "off"
+
+[http.auth]
+issuer = "https://idp.example"
+resource = "https://mcp.example/mcp"
+
+[http.auth.approval]
+client_id = "portcullis-approvals"
+
+[[upstream]]
+name = "files"
+command = ["server"]
+"#,
+        expect![[
+            r#"conf/portcullis.toml: `[http.auth.approval]` signs people in on the approval page, but `approval_page = "off"`: turn the page on, or remove the table"#
+        ]],
+    );
+}

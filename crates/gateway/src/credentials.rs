@@ -120,7 +120,7 @@ fn now() -> u64 {
 
 /// The secret in the environment variable `name` (registered, so that it is redacted from
 /// every output), or why it cannot be had.
-fn secret(env: EnvReader<'_>, name: &str, what: &str) -> Result<SecretValue, String> {
+pub(crate) fn secret(env: EnvReader<'_>, name: &str, what: &str) -> Result<SecretValue, String> {
     match env(name) {
         Some(value) if !value.is_empty() => {
             crate::secrets::Secrets::global().register(what, &value);

@@ -29,14 +29,17 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response {
     )
 }
 
-/// Never cached, never framed, no referrer (the link names the approval), scripts only from
-/// the page itself.
+/// Never cached, never framed, no referrer to another site (the link names the approval),
+/// scripts only from the page itself. The referrer policy is `same-origin`, not
+/// `no-referrer`: under `no-referrer` a browser sends `Origin: null` with a form's POST, and
+/// the page's own forms (deny, approve as the signed-in person) would be refused as
+/// cross-site.
 pub(crate) fn guarded(mut response: Response, content_type: &'static str) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_TYPE, content_type),
         (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (
             header::CONTENT_SECURITY_POLICY,

@@ -25,10 +25,27 @@ use crate::server::PortcullisServer;
 /// The path of the MCP endpoint.
 pub(crate) const MCP_PATH: &str = "/mcp";
 
+/// The resource server of `[http.auth]`, its issuer discovered and its keys fetched; `None`
+/// without `[http.auth]`. One that cannot fetch its issuer's keys would accept no token, so
+/// this fails rather than serve requests it must refuse (fail closed).
+pub async fn discover_issuer(
+    settings: &HttpSettings,
+) -> Result<Option<ResourceServer>, GatewayError> {
+    match &settings.auth {
+        None => Ok(None),
+        Some(auth) => ResourceServer::discover(auth.clone())
+            .await
+            .map(Some)
+            .map_err(|e| GatewayError::Auth(e.to_string())),
+    }
+}
+
 /// Binds the listener; returns the bound address and a future that serves until shutdown.
+/// `resource_server` (from [`discover_issuer`]) checks every request's bearer token.
 pub async fn serve_http(
     gateway: Arc<Gateway>,
     settings: &HttpSettings,
+    resource_server: Option<ResourceServer>,
 ) -> Result<
     (
         std::net::SocketAddr,
@@ -36,16 +53,6 @@ pub async fn serve_http(
     ),
     GatewayError,
 > {
-    // Discovery first: a resource server that cannot fetch its issuer's keys accepts no token,
-    // so it does not start (fail closed) rather than serve requests it must refuse.
-    let resource_server = match &settings.auth {
-        None => None,
-        Some(auth) => Some(
-            ResourceServer::discover(auth.clone())
-                .await
-                .map_err(|e| GatewayError::Auth(e.to_string()))?,
-        ),
-    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| GatewayError::Listen {

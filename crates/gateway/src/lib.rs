@@ -43,7 +43,7 @@ mod stdio;
 mod upstream;
 mod upstreams;
 
-pub use approval::ledger::{DecidedBy, Ledger, LedgerError, Pending, Standing};
+pub use approval::ledger::{DecidedBy, Ledger, LedgerError, Pending, SignedIn, Standing};
 pub use approval::{Reach, call_facts, reach};
 // The proofs the request path is built on, public so that their documentation tests show from
 // outside that none can be forged (see ARCHITECTURE.md, "The request path").
@@ -51,9 +51,9 @@ pub use credentials::Credentials;
 pub use error::GatewayError;
 pub use evidence::DurableIntent;
 pub use gateway::{Gateway, GatewayParts, Visible};
-pub use http::{serve_http, serve_metrics};
+pub use http::{discover_issuer, serve_http, serve_metrics};
 pub use instances::{instance_state_dir, remove_instance_state};
-pub use page::serve_page;
+pub use page::{PageSignIn, serve_page};
 pub use pipeline::{
     CallAction, CallParts, CallPermit, Catalogued, Granted, ToolCall, UpstreamCall,
 };

@@ -1,13 +1,14 @@
 //! The approval page: where a person reads a waiting approval's whole change request and
-//! approves it with their enrolled passkey, or denies it. It listens on loopback only, and
-//! answers only to its own `Host` names (no DNS rebinding) and, for anything that changes
-//! state, only to its own `Origin` and the token of the page it served (no cross-site
-//! request).
+//! approves it, or denies it. It listens on loopback only, and answers only to its own `Host`
+//! names (no DNS rebinding) and, for anything that changes state, only to its own `Origin` and
+//! the token of the page it served (no cross-site request).
 //!
 //! The link alone never approves. Approving takes a WebAuthn assertion (user presence and
-//! verification) by a passkey enrolled with `portcullis approver enroll`: an agent that holds
-//! the link and can fetch it, or run a shell, has no such passkey. Denying takes only the
-//! page's token: a denial can only stop a call.
+//! verification) by a passkey enrolled with `portcullis approver enroll`, or, with
+//! `[http.auth.approval]`, a sign-in at the issuer as the call's own user (or, for four eyes,
+//! another member of the approvers group; `page/sign_in.rs`): an agent that holds the link and
+//! can fetch it, or run a shell, has neither. Denying takes only the page's token: a denial
+//! can only stop a call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,11 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::html::{escape, guarded, html, plain};
 
+mod sign_in;
+
+pub use sign_in::PageSignIn;
+use sign_in::SignInState;
+
 /// The header that carries the page's token on the page's own requests.
 const TOKEN_HEADER: &str = "x-portcullis-token";
 
@@ -39,6 +45,9 @@ const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 /// The page's script: the ceremony, then the glue that runs it when the person presses
 /// "Approve".
 const PAGE_JS: &str = include_str!("page/approve.js");
+
+/// Why the passkey endpoints refuse when people sign in instead.
+const PASSKEYS_OFF: &str = "this page approves by signing in with the issuer, not with a passkey";
 
 /// What the page's handlers share.
 struct Page {
@@ -56,6 +65,8 @@ struct Page {
     /// Passkey challenges handed out, by the token of the page that asked, until answered or
     /// expired.
     challenges: Mutex<HashMap<String, (Assertion, Instant)>>,
+    /// With `[http.auth.approval]`: people sign in to approve, and passkeys approve nothing.
+    sign_in: Option<SignInState>,
 }
 
 fn ledger(page: &Page) -> &Ledger {
@@ -65,9 +76,12 @@ fn ledger(page: &Page) -> &Ledger {
 /// Binds the approval page on `address` (loopback) and returns the page's base URL
 /// (`http://localhost:PORT`, which the links name) and the future that serves it until
 /// shutdown.
+/// With `sign_in`, people sign in with the issuer to approve; a sign-in that cannot be set up
+/// (the issuer's endpoints cannot be discovered) stops the page from starting.
 pub async fn serve_page(
     gateway: Arc<Gateway>,
     address: std::net::SocketAddr,
+    sign_in: Option<PageSignIn>,
 ) -> Result<(String, impl Future<Output = Result<(), GatewayError>>), GatewayError> {
     let listen = |source| GatewayError::Listen { address, source };
     let listener = tokio::net::TcpListener::bind(address)
@@ -84,7 +98,14 @@ pub async fn serve_page(
     if let Err(error) = &approvers {
         tracing::error!(%error, "the enrolled approvers cannot be read; nothing can be approved on the page");
     }
+    let sign_in = match sign_in {
+        None => None,
+        Some(settings) => Some(SignInState::discover(settings, &origin).await.map_err(
+            |error| GatewayError::Auth(format!("the approval page's sign-in: {error}")),
+        )?),
+    };
     let page = Arc::new(Page {
+        sign_in,
         approvers,
         hosts: vec![
             format!("localhost:{port}"),
@@ -102,6 +123,9 @@ pub async fn serve_page(
         .route("/approvals/{id}/challenge", post(challenge))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
+        .route("/approvals/{id}/sign-in", get(sign_in::start))
+        .route(sign_in::CALLBACK, get(sign_in::finish))
+        .route("/approvals/{id}/confirm", post(sign_in::confirm))
         .route("/approve.js", get(script))
         .merge(crate::console::routes(gateway.clone()))
         .layer(middleware::from_fn_with_state(page.clone(), own_host))
@@ -156,7 +180,11 @@ async fn find(page: &Arc<Page>, id: &str) -> Result<Option<Pending>, String> {
 }
 
 /// GET: the whole change request, and the buttons while it waits.
-async fn show(State(page): State<Arc<Page>>, Path(id): Path<String>) -> Response {
+async fn show(
+    State(page): State<Arc<Page>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let approval = match find(&page, &id).await {
         Ok(Some(approval)) => approval,
         Ok(None) => {
@@ -209,16 +237,19 @@ async fn show(State(page): State<Arc<Page>>, Path(id): Path<String>) -> Response
         }
         tokens.insert(token.clone(), (id.clone(), Instant::now()));
     }
-    let approve = match &page.approvers {
-        Ok(approvers) if approvers.is_empty().unwrap_or(true) => format!(
+    let approve = match (&page.sign_in, &page.approvers) {
+        (Some(sign_in), _) => sign_in::approve_section(sign_in, &headers, &approval, &token),
+        (None, Ok(approvers)) if approvers.is_empty().unwrap_or(true) => format!(
             "<p>No approver has enrolled a passkey on this machine yet. In a terminal, run <code>portcullis approver enroll --config CONFIG</code> once, then reload this page; or approve there with <code>portcullis approve --config CONFIG {}</code>.</p>",
             escape(&id)
         ),
-        Ok(_) => format!(
+        (None, Ok(_)) => format!(
             "<p><button id=\"approve\" data-token=\"{}\">Approve with your passkey</button></p>",
             escape(&token)
         ),
-        Err(error) => format!("<p>Passkeys cannot be read here ({}).</p>", escape(error)),
+        (None, Err(error)) => {
+            format!("<p>Passkeys cannot be read here ({}).</p>", escape(error))
+        }
     };
     let body = format!(
         "<p>Asked for <strong>{tool}</strong> as {user}. Read all of it: approving runs exactly this call, once.</p>{request}\
@@ -264,6 +295,9 @@ async fn challenge(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if page.sign_in.is_some() {
+        return plain(StatusCode::FORBIDDEN, PASSKEYS_OFF);
+    }
     let Some(token) = header_token(&headers).filter(|token| token_matches(&page, &id, Some(token)))
     else {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
@@ -296,6 +330,9 @@ async fn approve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if page.sign_in.is_some() {
+        return plain(StatusCode::FORBIDDEN, PASSKEYS_OFF);
+    }
     let Some(token) = header_token(&headers).filter(|token| token_matches(&page, &id, Some(token)))
     else {
         return plain(StatusCode::FORBIDDEN, "this page is stale: reload it");
@@ -325,7 +362,7 @@ async fn approve(
             );
         }
     };
-    let (status, text) = decide(&page, id, true, DecidedBy::Passkey(&name)).await;
+    let (status, text) = decide(&page, id, true, DecidedBy::Passkey(name)).await;
     plain(status, &text)
 }
 
@@ -357,23 +394,14 @@ async fn decide(
     page: &Arc<Page>,
     id: String,
     approve: bool,
-    decider: DecidedBy<'_>,
+    decider: DecidedBy,
 ) -> (StatusCode, String) {
     let shared = page.clone();
-    let by = decider.by();
-    let name = match decider {
-        DecidedBy::Passkey(name) => Some(name.to_owned()),
-        DecidedBy::Terminal | DecidedBy::Other(_) => None,
-    };
-    let decided = tokio::task::spawn_blocking(move || {
-        let decider = name
-            .as_deref()
-            .map_or(DecidedBy::Other(&by), DecidedBy::Passkey);
-        ledger(&shared).decide(&id, approve, decider)
-    })
-    .await
-    .map_err(|error| error.to_string())
-    .and_then(|decided| decided.map_err(|error| error.to_string()));
+    let decided =
+        tokio::task::spawn_blocking(move || ledger(&shared).decide(&id, approve, decider))
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|decided| decided.map_err(|error| error.to_string()));
     match decided {
         Ok(approval) => {
             if let Ok(mut tokens) = page.tokens.lock() {

@@ -494,6 +494,15 @@ impl Auth {
     pub(crate) fn leeway_secs(self, secs: u64) -> Self {
         Self(self.0.with("leeway_secs", secs.to_string()))
     }
+
+    /// `[http.auth.approval]`: the approval page signs people in as the public client
+    /// `client_id`; members of `approvers_group` approve others' four-eyes calls.
+    pub(crate) fn approval_sign_in(self, client_id: &str, approvers_group: &str) -> Self {
+        let table = Table::default()
+            .with("client_id", toml_string(client_id))
+            .with("approvers_group", toml_string(approvers_group));
+        Self(self.0.with("approval", table.inline()))
+    }
 }
 
 /// An upstream's `credential`, starting from its kind.

@@ -303,7 +303,7 @@ pub(crate) fn well_known_resource_metadata_urls(upstream: &Url) -> Result<Vec<Ur
 /// The authorization server's metadata, in the MCP spec's order (RFC 8414 first). The first
 /// document found decides: it must name exactly `issuer` (RFC 8414 §3.3), or one server's
 /// metadata could stand in for another's.
-async fn fetch_authorization_server_metadata(
+pub(crate) async fn fetch_authorization_server_metadata(
     fetcher: &Fetcher,
     issuer: &str,
     reach: Reach,

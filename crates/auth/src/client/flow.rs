@@ -170,7 +170,19 @@ impl OAuthClient {
         registration: ClientRegistration,
         fetcher: Fetcher,
     ) -> Result<Self, ClientError> {
-        let metadata = discovered.authorization_server().clone();
+        Self::for_server(
+            discovered.authorization_server().clone(),
+            registration,
+            fetcher,
+        )
+    }
+
+    /// The client for `registration` at the server whose checked `metadata` this is.
+    pub(crate) fn for_server(
+        metadata: AuthorizationServerMetadata,
+        registration: ClientRegistration,
+        fetcher: Fetcher,
+    ) -> Result<Self, ClientError> {
         if registration.issuer != metadata.issuer {
             return Err(ClientError::UnregisteredIssuer {
                 registered: registration.issuer,
@@ -244,6 +256,22 @@ impl OAuthClient {
         scopes: &[String],
         resource: &str,
     ) -> Result<(Url, PendingAuthorization), ClientError> {
+        self.authorization_request_with(scopes, resource, &[])
+    }
+
+    /// [`OAuthClient::authorization_request`] with more parameters (OpenID Connect's
+    /// `prompt`, say); none may be one the request itself sets.
+    pub(crate) fn authorization_request_with(
+        &self,
+        scopes: &[String],
+        resource: &str,
+        extra: &[(&'static str, &str)],
+    ) -> Result<(Url, PendingAuthorization), ClientError> {
+        debug_assert!(
+            extra
+                .iter()
+                .all(|(name, _)| !AUTHORIZATION_PARAMS.contains(name))
+        );
         let scopes = checked_scopes(scopes)?;
         checked_resource(resource)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -254,11 +282,14 @@ impl OAuthClient {
                 issuer: self.metadata.issuer.clone(),
                 endpoint: "authorization_endpoint",
             })?;
-        let (url, state) = request
+        let mut request = request
             .add_scopes(scopes)
             .set_pkce_challenge(challenge)
-            .add_extra_param("resource", resource)
-            .url();
+            .add_extra_param("resource", resource);
+        for (name, value) in extra {
+            request = request.add_extra_param(*name, *value);
+        }
+        let (url, state) = request.url();
         let pending = PendingAuthorization {
             state: state.into_secret(),
             verifier,

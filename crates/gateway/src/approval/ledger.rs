@@ -100,39 +100,69 @@ pub enum LedgerError {
     )]
     TooMany(usize),
     #[error(
-        "approval `{0}` needs someone other than `{1}` (four eyes): another approver's passkey, on the approval page"
+        "approval `{0}` needs someone other than `{1}` (four eyes): another approver, on the approval page"
     )]
     NeedsAnother(String, String),
+    #[error("approval `{0}` is for `{1}`: only they may approve it")]
+    NotTheirs(String, String),
+    #[error("approval `{0}` cannot be approved by {1}, which may only deny")]
+    DenialOnly(String, String),
 }
 
 /// Who decides an approval.
-#[derive(Debug, Clone, Copy)]
-pub enum DecidedBy<'a> {
+#[derive(Debug, Clone)]
+pub enum DecidedBy {
     /// An enrolled approver, by name, whose passkey's assertion verified.
-    Passkey(&'a str),
+    Passkey(String),
+    /// A person signed in on the approval page with the issuer of `[http.auth]`.
+    SignedIn(SignedIn),
     /// Someone at a terminal (`portcullis approve`), not identified further.
     Terminal,
     /// The page's deny button, or the client's decline: a denial only.
-    Other(&'a str),
+    Other(&'static str),
 }
 
-impl DecidedBy<'_> {
+/// Who signed in on the approval page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    /// As the ledger names the user an approval is for (`subject (issuer)`).
+    pub user: String,
+    pub subject: String,
+    /// Whether they are in the configured approvers group.
+    pub approver: bool,
+}
+
+impl DecidedBy {
     /// As the ledger and the evidence name them.
     pub fn by(&self) -> String {
         match self {
             DecidedBy::Passkey(name) => format!("passkey {name}"),
+            DecidedBy::SignedIn(signed_in) => format!("signed-in {}", signed_in.subject),
             DecidedBy::Terminal => "terminal".to_owned(),
             DecidedBy::Other(what) => (*what).to_owned(),
         }
     }
 
-    /// Whether this decider may approve an approval that `not_by` may not: only a passkey
-    /// enrolled under another name.
-    fn may_approve(&self, not_by: Option<&str>) -> bool {
-        match (not_by, self) {
-            (None, _) => true,
-            (Some(subject), DecidedBy::Passkey(name)) => !name.eq_ignore_ascii_case(subject),
-            (Some(_), DecidedBy::Terminal | DecidedBy::Other(_)) => false,
+    /// Why this decider may not approve `entry`, if they may not. A passkey or a terminal
+    /// approves any call but a four-eyes one, which only a passkey enrolled under another
+    /// name does. A signed-in person approves only their own calls; a four-eyes call, only
+    /// someone else in the approvers group. A denial-only decider approves nothing.
+    pub(crate) fn may_not_approve(&self, entry: &Pending) -> Option<LedgerError> {
+        let id = entry.id.clone();
+        match (entry.not_by.as_deref(), self) {
+            (None, DecidedBy::Passkey(_) | DecidedBy::Terminal) => None,
+            (None, DecidedBy::SignedIn(signed_in)) if signed_in.user == entry.user => None,
+            (None, DecidedBy::SignedIn(_)) => Some(LedgerError::NotTheirs(id, entry.user.clone())),
+            (Some(subject), DecidedBy::Passkey(name)) if !name.eq_ignore_ascii_case(subject) => {
+                None
+            }
+            (Some(subject), DecidedBy::SignedIn(signed_in))
+                if signed_in.approver && signed_in.subject != subject =>
+            {
+                None
+            }
+            (Some(subject), _) => Some(LedgerError::NeedsAnother(id, subject.to_owned())),
+            (None, DecidedBy::Other(what)) => Some(LedgerError::DenialOnly(id, (*what).to_owned())),
         }
     }
 }
@@ -314,7 +344,7 @@ impl Ledger {
         &self,
         id: &str,
         approve: bool,
-        decider: DecidedBy<'_>,
+        decider: DecidedBy,
     ) -> Result<Pending, LedgerError> {
         self.with_book(|book, now| {
             let Some(entry) = book
@@ -324,12 +354,8 @@ impl Ledger {
             else {
                 return (Err(LedgerError::NotWaiting(id.to_owned())), false);
             };
-            if approve && !decider.may_approve(entry.not_by.as_deref()) {
-                let subject = entry.not_by.clone().unwrap_or_default();
-                return (
-                    Err(LedgerError::NeedsAnother(id.to_owned(), subject)),
-                    false,
-                );
+            if let Some(refused) = approve.then(|| decider.may_not_approve(entry)).flatten() {
+                return (Err(refused), false);
             }
             let by = decider.by();
             entry.standing = if approve {
@@ -416,8 +442,8 @@ mod tests {
             .unwrap();
         for decider in [
             DecidedBy::Terminal,
-            DecidedBy::Passkey("alice"),
-            DecidedBy::Passkey("ALICE"),
+            DecidedBy::Passkey("alice".into()),
+            DecidedBy::Passkey("ALICE".into()),
             DecidedBy::Other("the client"),
         ] {
             assert!(matches!(
@@ -426,11 +452,57 @@ mod tests {
             ));
         }
         let approved = ledger
-            .decide(&opened.id, true, DecidedBy::Passkey("bob"))
+            .decide(&opened.id, true, DecidedBy::Passkey("bob".into()))
             .unwrap();
         assert!(
             matches!(&approved.standing, Standing::Approved { by, .. } if by == "passkey bob"),
             "{approved:?}"
+        );
+    }
+
+    fn signed_in(subject: &str, approver: bool) -> DecidedBy {
+        DecidedBy::SignedIn(SignedIn {
+            user: format!("{subject} (https://id.example)"),
+            subject: subject.to_owned(),
+            approver,
+        })
+    }
+
+    #[test]
+    fn a_signed_in_person_approves_their_own_call_and_four_eyes_take_an_approver() {
+        let (_dir, ledger) = ledger();
+        let own = ledger
+            .open(new("sha256:a", "alice (https://id.example)", None))
+            .unwrap();
+        // Someone else, even an approver, does not approve alice's own call; nor does a
+        // denial-only decider.
+        for decider in [signed_in("bob", true), DecidedBy::Other("the client")] {
+            assert!(
+                ledger.decide(&own.id, true, decider).is_err(),
+                "approved by another"
+            );
+        }
+        let approved = ledger
+            .decide(&own.id, true, signed_in("alice", false))
+            .unwrap();
+        assert!(
+            matches!(&approved.standing, Standing::Approved { by, .. } if by == "signed-in alice"),
+            "{approved:?}"
+        );
+
+        let four_eyes = ledger
+            .open(new("sha256:b", "alice (https://id.example)", Some("alice")))
+            .unwrap();
+        for decider in [signed_in("alice", true), signed_in("bob", false)] {
+            assert!(matches!(
+                ledger.decide(&four_eyes.id, true, decider),
+                Err(LedgerError::NeedsAnother(..))
+            ));
+        }
+        assert!(
+            ledger
+                .decide(&four_eyes.id, true, signed_in("carol", true))
+                .is_ok()
         );
     }
 
