@@ -36,7 +36,8 @@ pub(crate) struct Run {
     pub stderr: String,
 }
 
-/// Runs passkey.mjs with `args`, killed if it outlives `DRIVER_TIMEOUT`.
+/// Runs passkey.mjs with `args`, killed if it outlives `DRIVER_TIMEOUT`; a failed step's
+/// screenshot goes to `target/browser-screenshots`.
 pub(crate) fn passkey(args: &[&str]) -> Run {
     assert!(
         Path::new(CHROMIUM).is_file(),
@@ -45,6 +46,10 @@ pub(crate) fn passkey(args: &[&str]) -> Run {
     let mut child = Command::new(node_module("node/bin/node"))
         .arg(repo_root().join("tests/node/passkey.mjs"))
         .args(["--timeout-ms", STEP_TIMEOUT_MS])
+        // A failed step leaves a PNG of the page there; its path is in the run's stderr,
+        // which the failing assertion prints.
+        .arg("--screenshots")
+        .arg(repo_root().join("target/browser-screenshots"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
