@@ -400,16 +400,25 @@ fn check_describes_credentials_and_needs_their_variables() {
     };
     let (ok, _, stderr) = run(&[]);
     assert!(!ok);
-    for variable in [
-        "E2E_MAIL_SECRET",
-        "E2E_SEARCH_KEY",
-        "PORTCULLIS_CREDENTIAL_KEY",
-    ] {
+    for variable in ["E2E_MAIL_SECRET", "E2E_SEARCH_KEY"] {
         assert!(
             stderr.contains(&format!("`{variable}` is not set")),
             "{stderr}"
         );
     }
+    // A fresh store needs no key variable: it gets its own key file. An existing store
+    // without either cannot be opened.
+    assert!(!stderr.contains("PORTCULLIS_CREDENTIAL_KEY"), "{stderr}");
+    let store = scratch.path().join("state/credentials.enc");
+    std::fs::create_dir_all(scratch.path().join("state")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&store, "PCRED1").unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, stderr) = run(&[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("its key is neither in `PORTCULLIS_CREDENTIAL_KEY` nor in"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&store).unwrap_or_else(|e| panic!("{e}"));
     let secret = "a-secret-that-check-must-not-print";
     let (ok, stdout, stderr) = run(&[
         ("E2E_MAIL_SECRET", secret),

@@ -13,7 +13,6 @@ use crate::support::{Config, Scratch, Upstream, bin, repo_root};
 
 /// Every secret in the fixtures carries this marker, and so does every value the tests store.
 const MARKER: &str = "FIXTURESECRET";
-const KEY: &str = "an e2e credential store key, 0123456789abcdef";
 
 /// A temporary home with the directories and scripts the fixtures name.
 struct Home {
@@ -75,7 +74,9 @@ impl Home {
             .env("HOME", self.path())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
-            .env("PORTCULLIS_CREDENTIAL_KEY", KEY)
+            // As a person who never set the store's key: the store keys itself (a key file
+            // beside it), which is how a desktop client's `serve` opens it too.
+            .env_remove("PORTCULLIS_CREDENTIAL_KEY")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,8 +102,8 @@ impl Home {
         (status.success(), stdout, stderr)
     }
 
-    /// Every file under the home that Portcullis wrote (not the client files, not the
-    /// installed packages), with its bytes.
+    /// Every file under the home that Portcullis wrote (not the client files or their
+    /// backups, not the installed packages), with its bytes.
     fn written_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let packages = self.path().join(".local/share/portcullis/packages");
         let mut found = Vec::new();
@@ -110,7 +111,10 @@ impl Home {
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read_dir: {e}")) {
                 let path = entry.unwrap_or_else(|e| panic!("entry: {e}")).path();
-                if path == packages || self.client_files.contains(&path) {
+                // A client's file, or the backup `install` made of it: the client's own
+                // words, secrets included, as they were.
+                let backup = path.to_string_lossy().ends_with(".bak");
+                if path == packages || self.client_files.contains(&path) || backup {
                     continue;
                 }
                 if path.is_dir() {
@@ -296,6 +300,9 @@ fn each_client_is_imported_from_its_usual_place_into_a_config_that_checks_withou
             ok,
             "{client}: the imported config does not check:\n{stdout}\n{stderr}\n{config}"
         );
+        if *client == "claude-desktop" {
+            lists_through_the_installed_entry(&mut home);
+        }
 
         // It is never written over unless asked.
         let (ok, _, stderr) = home.run(
@@ -329,6 +336,48 @@ fn each_client_is_imported_from_its_usual_place_into_a_config_that_checks_withou
 
         home.assert_no_secret();
     }
+}
+
+/// `install --client claude-desktop`, then the entry started as Claude Desktop starts a
+/// server: its own environment (the home, no key variable), the command and arguments from
+/// its file. The filesystem server (npx, prepared) is listed through Portcullis, namespaced;
+/// the others (a docker engine, a remote host, a script this machine lacks) may be down.
+fn lists_through_the_installed_entry(home: &mut Home) {
+    let (ok, _, stderr) = home.run(&["install", "--client", "claude-desktop", "--replace"], "");
+    assert!(ok, "{stderr}");
+    let file = home
+        .path()
+        .join(".config/Claude/claude_desktop_config.json");
+    let client: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the client's file is not JSON: {e}"));
+    let entry = &client["mcpServers"]["portcullis"];
+    let mut argv = vec![
+        "/usr/bin/env".to_owned(),
+        "-u".to_owned(),
+        "PORTCULLIS_CREDENTIAL_KEY".to_owned(),
+        format!("HOME={}", home.path().display()),
+        entry["command"].as_str().unwrap_or_default().to_owned(),
+    ];
+    argv.extend(
+        entry["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|arg| arg.as_str().map(str::to_owned)),
+    );
+    let listed = crate::support::ts_client(
+        &crate::support::Target::Stdio(&argv),
+        &["--scenario", "list"],
+    );
+    let names = crate::support::names(&listed["tools"]);
+    assert!(
+        names.iter().any(|name| name == "filesystem.list_directory"),
+        "{listed}"
+    );
+    assert!(
+        names.iter().all(|name| name.contains('.')),
+        "a tool not namespaced: {names:?}"
+    );
 }
 
 #[test]
@@ -421,7 +470,7 @@ async fn a_stored_secret_reaches_its_upstream_and_is_redacted_from_what_comes_ba
         &format!("{value}\n"),
     );
     assert!(ok, "{stderr}");
-    let client = connect(&config, &[("PORTCULLIS_CREDENTIAL_KEY", KEY)]).await;
+    let client = connect(&config, &[]).await;
     wait_for_tools(&client, std::time::Duration::from_secs(20), |n| {
         !n.is_empty()
     })

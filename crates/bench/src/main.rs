@@ -7,7 +7,7 @@
 //! that the machine's noise (shared cores, frequency changes) falls on both alike and the
 //! difference between them means something. Timings are never asserted anywhere.
 //!
-//! `cargo build --release -p portcullis -p portcullis-fixture` first; then
+//! `cargo build --release -p portcullis-mcp -p portcullis-fixture` first; then
 //! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
 #![forbid(unsafe_code)]
 
@@ -290,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
     for binary in [&binaries.fixture, &binaries.portcullis] {
         if !binary.is_file() {
             bail!(
-                "`{}` is missing: run `cargo build --release -p portcullis -p portcullis-fixture`",
+                "`{}` is missing: run `cargo build --release -p portcullis-mcp -p portcullis-fixture`",
                 binary.display()
             );
         }

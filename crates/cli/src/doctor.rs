@@ -335,22 +335,29 @@ fn configuration(report: &mut Report, path: &Path) {
         }
     }
     let store = &config.credentials.store;
-    if let Ok(meta) = std::fs::metadata(store) {
+    let key_file = portcullis_credentials::key_file_of(store);
+    for (what, file) in [
+        ("credential store", store),
+        ("credential store's key", &key_file),
+    ] {
+        let Ok(meta) = std::fs::metadata(file) else {
+            continue;
+        };
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 == 0 {
             report.line(
                 Level::Ok,
-                &format!("credential store `{}` is yours alone", store.display()),
+                &format!("{what} `{}` is yours alone", file.display()),
                 None,
             );
         } else {
             report.line(
                 Level::Fail,
                 &format!(
-                    "credential store `{}` is readable by others (mode {mode:o})",
-                    store.display()
+                    "{what} `{}` is readable by others (mode {mode:o})",
+                    file.display()
                 ),
-                Some(&format!("`chmod 600 {}`", store.display())),
+                Some(&format!("`chmod 600 {}`", file.display())),
             );
         }
     }

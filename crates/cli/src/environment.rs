@@ -103,15 +103,22 @@ fn variables(config: &Config, values: &BTreeMap<String, String>, errors: &mut Ve
             }
         }
     }
-    if config
+    let delegated = config
         .upstreams
         .iter()
-        .any(|u| matches!(u.credential, Some(UpstreamCredential::Delegated(_))))
+        .any(|u| matches!(u.credential, Some(UpstreamCredential::Delegated(_))));
+    let (store, key_env) = (&config.credentials.store, &config.credentials.key_env);
+    // Without the variable, the key file beside the store holds the key (made with a fresh
+    // store); an existing store without either cannot be read.
+    if delegated
+        && std::env::var_os(key_env).is_none()
+        && store.exists()
+        && !portcullis_credentials::key_file_of(store).exists()
     {
-        variables.push((
-            "the credential store".to_owned(),
-            config.credentials.key_env.as_str(),
-            false,
+        errors.push(format!(
+            "the credential store `{}` exists, but its key is neither in `{key_env}` nor in `{}` (serve reads it at start)",
+            store.display(),
+            portcullis_credentials::key_file_of(store).display()
         ));
     }
     for (whose, variable, storable) in variables {

@@ -61,7 +61,14 @@ pub(crate) fn install(request: &Request) -> anyhow::Result<()> {
             moved.join(", ")
         );
     }
-    save(&path, &before, &after, &request.client)
+    save(&path, &before, &after, &request.client)?;
+    if !moved.is_empty() {
+        eprintln!(
+            "portcullis: the backup beside `{}` is the client's file as it was, with the values of its `env` and `headers` in the clear (mode 0600): delete it once Portcullis serves these servers (their secrets are in Portcullis's encrypted store once `secret set` stored them)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn uninstall(request: &Request) -> anyhow::Result<()> {

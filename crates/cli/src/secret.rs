@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 use portcullis_config::{Config, UpstreamTransport, is_env_name};
-use portcullis_credentials::{CredentialStore, Secret, StoreKey};
+use portcullis_credentials::{CredentialStore, Secret, store_key};
 
 /// `portcullis secret set`: the value from stdin (without echo on a terminal), never from the
 /// command line, where `ps` and the shell's history would show it to others.
@@ -83,16 +83,13 @@ fn echo(on: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The config's credential store, opened with the key its `key_env` holds.
+/// The config's credential store, opened with the key its `key_env` holds (else its key file).
 fn open(config: &Config) -> anyhow::Result<CredentialStore> {
     let variable = &config.credentials.key_env;
-    let text = std::env::var(variable).map_err(|_| {
-        anyhow::anyhow!(
-            "`{variable}` is not set: it holds the key of the encrypted store (at least 32 random bytes, e.g. `openssl rand -base64 32`), and `serve` needs it too"
-        )
-    })?;
-    let key = StoreKey::from_secret_text(variable, &text)?;
-    Ok(CredentialStore::open(&config.credentials.store, key)?)
+    let text = std::env::var(variable).ok();
+    let store = &config.credentials.store;
+    let key = store_key(store, variable, text.as_deref())?;
+    Ok(CredentialStore::open(store, key)?)
 }
 
 /// The names config reads from Portcullis's environment for its upstreams: every

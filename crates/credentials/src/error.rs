@@ -54,6 +54,17 @@ pub enum StoreError {
          it may have been written by a newer Portcullis"
     )]
     Corrupt { path: String, reason: String },
+    /// A store exists, but no variable holds its key and there is no key file beside it.
+    #[error(
+        "the credential store `{store}` exists, but its key is neither in `{variable}` nor in \
+         `{file}`; set `{variable}` to the key it was created with, or move the store aside and \
+         log in again"
+    )]
+    NoKey {
+        store: String,
+        file: String,
+        variable: String,
+    },
     #[error("cannot get random bytes to write the credential store `{path}`: {reason}")]
     Random { path: String, reason: String },
     #[error("cannot encrypt the credential store `{path}`: {reason}")]

@@ -32,7 +32,8 @@
 //! # What it must not do
 //!
 //! No network, no clock (expiry checks take the caller's `now`), no environment (the caller
-//! reads the key text and passes it with the variable's name), no logging. No token or key in
+//! reads the key text and passes it with the variable's name; without one, `store_key`
+//! reads, or for a fresh store makes, the key file beside the store), no logging. No token or key in
 //! any `Debug` output or error: `Secret` prints a fingerprint, `StoreKey` prints nothing, and
 //! nothing decrypted from the file reaches an error message. It does not protect against
 //! someone who can write the directory replacing the file with an older version of itself.
@@ -41,12 +42,14 @@
 mod error;
 mod format;
 mod grant;
+mod key_file;
 pub mod private_file;
 mod secret;
 mod store;
 
 pub use error::StoreError;
 pub use grant::{CredentialKey, Grant, GrantSummary};
+pub use key_file::{key_file_of, store_key};
 pub use secret::{Secret, StoreKey};
 pub use store::CredentialStore;
 

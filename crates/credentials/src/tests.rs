@@ -768,6 +768,7 @@ fn no_error_shows_a_secret() {
             StoreError::Corrupt { .. } => "Corrupt",
             StoreError::Random { .. } => "Random",
             StoreError::Encrypt { .. } => "Encrypt",
+            StoreError::NoKey { .. } => "NoKey",
         }
     }
     let mut errors = Vec::new();
@@ -795,6 +796,8 @@ fn no_error_shows_a_secret() {
     errors.push(store.get(&credential_key("alice", "github")).unwrap_err());
     fs::remove_file(&path).unwrap();
     errors.push(store.get(&credential_key("alice", "github")).unwrap_err());
+    fs::write(&path, &original).unwrap();
+    errors.push(store_key(&path, "PORTCULLIS_CREDENTIAL_KEY", None).unwrap_err());
     // Not reachable from a test: the operating system's randomness and the cipher's length
     // limit. Their reasons are fixed text or getrandom's.
     errors.push(StoreError::Random {
@@ -807,7 +810,7 @@ fn no_error_shows_a_secret() {
     });
 
     let seen: BTreeSet<_> = errors.iter().map(variant).collect();
-    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert_eq!(seen.len(), 11, "{seen:?}");
     for error in &errors {
         assert_no_secret(&error.to_string());
         assert_no_secret(&format!("{error:?}"));
@@ -900,4 +903,60 @@ fn a_secret_entry_of_an_unknown_shape_is_refused_without_quoting_it() {
     let error = CredentialStore::open(&path, key()).unwrap_err().to_string();
     assert!(error.contains("unexpected shape"), "{error}");
     assert!(!error.contains(NAMED_SECRET), "{error}");
+}
+
+#[test]
+fn without_a_variable_a_fresh_store_gets_a_private_key_file_that_opens_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("state/credentials.enc");
+    let key = store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", None).unwrap();
+    let file = key_file_of(&store_path);
+    assert_eq!(file, dir.path().join("state/credentials.key"));
+    assert_eq!(
+        fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let store = CredentialStore::open(&store_path, key).unwrap();
+    store
+        .put_secret("TOKEN", Secret::new(ACCESS_TOKEN))
+        .unwrap();
+    // Another process finds the same key in the file, and reads what the first one wrote.
+    let again = store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", None).unwrap();
+    let reopened = CredentialStore::open(&store_path, again).unwrap();
+    assert_eq!(
+        reopened.secret("TOKEN").unwrap().unwrap().expose(),
+        ACCESS_TOKEN
+    );
+    // A key file others can read is refused, naming the fix.
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", None).unwrap_err();
+    assert!(refused.to_string().contains("chmod 600"), "{refused}");
+    // An existing store whose key file is gone gets no new key (it could not decrypt it).
+    fs::remove_file(&file).unwrap();
+    let missing = store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", None).unwrap_err();
+    assert!(matches!(missing, StoreError::NoKey { .. }), "{missing}");
+    assert!(!file.exists());
+}
+
+#[test]
+fn a_key_in_the_variable_is_used_and_no_key_file_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("credentials.enc");
+    let from_variable =
+        store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", Some(KEY_TEXT)).unwrap();
+    let store = CredentialStore::open(&store_path, from_variable).unwrap();
+    store
+        .put_secret("TOKEN", Secret::new(ACCESS_TOKEN))
+        .unwrap();
+    assert!(!key_file_of(&store_path).exists());
+    // It is the same key as the variable's text always gives.
+    assert!(
+        CredentialStore::open(&store_path, key())
+            .unwrap()
+            .secret("TOKEN")
+            .unwrap()
+            .is_some()
+    );
+    let weak = store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", Some("short")).unwrap_err();
+    assert!(matches!(weak, StoreError::WeakKey { .. }), "{weak}");
 }

@@ -32,7 +32,7 @@ use portcullis_config::{
     UpstreamTransport,
 };
 use portcullis_core::{IdentityEnvelope, ToolRules};
-use portcullis_credentials::{CredentialKey, CredentialStore, Grant, StoreKey};
+use portcullis_credentials::{CredentialKey, CredentialStore, Grant, store_key};
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
@@ -186,17 +186,17 @@ fn auth_kind(
     })
 }
 
-/// The encrypted store of delegated grants, under the key in config's variable.
+/// The encrypted store of delegated grants, under the key in config's variable, else in the
+/// key file beside the store.
 fn open_store(config: &Config, env: EnvReader<'_>) -> Result<CredentialStore, String> {
     let variable = &config.credentials.key_env;
-    let text = env(variable).ok_or_else(|| {
-        format!(
-            "the environment variable `{variable}` (the credential store's key, at least 32 bytes) is not set; an upstream has `kind = \"oauth\"` credentials"
-        )
-    })?;
-    crate::secrets::Secrets::global().register("the credential store's key", &text);
-    let key = StoreKey::from_secret_text(variable, &text).map_err(|e| e.to_string())?;
-    CredentialStore::open(&config.credentials.store, key).map_err(|e| e.to_string())
+    let text = env(variable);
+    if let Some(text) = &text {
+        crate::secrets::Secrets::global().register("the credential store's key", text);
+    }
+    let store = &config.credentials.store;
+    let key = store_key(store, variable, text.as_deref()).map_err(|e| e.to_string())?;
+    CredentialStore::open(store, key).map_err(|e| e.to_string())
 }
 
 /// The label a client's consent is kept under.

@@ -174,7 +174,7 @@ fn hidden_tools_follow_the_grants_scopes() {
 }
 
 #[test]
-fn a_missing_secret_stops_the_start_naming_its_variable() {
+fn a_missing_secret_stops_the_start_naming_its_variable_and_a_fresh_store_keys_itself() {
     let dir = tempfile::tempdir().unwrap();
     let with_secret = config(dir.path(), "client_secret_env = \"MAIL_SECRET\"");
     let env = |name: &str| (name == "KEY").then(|| KEY.to_owned());
@@ -182,13 +182,24 @@ fn a_missing_secret_stops_the_start_naming_its_variable() {
         .err()
         .unwrap();
     assert!(error.contains("`MAIL_SECRET`"), "{error}");
-    // Without the store's key nothing delegated can be kept: no start either.
+    // Without the key variable, a fresh store gets a key file of its own beside it...
     let no_key = |_: &str| None;
-    let error = Credentials::start(&config(dir.path(), ""), &no_key, Duration::from_secs(60))
+    let plain = config(dir.path(), "");
+    assert!(Credentials::start(&plain, &no_key, Duration::from_secs(60)).is_ok());
+    let key_file = dir.path().join("credentials.key");
+    assert!(key_file.is_file());
+    // ... but an existing store whose key is in neither cannot be read: no start.
+    std::fs::remove_file(&key_file).unwrap();
+    std::fs::write(dir.path().join("credentials.enc"), b"PCRED1").unwrap();
+    let error = Credentials::start(&plain, &no_key, Duration::from_secs(60))
         .err()
         .unwrap();
     assert!(
         error.contains("`KEY`") && error.contains("store"),
         "{error}"
+    );
+    assert!(
+        !key_file.exists(),
+        "a new key was made for an existing store"
     );
 }

@@ -24,6 +24,11 @@ use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, 
 /// How many connections may wait on a listener until the forwarder accepts them.
 const BACKLOG: libc::c_int = 128;
 
+/// The interface-flags requests (`linux/sockios.h`, the same on every architecture), typed as
+/// the C library's `ioctl` takes them: glibc an unsigned long, musl an int.
+const SIOCGIFFLAGS: libc::Ioctl = 0x8913;
+const SIOCSIFFLAGS: libc::Ioctl = 0x8914;
+
 /// `struct ifreq` as the interface-flags requests use it: the name, then a union of which only
 /// the flags (a short) are read or written; 40 bytes on every 64-bit architecture.
 #[repr(C)]
@@ -35,8 +40,9 @@ struct InterfaceFlags {
 }
 
 /// The control message that carries one descriptor (`SCM_RIGHTS`), laid out as `CMSG_SPACE`
-/// of one `int` says.
-#[repr(C)]
+/// of one `int` says: padded to the alignment of `size_t`, which musl's `cmsghdr` (a 32-bit
+/// length) would not give it.
+#[repr(C, align(8))]
 struct FdControl {
     header: libc::cmsghdr,
     fd: libc::c_int,
@@ -230,11 +236,11 @@ fn holder_steps(plan: &HolderPlan, socket: RawFd) -> Result<(), i32> {
     // SAFETY: `request` is a 40-byte ifreq on the stack, which both requests read and the first
     // writes.
     let up = unsafe {
-        if libc::ioctl(probe, libc::SIOCGIFFLAGS, &raw mut request) < 0 {
+        if libc::ioctl(probe, SIOCGIFFLAGS, &raw mut request) < 0 {
             -1
         } else {
             request.flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(probe, libc::SIOCSIFFLAGS, &raw const request)
+            libc::ioctl(probe, SIOCSIFFLAGS, &raw const request)
         }
     };
     let up_errno = errno();
