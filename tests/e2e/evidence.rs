@@ -291,14 +291,26 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
             && e["outcome"]["status"] == "result"),
         "{events:?}"
     );
-    // The head file cannot be replaced any more: the next batch fails, and the log with it.
+    // The head file cannot be replaced any more. Its next replacement (at most a second
+    // after the last, after a sync) fails, and the log with it: from then on no write runs.
     std::fs::create_dir(scratch.path().join("state/evidence.jsonl.head.tmp"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let refused = write("second.txt");
-    let text = result_text(&refused["result"]);
-    assert!(text.contains("cannot write its evidence log"), "{refused}");
+    let started = std::time::Instant::now();
+    let (refused, name) = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the log never failed"
+        );
+        let name = format!("later-{}.txt", started.elapsed().as_millis());
+        let answer = write(&name);
+        if result_text(&answer["result"]).contains("cannot write its evidence log") {
+            break (answer, name);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
     assert!(
-        !work.join("second.txt").exists(),
+        !work.join(&name).exists(),
         "an unrecorded write must not run"
     );
     assert!(
@@ -318,9 +330,25 @@ fn a_log_that_cannot_be_written_stops_side_effects() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_portcullis_under_load_loses_no_record_of_an_answered_call() {
+    killed_under_load("process").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_portcullis_under_load_loses_no_record_of_an_answered_call_when_intents_sync() {
+    killed_under_load("disk").await;
+}
+
+async fn killed_under_load(durability: &str) {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
-    let config = config(&scratch, &work, "permit-all.cedar");
+    let fx = Upstream::fixture("fx", &work).tool("echo", Tool::read());
+    let config = scratch.config(
+        Config::new()
+            .identity(Identity::user("alice"))
+            .policy(fixture_policy("permit-all.cedar"))
+            .durability(durability)
+            .upstream(fx),
+    );
     let mut portcullis = Portcullis::http(&config);
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(
@@ -666,33 +694,31 @@ fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_t
     let url = portcullis.url.clone();
     // The call's intent is recorded; while it runs, the log stops being writable.
     let caller = std::thread::spawn(move || {
-        ts_call(&Target::Http(&url), "fx.slow", r#"{"ms":3000,"steps":1}"#)
+        ts_call(&Target::Http(&url), "fx.slow", r#"{"ms":12000,"steps":1}"#)
     });
-    // Acknowledged, not merely written: the head file names the intent's line (blocking the
-    // head before that would fail the intent, and the call would not run at all).
-    let head = scratch.path().join("state/evidence.jsonl.head");
-    let acknowledged = || {
-        let intent = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|line| {
-                line["record"]["event"]["kind"] == "call_intent"
-                    && line["record"]["event"]["tool"]["tool"] == "slow"
-            })
-            .and_then(|line| line["seq"].as_u64());
-        let next = std::fs::read_to_string(&head)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .and_then(|head| head["next_seq"].as_u64());
-        matches!((intent, next), (Some(seq), Some(next)) if next > seq)
+    // The intent is written (that is what the call waited for).
+    let written = || {
+        records(&log)
+            .iter()
+            .any(|e| e["kind"] == "call_intent" && e["tool"]["tool"] == "slow")
     };
     assert!(
-        crate::support::wait_until(Duration::from_secs(20), acknowledged),
-        "no acknowledged intent: {:?}",
+        crate::support::wait_until(Duration::from_secs(20), written),
+        "no intent: {:?}",
         records(&log)
     );
+    // The head file cannot be replaced any more; other calls meanwhile make the log sync and
+    // try, and fail it (at most a second after its last replacement), before the slow call
+    // ends.
     std::fs::create_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));
+    let http = portcullis.url.clone();
+    assert!(
+        crate::support::wait_until(Duration::from_secs(8), || {
+            let echo = ts_call(&Target::Http(&http), "fx.echo", r#"{"text":"tick"}"#);
+            result_text(&echo["result"]).contains("cannot write its evidence log")
+        }),
+        "the log never failed"
+    );
     let answered = caller
         .join()
         .unwrap_or_else(|_| panic!("the client panicked"));
@@ -722,7 +748,10 @@ fn a_call_whose_outcome_cannot_be_recorded_is_withheld_and_recorded_as_lost_at_t
             .unwrap_or_default()
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|line| line["record"]["event"]["kind"] == "call_intent")
+            .filter(|line| {
+                line["record"]["event"]["kind"] == "call_intent"
+                    && line["record"]["event"]["tool"]["tool"] == "slow"
+            })
             .collect()
     };
     let mut again = Portcullis::http(&config);

@@ -1,11 +1,16 @@
 //! The writer: open or continue a log, and append records with group commit.
 //!
-//! One thread owns the file. It takes every append that is waiting (up to `max_batch`), writes
-//! them in one `write`, `fdatasync`s the log once, replaces the head file, and only then answers
-//! each append of the batch. Appends that arrive while it syncs wait for the next batch, so under
-//! load one sync serves many records. A thread rather than a tokio task because `fdatasync`
-//! blocks for as long as the disk takes, and because the sequence (seq, prev) must be assigned
-//! by exactly one owner in the order records are written.
+//! One thread owns the file. It takes every append that is waiting (up to `max_batch`) and
+//! writes them in one `write`. What happens then depends on what the appends asked for
+//! ([`Durability`]): one that must be on the disk waits for the `fdatasync` that follows at
+//! once, shared by the whole batch; one that must only be written is answered as soon as the
+//! `write` returned, and is synced with the next batch that needs a sync, or after
+//! `sync_interval` at the latest. The head file, which only detects records cut from the end,
+//! is replaced after a sync at most every `head_interval`, never on the path of an append.
+//! Appends that arrive while it writes or syncs wait for the next batch, so under load one
+//! sync serves many records. A thread rather than a tokio task because `fdatasync` blocks for
+//! as long as the disk takes, and because the sequence (seq, prev) must be assigned by exactly
+//! one owner in the order records are written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -14,6 +19,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use portcullis_core::evidence::{Checkpoint, Event, EvidenceRecord};
 use tokio::sync::oneshot;
@@ -22,13 +28,34 @@ use crate::error::AuditError;
 use crate::format::{self, Head, head_path, head_tmp_path};
 use crate::key::LogKey;
 
+/// How far a record has gone when [`EvidenceLog::append`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to the file (`write(2)` returned: the kernel holds it), not yet synced. It
+    /// survives Portcullis being killed at any moment; it survives the machine losing power
+    /// once the sync that follows within `sync_interval` is done.
+    #[default]
+    Process,
+    /// Written and `fdatasync`ed: it survives the machine losing power (as far as the
+    /// filesystem and the drive keep the promise of a sync).
+    Disk,
+}
+
 /// How the log is written.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Write a checkpoint record after every this many records; `None` for none.
     pub checkpoint_every: Option<NonZeroU64>,
-    /// At most this many appends share one sync (bounds the latency of the first in a batch).
+    /// At most this many appends share one write (bounds the latency of the first in a batch).
     pub max_batch: usize,
+    /// What [`EvidenceLog::append`] waits for. [`EvidenceLog::append_written`] waits for the
+    /// write only, whatever this says.
+    pub durability: Durability,
+    /// A written record is synced at most this long after it was written.
+    pub sync_interval: Duration,
+    /// The head file is replaced at most this often (after a sync), and when the log closes:
+    /// records cut from the end of the log since its last replacement go unnoticed.
+    pub head_interval: Duration,
 }
 
 impl Default for Options {
@@ -36,6 +63,9 @@ impl Default for Options {
         Self {
             checkpoint_every: NonZeroU64::new(1000),
             max_batch: 512,
+            durability: Durability::Process,
+            sync_interval: Duration::from_millis(10),
+            head_interval: Duration::from_secs(1),
         }
     }
 }
@@ -52,18 +82,41 @@ pub struct Receipt {
 pub struct Stats {
     /// Lines written, checkpoints included.
     pub records: u64,
-    /// Batches made durable; each is one `fdatasync` of the log and one head replacement.
+    /// `fdatasync`s of the log.
     pub syncs: u64,
+    /// Replacements of the head file.
+    pub heads: u64,
+    /// How many records of the log (from its first, checkpoints included) the last sync made
+    /// durable: every record with a smaller seq survives power loss.
+    pub synced: u64,
+    /// The log's length in bytes as of that sync.
+    pub synced_end: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     records: AtomicU64,
     syncs: AtomicU64,
+    heads: AtomicU64,
+    synced: AtomicU64,
+    synced_end: AtomicU64,
+}
+
+/// What the writer is asked.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "appends are nearly every message: boxing them would cost an allocation per record to shrink the rare flush"
+)]
+enum Message {
+    Append(Pending),
+    /// Sync what was written, replace the head file, then answer.
+    Flush(oneshot::Sender<Result<(), AuditError>>),
 }
 
 struct Pending {
     record: EvidenceRecord,
+    /// Whether the answer waits for the sync.
+    synced: bool,
     reply: oneshot::Sender<Result<Receipt, AuditError>>,
 }
 
@@ -72,9 +125,10 @@ struct Pending {
 #[derive(Clone)]
 pub struct EvidenceLog {
     path: Arc<Path>,
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Message>,
     counters: Arc<Counters>,
     key: Arc<LogKey>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for EvidenceLog {
@@ -145,6 +199,9 @@ impl EvidenceLog {
             Err(error) => return Err(AuditError::io("create", path, error)),
         };
 
+        let counters = Arc::new(Counters::default());
+        counters.synced.store(head.next_seq, Ordering::Relaxed);
+        counters.synced_end.store(head.end, Ordering::Relaxed);
         let mut writer = Writer {
             key: Arc::clone(&key),
             path: path.to_path_buf(),
@@ -152,9 +209,15 @@ impl EvidenceLog {
             head_tmp: head_tmp_path(path),
             file,
             dir: dir_file,
+            synced: head.clone(),
+            head_named: head.next_seq,
             head,
             checkpoint_every: options.checkpoint_every,
-            counters: Arc::new(Counters::default()),
+            timing: Timing {
+                sync_interval: options.sync_interval,
+                head_interval: options.head_interval,
+            },
+            counters,
         };
         // The head is written now, so the new log's existence and any recovered tail are durable
         // before the first append.
@@ -178,6 +241,7 @@ impl EvidenceLog {
             queue,
             counters,
             key,
+            durability: options.durability,
         })
     }
 
@@ -186,20 +250,52 @@ impl EvidenceLog {
         self.key.digest_arguments(arguments)
     }
 
-    /// Append a record; returns once it is durable (written and `fdatasync`ed, head replaced).
+    /// Append a record; returns once it is as durable as the log's [`Durability`] says:
+    /// written (`Process`), or written and `fdatasync`ed (`Disk`). Either way every record
+    /// before it is at least as far.
     ///
     /// An error means the record was not acknowledged: it may or may not be on disk, and the
-    /// action it describes must not go ahead. After one failed write every later append fails
-    /// too, until the log is reopened.
+    /// action it describes must not go ahead. After one failed write or sync every later
+    /// append fails too, until the log is reopened.
     pub async fn append(&self, record: EvidenceRecord) -> Result<Receipt, AuditError> {
+        self.send(record, self.durability == Durability::Disk).await
+    }
+
+    /// Append a record; returns once it is written, whatever the log's [`Durability`]: it
+    /// is synced with the next batch that needs a sync, or within `sync_interval`. For what
+    /// nothing waits on (an outcome, once the call ran), so that it costs no sync of its own.
+    pub async fn append_written(&self, record: EvidenceRecord) -> Result<Receipt, AuditError> {
+        self.send(record, false).await
+    }
+
+    async fn send(&self, record: EvidenceRecord, synced: bool) -> Result<Receipt, AuditError> {
         if matches!(record.event, Event::Checkpoint(_)) {
             return Err(AuditError::ReservedKind);
         }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Pending { record, reply })
+            .send(Message::Append(Pending {
+                record,
+                synced,
+                reply,
+            }))
             .map_err(|_| self.writer_gone())?;
         answer.await.map_err(|_| self.writer_gone())?
+    }
+
+    /// Makes every record appended so far durable and the head file name the last of them;
+    /// for a graceful stop, and for whoever reads the files next.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Message::Flush(reply))
+            .map_err(|_| self.writer_gone())?;
+        answer.await.map_err(|_| self.writer_gone())?
+    }
+
+    /// What [`EvidenceLog::append`] waits for.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// The log's path.
@@ -209,9 +305,13 @@ impl EvidenceLog {
 
     /// Counters since the log was opened.
     pub fn stats(&self) -> Stats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
-            records: self.counters.records.load(Ordering::Relaxed),
-            syncs: self.counters.syncs.load(Ordering::Relaxed),
+            records: load(&self.counters.records),
+            syncs: load(&self.counters.syncs),
+            heads: load(&self.counters.heads),
+            synced: load(&self.counters.synced),
+            synced_end: load(&self.counters.synced_end),
         }
     }
 
@@ -231,64 +331,186 @@ struct Writer {
     head_tmp: PathBuf,
     file: File,
     dir: File,
-    /// The chain as of the last durable batch.
+    /// The chain as of the last write: what the next record chains on.
     head: Head,
+    /// The chain as of the last sync: what the head file may name.
+    synced: Head,
+    /// The `next_seq` the head file names now.
+    head_named: u64,
     checkpoint_every: Option<NonZeroU64>,
+    timing: Timing,
     counters: Arc<Counters>,
 }
 
+#[derive(Clone, Copy)]
+struct Timing {
+    sync_interval: Duration,
+    head_interval: Duration,
+}
+
+/// An answer held until the sync that makes its record durable.
+type Held = (oneshot::Sender<Result<Receipt, AuditError>>, Receipt);
+
 impl Writer {
-    fn run(&mut self, queue: &mpsc::Receiver<Pending>, max_batch: usize) {
+    fn run(&mut self, queue: &mpsc::Receiver<Message>, max_batch: usize) {
         let mut failure: Option<String> = None;
-        while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match queue.try_recv() {
-                    Ok(pending) => batch.push(pending),
-                    Err(_) => break,
+        // The first write not yet synced, and the head file's last replacement.
+        let mut unsynced_since: Option<Instant> = None;
+        let mut head_written = Instant::now();
+        loop {
+            let next = match unsynced_since {
+                None => queue
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(since) => queue.recv_timeout(
+                    (since + self.timing.sync_interval).saturating_duration_since(Instant::now()),
+                ),
+            };
+            let first = match next {
+                Ok(Message::Append(first)) => Some(first),
+                Ok(Message::Flush(reply)) => {
+                    let flushed = self.flush(&mut failure, unsynced_since.is_some());
+                    if flushed.is_ok() {
+                        unsynced_since = None;
+                        head_written = Instant::now();
+                    }
+                    let _ = reply.send(flushed);
+                    continue;
                 }
-            }
-            if let Some(reason) = &failure {
-                for pending in batch {
-                    let _ = pending.reply.send(Err(AuditError::Closed {
-                        path: self.path.display().to_string(),
-                        reason: reason.clone(),
-                    }));
-                }
-                continue;
-            }
-            let records: Vec<&EvidenceRecord> =
-                batch.iter().map(|pending| &pending.record).collect();
-            match self.commit(&records) {
-                Ok(receipts) => {
-                    for (pending, receipt) in batch.into_iter().zip(receipts) {
-                        // The caller may have given up waiting; the record stays written.
-                        let _ = pending.reply.send(Ok(receipt));
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut held: Vec<Held> = Vec::new();
+            let mut flushes = Vec::new();
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < max_batch {
+                    match queue.try_recv() {
+                        Ok(Message::Append(pending)) => batch.push(pending),
+                        // Answered after this batch is written, so it covers it.
+                        Ok(Message::Flush(reply)) => {
+                            flushes.push(reply);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                Err(reason) => {
-                    tracing::error!(
-                        path = %self.path.display(),
-                        %reason,
-                        "evidence log write failed; refusing further records"
-                    );
+                if let Some(reason) = &failure {
                     for pending in batch {
-                        let _ = pending.reply.send(Err(AuditError::WriteFailed {
-                            path: self.path.display().to_string(),
-                            reason: reason.clone(),
-                        }));
+                        let _ = pending.reply.send(Err(self.closed(reason)));
                     }
-                    // INVARIANT: no retry. A retried batch could land after records that were
-                    // queued behind it, and a half-written one would be chained onto.
-                    failure = Some(reason);
+                    continue;
+                }
+                let records: Vec<&EvidenceRecord> =
+                    batch.iter().map(|pending| &pending.record).collect();
+                match self.write(&records) {
+                    Ok(receipts) => {
+                        unsynced_since.get_or_insert_with(Instant::now);
+                        for (pending, receipt) in batch.into_iter().zip(receipts) {
+                            if pending.synced {
+                                held.push((pending.reply, receipt));
+                            } else {
+                                // The caller may have given up waiting; the record stays written.
+                                let _ = pending.reply.send(Ok(receipt));
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        for pending in batch {
+                            let _ = pending.reply.send(Err(self.failed(&reason)));
+                        }
+                        failure = Some(self.fail(reason));
+                        continue;
+                    }
                 }
             }
+            let due =
+                unsynced_since.is_some_and(|since| since.elapsed() >= self.timing.sync_interval);
+            if failure.is_none() && (!held.is_empty() || due) {
+                match self.sync() {
+                    Ok(()) => {
+                        unsynced_since = None;
+                        for (reply, receipt) in held {
+                            let _ = reply.send(Ok(receipt));
+                        }
+                        if head_written.elapsed() >= self.timing.head_interval {
+                            self.replace_head(&mut failure);
+                            head_written = Instant::now();
+                        }
+                    }
+                    Err(reason) => {
+                        for (reply, _) in held {
+                            let _ = reply.send(Err(self.failed(&reason)));
+                        }
+                        failure = Some(self.fail(reason));
+                    }
+                }
+            }
+            for reply in flushes {
+                let flushed = self.flush(&mut failure, unsynced_since.is_some());
+                if flushed.is_ok() {
+                    unsynced_since = None;
+                    head_written = Instant::now();
+                }
+                let _ = reply.send(flushed);
+            }
+        }
+        // Every handle is gone: what was written is synced and the head names it.
+        if failure.is_none() && unsynced_since.is_some() && self.sync().is_err() {
+            return;
+        }
+        if failure.is_none() && self.synced.next_seq != self.head_named {
+            self.replace_head(&mut failure);
         }
     }
 
-    /// Write the records (and any checkpoints due), sync, replace the head. The head moves only
-    /// when all of it succeeded.
-    fn commit(&mut self, records: &[&EvidenceRecord]) -> Result<Vec<Receipt>, String> {
+    /// Syncs (when anything is `unsynced`) and replaces the head file.
+    fn flush(&mut self, failure: &mut Option<String>, unsynced: bool) -> Result<(), AuditError> {
+        if let Some(reason) = failure.as_deref() {
+            return Err(self.closed(reason));
+        }
+        if unsynced && let Err(reason) = self.sync() {
+            let error = self.failed(&reason);
+            *failure = Some(self.fail(reason));
+            return Err(error);
+        }
+        if self.synced.next_seq != self.head_named {
+            self.replace_head(failure);
+        }
+        match failure.as_deref() {
+            Some(reason) => Err(self.failed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn closed(&self, reason: &str) -> AuditError {
+        AuditError::Closed {
+            path: self.path.display().to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn failed(&self, reason: &str) -> AuditError {
+        AuditError::WriteFailed {
+            path: self.path.display().to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Logs a failure and returns it, to be kept: no retry. A retried batch could land after
+    /// records that were queued behind it, and a half-written one would be chained onto.
+    fn fail(&self, reason: String) -> String {
+        tracing::error!(
+            path = %self.path.display(),
+            %reason,
+            "evidence log write failed; refusing further records"
+        );
+        reason
+    }
+
+    /// The records (and any checkpoints due) encoded and written at the end of the log. The
+    /// chain moves only when the write succeeded.
+    fn write(&mut self, records: &[&EvidenceRecord]) -> Result<Vec<Receipt>, String> {
         let mut next = self.head.clone();
         let mut bytes = Vec::new();
         let mut receipts = Vec::with_capacity(records.len());
@@ -333,22 +555,46 @@ impl Writer {
         self.file
             .write_all_at(&bytes, self.head.end)
             .map_err(|error| format!("write failed: {error}"))?;
-        self.file
-            .sync_data()
-            .map_err(|error| format!("fdatasync failed: {error}"))?;
-        let previous = std::mem::replace(&mut self.head, next);
-        if let Err(error) = self.write_head() {
-            self.head = previous;
-            return Err(format!("cannot replace the head file: {error}"));
-        }
+        self.head = next;
         self.counters.records.fetch_add(lines, Ordering::Relaxed);
-        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(receipts)
     }
 
-    /// Replace the head file atomically and durably.
+    /// `fdatasync`s what was written: it is durable from now on.
+    fn sync(&mut self) -> Result<(), String> {
+        self.file
+            .sync_data()
+            .map_err(|error| format!("fdatasync failed: {error}"))?;
+        self.synced = self.head.clone();
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .synced
+            .store(self.synced.next_seq, Ordering::Relaxed);
+        self.counters
+            .synced_end
+            .store(self.synced.end, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Replaces the head file with the chain as of the last sync; a failure is kept like a
+    /// failed write (the log refuses further records).
+    fn replace_head(&mut self, failure: &mut Option<String>) {
+        match self.write_head() {
+            Ok(()) => {
+                self.head_named = self.synced.next_seq;
+                self.counters.heads.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                *failure = Some(self.fail(format!("cannot replace the head file: {error}")));
+            }
+        }
+    }
+
+    /// Replace the head file atomically and durably with the chain as of the last sync (a
+    /// head never names a record that is not durable, or a power loss would leave a log
+    /// shorter than its head).
     fn write_head(&self) -> std::io::Result<()> {
-        let mut head = self.head.clone();
+        let mut head = self.synced.clone();
         head.signature = Some(self.key.sign_head(&head.signed_fields()));
         let mut bytes = serde_json::to_vec(&head)?;
         bytes.push(b'\n');
@@ -452,6 +698,21 @@ fn recover_tail(
     let mut rest = tail.as_slice();
     let mut first = head.next_seq > 0;
     while !rest.is_empty() {
+        // Zeros past the head: a power loss after the file grew but before its data reached
+        // the disk (some filesystems show the new length with zeros in it). No record is
+        // zeros, and nothing past the head was ever acknowledged as synced.
+        if offset >= head.end && rest.iter().all(|byte| *byte == 0) {
+            tracing::warn!(
+                path = %path.display(),
+                offset,
+                bytes = rest.len(),
+                "cutting zero bytes, left by a power loss, off the end of the evidence log"
+            );
+            file.set_len(offset)
+                .and_then(|()| file.sync_data())
+                .map_err(|error| AuditError::io("truncate the zeroed tail of", path, error))?;
+            break;
+        }
         let Some(newline) = rest.iter().position(|byte| *byte == b'\n') else {
             // A final line without its newline: the writer died inside a write that was never
             // acknowledged (the head does not reach it). Cut it so the chain continues cleanly.

@@ -91,6 +91,7 @@ async fn write_log(path: &Path, records: Vec<EvidenceRecord>, options: Options) 
     for record in records {
         receipts.push(log.append(record).await.unwrap());
     }
+    log.flush().await.unwrap();
     receipts
 }
 
@@ -380,7 +381,7 @@ async fn a_written_log_verifies_with_its_checkpoints() {
     );
     assert_eq!(
         report.to_string(),
-        "intact\n12 records verified (2 checkpoints), 12 acknowledged by the head file; every record's MAC and every signature checked with the log's key"
+        "intact\n12 records verified (2 checkpoints), 12 named by the head file; every record's MAC and every signature checked with the log's key"
     );
 
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -825,15 +826,17 @@ async fn a_failed_write_fails_that_append_and_every_later_one() {
     log.append(intent(0, "alice", "read_file", "allow"))
         .await
         .unwrap();
+    log.flush().await.unwrap();
 
-    // A directory where the head's temporary file goes: the batch cannot be completed, even
-    // as root.
+    // A directory where the head's temporary file goes: the head cannot be replaced, even as
+    // root. The record is written (that is all `append` waits for here); the flush that
+    // would make the head name it fails, and so does everything after.
     let blocker = dir.path().join("evidence.jsonl.head.tmp");
     fs::create_dir(&blocker).unwrap();
-    let error = log
-        .append(intent(1, "alice", "read_file", "allow"))
+    log.append(intent(1, "alice", "read_file", "allow"))
         .await
-        .unwrap_err();
+        .unwrap();
+    let error = log.flush().await.unwrap_err();
     assert!(matches!(error, AuditError::WriteFailed { .. }), "{error}");
     assert!(
         error
@@ -851,7 +854,7 @@ async fn a_failed_write_fails_that_append_and_every_later_one() {
     assert!(matches!(error, AuditError::Closed { .. }), "{error}");
     drop(log);
 
-    // The record whose batch failed is on disk but not acknowledged; reopening continues.
+    // The record the head could not name is on disk beyond the head; reopening continues.
     let report = verify(&path, None).unwrap();
     assert_eq!(
         (report.problem, report.acknowledged, report.beyond_head),
@@ -1172,4 +1175,87 @@ fn pointers_find_every_value_they_name() {
     );
     assert!(found("/missing").is_empty());
     assert!(found("/to/deeper").is_empty());
+}
+
+/// A power loss keeps what the last `fdatasync` covered, and may leave the file's new length
+/// filled with zeros. Simulated by copying the log up to `Stats::synced_end`, zeros after, with
+/// its head and key: with no background sync (a long `sync_interval`), `Process` keeps none of
+/// the records it acknowledged, `Disk` every one its `append` acknowledged, and none of those
+/// only written (`append_written`). Either way the copy opens, its zeros cut, and verifies.
+#[tokio::test]
+async fn what_a_power_loss_keeps_in_each_durability_mode() {
+    for (durability, kept) in [(Durability::Process, 0), (Durability::Disk, 10)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let options = Options {
+            durability,
+            sync_interval: std::time::Duration::from_secs(3600),
+            head_interval: std::time::Duration::from_secs(3600),
+            ..no_checkpoints()
+        };
+        let log = EvidenceLog::open(&path, options.clone()).unwrap();
+        for record in records(10) {
+            let receipt = log.append(record).await.unwrap();
+            if durability == Durability::Disk {
+                assert!(log.stats().synced > receipt.seq, "acknowledged unsynced");
+            }
+        }
+        for record in records(5) {
+            log.append_written(record).await.unwrap();
+        }
+        let stats = log.stats();
+        assert_eq!((stats.records, stats.synced), (15, kept), "{durability:?}");
+
+        let copy = dir.path().join("after-power-loss.jsonl");
+        let bytes = fs::read(&path).unwrap();
+        let synced = usize::try_from(stats.synced_end).unwrap();
+        let mut survived = bytes[..synced].to_vec();
+        survived.resize(bytes.len(), 0);
+        fs::write(&copy, &survived).unwrap();
+        fs::copy(head_path(&path), head_path(&copy)).unwrap();
+        fs::copy(key_path(&path), key_path(&copy)).unwrap();
+        fs::set_permissions(key_path(&copy), fs::Permissions::from_mode(0o600)).unwrap();
+
+        let reopened = EvidenceLog::open(&copy, options).unwrap();
+        let receipt = reopened
+            .append(intent(99, "alice", "read_file", "allow"))
+            .await
+            .unwrap();
+        assert_eq!(receipt.seq, kept, "{durability:?}");
+        reopened.flush().await.unwrap();
+        let report = verify(&copy, None).unwrap();
+        assert!(report.is_intact(), "{durability:?}: {report}");
+        assert_eq!(report.records, kept + 1, "{durability:?}: {report}");
+        drop(log);
+    }
+}
+
+/// Only-written records are synced within `sync_interval` though nothing asks for a sync, and
+/// a flush makes the head name them.
+#[tokio::test]
+async fn written_records_are_synced_within_the_interval_and_a_flush_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.jsonl");
+    let log = EvidenceLog::open(
+        &path,
+        Options {
+            sync_interval: std::time::Duration::from_millis(20),
+            head_interval: std::time::Duration::from_secs(3600),
+            ..no_checkpoints()
+        },
+    )
+    .unwrap();
+    for record in records(3) {
+        log.append(record).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.stats().synced < 3 {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(verify(&path, None).unwrap().acknowledged, Some(0));
+    log.flush().await.unwrap();
+    let report = verify(&path, None).unwrap();
+    assert_eq!((report.acknowledged, report.beyond_head), (Some(3), 0));
+    assert!(log.stats().heads >= 1);
 }

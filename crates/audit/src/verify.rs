@@ -102,10 +102,10 @@ pub struct VerifyReport {
     /// Complete records that verified, checkpoints included (up to the problem, if any).
     pub records: u64,
     pub checkpoints: u64,
-    /// How many records the head file says are durable, if it was readable.
+    /// How many records the head file names, if it was readable.
     pub acknowledged: Option<u64>,
-    /// Records after the head: written but not (yet) acknowledged, as after a crash between
-    /// the sync and the head's replacement.
+    /// Records after the head: written since the head file was last replaced (it is replaced
+    /// at most once a second, and at a graceful stop), or after a crash.
     pub beyond_head: u64,
     pub torn_tail: Option<TornTail>,
     pub problem: Option<Problem>,
@@ -130,12 +130,12 @@ impl fmt::Display for VerifyReport {
             self.records, self.checkpoints
         )?;
         if let Some(acknowledged) = self.acknowledged {
-            write!(f, ", {acknowledged} acknowledged by the head file")?;
+            write!(f, ", {acknowledged} named by the head file")?;
         }
         if self.beyond_head > 0 {
             write!(
                 f,
-                ", {} written after the head (not acknowledged)",
+                ", {} written after the head file's last update (a cut among them would not show)",
                 self.beyond_head
             )?;
         }
@@ -146,7 +146,7 @@ impl fmt::Display for VerifyReport {
             )?,
             (false, Some(signer)) => write!(
                 f,
-                "; checkpoint and head signatures checked against public key {signer}, so every acknowledged record is attested (records after the head are not)"
+                "; checkpoint and head signatures checked against public key {signer}, so every record the head file names is attested (records after it are not)"
             )?,
             (false, None) => write!(
                 f,

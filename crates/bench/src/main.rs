@@ -11,6 +11,7 @@
 //! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
 #![forbid(unsafe_code)]
 
+mod listing;
 mod measure;
 mod node;
 mod policy;
@@ -62,6 +63,16 @@ struct Args {
     /// Calls per route for the Node client case.
     #[arg(long, default_value_t = 2000)]
     node_calls: usize,
+    /// Portcullis's `[server] durability`: `process` (intents written before the call) or
+    /// `disk` (intents synced before the call); unset, the config leaves it out (a build from
+    /// before the setting takes the config too). The evidence log is in the scratch
+    /// directory, under the system's temporary directory: say which filesystem that is.
+    #[arg(long, value_parser = ["process", "disk"])]
+    durability: Option<String>,
+    /// Also list a catalog of this many extra tools through Portcullis, a page at a time,
+    /// under a policy that hides half of them, beside the direct listing.
+    #[arg(long, value_name = "N")]
+    list_tools: Option<usize>,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
@@ -204,8 +215,14 @@ async fn measure_transport(
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     let max_concurrency = levels.iter().map(|l| l.concurrency).max().unwrap_or(1);
     let direct = route::direct(transport, binaries, scratch.path(), max_concurrency).await?;
-    let through =
-        route::through_portcullis(transport, binaries, scratch.path(), max_concurrency).await?;
+    let through = route::through_portcullis(
+        transport,
+        binaries,
+        scratch.path(),
+        max_concurrency,
+        args.durability.as_deref(),
+    )
+    .await?;
     let pid = through
         .portcullis_pid
         .context("no process id for portcullis")?;
@@ -250,7 +267,14 @@ async fn measure_node(
 ) -> anyhow::Result<node::NodeFigures> {
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     let direct = route::direct(Transport::Http, binaries, scratch.path(), 1).await?;
-    let through = route::through_portcullis(Transport::Http, binaries, scratch.path(), 1).await?;
+    let through = route::through_portcullis(
+        Transport::Http,
+        binaries,
+        scratch.path(),
+        1,
+        args.durability.as_deref(),
+    )
+    .await?;
     let (Some(direct_url), Some(through_url)) = (direct.url.clone(), through.url.clone()) else {
         bail!("an HTTP route without a URL");
     };
@@ -308,12 +332,20 @@ async fn main() -> anyhow::Result<()> {
         Some(dir) => Some(measure_node(&node::NodeClient::in_dir(dir)?, &binaries, &args).await?),
         None => None,
     };
+    let list_figures = match args.list_tools {
+        Some(tools) => Some(listing::measure_list(&binaries, tools, args.rounds.max(1)).await?),
+        None => None,
+    };
     let policy_summary = policy::measure_policy(args.policy_decisions)?;
     let direct_p50 = rows
         .iter()
         .find(|row| row.transport == Transport::Stdio && row.level.concurrency == 1)
         .map(|row| row.direct.samples.p50);
     let settings = report::Settings {
+        durability: args
+            .durability
+            .clone()
+            .unwrap_or_else(|| "the build's default".to_owned()),
         rounds: args.rounds,
         warmup: args.warmup,
         load_before,
@@ -331,12 +363,18 @@ async fn main() -> anyhow::Result<()> {
             if let Some(figures) = &node_figures {
                 object.insert("node_client".to_owned(), report::node_json(figures));
             }
+            if let Some(figures) = &list_figures {
+                object.insert("list".to_owned(), figures.json());
+            }
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report::tables(&settings, &rows, &memory));
         if let Some(figures) = &node_figures {
             print!("\n{}", report::node_table(figures));
+        }
+        if let Some(figures) = &list_figures {
+            print!("{}", figures.table());
         }
         println!("\n{}", policy::describe(&policy_summary, direct_p50));
     }

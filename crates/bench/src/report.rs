@@ -24,6 +24,8 @@ pub(crate) struct Level {
 
 /// How the figures were taken.
 pub(crate) struct Settings {
+    /// Portcullis's `[server] durability`.
+    pub durability: String,
     pub rounds: usize,
     pub warmup: usize,
     /// The machine's load averages before and after the run: the noise it ran in.
@@ -108,6 +110,11 @@ pub(crate) fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> St
         levels.join(", "),
         settings.warmup,
         settings.rounds
+    );
+    let _ = writeln!(
+        out,
+        "Portcullis's evidence durability: `{}`.",
+        settings.durability
     );
     let _ = writeln!(
         out,
@@ -231,6 +238,7 @@ fn route_json(figures: &RouteFigures) -> Value {
 /// The same figures as one JSON document.
 pub(crate) fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Value {
     json!({
+        "durability": settings.durability,
         "warmup_calls": settings.warmup,
         "rounds": settings.rounds,
         "load_average_before": settings.load_before,

@@ -107,6 +107,7 @@ pub(crate) async fn through_portcullis(
     binaries: &Binaries,
     scratch: &Path,
     max_concurrency: usize,
+    durability: Option<&str>,
 ) -> anyhow::Result<Route> {
     let fixture_scratch = scratch.join("upstream");
     let config = scratch.join(format!("portcullis-{}.toml", transport.name()));
@@ -120,7 +121,7 @@ pub(crate) async fn through_portcullis(
                 "command = [{}, \"--scratch\", {scratch_dir}]\nroots = [{scratch_dir}]",
                 toml_string(&binaries.fixture.display().to_string())?,
             );
-            std::fs::write(&config, passthrough_config(&upstream))
+            std::fs::write(&config, passthrough_config(&upstream, durability))
                 .with_context(|| format!("cannot write `{}`", config.display()))?;
             let mut command = tokio::process::Command::new(&binaries.portcullis);
             command.arg("serve").arg("--config").arg(&config);
@@ -142,7 +143,7 @@ pub(crate) async fn through_portcullis(
                 .id()
                 .context("the upstream fixture exited at start")?;
             let upstream = format!("url = {}", toml_string(&fixture_url)?);
-            std::fs::write(&config, passthrough_config(&upstream))
+            std::fs::write(&config, passthrough_config(&upstream, durability))
                 .with_context(|| format!("cannot write `{}`", config.display()))?;
             let mut command = tokio::process::Command::new(&binaries.portcullis);
             command
@@ -167,20 +168,33 @@ pub(crate) async fn through_portcullis(
     }
 }
 
-fn passthrough_config(upstream: &str) -> String {
+fn passthrough_config(upstream: &str, durability: Option<&str>) -> String {
+    let durability = durability
+        .map(|mode| format!("durability = \"{mode}\"\n"))
+        .unwrap_or_default();
     format!(
-        "[server]\nnamespacing = \"passthrough\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\
+        "[server]\nnamespacing = \"passthrough\"\n{durability}\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\
          # The shipped default policy decides every call: `echo` is a read, so it runs.\n\
          tools.echo = {{ effect = \"read\" }}\n"
     )
 }
 
 /// A TOML basic string: a JSON string literal is one.
-fn toml_string(text: &str) -> anyhow::Result<String> {
+pub(crate) fn toml_string(text: &str) -> anyhow::Result<String> {
     Ok(serde_json::to_string(text)?)
 }
 
 async fn connect_stdio(
+    command: tokio::process::Command,
+    program: &Path,
+) -> anyhow::Result<(RunningService<RoleClient, ()>, u32)> {
+    let (client, pid) = spawn_stdio(command, program).await?;
+    check_echo(&client).await?;
+    Ok((client, pid))
+}
+
+/// A client of the stdio server `command` starts, after its handshake, and the server's pid.
+pub(crate) async fn spawn_stdio(
     command: tokio::process::Command,
     program: &Path,
 ) -> anyhow::Result<(RunningService<RoleClient, ()>, u32)> {
@@ -193,7 +207,6 @@ async fn connect_stdio(
         .id()
         .with_context(|| format!("`{}` exited at start", program.display()))?;
     let client = ().serve(transport).await.context("MCP handshake failed")?;
-    check_echo(&client).await?;
     Ok((client, pid))
 }
 

@@ -1072,7 +1072,14 @@ fn open_evidence(config: &Config) -> anyhow::Result<portcullis_audit::EvidenceLo
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the evidence directory `{}`", dir.display()))?;
     }
-    portcullis_audit::EvidenceLog::open(file, portcullis_audit::Options::default())
+    let options = portcullis_audit::Options {
+        durability: match config.evidence.durability {
+            portcullis_config::Durability::Process => portcullis_audit::Durability::Process,
+            portcullis_config::Durability::Disk => portcullis_audit::Durability::Disk,
+        },
+        ..portcullis_audit::Options::default()
+    };
+    portcullis_audit::EvidenceLog::open(file, options)
         .with_context(|| format!("cannot open the evidence log `{}`", file.display()))
 }
 

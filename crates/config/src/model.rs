@@ -120,6 +120,19 @@ pub struct EvidenceSettings {
     /// Whether read-only tool calls may still run while the log cannot be written (side
     /// effects never do). Default: no.
     pub reads_without_evidence: bool,
+    /// How far a call's intent has gone before the upstream hears of the call.
+    pub durability: Durability,
+}
+
+/// `[server] durability`: what a call's intent record has survived before the call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `"process"` (the default): written to the log file, so it survives Portcullis being
+    /// killed; synced to the disk within 10 ms, for power loss.
+    #[default]
+    Process,
+    /// `"disk"`: written and synced, so it survives power loss before the call runs.
+    Disk,
 }
 
 /// Where the Cedar schema and policies are; `None` and empty mean the shipped ones.
@@ -580,7 +593,7 @@ fn namespacing(report: &mut Reporter<'_>, server: &RawServer) -> Namespacing {
     }
 }
 
-/// `[server] evidence` and `reads_without_evidence`.
+/// `[server] evidence`, `reads_without_evidence` and `durability`.
 fn evidence_settings(
     report: &mut Reporter<'_>,
     server: &RawServer,
@@ -599,6 +612,21 @@ fn evidence_settings(
             None => base_dir.join(DEFAULT_EVIDENCE),
         },
         reads_without_evidence: server.reads_without_evidence.unwrap_or(false),
+        durability: match server
+            .durability
+            .as_ref()
+            .map(|v| (v, v.get_ref().as_str()))
+        {
+            None | Some((_, "process")) => Durability::Process,
+            Some((_, "disk")) => Durability::Disk,
+            Some((spanned, other)) => {
+                report.at(
+                    Some(spanned.span()),
+                    format!("unknown durability `{other}`; use `process` or `disk`"),
+                );
+                Durability::Process
+            }
+        },
     }
 }
 
@@ -678,6 +706,7 @@ fn unreachable_config(file: &Path) -> Config {
         evidence: EvidenceSettings {
             file: PathBuf::from(DEFAULT_EVIDENCE),
             reads_without_evidence: false,
+            durability: Durability::Process,
         },
         approval: ApprovalSettings {
             form_wait: DEFAULT_FORM_WAIT,

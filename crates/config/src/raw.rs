@@ -85,6 +85,7 @@ pub(crate) struct RawServer {
     pub start_timeout_secs: Option<Spanned<i64>>,
     pub evidence: Option<Spanned<String>>,
     pub reads_without_evidence: Option<bool>,
+    pub durability: Option<Spanned<String>>,
     pub approval_timeout_secs: Option<Spanned<i64>>,
     pub approval_form_wait_secs: Option<Spanned<i64>>,
     pub approval_page: Option<Spanned<String>>,

@@ -822,3 +822,32 @@ command = ["server"]
         ]],
     );
 }
+
+#[test]
+fn durability_is_process_unless_set_and_names_its_choices() {
+    let text = |value: &str| {
+        format!(
+            "[server]\ndurability = \"{value}\"\n\n[[upstream]]\nname = \"files\"\ncommand = [\"server\"]\n"
+        )
+    };
+    let parsed = |value: &str| {
+        parse(Path::new("conf/portcullis.toml"), &text(value))
+            .unwrap()
+            .evidence
+            .durability
+    };
+    assert_eq!(parsed("process"), crate::Durability::Process);
+    assert_eq!(parsed("disk"), crate::Durability::Disk);
+    let minimal = parse(
+        Path::new("conf/portcullis.toml"),
+        "[[upstream]]\nname = \"files\"\ncommand = [\"server\"]\n",
+    )
+    .unwrap();
+    assert_eq!(minimal.evidence.durability, crate::Durability::Process);
+    check_errors(
+        &text("fast"),
+        expect![[
+            r#"conf/portcullis.toml:2:14: unknown durability `fast`; use `process` or `disk`"#
+        ]],
+    );
+}

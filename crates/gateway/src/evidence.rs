@@ -258,7 +258,7 @@ impl Evidence {
             approval,
             credential,
         });
-        match self.append(event).await {
+        match self.recorder.append_before_acting(event).await {
             Ok(seq) => {
                 record.intent_seq = Some(seq);
                 tracing::Span::current().record("evidence_seq", seq);

@@ -27,6 +27,8 @@ use crate::{approval, arguments, pending};
 /// The running mediator: configured upstreams and what sessions share.
 pub struct Gateway {
     pub(crate) page_size: usize,
+    /// What each identity may see of each list, decided once per policy version and catalog.
+    pub(crate) visibility: crate::listing::Visibility,
     /// The upstreams, how exposed names map onto them, and their supervisors.
     pub(crate) upstreams: Arc<Upstreams>,
     pub(crate) sessions: Arc<Sessions>,
@@ -109,6 +111,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(Self {
             page_size: config.page_size,
+            visibility: crate::listing::Visibility::default(),
             decider: Decider {
                 policy: policy.clone(),
                 upstreams: upstreams.clone(),
@@ -290,5 +293,9 @@ impl Gateway {
     pub async fn stop(&self, limit: std::time::Duration) {
         self.shutdown.cancel();
         self.upstreams.stopped(limit).await;
+        // What was only written is synced, and the head file names the last record.
+        if let Err(error) = self.evidence.recorder.flush().await {
+            tracing::error!(%error, "the evidence log could not be flushed at stop");
+        }
     }
 }

@@ -24,6 +24,7 @@ mod http;
 mod hygiene;
 mod instances;
 mod listener;
+mod listing;
 mod metrics;
 mod page;
 mod paths;

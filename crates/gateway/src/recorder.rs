@@ -62,15 +62,39 @@ impl Recorder {
         self.clock.clone()
     }
 
-    /// Appends `event`, stamped now; its seq once durable.
+    /// Appends `event`, stamped now; its seq once written (synced within the log's
+    /// `sync_interval`, or with the next intent that waits for a sync).
     pub(crate) async fn append(&self, event: Event) -> Result<u64, String> {
+        self.append_as(event, false).await
+    }
+
+    /// Appends `event` that something is about to act on (a call's intent); its seq once as
+    /// durable as config's `durability` says: written (`process`) or synced (`disk`).
+    pub(crate) async fn append_before_acting(&self, event: Event) -> Result<u64, String> {
+        self.append_as(event, true).await
+    }
+
+    async fn append_as(&self, event: Event, before_acting: bool) -> Result<u64, String> {
         let Some(log) = &self.log else {
             return Err("no evidence log is open".to_owned());
         };
-        log.append(EvidenceRecord::new(self.clock.unix_millis(), event))
-            .await
+        let record = EvidenceRecord::new(self.clock.unix_millis(), event);
+        let appended = if before_acting {
+            log.append(record).await
+        } else {
+            log.append_written(record).await
+        };
+        appended
             .map(|receipt| receipt.seq)
             .map_err(|error| error.to_string())
+    }
+
+    /// Makes every record so far durable and the head file name it (a graceful stop).
+    pub(crate) async fn flush(&self) -> Result<(), String> {
+        match &self.log {
+            Some(log) => log.flush().await.map_err(|error| error.to_string()),
+            None => Ok(()),
+        }
     }
 }
 

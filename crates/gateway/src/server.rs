@@ -33,6 +33,7 @@ use crate::authorize::Exposed;
 use crate::error::GatewayError;
 use crate::evidence::{recorded_name, request_context};
 use crate::gateway::Gateway;
+use crate::listing::Serving;
 use portcullis_core::evidence::{Event, Refused};
 
 use crate::upstream::{Catalog, Connection, UpstreamHandle};
@@ -331,66 +332,67 @@ impl PortcullisServer {
         let _ = self.gateway.evidence.record_read(event).await;
     }
 
-    /// Lists one page of the merged catalogs, counting only the entries `keep` lets this
-    /// identity see: cursors are offsets into the identity's own filtered list, so a page
-    /// boundary cannot reveal or skip into what is hidden.
     /// One page of a list for this request's identity, recorded: what it may see of every
-    /// ready upstream's `items`, by the name `exposed` gives each.
+    /// ready upstream's `items`, by the name `exposed` gives each. Cursors are offsets into the
+    /// identity's own filtered list, so a page boundary cannot reveal or skip into what is
+    /// hidden; the filtering is decided once per identity, policy version and catalog
+    /// (`listing.rs`), and each page is cut from it.
     async fn list<T: Clone>(
         &self,
         request: Option<&PaginatedRequestParams>,
         context: &RequestContext<RoleServer>,
-        (list, items): (&str, impl Fn(&Catalog) -> &[T]),
+        (list, items): (&'static str, impl Fn(&Catalog) -> &[T]),
         exposed: impl Fn(&T) -> Exposed<'_>,
     ) -> Result<(Vec<T>, Option<String>), McpError> {
         let started = std::time::Instant::now();
         let envelope = self.envelope(context)?;
         self.gateway.upstreams.ready_for(&envelope).await;
-        let (page, next_cursor) = self.page(request, &envelope, items, |upstream, entry| {
-            self.gateway
-                .decider
-                .sees(&envelope, upstream, exposed(entry))
-        })?;
-        self.record_list(&envelope, list, page.len(), started)
-            .await?;
-        Ok((page, next_cursor))
-    }
-
-    fn page<T: Clone>(
-        &self,
-        request: Option<&PaginatedRequestParams>,
-        envelope: &IdentityEnvelope,
-        items: impl Fn(&Catalog) -> &[T],
-        keep: impl Fn(&UpstreamHandle, &T) -> bool,
-    ) -> Result<(Vec<T>, Option<String>), McpError> {
         let start = match request.and_then(|r| r.cursor.as_deref()) {
             None => 0,
             Some(cursor) => cursor
                 .parse::<usize>()
                 .map_err(|_| McpError::invalid_params("invalid cursor", None))?,
         };
+        let serving = self
+            .gateway
+            .upstreams
+            .serving(&envelope)
+            .into_iter()
+            .filter_map(|handle| {
+                let catalog = handle.connection()?.catalog.load_full();
+                let scopes = self
+                    .gateway
+                    .credentials
+                    .visible_scopes(&envelope, handle.name().as_str());
+                Some(Serving {
+                    handle,
+                    catalog,
+                    scopes,
+                })
+            })
+            .collect();
+        let decider = &self.gateway.decider;
+        let seen = self.gateway.visibility.seen(
+            (list, &items),
+            &envelope,
+            decider.policy.version(),
+            serving,
+            |upstream, entry| decider.sees(&envelope, upstream, exposed(entry)),
+        );
         let page_size = self.gateway.page_size;
-        let mut page = Vec::with_capacity(page_size.min(256));
-        let mut position = 0usize;
-        for upstream in self.gateway.upstreams.serving(envelope) {
-            let Some(connection) = upstream.connection() else {
-                continue;
-            };
-            let catalog = connection.catalog.load();
-            for entry in items(&catalog) {
-                if !keep(&upstream, entry) {
-                    continue;
-                }
-                if position >= start {
-                    if page.len() == page_size {
-                        return Ok((page, Some((start + page_size).to_string())));
-                    }
-                    page.push(entry.clone());
-                }
-                position += 1;
-            }
-        }
-        Ok((page, None))
+        let mut entries = seen.entries().skip(start);
+        let page: Vec<T> = entries
+            .by_ref()
+            .take(page_size)
+            .filter_map(|(catalog, index)| items(catalog).get(index).cloned())
+            .collect();
+        let next_cursor = entries
+            .next()
+            .is_some()
+            .then(|| (start + page_size).to_string());
+        self.record_list(&envelope, list, page.len(), started)
+            .await?;
+        Ok((page, next_cursor))
     }
 
     /// The upstream's live connection, or why there is none. A down upstream's reason may

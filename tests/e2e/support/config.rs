@@ -110,6 +110,11 @@ impl Config {
         self.server("approval_form_wait_secs", secs.to_string())
     }
 
+    /// `[server] durability`: `process` or `disk`.
+    pub(crate) fn durability(self, mode: &str) -> Self {
+        self.server("durability", toml_string(mode))
+    }
+
     /// No approval page: the client's own form is the only way to approve.
     pub(crate) fn approval_page_off(self) -> Self {
         self.server("approval_page", toml_string("off"))
