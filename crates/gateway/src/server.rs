@@ -701,9 +701,10 @@ impl ServerHandler for PortcullisServer {
 /// Serves one client over this process's stdin and stdout until it disconnects.
 pub async fn serve_stdio(gateway: &Arc<Gateway>) -> Result<(), GatewayError> {
     let server = PortcullisServer::new(gateway.clone());
+    let (input, output) = crate::stdio::std_streams();
     let running = server
         .serve_with_ct(
-            crate::stdio::StdioTransport::new(tokio::io::stdin(), tokio::io::stdout()),
+            crate::stdio::StdioTransport::new(input, output),
             gateway.shutdown.child_token(),
         )
         .await

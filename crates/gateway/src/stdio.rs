@@ -28,6 +28,34 @@ pub(crate) const MAX_DEPTH: usize = 64;
 /// At most this many answers to bad lines per second; the rest are logged once and dropped.
 const BAD_LINE_ANSWERS_PER_SECOND: u32 = 20;
 
+/// This process's stdin and stdout, as non-blocking pipes that tokio's reactor drives when both
+/// are pipes (as when a client starts Portcullis): then no blocking-pool thread stands between
+/// a message and the worker that handles it (tokio's `Stdin` and `Stdout` read and write on
+/// one, a hand-off each way for every message). Anything else (a terminal, a file) gets tokio's
+/// `Stdin` and `Stdout`. Portcullis writes nothing else to stdout, so the non-blocking mode
+/// (set on the pipe's description, which only this process's end shares) surprises no one.
+pub(crate) fn std_streams() -> (
+    Box<dyn AsyncRead + Send + Unpin>,
+    Box<dyn AsyncWrite + Send + Unpin>,
+) {
+    use std::os::fd::AsFd as _;
+    use tokio::net::unix::pipe;
+    let owned = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
+    let input = owned(std::io::stdin().as_fd()).and_then(pipe::Receiver::from_file);
+    let output = owned(std::io::stdout().as_fd()).and_then(pipe::Sender::from_file);
+    match (input, output) {
+        (Ok(input), Ok(output)) => (Box::new(input), Box::new(output)),
+        (input, output) => {
+            tracing::debug!(
+                stdin_is_pipe = input.is_ok(),
+                stdout_is_pipe = output.is_ok(),
+                "stdin and stdout are not both pipes; they are read and written on tokio's blocking pool"
+            );
+            (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+        }
+    }
+}
+
 /// A server transport over a reader and a writer (stdin and stdout).
 pub(crate) struct StdioTransport<R, W> {
     read: BufReader<R>,
