@@ -387,19 +387,17 @@ pub(crate) struct Fingerprinted<'a> {
     pub policy_version: u64,
 }
 
-/// The fingerprint of an action: a digest of every part, one per line.
+/// The fingerprint of an action: a digest of every part, as a JSON array, so that no part can
+/// slide into the next one whatever it holds (a subject or a tool name with a newline in it).
 pub(crate) fn fingerprint(action: &Fingerprinted<'_>) -> String {
-    portcullis_audit::digest_bytes(
-        format!(
-            "{}\n{}\n{}\n{}\n{}\n{}\n{}",
-            action.issuer,
-            action.subject,
-            action.upstream,
-            action.tool,
-            action.definition,
-            action.arguments,
-            action.policy_version
-        )
-        .as_bytes(),
-    )
+    let parts = serde_json::json!([
+        action.issuer,
+        action.subject,
+        action.upstream,
+        action.tool,
+        action.definition,
+        action.arguments,
+        action.policy_version,
+    ]);
+    portcullis_audit::digest_bytes(parts.to_string().as_bytes())
 }

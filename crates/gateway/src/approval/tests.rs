@@ -628,6 +628,73 @@ fn the_fingerprint_changes_with_every_part_of_the_action() {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// Two actions have one fingerprint only if every part is the same: parts drawn from a
+    /// small alphabet with newlines, quotes and brackets, so that one part sliding into the
+    /// next would be found.
+    #[test]
+    fn actions_share_a_fingerprint_only_when_every_part_is_equal(
+        a in proptest::collection::vec("[ab\\n\"\\[,]{0,3}", 6),
+        b in proptest::collection::vec("[ab\\n\"\\[,]{0,3}", 6),
+        versions in (0u64..3, 0u64..3),
+    ) {
+        fn print(parts: &[String], policy_version: u64) -> String {
+            fingerprint(&Fingerprinted {
+                issuer: &parts[0],
+                subject: &parts[1],
+                upstream: &parts[2],
+                tool: &parts[3],
+                definition: &parts[4],
+                arguments: &parts[5],
+                policy_version,
+            })
+        }
+        let same = a == b && versions.0 == versions.1;
+        proptest::prop_assert_eq!(print(&a, versions.0) == print(&b, versions.1), same);
+    }
+
+    /// The same text cut into parts at other newlines is another action, with another
+    /// fingerprint (a digest of the parts joined by newlines would not tell them apart).
+    #[test]
+    fn parts_cut_elsewhere_are_another_action(
+        a in proptest::collection::vec("[ab\\n]{0,4}", 6),
+        picks in proptest::collection::vec(proptest::prelude::any::<u16>(), 5),
+    ) {
+        let joined = a.join("\n");
+        let mut newlines: Vec<usize> = joined.match_indices('\n').map(|(at, _)| at).collect();
+        let mut cuts = Vec::new();
+        for pick in picks {
+            if newlines.is_empty() {
+                break;
+            }
+            cuts.push(newlines.remove(usize::from(pick) % newlines.len()));
+        }
+        proptest::prop_assume!(cuts.len() == 5);
+        cuts.sort_unstable();
+        let mut b = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            b.push(joined[start..cut].to_owned());
+            start = cut + 1;
+        }
+        b.push(joined[start..].to_owned());
+        let print = |parts: &[String]| {
+            fingerprint(&Fingerprinted {
+                issuer: &parts[0],
+                subject: &parts[1],
+                upstream: &parts[2],
+                tool: &parts[3],
+                definition: &parts[4],
+                arguments: &parts[5],
+                policy_version: 1,
+            })
+        };
+        proptest::prop_assert_eq!(print(&a) == print(&b), a == b);
+    }
+}
+
 #[test]
 fn addresses_are_found_whole_at_any_depth_each_once() {
     let arguments = json!({

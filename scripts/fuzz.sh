@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fuzzes the parsers that take hostile input, each for a bounded time, and fails on any crash,
+# hang (a single input over 10 s) or out-of-memory (over 2 GiB).
+#
+#   scripts/fuzz.sh [TARGET...]          # default: every target in fuzz/Cargo.toml
+#   FUZZ_SECONDS=600 scripts/fuzz.sh     # longer (default 60 s per target)
+#
+# Targets: config (the config parser and validator), www_authenticate (an upstream's 401
+# challenge), roots (path and file:// arguments against a root, with links), evidence (an
+# evidence log's bytes through the verifier and the reader). Seed corpora are in
+# fuzz/corpus/TARGET (read only); what a run finds is kept in fuzz/target/corpus/TARGET, outside
+# git, and read again by the next run. A crash leaves its input in fuzz/artifacts/TARGET/: minimise it with
+# `cargo +nightly fuzz tmin TARGET fuzz/artifacts/TARGET/crash-…` and add it to the target's
+# crate as a regression test. Needs the nightly toolchain and cargo-fuzz (installed here when
+# missing, from crates.io).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${FUZZ_SECONDS:-60}
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+failed=()
+for target in "${targets[@]}"; do
+  printf 'fuzz: %s for %s s\n' "$target" "$seconds" >&2
+  mkdir -p "fuzz/target/corpus/$target"
+  if ! cargo +nightly fuzz run "$target" "fuzz/target/corpus/$target" "fuzz/corpus/$target" -- \
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
+    failed+=("$target")
+  fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'fuzz: FAILED: %s (inputs in fuzz/artifacts/)\n' "${failed[*]}" >&2
+  exit 1
+fi
+printf 'fuzz: every target ran %s s without a crash, hang or out-of-memory\n' "$seconds" >&2
