@@ -3,7 +3,8 @@
 //! list check for every entry before the page, on every page.
 //!
 //! A kept decision is valid for exactly what decided it: the list (tools, prompts, resources
-//! or templates), the whole identity envelope, the policy version, and for each upstream
+//! or templates), the whole identity envelope, the policy version (and the second, when a
+//! policy reads `context.now`), and for each upstream
 //! serving that identity, in order, its name, the very catalog the entries were decided
 //! against (the same `Arc`: a new list from the upstream is a new catalog) and the scopes the
 //! user's grant makes visible (`hide_tools`). Anything else differing is a miss, decided anew.
@@ -31,6 +32,9 @@ struct Key {
     /// The envelope as JSON: every field a decision may read.
     identity: String,
     policy: u64,
+    /// The second, when the policy reads the clock (`context.now`, in seconds): decisions then
+    /// hold for that second only.
+    second: Option<u64>,
 }
 
 /// What one identity may see of one list, upstream by upstream.
@@ -81,7 +85,7 @@ impl Visibility {
         &self,
         (list, items): (&'static str, impl Fn(&Catalog) -> &[T]),
         envelope: &IdentityEnvelope,
-        policy: u64,
+        (policy, second): (u64, Option<u64>),
         serving: Vec<Serving>,
         keep: impl Fn(&UpstreamHandle, &T) -> bool,
     ) -> Arc<Seen> {
@@ -90,6 +94,7 @@ impl Visibility {
             // An envelope that does not serialize is never kept (decided every time).
             identity: serde_json::to_string(envelope).unwrap_or_default(),
             policy,
+            second,
         };
         let kept = (!key.identity.is_empty())
             .then(|| self.kept.lock().ok()?.get(&key).cloned())

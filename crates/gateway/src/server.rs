@@ -372,10 +372,15 @@ impl PortcullisServer {
             })
             .collect();
         let decider = &self.gateway.decider;
+        let second = decider
+            .policy
+            .current()
+            .reads_the_clock()
+            .then(|| decider.clock.unix_secs());
         let seen = self.gateway.visibility.seen(
             (list, &items),
             &envelope,
-            decider.policy.version(),
+            (decider.policy.version(), second),
             serving,
             |upstream, entry| decider.sees(&envelope, upstream, exposed(entry)),
         );

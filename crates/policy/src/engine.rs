@@ -197,6 +197,9 @@ pub struct PolicyEngine {
     /// on every lookup, which cost a third of a decision.
     meta: HashMap<PolicyId, Meta>,
     authorizer: Authorizer,
+    /// Whether any policy may read `context.now` (its text names `now`): then a decision holds
+    /// for the second it was made in only.
+    reads_the_clock: bool,
 }
 
 /// One policy as decisions name it.
@@ -268,6 +271,9 @@ impl PolicyEngine {
                 message,
             }])
         })?;
+        let reads_the_clock = policies
+            .policies()
+            .any(|policy| names_now(&policy.to_string()));
         Ok(Self {
             #[cfg(test)]
             schema: schema_value,
@@ -276,7 +282,14 @@ impl PolicyEngine {
             policies,
             meta,
             authorizer: Authorizer::new(),
+            reads_the_clock,
         })
+    }
+
+    /// Whether a decision may change with the time alone (a policy names `now`): a caller that
+    /// keeps decisions keeps them for the second they were made in, no longer.
+    pub fn reads_the_clock(&self) -> bool {
+        self.reads_the_clock
     }
 
     /// How many policies are loaded.
@@ -716,4 +729,29 @@ fn context(request: &Request<'_>, required_scopes: &BTreeSet<String>) -> Result<
         fact("tainted", request.facts.tainted),
     ])
     .map_err(|e| e.to_string())
+}
+
+/// Whether `text` has the word `now` (in `context.now`, or anywhere else: a false match only
+/// keeps decisions shorter).
+fn names_now(text: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices("now").any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + 3..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::names_now;
+
+    #[test]
+    fn a_policy_reads_the_clock_when_it_names_now_as_a_word() {
+        assert!(names_now("when { context.now < 1790000000 }"));
+        assert!(names_now("when { context[\"now\"] > 0 }"));
+        assert!(!names_now("when { resource.name == \"known\" }"));
+        assert!(!names_now("when { resource.name like \"snow_*\" }"));
+        assert!(!names_now("permit (principal, action, resource);"));
+    }
 }
