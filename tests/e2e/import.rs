@@ -338,6 +338,19 @@ fn each_client_is_imported_from_its_usual_place_into_a_config_that_checks_withou
     }
 }
 
+/// A client file's server entry as the command line the client runs.
+fn entry_argv(entry: &Value) -> Vec<String> {
+    std::iter::once(entry["command"].as_str().unwrap_or_default().to_owned())
+        .chain(
+            entry["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|arg| arg.as_str().map(str::to_owned)),
+        )
+        .collect()
+}
+
 /// `install --client claude-desktop`, then the entry started as Claude Desktop starts a
 /// server: its own environment (the home, no key variable), the command and arguments from
 /// its file. The filesystem server (npx, prepared) is listed through Portcullis, namespaced;
@@ -350,21 +363,13 @@ fn lists_through_the_installed_entry(home: &mut Home) {
         .join(".config/Claude/claude_desktop_config.json");
     let client: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_default())
         .unwrap_or_else(|e| panic!("the client's file is not JSON: {e}"));
-    let entry = &client["mcpServers"]["portcullis"];
     let mut argv = vec![
         "/usr/bin/env".to_owned(),
         "-u".to_owned(),
         "PORTCULLIS_CREDENTIAL_KEY".to_owned(),
         format!("HOME={}", home.path().display()),
-        entry["command"].as_str().unwrap_or_default().to_owned(),
     ];
-    argv.extend(
-        entry["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|arg| arg.as_str().map(str::to_owned)),
-    );
+    argv.extend(entry_argv(&client["mcpServers"]["portcullis"]));
     let listed = crate::support::ts_client(
         &crate::support::Target::Stdio(&argv),
         &["--scenario", "list"],
@@ -548,15 +553,7 @@ fn a_client_is_moved_behind_portcullis_by_import_and_install_and_lists_through_i
 
     // The client starts the entry as it starts any server: the imported server's tools are
     // listed through Portcullis, namespaced.
-    let entry = &client["mcpServers"]["portcullis"];
-    let mut argv = vec![entry["command"].as_str().unwrap_or_default().to_owned()];
-    argv.extend(
-        entry["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|arg| arg.as_str().map(str::to_owned)),
-    );
+    let argv = entry_argv(&client["mcpServers"]["portcullis"]);
     let listed = crate::support::ts_client(
         &crate::support::Target::Stdio(&argv),
         &["--scenario", "list"],

@@ -218,6 +218,8 @@ impl EvidenceLog {
                 head_interval: options.head_interval,
             },
             counters,
+            unsynced_since: None,
+            head_written: Instant::now(),
         };
         // The head is written now, so the new log's existence and any recovered tail are durable
         // before the first append.
@@ -293,11 +295,6 @@ impl EvidenceLog {
         answer.await.map_err(|_| self.writer_gone())?
     }
 
-    /// What [`EvidenceLog::append`] waits for.
-    pub fn durability(&self) -> Durability {
-        self.durability
-    }
-
     /// The log's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -340,6 +337,10 @@ struct Writer {
     checkpoint_every: Option<NonZeroU64>,
     timing: Timing,
     counters: Arc<Counters>,
+    /// When the first write not yet synced was made.
+    unsynced_since: Option<Instant>,
+    /// When the head file was last replaced.
+    head_written: Instant,
 }
 
 #[derive(Clone, Copy)]
@@ -354,11 +355,8 @@ type Held = (oneshot::Sender<Result<Receipt, AuditError>>, Receipt);
 impl Writer {
     fn run(&mut self, queue: &mpsc::Receiver<Message>, max_batch: usize) {
         let mut failure: Option<String> = None;
-        // The first write not yet synced, and the head file's last replacement.
-        let mut unsynced_since: Option<Instant> = None;
-        let mut head_written = Instant::now();
         loop {
-            let next = match unsynced_since {
+            let next = match self.unsynced_since {
                 None => queue
                     .recv()
                     .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -369,12 +367,7 @@ impl Writer {
             let first = match next {
                 Ok(Message::Append(first)) => Some(first),
                 Ok(Message::Flush(reply)) => {
-                    let flushed = self.flush(&mut failure, unsynced_since.is_some());
-                    if flushed.is_ok() {
-                        unsynced_since = None;
-                        head_written = Instant::now();
-                    }
-                    let _ = reply.send(flushed);
+                    let _ = reply.send(self.flush(&mut failure));
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -405,7 +398,7 @@ impl Writer {
                     batch.iter().map(|pending| &pending.record).collect();
                 match self.write(&records) {
                     Ok(receipts) => {
-                        unsynced_since.get_or_insert_with(Instant::now);
+                        self.unsynced_since.get_or_insert_with(Instant::now);
                         for (pending, receipt) in batch.into_iter().zip(receipts) {
                             if pending.synced {
                                 held.push((pending.reply, receipt));
@@ -424,18 +417,17 @@ impl Writer {
                     }
                 }
             }
-            let due =
-                unsynced_since.is_some_and(|since| since.elapsed() >= self.timing.sync_interval);
+            let due = self
+                .unsynced_since
+                .is_some_and(|since| since.elapsed() >= self.timing.sync_interval);
             if failure.is_none() && (!held.is_empty() || due) {
                 match self.sync() {
                     Ok(()) => {
-                        unsynced_since = None;
                         for (reply, receipt) in held {
                             let _ = reply.send(Ok(receipt));
                         }
-                        if head_written.elapsed() >= self.timing.head_interval {
+                        if self.head_written.elapsed() >= self.timing.head_interval {
                             self.replace_head(&mut failure);
-                            head_written = Instant::now();
                         }
                     }
                     Err(reason) => {
@@ -447,29 +439,21 @@ impl Writer {
                 }
             }
             for reply in flushes {
-                let flushed = self.flush(&mut failure, unsynced_since.is_some());
-                if flushed.is_ok() {
-                    unsynced_since = None;
-                    head_written = Instant::now();
-                }
-                let _ = reply.send(flushed);
+                let _ = reply.send(self.flush(&mut failure));
             }
         }
         // Every handle is gone: what was written is synced and the head names it.
-        if failure.is_none() && unsynced_since.is_some() && self.sync().is_err() {
-            return;
-        }
-        if failure.is_none() && self.synced.next_seq != self.head_named {
-            self.replace_head(&mut failure);
-        }
+        let _ = self.flush(&mut failure);
     }
 
-    /// Syncs (when anything is `unsynced`) and replaces the head file.
-    fn flush(&mut self, failure: &mut Option<String>, unsynced: bool) -> Result<(), AuditError> {
+    /// Syncs what is written and not yet synced, and replaces the head file if it names less.
+    fn flush(&mut self, failure: &mut Option<String>) -> Result<(), AuditError> {
         if let Some(reason) = failure.as_deref() {
             return Err(self.closed(reason));
         }
-        if unsynced && let Err(reason) = self.sync() {
+        if self.unsynced_since.is_some()
+            && let Err(reason) = self.sync()
+        {
             let error = self.failed(&reason);
             *failure = Some(self.fail(reason));
             return Err(error);
@@ -566,6 +550,7 @@ impl Writer {
             .sync_data()
             .map_err(|error| format!("fdatasync failed: {error}"))?;
         self.synced = self.head.clone();
+        self.unsynced_since = None;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.counters
             .synced
@@ -582,6 +567,7 @@ impl Writer {
         match self.write_head() {
             Ok(()) => {
                 self.head_named = self.synced.next_seq;
+                self.head_written = Instant::now();
                 self.counters.heads.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
@@ -611,6 +597,20 @@ impl Writer {
         // The rename is durable only once the directory is.
         self.dir.sync_all()
     }
+}
+
+/// Cuts what follows `offset` (`bytes` of `what`) off the log, durably, and says so.
+fn cut_tail(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    bytes: usize,
+    what: &str,
+) -> Result<(), AuditError> {
+    tracing::warn!(path = %path.display(), offset, bytes, what, "cutting the end off the evidence log");
+    file.set_len(offset)
+        .and_then(|()| file.sync_data())
+        .map_err(|error| AuditError::io("truncate the end of", path, error))
 }
 
 fn push_line(head: &mut Head, bytes: &mut Vec<u8>, encoded: format::Encoded) {
@@ -702,15 +702,13 @@ fn recover_tail(
         // the disk (some filesystems show the new length with zeros in it). No record is
         // zeros, and nothing past the head was ever acknowledged as synced.
         if offset >= head.end && rest.iter().all(|byte| *byte == 0) {
-            tracing::warn!(
-                path = %path.display(),
+            cut_tail(
+                file,
+                path,
                 offset,
-                bytes = rest.len(),
-                "cutting zero bytes, left by a power loss, off the end of the evidence log"
-            );
-            file.set_len(offset)
-                .and_then(|()| file.sync_data())
-                .map_err(|error| AuditError::io("truncate the zeroed tail of", path, error))?;
+                rest.len(),
+                "zero bytes, left by a power loss",
+            )?;
             break;
         }
         let Some(newline) = rest.iter().position(|byte| *byte == b'\n') else {
@@ -722,15 +720,13 @@ fn recover_tail(
                     format!("its last acknowledged record (at byte {offset}) is cut short"),
                 ));
             }
-            tracing::warn!(
-                path = %path.display(),
+            cut_tail(
+                file,
+                path,
                 offset,
-                bytes = rest.len(),
-                "cutting a torn, unacknowledged final line off the evidence log"
-            );
-            file.set_len(offset)
-                .and_then(|()| file.sync_data())
-                .map_err(|error| AuditError::io("truncate the torn tail of", path, error))?;
+                rest.len(),
+                "a torn, unacknowledged final line",
+            )?;
             break;
         };
         let (line, after) = rest.split_at(newline);

@@ -761,62 +761,25 @@ command = ["server"]
     );
     assert_eq!(sign_in.approvers_group.as_deref(), Some("approvers"));
 
+    // `approval_page = "off"`, `[http.auth]`, then the approval table's `lines` (from line 10)
+    // and one upstream.
+    let with_page_off = |lines: &str| {
+        format!(
+            "\n[server]\napproval_page = \"off\"\n\n[http.auth]\nissuer = \"https://idp.example\"\nresource = \"https://mcp.example/mcp\"\n\n[http.auth.approval]\n{lines}\n\n[[upstream]]\nname = \"files\"\ncommand = [\"server\"]\n"
+        )
+    };
     check_errors(
-        r#"
-[server]
-approval_page = "off"
-
-[http.auth]
-issuer = "https://idp.example"
-resource = "https://mcp.example/mcp"
-
-[http.auth.approval]
-client_id = " "
-approvers_group = ""
-
-[[upstream]]
-name = "files"
-command = ["server"]
-"#,
+        &with_page_off("client_id = \" \"\napprovers_group = \"\""),
         expect![[r#"
             conf/portcullis.toml:10:13: `client_id` is empty
             conf/portcullis.toml:11:19: `approvers_group` is empty"#]],
     );
     check_errors(
-        r#"
-[server]
-approval_page = "off"
-
-[http.auth]
-issuer = "https://idp.example"
-resource = "https://mcp.example/mcp"
-
-[http.auth.approval]
-client_id = "portcullis-approvals"
-client_secret_env = "not a name"
-
-[[upstream]]
-name = "files"
-command = ["server"]
-"#,
+        &with_page_off("client_id = \"portcullis-approvals\"\nclient_secret_env = \"not a name\""),
         expect!["conf/portcullis.toml:11:21: `not a name` is not an environment variable name"],
     );
     check_errors(
-        r#"
-[server]
-approval_page = "off"
-
-[http.auth]
-issuer = "https://idp.example"
-resource = "https://mcp.example/mcp"
-
-[http.auth.approval]
-client_id = "portcullis-approvals"
-
-[[upstream]]
-name = "files"
-command = ["server"]
-"#,
+        &with_page_off("client_id = \"portcullis-approvals\""),
         expect![[
             r#"conf/portcullis.toml: `[http.auth.approval]` signs people in on the approval page, but `approval_page = "off"`: turn the page on, or remove the table"#
         ]],

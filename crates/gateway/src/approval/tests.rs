@@ -628,6 +628,19 @@ fn the_fingerprint_changes_with_every_part_of_the_action() {
     }
 }
 
+/// The fingerprint of the action whose six text parts are `parts`.
+fn print(parts: &[String], policy_version: u64) -> String {
+    fingerprint(&Fingerprinted {
+        issuer: &parts[0],
+        subject: &parts[1],
+        upstream: &parts[2],
+        tool: &parts[3],
+        definition: &parts[4],
+        arguments: &parts[5],
+        policy_version,
+    })
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
 
@@ -640,17 +653,6 @@ proptest::proptest! {
         b in proptest::collection::vec("[ab\\n\"\\[,]{0,3}", 6),
         versions in (0u64..3, 0u64..3),
     ) {
-        fn print(parts: &[String], policy_version: u64) -> String {
-            fingerprint(&Fingerprinted {
-                issuer: &parts[0],
-                subject: &parts[1],
-                upstream: &parts[2],
-                tool: &parts[3],
-                definition: &parts[4],
-                arguments: &parts[5],
-                policy_version,
-            })
-        }
         let same = a == b && versions.0 == versions.1;
         proptest::prop_assert_eq!(print(&a, versions.0) == print(&b, versions.1), same);
     }
@@ -680,18 +682,7 @@ proptest::proptest! {
             start = cut + 1;
         }
         b.push(joined[start..].to_owned());
-        let print = |parts: &[String]| {
-            fingerprint(&Fingerprinted {
-                issuer: &parts[0],
-                subject: &parts[1],
-                upstream: &parts[2],
-                tool: &parts[3],
-                definition: &parts[4],
-                arguments: &parts[5],
-                policy_version: 1,
-            })
-        };
-        proptest::prop_assert_eq!(print(&a) == print(&b), a == b);
+        proptest::prop_assert_eq!(print(&a, 1) == print(&b, 1), a == b);
     }
 }
 
