@@ -1,7 +1,7 @@
 //! One broken upstream does not break the others: failed starts, crashes, hangs, garbage and
 //! slow starts, each next to a healthy upstream that must keep working.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -118,6 +118,62 @@ async fn garbage_and_hangs_fail_the_call_not_portcullis() {
             .iter()
             .any(|n| n.starts_with("good."))
     );
+    client.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstreams_concurrency_limit_queues_calls_and_refuses_what_waits_too_long() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch.config(
+        Config::relay().upstream(
+            Upstream::fixture("one", &work)
+                .max_concurrent_calls(1)
+                .call_timeout_secs(2),
+        ),
+    );
+    let client = connect(&config, &[]).await;
+    wait_for_tools(&client, Duration::from_secs(20), |n| !n.is_empty()).await;
+
+    // Three calls of 400 ms at once take turns: together at least 1.2 s, and all answer.
+    let started = Instant::now();
+    let slow = || call(&client, "one.slow", json!({"ms": 400, "steps": 1}));
+    let (a, b, c) = tokio::join!(slow(), slow(), slow());
+    for result in [a, b, c] {
+        assert!(text(&result).contains("slept 400 ms"), "{}", text(&result));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "the calls overlapped: {:?}",
+        started.elapsed()
+    );
+
+    // Two calls that outlast the call timeout hold the one place for 2 s each; an `echo`
+    // started behind them waits 2 s for it, is refused unsent, and the upstream never sees it.
+    let first = call(&client, "one.slow", json!({"ms": 10_000, "steps": 1}));
+    let second = call(&client, "one.slow", json!({"ms": 10_000, "steps": 1}));
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        call(&client, "one.echo", json!({"text": "queued"})).await
+    };
+    let (first, second, third) = tokio::join!(first, second, third);
+    for result in [&first, &second] {
+        assert!(
+            text(result).contains("did not answer within 2s"),
+            "{}",
+            text(result)
+        );
+    }
+    assert_eq!(third.is_error, Some(true), "{}", text(&third));
+    assert!(
+        text(&third).contains(
+            "had 1 calls in flight (its `max_concurrent_calls`) for 2s; the request was not sent"
+        ),
+        "{}",
+        text(&third)
+    );
+    let result = call(&client, "one.echo", json!({"text": "free again"})).await;
+    assert!(text(&result).contains("free again"), "{}", text(&result));
     client.cancel().await.ok();
 }
 

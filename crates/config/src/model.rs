@@ -190,6 +190,9 @@ pub struct Upstream {
     pub transport: UpstreamTransport,
     pub call_timeout: Duration,
     pub start_timeout: Duration,
+    /// The most calls in flight to it at once (`max_concurrent_calls`); a call beyond waits
+    /// for one to end, within its call timeout. `None`: no limit but the upstream's own.
+    pub max_concurrent_calls: Option<usize>,
     pub surface: Surface,
     /// Rules for the upstream's tools, by the upstream's own tool name.
     pub tools: BTreeMap<String, ToolRules>,
@@ -720,6 +723,10 @@ fn unreachable_config(file: &Path) -> Config {
     }
 }
 
+/// The highest `max_concurrent_calls` (tokio's semaphore holds far more; a limit this high is
+/// a typo for no limit, which is said by leaving the key out).
+const MAX_CONCURRENT_CALLS: i64 = 10_000;
+
 /// What `[server]` sets for every upstream that does not say otherwise.
 #[derive(Clone, Copy)]
 struct UpstreamDefaults {
@@ -774,6 +781,14 @@ fn parse_upstream(
         "start_timeout_secs",
         defaults.start_timeout,
     );
+    let max_concurrent_calls = bounded(
+        report,
+        upstream.max_concurrent_calls.as_ref(),
+        "max_concurrent_calls",
+        1,
+        MAX_CONCURRENT_CALLS,
+    )
+    .and_then(|n| usize::try_from(n).ok());
     let transport = transport(report, upstream, base_dir);
     let surface = surface(report, upstream);
     let default_effect = upstream
@@ -799,6 +814,7 @@ fn parse_upstream(
         transport: transport?,
         call_timeout,
         start_timeout,
+        max_concurrent_calls,
         surface,
         tools,
         default_effect,

@@ -152,6 +152,8 @@ pub(crate) struct RawUpstream {
     pub url: Option<Spanned<String>>,
     pub call_timeout_secs: Option<Spanned<i64>>,
     pub start_timeout_secs: Option<Spanned<i64>>,
+    /// The most calls in flight to this upstream at once; more wait for one to end.
+    pub max_concurrent_calls: Option<Spanned<i64>>,
     pub surface: Option<Spanned<String>>,
     pub effect: Option<Spanned<String>>,
     pub trusted: Option<bool>,

@@ -66,7 +66,7 @@ fn unknown_keys_are_refused() {
     check_errors(
         "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\ncomand = [\"y\"]\n",
         expect![
-            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `surface`, `effect`, `trusted`, `taint`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`, `pinning`"
+            "conf/portcullis.toml:4:1: unknown field `comand`, expected one of `name`, `command`, `env`, `inherit_env`, `cwd`, `url`, `call_timeout_secs`, `start_timeout_secs`, `max_concurrent_calls`, `surface`, `effect`, `trusted`, `taint`, `trust_hints`, `sampling`, `elicitation`, `tools`, `roots`, `roots_for`, `check_paths`, `tilde`, `sandbox`, `credential`, `ca_file`, `insecure_http`, `headers`, `instance`, `instance_idle_secs`, `instance_state`, `instance_state_days`, `pinning`"
         ],
     );
 }
@@ -97,6 +97,7 @@ command = ["srv"]
 url = "http://127.0.0.1:1/mcp"
 inherit_env = ["NOT-A-NAME"]
 call_timeout_secs = -1
+max_concurrent_calls = 0
 "#,
         expect![[r#"
             conf/portcullis.toml:2:15: `passthrough` keeps tool names unchanged and so serves exactly one upstream, but 3 are configured; use `prefixed`
@@ -108,7 +109,8 @@ call_timeout_secs = -1
             conf/portcullis.toml:15:7: `cwd` applies only to a `command` upstream, not to a `url` one
             conf/portcullis.toml:15:7: `ftp://mail` is not an http:// or https:// URL with a host
             conf/portcullis.toml:20:11: an upstream has either a `command` (stdio) or a `url` (streamable HTTP), not both
-            conf/portcullis.toml:23:21: `call_timeout_secs` is -1; it must be between 1 and 86400"#]],
+            conf/portcullis.toml:23:21: `call_timeout_secs` is -1; it must be between 1 and 86400
+            conf/portcullis.toml:24:24: `max_concurrent_calls` is 0; it must be between 1 and 10000"#]],
     );
 }
 

@@ -3,6 +3,7 @@
 //! environment at start, registered as secrets and marked sensitive.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis_config::Remote;
@@ -13,6 +14,7 @@ use rustls::pki_types::pem::PemObject as _;
 /// `ca_file` counts at the next one). The error says what is wrong in plain words.
 pub(crate) fn http_client(
     remote: &Remote,
+    max_concurrent_calls: Option<usize>,
     environment: &BTreeMap<String, String>,
 ) -> Result<reqwest::Client, String> {
     let extra_roots = match &remote.ca_file {
@@ -27,12 +29,24 @@ pub(crate) fn http_client(
             })?,
     };
     let tls = portcullis_auth::tls_client_config(extra_roots)?;
+    // Connections are kept for reuse, at most as many idle ones as calls may be in flight, and
+    // every answer is sent without waiting for more (no Nagle delay behind a delayed ACK).
     reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(max_concurrent_calls.unwrap_or(IDLE_CONNECTIONS))
+        .pool_idle_timeout(IDLE_CONNECTION)
         .tls_backend_preconfigured(tls)
         .default_headers(headers(remote, environment)?)
         .build()
         .map_err(|error| format!("its HTTP client could not be built: {error}"))
 }
+
+/// How long an unused connection to an upstream is kept open.
+const IDLE_CONNECTION: Duration = Duration::from_secs(60);
+
+/// Idle connections kept per upstream host when its calls are not limited (else one per call
+/// it may have in flight).
+const IDLE_CONNECTIONS: usize = 32;
 
 /// The configured headers with their values; a variable that is not set stops the start.
 fn headers(remote: &Remote, environment: &BTreeMap<String, String>) -> Result<HeaderMap, String> {

@@ -253,6 +253,9 @@ pub struct UpstreamHandle {
     service: Option<Arc<dyn CredentialSource>>,
     /// Why it is stopped, when not because Portcullis is (an identity's idle instance).
     stop_reason: std::sync::OnceLock<String>,
+    /// One permit per call it may have in flight (`max_concurrent_calls`, else as many as
+    /// tokio allows).
+    call_permits: tokio::sync::Semaphore,
 }
 
 /// Removes a call from the in-flight table when the call ends, however it ends.
@@ -285,6 +288,10 @@ impl UpstreamHandle {
         service: Option<Arc<dyn CredentialSource>>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            call_permits: tokio::sync::Semaphore::new(
+                spec.max_concurrent_calls
+                    .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+            ),
             child_env: sandbox::child_environment(&spec, inherited),
             header_env: header_environment(&spec, inherited),
             stderr: Mutex::default(),
@@ -304,6 +311,19 @@ impl UpstreamHandle {
             service,
             stop_reason: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A place among its calls in flight (`max_concurrent_calls`), waiting for one to end when
+    /// all are taken; `None` once `limit` has passed without one.
+    pub(crate) async fn call_permit(
+        &self,
+        limit: Duration,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed, so acquiring fails only by the timeout.
+        tokio::time::timeout(limit, self.call_permits.acquire())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Whether a call to it is in flight.
@@ -821,7 +841,8 @@ impl UpstreamHandle {
                     .map_err(|error| format!("its handshake failed: {error}"))
             }
             UpstreamTransport::Http { url, remote } => {
-                let client = remote::http_client(remote, &self.header_env)?;
+                let client =
+                    remote::http_client(remote, self.spec.max_concurrent_calls, &self.header_env)?;
                 let client = AttachingClient::new(client, self.service.clone());
                 let transport = StreamableHttpClientTransport::with_client(
                     client.clone(),

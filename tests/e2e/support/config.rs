@@ -352,6 +352,10 @@ impl Upstream {
         self.set("call_timeout_secs", secs.to_string())
     }
 
+    pub(crate) fn max_concurrent_calls(self, calls: u64) -> Self {
+        self.set("max_concurrent_calls", calls.to_string())
+    }
+
     pub(crate) fn start_timeout_secs(self, secs: u64) -> Self {
         self.set("start_timeout_secs", secs.to_string())
     }

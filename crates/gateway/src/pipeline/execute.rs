@@ -35,6 +35,8 @@ const MAX_INPUT_ROUNDS: usize = 10;
 pub(crate) enum ForwardError {
     Cancelled,
     Timeout(Duration),
+    /// Its `max_concurrent_calls` were all in flight for the whole call timeout; nothing was sent.
+    Busy(Duration),
     Service(ServiceError),
 }
 
@@ -53,6 +55,11 @@ impl ForwardError {
             ForwardError::Cancelled => "the request was cancelled".to_owned(),
             ForwardError::Timeout(limit) => format!(
                 "upstream `{name}` did not answer within {}s; the request was cancelled",
+                limit.as_secs()
+            ),
+            ForwardError::Busy(limit) => format!(
+                "upstream `{name}` had {} calls in flight (its `max_concurrent_calls`) for {}s; the request was not sent",
+                upstream.spec.max_concurrent_calls.unwrap_or_default(),
                 limit.as_secs()
             ),
             ForwardError::Service(ServiceError::McpError(error)) => {
@@ -181,6 +188,11 @@ pub(crate) async fn forward(
     cancel: &CancellationToken,
     request: Outbound,
 ) -> Result<ServerResult, ForwardError> {
+    let timeout = upstream.spec.call_timeout;
+    let _permit = tokio::select! {
+        _ = cancel.cancelled() => return Err(ForwardError::Cancelled),
+        permit = upstream.call_permit(timeout) => permit.ok_or(ForwardError::Busy(timeout))?,
+    };
     let _inflight = upstream.track_call(route.clone());
     let request = request.into_request();
     let attachment = request.extensions().get::<Attachment>().cloned();
@@ -198,7 +210,6 @@ pub(crate) async fn forward(
             .progress
             .register(handle.progress_token.clone(), token, client)
     });
-    let timeout = upstream.spec.call_timeout;
     let outcome = tokio::select! {
         _ = cancel.cancelled() => Err(ForwardError::Cancelled),
         outcome = tokio::time::timeout(timeout, handle.await_response()) => match outcome {
