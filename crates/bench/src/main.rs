@@ -18,6 +18,7 @@ mod policy;
 mod process;
 mod report;
 mod route;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -56,8 +57,9 @@ struct Args {
     /// Decisions timed for the policy figure (the list and call checks of one call each).
     #[arg(long, default_value_t = 20000)]
     policy_decisions: usize,
-    /// Also measure the official TypeScript SDK client over HTTP: the `tests/node` directory
-    /// (after scripts/setup.sh), which holds `bench.mjs` and Node 22.
+    /// The `tests/node` directory (after scripts/setup.sh), which holds `bench.mjs`, Node 22 and
+    /// supergateway: measures the official TypeScript SDK client over HTTP too, and puts the
+    /// peer proxy supergateway beside Portcullis on the `http-stdio` routes.
     #[arg(long, value_name = "DIR")]
     node_client: Option<PathBuf>,
     /// Calls per route for the Node client case.
@@ -73,12 +75,24 @@ struct Args {
     /// under a policy that hides half of them, beside the direct listing.
     #[arg(long, value_name = "N")]
     list_tools: Option<usize>,
+    /// Also open this many session-era HTTP clients on Portcullis at once, and report its
+    /// memory with them open and after they closed.
+    #[arg(long, value_name = "N")]
+    sessions: Option<usize>,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
 }
 
 impl Args {
+    /// Portcullis's settings for the call routes.
+    fn settings(&self) -> route::Settings<'_> {
+        route::Settings {
+            durability: self.durability.as_deref(),
+            sessions: None,
+        }
+    }
+
     /// Pairs each concurrency level with its number of calls.
     fn levels(&self) -> anyhow::Result<Vec<Level>> {
         if self.concurrency.contains(&0) {
@@ -113,7 +127,7 @@ struct Tally {
     samples: Samples,
     client_cpu: Duration,
     server_cpu: Duration,
-    portcullis_cpu: Duration,
+    proxy_cpu: Duration,
 }
 
 impl Tally {
@@ -129,17 +143,17 @@ impl Tally {
         RouteFigures {
             cpu_client_us: per_call(self.client_cpu),
             cpu_servers_us: per_call(self.server_cpu),
-            cpu_portcullis_us: per_call(self.portcullis_cpu),
+            cpu_proxy_us: per_call(self.proxy_cpu),
             samples,
         }
     }
 }
 
-/// CPU used so far by the client, the route's servers, and Portcullis.
+/// CPU used so far by the client, the route's servers, and its proxy.
 struct CpuReading {
     client: Duration,
     servers: Duration,
-    portcullis: Duration,
+    proxy: Duration,
 }
 
 fn read_cpu(route: &Route) -> anyhow::Result<CpuReading> {
@@ -153,11 +167,7 @@ fn read_cpu(route: &Route) -> anyhow::Result<CpuReading> {
     Ok(CpuReading {
         client: process::own_cpu_time().context("cannot read our own CPU time")?,
         servers,
-        portcullis: route
-            .portcullis_pid
-            .map(of)
-            .transpose()?
-            .unwrap_or_default(),
+        proxy: route.proxy_pid.map(of).transpose()?.unwrap_or_default(),
     })
 }
 
@@ -174,36 +184,33 @@ async fn batch(
     tally.samples.extend(samples);
     tally.client_cpu += after.client.saturating_sub(before.client);
     tally.server_cpu += after.servers.saturating_sub(before.servers);
-    tally.portcullis_cpu += after.portcullis.saturating_sub(before.portcullis);
+    tally.proxy_cpu += after.proxy.saturating_sub(before.proxy);
     Ok(())
 }
 
-/// Warms both routes up, then measures them in alternating rounds.
+/// Warms every route up, then measures them in rounds, each round in another order.
 async fn measure_level(
-    direct: &Route,
-    through: &Route,
+    routes: &[&Route],
     level: Level,
     rounds: usize,
     warmup: usize,
-) -> anyhow::Result<(RouteFigures, RouteFigures)> {
-    for route in [direct, through] {
+) -> anyhow::Result<Vec<RouteFigures>> {
+    for route in routes {
         run_calls(route.client.peer(), warmup, level.concurrency).await?;
     }
     let rounds = rounds.clamp(1, level.calls.max(1));
-    let mut direct_tally = Tally::default();
-    let mut through_tally = Tally::default();
+    let mut tallies: Vec<Tally> = routes.iter().map(|_| Tally::default()).collect();
     for round in 0..rounds {
         let calls = level.calls / rounds + usize::from(round < level.calls % rounds);
-        // Alternate which route goes first, so neither always follows the other.
-        if round % 2 == 0 {
-            batch(direct, calls, level.concurrency, &mut direct_tally).await?;
-            batch(through, calls, level.concurrency, &mut through_tally).await?;
-        } else {
-            batch(through, calls, level.concurrency, &mut through_tally).await?;
-            batch(direct, calls, level.concurrency, &mut direct_tally).await?;
+        // Rotate which route goes first, so none always follows another.
+        for turn in 0..routes.len() {
+            let index = (round + turn) % routes.len();
+            if let (Some(route), Some(tally)) = (routes.get(index), tallies.get_mut(index)) {
+                batch(route, calls, level.concurrency, tally).await?;
+            }
         }
     }
-    Ok((direct_tally.figures(), through_tally.figures()))
+    Ok(tallies.into_iter().map(Tally::figures).collect())
 }
 
 async fn measure_transport(
@@ -220,75 +227,99 @@ async fn measure_transport(
         binaries,
         scratch.path(),
         max_concurrency,
-        args.durability.as_deref(),
+        args.settings(),
     )
     .await?;
-    let pid = through
-        .portcullis_pid
-        .context("no process id for portcullis")?;
+    let peer = match (&args.node_client, transport) {
+        (Some(node_dir), Transport::HttpStdio) => Some(
+            route::through_supergateway(node_dir, binaries, scratch.path(), max_concurrency)
+                .await?,
+        ),
+        _ => None,
+    };
+    let pid = through.proxy_pid.context("no process id for portcullis")?;
     let idle_rss_kib = process::memory_kib(pid, "VmRSS");
+    let idle_anon_kib = process::memory_kib(pid, "RssAnon");
 
+    let mut routes = vec![&direct, &through];
+    routes.extend(peer.as_ref());
     let mut rows = Vec::with_capacity(levels.len());
     for &level in levels {
-        let (direct_figures, through_figures) =
-            measure_level(&direct, &through, level, args.rounds, args.warmup)
-                .await
-                .with_context(|| {
-                    format!(
-                        "measuring {} callers over {}",
-                        level.concurrency,
-                        transport.name()
-                    )
-                })?;
+        let mut figures = measure_level(&routes, level, args.rounds, args.warmup)
+            .await
+            .with_context(|| {
+                format!(
+                    "measuring {} callers over {}",
+                    level.concurrency,
+                    transport.name()
+                )
+            })?
+            .into_iter();
+        let (Some(direct_figures), Some(through_figures)) = (figures.next(), figures.next()) else {
+            bail!("a level measured without its routes");
+        };
         rows.push(Row {
             transport,
             level,
             direct: direct_figures,
             through: through_figures,
+            peer: figures.next(),
             portcullis_rss_after_kib: process::memory_kib(pid, "VmRSS"),
         });
     }
     let memory = Memory {
         transport,
         idle_rss_kib,
+        idle_anon_kib,
         after_rss_kib: process::memory_kib(pid, "VmRSS"),
         peak_hwm_kib: process::memory_kib(pid, "VmHWM"),
     };
     direct.close().await;
     through.close().await;
+    if let Some(peer) = peer {
+        peer.close().await;
+    }
     Ok((rows, memory))
 }
 
-/// The Node client case, on HTTP routes of its own.
+/// The Node client case, on HTTP-to-stdio routes of its own: direct, through Portcullis, and
+/// through supergateway.
 async fn measure_node(
     client: &node::NodeClient,
+    node_dir: &std::path::Path,
     binaries: &Binaries,
     args: &Args,
 ) -> anyhow::Result<node::NodeFigures> {
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
-    let direct = route::direct(Transport::Http, binaries, scratch.path(), 1).await?;
-    let through = route::through_portcullis(
-        Transport::Http,
-        binaries,
-        scratch.path(),
-        1,
-        args.durability.as_deref(),
-    )
-    .await?;
-    let (Some(direct_url), Some(through_url)) = (direct.url.clone(), through.url.clone()) else {
-        bail!("an HTTP route without a URL");
-    };
-    let figures = node::measure(
-        client,
-        &direct_url,
-        &through_url,
-        args.node_calls,
-        args.rounds,
-    )
-    .await
-    .context("measuring the Node client over http")?;
-    direct.close().await;
-    through.close().await;
+    let transport = Transport::HttpStdio;
+    let routes = [
+        (
+            "direct",
+            route::direct(transport, binaries, scratch.path(), 1).await?,
+        ),
+        (
+            "portcullis",
+            route::through_portcullis(transport, binaries, scratch.path(), 1, args.settings())
+                .await?,
+        ),
+        (
+            "supergateway",
+            route::through_supergateway(node_dir, binaries, scratch.path(), 1).await?,
+        ),
+    ];
+    let mut urls = Vec::with_capacity(routes.len());
+    for (name, route) in &routes {
+        urls.push((
+            *name,
+            route.url.clone().context("an HTTP route without a URL")?,
+        ));
+    }
+    let figures = node::measure(client, &urls, args.node_calls, args.rounds)
+        .await
+        .context("measuring the Node client over http")?;
+    for (_, route) in routes {
+        route.close().await;
+    }
     Ok(figures)
 }
 
@@ -329,11 +360,19 @@ async fn main() -> anyhow::Result<()> {
         memory.push(transport_memory);
     }
     let node_figures = match &args.node_client {
-        Some(dir) => Some(measure_node(&node::NodeClient::in_dir(dir)?, &binaries, &args).await?),
+        Some(dir) => {
+            Some(measure_node(&node::NodeClient::in_dir(dir)?, dir, &binaries, &args).await?)
+        }
         None => None,
     };
     let list_figures = match args.list_tools {
         Some(tools) => Some(listing::measure_list(&binaries, tools, args.rounds.max(1)).await?),
+        None => None,
+    };
+    let session_figures = match args.sessions {
+        Some(sessions) => {
+            Some(sessions::measure_sessions(&binaries, sessions, args.durability.as_deref()).await?)
+        }
         None => None,
     };
     let policy_summary = policy::measure_policy(args.policy_decisions)?;
@@ -366,6 +405,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(figures) = &list_figures {
                 object.insert("list".to_owned(), figures.json());
             }
+            if let Some(figures) = &session_figures {
+                object.insert("sessions".to_owned(), figures.json());
+            }
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -374,6 +416,9 @@ async fn main() -> anyhow::Result<()> {
             print!("\n{}", report::node_table(figures));
         }
         if let Some(figures) = &list_figures {
+            print!("{}", figures.table());
+        }
+        if let Some(figures) = &session_figures {
             print!("{}", figures.table());
         }
         println!("\n{}", policy::describe(&policy_summary, direct_p50));

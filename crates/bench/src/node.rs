@@ -1,5 +1,6 @@
 //! The Node client case: the official MCP TypeScript SDK client (`tests/node/bench.mjs`) calls
-//! `echo` over streamable HTTP, directly and through Portcullis, in alternating rounds.
+//! `echo` over streamable HTTP, directly, through Portcullis and through supergateway, in
+//! rounds of changing order.
 //!
 //! Why it exists: Node's HTTP client waits for the peer's delayed ACK when an answer arrives in
 //! several small writes on a socket without `TCP_NODELAY`, which cost every call through
@@ -66,39 +67,40 @@ impl NodeClient {
     }
 }
 
-/// Both routes' figures for the Node client.
+/// Each route's figures for the Node client, the direct route first.
 pub(crate) struct NodeFigures {
-    pub direct: Summary,
-    pub through: Summary,
+    pub routes: Vec<(&'static str, Summary)>,
 }
 
-/// `calls` calls per route in `rounds` alternating rounds (a fresh client each round).
+/// `calls` calls per route in `rounds` rounds, each round in another order and with a fresh
+/// client per route.
 pub(crate) async fn measure(
     client: &NodeClient,
-    direct_url: &str,
-    through_url: &str,
+    routes: &[(&'static str, String)],
     calls: usize,
     rounds: usize,
 ) -> anyhow::Result<NodeFigures> {
     let rounds = rounds.clamp(1, calls.max(1));
-    let mut direct = Samples::default();
-    let mut through = Samples::default();
+    let mut samples: Vec<Samples> = routes.iter().map(|_| Samples::default()).collect();
     for round in 0..rounds {
         let share = calls / rounds + usize::from(round < calls % rounds);
         if share == 0 {
             continue;
         }
-        let order = if round % 2 == 0 {
-            [(direct_url, &mut direct), (through_url, &mut through)]
-        } else {
-            [(through_url, &mut through), (direct_url, &mut direct)]
-        };
-        for (url, samples) in order {
-            samples.extend(client.run(url, share).await?);
+        for turn in 0..routes.len() {
+            let index = (round + turn) % routes.len();
+            if let (Some((_, url)), Some(route_samples)) =
+                (routes.get(index), samples.get_mut(index))
+            {
+                route_samples.extend(client.run(url, share).await?);
+            }
         }
     }
     Ok(NodeFigures {
-        direct: direct.summary(),
-        through: through.summary(),
+        routes: routes
+            .iter()
+            .zip(samples)
+            .map(|((name, _), samples)| (*name, samples.summary()))
+            .collect(),
     })
 }

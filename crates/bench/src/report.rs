@@ -38,40 +38,71 @@ pub(crate) struct RouteFigures {
     pub samples: Summary,
     pub cpu_client_us: f64,
     pub cpu_servers_us: f64,
-    pub cpu_portcullis_us: f64,
+    /// The proxy's own process: Portcullis, or the peer.
+    pub cpu_proxy_us: f64,
 }
 
-/// Both routes at one level of one transport.
+/// The routes at one level of one transport.
 pub(crate) struct Row {
     pub transport: Transport,
     pub level: Level,
     pub direct: RouteFigures,
     pub through: RouteFigures,
+    /// Through the peer proxy (supergateway), when it was measured.
+    pub peer: Option<RouteFigures>,
     pub portcullis_rss_after_kib: Option<u64>,
 }
 
 impl Row {
     fn added_p50_us(&self) -> f64 {
-        micros(self.through.samples.p50) - micros(self.direct.samples.p50)
+        self.added(&self.through).p50_us
     }
 
     fn added_p99_us(&self) -> f64 {
-        micros(self.through.samples.p99) - micros(self.direct.samples.p99)
+        self.added(&self.through).p99_us
     }
 
     fn throughput_share(&self) -> f64 {
-        if self.direct.samples.calls_per_sec > 0.0 {
-            self.through.samples.calls_per_sec / self.direct.samples.calls_per_sec
-        } else {
-            0.0
+        self.added(&self.through).throughput_share
+    }
+
+    /// What a proxied route adds to the direct one.
+    fn added(&self, proxied: &RouteFigures) -> Added {
+        let direct = &self.direct.samples;
+        Added {
+            p50_us: micros(proxied.samples.p50) - micros(direct.p50),
+            p99_us: micros(proxied.samples.p99) - micros(direct.p99),
+            throughput_share: if direct.calls_per_sec > 0.0 {
+                proxied.samples.calls_per_sec / direct.calls_per_sec
+            } else {
+                0.0
+            },
+            server_cpu_us: proxied.cpu_servers_us - self.direct.cpu_servers_us,
         }
     }
+
+    /// The proxied routes, by name.
+    fn proxied(&self) -> impl Iterator<Item = (&'static str, &RouteFigures)> {
+        std::iter::once(("portcullis", &self.through))
+            .chain(self.peer.as_ref().map(|peer| ("supergateway", peer)))
+    }
+}
+
+/// What a proxy adds to the direct call.
+struct Added {
+    p50_us: f64,
+    p99_us: f64,
+    throughput_share: f64,
+    server_cpu_us: f64,
 }
 
 /// Portcullis's memory on one transport: after start and one `tools/list`, then after load.
 pub(crate) struct Memory {
     pub transport: Transport,
     pub idle_rss_kib: Option<u64>,
+    /// Of the idle VmRSS, what is Portcullis's own (heap, stacks) rather than pages of its
+    /// program file, which the page cache shares.
+    pub idle_anon_kib: Option<u64>,
     pub after_rss_kib: Option<u64>,
     pub peak_hwm_kib: Option<u64>,
 }
@@ -126,14 +157,14 @@ pub(crate) fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> St
         out,
         "Latency per call as the client sees it. CPU per call: this client; all server processes of the route; Portcullis alone.\n"
     );
-    out.push_str("| transport | callers | route | p50 µs | p99 µs | calls/s | CPU µs/call client | servers | portcullis |\n");
+    out.push_str("| transport | callers | route | p50 µs | p99 µs | calls/s | CPU µs/call client | servers | proxy |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for row in rows {
-        for (name, figures) in [("direct", &row.direct), ("portcullis", &row.through)] {
-            let portcullis_cpu = if name == "direct" {
+        for (name, figures) in std::iter::once(("direct", &row.direct)).chain(row.proxied()) {
+            let proxy_cpu = if name == "direct" {
                 String::new()
             } else {
-                format!("{:.1}", figures.cpu_portcullis_us)
+                format!("{:.1}", figures.cpu_proxy_us)
             };
             let _ = writeln!(
                 out,
@@ -146,35 +177,41 @@ pub(crate) fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> St
                 figures.samples.calls_per_sec,
                 figures.cpu_client_us,
                 figures.cpu_servers_us,
-                portcullis_cpu
+                proxy_cpu
             );
         }
     }
 
-    out.push_str("\n| transport | callers | added p50 µs | added p99 µs | throughput vs direct | added server CPU µs/call | Portcullis VmRSS after |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str("\n| transport | callers | proxy | added p50 µs | added p99 µs | throughput vs direct | added server CPU µs/call | Portcullis VmRSS after |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for row in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} | {:.1} | {:.0} % | {:.1} | {} |",
-            row.transport.name(),
-            row.level.concurrency,
-            row.added_p50_us(),
-            row.added_p99_us(),
-            100.0 * row.throughput_share(),
-            row.through.cpu_servers_us - row.direct.cpu_servers_us,
-            mib(row.portcullis_rss_after_kib)
-        );
+        for (name, figures) in row.proxied() {
+            let added = row.added(figures);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {name} | {:.1} | {:.1} | {:.0} % | {:.1} | {} |",
+                row.transport.name(),
+                row.level.concurrency,
+                added.p50_us,
+                added.p99_us,
+                100.0 * added.throughput_share,
+                added.server_cpu_us,
+                mib(row.portcullis_rss_after_kib)
+            );
+        }
     }
 
-    out.push_str("\n| transport | Portcullis VmRSS idle | VmRSS after load | peak VmHWM |\n");
-    out.push_str("| --- | --- | --- | --- |\n");
+    out.push_str(
+        "\n| transport | Portcullis VmRSS idle | of it RssAnon | VmRSS after load | peak VmHWM |\n",
+    );
+    out.push_str("| --- | --- | --- | --- | --- |\n");
     for entry in memory {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             entry.transport.name(),
             mib(entry.idle_rss_kib),
+            mib(entry.idle_anon_kib),
             mib(entry.after_rss_kib),
             mib(entry.peak_hwm_kib)
         );
@@ -230,7 +267,7 @@ fn route_json(figures: &RouteFigures) -> Value {
         "cpu_us_per_call": {
             "client": figures.cpu_client_us,
             "servers": figures.cpu_servers_us,
-            "portcullis": figures.cpu_portcullis_us,
+            "proxy": figures.cpu_proxy_us,
         },
     })
 }
@@ -254,6 +291,7 @@ pub(crate) fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Valu
             "concurrency": row.level.concurrency,
             "direct": route_json(&row.direct),
             "portcullis": route_json(&row.through),
+            "supergateway": row.peer.as_ref().map(route_json),
             "added_p50_us": row.added_p50_us(),
             "added_p99_us": row.added_p99_us(),
             "throughput_share": row.throughput_share(),
@@ -262,6 +300,7 @@ pub(crate) fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Valu
         "memory": memory.iter().map(|entry| json!({
             "transport": entry.transport.name(),
             "idle_rss_kib": entry.idle_rss_kib,
+            "idle_anon_kib": entry.idle_anon_kib,
             "after_rss_kib": entry.after_rss_kib,
             "peak_hwm_kib": entry.peak_hwm_kib,
         })).collect::<Vec<_>>(),
@@ -271,32 +310,38 @@ pub(crate) fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Valu
 /// The Node client case as a Markdown table.
 pub(crate) fn node_table(figures: &crate::node::NodeFigures) -> String {
     let mut text = String::from(
-        "Official TypeScript SDK client over HTTP, one caller:\n\n\
-         | route | calls | p50 µs | p99 µs |\n| --- | --- | --- | --- |\n",
+        "Official TypeScript SDK client over HTTP (fixture behind the proxies over stdio), one caller:\n\n\
+         | route | calls | p50 µs | p99 µs | added p50 µs | added p99 µs |\n| --- | --- | --- | --- | --- | --- |\n",
     );
-    for (name, summary) in [
-        ("direct", &figures.direct),
-        ("through Portcullis", &figures.through),
-    ] {
+    let direct = figures.routes.first().map(|(_, summary)| *summary);
+    for (name, summary) in &figures.routes {
+        let added = |of: fn(&Summary) -> Duration| {
+            direct.map_or(0.0, |direct| micros(of(summary)) - micros(of(&direct)))
+        };
         let _ = writeln!(
             text,
-            "| {name} | {} | {:.0} | {:.0} |",
+            "| {name} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
             summary.calls,
             micros(summary.p50),
-            micros(summary.p99)
+            micros(summary.p99),
+            added(|s| s.p50),
+            added(|s| s.p99)
         );
     }
-    let _ = writeln!(
-        text,
-        "\nadded p50 {:.0} µs, p99 {:.0} µs",
-        micros(figures.through.p50) - micros(figures.direct.p50),
-        micros(figures.through.p99) - micros(figures.direct.p99)
-    );
     text
 }
 
 /// The Node client case as JSON (microseconds).
 pub(crate) fn node_json(figures: &crate::node::NodeFigures) -> Value {
-    let route = |summary: &Summary| json!({"calls": summary.calls, "p50": micros(summary.p50), "p99": micros(summary.p99)});
-    json!({"direct": route(&figures.direct), "through": route(&figures.through)})
+    let routes: serde_json::Map<String, Value> = figures
+        .routes
+        .iter()
+        .map(|(name, summary)| {
+            (
+                (*name).to_owned(),
+                json!({"calls": summary.calls, "p50": micros(summary.p50), "p99": micros(summary.p99)}),
+            )
+        })
+        .collect();
+    Value::Object(routes)
 }

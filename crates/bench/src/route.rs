@@ -1,5 +1,6 @@
-//! The two routes to the fixture's `echo`, over stdio or streamable HTTP: directly, and through
-//! Portcullis in passthrough mode with that fixture as its single upstream.
+//! The routes to the fixture's `echo`, over stdio or streamable HTTP: directly, through
+//! Portcullis in passthrough mode with that fixture as its single upstream, and through a peer
+//! proxy (supergateway, a Node stdio-to-HTTP gateway) with the same fixture behind it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,12 +17,17 @@ use crate::process;
 /// How long a server may take to start and announce its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The transport between the client and the server it talks to (and, through Portcullis,
-/// between Portcullis and the fixture too, so both routes cross the same kind of hop).
+/// The transport between the client and the server it talks to, and between the proxy and the
+/// fixture behind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Transport {
+    /// stdio on both hops.
     Stdio,
+    /// Streamable HTTP on both hops.
     Http,
+    /// The client over streamable HTTP, the fixture behind the proxy over stdio: how a remote
+    /// client reaches a local server (the direct route is the fixture serving HTTP itself).
+    HttpStdio,
 }
 
 impl Transport {
@@ -29,6 +35,7 @@ impl Transport {
         match self {
             Self::Stdio => "stdio",
             Self::Http => "http",
+            Self::HttpStdio => "http-stdio",
         }
     }
 }
@@ -42,10 +49,10 @@ pub(crate) struct Binaries {
 /// A connected client and the processes that serve it.
 pub(crate) struct Route {
     pub client: RunningService<RoleClient, ()>,
-    /// Every server process on this route: the fixture, or Portcullis and its upstream fixture.
+    /// Every server process on this route: the fixture, or the proxy and its upstream fixture.
     pub server_pids: Vec<u32>,
-    /// Portcullis's process, on the route through it.
-    pub portcullis_pid: Option<u32>,
+    /// The proxy's own process (Portcullis or the peer), on a route through one.
+    pub proxy_pid: Option<u32>,
     /// The URL the client talks to, over HTTP.
     pub url: Option<String>,
     /// HTTP servers started here; `kill_on_drop` stops them with the route.
@@ -81,19 +88,19 @@ pub(crate) async fn direct(
             Ok(Route {
                 client,
                 server_pids: vec![pid],
-                portcullis_pid: None,
+                proxy_pid: None,
                 url: None,
                 _http_servers: Vec::new(),
             })
         }
-        Transport::Http => {
+        Transport::Http | Transport::HttpStdio => {
             let (fixture, url) = start_http_fixture(binaries, &fixture_scratch).await?;
             let pid = fixture.id().context("the fixture exited at start")?;
             let client = connect_http(&url, max_concurrency).await?;
             Ok(Route {
                 client,
                 server_pids: vec![pid],
-                portcullis_pid: None,
+                proxy_pid: None,
                 url: Some(url),
                 _http_servers: vec![fixture],
             })
@@ -107,73 +114,171 @@ pub(crate) async fn through_portcullis(
     binaries: &Binaries,
     scratch: &Path,
     max_concurrency: usize,
-    durability: Option<&str>,
+    settings: Settings<'_>,
 ) -> anyhow::Result<Route> {
     let fixture_scratch = scratch.join("upstream");
     let config = scratch.join(format!("portcullis-{}.toml", transport.name()));
-    match transport {
-        Transport::Stdio => {
-            // Contained, the fixture can neither create its scratch directory nor use another.
-            std::fs::create_dir_all(&fixture_scratch)
-                .with_context(|| format!("cannot create `{}`", fixture_scratch.display()))?;
-            let scratch_dir = toml_string(&fixture_scratch.display().to_string())?;
-            let upstream = format!(
-                "command = [{}, \"--scratch\", {scratch_dir}]\nroots = [{scratch_dir}]",
-                toml_string(&binaries.fixture.display().to_string())?,
-            );
-            std::fs::write(&config, passthrough_config(&upstream, durability))
-                .with_context(|| format!("cannot write `{}`", config.display()))?;
-            let mut command = tokio::process::Command::new(&binaries.portcullis);
-            command.arg("serve").arg("--config").arg(&config);
-            let (client, pid) = connect_stdio(command, &binaries.portcullis).await?;
-            // The upstream is up once the tool list has come back through Portcullis.
-            let mut server_pids = vec![pid];
-            server_pids.extend(process::children(pid));
-            Ok(Route {
-                client,
-                server_pids,
-                portcullis_pid: Some(pid),
-                url: None,
-                _http_servers: Vec::new(),
-            })
-        }
-        Transport::Http => {
-            let (fixture, fixture_url) = start_http_fixture(binaries, &fixture_scratch).await?;
-            let fixture_pid = fixture
+    let mut http_servers = Vec::new();
+    let mut server_pids = Vec::new();
+    let upstream = if transport == Transport::Http {
+        let (fixture, fixture_url) = start_http_fixture(binaries, &fixture_scratch).await?;
+        server_pids.push(
+            fixture
                 .id()
-                .context("the upstream fixture exited at start")?;
-            let upstream = format!("url = {}", toml_string(&fixture_url)?);
-            std::fs::write(&config, passthrough_config(&upstream, durability))
-                .with_context(|| format!("cannot write `{}`", config.display()))?;
-            let mut command = tokio::process::Command::new(&binaries.portcullis);
-            command
-                .arg("serve")
-                .arg("--config")
-                .arg(&config)
-                .arg("--listen")
-                .arg("127.0.0.1:0");
-            let (portcullis, stderr) = spawn_piped(command, Pipe::Stderr, &binaries.portcullis)?;
-            let pid = portcullis.id().context("portcullis exited at start")?;
-            // Portcullis says where it serves on stderr once its upstreams have settled.
-            let url = announced_url(stderr, "serving MCP on ").await?;
-            let client = connect_http(&url, max_concurrency).await?;
-            Ok(Route {
-                client,
-                server_pids: vec![pid, fixture_pid],
-                portcullis_pid: Some(pid),
-                url: Some(url),
-                _http_servers: vec![portcullis, fixture],
-            })
-        }
+                .context("the upstream fixture exited at start")?,
+        );
+        http_servers.push(fixture);
+        format!("url = {}", toml_string(&fixture_url)?)
+    } else {
+        // Contained, the fixture can neither create its scratch directory nor use another.
+        std::fs::create_dir_all(&fixture_scratch)
+            .with_context(|| format!("cannot create `{}`", fixture_scratch.display()))?;
+        let scratch_dir = toml_string(&fixture_scratch.display().to_string())?;
+        format!(
+            "command = [{}, \"--scratch\", {scratch_dir}]\nroots = [{scratch_dir}]",
+            toml_string(&binaries.fixture.display().to_string())?,
+        )
+    };
+    std::fs::write(&config, passthrough_config(&upstream, settings))
+        .with_context(|| format!("cannot write `{}`", config.display()))?;
+    let mut command = tokio::process::Command::new(&binaries.portcullis);
+    command.arg("serve").arg("--config").arg(&config);
+    if transport == Transport::Stdio {
+        let (client, pid) = connect_stdio(command, &binaries.portcullis).await?;
+        // The upstream is up once the tool list has come back through Portcullis.
+        server_pids.push(pid);
+        server_pids.extend(process::children(pid));
+        return Ok(Route {
+            client,
+            server_pids,
+            proxy_pid: Some(pid),
+            url: None,
+            _http_servers: http_servers,
+        });
     }
+    command.arg("--listen").arg("127.0.0.1:0");
+    let (portcullis, stderr) = spawn_piped(command, Pipe::Stderr, &binaries.portcullis)?;
+    let pid = portcullis.id().context("portcullis exited at start")?;
+    http_servers.push(portcullis);
+    // Portcullis says where it serves on stderr once its upstreams have settled.
+    let url = announced_url(stderr, "serving MCP on ").await?;
+    let client = connect_http(&url, max_concurrency).await?;
+    server_pids.push(pid);
+    server_pids.extend(process::children(pid));
+    Ok(Route {
+        client,
+        server_pids,
+        proxy_pid: Some(pid),
+        url: Some(url),
+        _http_servers: http_servers,
+    })
 }
 
-fn passthrough_config(upstream: &str, durability: Option<&str>) -> String {
-    let durability = durability
+/// supergateway (from `node_dir`, the tests/node directory) serving streamable HTTP with
+/// sessions, each session a fixture over stdio of its own.
+pub(crate) async fn through_supergateway(
+    node_dir: &Path,
+    binaries: &Binaries,
+    scratch: &Path,
+    max_concurrency: usize,
+) -> anyhow::Result<Route> {
+    let node = node_dir.join("node_modules/node/bin/node");
+    let gateway = node_dir.join("node_modules/supergateway/dist/index.js");
+    if !gateway.is_file() {
+        bail!("`{}` is missing: run scripts/setup.sh", gateway.display());
+    }
+    let fixture_scratch = scratch.join("peer");
+    // supergateway runs `--stdio` through a shell: a path with a space would split.
+    let fixture = format!(
+        "{} --scratch {}",
+        binaries.fixture.display(),
+        fixture_scratch.display()
+    );
+    if binaries
+        .fixture
+        .to_string_lossy()
+        .contains(char::is_whitespace)
+        || fixture_scratch
+            .to_string_lossy()
+            .contains(char::is_whitespace)
+    {
+        bail!("supergateway cannot start a fixture whose path holds a space: {fixture}");
+    }
+    let port = free_port()?;
+    let mut command = tokio::process::Command::new(&node);
+    command
+        .arg(&gateway)
+        .args(["--stdio", &fixture])
+        .args(["--outputTransport", "streamableHttp", "--stateful"])
+        .args(["--port", &port.to_string(), "--logLevel", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let gateway_process = command
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", node.display()))?;
+    let pid = gateway_process
+        .id()
+        .context("supergateway exited at start")?;
+    wait_for_port(port).await?;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let client = connect_http(&url, max_concurrency).await?;
+    let mut server_pids = vec![pid];
+    // Its fixture starts with the client's session.
+    server_pids.extend(process::children(pid));
+    Ok(Route {
+        client,
+        server_pids,
+        proxy_pid: Some(pid),
+        url: Some(url),
+        _http_servers: vec![gateway_process],
+    })
+}
+
+/// A loopback port no one listens on now (the system's choice, released at once).
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until something accepts connections on the loopback `port`.
+async fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("nothing listened on port {port} within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// What the benchmark sets in Portcullis's config besides its upstream.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Settings<'a> {
+    /// `[server] durability`; unset, the config leaves it out (a build from before the
+    /// setting takes the config too).
+    pub durability: Option<&'a str>,
+    /// `[http] max_sessions` and `max_sessions_per_client`, for many sessions from one address.
+    pub sessions: Option<usize>,
+}
+
+fn passthrough_config(upstream: &str, settings: Settings<'_>) -> String {
+    let durability = settings
+        .durability
         .map(|mode| format!("durability = \"{mode}\"\n"))
         .unwrap_or_default();
+    let http = settings
+        .sessions
+        .map(|n| format!("\n[http]\nmax_sessions = {n}\nmax_sessions_per_client = {n}\n"))
+        .unwrap_or_default();
     format!(
-        "[server]\nnamespacing = \"passthrough\"\n{durability}\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\
+        "[server]\nnamespacing = \"passthrough\"\n{durability}{http}\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\
          # The shipped default policy decides every call: `echo` is a read, so it runs.\n\
          tools.echo = {{ effect = \"read\" }}\n"
     )
@@ -210,7 +315,7 @@ pub(crate) async fn spawn_stdio(
     Ok((client, pid))
 }
 
-async fn connect_http(
+pub(crate) async fn connect_http(
     url: &str,
     max_concurrency: usize,
 ) -> anyhow::Result<RunningService<RoleClient, ()>> {

@@ -322,6 +322,16 @@ impl Taints {
         }
     }
 
+    /// Forgets `key`'s taint and hosts: its session ended.
+    pub(crate) fn forget(&self, key: &str) {
+        if let Ok(mut keys) = self.by_key.lock() {
+            keys.remove(key);
+        }
+        if let Ok(mut keys) = self.hosts_read.lock() {
+            keys.remove(key);
+        }
+    }
+
     /// Notes that a call of `key` that reaches `hosts` was let run.
     pub(crate) fn remember_hosts(&self, key: &str, hosts: impl IntoIterator<Item = String>) {
         if let Ok(mut keys) = self.hosts_read.lock() {

@@ -67,7 +67,9 @@ pub(crate) fn session_key(session: u64) -> String {
     format!("session {session}")
 }
 
-/// Forgets a session's scoped answers when the session ends (its last handler is dropped).
+/// Forgets what was kept for a session when it ends (its last handler is dropped): its scoped
+/// answers, its taint and the hosts it reached, its client for list changes. Session numbers
+/// are never reused, so nothing later could have counted on them.
 struct SessionEnd {
     gateway: Arc<Gateway>,
     session: u64,
@@ -75,10 +77,10 @@ struct SessionEnd {
 
 impl Drop for SessionEnd {
     fn drop(&mut self) {
-        self.gateway
-            .approvals
-            .scoped
-            .forget_session(&session_key(self.session));
+        let key = session_key(self.session);
+        self.gateway.approvals.scoped.forget_session(&key);
+        self.gateway.approvals.taints.forget(&key);
+        self.gateway.sessions.forget(self.session);
     }
 }
 
@@ -569,7 +571,7 @@ impl ServerHandler for PortcullisServer {
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.refresh_client_roots(&context.peer).await;
-        self.gateway.sessions.register(context.peer);
+        self.gateway.sessions.register(self.session, context.peer);
     }
 
     async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {

@@ -11,7 +11,8 @@ use rmcp::service::{Peer, RoleServer, SubscriptionSendError, SubscriptionSink};
 pub(crate) struct Sessions {
     /// Resource subscriptions of session-era clients: exposed URI and the subscriber.
     subscriptions: Mutex<Vec<(String, u64, Peer<RoleServer>)>>,
-    peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Session-era clients, by session.
+    peers: Mutex<Vec<(u64, Peer<RoleServer>)>>,
     pub(crate) listeners: Mutex<Vec<SubscriptionSink>>,
 }
 
@@ -51,10 +52,20 @@ impl Sessions {
     }
 
     /// Adds a session-era client once it has initialized.
-    pub(crate) fn register(&self, peer: Peer<RoleServer>) {
+    pub(crate) fn register(&self, session: u64, peer: Peer<RoleServer>) {
         if let Ok(mut peers) = self.peers.lock() {
-            peers.retain(|p| !p.is_transport_closed());
-            peers.push(peer);
+            peers.retain(|(_, p)| !p.is_transport_closed());
+            peers.push((session, peer));
+        }
+    }
+
+    /// Forgets `session`'s client and subscriptions: it ended.
+    pub(crate) fn forget(&self, session: u64) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|(s, _)| *s != session);
+        }
+        if let Ok(mut subscriptions) = self.subscriptions.lock() {
+            subscriptions.retain(|(_, s, _)| *s != session);
         }
     }
 
@@ -63,8 +74,8 @@ impl Sessions {
     pub(crate) async fn broadcast_list_changed(&self) {
         let peers: Vec<Peer<RoleServer>> = match self.peers.lock() {
             Ok(mut peers) => {
-                peers.retain(|p| !p.is_transport_closed());
-                peers.clone()
+                peers.retain(|(_, p)| !p.is_transport_closed());
+                peers.iter().map(|(_, p)| p.clone()).collect()
             }
             Err(_) => return,
         };

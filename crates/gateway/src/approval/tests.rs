@@ -227,6 +227,13 @@ fn taint_is_kept_per_key() {
     taints.mark("session 1", "web");
     assert_eq!(taints.of("session 1"), ["mail", "web"]);
     assert!(taints.of("session 2").is_empty());
+    taints.mark("session 2", "web");
+    taints.remember_hosts("session 1", ["example.com".to_owned()]);
+    // A session that ended is forgotten, and only it.
+    taints.forget("session 1");
+    assert!(taints.of("session 1").is_empty());
+    assert!(!taints.has_read("session 1", "example.com"));
+    assert_eq!(taints.of("session 2"), ["web"]);
 }
 
 #[test]
