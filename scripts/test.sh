@@ -15,3 +15,18 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 scripts/conformance.sh
+# mcp-defense-bench's harness still drives Portcullis, in both revisions (two inputs each,
+# about 15 s; the full run, 40 minutes or so, is scripts/defense-bench.sh): a description
+# with hidden characters is cleaned (the bench scores that "enforce") and a benign one is not.
+smoke="${CARGO_TARGET_DIR:-target}/defense-bench-smoke"
+scripts/defense-bench.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug" --out "$smoke" -- \
+  --only tool-poisoning/002 --only benign/tool-definition/001- --approver none >/dev/null
+.venv/bin/python - "$smoke/summary.json" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+assert len(runs) == 2, runs
+for run in runs:
+    cases = {c["id"]: c for c in run["cases"]}
+    assert cases["tool-poisoning/002-hidden-char-evasion"]["level"] == "enforce", run["cases"]
+    assert run["benign"]["items"] == 1 and run["benign"]["falsePositives"] == 0, run["benign"]
+PY
