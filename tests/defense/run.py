@@ -85,10 +85,18 @@ async def verdicts_of(adapter: Any, cases: list[dict[str, Any]], arms: tuple[str
     return dict(await asyncio.gather(*(one(tc, arm) for tc, arm in todo)))
 
 
+def harness_failure(verdict: Mapping[str, Any]) -> bool:
+    """A drive that timed out or lost its process decided nothing; the bench would count it a block."""
+    signal = str(verdict.get("signal") or "")
+    return signal.startswith("blocked: ") and ("TimeoutError" in signal or "Connection closed" in signal)
+
+
 def case_reading(tc: Mapping[str, Any], rec: Mapping[str, Any]) -> str:
     ftype = tc["fixture"].get("type")
     if ftype not in FIXTURE_TYPES:
         return "not applicable: not drivable through a stdio proxy"
+    if harness_failure(rec["mal"]) or harness_failure(rec["benign"]):
+        return "harness failure (timeout or lost process), not a decision"
     level = rec["level"]
     if level == "enforce":
         return "blocked"
@@ -127,6 +135,9 @@ async def score_one(binary: Path, revision: str, approver: str, limit: int | Non
     for corpus, arms in (("dev", ("fixture", "benignControl")), ("benign", ("fixture",))):
         cases = selected(bench.load_cases(corpus), limit, only)
         verdicts = await verdicts_of(adapter, cases, arms, jobs)
+        result.setdefault("failures", []).extend(
+            {"id": case_id, "arm": arm, "signal": v.get("signal")} for (case_id, arm), v in verdicts.items() if harness_failure(v)
+        )
         recorded = Recorded(meta_dict(adapter), verdicts)
         if corpus == "dev":
             doc = await score_matched(recorded, cases, bench.rubric, corpus="dev", tool="portcullis")
@@ -146,10 +157,29 @@ async def score_one(binary: Path, revision: str, approver: str, limit: int | Non
     return result
 
 
+def recorded_runs(out: Path, limit: int | None, only: list[str] | None) -> list[dict[str, Any]]:
+    """The runs of an earlier invocation, from its documents and summary.json (what only it knew)."""
+    bench = open_bench()
+    earlier = json.loads((out / "summary.json").read_text("utf8"))
+    runs = []
+    for old in earlier["runs"]:
+        run: dict[str, Any] = {k: old[k] for k in ("revision", "approver", "adopted", "answered", "seconds")}
+        for corpus in ("dev", "benign"):
+            run[corpus] = json.loads((out / old["revision"] / old["approver"] / f"{corpus}.json").read_text("utf8"))
+            run[f"{corpus}_cases"] = selected(bench.load_cases(corpus), limit, only)
+        verdicts = [(c["id"], arm, c[key]) for c in run["dev"]["cases"] for arm, key in (("fixture", "mal"), ("benignControl", "benign"))]
+        verdicts += [(it["id"], "fixture", it["verdict"]) for it in run["benign"]["items"]]
+        run["failures"] = [{"id": i, "arm": arm, "signal": v.get("signal")} for i, arm, v in verdicts if harness_failure(v)]
+        runs.append(run)
+    return runs
+
+
 def summarize(runs: list[dict[str, Any]], binary: Path) -> dict[str, Any]:
     rubric = open_bench().rubric
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "crates", "config", "Cargo.lock"], capture_output=True, text=True).stdout.strip()
+    sources = ["crates", "config", "Cargo.toml", "Cargo.lock"]
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    built = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", *sources], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", *sources], capture_output=True, text=True).stdout.strip()
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
     summary: dict[str, Any] = {
         "versions": {
@@ -159,7 +189,7 @@ def summarize(runs: list[dict[str, Any]], binary: Path) -> dict[str, Any]:
             "fastmcp": importlib.metadata.version("fastmcp"),
             "mcp (Python SDK)": importlib.metadata.version("mcp"),
             "portcullis": version,
-            "portcullis commit": commit + (" (crates or config modified)" if dirty else ""),
+            "portcullis commit": f"{commit} (its code and config last changed in {built})" + (", with uncommitted changes to them" if dirty else ""),
             "python": sys.version.split()[0],
         },
         "config": "shipped default policy; one unclassified upstream in passthrough mode, contained, its working directory as root (tests/defense/portcullis_adapter.py)",
@@ -204,6 +234,7 @@ def summarize(runs: list[dict[str, Any]], binary: Path) -> dict[str, Any]:
                 "revision": rev,
                 "approver": run["approver"],
                 "adopted": run["adopted"],
+                "harnessFailures": run.get("failures", []),
                 "answered": run["answered"],
                 "seconds": run["seconds"],
                 "dev": {k: v for k, v in dev["summary"].items() if k != "measuredAt"},
@@ -225,6 +256,22 @@ def cell(v: Mapping[str, Any]) -> str:
         return "unknown"
     fp = f", {v['fpCount']} FP" if v["fpCount"] else ""
     return f"{v['level']} {v['robustCoverage']:g}{fp}"
+
+
+def grouped_reading(runs: list[Mapping[str, Any]], vid: str) -> str:
+    """The vector's readings, each labelled with the runs it holds for (none when it holds for all)."""
+    by_reading: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        by_reading.setdefault(r["vectors"][vid]["reading"], []).append(r)
+    if len(by_reading) == 1:
+        return next(iter(by_reading))
+    parts = []
+    for reading, holders in by_reading.items():
+        approvers = {r["approver"] for r in holders}
+        whole = len(approvers) == 1 and len(holders) == sum(1 for r in runs if r["approver"] in approvers)
+        label = f"approver {next(iter(approvers))}" if whole else ", ".join(f"{r['revision']} {r['approver']}" for r in holders)
+        parts.append(f"{label}: {reading}")
+    return "<br>".join(parts)
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
@@ -252,9 +299,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
     lines += ["", "| vector | " + " | ".join(heads) + " | reading |", "| --- |" + " --- |" * (len(runs) + 1)]
     for vid in runs[0]["vectors"]:
         cells = [cell(r["vectors"][vid]) for r in runs]
-        readings = list(dict.fromkeys(f"{r['vectors'][vid]['reading']}" + ("" if len(runs) == 1 else f" ({r['revision']}, {r['approver']})") for r in runs))
-        distinct = {r["vectors"][vid]["reading"] for r in runs}
-        reading = next(iter(distinct)) if len(distinct) == 1 else "<br>".join(readings)
+        reading = grouped_reading(runs, vid)
         applies = runs[0]["vectors"][vid]["appliesTo"] or []
         note = "" if "2025-11-25" in applies else " (2026-07-28 only)"
         lines.append(f"| {vid}{note} | " + " | ".join(cells) + f" | {reading} |")
@@ -284,13 +329,16 @@ def main() -> int:
     ap.add_argument("--limit", type=int, help="score only the first N cases of each corpus (smoke test)")
     ap.add_argument("--only", action="append", metavar="PREFIX", help="score only the cases whose id starts so (repeatable)")
     ap.add_argument("--jobs", type=int, default=2, help="verdicts computed at once")
+    ap.add_argument("--summarize-only", action="store_true", help="rewrite summary.json and table.md from the documents under --out")
     a = ap.parse_args()
     binary = a.bin.resolve()
     if not binary.is_file():
         print(f"defense-bench: {binary} does not exist", file=sys.stderr)
         return 1
     runs = []
-    for approver in a.approver or list(portcullis_adapter.APPROVERS):
+    if a.summarize_only:
+        runs = recorded_runs(a.out, a.limit, a.only)
+    for approver in [] if a.summarize_only else a.approver or list(portcullis_adapter.APPROVERS):
         for revision in a.revision or list(portcullis_adapter.REVISIONS):
             print(f"defense-bench: scoring at {revision}, approver {approver}", file=sys.stderr)
             run = asyncio.run(score_one(binary, revision, approver, a.limit, a.only, a.jobs, a.out))
@@ -301,7 +349,10 @@ def main() -> int:
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf8")
     (a.out / "table.md").write_text(markdown(summary), "utf8")
     print(f"defense-bench: wrote {a.out / 'summary.json'} and {a.out / 'table.md'}", file=sys.stderr)
-    return 0
+    failures = [(run["revision"], run["approver"], f) for run in summary["runs"] for f in run["harnessFailures"]]
+    for revision, approver, failure in failures:
+        print(f"defense-bench: {revision}, approver {approver}: {failure['id']} ({failure['arm']}) did not complete: {failure['signal']}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
