@@ -6,10 +6,13 @@
 #     (@modelcontextprotocol/conformance) and 0.2.0-alpha.12 (alias conformance-next), and
 #     Node 22 (npm package `node`: tests/node/node_modules/node/bin/node) which the suite needs;
 #   - .venv (pinned by tests/py/requirements.txt): the official Python SDK `mcp` and its deps;
+#     and (tests/defense/requirements.txt) mcp-defense-bench with FastMCP, for
+#     scripts/defense-bench.sh;
 #   - Debian's `chromium` and `chromium-driver` (apt-get, as root, only when /usr/bin/chromium
 #     is missing): the real browser tests/node/passkey.mjs drives for the passkey tests
 #     (playwright-core downloads no browser of its own);
 #   - the workspace binaries (cargo build).
+# `scripts/setup.sh python` does the venv alone (what scripts/defense-bench.sh needs).
 # Idempotent: each part is redone only when its pins (or the tool that installs it) change, as
 # recorded in a stamp; a run with nothing to do takes well under a second plus a no-op cargo
 # build. Prints nothing on success unless it installs something; fails loudly otherwise.
@@ -22,12 +25,13 @@ fail() {
 }
 note() { echo "setup: $*" >&2; }
 
-command -v cargo >/dev/null || fail "cargo is missing: install Rust stable with rustup"
-command -v node >/dev/null || fail "node is missing: install Node.js 20 or later"
-command -v npm >/dev/null || fail "npm is missing: it comes with Node.js"
+case "${1:-all}" in
+  all) only_python=false ;;
+  python) only_python=true ;;
+  *) fail "unknown part \`$1\`: run scripts/setup.sh, or scripts/setup.sh python for the venv alone" ;;
+esac
+
 command -v python3 >/dev/null || fail "python3 is missing: install Python 3.10 or later"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: the tests need Node.js 20 or later"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
   || fail "$(python3 --version 2>&1) is too old: the Python SDK needs 3.10 or later"
 python3 -c 'import venv, ensurepip' 2>/dev/null \
@@ -38,6 +42,13 @@ stamp() {
   local files=("$@")
   { sha256sum "${files[@]}"; echo "$EXTRA"; } | sha256sum | cut -d' ' -f1
 }
+
+if ! $only_python; then
+command -v cargo >/dev/null || fail "cargo is missing: install Rust stable with rustup"
+command -v node >/dev/null || fail "node is missing: install Node.js 20 or later"
+command -v npm >/dev/null || fail "npm is missing: it comes with Node.js"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: the tests need Node.js 20 or later"
 
 # Node packages: `npm ci` (which wipes node_modules, stamp included) only when the pins change.
 node_stamp=tests/node/node_modules/.portcullis-stamp
@@ -62,26 +73,31 @@ if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$want" ]; then
   done
   echo "$want" >"$node_stamp"
 fi
+fi
 
-# Python venv with the official SDK: rebuilt from scratch only when the pins change.
+# Python venv with the official SDK (and the defence benchmark's scorer): rebuilt from scratch
+# only when the pins change.
 py_stamp=.venv/.portcullis-stamp
 EXTRA="$(python3 --version 2>&1) $(uname -sm)"
-want=$(stamp tests/py/requirements.txt)
+want=$(stamp tests/py/requirements.txt tests/defense/requirements.txt)
 if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$want" ] || [ ! -x .venv/bin/python ]; then
-  note "creating the Python venv .venv (tests/py/requirements.txt)"
+  note "creating the Python venv .venv (tests/py/requirements.txt, tests/defense/requirements.txt)"
   python3 -m venv --clear .venv || fail "python3 -m venv .venv failed"
   log=$(mktemp)
   if ! .venv/bin/python -m pip install --disable-pip-version-check --no-input --quiet \
-    -r tests/py/requirements.txt >"$log" 2>&1; then
+    -r tests/py/requirements.txt -r tests/defense/requirements.txt >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
-    fail "pip install -r tests/py/requirements.txt failed (output above)"
+    fail "pip install -r tests/py/requirements.txt -r tests/defense/requirements.txt failed (output above)"
   fi
   rm -f "$log"
   .venv/bin/python -c 'import mcp, mcp.client, mcp.server.mcpserver' \
     || fail "the Python SDK does not import in .venv"
+  .venv/bin/python -c 'import mcp_defense_bench.adapters.stdio' \
+    || fail "mcp-defense-bench's stdio harness does not import in .venv"
   echo "$want" >"$py_stamp"
 fi
+$only_python && exit 0
 
 # Debian's Chromium for the passkey tests. The package list is refreshed only when the
 # install fails, since an old or empty list is the usual cause and an update is slow.

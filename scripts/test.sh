@@ -15,3 +15,24 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 scripts/conformance.sh
+# mcp-defense-bench's harness still drives Portcullis, in both revisions (three inputs each,
+# about 20 s; the full run, 40 minutes or so, is scripts/defense-bench.sh): a description with
+# hidden characters is cleaned (the bench scores that "enforce"), a plain benign one is passed
+# unchanged, and one indented with runs of spaces is still rewritten (today's behaviour, a false
+# positive for the bench: see SECURITY.md).
+smoke="${CARGO_TARGET_DIR:-target}/defense-bench-smoke"
+scripts/defense-bench.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug" --out "$smoke" -- \
+  --only tool-poisoning/002 --only benign/tool-definition/036- --only benign/tool-definition/001- \
+  --approver none >/dev/null
+.venv/bin/python - "$smoke/summary.json" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+assert [run["revision"] for run in runs] == ["2025-11-25", "2026-07-28"], runs
+for run in runs:
+    cases = {c["id"]: c for c in run["cases"]}
+    assert cases["tool-poisoning/002-hidden-char-evasion"]["level"] == "enforce", run["cases"]
+    flagged = [fp["id"] for fp in run["benignFalsePositives"]]
+    assert run["benign"]["items"] == 2, run["benign"]
+    # FIXME: hygiene collapses the docstring's indentation; the bench counts any rewrite.
+    assert flagged == ["benign/tool-definition/001-aws-documentation-mcp--read_documentation"], flagged
+PY
