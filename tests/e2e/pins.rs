@@ -85,6 +85,46 @@ fn refused_as_quarantined(call: &Value, why: &str) {
 }
 
 #[test]
+fn a_definition_changed_without_notice_is_quarantined_at_the_next_reread() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch.config(
+        Config::relay()
+            .relist_secs(1)
+            .upstream(Upstream::fixture("fx", &work)),
+    );
+    let server = Portcullis::http(&config);
+    let target = Target::Http(&server.url);
+    let first = ts_tools(&target);
+    assert!(first.contains(&"fx.send_message".to_owned()), "{first:?}");
+
+    // The upstream lists changed definitions from now on and tells no one (the fixture's
+    // marker, written behind its back: no `list_changed` is sent).
+    std::fs::write(work.join("rug-pulled"), "pulled\n").unwrap();
+    assert!(
+        wait_listed(&target, "fx.send_message", false),
+        "{}",
+        server.log()
+    );
+    refused_as_quarantined(
+        &ts_call(&target, "fx.send_message", SEND),
+        "changed since it was pinned",
+    );
+    assert_eq!(sent(&work), 0, "a quarantined tool reached the upstream");
+    let changes = definition_changes(&config);
+    assert!(
+        changes
+            .iter()
+            .any(|event| event["name"] == "send_message" && event["quarantined"] == true),
+        "{changes:?}"
+    );
+    // Re-read every second since, the unchanged lists are not recorded again.
+    std::thread::sleep(Duration::from_millis(2500));
+    let again = definition_changes(&config);
+    assert_eq!(again.len(), changes.len(), "{again:?}");
+}
+
+#[test]
 fn pins_quarantine_a_changed_upstream_until_accepted_in_both_eras() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");

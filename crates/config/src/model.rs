@@ -29,6 +29,8 @@ use crate::sign_in::{ApprovalSignIn, approval_sign_in};
 pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time an upstream may take to start and finish its handshake.
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an upstream's lists are read again when it announces nothing.
+pub(crate) const DEFAULT_RELIST: Duration = Duration::from_secs(60);
 /// How long a person has to answer an approval request unless config says otherwise.
 pub(crate) const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -193,6 +195,10 @@ pub struct Upstream {
     /// The most calls in flight to it at once (`max_concurrent_calls`); a call beyond waits
     /// for one to end, within its call timeout. `None`: no limit but the upstream's own.
     pub max_concurrent_calls: Option<usize>,
+    /// How often its lists are read again and compared with its pins, whether or not it
+    /// announced a change (`[server] relist_secs`): a definition changed without notice is
+    /// quarantined within this long.
+    pub relist: Duration,
     pub surface: Surface,
     /// Rules for the upstream's tools, by the upstream's own tool name.
     pub tools: BTreeMap<String, ToolRules>,
@@ -485,9 +491,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         "start_timeout_secs",
         DEFAULT_START_TIMEOUT,
     );
+    let relist = seconds(
+        &mut report,
+        raw.server.relist_secs.as_ref(),
+        "relist_secs",
+        DEFAULT_RELIST,
+    );
     let defaults = UpstreamDefaults {
         call_timeout,
         start_timeout,
+        relist,
         pinning: pinning(&mut report, raw.server.pinning.as_ref(), Pinning::Tofu),
     };
     let http = http_settings(&mut report, raw.http.as_ref());
@@ -732,6 +745,7 @@ const MAX_CONCURRENT_CALLS: i64 = 10_000;
 struct UpstreamDefaults {
     call_timeout: Duration,
     start_timeout: Duration,
+    relist: Duration,
     pinning: Pinning,
 }
 
@@ -815,6 +829,7 @@ fn parse_upstream(
         call_timeout,
         start_timeout,
         max_concurrent_calls,
+        relist: defaults.relist,
         surface,
         tools,
         default_effect,

@@ -83,6 +83,8 @@ pub(crate) struct RawServer {
     pub text_limit: Option<Spanned<i64>>,
     pub call_timeout_secs: Option<Spanned<i64>>,
     pub start_timeout_secs: Option<Spanned<i64>>,
+    /// How often every upstream's lists are read again, announced change or not.
+    pub relist_secs: Option<Spanned<i64>>,
     pub evidence: Option<Spanned<String>>,
     pub reads_without_evidence: Option<bool>,
     pub durability: Option<Spanned<String>>,

@@ -516,6 +516,12 @@ impl UpstreamHandle {
         let previous = connection.catalog.load_full();
         match self.list(&connection.peer, Some(&previous)).await {
             Ok(catalog) => {
+                // Unchanged, the catalog in place stays (decisions kept for it stay valid).
+                if catalog.same_lists(&previous)
+                    && catalog.review.changes == previous.review.changes
+                {
+                    return;
+                }
                 // Several notifications of one change (a tool and a prompt list change, say)
                 // each re-read the lists; clients hear of a change once, when there is one.
                 // Swapped, not loaded then stored: concurrent re-reads each compare with what
@@ -770,8 +776,18 @@ impl UpstreamHandle {
     ) -> String {
         let cancel = service.cancellation_token();
         let mut waiting = std::pin::pin!(service.waiting());
+        // An upstream that changes a definition without announcing it is caught at the next
+        // re-read: compared with its pins like any listing.
+        let every = self.spec.relist;
+        let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = relist.tick() => {
+                    if tokio::time::timeout(PROBE_TIMEOUT, self.refresh_catalog(connection)).await.is_err() {
+                        tracing::warn!(upstream = %self.name(), "the upstream did not list within {}s; keeping its previous lists", PROBE_TIMEOUT.as_secs());
+                    }
+                }
                 quit = &mut waiting => {
                     return match quit {
                         Ok(reason) => format!("the connection closed ({reason:?})"),

@@ -130,6 +130,11 @@ impl Config {
         self.server("packages", toml_string(dir))
     }
 
+    /// How often every upstream's lists are read again (`[server] relist_secs`).
+    pub(crate) fn relist_secs(self, secs: u64) -> Self {
+        self.server("relist_secs", secs.to_string())
+    }
+
     pub(crate) fn page_size(self, size: u64) -> Self {
         self.server("page_size", size.to_string())
     }
