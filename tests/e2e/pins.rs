@@ -100,7 +100,8 @@ fn a_definition_changed_without_notice_is_quarantined_at_the_next_reread() {
 
     // The upstream lists changed definitions from now on and tells no one (the fixture's
     // marker, written behind its back: no `list_changed` is sent).
-    std::fs::write(work.join("rug-pulled"), "pulled\n").unwrap();
+    std::fs::write(work.join("rug-pulled"), "pulled\n")
+        .unwrap_or_else(|error| panic!("cannot write the marker: {error}"));
     assert!(
         wait_listed(&target, "fx.send_message", false),
         "{}",
