@@ -1,6 +1,9 @@
 //! The argument check: a call's arguments against the input schema of the tool as listed,
 //! before policy is asked and before any person is: nobody should approve a call its upstream
 //! would refuse, and arguments a tool does not declare (a hidden `bcc`, say) never reach it.
+//! A schema that lists its `properties` and says nothing else about other members is read as
+//! closed at the top level (`close_top_level`): JSON Schema would let any other argument
+//! through, but the person reviewing the tool saw only the declared ones.
 //!
 //! The schema comes from an untrusted upstream, so compiling it loads nothing (no `$ref` to a
 //! file or URL: a loader that refuses every URL; the metaschemas are built in), and its
@@ -42,8 +45,9 @@ impl ArgumentCheck {
     /// Checks `arguments` (none: an empty object) against `tool`'s input schema. `Err` is the
     /// reason, for the client and the evidence.
     pub(crate) fn check(&self, tool: &Tool, arguments: Option<&JsonObject>) -> Result<(), String> {
-        let schema = serde_json::Value::Object((*tool.input_schema).clone());
-        let compiled = self.compiled(&schema)?;
+        let mut schema = (*tool.input_schema).clone();
+        close_top_level(&mut schema);
+        let compiled = self.compiled(&serde_json::Value::Object(schema))?;
         let instance = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
         compiled
             .schemas
@@ -79,6 +83,34 @@ impl ArgumentCheck {
             cache.insert(key, compiled.clone());
         }
         Ok(compiled)
+    }
+}
+
+/// Keywords that let members other than `properties` be valid, or that take part in deciding
+/// it: with any of them at the top level the schema is left as written.
+const OPENING_KEYWORDS: [&str; 10] = [
+    "additionalProperties",
+    "patternProperties",
+    "unevaluatedProperties",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "$ref",
+    "dependentSchemas",
+];
+
+/// Adds `additionalProperties: false` to a schema that declares its `properties` and says
+/// nothing about other members, so that an argument the tool does not declare is refused.
+fn close_top_level(schema: &mut JsonObject) {
+    if schema.contains_key("properties")
+        && !OPENING_KEYWORDS.iter().any(|key| schema.contains_key(*key))
+    {
+        schema.insert(
+            "additionalProperties".to_owned(),
+            serde_json::Value::Bool(false),
+        );
     }
 }
 

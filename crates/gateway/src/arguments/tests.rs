@@ -100,3 +100,33 @@ fn a_schema_that_allows_anything_lets_anything_through() {
     );
     assert_eq!(check(json!({}), json!({})), Ok(()));
 }
+
+#[test]
+fn an_argument_the_tool_does_not_declare_is_refused_unless_its_schema_opens_the_object() {
+    let declared = json!({"type": "object", "properties": {"path": {"type": "string"}}});
+    assert_eq!(check(declared.clone(), json!({"path": "a"})), Ok(()));
+    let refused = check(declared, json!({"path": "a", "__exec": "id"})).unwrap_err();
+    assert!(
+        refused.contains("`__exec` is not declared by the tool"),
+        "{refused}"
+    );
+    // Nested objects are left as written; so are schemas that say how other members stand,
+    // or whose top level is a composition, and ones that declare no properties at all.
+    let open = [
+        json!({"type": "object", "properties": {"o": {"type": "object", "properties": {"a": {}}}}}),
+        json!({"type": "object", "properties": {"path": {}}, "additionalProperties": true}),
+        json!({"type": "object", "properties": {"path": {}}, "patternProperties": {"^x_": {}}}),
+        json!({"type": "object", "properties": {"path": {}}, "allOf": [{"properties": {"extra": {}}}]}),
+        json!({"type": "object"}),
+    ];
+    let arguments = [
+        json!({"o": {"a": 1, "b": 2}}),
+        json!({"path": "a", "other": 1}),
+        json!({"path": "a", "x_more": 1}),
+        json!({"path": "a", "extra": 1}),
+        json!({"anything": 1}),
+    ];
+    for (schema, arguments) in open.into_iter().zip(arguments) {
+        assert_eq!(check(schema.clone(), arguments), Ok(()), "{schema}");
+    }
+}
