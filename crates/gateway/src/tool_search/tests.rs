@@ -1,5 +1,5 @@
 //! Tool search's ranking, summaries and `portcullis.call_tool`'s unwrapping, as data.
-#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::sync::Arc;
 
