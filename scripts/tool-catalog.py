@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes fixtures/tool-search/catalog.json, the tool search benchmark's catalog: the tools the
 official servers the tests install really list (server-everything, server-filesystem, listed
-by the official Python SDK client driver) and synthetic tools of forty-odd everyday services,
+by the official Python SDK client driver) and synthetic tools of fifty-one everyday services,
 named and described the way real MCP servers do. Deterministic: the same inputs give the same
 file.
 
