@@ -389,15 +389,42 @@ fn the_stateless_era_searches_and_approves_through_call_tool() {
         std::fs::read_to_string(setup.work.join("s.txt")).unwrap_or_default(),
         "stateless"
     );
-    // A hidden tool is as unknown here: deletes are not hidden from ann, so ask for none.
-    let unknown = py_call(&target, DESCRIBE, &json!({"name": "fx.nothing"}), &[]);
+
+    // For gus of globex deletes are hidden in this era too: not found, not described, not
+    // called through `call_tool`, each answered as a tool that does not exist.
+    let globex = Setup::new(globex(), "on");
+    std::fs::write(globex.work.join("keep.txt"), "keep").unwrap_or_else(|e| panic!("{e}"));
+    let portcullis = Portcullis::http(&globex.config);
+    let target = Target::Http(&portcullis.url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let found = py_call(&target, SEARCH, &json!({"query": "delete a file"}), &[]);
+        if result_text(&found["result"]).contains("fx.") {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
     assert!(
-        unknown["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("unknown tool `fx.nothing`"),
-        "{unknown}"
+        !result_text(&found["result"]).contains("fx.delete_file"),
+        "{found}"
     );
+    let unknown = |observed: &Value, name: &str| {
+        let message = observed["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("unknown tool `{name}`")),
+            "{observed}"
+        );
+    };
+    for name in ["fx.delete_file", "fx.nothing"] {
+        unknown(
+            &py_call(&target, DESCRIBE, &json!({"name": name}), &[]),
+            name,
+        );
+    }
+    let delete = json!({"name": "fx.delete_file", "arguments": {"path": "keep.txt"}});
+    unknown(&py_call(&target, CALL, &delete, &[]), "fx.delete_file");
+    assert!(globex.work.join("keep.txt").exists(), "a hidden delete ran");
 }
 
 #[tokio::test(flavor = "multi_thread")]
