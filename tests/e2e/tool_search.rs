@@ -341,6 +341,11 @@ fn the_stateless_era_searches_and_approves_through_call_tool() {
         [SEARCH, DESCRIBE, CALL],
         "{listed}"
     );
+    // The server's instructions (given at `initialize`, so to a session-era client) tell the
+    // model how to use them.
+    let legacy = py_client(&target, &["--scenario", "list", "--mode", "legacy"]);
+    let instructions = legacy["instructions"].as_str().unwrap_or_default();
+    assert!(instructions.contains(CALL), "{legacy}");
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

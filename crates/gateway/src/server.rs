@@ -544,9 +544,11 @@ impl ServerHandler for PortcullisServer {
                 .build(),
         )
         .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them.",
-        )
+        .with_instructions(if self.gateway.tool_search == ToolSearch::Off {
+            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them."
+        } else {
+            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them. When the tool list shows portcullis.search_tools, search it for the tool a task needs, read its parameters with portcullis.describe_tool, and call it with portcullis.call_tool."
+        })
     }
 
     fn accepted_subscription_filter(
