@@ -680,7 +680,7 @@ fn a_stateless_approval_is_sealed_bound_to_the_action_and_used_once() {
 /// A person at an rmcp client who answers Portcullis's approvals with `approve` (and every
 /// upstream question with a yes), and remembers what was asked.
 #[derive(Clone)]
-struct Person {
+pub(crate) struct Person {
     approve: bool,
     asked: Arc<Mutex<Vec<String>>>,
 }
@@ -723,7 +723,9 @@ impl ClientHandler for Person {
     }
 }
 
-async fn session(
+/// Portcullis over stdio with `config`, and a [`Person`] at the client who approves or not;
+/// what they were asked.
+pub(crate) async fn session(
     config: &Path,
     approve: bool,
 ) -> (
@@ -744,7 +746,7 @@ async fn session(
     (client, asked)
 }
 
-fn asked(questions: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+pub(crate) fn asked(questions: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
     questions.lock().map(|q| q.clone()).unwrap_or_default()
 }
 

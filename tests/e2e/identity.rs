@@ -23,7 +23,12 @@ fn fixture_config(work: &Path, policy: &Path) -> Config {
         .tool("write_file", Tool::write())
         .tool("delete_file", Tool::destructive().scopes(&["files.write"]))
         .tool("send_message", Tool::send().scopes(&["mail.send"]));
-    Config::new().policy(policy).upstream(fx)
+    // Tool search answers (`auto`), but the fixture's few tools are listed themselves: the
+    // step-up test calls through `portcullis.call_tool` too.
+    Config::new()
+        .tool_search("auto")
+        .policy(policy)
+        .upstream(fx)
 }
 
 fn call(target: &Target<'_>, tool: &str, args: &str, header: Option<&str>) -> Value {
@@ -501,9 +506,18 @@ fn the_clients_token_never_reaches_an_upstream() {
     }
 }
 
+const SEND_ARGUMENTS: &str = r#"{"to":"x@acme.example","subject":"s","body":"b"}"#;
+
 fn tool_call(tool: &str) -> String {
     format!(
-        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"to":"x@acme.example","subject":"s","body":"b"}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{SEND_ARGUMENTS}}}}}"#
+    )
+}
+
+/// The same call made through `portcullis.call_tool`.
+fn call_tool_call(tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"portcullis.call_tool","arguments":{{"name":"{tool}","arguments":{SEND_ARGUMENTS}}}}}}}"#
     )
 }
 
@@ -514,14 +528,20 @@ fn a_call_needing_more_scopes_gets_the_step_up_challenge_unless_the_tool_is_hidd
     let alice = bearer(&setup.provider.token("alice"));
     // Alice's token lacks `mail.send`, which `fx.send_message` requires: 403 naming it (and
     // the server's own `mcp`), so her client can ask for a token that has it.
-    let (status, response) = post_body(port, Some(&alice), &tool_call("fx.send_message"));
-    assert_eq!(status, 403, "{response}");
-    let header = challenge(&response);
-    assert!(
-        header.contains("error=\"insufficient_scope\"")
-            && header.contains("scope=\"mail.send mcp\""),
-        "{header}"
-    );
+    // Through `portcullis.call_tool` the challenge is the same.
+    for body in [
+        tool_call("fx.send_message"),
+        call_tool_call("fx.send_message"),
+    ] {
+        let (status, response) = post_body(port, Some(&alice), &body);
+        assert_eq!(status, 403, "{response}");
+        let header = challenge(&response);
+        assert!(
+            header.contains("error=\"insufficient_scope\"")
+                && header.contains("scope=\"mail.send mcp\""),
+            "{header}"
+        );
+    }
     assert!(
         !setup.work.join("outbox.jsonl").exists(),
         "the send must not run"
@@ -530,12 +550,14 @@ fn a_call_needing_more_scopes_gets_the_step_up_challenge_unless_the_tool_is_hidd
     // would reveal its scopes; nor does a tool that does not exist.
     let bob = bearer(&setup.provider.token("bob"));
     for (who, tool) in [(&bob, "fx.delete_file"), (&alice, "fx.no_such_tool")] {
-        let (status, response) = post_body(port, Some(who), &tool_call(tool));
-        assert_ne!(status, 403, "`{tool}`: {response}");
-        assert!(
-            !challenge(&response).contains("insufficient_scope"),
-            "`{tool}`: {response}"
-        );
+        for body in [tool_call(tool), call_tool_call(tool)] {
+            let (status, response) = post_body(port, Some(who), &body);
+            assert_ne!(status, 403, "`{tool}`: {response}");
+            assert!(
+                !challenge(&response).contains("insufficient_scope"),
+                "`{tool}`: {response}"
+            );
+        }
     }
 }
 

@@ -300,10 +300,6 @@ fn each_client_is_imported_from_its_usual_place_into_a_config_that_checks_withou
             ok,
             "{client}: the imported config does not check:\n{stdout}\n{stderr}\n{config}"
         );
-        if *client == "claude-desktop" {
-            lists_through_the_installed_entry(&mut home);
-        }
-
         // It is never written over unless asked.
         let (ok, _, stderr) = home.run(
             &[
@@ -333,6 +329,11 @@ fn each_client_is_imported_from_its_usual_place_into_a_config_that_checks_withou
             "",
         );
         assert!(ok, "{client}: {stderr}");
+        // Last: installing puts Portcullis's own entry in the client's file, which a later
+        // import refuses (the name `portcullis` is reserved for its own tools).
+        if *client == "claude-desktop" {
+            lists_through_the_installed_entry(&mut home);
+        }
 
         home.assert_no_secret();
     }

@@ -33,3 +33,4 @@ mod secrets;
 mod sign_in;
 mod starts;
 mod support;
+mod tool_search;

@@ -37,6 +37,7 @@ fn request(id: u64, subject: &str) -> RequestContext {
         request_id: format!("r{id}"),
         session: Some("s1".to_owned()),
         identity: identity(subject),
+        via: None,
     }
 }
 

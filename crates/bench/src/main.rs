@@ -9,6 +9,8 @@
 //!
 //! `cargo build --release -p portcullis-mcp -p portcullis-fixture` first; then
 //! `cargo run --release -p portcullis-bench -- [--calls N] [--concurrency 1,32] [--transport stdio|http]`.
+//! `--tool-search fixtures/tool-search` measures tool search over a large catalog instead
+//! (`search.rs`).
 #![forbid(unsafe_code)]
 
 mod listing;
@@ -18,6 +20,7 @@ mod policy;
 mod process;
 mod report;
 mod route;
+mod search;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -79,6 +82,11 @@ struct Args {
     /// memory with them open and after they closed.
     #[arg(long, value_name = "N")]
     sessions: Option<usize>,
+    /// Measure tool search instead of calls: the catalog (`catalog.json`) and the queries with
+    /// their answers (`queries.json`) in DIR, e.g. `fixtures/tool-search`; `--rounds` times
+    /// the queries.
+    #[arg(long, value_name = "DIR")]
+    tool_search: Option<PathBuf>,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
@@ -349,6 +357,17 @@ async fn main() -> anyhow::Result<()> {
                 binary.display()
             );
         }
+    }
+    if let Some(dir) = &args.tool_search {
+        let figures = search::measure_search(&binaries, &std::path::absolute(dir)?, args.rounds)
+            .await
+            .context("measuring tool search")?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&figures.json())?);
+        } else {
+            print!("{}", figures.table());
+        }
+        return Ok(());
     }
     let load_before = process::load_average();
     let mut rows = Vec::new();

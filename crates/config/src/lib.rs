@@ -28,9 +28,9 @@ pub use instance::{DEFAULT_INSTANCE_IDLE, Instance, PerUser};
 pub use launcher::{ContainerRun, Launcher, Package};
 pub use model::{
     ApprovalSettings, Config, Containment, DEFAULT_FILE_SIZE_MB, DEFAULT_MEMORY_MB,
-    DEFAULT_OPEN_FILES, Durability, ElicitationRule, EvidenceSettings, Grantee, HttpSettings,
-    Pinning, PolicySettings, RootsFor, SandboxGrants, SandboxLimits, Taint, TildeRule, Upstream,
-    UpstreamTransport, parse,
+    DEFAULT_OPEN_FILES, DEFAULT_TOOL_SEARCH_THRESHOLD, Durability, ElicitationRule,
+    EvidenceSettings, Grantee, HttpSettings, Pinning, PolicySettings, RootsFor, SandboxGrants,
+    SandboxLimits, Taint, TildeRule, ToolSearch, Upstream, UpstreamTransport, parse,
 };
 pub use remote::{EnvHeader, Remote};
 pub use sign_in::ApprovalSignIn;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use portcullis_core::{
     ActingMode, ArgumentPointer, ClaimNames, Effect, EnvelopeParts, HostPort, IdentityEnvelope,
-    LOCAL_ISSUER, Namespacing, ResourceServerSettings, Surface, ToolRules, UpstreamName, UserId,
+    LOCAL_ISSUER, Namespacing, RESERVED_NAMESPACE, ResourceServerSettings, Surface, ToolRules,
+    UpstreamName, UserId,
 };
 use serde_spanned::Spanned;
 
@@ -47,6 +48,10 @@ pub(crate) const DEFAULT_APPROVAL_SCOPE: Duration = Duration::from_secs(3600);
 /// The longest `approval_scope_secs`: a day. An answer is about what a person meant to do
 /// now, not a standing grant (that is what policy is for).
 const MAX_APPROVAL_SCOPE_SECS: i64 = 86_400;
+/// How many tools an identity may see before `tool_search = "auto"` lists the search tools in
+/// their place: about where a catalog's schemas start to cost a model tens of thousands of
+/// tokens per turn.
+pub const DEFAULT_TOOL_SEARCH_THRESHOLD: usize = 40;
 /// Default number of list entries per page sent to the client.
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default streamable HTTP listener: loopback only.
@@ -74,6 +79,8 @@ pub struct Config {
     pub file: PathBuf,
     pub namespacing: Namespacing,
     pub page_size: usize,
+    /// Whether clients see Portcullis's search tools in place of the tools (`tool_search`).
+    pub tool_search: ToolSearch,
     /// The longest text (description, title, prompt text) of an upstream's lists a client is
     /// shown, in characters (`text_limit`); longer ones are cut, saying so.
     pub text_limit: usize,
@@ -89,6 +96,21 @@ pub struct Config {
     /// Where launcher packages are installed (`[server] packages`, relative to this file);
     /// `None`: the user's data directory (`portcullis-launch` decides).
     pub packages: Option<PathBuf>,
+}
+
+/// `[server] tool_search`: whether a client's tool list is the tools an identity may see, or
+/// Portcullis's three search tools over them (`portcullis.search_tools`, `describe_tool`,
+/// `call_tool`). Visibility and the call pipeline are the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolSearch {
+    /// `"off"` (the default, so an existing configuration lists what it listed before): the
+    /// tools themselves; the search tools are unknown.
+    Off,
+    /// `"auto"`: the search tools for an identity that may see more than `above` tools
+    /// (`tool_search_threshold`), the tools themselves for any other.
+    Auto { above: usize },
+    /// `"on"`: the search tools for every identity.
+    On,
 }
 
 /// How Portcullis asks a person to approve a call.
@@ -479,6 +501,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         1_000_000,
     )
     .map_or(DEFAULT_TEXT_LIMIT, |n| n as usize);
+    let tool_search = tool_search(&mut report, &raw.server);
     let call_timeout = seconds(
         &mut report,
         raw.server.call_timeout_secs.as_ref(),
@@ -560,6 +583,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file: file.to_path_buf(),
         namespacing,
         page_size,
+        tool_search,
         text_limit,
         http,
         upstreams,
@@ -607,6 +631,39 @@ fn namespacing(report: &mut Reporter<'_>, server: &RawServer) -> Namespacing {
             }
         },
     }
+}
+
+/// `[server] tool_search` and `tool_search_threshold` (which only `auto` reads, so it is refused
+/// beside any other mode rather than ignored).
+fn tool_search(report: &mut Reporter<'_>, server: &RawServer) -> ToolSearch {
+    let threshold = server.tool_search_threshold.as_ref();
+    let above = bounded(report, threshold, "tool_search_threshold", 1, 100_000)
+        .map_or(DEFAULT_TOOL_SEARCH_THRESHOLD, |n| n as usize);
+    let mode = match server
+        .tool_search
+        .as_ref()
+        .map(|v| (v, v.get_ref().as_str()))
+    {
+        None | Some((_, "off")) => ToolSearch::Off,
+        Some((_, "auto")) => ToolSearch::Auto { above },
+        Some((_, "on")) => ToolSearch::On,
+        Some((spanned, other)) => {
+            report.at(
+                Some(spanned.span()),
+                format!("unknown tool_search `{other}`; use `off`, `auto` or `on`"),
+            );
+            ToolSearch::Off
+        }
+    };
+    if let Some(threshold) = threshold
+        && !matches!(mode, ToolSearch::Auto { .. })
+    {
+        report.at(
+            Some(threshold.span()),
+            "`tool_search_threshold` applies only to `tool_search = \"auto\"`; remove it or set `tool_search = \"auto\"`",
+        );
+    }
+    mode
 }
 
 /// `[server] evidence`, `reads_without_evidence` and `durability`.
@@ -714,6 +771,7 @@ fn unreachable_config(file: &Path) -> Config {
         file: file.to_path_buf(),
         namespacing: Namespacing::Prefixed,
         page_size: DEFAULT_PAGE_SIZE,
+        tool_search: ToolSearch::Off,
         text_limit: DEFAULT_TEXT_LIMIT,
         http: default_http(),
         upstreams: Vec::new(),
@@ -777,6 +835,17 @@ fn parse_upstream(
     defaults: UpstreamDefaults,
 ) -> Option<Upstream> {
     let name = match UpstreamName::new(upstream.name.get_ref()) {
+        // The tools of an upstream named so would be exposed as `portcullis.TOOL`, where
+        // Portcullis's own tools are: one of them could be shadowed.
+        Ok(name) if name.as_str().eq_ignore_ascii_case(RESERVED_NAMESPACE) => {
+            report.at(
+                Some(upstream.name.span()),
+                format!(
+                    "upstream name `{name}` is reserved: portcullis's own tools are named `{RESERVED_NAMESPACE}.…`; choose another name"
+                ),
+            );
+            None
+        }
         Ok(name) => Some(name),
         Err(error) => {
             report.at(Some(upstream.name.span()), error.to_string());

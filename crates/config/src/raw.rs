@@ -95,6 +95,8 @@ pub(crate) struct RawServer {
     pub state_key_env: Option<Spanned<String>>,
     pub packages: Option<Spanned<String>>,
     pub pinning: Option<Spanned<String>>,
+    pub tool_search: Option<Spanned<String>>,
+    pub tool_search_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

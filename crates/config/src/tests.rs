@@ -10,7 +10,10 @@ use std::path::Path;
 
 use expect_test::{Expect, expect};
 
-use crate::{Containment, Pinning, SandboxGrants, SandboxLimits, UpstreamTransport, parse};
+use crate::{
+    Containment, DEFAULT_TOOL_SEARCH_THRESHOLD, Pinning, SandboxGrants, SandboxLimits, ToolSearch,
+    UpstreamTransport, parse,
+};
 
 fn check_errors(text: &str, expected: Expect) {
     let errors = parse(Path::new("conf/portcullis.toml"), text).unwrap_err();
@@ -813,6 +816,62 @@ fn durability_is_process_unless_set_and_names_its_choices() {
         &text("fast"),
         expect![[
             r#"conf/portcullis.toml:2:14: unknown durability `fast`; use `process` or `disk`"#
+        ]],
+    );
+}
+
+#[test]
+fn tool_search_is_off_unless_configured() {
+    let upstream = "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n";
+    let mode = |server: &str| {
+        parse(
+            Path::new("conf/portcullis.toml"),
+            &format!("[server]\n{server}\n{upstream}"),
+        )
+        .unwrap()
+        .tool_search
+    };
+    assert_eq!(mode(""), ToolSearch::Off);
+    assert_eq!(mode("tool_search = \"off\""), ToolSearch::Off);
+    assert_eq!(mode("tool_search = \"on\""), ToolSearch::On);
+    assert_eq!(
+        mode("tool_search = \"auto\""),
+        ToolSearch::Auto {
+            above: DEFAULT_TOOL_SEARCH_THRESHOLD
+        }
+    );
+    assert_eq!(
+        mode("tool_search = \"auto\"\ntool_search_threshold = 7"),
+        ToolSearch::Auto { above: 7 }
+    );
+}
+
+#[test]
+fn tool_search_settings_and_the_reserved_name_are_checked() {
+    check_errors(
+        r#"[server]
+tool_search = "sometimes"
+tool_search_threshold = 0
+
+[[upstream]]
+name = "portcullis"
+command = ["x"]
+
+[[upstream]]
+name = "PortCullis"
+command = ["y"]
+"#,
+        expect![[r#"
+            conf/portcullis.toml:2:15: unknown tool_search `sometimes`; use `off`, `auto` or `on`
+            conf/portcullis.toml:3:25: `tool_search_threshold` is 0; it must be between 1 and 100000
+            conf/portcullis.toml:3:25: `tool_search_threshold` applies only to `tool_search = "auto"`; remove it or set `tool_search = "auto"`
+            conf/portcullis.toml:6:8: upstream name `portcullis` is reserved: portcullis's own tools are named `portcullis.…`; choose another name
+            conf/portcullis.toml:10:8: upstream name `PortCullis` is reserved: portcullis's own tools are named `portcullis.…`; choose another name"#]],
+    );
+    check_errors(
+        "[server]\ntool_search = \"on\"\ntool_search_threshold = 10\n[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n",
+        expect![[
+            r#"conf/portcullis.toml:3:25: `tool_search_threshold` applies only to `tool_search = "auto"`; remove it or set `tool_search = "auto"`"#
         ]],
     );
 }

@@ -181,6 +181,10 @@ pub struct RequestContext {
     /// The downstream session, when the era has one.
     pub session: Option<String>,
     pub identity: IdentitySummary,
+    /// The tool of Portcullis's own a call came through (`portcullis.call_tool`); absent for a
+    /// call by the tool's own name and for every other request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// The parts of an identity envelope worth recording. No credential names (they are grants,

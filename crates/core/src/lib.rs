@@ -21,6 +21,8 @@ pub use effect::{Effect, Hints, Surface, ToolRules};
 pub use evidence::{EvidenceRecord, SCHEMA_VERSION as EVIDENCE_SCHEMA_VERSION};
 pub use host::{HostError, HostName, HostPort};
 pub use identity::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
-pub use names::{ExposedName, NameError, Namespacing, UpstreamName};
+pub use names::{
+    ExposedName, NameError, Namespacing, RESERVED_NAMESPACE, UpstreamName, is_reserved,
+};
 pub use pointer::ArgumentPointer;
 pub use resource_server::{ClaimNames, ResourceServerSettings};

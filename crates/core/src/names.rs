@@ -15,6 +15,11 @@ pub const SEPARATOR: char = '.';
 /// The separator between an upstream name and a resource URI's own scheme.
 pub const URI_SEPARATOR: char = '+';
 
+/// The namespace of Portcullis's own tools (`portcullis.search_tools`, …): no upstream may be
+/// named so, and no upstream tool is exposed under it, so an upstream can never stand in for
+/// one of them.
+pub const RESERVED_NAMESPACE: &str = "portcullis";
+
 /// The longest tool name the MCP specification allows.
 pub const MAX_TOOL_NAME_LEN: usize = 128;
 
@@ -40,6 +45,10 @@ pub enum NameError {
     ToolCharacters(String),
     #[error("namespaced name `{0}` would be longer than {MAX_TOOL_NAME_LEN} characters")]
     TooLong(String),
+    #[error(
+        "name `{0}` is in the namespace `portcullis`, which is reserved for portcullis's own tools"
+    )]
+    Reserved(String),
 }
 
 /// A validated upstream name: `[A-Za-z][A-Za-z0-9_-]{0,31}`.
@@ -103,26 +112,34 @@ pub fn is_valid_tool_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
+/// True when `name` is in Portcullis's own namespace (`portcullis.…`, in any letter case).
+pub fn is_reserved(name: &str) -> bool {
+    name.split_once(SEPARATOR)
+        .is_some_and(|(prefix, _)| prefix.eq_ignore_ascii_case(RESERVED_NAMESPACE))
+}
+
 impl Namespacing {
     /// The name under which upstream `upstream`'s tool or prompt `local` is exposed.
     ///
     /// Names that are not valid MCP tool names, or that would exceed 128 characters once
     /// namespaced, are refused rather than truncated: a truncated name could collide with another
-    /// tool and route a call to the wrong place.
+    /// tool and route a call to the wrong place. A name in the reserved namespace (a
+    /// passthrough upstream's `portcullis.call_tool`, say) is refused: it would shadow one of
+    /// Portcullis's own tools.
     pub fn expose(self, upstream: &UpstreamName, local: &str) -> Result<String, NameError> {
         if !is_valid_tool_name(local) {
             return Err(NameError::ToolCharacters(local.to_owned()));
         }
-        match self {
-            Namespacing::Passthrough => Ok(local.to_owned()),
-            Namespacing::Prefixed => {
-                let exposed = format!("{upstream}{SEPARATOR}{local}");
-                if exposed.len() > MAX_TOOL_NAME_LEN {
-                    Err(NameError::TooLong(exposed))
-                } else {
-                    Ok(exposed)
-                }
-            }
+        let exposed = match self {
+            Namespacing::Passthrough => local.to_owned(),
+            Namespacing::Prefixed => format!("{upstream}{SEPARATOR}{local}"),
+        };
+        if exposed.len() > MAX_TOOL_NAME_LEN {
+            Err(NameError::TooLong(exposed))
+        } else if is_reserved(&exposed) {
+            Err(NameError::Reserved(exposed))
+        } else {
+            Ok(exposed)
         }
     }
 

@@ -44,6 +44,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     extra_tools: usize,
 
+    /// Also list the tools of FILE (a `tools/list` result: `{"tools": [...]}`), each answering
+    /// a call with its own name: a catalog of realistic definitions, for the tool search
+    /// benchmark.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+
     /// Split `tools/list` into pages of N tools, linked by cursors (default: one page).
     #[arg(long, value_name = "N")]
     page_size: Option<NonZeroUsize>,
@@ -146,6 +152,8 @@ pub(crate) struct Config {
     pub start_mode: StartMode,
     pub tools_delay: Duration,
     pub extra_tools: usize,
+    /// The tools of `--catalog`.
+    pub catalog: Vec<rmcp::model::Tool>,
     pub page_size: Option<NonZeroUsize>,
     pub auth: Option<AuthConfig>,
 }
@@ -175,6 +183,10 @@ impl Args {
             start_mode: self.start_mode,
             tools_delay: Duration::from_millis(self.tools_delay_ms),
             extra_tools: self.extra_tools,
+            catalog: match &self.catalog {
+                Some(file) => read_catalog(file)?,
+                None => Vec::new(),
+            },
             page_size: self.page_size,
             auth,
         })
@@ -258,3 +270,16 @@ fn parse_tool_scope(pair: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The tools of a `--catalog` file.
+fn read_catalog(file: &std::path::Path) -> Result<Vec<rmcp::model::Tool>, String> {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        tools: Vec<rmcp::model::Tool>,
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    serde_json::from_str::<Listed>(&text)
+        .map(|listed| listed.tools)
+        .map_err(|e| format!("`{}` is not a tools/list result: {e}", file.display()))
+}

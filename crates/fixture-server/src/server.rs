@@ -60,6 +60,7 @@ struct Shared {
     name: String,
     tools_delay: Duration,
     extra_tools: usize,
+    catalog: Vec<Tool>,
     page_size: Option<NonZeroUsize>,
     tool_router: ToolRouter<FixtureServer>,
     prompt_router: PromptRouter<FixtureServer>,
@@ -92,6 +93,7 @@ impl FixtureServer {
                 name: config.name.clone(),
                 tools_delay: config.tools_delay,
                 extra_tools: config.extra_tools,
+                catalog: config.catalog.clone(),
                 page_size: config.page_size,
                 tool_router: Self::tool_router(),
                 prompt_router: Self::prompt_router(),
@@ -173,7 +175,8 @@ impl FixtureServer {
         }
     }
 
-    /// Every tool, in a stable order: built-ins by name, then `extra_N`, then dynamic tools.
+    /// Every tool, in a stable order: built-ins by name, then `extra_N`, then the catalog's,
+    /// then dynamic tools.
     fn all_tools(&self) -> Vec<Tool> {
         let mut tools = self.shared.tool_router.list_all();
         tools.extend((0..self.shared.extra_tools).map(|index| {
@@ -182,6 +185,7 @@ impl FixtureServer {
                 "Trivial tool for pagination tests: echoes `text`, or answers with its name.",
             )
         }));
+        tools.extend(self.shared.catalog.iter().cloned());
         tools.extend(self.dynamic_tool_names().iter().map(|name| {
             trivial_tool(
                 name,
@@ -217,8 +221,15 @@ impl FixtureServer {
             || (name == RUG_PULL_TOOL && self.is_rug_pulled())
     }
 
+    fn catalog_tool(&self, name: &str) -> Option<&Tool> {
+        self.shared.catalog.iter().find(|tool| tool.name == name)
+    }
+
     fn find_tool(&self, name: &str) -> Option<Tool> {
         if let Some(tool) = self.shared.tool_router.get(name) {
+            return Some(tool.clone());
+        }
+        if let Some(tool) = self.catalog_tool(name) {
             return Some(tool.clone());
         }
         self.is_trivial_tool(name).then(|| {
@@ -393,6 +404,9 @@ impl ServerHandler for FixtureServer {
         }
         if self.is_trivial_tool(&name) {
             return Ok(call_trivial_tool(&name, &request).into());
+        }
+        if self.catalog_tool(&name).is_some() {
+            return Ok(CallToolResult::success(vec![ContentBlock::text(name.to_string())]).into());
         }
         Err(McpError::invalid_params(
             format!("tool `{name}` not found"),

@@ -39,6 +39,7 @@ pub(crate) fn request_context(envelope: &IdentityEnvelope, session: u64) -> Requ
         request_id: format!("{session}-{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
         session: Some(session.to_string()),
         identity: IdentitySummary::from(envelope),
+        via: None,
     }
 }
 
@@ -94,6 +95,12 @@ impl CallRecord {
             definition_hash: String::new(),
         };
         self.redact = redact;
+    }
+
+    /// Notes the tool of Portcullis's own the call came through (`portcullis.call_tool`), if
+    /// any: every record of the call says so.
+    pub(crate) fn came_via(&mut self, via: Option<&str>) {
+        self.request.via = via.map(str::to_owned);
     }
 
     /// The request the call belongs to.

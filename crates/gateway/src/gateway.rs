@@ -27,6 +27,8 @@ use crate::{approval, arguments, pending};
 /// The running mediator: configured upstreams and what sessions share.
 pub struct Gateway {
     pub(crate) page_size: usize,
+    /// Whether an identity's tool list is the search tools (`tool_search.rs`).
+    pub(crate) tool_search: portcullis_config::ToolSearch,
     /// What each identity may see of each list, decided once per policy version and catalog.
     pub(crate) visibility: crate::listing::Visibility,
     /// The upstreams, how exposed names map onto them, and their supervisors.
@@ -111,6 +113,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(Self {
             page_size: config.page_size,
+            tool_search: config.tool_search,
             visibility: crate::listing::Visibility::default(),
             decider: Decider {
                 policy: policy.clone(),

@@ -403,11 +403,34 @@ struct Probe<'a> {
 struct ProbeParams<'a> {
     #[serde(borrow)]
     name: Option<std::borrow::Cow<'a, str>>,
+    /// `portcullis.call_tool`'s arguments name the tool it calls.
+    #[serde(borrow)]
+    arguments: Option<ProbeArguments<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ProbeArguments<'a> {
+    #[serde(borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl ProbeParams<'_> {
+    /// The tool the call runs: its name, or the one `portcullis.call_tool` names.
+    fn tool(self, mode: portcullis_config::ToolSearch) -> Option<String> {
+        let name = self.name?;
+        match crate::tool_search::SearchTool::named(mode, &name) {
+            Some(crate::tool_search::SearchTool::Call) => self.arguments?.name,
+            Some(_) => None,
+            None => Some(name),
+        }
+        .map(std::borrow::Cow::into_owned)
+    }
 }
 
 /// Step-up authorization (MCP 2025-11-25): a `tools/call` whose tool needs scopes the token
 /// lacks is answered 403 `insufficient_scope` naming them, so the client can ask the person
-/// for a token that has them. Anything else passes on unchanged; the handler still decides
+/// for a token that has them (a call through `portcullis.call_tool` as the call it names).
+/// Anything else passes on unchanged; the handler still decides
 /// every call, so a body this cannot read is no bypass.
 async fn step_up(
     State((gateway, server)): State<(Arc<Gateway>, ResourceServer)>,
@@ -434,7 +457,7 @@ async fn step_up(
     let tool = serde_json::from_slice::<Probe<'_>>(&bytes)
         .ok()
         .filter(|probe| probe.method == Some("tools/call"))
-        .and_then(|probe| probe.params?.name.map(std::borrow::Cow::into_owned));
+        .and_then(|probe| probe.params?.tool(gateway.tool_search));
     if let Some(tool) = tool {
         gateway.upstreams.ready_for(&envelope).await;
         if let Some(mut needed) = gateway.decider.missing_scopes(&envelope, &tool) {

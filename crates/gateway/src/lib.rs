@@ -41,6 +41,7 @@ mod server;
 mod sessions;
 mod state;
 mod stdio;
+mod tool_search;
 mod upstream;
 mod upstreams;
 

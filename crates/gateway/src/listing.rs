@@ -10,10 +10,11 @@
 //! user's grant makes visible (`hide_tools`). Anything else differing is a miss, decided anew.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use portcullis_core::{IdentityEnvelope, UpstreamName};
 
+use crate::tool_search::ToolIndex;
 use crate::upstream::{Catalog, UpstreamHandle};
 
 /// Kept decisions at most; past that they are all dropped (a flood of identities costs
@@ -40,6 +41,9 @@ struct Key {
 /// What one identity may see of one list, upstream by upstream.
 pub(crate) struct Seen {
     upstreams: Vec<SeenUpstream>,
+    /// The search index of a tools list's entries (`tool_search.rs`), built at its first
+    /// search: kept with the decisions it was built from, it is never older or wider.
+    index: OnceLock<ToolIndex>,
 }
 
 /// One upstream's part: the catalog decided against, and the indices kept, in order.
@@ -66,6 +70,16 @@ impl Seen {
                     && Arc::ptr_eq(&seen.catalog, &now.catalog)
                     && seen.scopes == now.scopes
             })
+    }
+
+    /// How many entries are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.upstreams.iter().map(|seen| seen.kept.len()).sum()
+    }
+
+    /// The search index of these entries, built by `build` at the first call.
+    pub(crate) fn index(&self, build: impl FnOnce(&Self) -> ToolIndex) -> &ToolIndex {
+        self.index.get_or_init(|| build(self))
     }
 
     /// The entries kept, in list order: each with its catalog and index.
@@ -117,6 +131,7 @@ impl Visibility {
                     scopes: now.scopes,
                 })
                 .collect(),
+            index: OnceLock::new(),
         });
         if !key.identity.is_empty()
             && let Ok(mut kept) = self.kept.lock()

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use portcullis_config::ToolSearch;
 use portcullis_core::{IdentityEnvelope, UserId};
 use portcullis_roots::Roots;
 
@@ -33,7 +34,8 @@ use crate::authorize::Exposed;
 use crate::error::GatewayError;
 use crate::evidence::{recorded_name, request_context};
 use crate::gateway::Gateway;
-use crate::listing::Serving;
+use crate::listing::{Seen, Serving};
+use crate::tool_search::{Route, SearchTool, inner_call};
 use portcullis_core::evidence::{Event, Refused};
 
 use crate::upstream::{Catalog, Connection, UpstreamHandle};
@@ -141,7 +143,7 @@ impl PortcullisServer {
     }
 
     /// Records a list's answer; a list the log cannot record is refused (see `record_list`).
-    async fn record_list(
+    pub(crate) async fn record_list(
         &self,
         envelope: &IdentityEnvelope,
         list: &str,
@@ -337,8 +339,7 @@ impl PortcullisServer {
     /// One page of a list for this request's identity, recorded: what it may see of every
     /// ready upstream's `items`, by the name `exposed` gives each. Cursors are offsets into the
     /// identity's own filtered list, so a page boundary cannot reveal or skip into what is
-    /// hidden; the filtering is decided once per identity, policy version and catalog
-    /// (`listing.rs`), and each page is cut from it.
+    /// hidden; each page is cut from the kept decisions (`seen`).
     async fn list<T: Clone>(
         &self,
         request: Option<&PaginatedRequestParams>,
@@ -348,44 +349,13 @@ impl PortcullisServer {
     ) -> Result<(Vec<T>, Option<String>), McpError> {
         let started = std::time::Instant::now();
         let envelope = self.envelope(context)?;
-        self.gateway.upstreams.ready_for(&envelope).await;
         let start = match request.and_then(|r| r.cursor.as_deref()) {
             None => 0,
             Some(cursor) => cursor
                 .parse::<usize>()
                 .map_err(|_| McpError::invalid_params("invalid cursor", None))?,
         };
-        let serving = self
-            .gateway
-            .upstreams
-            .serving(&envelope)
-            .into_iter()
-            .filter_map(|handle| {
-                let catalog = handle.connection()?.catalog.load_full();
-                let scopes = self
-                    .gateway
-                    .credentials
-                    .visible_scopes(&envelope, handle.name().as_str());
-                Some(Serving {
-                    handle,
-                    catalog,
-                    scopes,
-                })
-            })
-            .collect();
-        let decider = &self.gateway.decider;
-        let second = decider
-            .policy
-            .current()
-            .reads_the_clock()
-            .then(|| decider.clock.unix_secs());
-        let seen = self.gateway.visibility.seen(
-            (list, &items),
-            &envelope,
-            (decider.policy.version(), second),
-            serving,
-            |upstream, entry| decider.sees(&envelope, upstream, exposed(entry)),
-        );
+        let seen = self.seen(&envelope, (list, &items), exposed).await;
         let page_size = self.gateway.page_size;
         let mut entries = seen.entries().skip(start);
         let page: Vec<T> = entries
@@ -400,6 +370,50 @@ impl PortcullisServer {
         self.record_list(&envelope, list, page.len(), started)
             .await?;
         Ok((page, next_cursor))
+    }
+
+    /// What `envelope` may see of a list (`items` of every ready upstream's catalog, by the
+    /// name `exposed` gives each): decided once per identity, policy version and catalog
+    /// (`listing.rs`) and kept. The one source of what an identity sees, for list pages and
+    /// tool search alike.
+    pub(crate) async fn seen<T>(
+        &self,
+        envelope: &IdentityEnvelope,
+        (list, items): (&'static str, impl Fn(&Catalog) -> &[T]),
+        exposed: impl Fn(&T) -> Exposed<'_>,
+    ) -> Arc<Seen> {
+        self.gateway.upstreams.ready_for(envelope).await;
+        let serving = self
+            .gateway
+            .upstreams
+            .serving(envelope)
+            .into_iter()
+            .filter_map(|handle| {
+                let catalog = handle.connection()?.catalog.load_full();
+                let scopes = self
+                    .gateway
+                    .credentials
+                    .visible_scopes(envelope, handle.name().as_str());
+                Some(Serving {
+                    handle,
+                    catalog,
+                    scopes,
+                })
+            })
+            .collect();
+        let decider = &self.gateway.decider;
+        let second = decider
+            .policy
+            .current()
+            .reads_the_clock()
+            .then(|| decider.clock.unix_secs());
+        self.gateway.visibility.seen(
+            (list, &items),
+            envelope,
+            (decider.policy.version(), second),
+            serving,
+            |upstream, entry| decider.sees(envelope, upstream, exposed(entry)),
+        )
     }
 
     /// The upstream's live connection, or why there is none. A down upstream's reason may
@@ -532,9 +546,11 @@ impl ServerHandler for PortcullisServer {
                 .build(),
         )
         .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them.",
-        )
+        .with_instructions(if self.gateway.tool_search == ToolSearch::Off {
+            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them."
+        } else {
+            "Portcullis mediates the tools of several MCP servers; names are prefixed by the server that provides them. When the tool list shows portcullis.search_tools, search it for the tool a task needs, read its parameters with portcullis.describe_tool, and call it with portcullis.call_tool."
+        })
     }
 
     fn accepted_subscription_filter(
@@ -584,6 +600,23 @@ impl ServerHandler for PortcullisServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let envelope = self.envelope(&context)?;
+        if self.gateway.tool_search != ToolSearch::Off {
+            let started = std::time::Instant::now();
+            let seen = self.seen_tools(&envelope).await;
+            if self.lists_search_tools(&seen) {
+                // One page: a cursor from an earlier, longer list points at nothing here.
+                if request.as_ref().is_some_and(|r| r.cursor.is_some()) {
+                    return Err(McpError::invalid_params("invalid cursor", None));
+                }
+                let tools = self.search_tools_list(&envelope);
+                self.record_list(&envelope, "tools", tools.len(), started)
+                    .await?;
+                return Ok(
+                    ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private)
+                );
+            }
+        }
         let (mut tools, next_cursor) = self
             .list(
                 request.as_ref(),
@@ -595,7 +628,7 @@ impl ServerHandler for PortcullisServer {
         // The sign-in tools of per-user upstreams this identity has not authorised yet, on
         // the last page.
         if next_cursor.is_none() {
-            tools.extend(self.sign_in_tools(&*self.envelope(&context)?));
+            tools.extend(self.sign_in_tools(&envelope));
         }
         let mut result =
             ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
@@ -609,6 +642,12 @@ impl ServerHandler for PortcullisServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let envelope = self.envelope(&context)?;
+        let (request, route) = match SearchTool::named(self.gateway.tool_search, &request.name) {
+            Some(SearchTool::Search) => return self.search(&envelope, &request).await,
+            Some(SearchTool::Describe) => return self.describe(&envelope, &request).await,
+            Some(SearchTool::Call) => (inner_call(request)?, Route::CallTool),
+            None => (request, Route::Direct),
+        };
         // Every log line of the call carries its evidence request id (and, once written, the
         // intent record's seq), so the log, the evidence and exported spans join up.
         let span = tracing::info_span!(
@@ -616,9 +655,10 @@ impl ServerHandler for PortcullisServer {
             request_id = tracing::field::Empty,
             evidence_seq = tracing::field::Empty,
             tool = %request.name,
+            via = route.via(),
             user = %envelope.user(),
         );
-        self.call_tool_as(envelope, request, context)
+        self.call_tool_as(envelope, request, route, context)
             .instrument(span)
             .await
     }

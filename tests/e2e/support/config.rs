@@ -110,6 +110,12 @@ impl Config {
         self.server("approval_form_wait_secs", secs.to_string())
     }
 
+    /// No answer covers more than its own call (`approval_scope_secs = 0`): the form asks a
+    /// plain yes or no.
+    pub(crate) fn no_scoped_approvals(self) -> Self {
+        self.server("approval_scope_secs", "0".into())
+    }
+
     /// `[server] durability`: `process` or `disk`.
     pub(crate) fn durability(self, mode: &str) -> Self {
         self.server("durability", toml_string(mode))
@@ -142,6 +148,16 @@ impl Config {
     /// Tools, prompts and resources keep their upstream's names (no `upstream.` prefix).
     pub(crate) fn passthrough_names(self) -> Self {
         self.server("namespacing", toml_string("passthrough"))
+    }
+
+    /// `[server] tool_search`: `off`, `auto` or `on`.
+    pub(crate) fn tool_search(self, mode: &str) -> Self {
+        self.server("tool_search", toml_string(mode))
+    }
+
+    /// `[server] tool_search_threshold` (with `tool_search = "auto"`).
+    pub(crate) fn tool_search_threshold(self, tools: u64) -> Self {
+        self.server("tool_search_threshold", tools.to_string())
     }
 
     pub(crate) fn state_key_env(self, variable: &str) -> Self {

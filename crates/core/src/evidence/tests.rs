@@ -28,6 +28,7 @@ fn request() -> RequestContext {
         request_id: "r1".to_owned(),
         session: None,
         identity: IdentitySummary::from(&envelope()),
+        via: None,
     }
 }
 

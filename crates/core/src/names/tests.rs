@@ -1,5 +1,5 @@
 //! Naming cases as data: each row is an input and its expected outcome.
-#![expect(clippy::unwrap_used, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use super::*;
 
@@ -123,4 +123,29 @@ fn uris_are_prefixed_by_scheme() {
         Namespacing::Prefixed.resolve_uri(&upstreams, "other+demo://x"),
         None
     );
+}
+
+#[test]
+fn the_reserved_namespace_is_never_exposed() {
+    let upstreams = [up("files"), up("portcullis"), up("Portcullis")];
+    let cases: &[(Namespacing, usize, &str, bool)] = &[
+        (Namespacing::Passthrough, 0, "portcullis.call_tool", false),
+        (
+            Namespacing::Passthrough,
+            0,
+            "PORTCULLIS.search_tools",
+            false,
+        ),
+        (Namespacing::Passthrough, 0, "portcullis_sign_in", true),
+        (Namespacing::Passthrough, 0, "portcullis", true),
+        (Namespacing::Prefixed, 1, "call_tool", false),
+        (Namespacing::Prefixed, 2, "call_tool", false),
+        (Namespacing::Prefixed, 0, "portcullis.call_tool", true),
+    ];
+    for (namespacing, upstream, local, ok) in cases {
+        let exposed = namespacing.expose(&upstreams[*upstream], local);
+        assert_eq!(exposed.is_ok(), *ok, "{namespacing:?} {local}: {exposed:?}");
+    }
+    assert!(is_reserved("portcullis.describe_tool"));
+    assert!(!is_reserved("files.portcullis.x"));
 }

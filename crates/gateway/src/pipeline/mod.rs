@@ -56,6 +56,7 @@ use crate::authorize::VisibleTool;
 use crate::evidence::CallRecord;
 use crate::server::{PortcullisServer, asker_for, binding, listener_for, progress_of};
 use crate::state::{SealedRound, StateError};
+use crate::tool_search::Route;
 use crate::upstream::{CallRoute, Connection, UpstreamHandle};
 use execute::{NotPermitted, tool_error};
 
@@ -163,11 +164,13 @@ impl PortcullisServer {
         }
     }
 
-    /// `tools/call` for `envelope`, inside the call's span.
+    /// `tools/call` for `envelope`, inside the call's span; `route` says whether it came by
+    /// its own name or through `portcullis.call_tool` (its records say which).
     pub(crate) async fn call_tool_as(
         &self,
         envelope: Arc<IdentityEnvelope>,
         request: CallToolRequestParams,
+        route: Route,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         self.gateway.upstreams.ready_for(&envelope).await;
@@ -195,6 +198,7 @@ impl PortcullisServer {
             }
         }
         let mut record = CallRecord::unresolved(&envelope, self.session, &request.name);
+        record.came_via(route.via());
         tracing::Span::current().record("request_id", record.request().request_id.as_str());
         if let Some(upstream) = self.sign_in_target(&call) {
             return match self.sign_in_call(&call, record.clone(), &upstream).await {

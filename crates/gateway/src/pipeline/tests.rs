@@ -136,7 +136,12 @@ impl Harness {
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         let envelope = Arc::new(self.person());
         self.server
-            .call_tool_as(envelope, request(name, arguments), self.context())
+            .call_tool_as(
+                envelope,
+                request(name, arguments),
+                crate::tool_search::Route::Direct,
+                self.context(),
+            )
             .await
     }
 
