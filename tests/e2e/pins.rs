@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::{
     Config, Portcullis, Scratch, Target, Upstream, names, portcullis, py_client, ts_call,
-    ts_client, wait_until,
+    ts_client, ts_client_refused, wait_until,
 };
 
 const SEND: &str = r#"{"to": "bob@example.com", "subject": "hi", "body": "hello"}"#;
@@ -112,13 +112,28 @@ fn a_definition_changed_without_notice_is_quarantined_at_the_next_reread() {
         "changed since it was pinned",
     );
     assert_eq!(sent(&work), 0, "a quarantined tool reached the upstream");
-    let changes = definition_changes(&config);
-    assert!(
-        changes
-            .iter()
-            .any(|event| event["name"] == "send_message" && event["quarantined"] == true),
-        "{changes:?}"
+    // Its resource template changed too: a read of a URI it would expand to is refused.
+    std::fs::write(work.join("note.txt"), "a note").unwrap_or_else(|error| panic!("{error}"));
+    let read = ts_client_refused(
+        &target,
+        &["--scenario", "read", "--uri", "fx+fixture://files/note.txt"],
     );
+    let message = read["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("matches the resource template `fixture://files/{path}`")
+            && message.contains("quarantined"),
+        "{read}"
+    );
+    assert!(read.get("result").is_none_or(Value::is_null), "{read}");
+    let changes = definition_changes(&config);
+    for name in ["send_message", "fixture://files/{path}"] {
+        assert!(
+            changes
+                .iter()
+                .any(|event| event["name"] == name && event["quarantined"] == true),
+            "{name}: {changes:?}"
+        );
+    }
     // Re-read every second since, the unchanged lists are not recorded again.
     std::thread::sleep(Duration::from_millis(2500));
     let again = definition_changes(&config);

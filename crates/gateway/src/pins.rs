@@ -459,6 +459,53 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The quarantined resource template (its own URI template) that `local_uri` could be an
+    /// instance of, if any: a read of it is refused, as a call of a quarantined tool is.
+    pub(crate) fn quarantined_template(&self, local_uri: &str) -> Option<&str> {
+        self.review
+            .changes
+            .iter()
+            .filter(|change| change.quarantined && change.kind == EntryKind::ResourceTemplate)
+            .map(|change| change.name.as_str())
+            .find(|template| could_expand_to(template, local_uri))
+    }
+}
+
+/// Whether `uri` could be an expansion of the URI template `template` (RFC 6570): its literal
+/// parts appear in order, the first at the start and the last at the end, and each expression
+/// (`{…}`) stands for anything. Generous on purpose: it decides what is refused.
+fn could_expand_to(template: &str, uri: &str) -> bool {
+    let mut literals = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        literals.push(rest.get(..open).unwrap_or_default());
+        rest = rest
+            .get(open..)
+            .and_then(|tail| tail.find('}').and_then(|close| tail.get(close + 1..)))
+            .unwrap_or_default();
+    }
+    let last = rest;
+    if literals.is_empty() {
+        return template == uri;
+    }
+    let mut remaining = uri;
+    for (index, literal) in literals.iter().enumerate() {
+        if index == 0 {
+            let Some(after) = remaining.strip_prefix(literal) else {
+                return false;
+            };
+            remaining = after;
+        } else {
+            let Some(at) = remaining.find(literal) else {
+                return false;
+            };
+            remaining = remaining.get(at + literal.len()..).unwrap_or_default();
+        }
+    }
+    remaining.ends_with(last)
+}
+
 /// What a call of a quarantined tool is told: why, and what a person does about it.
 fn quarantine_message(upstream: &UpstreamName, change: &Change) -> String {
     let why = match change.status {

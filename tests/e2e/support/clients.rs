@@ -27,7 +27,18 @@ pub(crate) enum Target<'a> {
     Stdio(&'a [String]),
 }
 
-fn run_driver(mut command: Command, target: &Target<'_>, args: &[&str]) -> Value {
+fn run_driver(command: Command, target: &Target<'_>, args: &[&str]) -> Value {
+    run_driver_expecting(command, target, args, 0)
+}
+
+/// Runs a client driver that must exit with `code` (2: its one request was answered with an
+/// error, which its JSON holds).
+fn run_driver_expecting(
+    mut command: Command,
+    target: &Target<'_>,
+    args: &[&str],
+    code: i32,
+) -> Value {
     command.args(args);
     match target {
         Target::Http(url) => {
@@ -70,8 +81,8 @@ fn run_driver(mut command: Command, target: &Target<'_>, args: &[&str]) -> Value
     let out = out_thread.join().unwrap_or_default();
     let err = err_thread.join().unwrap_or_default();
     assert!(
-        status.success(),
-        "client driver {args:?} failed ({status}):\nstdout: {out}\nstderr: {err}"
+        status.code() == Some(code),
+        "client driver {args:?} exited with {status}, not {code}:\nstdout: {out}\nstderr: {err}"
     );
     serde_json::from_str(out.trim()).unwrap_or_else(|e| {
         panic!("client driver {args:?} printed no JSON ({e}):\nstdout: {out}\nstderr: {err}")
@@ -80,9 +91,18 @@ fn run_driver(mut command: Command, target: &Target<'_>, args: &[&str]) -> Value
 
 /// Runs the official TypeScript SDK client driver and returns its observations.
 pub(crate) fn ts_client(target: &Target<'_>, args: &[&str]) -> Value {
+    run_driver(ts_command(), target, args)
+}
+
+fn ts_command() -> Command {
     let mut command = Command::new("node");
     command.arg(repo_root().join("tests/node/client.mjs"));
-    run_driver(command, target, args)
+    command
+}
+
+/// The TypeScript client when its one request must be answered with an error.
+pub(crate) fn ts_client_refused(target: &Target<'_>, args: &[&str]) -> Value {
+    run_driver_expecting(ts_command(), target, args, 2)
 }
 
 /// The TypeScript client's `call` scenario: one call of `tool` with `args` (JSON).

@@ -316,3 +316,34 @@ fn only_another_writers_replacement_is_read_again_and_a_broken_one_keeps_the_pin
     ));
     assert!(book.current.load().upstreams.contains_key("mail"));
 }
+
+#[test]
+fn a_uri_is_matched_to_the_templates_it_could_expand() {
+    use super::could_expand_to;
+    let cases = [
+        ("mail://inbox/{id}", "mail://inbox/42", true),
+        ("mail://inbox/{id}", "mail://outbox/42", false),
+        ("file:///{+path}", "file:///etc/passwd", true),
+        (
+            "db://{table}/rows/{id}.json",
+            "db://users/rows/7.json",
+            true,
+        ),
+        (
+            "db://{table}/rows/{id}.json",
+            "db://users/rows/7.xml",
+            false,
+        ),
+        (
+            "db://{table}/rows/{id}.json",
+            "db://users/cols/7.json",
+            false,
+        ),
+        ("static://readme", "static://readme", true),
+        ("static://readme", "static://readme2", false),
+        ("{scheme}://anything", "x://anything", true),
+    ];
+    for (template, uri, expected) in cases {
+        assert_eq!(could_expand_to(template, uri), expected, "{template} {uri}");
+    }
+}

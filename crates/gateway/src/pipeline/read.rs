@@ -235,6 +235,27 @@ impl PortcullisServer {
         if !R::offered(&connection, local) {
             return Err(ReadStop::Unknown(R::NO_SUCH));
         }
+        if matches!(R::listed(local), Listed::Resource(_))
+            && let Some(template) = connection.catalog.load().quarantined_template(local)
+        {
+            let why = format!(
+                "it matches the resource template `{template}` of upstream `{}`, quarantined because its definition differs from its pin; a person can review it with `portcullis pins diff --config <config> {}` and accept it with `portcullis pins accept --config <config> {}`",
+                upstream.name(),
+                upstream.name(),
+                upstream.name()
+            );
+            return Err(ReadStop::refused(
+                McpError::invalid_params(
+                    format!(
+                        "portcullis refused to read `{}`: {why}; nothing was read",
+                        read.exposed()
+                    ),
+                    None,
+                ),
+                "quarantined: its resource template differs from its pin".to_owned(),
+                decision,
+            ));
+        }
         Ok((decision, connection))
     }
 
