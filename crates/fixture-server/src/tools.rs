@@ -60,10 +60,14 @@ pub(crate) struct MessageArgs {
     body: String,
 }
 
+/// `echo`'s schema is open (`additionalProperties: true`): other members are accepted and
+/// ignored, as by the many servers that declare a few parameters and take more.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct EchoArgs {
     /// Text to return unchanged.
     text: String,
+    #[serde(flatten)]
+    _others: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
