@@ -146,15 +146,7 @@ pub(crate) async fn through_portcullis(
     if transport == Transport::Stdio {
         let (client, pid) = connect_stdio(command, &binaries.portcullis).await?;
         // The upstream is up once the tool list has come back through Portcullis.
-        server_pids.push(pid);
-        server_pids.extend(process::children(pid));
-        return Ok(Route {
-            client,
-            server_pids,
-            proxy_pid: Some(pid),
-            url: None,
-            _http_servers: http_servers,
-        });
+        return Ok(proxied(client, pid, server_pids, None, http_servers));
     }
     command.arg("--listen").arg("127.0.0.1:0");
     let (portcullis, stderr) = spawn_piped(command, Pipe::Stderr, &binaries.portcullis)?;
@@ -163,15 +155,27 @@ pub(crate) async fn through_portcullis(
     // Portcullis says where it serves on stderr once its upstreams have settled.
     let url = announced_url(stderr, "serving MCP on ").await?;
     let client = connect_http(&url, max_concurrency).await?;
+    Ok(proxied(client, pid, server_pids, Some(url), http_servers))
+}
+
+/// A route through the proxy `pid`: its process and its children (the upstream it started,
+/// once the client's first list came back) count among the route's servers.
+fn proxied(
+    client: RunningService<RoleClient, ()>,
+    pid: u32,
+    mut server_pids: Vec<u32>,
+    url: Option<String>,
+    http_servers: Vec<tokio::process::Child>,
+) -> Route {
     server_pids.push(pid);
     server_pids.extend(process::children(pid));
-    Ok(Route {
+    Route {
         client,
         server_pids,
         proxy_pid: Some(pid),
-        url: Some(url),
+        url,
         _http_servers: http_servers,
-    })
+    }
 }
 
 /// supergateway (from `node_dir`, the tests/node directory) serving streamable HTTP with
@@ -223,17 +227,15 @@ pub(crate) async fn through_supergateway(
         .context("supergateway exited at start")?;
     wait_for_port(port).await?;
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let client = connect_http(&url, max_concurrency).await?;
-    let mut server_pids = vec![pid];
     // Its fixture starts with the client's session.
-    server_pids.extend(process::children(pid));
-    Ok(Route {
+    let client = connect_http(&url, max_concurrency).await?;
+    Ok(proxied(
         client,
-        server_pids,
-        proxy_pid: Some(pid),
-        url: Some(url),
-        _http_servers: vec![gateway_process],
-    })
+        pid,
+        Vec::new(),
+        Some(url),
+        vec![gateway_process],
+    ))
 }
 
 /// A loopback port no one listens on now (the system's choice, released at once).
