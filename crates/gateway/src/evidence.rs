@@ -417,6 +417,32 @@ impl Evidence {
         }
     }
 
+    /// Records a person's acceptance, with a call of it, of the changed definition `change`
+    /// of `upstream` (`by`: who). `Err`: it could not be recorded.
+    pub(crate) async fn record_accepted(
+        &self,
+        upstream: &portcullis_core::UpstreamName,
+        change: &crate::pins::Change,
+        by: &str,
+    ) -> Result<(), String> {
+        let digest = |pin: &Option<crate::pins::Pin>| pin.as_ref().map(|pin| pin.digest.clone());
+        let event = Event::DefinitionChanged(portcullis_core::evidence::DefinitionChanged {
+            upstream: upstream.to_string(),
+            entry: change.kind.as_str().to_owned(),
+            name: change.name.clone(),
+            change: "accepted".to_owned(),
+            pinned: digest(&change.pinned),
+            listed: digest(&change.listed),
+            quarantined: false,
+            diff: change.recorded_diff(),
+            accepted_by: Some(by.to_owned()),
+        });
+        self.append(event)
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
     /// Records a config or policy reload, applied or refused. A failure to record is logged:
     /// the reload itself already happened or did not.
     pub(crate) async fn record_reload(&self, target: &str, outcome: Result<u64, String>) {

@@ -77,9 +77,8 @@ pub struct Catalog {
     pub(crate) flagged: std::collections::BTreeMap<String, String>,
     /// The listing compared with the upstream's pins (`pins.rs`).
     pub(crate) review: crate::pins::Review,
-    /// The tools taken out of the lists until their definitions are accepted, by exposed name,
-    /// with what a call of one is told.
-    pub(crate) quarantined: std::collections::BTreeMap<String, String>,
+    /// The tools taken out of the lists until their definitions are accepted, by exposed name.
+    pub(crate) quarantined: std::collections::BTreeMap<String, crate::pins::Quarantined>,
 }
 
 /// How an upstream's lists are shown to clients: its names under the configured namespacing,

@@ -81,7 +81,10 @@ impl PortcullisServer {
             .decider
             .authorize_call(call.envelope, question)
             .map_err(|refusal| self.policy_stop(call, refusal))?;
-        let authorized = Authorized::bound(ruling, action);
+        let mut authorized = Authorized::bound(ruling, action);
+        if resolved.changed.is_some() {
+            authorized = authorized.for_changed_definition();
+        }
         Ok(Decided {
             authorized,
             about: Facts {
