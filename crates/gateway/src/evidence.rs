@@ -114,16 +114,23 @@ impl CallRecord {
         self.request.identity.mode = portcullis_core::ActingMode::Service;
     }
 
-    pub fn set_definition(&mut self, definition: &rmcp::model::Tool) {
-        if let Ok(value) = serde_json::to_value(definition) {
-            self.tool.definition_hash = digest_json(&value);
-        }
+    /// Sets the digest of the definition the client was shown ([`definition_digest`]).
+    pub fn set_definition(&mut self, digest: String) {
+        self.tool.definition_hash = digest;
     }
 
     /// The digest of the definition the client was shown (empty before `set_definition`).
     pub fn definition_digest(&self) -> &str {
         &self.tool.definition_hash
     }
+}
+
+/// The digest of a tool's definition as listed (empty if it cannot be serialized, which a
+/// listed tool always can).
+pub(crate) fn definition_digest(definition: &rmcp::model::Tool) -> String {
+    serde_json::to_value(definition)
+        .map(|value| digest_json(&value))
+        .unwrap_or_default()
 }
 
 /// Proof that a call's intent record is durable, which the upstream call cannot be built

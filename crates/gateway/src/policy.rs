@@ -114,6 +114,11 @@ impl PolicyStore {
         self.current.load()
     }
 
+    /// The policy in force, held: decisions made under it can be told apart from a reload's.
+    pub(crate) fn engine(&self) -> Arc<PolicyEngine> {
+        self.current.load_full()
+    }
+
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }

@@ -72,7 +72,7 @@ impl PortcullisServer {
         );
         let question = CallQuestion {
             upstream,
-            visible: resolved.visible,
+            visible: resolved.visible.clone(),
             arguments,
             facts,
             reach: &reach,

@@ -40,21 +40,25 @@ impl PortcullisServer {
                 recorded: message,
                 decision: gateway.evidence.summary(None),
             })?;
-        let (definition, changed) = match connection.listed_tool(exposed) {
-            Some(definition) => (definition, None),
+        let (definition, digest, changed) = match connection.listed_tool(exposed) {
+            Some((definition, digest)) => (definition, digest, None),
             // A tool quarantined for a change to its definition (`pins.rs`) is not listed; a
             // call of it goes on only to ask a person to accept the definition it has now (the
             // decide stage makes it need approval), else it is as unknown as any other, with
             // why and what to do.
             None => match connection.catalog.load().quarantined.get(exposed) {
                 Some(quarantined) => match &quarantined.tool {
-                    Some(tool) => (tool.clone(), Some(quarantined.clone())),
+                    Some(tool) => (
+                        tool.clone(),
+                        crate::evidence::definition_digest(tool),
+                        Some(quarantined.clone()),
+                    ),
                     None => return Err(Stop::Quarantined(quarantined.message.clone())),
                 },
                 None => return Err(Stop::Unknown("no such tool")),
             },
         };
-        record.set_definition(&definition);
+        record.set_definition(digest);
         let definition_digest = record.definition_digest().to_owned();
         Ok(Resolved {
             upstream,
