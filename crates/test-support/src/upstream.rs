@@ -23,18 +23,30 @@ pub struct Received {
     pub arguments: JsonObject,
 }
 
+/// What runs as each call arrives, before it is written down and answered.
+type Watcher = Box<dyn Fn(&Received) + Send + Sync>;
+
 /// The running fake upstream; dropping it stops it.
-#[derive(Debug)]
 pub struct FakeUpstream {
     url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    watcher: Arc<Mutex<Option<Watcher>>>,
     shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for FakeUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeUpstream")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
 struct Handler {
     tools: Arc<Vec<Tool>>,
     received: Arc<Mutex<Vec<Received>>>,
+    watcher: Arc<Mutex<Option<Watcher>>>,
 }
 
 impl FakeUpstream {
@@ -43,9 +55,11 @@ impl FakeUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
+        let watcher = Arc::new(Mutex::new(None));
         let handler = Handler {
             tools: Arc::new(tools),
             received: received.clone(),
+            watcher: watcher.clone(),
         };
         let shutdown = CancellationToken::new();
         let service = StreamableHttpService::new(
@@ -66,6 +80,7 @@ impl FakeUpstream {
         Ok(FakeUpstream {
             url: format!("http://{address}/mcp"),
             received,
+            watcher,
             shutdown,
         })
     }
@@ -81,6 +96,16 @@ impl FakeUpstream {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Runs `watch` on each call as it arrives, before the upstream answers: what a test
+    /// needs to see the world as the upstream saw it at that moment (say, whether the
+    /// gateway's evidence log already held the call's intent).
+    pub fn watch(&self, watch: impl Fn(&Received) + Send + Sync + 'static) {
+        *self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Box::new(watch));
     }
 }
 
@@ -131,13 +156,22 @@ impl ServerHandler for Handler {
         if !self.tools.iter().any(|listed| listed.name == tool) {
             return Err(McpError::invalid_params(format!("no tool `{tool}`"), None));
         }
+        let received = Received {
+            tool: tool.clone(),
+            arguments: request.arguments.unwrap_or_default(),
+        };
+        if let Some(watch) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            watch(&received);
+        }
         self.received
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Received {
-                tool: tool.clone(),
-                arguments: request.arguments.unwrap_or_default(),
-            });
+            .push(received);
         Ok(CallToolResult::success(vec![ContentBlock::text(format!("ran {tool}"))]).into())
     }
 }
