@@ -9,7 +9,7 @@ use std::sync::Arc;
 use portcullis_core::IdentityEnvelope;
 use portcullis_core::clock::SystemClock;
 use portcullis_core::evidence::{Event, Outcome};
-use portcullis_policy::SHIPPED_POLICY;
+use portcullis_policy::{PolicyEngine, SHIPPED_POLICY, SHIPPED_SCHEMA, Source};
 use portcullis_test_support::{Answers, FakeUpstream, TestClient, alice, tool, tool_with_schema};
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, JsonObject, RequestId};
@@ -44,7 +44,6 @@ struct Harness {
     /// The upstream `other`, so that a policy can tell upstreams apart.
     other: FakeUpstream,
     evidence: PathBuf,
-    policies: PathBuf,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -145,7 +144,6 @@ impl Harness {
             upstream,
             other,
             evidence,
-            policies,
             shutdown,
             _dir: dir,
         }
@@ -156,19 +154,19 @@ impl Harness {
         Session::open(self.session.server.gateway.clone(), answers).await
     }
 
-    /// Puts exactly `files` (name, Cedar text) in force, as a reload would.
+    /// Puts exactly `files` (name, Cedar text) in force, as a reload would. The policy files
+    /// stay as they are: a test that rewrote them would race the gateway's own reload when it
+    /// notices, which may read them half written and put that in force after this.
     fn set_policies(&self, files: &[(&str, &str)]) {
-        for entry in std::fs::read_dir(&self.policies).unwrap_or_else(|e| panic!("{e}")) {
-            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-            std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        }
-        for (name, text) in files {
-            write(&self.policies.join(name), text);
-        }
+        let source = |(name, text): &(&str, &str)| Source {
+            name: (*name).to_owned(),
+            text: (*text).to_owned(),
+        };
+        let schema = source(&("portcullis.cedarschema", SHIPPED_SCHEMA));
+        let files: Vec<Source> = files.iter().map(source).collect();
+        let engine = PolicyEngine::load(&schema, &files).unwrap_or_else(|e| panic!("policy: {e}"));
         let policy = &self.session.server.gateway.decider.policy;
-        if let Err(problems) = policy.reload("a test changed the policy") {
-            panic!("policy: {problems}");
-        }
+        policy.put_in_force(engine, "a test changed the policy");
     }
 
     /// A request context like the session's own for a request it received.
@@ -274,6 +272,8 @@ fn config_text(urls: &[&str; 2], evidence: &Path, policies: &Path) -> String {
         r#"
 [server]
 evidence = "{evidence}"
+# Lists of several pages, so that what a list shows is read across page boundaries.
+page_size = 3
 
 [identity.local]
 user = "alice"
