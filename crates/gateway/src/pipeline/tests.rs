@@ -43,6 +43,12 @@ struct Harness {
     upstream: FakeUpstream,
     /// The upstream `other`, so that a policy can tell upstreams apart.
     other: FakeUpstream,
+    /// The stdio upstream `local` (relayed to the fake), whose path arguments are checked
+    /// against its one root.
+    local: FakeUpstream,
+    /// `local`'s root: a file `notes.txt`, a directory `inside`, and a link `out` to the
+    /// directory the root is in.
+    root: PathBuf,
     evidence: PathBuf,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -104,14 +110,28 @@ impl Harness {
         let other = FakeUpstream::start(vec![tool("lookup"), tool("secret")])
             .await
             .unwrap_or_else(|e| panic!("other upstream: {e}"));
+        let local = FakeUpstream::start_stdio(vec![tool_with_schema(
+            "read",
+            json!({
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "mark": {"type": "string"}},
+                "required": ["path"],
+            }),
+        )])
+        .await
+        .unwrap_or_else(|e| panic!("local upstream: {e}"));
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let top = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let root = top.join("root");
+        std::fs::create_dir_all(root.join("inside")).unwrap_or_else(|e| panic!("{e}"));
+        write(&root.join("notes.txt"), "notes");
+        std::os::unix::fs::symlink(&top, root.join("out")).unwrap_or_else(|e| panic!("{e}"));
         let policies = top.join("policies");
         std::fs::create_dir(&policies).unwrap_or_else(|e| panic!("{e}"));
         write(&policies.join("default.cedar"), SHIPPED_POLICY);
         write(&policies.join("test.cedar"), HIDE_ONE);
         let evidence = top.join("evidence.jsonl");
-        let config = config_text(&[upstream.url(), other.url()], &evidence, &policies);
+        let config = config_text([&upstream, &other, &local], &evidence, &policies, &root);
         let config = portcullis_config::parse(&top.join("portcullis.toml"), &config)
             .unwrap_or_else(|e| panic!("config: {e}"));
         let log = (log == Log::Kept).then(|| {
@@ -143,6 +163,8 @@ impl Harness {
             session: Session::open(gateway, answers).await,
             upstream,
             other,
+            local,
+            root,
             evidence,
             shutdown,
             _dir: dir,
@@ -267,7 +289,12 @@ impl Session {
     }
 }
 
-fn config_text(urls: &[&str; 2], evidence: &Path, policies: &Path) -> String {
+fn config_text(
+    [fake, other, local]: [&FakeUpstream; 3],
+    evidence: &Path,
+    policies: &Path,
+    root: &Path,
+) -> String {
     format!(
         r#"
 [server]
@@ -300,11 +327,23 @@ surface = "http_api"
 trusted = true
 tools.lookup = {{ effect = "read" }}
 tools.secret = {{ effect = "read", scopes = ["admin"] }}
+
+# A stdio upstream (bash relaying to the in-process fake), so that path arguments are checked:
+# uncontained, as the relay needs the network and the fake needs no protection from it.
+[[upstream]]
+name = "local"
+command = {command:?}
+sandbox = {{ contain = false }}
+trusted = true
+roots = ["{root}"]
+tools.read = {{ effect = "read" }}
 "#,
         evidence = evidence.display(),
         policies = policies.display(),
-        fake = urls[0],
-        other = urls[1],
+        root = root.display(),
+        fake = fake.url(),
+        other = other.url(),
+        command = local.stdio_relay(),
     )
 }
 

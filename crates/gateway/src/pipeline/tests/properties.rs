@@ -69,15 +69,15 @@ const TENANTS: [&str; 2] = ["acme", "globex"];
 const SCOPES: [&str; 2] = ["admin", "files.read"];
 /// The harness's tools by their own names (`fake` and `other` both have `lookup`), and the
 /// effects config gives them.
-const TOOL_NAMES: [&str; 7] = [
-    "lookup", "send", "hidden", "wipe", "count", "save", "secret",
+const TOOL_NAMES: [&str; 8] = [
+    "lookup", "send", "hidden", "wipe", "count", "save", "secret", "read",
 ];
 const EFFECTS: [&str; 4] = ["read", "send", "write", "destructive"];
-const UPSTREAMS: [&str; 2] = ["fake", "other"];
+const UPSTREAMS: [&str; 3] = ["fake", "other", "local"];
 
-/// Every name a client might call: each tool of both upstreams, and names of nothing (a tool
+/// Every name a client might call: each tool of the upstreams, and names of nothing (a tool
 /// another upstream has, a tool no upstream has, an upstream that does not exist).
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "fake.lookup",
     "fake.send",
     "fake.hidden",
@@ -86,6 +86,7 @@ const NAMES: [&str; 11] = [
     "fake.save",
     "other.lookup",
     "other.secret",
+    "local.read",
     "other.wipe",
     "fake.nothing",
     "nowhere.lookup",
@@ -425,37 +426,83 @@ enum Number {
     Missing,
 }
 
-/// A generated call of `fake` (its own tool name), with the harness's policy: `lookup` and
-/// `count` are reads (allowed); `send` and `save` have side effects (approval); `wipe` is
-/// forbidden; `hidden` is hidden; `nothing` does not exist. `count` wants an integer `n` and
-/// nothing else; `save` a text `text` and, if given, an integer `n`.
+/// Where a generated `path` argument points, from `local`'s root.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Place {
+    /// `notes.txt`, a file in the root.
+    File,
+    /// `inside/new.txt`, a file not made yet.
+    New,
+    /// `inside/../notes.txt`.
+    Back,
+    /// `../evidence.jsonl`, beside the root.
+    Up,
+    /// `out/evidence.jsonl`, through a link to the directory the root is in.
+    Link,
+    /// `/etc/hostname`.
+    Elsewhere,
+}
+
+impl Place {
+    fn path(self, root: &std::path::Path) -> String {
+        let path = match self {
+            Place::File => root.join("notes.txt"),
+            Place::New => root.join("inside/new.txt"),
+            Place::Back => root.join("inside/../notes.txt"),
+            Place::Up => root.join("../evidence.jsonl"),
+            Place::Link => root.join("out/evidence.jsonl"),
+            Place::Elsewhere => "/etc/hostname".into(),
+        };
+        path.display().to_string()
+    }
+
+    fn is_inside(self) -> bool {
+        matches!(self, Place::File | Place::New | Place::Back)
+    }
+}
+
+/// A generated call, with the harness's policy: `lookup`, `count` and `local`'s `read` are
+/// reads (allowed); `send` and `save` have side effects (approval); `wipe` is forbidden;
+/// `hidden` is hidden; `nothing` does not exist. `count` wants an integer `n` and nothing
+/// else; `save` a text `text` and, if given, an integer `n`, nothing else; `read` a `path`
+/// and nothing else, inside `local`'s root. The other tools take any object.
 #[derive(Debug, Clone)]
 struct Call {
     tool: &'static str,
     n: Number,
     text: bool,
+    path: Option<Place>,
     answer: Answer,
 }
 
 impl Call {
-    /// Whether the harness's policy and schemas let it run, with the person's answer.
+    /// The upstream that has the tool.
+    fn upstream(&self) -> &'static str {
+        if self.tool == "read" { "local" } else { "fake" }
+    }
+
+    /// Whether the harness's policy, schemas and roots let it run, with the person's answer.
     fn may_run(&self) -> bool {
+        // A schema that declares properties refuses what it does not declare.
         let schema_passes = match self.tool {
-            // `count` declares no `text`, and a schema refuses what it does not declare.
-            "count" => self.n == Number::Integer && !self.text,
-            "save" => self.text && self.n != Number::Text,
+            "count" => self.n == Number::Integer && !self.text && self.path.is_none(),
+            "save" => self.text && self.n != Number::Text && self.path.is_none(),
+            "read" => self.path.is_some() && self.n == Number::Missing && !self.text,
             _ => true,
         };
+        // Only a stdio upstream's paths are checked: an HTTP one's name another machine's.
+        let roots_pass = self.tool != "read" || self.path.is_some_and(Place::is_inside);
         let decided = match self.tool {
-            "lookup" | "count" => true,
+            "lookup" | "count" | "read" => true,
             "send" | "save" => self.answer == Answer::Yes,
             _ => false,
         };
-        schema_passes && decided
+        schema_passes && roots_pass && decided
     }
 
-    /// Its arguments, marked `mark` so that its records and the upstream's are found.
-    fn arguments(&self, mark: &str) -> serde_json::Value {
+    /// Its arguments (a path from `root`), marked `mark` so that its records and the
+    /// upstream's are found.
+    fn arguments(&self, mark: &str, root: &std::path::Path) -> serde_json::Value {
         let mut arguments = json!({ "mark": mark });
         match self.n {
             Number::Integer => arguments["n"] = json!(7),
@@ -465,6 +512,9 @@ impl Call {
         if self.text {
             arguments["text"] = json!("hello");
         }
+        if let Some(place) = self.path {
+            arguments["path"] = json!(place.path(root));
+        }
         arguments
     }
 }
@@ -473,17 +523,28 @@ fn call() -> impl Strategy<Value = Call> {
     (
         select(
             &[
-                "lookup", "count", "send", "save", "wipe", "hidden", "nothing",
+                "lookup", "count", "send", "save", "wipe", "hidden", "nothing", "read",
             ][..],
         ),
         select(&[Number::Integer, Number::Text, Number::Missing][..]),
         any::<bool>(),
+        proptest::option::of(select(
+            &[
+                Place::File,
+                Place::New,
+                Place::Back,
+                Place::Up,
+                Place::Link,
+                Place::Elsewhere,
+            ][..],
+        )),
         select(&[Answer::Yes, Answer::No, Answer::Nobody][..]),
     )
-        .prop_map(|(tool, n, text, answer)| Call {
+        .prop_map(|(tool, n, text, path, answer)| Call {
             tool,
             n,
             text,
+            path,
             answer,
         })
 }
@@ -512,11 +573,11 @@ fn intents(evidence: &std::path::Path) -> Vec<(String, CallIntent)> {
         .collect()
 }
 
-/// What the upstream saw: each call, and the intent records with its mark in the log when it
-/// arrived.
-type Witnessed = Arc<Mutex<Vec<(Received, Vec<CallIntent>)>>>;
+/// What the upstreams saw: each call, the upstream it reached, and the intent records with
+/// its mark in the log when it arrived.
+type Witnessed = Arc<Mutex<Vec<(&'static str, Received, Vec<CallIntent>)>>>;
 
-/// The harness, a session per kind of answer, what the upstream `fake` saw, and how many
+/// The harness, a session per kind of answer, what the upstreams `fake` and `local` saw, and how many
 /// cases have run (each case's marks start with its number).
 struct Watched {
     h: Harness,
@@ -537,18 +598,22 @@ impl Watched {
             sessions.push((answer, h.connect(answers).await));
         }
         let witnessed = Witnessed::default();
-        let (evidence, seen) = (h.evidence.clone(), witnessed.clone());
-        h.upstream.watch(move |received| {
-            let mark = received.arguments.get("mark").and_then(|m| m.as_str());
-            let logged = intents(&evidence)
-                .into_iter()
-                .filter(|(marked, _)| Some(marked.as_str()) == mark)
-                .map(|(_, intent)| intent)
-                .collect();
-            seen.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((received.clone(), logged));
-        });
+        for (name, upstream) in [("fake", &h.upstream), ("local", &h.local)] {
+            let (evidence, seen) = (h.evidence.clone(), witnessed.clone());
+            upstream.watch(move |received| {
+                let mark = received.arguments.get("mark").and_then(|m| m.as_str());
+                let logged = intents(&evidence)
+                    .into_iter()
+                    .filter(|(marked, _)| Some(marked.as_str()) == mark)
+                    .map(|(_, intent)| intent)
+                    .collect();
+                seen.lock().unwrap_or_else(PoisonError::into_inner).push((
+                    name,
+                    received.clone(),
+                    logged,
+                ));
+            });
+        }
         Watched {
             h,
             sessions,
@@ -576,7 +641,10 @@ async fn intent_before_upstream(watched: &Watched, calls: Vec<Call>) -> Result<(
         // Refusals are answers, not failures of the property: what matters is what reached
         // the upstream and what the log holds.
         let _ = session
-            .call(&format!("fake.{}", call.tool), call.arguments(mark))
+            .call(
+                &format!("{}.{}", call.upstream(), call.tool),
+                call.arguments(mark, &h.root),
+            )
             .await;
     }
     let key = portcullis_audit::LogKey::existing(&h.evidence)
@@ -588,9 +656,9 @@ async fn intent_before_upstream(watched: &Watched, calls: Vec<Call>) -> Result<(
         .clone();
     let log = records(&h.evidence);
     for (call, mark) in calls.iter().zip(&marks) {
-        let arrived: Vec<&(Received, Vec<CallIntent>)> = seen
+        let arrived: Vec<&(&str, Received, Vec<CallIntent>)> = seen
             .iter()
-            .filter(|(received, _)| {
+            .filter(|(_, received, _)| {
                 received.arguments.get("mark").and_then(|m| m.as_str()) == Some(mark.as_str())
             })
             .collect();
@@ -602,14 +670,17 @@ async fn intent_before_upstream(watched: &Watched, calls: Vec<Call>) -> Result<(
             mark,
             arrived.len()
         );
-        if let Some((received, intents_then)) = arrived.first() {
-            prop_assert_eq!(received.tool.as_str(), call.tool);
+        if let Some((upstream, received, intents_then)) = arrived.first() {
+            prop_assert_eq!(
+                (*upstream, received.tool.as_str()),
+                (call.upstream(), call.tool)
+            );
             prop_assert_eq!(intents_then.len(), 1, "intents in the log on arrival");
             let intent = &intents_then[0];
             let arguments = serde_json::Value::Object(received.arguments.clone());
             prop_assert_eq!(
                 (intent.tool.upstream.as_str(), intent.tool.tool.as_str()),
-                ("fake", call.tool)
+                (call.upstream(), call.tool)
             );
             prop_assert_eq!(&intent.arguments.redacted, &recorded_json(&arguments));
             prop_assert_eq!(&intent.arguments.digest, &key.digest_arguments(&arguments));
