@@ -1,6 +1,8 @@
-//! Each stage on its own, against a fake upstream in process: a real gateway built from config
-//! text, a real client over an in-memory pipe (whose handshake gives the stages the request
-//! context they read), and the upstream's own record of what reached it.
+//! Each stage on its own, against fake upstreams in process (two over HTTP, one stdio upstream
+//! relayed to a third): a real gateway built from config text, a real client over an
+//! in-memory pipe (whose handshake gives the stages the request context they read), and the
+//! upstreams' own record of what reached them. The properties over the whole pipeline are in
+//! `tests/properties.rs`.
 #![expect(clippy::panic, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};

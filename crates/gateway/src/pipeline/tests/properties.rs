@@ -577,8 +577,8 @@ fn intents(evidence: &std::path::Path) -> Vec<(String, CallIntent)> {
 /// its mark in the log when it arrived.
 type Witnessed = Arc<Mutex<Vec<(&'static str, Received, Vec<CallIntent>)>>>;
 
-/// The harness, a session per kind of answer, what the upstreams `fake` and `local` saw, and how many
-/// cases have run (each case's marks start with its number).
+/// The harness, a session per kind of answer, what the upstreams `fake` and `local` saw, and
+/// how many cases have run (each case's marks start with its number).
 struct Watched {
     h: Harness,
     sessions: Vec<(Answer, Session)>,
@@ -623,11 +623,11 @@ impl Watched {
     }
 }
 
-/// The property: a call reaches the upstream exactly when its decision allowed it (or a
-/// person's yes granted it) and its arguments passed the schema, and then once, after an
-/// intent record naming the same upstream, tool, arguments (redacted form and keyed digest)
-/// and an allowing decision was in the log. Every call, run or not, has one intent and one
-/// outcome record, `result` exactly when it ran.
+/// The property: a call reaches its upstream exactly when its decision allowed it (or a
+/// person's yes granted it) and its arguments passed the schema and the roots, and then once,
+/// after an intent record naming the same upstream, tool, arguments (redacted form and keyed
+/// digest) and an allowing decision was in the log. Every call, run or not, has one intent and
+/// one outcome record, `result` exactly when it ran.
 async fn intent_before_upstream(watched: &Watched, calls: Vec<Call>) -> Result<(), TestCaseError> {
     let h = &watched.h;
     let case = watched.cases.fetch_add(1, Ordering::Relaxed);
