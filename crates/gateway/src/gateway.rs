@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use portcullis_config::Config;
+use portcullis_config::{Config, StateBackend};
 use portcullis_core::{IdentityEnvelope, UpstreamName};
 use portcullis_policy::PolicyEngine;
 use tokio_util::sync::CancellationToken;
@@ -81,8 +81,46 @@ pub struct GatewayParts {
 }
 
 impl Gateway {
-    /// Starts supervising every upstream and watching the policy files.
+    /// Starts supervising every upstream and watching the policy files, with the state
+    /// replicas share kept in this process (`[state] backend = "local"`).
     pub fn start(config: &Config, parts: GatewayParts) -> Result<Arc<Self>, GatewayError> {
+        Self::start_with(config, parts, None)
+    }
+
+    /// As [`Gateway::start`], with the state replicas share in `store`, the database
+    /// `[state] backend = "postgres"` names (connected and migrated by the caller).
+    pub fn start_shared(
+        config: &Config,
+        parts: GatewayParts,
+        store: portcullis_state::Store,
+    ) -> Result<Arc<Self>, GatewayError> {
+        Self::start_with(config, parts, Some(store))
+    }
+
+    fn start_with(
+        config: &Config,
+        parts: GatewayParts,
+        shared: Option<portcullis_state::Store>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        // INVARIANT: shared state is used exactly when config asks for it, and with the key
+        // every replica shares: without it, fingerprints and sealed states would differ per
+        // replica, and a retry reaching another replica would never find its approval.
+        let shared_arguments = match (&config.state, &shared, &parts.state_key) {
+            (StateBackend::Local, None, _) => None,
+            (StateBackend::Postgres { .. }, Some(_), Some(key)) => {
+                Some(portcullis_audit::SharedArgumentKey::derive(key))
+            }
+            (StateBackend::Postgres { url_env }, _, _) => {
+                return Err(GatewayError::State(format!(
+                    "config keeps shared state in the database named by `{url_env}`, but no database connection and shared requestState key were handed to the gateway"
+                )));
+            }
+            (StateBackend::Local, Some(_), _) => {
+                return Err(GatewayError::State(
+                    "a database was handed to the gateway, but config keeps state local".to_owned(),
+                ));
+            }
+        };
         let GatewayParts {
             inherited,
             policy,
@@ -128,10 +166,12 @@ impl Gateway {
                 recorder,
                 metrics,
                 policy,
+                shared_arguments,
             },
             upstreams,
             sessions,
-            approvals: approval::Approvals::new(config, state_key).map_err(GatewayError::Random)?,
+            approvals: approval::Approvals::new(config, state_key, shared)
+                .map_err(GatewayError::Random)?,
             argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
             shutdown,
