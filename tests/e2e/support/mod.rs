@@ -11,9 +11,11 @@ use serde_json::Value;
 
 mod clients;
 mod config;
+mod haproxy;
 
 pub(crate) use clients::*;
 pub(crate) use config::*;
+pub(crate) use haproxy::HaProxy;
 /// Shared with the unit tests' servers (`portcullis-test-support`).
 pub(crate) use portcullis_test_support::free_port;
 
