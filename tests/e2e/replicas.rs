@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::{
     Config, HaProxy, Identity, Portcullis, Scratch, Tool, Upstream, fixture_policy, free_port,
-    result_text, stateless_call,
+    raw_http, result_text, stateless_call,
 };
 
 const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
@@ -127,6 +127,21 @@ fn ask(port: u16) -> String {
         .to_owned()
 }
 
+/// `GET path` on `port`: the status and the body, trimmed.
+fn probe(port: u16, path: &str) -> (u16, String) {
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: portcullis-0.portcullis:8787\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 #[test]
 fn an_approval_answered_through_any_replica_runs_its_call_exactly_once() {
     let topology = Topology::start();
@@ -223,7 +238,19 @@ fn an_approval_answered_through_any_replica_runs_its_call_exactly_once() {
 fn replicas_refuse_approved_calls_while_the_database_is_unreachable() {
     let mut topology = Topology::start();
     let state = ask(topology.port(0));
+    assert_eq!(
+        probe(topology.port(1), "/readyz"),
+        (200, "ready".to_owned())
+    );
+    // The balancer's probes reach a replica too (no token, its own `Host`).
+    assert_eq!(probe(topology.balancer.port, "/readyz").0, 200);
     topology.postgres.pause();
+    // Not ready, saying which part (and not the detail, which is logged), but live.
+    assert_eq!(
+        probe(topology.port(1), "/readyz"),
+        (503, "not ready: the shared state is unreachable".to_owned())
+    );
+    assert_eq!(probe(topology.port(1), "/livez"), (200, "live".to_owned()));
     // The answer cannot be claimed: the call does not run, and the client is told why.
     let refused = stateless_call(
         topology.port(1),
@@ -246,6 +273,7 @@ fn replicas_refuse_approved_calls_while_the_database_is_unreachable() {
     assert_eq!(topology.sent(), 0);
     // Back up: the claim the outage refused was never made, so the answer runs it, once.
     topology.postgres.resume();
+    assert_eq!(probe(topology.port(2), "/readyz").0, 200);
     let ran = stateless_call(
         topology.port(2),
         None,
@@ -311,4 +339,15 @@ fn a_replica_whose_database_is_unreachable_does_not_start() {
         stderr.contains(&format!("`{URL_ENV}` is not set")),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_single_process_with_local_state_is_live_and_ready() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch
+        .config(Config::new().upstream(Upstream::fixture("fx", &work).tool("echo", Tool::read())));
+    let portcullis = Portcullis::http(&config);
+    assert_eq!(probe(portcullis.port, "/livez"), (200, "live".to_owned()));
+    assert_eq!(probe(portcullis.port, "/readyz"), (200, "ready".to_owned()));
 }

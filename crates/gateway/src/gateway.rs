@@ -321,6 +321,15 @@ impl Gateway {
             .collect()
     }
 
+    /// Whether this process can serve calls now: its evidence log is open (a call whose intent
+    /// cannot be recorded does not run) and its shared state answers. `Err` says which not.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        if self.evidence.recorder.log().is_none() {
+            return Err("no evidence log");
+        }
+        self.approvals.stateless.reachable().await
+    }
+
     /// Records, at start, the outcome of every call whose intent is in the log and whose
     /// outcome is not (see `Evidence::record_lost_outcomes`); how many.
     pub async fn record_lost_outcomes(&self) -> Result<usize, String> {

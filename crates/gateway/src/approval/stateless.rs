@@ -37,6 +37,18 @@ pub(crate) enum StatelessApprovals {
 }
 
 impl StatelessApprovals {
+    /// Whether approvals can be opened and claimed now (for readiness): always in process;
+    /// with shared state, whether the database answers (the detail is logged).
+    pub(crate) async fn reachable(&self) -> Result<(), &'static str> {
+        match self {
+            Self::InProcess(_) => Ok(()),
+            Self::Shared(store) => store.ping().await.map_err(|error| {
+                tracing::warn!(%error, "not ready: the shared state does not answer");
+                "the shared state is unreachable"
+            }),
+        }
+    }
+
     /// Opens an approval for the action `fingerprint`, answerable until `ttl` from now; its
     /// id. `Err`: the shared state is unreachable, so nobody is asked (the call does not run).
     pub(crate) async fn open(&self, fingerprint: &str, ttl: Duration) -> Result<u64, String> {
