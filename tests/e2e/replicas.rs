@@ -4,6 +4,7 @@
 //! shared file, so a send counts once whichever replica ran it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use portcullis_test_support::TestPostgres;
 use serde_json::Value;
@@ -88,8 +89,13 @@ impl Topology {
     }
 }
 
-/// A replica listening on `port`, reached directly and through the balancer on `balancer`.
+/// A replica listening on `port`, reached directly and through the balancer on `balancer`,
+/// under `fixtures/policy/approval.cedar`.
 fn replica_config(work: &Path, port: u16, balancer: u16) -> Config {
+    replica_config_under(work, port, balancer, "approval.cedar")
+}
+
+fn replica_config_under(work: &Path, port: u16, balancer: u16, policy: &str) -> Config {
     let fx = Upstream::fixture("fx", work).trusted().tool(
         "send_message",
         Tool::send().recipients(&["/to"]).irreversible(),
@@ -98,7 +104,7 @@ fn replica_config(work: &Path, port: u16, balancer: u16) -> Config {
         .approval_timeout_secs(60)
         .approval_page_off()
         .identity(Identity::user("alice").tenant("acme"))
-        .policy(fixture_policy("approval.cedar"))
+        .policy(fixture_policy(policy))
         .state_key_env(KEY_ENV)
         .shared_state(URL_ENV)
         .allowed_hosts(&[
@@ -350,4 +356,67 @@ fn a_single_process_with_local_state_is_live_and_ready() {
     let portcullis = Portcullis::http(&config);
     assert_eq!(probe(portcullis.port, "/livez"), (200, "live".to_owned()));
     assert_eq!(probe(portcullis.port, "/readyz"), (200, "ready".to_owned()));
+}
+
+#[test]
+fn a_replica_started_with_another_policy_is_reported() {
+    let postgres = TestPostgres::start();
+    let url = postgres.url();
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let start = |policy: &str| {
+        let replica = Scratch::new();
+        let port = free_port();
+        let config = replica.config(replica_config_under(&work, port, port, policy));
+        let portcullis = Portcullis::http_on(
+            &config,
+            &format!("127.0.0.1:{port}"),
+            &[(URL_ENV, url.as_str()), (KEY_ENV, STATE_KEY)],
+        );
+        (portcullis, replica)
+    };
+    let (first, _first_dir) = start("approval.cedar");
+    let (same, _same_dir) = start("approval.cedar");
+    let (other, _other_dir) = start("permit-all.cedar");
+    // The one started last sees at once that the others serve another policy.
+    let reported = "another replica serves a different policy";
+    assert!(
+        other.wait_for_log(reported, Duration::from_secs(15)),
+        "{}",
+        other.log()
+    );
+    let reports = |replica: &Portcullis| -> Vec<String> {
+        replica
+            .log()
+            .lines()
+            .filter(|line| line.contains(reported))
+            .map(str::to_owned)
+            .collect()
+    };
+    // It names both (replicas are `host:pid`), ...
+    let from_other = reports(&other);
+    assert_eq!(from_other.len(), 2, "{from_other:#?}");
+    for pid in [first.pid(), same.pid()] {
+        assert!(
+            from_other
+                .iter()
+                .any(|line| line.contains(&format!(":{pid}"))),
+            "{from_other:#?}"
+        );
+    }
+    // ... and two replicas serving the same policy never report each other.
+    assert!(
+        reports(&same)
+            .iter()
+            .all(|line| !line.contains(&format!(":{}", first.pid()))),
+        "{}",
+        same.log()
+    );
+    assert!(
+        reports(&first)
+            .iter()
+            .all(|line| !line.contains(&format!(":{}", same.pid()))),
+        "{}",
+        first.log()
+    );
 }

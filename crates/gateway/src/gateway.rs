@@ -24,6 +24,10 @@ use crate::upstream::Exposure;
 use crate::upstreams::{UpstreamStatus, Upstreams};
 use crate::{approval, arguments, pending};
 
+/// How often a replica tells the others which policy it serves; one not heard from for three
+/// of these is no longer compared.
+const REPLICA_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The running mediator: configured upstreams and what sessions share.
 pub struct Gateway {
     pub(crate) page_size: usize,
@@ -170,7 +174,7 @@ impl Gateway {
             },
             upstreams,
             sessions,
-            approvals: approval::Approvals::new(config, state_key, shared)
+            approvals: approval::Approvals::new(config, state_key, shared.clone())
                 .map_err(GatewayError::Random)?,
             argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
@@ -181,7 +185,50 @@ impl Gateway {
         });
         gateway.watch_policy();
         gateway.watch_pins();
+        if let Some(store) = shared {
+            gateway.watch_replicas(store);
+        }
         Ok(gateway)
+    }
+
+    /// Tells the other replicas, through the shared state, which policy this one serves
+    /// (its content digest), at start and every [`REPLICA_HEARTBEAT`], and logs each change in
+    /// which replicas serve another: a call is decided by the policy of the replica it
+    /// reaches, so a replica left on an old policy must not go unnoticed.
+    fn watch_replicas(self: &Arc<Self>, store: portcullis_state::Store) {
+        let policy = self.evidence.policy.clone();
+        let shutdown = self.shutdown.child_token();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(REPLICA_HEARTBEAT);
+            let mut reported = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let ours = policy.current().digest().to_owned();
+                match store.announce(&ours, REPLICA_HEARTBEAT * 3).await {
+                    Ok(others) if others != reported => {
+                        for other in &others {
+                            tracing::warn!(
+                                replica = other.replica,
+                                their_policy = other.policy_digest,
+                                our_policy = ours,
+                                "another replica serves a different policy: calls are decided by whichever replica they reach"
+                            );
+                        }
+                        if others.is_empty() {
+                            tracing::info!(policy = ours, "every replica serves the same policy");
+                        }
+                        reported = others;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "this replica's policy could not be announced to the others");
+                    }
+                }
+            }
+        });
     }
 
     /// Watches the pins file: when another process (`portcullis pins accept`) replaces it, the

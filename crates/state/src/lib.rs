@@ -17,6 +17,7 @@
 
 mod approvals;
 mod migrate;
+mod replicas;
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use tokio_postgres::NoTls;
 
 pub use approvals::StoredClaim;
 pub use migrate::SCHEMA_VERSION;
+pub use replicas::OtherPolicy;
 
 /// How long any one operation (a pooled connection, a statement) may take: past it, the
 /// operation fails and the call it guards does not run.

@@ -175,3 +175,38 @@ async fn an_unreachable_database_fails_closed_and_no_error_shows_the_password() 
     assert!(matches!(invalid, StoreError::InvalidUrl), "{invalid}");
     assert!(!format!("{invalid} {invalid:?}").contains(postgres.password()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_serving_another_policy_is_reported() {
+    let postgres = TestPostgres::start();
+    let (a, b, c) = (
+        store(&postgres, "a").await,
+        store(&postgres, "b").await,
+        store(&postgres, "c").await,
+    );
+    assert!(a.announce("sha256:one", TTL).await.unwrap().is_empty());
+    assert!(b.announce("sha256:one", TTL).await.unwrap().is_empty());
+    let differs = c.announce("sha256:two", TTL).await.unwrap();
+    let named: Vec<&str> = differs.iter().map(|o| o.replica.as_str()).collect();
+    assert_eq!(named, ["a", "b"]);
+    assert_eq!(
+        a.announce("sha256:one", TTL).await.unwrap(),
+        [OtherPolicy {
+            replica: "c".to_owned(),
+            policy_digest: "sha256:two".to_owned()
+        }]
+    );
+    // Once c serves the same policy again (a reload), nobody differs.
+    assert!(c.announce("sha256:one", TTL).await.unwrap().is_empty());
+    assert!(a.announce("sha256:one", TTL).await.unwrap().is_empty());
+    // A replica not seen recently is not counted.
+    c.announce("sha256:three", TTL).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        a.announce("sha256:one", Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(a.announce("sha256:one", TTL).await.unwrap().len(), 1);
+}
