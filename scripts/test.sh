@@ -17,9 +17,8 @@ fi
 scripts/conformance.sh
 # mcp-defense-bench's harness still drives Portcullis, in both revisions (three inputs each,
 # about 20 s; the full run, 40 minutes or so, is scripts/defense-bench.sh): a description with
-# hidden characters is cleaned (the bench scores that "enforce"), a plain benign one is passed
-# unchanged, and one indented with runs of spaces is still rewritten (today's behaviour, a false
-# positive for the bench: see SECURITY.md).
+# hidden characters is cleaned (the bench scores that "enforce"), and two benign ones, one of
+# them a docstring indented with runs of spaces, are passed unchanged.
 smoke="${CARGO_TARGET_DIR:-target}/defense-bench-smoke"
 scripts/defense-bench.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug" --out "$smoke" -- \
   --only tool-poisoning/002 --only benign/tool-definition/036- --only benign/tool-definition/001- \
@@ -33,6 +32,5 @@ for run in runs:
     assert cases["tool-poisoning/002-hidden-char-evasion"]["level"] == "enforce", run["cases"]
     flagged = [fp["id"] for fp in run["benignFalsePositives"]]
     assert run["benign"]["items"] == 2, run["benign"]
-    # FIXME: hygiene collapses the docstring's indentation; the bench counts any rewrite.
-    assert flagged == ["benign/tool-definition/001-aws-documentation-mcp--read_documentation"], flagged
+    assert flagged == [], flagged
 PY

@@ -36,6 +36,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(|web| web)
+}
+
+/// The setup with the untrusted upstream `web` as `untrusted` makes it.
+fn setup_with(untrusted: impl FnOnce(Upstream) -> Upstream) -> Setup {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let web = scratch.sub("web");
@@ -53,9 +58,11 @@ fn setup() -> Setup {
             "send_message",
             Tool::send().recipients(&["/to"]).irreversible(),
         );
-    let untrusted = Upstream::fixture("web", &web)
-        .tool("read_file", Tool::read())
-        .tool("echo", Tool::read());
+    let untrusted = untrusted(
+        Upstream::fixture("web", &web)
+            .tool("read_file", Tool::read())
+            .tool("echo", Tool::read()),
+    );
     let config = scratch.config(
         Config::new()
             .approval_timeout_secs(2)
@@ -748,6 +755,34 @@ pub(crate) async fn session(
 
 pub(crate) fn asked(questions: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
     questions.lock().map(|q| q.clone()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn definitions_nobody_accepted_taint_the_session_they_are_listed_to() {
+    let send_inside = json!({"to": "boss@acme.example", "subject": "report", "body": "the file"});
+    // Under `tofu` the first sight is pinned and trusted; with `off` nobody ever accepted
+    // what the untrusted upstream's tools say, so listing them is reading its content.
+    for (pinning, taints) in [("tofu", false), ("off", true)] {
+        let setup = setup_with(|web| web.pinning(pinning));
+        let (client, questions) = session(&setup.config, false).await;
+        let tools = client
+            .list_all_tools()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(tools.iter().any(|tool| tool.name == "web.read_file"));
+        let sent = call(&client, "fx.send_message", send_inside.clone()).await;
+        let seen = asked(&questions);
+        if taints {
+            assert_eq!(seen.len(), 1, "{pinning}: {seen:?}");
+            assert!(seen[0].contains("untrusted upstream `web`"), "{}", seen[0]);
+            assert!(text(&sent).contains("did not run"), "{}", text(&sent));
+            assert!(setup.sent().is_empty(), "{pinning}: the tainted send ran");
+        } else {
+            assert!(seen.is_empty(), "{pinning}: {seen:?}");
+            assert_eq!(text(&sent), "sent message to `boss@acme.example`");
+        }
+        let _ = client.cancel().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

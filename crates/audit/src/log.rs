@@ -1,16 +1,17 @@
 //! The writer: open or continue a log, and append records with group commit.
 //!
-//! One thread owns the file. It takes every append that is waiting (up to `max_batch`) and
-//! writes them in one `write`. What happens then depends on what the appends asked for
-//! ([`Durability`]): one that must be on the disk waits for the `fdatasync` that follows at
-//! once, shared by the whole batch; one that must only be written is answered as soon as the
-//! `write` returned, and is synced with the next batch that needs a sync, or after
-//! `sync_interval` at the latest. The head file, which only detects records cut from the end,
-//! is replaced after a sync at most every `head_interval`, never on the path of an append.
-//! Appends that arrive while it writes or syncs wait for the next batch, so under load one
-//! sync serves many records. A thread rather than a tokio task because `fdatasync` blocks for
-//! as long as the disk takes, and because the sequence (seq, prev) must be assigned by exactly
-//! one owner in the order records are written.
+//! The end of the chain (what the next record chains on, and the file) is held under one lock,
+//! and whoever holds it writes: an append that must only be written ([`Durability::Process`],
+//! and [`EvidenceLog::append_written`]) encodes and writes its record itself, in the caller,
+//! with no hand-off to another thread; it is answered as soon as its `write` returned. One
+//! thread does everything that waits for the disk: the appends that must be synced
+//! ([`Durability::Disk`]), which it takes in batches (up to `max_batch`), writes in one `write`
+//! and answers after the one `fdatasync` that follows, and the sync of whatever was written
+//! without one, `sync_interval` at the latest after its first write. It syncs without the lock,
+//! so writers do not wait for the disk. The head file, which only detects records cut from the
+//! end, is replaced after a sync at most every `head_interval`, never on the path of an
+//! append. The lock is what assigns the sequence (seq, prev): records are chained in the order
+//! they are written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -18,7 +19,7 @@ use std::num::NonZeroU64;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use portcullis_core::evidence::{Checkpoint, Event, EvidenceRecord};
@@ -108,15 +109,16 @@ struct Counters {
     reason = "appends are nearly every message: boxing them would cost an allocation per record to shrink the rare flush"
 )]
 enum Message {
+    /// An append that waits for its sync.
     Append(Pending),
     /// Sync what was written, replace the head file, then answer.
     Flush(oneshot::Sender<Result<(), AuditError>>),
+    /// A record was written with nothing waiting to sync it: it is due within `sync_interval`.
+    Wake,
 }
 
 struct Pending {
     record: EvidenceRecord,
-    /// Whether the answer waits for the sync.
-    synced: bool,
     reply: oneshot::Sender<Result<Receipt, AuditError>>,
 }
 
@@ -126,6 +128,7 @@ struct Pending {
 pub struct EvidenceLog {
     path: Arc<Path>,
     queue: mpsc::Sender<Message>,
+    chain: Arc<Mutex<Chain>>,
     counters: Arc<Counters>,
     key: Arc<LogKey>,
     durability: Durability,
@@ -202,23 +205,31 @@ impl EvidenceLog {
         let counters = Arc::new(Counters::default());
         counters.synced.store(head.next_seq, Ordering::Relaxed);
         counters.synced_end.store(head.end, Ordering::Relaxed);
-        let mut writer = Writer {
+        let file = Arc::new(file);
+        let chain = Arc::new(Mutex::new(Chain {
             key: Arc::clone(&key),
             path: path.to_path_buf(),
+            file: Arc::clone(&file),
+            head: head.clone(),
+            checkpoint_every: options.checkpoint_every,
+            counters: Arc::clone(&counters),
+            unsynced_since: None,
+            failure: None,
+        }));
+        let mut writer = Writer {
+            chain: Arc::clone(&chain),
+            key: Arc::clone(&key),
             head_path,
             head_tmp: head_tmp_path(path),
             file,
             dir: dir_file,
             synced: head.clone(),
             head_named: head.next_seq,
-            head,
-            checkpoint_every: options.checkpoint_every,
             timing: Timing {
                 sync_interval: options.sync_interval,
                 head_interval: options.head_interval,
             },
-            counters,
-            unsynced_since: None,
+            counters: Arc::clone(&counters),
             head_written: Instant::now(),
         };
         // The head is written now, so the new log's existence and any recovered tail are durable
@@ -232,7 +243,6 @@ impl EvidenceLog {
             .map_err(|error| AuditError::io("write the head file of", path, error))?;
 
         let (queue, receiver) = mpsc::channel();
-        let counters = Arc::clone(&writer.counters);
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("evidence-log".to_owned())
@@ -241,6 +251,7 @@ impl EvidenceLog {
         Ok(Self {
             path: Arc::from(path),
             queue,
+            chain,
             counters,
             key,
             durability: options.durability,
@@ -274,13 +285,22 @@ impl EvidenceLog {
         if matches!(record.event, Event::Checkpoint(_)) {
             return Err(AuditError::ReservedKind);
         }
+        if !synced {
+            // Written here and now: a `write(2)` to the page cache, no thread hand-off.
+            let (written, wake) = self
+                .chain
+                .lock()
+                .map_err(|_| self.closed_by("a writer panicked while it held the log"))?
+                .append(&record);
+            if wake {
+                // The writer thread syncs it in time; gone, the record is still written.
+                let _ = self.queue.send(Message::Wake);
+            }
+            return written;
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Message::Append(Pending {
-                record,
-                synced,
-                reply,
-            }))
+            .send(Message::Append(Pending { record, reply }))
             .map_err(|_| self.writer_gone())?;
         answer.await.map_err(|_| self.writer_gone())?
     }
@@ -313,157 +333,57 @@ impl EvidenceLog {
     }
 
     fn writer_gone(&self) -> AuditError {
+        self.closed_by("its writer stopped")
+    }
+
+    fn closed_by(&self, reason: &str) -> AuditError {
         AuditError::Closed {
             path: self.path.display().to_string(),
-            reason: "its writer stopped".to_owned(),
+            reason: reason.to_owned(),
         }
     }
 }
 
-struct Writer {
-    /// Keys every line's MAC and the head's.
+/// The end of the chain and the file: what whoever writes next holds (under the log's lock).
+struct Chain {
+    /// Keys every line's MAC.
     key: Arc<LogKey>,
     path: PathBuf,
-    head_path: PathBuf,
-    head_tmp: PathBuf,
-    file: File,
-    dir: File,
+    file: Arc<File>,
     /// The chain as of the last write: what the next record chains on.
     head: Head,
-    /// The chain as of the last sync: what the head file may name.
-    synced: Head,
-    /// The `next_seq` the head file names now.
-    head_named: u64,
     checkpoint_every: Option<NonZeroU64>,
-    timing: Timing,
     counters: Arc<Counters>,
     /// When the first write not yet synced was made.
     unsynced_since: Option<Instant>,
-    /// When the head file was last replaced.
-    head_written: Instant,
+    /// Why the log refuses records, once a write or sync failed (kept: no retry, since a
+    /// retried write could land after records written behind it, and a half-written one would
+    /// be chained onto).
+    failure: Option<String>,
 }
 
-#[derive(Clone, Copy)]
-struct Timing {
-    sync_interval: Duration,
-    head_interval: Duration,
-}
-
-/// An answer held until the sync that makes its record durable.
-type Held = (oneshot::Sender<Result<Receipt, AuditError>>, Receipt);
-
-impl Writer {
-    fn run(&mut self, queue: &mpsc::Receiver<Message>, max_batch: usize) {
-        let mut failure: Option<String> = None;
-        loop {
-            let next = match self.unsynced_since {
-                None => queue
-                    .recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                Some(since) => queue.recv_timeout(
-                    (since + self.timing.sync_interval).saturating_duration_since(Instant::now()),
-                ),
-            };
-            let first = match next {
-                Ok(Message::Append(first)) => Some(first),
-                Ok(Message::Flush(reply)) => {
-                    let _ = reply.send(self.flush(&mut failure));
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut held: Vec<Held> = Vec::new();
-            let mut flushes = Vec::new();
-            if let Some(first) = first {
-                let mut batch = vec![first];
-                while batch.len() < max_batch {
-                    match queue.try_recv() {
-                        Ok(Message::Append(pending)) => batch.push(pending),
-                        // Answered after this batch is written, so it covers it.
-                        Ok(Message::Flush(reply)) => {
-                            flushes.push(reply);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if let Some(reason) = &failure {
-                    for pending in batch {
-                        let _ = pending.reply.send(Err(self.closed(reason)));
-                    }
-                    continue;
-                }
-                let records: Vec<&EvidenceRecord> =
-                    batch.iter().map(|pending| &pending.record).collect();
-                match self.write(&records) {
-                    Ok(receipts) => {
-                        self.unsynced_since.get_or_insert_with(Instant::now);
-                        for (pending, receipt) in batch.into_iter().zip(receipts) {
-                            if pending.synced {
-                                held.push((pending.reply, receipt));
-                            } else {
-                                // The caller may have given up waiting; the record stays written.
-                                let _ = pending.reply.send(Ok(receipt));
-                            }
-                        }
-                    }
-                    Err(reason) => {
-                        for pending in batch {
-                            let _ = pending.reply.send(Err(self.failed(&reason)));
-                        }
-                        failure = Some(self.fail(reason));
-                        continue;
-                    }
-                }
+impl Chain {
+    /// Writes one record that waits for its write alone; `true` beside the answer when it is
+    /// the first written since the last sync (the writer thread must then be told to sync it).
+    fn append(&mut self, record: &EvidenceRecord) -> (Result<Receipt, AuditError>, bool) {
+        if let Some(reason) = &self.failure {
+            return (Err(self.closed(reason)), false);
+        }
+        match self.write(&[record]) {
+            Ok(receipts) => {
+                let wake = self.unsynced_since.is_none();
+                self.unsynced_since.get_or_insert_with(Instant::now);
+                let receipt = receipts
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| self.failed("a write acknowledged no record"));
+                (receipt, wake)
             }
-            let due = self
-                .unsynced_since
-                .is_some_and(|since| since.elapsed() >= self.timing.sync_interval);
-            if failure.is_none() && (!held.is_empty() || due) {
-                match self.sync() {
-                    Ok(()) => {
-                        for (reply, receipt) in held {
-                            let _ = reply.send(Ok(receipt));
-                        }
-                        if self.head_written.elapsed() >= self.timing.head_interval {
-                            self.replace_head(&mut failure);
-                        }
-                    }
-                    Err(reason) => {
-                        for (reply, _) in held {
-                            let _ = reply.send(Err(self.failed(&reason)));
-                        }
-                        failure = Some(self.fail(reason));
-                    }
-                }
+            Err(reason) => {
+                let error = self.failed(&reason);
+                self.fail(reason);
+                (Err(error), false)
             }
-            for reply in flushes {
-                let _ = reply.send(self.flush(&mut failure));
-            }
-        }
-        // Every handle is gone: what was written is synced and the head names it.
-        let _ = self.flush(&mut failure);
-    }
-
-    /// Syncs what is written and not yet synced, and replaces the head file if it names less.
-    fn flush(&mut self, failure: &mut Option<String>) -> Result<(), AuditError> {
-        if let Some(reason) = failure.as_deref() {
-            return Err(self.closed(reason));
-        }
-        if self.unsynced_since.is_some()
-            && let Err(reason) = self.sync()
-        {
-            let error = self.failed(&reason);
-            *failure = Some(self.fail(reason));
-            return Err(error);
-        }
-        if self.synced.next_seq != self.head_named {
-            self.replace_head(failure);
-        }
-        match failure.as_deref() {
-            Some(reason) => Err(self.failed(reason)),
-            None => Ok(()),
         }
     }
 
@@ -481,15 +401,14 @@ impl Writer {
         }
     }
 
-    /// Logs a failure and returns it, to be kept: no retry. A retried batch could land after
-    /// records that were queued behind it, and a half-written one would be chained onto.
-    fn fail(&self, reason: String) -> String {
+    /// Logs a failure and keeps it: every later append is refused.
+    fn fail(&mut self, reason: String) {
         tracing::error!(
             path = %self.path.display(),
             %reason,
             "evidence log write failed; refusing further records"
         );
-        reason
+        self.failure = Some(reason);
     }
 
     /// The records (and any checkpoints due) encoded and written at the end of the log. The
@@ -543,14 +462,181 @@ impl Writer {
         self.counters.records.fetch_add(lines, Ordering::Relaxed);
         Ok(receipts)
     }
+}
 
-    /// `fdatasync`s what was written: it is durable from now on.
+/// The thread that waits for the disk (see the module docs).
+struct Writer {
+    chain: Arc<Mutex<Chain>>,
+    /// Keys the head's signature.
+    key: Arc<LogKey>,
+    head_path: PathBuf,
+    head_tmp: PathBuf,
+    /// The log's file, shared with the chain: synced without its lock.
+    file: Arc<File>,
+    dir: File,
+    /// The chain as of the last sync: what the head file may name.
+    synced: Head,
+    /// The `next_seq` the head file names now.
+    head_named: u64,
+    timing: Timing,
+    counters: Arc<Counters>,
+    /// When the head file was last replaced.
+    head_written: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Timing {
+    sync_interval: Duration,
+    head_interval: Duration,
+}
+
+/// An answer held until the sync that makes its record durable.
+type Held = (oneshot::Sender<Result<Receipt, AuditError>>, Receipt);
+
+impl Writer {
+    /// The chain, locked; a writer that panicked while holding it left it as it was, and the
+    /// failure that follows (if any) is kept in it.
+    fn chain(&self) -> std::sync::MutexGuard<'_, Chain> {
+        self.chain.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn run(&mut self, queue: &mpsc::Receiver<Message>, max_batch: usize) {
+        loop {
+            let since = self.chain().unsynced_since;
+            let next = match since {
+                None => queue
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(since) => queue.recv_timeout(
+                    (since + self.timing.sync_interval).saturating_duration_since(Instant::now()),
+                ),
+            };
+            let first = match next {
+                Ok(Message::Append(first)) => Some(first),
+                Ok(Message::Flush(reply)) => {
+                    let _ = reply.send(self.flush());
+                    continue;
+                }
+                // A record was written: the next wait is bounded by its sync's deadline.
+                Ok(Message::Wake) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut held: Vec<Held> = Vec::new();
+            let mut flushes = Vec::new();
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < max_batch {
+                    match queue.try_recv() {
+                        Ok(Message::Append(pending)) => batch.push(pending),
+                        // Answered after this batch is written, so it covers it.
+                        Ok(Message::Flush(reply)) => {
+                            flushes.push(reply);
+                            break;
+                        }
+                        Ok(Message::Wake) => {}
+                        Err(_) => break,
+                    }
+                }
+                let mut chain = self.chain();
+                if let Some(reason) = &chain.failure {
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(chain.closed(reason)));
+                    }
+                    continue;
+                }
+                let records: Vec<&EvidenceRecord> =
+                    batch.iter().map(|pending| &pending.record).collect();
+                match chain.write(&records) {
+                    Ok(receipts) => {
+                        chain.unsynced_since.get_or_insert_with(Instant::now);
+                        held.extend(batch.into_iter().map(|pending| pending.reply).zip(receipts));
+                    }
+                    Err(reason) => {
+                        for pending in batch {
+                            let _ = pending.reply.send(Err(chain.failed(&reason)));
+                        }
+                        chain.fail(reason);
+                        continue;
+                    }
+                }
+            }
+            let (failed, due) = {
+                let chain = self.chain();
+                (
+                    chain.failure.is_some(),
+                    chain
+                        .unsynced_since
+                        .is_some_and(|since| since.elapsed() >= self.timing.sync_interval),
+                )
+            };
+            if !failed && (!held.is_empty() || due) {
+                match self.sync() {
+                    Ok(()) => {
+                        for (reply, receipt) in held {
+                            let _ = reply.send(Ok(receipt));
+                        }
+                        if self.head_written.elapsed() >= self.timing.head_interval {
+                            self.replace_head();
+                        }
+                    }
+                    Err(reason) => {
+                        let mut chain = self.chain();
+                        for (reply, _) in held {
+                            let _ = reply.send(Err(chain.failed(&reason)));
+                        }
+                        chain.fail(reason);
+                    }
+                }
+            }
+            for reply in flushes {
+                let _ = reply.send(self.flush());
+            }
+        }
+        // Every handle is gone: what was written is synced and the head names it.
+        let _ = self.flush();
+    }
+
+    /// Syncs what is written and not yet synced, and replaces the head file if it names less.
+    fn flush(&mut self) -> Result<(), AuditError> {
+        let unsynced = {
+            let chain = self.chain();
+            if let Some(reason) = &chain.failure {
+                return Err(chain.closed(reason));
+            }
+            chain.unsynced_since.is_some()
+        };
+        if unsynced && let Err(reason) = self.sync() {
+            let mut chain = self.chain();
+            let error = chain.failed(&reason);
+            chain.fail(reason);
+            return Err(error);
+        }
+        if self.synced.next_seq != self.head_named {
+            self.replace_head();
+        }
+        let chain = self.chain();
+        match &chain.failure {
+            Some(reason) => Err(chain.failed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// `fdatasync`s what was written: everything up to the chain's end as it was when the sync
+    /// began is durable from now on. The chain's lock is not held while the disk works; a
+    /// record written meanwhile is left for the next sync, due `sync_interval` after this one
+    /// began at the latest.
     fn sync(&mut self) -> Result<(), String> {
+        let began = Instant::now();
+        let head = self.chain().head.clone();
         self.file
             .sync_data()
             .map_err(|error| format!("fdatasync failed: {error}"))?;
-        self.synced = self.head.clone();
-        self.unsynced_since = None;
+        {
+            let mut chain = self.chain();
+            chain.unsynced_since = (chain.head.next_seq != head.next_seq).then_some(began);
+        }
+        self.synced = head;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.counters
             .synced
@@ -563,16 +649,16 @@ impl Writer {
 
     /// Replaces the head file with the chain as of the last sync; a failure is kept like a
     /// failed write (the log refuses further records).
-    fn replace_head(&mut self, failure: &mut Option<String>) {
+    fn replace_head(&mut self) {
         match self.write_head() {
             Ok(()) => {
                 self.head_named = self.synced.next_seq;
                 self.head_written = Instant::now();
                 self.counters.heads.fetch_add(1, Ordering::Relaxed);
             }
-            Err(error) => {
-                *failure = Some(self.fail(format!("cannot replace the head file: {error}")));
-            }
+            Err(error) => self
+                .chain()
+                .fail(format!("cannot replace the head file: {error}")),
         }
     }
 

@@ -265,10 +265,10 @@ fn what_and_result(event: &Event) -> (String, String) {
         ),
         Event::DefinitionChanged(changed) => (
             format!("{} {} {}", changed.upstream, changed.entry, changed.name),
-            if changed.quarantined {
-                format!("{}, quarantined", changed.change)
-            } else {
-                changed.change.clone()
+            match (&changed.accepted_by, changed.quarantined) {
+                (Some(by), _) => format!("{} by {by}", changed.change),
+                (None, true) => format!("{}, quarantined", changed.change),
+                (None, false) => changed.change.clone(),
             },
         ),
         Event::Refused(refused) => (

@@ -136,6 +136,7 @@ struct Tally {
     client_cpu: Duration,
     server_cpu: Duration,
     proxy_cpu: Duration,
+    proxy_switches: u64,
 }
 
 impl Tally {
@@ -152,6 +153,11 @@ impl Tally {
             cpu_client_us: per_call(self.client_cpu),
             cpu_servers_us: per_call(self.server_cpu),
             cpu_proxy_us: per_call(self.proxy_cpu),
+            switches_proxy: if samples.calls == 0 {
+                0.0
+            } else {
+                self.proxy_switches as f64 / samples.calls as f64
+            },
             samples,
         }
     }
@@ -162,6 +168,8 @@ struct CpuReading {
     client: Duration,
     servers: Duration,
     proxy: Duration,
+    /// The proxy's context switches so far (see `process::context_switches`).
+    proxy_switches: u64,
 }
 
 fn read_cpu(route: &Route) -> anyhow::Result<CpuReading> {
@@ -176,6 +184,10 @@ fn read_cpu(route: &Route) -> anyhow::Result<CpuReading> {
         client: process::own_cpu_time().context("cannot read our own CPU time")?,
         servers,
         proxy: route.proxy_pid.map(of).transpose()?.unwrap_or_default(),
+        proxy_switches: route
+            .proxy_pid
+            .and_then(process::context_switches)
+            .unwrap_or_default(),
     })
 }
 
@@ -193,6 +205,7 @@ async fn batch(
     tally.client_cpu += after.client.saturating_sub(before.client);
     tally.server_cpu += after.servers.saturating_sub(before.servers);
     tally.proxy_cpu += after.proxy.saturating_sub(before.proxy);
+    tally.proxy_switches += after.proxy_switches.saturating_sub(before.proxy_switches);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! What Linux reports about a running process in /proc: memory (VmRSS, VmHWM), CPU time used,
-//! and child processes.
+//! context switches, and child processes.
 
 use std::time::Duration;
 
@@ -44,6 +44,35 @@ pub(crate) fn stat_cpu_time(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(
         (user + system) * 1000 / TICKS_PER_SEC,
     ))
+}
+
+/// Context switches, voluntary and not, of a process's live threads summed. A thread that
+/// exited is no longer counted: compare readings of a process whose threads live on (tokio's
+/// workers and Portcullis's evidence writer do; blocking-pool threads idle 10 s first).
+pub(crate) fn context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        // A thread that ends while this reads is skipped.
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            total += status_switches(&status)?;
+        }
+    }
+    Some(total)
+}
+
+/// `voluntary_ctxt_switches` plus `nonvoluntary_ctxt_switches` of one /proc status text.
+pub(crate) fn status_switches(status: &str) -> Option<u64> {
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(':')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    };
+    Some(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
 }
 
 /// The direct children of a process (the union of each thread's children).

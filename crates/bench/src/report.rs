@@ -40,6 +40,8 @@ pub(crate) struct RouteFigures {
     pub cpu_servers_us: f64,
     /// The proxy's own process: Portcullis, or the peer.
     pub cpu_proxy_us: f64,
+    /// The proxy's context switches per call (its live threads; `process::context_switches`).
+    pub switches_proxy: f64,
 }
 
 /// The routes at one level of one transport.
@@ -182,20 +184,21 @@ pub(crate) fn tables(settings: &Settings, rows: &[Row], memory: &[Memory]) -> St
         }
     }
 
-    out.push_str("\n| transport | callers | proxy | added p50 µs | added p99 µs | throughput vs direct | added server CPU µs/call | Portcullis VmRSS after |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str("\n| transport | callers | proxy | added p50 µs | added p99 µs | throughput vs direct | added server CPU µs/call | proxy context switches/call | Portcullis VmRSS after |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for row in rows {
         for (name, figures) in row.proxied() {
             let added = row.added(figures);
             let _ = writeln!(
                 out,
-                "| {} | {} | {name} | {:.1} | {:.1} | {:.0} % | {:.1} | {} |",
+                "| {} | {} | {name} | {:.1} | {:.1} | {:.0} % | {:.1} | {:.1} | {} |",
                 row.transport.name(),
                 row.level.concurrency,
                 added.p50_us,
                 added.p99_us,
                 100.0 * added.throughput_share,
                 added.server_cpu_us,
+                figures.switches_proxy,
                 mib(row.portcullis_rss_after_kib)
             );
         }
@@ -269,6 +272,7 @@ fn route_json(figures: &RouteFigures) -> Value {
             "servers": figures.cpu_servers_us,
             "proxy": figures.cpu_proxy_us,
         },
+        "proxy_context_switches_per_call": figures.switches_proxy,
     })
 }
 

@@ -410,7 +410,8 @@ pub struct DefinitionChanged {
     /// `changed`, `new` (not pinned, its upstream pinned), `unpinned` (its upstream never
     /// pinned, under `strict`, or its pins could not be written), `removed` (pinned, no longer
     /// listed), or `matches` (quarantined before, listed again: its definition now matches its
-    /// pin, accepted or changed back).
+    /// pin, accepted or changed back), or `accepted` (a person approved a call of it, shown
+    /// the change, which pinned it as listed).
     pub change: String,
     /// The pinned definition's digest, if there is a pin.
     pub pinned: Option<String>,
@@ -421,6 +422,9 @@ pub struct DefinitionChanged {
     /// The difference, as lines of the definitions' JSON (`-` pinned, `+` listed), bounded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub diff: String,
+    /// `accepted`: who accepted it (the user whose approval of a call of it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use portcullis_core::IdentityEnvelope;
 use portcullis_core::clock::Clock;
 use portcullis_policy::{
-    Action, ApprovalRule, CallDecision, CallInput, Decision, Facts, Hidden, Request, Target,
-    Verdict, decide_call, decide_listing,
+    Action, ApprovalRule, CallDecision, CallInput, Decision, Facts, Hidden, PolicyEngine, Request,
+    Target, Verdict, decide_call, decide_listing, decide_visible_call,
 };
 use serde_json::{Map, Value};
 
@@ -65,9 +65,12 @@ pub(crate) struct CallQuestion<'a> {
 }
 
 /// Proof that the list check passed for this tool; only [`Decider::visible_tool`] makes one.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct VisibleTool<'a> {
     tool: &'a str,
+    /// The policy it passed under: while that is still the policy in force, the call check
+    /// need not ask it again.
+    policy: Arc<PolicyEngine>,
 }
 
 /// Why a call does not run.
@@ -202,7 +205,6 @@ impl Decider {
         missing.then(|| rules.scopes.iter().cloned().collect())
     }
 
-    /// Whether the identity may see (list, and so ask for) this entry.
     /// Whether a client acting as `envelope` can be asked for more scopes: only a bearer-token
     /// identity (HTTP with `[http.auth]`) gets the 403 step-up challenge; the local identity
     /// (stdio, or HTTP without `[http.auth]`) holds exactly what config gives it.
@@ -210,8 +212,20 @@ impl Decider {
         self.authenticated && !std::ptr::eq(envelope, Arc::as_ptr(&self.local_identity))
     }
 
+    /// Whether the identity may see (list, and so ask for) this entry.
     fn may_see(
         &self,
+        envelope: &IdentityEnvelope,
+        upstream: &UpstreamHandle,
+        entry: Listed<'_>,
+    ) -> bool {
+        self.may_see_under(&self.policy.current(), envelope, upstream, entry)
+    }
+
+    /// [`Decider::may_see`], a tool's list check made under `policy`.
+    fn may_see_under(
+        &self,
+        policy: &PolicyEngine,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
         entry: Listed<'_>,
@@ -228,8 +242,7 @@ impl Decider {
                     return false;
                 }
                 let input = self.call_input(envelope, upstream, name, &rules, None);
-                let policy = self.policy.current();
-                match decide_listing(&policy, &input) {
+                match decide_listing(policy, &input) {
                     Ok(decision) | Err(Hidden::ByPolicy(decision)) => (Action::ListTool, decision),
                     // Where no step-up can add scopes (stdio, HTTP without bearer tokens), no
                     // call of it could ever run: not listed, and like every unlisted tool,
@@ -312,8 +325,9 @@ impl Decider {
         upstream: &UpstreamHandle,
         tool: &'a str,
     ) -> Result<VisibleTool<'a>, Refusal> {
-        if self.may_see(envelope, upstream, Listed::Tool(tool)) {
-            return Ok(VisibleTool { tool });
+        let policy = self.policy.engine();
+        if self.may_see_under(&policy, envelope, upstream, Listed::Tool(tool)) {
+            return Ok(VisibleTool { tool, policy });
         }
         tracing::info!(
             target: "portcullis::decision",
@@ -348,7 +362,13 @@ impl Decider {
         let mut input = self.call_input(envelope, upstream, tool, &rules, arguments);
         input.facts = facts;
         input.reaches_network = matches!(reach, Reach::Network { .. });
-        let outcome = decide_call(&self.policy.current(), &input);
+        let current = self.policy.current();
+        let outcome = if Arc::ptr_eq(&visible.policy, &current) {
+            // Its list check passed under this very policy when the call was resolved.
+            decide_visible_call(&current, &input)
+        } else {
+            decide_call(&current, &input)
+        };
         if let Some(decision) = outcome.decision() {
             self.log_decision(
                 envelope,

@@ -118,16 +118,23 @@ impl CallRecord {
         self.request.identity.mode = portcullis_core::ActingMode::Service;
     }
 
-    pub fn set_definition(&mut self, definition: &rmcp::model::Tool) {
-        if let Ok(value) = serde_json::to_value(definition) {
-            self.tool.definition_hash = digest_json(&value);
-        }
+    /// Sets the digest of the definition the client was shown ([`definition_digest`]).
+    pub fn set_definition(&mut self, digest: String) {
+        self.tool.definition_hash = digest;
     }
 
     /// The digest of the definition the client was shown (empty before `set_definition`).
     pub fn definition_digest(&self) -> &str {
         &self.tool.definition_hash
     }
+}
+
+/// The digest of a tool's definition as listed (empty if it cannot be serialized, which a
+/// listed tool always can).
+pub(crate) fn definition_digest(definition: &rmcp::model::Tool) -> String {
+    serde_json::to_value(definition)
+        .map(|value| digest_json(&value))
+        .unwrap_or_default()
 }
 
 /// Proof that a call's intent record is durable, which the upstream call cannot be built
@@ -424,6 +431,32 @@ impl Evidence {
                 ))
             }
         }
+    }
+
+    /// Records a person's acceptance, with a call of it, of the changed definition `change`
+    /// of `upstream` (`by`: who). `Err`: it could not be recorded.
+    pub(crate) async fn record_accepted(
+        &self,
+        upstream: &portcullis_core::UpstreamName,
+        change: &crate::pins::Change,
+        by: &str,
+    ) -> Result<(), String> {
+        let digest = |pin: &Option<crate::pins::Pin>| pin.as_ref().map(|pin| pin.digest.clone());
+        let event = Event::DefinitionChanged(portcullis_core::evidence::DefinitionChanged {
+            upstream: upstream.to_string(),
+            entry: change.kind.as_str().to_owned(),
+            name: change.name.clone(),
+            change: "accepted".to_owned(),
+            pinned: digest(&change.pinned),
+            listed: digest(&change.listed),
+            quarantined: false,
+            diff: change.recorded_diff(),
+            accepted_by: Some(by.to_owned()),
+        });
+        self.append(event)
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
     }
 
     /// Records a config or policy reload, applied or refused. A failure to record is logged:

@@ -1,8 +1,10 @@
 //! What an upstream's lists say, cleaned before a client (and through it, the model and the
 //! person) reads it: terminal control sequences, other control characters, bidirectional
 //! overrides and isolates, zero-width and other invisible characters (Unicode tags and
-//! variation selectors, which can carry hidden text) are removed; runs of spaces collapse to
-//! one and of blank lines to one; a text longer than the configured limit is cut, saying so.
+//! variation selectors, which can carry hidden text) are removed; a run of spaces wider than 32
+//! columns goes (one space between words), and so does a run of more than two blank lines (one
+//! stays), while narrower spacing is kept as written; a text longer than the configured limit
+//! is cut, saying so.
 //!
 //! Applied to every title, description, schema description and title (at any depth), prompt
 //! argument description and resource name of a catalog, and (hidden characters only, spacing
@@ -19,7 +21,7 @@ use serde_json::Value;
 pub(crate) struct Removed {
     /// Control, bidirectional and invisible characters (an escape sequence counts whole).
     pub hidden: usize,
-    /// Whitespace beyond one space or one blank line.
+    /// Whitespace of runs too wide (or blank lines too many) to be anything but padding.
     pub padding: usize,
     /// Texts cut at the limit.
     pub cut: usize,
@@ -65,7 +67,13 @@ pub(crate) fn is_hidden(c: char) -> bool {
         | '\u{e0000}'..='\u{e0fff}')
 }
 
-/// Whether `c` is horizontal space (collapsed to one ASCII space).
+/// The widest run of horizontal space kept as it is, in columns (a tab counts 8): a
+/// docstring's indentation and spacing stay; padding that pushes text out of view does not.
+const WIDEST_SPACE: usize = 32;
+/// The most blank lines kept in a row; a longer run becomes one.
+const MOST_BLANK_LINES: usize = 2;
+
+/// Whether `c` is horizontal space.
 fn is_space(c: char) -> bool {
     c == ' ' || c == '\t' || (c.is_whitespace() && !matches!(c, '\n' | '\u{2028}' | '\u{2029}'))
 }
@@ -75,25 +83,21 @@ pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
     let mut removed = Removed::default();
     let (visible, hidden) = strip_hidden(text);
     removed.hidden = hidden;
-    // Each line's runs of space as one space, its ends trimmed; one blank line at most
-    // between lines, none before or after.
-    let mut out = String::with_capacity(visible.len());
-    let mut blank = false;
+    // Spacing that hides nothing is left as the upstream wrote it (a rewrite of an honest
+    // description is noise); only runs wide or long enough to push text out of view go.
+    let mut lines: Vec<String> = Vec::new();
+    let mut blanks: Vec<String> = Vec::new();
     for line in visible.split('\n') {
-        let words: Vec<&str> = line
-            .split(is_space)
-            .filter(|word| !word.is_empty())
-            .collect();
-        if words.is_empty() {
-            blank = !out.is_empty();
+        let line = narrow_spaces(line);
+        if line.chars().all(is_space) {
+            blanks.push(line);
             continue;
         }
-        if !out.is_empty() {
-            out.push_str(if blank { "\n\n" } else { "\n" });
-        }
-        blank = false;
-        out.push_str(&words.join(" "));
+        keep_blanks(&mut lines, &mut blanks);
+        lines.push(line);
     }
+    keep_blanks(&mut lines, &mut blanks);
+    let mut out = lines.join("\n");
     removed.padding = visible.chars().count() - out.chars().count();
     let length = out.chars().count();
     if length > limit {
@@ -105,6 +109,46 @@ pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
         removed.cut += 1;
     }
     (out, removed)
+}
+
+/// `line` with each run of horizontal space wider than [`WIDEST_SPACE`] taken out: at the
+/// line's start or end entirely, between words as one space.
+fn narrow_spaces(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if !is_space(c) {
+            out.push(c);
+            continue;
+        }
+        let mut end = start + c.len_utf8();
+        let mut width = if c == '\t' { 8 } else { 1 };
+        while let Some(&(at, next)) = chars.peek() {
+            if !is_space(next) {
+                break;
+            }
+            width += if next == '\t' { 8 } else { 1 };
+            end = at + next.len_utf8();
+            chars.next();
+        }
+        if width <= WIDEST_SPACE {
+            out.push_str(line.get(start..end).unwrap_or_default());
+        } else if start > 0 && end < line.len() {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+/// Moves the blank lines seen in a row into `lines`: as they are, or one empty line for a
+/// run longer than [`MOST_BLANK_LINES`].
+fn keep_blanks(lines: &mut Vec<String>, blanks: &mut Vec<String>) {
+    if blanks.len() > MOST_BLANK_LINES {
+        lines.push(String::new());
+        blanks.clear();
+    } else {
+        lines.append(blanks);
+    }
 }
 
 /// `text` without escape sequences, control characters (but newline and tab), bidirectional

@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use portcullis_config::{Pinning, Taint};
 use portcullis_core::{IdentityEnvelope, UpstreamName};
 
 use crate::tool_search::ToolIndex;
@@ -52,6 +53,9 @@ struct SeenUpstream {
     catalog: Arc<Catalog>,
     scopes: Option<BTreeSet<String>>,
     kept: Vec<usize>,
+    /// Its definitions are untrusted content: nobody accepted them (`pinning = "off"`) and
+    /// what it sends taints a session (`taint = "session"`).
+    untrusted_definitions: bool,
 }
 
 /// One upstream as it serves an identity now: what a kept decision must match.
@@ -80,6 +84,15 @@ impl Seen {
     /// The search index of these entries, built by `build` at the first call.
     pub(crate) fn index(&self, build: impl FnOnce(&Self) -> ToolIndex) -> &ToolIndex {
         self.index.get_or_init(|| build(self))
+    }
+
+    /// The upstreams whose definitions among these are untrusted content (see
+    /// `SeenUpstream::untrusted_definitions`): a session shown them is tainted by them.
+    pub(crate) fn untrusted_definitions(&self) -> impl Iterator<Item = &UpstreamName> {
+        self.upstreams
+            .iter()
+            .filter(|seen| seen.untrusted_definitions && !seen.kept.is_empty())
+            .map(|seen| &seen.name)
     }
 
     /// The entries kept, in list order: each with its catalog and index.
@@ -127,6 +140,8 @@ impl Visibility {
                         .map(|(index, _)| index)
                         .collect(),
                     name: now.handle.name().clone(),
+                    untrusted_definitions: now.handle.spec.pinning == Pinning::Off
+                        && now.handle.spec.taint == Taint::Session,
                     catalog: now.catalog,
                     scopes: now.scopes,
                 })

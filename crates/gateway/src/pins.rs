@@ -26,6 +26,7 @@ use serde_json::Value;
 pub use file::{EntryKind, Pin, PinError, Pins, UpstreamPins, pins_path};
 
 use crate::upstream::Catalog;
+use rmcp::model::Tool;
 
 /// The longest diff an evidence record carries; the rest is cut, saying so.
 const RECORDED_DIFF: usize = 4_000;
@@ -103,6 +104,15 @@ impl Change {
         )
     }
 
+    /// Why it differs, as a person is told.
+    pub fn why(&self) -> &'static str {
+        match self.status {
+            Status::Changed => "its definition changed since it was pinned",
+            Status::New | Status::Unpinned => "it is new and not pinned yet",
+            Status::Removed => "it is no longer listed",
+        }
+    }
+
     /// The diff as evidence keeps it: bounded.
     pub fn recorded_diff(&self) -> String {
         let diff = self.diff();
@@ -115,6 +125,17 @@ impl Change {
             ),
         }
     }
+}
+
+/// A tool taken out of its upstream's catalog until its definition is accepted.
+#[derive(Debug, Clone)]
+pub(crate) struct Quarantined {
+    /// What a call of it is told: why, and how a person accepts it.
+    pub message: String,
+    pub change: Change,
+    /// Its definition as the upstream lists it now (cleaned, under its exposed name): what a
+    /// person asked to accept it with a call is shown, and what that call is checked against.
+    pub tool: Option<Tool>,
 }
 
 /// An upstream's listing compared with its pins: every definition it lists, and what differs.
@@ -232,46 +253,72 @@ impl PinBook {
         name: Option<&str>,
         definitions: &Definitions,
     ) -> Result<Vec<(EntryKind, String)>, PinError> {
+        self.rewrite(|pins| {
+            let entry = pins.upstreams.entry(upstream.to_string()).or_default();
+            let mut touched = Vec::new();
+            match name {
+                None => {
+                    let mut fresh = UpstreamPins::default();
+                    for ((kind, local), definition) in definitions {
+                        fresh.insert(*kind, local.clone(), Pin::of(definition));
+                        touched.push((*kind, local.clone()));
+                    }
+                    *entry = fresh;
+                }
+                Some(name) => {
+                    for kind in [
+                        EntryKind::Tool,
+                        EntryKind::Prompt,
+                        EntryKind::ResourceTemplate,
+                    ] {
+                        let listed = definitions.get(&(kind, name.to_owned()));
+                        let changed = match listed {
+                            Some(definition) => {
+                                entry.insert(kind, name.to_owned(), Pin::of(definition));
+                                true
+                            }
+                            None => entry.remove(kind, name).is_some(),
+                        };
+                        if changed {
+                            touched.push((kind, name.to_owned()));
+                        }
+                    }
+                }
+            }
+            touched
+        })
+    }
+
+    /// Records exactly the listed definition of `change` as its pin (a person accepted that
+    /// definition, shown to them, with a call of it); nothing else of the upstream changes.
+    pub(crate) fn accept_change(
+        &self,
+        upstream: &UpstreamName,
+        change: &Change,
+    ) -> Result<(), PinError> {
+        let Some(listed) = change.listed.clone() else {
+            return Ok(());
+        };
+        self.rewrite(|pins| {
+            pins.upstreams
+                .entry(upstream.to_string())
+                .or_default()
+                .insert(change.kind, change.name.clone(), listed);
+        })
+    }
+
+    /// Reads the file afresh under its lock, changes it with `change`, and replaces it.
+    fn rewrite<T>(&self, change: impl FnOnce(&mut Pins) -> T) -> Result<T, PinError> {
         let mut known = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let _directory = file::lock(&self.path)?;
         // Read afresh: another process (`pins accept` beside `serve`) may have written since.
         // A file that cannot be read is never written over.
         let mut pins = file::read(&self.path)?;
-        let entry = pins.upstreams.entry(upstream.to_string()).or_default();
-        let mut touched = Vec::new();
-        match name {
-            None => {
-                let mut fresh = UpstreamPins::default();
-                for ((kind, local), definition) in definitions {
-                    fresh.insert(*kind, local.clone(), Pin::of(definition));
-                    touched.push((*kind, local.clone()));
-                }
-                *entry = fresh;
-            }
-            Some(name) => {
-                for kind in [
-                    EntryKind::Tool,
-                    EntryKind::Prompt,
-                    EntryKind::ResourceTemplate,
-                ] {
-                    let listed = definitions.get(&(kind, name.to_owned()));
-                    let changed = match listed {
-                        Some(definition) => {
-                            entry.insert(kind, name.to_owned(), Pin::of(definition));
-                            true
-                        }
-                        None => entry.remove(kind, name).is_some(),
-                    };
-                    if changed {
-                        touched.push((kind, name.to_owned()));
-                    }
-                }
-            }
-        }
+        let changed = change(&mut pins);
         file::write(&self.path, &pins)?;
         *known = modified(&self.path);
         self.current.store(Arc::new(pins));
-        Ok(touched)
+        Ok(changed)
     }
 }
 
@@ -304,6 +351,7 @@ pub(crate) fn events(
             listed: digest(&change.listed),
             quarantined: change.quarantined,
             diff: change.recorded_diff(),
+            accepted_by: None,
         })
         .collect();
     for change in before.iter().filter(|change| change.quarantined) {
@@ -321,6 +369,7 @@ pub(crate) fn events(
                 listed,
                 quarantined: false,
                 diff: String::new(),
+                accepted_by: None,
             });
         }
     }
@@ -436,10 +485,20 @@ impl Catalog {
                     let Ok(exposed) = namespacing.expose(upstream, name) else {
                         continue;
                     };
+                    let tool = self.tools.iter().find(|tool| tool.name == exposed).cloned();
                     self.tools.retain(|tool| tool.name != exposed);
                     self.tool_names.remove(name);
                     self.hints.remove(name);
-                    quarantined.insert(exposed, quarantine_message(upstream, change));
+                    let message = quarantine_message(upstream, change);
+                    let change = change.clone();
+                    quarantined.insert(
+                        exposed,
+                        Quarantined {
+                            message,
+                            change,
+                            tool,
+                        },
+                    );
                 }
                 EntryKind::Prompt => {
                     let Ok(exposed) = namespacing.expose(upstream, name) else {
@@ -508,13 +567,9 @@ fn could_expand_to(template: &str, uri: &str) -> bool {
 
 /// What a call of a quarantined tool is told: why, and what a person does about it.
 fn quarantine_message(upstream: &UpstreamName, change: &Change) -> String {
-    let why = match change.status {
-        Status::Changed => "its definition changed since it was pinned",
-        Status::New | Status::Unpinned => "it is new and not pinned yet",
-        Status::Removed => "it is no longer listed",
-    };
+    let why = change.why();
     format!(
-        "tool `{upstream}.{}` is quarantined: {why}; a person can review the change with `portcullis pins diff --config <config> {upstream}` and accept it with `portcullis pins accept --config <config> {upstream}.{}`",
+        "tool `{upstream}.{}` is quarantined: {why}; a person can review the change with `portcullis pins diff --config <config> {upstream}` and accept it with `portcullis pins accept --config <config> {upstream}.{}`, or approve a call of it in a client that can ask them (the request shows the change)",
         change.name, change.name
     )
 }

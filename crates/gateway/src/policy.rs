@@ -114,6 +114,11 @@ impl PolicyStore {
         self.current.load()
     }
 
+    /// The policy in force, held: decisions made under it can be told apart from a reload's.
+    pub(crate) fn engine(&self) -> Arc<PolicyEngine> {
+        self.current.load_full()
+    }
+
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -122,13 +127,7 @@ impl PolicyStore {
     /// `Ok` carries the new version, `Err` the problems (the version in force is unchanged).
     pub(crate) fn reload(&self, why: &str) -> Result<u64, String> {
         match load_policy(&self.settings) {
-            Ok(engine) => {
-                let policies = engine.len();
-                self.current.store(Arc::new(engine));
-                let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
-                tracing::info!(why, policies, version, "policy reloaded");
-                Ok(version)
-            }
+            Ok(engine) => Ok(self.put_in_force(engine, why)),
             Err(problems) => {
                 tracing::error!(
                     why,
@@ -139,6 +138,15 @@ impl PolicyStore {
                 Err(problems.to_string())
             }
         }
+    }
+
+    /// Puts `engine` in force as the next version, which it returns.
+    pub(crate) fn put_in_force(&self, engine: PolicyEngine, why: &str) -> u64 {
+        let policies = engine.len();
+        self.current.store(Arc::new(engine));
+        let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
+        tracing::info!(why, policies, version, "policy reloaded");
+        version
     }
 
     /// Reloads on SIGHUP and on file changes until shutdown; `reloaded` runs after each

@@ -283,6 +283,25 @@ impl PortcullisServer {
         }
     }
 
+    /// Definitions nobody accepted (`pinning = "off"`) of an upstream whose content taints,
+    /// shown to this session in `seen`: they could steer the model as a result could, so the
+    /// session is tainted by that upstream as if it had read one.
+    pub(crate) fn taint_by_definitions(
+        &self,
+        context: &RequestContext<RoleServer>,
+        envelope: &IdentityEnvelope,
+        seen: &crate::listing::Seen,
+    ) {
+        let mut untrusted = seen.untrusted_definitions().peekable();
+        if untrusted.peek().is_none() {
+            return;
+        }
+        let key = self.taint_key(context, envelope);
+        for upstream in untrusted {
+            self.gateway.approvals.taints.mark(&key, upstream.as_str());
+        }
+    }
+
     /// The upstream (as `envelope` reaches it) and its own name of an exposed tool or prompt
     /// name, if any.
     pub(crate) fn resolve_tool<'a>(
@@ -356,6 +375,7 @@ impl PortcullisServer {
                 .map_err(|_| McpError::invalid_params("invalid cursor", None))?,
         };
         let seen = self.seen(&envelope, (list, &items), exposed).await;
+        self.taint_by_definitions(context, &envelope, &seen);
         let page_size = self.gateway.page_size;
         let mut entries = seen.entries().skip(start);
         let page: Vec<T> = entries
@@ -643,8 +663,10 @@ impl ServerHandler for PortcullisServer {
     ) -> Result<CallToolResponse, McpError> {
         let envelope = self.envelope(&context)?;
         let (request, route) = match SearchTool::named(self.gateway.tool_search, &request.name) {
-            Some(SearchTool::Search) => return self.search(&envelope, &request).await,
-            Some(SearchTool::Describe) => return self.describe(&envelope, &request).await,
+            Some(SearchTool::Search) => return self.search(&envelope, &request, &context).await,
+            Some(SearchTool::Describe) => {
+                return self.describe(&envelope, &request, &context).await;
+            }
             Some(SearchTool::Call) => (inner_call(request)?, Route::CallTool),
             None => (request, Route::Direct),
         };

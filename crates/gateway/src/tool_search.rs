@@ -24,6 +24,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, Tool,
     ToolAnnotations,
 };
+use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Value, json};
 
 pub(crate) use rank::ToolIndex;
@@ -202,6 +203,7 @@ impl PortcullisServer {
         &self,
         envelope: &IdentityEnvelope,
         request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let started = std::time::Instant::now();
         let query = string_argument(request, "query")?;
@@ -219,6 +221,7 @@ impl PortcullisServer {
                 })?,
         };
         let seen = self.seen_tools(envelope).await;
+        self.taint_by_definitions(context, envelope, &seen);
         let tools: Vec<Value> = index_of(&seen)
             .search(query, limit)
             .into_iter()
@@ -236,10 +239,12 @@ impl PortcullisServer {
         &self,
         envelope: &IdentityEnvelope,
         request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let started = std::time::Instant::now();
         let name = string_argument(request, "name")?;
         let seen = self.seen_tools(envelope).await;
+        self.taint_by_definitions(context, envelope, &seen);
         let definition = seen
             .entries()
             .filter_map(|(catalog, index)| catalog.tools.get(index))

@@ -77,9 +77,40 @@ pub struct Catalog {
     pub(crate) flagged: std::collections::BTreeMap<String, String>,
     /// The listing compared with the upstream's pins (`pins.rs`).
     pub(crate) review: crate::pins::Review,
-    /// The tools taken out of the lists until their definitions are accepted, by exposed name,
-    /// with what a call of one is told.
-    pub(crate) quarantined: std::collections::BTreeMap<String, String>,
+    /// The tools taken out of the lists until their definitions are accepted, by exposed name.
+    pub(crate) quarantined: std::collections::BTreeMap<String, crate::pins::Quarantined>,
+    /// Each listed tool's place in `tools` by exposed name, made at the first look-up (the
+    /// catalog is complete by then): a call finds its tool without scanning the list.
+    tool_index: std::sync::OnceLock<HashMap<String, usize>>,
+    /// The digests of the listed definitions called so far, by place in `tools`: a definition
+    /// is digested once per catalog, not per call.
+    definition_digests: Mutex<HashMap<usize, String>>,
+}
+
+impl Catalog {
+    /// The tool listed as `exposed`, and the digest of its definition (what an approval and
+    /// the evidence name).
+    pub(crate) fn listed(&self, exposed: &str) -> Option<(Tool, String)> {
+        let index = *self
+            .tool_index
+            .get_or_init(|| {
+                self.tools
+                    .iter()
+                    .enumerate()
+                    .map(|(index, tool)| (tool.name.to_string(), index))
+                    .collect()
+            })
+            .get(exposed)?;
+        let tool = self.tools.get(index)?;
+        let digest = self
+            .definition_digests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(index)
+            .or_insert_with(|| crate::evidence::definition_digest(tool))
+            .clone();
+        Some((tool.clone(), digest))
+    }
 }
 
 /// How an upstream's lists are shown to clients: its names under the configured namespacing,
@@ -120,14 +151,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The definition of the tool listed to the client as `exposed`, if the catalog lists it.
-    pub(crate) fn listed_tool(&self, exposed: &str) -> Option<Tool> {
-        self.catalog
-            .load()
-            .tools
-            .iter()
-            .find(|tool| tool.name == exposed)
-            .cloned()
+    /// The definition of the tool listed to the client as `exposed`, if the catalog lists it,
+    /// and its digest.
+    pub(crate) fn listed_tool(&self, exposed: &str) -> Option<(Tool, String)> {
+        self.catalog.load().listed(exposed)
     }
 
     /// Sends one request; the answer comes through the handle.

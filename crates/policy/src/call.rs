@@ -99,6 +99,13 @@ pub fn decide_call(engine: &PolicyEngine, input: &CallInput<'_>) -> CallDecision
     if let Err(hidden) = decide_listing(engine, input) {
         return CallDecision::Hidden(hidden);
     }
+    decide_visible_call(engine, input)
+}
+
+/// The decision on one call whose list check ([`decide_listing`]) already passed under this
+/// same engine and identity: [`decide_call`] less its first step, for a caller that holds
+/// that proof (the gateway's resolve stage), so the policy is not asked the same twice.
+pub fn decide_visible_call(engine: &PolicyEngine, input: &CallInput<'_>) -> CallDecision {
     let decision = engine.decide(&request(input, Action::CallTool));
     match decision.verdict {
         Verdict::Allow

@@ -15,7 +15,7 @@ mod call;
 mod decision;
 mod engine;
 
-pub use call::{CallDecision, CallInput, Hidden, decide_call, decide_listing};
+pub use call::{CallDecision, CallInput, Hidden, decide_call, decide_listing, decide_visible_call};
 pub use decision::{ApprovalRule, Decision, PolicyRef, Verdict};
 pub use engine::{Action, Facts, PolicyEngine, PolicyError, Problem, Request, Source, Target};
 

@@ -300,7 +300,9 @@ type CallCase<'a> = (
 /// add hide the tool; the taint rule asks for side effects and for reads that reach the network.
 #[test]
 fn the_call_decision_hides_denies_asks_or_allows_in_order() {
-    use crate::{CallDecision, CallInput, Hidden, decide_call};
+    use crate::{
+        CallDecision, CallInput, Hidden, decide_call, decide_listing, decide_visible_call,
+    };
     let engine = engine_with(&[source("default.cedar", SHIPPED_POLICY)]);
     let needs_write: BTreeSet<String> = ["files.write".to_owned()].into();
     let none = BTreeSet::new();
@@ -416,7 +418,16 @@ fn the_call_decision_hides_denies_asks_or_allows_in_order() {
             can_step_up,
             now: NOW,
         };
-        let got = match decide_call(&engine, &input) {
+        let decided = decide_call(&engine, &input);
+        // Once the list check passed, the call check alone decides the same.
+        if decide_listing(&engine, &input).is_ok() {
+            assert_eq!(
+                format!("{:?}", decide_visible_call(&engine, &input)),
+                format!("{decided:?}"),
+                "{name}"
+            );
+        }
+        let got = match decided {
             CallDecision::Hidden(Hidden::MissingScopes(_)) => "hidden by scopes",
             CallDecision::Hidden(Hidden::ByPolicy(_)) => "hidden by policy",
             CallDecision::Denied { reason, .. } => {

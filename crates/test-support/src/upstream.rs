@@ -1,11 +1,11 @@
-//! A fake upstream MCP server, in process, over streamable HTTP on loopback: the tools a test
-//! gives it, each call it receives written down, each answered with a text naming the tool.
+//! A fake upstream MCP server, in process, over streamable HTTP on loopback (or, for a stdio
+//! upstream that relays to it, lines over TCP): the tools a test gives it, each call it
+//! receives written down, each answered with a text naming the tool.
 //! What a unit test of a gateway stage needs to tell "reached the upstream" from "did not".
 
 use std::sync::{Arc, Mutex};
 
 use rmcp::ErrorData as McpError;
-use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -14,6 +14,7 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
+use rmcp::{ServerHandler, ServiceExt as _};
 use tokio_util::sync::CancellationToken;
 
 /// One call the fake upstream received: the tool, by its own name, and the arguments.
@@ -23,51 +24,119 @@ pub struct Received {
     pub arguments: JsonObject,
 }
 
+/// What runs as each call arrives, before it is written down and answered.
+type Watcher = Box<dyn Fn(&Received) + Send + Sync>;
+
 /// The running fake upstream; dropping it stops it.
-#[derive(Debug)]
 pub struct FakeUpstream {
     url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    watcher: Arc<Mutex<Option<Watcher>>>,
     shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for FakeUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeUpstream")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
 struct Handler {
     tools: Arc<Vec<Tool>>,
     received: Arc<Mutex<Vec<Received>>>,
+    watcher: Arc<Mutex<Option<Watcher>>>,
 }
 
 impl FakeUpstream {
     /// Serves `tools` at `http://127.0.0.1:<free port>/mcp`.
     pub async fn start(tools: Vec<Tool>) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?;
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let handler = Handler {
-            tools: Arc::new(tools),
-            received: received.clone(),
-        };
-        let shutdown = CancellationToken::new();
+        let (listener, handler, upstream) = Self::listening(tools, "http://", "/mcp").await?;
         let service = StreamableHttpService::new(
             move || Ok(handler.clone()),
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default()
                 .with_legacy_session_mode(true)
-                .with_cancellation_token(shutdown.child_token()),
+                .with_cancellation_token(upstream.shutdown.child_token()),
         );
         let app = axum::Router::new().route_service("/mcp", service);
-        let stop = shutdown.clone();
+        let stop = upstream.shutdown.clone();
         tokio::spawn(async move {
             // The test that started it is the only client; an error ends the test's calls too.
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
         });
-        Ok(FakeUpstream {
-            url: format!("http://{address}/mcp"),
+        Ok(upstream)
+    }
+
+    /// Serves `tools` as a stdio server speaks (one JSON-RPC message a line) to each TCP
+    /// connection at `tcp://127.0.0.1:<free port>`: what a test's stdio upstream reaches by
+    /// relaying its standard input and output there ([`FakeUpstream::stdio_relay`]), so that
+    /// what only stdio upstreams get (the roots check of path arguments) is tested in process.
+    pub async fn start_stdio(tools: Vec<Tool>) -> std::io::Result<Self> {
+        let (listener, handler, upstream) = Self::listening(tools, "tcp://", "").await?;
+        let stop = upstream.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let connection = tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((stream, _)) = connection else { return };
+                let (handler, stop) = (handler.clone(), stop.clone());
+                tokio::spawn(async move {
+                    // A connection that fails its handshake is the gateway's start failing,
+                    // which the test sees as an upstream that never becomes ready.
+                    if let Ok(running) = handler.serve(stream).await {
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            _ = running.waiting() => {}
+                        }
+                    }
+                });
+            }
+        });
+        Ok(upstream)
+    }
+
+    /// A stdio upstream's command line that relays its standard input and output to this
+    /// upstream's TCP address (bash's `/dev/tcp`), for one started by
+    /// [`FakeUpstream::start_stdio`].
+    pub fn stdio_relay(&self) -> Vec<String> {
+        let address = self.url.trim_start_matches("tcp://").replace(':', "/");
+        vec![
+            "/bin/bash".to_owned(),
+            "-c".to_owned(),
+            format!("exec 3<>/dev/tcp/{address}; cat <&3 & exec cat >&3"),
+        ]
+    }
+
+    /// A listener on a free loopback port, the handler that records each call, and the
+    /// upstream as the test holds it, reached at `scheme` + address + `path`.
+    async fn listening(
+        tools: Vec<Tool>,
+        scheme: &str,
+        path: &str,
+    ) -> std::io::Result<(tokio::net::TcpListener, Handler, Self)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let watcher = Arc::new(Mutex::new(None));
+        let handler = Handler {
+            tools: Arc::new(tools),
+            received: received.clone(),
+            watcher: watcher.clone(),
+        };
+        let upstream = FakeUpstream {
+            url: format!("{scheme}{address}{path}"),
             received,
-            shutdown,
-        })
+            watcher,
+            shutdown: CancellationToken::new(),
+        };
+        Ok((listener, handler, upstream))
     }
 
     /// Where it listens, as an upstream's `url`.
@@ -81,6 +150,16 @@ impl FakeUpstream {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Runs `watch` on each call as it arrives, before the upstream answers: what a test
+    /// needs to see the world as the upstream saw it at that moment (say, whether the
+    /// gateway's evidence log already held the call's intent).
+    pub fn watch(&self, watch: impl Fn(&Received) + Send + Sync + 'static) {
+        *self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Box::new(watch));
     }
 }
 
@@ -131,13 +210,22 @@ impl ServerHandler for Handler {
         if !self.tools.iter().any(|listed| listed.name == tool) {
             return Err(McpError::invalid_params(format!("no tool `{tool}`"), None));
         }
+        let received = Received {
+            tool: tool.clone(),
+            arguments: request.arguments.unwrap_or_default(),
+        };
+        if let Some(watch) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            watch(&received);
+        }
         self.received
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Received {
-                tool: tool.clone(),
-                arguments: request.arguments.unwrap_or_default(),
-            });
+            .push(received);
         Ok(CallToolResult::success(vec![ContentBlock::text(format!("ran {tool}"))]).into())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{stat_cpu_time, status_field_kib};
+use super::{stat_cpu_time, status_field_kib, status_switches};
 
 #[test]
 fn reads_memory_fields_in_kib() {
@@ -21,4 +21,12 @@ fn reads_cpu_time_after_a_name_with_spaces_and_parentheses() {
 #[test]
 fn truncated_stat_is_none() {
     assert_eq!(stat_cpu_time("4242 (x) S 1 2 3"), None);
+}
+
+#[test]
+fn reads_both_kinds_of_context_switches() {
+    let status =
+        "Name:\tportcullis\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+    assert_eq!(status_switches(status), Some(127));
+    assert_eq!(status_switches("voluntary_ctxt_switches:\t120\n"), None);
 }

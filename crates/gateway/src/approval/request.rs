@@ -50,6 +50,9 @@ pub(crate) struct ChangeRequest<'a> {
     pub paths: &'a [NamedPath],
     /// What the answer may cover besides this call (scoped answers).
     pub offer: &'a Offer,
+    /// When the tool's definition is not the one pinned for it (`pins.rs`): why, and the
+    /// lines that differ. Approving accepts it.
+    pub definition_change: Option<&'a str>,
 }
 
 /// A path argument as the person is shown it.
@@ -242,6 +245,11 @@ impl ChangeRequest<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if let Some(change) = self.definition_change {
+            text.push_str(&format!(
+                "Caution: the tool's definition is not the one accepted for it: {change}\nApproving also accepts this definition: it is pinned as the tool lists it now, and listed again.\n"
+            ));
+        }
         if !self.tainted_by.is_empty() {
             text.push_str(&format!(
                 "Caution: asked because this session read content from untrusted upstream{} {} before this request; that content may have asked for this action.\n",

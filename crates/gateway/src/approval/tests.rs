@@ -65,6 +65,7 @@ fn the_change_request_says_what_who_where_to_whom_and_why() {
         reach: &Reach::Local,
         paths: &[],
         offer: &Offer::this_call_only(),
+        definition_change: None,
     };
     let text = change.message();
     for expected in [
@@ -383,6 +384,7 @@ fn the_change_request_shows_every_url_whole() {
         reach: &reach,
         paths: &[],
         offer: &Offer::this_call_only(),
+        definition_change: None,
     };
     let text = change.message();
     assert!(
@@ -575,6 +577,7 @@ fn the_change_request_text_case_by_case() {
             reach: &Reach::Local,
             paths: &[],
             offer: &Offer::this_call_only(),
+            definition_change: None,
         }
         .message();
         for shown in case.shows {
@@ -762,6 +765,7 @@ fn the_change_request_names_each_path_resolved_with_what_becomes_of_it() {
             reach: &Reach::Local,
             paths: &paths,
             offer: &Offer::this_call_only(),
+            definition_change: None,
         }
         .message()
     };

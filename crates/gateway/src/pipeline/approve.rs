@@ -94,6 +94,13 @@ impl PortcullisServer {
         // it, and what the form may offer besides this call.
         let shape = scoped::call_shape(resolved, facts, pending.rule);
         let offer = Offer::for_call(&shape, self.gateway.approvals.scoped.lasts());
+        let definition_change = resolved.changed.as_ref().map(|quarantined| {
+            format!(
+                "{}. The lines of its definition that differ (- as accepted, + as listed now):\n{}",
+                quarantined.change.why(),
+                quarantined.change.recorded_diff()
+            )
+        });
         let change = ChangeRequest {
             envelope: call.envelope,
             upstream: resolved.upstream.name().as_str(),
@@ -109,6 +116,7 @@ impl PortcullisServer {
             reach: &facts.reach,
             paths: &facts.paths,
             offer: &offer,
+            definition_change: definition_change.as_deref(),
         };
         let shown = CallAction::new(
             resolved.upstream.name().as_str(),
@@ -126,6 +134,9 @@ impl PortcullisServer {
                 stateless,
                 answer,
             } => {
+                if let Some(quarantined) = &resolved.changed {
+                    self.accept_definition(call, resolved, quarantined).await?;
+                }
                 let approved: Vec<String> =
                     facts.recipients.iter().map(|(r, _)| r.clone()).collect();
                 self.gateway
@@ -139,10 +150,17 @@ impl PortcullisServer {
                     stateless,
                 })
             }
+            // Nobody could be asked to accept a changed definition: refused as quarantined.
+            Approval::Refused {
+                answer: Answer::Unavailable,
+                ..
+            } if let Some(quarantined) = &resolved.changed => {
+                Err(Stop::Quarantined(quarantined.message.clone()))
+            }
             Approval::Refused { answer, decision } => {
                 let refusal = answer.refusal(&call.request.name);
                 Err(Stop::Refused {
-                    message: refusal.clone(),
+                    message: quarantined_first(resolved, refusal.clone()),
                     recorded: refusal,
                     decision,
                 })
@@ -154,7 +172,7 @@ impl PortcullisServer {
                 Err(Stop::Answer(Box::new(CallToolResponse::Complete(*result))))
             }
             Approval::Pending { message, decision } => Err(Stop::Refused {
-                message,
+                message: quarantined_first(resolved, message),
                 recorded: "not run yet: its approval is pending on the approval page".to_owned(),
                 decision,
             }),
@@ -176,6 +194,9 @@ impl PortcullisServer {
         let mut reasons: Vec<String> = change.policies.to_vec();
         if pending.because_tainted {
             reasons.push("untrusted content".to_owned());
+        }
+        if pending.because_changed {
+            reasons.push("changed definition".to_owned());
         }
         let asking = Asking {
             fingerprint: gateway
@@ -357,5 +378,60 @@ impl PortcullisServer {
                 "its requestState is expired, already used, or for another action; call again without it to be asked anew".to_owned(),
             )),
         }
+    }
+}
+
+/// What a call of a quarantined tool is told beside the approval's own message: that it is
+/// quarantined, and how else to accept it.
+fn quarantined_first(resolved: &Resolved<'_>, message: String) -> String {
+    match &resolved.changed {
+        Some(quarantined) => format!("{}. {message}", quarantined.message),
+        None => message,
+    }
+}
+
+impl PortcullisServer {
+    /// A person approved a call of a quarantined tool, shown its changed definition: that
+    /// definition, exactly, becomes its pin, the acceptance is recorded with who gave it, and
+    /// the upstream's lists are read again so that the tool is listed. `Err`: the pin could
+    /// not be written or recorded, so the call does not run.
+    async fn accept_definition(
+        &self,
+        call: &CallContext<'_>,
+        resolved: &Resolved<'_>,
+        quarantined: &crate::pins::Quarantined,
+    ) -> Result<(), Stop> {
+        let gateway = &self.gateway;
+        let refused = |why: String| Stop::Refused {
+            message: format!(
+                "portcullis did not run `{}`: the person accepted its definition, but {why}; the call did not run",
+                call.request.name
+            ),
+            recorded: format!("the accepted definition {why}"),
+            decision: gateway.evidence.summary(None),
+        };
+        let (pins, upstream, change) = (
+            gateway.pins.clone(),
+            resolved.upstream.name().clone(),
+            quarantined.change.clone(),
+        );
+        tokio::task::spawn_blocking(move || pins.accept_change(&upstream, &change))
+            .await
+            .map_err(|error| refused(format!("could not be pinned ({error})")))?
+            .map_err(|error| refused(format!("could not be pinned ({error})")))?;
+        gateway
+            .evidence
+            .record_accepted(
+                resolved.upstream.name(),
+                &quarantined.change,
+                &call.envelope.user().to_string(),
+            )
+            .await
+            .map_err(|error| refused(format!("its acceptance could not be recorded ({error})")))?;
+        tracing::info!(upstream = %resolved.upstream.name(), tool = resolved.local, "a person accepted the tool's changed definition with a call of it");
+        // Read again apart from this call: the call runs on the definition just accepted.
+        let (handle, connection) = (resolved.upstream.clone(), resolved.connection.clone());
+        tokio::spawn(async move { handle.refresh_catalog(&connection).await });
+        Ok(())
     }
 }

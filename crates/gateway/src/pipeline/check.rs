@@ -113,7 +113,7 @@ impl Gateway {
         let connection = upstream
             .connection()
             .ok_or_else(|| Catalogued::Unavailable(upstream.unavailable_reason()))?;
-        let definition = connection
+        let (definition, _) = connection
             .listed_tool(exposed)
             .ok_or(Catalogued::NotListed)?;
         Ok(self

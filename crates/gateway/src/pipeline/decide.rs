@@ -72,7 +72,7 @@ impl PortcullisServer {
         );
         let question = CallQuestion {
             upstream,
-            visible: resolved.visible,
+            visible: resolved.visible.clone(),
             arguments,
             facts,
             reach: &reach,
@@ -81,7 +81,10 @@ impl PortcullisServer {
             .decider
             .authorize_call(call.envelope, question)
             .map_err(|refusal| self.policy_stop(call, refusal))?;
-        let authorized = Authorized::bound(ruling, action);
+        let mut authorized = Authorized::bound(ruling, action);
+        if resolved.changed.is_some() {
+            authorized = authorized.for_changed_definition();
+        }
         Ok(Decided {
             authorized,
             about: Facts {

@@ -90,6 +90,10 @@ pub(crate) struct Resolved<'r> {
     /// The tool's definition as listed to the client, and its digest.
     pub definition: Tool,
     pub definition_digest: String,
+    /// Set when the tool is quarantined (its definition differs from its pin, `pins.rs`):
+    /// `definition` is then the one it lists now, which a person's approval of this call
+    /// accepts (`approve.rs`); nothing runs without that approval.
+    pub changed: Option<crate::pins::Quarantined>,
 }
 
 /// Why a call stops before it runs.

@@ -88,6 +88,8 @@ pub(crate) struct PendingApproval {
     action: CallAction,
     /// Policy allowed the call outright; approval is asked because the session is tainted.
     pub because_tainted: bool,
+    /// The tool's definition is not the one pinned: approving accepts it (`pins.rs`).
+    pub because_changed: bool,
     /// What the answer may cover (the policy's `@approval` rule; `Required` for taint).
     pub rule: ApprovalRule,
 }
@@ -127,9 +129,35 @@ impl Authorized {
                 decision,
                 action,
                 because_tainted,
+                because_changed: false,
                 rule,
             }),
         }
+    }
+
+    /// The same ruling for a tool whose definition differs from its pin: whatever policy
+    /// said, a person approves this one call, and that approval accepts the definition. The
+    /// answer covers this call only (`once`, or four eyes where policy asked for them), so no
+    /// session-scoped answer accepts a changed definition.
+    pub(super) fn for_changed_definition(self) -> Self {
+        let pending = match self {
+            Authorized::Permit(CallPermit { decision, action }) => PendingApproval {
+                decision,
+                action,
+                because_tainted: false,
+                because_changed: true,
+                rule: ApprovalRule::Once,
+            },
+            Authorized::NeedsApproval(pending) => PendingApproval {
+                because_changed: true,
+                rule: match pending.rule {
+                    ApprovalRule::Other => ApprovalRule::Other,
+                    ApprovalRule::Required | ApprovalRule::Once => ApprovalRule::Once,
+                },
+                ..pending
+            },
+        };
+        Authorized::NeedsApproval(pending)
     }
 
     pub(crate) fn decision(&self) -> &Decision {

@@ -1,8 +1,9 @@
 //! The resolve stage: the exposed name to one upstream, its own tool name and the definition
 //! the client was shown. A hidden tool gets the same answer as one that does not exist, whether
 //! or not its upstream is up: nothing about what other identities may see leaks through a name.
-//! A tool visible to the identity but quarantined (its definition differs from its pin) is
-//! refused as unknown too, with why.
+//! A tool visible to the identity but quarantined (its definition differs from its pin) goes
+//! on only to have its new definition accepted by a person approving the call; where nobody
+//! can be asked it is refused as unknown too, with why.
 
 use super::{CallContext, Resolved, Stop};
 use crate::evidence::CallRecord;
@@ -39,15 +40,25 @@ impl PortcullisServer {
                 recorded: message,
                 decision: gateway.evidence.summary(None),
             })?;
-        let Some(definition) = connection.listed_tool(exposed) else {
-            // A tool quarantined for a change to its definition (`pins.rs`) is not listed, so
-            // it is as unknown as any other; the person is told why and what to do.
-            return Err(match connection.catalog.load().quarantined.get(exposed) {
-                Some(message) => Stop::Quarantined(message.clone()),
-                None => Stop::Unknown("no such tool"),
-            });
+        let (definition, digest, changed) = match connection.listed_tool(exposed) {
+            Some((definition, digest)) => (definition, digest, None),
+            // A tool quarantined for a change to its definition (`pins.rs`) is not listed; a
+            // call of it goes on only to ask a person to accept the definition it has now (the
+            // decide stage makes it need approval), else it is as unknown as any other, with
+            // why and what to do.
+            None => match connection.catalog.load().quarantined.get(exposed) {
+                Some(quarantined) => match &quarantined.tool {
+                    Some(tool) => (
+                        tool.clone(),
+                        crate::evidence::definition_digest(tool),
+                        Some(quarantined.clone()),
+                    ),
+                    None => return Err(Stop::Quarantined(quarantined.message.clone())),
+                },
+                None => return Err(Stop::Unknown("no such tool")),
+            },
         };
-        record.set_definition(&definition);
+        record.set_definition(digest);
         let definition_digest = record.definition_digest().to_owned();
         Ok(Resolved {
             upstream,
@@ -56,6 +67,7 @@ impl PortcullisServer {
             connection,
             definition,
             definition_digest,
+            changed,
         })
     }
 }

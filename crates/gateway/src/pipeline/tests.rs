@@ -1,6 +1,8 @@
-//! Each stage on its own, against a fake upstream in process: a real gateway built from config
-//! text, a real client over an in-memory pipe (whose handshake gives the stages the request
-//! context they read), and the upstream's own record of what reached it.
+//! Each stage on its own, against fake upstreams in process (two over HTTP, one stdio upstream
+//! relayed to a third): a real gateway built from config text, a real client over an
+//! in-memory pipe (whose handshake gives the stages the request context they read), and the
+//! upstreams' own record of what reached them. The properties over the whole pipeline are in
+//! `tests/properties.rs`.
 #![expect(clippy::panic, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};
@@ -8,6 +10,8 @@ use std::sync::Arc;
 
 use portcullis_core::IdentityEnvelope;
 use portcullis_core::clock::SystemClock;
+use portcullis_core::evidence::{Event, Outcome};
+use portcullis_policy::{PolicyEngine, SHIPPED_POLICY, SHIPPED_SCHEMA, Source};
 use portcullis_test_support::{Answers, FakeUpstream, TestClient, alice, tool, tool_with_schema};
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, JsonObject, RequestId};
@@ -34,17 +38,31 @@ forbid (principal, action == Portcullis::Action::"call_tool", resource)
 when { resource.name == "wipe" };
 "#;
 
-/// What a test sets up: the gateway, one client session to it, and the fake upstream.
+/// What a test sets up: the gateway, one client session to it, and the fake upstreams.
 struct Harness {
-    server: PortcullisServer,
-    peer: Peer<RoleServer>,
+    session: Session,
+    /// The upstream `fake`, which every stage test calls.
     upstream: FakeUpstream,
-    client: TestClient,
+    /// The upstream `other`, so that a policy can tell upstreams apart.
+    other: FakeUpstream,
+    /// The stdio upstream `local` (relayed to the fake), whose path arguments are checked
+    /// against its one root.
+    local: FakeUpstream,
+    /// `local`'s root: a file `notes.txt`, a directory `inside`, and a link `out` to the
+    /// directory the root is in.
+    root: PathBuf,
     evidence: PathBuf,
     shutdown: CancellationToken,
-    _session: RunningService<RoleServer, PortcullisServer>,
-    _client: RunningService<RoleClient, TestClient>,
     _dir: tempfile::TempDir,
+}
+
+/// One client session to the harness's gateway, and the person at that client.
+struct Session {
+    server: PortcullisServer,
+    peer: Peer<RoleServer>,
+    client: TestClient,
+    _service: RunningService<RoleServer, PortcullisServer>,
+    _client: RunningService<RoleClient, TestClient>,
 }
 
 /// How the harness's gateway records: to its log, or with no log at all (nothing may run).
@@ -54,6 +72,11 @@ enum Log {
     Missing,
 }
 
+/// Writes `text` to `path`, or fails the test.
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 impl Harness {
     async fn start(answers: Answers, log: Log) -> Self {
         let upstream = FakeUpstream::start(vec![
@@ -61,22 +84,57 @@ impl Harness {
             tool("send"),
             tool("hidden"),
             tool("wipe"),
+            // Each declares `mark`, which the property tests tag their calls with (an argument
+            // a schema does not declare is refused).
             tool_with_schema(
                 "count",
-                json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
+                json!({
+                    "type": "object",
+                    "properties": {"n": {"type": "integer"}, "mark": {"type": "string"}},
+                    "required": ["n"],
+                }),
+            ),
+            tool_with_schema(
+                "save",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "n": {"type": "integer"},
+                        "mark": {"type": "string"},
+                    },
+                    "required": ["text"],
+                }),
             ),
         ])
         .await
         .unwrap_or_else(|e| panic!("fake upstream: {e}"));
+        let other = FakeUpstream::start(vec![tool("lookup"), tool("secret")])
+            .await
+            .unwrap_or_else(|e| panic!("other upstream: {e}"));
+        let local = FakeUpstream::start_stdio(vec![tool_with_schema(
+            "read",
+            json!({
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "mark": {"type": "string"}},
+                "required": ["path"],
+            }),
+        )])
+        .await
+        .unwrap_or_else(|e| panic!("local upstream: {e}"));
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let policies = dir.path().join("policies");
+        let top = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let root = top.join("root");
+        std::fs::create_dir_all(root.join("inside")).unwrap_or_else(|e| panic!("{e}"));
+        write(&root.join("notes.txt"), "notes");
+        std::os::unix::fs::symlink(&top, root.join("out")).unwrap_or_else(|e| panic!("{e}"));
+        let policies = top.join("policies");
         std::fs::create_dir(&policies).unwrap_or_else(|e| panic!("{e}"));
-        let shipped = include_str!("../../../../config/policies/default.cedar");
-        std::fs::write(policies.join("default.cedar"), shipped).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(policies.join("test.cedar"), HIDE_ONE).unwrap_or_else(|e| panic!("{e}"));
-        let evidence = dir.path().join("evidence.jsonl");
-        let config = config_text(upstream.url(), &evidence, &policies);
-        let config = portcullis_config::parse(&dir.path().join("portcullis.toml"), &config)
+        write(&policies.join("default.cedar"), SHIPPED_POLICY);
+        write(&policies.join("test.cedar"), HIDE_ONE);
+        let evidence = top.join("evidence.jsonl");
+        let config = config_text([&upstream, &other, &local], &evidence, &policies, &root);
+        let config = portcullis_config::parse(&top.join("portcullis.toml"), &config)
             .unwrap_or_else(|e| panic!("config: {e}"));
         let log = (log == Log::Kept).then(|| {
             portcullis_audit::EvidenceLog::open(&evidence, portcullis_audit::Options::default())
@@ -103,70 +161,88 @@ impl Harness {
         )
         .unwrap_or_else(|e| panic!("gateway: {e}"));
         wait_ready(&gateway).await;
-        let server = PortcullisServer::new(gateway);
-        let client = TestClient::new(answers);
-        let (ours, theirs) = tokio::io::duplex(1 << 16);
-        let (session, connected) =
-            tokio::join!(server.clone().serve(ours), client.clone().serve(theirs));
-        let session = session.unwrap_or_else(|e| panic!("session: {e}"));
-        let connected = connected.unwrap_or_else(|e| panic!("client: {e}"));
         Harness {
-            peer: session.peer().clone(),
-            server,
+            session: Session::open(gateway, answers).await,
             upstream,
-            client,
+            other,
+            local,
+            root,
             evidence,
             shutdown,
-            _session: session,
-            _client: connected,
             _dir: dir,
         }
     }
 
-    /// A request context like the session's own for a request it received.
-    fn context(&self) -> RequestContext<RoleServer> {
-        RequestContext::new(RequestId::Number(1), self.peer.clone())
+    /// Another session to the same gateway, whose person answers `answers`.
+    async fn connect(&self, answers: Answers) -> Session {
+        Session::open(self.session.server.gateway.clone(), answers).await
     }
 
-    /// The whole call, as the session's handler runs it.
+    /// Puts exactly `files` (name, Cedar text) in force, as a reload would. The policy files
+    /// stay as they are: a test that rewrote them would race the gateway's own reload when it
+    /// notices, which may read them half written and put that in force after this.
+    fn set_policies(&self, files: &[(&str, &str)]) {
+        let source = |(name, text): &(&str, &str)| Source {
+            name: (*name).to_owned(),
+            text: (*text).to_owned(),
+        };
+        let schema = source(&("portcullis.cedarschema", SHIPPED_SCHEMA));
+        let files: Vec<Source> = files.iter().map(source).collect();
+        let engine = PolicyEngine::load(&schema, &files).unwrap_or_else(|e| panic!("policy: {e}"));
+        let policy = &self.session.server.gateway.decider.policy;
+        policy.put_in_force(engine, "a test changed the policy");
+    }
+
+    /// A request context like the session's own for a request it received.
+    fn context(&self) -> RequestContext<RoleServer> {
+        self.session.context()
+    }
+
+    /// The whole call in the harness's first session.
     async fn call(
         &self,
         name: &str,
         arguments: serde_json::Value,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
-        let envelope = Arc::new(self.person());
-        self.server
-            .call_tool_as(
-                envelope,
-                request(name, arguments),
-                crate::tool_search::Route::Direct,
-                self.context(),
-            )
-            .await
+        self.session.call(name, arguments).await
     }
 
     fn person(&self) -> IdentityEnvelope {
         alice().envelope()
     }
 
+    /// Every record in the evidence log so far, read back as `portcullis audit` reads it.
+    fn records(&self) -> Vec<portcullis_audit::Entry> {
+        records(&self.evidence)
+    }
+
     /// The kinds of the call records written so far (an outcome with its status).
     fn recorded(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.evidence)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .map(|line| line["record"]["event"].clone())
-            .filter(|event| {
-                event["kind"]
-                    .as_str()
-                    .is_some_and(|kind| kind.starts_with("call_"))
-            })
-            .map(|event| match event["outcome"]["status"].as_str() {
-                Some(status) => format!("{}:{status}", event["kind"].as_str().unwrap_or("")),
-                None => event["kind"].as_str().unwrap_or("").to_owned(),
+        self.records()
+            .into_iter()
+            .filter_map(|entry| match entry.record.event {
+                Event::CallIntent(_) => Some("call_intent".to_owned()),
+                Event::CallOutcome(outcome) => Some(match outcome.outcome {
+                    Outcome::Result { .. } => "call_outcome:result".to_owned(),
+                    Outcome::Error { .. } => "call_outcome:error".to_owned(),
+                    Outcome::NotRun { .. } => "call_outcome:not_run".to_owned(),
+                    Outcome::Cancelled => "call_outcome:cancelled".to_owned(),
+                }),
+                _ => None,
             })
             .collect()
     }
+}
+
+/// Every record of the evidence log at `path` (none when it was never written).
+fn records(path: &Path) -> Vec<portcullis_audit::Entry> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    portcullis_audit::read(path, portcullis_audit::Filter::default())
+        .unwrap_or_else(|e| panic!("evidence: {e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("evidence: {e}")))
+        .collect()
 }
 
 impl Drop for Harness {
@@ -175,11 +251,58 @@ impl Drop for Harness {
     }
 }
 
-fn config_text(url: &str, evidence: &Path, policies: &Path) -> String {
+impl Session {
+    async fn open(gateway: Arc<Gateway>, answers: Answers) -> Self {
+        let server = PortcullisServer::new(gateway);
+        let client = TestClient::new(answers);
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (service, connected) =
+            tokio::join!(server.clone().serve(ours), client.clone().serve(theirs));
+        let service = service.unwrap_or_else(|e| panic!("session: {e}"));
+        let connected = connected.unwrap_or_else(|e| panic!("client: {e}"));
+        Session {
+            peer: service.peer().clone(),
+            server,
+            client,
+            _service: service,
+            _client: connected,
+        }
+    }
+
+    /// A request context like the session's own for a request it received.
+    fn context(&self) -> RequestContext<RoleServer> {
+        RequestContext::new(RequestId::Number(1), self.peer.clone())
+    }
+
+    /// The whole call, as the session's handler runs it, by the test person.
+    async fn call(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<CallToolResponse, rmcp::ErrorData> {
+        self.server
+            .call_tool_as(
+                Arc::new(alice().envelope()),
+                request(name, arguments),
+                crate::tool_search::Route::Direct,
+                self.context(),
+            )
+            .await
+    }
+}
+
+fn config_text(
+    [fake, other, local]: [&FakeUpstream; 3],
+    evidence: &Path,
+    policies: &Path,
+    root: &Path,
+) -> String {
     format!(
         r#"
 [server]
 evidence = "{evidence}"
+# Lists of several pages, so that what a list shows is read across page boundaries.
+page_size = 3
 
 [identity.local]
 user = "alice"
@@ -189,7 +312,7 @@ policies = ["{policies}"]
 
 [[upstream]]
 name = "fake"
-url = "{url}"
+url = "{fake}"
 surface = "http_api"
 trusted = true
 tools.lookup = {{ effect = "read" }}
@@ -197,9 +320,32 @@ tools.count = {{ effect = "read" }}
 tools.hidden = {{ effect = "read" }}
 tools.wipe = {{ effect = "destructive" }}
 tools.send = {{ effect = "send" }}
+tools.save = {{ effect = "write" }}
+
+[[upstream]]
+name = "other"
+url = "{other}"
+surface = "http_api"
+trusted = true
+tools.lookup = {{ effect = "read" }}
+tools.secret = {{ effect = "read", scopes = ["admin"] }}
+
+# A stdio upstream (bash relaying to the in-process fake), so that path arguments are checked:
+# uncontained, as the relay needs the network and the fake needs no protection from it.
+[[upstream]]
+name = "local"
+command = {command:?}
+sandbox = {{ contain = false }}
+trusted = true
+roots = ["{root}"]
+tools.read = {{ effect = "read" }}
 "#,
         evidence = evidence.display(),
         policies = policies.display(),
+        root = root.display(),
+        fake = fake.url(),
+        other = other.url(),
+        command = local.stdio_relay(),
     )
 }
 
@@ -251,11 +397,11 @@ fn decided(h: &Harness, name: &str, arguments: serde_json::Value) -> Result<Deci
     let envelope = h.person();
     let request = request(name, arguments);
     let context = h.context();
-    let call = h.server.call_context(&envelope, &request, &context);
-    let mut record = CallRecord::unresolved(&envelope, h.server.session, &request.name);
-    let resolved = h.server.resolve_stage(&call, &mut record)?;
-    h.server.check_stage(&call, &resolved)?;
-    h.server.decide_stage(&call, &resolved, &[])
+    let call = h.session.server.call_context(&envelope, &request, &context);
+    let mut record = CallRecord::unresolved(&envelope, h.session.server.session, &request.name);
+    let resolved = h.session.server.resolve_stage(&call, &mut record)?;
+    h.session.server.check_stage(&call, &resolved)?;
+    h.session.server.decide_stage(&call, &resolved, &[])
 }
 
 fn unknown_reason(stop: Result<Decided, Stop>) -> &'static str {
@@ -358,7 +504,7 @@ async fn approve_runs_a_side_effect_only_on_a_yes() {
     let answer = declined.call("fake.send", json!({"to": "x"})).await;
     let answer = answer.unwrap_or_else(|e| panic!("{e}"));
     assert!(is_error(&answer), "{}", error_text(&answer));
-    assert_eq!(declined.client.asked().len(), 1);
+    assert_eq!(declined.session.client.asked().len(), 1);
     assert!(declined.upstream.received().is_empty());
 
     let unable = Harness::start(Answers::Unable, Log::Kept).await;
@@ -424,3 +570,5 @@ fn json_object(value: serde_json::Value) -> JsonObject {
         _ => panic!("an object"),
     }
 }
+
+mod properties;

@@ -300,6 +300,7 @@ fn the_form_offers_the_scope_and_an_answer_may_choose_only_what_was_offered() {
         reach: &Reach::Local,
         paths: &[],
         offer: &offer,
+        definition_change: None,
     };
     assert!(
         change.message().contains("for the rest of this session (at most 60 min): calls of `write_file` on `fx`, whose files are directly in `/srv/work`"),
@@ -373,6 +374,7 @@ fn the_form_offers_the_scope_and_an_answer_may_choose_only_what_was_offered() {
         requested_schema, ..
     } = ChangeRequest {
         offer: &plain,
+        definition_change: None,
         ..change
     }
     .params()
