@@ -10,7 +10,8 @@
 #     scripts/defense-bench.sh;
 #   - Debian's `chromium` and `chromium-driver` (apt-get, as root, only when /usr/bin/chromium
 #     is missing): the real browser tests/node/passkey.mjs drives for the passkey tests
-#     (playwright-core downloads no browser of its own);
+#     (playwright-core downloads no browser of its own); `postgresql` and `haproxy` (likewise)
+#     for the replica tests (tests/e2e/replicas.rs);
 #   - the workspace binaries (cargo build).
 # `scripts/setup.sh python` does the venv alone (what scripts/defense-bench.sh needs).
 # Idempotent: each part is redone only when its pins (or the tool that installs it) change, as
@@ -99,24 +100,36 @@ if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$want" ] || [ ! -x .venv/b
 fi
 $only_python && exit 0
 
-# Debian's Chromium for the passkey tests. The package list is refreshed only when the
-# install fails, since an old or empty list is the usual cause and an update is slow.
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages the tests run, each installed only when the program it brings is missing.
+# The package list is refreshed only when the install fails, since an old or empty list is the
+# usual cause and an update is slow.
+debian_packages() {
+  local program=$1 # a path, or a glob of paths, of which one must exist
+  shift
+  compgen -G "$program" >/dev/null && return 0
   [ "$(id -u)" -eq 0 ] \
-    || fail "/usr/bin/chromium is missing and installing it needs root: run 'apt-get install chromium chromium-driver' as root"
+    || fail "$program is missing and installing it needs root: run 'apt-get install $*' as root"
   command -v apt-get >/dev/null \
-    || fail "/usr/bin/chromium is missing and there is no apt-get: install Debian's chromium and chromium-driver"
-  note "installing Debian's chromium and chromium-driver (apt-get)"
+    || fail "$program is missing and there is no apt-get: install Debian's $*"
+  note "installing Debian's $* (apt-get)"
+  local log
   log=$(mktemp)
-  apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
-  if ! apt_install >"$log" 2>&1 && ! { apt-get update -qq && apt_install; } >"$log" 2>&1; then
+  apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; }
+  if ! apt_install "$@" >"$log" 2>&1 && ! { apt-get update -qq && apt_install "$@"; } >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
-    fail "apt-get install chromium chromium-driver failed (output above)"
+    fail "apt-get install $* failed (output above)"
   fi
   rm -f "$log"
-  [ -x /usr/bin/chromium ] || fail "apt-get installed chromium but /usr/bin/chromium is missing"
-fi
+  compgen -G "$program" >/dev/null || fail "apt-get installed $* but $program is missing"
+}
+# Chromium: the real browser of the passkey tests.
+debian_packages /usr/bin/chromium chromium chromium-driver
+# PostgreSQL and HAProxy: the replica tests start a database (initdb and pg_ctl into a
+# temporary directory) and a load balancer of their own on loopback. The package's own cluster
+# service is not used.
+debian_packages '/usr/lib/postgresql/*/bin/pg_ctl' postgresql
+debian_packages /usr/sbin/haproxy haproxy
 
 # The workspace binaries the shipped config and the tests start.
 cargo build --workspace --quiet || fail "cargo build --workspace failed"

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::{
     Auth, Config, Identity, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, bin,
     fixture_policy, free_port, names, portcullis_stdio, py_client, raw_http, result_text,
-    ts_client,
+    stateless_call, ts_client,
 };
 
 /// The fixture behind Portcullis with its tools classified, under `policy`.
@@ -620,49 +620,6 @@ fn a_hidden_tool_of_a_down_upstream_is_unknown_not_unavailable() {
     );
 }
 
-/// A stateless (2026-07-28) `tools/call` over HTTP with a bearer token; the JSON-RPC answer.
-fn stateless_call(
-    port: u16,
-    token: &str,
-    tool: &str,
-    arguments: &str,
-    state: Option<&str>,
-) -> Value {
-    let mut params = serde_json::json!({
-        "name": tool,
-        "arguments": serde_json::from_str::<Value>(arguments).unwrap_or_default(),
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
-        },
-    });
-    if let Some(state) = state {
-        params["requestState"] = serde_json::json!(state);
-        params["inputResponses"] = serde_json::json!({
-            "portcullis.approval": {"action": "accept", "content": {"approve": true}}
-        });
-    }
-    let body =
-        serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
-            .to_string();
-    let (status, response) = raw_http(
-        port,
-        &format!(
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert_eq!(status, 200, "{response}");
-    // The answer is the body's JSON, or the JSON of its event-stream `data:` line.
-    response
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:").map(str::trim).or(Some(line)))
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|message| message.get("id").is_some())
-        .unwrap_or_else(|| panic!("no JSON-RPC answer in {response}"))
-}
-
 #[test]
 fn an_approval_state_issued_to_one_user_is_refused_for_another() {
     let setup = authenticated();
@@ -670,14 +627,14 @@ fn an_approval_state_issued_to_one_user_is_refused_for_another() {
     let alice = setup.provider.token("alice");
     let bob = setup.provider.token("bob");
     let arguments = r#"{"path":"approved.txt","content":"from alice"}"#;
-    let asked = stateless_call(port, &alice, "fx.write_file", arguments, None);
+    let asked = stateless_call(port, Some(&alice), "fx.write_file", arguments, None);
     assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
     let state = asked["result"]["requestState"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     // Bob carries alice's state, with a yes: refused, nothing written.
-    let stolen = stateless_call(port, &bob, "fx.write_file", arguments, Some(&state));
+    let stolen = stateless_call(port, Some(&bob), "fx.write_file", arguments, Some(&state));
     assert!(
         stolen["error"]["message"]
             .as_str()
@@ -689,7 +646,7 @@ fn an_approval_state_issued_to_one_user_is_refused_for_another() {
         "bob's transplant ran the write"
     );
     // Alice's own answer runs it.
-    let ran = stateless_call(port, &alice, "fx.write_file", arguments, Some(&state));
+    let ran = stateless_call(port, Some(&alice), "fx.write_file", arguments, Some(&state));
     assert!(!ran["result"]["isError"].as_bool().unwrap_or(true), "{ran}");
     assert_eq!(
         std::fs::read_to_string(setup.work.join("approved.txt")).unwrap_or_default(),

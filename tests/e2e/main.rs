@@ -26,6 +26,7 @@ mod passkey;
 mod pins;
 mod relay;
 mod remote;
+mod replicas;
 mod roots;
 mod rust_client;
 mod scoped_approval;

@@ -27,6 +27,7 @@ use crate::format::hex;
 /// The label every derived key is made under, followed by its purpose.
 const CHAIN: &[u8] = b"portcullis evidence chain v2";
 const SIGNING: &[u8] = b"portcullis evidence signing v2";
+const SHARED_ARGUMENTS: &[u8] = b"portcullis shared argument digests v1";
 /// What a checkpoint's and a head's signatures are over, before their fields.
 const CHECKPOINT_MESSAGE: &str = "portcullis evidence checkpoint v2";
 const HEAD_MESSAGE: &str = "portcullis evidence head v2";
@@ -121,9 +122,38 @@ impl LogKey {
 
     /// `hmac-sha256:<hex>` of `arguments` in canonical form (keys sorted, no whitespace).
     pub fn digest_arguments(&self, arguments: &serde_json::Value) -> String {
-        let canonical = serde_json::to_vec(&recorded_json(arguments)).unwrap_or_default();
-        format!("hmac-sha256:{}", hex(&hmac(&self.bytes, &canonical)))
+        keyed_digest(&self.bytes, arguments)
     }
+}
+
+/// The key of argument digests that several processes share: the replicas of one deployment,
+/// so that each computes the same approval fingerprint for the same action. Derived from a
+/// secret they all hold, so a digest in the shared database reveals no short argument to
+/// whoever can read the database but not the secret.
+pub struct SharedArgumentKey([u8; 32]);
+
+impl std::fmt::Debug for SharedArgumentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedArgumentKey(..)")
+    }
+}
+
+impl SharedArgumentKey {
+    /// The key derived from `secret` (for this purpose only: the secret may also key other
+    /// things, such as sealing state).
+    pub fn derive(secret: &[u8]) -> Self {
+        Self(hmac(secret, SHARED_ARGUMENTS))
+    }
+
+    /// `hmac-sha256:<hex>` of `arguments` in canonical form, as [`LogKey::digest_arguments`].
+    pub fn digest_arguments(&self, arguments: &serde_json::Value) -> String {
+        keyed_digest(&self.0, arguments)
+    }
+}
+
+fn keyed_digest(key: &[u8], arguments: &serde_json::Value) -> String {
+    let canonical = serde_json::to_vec(&recorded_json(arguments)).unwrap_or_default();
+    format!("hmac-sha256:{}", hex(&hmac(key, &canonical)))
 }
 
 /// The public key that checks a log's checkpoints and head: 32 bytes, written as 64 hex digits.

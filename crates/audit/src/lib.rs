@@ -24,7 +24,7 @@ mod verify;
 pub use digest::{digest_bytes, digest_json, recorded_json};
 pub use error::AuditError;
 pub use format::{GENESIS, Head, head_path};
-pub use key::{LogKey, PublicKey, key_path};
+pub use key::{LogKey, PublicKey, SharedArgumentKey, key_path};
 pub use log::{Durability, EvidenceLog, Options, Receipt, Stats};
 pub use read::{Entry, Filter, Records, read, render_line, render_time, tail};
 pub use redact::{REDACTED, is_secret_name, redact, values_at};

@@ -1119,6 +1119,26 @@ fn secret_named_members_and_configured_pointers_are_redacted() {
 }
 
 #[test]
+fn a_shared_argument_key_digests_alike_in_every_process_that_holds_its_secret() {
+    let arguments = serde_json::json!({"password": "1234", "to": "bob"});
+    let reordered = serde_json::json!({"to": "bob", "password": "1234"});
+    let secret = b"a secret every replica holds, 32+ bytes long";
+    let one = SharedArgumentKey::derive(secret);
+    let two = SharedArgumentKey::derive(secret);
+    let digest = one.digest_arguments(&arguments);
+    assert!(digest.starts_with("hmac-sha256:"), "{digest}");
+    assert_eq!(two.digest_arguments(&reordered), digest);
+    // Keyed: neither the plain hash nor another secret's digest.
+    assert_ne!(digest.trim_start_matches("hmac-"), digest_json(&arguments));
+    assert_ne!(
+        SharedArgumentKey::derive(b"another secret, also 32 bytes long..")
+            .digest_arguments(&arguments),
+        digest
+    );
+    assert_eq!(format!("{one:?}"), "SharedArgumentKey(..)");
+}
+
+#[test]
 fn argument_digests_are_keyed_per_log_and_kept_across_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let one = dir.path().join("one.jsonl");

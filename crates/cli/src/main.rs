@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis_config::{Config, ServiceCredential, UpstreamCredential, UpstreamTransport};
+use portcullis_config::{
+    Config, ServiceCredential, StateBackend, UpstreamCredential, UpstreamTransport,
+};
 use portcullis_core::clock::{Clock as _, SystemClock};
 use portcullis_core::{ActingMode, EnvelopeParts, IdentityEnvelope, LOCAL_ISSUER, UserId};
 use portcullis_gateway::pins::{PinBook, Recording};
@@ -933,12 +935,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Starts the gateway (inside the runtime) with the environment config lets upstreams inherit.
+/// Starts the gateway (inside the runtime) with the environment config lets upstreams inherit,
+/// and the shared state `shared` holds when config keeps it in a database.
 fn start(
     config: &Config,
     engine: PolicyEngine,
     evidence: Option<portcullis_audit::EvidenceLog>,
     pins: PinBook,
+    shared: Option<portcullis_state::Store>,
 ) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
     let shutdown = CancellationToken::new();
     let state_key = match &config.approval.state_key_env {
@@ -955,19 +959,47 @@ fn start(
         }
     };
     let credentials = credentials(config)?;
-    let gateway = Gateway::start(
-        config,
-        GatewayParts {
-            inherited: secret::upstream_environment(config)?,
-            policy: engine,
-            recorder: Recorder::new(evidence, Arc::new(SystemClock)),
-            state_key,
-            credentials,
-            pins: Arc::new(pins),
-            shutdown: shutdown.clone(),
-        },
-    )?;
+    let parts = GatewayParts {
+        inherited: secret::upstream_environment(config)?,
+        policy: engine,
+        recorder: Recorder::new(evidence, Arc::new(SystemClock)),
+        state_key,
+        credentials,
+        pins: Arc::new(pins),
+        shutdown: shutdown.clone(),
+    };
+    let gateway = match shared {
+        Some(store) => Gateway::start_shared(config, parts, store)?,
+        None => Gateway::start(config, parts)?,
+    };
     Ok((gateway, shutdown))
+}
+
+/// The database `[state] backend = "postgres"` names, connected and its schema brought up to
+/// date; `None` when config keeps state local. The connection string is a secret: registered
+/// for redaction before anything could print it, and no message shows it (they name the
+/// variable).
+async fn shared_state(config: &Config) -> anyhow::Result<Option<portcullis_state::Store>> {
+    let StateBackend::Postgres { url_env } = &config.state else {
+        return Ok(None);
+    };
+    let url = std::env::var(url_env).with_context(|| {
+        format!("config keeps shared state in postgres, named by `{url_env}`, but `{url_env}` is not set")
+    })?;
+    portcullis_gateway::secrets::Secrets::global().register("the database connection string", &url);
+    // The pod's name in Kubernetes (its host name), and the process, since several replicas
+    // may share a host.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let replica = format!("{}:{}", host.trim(), std::process::id());
+    let store = portcullis_state::Store::connect(&url, &replica)
+        .await
+        .map_err(|error| anyhow::anyhow!("the database named by `{url_env}`: {error}"))?;
+    tracing::info!(
+        replica,
+        schema = portcullis_state::SCHEMA_VERSION,
+        "shared state in postgres"
+    );
+    Ok(Some(store))
 }
 
 /// The upstreams' credentials: the secrets config names, read from the environment now.
@@ -1093,7 +1125,12 @@ async fn start_to_look(
     // Looking never pins: only `serve` records first sight, and `pins accept` what a person
     // reviewed.
     let pins = PinBook::open(&config.file, Recording::Never)?;
-    let (gateway, shutdown) = start(config, engine, None, pins)?;
+    // Looking asks nobody for approval, so it needs no shared state (nor the database).
+    let config = &Config {
+        state: StateBackend::Local,
+        ..config.clone()
+    };
+    let (gateway, shutdown) = start(config, engine, None, pins, None)?;
     let longest = config
         .upstreams
         .iter()
@@ -1284,7 +1321,10 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
     let evidence = open_evidence(&config)?;
     tracing::info!(file = %config.evidence.file.display(), "evidence log open");
     runtime()?.block_on(async move {
-        let (gateway, shutdown) = start(&config, engine, Some(evidence), pins)?;
+        // INVARIANT: shared state that cannot be reached stops start-up: a replica on its own
+        // state would run a call another replica already ran.
+        let shared = shared_state(&config).await?;
+        let (gateway, shutdown) = start(&config, engine, Some(evidence), pins, shared)?;
         gateway
             .record_lost_outcomes()
             .await

@@ -17,6 +17,7 @@ mod model;
 mod raw;
 mod remote;
 mod sign_in;
+mod state;
 
 pub use checks::is_env_name;
 pub use credential::{
@@ -34,6 +35,7 @@ pub use model::{
 };
 pub use remote::{EnvHeader, Remote};
 pub use sign_in::ApprovalSignIn;
+pub use state::StateBackend;
 
 #[cfg(test)]
 mod tests;

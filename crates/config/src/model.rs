@@ -25,6 +25,7 @@ use crate::raw::{
 };
 use crate::remote::{Remote, remote, remote_only_keys};
 use crate::sign_in::{ApprovalSignIn, approval_sign_in};
+use crate::state::{StateBackend, state_backend};
 
 /// Default time an upstream call may take before Portcullis gives up and cancels it.
 pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -93,6 +94,8 @@ pub struct Config {
     pub evidence: EvidenceSettings,
     pub approval: ApprovalSettings,
     pub credentials: CredentialSettings,
+    /// Where the state replicas share lives (`[state]`): this process, or PostgreSQL.
+    pub state: StateBackend,
     /// Where launcher packages are installed (`[server] packages`, relative to this file);
     /// `None`: the user's data directory (`portcullis-launch` decides).
     pub packages: Option<PathBuf>,
@@ -539,6 +542,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     }
 
     let credentials = credential_settings(&mut report, raw.credentials.as_ref(), &base_dir);
+    let state = state_backend(
+        &mut report,
+        raw.state.as_ref(),
+        approval.state_key_env.is_some(),
+    );
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut seen = BTreeSet::new();
     for spanned in &raw.upstreams {
@@ -592,6 +600,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         evidence,
         approval,
         credentials,
+        state,
         packages,
     })
 }
@@ -790,6 +799,7 @@ fn unreachable_config(file: &Path) -> Config {
             state_key_env: None,
         },
         credentials: credential_settings(&mut Reporter::new(file, ""), None, Path::new("")),
+        state: StateBackend::Local,
         packages: None,
     }
 }

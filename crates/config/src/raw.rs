@@ -19,6 +19,15 @@ pub(crate) struct RawConfig {
     pub policy: Option<Spanned<RawPolicy>>,
     #[serde(default)]
     pub credentials: Option<Spanned<RawCredentials>>,
+    pub state: Option<Spanned<RawState>>,
+}
+
+/// `[state]`: where replicas' shared state lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    pub backend: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
 }
 
 /// `[credentials]`: the store of delegated credentials and the OAuth callback listener.

@@ -11,8 +11,8 @@ use std::path::Path;
 use expect_test::{Expect, expect};
 
 use crate::{
-    Containment, DEFAULT_TOOL_SEARCH_THRESHOLD, Pinning, SandboxGrants, SandboxLimits, ToolSearch,
-    UpstreamTransport, parse,
+    Containment, DEFAULT_TOOL_SEARCH_THRESHOLD, Pinning, SandboxGrants, SandboxLimits,
+    StateBackend, ToolSearch, UpstreamTransport, parse,
 };
 
 fn check_errors(text: &str, expected: Expect) {
@@ -873,5 +873,62 @@ command = ["y"]
         expect![[
             r#"conf/portcullis.toml:3:25: `tool_search_threshold` applies only to `tool_search = "auto"`; remove it or set `tool_search = "auto"`"#
         ]],
+    );
+}
+
+const ONE_UPSTREAM: &str = "[[upstream]]\nname = \"a\"\ncommand = [\"x\"]\n";
+
+#[test]
+fn shared_state_is_local_unless_config_names_a_database_by_its_variable() {
+    let local = parse(Path::new("conf/portcullis.toml"), ONE_UPSTREAM).unwrap();
+    assert_eq!(local.state, StateBackend::Local);
+    let explicit = format!("[state]\nbackend = \"local\"\n{ONE_UPSTREAM}");
+    let explicit = parse(Path::new("conf/portcullis.toml"), &explicit).unwrap();
+    assert_eq!(explicit.state, StateBackend::Local);
+    let shared = format!(
+        "[server]\nstate_key_env = \"PORTCULLIS_STATE_KEY\"\n[state]\nbackend = \"postgres\"\nurl_env = \"PORTCULLIS_DATABASE_URL\"\n{ONE_UPSTREAM}"
+    );
+    let shared = parse(Path::new("conf/portcullis.toml"), &shared).unwrap();
+    assert_eq!(
+        shared.state,
+        StateBackend::Postgres {
+            url_env: "PORTCULLIS_DATABASE_URL".to_owned()
+        }
+    );
+}
+
+#[test]
+fn shared_state_settings_that_cannot_work_are_refused() {
+    // No variable; no shared requestState key (a retry on another replica would be refused).
+    check_errors(
+        &format!("[state]\nbackend = \"postgres\"\n{ONE_UPSTREAM}"),
+        expect![[r#"
+            conf/portcullis.toml:1:1: replicas sharing state in postgres must seal `requestState` with one key: set `[server] state_key_env` to the variable holding it (at least 32 bytes), the same on every replica
+            conf/portcullis.toml:1:1: `backend = "postgres"` needs `url_env`, the environment variable holding the connection string (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`)"#]],
+    );
+    // A connection string written in the file is not a variable name, and is not echoed.
+    check_errors(
+        &format!(
+            "[server]\nstate_key_env = \"K\"\n[state]\nbackend = \"postgres\"\nurl_env = \"postgres://u:hunter2@db/p\"\n{ONE_UPSTREAM}"
+        ),
+        expect![
+            "conf/portcullis.toml:5:11: `url_env` is not an environment variable name (its value is not shown: it may be a connection string); put the connection string in a variable and name that variable here"
+        ],
+    );
+    check_errors(
+        &format!("[state]\nbackend = \"redis\"\nurl_env = \"URL\"\n{ONE_UPSTREAM}"),
+        expect![
+            "conf/portcullis.toml:2:11: unknown state backend `redis`; use `local` or `postgres`"
+        ],
+    );
+    check_errors(
+        &format!("[state]\nbackend = \"local\"\nurl_env = \"URL\"\n{ONE_UPSTREAM}"),
+        expect![[
+            r#"conf/portcullis.toml:3:11: `url_env` names the database of `backend = "postgres"`; the local backend has none: remove it, or set `backend = "postgres"`"#
+        ]],
+    );
+    check_errors(
+        &format!("[state]\nurl = \"x\"\n{ONE_UPSTREAM}"),
+        expect!["conf/portcullis.toml:2:1: unknown field `url`, expected `backend` or `url_env`"],
     );
 }

@@ -18,10 +18,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rmcp::model::{CallToolResult, ElicitResult, ElicitationAction};
+use rmcp::model::{ElicitResult, ElicitationAction};
 
 mod facts;
 mod kept;
@@ -30,6 +29,7 @@ pub(crate) mod quirks;
 mod recipients;
 mod request;
 mod scope;
+mod stateless;
 
 pub use facts::{Reach, call_facts, reach};
 pub(crate) use facts::{addresses_in, urls_in};
@@ -37,6 +37,7 @@ pub(crate) use recipients::KnownRecipients;
 use request::{APPROVE_FIELD, SCOPE_FIELD};
 pub(crate) use request::{ChangeRequest, Fingerprinted, NamedPath, fingerprint};
 pub(crate) use scope::{Asker, CallShape, Chosen, Holder, Offer, ScopeId, ScopedAnswers};
+pub(crate) use stateless::{Claim, StatelessApprovals, unavailable};
 
 /// What the gateway keeps of people's answers and of what sessions read: the one owner of
 /// approval state.
@@ -69,13 +70,18 @@ pub(crate) struct Approvals {
 
 impl Approvals {
     /// Nothing asked yet; the recipients known from the state directory; `requestState`
-    /// sealed with `state_key`, or a key of this process's own. `Err`: no key could be made.
+    /// sealed with `state_key`, or a key of this process's own; stateless approvals in
+    /// `shared`, the database replicas share, or in this process. `Err`: no key could be made.
     pub(crate) fn new(
         config: &portcullis_config::Config,
         state_key: Option<Vec<u8>>,
+        shared: Option<portcullis_state::Store>,
     ) -> Result<Self, String> {
         Ok(Self {
-            stateless: StatelessApprovals::default(),
+            stateless: match shared {
+                Some(store) => StatelessApprovals::Shared(store),
+                None => StatelessApprovals::InProcess(stateless::InProcess::default()),
+            },
             known_recipients: KnownRecipients::open(
                 config.evidence.file.with_file_name("known-recipients.json"),
             ),
@@ -99,9 +105,6 @@ impl Approvals {
 
 /// The key of Portcullis's own question in a stateless client's `inputRequests`.
 pub(crate) const APPROVAL_KEY: &str = "portcullis.approval";
-
-/// How long a stateless approval's outcome is kept for a retry of the same request.
-const OUTCOME_KEPT: Duration = Duration::from_secs(600);
 
 /// How the person answered, or why they could not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,90 +211,6 @@ impl Answer {
             Answer::Failed(error) => format!("the approval request could not be asked ({error})"),
         };
         format!("portcullis did not run `{tool}`: {why}; the call did not run")
-    }
-}
-
-/// What a stateless retry's reference to an approval finds.
-#[derive(Debug)]
-pub(crate) enum Claim {
-    /// The approval is waiting for this answer; its call may now run (once).
-    Open,
-    /// Its call already ran: the recorded result, when the call finished in one answer.
-    Ran(Option<Box<CallToolResult>>),
-    /// Its call is running now.
-    Running,
-    /// No such approval (expired, or never issued), or it was for another action.
-    Unknown,
-}
-
-enum State {
-    Waiting,
-    Running,
-    Ran(Option<Box<CallToolResult>>),
-}
-
-struct Entry {
-    fingerprint: String,
-    expires: Instant,
-    state: State,
-}
-
-/// Approvals handed to stateless clients, by the id sealed into their `requestState`.
-#[derive(Default)]
-pub(crate) struct StatelessApprovals {
-    next: AtomicU64,
-    entries: Mutex<HashMap<u64, Entry>>,
-}
-
-impl StatelessApprovals {
-    /// Opens an approval for the action `fingerprint`, answerable until `ttl` from now.
-    pub(crate) fn open(&self, fingerprint: &str, ttl: Duration) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut entries) = self.entries.lock() {
-            let now = Instant::now();
-            entries.retain(|_, entry| entry.expires > now);
-            entries.insert(
-                id,
-                Entry {
-                    fingerprint: fingerprint.to_owned(),
-                    expires: now + ttl,
-                    state: State::Waiting,
-                },
-            );
-        }
-        id
-    }
-
-    /// Claims approval `id` for the action `fingerprint`. A waiting approval is claimed at
-    /// most once: it turns running, and whatever the answer, it cannot be answered again.
-    pub(crate) fn claim(&self, id: u64, fingerprint: &str) -> Claim {
-        let Ok(mut entries) = self.entries.lock() else {
-            return Claim::Unknown;
-        };
-        let Some(entry) = entries.get_mut(&id) else {
-            return Claim::Unknown;
-        };
-        if entry.fingerprint != fingerprint || entry.expires <= Instant::now() {
-            return Claim::Unknown;
-        }
-        match &entry.state {
-            State::Waiting => {
-                entry.state = State::Running;
-                entry.expires = Instant::now() + OUTCOME_KEPT;
-                Claim::Open
-            }
-            State::Running => Claim::Running,
-            State::Ran(result) => Claim::Ran(result.clone()),
-        }
-    }
-
-    /// Notes how approval `id`'s call ended: its result when it finished in this answer.
-    pub(crate) fn finish(&self, id: u64, result: Option<CallToolResult>) {
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(entry) = entries.get_mut(&id)
-        {
-            entry.state = State::Ran(result.map(Box::new));
-        }
     }
 }
 

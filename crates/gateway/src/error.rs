@@ -14,6 +14,8 @@ pub enum GatewayError {
     Auth(String),
     #[error("the client connection failed: {0}")]
     Client(String),
+    #[error("shared state: {0}")]
+    State(String),
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
 }

@@ -29,6 +29,10 @@ pub(crate) struct Evidence {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub policy: Arc<PolicyStore>,
+    /// With shared state: the key approval fingerprints digest arguments with, the same in
+    /// every replica (each log's own key differs, and a fingerprint computed by one replica
+    /// must be found by another). `None`: the log's key, as for everything it records.
+    pub shared_arguments: Option<portcullis_audit::SharedArgumentKey>,
 }
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
@@ -210,7 +214,12 @@ impl Evidence {
         record: &CallRecord,
         call_arguments: Option<&JsonObject>,
     ) -> String {
-        let arguments = self.arguments(call_arguments, &[]);
+        let arguments = match &self.shared_arguments {
+            Some(key) => key.digest_arguments(&serde_json::Value::Object(
+                call_arguments.cloned().unwrap_or_default(),
+            )),
+            None => self.arguments(call_arguments, &[]).digest,
+        };
         let identity = &record.request.identity;
         crate::approval::fingerprint(&crate::approval::Fingerprinted {
             issuer: &identity.issuer,
@@ -218,7 +227,7 @@ impl Evidence {
             upstream: &record.tool.upstream,
             tool: &record.tool.tool,
             definition: &record.tool.definition_hash,
-            arguments: &arguments.digest,
+            arguments: &arguments,
             policy_version: self.policy.version(),
         })
     }

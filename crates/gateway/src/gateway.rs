@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use portcullis_config::Config;
+use portcullis_config::{Config, StateBackend};
 use portcullis_core::{IdentityEnvelope, UpstreamName};
 use portcullis_policy::PolicyEngine;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,10 @@ use crate::sessions::Sessions;
 use crate::upstream::Exposure;
 use crate::upstreams::{UpstreamStatus, Upstreams};
 use crate::{approval, arguments, pending};
+
+/// How often a replica tells the others which policy it serves; one not heard from for three
+/// of these is no longer compared.
+const REPLICA_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The running mediator: configured upstreams and what sessions share.
 pub struct Gateway {
@@ -81,8 +85,46 @@ pub struct GatewayParts {
 }
 
 impl Gateway {
-    /// Starts supervising every upstream and watching the policy files.
+    /// Starts supervising every upstream and watching the policy files, with the state
+    /// replicas share kept in this process (`[state] backend = "local"`).
     pub fn start(config: &Config, parts: GatewayParts) -> Result<Arc<Self>, GatewayError> {
+        Self::start_with(config, parts, None)
+    }
+
+    /// As [`Gateway::start`], with the state replicas share in `store`, the database
+    /// `[state] backend = "postgres"` names (connected and migrated by the caller).
+    pub fn start_shared(
+        config: &Config,
+        parts: GatewayParts,
+        store: portcullis_state::Store,
+    ) -> Result<Arc<Self>, GatewayError> {
+        Self::start_with(config, parts, Some(store))
+    }
+
+    fn start_with(
+        config: &Config,
+        parts: GatewayParts,
+        shared: Option<portcullis_state::Store>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        // INVARIANT: shared state is used exactly when config asks for it, and with the key
+        // every replica shares: without it, fingerprints and sealed states would differ per
+        // replica, and a retry reaching another replica would never find its approval.
+        let shared_arguments = match (&config.state, &shared, &parts.state_key) {
+            (StateBackend::Local, None, _) => None,
+            (StateBackend::Postgres { .. }, Some(_), Some(key)) => {
+                Some(portcullis_audit::SharedArgumentKey::derive(key))
+            }
+            (StateBackend::Postgres { url_env }, _, _) => {
+                return Err(GatewayError::State(format!(
+                    "config keeps shared state in the database named by `{url_env}`, but no database connection and shared requestState key were handed to the gateway"
+                )));
+            }
+            (StateBackend::Local, Some(_), _) => {
+                return Err(GatewayError::State(
+                    "a database was handed to the gateway, but config keeps state local".to_owned(),
+                ));
+            }
+        };
         let GatewayParts {
             inherited,
             policy,
@@ -128,10 +170,12 @@ impl Gateway {
                 recorder,
                 metrics,
                 policy,
+                shared_arguments,
             },
             upstreams,
             sessions,
-            approvals: approval::Approvals::new(config, state_key).map_err(GatewayError::Random)?,
+            approvals: approval::Approvals::new(config, state_key, shared.clone())
+                .map_err(GatewayError::Random)?,
             argument_check: arguments::ArgumentCheck::default(),
             pending: Arc::default(),
             shutdown,
@@ -141,7 +185,50 @@ impl Gateway {
         });
         gateway.watch_policy();
         gateway.watch_pins();
+        if let Some(store) = shared {
+            gateway.watch_replicas(store);
+        }
         Ok(gateway)
+    }
+
+    /// Tells the other replicas, through the shared state, which policy this one serves
+    /// (its content digest), at start and every [`REPLICA_HEARTBEAT`], and logs each change in
+    /// which replicas serve another: a call is decided by the policy of the replica it
+    /// reaches, so a replica left on an old policy must not go unnoticed.
+    fn watch_replicas(self: &Arc<Self>, store: portcullis_state::Store) {
+        let policy = self.evidence.policy.clone();
+        let shutdown = self.shutdown.child_token();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(REPLICA_HEARTBEAT);
+            let mut reported = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let ours = policy.current().digest().to_owned();
+                match store.announce(&ours, REPLICA_HEARTBEAT * 3).await {
+                    Ok(others) if others != reported => {
+                        for other in &others {
+                            tracing::warn!(
+                                replica = other.replica,
+                                their_policy = other.policy_digest,
+                                our_policy = ours,
+                                "another replica serves a different policy: calls are decided by whichever replica they reach"
+                            );
+                        }
+                        if others.is_empty() {
+                            tracing::info!(policy = ours, "every replica serves the same policy");
+                        }
+                        reported = others;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "this replica's policy could not be announced to the others");
+                    }
+                }
+            }
+        });
     }
 
     /// Watches the pins file: when another process (`portcullis pins accept`) replaces it, the
@@ -279,6 +366,15 @@ impl Gateway {
                 (upstream.name().clone(), tools)
             })
             .collect()
+    }
+
+    /// Whether this process can serve calls now: its evidence log is open (a call whose intent
+    /// cannot be recorded does not run) and its shared state answers. `Err` says which not.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        if self.evidence.recorder.log().is_none() {
+            return Err("no evidence log");
+        }
+        self.approvals.stateless.reachable().await
     }
 
     /// Records, at start, the outcome of every call whose intent is in the log and whose

@@ -87,6 +87,7 @@ pub async fn serve_http(
         None => mcp,
         Some(server) => authenticated(mcp, &gateway, server),
     };
+    let router = router.merge(probes(gateway.clone()));
     let serving = async move {
         axum::serve(
             crate::listener::no_delay(listener),
@@ -494,6 +495,29 @@ async fn scrape(State(gateway): State<Arc<Gateway>>) -> Response {
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// `GET /livez` (the process answers) and `GET /readyz` (it can serve calls: its evidence log
+/// is open and its shared state, if any, answers; 503 naming which is not, never why in
+/// detail, which goes to the log), for a load balancer or an orchestrator's probes. Beside the
+/// MCP endpoint, outside its token and `Host` checks: a probe comes from the orchestrator,
+/// carries no token, names the pod's address, and learns nothing but these words.
+fn probes(gateway: Arc<Gateway>) -> axum::Router {
+    axum::Router::new()
+        .route("/livez", get(|| async { "live\n" }))
+        .route("/readyz", get(ready))
+        .with_state(gateway)
+}
+
+async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
+    match gateway.readiness().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -200,6 +200,8 @@ pub struct PolicyEngine {
     /// Whether any policy may read `context.now` (its text names `now`): then a decision holds
     /// for the second it was made in only.
     reads_the_clock: bool,
+    /// See [`PolicyEngine::digest`].
+    digest: String,
 }
 
 /// One policy as decisions name it.
@@ -283,7 +285,15 @@ impl PolicyEngine {
             meta,
             authorizer: Authorizer::new(),
             reads_the_clock,
+            digest: content_digest(schema, policy_files),
         })
+    }
+
+    /// `sha256:<hex>` of what was loaded: the schema's and the policy files' texts, in order,
+    /// each with its length (not their names, which differ between machines serving the same
+    /// policy). Replicas compare it to find one that serves another policy.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Whether a decision may change with the time alone (a policy names `now`): a caller that
@@ -740,6 +750,21 @@ fn names_now(text: &str) -> bool {
         let after = text[at + 3..].chars().next();
         !before.is_some_and(word) && !after.is_some_and(word)
     })
+}
+
+fn content_digest(schema: &Source, policy_files: &[Source]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for source in std::iter::once(schema).chain(policy_files) {
+        hasher.update(source.text.len().to_le_bytes());
+        hasher.update(source.text.as_bytes());
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("sha256:{digest}")
 }
 
 #[cfg(test)]

@@ -589,3 +589,20 @@ fn an_unknown_approval_value_is_a_load_error_at_its_line() {
         "@id(\"p\")\n@approval(\"Once\")\npermit (principal, action, resource);",
     ));
 }
+
+#[test]
+fn the_digest_names_the_texts_loaded_not_where_they_came_from() {
+    let permit = "@id(\"p\") permit (principal, action, resource);";
+    let here = engine_with(&[source("/etc/a/default.cedar", permit)]);
+    let there = engine_with(&[source("/srv/b/other-name.cedar", permit)]);
+    assert!(here.digest().starts_with("sha256:"), "{}", here.digest());
+    assert_eq!(here.digest(), there.digest());
+    let other = engine_with(&[source(
+        "/etc/a/default.cedar",
+        "@id(\"p\") forbid (principal, action, resource);",
+    )]);
+    assert_ne!(here.digest(), other.digest());
+    // The same texts cut differently between files are another load.
+    let split = engine_with(&[source("a.cedar", permit), source("b.cedar", "")]);
+    assert_ne!(here.digest(), split.digest());
+}

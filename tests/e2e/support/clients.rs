@@ -202,3 +202,51 @@ fn exchange(mut stream: TcpStream, request: &str) -> (u16, String) {
     let _ = reader.read_to_string(&mut response);
     (status, response)
 }
+
+/// A stateless (2026-07-28) `tools/call` over HTTP to `port` (with a bearer `token`, when
+/// given), declaring form elicitation; with `state`, the retry answering Portcullis's approval
+/// with a yes. The JSON-RPC answer.
+pub(crate) fn stateless_call(
+    port: u16,
+    token: Option<&str>,
+    tool: &str,
+    arguments: &str,
+    state: Option<&str>,
+) -> Value {
+    let mut params = serde_json::json!({
+        "name": tool,
+        "arguments": serde_json::from_str::<Value>(arguments).unwrap_or_default(),
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+        },
+    });
+    if let Some(state) = state {
+        params["requestState"] = serde_json::json!(state);
+        params["inputResponses"] = serde_json::json!({
+            "portcullis.approval": {"action": "accept", "content": {"approve": true}}
+        });
+    }
+    let body =
+        serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
+            .to_string();
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 200, "{response}");
+    // The answer is the body's JSON, or the JSON of its event-stream `data:` line.
+    response
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:").map(str::trim).or(Some(line)))
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|message| message.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {response}"))
+}

@@ -55,6 +55,7 @@ pub(crate) struct Config {
     http: Table,
     auth: Table,
     credentials: Table,
+    state: Table,
     upstreams: Vec<Upstream>,
     /// Whether every upstream added is trusted (see [`Config::relay`]).
     trust_all: bool,
@@ -164,6 +165,22 @@ impl Config {
         self.server("state_key_env", toml_string(variable))
     }
 
+    /// `[state]`: shared in postgres, whose connection string is in `url_env`.
+    pub(crate) fn shared_state(self, url_env: &str) -> Self {
+        Self {
+            state: self
+                .state
+                .with("backend", toml_string("postgres"))
+                .with("url_env", toml_string(url_env)),
+            ..self
+        }
+    }
+
+    /// `[http] allowed_hosts`: the `Host` values accepted (a load balancer's, say).
+    pub(crate) fn allowed_hosts(self, hosts: &[&str]) -> Self {
+        self.http("allowed_hosts", toml_array(hosts))
+    }
+
     pub(crate) fn max_sessions(self, sessions: u64) -> Self {
         self.http("max_sessions", sessions.to_string())
     }
@@ -233,6 +250,7 @@ impl fmt::Display for Config {
         f.write_str(&self.http.section("http"))?;
         f.write_str(&self.auth.section("http.auth"))?;
         f.write_str(&self.credentials.section("credentials"))?;
+        f.write_str(&self.state.section("state"))?;
         self.upstreams
             .iter()
             .try_for_each(|upstream| write!(f, "{upstream}"))

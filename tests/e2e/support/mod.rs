@@ -11,9 +11,13 @@ use serde_json::Value;
 
 mod clients;
 mod config;
+mod haproxy;
 
 pub(crate) use clients::*;
 pub(crate) use config::*;
+pub(crate) use haproxy::HaProxy;
+/// Shared with the unit tests' servers (`portcullis-test-support`).
+pub(crate) use portcullis_test_support::free_port;
 
 /// The longest any single client driver run may take before the test fails.
 pub(crate) const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -210,34 +214,6 @@ impl Drop for Portcullis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port that was free a moment ago (for a config that must name its own URL).
-///
-/// Chosen below the kernel's ephemeral range (`ip_local_port_range`), where ports bound to 0
-/// and the source ports of outgoing connections come from: a port taken from that range and
-/// released could be handed to someone else before Portcullis binds it (seen: "Address already
-/// in use"). Below it, only another test's pick can collide, and picks are spread at random.
-pub(crate) fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PICKS: AtomicU64 = AtomicU64::new(0);
-    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000_u16, ephemeral_low.max(10_100));
-    for _ in 0..200 {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos().into())
-            ^ (u64::from(std::process::id()) << 20)
-            ^ PICKS.fetch_add(0x9E37_79B9, Ordering::Relaxed);
-        let port = low + u16::try_from(seed % u64::from(high - low)).unwrap_or(0);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range after 200 tries")
 }
 
 /// A real OpenID provider (npm `oidc-provider`, driven by `tests/node/oidc.mjs`) on loopback,

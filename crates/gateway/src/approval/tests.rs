@@ -179,26 +179,44 @@ fn only_an_explicit_yes_approves() {
     );
 }
 
-#[test]
-fn a_stateless_approval_runs_once_and_then_replays_its_outcome() {
-    let approvals = StatelessApprovals::default();
-    let id = approvals.open("fp-1", Duration::from_secs(60));
+#[tokio::test]
+async fn a_stateless_approval_runs_once_and_then_replays_its_outcome() {
+    let approvals = StatelessApprovals::InProcess(stateless::InProcess::default());
+    let open = |fingerprint: &'static str, ttl| {
+        let approvals = &approvals;
+        async move { approvals.open(fingerprint, ttl).await.unwrap() }
+    };
+    let id = open("fp-1", Duration::from_secs(60)).await;
     // Another action cannot claim it.
-    assert!(matches!(approvals.claim(id, "fp-2"), Claim::Unknown));
-    assert!(matches!(approvals.claim(id + 100, "fp-1"), Claim::Unknown));
-    assert!(matches!(approvals.claim(id, "fp-1"), Claim::Open));
+    assert!(matches!(approvals.claim(id, "fp-2").await, Claim::Unknown));
+    assert!(matches!(
+        approvals.claim(id + 100, "fp-1").await,
+        Claim::Unknown
+    ));
+    assert!(matches!(approvals.claim(id, "fp-1").await, Claim::Open));
     // Claimed once: a second claim while it runs finds it running, not open.
-    assert!(matches!(approvals.claim(id, "fp-1"), Claim::Running));
-    approvals.finish(id, Some(CallToolResult::success(Vec::new())));
-    assert!(matches!(approvals.claim(id, "fp-1"), Claim::Ran(Some(_))));
+    assert!(matches!(approvals.claim(id, "fp-1").await, Claim::Running));
+    approvals
+        .finish(id, Some(CallToolResult::success(Vec::new())))
+        .await;
+    assert!(matches!(
+        approvals.claim(id, "fp-1").await,
+        Claim::Ran(Some(_))
+    ));
     // A refused or unfinished one replays nothing.
-    let other = approvals.open("fp-3", Duration::from_secs(60));
-    assert!(matches!(approvals.claim(other, "fp-3"), Claim::Open));
-    approvals.finish(other, None);
-    assert!(matches!(approvals.claim(other, "fp-3"), Claim::Ran(None)));
+    let other = open("fp-3", Duration::from_secs(60)).await;
+    assert!(matches!(approvals.claim(other, "fp-3").await, Claim::Open));
+    approvals.finish(other, None).await;
+    assert!(matches!(
+        approvals.claim(other, "fp-3").await,
+        Claim::Ran(None)
+    ));
     // Expired before it was answered.
-    let expired = approvals.open("fp-4", Duration::ZERO);
-    assert!(matches!(approvals.claim(expired, "fp-4"), Claim::Unknown));
+    let expired = open("fp-4", Duration::ZERO).await;
+    assert!(matches!(
+        approvals.claim(expired, "fp-4").await,
+        Claim::Unknown
+    ));
 }
 
 #[test]

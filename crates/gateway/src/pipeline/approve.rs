@@ -269,9 +269,14 @@ impl PortcullisServer {
         asking: &Asking<'_>,
     ) -> Approval {
         let approvals = &self.gateway.approvals;
-        let id = approvals
+        let id = match approvals
             .stateless
-            .open(&asking.fingerprint, approvals.timeout);
+            .open(&asking.fingerprint, approvals.timeout)
+            .await
+        {
+            Ok(id) => id,
+            Err(message) => return asking.refused(Answer::Failed(message)),
+        };
         self.ask_round(
             call,
             record,
@@ -340,7 +345,7 @@ impl PortcullisServer {
                 "the retry answering it does not declare form elicitation; retry with the capabilities the first request declared".to_owned(),
             ));
         }
-        match gateway.approvals.stateless.claim(id, &asking.fingerprint) {
+        match gateway.approvals.stateless.claim(id, &asking.fingerprint).await {
             Claim::Open => {
                 let answer = call
                     .request
@@ -355,12 +360,12 @@ impl PortcullisServer {
                     .evidence.record_approval(record, asking.note(answer.as_str()))
                     .await
                 {
-                    gateway.approvals.stateless.finish(id, None);
+                    gateway.approvals.stateless.finish(id, None).await;
                     return asking.refused(Answer::Failed(message));
                 }
                 let approval = asking.conclude(pending, shown, answer, Some(id));
                 if !matches!(approval, Approval::Granted { .. }) {
-                    gateway.approvals.stateless.finish(id, None);
+                    gateway.approvals.stateless.finish(id, None).await;
                 }
                 approval
             }
@@ -368,6 +373,7 @@ impl PortcullisServer {
                 let _ = gateway.evidence.record_approval(record, asking.note("replayed")).await;
                 Approval::Replayed(result)
             }
+            Claim::Unavailable => asking.refused(Answer::Failed(approval::unavailable())),
             Claim::Ran(None) | Claim::Running | Claim::Unknown => asking.refused(Answer::Failed(
                 "its requestState is expired, already used, or for another action; call again without it to be asked anew".to_owned(),
             )),

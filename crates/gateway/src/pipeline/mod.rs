@@ -323,7 +323,7 @@ impl PortcullisServer {
             Ok(intent) => intent,
             Err(message) => {
                 if let Some(id) = stateless_approval {
-                    gateway.approvals.stateless.finish(id, None);
+                    gateway.approvals.stateless.finish(id, None).await;
                 }
                 return Ok(tool_error(message));
             }
@@ -343,7 +343,7 @@ impl PortcullisServer {
                     Ok(CallToolResponse::Complete(result)) => Some(result.clone()),
                     _ => None,
                 };
-                gateway.approvals.stateless.finish(id, result);
+                gateway.approvals.stateless.finish(id, result).await;
             }
             return answer;
         }

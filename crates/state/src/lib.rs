@@ -1,0 +1,152 @@
+//! Portcullis's shared state in PostgreSQL, for several replicas serving one deployment.
+//!
+//! The key design decision: the database, not a replica, decides what must happen once. An
+//! approved stateless call runs only on the replica whose claim the database accepted (a
+//! primary key, so a second claim inserts nothing), whichever replica each retry reaches.
+//! Nothing here decides policy or talks MCP: the gateway hands in fingerprints and results
+//! as plain values.
+//!
+//! The schema is versioned (`migrations/NNNN_*.sql`, compiled in) and brought up to date by
+//! [`Store::connect`] in one transaction under an advisory lock, so replicas starting together
+//! apply each migration once. A database whose schema is newer than this build knows is
+//! refused rather than used.
+//!
+//! Fail closed: every operation is bounded in time, and an unreachable database or a failed
+//! statement is an error the caller turns into "the call did not run".
+#![forbid(unsafe_code)]
+
+mod approvals;
+mod migrate;
+mod replicas;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+pub use approvals::StoredClaim;
+pub use migrate::SCHEMA_VERSION;
+pub use replicas::OtherPolicy;
+
+/// How long any one operation (a pooled connection, a statement) may take: past it, the
+/// operation fails and the call it guards does not run.
+const OPERATION_LIMIT: Duration = Duration::from_secs(5);
+
+/// Connections one replica keeps at most.
+const POOL_SIZE: usize = 8;
+
+/// What went wrong. No variant carries the connection string or any part of it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The connection string does not parse (its text is not repeated: it holds a password).
+    #[error("the database connection string is not a valid PostgreSQL URL or key=value string")]
+    InvalidUrl,
+    /// The connection string asks for TLS, which this build does not speak.
+    #[error(
+        "the database connection string requires TLS (`sslmode=require`), which portcullis does not speak yet; connect over a private network or a unix socket"
+    )]
+    TlsRequired,
+    /// No connection within the limit, or the server refused it.
+    #[error("the database is unreachable: {0}")]
+    Unreachable(String),
+    /// A statement failed or took too long.
+    #[error("the database refused an operation: {0}")]
+    Failed(String),
+    /// The schema was migrated by a newer Portcullis.
+    #[error(
+        "the database schema is at version {found}, newer than this portcullis knows ({known}); run the newer portcullis"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+}
+
+/// The shared state: a pool of connections to one database, migrated.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    /// Who this replica is in the rows it writes (`claimed_by`, `opened_by`).
+    replica: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's own `Debug` would print the connection config, password included.
+        f.debug_struct("Store")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to the database `url` names (a `postgres://` URL or `key=value` string) as
+    /// `replica`, and brings its schema up to date. `url` is a secret: it appears in no error.
+    pub async fn connect(url: &str, replica: &str) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::InvalidUrl)?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::TlsRequired);
+        }
+        config
+            .connect_timeout(OPERATION_LIMIT)
+            .application_name("portcullis");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(OPERATION_LIMIT))
+            .create_timeout(Some(OPERATION_LIMIT))
+            .recycle_timeout(Some(OPERATION_LIMIT))
+            .build()
+            .map_err(|error| StoreError::Unreachable(error.to_string()))?;
+        let store = Self {
+            pool,
+            replica: replica.to_owned(),
+        };
+        let mut client = store.client().await?;
+        migrate::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    /// Whether the database answers now (for readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        bounded(client.simple_query("SELECT 1")).await.map(drop)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|error| StoreError::Unreachable(error.to_string()))
+    }
+}
+
+/// Runs one statement within [`OPERATION_LIMIT`].
+async fn bounded<T>(
+    operation: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(OPERATION_LIMIT, operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(StoreError::Failed(describe(&error))),
+        Err(_) => Err(StoreError::Failed(format!(
+            "no answer within {} s",
+            OPERATION_LIMIT.as_secs()
+        ))),
+    }
+}
+
+/// A database error in words: the server's message when it sent one (never a value of ours:
+/// statements take parameters), else the client library's.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! The schema's versions and how a database is brought up to date.
+
+use crate::{StoreError, bounded};
+
+/// Every migration, in order: version, SQL. A shipped migration is never edited (a database
+/// that applied it would not apply it again); a change is a new one.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/0001_stateless_approvals.sql"),
+    ),
+    (2, include_str!("../migrations/0002_replicas.sql")),
+];
+
+/// The schema version this build brings a database to.
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// The advisory lock migrations hold (transaction-scoped): "portcull" in ASCII, so that
+/// another program's locks on the same database are unlikely to collide with it.
+const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
+
+/// Applies the migrations the database lacks, in one transaction under [`MIGRATION_LOCK`]:
+/// replicas starting together wait for each other, and the second finds the work done. A
+/// failure rolls everything back, so a schema is never half-applied.
+pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let transaction = bounded(client.transaction()).await?;
+    bounded(transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])).await?;
+    bounded(transaction.batch_execute(
+        "CREATE TABLE IF NOT EXISTS portcullis_schema (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    ))
+    .await?;
+    let row = bounded(transaction.query_one(
+        "SELECT coalesce(max(version), 0) FROM portcullis_schema",
+        &[],
+    ))
+    .await?;
+    let found: i32 = row.get(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > found) {
+        bounded(transaction.batch_execute(sql)).await?;
+        bounded(transaction.execute(
+            "INSERT INTO portcullis_schema (version) VALUES ($1)",
+            &[version],
+        ))
+        .await?;
+    }
+    bounded(transaction.commit()).await
+}

@@ -1,0 +1,422 @@
+//! Replicas sharing state in PostgreSQL behind HAProxy (issue 20): a PostgreSQL and a load
+//! balancer of the test's own on loopback, three `portcullis serve` processes with
+//! `[state] backend = "postgres"`, each fronting its own fixture child whose outbox is one
+//! shared file, so a send counts once whichever replica ran it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_test_support::TestPostgres;
+use serde_json::Value;
+
+use crate::support::{
+    Config, HaProxy, Identity, Portcullis, Scratch, Tool, Upstream, fixture_policy, free_port,
+    raw_http, result_text, stateless_call,
+};
+
+const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
+const KEY_ENV: &str = "PORTCULLIS_E2E_STATE_KEY";
+const STATE_KEY: &str = "a requestState key all three replicas share";
+const SEND: &str = r#"{"to":"eve@evil.example","subject":"q3","body":"the numbers"}"#;
+
+/// Three replicas and the balancer in front of them.
+struct Topology {
+    /// Dropped last: the replicas and the balancer stop first.
+    postgres: TestPostgres,
+    replicas: Vec<(Portcullis, Scratch)>,
+    balancer: HaProxy,
+    /// The fixtures' shared scratch directory: its outbox is the side effect counted.
+    work: PathBuf,
+    _work: Scratch,
+}
+
+impl Topology {
+    fn start() -> Self {
+        let postgres = TestPostgres::start();
+        let work_scratch = Scratch::new();
+        let work = work_scratch.sub("work");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // The balancer's port is known only once it runs, and the replicas must accept its
+        // `Host`: start it first (it answers 503 until they listen).
+        let balancer = HaProxy::start(&ports);
+        let url = postgres.url();
+        let replicas = ports
+            .iter()
+            .map(|port| {
+                let scratch = Scratch::new();
+                let config = scratch.config(replica_config(&work, *port, balancer.port));
+                let portcullis = Portcullis::http_on(
+                    &config,
+                    &format!("127.0.0.1:{port}"),
+                    &[(URL_ENV, url.as_str()), (KEY_ENV, STATE_KEY)],
+                );
+                (portcullis, scratch)
+            })
+            .collect();
+        Self {
+            postgres,
+            replicas,
+            balancer,
+            work,
+            _work: work_scratch,
+        }
+    }
+
+    /// Lines in the shared outbox: one per send that ran, on any replica.
+    fn sent(&self) -> usize {
+        std::fs::read_to_string(self.work.join("outbox.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    /// The approval answers replica `n` recorded (`approved`, `replayed`, `failed`, ...).
+    fn answers(&self, n: usize) -> Vec<String> {
+        let Some((_, scratch)) = self.replicas.get(n) else {
+            return Vec::new();
+        };
+        evidence_events(scratch.path())
+            .iter()
+            .filter(|event| event["kind"] == "approval")
+            .filter_map(|event| event["answer"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn port(&self, n: usize) -> u16 {
+        self.replicas
+            .get(n)
+            .map_or(0, |(portcullis, _)| portcullis.port)
+    }
+}
+
+/// A replica listening on `port`, reached directly and through the balancer on `balancer`,
+/// under `fixtures/policy/approval.cedar`.
+fn replica_config(work: &Path, port: u16, balancer: u16) -> Config {
+    replica_config_under(work, port, balancer, "approval.cedar")
+}
+
+fn replica_config_under(work: &Path, port: u16, balancer: u16, policy: &str) -> Config {
+    let fx = Upstream::fixture("fx", work).trusted().tool(
+        "send_message",
+        Tool::send().recipients(&["/to"]).irreversible(),
+    );
+    Config::new()
+        .approval_timeout_secs(60)
+        .approval_page_off()
+        .identity(Identity::user("alice").tenant("acme"))
+        .policy(fixture_policy(policy))
+        .state_key_env(KEY_ENV)
+        .shared_state(URL_ENV)
+        .allowed_hosts(&[
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{balancer}"),
+        ])
+        .upstream(fx)
+}
+
+fn evidence_events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("state/evidence.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["record"]["event"].clone())
+        .collect()
+}
+
+/// Asks for approval of the send through `port`; the sealed `requestState`.
+fn ask(port: u16) -> String {
+    let asked = stateless_call(port, None, "fx.send_message", SEND, None);
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    asked["result"]["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `GET path` on `port`: the status and the body, trimmed.
+fn probe(port: u16, path: &str) -> (u16, String) {
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: portcullis-0.portcullis:8787\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn an_approval_answered_through_any_replica_runs_its_call_exactly_once() {
+    let topology = Topology::start();
+    // Asked through the first replica, answered through the second: the second finds the
+    // approval the first opened, and runs the call.
+    let state = ask(topology.port(0));
+    let ran = stateless_call(
+        topology.port(1),
+        None,
+        "fx.send_message",
+        SEND,
+        Some(&state),
+    );
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    assert_eq!(topology.sent(), 1);
+    // The same retry through the other two: the recorded result, not a second run.
+    for n in [2, 0] {
+        let replayed = stateless_call(
+            topology.port(n),
+            None,
+            "fx.send_message",
+            SEND,
+            Some(&state),
+        );
+        assert_eq!(replayed["result"], ran["result"], "replica {n}: {replayed}");
+    }
+    assert_eq!(
+        topology.sent(),
+        1,
+        "a retry on another replica ran it again"
+    );
+    assert_eq!(topology.answers(1), ["approved"]);
+    assert_eq!(topology.answers(2), ["replayed"]);
+
+    // Through the balancer, round robin: the same answer sent six times at once, so the
+    // retries land on every replica together. One claim gets in; the call runs once.
+    let state = ask(topology.balancer.port);
+    let before: Vec<usize> = (0..3).map(|n| topology.answers(n).len()).collect();
+    let port = topology.balancer.port;
+    let retries: Vec<_> = (0..6)
+        .map(|_| {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                stateless_call(port, None, "fx.send_message", SEND, Some(&state))
+            })
+        })
+        .collect();
+    let answers: Vec<Value> = retries
+        .into_iter()
+        .map(|retry| retry.join().unwrap_or_else(|_| panic!("a retry panicked")))
+        .collect();
+    assert_eq!(topology.sent(), 2, "{answers:#?}");
+    let ran = answers
+        .iter()
+        .filter(|answer| result_text(&answer["result"]).starts_with("sent message"))
+        .count();
+    assert!(ran >= 1, "{answers:#?}");
+    // Every other retry either replayed that outcome or was refused while it ran.
+    for answer in &answers {
+        let text = result_text(&answer["result"]);
+        assert!(
+            text.starts_with("sent message") || text.contains("already used"),
+            "{answer}"
+        );
+    }
+    let reached = (0..3)
+        .filter(|n| topology.answers(*n).len() > before.get(*n).copied().unwrap_or_default())
+        .count();
+    assert!(reached >= 2, "the retries did not spread over the replicas");
+    let approved: usize = (0..3)
+        .map(|n| {
+            topology
+                .answers(n)
+                .iter()
+                .filter(|a| *a == "approved")
+                .count()
+        })
+        .sum();
+    assert_eq!(approved, 2, "one approval per round, across all replicas");
+    for (portcullis, _) in &topology.replicas {
+        let log = portcullis.log();
+        assert!(
+            !log.contains(topology.postgres.password()),
+            "a replica logged the database password"
+        );
+    }
+}
+
+#[test]
+fn replicas_refuse_approved_calls_while_the_database_is_unreachable() {
+    let mut topology = Topology::start();
+    let state = ask(topology.port(0));
+    assert_eq!(
+        probe(topology.port(1), "/readyz"),
+        (200, "ready".to_owned())
+    );
+    // The balancer's probes reach a replica too (no token, its own `Host`).
+    assert_eq!(probe(topology.balancer.port, "/readyz").0, 200);
+    topology.postgres.pause();
+    // Not ready, saying which part (and not the detail, which is logged), but live.
+    assert_eq!(
+        probe(topology.port(1), "/readyz"),
+        (503, "not ready: the shared state is unreachable".to_owned())
+    );
+    assert_eq!(probe(topology.port(1), "/livez"), (200, "live".to_owned()));
+    // The answer cannot be claimed: the call does not run, and the client is told why.
+    let refused = stateless_call(
+        topology.port(1),
+        None,
+        "fx.send_message",
+        SEND,
+        Some(&state),
+    );
+    let text = result_text(&refused["result"]);
+    assert!(
+        text.contains("shared approval state is unreachable") && text.contains("did not run"),
+        "{refused}"
+    );
+    // Nor can a new approval be opened: nobody is asked.
+    let unasked = stateless_call(topology.port(2), None, "fx.send_message", SEND, None);
+    assert!(
+        result_text(&unasked["result"]).contains("shared approval state is unreachable"),
+        "{unasked}"
+    );
+    assert_eq!(topology.sent(), 0);
+    // Back up: the claim the outage refused was never made, so the answer runs it, once.
+    topology.postgres.resume();
+    assert_eq!(probe(topology.port(2), "/readyz").0, 200);
+    let ran = stateless_call(
+        topology.port(2),
+        None,
+        "fx.send_message",
+        SEND,
+        Some(&state),
+    );
+    assert!(
+        result_text(&ran["result"]).starts_with("sent message"),
+        "{ran}"
+    );
+    assert_eq!(topology.sent(), 1);
+    for (portcullis, _) in &topology.replicas {
+        let log = portcullis.log();
+        assert!(!log.contains(topology.postgres.password()), "{log}");
+    }
+    assert!(
+        topology
+            .replicas
+            .iter()
+            .any(|(portcullis, _)| portcullis.log().contains("could not be claimed")),
+        "the refusal was not logged"
+    );
+}
+
+#[test]
+fn a_replica_whose_database_is_unreachable_does_not_start() {
+    let mut postgres = TestPostgres::start();
+    let url = postgres.url();
+    postgres.pause();
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch.config(replica_config(&work, 1, 2));
+    let output = std::process::Command::new(crate::support::bin("portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env(URL_ENV, &url)
+        .env(KEY_ENV, STATE_KEY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the database named by `{URL_ENV}`")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(postgres.password()), "{stderr}");
+    // Unset: named, and not started either.
+    let output = std::process::Command::new(crate::support::bin("portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove(URL_ENV)
+        .env(KEY_ENV, STATE_KEY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("`{URL_ENV}` is not set")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_single_process_with_local_state_is_live_and_ready() {
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let config = scratch
+        .config(Config::new().upstream(Upstream::fixture("fx", &work).tool("echo", Tool::read())));
+    let portcullis = Portcullis::http(&config);
+    assert_eq!(probe(portcullis.port, "/livez"), (200, "live".to_owned()));
+    assert_eq!(probe(portcullis.port, "/readyz"), (200, "ready".to_owned()));
+}
+
+#[test]
+fn a_replica_started_with_another_policy_is_reported() {
+    let postgres = TestPostgres::start();
+    let url = postgres.url();
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let start = |policy: &str| {
+        let replica = Scratch::new();
+        let port = free_port();
+        let config = replica.config(replica_config_under(&work, port, port, policy));
+        let portcullis = Portcullis::http_on(
+            &config,
+            &format!("127.0.0.1:{port}"),
+            &[(URL_ENV, url.as_str()), (KEY_ENV, STATE_KEY)],
+        );
+        (portcullis, replica)
+    };
+    let (first, _first_dir) = start("approval.cedar");
+    let (same, _same_dir) = start("approval.cedar");
+    let (other, _other_dir) = start("permit-all.cedar");
+    // The one started last sees at once that the others serve another policy.
+    let reported = "another replica serves a different policy";
+    assert!(
+        other.wait_for_log(reported, Duration::from_secs(15)),
+        "{}",
+        other.log()
+    );
+    let reports = |replica: &Portcullis| -> Vec<String> {
+        replica
+            .log()
+            .lines()
+            .filter(|line| line.contains(reported))
+            .map(str::to_owned)
+            .collect()
+    };
+    // It names both (replicas are `host:pid`), ...
+    let from_other = reports(&other);
+    assert_eq!(from_other.len(), 2, "{from_other:#?}");
+    for pid in [first.pid(), same.pid()] {
+        assert!(
+            from_other
+                .iter()
+                .any(|line| line.contains(&format!(":{pid}"))),
+            "{from_other:#?}"
+        );
+    }
+    // ... and two replicas serving the same policy never report each other.
+    assert!(
+        reports(&same)
+            .iter()
+            .all(|line| !line.contains(&format!(":{}", first.pid()))),
+        "{}",
+        same.log()
+    );
+    assert!(
+        reports(&first)
+            .iter()
+            .all(|line| !line.contains(&format!(":{}", same.pid()))),
+        "{}",
+        first.log()
+    );
+}

@@ -1,0 +1,93 @@
+//! HAProxy (Debian's package) in front of replicas, on loopback: round robin for stateless
+//! traffic, and stickiness on `Mcp-Session-Id` for session-era traffic (a session lives in
+//! the replica that started it). Its config is generated; it stops when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::*;
+
+/// A running HAProxy; killed on drop.
+pub(crate) struct HaProxy {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl HaProxy {
+    /// Balances `127.0.0.1:<port>` over the replicas listening on `backends`.
+    pub(crate) fn start(backends: &[u16]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-haproxy-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+        let port = free_port();
+        let config = dir.path().join("haproxy.cfg");
+        std::fs::write(&config, balancer_config(port, backends))
+            .unwrap_or_else(|e| panic!("write haproxy.cfg: {e}"));
+        let log = std::fs::File::create(dir.path().join("haproxy.log"))
+            .unwrap_or_else(|e| panic!("create haproxy.log: {e}"));
+        let child = Command::new("haproxy")
+            .arg("-db") // in the foreground, so that the test owns the process
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start haproxy (scripts/setup.sh installs it): {e}"));
+        let haproxy = Self { child, port, dir };
+        let listening = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            listening,
+            "haproxy did not listen within 20 s:\n{}",
+            haproxy.log()
+        );
+        haproxy
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The configuration README.md's "Running N replicas" shows, for loopback.
+fn balancer_config(port: u16, backends: &[u16]) -> String {
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(n, backend)| format!("    server replica{n} 127.0.0.1:{backend}\n"))
+        .collect();
+    format!(
+        "global
+    maxconn 512
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+
+frontend mcp
+    bind 127.0.0.1:{port}
+    default_backend replicas
+
+backend replicas
+    balance roundrobin
+    # Session-era traffic: the session id the replica answered `initialize` with sends every
+    # later request of that session to it. Stateless traffic has none: round robin.
+    stick-table type string len 128 size 100k expire 30m
+    stick store-response res.hdr(mcp-session-id)
+    stick match req.hdr(mcp-session-id)
+{servers}"
+    )
+}
