@@ -16,7 +16,7 @@ use serde_json::Value;
 
 /// What cleaning removed from one entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Removed {
+pub struct Removed {
     /// Control, bidirectional and invisible characters (an escape sequence counts whole).
     pub hidden: usize,
     /// Whitespace beyond one space or one blank line.
@@ -71,7 +71,7 @@ fn is_space(c: char) -> bool {
 }
 
 /// `text` cleaned, capped at `limit` characters, and what was removed.
-pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
+pub fn clean(text: &str, limit: usize) -> (String, Removed) {
     let mut removed = Removed::default();
     let (visible, hidden) = strip_hidden(text);
     removed.hidden = hidden;
@@ -110,7 +110,7 @@ pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
 /// `text` without escape sequences, control characters (but newline and tab), bidirectional
 /// and invisible characters, line and paragraph separators made newlines; and how many
 /// characters were removed. Spacing is left as it is (a prompt's text may be code).
-pub(crate) fn strip_hidden(text: &str) -> (String, usize) {
+pub fn strip_hidden(text: &str) -> (String, usize) {
     let mut removed = 0;
     let mut visible = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
