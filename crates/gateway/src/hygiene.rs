@@ -97,14 +97,28 @@ pub fn clean(text: &str, limit: usize) -> (String, Removed) {
     removed.padding = visible.chars().count() - out.chars().count();
     let length = out.chars().count();
     if length > limit {
-        let kept: String = out.chars().take(limit).collect();
-        out = format!(
-            "{kept}… [cut by portcullis: {} characters more]",
-            length - limit
-        );
+        out = cut(&out, length, limit);
         removed.cut += 1;
     }
     (out, removed)
+}
+
+/// `text` (`length` characters, more than `limit`) cut to at most `limit` characters, the note
+/// saying so included: a note past the limit would make a client show more than `text_limit`
+/// allows, and a cut text cleaned again would be cut again. (Config's smallest limit, 64,
+/// leaves room for the note; below the note's own length only the note is left.)
+fn cut(text: &str, length: usize, limit: usize) -> String {
+    let mut kept = limit;
+    loop {
+        let note = format!("… [cut by portcullis: {} characters more]", length - kept);
+        let total = kept + note.chars().count();
+        if total <= limit || kept == 0 {
+            let kept: String = text.chars().take(kept).collect();
+            return format!("{kept}{note}");
+        }
+        // The note counts what is cut, so keeping less can lengthen it: step until it fits.
+        kept -= (total - limit).min(kept);
+    }
 }
 
 /// `text` without escape sequences, control characters (but newline and tab), bidirectional
