@@ -311,7 +311,24 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_DEPTH, depth};
+    use rmcp::model::{ClientRequest, JsonRpcMessage, JsonRpcRequest};
+
+    use super::{MAX_DEPTH, depth, parse};
+
+    /// Found by the `client_message` fuzz target: a `tools/call` whose `params` repeat a member
+    /// fails rmcp's typed decoding and is kept as a custom request, which Portcullis answers as
+    /// an unknown method: the call never runs (today's rmcp behaviour, asserted as such).
+    #[test]
+    fn a_call_repeating_a_member_is_no_call() {
+        let line = br#"{"jsonrpc":"2.0","id":"a2","method":"tools/call","params":{"name":"files.write_file","arguments":{"path":"/a"},"inputname":"x","arguments":{"path":"/b"}}}"#;
+        assert!(matches!(
+            parse(line),
+            Ok(Some(JsonRpcMessage::Request(JsonRpcRequest {
+                request: ClientRequest::CustomRequest(_),
+                ..
+            })))
+        ));
+    }
 
     #[test]
     fn depth_counts_brackets_outside_strings() {
