@@ -7,17 +7,34 @@
 #
 # Targets: config (the config parser and validator), www_authenticate (an upstream's 401
 # challenge), roots (path and file:// arguments against a root, with links), evidence (an
-# evidence log's bytes through the verifier and the reader). Seed corpora are in
+# evidence log's bytes through the verifier and the reader), client_message (a client's
+# JSON-RPC line, both eras, and a call's arguments against a schema), upstream_message (an
+# upstream's message: lists made a catalog, answers redacted of secrets), request_state (the
+# sealed requestState opener), bearer_token (bearer tokens and JWTs against a fixed key set, and
+# JWKS), oauth_metadata (RFC 9728 and RFC 8414 metadata as discovery reads them), hygiene
+# (cleaning an upstream's texts). Seed corpora are in
 # fuzz/corpus/TARGET (read only); what a run finds is kept in fuzz/target/corpus/TARGET, outside
 # git, and read again by the next run. A crash leaves its input in fuzz/artifacts/TARGET/: minimise it with
 # `cargo +nightly fuzz tmin TARGET fuzz/artifacts/TARGET/crash-…` and add it to the target's
-# crate as a regression test. Needs the nightly toolchain and cargo-fuzz (installed here when
-# missing, from crates.io).
+# crate as a regression test. Needs the nightly toolchain (installed here when missing, if
+# rustup can download it within five minutes; otherwise the script says so and stops) and
+# cargo-fuzz (installed here when missing, from crates.io). scripts/test.sh runs it with
+# FUZZ_SECONDS=3, so that every target keeps building and starting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+if ! rustup toolchain list | grep -q '^nightly'; then
+  # Bounded: rustup retries a download it cannot make for a long time, and a script that
+  # hangs tells nobody what is missing.
+  if ! timeout 300 rustup toolchain install nightly --profile minimal; then
+    printf 'fuzz: the nightly toolchain is missing and could not be installed; install it with
+' >&2
+    printf '  rustup toolchain install nightly --profile minimal
+' >&2
+    exit 2
+  fi
+fi
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 
 if [ "$#" -gt 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need (scripts/setup.sh), builds the workspace, runs the
-# unit and end-to-end tests, then the MCP conformance suite against Portcullis.
+# unit and end-to-end tests, then the MCP conformance suite against Portcullis, the benchmark's
+# harness on three inputs, and each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +35,6 @@ for run in runs:
     assert run["benign"]["items"] == 2, run["benign"]
     assert flagged == [], flagged
 PY
+# Every fuzz target still builds, starts and survives its seeds and a few seconds of fuzzing
+# (nightly; the runs that look for findings are scripts/fuzz.sh's, 60 s per target).
+FUZZ_SECONDS=3 scripts/fuzz.sh

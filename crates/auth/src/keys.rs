@@ -96,7 +96,7 @@ impl VerificationKey {
 
 /// The usable keys of one JWKS, by `kid`, and when it was fetched.
 #[derive(Debug)]
-pub(crate) struct KeySet {
+pub struct KeySet {
     keys: HashMap<String, Arc<VerificationKey>>,
     pub(crate) fetched_at: Instant,
 }
@@ -117,7 +117,7 @@ impl KeySet {
     /// Reads a JWKS document. Keys we cannot use are skipped (a provider may publish
     /// encryption keys or algorithms we do not support beside the ones it signs with); a kid
     /// that appears on two usable keys is dropped, since which one is meant is unknowable.
-    pub(crate) fn parse(body: &[u8], fetched_at: Instant) -> Result<Self, serde_json::Error> {
+    pub fn parse(body: &[u8], fetched_at: Instant) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         struct Document {
             keys: Vec<Value>,

@@ -16,6 +16,8 @@
 mod client;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod metadata;
 mod middleware;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +17,7 @@ use portcullis_core::{
 };
 use serde_json::{Map, Value};
 
-use crate::RejectReason;
+use crate::{RejectReason, Rejection};
 
 /// Longer tokens are refused before any parsing: real access tokens are a few kilobytes.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -97,6 +98,26 @@ pub(crate) fn unverified_header(token: BearerToken<'_>) -> Result<UnverifiedHead
         Some(_) => return Err(RejectReason::Malformed),
     };
     Ok(UnverifiedHeader { algorithm, kid })
+}
+
+/// The verified claims checked against the settings at `now` (see [`envelope`]), with the
+/// scopes the settings require; and who the claims say they are, for the log.
+pub(crate) fn accepted(
+    claims: &Map<String, Value>,
+    settings: &ResourceServerSettings,
+    now: u64,
+) -> (Result<Arc<IdentityEnvelope>, Rejection>, Claimed) {
+    let claimed = claimed(claims, settings);
+    let envelope = match envelope(claims, settings, now) {
+        Ok(envelope) => envelope,
+        Err(reason) => return (Err(Rejection::new(reason)), claimed),
+    };
+    let required = &settings.required_scopes;
+    if !envelope.has_scopes(required) {
+        let required = required.iter().cloned().collect();
+        return (Err(Rejection::insufficient_scope(required)), claimed);
+    }
+    (Ok(Arc::new(envelope)), claimed)
 }
 
 /// The verified claims checked against the settings at `now` and mapped to an envelope.

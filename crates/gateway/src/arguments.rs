@@ -23,7 +23,7 @@ const CACHED: usize = 4096;
 
 /// Compiled input schemas, by the schema's own text: a definition that changes compiles anew.
 #[derive(Default)]
-pub(crate) struct ArgumentCheck {
+pub struct ArgumentCheck {
     compiled: Mutex<HashMap<String, Arc<Compiled>>>,
 }
 
@@ -44,7 +44,7 @@ impl UrlLoader for NoLoader {
 impl ArgumentCheck {
     /// Checks `arguments` (none: an empty object) against `tool`'s input schema. `Err` is the
     /// reason, for the client and the evidence.
-    pub(crate) fn check(&self, tool: &Tool, arguments: Option<&JsonObject>) -> Result<(), String> {
+    pub fn check(&self, tool: &Tool, arguments: Option<&JsonObject>) -> Result<(), String> {
         let mut schema = (*tool.input_schema).clone();
         close_top_level(&mut schema);
         let compiled = self.compiled(&serde_json::Value::Object(schema))?;

@@ -8,12 +8,81 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use portcullis_core::{Namespacing, UpstreamName};
+use portcullis_core::{Hints, Namespacing, UpstreamName};
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use crate::hygiene::{self, Removed};
 use crate::upstream::Catalog;
 
+/// An upstream's lists as it sent them, every page read.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub tools: Vec<Tool>,
+    pub prompts: Vec<Prompt>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+}
+
 impl Catalog {
+    /// The catalog of what `upstream` listed: each entry renamed for exposure under
+    /// `namespacing` (a tool or prompt whose name cannot be exposed is hidden), every name
+    /// listed twice dropped, every text cleaned and cut at `text_limit` characters, and each
+    /// tool naming one of `others` (the other upstreams' exposed-name prefixes) flagged.
+    pub fn from_listed(
+        listed: Listed,
+        namespacing: Namespacing,
+        upstream: &UpstreamName,
+        text_limit: usize,
+        others: &[String],
+    ) -> Catalog {
+        let mut catalog = Catalog::default();
+        for mut tool in listed.tools {
+            match namespacing.expose(upstream, &tool.name) {
+                Ok(exposed) => {
+                    catalog.tool_names.insert(tool.name.to_string());
+                    if let Some(annotations) = &tool.annotations {
+                        catalog.hints.insert(
+                            tool.name.to_string(),
+                            Hints {
+                                read_only: annotations.read_only_hint,
+                                destructive: annotations.destructive_hint,
+                                open_world: annotations.open_world_hint,
+                            },
+                        );
+                    }
+                    tool.name = exposed.into();
+                    catalog.tools.push(tool);
+                }
+                Err(error) => {
+                    tracing::warn!(%upstream, %error, "tool hidden: its name cannot be exposed")
+                }
+            }
+        }
+        for mut prompt in listed.prompts {
+            match namespacing.expose(upstream, &prompt.name) {
+                Ok(exposed) => {
+                    catalog.prompt_names.insert(prompt.name.clone());
+                    prompt.name = exposed;
+                    catalog.prompts.push(prompt);
+                }
+                Err(error) => {
+                    tracing::warn!(%upstream, %error, "prompt hidden: its name cannot be exposed")
+                }
+            }
+        }
+        for mut resource in listed.resources {
+            resource.uri = namespacing.expose_uri(upstream, &resource.uri);
+            catalog.resources.push(resource);
+        }
+        for mut template in listed.templates {
+            template.uri_template = namespacing.expose_uri(upstream, &template.uri_template);
+            catalog.templates.push(template);
+        }
+        catalog.drop_ambiguous(namespacing, upstream);
+        catalog.clean(text_limit, others);
+        catalog
+    }
+
     /// Removes every entry whose name (tool, prompt) or URI (resource, template) the upstream
     /// listed more than once, each copy, and logs which.
     pub(crate) fn drop_ambiguous(&mut self, namespacing: Namespacing, upstream: &UpstreamName) {

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 /// What cleaning removed from one entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Removed {
+pub struct Removed {
     /// Control, bidirectional and invisible characters (an escape sequence counts whole).
     pub hidden: usize,
     /// Whitespace of runs too wide (or blank lines too many) to be anything but padding.
@@ -79,7 +79,7 @@ fn is_space(c: char) -> bool {
 }
 
 /// `text` cleaned, capped at `limit` characters, and what was removed.
-pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
+pub fn clean(text: &str, limit: usize) -> (String, Removed) {
     let mut removed = Removed::default();
     let (visible, hidden) = strip_hidden(text);
     removed.hidden = hidden;
@@ -101,11 +101,7 @@ pub(crate) fn clean(text: &str, limit: usize) -> (String, Removed) {
     removed.padding = visible.chars().count() - out.chars().count();
     let length = out.chars().count();
     if length > limit {
-        let kept: String = out.chars().take(limit).collect();
-        out = format!(
-            "{kept}… [cut by portcullis: {} characters more]",
-            length - limit
-        );
+        out = cut(&out, length, limit);
         removed.cut += 1;
     }
     (out, removed)
@@ -151,10 +147,28 @@ fn keep_blanks(lines: &mut Vec<String>, blanks: &mut Vec<String>) {
     }
 }
 
+/// `text` (`length` characters, more than `limit`) cut to at most `limit` characters, the note
+/// saying so included: a note past the limit would make a client show more than `text_limit`
+/// allows, and a cut text cleaned again would be cut again. (Config's smallest limit, 64,
+/// leaves room for the note; below the note's own length only the note is left.)
+fn cut(text: &str, length: usize, limit: usize) -> String {
+    let mut kept = limit;
+    loop {
+        let note = format!("… [cut by portcullis: {} characters more]", length - kept);
+        let total = kept + note.chars().count();
+        if total <= limit || kept == 0 {
+            let kept: String = text.chars().take(kept).collect();
+            return format!("{kept}{note}");
+        }
+        // The note counts what is cut, so keeping less can lengthen it: step until it fits.
+        kept -= (total - limit).min(kept);
+    }
+}
+
 /// `text` without escape sequences, control characters (but newline and tab), bidirectional
 /// and invisible characters, line and paragraph separators made newlines; and how many
 /// characters were removed. Spacing is left as it is (a prompt's text may be code).
-pub(crate) fn strip_hidden(text: &str) -> (String, usize) {
+pub fn strip_hidden(text: &str) -> (String, usize) {
     let mut removed = 0;
     let mut visible = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();

@@ -18,6 +18,8 @@ pub mod credentials;
 mod error;
 mod evidence;
 mod forms;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod html;
 mod http;

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 const ROUND_TTL: Duration = Duration::from_secs(600);
 
 /// What Portcullis needs back on the retry.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum SealedRound {
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SealedRound {
     /// A tool call waiting in Portcullis for the answers.
     Pending { id: u64 },
     /// A prompt or resource request: the upstream's own state, opaque to Portcullis.
@@ -28,11 +28,11 @@ pub(crate) enum SealedRound {
 }
 
 #[derive(Debug)]
-pub(crate) enum StateError {
+pub enum StateError {
     Invalid,
 }
 
-pub(crate) struct StateSealer {
+pub struct StateSealer {
     codec: RequestStateCodec,
 }
 
@@ -46,7 +46,7 @@ impl StateSealer {
 
     /// A sealer with a key from config (at least 32 bytes), shared by the processes that
     /// hold it, so that each accepts the others' states.
-    pub(crate) fn with_key(key: Vec<u8>) -> Result<Self, String> {
+    pub fn with_key(key: Vec<u8>) -> Result<Self, String> {
         if key.len() < 32 {
             return Err("the requestState key must be at least 32 bytes".to_owned());
         }
@@ -54,7 +54,7 @@ impl StateSealer {
         Ok(Self { codec })
     }
 
-    pub(crate) fn seal(&self, round: &SealedRound, bound_to: &str) -> String {
+    pub fn seal(&self, round: &SealedRound, bound_to: &str) -> String {
         self.seal_for(round, bound_to, ROUND_TTL)
     }
 
@@ -69,7 +69,7 @@ impl StateSealer {
         )
     }
 
-    pub(crate) fn open(&self, sealed: &str, bound_to: &str) -> Result<SealedRound, StateError> {
+    pub fn open(&self, sealed: &str, bound_to: &str) -> Result<SealedRound, StateError> {
         let payload = self
             .codec
             .open_with(sealed, bound_to.as_bytes())

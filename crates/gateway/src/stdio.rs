@@ -87,9 +87,19 @@ enum Read {
 }
 
 /// Why a line is not a message, for its answer and the log.
-enum Bad {
+pub(crate) enum Bad {
     Parse(&'static str),
     Invalid(&'static str),
+}
+
+impl Bad {
+    /// The JSON-RPC error code and message the line is answered with.
+    pub(crate) fn answer(&self) -> (i32, &'static str) {
+        match self {
+            Bad::Parse(why) => (-32700, *why),
+            Bad::Invalid(why) => (-32600, *why),
+        }
+    }
 }
 
 impl<R, W> StdioTransport<R, W>
@@ -138,10 +148,7 @@ where
     /// Answers a bad line with a JSON-RPC error of id null, within the rate limit, in a task of
     /// its own (a cancelled `receive` must not cut an answer in half).
     fn answer_bad_line(&mut self, bad: &Bad) {
-        let (code, message) = match bad {
-            Bad::Parse(why) => (-32700, *why),
-            Bad::Invalid(why) => (-32600, *why),
-        };
+        let (code, message) = bad.answer();
         tracing::warn!(
             code,
             reason = message,
@@ -206,7 +213,7 @@ pub(crate) fn depth(bytes: &[u8], limit: usize) -> usize {
 }
 
 /// The message a line holds, `None` for a notification to ignore, or why it is none.
-fn parse(line: &[u8]) -> Result<Option<RxJsonRpcMessage<RoleServer>>, Bad> {
+pub(crate) fn parse(line: &[u8]) -> Result<Option<RxJsonRpcMessage<RoleServer>>, Bad> {
     let line = line
         .strip_prefix(b"\xef\xbb\xbf".as_slice())
         .unwrap_or(line);
@@ -304,7 +311,24 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_DEPTH, depth};
+    use rmcp::model::{ClientRequest, JsonRpcMessage, JsonRpcRequest};
+
+    use super::{MAX_DEPTH, depth, parse};
+
+    /// Found by the `client_message` fuzz target: a `tools/call` whose `params` repeat a member
+    /// fails rmcp's typed decoding and is kept as a custom request, which Portcullis answers as
+    /// an unknown method: the call never runs (today's rmcp behaviour, asserted as such).
+    #[test]
+    fn a_call_repeating_a_member_is_no_call() {
+        let line = br#"{"jsonrpc":"2.0","id":"a2","method":"tools/call","params":{"name":"files.write_file","arguments":{"path":"/a"},"inputname":"x","arguments":{"path":"/b"}}}"#;
+        assert!(matches!(
+            parse(line),
+            Ok(Some(JsonRpcMessage::Request(JsonRpcRequest {
+                request: ClientRequest::CustomRequest(_),
+                ..
+            })))
+        ));
+    }
 
     #[test]
     fn depth_counts_brackets_outside_strings() {

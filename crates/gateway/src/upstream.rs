@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ask::Asker;
 use crate::attach::{AttachingClient, Attachment, CredentialSource};
+use crate::catalog::Listed;
 use crate::paths::{Grantor, PathGuard};
 use crate::progress::ProgressRoutes;
 use crate::recorder::Recorder;
@@ -1003,73 +1004,38 @@ fn optional<T>(
     }
 }
 
-/// Reads every page of the upstream's lists and renames the entries for exposure.
+/// Reads every page of the upstream's lists and makes them its catalog (`catalog.rs`).
 async fn fetch_catalog(
     peer: &Peer<RoleClient>,
     exposure: &Exposure,
     upstream: &UpstreamName,
 ) -> Result<Catalog, CatalogError> {
-    let namespacing = exposure.namespacing;
     let capabilities = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
         .unwrap_or_default();
-    let mut catalog = Catalog::default();
+    let mut listed = Listed::default();
     if capabilities.tools.is_some() {
-        for mut tool in optional(upstream, "tools", peer.list_all_tools().await)? {
-            match namespacing.expose(upstream, &tool.name) {
-                Ok(exposed) => {
-                    catalog.tool_names.insert(tool.name.to_string());
-                    if let Some(annotations) = &tool.annotations {
-                        catalog.hints.insert(
-                            tool.name.to_string(),
-                            Hints {
-                                read_only: annotations.read_only_hint,
-                                destructive: annotations.destructive_hint,
-                                open_world: annotations.open_world_hint,
-                            },
-                        );
-                    }
-                    tool.name = exposed.into();
-                    catalog.tools.push(tool);
-                }
-                Err(error) => {
-                    tracing::warn!(%upstream, %error, "tool hidden: its name cannot be exposed")
-                }
-            }
-        }
+        listed.tools = optional(upstream, "tools", peer.list_all_tools().await)?;
     }
     if capabilities.prompts.is_some() {
-        for mut prompt in optional(upstream, "prompts", peer.list_all_prompts().await)? {
-            match namespacing.expose(upstream, &prompt.name) {
-                Ok(exposed) => {
-                    catalog.prompt_names.insert(prompt.name.clone());
-                    prompt.name = exposed;
-                    catalog.prompts.push(prompt);
-                }
-                Err(error) => {
-                    tracing::warn!(%upstream, %error, "prompt hidden: its name cannot be exposed")
-                }
-            }
-        }
+        listed.prompts = optional(upstream, "prompts", peer.list_all_prompts().await)?;
     }
     if capabilities.resources.is_some() {
-        for mut resource in optional(upstream, "resources", peer.list_all_resources().await)? {
-            resource.uri = namespacing.expose_uri(upstream, &resource.uri);
-            catalog.resources.push(resource);
-        }
-        let templates = optional(
+        listed.resources = optional(upstream, "resources", peer.list_all_resources().await)?;
+        listed.templates = optional(
             upstream,
             "resource templates",
             peer.list_all_resource_templates().await,
         )?;
-        for mut template in templates {
-            template.uri_template = namespacing.expose_uri(upstream, &template.uri_template);
-            catalog.templates.push(template);
-        }
     }
-    catalog.drop_ambiguous(namespacing, upstream);
-    catalog.clean(exposure.text_limit, &exposure.others(upstream));
+    let catalog = Catalog::from_listed(
+        listed,
+        exposure.namespacing,
+        upstream,
+        exposure.text_limit,
+        &exposure.others(upstream),
+    );
     for (entry, removed) in &catalog.cleaned {
         tracing::warn!(%upstream, entry = %entry, %removed, "cleaned what the upstream lists");
     }

@@ -44,7 +44,7 @@ pub struct AuthorizationServerMetadata {
 
 /// The document as served: every member optional, so that what is missing gets its own error.
 #[derive(Deserialize)]
-struct RawAuthorizationServerMetadata {
+pub(crate) struct RawAuthorizationServerMetadata {
     issuer: String,
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
@@ -238,6 +238,15 @@ async fn fetch_resource_metadata(
             tried: tried(&candidates),
         });
     };
+    Ok((url.clone(), about_resource(url, document, resource)?))
+}
+
+/// The protected resource metadata `document` found at `url`, if it is about `resource`.
+pub(crate) fn about_resource(
+    url: &Url,
+    document: ProtectedResourceMetadata,
+    resource: &str,
+) -> Result<ProtectedResourceMetadata, ClientError> {
     let found = Url::parse(&document.resource)
         .ok()
         .and_then(|found| canonical_resource(&found).ok());
@@ -248,7 +257,7 @@ async fn fetch_resource_metadata(
             found: document.resource,
         });
     }
-    Ok((url.clone(), document))
+    Ok(document)
 }
 
 /// The first of `candidates` that answers with a success status, parsed as `T`. An error
@@ -334,6 +343,16 @@ pub(crate) async fn fetch_authorization_server_metadata(
             tried: tried(&candidates),
         });
     };
+    Ok((url.clone(), from_issuer(url, raw, issuer, reach)?))
+}
+
+/// The authorization server metadata found at `url`, if it names exactly `issuer`, checked.
+pub(crate) fn from_issuer(
+    url: &Url,
+    raw: RawAuthorizationServerMetadata,
+    issuer: &str,
+    reach: Reach,
+) -> Result<AuthorizationServerMetadata, ClientError> {
     if raw.issuer != issuer {
         return Err(ClientError::IssuerMismatch {
             url: shown(url),
@@ -341,7 +360,7 @@ pub(crate) async fn fetch_authorization_server_metadata(
             found: raw.issuer,
         });
     }
-    Ok((url.clone(), checked_metadata(raw, reach)?))
+    checked_metadata(raw, reach)
 }
 
 fn checked_metadata(

@@ -107,15 +107,38 @@ fn a_text_over_the_limit_is_cut_saying_so() {
     assert_eq!(
         cleaned,
         format!(
-            "{}… [cut by portcullis: 36 characters more]",
-            "a".repeat(64)
+            "{}… [cut by portcullis: 77 characters more]",
+            "a".repeat(23)
         )
     );
+    assert_eq!(cleaned.chars().count(), 64);
     assert_eq!(removed.cut, 1);
     // Padding does not count against the limit: it is gone first.
     let (cleaned, removed) = clean(&format!("a{}b", " ".repeat(10_000)), 64);
     assert_eq!(cleaned, "a b");
     assert_eq!(removed.cut, 0);
+}
+
+/// Found by the `hygiene` fuzz target (its input minimised: limit 64, this text): the note
+/// saying a text was cut came on top of the limit, so a client was shown more than
+/// `text_limit` characters, and the cut text, cleaned again, was cut again.
+#[test]
+fn a_cut_text_fits_the_limit_note_included_and_cleaning_it_again_changes_nothing() {
+    let minimised = format!("rrd w{}", "x".repeat(60));
+    for (text, limit) in [
+        (minimised, 64),
+        ("word ".repeat(1000), 64),
+        (format!("{}\n\n{}", "a".repeat(50), "b".repeat(5000)), 4096),
+    ] {
+        let (cleaned, removed) = clean(&text, limit);
+        assert_eq!(removed.cut, 1, "{text:?}");
+        assert!(cleaned.chars().count() <= limit, "{cleaned:?}");
+        assert!(cleaned.contains("characters more]"), "{cleaned:?}");
+        assert_eq!(
+            clean(&cleaned, limit),
+            (cleaned.clone(), Removed::default())
+        );
+    }
 }
 
 #[test]
