@@ -150,10 +150,16 @@ async fn an_upstreams_concurrency_limit_queues_calls_and_refuses_what_waits_too_
 
     // Two calls that outlast the call timeout hold the one place for 2 s each; an `echo`
     // started behind them waits 2 s for it, is refused unsent, and the upstream never sees it.
+    // The second starts 500 ms after the first, so that its own 2 s wait for the place surely
+    // outlasts the first's hold (a wait ending as the place frees is a race either way); the
+    // echo's wait ends at 2.8 s, long before the second lets go at about 4 s.
     let first = call(&client, "one.slow", json!({"ms": 10_000, "steps": 1}));
-    let second = call(&client, "one.slow", json!({"ms": 10_000, "steps": 1}));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        call(&client, "one.slow", json!({"ms": 10_000, "steps": 1})).await
+    };
     let third = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
         call(&client, "one.echo", json!({"text": "queued"})).await
     };
     let (first, second, third) = tokio::join!(first, second, third);
