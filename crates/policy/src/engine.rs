@@ -13,6 +13,7 @@ use portcullis_core::{Effect, IdentityEnvelope, Surface};
 use serde_json::Value;
 
 use crate::decision::{ApprovalRule, Decision, PolicyRef, Verdict};
+use crate::memo::{self, Memo};
 
 /// The annotation that turns a permit into "allowed with the person's approval", its value the
 /// rule ([`ApprovalRule`]).
@@ -200,6 +201,11 @@ pub struct PolicyEngine {
     /// Whether any policy may read `context.now` (its text names `now`): then a decision holds
     /// for the second it was made in only.
     reads_the_clock: bool,
+    /// Whether any policy may read a call's arguments (its text names `hasTag` or `getTag`):
+    /// then decisions are not memoised, their key leaving the arguments out.
+    reads_tags: bool,
+    /// Decisions already made under these policies.
+    memo: Memo,
     /// See [`PolicyEngine::digest`].
     digest: String,
 }
@@ -276,6 +282,10 @@ impl PolicyEngine {
         let reads_the_clock = policies
             .policies()
             .any(|policy| names_now(&policy.to_string()));
+        let reads_tags = policies.policies().any(|policy| {
+            let text = policy.to_string();
+            text.contains("hasTag") || text.contains("getTag")
+        });
         Ok(Self {
             #[cfg(test)]
             schema: schema_value,
@@ -285,6 +295,8 @@ impl PolicyEngine {
             meta,
             authorizer: Authorizer::new(),
             reads_the_clock,
+            reads_tags,
+            memo: Memo::default(),
             digest: content_digest(schema, policy_files),
         })
     }
@@ -302,6 +314,12 @@ impl PolicyEngine {
         self.reads_the_clock
     }
 
+    /// How many decisions the memo keeps.
+    #[cfg(test)]
+    pub(crate) fn memoised(&self) -> usize {
+        self.memo.len()
+    }
+
     /// How many policies are loaded.
     pub fn len(&self) -> usize {
         self.policies.policies().count()
@@ -312,7 +330,20 @@ impl PolicyEngine {
     }
 
     /// Decides one request. Never fails: any error denies, with the error in the decision.
+    /// A question asked before under these policies is answered as it was then, without
+    /// evaluating again (see [`crate::memo`]).
     pub fn decide(&self, request: &Request<'_>) -> Decision {
+        if self.reads_tags {
+            return self.decide_now(request);
+        }
+        self.memo
+            .get_or_decide(memo::key(request, self.reads_the_clock), || {
+                self.decide_now(request)
+            })
+    }
+
+    /// Decides one request with Cedar, memo aside.
+    pub(crate) fn decide_now(&self, request: &Request<'_>) -> Decision {
         match self.evaluate(request) {
             Ok(decision) => decision,
             Err(error) => Decision {
@@ -366,6 +397,7 @@ impl PolicyEngine {
     }
 
     /// The user and the tenant and groups it is in, as entities; the user's uid first.
+    /// INVARIANT: what this and [`context`] read of a request is what [`memo::key`] keys.
     fn principal(&self, envelope: &IdentityEnvelope) -> Result<(EntityUid, Vec<Entity>), String> {
         let tenant = envelope.tenant().unwrap_or("");
         let user = envelope.user();

@@ -14,6 +14,7 @@
 mod call;
 mod decision;
 mod engine;
+mod memo;
 
 pub use call::{CallDecision, CallInput, Hidden, decide_call, decide_listing, decide_visible_call};
 pub use decision::{ApprovalRule, Decision, PolicyRef, Verdict};

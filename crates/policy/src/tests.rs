@@ -606,3 +606,240 @@ fn the_digest_names_the_texts_loaded_not_where_they_came_from() {
     let split = engine_with(&[source("a.cedar", permit), source("b.cedar", "")]);
     assert_ne!(here.digest(), split.digest());
 }
+
+/// Policies that each read one part of a request, so that requests differing in that part
+/// alone are decided differently; none reads tags, so decisions are memoised.
+const EVERY_PART: &str = r#"
+permit (principal, action, resource);
+@id("eng-no-writes") forbid (principal in Portcullis::Group::"eng", action == Portcullis::Action::"call_tool", resource) when { resource.effect == "write" };
+@id("globex") forbid (principal in Portcullis::Tenant::"globex", action, resource);
+@id("bob") forbid (principal, action, resource) when { principal.subject == "bob" };
+@id("mail") forbid (principal, action == Portcullis::Action::"call_tool", resource in Portcullis::Upstream::"mail");
+@id("shell") forbid (principal, action == Portcullis::Action::"call_tool", resource) when { resource.surface == "shell" };
+@id("drop") forbid (principal, action == Portcullis::Action::"call_tool", resource) when { resource.name == "drop_table" };
+@id("no-list") forbid (principal, action == Portcullis::Action::"list_tool", resource) when { resource.name == "hidden" };
+@id("secret-prompt") forbid (principal, action == Portcullis::Action::"get_prompt", resource) when { resource.name == "secret" };
+@id("secret-uri") forbid (principal, action == Portcullis::Action::"read_resource", resource) when { resource.uri like "secret://*" };
+@id("scopes") forbid (principal, action == Portcullis::Action::"call_tool", resource) unless { context.scopes.containsAll(context.required_scopes) };
+@id("crossing") forbid (principal, action, resource) when { context.crosses_tenant };
+@id("recipient") forbid (principal, action, resource) when { context.new_recipient };
+@id("escalates") forbid (principal, action, resource) when { context.escalates };
+@id("tainted") forbid (principal, action, resource) when { context.tainted };
+@id("later") forbid (principal, action, resource) when { context.now >= 1796083210 };
+"#;
+
+#[test]
+fn memoised_decisions_are_the_decisions_cedar_makes_for_every_part_of_a_request() {
+    let engine = engine_with(&[source("every-part.cedar", EVERY_PART)]);
+    let plain = portcullis_test_support::alice().envelope();
+    let eng = portcullis_test_support::alice().groups(&["eng"]).envelope();
+    let globex = portcullis_test_support::alice().tenant("globex").envelope();
+    let bob = portcullis_test_support::person("bob").envelope();
+    let scoped = portcullis_test_support::alice()
+        .scopes(&["files:write"])
+        .envelope();
+    let no_scopes = BTreeSet::new();
+    let write_scope = BTreeSet::from(["files:write".to_owned()]);
+    let base = Request {
+        envelope: &plain,
+        action: Action::CallTool,
+        upstream: "files",
+        surface: Surface::Filesystem,
+        target: Target::Tool {
+            name: "write_file",
+            effect: Effect::Write,
+            required_scopes: &no_scopes,
+            arguments: None,
+        },
+        now: NOW,
+        facts: Facts::default(),
+    };
+    let tool = |name, effect, required_scopes| Target::Tool {
+        name,
+        effect,
+        required_scopes,
+        arguments: None,
+    };
+    let facts = |f: fn(&mut Facts)| {
+        let mut facts = Facts::default();
+        f(&mut facts);
+        facts
+    };
+    let requests = [
+        base,
+        Request {
+            envelope: &eng,
+            ..base
+        },
+        Request {
+            envelope: &globex,
+            ..base
+        },
+        Request {
+            envelope: &bob,
+            ..base
+        },
+        Request {
+            upstream: "mail",
+            ..base
+        },
+        Request {
+            surface: Surface::Shell,
+            ..base
+        },
+        Request {
+            target: tool("drop_table", Effect::Write, &no_scopes),
+            ..base
+        },
+        Request {
+            target: tool("write_file", Effect::Read, &no_scopes),
+            ..Request {
+                envelope: &eng,
+                ..base
+            }
+        },
+        Request {
+            target: tool("write_file", Effect::Write, &write_scope),
+            ..base
+        },
+        Request {
+            envelope: &scoped,
+            target: tool("write_file", Effect::Write, &write_scope),
+            ..base
+        },
+        Request {
+            action: Action::ListTool,
+            target: tool("hidden", Effect::Write, &no_scopes),
+            ..base
+        },
+        Request {
+            target: tool("hidden", Effect::Write, &no_scopes),
+            ..base
+        },
+        Request {
+            action: Action::GetPrompt,
+            target: Target::Prompt { name: "secret" },
+            ..base
+        },
+        Request {
+            action: Action::GetPrompt,
+            target: Target::Prompt { name: "greeting" },
+            ..base
+        },
+        Request {
+            action: Action::ReadResource,
+            target: Target::Resource { uri: "secret://a" },
+            ..base
+        },
+        Request {
+            action: Action::ReadResource,
+            target: Target::Resource { uri: "file:///a" },
+            ..base
+        },
+        Request {
+            facts: facts(|f| f.crosses_tenant = true),
+            ..base
+        },
+        Request {
+            facts: facts(|f| f.new_recipient = true),
+            ..base
+        },
+        Request {
+            facts: facts(|f| f.escalates = true),
+            ..base
+        },
+        Request {
+            facts: facts(|f| f.tainted = true),
+            ..base
+        },
+        Request {
+            now: NOW + 10,
+            ..base
+        },
+    ];
+    // Twice through the memo, in order: a part the key left out would answer a later request
+    // with an earlier one's decision.
+    for round in 0..2 {
+        for (n, request) in requests.iter().enumerate() {
+            assert_eq!(
+                engine.decide(request),
+                engine.decide_now(request),
+                "request {n}, round {round}"
+            );
+        }
+    }
+    let distinct: BTreeSet<String> = requests
+        .iter()
+        .map(|request| engine.decide_now(request).to_string())
+        .collect();
+    assert!(
+        distinct.len() >= 15,
+        "the requests are decided differently: {distinct:?}"
+    );
+    assert_eq!(
+        engine.memoised(),
+        requests.len(),
+        "each request was kept once"
+    );
+}
+
+#[test]
+fn decisions_are_not_memoised_when_a_policy_reads_the_arguments() {
+    let engine = engine_with(&[
+        source("default.cedar", SHIPPED_POLICY),
+        source("extra.cedar", EXTRA),
+    ]);
+    let envelope = envelope(&[], Some("acme"), &[]);
+    let scopes = BTreeSet::new();
+    let send = |to: &str| {
+        let arguments = serde_json::json!({ "to": to });
+        engine
+            .decide(&Request {
+                envelope: &envelope,
+                action: Action::CallTool,
+                upstream: "mail",
+                surface: Surface::HttpApi,
+                target: Target::Tool {
+                    name: "send_email",
+                    effect: Effect::Send,
+                    required_scopes: &scopes,
+                    arguments: arguments.as_object(),
+                },
+                now: NOW,
+                facts: Facts::default(),
+            })
+            .verdict
+    };
+    assert_ne!(send("bob@acme.example"), Verdict::Deny);
+    assert_eq!(send("x@evil.example"), Verdict::Deny);
+    assert_ne!(send("bob@acme.example"), Verdict::Deny);
+    assert_eq!(engine.memoised(), 0);
+}
+
+#[test]
+fn the_memo_is_bounded() {
+    let engine = engine_with(&[source("default.cedar", SHIPPED_POLICY)]);
+    let envelope = envelope(&[], None, &[]);
+    let scopes = BTreeSet::new();
+    let names: Vec<String> = (0..crate::memo::MEMO_LIMIT + 10)
+        .map(|n| format!("tool_{n}"))
+        .collect();
+    for name in &names {
+        engine.decide(&Request {
+            envelope: &envelope,
+            action: Action::CallTool,
+            upstream: "files",
+            surface: Surface::Filesystem,
+            target: Target::Tool {
+                name,
+                effect: Effect::Read,
+                required_scopes: &scopes,
+                arguments: None,
+            },
+            now: NOW,
+            facts: Facts::default(),
+        });
+        assert!(engine.memoised() <= crate::memo::MEMO_LIMIT);
+    }
+    assert!(engine.memoised() > 0);
+}
