@@ -407,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let policy_summary = policy::measure_policy(args.policy_decisions)?;
+    let policy_figures = policy::measure_policy(args.policy_decisions)?;
     let direct_p50 = rows
         .iter()
         .find(|row| row.transport == Transport::Stdio && row.level.concurrency == 1)
@@ -424,11 +424,7 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.json {
         let mut value = report::json(&settings, &rows, &memory);
-        let policy_value = serde_json::json!({
-            "decisions": policy_summary.calls,
-            "p50": policy_summary.p50.as_secs_f64() * 1e6,
-            "p99": policy_summary.p99.as_secs_f64() * 1e6,
-        });
+        let policy_value = policy_figures.json();
         if let Some(object) = value.as_object_mut() {
             object.insert("policy_us".to_owned(), policy_value);
             if let Some(figures) = &node_figures {
@@ -453,7 +449,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(figures) = &session_figures {
             print!("{}", figures.table());
         }
-        println!("\n{}", policy::describe(&policy_summary, direct_p50));
+        print!("\n{}", policy_figures.describe(direct_p50));
     }
     Ok(())
 }
