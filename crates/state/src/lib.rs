@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod evidence;
 mod migrate;
 mod replicas;
 
@@ -25,6 +26,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use approvals::StoredClaim;
+pub use evidence::{ChainReport, EvidenceCopier};
 pub use migrate::SCHEMA_VERSION;
 pub use replicas::OtherPolicy;
 
@@ -52,6 +54,9 @@ pub enum StoreError {
     /// A statement failed or took too long.
     #[error("the database refused an operation: {0}")]
     Failed(String),
+    /// A replica's evidence could not be copied, or its log and its copy disagree.
+    #[error("the evidence copy in the database: {0}")]
+    Evidence(String),
     /// The schema was migrated by a newer Portcullis.
     #[error(
         "the database schema is at version {found}, newer than this portcullis knows ({known}); run the newer portcullis"

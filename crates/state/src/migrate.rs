@@ -4,16 +4,17 @@ use crate::{StoreError, bounded};
 
 /// Every migration, in order: version, SQL. A shipped migration is never edited (a database
 /// that applied it would not apply it again); a change is a new one.
-const MIGRATIONS: &[(i32, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (
         1,
         include_str!("../migrations/0001_stateless_approvals.sql"),
     ),
     (2, include_str!("../migrations/0002_replicas.sql")),
+    (4, include_str!("../migrations/0004_evidence.sql")),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The advisory lock migrations hold (transaction-scoped): "portcull" in ASCII, so that
 /// another program's locks on the same database are unlikely to collide with it.
