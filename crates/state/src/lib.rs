@@ -85,6 +85,30 @@ impl Store {
     /// Connects to the database `url` names (a `postgres://` URL or `key=value` string) as
     /// `replica`, and brings its schema up to date. `url` is a secret: it appears in no error.
     pub async fn connect(url: &str, replica: &str) -> Result<Self, StoreError> {
+        let store = Self::pool(url, replica)?;
+        let mut client = store.client().await?;
+        migrate::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    /// Connects to the database `url` names to read its evidence (`portcullis audit`),
+    /// changing nothing: its schema is not migrated, and one that holds no evidence tables
+    /// yet is refused.
+    pub async fn connect_to_read(url: &str) -> Result<Self, StoreError> {
+        let store = Self::pool(url, "audit")?;
+        let client = store.client().await?;
+        let found = migrate::version(&client).await?;
+        if found < migrate::EVIDENCE_SINCE {
+            return Err(StoreError::Evidence(format!(
+                "the database holds no evidence: its schema is at version {found}, and replicas copy evidence from version {}",
+                migrate::EVIDENCE_SINCE
+            )));
+        }
+        Ok(store)
+    }
+
+    /// A pool of connections to `url` (none made yet), writing as `replica`.
+    fn pool(url: &str, replica: &str) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::InvalidUrl)?;
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::TlsRequired);
@@ -107,13 +131,10 @@ impl Store {
             .recycle_timeout(Some(OPERATION_LIMIT))
             .build()
             .map_err(|error| StoreError::Unreachable(error.to_string()))?;
-        let store = Self {
+        Ok(Self {
             pool,
             replica: replica.to_owned(),
-        };
-        let mut client = store.client().await?;
-        migrate::migrate(&mut client).await?;
-        Ok(store)
+        })
     }
 
     /// Whether the database answers now (for readiness).

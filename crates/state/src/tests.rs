@@ -468,11 +468,9 @@ async fn a_restarted_replica_copies_what_its_log_holds_beyond_the_database() {
     // A log that lost records the database holds (replaced, or its unsynced end gone with
     // the power) is refused: new records would fork the chain.
     let bytes = std::fs::read(&path).unwrap();
-    let cut = bytes[..bytes.len() - 1]
-        .iter()
-        .rposition(|byte| *byte == b'\n')
-        .unwrap();
-    std::fs::write(&path, &bytes[..=cut]).unwrap();
+    let whole = bytes.strip_suffix(b"\n").unwrap();
+    let cut = whole.iter().rposition(|byte| *byte == b'\n').unwrap();
+    std::fs::write(&path, whole.get(..=cut).unwrap()).unwrap();
     let refused = EvidenceCopier::start(store.clone(), path, public_key)
         .await
         .unwrap_err();
