@@ -782,6 +782,52 @@ async fn reopening_continues_the_chain() {
 }
 
 #[tokio::test]
+async fn a_replicas_log_names_it_on_every_line_and_is_continued_only_as_that_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.jsonl");
+    let as_replica = |name: &str| Options {
+        checkpoint_every: NonZeroU64::new(3),
+        replica: Some(name.to_owned()),
+        ..Options::default()
+    };
+    write_log(&path, records(4), as_replica("r1")).await;
+    write_log(&path, records(1), as_replica("r1")).await;
+    let lines = lines_of(&path);
+    assert_eq!(lines.len(), 6);
+    for (seq, line) in lines.iter().enumerate() {
+        let text = String::from_utf8_lossy(line);
+        assert!(
+            text.starts_with(&format!("{{\"seq\":{seq},\"replica\":\"r1\",\"prev\":")),
+            "{text}"
+        );
+    }
+    assert!(verify(&path, None).unwrap().is_intact());
+    let entry = read(&path, Filter::default())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.replica.as_deref(), Some("r1"));
+    assert!(
+        render_line(&entry).contains("#0 @r1  call_intent"),
+        "{}",
+        render_line(&entry)
+    );
+
+    // Not continued as another replica, nor as a single process: the chain would mix two.
+    for (options, named) in [
+        (as_replica("r2"), "as replica `r2`"),
+        (Options::default(), "as a single process"),
+    ] {
+        let refused = EvidenceLog::open(&path, options).unwrap_err().to_string();
+        assert!(
+            refused.contains("written by replica `r1`") && refused.contains(named),
+            "{refused}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn reopening_refuses_a_damaged_tail() {
     type Damage = fn(&mut Vec<Vec<u8>>);
     let cases: [(&str, Damage); 3] = [

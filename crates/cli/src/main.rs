@@ -318,19 +318,18 @@ struct AuditDatabase {
 }
 
 impl AuditDatabase {
-    /// The database named, connected to read (nothing in it is changed); `None` for a file.
+    /// The database named, connected to read (nothing in it is changed).
     fn connect(
         &self,
         runtime: &tokio::runtime::Runtime,
-    ) -> anyhow::Result<Option<portcullis_state::Store>> {
+    ) -> anyhow::Result<portcullis_state::Store> {
         let Some(name) = &self.database else {
-            return Ok(None);
+            bail!("name an evidence log, or `--database`");
         };
         let url = std::env::var(name).with_context(|| format!("`{name}` is not set"))?;
-        let store = runtime
+        runtime
             .block_on(portcullis_state::Store::connect_to_read(&url))
-            .map_err(|error| anyhow::anyhow!("the database named by `{name}`: {error}"))?;
-        Ok(Some(store))
+            .map_err(|error| anyhow::anyhow!("the database named by `{name}`: {error}"))
     }
 }
 
@@ -424,10 +423,7 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let runtime = runtime()?;
-            let Some(store) = database.connect(&runtime)? else {
-                bail!("name an evidence log, or `--database`");
-            };
-            verify_database(&runtime, &store)
+            verify_database(&runtime, &database.connect(&runtime)?)
         }
         AuditCommand::Verify {
             file: Some(file),
@@ -474,9 +470,7 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             database,
         } => {
             let runtime = runtime()?;
-            let Some(store) = database.connect(&runtime)? else {
-                bail!("name an evidence log, or `--database`");
-            };
+            let store = database.connect(&runtime)?;
             let json = filter.json;
             let filter = filter.filter()?;
             let mut entries = Vec::new();
@@ -554,10 +548,7 @@ fn verify_database(
             .written_by
             .as_deref()
             .map_or_else(String::new, |by| format!(" (last copied by {by})"));
-        println!(
-            "replica {}{written_by}: {}",
-            chain.replica, chain.report
-        );
+        println!("replica {}{written_by}: {}", chain.replica, chain.report);
         if chain.report.signer.is_some() {
             println!(
                 "  (the public key is the one the replica registered in the database: compare it with `portcullis audit public-key` of its log)"
@@ -1236,7 +1227,9 @@ fn open_evidence(
         ),
     };
     let options = portcullis_audit::Options {
-        replica: chain.as_ref().map(portcullis_audit::PublicKey::replica_name),
+        replica: chain
+            .as_ref()
+            .map(portcullis_audit::PublicKey::replica_name),
         durability: match config.evidence.durability {
             portcullis_config::Durability::Process => portcullis_audit::Durability::Process,
             portcullis_config::Durability::Disk => portcullis_audit::Durability::Disk,

@@ -28,11 +28,9 @@ const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 /// failure rolls everything back, so a schema is never half-applied.
 /// The schema version the database is at (0: none), without changing anything.
 pub(crate) async fn version(client: &tokio_postgres::Client) -> Result<i32, StoreError> {
-    let exists = bounded(client.query_one(
-        "SELECT to_regclass('portcullis_schema') IS NOT NULL",
-        &[],
-    ))
-    .await?;
+    let exists =
+        bounded(client.query_one("SELECT to_regclass('portcullis_schema') IS NOT NULL", &[]))
+            .await?;
     if !exists.get::<_, bool>(0) {
         return Ok(0);
     }

@@ -281,7 +281,7 @@ async fn each_replicas_evidence_chain_verifies_in_the_database_and_tampering_is_
     ];
     let (_log_a, _copier_a, a) = replica_evidence(&stores[0], dirs[0].path(), 10).await;
     let (_log_b, _copier_b, b) = replica_evidence(&stores[1], dirs[1].path(), 6).await;
-    let mut names = vec![a.clone(), b.clone()];
+    let mut names = [a.clone(), b.clone()];
     names.sort();
     let intact: Vec<_> = names.iter().map(|name| (name.clone(), None)).collect();
     assert_eq!(verdicts(&stores[0]).await, intact);
