@@ -246,7 +246,24 @@ pub fn verify_stored(
             .into_iter()
             .map(|line| Ok::<_, Infallible>(Line::Complete(line))),
     );
-    scan.finish()
+    let mut report = scan.finish();
+    // INVARIANT: unlike a head file, which lags its log, a stored head is replaced in the
+    // transaction that stores the lines it covers: a line past it was added since (by someone
+    // who could recompute the chain but not sign a head), or the head was put back to an
+    // earlier one to hide what follows.
+    if report.problem.is_none() && report.beyond_head > 0 {
+        report.problem = Some(Problem {
+            kind: ProblemKind::Inserted,
+            seq: report.acknowledged,
+            line: None,
+            detail: format!(
+                "{} records lie past the stored head, which is replaced with the records it covers: they were added since, or the head was put back to an earlier one",
+                report.beyond_head
+            ),
+        });
+        report.beyond_head = 0;
+    }
+    report
 }
 
 /// A line as read: complete (its newline cut off), or a final one cut short.

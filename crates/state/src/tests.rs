@@ -280,7 +280,7 @@ async fn each_replicas_evidence_chain_verifies_in_the_database_and_tampering_is_
         store(&postgres, "host:2").await,
     ];
     let (_log_a, _copier_a, a) = replica_evidence(&stores[0], dirs[0].path(), 10).await;
-    let (_log_b, _copier_b, b) = replica_evidence(&stores[1], dirs[1].path(), 6).await;
+    let (log_b, copier_b, b) = replica_evidence(&stores[1], dirs[1].path(), 6).await;
     let mut names = [a.clone(), b.clone()];
     names.sort();
     let intact: Vec<_> = names.iter().map(|name| (name.clone(), None)).collect();
@@ -353,6 +353,52 @@ async fn each_replicas_evidence_chain_verifies_in_the_database_and_tampering_is_
          WHERE r.replica = $1 AND o.replica = $1 AND r.seq IN (5, 6) AND o.seq = 11 - r.seq",
     )
     .await;
+    assert_eq!(verdicts(&stores[0]).await, intact);
+
+    // B's head put back to an earlier one (genuinely signed), hiding the record after it.
+    let head_of = |replica: String| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT head FROM evidence_chain WHERE replica = $1",
+                    &[&replica],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let earlier = head_of(b.clone()).await;
+    let receipt = log_b.append(started(6)).await.unwrap();
+    copier_b.copied(receipt.seq).await.unwrap();
+    let later = head_of(b.clone()).await;
+    let put_back = |head: String| {
+        let client = &client;
+        let b = b.clone();
+        async move {
+            client
+                .execute(
+                    "UPDATE evidence_chain SET head = $2 WHERE replica = $1",
+                    &[&b, &head],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    put_back(earlier).await;
+    let rolled_back = verdicts(&stores[0])
+        .await
+        .into_iter()
+        .find(|(name, _)| *name == b)
+        .and_then(|(_, problem)| problem)
+        .unwrap();
+    assert!(
+        rolled_back.starts_with("inserted record at seq 7")
+            && rolled_back.contains("1 records lie past the stored head"),
+        "{rolled_back}"
+    );
+    put_back(later).await;
     assert_eq!(verdicts(&stores[0]).await, intact);
 
     // A deleted row in the middle, then the last one: both found, the second by the head.
