@@ -4,7 +4,9 @@
 //! approved stateless call runs only on the replica whose claim the database accepted (a
 //! primary key, so a second claim inserts nothing), whichever replica each retry reaches.
 //! Nothing here decides policy or talks MCP: the gateway hands in fingerprints and results
-//! as plain values.
+//! as plain values. Each replica's evidence chain is copied here too (`evidence.rs`), line for
+//! line as its log holds it, before a record is acknowledged: the bytes and their verifier are
+//! `portcullis-audit`'s, this crate only stores them.
 //!
 //! The schema is versioned (`migrations/NNNN_*.sql`, compiled in) and brought up to date by
 //! [`Store::connect`] in one transaction under an advisory lock, so replicas starting together
