@@ -4,6 +4,8 @@
 //! shared file, so a send counts once whichever replica ran it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use portcullis_test_support::TestPostgres;
@@ -11,7 +13,7 @@ use serde_json::Value;
 
 use crate::support::{
     Config, HaProxy, Identity, Portcullis, Scratch, Tool, Upstream, fixture_policy, free_port,
-    raw_http, result_text, stateless_call,
+    raw_http, result_text, stateless_call, try_stateless_call,
 };
 
 const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
@@ -106,10 +108,13 @@ fn replica_config(work: &Path, port: u16, balancer: u16) -> Config {
 }
 
 fn replica_config_under(work: &Path, port: u16, balancer: u16, policy: &str) -> Config {
-    let fx = Upstream::fixture("fx", work).trusted().tool(
-        "send_message",
-        Tool::send().recipients(&["/to"]).irreversible(),
-    );
+    let fx = Upstream::fixture("fx", work)
+        .trusted()
+        .tool(
+            "send_message",
+            Tool::send().recipients(&["/to"]).irreversible(),
+        )
+        .tool("echo", Tool::read());
     Config::new()
         .approval_timeout_secs(60)
         .approval_page_off()
@@ -431,4 +436,149 @@ fn a_replica_started_with_another_policy_is_reported() {
         "{}",
         first.log()
     );
+}
+
+/// `portcullis audit ARGS` with the database's connection string in [`URL_ENV`]: the exit
+/// status's success, and stdout with stderr.
+fn audit_database(url: &str, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(crate::support::bin("portcullis"))
+        .arg("audit")
+        .args(args)
+        .env(URL_ENV, url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// What the database's evidence says of the echo `text`: the replica whose chain holds its
+/// intent, and whether that chain holds the intent's outcome too.
+fn evidence_of(lines: &[Value], text: &str) -> Option<(String, bool)> {
+    let intent = lines.iter().find(|line| {
+        let event = &line["record"]["event"];
+        event["kind"] == "call_intent" && event["arguments"]["redacted"]["text"] == text
+    })?;
+    let replica = intent["replica"].as_str()?.to_owned();
+    let request = &intent["record"]["event"]["request"]["request_id"];
+    let outcome = lines.iter().any(|line| {
+        let event = &line["record"]["event"];
+        line["replica"] == replica.as_str()
+            && event["kind"] == "call_outcome"
+            && event["request"]["request_id"] == *request
+    });
+    Some((replica, outcome))
+}
+
+#[test]
+fn evidence_of_every_answered_call_survives_a_replica_killed_under_load() {
+    let mut topology = Topology::start();
+    let url = topology.postgres.url();
+    let port = topology.balancer.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Four clients calling through the balancer until told to stop; each call's text is
+    // unique, so its records can be found. Kept: the texts that got an answer.
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut answered = Vec::new();
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let text = format!("call {client}-{n}");
+                    let arguments = serde_json::json!({ "text": text }).to_string();
+                    // A call in flight on the replica killed gets the balancer's 502: unanswered.
+                    if let Ok(answer) = try_stateless_call(port, None, "fx.echo", &arguments, None)
+                    {
+                        assert_eq!(result_text(&answer["result"]), text, "{answer}");
+                        answered.push(text);
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_port = topology.port(1);
+    topology.replicas[1].0.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = Vec::new();
+    for client in clients {
+        answered.extend(
+            client
+                .join()
+                .unwrap_or_else(|_| panic!("a client panicked")),
+        );
+    }
+    assert!(
+        answered.len() >= 20,
+        "too few calls ran: {}",
+        answered.len()
+    );
+
+    // Before the killed replica is back: every answered call's intent and outcome are in
+    // the database already, whichever replica ran it.
+    let (shown, json) = audit_database(&url, &["show", "--database", URL_ENV, "--json"]);
+    assert!(shown, "{json}");
+    let lines: Vec<Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let mut by_replica = std::collections::BTreeMap::<String, usize>::new();
+    for text in &answered {
+        let found = evidence_of(&lines, text);
+        let Some((replica, true)) = found else {
+            panic!("the call `{text}` was answered, and the database holds {found:?} of it");
+        };
+        *by_replica.entry(replica).or_default() += 1;
+    }
+    assert_eq!(
+        by_replica.len(),
+        3,
+        "the calls did not spread: {by_replica:?}"
+    );
+    let (verified, report) = audit_database(&url, &["verify", "--database", URL_ENV]);
+    assert!(verified, "{report}");
+    assert_eq!(report.matches(": intact").count(), 3, "{report}");
+
+    // The killed replica starts again on its own log: what it wrote and had not copied is
+    // copied now, its chain goes on, and every replica's chain still verifies.
+    let (_, scratch) = &topology.replicas[1];
+    let config = scratch.config(replica_config(&topology.work, killed_port, port));
+    let restarted = Portcullis::http_on(
+        &config,
+        &format!("127.0.0.1:{killed_port}"),
+        &[(URL_ENV, url.as_str()), (KEY_ENV, STATE_KEY)],
+    );
+    let after = stateless_call(restarted.port, None, "fx.echo", r#"{"text":"after"}"#, None);
+    assert_eq!(result_text(&after["result"]), "after", "{after}");
+    let (verified, report) = audit_database(&url, &["verify", "--database", URL_ENV]);
+    assert!(verified, "{report}");
+    assert_eq!(report.matches(": intact").count(), 3, "{report}");
+    let (_, json) = audit_database(&url, &["show", "--database", URL_ENV, "--json"]);
+    let lines: Vec<Value> = json
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let killed_file =
+        std::fs::read_to_string(scratch.path().join("state/evidence.jsonl")).unwrap_or_default();
+    let killed_replica = evidence_of(&lines, "after").map(|(replica, _)| replica);
+    let copied = lines
+        .iter()
+        .filter(|line| line["replica"].as_str() == killed_replica.as_deref())
+        .count();
+    assert_eq!(
+        copied,
+        killed_file.lines().count(),
+        "the restarted replica's log and its copy differ"
+    );
+    assert!(!report.contains(topology.postgres.password()), "{report}");
+    assert!(!json.contains(topology.postgres.password()));
 }

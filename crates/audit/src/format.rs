@@ -1,6 +1,7 @@
 //! The bytes on disk: one hash-chained line per record, and the head file beside the log.
 //!
-//! A line is `{"seq":N,"prev":"<hex>","record":{…},"hash":"<hex>"}` followed by `\n`, where
+//! A line is `{"seq":N,"prev":"<hex>","record":{…},"hash":"<hex>"}` followed by `\n` (with
+//! `"replica":"<id>"` after `seq` when the log is one replica's chain of several), where
 //! `hash` is SHA-256 over the line's own bytes with the `,"hash":"…"` member cut off (the
 //! *body*, which ends in `}` and contains `prev`). Hashing the bytes as written, rather than a
 //! re-serialization of the parsed value, keeps verification independent of serde_json's
@@ -31,6 +32,8 @@ const KEYED_SUFFIX_LEN: usize = HASH_PREFIX.len() + HEX_LEN + MAC_PREFIX.len() +
 #[derive(Serialize)]
 struct BodyOut<'a> {
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<&'a str>,
     prev: &'a str,
     record: &'a EvidenceRecord,
 }
@@ -39,6 +42,8 @@ struct BodyOut<'a> {
 #[serde(deny_unknown_fields)]
 struct BodyIn {
     seq: u64,
+    #[serde(default)]
+    replica: Option<String>,
     prev: String,
     record: serde_json::Value,
 }
@@ -49,15 +54,21 @@ pub(crate) struct Encoded {
     pub hash: String,
 }
 
-/// Encode the record with this `seq` after the record whose hash is `prev`, its hash keyed
-/// with `mac` (see `LogKey::chain_mac`).
+/// Encode the record with this `seq` of the chain of `replica` (if the log is one replica's)
+/// after the record whose hash is `prev`, its hash keyed with `mac` (see `LogKey::chain_mac`).
 pub(crate) fn encode(
     seq: u64,
+    replica: Option<&str>,
     prev: &str,
     record: &EvidenceRecord,
     mac: impl Fn(&str) -> String,
 ) -> Result<Encoded, serde_json::Error> {
-    let mut line = serde_json::to_vec(&BodyOut { seq, prev, record })?;
+    let mut line = serde_json::to_vec(&BodyOut {
+        seq,
+        replica,
+        prev,
+        record,
+    })?;
     let hash = sha256_hex(&line);
     // The body is a JSON object, so it ends in `}`; the hash and mac go in just before it.
     line.pop();
@@ -73,6 +84,8 @@ pub(crate) fn encode(
 #[derive(Debug)]
 pub(crate) struct Decoded {
     pub seq: u64,
+    /// The replica whose chain the line belongs to, when the log is one replica's of several.
+    pub replica: Option<String>,
     pub prev: String,
     pub hash: String,
     pub hash_matches: bool,
@@ -133,6 +146,7 @@ pub(crate) fn decode(line: &[u8]) -> Result<Decoded, String> {
     }
     Ok(Decoded {
         seq: parsed.seq,
+        replica: parsed.replica,
         prev: parsed.prev,
         hash,
         hash_matches,

@@ -173,6 +173,14 @@ impl PublicKey {
             })
     }
 
+    /// The name of the replica whose log this key signs, when several replicas each keep a
+    /// chain: the first 16 hex digits of the key. Why not the host name or the process: the
+    /// name must stay with the log (a restarted replica continues its chain) and differ
+    /// between logs (replicas on one host, a pod that comes back with a fresh disk).
+    pub fn replica_name(&self) -> String {
+        hex(self.0.get(..8).unwrap_or_default())
+    }
+
     /// Whether `signature` (hex) is this key's over the checkpoint `from..=to` ending in `head`.
     pub(crate) fn checks_checkpoint(
         &self,

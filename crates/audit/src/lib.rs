@@ -19,6 +19,7 @@ mod key;
 mod log;
 mod read;
 mod redact;
+mod ship;
 mod verify;
 
 pub use digest::{digest_bytes, digest_json, recorded_json};
@@ -26,9 +27,12 @@ pub use error::AuditError;
 pub use format::{GENESIS, Head, head_path};
 pub use key::{LogKey, PublicKey, SharedArgumentKey, key_path};
 pub use log::{Durability, EvidenceLog, Options, Receipt, Stats};
-pub use read::{Entry, Filter, Records, read, render_line, render_time, tail};
+pub use read::{Entry, Filter, Records, read, read_stored, render_line, render_time, tail};
 pub use redact::{REDACTED, is_secret_name, redact, values_at};
-pub use verify::{Problem, ProblemKind, TornTail, VerifyReport, verify};
+pub use ship::{Shipment, Shipping};
+pub use verify::{
+    Problem, ProblemKind, StoredChain, TornTail, VerifyReport, verify, verify_stored,
+};
 
 #[cfg(test)]
 mod tests;

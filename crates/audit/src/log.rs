@@ -57,6 +57,10 @@ pub struct Options {
     /// The head file is replaced at most this often (after a sync), and when the log closes:
     /// records cut from the end of the log since its last replacement go unnoticed.
     pub head_interval: Duration,
+    /// The replica whose chain this log is, when several replicas each keep one (shared state
+    /// in PostgreSQL): every line then names it, and a log whose lines name another (or none)
+    /// is not continued. `None`: one process, and the lines name nobody (no bytes added).
+    pub replica: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             durability: Durability::Process,
             sync_interval: Duration::from_millis(10),
             head_interval: Duration::from_secs(1),
+            replica: None,
         }
     }
 }
@@ -196,7 +201,7 @@ impl EvidenceLog {
                         ));
                     }
                 };
-                let head = recover_tail(&mut file, path, head, &key)?;
+                let head = recover_tail(&mut file, path, head, &key, options.replica.as_deref())?;
                 (file, head)
             }
             Err(error) => return Err(AuditError::io("create", path, error)),
@@ -212,6 +217,7 @@ impl EvidenceLog {
             file: Arc::clone(&file),
             head: head.clone(),
             checkpoint_every: options.checkpoint_every,
+            replica: options.replica.clone(),
             counters: Arc::clone(&counters),
             unsynced_since: None,
             failure: None,
@@ -353,6 +359,8 @@ struct Chain {
     /// The chain as of the last write: what the next record chains on.
     head: Head,
     checkpoint_every: Option<NonZeroU64>,
+    /// The replica every line names (`Options::replica`).
+    replica: Option<String>,
     counters: Arc<Counters>,
     /// When the first write not yet synced was made.
     unsynced_since: Option<Instant>,
@@ -419,7 +427,8 @@ impl Chain {
         let mut receipts = Vec::with_capacity(records.len());
         let mut lines = 0_u64;
         for record in records {
-            let encoded = format::encode(next.next_seq, &next.hash, record, |hash| {
+            let replica = self.replica.as_deref();
+            let encoded = format::encode(next.next_seq, replica, &next.hash, record, |hash| {
                 self.key.chain_mac(hash)
             })
             .map_err(|error| format!("cannot encode a record: {error}"))?;
@@ -446,10 +455,11 @@ impl Chain {
                         ),
                     }),
                 );
-                let encoded = format::encode(next.next_seq, &next.hash, &checkpoint, |hash| {
-                    self.key.chain_mac(hash)
-                })
-                .map_err(|error| format!("cannot encode a checkpoint: {error}"))?;
+                let encoded =
+                    format::encode(next.next_seq, replica, &next.hash, &checkpoint, |hash| {
+                        self.key.chain_mac(hash)
+                    })
+                    .map_err(|error| format!("cannot encode a checkpoint: {error}"))?;
                 push_line(&mut next, &mut bytes, encoded);
                 next.checkpoint_from = next.next_seq;
                 lines += 1;
@@ -763,6 +773,7 @@ fn recover_tail(
     path: &Path,
     head: Head,
     key: &LogKey,
+    replica: Option<&str>,
 ) -> Result<Head, AuditError> {
     let len = file_len(file, path)?;
     if len < head.end {
@@ -848,6 +859,25 @@ fn recover_tail(
                 ),
             ));
         }
+        // INVARIANT: one log is one replica's chain: a log written as another replica (or as
+        // one process, naming none) is not continued under this name, or its chain would mix
+        // two, and a replica's database copy would not match its file.
+        if decoded.replica.as_deref() != replica {
+            return Err(AuditError::unusable(
+                path,
+                format!(
+                    "its records were written {}, and this process writes {}: give each replica its own evidence log (move this one aside to start a new one)",
+                    decoded.replica.as_deref().map_or_else(
+                        || "by a single process (no replica)".to_owned(),
+                        |name| format!("by replica `{name}`")
+                    ),
+                    replica.map_or_else(
+                        || "as a single process".to_owned(),
+                        |name| format!("as replica `{name}`")
+                    ),
+                ),
+            ));
+        }
         if first {
             // The record the head names must be exactly where and what the head says.
             first = false;
@@ -895,7 +925,11 @@ fn recover_tail(
 
 /// A head file must carry this log's signature: one rewritten without the key (to hide
 /// records cut from the end, say) is refused.
-fn check_head_signature(head: &Head, key: &LogKey, log: &Path) -> Result<(), AuditError> {
+pub(crate) fn check_head_signature(
+    head: &Head,
+    key: &LogKey,
+    log: &Path,
+) -> Result<(), AuditError> {
     if head.signature.as_deref().is_some_and(|signature| {
         key.public_key()
             .checks_head(&head.signed_fields(), signature)

@@ -20,6 +20,8 @@ use crate::format;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub seq: u64,
+    /// The replica whose chain it is in, when several replicas each keep one.
+    pub replica: Option<String>,
     /// 1-based line in the log.
     pub line: u64,
     pub record: EvidenceRecord,
@@ -136,7 +138,7 @@ impl Iterator for Records {
                         continue;
                     };
                     self.line += 1;
-                    let entry = self.entry(line);
+                    let entry = entry(&self.path.display().to_string(), self.line, line);
                     buffer.clear();
                     match entry {
                         Ok(entry) if self.filter.matches(&entry.record) => return Some(Ok(entry)),
@@ -156,33 +158,54 @@ impl Records {
     pub fn more(&mut self) {
         self.done = false;
     }
+}
 
-    fn entry(&self, line: &[u8]) -> Result<Entry, AuditError> {
-        let malformed = |reason: String| AuditError::Malformed {
-            path: self.path.display().to_string(),
-            line: self.line,
-            reason,
-        };
-        let decoded = format::decode(line).map_err(malformed)?;
-        let schema = decoded
-            .record
-            .get("schema")
-            .and_then(serde_json::Value::as_u64);
-        if schema != Some(u64::from(SCHEMA_VERSION)) {
-            return Err(malformed(format!(
-                "schema version {} is not one this build reads (it reads {SCHEMA_VERSION})",
-                schema.map_or_else(|| "missing".to_owned(), |schema| schema.to_string())
-            )));
-        }
-        let record: EvidenceRecord =
-            serde_json::from_value(decoded.record).map_err(|error| malformed(error.to_string()))?;
-        Ok(Entry {
-            seq: decoded.seq,
-            line: self.line,
-            record,
-            raw: String::from_utf8_lossy(line).into_owned(),
+/// The records of a chain kept apart from its file (one replica's, in the shared database),
+/// given as its lines in seq order, that match `filter`; `source` names it in errors.
+pub fn read_stored(
+    source: &str,
+    lines: impl IntoIterator<Item = Vec<u8>>,
+    filter: &Filter,
+) -> Vec<Result<Entry, AuditError>> {
+    lines
+        .into_iter()
+        .zip(1..)
+        .map(|(line, line_no)| entry(source, line_no, &line))
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .map_or(true, |entry| filter.matches(&entry.record))
         })
+        .collect()
+}
+
+/// The record on `line` (1-based `line_no` of `source`), or why it is not one.
+fn entry(source: &str, line_no: u64, line: &[u8]) -> Result<Entry, AuditError> {
+    let malformed = |reason: String| AuditError::Malformed {
+        path: source.to_owned(),
+        line: line_no,
+        reason,
+    };
+    let decoded = format::decode(line).map_err(malformed)?;
+    let schema = decoded
+        .record
+        .get("schema")
+        .and_then(serde_json::Value::as_u64);
+    if schema != Some(u64::from(SCHEMA_VERSION)) {
+        return Err(malformed(format!(
+            "schema version {} is not one this build reads (it reads {SCHEMA_VERSION})",
+            schema.map_or_else(|| "missing".to_owned(), |schema| schema.to_string())
+        )));
     }
+    let record: EvidenceRecord =
+        serde_json::from_value(decoded.record).map_err(|error| malformed(error.to_string()))?;
+    Ok(Entry {
+        seq: decoded.seq,
+        replica: decoded.replica,
+        line: line_no,
+        record,
+        raw: String::from_utf8_lossy(line).into_owned(),
+    })
 }
 
 /// One line for a person: time (UTC), seq, kind, user, what, decision, outcome.
@@ -204,8 +227,13 @@ pub fn render_line(entry: &Entry) -> String {
             }
         },
     );
+    // A replica's records name it beside the seq, which counts in its own chain.
+    let replica = entry
+        .replica
+        .as_ref()
+        .map_or_else(String::new, |replica| format!(" @{replica}"));
     format!(
-        "{}  #{}  {}  {user}  {what}  {decision}  {result}",
+        "{}  #{}{replica}  {}  {user}  {what}  {decision}  {result}",
         render_time(record.time_ms),
         entry.seq,
         record.event.kind(),

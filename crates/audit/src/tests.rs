@@ -256,7 +256,7 @@ fn a_line_is_its_body_plus_the_hash_of_the_body() {
             detail: None,
         }),
     );
-    let encoded = format::encode(0, GENESIS, &record, |_| "ab".repeat(32)).unwrap();
+    let encoded = format::encode(0, None, GENESIS, &record, |_| "ab".repeat(32)).unwrap();
     let line = String::from_utf8(encoded.line.clone()).unwrap();
     let body = format!(
         r#"{{"seq":0,"prev":"{GENESIS}","record":{{"schema":1,"time_ms":5,"event":{{"kind":"upstream_started","upstream":"files","detail":null}}}}}}"#
@@ -289,9 +289,13 @@ async fn a_record_appended_without_the_key_is_forged_and_never_adopted() {
     // (or none), appended after the head.
     let prev = hash_of(&lines[9]);
     for mac in [Some("00".repeat(32)), None] {
-        let mut forged = format::encode(10, &prev, &intent(10, "mallory", "send", "allow"), |_| {
-            mac.clone().unwrap_or_default()
-        })
+        let mut forged = format::encode(
+            10,
+            None,
+            &prev,
+            &intent(10, "mallory", "send", "allow"),
+            |_| mac.clone().unwrap_or_default(),
+        )
         .unwrap()
         .line;
         if mac.is_none() {
@@ -439,7 +443,7 @@ async fn a_forged_checkpoint_or_head_fails_against_the_public_key() {
     let mut damaged = lines[..4].to_vec();
     let mut prev = hash_of(&lines[3]);
     damaged.push(
-        format::encode(4, &prev, &record, |_| "00".repeat(32))
+        format::encode(4, None, &prev, &record, |_| "00".repeat(32))
             .unwrap()
             .line,
     );
@@ -449,7 +453,7 @@ async fn a_forged_checkpoint_or_head_fails_against_the_public_key() {
         let value: serde_json::Value = serde_json::from_slice(&line[..line.len() - 1]).unwrap();
         let record: EvidenceRecord = serde_json::from_value(value["record"].clone()).unwrap();
         damaged.push(
-            format::encode(seq, &prev, &record, |_| "00".repeat(32))
+            format::encode(seq, None, &prev, &record, |_| "00".repeat(32))
                 .unwrap()
                 .line,
         );
@@ -571,6 +575,7 @@ async fn an_edited_and_rehashed_record_breaks_the_next_link() {
     let prev = hash_of(&lines[4]);
     lines[5] = format::encode(
         5,
+        None,
         &prev,
         &intent(5, "mallory", "read_file", "allow"),
         keyed(&path),
@@ -606,6 +611,7 @@ async fn a_forged_line_with_a_wrong_prev_is_an_inserted_record() {
     let (_dir, path, mut lines) = damaged_copy().await;
     let forged = format::encode(
         5,
+        None,
         GENESIS,
         &intent(99, "mallory", "send", "allow"),
         keyed(&path),
@@ -622,6 +628,7 @@ async fn a_forged_line_that_chains_correctly_repeats_a_seq() {
     let prev = hash_of(&lines[4]);
     let forged = format::encode(
         5,
+        None,
         &prev,
         &intent(99, "mallory", "send", "allow"),
         keyed(&path),
@@ -664,6 +671,7 @@ async fn a_rewritten_end_is_a_head_mismatch() {
     let prev = hash_of(&lines[8]);
     lines[9] = format::encode(
         9,
+        None,
         &prev,
         &intent(9, "mallory", "read_file", "allow"),
         keyed(&path),
@@ -695,6 +703,7 @@ async fn a_torn_unacknowledged_tail_is_not_tampering_and_reopen_cuts_it() {
     let length = fs::metadata(&path).unwrap().len();
     let unacknowledged = format::encode(
         10,
+        None,
         &hash_of(&lines[9]),
         &intent(10, "alice", "x", "allow"),
         keyed(&path),
@@ -770,6 +779,52 @@ async fn reopening_continues_the_chain() {
     let report = verify(&path, None).unwrap();
     assert_eq!(report.problem, None, "{report}");
     assert_eq!((report.records, report.checkpoints), (13, 3));
+}
+
+#[tokio::test]
+async fn a_replicas_log_names_it_on_every_line_and_is_continued_only_as_that_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.jsonl");
+    let as_replica = |name: &str| Options {
+        checkpoint_every: NonZeroU64::new(3),
+        replica: Some(name.to_owned()),
+        ..Options::default()
+    };
+    write_log(&path, records(4), as_replica("r1")).await;
+    write_log(&path, records(1), as_replica("r1")).await;
+    let lines = lines_of(&path);
+    assert_eq!(lines.len(), 6);
+    for (seq, line) in lines.iter().enumerate() {
+        let text = String::from_utf8_lossy(line);
+        assert!(
+            text.starts_with(&format!("{{\"seq\":{seq},\"replica\":\"r1\",\"prev\":")),
+            "{text}"
+        );
+    }
+    assert!(verify(&path, None).unwrap().is_intact());
+    let entry = read(&path, Filter::default())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.replica.as_deref(), Some("r1"));
+    assert!(
+        render_line(&entry).contains("#0 @r1  call_intent"),
+        "{}",
+        render_line(&entry)
+    );
+
+    // Not continued as another replica, nor as a single process: the chain would mix two.
+    for (options, named) in [
+        (as_replica("r2"), "as replica `r2`"),
+        (Options::default(), "as a single process"),
+    ] {
+        let refused = EvidenceLog::open(&path, options).unwrap_err().to_string();
+        assert!(
+            refused.contains("written by replica `r1`") && refused.contains(named),
+            "{refused}"
+        );
+    }
 }
 
 #[tokio::test]

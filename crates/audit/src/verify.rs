@@ -1,5 +1,6 @@
 //! The verifier: read a whole log and its head file, and name the first thing that is wrong.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -202,32 +203,87 @@ pub fn verify(
         return Ok(scan.report());
     }
     let mut reader = BufReader::new(file);
-    let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|error| AuditError::io("read", path, error))?;
-        if read == 0 {
-            break;
+    let lines = std::iter::from_fn(move || {
+        let mut buffer = Vec::new();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) => None,
+            Ok(_) => Some(Ok(match buffer.strip_suffix(b"\n") {
+                Some(line) => Line::Complete(line.to_vec()),
+                None => Line::Torn(buffer),
+            })),
+            Err(error) => Some(Err(AuditError::io("read", path, error))),
         }
-        let length = u64::try_from(read).unwrap_or(u64::MAX);
-        match buffer.strip_suffix(b"\n") {
-            Some(line) => scan.line(line),
-            None => scan.torn(length),
-        }
-        scan.offset = scan.offset.saturating_add(length);
-        if scan.problem.is_some() {
-            if let Some(missing) = scan.looking_for {
-                return scan.finish_gap(missing, &mut reader, path);
-            }
-            break;
-        }
-    }
+    });
+    scan.run(lines)?;
     Ok(scan.finish())
 }
 
-struct Scan {
+/// One replica's chain as kept apart from its file (in the shared database of several
+/// replicas): which replica it is, its head as stored with it, and the public key its
+/// signatures are checked against.
+#[derive(Debug, Clone)]
+pub struct StoredChain {
+    pub replica: String,
+    pub head: Option<Head>,
+    pub public_key: Option<PublicKey>,
+}
+
+/// Verify a replica's chain kept apart from its file: `lines` are its records in seq order,
+/// each exactly as its log holds it (without the newline). The same checks as [`verify`] of a
+/// file (the lines' offsets are those they have in the file, which the head names), and every
+/// line must name `chain.replica`. Without the log's key no line's MAC is checked; with
+/// `chain.public_key`, every signature is.
+pub fn verify_stored(
+    lines: impl IntoIterator<Item = Vec<u8>>,
+    chain: &StoredChain,
+) -> VerifyReport {
+    let mut scan = Scan::new(chain.head.clone());
+    scan.signer = chain.public_key;
+    scan.replica = Some(Some(chain.replica.clone()));
+    // The lines are at hand: reading them cannot fail.
+    let Ok(()) = scan.run(
+        lines
+            .into_iter()
+            .map(|line| Ok::<_, Infallible>(Line::Complete(line))),
+    );
+    let mut report = scan.finish();
+    // INVARIANT: unlike a head file, which lags its log, a stored head is replaced in the
+    // transaction that stores the lines it covers: a line past it was added since (by someone
+    // who could recompute the chain but not sign a head), or the head was put back to an
+    // earlier one to hide what follows.
+    if report.problem.is_none() && report.beyond_head > 0 {
+        report.problem = Some(Problem {
+            kind: ProblemKind::Inserted,
+            seq: report.acknowledged,
+            line: None,
+            detail: format!(
+                "{} records lie past the stored head, which is replaced with the records it covers: they were added since, or the head was put back to an earlier one",
+                report.beyond_head
+            ),
+        });
+        report.beyond_head = 0;
+    }
+    report
+}
+
+/// A line as read: complete (its newline cut off), or a final one cut short.
+pub(crate) enum Line {
+    Complete(Vec<u8>),
+    Torn(Vec<u8>),
+}
+
+impl Line {
+    /// Its length in the log, newline included.
+    fn len(&self) -> u64 {
+        let bytes = match self {
+            Line::Complete(line) => line.len().saturating_add(1),
+            Line::Torn(line) => line.len(),
+        };
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+}
+
+pub(crate) struct Scan {
     head: Option<Head>,
     line_no: u64,
     offset: u64,
@@ -246,6 +302,11 @@ struct Scan {
     keyed: bool,
     /// What signatures are checked against.
     signer: Option<PublicKey>,
+    /// The replica every line must name: `None` until the first line says (a file), or set
+    /// beforehand (a chain kept in the database, whose rows say whose it is).
+    replica: Option<Option<String>>,
+    /// Where the last complete record starts.
+    last_start: u64,
 }
 
 impl Scan {
@@ -265,6 +326,72 @@ impl Scan {
             key: None,
             keyed: false,
             signer: None,
+            replica: None,
+            last_start: 0,
+        }
+    }
+
+    /// Scans on from the end of the chain `head` names (which was checked before), for the
+    /// lines written after it.
+    pub(crate) fn resume(head: &Head, key: LogKey, replica: &str) -> Self {
+        let mut scan = Self::new(None);
+        scan.offset = head.end;
+        scan.last_start = head.last_start;
+        scan.next_seq = head.next_seq;
+        scan.prev.clone_from(&head.hash);
+        scan.checkpoint_from = head.checkpoint_from;
+        scan.signer = Some(key.public_key());
+        scan.key = Some(key);
+        scan.keyed = true;
+        scan.replica = Some(Some(replica.to_owned()));
+        scan
+    }
+
+    /// The chain as far as it was scanned.
+    pub(crate) fn head(&self) -> Head {
+        Head {
+            next_seq: self.next_seq,
+            hash: self.prev.clone(),
+            last_start: self.last_start,
+            end: self.offset,
+            checkpoint_from: self.checkpoint_from,
+            ..Head::empty()
+        }
+    }
+
+    /// The log's key, when at hand.
+    pub(crate) fn key(&self) -> Option<&LogKey> {
+        self.key.as_ref()
+    }
+
+    /// The first problem found, if any.
+    pub(crate) fn problem(&self) -> Option<&Problem> {
+        self.problem.as_ref()
+    }
+
+    /// Scans `lines` up to the first problem; when it is a missing seq, reads on to tell a
+    /// deleted record from reordered ones. An error: a line could not be read.
+    fn run<E>(&mut self, mut lines: impl Iterator<Item = Result<Line, E>>) -> Result<(), E> {
+        for line in lines.by_ref() {
+            self.take(&line?);
+            if self.problem.is_some() {
+                break;
+            }
+        }
+        if let Some(missing) = self.looking_for {
+            self.find_later(missing, lines)?;
+        }
+        Ok(())
+    }
+
+    /// Scans one line (complete or torn) and moves past it.
+    pub(crate) fn take(&mut self, line: &Line) {
+        match line {
+            Line::Complete(bytes) => self.line(bytes),
+            Line::Torn(_) => self.torn(line.len()),
+        }
+        if self.problem.is_none() {
+            self.offset = self.offset.saturating_add(line.len());
         }
     }
 
@@ -307,6 +434,22 @@ impl Scan {
                     "it carries no MAC: it was not written by this log (or by an earlier version)"
                 },
             );
+            return;
+        }
+        let expected = self.replica.get_or_insert_with(|| decoded.replica.clone());
+        if *expected != decoded.replica {
+            let named = |replica: &Option<String>| {
+                replica.as_deref().map_or_else(
+                    || "no replica".to_owned(),
+                    |name| format!("replica `{name}`"),
+                )
+            };
+            let detail = format!(
+                "it names {}, in the chain of {}",
+                named(&decoded.replica),
+                named(expected)
+            );
+            self.fail(ProblemKind::Inserted, Some(seq), detail);
             return;
         }
         if seq > self.next_seq {
@@ -376,6 +519,7 @@ impl Scan {
             .offset
             .saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX))
             .saturating_add(1);
+        self.last_start = self.offset;
         if self
             .head
             .as_ref()
@@ -397,25 +541,16 @@ impl Scan {
     }
 
     /// Read on after a gap: if the missing seq appears, the records were reordered.
-    fn finish_gap(
-        mut self,
+    fn find_later<E>(
+        &mut self,
         missing: u64,
-        reader: &mut BufReader<File>,
-        path: &Path,
-    ) -> Result<VerifyReport, AuditError> {
-        let mut buffer = Vec::new();
+        lines: impl Iterator<Item = Result<Line, E>>,
+    ) -> Result<(), E> {
         let mut line_no = self.line_no;
-        loop {
-            buffer.clear();
-            let read = reader
-                .read_until(b'\n', &mut buffer)
-                .map_err(|error| AuditError::io("read", path, error))?;
-            if read == 0 {
-                break;
-            }
+        for line in lines {
             line_no += 1;
-            let line = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
-            if format::decode(line).is_ok_and(|decoded| decoded.seq == missing)
+            let (Line::Complete(bytes) | Line::Torn(bytes)) = &line?;
+            if format::decode(bytes).is_ok_and(|decoded| decoded.seq == missing)
                 && let Some(problem) = &mut self.problem
             {
                 problem.kind = ProblemKind::Reordered;
@@ -426,7 +561,7 @@ impl Scan {
                 break;
             }
         }
-        Ok(self.report())
+        Ok(())
     }
 
     fn finish(mut self) -> VerifyReport {

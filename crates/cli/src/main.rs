@@ -266,14 +266,17 @@ enum AuditCommand {
     /// Check the hash chain and the head: say whether the log was edited, cut, reordered, or
     /// had records deleted, inserted or forged, and where. Every record's MAC is checked when
     /// the log's key file (`FILE.key`) is readable; checkpoint and head signatures with it or
-    /// with `--public-key`.
+    /// with `--public-key`. With `--database`, every replica's chain in the database.
     Verify {
         /// The evidence log (e.g. `state/evidence.jsonl`).
-        file: PathBuf,
+        #[arg(required_unless_present = "database")]
+        file: Option<PathBuf>,
         /// The log's public key (64 hex digits, from `audit public-key`), or `@PATH` of a file
         /// holding it: check the signatures without the key file.
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", conflicts_with = "database")]
         public_key: Option<String>,
+        #[command(flatten)]
+        database: AuditDatabase,
     },
     /// Print the public key that checks a log's signatures (needs the log's key file), to hand
     /// to whoever must verify the log without being able to write it.
@@ -281,11 +284,15 @@ enum AuditCommand {
         /// The evidence log.
         file: PathBuf,
     },
-    /// Print the records that match, oldest first.
+    /// Print the records that match, oldest first (with `--database`: every replica's, by
+    /// time, each naming its replica).
     Show {
-        file: PathBuf,
+        #[arg(required_unless_present = "database")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         filter: AuditFilter,
+        #[command(flatten)]
+        database: AuditDatabase,
     },
     /// Print the last matching records.
     Tail {
@@ -299,6 +306,31 @@ enum AuditCommand {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+}
+
+/// Where replicas' evidence is read from instead of a file.
+#[derive(clap::Args)]
+struct AuditDatabase {
+    /// Read the evidence the replicas copied into the database whose connection string this
+    /// environment variable holds (as `[state] url_env`; the string is never printed).
+    #[arg(long, value_name = "ENV", conflicts_with = "file")]
+    database: Option<String>,
+}
+
+impl AuditDatabase {
+    /// The database named, connected to read (nothing in it is changed).
+    fn connect(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<portcullis_state::Store> {
+        let Some(name) = &self.database else {
+            bail!("name an evidence log, or `--database`");
+        };
+        let url = std::env::var(name).with_context(|| format!("`{name}` is not set"))?;
+        runtime
+            .block_on(portcullis_state::Store::connect_to_read(&url))
+            .map_err(|error| anyhow::anyhow!("the database named by `{name}`: {error}"))
+    }
 }
 
 #[derive(clap::Args)]
@@ -385,7 +417,19 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     match command {
-        AuditCommand::Verify { file, public_key } => {
+        AuditCommand::Verify {
+            database,
+            file: None,
+            ..
+        } => {
+            let runtime = runtime()?;
+            verify_database(&runtime, &database.connect(&runtime)?)
+        }
+        AuditCommand::Verify {
+            file: Some(file),
+            public_key,
+            ..
+        } => {
             let public_key = public_key.as_deref().map(read_public_key).transpose()?;
             let report = portcullis_audit::verify(file, public_key)?;
             print!("{}: {report}", file.display());
@@ -409,11 +453,43 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             println!("{}", key.public_key());
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Show { file, filter } => {
+        AuditCommand::Show {
+            file: Some(file),
+            filter,
+            ..
+        } => {
             print(
                 portcullis_audit::read(file, filter.filter()?)?.collect(),
                 filter.json,
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Show {
+            file: None,
+            filter,
+            database,
+        } => {
+            let runtime = runtime()?;
+            let store = database.connect(&runtime)?;
+            let json = filter.json;
+            let filter = filter.filter()?;
+            let mut entries = Vec::new();
+            for replica in runtime.block_on(store.evidence_replicas())? {
+                let lines = runtime.block_on(store.evidence_lines(&replica))?;
+                entries.extend(portcullis_audit::read_stored(
+                    &format!("replica {replica} in the database"),
+                    lines,
+                    &filter,
+                ));
+            }
+            // One history of the deployment: by time, each replica's in its own order.
+            entries.sort_by_key(|entry| {
+                entry
+                    .as_ref()
+                    .map(|entry| entry.record.time_ms)
+                    .unwrap_or_default()
+            });
+            print(entries, json)?;
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Tail {
@@ -453,6 +529,37 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// `audit verify --database`: every replica's chain, each with its verdict; success only when
+/// every one is intact.
+fn verify_database(
+    runtime: &tokio::runtime::Runtime,
+    store: &portcullis_state::Store,
+) -> anyhow::Result<ExitCode> {
+    let chains = runtime.block_on(store.verify_evidence())?;
+    if chains.is_empty() {
+        println!("no replica has copied evidence into the database");
+    }
+    let mut intact = true;
+    for chain in &chains {
+        intact &= chain.report.is_intact();
+        let written_by = chain
+            .written_by
+            .as_deref()
+            .map_or_else(String::new, |by| format!(" (last copied by {by})"));
+        println!("replica {}{written_by}: {}", chain.replica, chain.report);
+        if chain.report.signer.is_some() {
+            println!(
+                "  (the public key is the one the replica registered in the database: compare it with `portcullis audit public-key` of its log)"
+            );
+        }
+    }
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The identity `tools` and `explain` decide for.
@@ -940,7 +1047,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn start(
     config: &Config,
     engine: PolicyEngine,
-    evidence: Option<portcullis_audit::EvidenceLog>,
+    recorder: Recorder,
     pins: PinBook,
     shared: Option<portcullis_state::Store>,
 ) -> anyhow::Result<(std::sync::Arc<Gateway>, CancellationToken)> {
@@ -962,7 +1069,7 @@ fn start(
     let parts = GatewayParts {
         inherited: secret::upstream_environment(config)?,
         policy: engine,
-        recorder: Recorder::new(evidence, Arc::new(SystemClock)),
+        recorder,
         state_key,
         credentials,
         pins: Arc::new(pins),
@@ -1096,23 +1203,42 @@ fn logout(path: &Path, upstream: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (or continues) the evidence log config names. A log that cannot be opened, or whose
-/// tail does not verify, stops start-up: nothing may run unrecorded.
-fn open_evidence(config: &Config) -> anyhow::Result<portcullis_audit::EvidenceLog> {
+/// Opens (or continues) the evidence log config names, and the public key of its chain when
+/// config keeps state in postgres (the replica's evidence is then copied there, and every line
+/// names the replica: the key's `replica_name`). A log that cannot be opened, or whose tail
+/// does not verify, stops start-up: nothing may run unrecorded.
+fn open_evidence(
+    config: &Config,
+) -> anyhow::Result<(
+    portcullis_audit::EvidenceLog,
+    Option<portcullis_audit::PublicKey>,
+)> {
     let file = &config.evidence.file;
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the evidence directory `{}`", dir.display()))?;
     }
+    let chain = match config.state {
+        StateBackend::Local => None,
+        StateBackend::Postgres { .. } => Some(
+            portcullis_audit::LogKey::for_log(file)
+                .with_context(|| format!("cannot open the evidence log `{}`", file.display()))?
+                .public_key(),
+        ),
+    };
     let options = portcullis_audit::Options {
+        replica: chain
+            .as_ref()
+            .map(portcullis_audit::PublicKey::replica_name),
         durability: match config.evidence.durability {
             portcullis_config::Durability::Process => portcullis_audit::Durability::Process,
             portcullis_config::Durability::Disk => portcullis_audit::Durability::Disk,
         },
         ..portcullis_audit::Options::default()
     };
-    portcullis_audit::EvidenceLog::open(file, options)
-        .with_context(|| format!("cannot open the evidence log `{}`", file.display()))
+    let log = portcullis_audit::EvidenceLog::open(file, options)
+        .with_context(|| format!("cannot open the evidence log `{}`", file.display()))?;
+    Ok((log, chain))
 }
 
 /// Starts the upstreams only to look at them (`tools`, `explain`): no evidence log is opened,
@@ -1130,7 +1256,8 @@ async fn start_to_look(
         state: StateBackend::Local,
         ..config.clone()
     };
-    let (gateway, shutdown) = start(config, engine, None, pins, None)?;
+    let recorder = Recorder::new(None, Arc::new(SystemClock));
+    let (gateway, shutdown) = start(config, engine, recorder, pins, None)?;
     let longest = config
         .upstreams
         .iter()
@@ -1318,13 +1445,27 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
     // INVARIANT: pins that cannot be read stop start-up: serving against pins nobody can read
     // would serve every changed definition.
     let pins = PinBook::open(&config.file, Recording::FirstSight)?;
-    let evidence = open_evidence(&config)?;
+    let (evidence, chain) = open_evidence(&config)?;
     tracing::info!(file = %config.evidence.file.display(), "evidence log open");
     runtime()?.block_on(async move {
         // INVARIANT: shared state that cannot be reached stops start-up: a replica on its own
         // state would run a call another replica already ran.
         let shared = shared_state(&config).await?;
-        let (gateway, shutdown) = start(&config, engine, Some(evidence), pins, shared)?;
+        let mut recorder = Recorder::new(Some(evidence), Arc::new(SystemClock));
+        if let (Some(store), Some(chain)) = (&shared, chain) {
+            // INVARIANT: evidence that cannot be copied stops start-up; what the log holds
+            // beyond the database's copy (a replica killed before copying it) is copied first.
+            let copier = portcullis_state::EvidenceCopier::start(
+                store.clone(),
+                config.evidence.file.clone(),
+                chain,
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+            tracing::info!(replica = chain.replica_name(), "evidence copied to the shared database");
+            recorder = recorder.copying_to(copier);
+        }
+        let (gateway, shutdown) = start(&config, engine, recorder, pins, shared)?;
         gateway
             .record_lost_outcomes()
             .await

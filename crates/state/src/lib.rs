@@ -4,7 +4,9 @@
 //! approved stateless call runs only on the replica whose claim the database accepted (a
 //! primary key, so a second claim inserts nothing), whichever replica each retry reaches.
 //! Nothing here decides policy or talks MCP: the gateway hands in fingerprints and results
-//! as plain values.
+//! as plain values. Each replica's evidence chain is copied here too (`evidence.rs`), line for
+//! line as its log holds it, before a record is acknowledged: the bytes and their verifier are
+//! `portcullis-audit`'s, this crate only stores them.
 //!
 //! The schema is versioned (`migrations/NNNN_*.sql`, compiled in) and brought up to date by
 //! [`Store::connect`] in one transaction under an advisory lock, so replicas starting together
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod evidence;
 mod migrate;
 mod replicas;
 
@@ -25,6 +28,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use approvals::StoredClaim;
+pub use evidence::{ChainReport, EvidenceCopier};
 pub use migrate::SCHEMA_VERSION;
 pub use replicas::OtherPolicy;
 
@@ -52,6 +56,9 @@ pub enum StoreError {
     /// A statement failed or took too long.
     #[error("the database refused an operation: {0}")]
     Failed(String),
+    /// A replica's evidence could not be copied, or its log and its copy disagree.
+    #[error("the evidence copy in the database: {0}")]
+    Evidence(String),
     /// The schema was migrated by a newer Portcullis.
     #[error(
         "the database schema is at version {found}, newer than this portcullis knows ({known}); run the newer portcullis"
@@ -80,6 +87,30 @@ impl Store {
     /// Connects to the database `url` names (a `postgres://` URL or `key=value` string) as
     /// `replica`, and brings its schema up to date. `url` is a secret: it appears in no error.
     pub async fn connect(url: &str, replica: &str) -> Result<Self, StoreError> {
+        let store = Self::pool(url, replica)?;
+        let mut client = store.client().await?;
+        migrate::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    /// Connects to the database `url` names to read its evidence (`portcullis audit`),
+    /// changing nothing: its schema is not migrated, and one that holds no evidence tables
+    /// yet is refused.
+    pub async fn connect_to_read(url: &str) -> Result<Self, StoreError> {
+        let store = Self::pool(url, "audit")?;
+        let client = store.client().await?;
+        let found = migrate::version(&client).await?;
+        if found < migrate::EVIDENCE_SINCE {
+            return Err(StoreError::Evidence(format!(
+                "the database holds no evidence: its schema is at version {found}, and replicas copy evidence from version {}",
+                migrate::EVIDENCE_SINCE
+            )));
+        }
+        Ok(store)
+    }
+
+    /// A pool of connections to `url` (none made yet), writing as `replica`.
+    fn pool(url: &str, replica: &str) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::InvalidUrl)?;
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::TlsRequired);
@@ -102,13 +133,10 @@ impl Store {
             .recycle_timeout(Some(OPERATION_LIMIT))
             .build()
             .map_err(|error| StoreError::Unreachable(error.to_string()))?;
-        let store = Self {
+        Ok(Self {
             pool,
             replica: replica.to_owned(),
-        };
-        let mut client = store.client().await?;
-        migrate::migrate(&mut client).await?;
-        Ok(store)
+        })
     }
 
     /// Whether the database answers now (for readiness).

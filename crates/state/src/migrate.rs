@@ -4,16 +4,20 @@ use crate::{StoreError, bounded};
 
 /// Every migration, in order: version, SQL. A shipped migration is never edited (a database
 /// that applied it would not apply it again); a change is a new one.
-const MIGRATIONS: &[(i32, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (
         1,
         include_str!("../migrations/0001_stateless_approvals.sql"),
     ),
     (2, include_str!("../migrations/0002_replicas.sql")),
+    (4, include_str!("../migrations/0004_evidence.sql")),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 4;
+
+/// The first version with the replicas' evidence tables.
+pub(crate) const EVIDENCE_SINCE: i32 = 4;
 
 /// The advisory lock migrations hold (transaction-scoped): "portcull" in ASCII, so that
 /// another program's locks on the same database are unlikely to collide with it.
@@ -22,6 +26,22 @@ const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 /// Applies the migrations the database lacks, in one transaction under [`MIGRATION_LOCK`]:
 /// replicas starting together wait for each other, and the second finds the work done. A
 /// failure rolls everything back, so a schema is never half-applied.
+/// The schema version the database is at (0: none), without changing anything.
+pub(crate) async fn version(client: &tokio_postgres::Client) -> Result<i32, StoreError> {
+    let exists =
+        bounded(client.query_one("SELECT to_regclass('portcullis_schema') IS NOT NULL", &[]))
+            .await?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = bounded(client.query_one(
+        "SELECT coalesce(max(version), 0) FROM portcullis_schema",
+        &[],
+    ))
+    .await?;
+    Ok(row.get(0))
+}
+
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
     let transaction = bounded(client.transaction()).await?;
     bounded(transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])).await?;

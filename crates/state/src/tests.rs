@@ -38,7 +38,12 @@ async fn replicas_starting_together_apply_each_migration_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let shipped: Vec<i32> = migrate::MIGRATIONS
+        .iter()
+        .map(|(version, _)| *version)
+        .collect();
+    assert_eq!(versions, shipped);
+    assert_eq!(shipped.last(), Some(&SCHEMA_VERSION));
 
     // A schema from a newer build is refused, not used.
     client
@@ -209,4 +214,316 @@ async fn a_replica_serving_another_policy_is_reported() {
             .is_empty()
     );
     assert_eq!(a.announce("sha256:one", TTL).await.unwrap().len(), 1);
+}
+
+/// A replica's evidence log in `dir`, its chain copied into the database by `store`, with
+/// `records` appended and copied; the log, its copier and its replica name.
+async fn replica_evidence(
+    store: &Store,
+    dir: &std::path::Path,
+    records: u64,
+) -> (portcullis_audit::EvidenceLog, EvidenceCopier, String) {
+    let path = dir.join("evidence.jsonl");
+    let public_key = portcullis_audit::LogKey::for_log(&path)
+        .unwrap()
+        .public_key();
+    let options = portcullis_audit::Options {
+        replica: Some(public_key.replica_name()),
+        // A checkpoint within the test's records, so that its signature is checked too.
+        checkpoint_every: std::num::NonZeroU64::new(4),
+        ..portcullis_audit::Options::default()
+    };
+    let log = portcullis_audit::EvidenceLog::open(&path, options).unwrap();
+    let copier = EvidenceCopier::start(store.clone(), path, public_key)
+        .await
+        .unwrap();
+    for n in 0..records {
+        let receipt = log.append(started(n)).await.unwrap();
+        copier.copied(receipt.seq).await.unwrap();
+    }
+    (log, copier, public_key.replica_name())
+}
+
+fn started(n: u64) -> portcullis_core::evidence::EvidenceRecord {
+    use portcullis_core::evidence::{Event, EvidenceRecord, UpstreamLifecycle};
+    EvidenceRecord::new(
+        1_700_000_000_000 + n,
+        Event::UpstreamStarted(UpstreamLifecycle {
+            upstream: format!("up{n}"),
+            detail: None,
+        }),
+    )
+}
+
+/// Each replica's chain's verdict: `(replica, first problem as text)`, `None` when intact.
+async fn verdicts(store: &Store) -> Vec<(String, Option<String>)> {
+    store
+        .verify_evidence()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|chain| {
+            (
+                chain.replica,
+                chain.report.problem.map(|problem| problem.to_string()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replicas_evidence_chain_verifies_in_the_database_and_tampering_is_found() {
+    let postgres = TestPostgres::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let stores = [
+        store(&postgres, "host:1").await,
+        store(&postgres, "host:2").await,
+    ];
+    let (_log_a, _copier_a, a) = replica_evidence(&stores[0], dirs[0].path(), 10).await;
+    let (log_b, copier_b, b) = replica_evidence(&stores[1], dirs[1].path(), 6).await;
+    let mut names = [a.clone(), b.clone()];
+    names.sort();
+    let intact: Vec<_> = names.iter().map(|name| (name.clone(), None)).collect();
+    assert_eq!(verdicts(&stores[0]).await, intact);
+    let reports = stores[0].verify_evidence().await.unwrap();
+    let report_a = &reports
+        .iter()
+        .find(|chain| chain.replica == a)
+        .unwrap()
+        .report;
+    // Ten records and two checkpoints (after every four), all named by the copied head, the
+    // checkpoints' and the head's signatures checked against the key A registered.
+    assert_eq!((report_a.records, report_a.checkpoints), (12, 2));
+    assert_eq!(report_a.acknowledged, Some(12));
+    assert!(report_a.signer.is_some());
+
+    let client = stores[0].client().await.unwrap();
+    let tamper = |sql: &'static str| {
+        let client = &client;
+        let a = a.clone();
+        async move { client.execute(sql, &[&a]).await.unwrap() }
+    };
+    let problem_of_a = |verdicts: Vec<(String, Option<String>)>| {
+        let other_intact = verdicts
+            .iter()
+            .any(|(name, problem)| *name == b && problem.is_none());
+        assert!(other_intact, "{verdicts:?}");
+        verdicts
+            .into_iter()
+            .find(|(name, _)| *name == a)
+            .and_then(|(_, problem)| problem)
+            .unwrap_or_else(|| panic!("tampering with replica {a}'s rows went unnoticed"))
+    };
+
+    // A changed row: one record's text edited in place.
+    let original: String = client
+        .query_one(
+            "SELECT line FROM evidence_record WHERE replica = $1 AND seq = 2",
+            &[&a],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tamper("UPDATE evidence_record SET line = replace(line, '\"up2\"', '\"upX\"') WHERE replica = $1 AND seq = 2").await;
+    let changed = problem_of_a(verdicts(&stores[0]).await);
+    assert!(changed.starts_with("edited record at seq 2"), "{changed}");
+    client
+        .execute(
+            "UPDATE evidence_record SET line = $2 WHERE replica = $1 AND seq = 2",
+            &[&a, &original],
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdicts(&stores[0]).await, intact);
+
+    // Two rows swapped: the lines of seq 5 and 6 exchanged.
+    tamper(
+        "UPDATE evidence_record AS r SET line = o.line FROM evidence_record AS o
+         WHERE r.replica = $1 AND o.replica = $1 AND r.seq IN (5, 6) AND o.seq = 11 - r.seq",
+    )
+    .await;
+    let swapped = problem_of_a(verdicts(&stores[0]).await);
+    assert!(
+        swapped.starts_with("reordered records at seq 5")
+            && swapped.contains("seq 5 appears later"),
+        "{swapped}"
+    );
+    tamper(
+        "UPDATE evidence_record AS r SET line = o.line FROM evidence_record AS o
+         WHERE r.replica = $1 AND o.replica = $1 AND r.seq IN (5, 6) AND o.seq = 11 - r.seq",
+    )
+    .await;
+    assert_eq!(verdicts(&stores[0]).await, intact);
+
+    // B's head put back to an earlier one (genuinely signed), hiding the record after it.
+    let head_of = |replica: String| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT head FROM evidence_chain WHERE replica = $1",
+                    &[&replica],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let earlier = head_of(b.clone()).await;
+    let receipt = log_b.append(started(6)).await.unwrap();
+    copier_b.copied(receipt.seq).await.unwrap();
+    let later = head_of(b.clone()).await;
+    let put_back = |head: String| {
+        let client = &client;
+        let b = b.clone();
+        async move {
+            client
+                .execute(
+                    "UPDATE evidence_chain SET head = $2 WHERE replica = $1",
+                    &[&b, &head],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    put_back(earlier).await;
+    let rolled_back = verdicts(&stores[0])
+        .await
+        .into_iter()
+        .find(|(name, _)| *name == b)
+        .and_then(|(_, problem)| problem)
+        .unwrap();
+    assert!(
+        rolled_back.starts_with("inserted record at seq 7")
+            && rolled_back.contains("1 records lie past the stored head"),
+        "{rolled_back}"
+    );
+    put_back(later).await;
+    assert_eq!(verdicts(&stores[0]).await, intact);
+
+    // A deleted row in the middle, then the last one: both found, the second by the head.
+    let kept: Vec<(i64, String)> = client
+        .query(
+            "SELECT seq, line FROM evidence_record WHERE replica = $1 AND seq IN (3, 11)",
+            &[&a],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    tamper("DELETE FROM evidence_record WHERE replica = $1 AND seq = 3").await;
+    let deleted = problem_of_a(verdicts(&stores[0]).await);
+    assert!(
+        deleted.starts_with("deleted record at seq 3")
+            && deleted.contains("expected seq 3, found seq 4"),
+        "{deleted}"
+    );
+    for (seq, line) in &kept {
+        client
+            .execute(
+                "INSERT INTO evidence_record (replica, seq, line) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&a, seq, line],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(verdicts(&stores[0]).await, intact);
+    tamper("DELETE FROM evidence_record WHERE replica = $1 AND seq = 11").await;
+    let cut = problem_of_a(verdicts(&stores[0]).await);
+    assert!(
+        cut.starts_with("truncated log") && cut.contains("12 records were acknowledged"),
+        "{cut}"
+    );
+    // The head rewritten to hide the cut: its signature no longer verifies.
+    let head: String = client
+        .query_one("SELECT head FROM evidence_chain WHERE replica = $1", &[&a])
+        .await
+        .unwrap()
+        .get(0);
+    let mut head: portcullis_audit::Head = serde_json::from_str(&head).unwrap();
+    head.next_seq = 11;
+    client
+        .execute(
+            "UPDATE evidence_chain SET head = $2 WHERE replica = $1",
+            &[&a, &serde_json::to_string(&head).unwrap()],
+        )
+        .await
+        .unwrap();
+    let rewritten = problem_of_a(verdicts(&stores[0]).await);
+    assert!(rewritten.starts_with("forged"), "{rewritten}");
+    // A row moved into the other replica's chain does not pass as its own.
+    let (seq, line) = kept.last().unwrap();
+    client
+        .execute(
+            "INSERT INTO evidence_record (replica, seq, line) VALUES ($1, 6, $2)
+             ON CONFLICT (replica, seq) DO UPDATE SET line = excluded.line",
+            &[&b, line],
+        )
+        .await
+        .unwrap();
+    assert_eq!(*seq, 11);
+    let moved = store(&postgres, "host:3")
+        .await
+        .verify_evidence()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|chain| chain.replica == b)
+        .and_then(|chain| chain.report.problem)
+        .unwrap();
+    assert!(
+        moved.to_string().contains(&format!(
+            "it names replica `{a}`, in the chain of replica `{b}`"
+        )),
+        "{moved}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_copies_what_its_log_holds_beyond_the_database() {
+    let postgres = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&postgres, "host:1").await;
+    let (log, copier, name) = replica_evidence(&store, dir.path(), 3).await;
+    // Written, not copied: as when a replica is killed between its write and the copy.
+    drop(copier);
+    for n in 3..6 {
+        log.append_written(started(n)).await.unwrap();
+    }
+    log.flush().await.unwrap();
+    drop(log);
+    let path = dir.path().join("evidence.jsonl");
+    let public_key = portcullis_audit::LogKey::existing(&path)
+        .unwrap()
+        .public_key();
+    let _copier = EvidenceCopier::start(store.clone(), path.clone(), public_key)
+        .await
+        .unwrap();
+    let reports = store.verify_evidence().await.unwrap();
+    let [chain] = reports.as_slice() else {
+        panic!("{reports:?}")
+    };
+    assert_eq!(
+        (chain.replica.as_str(), chain.report.records),
+        (name.as_str(), 7)
+    );
+    assert!(chain.report.is_intact(), "{}", chain.report);
+
+    // A log that lost records the database holds (replaced, or its unsynced end gone with
+    // the power) is refused: new records would fork the chain.
+    let bytes = std::fs::read(&path).unwrap();
+    let whole = bytes.strip_suffix(b"\n").unwrap();
+    let cut = whole.iter().rposition(|byte| *byte == b'\n').unwrap();
+    std::fs::write(&path, whole.get(..=cut).unwrap()).unwrap();
+    let refused = EvidenceCopier::start(store.clone(), path, public_key)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("new records would fork the chain"),
+        "{refused}"
+    );
 }

@@ -213,6 +213,18 @@ pub(crate) fn stateless_call(
     arguments: &str,
     state: Option<&str>,
 ) -> Value {
+    try_stateless_call(port, token, tool, arguments, state).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// As [`stateless_call`], but a response that is not a 200 with a JSON-RPC answer (a balancer's
+/// 502 when the replica it chose died, say) is an `Err` with the response, not a failed test.
+pub(crate) fn try_stateless_call(
+    port: u16,
+    token: Option<&str>,
+    tool: &str,
+    arguments: &str,
+    state: Option<&str>,
+) -> Result<Value, String> {
     let mut params = serde_json::json!({
         "name": tool,
         "arguments": serde_json::from_str::<Value>(arguments).unwrap_or_default(),
@@ -241,12 +253,14 @@ pub(crate) fn stateless_call(
             body.len()
         ),
     );
-    assert_eq!(status, 200, "{response}");
+    if status != 200 {
+        return Err(format!("status {status}: {response}"));
+    }
     // The answer is the body's JSON, or the JSON of its event-stream `data:` line.
     response
         .lines()
         .filter_map(|line| line.strip_prefix("data:").map(str::trim).or(Some(line)))
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|message| message.get("id").is_some())
-        .unwrap_or_else(|| panic!("no JSON-RPC answer in {response}"))
+        .ok_or_else(|| format!("no JSON-RPC answer in {response}"))
 }
