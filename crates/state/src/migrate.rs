@@ -23,9 +23,6 @@ pub(crate) const EVIDENCE_SINCE: i32 = 4;
 /// another program's locks on the same database are unlikely to collide with it.
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 
-/// Applies the migrations the database lacks, in one transaction under [`MIGRATION_LOCK`]:
-/// replicas starting together wait for each other, and the second finds the work done. A
-/// failure rolls everything back, so a schema is never half-applied.
 /// The schema version the database is at (0: none), without changing anything.
 pub(crate) async fn version(client: &tokio_postgres::Client) -> Result<i32, StoreError> {
     let exists =
@@ -42,6 +39,11 @@ pub(crate) async fn version(client: &tokio_postgres::Client) -> Result<i32, Stor
     Ok(row.get(0))
 }
 
+/// Applies the migrations the database lacks, in one transaction under [`MIGRATION_LOCK`]:
+/// replicas starting together wait for each other, and the second finds the work done. A
+/// failure rolls everything back, so a schema is never half-applied.
+/// Each shipped version the database has not applied is applied, not only those above its
+/// highest: migrations developed side by side may land in either order.
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
     let transaction = bounded(client.transaction()).await?;
     bounded(transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])).await?;
@@ -52,19 +54,27 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), S
          )",
     ))
     .await?;
-    let row = bounded(transaction.query_one(
-        "SELECT coalesce(max(version), 0) FROM portcullis_schema",
-        &[],
-    ))
-    .await?;
-    let found: i32 = row.get(0);
-    if found > SCHEMA_VERSION {
+    let applied: Vec<i32> =
+        bounded(transaction.query("SELECT version FROM portcullis_schema", &[]))
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+    if let Some(found) = applied
+        .iter()
+        .copied()
+        .filter(|v| *v > SCHEMA_VERSION)
+        .max()
+    {
         return Err(StoreError::SchemaTooNew {
             found,
             known: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > found) {
+    for (version, sql) in MIGRATIONS
+        .iter()
+        .filter(|(version, _)| !applied.contains(version))
+    {
         bounded(transaction.batch_execute(sql)).await?;
         bounded(transaction.execute(
             "INSERT INTO portcullis_schema (version) VALUES ($1)",
