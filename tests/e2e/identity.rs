@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    Auth, Config, Identity, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, bin,
-    fixture_policy, free_port, names, portcullis_stdio, py_client, raw_http, result_text,
-    stateless_call, ts_client,
+    Auth, Config, Identity, OpenIdProvider, Portcullis, RawSession, Scratch, Target, Tool,
+    Upstream, bin, fixture_policy, free_port, names, portcullis_stdio, py_client, raw_http,
+    result_text, stateless_call, ts_client,
 };
 
 /// The fixture behind Portcullis with its tools classified, under `policy`.
@@ -652,4 +652,32 @@ fn an_approval_state_issued_to_one_user_is_refused_for_another() {
         std::fs::read_to_string(setup.work.join("approved.txt")).unwrap_or_default(),
         "from alice"
     );
+}
+
+#[test]
+fn a_session_is_its_users_alone() {
+    let setup = authenticated();
+    let port = setup.portcullis.port;
+    let alice = bearer(&setup.provider.token("alice"));
+    let bob = bearer(&setup.provider.token("bob"));
+    let session = RawSession::open(port, Some(&alice));
+    // Bob presenting Alice's session id with his own valid token: refused, and nothing runs.
+    let (_, refused) = session.call(Some(&bob), "fx.echo", r#"{"text":"as bob"}"#);
+    let refused = refused.unwrap_or_else(|| panic!("no answer to bob"));
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("this session belongs to another user")),
+        "{refused}"
+    );
+    let evidence = std::fs::read_to_string(setup.scratch.path().join("state/evidence.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        !evidence.contains("as bob"),
+        "a call in another user's session was recorded as run"
+    );
+    // The session is still Alice's, and works for her.
+    let (status, answer) = session.call(Some(&alice), "fx.echo", r#"{"text":"as alice"}"#);
+    let answer = answer.unwrap_or_else(|| panic!("status {status}, no answer to alice"));
+    assert_eq!(result_text(&answer["result"]), "as alice", "{answer}");
 }

@@ -12,8 +12,8 @@ use portcullis_test_support::TestPostgres;
 use serde_json::Value;
 
 use crate::support::{
-    Config, HaProxy, Identity, Portcullis, Scratch, Tool, Upstream, fixture_policy, free_port,
-    raw_http, result_text, stateless_call, try_stateless_call,
+    Config, HaProxy, Identity, Portcullis, RawSession, Scratch, Tool, Upstream, fixture_policy,
+    free_port, raw_http, result_text, stateless_call, try_stateless_call,
 };
 
 const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
@@ -581,4 +581,60 @@ fn evidence_of_every_answered_call_survives_a_replica_killed_under_load() {
     );
     assert!(!report.contains(topology.postgres.password()), "{report}");
     assert!(!json.contains(topology.postgres.password()));
+}
+
+#[test]
+fn a_session_stays_on_its_replica_and_ends_cleanly_when_that_replica_is_lost() {
+    let mut topology = Topology::start();
+    let port = topology.balancer.port;
+    // Every request on a connection of its own: only the balancer's stickiness on
+    // `Mcp-Session-Id` keeps them on one replica (any other answers 404).
+    let session = RawSession::open(port, None);
+    let before: Vec<usize> = (0..3).map(|n| topology.calls(n)).collect();
+    for n in 0..6 {
+        let text = format!("in session {n}");
+        let (status, answer) = session.call(
+            None,
+            "fx.echo",
+            &serde_json::json!({ "text": text }).to_string(),
+        );
+        let answer = answer.unwrap_or_else(|| panic!("call {n}: status {status}, no answer"));
+        assert_eq!(result_text(&answer["result"]), text, "{answer}");
+    }
+    let grew: Vec<(usize, usize)> = (0..3)
+        .map(|n| {
+            (
+                n,
+                topology.calls(n) - before.get(n).copied().unwrap_or_default(),
+            )
+        })
+        .filter(|(_, more)| *more > 0)
+        .collect();
+    let [(home, 6)] = grew[..] else {
+        panic!("the session's calls did not all run on one replica: {grew:?}");
+    };
+
+    // Its replica is lost: the session's next request reaches a replica that never had it,
+    // which answers 404 (the answer that makes a client initialize again), never another
+    // session's answer, and never runs the call.
+    topology.replicas[home].0.kill();
+    let (status, response) = session.post(
+        None,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"fx.echo","arguments":{"text":"orphaned"}}}"#,
+    );
+    assert_eq!(status, 404, "{response}");
+    for n in (0..3).filter(|n| *n != home) {
+        let (_, scratch) = &topology.replicas[n];
+        let evidence = std::fs::read_to_string(scratch.path().join("state/evidence.jsonl"))
+            .unwrap_or_default();
+        assert!(
+            !evidence.contains("orphaned"),
+            "replica {n} ran the orphaned call"
+        );
+    }
+    // A new session, through the same balancer, works on a replica still serving.
+    let again = RawSession::open(port, None);
+    let (status, answer) = again.call(None, "fx.echo", r#"{"text":"again"}"#);
+    let answer = answer.unwrap_or_else(|| panic!("status {status}, no answer"));
+    assert_eq!(result_text(&answer["result"]), "again", "{answer}");
 }

@@ -256,11 +256,94 @@ pub(crate) fn try_stateless_call(
     if status != 200 {
         return Err(format!("status {status}: {response}"));
     }
-    // The answer is the body's JSON, or the JSON of its event-stream `data:` line.
+    json_rpc_answer(&response).ok_or_else(|| format!("no JSON-RPC answer in {response}"))
+}
+
+/// The JSON-RPC answer in an HTTP response: the body's JSON, or the JSON of its event-stream
+/// `data:` line.
+fn json_rpc_answer(response: &str) -> Option<Value> {
     response
         .lines()
         .filter_map(|line| line.strip_prefix("data:").map(str::trim).or(Some(line)))
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|message| message.get("id").is_some())
-        .ok_or_else(|| format!("no JSON-RPC answer in {response}"))
+}
+
+/// A session-era (2025-11-25) HTTP session driven by raw requests, each on a connection of
+/// its own (so a balancer routes every one anew): `initialize`, then `initialized`.
+pub(crate) struct RawSession {
+    port: u16,
+    pub id: String,
+}
+
+impl RawSession {
+    /// Opens a session on `port`, with the `Authorization` header line `authorization` when
+    /// given.
+    pub(crate) fn open(port: u16, authorization: Option<&str>) -> Self {
+        let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+        let (status, response) = session_post(port, None, authorization, initialize);
+        assert_eq!(status, 200, "{response}");
+        let id = response
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("mcp-session-id")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no session id in {response}"));
+        let session = Self { port, id };
+        let (status, response) = session.post(
+            authorization,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        assert_eq!(status, 202, "{response}");
+        session
+    }
+
+    /// Posts `body` in this session: the status and the whole response.
+    pub(crate) fn post(&self, authorization: Option<&str>, body: &str) -> (u16, String) {
+        session_post(self.port, Some(&self.id), authorization, body)
+    }
+
+    /// A `tools/call` in this session: the status, and the JSON-RPC answer when there is one.
+    pub(crate) fn call(
+        &self,
+        authorization: Option<&str>,
+        tool: &str,
+        arguments: &str,
+    ) -> (u16, Option<Value>) {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": tool,
+                "arguments": serde_json::from_str::<Value>(arguments).unwrap_or_default(),
+            },
+        })
+        .to_string();
+        let (status, response) = self.post(authorization, &body);
+        (status, json_rpc_answer(&response))
+    }
+}
+
+fn session_post(
+    port: u16,
+    session: Option<&str>,
+    authorization: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let session = session
+        .map(|id| format!("Mcp-Session-Id: {id}\r\n"))
+        .unwrap_or_default();
+    let authorization = authorization
+        .map(|line| format!("{line}\r\n"))
+        .unwrap_or_default();
+    raw_http(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n{session}{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
 }

@@ -65,7 +65,7 @@ fn balancer_config(port: u16, backends: &[u16]) -> String {
     let servers: String = backends
         .iter()
         .enumerate()
-        .map(|(n, backend)| format!("    server replica{n} 127.0.0.1:{backend}\n"))
+        .map(|(n, backend)| format!("    server replica{n} 127.0.0.1:{backend} check\n"))
         .collect();
     format!(
         "global
@@ -83,6 +83,13 @@ frontend mcp
 
 backend replicas
     balance roundrobin
+    # A replica is out while its /readyz fails; a request whose replica does not answer goes
+    # to another (for a session, one that knows no such session: 404, so the client starts a
+    # new one).
+    option httpchk GET /readyz
+    default-server inter 1s fall 2 rise 2
+    option redispatch
+    retries 2
     # Session-era traffic: the session id the replica answered `initialize` with sends every
     # later request of that session to it. Stateless traffic has none: round robin.
     stick-table type string len 128 size 100k expire 30m
