@@ -1,7 +1,9 @@
 //! Replicas sharing state in PostgreSQL behind HAProxy (issue 20): a PostgreSQL and a load
 //! balancer of the test's own on loopback, three `portcullis serve` processes with
 //! `[state] backend = "postgres"`, each fronting its own fixture child whose outbox is one
-//! shared file, so a send counts once whichever replica ran it.
+//! shared file, so a send counts once whichever replica ran it; or, for delegated grants, all
+//! fronting one OAuth-protected fixture whose authorization server is the real OpenID
+//! provider.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,9 +11,10 @@ use std::time::Duration;
 use portcullis_test_support::TestPostgres;
 use serde_json::Value;
 
+use crate::credentials::{Fixture, STORE_KEY, defaults, settings, terminal_login};
 use crate::support::{
-    Config, HaProxy, Identity, Portcullis, Scratch, Tool, Upstream, fixture_policy, free_port,
-    raw_http, result_text, stateless_call,
+    Config, HaProxy, Identity, OpenIdProvider, Portcullis, Scratch, Tool, Upstream, bin,
+    fixture_policy, free_port, raw_http, result_text, stateless_call,
 };
 
 const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
@@ -32,6 +35,13 @@ struct Topology {
 
 impl Topology {
     fn start() -> Self {
+        Self::start_with(&[], replica_config)
+    }
+
+    /// The replicas under the configs `config` writes for each (given the fixtures' shared
+    /// work directory, the replica's port and the balancer's), with `env` beside the
+    /// database's and the requestState key's variables.
+    fn start_with(env_extra: &[(&str, &str)], config: impl Fn(&Path, u16, u16) -> Config) -> Self {
         let postgres = TestPostgres::start();
         let work_scratch = Scratch::new();
         let work = work_scratch.sub("work");
@@ -44,12 +54,10 @@ impl Topology {
             .iter()
             .map(|port| {
                 let scratch = Scratch::new();
-                let config = scratch.config(replica_config(&work, *port, balancer.port));
-                let portcullis = Portcullis::http_on(
-                    &config,
-                    &format!("127.0.0.1:{port}"),
-                    &[(URL_ENV, url.as_str()), (KEY_ENV, STATE_KEY)],
-                );
+                let config = scratch.config(config(&work, *port, balancer.port));
+                let mut env = vec![(URL_ENV, url.as_str()), (KEY_ENV, STATE_KEY)];
+                env.extend_from_slice(env_extra);
+                let portcullis = Portcullis::http_on(&config, &format!("127.0.0.1:{port}"), &env);
                 (portcullis, scratch)
             })
             .collect();
@@ -96,6 +104,15 @@ impl Topology {
         self.replicas
             .get(n)
             .map_or(0, |(portcullis, _)| portcullis.port)
+    }
+
+    /// Replica `n`'s config file.
+    fn config(&self, n: usize) -> PathBuf {
+        self.replicas
+            .get(n)
+            .map_or_else(PathBuf::new, |(_, scratch)| {
+                scratch.path().join("portcullis.toml")
+            })
     }
 }
 
@@ -431,4 +448,161 @@ fn a_replica_started_with_another_policy_is_reported() {
         "{}",
         first.log()
     );
+}
+
+/// Three replicas fronting `mail`, an OAuth-protected fixture whose authorization server is
+/// the OpenID provider: each user's grant is kept in the database, sealed with the credential
+/// store key every replica holds.
+struct Delegated {
+    topology: Topology,
+    /// The authorization server, kept running.
+    _provider: OpenIdProvider,
+    upstream: Fixture,
+    /// Replica 0's config, for `portcullis login`.
+    settings: Config,
+    env: Vec<(&'static str, String)>,
+    scratch: Scratch,
+}
+
+impl Delegated {
+    fn start() -> Self {
+        let scratch = Scratch::new();
+        let upstream_port = free_port();
+        let upstream_url = format!("http://127.0.0.1:{upstream_port}/mcp");
+        // Portcullis takes no bearer tokens here: its own resource is never asked for.
+        let resource = format!("http://127.0.0.1:{}/mcp", free_port());
+        let issued = scratch.path().join("issued-tokens.txt");
+        let provider = OpenIdProvider::start_with(
+            &resource,
+            &[
+                "--upstream-resource",
+                &upstream_url,
+                "--issued-tokens",
+                &issued.display().to_string(),
+            ],
+        );
+        let upstream = Fixture::start(upstream_port, &provider.issuer, scratch.path());
+        let secret = provider.ready["portcullis_client_secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no client secret: {}", provider.ready))
+            .to_owned();
+        let config = |_: &Path, port: u16, balancer: u16| {
+            settings(defaults(), &provider, &upstream_url, &resource, free_port())
+                .approval_page_off()
+                .state_key_env(KEY_ENV)
+                .shared_state(URL_ENV)
+                .allowed_hosts(&[
+                    &format!("127.0.0.1:{port}"),
+                    &format!("127.0.0.1:{balancer}"),
+                ])
+        };
+        let topology = Topology::start_with(
+            &[("E2E_STORE_KEY", STORE_KEY), ("E2E_CLIENT_SECRET", &secret)],
+            &config,
+        );
+        let settings = config(Path::new(""), topology.port(0), topology.balancer.port);
+        let env = vec![
+            (URL_ENV, topology.postgres.url()),
+            ("E2E_STORE_KEY", STORE_KEY.to_owned()),
+            ("E2E_CLIENT_SECRET", secret),
+        ];
+        Self {
+            topology,
+            _provider: provider,
+            upstream,
+            settings,
+            env,
+            scratch,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// `mail.echo` of `text` through `port`, as a 2026-07-28 client: what it answered.
+    fn echo(&self, port: u16, text: &str) -> String {
+        let args = serde_json::json!({ "text": text }).to_string();
+        result_text(&stateless_call(port, None, "mail.echo", &args, None)["result"])
+    }
+
+    /// The tokens the provider issued (to Portcullis: access and refresh tokens).
+    fn issued(&self) -> Vec<String> {
+        std::fs::read_to_string(self.scratch.path().join("issued-tokens.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[test]
+fn a_grant_revoked_through_one_replica_is_refused_by_all() {
+    let setup = Delegated::start();
+    let topology = &setup.topology;
+    // Signed in once, from a terminal: the grant goes to the database, so every replica
+    // (and the balancer, whichever it picks) calls with it.
+    let said = terminal_login(&setup.settings, setup.scratch.path(), &setup.env(), &[]);
+    assert!(said.contains("authorised `mail`"), "{said}");
+    let mut ports: Vec<u16> = (0..3).map(|n| topology.port(n)).collect();
+    ports.push(topology.balancer.port);
+    for port in &ports {
+        assert_eq!(setup.echo(*port, "before"), "before", "through port {port}");
+    }
+    let calls = setup.upstream.calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls.iter().all(|call| call["sub"] == "alice"), "{calls:?}");
+
+    // Revoked through replica 1's configuration (`portcullis logout`): revoked at the
+    // provider and deleted from the database.
+    let logout = std::process::Command::new(bin("portcullis"))
+        .args(["logout", "--config"])
+        .arg(topology.config(1))
+        .arg("mail")
+        .envs(setup.env())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&logout.stderr);
+    assert!(logout.status.success(), "{said}");
+    assert!(said.contains("deleted the grant for `mail`"), "{said}");
+
+    // Every replica refuses at its next call, though the access token each used a moment ago
+    // is still valid at the upstream (it lives 300 s): none kept a copy.
+    for port in &ports {
+        let refused = setup.echo(*port, "after");
+        assert!(
+            refused.contains("you have not authorised Portcullis for it yet")
+                && refused.contains("the call did not run"),
+            "through port {port}: {refused}"
+        );
+    }
+    assert_eq!(
+        setup.upstream.calls().len(),
+        4,
+        "a revoked grant's call reached the upstream"
+    );
+
+    // Neither the tokens the provider issued, the store key nor the database password is in
+    // anything a replica wrote.
+    let issued = setup.issued();
+    assert!(
+        issued.len() >= 2,
+        "the provider recorded no tokens: {issued:?}"
+    );
+    let mut secrets = issued;
+    secrets.push(STORE_KEY.to_owned());
+    secrets.push(topology.postgres.password().to_owned());
+    for (n, (portcullis, scratch)) in topology.replicas.iter().enumerate() {
+        let evidence =
+            std::fs::read_to_string(scratch.path().join("evidence.jsonl")).unwrap_or_default();
+        for written in [portcullis.log(), evidence] {
+            for secret in &secrets {
+                assert!(
+                    !written.contains(secret.as_str()),
+                    "a secret in replica {n}'s output"
+                );
+            }
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! approved stateless call runs only on the replica whose claim the database accepted (a
 //! primary key, so a second claim inserts nothing), whichever replica each retry reaches.
 //! Nothing here decides policy or talks MCP: the gateway hands in fingerprints and results
-//! as plain values.
+//! as plain values. Delegated grants are kept sealed with the credential store key
+//! (`portcullis_credentials::seal_grant`): no token is ever in the database in the clear, and
+//! a refresh holds the grant's row lock so a rotating refresh token is spent once.
 //!
 //! The schema is versioned (`migrations/NNNN_*.sql`, compiled in) and brought up to date by
 //! [`Store::connect`] in one transaction under an advisory lock, so replicas starting together
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod grants;
 mod migrate;
 mod replicas;
 
@@ -25,6 +28,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use approvals::StoredClaim;
+pub use grants::{GrantChange, SharedGrants};
 pub use migrate::SCHEMA_VERSION;
 pub use replicas::OtherPolicy;
 
@@ -57,6 +61,9 @@ pub enum StoreError {
         "the database schema is at version {found}, newer than this portcullis knows ({known}); run the newer portcullis"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    /// A stored grant does not open (another key, altered, moved), or one cannot be sealed.
+    #[error(transparent)]
+    Grant(#[from] portcullis_credentials::SealError),
 }
 
 /// The shared state: a pool of connections to one database, migrated.

@@ -10,10 +10,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0001_stateless_approvals.sql"),
     ),
     (2, include_str!("../migrations/0002_replicas.sql")),
+    (3, include_str!("../migrations/0003_delegated_grants.sql")),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock migrations hold (transaction-scoped): "portcull" in ASCII, so that
 /// another program's locks on the same database are unlikely to collide with it.

@@ -46,7 +46,13 @@ scopes = ["mail.read"]
 
 fn credentials(dir: &Path, credential: &str) -> Credentials {
     let env = |name: &str| (name == "KEY").then(|| KEY.to_owned());
-    Credentials::start(&config(dir, credential), &env, Duration::from_secs(60)).unwrap()
+    Credentials::start(
+        &config(dir, credential),
+        &env,
+        Duration::from_secs(60),
+        None,
+    )
+    .unwrap()
 }
 
 fn envelope(client: &str) -> IdentityEnvelope {
@@ -85,18 +91,25 @@ fn needs(readiness: Readiness) -> (Vec<String>, String) {
     }
 }
 
-#[test]
-fn a_grant_serves_the_client_that_consented_and_no_other() {
+#[tokio::test]
+async fn a_grant_serves_the_client_that_consented_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = credentials(dir.path(), "");
     let read = ToolRules::default();
     // Nothing stored: ask, for the configured scopes.
-    let (scopes, why) = needs(credentials.readiness(&envelope("desktop"), "mail", "echo", &read));
+    let (scopes, why) = needs(
+        credentials
+            .readiness(&envelope("desktop"), "mail", "echo", &read)
+            .await,
+    );
     assert_eq!(scopes, ["mail.read"]);
     assert!(why.contains("not authorised"), "{why}");
 
     store_grant(dir.path(), &["mail.read"], true, Some(now() + 3600));
-    match credentials.readiness(&envelope("desktop"), "mail", "echo", &read) {
+    match credentials
+        .readiness(&envelope("desktop"), "mail", "echo", &read)
+        .await
+    {
         Readiness::Ready { evidence, .. } => {
             assert!(evidence.starts_with("delegated sha256:"), "{evidence}");
             assert!(evidence.ends_with("scopes mail.read"), "{evidence}");
@@ -105,33 +118,47 @@ fn a_grant_serves_the_client_that_consented_and_no_other() {
         _ => panic!("the consenting client's call is ready"),
     }
     // The same user through another client: that client has its own consent to get.
-    let (_, why) = needs(credentials.readiness(&envelope("cli-tool"), "mail", "echo", &read));
+    let (_, why) = needs(
+        credentials
+            .readiness(&envelope("cli-tool"), "mail", "echo", &read)
+            .await,
+    );
     assert!(why.contains("client `cli-tool`"), "{why}");
 }
 
-#[test]
-fn missing_scopes_are_asked_for_with_those_already_granted() {
+#[tokio::test]
+async fn missing_scopes_are_asked_for_with_those_already_granted() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = credentials(dir.path(), "");
     store_grant(dir.path(), &["mail.read", "calendar.read"], true, None);
     let config = config(dir.path(), "");
     let send = config.upstreams[0].tool_rules("send");
-    let (scopes, why) = needs(credentials.readiness(&envelope("desktop"), "mail", "send", &send));
+    let (scopes, why) = needs(
+        credentials
+            .readiness(&envelope("desktop"), "mail", "send", &send)
+            .await,
+    );
     assert_eq!(scopes, ["calendar.read", "mail.read", "mail.send"]);
     assert!(why.contains("needs mail.send"), "{why}");
     // What the upstream said a tool needs (a 403) is asked for next time.
     let echo = ToolRules::default();
     assert!(matches!(
-        credentials.readiness(&envelope("desktop"), "mail", "echo", &echo),
+        credentials
+            .readiness(&envelope("desktop"), "mail", "echo", &echo)
+            .await,
         Readiness::Ready { .. }
     ));
     credentials.learn_scopes("mail", "echo", &["mail.archive".to_owned()]);
-    let (scopes, _) = needs(credentials.readiness(&envelope("desktop"), "mail", "echo", &echo));
+    let (scopes, _) = needs(
+        credentials
+            .readiness(&envelope("desktop"), "mail", "echo", &echo)
+            .await,
+    );
     assert!(scopes.contains(&"mail.archive".to_owned()), "{scopes:?}");
 }
 
-#[test]
-fn an_expired_grant_without_a_refresh_token_asks_again() {
+#[tokio::test]
+async fn an_expired_grant_without_a_refresh_token_asks_again() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = credentials(dir.path(), "");
     store_grant(
@@ -140,8 +167,11 @@ fn an_expired_grant_without_a_refresh_token_asks_again() {
         false,
         Some(now().saturating_sub(10)),
     );
-    let (_, why) =
-        needs(credentials.readiness(&envelope("desktop"), "mail", "echo", &ToolRules::default()));
+    let (_, why) = needs(
+        credentials
+            .readiness(&envelope("desktop"), "mail", "echo", &ToolRules::default())
+            .await,
+    );
     assert!(why.contains("expired"), "{why}");
     // With a refresh token it is refreshed at send time instead.
     store_grant(
@@ -151,7 +181,9 @@ fn an_expired_grant_without_a_refresh_token_asks_again() {
         Some(now().saturating_sub(10)),
     );
     assert!(matches!(
-        credentials.readiness(&envelope("desktop"), "mail", "echo", &ToolRules::default()),
+        credentials
+            .readiness(&envelope("desktop"), "mail", "echo", &ToolRules::default())
+            .await,
         Readiness::Ready { .. }
     ));
 }
@@ -178,20 +210,20 @@ fn a_missing_secret_stops_the_start_naming_its_variable_and_a_fresh_store_keys_i
     let dir = tempfile::tempdir().unwrap();
     let with_secret = config(dir.path(), "client_secret_env = \"MAIL_SECRET\"");
     let env = |name: &str| (name == "KEY").then(|| KEY.to_owned());
-    let error = Credentials::start(&with_secret, &env, Duration::from_secs(60))
+    let error = Credentials::start(&with_secret, &env, Duration::from_secs(60), None)
         .err()
         .unwrap();
     assert!(error.contains("`MAIL_SECRET`"), "{error}");
     // Without the key variable, a fresh store gets a key file of its own beside it...
     let no_key = |_: &str| None;
     let plain = config(dir.path(), "");
-    assert!(Credentials::start(&plain, &no_key, Duration::from_secs(60)).is_ok());
+    assert!(Credentials::start(&plain, &no_key, Duration::from_secs(60), None).is_ok());
     let key_file = dir.path().join("credentials.key");
     assert!(key_file.is_file());
     // ... but an existing store whose key is in neither cannot be read: no start.
     std::fs::remove_file(&key_file).unwrap();
     std::fs::write(dir.path().join("credentials.enc"), b"PCRED1").unwrap();
-    let error = Credentials::start(&plain, &no_key, Duration::from_secs(60))
+    let error = Credentials::start(&plain, &no_key, Duration::from_secs(60), None)
         .err()
         .unwrap();
     assert!(
