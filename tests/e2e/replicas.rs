@@ -152,12 +152,18 @@ fn evidence_events(dir: &Path) -> Vec<Value> {
 
 /// Asks for approval of the send through `port`; the sealed `requestState`.
 fn ask(port: u16) -> String {
-    let asked = stateless_call(port, None, "fx.send_message", SEND, None);
-    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
-    asked["result"]["requestState"]
+    asked(port)["result"]["requestState"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Asks for approval of the send through `port`; the input-required answer (the change
+/// request, the sealed `requestState`).
+fn asked(port: u16) -> Value {
+    let asked = stateless_call(port, None, "fx.send_message", SEND, None);
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    asked
 }
 
 /// `GET path` on `port`: the status and the body, trimmed.
@@ -180,7 +186,15 @@ fn an_approval_answered_through_any_replica_runs_its_call_exactly_once() {
     let topology = Topology::start();
     // Asked through the first replica, answered through the second: the second finds the
     // approval the first opened, and runs the call.
-    let state = ask(topology.port(0));
+    let first = asked(topology.port(0));
+    assert!(
+        first.to_string().contains("eve@evil.example (new)"),
+        "{first}"
+    );
+    let state = first["result"]["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let ran = stateless_call(
         topology.port(1),
         None,
@@ -212,6 +226,12 @@ fn an_approval_answered_through_any_replica_runs_its_call_exactly_once() {
     );
     assert_eq!(topology.answers(1), ["approved"]);
     assert_eq!(topology.answers(2), ["replayed"]);
+    // The recipient approved through the second replica is not new on the third.
+    let again = asked(topology.port(2)).to_string();
+    assert!(
+        again.contains("eve@evil.example") && !again.contains("eve@evil.example (new)"),
+        "{again}"
+    );
 
     // Through the balancer, round robin: the same answer sent six times at once, so the
     // retries land on every replica together. One claim gets in; the call runs once.
@@ -498,7 +518,7 @@ impl Delegated {
         };
         let topology = Topology::start_with(
             &[("E2E_STORE_KEY", STORE_KEY), ("E2E_CLIENT_SECRET", &secret)],
-            &config,
+            config,
         );
         let settings = config(Path::new(""), topology.port(0), topology.balancer.port);
         let env = vec![
@@ -539,12 +559,23 @@ impl Delegated {
 
 #[test]
 fn a_grant_revoked_through_one_replica_is_refused_by_all() {
-    let setup = Delegated::start();
-    let topology = &setup.topology;
+    let mut setup = Delegated::start();
     // Signed in once, from a terminal: the grant goes to the database, so every replica
     // (and the balancer, whichever it picks) calls with it.
     let said = terminal_login(&setup.settings, setup.scratch.path(), &setup.env(), &[]);
     assert!(said.contains("authorised `mail`"), "{said}");
+
+    // While the database is away, no replica can read the grant: the call does not run.
+    setup.topology.postgres.pause();
+    let refused = setup.echo(setup.topology.port(2), "outage");
+    assert!(
+        refused.contains("could not be used") && refused.contains("the call did not run"),
+        "{refused}"
+    );
+    assert!(setup.upstream.calls().is_empty());
+    setup.topology.postgres.resume();
+
+    let topology = &setup.topology;
     let mut ports: Vec<u16> = (0..3).map(|n| topology.port(n)).collect();
     ports.push(topology.balancer.port);
     for port in &ports {

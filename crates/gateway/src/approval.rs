@@ -69,22 +69,26 @@ pub(crate) struct Approvals {
 }
 
 impl Approvals {
-    /// Nothing asked yet; the recipients known from the state directory; `requestState`
-    /// sealed with `state_key`, or a key of this process's own; stateless approvals in
-    /// `shared`, the database replicas share, or in this process. `Err`: no key could be made.
+    /// Nothing asked yet; `requestState` sealed with `state_key`, or a key of this process's
+    /// own; stateless approvals and known recipients in `shared`, the database replicas
+    /// share, or in this process (the recipients kept in the state directory). `Err`: no key could be made.
     pub(crate) fn new(
         config: &portcullis_config::Config,
         state_key: Option<Vec<u8>>,
         shared: Option<portcullis_state::Store>,
     ) -> Result<Self, String> {
+        let known_recipients = match &shared {
+            Some(store) => KnownRecipients::Shared(store.clone()),
+            None => {
+                KnownRecipients::open(config.evidence.file.with_file_name("known-recipients.json"))
+            }
+        };
         Ok(Self {
             stateless: match shared {
                 Some(store) => StatelessApprovals::Shared(store),
                 None => StatelessApprovals::InProcess(stateless::InProcess::default()),
             },
-            known_recipients: KnownRecipients::open(
-                config.evidence.file.with_file_name("known-recipients.json"),
-            ),
+            known_recipients,
             scoped: ScopedAnswers::open(
                 config.evidence.file.with_file_name("scoped-answers.json"),
                 config.approval.scope,

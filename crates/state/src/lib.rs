@@ -20,6 +20,7 @@
 mod approvals;
 mod grants;
 mod migrate;
+mod recipients;
 mod replicas;
 
 use std::time::Duration;
@@ -130,6 +131,23 @@ impl Store {
             .await
             .map_err(|error| StoreError::Unreachable(error.to_string()))
     }
+}
+
+/// Waits for `operation` on this thread, for code that cannot wait asynchronously (what a list
+/// shows, what a decision reads). Only a multi-threaded runtime can lend its thread
+/// (`block_in_place`: the cli's runtime is one); anywhere else this is an error, which callers
+/// take as "nothing found", never as permission.
+pub fn wait<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let handle = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .ok_or_else(|| {
+            StoreError::Failed(
+                "the shared state is read synchronously from a multi-threaded runtime only"
+                    .to_owned(),
+            )
+        })?;
+    tokio::task::block_in_place(|| handle.block_on(operation))
 }
 
 /// Runs one statement within [`OPERATION_LIMIT`].

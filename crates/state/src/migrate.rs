@@ -10,7 +10,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0001_stateless_approvals.sql"),
     ),
     (2, include_str!("../migrations/0002_replicas.sql")),
-    (3, include_str!("../migrations/0003_delegated_grants.sql")),
+    (
+        3,
+        include_str!("../migrations/0003_grants_and_recipients.sql"),
+    ),
 ];
 
 /// The schema version this build brings a database to.

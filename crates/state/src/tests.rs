@@ -444,3 +444,29 @@ async fn two_replicas_refreshing_at_once_spend_the_refresh_token_once() {
     );
     postgres.resume();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_approved_through_one_replica_is_known_to_every_replica() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    let named = ["bob@corp.example".to_owned(), "eve@evil.example".to_owned()];
+    assert!(
+        b.known_recipients("alice", &named)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    a.remember_recipients("alice", &named[..1]).await.unwrap();
+    // Again, through the other replica: no error, nothing twice.
+    b.remember_recipients("alice", &named[..1]).await.unwrap();
+    b.remember_recipients("alice", &[]).await.unwrap();
+    let known = b.known_recipients("alice", &named).await.unwrap();
+    assert_eq!(known, BTreeSet::from(["bob@corp.example".to_owned()]));
+    // Per user: mallory has approved nobody.
+    assert!(
+        b.known_recipients("mallory", &named)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

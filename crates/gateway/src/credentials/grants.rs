@@ -24,23 +24,12 @@ impl GrantStore {
 
     /// [`GrantStore::get`] for code that cannot wait asynchronously (what a list shows,
     /// whether a per-user instance can start). The file is read on this thread, as always; the
-    /// database is waited for on it too, which only a multi-threaded runtime (the cli's) can
-    /// lend: elsewhere this is an error, and the callers take an error as no grant (they show
-    /// less and start nothing, never more).
+    /// database is waited for on it too (`portcullis_state::wait`), and the callers take an
+    /// error as no grant (they show less and start nothing, never more).
     pub(crate) fn get_now(&self, key: &CredentialKey) -> Result<Option<Grant>, String> {
         match self {
             Self::Local(store) => store.get(key).map_err(|error| error.to_string()),
-            Self::Shared(grants) => {
-                let handle = tokio::runtime::Handle::try_current()
-                    .ok()
-                    .filter(|handle| {
-                        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-                    })
-                    .ok_or_else(|| {
-                        "the shared grants are read from a multi-threaded runtime only".to_owned()
-                    })?;
-                tokio::task::block_in_place(|| handle.block_on(grants.get(key))).map_err(shared)
-            }
+            Self::Shared(grants) => portcullis_state::wait(grants.get(key)).map_err(shared),
         }
     }
 
@@ -93,8 +82,10 @@ impl GrantStore {
     }
 }
 
-/// A database error in the words the credential code passes on (never the connection
-/// string: no `portcullis_state` error holds it).
+/// A database error as the credential code passes it on, towards the client: that the shared
+/// grants could not be used. The detail (no `portcullis_state` error holds the connection
+/// string or a token) is for the operator, in the log.
 fn shared(error: portcullis_state::StoreError) -> String {
-    format!("the shared grants: {error}")
+    tracing::warn!(%error, "the shared grants in the database could not be used");
+    "the shared grants in the database could not be used (portcullis's log says why)".to_owned()
 }

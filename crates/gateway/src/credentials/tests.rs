@@ -66,7 +66,17 @@ fn store_grant(dir: &Path, scopes: &[&str], refresh: bool, expires_at: Option<u6
         StoreKey::from_secret_text("KEY", KEY).unwrap(),
     )
     .unwrap();
-    let grant = Grant {
+    store
+        .put(
+            key_for(&envelope("desktop"), "mail"),
+            grant(scopes, refresh, expires_at),
+        )
+        .unwrap();
+}
+
+/// Alice's grant with `scopes`, consented by `desktop`, expiring at `expires_at`.
+fn grant(scopes: &[&str], refresh: bool, expires_at: Option<u64>) -> Grant {
+    Grant {
         access_token: SecretValue::new(TOKEN),
         refresh_token: refresh.then(|| SecretValue::new("the-refresh-token")),
         token_type: "Bearer".to_owned(),
@@ -76,10 +86,7 @@ fn store_grant(dir: &Path, scopes: &[&str], refresh: bool, expires_at: Option<u6
         authorization_server: "https://login.example".to_owned(),
         consented_clients: BTreeSet::from(["desktop".to_owned()]),
         obtained_at: now(),
-    };
-    store
-        .put(key_for(&envelope("desktop"), "mail"), grant)
-        .unwrap();
+    }
 }
 
 fn needs(readiness: Readiness) -> (Vec<String>, String) {
@@ -234,4 +241,86 @@ fn a_missing_secret_stops_the_start_naming_its_variable_and_a_fresh_store_keys_i
         !key_file.exists(),
         "a new key was made for an existing store"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_grants_in_the_database_under_one_key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = portcullis_test_support::TestPostgres::start();
+    let connect = |replica: &'static str| {
+        let url = postgres.url();
+        async move {
+            portcullis_state::Store::connect(&url, replica)
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = (connect("a").await, connect("b").await);
+    let config = config(dir.path(), "hide_tools = true");
+    // No key in the environment: a key file would be this replica's own, so none is made.
+    let no_key = |_: &str| None;
+    let refused = Credentials::start(&config, &no_key, Duration::from_secs(60), Some(&a))
+        .err()
+        .unwrap();
+    assert!(
+        refused.contains("`KEY`") && refused.contains("the same on every replica"),
+        "{refused}"
+    );
+    assert!(!dir.path().join("credentials.key").exists());
+    assert!(!dir.path().join("credentials.enc").exists());
+
+    let env = |name: &str| (name == "KEY").then(|| KEY.to_owned());
+    let replica = |store: &portcullis_state::Store| {
+        Credentials::start(&config, &env, Duration::from_secs(60), Some(store))
+    };
+    let (first, second) = (replica(&a).unwrap(), replica(&b).unwrap());
+    let read = ToolRules::default();
+    needs(
+        first
+            .readiness(&envelope("desktop"), "mail", "echo", &read)
+            .await,
+    );
+    // Stored through the first (as its sign-in does), ready on the second, and its scopes
+    // are what the second's lists show.
+    let stored = a.grants(StoreKey::from_secret_text("KEY", KEY).unwrap());
+    let whose = key_for(&envelope("desktop"), "mail");
+    stored
+        .put(&whose, &grant(&["mail.read"], true, Some(now() + 3600)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        second
+            .readiness(&envelope("desktop"), "mail", "echo", &read)
+            .await,
+        Readiness::Ready { .. }
+    ));
+    assert_eq!(
+        second.visible_scopes(&envelope("desktop"), "mail"),
+        Some(BTreeSet::from(["mail.read".to_owned()]))
+    );
+    // Removed through the first: the second asks again at once.
+    assert!(stored.remove(&whose).await.unwrap());
+    let (_, why) = needs(
+        second
+            .readiness(&envelope("desktop"), "mail", "echo", &read)
+            .await,
+    );
+    assert!(why.contains("not authorised"), "{why}");
+    assert_eq!(
+        second.visible_scopes(&envelope("desktop"), "mail"),
+        Some(BTreeSet::new())
+    );
+    // The database away: nothing is ready, and the reason names no secret.
+    let mut postgres = postgres;
+    postgres.pause();
+    match second
+        .readiness(&envelope("desktop"), "mail", "echo", &read)
+        .await
+    {
+        Readiness::Failed(message) => {
+            assert!(!message.contains(postgres.password()) && !message.contains(KEY));
+        }
+        _ => panic!("ready without the database"),
+    }
+    postgres.resume();
 }

@@ -1,5 +1,5 @@
--- Delegated grants (each user's OAuth tokens for an upstream), shared by every replica so that a
--- grant stored, refreshed or removed through one is what every other uses at its next call.
+-- Delegated grants (each user's OAuth tokens for an upstream) and known recipients, shared by every
+-- replica: a grant stored, refreshed or removed through one is what every other uses at its next call.
 
 -- One grant per user (issuer and subject) and upstream. `sealed` is the grant encrypted with the
 -- credential store key and bound to these three columns (`PGRNT1` || nonce || ciphertext): the
@@ -14,4 +14,14 @@ CREATE TABLE delegated_grant (
     written_by text NOT NULL,
     written_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (issuer, subject, upstream)
+);
+
+-- The recipients each user has approved a call to (`user_name` is issuer and subject as the
+-- gateway writes them), so that a recipient approved through one replica is not "new" on
+-- another. Rows are only added: a recipient is known from its first approval on.
+CREATE TABLE known_recipient (
+    user_name text NOT NULL,
+    recipient text NOT NULL,
+    known_since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_name, recipient)
 );
