@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::credentials::{Fixture, STORE_KEY, defaults, settings, terminal_login};
 use crate::support::{
-    Config, HaProxy, Identity, OpenIdProvider, Portcullis, Scratch, Tool, Upstream, bin,
-    fixture_policy, free_port, raw_http, result_text, stateless_call,
+    Config, HaProxy, Identity, OpenIdProvider, Portcullis, Scratch, Target, Tool, Upstream, bin,
+    fixture_policy, free_port, py_client, raw_http, result_text, stateless_call,
 };
 
 const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
@@ -123,10 +123,13 @@ fn replica_config(work: &Path, port: u16, balancer: u16) -> Config {
 }
 
 fn replica_config_under(work: &Path, port: u16, balancer: u16, policy: &str) -> Config {
-    let fx = Upstream::fixture("fx", work).trusted().tool(
-        "send_message",
-        Tool::send().recipients(&["/to"]).irreversible(),
-    );
+    let fx = Upstream::fixture("fx", work)
+        .trusted()
+        .tool(
+            "send_message",
+            Tool::send().recipients(&["/to"]).irreversible(),
+        )
+        .tool("write_file", Tool::write());
     Config::new()
         .approval_timeout_secs(60)
         .approval_page_off()
@@ -636,4 +639,46 @@ fn a_grant_revoked_through_one_replica_is_refused_by_all() {
             }
         }
     }
+}
+
+#[test]
+fn a_stateless_clients_scoped_answer_through_one_replica_covers_calls_like_it_through_another() {
+    let topology = Topology::start();
+    // The official Python client at 2026-07-28, each call to another replica, answering
+    // "for this session" whenever it is asked.
+    let write = |n: usize, path: &str| {
+        let url = format!("http://127.0.0.1:{}/mcp", topology.port(n));
+        let args = serde_json::json!({"path": path, "content": "q3"}).to_string();
+        let observed = py_client(
+            &Target::Http(&url),
+            &[
+                "--scenario",
+                "elicit",
+                "--mode",
+                "2026-07-28",
+                "--tool",
+                "fx.write_file",
+                "--args",
+                &args,
+                "--answer",
+                "accept",
+                "--content",
+                r#"{"approve":true,"scope":"session"}"#,
+            ],
+        );
+        assert!(topology.work.join(path).exists(), "not written: {observed}");
+        observed["elicitations"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(write(0, "drafts/one.txt"), 1, "the first write is asked");
+    assert_eq!(
+        write(1, "drafts/two.txt"),
+        0,
+        "a write like it through another replica is covered"
+    );
+    assert_eq!(
+        write(2, "final/three.txt"),
+        1,
+        "a write elsewhere is asked again"
+    );
+    assert_eq!(topology.answers(1), ["scoped"]);
 }

@@ -70,8 +70,9 @@ pub(crate) struct Approvals {
 
 impl Approvals {
     /// Nothing asked yet; `requestState` sealed with `state_key`, or a key of this process's
-    /// own; stateless approvals and known recipients in `shared`, the database replicas
-    /// share, or in this process (the recipients kept in the state directory). `Err`: no key could be made.
+    /// own; stateless approvals, known recipients and stateless clients' scoped answers in
+    /// `shared`, the database replicas share, or in this process (recipients and answers
+    /// kept in the state directory). `Err`: no key could be made.
     pub(crate) fn new(
         config: &portcullis_config::Config,
         state_key: Option<Vec<u8>>,
@@ -83,16 +84,20 @@ impl Approvals {
                 KnownRecipients::open(config.evidence.file.with_file_name("known-recipients.json"))
             }
         };
+        let scoped = match &shared {
+            Some(store) => ScopedAnswers::shared(config.approval.scope, store.clone()),
+            None => ScopedAnswers::open(
+                config.evidence.file.with_file_name("scoped-answers.json"),
+                config.approval.scope,
+            ),
+        };
         Ok(Self {
             stateless: match shared {
                 Some(store) => StatelessApprovals::Shared(store),
                 None => StatelessApprovals::InProcess(stateless::InProcess::default()),
             },
             known_recipients,
-            scoped: ScopedAnswers::open(
-                config.evidence.file.with_file_name("scoped-answers.json"),
-                config.approval.scope,
-            ),
+            scoped,
             taints: Taints::default(),
             timeout: config.approval.timeout,
             ledger: ledger::Ledger::beside(&config.evidence.file),

@@ -22,6 +22,7 @@ mod grants;
 mod migrate;
 mod recipients;
 mod replicas;
+mod scoped;
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub use approvals::StoredClaim;
 pub use grants::{GrantChange, SharedGrants};
 pub use migrate::SCHEMA_VERSION;
 pub use replicas::OtherPolicy;
+pub use scoped::ScopedAnswer;
 
 /// How long any one operation (a pooled connection, a statement) may take: past it, the
 /// operation fails and the call it guards does not run.

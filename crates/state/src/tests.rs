@@ -470,3 +470,63 @@ async fn a_recipient_approved_through_one_replica_is_known_to_every_replica() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_answer_kept_through_one_replica_is_read_by_another_until_it_expires() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    let answer = ScopedAnswer {
+        id: "scope-1".to_owned(),
+        holder_key: "client alice desktop".to_owned(),
+        user: "alice".to_owned(),
+        scope: serde_json::json!({"tool": "write_file", "directories": {"/path": "/work/drafts"}}),
+        fingerprint: "fp-1".to_owned(),
+        approved_at: 1_000,
+        expires_at: 4_600,
+    };
+    a.keep_scoped_answer(&answer).await.unwrap();
+    assert_eq!(
+        b.scoped_answers("client alice desktop", "alice", 2_000)
+            .await
+            .unwrap(),
+        [answer.clone()]
+    );
+    // Another client of alice's, another user: none.
+    assert!(
+        b.scoped_answers("client alice cli", "alice", 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        b.scoped_answers("client alice desktop", "mallory", 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Expired: none, and the next answer kept removes it.
+    assert!(
+        b.scoped_answers("client alice desktop", "alice", 4_600)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The same id twice is refused (that answer is then not kept, and asked again).
+    assert!(b.keep_scoped_answer(&answer).await.is_err());
+    let later = ScopedAnswer {
+        id: "scope-2".to_owned(),
+        approved_at: 5_000,
+        expires_at: 8_600,
+        ..answer
+    };
+    b.keep_scoped_answer(&later).await.unwrap();
+    let client = a.client().await.unwrap();
+    let ids: Vec<String> = client
+        .query("SELECT id FROM scoped_answer", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids, ["scope-2"]);
+}

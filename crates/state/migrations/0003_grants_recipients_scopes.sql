@@ -1,5 +1,5 @@
--- Delegated grants (each user's OAuth tokens for an upstream) and known recipients, shared by every
--- replica: a grant stored, refreshed or removed through one is what every other uses at its next call.
+-- Delegated grants (each user's OAuth tokens for an upstream), known recipients and stateless
+-- clients' scoped answers, shared by every replica: what one stores or removes, every other sees.
 
 -- One grant per user (issuer and subject) and upstream. `sealed` is the grant encrypted with the
 -- credential store key and bound to these three columns (`PGRNT1` || nonce || ciphertext): the
@@ -25,3 +25,20 @@ CREATE TABLE known_recipient (
     known_since timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_name, recipient)
 );
+
+-- The session-scoped answers of stateless (2026-07-28) clients, which have no session and so no
+-- replica of their own: a person's "for this session" chosen through one replica covers the
+-- calls like it through every other, until it expires. `scope` is the gateway's pattern as
+-- JSON; times are the gateway's clock (Unix seconds), as it decides with them.
+CREATE TABLE scoped_answer (
+    id text PRIMARY KEY,
+    -- The stateless user and client it was chosen by (the gateway's taint key).
+    holder_key text NOT NULL,
+    user_name text NOT NULL,
+    scope jsonb NOT NULL,
+    fingerprint text NOT NULL,
+    approved_at bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+
+CREATE INDEX scoped_answer_holder ON scoped_answer (holder_key, user_name);
