@@ -489,7 +489,7 @@ async fn a_scoped_answer_kept_through_one_replica_is_read_by_another_until_it_ex
         b.scoped_answers("client alice desktop", "alice", 2_000)
             .await
             .unwrap(),
-        [answer.clone()]
+        std::slice::from_ref(&answer)
     );
     // Another client of alice's, another user: none.
     assert!(
