@@ -13,7 +13,9 @@
 //! [`ScopedAnswers`] keeps what people chose, by the session's taint key and the user: a
 //! session-era session's answers end with it (`forget_session`) and with the process, a
 //! stateless client's (user and client) with their time (`approval_scope_secs`), kept in
-//! `scoped-answers.json` beside the evidence log so that a restart does not ask again. A file
+//! `scoped-answers.json` beside the evidence log so that a restart does not ask again; when
+//! replicas share state, a stateless client's are kept in the database instead
+//! ([`ScopedAnswers::shared`]), since its next call may reach any replica. A file or database
 //! that cannot be read holds none (ask again, never less).
 
 use std::collections::{BTreeMap, BTreeSet};
