@@ -685,31 +685,21 @@ impl Credentials {
             .ok_or_else(|| format!("upstream `{upstream}` takes no delegated credential"))?;
         let store = self.store()?;
         let key = key_for(envelope, upstream);
-        let Some(grant) = store.get(&key).await? else {
+        // Revoked and deleted under the grant's lock (in the database, its row's): a refresh
+        // through another replica cannot put a new grant in its place in between.
+        let deleted = store
+            .update(&key, |grant| async move {
+                let revoked = auth.revoke(&grant).await;
+                let credential = grant.access_token.fingerprint();
+                (GrantChange::Remove, (revoked, credential))
+            })
+            .await?;
+        let Some((revoked, credential)) = deleted else {
             return Ok(format!(
                 "no grant for `{upstream}` was stored; nothing to do"
             ));
         };
-        let revoked = match auth.oauth_client().await {
-            Ok(client) => {
-                let token = grant.refresh_token.as_ref().unwrap_or(&grant.access_token);
-                let hint = if grant.refresh_token.is_some() {
-                    TokenHint::RefreshToken
-                } else {
-                    TokenHint::AccessToken
-                };
-                match client.revoke(token.expose(), hint).await {
-                    Ok(Revoked::Revoked) => "revoked at the authorization server".to_owned(),
-                    Ok(Revoked::NotSupported) => {
-                        "the authorization server offers no revocation; it stays valid there until it expires".to_owned()
-                    }
-                    Err(error) => format!("revocation failed ({error}); it may stay valid there until it expires"),
-                }
-            }
-            Err(error) => format!("revocation not attempted ({error})"),
-        };
-        store.remove(&key).await?;
-        tracing::info!(user = %key.subject, upstream, credential = %grant.access_token.fingerprint(), %revoked, "delegated grant deleted");
+        tracing::info!(user = %key.subject, upstream, %credential, %revoked, "delegated grant deleted");
         Ok(format!("deleted the grant for `{upstream}`; {revoked}"))
     }
 }
@@ -749,6 +739,30 @@ fn grant_from(
 }
 
 impl UpstreamAuth {
+    /// Revokes `grant` at the authorization server (RFC 7009: its refresh token, which takes
+    /// the access token with it, else the access token), where it offers that; what happened.
+    async fn revoke(&self, grant: &Grant) -> String {
+        let client = match self.oauth_client().await {
+            Ok(client) => client,
+            Err(error) => return format!("revocation not attempted ({error})"),
+        };
+        let token = grant.refresh_token.as_ref().unwrap_or(&grant.access_token);
+        let hint = if grant.refresh_token.is_some() {
+            TokenHint::RefreshToken
+        } else {
+            TokenHint::AccessToken
+        };
+        match client.revoke(token.expose(), hint).await {
+            Ok(Revoked::Revoked) => "revoked at the authorization server".to_owned(),
+            Ok(Revoked::NotSupported) => {
+                "the authorization server offers no revocation; it stays valid there until it expires".to_owned()
+            }
+            Err(error) => {
+                format!("revocation failed ({error}); it may stay valid there until it expires")
+            }
+        }
+    }
+
     /// The upstream's authorization server as an OAuth client of it, discovered once (the
     /// upstream's Protected Resource Metadata, then the server's own metadata).
     async fn oauth_client(&self) -> Result<Arc<OAuthClient>, String> {
