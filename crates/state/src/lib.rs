@@ -23,6 +23,7 @@ mod migrate;
 mod recipients;
 mod replicas;
 mod scoped;
+mod taint;
 
 use std::time::Duration;
 

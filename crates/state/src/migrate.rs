@@ -12,7 +12,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_replicas.sql")),
     (
         3,
-        include_str!("../migrations/0003_grants_recipients_scopes.sql"),
+        include_str!("../migrations/0003_shared_session_state.sql"),
     ),
 ];
 

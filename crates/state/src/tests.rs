@@ -530,3 +530,28 @@ async fn a_scoped_answer_kept_through_one_replica_is_read_by_another_until_it_ex
         .collect();
     assert_eq!(ids, ["scope-2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_tainted_through_one_replica_is_tainted_on_every_replica() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    let key = "client alice desktop";
+    assert!(b.client_taint(key).await.unwrap().is_empty());
+    a.taint_client(key, "web").await.unwrap();
+    a.taint_client(key, "web").await.unwrap();
+    b.taint_client(key, "mail").await.unwrap();
+    assert_eq!(a.client_taint(key).await.unwrap(), ["mail", "web"]);
+    assert!(b.client_taint("client alice cli").await.unwrap().is_empty());
+
+    assert!(!b.client_reached(key, "docs.example").await.unwrap());
+    a.remember_client_hosts(key, &["docs.example".to_owned()])
+        .await
+        .unwrap();
+    a.remember_client_hosts(key, &[]).await.unwrap();
+    assert!(b.client_reached(key, "docs.example").await.unwrap());
+    assert!(
+        !b.client_reached("client bob desktop", "docs.example")
+            .await
+            .unwrap()
+    );
+}

@@ -1,5 +1,5 @@
--- Delegated grants (each user's OAuth tokens for an upstream), known recipients and stateless
--- clients' scoped answers, shared by every replica: what one stores or removes, every other sees.
+-- Delegated grants (each user's OAuth tokens for an upstream), known recipients, and stateless
+-- clients' scoped answers and taint, shared by every replica: what one stores or removes, every other sees.
 
 -- One grant per user (issuer and subject) and upstream. `sealed` is the grant encrypted with the
 -- credential store key and bound to these three columns (`PGRNT1` || nonce || ciphertext): the
@@ -42,3 +42,20 @@ CREATE TABLE scoped_answer (
 );
 
 CREATE INDEX scoped_answer_holder ON scoped_answer (holder_key, user_name);
+
+-- What stateless clients (no session: any replica) have been exposed to, by the gateway's taint
+-- key of the user and client: the untrusted upstreams whose content reached them (their side
+-- effects need approval from then on, whichever replica they reach), and the hosts their calls
+-- reached. Rows are only added: a client's taint lasts as long as the deployment keeps it.
+CREATE TABLE client_taint (
+    holder_key text NOT NULL,
+    upstream text NOT NULL,
+    marked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (holder_key, upstream)
+);
+
+CREATE TABLE client_host (
+    holder_key text NOT NULL,
+    host text NOT NULL,
+    PRIMARY KEY (holder_key, host)
+);
