@@ -6,7 +6,10 @@
 //! Nothing here decides policy or talks MCP: the gateway hands in fingerprints and results
 //! as plain values. Delegated grants are kept sealed with the credential store key
 //! (`portcullis_credentials::seal_grant`): no token is ever in the database in the clear, and
-//! a refresh holds the grant's row lock so a rotating refresh token is spent once.
+//! a refresh holds the grant's row lock so a rotating refresh token is spent once. Known
+//! recipients, and stateless clients' scoped answers and taint, are kept here too: such a
+//! client has no session, so no replica of its own. Each use reads the database: no replica
+//! keeps a copy that could hide what another wrote.
 //!
 //! The schema is versioned (`migrations/NNNN_*.sql`, compiled in) and brought up to date by
 //! [`Store::connect`] in one transaction under an advisory lock, so replicas starting together
@@ -14,7 +17,8 @@
 //! refused rather than used.
 //!
 //! Fail closed: every operation is bounded in time, and an unreachable database or a failed
-//! statement is an error the caller turns into "the call did not run".
+//! statement is an error the caller turns into "the call did not run" (or "asked again",
+//! "tainted", "withheld": never into more than a single process would allow).
 #![forbid(unsafe_code)]
 
 mod approvals;
