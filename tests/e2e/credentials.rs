@@ -16,10 +16,10 @@ use crate::support::{
 };
 
 /// The store's key in every test (the grep test looks for it in every output).
-const STORE_KEY: &str = "credential-store-key-for-the-e2e-tests-0123456789";
+pub(crate) const STORE_KEY: &str = "credential-store-key-for-the-e2e-tests-0123456789";
 
 /// The fixture upstream, validating tokens of `issuer`; killed on drop.
-struct Fixture {
+pub(crate) struct Fixture {
     child: Child,
     url: String,
     record: PathBuf,
@@ -34,7 +34,7 @@ impl Drop for Fixture {
 }
 
 impl Fixture {
-    fn start(port: u16, issuer: &str, scratch: &Path) -> Self {
+    pub(crate) fn start(port: u16, issuer: &str, scratch: &Path) -> Self {
         Self::start_for(port, issuer, scratch, "auto")
     }
 
@@ -88,7 +88,7 @@ impl Fixture {
             .collect()
     }
 
-    fn calls(&self) -> Vec<Value> {
+    pub(crate) fn calls(&self) -> Vec<Value> {
         self.received()
             .into_iter()
             .filter(|r| r["method"] == "tools/call" && r["outcome"] == "accepted")
@@ -108,7 +108,7 @@ struct Delegation {
     callback: u16,
 }
 
-struct Options {
+pub(crate) struct Options {
     /// Access-token lifetime at the upstream.
     token_ttl: &'static str,
     /// The rules of `mail`'s tools.
@@ -123,7 +123,7 @@ struct Options {
     per_user: bool,
 }
 
-fn defaults() -> Options {
+pub(crate) fn defaults() -> Options {
     Options {
         token_ttl: "300",
         tools: vec![("echo", Tool::read()), ("send_message", Tool::send())],
@@ -141,7 +141,7 @@ fn scoped_send() -> Vec<(&'static str, Tool)> {
 
 /// Portcullis's config: `mail` at `upstream_url` with the credential of `options`, the
 /// credential store, its callback on `callback`, and bearer tokens when `authenticated`.
-fn settings(
+pub(crate) fn settings(
     options: Options,
     provider: &OpenIdProvider,
     upstream_url: &str,
@@ -251,44 +251,9 @@ impl Delegation {
     /// `serve` holds (the person stops serve, or uses the client): here a second config on
     /// another callback port shares the store.
     fn login(&self, extra: &[&str]) -> String {
-        let other = free_port();
-        let login_config = self.scratch.path().join("login.toml");
-        let settings = self
-            .settings
-            .clone()
-            .credential_callback(&format!("127.0.0.1:{other}"));
-        std::fs::write(&login_config, settings.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        let mut login = Command::new(bin("portcullis"))
-            .args(["login", "--config"])
-            .arg(&login_config)
-            .arg("mail")
-            .args(extra)
-            .envs(self.env())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start login: {e}"));
-        let mut link = String::new();
-        {
-            use std::io::BufRead;
-            let stdout = login.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-            let _ = std::io::BufReader::new(stdout).read_line(&mut link);
-        }
-        assert!(
-            link.starts_with(&format!("http://127.0.0.1:{other}/oauth/start/")),
-            "{link}"
-        );
-        let browser = Command::new(node_module("node/bin/node"))
-            .arg(repo_root().join("tests/node/browser.mjs"))
-            .arg(link.trim())
-            .args(["--account", "alice"])
-            .output()
-            .unwrap_or_else(|e| panic!("browser: {e}"));
-        assert!(browser.status.success(), "{browser:?}");
-        let done = login.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-        let said = String::from_utf8_lossy(&done.stderr).into_owned();
-        assert!(done.status.success(), "{said}");
-        said
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        terminal_login(&self.settings, self.scratch.path(), &env, extra)
     }
 
     /// A first call that sends `account` through the sign-in, and must then run.
@@ -352,6 +317,54 @@ impl Delegation {
             }
         }
     }
+}
+
+/// `portcullis login mail` from a terminal as the local identity of `settings`, on a callback
+/// port of its own (config written into `dir`), with `env`; alice's browser follows the link.
+/// What it said.
+pub(crate) fn terminal_login(
+    settings: &Config,
+    dir: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> String {
+    let other = free_port();
+    let login_config = dir.join("login.toml");
+    let settings = settings
+        .clone()
+        .credential_callback(&format!("127.0.0.1:{other}"));
+    std::fs::write(&login_config, settings.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let mut login = Command::new(bin("portcullis"))
+        .args(["login", "--config"])
+        .arg(&login_config)
+        .arg("mail")
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start login: {e}"));
+    let mut link = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = login.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let _ = std::io::BufReader::new(stdout).read_line(&mut link);
+    }
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{other}/oauth/start/")),
+        "{link}"
+    );
+    let browser = Command::new(node_module("node/bin/node"))
+        .arg(repo_root().join("tests/node/browser.mjs"))
+        .arg(link.trim())
+        .args(["--account", "alice"])
+        .output()
+        .unwrap_or_else(|e| panic!("browser: {e}"));
+    assert!(browser.status.success(), "{browser:?}");
+    let done = login.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(done.status.success(), "{said}");
+    said
 }
 
 fn texts(observed: &Value) -> Vec<String> {

@@ -1065,7 +1065,7 @@ fn start(
             Some(value.into_bytes())
         }
     };
-    let credentials = credentials(config)?;
+    let credentials = credentials(config, shared.as_ref())?;
     let parts = GatewayParts {
         inherited: secret::upstream_environment(config)?,
         policy: engine,
@@ -1109,7 +1109,6 @@ async fn shared_state(config: &Config) -> anyhow::Result<Option<portcullis_state
     Ok(Some(store))
 }
 
-/// The upstreams' credentials: the secrets config names, read from the environment now.
 /// The configuration `install` points the client at (checked), and its upstreams' names.
 fn installed_config(path: Option<PathBuf>) -> anyhow::Result<(PathBuf, Vec<String>)> {
     let path = match path {
@@ -1129,18 +1128,25 @@ fn installed_config(path: Option<PathBuf>) -> anyhow::Result<(PathBuf, Vec<Strin
     Ok((path, upstreams))
 }
 
-fn credentials(config: &Config) -> anyhow::Result<Arc<Credentials>> {
+/// The upstreams' credentials: the secrets config names, read from the environment now, and
+/// the grants kept in `shared` state when config keeps state in a database.
+fn credentials(
+    config: &Config,
+    shared: Option<&portcullis_state::Store>,
+) -> anyhow::Result<Arc<Credentials>> {
     let read = |name: &str| std::env::var(name).ok();
-    Credentials::start(config, &read, config.approval.timeout)
+    Credentials::start(config, &read, config.approval.timeout, shared)
         .map(Arc::new)
         .map_err(|message| anyhow::anyhow!("{message}"))
 }
 
 fn login(path: &Path, upstream: &str, scopes: Vec<String>) -> anyhow::Result<()> {
     let config = load(path)?;
-    let credentials = credentials(&config)?;
     let envelope = config.local_identity.clone();
     runtime()?.block_on(async move {
+        // The grant goes where `serve` looks for it: the database, when replicas share one.
+        let shared = shared_state(&config).await?;
+        let credentials = credentials(&config, shared.as_ref())?;
         let shutdown = CancellationToken::new();
         let address = credentials.settings().callback;
         let serving = credentials
@@ -1175,7 +1181,13 @@ fn login(path: &Path, upstream: &str, scopes: Vec<String>) -> anyhow::Result<()>
 
 fn logout(path: &Path, upstream: &str) -> anyhow::Result<()> {
     let config = load(path)?;
-    let credentials = credentials(&config)?;
+    let runtime = runtime()?;
+    // Deleted where every replica looks: in the database, when they share one, so that each
+    // refuses the grant at its next call.
+    let credentials = runtime.block_on(async {
+        let shared = shared_state(&config).await?;
+        credentials(&config, shared.as_ref())
+    })?;
     let envelope = config.local_identity.clone();
     let spec = config
         .upstreams
@@ -1189,7 +1201,7 @@ fn logout(path: &Path, upstream: &str) -> anyhow::Result<()> {
         eprintln!("portcullis: deleted your state directory at `{upstream}`");
     }
     if credentials.takes_delegated(upstream) {
-        runtime()?.block_on(async move {
+        runtime.block_on(async move {
             let done = credentials
                 .logout(&envelope, upstream)
                 .await

@@ -46,7 +46,7 @@ enum EntryOut<'a> {
 }
 
 #[derive(Serialize)]
-struct GrantOut<'a> {
+pub(crate) struct GrantOut<'a> {
     access_token: &'a str,
     refresh_token: Option<&'a str>,
     token_type: &'a str,
@@ -87,7 +87,7 @@ struct SecretEntryIn {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GrantIn {
+pub(crate) struct GrantIn {
     access_token: Secret,
     refresh_token: Option<Secret>,
     token_type: String,
@@ -97,6 +97,39 @@ struct GrantIn {
     authorization_server: String,
     consented_clients: BTreeSet<String>,
     obtained_at: u64,
+}
+
+impl<'a> GrantOut<'a> {
+    /// How `grant` is written, wherever it is written (the file, a database row).
+    pub(crate) fn of(grant: &'a Grant) -> Self {
+        Self {
+            access_token: grant.access_token.expose(),
+            refresh_token: grant.refresh_token.as_ref().map(Secret::expose),
+            token_type: &grant.token_type,
+            expires_at: grant.expires_at,
+            scopes: &grant.scopes,
+            resource: &grant.resource,
+            authorization_server: &grant.authorization_server,
+            consented_clients: &grant.consented_clients,
+            obtained_at: grant.obtained_at,
+        }
+    }
+}
+
+impl GrantIn {
+    pub(crate) fn into_grant(self) -> Grant {
+        Grant {
+            access_token: self.access_token,
+            refresh_token: self.refresh_token,
+            token_type: self.token_type,
+            expires_at: self.expires_at,
+            scopes: self.scopes,
+            resource: self.resource,
+            authorization_server: self.authorization_server,
+            consented_clients: self.consented_clients,
+            obtained_at: self.obtained_at,
+        }
+    }
 }
 
 /// The file's bytes for `credentials`, under a fresh random nonce.
@@ -110,17 +143,7 @@ pub(crate) fn seal(
         .iter()
         .map(|(key, grant)| EntryOut::Grant {
             key,
-            grant: GrantOut {
-                access_token: grant.access_token.expose(),
-                refresh_token: grant.refresh_token.as_ref().map(Secret::expose),
-                token_type: &grant.token_type,
-                expires_at: grant.expires_at,
-                scopes: &grant.scopes,
-                resource: &grant.resource,
-                authorization_server: &grant.authorization_server,
-                consented_clients: &grant.consented_clients,
-                obtained_at: grant.obtained_at,
-            },
+            grant: GrantOut::of(grant),
         });
     let secrets = credentials
         .secrets
@@ -137,50 +160,77 @@ pub(crate) fn seal(
         reason: "the credentials could not be encoded".to_owned(),
     })?;
 
+    encrypt(key, MAGIC, MAGIC, &plaintext).map_err(|failure| match failure {
+        EncryptFailure::Random(reason) => StoreError::Random {
+            path: path.display().to_string(),
+            reason,
+        },
+        EncryptFailure::TooLarge => StoreError::Encrypt {
+            path: path.display().to_string(),
+            reason: "the credentials are too large".to_owned(),
+        },
+    })
+}
+
+/// Why [`encrypt`] could not.
+pub(crate) enum EncryptFailure {
+    Random(String),
+    TooLarge,
+}
+
+/// `header` || a fresh random nonce || XChaCha20-Poly1305 of `plaintext` with `aad` as
+/// associated data: the store file's scheme, and a sealed grant's.
+pub(crate) fn encrypt(
+    key: &StoreKey,
+    header: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EncryptFailure> {
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|error| StoreError::Random {
-        path: path.display().to_string(),
-        reason: error.to_string(),
-    })?;
+    getrandom::fill(&mut nonce).map_err(|error| EncryptFailure::Random(error.to_string()))?;
     let ciphertext = cipher(key)
         .encrypt(
             &XNonce::from(nonce),
             Payload {
-                msg: &plaintext,
-                aad: MAGIC,
+                msg: plaintext,
+                aad,
             },
         )
-        .map_err(|_| StoreError::Encrypt {
-            path: path.display().to_string(),
-            reason: "the credentials are too large".to_owned(),
-        })?;
-
-    let mut bytes = Vec::with_capacity(MIN_LEN + plaintext.len());
-    bytes.extend_from_slice(MAGIC);
+        .map_err(|_| EncryptFailure::TooLarge)?;
+    let mut bytes = Vec::with_capacity(header.len() + NONCE_LEN + ciphertext.len());
+    bytes.extend_from_slice(header);
     bytes.extend_from_slice(&nonce);
     bytes.extend_from_slice(&ciphertext);
     Ok(bytes)
 }
 
-/// The credentials in the file's `bytes`, or why they cannot be had.
-pub(crate) fn unseal(path: &Path, key: &StoreKey, bytes: &[u8]) -> Result<Credentials, StoreError> {
-    check_header(path, bytes)?;
-    let body = bytes.get(MAGIC.len()..).unwrap_or_default();
-    let (nonce, ciphertext) = match body.split_first_chunk::<NONCE_LEN>() {
-        Some((nonce, ciphertext)) if ciphertext.len() >= TAG_LEN => (nonce, ciphertext),
-        _ => return Err(truncated(path, bytes)),
-    };
-    let plaintext = cipher(key)
+/// The plaintext of `body` (nonce || ciphertext, the header already checked and cut off),
+/// authenticated with `aad`; `None` when it does not decrypt (wrong key, altered, or bound
+/// to other associated data) or is too short to hold a nonce and a tag.
+pub(crate) fn decrypt(key: &StoreKey, aad: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+    let (nonce, ciphertext) = body
+        .split_first_chunk::<NONCE_LEN>()
+        .filter(|(_, ciphertext)| ciphertext.len() >= TAG_LEN)?;
+    cipher(key)
         .decrypt(
             &XNonce::from(*nonce),
             Payload {
                 msg: ciphertext,
-                aad: MAGIC,
+                aad,
             },
         )
-        .map_err(|_| StoreError::DoesNotDecrypt {
-            path: path.display().to_string(),
-        })?;
+        .ok()
+}
+
+/// The credentials in the file's `bytes`, or why they cannot be had.
+pub(crate) fn unseal(path: &Path, key: &StoreKey, bytes: &[u8]) -> Result<Credentials, StoreError> {
+    check_header(path, bytes)?;
+    // `check_header` made sure the body holds a nonce and a tag: a failure here is the key's
+    // or the bytes'.
+    let body = bytes.get(MAGIC.len()..).unwrap_or_default();
+    let plaintext = decrypt(key, MAGIC, body).ok_or_else(|| StoreError::DoesNotDecrypt {
+        path: path.display().to_string(),
+    })?;
     decode(path, &plaintext)
 }
 
@@ -223,22 +273,8 @@ fn decode(path: &Path, plaintext: &[u8]) -> Result<Credentials, StoreError> {
         path: path.display().to_string(),
         reason,
     };
-    // INVARIANT: serde_json's own message is never passed on: it quotes the values it did not
-    // expect ("invalid type: string \"…\""), which here may be a token. Only its category and
-    // position are.
-    let entries: Vec<EntryIn> = serde_json::from_slice(plaintext).map_err(|error| {
-        let what = match error.classify() {
-            serde_json::error::Category::Data => "an entry has an unexpected shape",
-            serde_json::error::Category::Syntax => "it is not valid JSON",
-            serde_json::error::Category::Eof => "its JSON ends early",
-            serde_json::error::Category::Io => "it could not be read",
-        };
-        corrupt(format!(
-            "{what} (line {}, column {})",
-            error.line(),
-            error.column()
-        ))
-    })?;
+    let entries: Vec<EntryIn> =
+        serde_json::from_slice(plaintext).map_err(|error| corrupt(json_problem(&error)))?;
     let mut credentials = Credentials::default();
     for entry in entries {
         let GrantEntryIn { key, grant } = match entry {
@@ -250,17 +286,7 @@ fn decode(path: &Path, plaintext: &[u8]) -> Result<Credentials, StoreError> {
                 continue;
             }
         };
-        let grant = Grant {
-            access_token: grant.access_token,
-            refresh_token: grant.refresh_token,
-            token_type: grant.token_type,
-            expires_at: grant.expires_at,
-            scopes: grant.scopes,
-            resource: grant.resource,
-            authorization_server: grant.authorization_server,
-            consented_clients: grant.consented_clients,
-            obtained_at: grant.obtained_at,
-        };
+        let grant = grant.into_grant();
         // Two grants for one key mean the file was not written by this crate; which one to
         // trust cannot be decided here.
         if credentials.grants.insert(key, grant).is_some() {
@@ -270,6 +296,21 @@ fn decode(path: &Path, plaintext: &[u8]) -> Result<Credentials, StoreError> {
         }
     }
     Ok(credentials)
+}
+
+/// What is wrong with decrypted JSON, in words that quote nothing of it.
+///
+/// INVARIANT: serde_json's own message is never passed on: it quotes the values it did not
+/// expect ("invalid type: string \"…\""), which here may be a token. Only its category and
+/// position are.
+pub(crate) fn json_problem(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Data => "an entry has an unexpected shape",
+        serde_json::error::Category::Syntax => "it is not valid JSON",
+        serde_json::error::Category::Eof => "its JSON ends early",
+        serde_json::error::Category::Io => "it could not be read",
+    };
+    format!("{what} (line {}, column {})", error.line(), error.column())
 }
 
 fn cipher(key: &StoreKey) -> XChaCha20Poly1305 {

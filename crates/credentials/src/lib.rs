@@ -23,6 +23,10 @@
 //! wrote. The key is SHA-256 of a fixed context string and the operator's key text
 //! (`StoreKey::from_secret_text`).
 //!
+//! A store that keeps each grant apart (the shared state in PostgreSQL, for replicas) seals
+//! each with the same key and cipher, bound to whose grant it is (`seal_grant`, `open_grant`:
+//! `PGRNT1` || nonce || ciphertext, the `CredentialKey` in the associated data).
+//!
 //! # What it refuses
 //!
 //! An existing file (or lock file) that is a symbolic link, not a regular file, or accessible
@@ -44,12 +48,14 @@ mod format;
 mod grant;
 mod key_file;
 pub mod private_file;
+mod sealed;
 mod secret;
 mod store;
 
 pub use error::StoreError;
 pub use grant::{CredentialKey, Grant, GrantSummary};
 pub use key_file::{key_file_of, store_key};
+pub use sealed::{SealError, open_grant, seal_grant};
 pub use secret::{Secret, StoreKey};
 pub use store::CredentialStore;
 

@@ -960,3 +960,40 @@ fn a_key_in_the_variable_is_used_and_no_key_file_is_made() {
     let weak = store_key(&store_path, "PORTCULLIS_CREDENTIAL_KEY", Some("short")).unwrap_err();
     assert!(matches!(weak, StoreError::WeakKey { .. }), "{weak}");
 }
+
+#[test]
+fn a_sealed_grant_opens_only_with_its_key_for_its_owner() {
+    let alice = credential_key("alice", "github");
+    let sealed = seal_grant(&key(), &alice, &grant(ACCESS_TOKEN)).unwrap();
+    assert_same_grant(
+        &open_grant(&key(), &alice, &sealed).unwrap(),
+        &grant(ACCESS_TOKEN),
+    );
+    assert!(sealed.starts_with(b"PGRNT1"));
+    assert_no_secret(&String::from_utf8_lossy(&sealed));
+    // A fresh nonce each time: the same grant never seals to the same bytes.
+    assert_ne!(
+        sealed,
+        seal_grant(&key(), &alice, &grant(ACCESS_TOKEN)).unwrap()
+    );
+
+    // Another key; the row moved to another user, or to another upstream; any flipped byte.
+    let refusals = [
+        open_grant(&other_key(), &alice, &sealed),
+        open_grant(&key(), &credential_key("mallory", "github"), &sealed),
+        open_grant(&key(), &credential_key("alice", "gitlab"), &sealed),
+    ];
+    for refused in refusals {
+        assert!(matches!(refused, Err(SealError::DoesNotDecrypt)));
+    }
+    for at in [0, 6, 6 + NONCE_LEN, sealed.len() - 1] {
+        let mut flipped = sealed.clone();
+        flipped[at] ^= 0x01;
+        let error = open_grant(&key(), &alice, &flipped).unwrap_err();
+        assert_no_secret(&format!("{error} {error:?}"));
+    }
+    assert!(matches!(
+        open_grant(&key(), &alice, &sealed[..20]),
+        Err(SealError::DoesNotDecrypt)
+    ));
+}

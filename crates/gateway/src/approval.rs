@@ -69,27 +69,40 @@ pub(crate) struct Approvals {
 }
 
 impl Approvals {
-    /// Nothing asked yet; the recipients known from the state directory; `requestState`
-    /// sealed with `state_key`, or a key of this process's own; stateless approvals in
-    /// `shared`, the database replicas share, or in this process. `Err`: no key could be made.
+    /// Nothing asked yet; `requestState` sealed with `state_key`, or a key of this process's
+    /// own; stateless approvals, known recipients, and stateless clients' scoped answers and
+    /// taint in `shared`, the database replicas share, or in this process (recipients and
+    /// answers kept in the state directory). `Err`: no key could be made.
     pub(crate) fn new(
         config: &portcullis_config::Config,
         state_key: Option<Vec<u8>>,
         shared: Option<portcullis_state::Store>,
     ) -> Result<Self, String> {
+        let known_recipients = match &shared {
+            Some(store) => KnownRecipients::Shared(store.clone()),
+            None => {
+                KnownRecipients::open(config.evidence.file.with_file_name("known-recipients.json"))
+            }
+        };
+        let scoped = match &shared {
+            Some(store) => ScopedAnswers::shared(config.approval.scope, store.clone()),
+            None => ScopedAnswers::open(
+                config.evidence.file.with_file_name("scoped-answers.json"),
+                config.approval.scope,
+            ),
+        };
+        let taints = match &shared {
+            Some(store) => Taints::shared(store.clone()),
+            None => Taints::default(),
+        };
         Ok(Self {
             stateless: match shared {
                 Some(store) => StatelessApprovals::Shared(store),
                 None => StatelessApprovals::InProcess(stateless::InProcess::default()),
             },
-            known_recipients: KnownRecipients::open(
-                config.evidence.file.with_file_name("known-recipients.json"),
-            ),
-            scoped: ScopedAnswers::open(
-                config.evidence.file.with_file_name("scoped-answers.json"),
-                config.approval.scope,
-            ),
-            taints: Taints::default(),
+            known_recipients,
+            scoped,
+            taints,
             timeout: config.approval.timeout,
             ledger: ledger::Ledger::beside(&config.evidence.file),
             form_wait: config.approval.form_wait,
@@ -214,19 +227,44 @@ impl Answer {
     }
 }
 
+/// How a stateless client's taint key starts (`PortcullisServer::taint_key`: user and
+/// client); a session-era session's is its id, this process's own.
+pub(crate) const CLIENT_TAINT_KEY: &str = "client ";
+
 /// The untrusted upstreams whose content each session has received, by a key the caller
 /// makes: a session-era session's id, or a stateless client's user and client (stateless
 /// requests share no session, so their taint is kept per user and client, which can only
-/// over-taint).
+/// over-taint). With shared state, a stateless client's is also kept in the database: it may
+/// reach any replica next.
 #[derive(Default)]
 pub(crate) struct Taints {
     by_key: Mutex<HashMap<String, BTreeSet<String>>>,
     /// The hosts each key's calls reached (allowed, or approved by the person), by the same key.
     hosts_read: Mutex<HashMap<String, BTreeSet<String>>>,
+    shared: Option<portcullis_state::Store>,
 }
 
 impl Taints {
-    pub(crate) fn mark(&self, key: &str, upstream: &str) {
+    /// Taints whose stateless clients' are kept in `store` too, shared by the replicas.
+    pub(crate) fn shared(store: portcullis_state::Store) -> Self {
+        Self {
+            shared: Some(store),
+            ..Self::default()
+        }
+    }
+
+    /// The database `key`'s taint is kept in, if it is a stateless client's and kept in one.
+    fn shared_for(&self, key: &str) -> Option<&portcullis_state::Store> {
+        self.shared
+            .as_ref()
+            .filter(|_| key.starts_with(CLIENT_TAINT_KEY))
+    }
+
+    /// Notes that `upstream`'s content is about to reach `key`. `Err` when a stateless
+    /// client's taint could not be kept where every replica reads it: the caller withholds
+    /// the content (fail closed: otherwise another replica would let its side effects run
+    /// unasked).
+    pub(crate) fn mark(&self, key: &str, upstream: &str) -> Result<(), String> {
         if let Ok(mut keys) = self.by_key.lock() {
             let new = keys
                 .entry(key.to_owned())
@@ -238,6 +276,13 @@ impl Taints {
                     "the session received content from an untrusted upstream; its side effects now need approval"
                 );
             }
+        }
+        match self.shared_for(key) {
+            Some(store) => portcullis_state::wait(store.taint_client(key, upstream)).map_err(|error| {
+                tracing::warn!(upstream, %error, "the client's taint could not be kept in the shared state; the content is withheld");
+                format!("what upstream `{upstream}` sent is withheld: portcullis could not note in its shared state that this client read it (the log says why)")
+            }),
+            None => Ok(()),
         }
     }
 
@@ -253,31 +298,52 @@ impl Taints {
 
     /// Notes that a call of `key` that reaches `hosts` was let run.
     pub(crate) fn remember_hosts(&self, key: &str, hosts: impl IntoIterator<Item = String>) {
+        let hosts: Vec<String> = hosts.into_iter().collect();
+        if let Some(store) = self.shared_for(key)
+            && !hosts.is_empty()
+            && let Err(error) = portcullis_state::wait(store.remember_client_hosts(key, &hosts))
+        {
+            tracing::warn!(%error, "the hosts a client reached could not be kept in the shared state; they stay new elsewhere");
+        }
         if let Ok(mut keys) = self.hosts_read.lock() {
             keys.entry(key.to_owned()).or_default().extend(hosts);
         }
     }
 
-    /// Whether a call of `key` reached `host` before. A poisoned table knows none (fail
-    /// closed: every host is new).
+    /// Whether a call of `key` reached `host` before. A poisoned table or an unreadable
+    /// database knows none (fail closed: every host is new).
     pub(crate) fn has_read(&self, key: &str, host: &str) -> bool {
-        self.hosts_read
+        let here = self
+            .hosts_read
             .lock()
             .ok()
             .and_then(|keys| keys.get(key).map(|hosts| hosts.contains(host)))
-            .unwrap_or(false)
+            .unwrap_or(false);
+        here || self.shared_for(key).is_some_and(|store| {
+            portcullis_state::wait(store.client_reached(key, host)).unwrap_or_else(|error| {
+                tracing::warn!(%error, "the hosts a client reached cannot be read; the host counts as new");
+                false
+            })
+        })
     }
 
-    /// The untrusted upstreams `key` has read, in name order. A poisoned table counts as
-    /// tainted by everything unknown (fail closed).
+    /// The untrusted upstreams `key` has read, in name order. A poisoned table, or a database
+    /// that cannot be read, counts as tainted by everything unknown (fail closed).
     pub(crate) fn of(&self, key: &str) -> Vec<String> {
-        match self.by_key.lock() {
-            Ok(keys) => keys
-                .get(key)
-                .map(|set| set.iter().cloned().collect())
-                .unwrap_or_default(),
-            Err(_) => vec!["(unknown)".to_owned()],
+        let mut upstreams: BTreeSet<String> = match self.by_key.lock() {
+            Ok(keys) => keys.get(key).cloned().unwrap_or_default(),
+            Err(_) => return vec!["(unknown)".to_owned()],
+        };
+        if let Some(store) = self.shared_for(key) {
+            match portcullis_state::wait(store.client_taint(key)) {
+                Ok(shared) => upstreams.extend(shared),
+                Err(error) => {
+                    tracing::warn!(%error, "the client's taint cannot be read from the shared state; it counts as tainted");
+                    upstreams.insert("(unknown)".to_owned());
+                }
+            }
         }
+        upstreams.into_iter().collect()
     }
 }
 

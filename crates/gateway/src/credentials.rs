@@ -14,6 +14,7 @@
 //! user and client whose flow it completed (its `state` is single use and bound to both).
 
 mod flows;
+mod grants;
 mod pages;
 #[cfg(test)]
 mod tests;
@@ -32,11 +33,13 @@ use portcullis_config::{
     UpstreamTransport,
 };
 use portcullis_core::{IdentityEnvelope, ToolRules};
-use portcullis_credentials::{CredentialKey, CredentialStore, Grant, store_key};
+use portcullis_credentials::{CredentialKey, CredentialStore, Grant, StoreKey, store_key};
+use portcullis_state::GrantChange;
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
 use crate::attach::{AttachFailure, Attachment, BoxFuture, CredentialSource};
+use grants::GrantStore;
 
 pub use flows::{FlowOutcome, Started};
 pub use pages::router;
@@ -61,7 +64,7 @@ pub type EnvReader<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub struct Credentials {
     settings: CredentialSettings,
     /// Opened only when some upstream has delegated credentials.
-    store: Option<CredentialStore>,
+    store: Option<GrantStore>,
     upstreams: BTreeMap<String, Arc<UpstreamAuth>>,
     flows: flows::Flows,
     /// Scopes upstreams said their tools need beyond config's, by (upstream, tool).
@@ -82,7 +85,8 @@ enum AuthKind {
         registration: ClientRegistration,
         /// The authorization server, discovered on first need.
         client: OnceCell<Arc<OAuthClient>>,
-        /// One refresh at a time: a rotating refresh token must not be spent twice.
+        /// One refresh at a time in this process: a rotating refresh token must not be spent
+        /// twice (between replicas, the shared grant's row lock sees to it).
         refreshing: Mutex<()>,
     },
     ApiKey {
@@ -186,17 +190,35 @@ fn auth_kind(
     })
 }
 
-/// The encrypted store of delegated grants, under the key in config's variable, else in the
-/// key file beside the store.
-fn open_store(config: &Config, env: EnvReader<'_>) -> Result<CredentialStore, String> {
+/// Where delegated grants are kept, sealed with the key in config's variable: the encrypted
+/// file (whose key may also be the key file beside it), or, with `shared` state, the database.
+fn open_store(
+    config: &Config,
+    env: EnvReader<'_>,
+    shared: Option<&portcullis_state::Store>,
+) -> Result<GrantStore, String> {
     let variable = &config.credentials.key_env;
     let text = env(variable);
     if let Some(text) = &text {
         crate::secrets::Secrets::global().register("the credential store's key", text);
     }
     let store = &config.credentials.store;
+    if let Some(shared) = shared {
+        // INVARIANT: replicas seal grants with one key, which only the environment can give
+        // them all: a key file beside the store would be each replica's own, and the grants
+        // one stored would not open on another.
+        let text = text.ok_or_else(|| {
+            format!(
+                "replicas sharing grants in postgres must hold the credential store key in `{variable}` (at least 32 bytes), the same on every replica; it is not set"
+            )
+        })?;
+        let key = StoreKey::from_secret_text(variable, &text).map_err(|e| e.to_string())?;
+        return Ok(GrantStore::Shared(shared.grants(key)));
+    }
     let key = store_key(store, variable, text.as_deref()).map_err(|e| e.to_string())?;
-    CredentialStore::open(store, key).map_err(|e| e.to_string())
+    CredentialStore::open(store, key)
+        .map(GrantStore::Local)
+        .map_err(|e| e.to_string())
 }
 
 /// The label a client's consent is kept under.
@@ -215,11 +237,13 @@ pub fn key_for(envelope: &IdentityEnvelope, upstream: &str) -> CredentialKey {
 
 impl Credentials {
     /// Reads the secrets config names (client secrets, API keys, the store's key) and opens
-    /// the store if any upstream needs it. A missing secret is an error naming its variable.
+    /// the store if any upstream needs it: in the `shared` state's database when there is
+    /// one, else the encrypted file. A missing secret is an error naming its variable.
     pub fn start(
         config: &Config,
         env: EnvReader<'_>,
         flow_lifetime: Duration,
+        shared: Option<&portcullis_state::Store>,
     ) -> Result<Self, String> {
         let mut upstreams = BTreeMap::new();
         let redirect_uri = || {
@@ -252,7 +276,7 @@ impl Credentials {
             .values()
             .any(|auth| matches!(auth.kind, AuthKind::Delegated { .. }));
         let store = if delegated {
-            Some(open_store(config, env)?)
+            Some(open_store(config, env, shared)?)
         } else {
             None
         };
@@ -314,7 +338,7 @@ impl Credentials {
         &self.settings
     }
 
-    fn store(&self) -> Result<&CredentialStore, String> {
+    fn store(&self) -> Result<&GrantStore, String> {
         self.store
             .as_ref()
             .ok_or_else(|| "no credential store is open (a bug)".to_owned())
@@ -346,7 +370,7 @@ impl Credentials {
         }
         let key = key_for(envelope, upstream);
         let store = self.store().ok()?;
-        store.get(&key).ok()??;
+        store.get_now(&key).ok()??;
         Some(Arc::new(DelegatedSource {
             auth: auth.clone(),
             store: self.store.clone(),
@@ -379,12 +403,12 @@ impl Credentials {
         let grant = self
             .store
             .as_ref()
-            .and_then(|store| store.get(&key_for(envelope, upstream)).ok().flatten());
+            .and_then(|store| store.get_now(&key_for(envelope, upstream)).ok().flatten());
         Some(grant.map(|grant| grant.scopes).unwrap_or_default())
     }
 
     /// Whether a call of a tool with `rules` to `upstream` can carry a credential now.
-    pub fn readiness(
+    pub async fn readiness(
         &self,
         envelope: &IdentityEnvelope,
         upstream: &str,
@@ -401,13 +425,17 @@ impl Credentials {
             };
         };
         let key = key_for(envelope, upstream);
-        let grant = match self.store().and_then(|store| {
-            store
-                .get(&key)
-                .map_err(|error| format!("the credential store cannot be read: {error}"))
-        }) {
+        let grant = match self.store() {
+            Ok(store) => store.get(&key).await,
+            Err(message) => Err(message),
+        };
+        let grant = match grant {
             Ok(grant) => grant,
-            Err(message) => return Readiness::Failed(message),
+            Err(message) => {
+                return Readiness::Failed(format!(
+                    "the credential store cannot be read: {message}"
+                ));
+            }
         };
         let mut needed: BTreeSet<String> = delegation.scopes.clone();
         needed.extend(rules.upstream_scopes.iter().cloned());
@@ -568,9 +596,7 @@ impl Credentials {
             .await
             .map_err(|error| format!("the authorization server refused the code: {error}"))?;
         let store = self.store()?;
-        let previous = store
-            .get(&flow.request.key)
-            .map_err(|error| error.to_string())?;
+        let previous = store.get(&flow.request.key).await?;
         let mut consented = previous
             .as_ref()
             .filter(|previous| {
@@ -589,7 +615,8 @@ impl Credentials {
         let summary = grant.summary();
         let fingerprint = grant.access_token.fingerprint();
         store
-            .put(flow.request.key.clone(), grant)
+            .put(&flow.request.key, grant)
+            .await
             .map_err(|error| format!("the grant could not be stored: {error}"))?;
         tracing::info!(
             user = %flow.request.key.subject,
@@ -658,31 +685,21 @@ impl Credentials {
             .ok_or_else(|| format!("upstream `{upstream}` takes no delegated credential"))?;
         let store = self.store()?;
         let key = key_for(envelope, upstream);
-        let Some(grant) = store.get(&key).map_err(|error| error.to_string())? else {
+        // Revoked and deleted under the grant's lock (in the database, its row's): a refresh
+        // through another replica cannot put a new grant in its place in between.
+        let deleted = store
+            .update(&key, |grant| async move {
+                let revoked = auth.revoke(&grant).await;
+                let credential = grant.access_token.fingerprint();
+                (GrantChange::Remove, (revoked, credential))
+            })
+            .await?;
+        let Some((revoked, credential)) = deleted else {
             return Ok(format!(
                 "no grant for `{upstream}` was stored; nothing to do"
             ));
         };
-        let revoked = match auth.oauth_client().await {
-            Ok(client) => {
-                let token = grant.refresh_token.as_ref().unwrap_or(&grant.access_token);
-                let hint = if grant.refresh_token.is_some() {
-                    TokenHint::RefreshToken
-                } else {
-                    TokenHint::AccessToken
-                };
-                match client.revoke(token.expose(), hint).await {
-                    Ok(Revoked::Revoked) => "revoked at the authorization server".to_owned(),
-                    Ok(Revoked::NotSupported) => {
-                        "the authorization server offers no revocation; it stays valid there until it expires".to_owned()
-                    }
-                    Err(error) => format!("revocation failed ({error}); it may stay valid there until it expires"),
-                }
-            }
-            Err(error) => format!("revocation not attempted ({error})"),
-        };
-        store.remove(&key).map_err(|error| error.to_string())?;
-        tracing::info!(user = %key.subject, upstream, credential = %grant.access_token.fingerprint(), %revoked, "delegated grant deleted");
+        tracing::info!(user = %key.subject, upstream, %credential, %revoked, "delegated grant deleted");
         Ok(format!("deleted the grant for `{upstream}`; {revoked}"))
     }
 }
@@ -722,6 +739,30 @@ fn grant_from(
 }
 
 impl UpstreamAuth {
+    /// Revokes `grant` at the authorization server (RFC 7009: its refresh token, which takes
+    /// the access token with it, else the access token), where it offers that; what happened.
+    async fn revoke(&self, grant: &Grant) -> String {
+        let client = match self.oauth_client().await {
+            Ok(client) => client,
+            Err(error) => return format!("revocation not attempted ({error})"),
+        };
+        let token = grant.refresh_token.as_ref().unwrap_or(&grant.access_token);
+        let hint = if grant.refresh_token.is_some() {
+            TokenHint::RefreshToken
+        } else {
+            TokenHint::AccessToken
+        };
+        match client.revoke(token.expose(), hint).await {
+            Ok(Revoked::Revoked) => "revoked at the authorization server".to_owned(),
+            Ok(Revoked::NotSupported) => {
+                "the authorization server offers no revocation; it stays valid there until it expires".to_owned()
+            }
+            Err(error) => {
+                format!("revocation failed ({error}); it may stay valid there until it expires")
+            }
+        }
+    }
+
     /// The upstream's authorization server as an OAuth client of it, discovered once (the
     /// upstream's Protected Resource Metadata, then the server's own metadata).
     async fn oauth_client(&self) -> Result<Arc<OAuthClient>, String> {
@@ -774,7 +815,7 @@ impl UpstreamAuth {
 /// The user's delegated grant, looked up when the request is sent.
 struct DelegatedSource {
     auth: Arc<UpstreamAuth>,
-    store: Option<CredentialStore>,
+    store: Option<GrantStore>,
     key: CredentialKey,
 }
 
@@ -790,19 +831,24 @@ impl DelegatedSource {
         AttachFailure::Reauthorise(why.to_owned())
     }
 
-    fn stored(&self) -> Result<Grant, AttachFailure> {
-        let store = self
-            .store
+    fn store(&self) -> Result<&GrantStore, AttachFailure> {
+        self.store
             .as_ref()
-            .ok_or_else(|| AttachFailure::Failed("no credential store is open".to_owned()))?;
-        store
+            .ok_or_else(|| AttachFailure::Failed("no credential store is open".to_owned()))
+    }
+
+    /// The grant as it is kept now: one removed anywhere (another replica, `portcullis
+    /// logout`) is gone here too.
+    async fn stored(&self) -> Result<Grant, AttachFailure> {
+        self.store()?
             .get(&self.key)
+            .await
             .map_err(|error| AttachFailure::Failed(format!("the credential store: {error}")))?
             .ok_or_else(|| self.reauthorise("your grant was removed"))
     }
 
-    /// Refreshes the grant unless the one stored now is newer than `sent` (another request
-    /// refreshed it meanwhile) and not about to expire.
+    /// Refreshes the grant unless the one stored now is newer than `sent` (another request,
+    /// or another replica, refreshed it meanwhile) and not about to expire.
     async fn refresh(&self, sent: Option<&str>) -> Result<Grant, AttachFailure> {
         let AuthKind::Delegated { refreshing, .. } = &self.auth.kind else {
             return Err(AttachFailure::Failed(
@@ -810,19 +856,35 @@ impl DelegatedSource {
             ));
         };
         let _one_at_a_time = refreshing.lock().await;
-        let grant = self.stored()?;
+        self.store()?
+            .update(&self.key, |grant| self.refreshed(grant, sent))
+            .await
+            .map_err(|error| AttachFailure::Failed(format!("the credential store: {error}")))?
+            .unwrap_or_else(|| Err(self.reauthorise("your grant was removed")))
+    }
+
+    /// What becomes of `grant`, read afresh under the refresh lock: kept when it is newer
+    /// than `sent` and not expiring, else refreshed at the authorization server (replaced),
+    /// or deleted when the server refuses it for good.
+    async fn refreshed(
+        &self,
+        grant: Grant,
+        sent: Option<&str>,
+    ) -> (GrantChange, Result<Grant, AttachFailure>) {
         let still_sent = sent.is_none_or(|sent| sent == grant.access_token.expose());
         if !still_sent && !expiring(&grant) {
-            return Ok(grant);
+            return (GrantChange::Keep, Ok(grant));
         }
         let Some(refresh_token) = grant.refresh_token.clone() else {
-            return Err(self.reauthorise("your grant expired and cannot be refreshed"));
+            return (
+                GrantChange::Keep,
+                Err(self.reauthorise("your grant expired and cannot be refreshed")),
+            );
         };
-        let client = self
-            .auth
-            .oauth_client()
-            .await
-            .map_err(AttachFailure::Failed)?;
+        let client = match self.auth.oauth_client().await {
+            Ok(client) => client,
+            Err(error) => return (GrantChange::Keep, Err(AttachFailure::Failed(error))),
+        };
         let tokens = match client
             .refresh(refresh_token.expose(), &self.auth.resource, None)
             .await
@@ -830,19 +892,22 @@ impl DelegatedSource {
             Ok(tokens) => tokens,
             Err(error) if error.requires_reauthorization() => {
                 // The grant is dead at the server: keep nothing that pretends otherwise.
-                if let Some(store) = &self.store {
-                    let _ = store.remove(&self.key);
-                }
                 tracing::warn!(user = %self.key.subject, upstream = %self.key.upstream, "refresh refused: the grant was revoked or expired; deleted");
-                return Err(self.reauthorise(
-                    "the authorization server refused to refresh your grant (revoked or expired)",
-                ));
+                return (
+                    GrantChange::Remove,
+                    Err(self.reauthorise(
+                        "the authorization server refused to refresh your grant (revoked or expired)",
+                    )),
+                );
             }
             Err(error) => {
-                return Err(AttachFailure::Failed(format!(
-                    "the grant for `{}` could not be refreshed: {error}",
-                    self.key.upstream
-                )));
+                return (
+                    GrantChange::Keep,
+                    Err(AttachFailure::Failed(format!(
+                        "the grant for `{}` could not be refreshed: {error}",
+                        self.key.upstream
+                    ))),
+                );
             }
         };
         let asked: Vec<String> = grant.scopes.iter().cloned().collect();
@@ -857,20 +922,15 @@ impl DelegatedSource {
         if fresh.refresh_token.is_none() {
             fresh.refresh_token = Some(refresh_token);
         }
-        if let Some(store) = &self.store {
-            store
-                .put(self.key.clone(), fresh.clone())
-                .map_err(|error| AttachFailure::Failed(format!("the credential store: {error}")))?;
-        }
         tracing::info!(user = %self.key.subject, upstream = %self.key.upstream, credential = %fresh.access_token.fingerprint(), "delegated grant refreshed");
-        Ok(fresh)
+        (GrantChange::Replace(fresh.clone()), Ok(fresh))
     }
 }
 
 impl CredentialSource for DelegatedSource {
     fn header(&self) -> BoxFuture<'_, Result<(HeaderName, SecretValue), AttachFailure>> {
         Box::pin(async move {
-            let grant = self.stored()?;
+            let grant = self.stored().await?;
             let grant = if expiring(&grant) {
                 self.refresh(None).await?
             } else {

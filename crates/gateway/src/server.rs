@@ -267,39 +267,47 @@ impl PortcullisServer {
             .and_then(|roots| roots.clone())
     }
 
-    /// Content from an upstream whose `taint` is `session` reached this session: its side
-    /// effects now need approval.
+    /// Content from an upstream whose `taint` is `session` is about to reach this session:
+    /// its side effects now need approval. `Err`: the taint could not be kept, and the
+    /// content must be withheld (`Taints::mark`).
     pub(crate) fn taint_if_untrusted(
         &self,
         context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
-    ) {
+    ) -> Result<(), String> {
         if upstream.spec.taint == portcullis_config::Taint::Session {
             self.gateway
                 .approvals
                 .taints
-                .mark(&self.taint_key(context, envelope), upstream.name().as_str());
+                .mark(&self.taint_key(context, envelope), upstream.name().as_str())?;
         }
+        Ok(())
     }
 
     /// Definitions nobody accepted (`pinning = "off"`) of an upstream whose content taints,
     /// shown to this session in `seen`: they could steer the model as a result could, so the
     /// session is tainted by that upstream as if it had read one.
+    /// `Err`: the taint could not be kept, and the list must be withheld (`Taints::mark`).
     pub(crate) fn taint_by_definitions(
         &self,
         context: &RequestContext<RoleServer>,
         envelope: &IdentityEnvelope,
         seen: &crate::listing::Seen,
-    ) {
+    ) -> Result<(), McpError> {
         let mut untrusted = seen.untrusted_definitions().peekable();
         if untrusted.peek().is_none() {
-            return;
+            return Ok(());
         }
         let key = self.taint_key(context, envelope);
         for upstream in untrusted {
-            self.gateway.approvals.taints.mark(&key, upstream.as_str());
+            self.gateway
+                .approvals
+                .taints
+                .mark(&key, upstream.as_str())
+                .map_err(|withheld| McpError::internal_error(withheld, None))?;
         }
+        Ok(())
     }
 
     /// The upstream (as `envelope` reaches it) and its own name of an exposed tool or prompt
@@ -375,7 +383,7 @@ impl PortcullisServer {
                 .map_err(|_| McpError::invalid_params("invalid cursor", None))?,
         };
         let seen = self.seen(&envelope, (list, &items), exposed).await;
-        self.taint_by_definitions(context, &envelope, &seen);
+        self.taint_by_definitions(context, &envelope, &seen)?;
         let page_size = self.gateway.page_size;
         let mut entries = seen.entries().skip(start);
         let page: Vec<T> = entries
@@ -446,14 +454,13 @@ impl PortcullisServer {
         envelope: &IdentityEnvelope,
     ) -> Result<Arc<Connection>, String> {
         upstream.connection().ok_or_else(|| {
-            if upstream.is_down() {
-                self.taint_if_untrusted(context, envelope, upstream);
-            }
-            format!(
-                "upstream `{}` is unavailable: {}",
-                upstream.name(),
-                upstream.unavailable_reason()
-            )
+            // A down upstream's words stay out if this session's taint could not be kept.
+            let withheld = upstream
+                .is_down()
+                .then(|| self.taint_if_untrusted(context, envelope, upstream).err())
+                .flatten();
+            let reason = withheld.unwrap_or_else(|| upstream.unavailable_reason());
+            format!("upstream `{}` is unavailable: {reason}", upstream.name())
         })
     }
 }

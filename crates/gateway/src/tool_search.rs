@@ -221,7 +221,7 @@ impl PortcullisServer {
                 })?,
         };
         let seen = self.seen_tools(envelope).await;
-        self.taint_by_definitions(context, envelope, &seen);
+        self.taint_by_definitions(context, envelope, &seen)?;
         let tools: Vec<Value> = index_of(&seen)
             .search(query, limit)
             .into_iter()
@@ -244,7 +244,7 @@ impl PortcullisServer {
         let started = std::time::Instant::now();
         let name = string_argument(request, "name")?;
         let seen = self.seen_tools(envelope).await;
-        self.taint_by_definitions(context, envelope, &seen);
+        self.taint_by_definitions(context, envelope, &seen)?;
         let definition = seen
             .entries()
             .filter_map(|(catalog, index)| catalog.tools.get(index))

@@ -4,7 +4,13 @@
 //! approved stateless call runs only on the replica whose claim the database accepted (a
 //! primary key, so a second claim inserts nothing), whichever replica each retry reaches.
 //! Nothing here decides policy or talks MCP: the gateway hands in fingerprints and results
-//! as plain values. Each replica's evidence chain is copied here too (`evidence.rs`), line for
+//! as plain values. Delegated grants are kept sealed with the credential store key
+//! (`portcullis_credentials::seal_grant`): no token is ever in the database in the clear, and
+//! a refresh holds the grant's row lock so a rotating refresh token is spent once. Known
+//! recipients, and stateless clients' scoped answers and taint, are kept here too: such a
+//! client has no session, so no replica of its own. Each use reads the database: no replica
+//! keeps a copy that could hide what another wrote.
+//! Each replica's evidence chain is copied here too (`evidence.rs`), line for
 //! line as its log holds it, before a record is acknowledged: the bytes and their verifier are
 //! `portcullis-audit`'s, this crate only stores them.
 //!
@@ -14,13 +20,18 @@
 //! refused rather than used.
 //!
 //! Fail closed: every operation is bounded in time, and an unreachable database or a failed
-//! statement is an error the caller turns into "the call did not run".
+//! statement is an error the caller turns into "the call did not run" (or "asked again",
+//! "tainted", "withheld": never into more than a single process would allow).
 #![forbid(unsafe_code)]
 
 mod approvals;
 mod evidence;
+mod grants;
 mod migrate;
+mod recipients;
 mod replicas;
+mod scoped;
+mod taint;
 
 use std::time::Duration;
 
@@ -29,8 +40,10 @@ use tokio_postgres::NoTls;
 
 pub use approvals::StoredClaim;
 pub use evidence::{ChainReport, EvidenceCopier};
+pub use grants::{GrantChange, SharedGrants};
 pub use migrate::SCHEMA_VERSION;
 pub use replicas::OtherPolicy;
+pub use scoped::ScopedAnswer;
 
 /// How long any one operation (a pooled connection, a statement) may take: past it, the
 /// operation fails and the call it guards does not run.
@@ -64,6 +77,9 @@ pub enum StoreError {
         "the database schema is at version {found}, newer than this portcullis knows ({known}); run the newer portcullis"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    /// A stored grant does not open (another key, altered, moved), or one cannot be sealed.
+    #[error(transparent)]
+    Grant(#[from] portcullis_credentials::SealError),
 }
 
 /// The shared state: a pool of connections to one database, migrated.
@@ -151,6 +167,23 @@ impl Store {
             .await
             .map_err(|error| StoreError::Unreachable(error.to_string()))
     }
+}
+
+/// Waits for `operation` on this thread, for code that cannot wait asynchronously (what a list
+/// shows, what a decision reads). Only a multi-threaded runtime can lend its thread
+/// (`block_in_place`: the cli's runtime is one); anywhere else this is an error, which callers
+/// take as "nothing found", never as permission.
+pub fn wait<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let handle = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .ok_or_else(|| {
+            StoreError::Failed(
+                "the shared state is read synchronously from a multi-threaded runtime only"
+                    .to_owned(),
+            )
+        })?;
+    tokio::task::block_in_place(|| handle.block_on(operation))
 }
 
 /// Runs one statement within [`OPERATION_LIMIT`].

@@ -10,6 +10,10 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0001_stateless_approvals.sql"),
     ),
     (2, include_str!("../migrations/0002_replicas.sql")),
+    (
+        3,
+        include_str!("../migrations/0003_shared_session_state.sql"),
+    ),
     (4, include_str!("../migrations/0004_evidence.sql")),
 ];
 

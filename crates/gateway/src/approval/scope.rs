@@ -13,7 +13,9 @@
 //! [`ScopedAnswers`] keeps what people chose, by the session's taint key and the user: a
 //! session-era session's answers end with it (`forget_session`) and with the process, a
 //! stateless client's (user and client) with their time (`approval_scope_secs`), kept in
-//! `scoped-answers.json` beside the evidence log so that a restart does not ask again. A file
+//! `scoped-answers.json` beside the evidence log so that a restart does not ask again; when
+//! replicas share state, a stateless client's are kept in the database instead
+//! ([`ScopedAnswers::shared`]), since its next call may reach any replica. A file or database
 //! that cannot be read holds none (ask again, never less).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -259,11 +261,15 @@ pub(crate) struct Asker<'a> {
 
 /// The scoped answers people chose. Owned by `Approvals`.
 pub(crate) struct ScopedAnswers {
+    /// Those held here: every one, or with `shared` the sessions' only.
     entries: Mutex<Vec<Entry>>,
-    /// Where they are kept.
-    file: PathBuf,
+    /// Where those held here are kept (`None`: in memory, as a session's last no longer).
+    file: Option<PathBuf>,
     /// How long one lasts at most; `None`: scoped answers are turned off.
     lasts: Option<Duration>,
+    /// Where stateless clients' answers are kept when replicas share state: such a client
+    /// reaches any replica, so its answers cannot be one replica's.
+    shared: Option<portcullis_state::Store>,
 }
 
 impl ScopedAnswers {
@@ -284,9 +290,28 @@ impl ScopedAnswers {
                     .filter(|entry| entry.holder == Holder::Client)
                     .collect(),
             ),
-            file,
+            file: Some(file),
             lasts,
+            shared: None,
         }
+    }
+
+    /// Scoped answers whose stateless clients' are kept in `store`, shared by the replicas;
+    /// a session's are held here until it ends. None at all when `lasts` is `None`.
+    pub(crate) fn shared(lasts: Option<Duration>, store: portcullis_state::Store) -> Self {
+        Self {
+            entries: Mutex::default(),
+            file: None,
+            lasts,
+            shared: Some(store),
+        }
+    }
+
+    /// The database `asker`'s answers are kept in, if they are kept in one.
+    fn shared_for(&self, asker: &Asker<'_>) -> Option<&portcullis_state::Store> {
+        self.shared
+            .as_ref()
+            .filter(|_| asker.holder == Holder::Client)
     }
 
     /// How long a scoped answer may last (`None`: none is offered).
@@ -303,6 +328,23 @@ impl ScopedAnswers {
         now: u64,
     ) -> Option<ScopeId> {
         self.lasts?;
+        if let Some(store) = self.shared_for(asker) {
+            // Unreadable, or a pattern this build cannot read: nothing covers (asked again).
+            let kept = portcullis_state::wait(store.scoped_answers(
+                asker.key,
+                asker.user,
+                i64::try_from(now).ok()?,
+            ))
+            .map_err(|error| tracing::warn!(%error, "the shared scoped answers cannot be read; the call is asked"))
+            .ok()?;
+            return kept
+                .into_iter()
+                .find(|answer| {
+                    serde_json::from_value::<Scope>(answer.scope.clone())
+                        .is_ok_and(|scope| scope.covers(call))
+                })
+                .map(|answer| ScopeId(answer.id));
+        }
         let entries = self.entries.lock().ok()?;
         entries
             .iter()
@@ -325,23 +367,27 @@ impl ScopedAnswers {
         now: u64,
     ) -> Option<ScopeId> {
         let lasts = self.lasts?;
+        let expires_at = now.saturating_add(lasts.as_secs());
+        if let Some(store) = self.shared_for(asker) {
+            let id = scope_id(asker, fingerprint, now, 0);
+            let answer = portcullis_state::ScopedAnswer {
+                id: id.0.clone(),
+                holder_key: asker.key.to_owned(),
+                user: asker.user.to_owned(),
+                scope: serde_json::to_value(&scope).ok()?,
+                fingerprint: fingerprint.to_owned(),
+                approved_at: i64::try_from(now).ok()?,
+                expires_at: i64::try_from(expires_at).ok()?,
+            };
+            // Not kept: the next call like it is asked again (never less).
+            return portcullis_state::wait(store.keep_scoped_answer(&answer))
+                .map_err(|error| tracing::warn!(%error, "the scoped answer could not be kept in the shared state"))
+                .ok()
+                .map(|()| id);
+        }
         let mut entries = self.entries.lock().ok()?;
         entries.retain(|entry| entry.expires_at > now);
-        let id = ScopeId(
-            portcullis_audit::digest_bytes(
-                format!(
-                    "{}\n{}\n{fingerprint}\n{now}\n{}",
-                    asker.key,
-                    asker.user,
-                    entries.len()
-                )
-                .as_bytes(),
-            )
-            .replace("sha256:", "scope-")
-            .chars()
-            .take(22)
-            .collect(),
-        );
+        let id = scope_id(asker, fingerprint, now, entries.len());
         entries.push(Entry {
             id: id.clone(),
             key: asker.key.to_owned(),
@@ -351,7 +397,7 @@ impl ScopedAnswers {
             approved_by: asker.user.to_owned(),
             approved_at: now,
             fingerprint: fingerprint.to_owned(),
-            expires_at: now.saturating_add(lasts.as_secs()),
+            expires_at,
         });
         self.keep(&entries);
         Some(id)
@@ -369,10 +415,25 @@ impl ScopedAnswers {
     }
 
     fn keep(&self, entries: &[Entry]) {
-        if let Err(error) = kept::write(&self.file, &entries) {
-            tracing::warn!(file = %self.file.display(), %error, "the scoped answers could not be kept; they hold until portcullis stops");
+        if let Some(file) = &self.file
+            && let Err(error) = kept::write(file, &entries)
+        {
+            tracing::warn!(file = %file.display(), %error, "the scoped answers could not be kept; they hold until portcullis stops");
         }
     }
+}
+
+/// The id of the answer `asker` chose when approving `fingerprint` at `now`, the `n`th held.
+fn scope_id(asker: &Asker<'_>, fingerprint: &str, now: u64, n: usize) -> ScopeId {
+    ScopeId(
+        portcullis_audit::digest_bytes(
+            format!("{}\n{}\n{fingerprint}\n{now}\n{n}", asker.key, asker.user).as_bytes(),
+        )
+        .replace("sha256:", "scope-")
+        .chars()
+        .take(22)
+        .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -241,18 +241,56 @@ fn recipients_and_target_tenants_come_from_the_configured_arguments() {
 fn taint_is_kept_per_key() {
     let taints = Taints::default();
     assert!(taints.of("session 1").is_empty());
-    taints.mark("session 1", "web");
-    taints.mark("session 1", "mail");
-    taints.mark("session 1", "web");
+    taints.mark("session 1", "web").unwrap();
+    taints.mark("session 1", "mail").unwrap();
+    taints.mark("session 1", "web").unwrap();
     assert_eq!(taints.of("session 1"), ["mail", "web"]);
     assert!(taints.of("session 2").is_empty());
-    taints.mark("session 2", "web");
+    taints.mark("session 2", "web").unwrap();
     taints.remember_hosts("session 1", ["example.com".to_owned()]);
     // A session that ended is forgotten, and only it.
     taints.forget("session 1");
     assert!(taints.of("session 1").is_empty());
     assert!(!taints.has_read("session 1", "example.com"));
     assert_eq!(taints.of("session 2"), ["web"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_clients_taint_is_shared_by_the_replicas_and_a_sessions_is_not() {
+    let mut postgres = portcullis_test_support::TestPostgres::start();
+    let connect = |replica: &'static str| {
+        let url = postgres.url();
+        async move {
+            portcullis_state::Store::connect(&url, replica)
+                .await
+                .unwrap()
+        }
+    };
+    let (one, other) = (
+        Taints::shared(connect("a").await),
+        Taints::shared(connect("b").await),
+    );
+    let client = format!("{CLIENT_TAINT_KEY}issuer\nalice\ndesktop");
+    one.mark(&client, "web").unwrap();
+    one.mark("session 1", "web").unwrap();
+    one.remember_hosts(&client, ["docs.example".to_owned()]);
+    // The other replica sees the client's taint and hosts; a session (this process's own
+    // number, which another replica also hands out) stays where it is.
+    assert_eq!(other.of(&client), ["web"]);
+    assert!(other.has_read(&client, "docs.example"));
+    assert!(other.of("session 1").is_empty());
+    // The database away: tainted by the unknown, every host new, and a mark that cannot be
+    // kept is an error (its content is then withheld).
+    postgres.pause();
+    let fresh = format!("{CLIENT_TAINT_KEY}issuer\nbob\ndesktop");
+    assert_eq!(other.of(&fresh), ["(unknown)"]);
+    assert!(!other.has_read(&client, "docs.example"));
+    let withheld = other.mark(&fresh, "web").unwrap_err();
+    assert!(withheld.contains("withheld"), "{withheld}");
+    assert!(!withheld.contains(postgres.password()), "{withheld}");
+    // Sessions do not need the database.
+    assert!(other.mark("session 2", "web").is_ok());
+    postgres.resume();
 }
 
 #[test]

@@ -174,8 +174,14 @@ impl PortcullisServer {
             }
             None => None,
         };
-        exchanged
-            .unwrap_or_else(|| credentials.readiness(call.envelope, name, resolved.local, rules))
+        match exchanged {
+            Some(readiness) => readiness,
+            None => {
+                credentials
+                    .readiness(call.envelope, name, resolved.local, rules)
+                    .await
+            }
+        }
     }
 
     /// The person is sent to sign in: a stateless client gets the link as an input-required
@@ -203,6 +209,7 @@ impl PortcullisServer {
                 Ok(()) => {
                     let outcome = self.gateway.credentials.wait_for(flow, timeout).await;
                     self.after_flow(envelope, upstream, local, rules, request, outcome)
+                        .await
                 }
                 Err(rest) => refused(rest),
             };
@@ -252,10 +259,11 @@ impl PortcullisServer {
         }
         let outcome = started.wait(timeout).await;
         self.after_flow(envelope, upstream, local, rules, request, outcome)
+            .await
     }
 
     /// After a sign-in flow: the grant it stored is what the call carries.
-    fn after_flow(
+    async fn after_flow(
         &self,
         envelope: &IdentityEnvelope,
         upstream: &UpstreamHandle,
@@ -278,6 +286,7 @@ impl PortcullisServer {
                 .gateway
                 .credentials
                 .readiness(envelope, name, local, rules)
+                .await
             {
                 Readiness::Ready {
                     attachment,

@@ -409,11 +409,12 @@ impl UpstreamCall {
         // its result, and its error too (an error's message is the upstream's own words).
         if upstream.spec.taint == Taint::Session
             && matches!(answer, Ok(CallToolResponse::Complete(_)) | Err(_))
-        {
-            gateway
+            && let Err(withheld) = gateway
                 .approvals
                 .taints
-                .mark(&taint_key, upstream.name().as_str());
+                .mark(&taint_key, upstream.name().as_str())
+        {
+            return Ok(tool_error(withheld));
         }
         answer
     }

@@ -138,7 +138,8 @@ impl PortcullisServer {
         if Self::is_stateless(context) {
             let user = envelope.user();
             format!(
-                "client {}\n{}\n{}",
+                "{}{}\n{}\n{}",
+                crate::approval::CLIENT_TAINT_KEY,
                 user.issuer,
                 user.subject,
                 envelope.client().unwrap_or("")

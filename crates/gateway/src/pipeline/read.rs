@@ -175,7 +175,8 @@ impl PortcullisServer {
             .as_ref()
             .map_or(true, |response| response.complete().is_some())
         {
-            self.taint_if_untrusted(context, &envelope, upstream);
+            self.taint_if_untrusted(context, &envelope, upstream)
+                .map_err(|withheld| McpError::internal_error(withheld, None))?;
         }
         answer
     }

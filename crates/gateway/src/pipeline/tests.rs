@@ -149,7 +149,7 @@ impl Harness {
                 recorder: Recorder::new(log, Arc::new(SystemClock)),
                 state_key: None,
                 credentials: Arc::new(
-                    Credentials::start(&config, &|_: &str| None, config.approval.timeout)
+                    Credentials::start(&config, &|_: &str| None, config.approval.timeout, None)
                         .unwrap_or_else(|e| panic!("credentials: {e}")),
                 ),
                 pins: Arc::new(
