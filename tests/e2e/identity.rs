@@ -661,20 +661,31 @@ fn a_session_is_its_users_alone() {
     let alice = bearer(&setup.provider.token("alice"));
     let bob = bearer(&setup.provider.token("bob"));
     let session = RawSession::open(port, Some(&alice));
-    // Bob presenting Alice's session id with his own valid token: refused, and nothing runs.
-    let (_, refused) = session.call(Some(&bob), "fx.echo", r#"{"text":"as bob"}"#);
-    let refused = refused.unwrap_or_else(|| panic!("no answer to bob"));
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("this session belongs to another user")),
-        "{refused}"
+    // Bob presenting Alice's session id with his own valid token: the 404 of a session he
+    // does not have, whatever he asks (a call, its event stream, to end it); nothing runs.
+    let (status, refused) = session.call(Some(&bob), "fx.echo", r#"{"text":"as bob"}"#);
+    assert_eq!((status, refused), (404, None));
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: {}\r\n{bob}\r\nConnection: close\r\n\r\n",
+            session.id
+        ),
     );
+    assert_eq!(status, 404, "{response}");
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nMCP-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: {}\r\n{bob}\r\nConnection: close\r\n\r\n",
+            session.id
+        ),
+    );
+    assert_eq!(status, 404, "{response}");
     let evidence = std::fs::read_to_string(setup.scratch.path().join("state/evidence.jsonl"))
         .unwrap_or_default();
     assert!(
         !evidence.contains("as bob"),
-        "a call in another user's session was recorded as run"
+        "a call in another user's session was recorded"
     );
     // The session is still Alice's, and works for her.
     let (status, answer) = session.call(Some(&alice), "fx.echo", r#"{"text":"as alice"}"#);

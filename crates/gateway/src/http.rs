@@ -168,7 +168,11 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
         .get(SESSION_HEADER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let owner = owner_of(&request);
     if let Some(id) = &session {
+        if !cap.owned_by(id, owner.as_deref()) {
+            return cap.not_theirs();
+        }
         cap.touch(id, request.method() == axum::http::Method::DELETE);
     }
     let client = client_of(&request);
@@ -201,9 +205,17 @@ async fn well_formed(State(cap): State<Arc<SessionCap>>, request: Request, next:
             .get(SESSION_HEADER)
             .and_then(|value| value.to_str().ok())
     {
-        cap.opened(id, client);
+        cap.opened(id, client, owner);
     }
     response
+}
+
+/// The user an authenticated request acts as (`None` without authentication: then every
+/// request acts as the one local identity, and there is no one else to keep a session from).
+fn owner_of(request: &Request) -> Option<String> {
+    let envelope = request.extensions().get::<Arc<IdentityEnvelope>>()?;
+    let user = envelope.user();
+    Some(format!("{} {}", user.issuer, user.subject))
 }
 
 /// A 400 with a JSON-RPC error (id null) for a body that is not a JSON-RPC text: invalid UTF-8
@@ -296,6 +308,8 @@ struct SessionCap {
 struct Seen {
     at: std::time::Instant,
     client: String,
+    /// The user who opened the session, when authenticated ([`owner_of`]).
+    owner: Option<String>,
 }
 
 impl SessionCap {
@@ -324,17 +338,42 @@ impl SessionCap {
         )
     }
 
-    /// Notes a session just opened by `client`.
-    fn opened(&self, id: &str, client: String) {
+    /// Notes a session just opened by `client`, acting as `owner`.
+    fn opened(&self, id: &str, client: String, owner: Option<String>) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(
                 id.to_owned(),
                 Seen {
                     at: std::time::Instant::now(),
                     client,
+                    owner,
                 },
             );
         }
+    }
+
+    /// Whether a request acting as `owner` may use session `id`: a session opened by one
+    /// user is no other's, whatever the request (a call, its event stream, its `DELETE`).
+    /// A session not known here passes on (rmcp answers 404 for one it does not hold).
+    fn owned_by(&self, id: &str, owner: Option<&str>) -> bool {
+        match self.seen.lock() {
+            Ok(seen) => seen
+                .get(id)
+                .is_none_or(|session| session.owner.as_deref() == owner),
+            // Fail closed: nobody's session is handed out on doubt.
+            Err(_) => false,
+        }
+    }
+
+    /// The answer to a request in another user's session: the 404 of a session this server
+    /// does not hold (so a client starts its own, and the answer confirms nothing).
+    fn not_theirs(&self) -> Response {
+        tracing::warn!("a request named another user's session; refused as an unknown session");
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            "Not Found: Session not found",
+        )
+            .into_response()
     }
 
     /// Makes room for a new session of `client`: closes the sessions idle too long, and, when

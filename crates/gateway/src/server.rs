@@ -51,8 +51,8 @@ pub struct PortcullisServer {
         reason = "logging is deprecated but clients still opt in to it"
     )]
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
-    /// The user a session-era HTTP session authenticated as first: later requests of the
-    /// session must carry a token for the same user (a session is not shared across users).
+    /// The user a session-era HTTP session was initialized by: later requests of the session
+    /// must carry a token for the same user (a session is not shared across users).
     bound_user: Arc<OnceLock<UserId>>,
     /// The roots a session-era client offered (fetched when it initializes and when it says
     /// they changed); `None` when it offers none.
@@ -610,6 +610,18 @@ impl ServerHandler for PortcullisServer {
         let connection = upstream.connection()?;
         let catalog = connection.catalog.load();
         catalog.tools.iter().find(|tool| tool.name == name).cloned()
+    }
+
+    /// A session-era session belongs to the user who initialized it: bound here, before any
+    /// other request of the session can claim it.
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, McpError> {
+        self.envelope(&context)?;
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
