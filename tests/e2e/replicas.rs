@@ -64,6 +64,7 @@ impl Topology {
                 (portcullis, scratch)
             })
             .collect();
+        balancer.wait_until_up(3);
         Self {
             postgres,
             replicas,

@@ -11,6 +11,8 @@ use super::*;
 pub(crate) struct HaProxy {
     child: Child,
     pub port: u16,
+    /// Its statistics page (`/stats;csv`), which says which replicas it counts as up.
+    stats: u16,
     dir: tempfile::TempDir,
 }
 
@@ -22,8 +24,9 @@ impl HaProxy {
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
         let port = free_port();
+        let stats = free_port();
         let config = dir.path().join("haproxy.cfg");
-        std::fs::write(&config, balancer_config(port, backends))
+        std::fs::write(&config, balancer_config(port, stats, backends))
             .unwrap_or_else(|e| panic!("write haproxy.cfg: {e}"));
         let log = std::fs::File::create(dir.path().join("haproxy.log"))
             .unwrap_or_else(|e| panic!("create haproxy.log: {e}"));
@@ -36,7 +39,12 @@ impl HaProxy {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start haproxy (scripts/setup.sh installs it): {e}"));
-        let haproxy = Self { child, port, dir };
+        let haproxy = Self {
+            child,
+            port,
+            stats,
+            dir,
+        };
         let listening = wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
@@ -46,6 +54,28 @@ impl HaProxy {
             haproxy.log()
         );
         haproxy
+    }
+
+    /// Waits until its health checks count `replicas` replicas up (within 30 s).
+    pub(crate) fn wait_until_up(&self, replicas: usize) {
+        let up = || {
+            let (_, csv) = raw_http(
+                self.stats,
+                &format!(
+                    "GET /stats;csv HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    self.stats
+                ),
+            );
+            csv.lines()
+                .filter(|line| line.starts_with("replicas,replica"))
+                .filter(|line| line.split(',').nth(17) == Some("UP"))
+                .count()
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || up() >= replicas),
+            "haproxy did not count {replicas} replicas up within 30 s:\n{}",
+            self.log()
+        );
     }
 
     pub(crate) fn log(&self) -> String {
@@ -61,7 +91,7 @@ impl Drop for HaProxy {
 }
 
 /// The configuration README.md's "Running N replicas" shows, for loopback.
-fn balancer_config(port: u16, backends: &[u16]) -> String {
+fn balancer_config(port: u16, stats: u16, backends: &[u16]) -> String {
     let servers: String = backends
         .iter()
         .enumerate()
@@ -81,13 +111,18 @@ frontend mcp
     bind 127.0.0.1:{port}
     default_backend replicas
 
+listen stats
+    bind 127.0.0.1:{stats}
+    stats enable
+    stats uri /stats
+
 backend replicas
     balance roundrobin
     # A replica is out while its /readyz fails; a request whose replica does not answer goes
     # to another (for a session, one that knows no such session: 404, so the client starts a
     # new one).
     option httpchk GET /readyz
-    default-server inter 1s fall 2 rise 2
+    default-server inter 1s fall 2 rise 1
     option redispatch
     retries 2
     # Session-era traffic: the session id the replica answered `initialize` with sends every
