@@ -612,14 +612,17 @@ impl ServerHandler for PortcullisServer {
         catalog.tools.iter().find(|tool| tool.name == name).cloned()
     }
 
-    /// A session-era session belongs to the user who initialized it: bound here, before any
-    /// other request of the session can claim it.
+    /// A session-era HTTP session belongs to the user who initialized it: bound here, before
+    /// any other request of the session can claim it. (Over stdio every request acts as the
+    /// local identity: there is no one else to bind.)
     async fn initialize(
         &self,
         request: rmcp::model::InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::InitializeResult, McpError> {
-        self.envelope(&context)?;
+        if context.extensions.get::<http::request::Parts>().is_some() {
+            self.envelope(&context)?;
+        }
         context.peer.set_peer_info(request.clone());
         self.negotiate_initialize(&request)
     }
