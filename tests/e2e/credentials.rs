@@ -564,13 +564,14 @@ fn a_denied_or_impossible_sign_in_runs_nothing() {
 
 #[test]
 fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
-    // Tokens live 2 s: each call after the first needs a refresh.
+    // Tokens live 4 s: each call after the first needs a refresh. (2 s was too short on a
+    // loaded machine: a refreshed token could expire between the refresh and the upstream.)
     let setup = delegation(Options {
-        token_ttl: "2",
+        token_ttl: "4",
         ..defaults()
     });
     let first = setup.sign_in("alice");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     let second = setup.call("mail.echo", r#"{"text":"two"}"#, &[]);
     assert_eq!(texts(&second), vec!["two"], "{second}");
     let calls = setup.upstream.calls();
@@ -603,7 +604,7 @@ fn an_expiring_token_is_refreshed_and_a_revoked_grant_asks_again() {
         .output()
         .unwrap_or_else(|e| panic!("curl: {e}"));
     assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     let refused = setup.call("mail.echo", r#"{"text":"three"}"#, &[]);
     let text = texts(&refused).join("\n");
     assert!(text.contains("re-authorise `mail`"), "{refused}");
