@@ -376,6 +376,28 @@ fn replicas_refuse_approved_calls_while_the_database_is_unreachable() {
     );
 }
 
+/// `portcullis serve` of `config` with the database URL `url` (unset when `None`), which must
+/// not start: its stderr.
+fn refused_start(config: &Path, url: Option<&str>) -> String {
+    let mut serve = std::process::Command::new(crate::support::bin("portcullis"));
+    serve
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env(KEY_ENV, STATE_KEY)
+        .stdin(std::process::Stdio::null());
+    match url {
+        Some(url) => serve.env(URL_ENV, url),
+        None => serve.env_remove(URL_ENV),
+    };
+    let output = serve
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_replica_whose_database_is_unreachable_does_not_start() {
     let mut postgres = TestPostgres::start();
@@ -384,34 +406,14 @@ fn a_replica_whose_database_is_unreachable_does_not_start() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
     let config = scratch.config(replica_config(&work, 1, 2));
-    let output = std::process::Command::new(crate::support::bin("portcullis"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0"])
-        .env(URL_ENV, &url)
-        .env(KEY_ENV, STATE_KEY)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = refused_start(&config, Some(&url));
     assert!(
         stderr.contains(&format!("the database named by `{URL_ENV}`")),
         "{stderr}"
     );
     assert!(!stderr.contains(postgres.password()), "{stderr}");
     // Unset: named, and not started either.
-    let output = std::process::Command::new(crate::support::bin("portcullis"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0"])
-        .env_remove(URL_ENV)
-        .env(KEY_ENV, STATE_KEY)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = refused_start(&config, None);
     assert!(
         stderr.contains(&format!("`{URL_ENV}` is not set")),
         "{stderr}"

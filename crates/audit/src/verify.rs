@@ -436,20 +436,7 @@ impl Scan {
             );
             return;
         }
-        let expected = self.replica.get_or_insert_with(|| decoded.replica.clone());
-        if *expected != decoded.replica {
-            let named = |replica: &Option<String>| {
-                replica.as_deref().map_or_else(
-                    || "no replica".to_owned(),
-                    |name| format!("replica `{name}`"),
-                )
-            };
-            let detail = format!(
-                "it names {}, in the chain of {}",
-                named(&decoded.replica),
-                named(expected)
-            );
-            self.fail(ProblemKind::Inserted, Some(seq), detail);
+        if !self.same_replica(seq, decoded.replica.as_ref()) {
             return;
         }
         if seq > self.next_seq {
@@ -485,35 +472,8 @@ impl Scan {
             self.fail(ProblemKind::Inserted, Some(seq), detail);
             return;
         }
-        if is_checkpoint(&decoded.record) {
-            let claims = decoded
-                .record
-                .get("event")
-                .cloned()
-                .and_then(|event| serde_json::from_value::<Checkpoint>(event).ok());
-            let (from, to) = (self.checkpoint_from, seq.saturating_sub(1));
-            let Some(claims) = claims.filter(|claims| {
-                seq != 0 && (claims.from_seq, claims.to_seq, &claims.head) == (from, to, &self.prev)
-            }) else {
-                self.fail(
-                    ProblemKind::BadCheckpoint,
-                    Some(seq),
-                    format!("it should cover seq {from} to {to} ending in {}", self.prev),
-                );
-                return;
-            };
-            if let Some(signer) = &self.signer
-                && !signer.checks_checkpoint(from, to, &self.prev, &claims.signature)
-            {
-                self.fail(
-                    ProblemKind::Forged,
-                    Some(seq),
-                    format!("its signature does not verify under public key {signer}"),
-                );
-                return;
-            }
-            self.checkpoints += 1;
-            self.checkpoint_from = seq + 1;
+        if is_checkpoint(&decoded.record) && !self.checkpoint(seq, &decoded.record) {
+            return;
         }
         let end = self
             .offset
@@ -529,6 +489,61 @@ impl Scan {
         }
         self.prev = decoded.hash;
         self.next_seq = seq + 1;
+    }
+
+    /// Whether the record at `seq`, naming `replica`, belongs to this chain: every line of
+    /// a chain names the replica its first line names (or none, as its first does).
+    fn same_replica(&mut self, seq: u64, replica: Option<&String>) -> bool {
+        let expected = self.replica.get_or_insert_with(|| replica.cloned());
+        if expected.as_ref() != replica {
+            let named = |replica: Option<&String>| {
+                replica.map_or_else(
+                    || "no replica".to_owned(),
+                    |name| format!("replica `{name}`"),
+                )
+            };
+            let detail = format!(
+                "it names {}, in the chain of {}",
+                named(replica),
+                named(expected.as_ref())
+            );
+            self.fail(ProblemKind::Inserted, Some(seq), detail);
+            return false;
+        }
+        true
+    }
+
+    /// Whether the checkpoint `record` at `seq` covers exactly the records since the last one,
+    /// ending in the hash before it, and its signature verifies; counted when it does.
+    fn checkpoint(&mut self, seq: u64, record: &serde_json::Value) -> bool {
+        let claims = record
+            .get("event")
+            .cloned()
+            .and_then(|event| serde_json::from_value::<Checkpoint>(event).ok());
+        let (from, to) = (self.checkpoint_from, seq.saturating_sub(1));
+        let Some(claims) = claims.filter(|claims| {
+            seq != 0 && (claims.from_seq, claims.to_seq, &claims.head) == (from, to, &self.prev)
+        }) else {
+            self.fail(
+                ProblemKind::BadCheckpoint,
+                Some(seq),
+                format!("it should cover seq {from} to {to} ending in {}", self.prev),
+            );
+            return false;
+        };
+        if let Some(signer) = &self.signer
+            && !signer.checks_checkpoint(from, to, &self.prev, &claims.signature)
+        {
+            self.fail(
+                ProblemKind::Forged,
+                Some(seq),
+                format!("its signature does not verify under public key {signer}"),
+            );
+            return false;
+        }
+        self.checkpoints += 1;
+        self.checkpoint_from = seq + 1;
+        true
     }
 
     fn torn(&mut self, bytes: u64) {

@@ -402,20 +402,22 @@ fn read_public_key(given: &str) -> anyhow::Result<portcullis_audit::PublicKey> {
     portcullis_audit::PublicKey::parse(&text).map_err(anyhow::Error::msg)
 }
 
-fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
-    let print = |entries: Vec<Result<portcullis_audit::Entry, portcullis_audit::AuditError>>,
-                 json: bool|
-     -> anyhow::Result<()> {
-        for entry in entries {
-            let entry = entry?;
-            if json {
-                println!("{}", entry.raw);
-            } else {
-                println!("{}", portcullis_audit::render_line(&entry));
-            }
+type AuditEntries = Vec<Result<portcullis_audit::Entry, portcullis_audit::AuditError>>;
+
+/// Prints records, as stored (`json`) or one readable line each; stops at the first error.
+fn print(entries: AuditEntries, json: bool) -> anyhow::Result<()> {
+    for entry in entries {
+        let entry = entry?;
+        if json {
+            println!("{}", entry.raw);
+        } else {
+            println!("{}", portcullis_audit::render_line(&entry));
         }
-        Ok(())
-    };
+    }
+    Ok(())
+}
+
+fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify {
             database,
@@ -469,27 +471,7 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             filter,
             database,
         } => {
-            let runtime = runtime()?;
-            let store = database.connect(&runtime)?;
-            let json = filter.json;
-            let filter = filter.filter()?;
-            let mut entries = Vec::new();
-            for replica in runtime.block_on(store.evidence_replicas())? {
-                let lines = runtime.block_on(store.evidence_lines(&replica))?;
-                entries.extend(portcullis_audit::read_stored(
-                    &format!("replica {replica} in the database"),
-                    lines,
-                    &filter,
-                ));
-            }
-            // One history of the deployment: by time, each replica's in its own order.
-            entries.sort_by_key(|entry| {
-                entry
-                    .as_ref()
-                    .map(|entry| entry.record.time_ms)
-                    .unwrap_or_default()
-            });
-            print(entries, json)?;
+            print(show_database(database, filter)?, filter.json)?;
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Tail {
@@ -509,25 +491,53 @@ fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             filter,
             lines,
             follow: true,
-        } => {
-            let mut records = portcullis_audit::read(file, filter.filter()?)?;
-            let mut last = std::collections::VecDeque::new();
-            for entry in records.by_ref() {
-                if last.len() == *lines {
-                    last.pop_front();
-                }
-                if *lines > 0 {
-                    last.push_back(entry);
-                }
-            }
-            print(last.into(), filter.json)?;
-            loop {
-                std::thread::sleep(Duration::from_millis(250));
-                records.more();
-                print(records.by_ref().collect(), filter.json)?;
-                std::io::Write::flush(&mut std::io::stdout())?;
-            }
+        } => follow(file, filter, *lines),
+    }
+}
+
+/// `audit show --database`: every replica's records in the database, in one history by time
+/// (each replica's in its own order).
+fn show_database(database: &AuditDatabase, filter: &AuditFilter) -> anyhow::Result<AuditEntries> {
+    let runtime = runtime()?;
+    let store = database.connect(&runtime)?;
+    let filter = filter.filter()?;
+    let mut entries = Vec::new();
+    for replica in runtime.block_on(store.evidence_replicas())? {
+        let lines = runtime.block_on(store.evidence_lines(&replica))?;
+        entries.extend(portcullis_audit::read_stored(
+            &format!("replica {replica} in the database"),
+            lines,
+            &filter,
+        ));
+    }
+    // One history of the deployment: by time, each replica's in its own order.
+    entries.sort_by_key(|entry| {
+        entry
+            .as_ref()
+            .map(|entry| entry.record.time_ms)
+            .unwrap_or_default()
+    });
+    Ok(entries)
+}
+
+/// `audit tail --follow`: the last `lines` records, then each new one as it is written.
+fn follow(file: &std::path::Path, filter: &AuditFilter, lines: usize) -> anyhow::Result<ExitCode> {
+    let mut records = portcullis_audit::read(file, filter.filter()?)?;
+    let mut last = std::collections::VecDeque::new();
+    for entry in records.by_ref() {
+        if last.len() == lines {
+            last.pop_front();
         }
+        if lines > 0 {
+            last.push_back(entry);
+        }
+    }
+    print(last.into(), filter.json)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        records.more();
+        print(records.by_ref().collect(), filter.json)?;
+        std::io::Write::flush(&mut std::io::stdout())?;
     }
 }
 
