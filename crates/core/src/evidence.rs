@@ -364,7 +364,7 @@ pub struct Approval {
     pub request: RequestContext,
     pub tool: ToolRef,
     /// The action the approval is bound to: a digest of identity, upstream, tool, pinned
-    /// definition, arguments and policy version.
+    /// definition, arguments and the digest of the policy text in force.
     pub fingerprint: String,
     /// Why it was asked: the determining policies, and `untrusted content` when the session's
     /// taint required it.

@@ -12,7 +12,7 @@
 //! cannot be asked, or anything else: the call does not run.
 //!
 //! An approval is bound to a fingerprint of the action (identity, upstream, tool, pinned
-//! definition, arguments, policy version). A stateless client carries a sealed reference to
+//! definition, arguments, the digest of the policy text). A stateless client carries a sealed reference to
 //! an entry of [`StatelessApprovals`]; each entry runs its call at most once, and a retry of
 //! the same request after the call ran gets the recorded outcome instead of a second run.
 

@@ -208,7 +208,7 @@ impl Evidence {
     }
 
     /// The fingerprint an approval of this call is bound to: identity, upstream, tool, the
-    /// pinned definition, the arguments (by their keyed digest) and the policy version.
+    /// pinned definition, the arguments (by their keyed digest) and the policy text in force.
     pub(crate) fn fingerprint(
         &self,
         record: &CallRecord,
@@ -228,7 +228,7 @@ impl Evidence {
             tool: &record.tool.tool,
             definition: &record.tool.definition_hash,
             arguments: &arguments,
-            policy_version: self.policy.version(),
+            policy: self.policy.current().digest(),
         })
     }
 

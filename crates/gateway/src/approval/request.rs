@@ -384,7 +384,10 @@ fn shown(name: &str, value: &serde_json::Value, values: Values) -> Shown {
 }
 
 /// What an approval is bound to: identity, upstream, tool, the pinned definition, the
-/// arguments (by their keyed digest) and the policy version.
+/// arguments (by their keyed digest) and the policy in force, by the digest of its text
+/// (`PolicyEngine::digest`): replicas serving the same policy compute the same fingerprint, and
+/// a reload that changes the policy changes every fingerprint (an approval given under the old
+/// text approves nothing under the new one).
 pub(crate) struct Fingerprinted<'a> {
     pub issuer: &'a str,
     pub subject: &'a str,
@@ -392,7 +395,7 @@ pub(crate) struct Fingerprinted<'a> {
     pub tool: &'a str,
     pub definition: &'a str,
     pub arguments: &'a str,
-    pub policy_version: u64,
+    pub policy: &'a str,
 }
 
 /// The fingerprint of an action: a digest of every part, as a JSON array, so that no part can
@@ -405,7 +408,7 @@ pub(crate) fn fingerprint(action: &Fingerprinted<'_>) -> String {
         action.tool,
         action.definition,
         action.arguments,
-        action.policy_version,
+        action.policy,
     ]);
     portcullis_audit::digest_bytes(parts.to_string().as_bytes())
 }

@@ -649,7 +649,7 @@ fn the_fingerprint_changes_with_every_part_of_the_action() {
         tool: "send",
         definition: "sha256:d",
         arguments: "hmac-sha256:a",
-        policy_version: 1,
+        policy: "sha256:p1",
     };
     let print = fingerprint(&base);
     assert_eq!(print, fingerprint(&base), "deterministic");
@@ -679,7 +679,7 @@ fn the_fingerprint_changes_with_every_part_of_the_action() {
             ..base
         },
         Fingerprinted {
-            policy_version: 2,
+            policy: "sha256:p2",
             ..base
         },
         // A part cannot slide into the next one.
@@ -695,7 +695,8 @@ fn the_fingerprint_changes_with_every_part_of_the_action() {
 }
 
 /// The fingerprint of the action whose six text parts are `parts`.
-fn print(parts: &[String], policy_version: u64) -> String {
+fn print(parts: &[String], policy: u64) -> String {
+    let policy = format!("sha256:p{policy}");
     fingerprint(&Fingerprinted {
         issuer: &parts[0],
         subject: &parts[1],
@@ -703,7 +704,7 @@ fn print(parts: &[String], policy_version: u64) -> String {
         tool: &parts[3],
         definition: &parts[4],
         arguments: &parts[5],
-        policy_version,
+        policy: &policy,
     })
 }
 

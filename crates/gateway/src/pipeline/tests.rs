@@ -572,3 +572,36 @@ fn json_object(value: serde_json::Value) -> JsonObject {
 }
 
 mod properties;
+
+/// The fingerprints of the approvals asked so far, in order.
+fn approval_fingerprints(h: &Harness) -> Vec<String> {
+    h.records()
+        .into_iter()
+        .filter_map(|entry| match entry.record.event {
+            Event::Approval(approval) if approval.answer == "asked" => Some(approval.fingerprint),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_is_bound_to_the_policy_text_not_to_how_often_it_was_loaded() {
+    let h = Harness::start(Answers::Accept, Log::Kept).await;
+    let send = || h.call("fake.send", json!({"to": "x"}));
+    send().await.unwrap_or_else(|e| panic!("{e}"));
+    // The same text put in force again (a reload, or another replica that loaded it once):
+    // the same action has the same fingerprint, so an approval given under it stands.
+    h.set_policies(&[("default.cedar", SHIPPED_POLICY), ("test.cedar", HIDE_ONE)]);
+    send().await.unwrap_or_else(|e| panic!("{e}"));
+    // Another text, which asks the same: another fingerprint, so no approval given under the
+    // first text covers a call under this one.
+    let stricter =
+        format!("{SHIPPED_POLICY}\nforbid (principal, action, resource) when {{ false }};\n");
+    h.set_policies(&[("default.cedar", &stricter), ("test.cedar", HIDE_ONE)]);
+    send().await.unwrap_or_else(|e| panic!("{e}"));
+    let prints = approval_fingerprints(&h);
+    assert_eq!(prints.len(), 3, "{prints:?}");
+    assert_eq!(prints[0], prints[1]);
+    assert_ne!(prints[1], prints[2]);
+    assert_eq!(h.upstream.received().len(), 3);
+}
