@@ -18,6 +18,7 @@ mod measure;
 mod node;
 mod policy;
 mod process;
+mod replicas;
 mod report;
 mod route;
 mod search;
@@ -82,6 +83,17 @@ struct Args {
     /// memory with them open and after they closed.
     #[arg(long, value_name = "N")]
     sessions: Option<usize>,
+    /// Also measure replicas sharing PostgreSQL behind HAProxy, one topology per number given
+    /// (e.g. `1,3`), beside the fixture served over HTTP directly: needs Debian's `postgresql`
+    /// and `haproxy` (scripts/setup.sh installs them).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    replicas: Vec<usize>,
+    /// Clients (each its own session) calling through the replicas at once.
+    #[arg(long, default_value_t = 16)]
+    replica_clients: usize,
+    /// Calls per route in the replicas case.
+    #[arg(long, default_value_t = 6000)]
+    replica_calls: usize,
     /// Measure tool search instead of calls: the catalog (`catalog.json`) and the queries with
     /// their answers (`queries.json`) in DIR, e.g. `fixtures/tool-search`; `--rounds` times
     /// the queries.
@@ -407,6 +419,22 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let replica_figures = if args.replicas.is_empty() {
+        None
+    } else {
+        Some(
+            replicas::measure_replicas(
+                &binaries,
+                &args.replicas,
+                args.replica_clients,
+                args.replica_calls,
+                args.rounds,
+                args.warmup,
+            )
+            .await
+            .context("measuring replicas behind HAProxy")?,
+        )
+    };
     let policy_figures = policy::measure_policy(args.policy_decisions)?;
     let direct_p50 = rows
         .iter()
@@ -436,6 +464,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(figures) = &session_figures {
                 object.insert("sessions".to_owned(), figures.json());
             }
+            if let Some(figures) = &replica_figures {
+                object.insert("replicas".to_owned(), figures.json());
+            }
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -447,6 +478,9 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", figures.table());
         }
         if let Some(figures) = &session_figures {
+            print!("{}", figures.table());
+        }
+        if let Some(figures) = &replica_figures {
             print!("{}", figures.table());
         }
         print!("\n{}", policy_figures.describe(direct_p50));

@@ -85,20 +85,31 @@ pub(crate) async fn run_calls(
     calls: usize,
     concurrency: usize,
 ) -> anyhow::Result<Samples> {
-    let concurrency = concurrency.max(1);
+    run_callers(vec![peer.clone(); concurrency.max(1)], calls).await
+}
+
+/// Makes `calls` calls from one task per caller (several may share a client), each task
+/// calling one after another; the remainder of an uneven split goes to the first tasks.
+pub(crate) async fn run_callers(
+    callers: Vec<Peer<RoleClient>>,
+    calls: usize,
+) -> anyhow::Result<Samples> {
+    let count = callers.len().max(1);
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(concurrency);
-    for task_index in 0..concurrency {
-        let task_calls = calls / concurrency + usize::from(task_index < calls % concurrency);
-        let peer = peer.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut durations = Vec::with_capacity(task_calls);
-            for _ in 0..task_calls {
-                durations.push(timed_call(&peer).await?);
-            }
-            anyhow::Ok(durations)
-        }));
-    }
+    let tasks: Vec<_> = callers
+        .into_iter()
+        .enumerate()
+        .map(|(index, peer)| {
+            let task_calls = calls / count + usize::from(index < calls % count);
+            tokio::spawn(async move {
+                let mut durations = Vec::with_capacity(task_calls);
+                for _ in 0..task_calls {
+                    durations.push(timed_call(&peer).await?);
+                }
+                anyhow::Ok(durations)
+            })
+        })
+        .collect();
     let mut durations = Vec::with_capacity(calls);
     for task in tasks {
         durations.extend(task.await??);

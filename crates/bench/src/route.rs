@@ -344,13 +344,13 @@ async fn check_echo(client: &RunningService<RoleClient, ()>) -> anyhow::Result<(
     Ok(())
 }
 
-enum Pipe {
+pub(crate) enum Pipe {
     Stdout,
     Stderr,
 }
 
 /// Starts a server whose one piped stream announces its address; the other streams go to null.
-fn spawn_piped(
+pub(crate) fn spawn_piped(
     mut command: tokio::process::Command,
     pipe: Pipe,
     program: &Path,
@@ -399,7 +399,7 @@ async fn start_http_fixture(
 
 /// Reads lines until one holds `marker` followed by an `http://` URL, then keeps draining the
 /// stream in the background so the server never blocks on a full pipe.
-async fn announced_url(
+pub(crate) async fn announced_url(
     stream: Box<dyn AsyncRead + Send + Unpin>,
     marker: &str,
 ) -> anyhow::Result<String> {

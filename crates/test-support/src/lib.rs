@@ -8,10 +8,12 @@
 )]
 
 mod client;
+mod haproxy;
 mod postgres;
 mod upstream;
 
 pub use client::{Answers, TestClient};
+pub use haproxy::HaProxy;
 pub use postgres::TestPostgres;
 pub use upstream::{FakeUpstream, Received, tool, tool_with_schema};
 
@@ -87,6 +89,18 @@ impl Person {
     pub fn envelope(self) -> IdentityEnvelope {
         IdentityEnvelope::new(self.parts)
     }
+}
+
+/// Whether `done` holds within `limit`, asking every 50 ms.
+pub fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
 }
 
 /// A loopback port that was free a moment ago (for a config that must name its own URL).

@@ -11,13 +11,12 @@ use serde_json::Value;
 
 mod clients;
 mod config;
-mod haproxy;
 
 pub(crate) use clients::*;
 pub(crate) use config::*;
-pub(crate) use haproxy::HaProxy;
+pub(crate) use portcullis_test_support::HaProxy;
 /// Shared with the unit tests' servers (`portcullis-test-support`).
-pub(crate) use portcullis_test_support::free_port;
+pub(crate) use portcullis_test_support::{free_port, wait_until};
 
 /// The longest any single client driver run may take before the test fails.
 pub(crate) const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -195,18 +194,6 @@ impl Portcullis {
     pub(crate) fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
         wait_until(limit, || self.log().contains(needle))
     }
-}
-
-/// Polls `done` every 50 ms until it holds (true) or `limit` has passed (false).
-pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 impl Drop for Portcullis {

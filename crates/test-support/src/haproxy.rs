@@ -2,13 +2,15 @@
 //! traffic, and stickiness on `Mcp-Session-Id` for session-era traffic (a session lives in
 //! the replica that started it). Its config is generated; it stops when dropped.
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::*;
+use crate::{free_port, wait_until};
 
 /// A running HAProxy; killed on drop.
-pub(crate) struct HaProxy {
+pub struct HaProxy {
     child: Child,
     pub port: u16,
     /// Its statistics page (`/stats;csv`), which says which replicas it counts as up.
@@ -18,7 +20,7 @@ pub(crate) struct HaProxy {
 
 impl HaProxy {
     /// Balances `127.0.0.1:<port>` over the replicas listening on `backends`.
-    pub(crate) fn start(backends: &[u16]) -> Self {
+    pub fn start(backends: &[u16]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("portcullis-haproxy-")
             .tempdir()
@@ -46,7 +48,7 @@ impl HaProxy {
             dir,
         };
         let listening = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         assert!(
             listening,
@@ -57,16 +59,10 @@ impl HaProxy {
     }
 
     /// Waits until its health checks count `replicas` replicas up (within 30 s).
-    pub(crate) fn wait_until_up(&self, replicas: usize) {
+    pub fn wait_until_up(&self, replicas: usize) {
         let up = || {
-            let (_, csv) = raw_http(
-                self.stats,
-                &format!(
-                    "GET /stats;csv HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                    self.stats
-                ),
-            );
-            csv.lines()
+            stats_csv(self.stats)
+                .lines()
                 .filter(|line| line.starts_with("replicas,replica"))
                 .filter(|line| line.split(',').nth(17) == Some("UP"))
                 .count()
@@ -78,7 +74,7 @@ impl HaProxy {
         );
     }
 
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
     }
 }
@@ -88,6 +84,22 @@ impl Drop for HaProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// HAProxy's statistics as CSV (empty when they cannot be read yet).
+fn stats_csv(port: u16) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET /stats;csv HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    read().unwrap_or_default()
 }
 
 /// The configuration README.md's "Running N replicas" shows, for loopback.
