@@ -103,7 +103,9 @@ pub enum LedgerError {
     Unreadable { file: String, error: String },
     #[error("the pending approvals in {file} cannot be kept: {error}")]
     Unwritable { file: String, error: String },
-    #[error("the pending approvals in the shared database cannot be read or kept: {0}")]
+    /// The shared database did not answer; the detail (never the connection string) is
+    /// logged where it happened, and kept here for `Debug`, not shown to the client.
+    #[error("the shared approval state is unreachable")]
     Shared(String),
     #[error("no approval `{0}` is waiting (unknown, expired, or already decided)")]
     NotWaiting(String),

@@ -9,10 +9,13 @@ use super::{
     DecidedBy, LedgerError, NewPending, Pending, Standing, WAITING_PER_USER, kept_request, new_id,
 };
 
-/// Waits for `operation`; a database that cannot answer is the ledger's error (its message
-/// names no connection string: the store's errors never hold one).
+/// Waits for `operation`; a database that cannot answer is the ledger's error, its detail
+/// logged (it names no connection string: the store's errors never hold one).
 fn waited<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, LedgerError> {
-    portcullis_state::wait(operation).map_err(|error| LedgerError::Shared(error.to_string()))
+    portcullis_state::wait(operation).map_err(|error| {
+        tracing::warn!(%error, "the approval ledger in the shared state cannot be read or kept; nothing is approved from it");
+        LedgerError::Shared(error.to_string())
+    })
 }
 
 /// Seconds as the ledger shows them (the database's clock is never before the epoch).
@@ -58,7 +61,10 @@ pub(super) fn find(
 /// Opens `new` (its request kept as the file would keep it), or finds the user's live
 /// approval of the same action, opened through any replica.
 pub(super) fn open(store: &Store, new: NewPending<'_>) -> Result<Pending, LedgerError> {
-    let id = new_id().map_err(LedgerError::Shared)?;
+    let id = new_id().map_err(|error| LedgerError::Unwritable {
+        file: "the shared database".to_owned(),
+        error,
+    })?;
     let request = kept_request(new.request);
     let entry = NewLedgerEntry {
         id: &id,
