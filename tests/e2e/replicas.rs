@@ -14,6 +14,7 @@ use portcullis_test_support::TestPostgres;
 use serde_json::Value;
 
 use crate::credentials::{Fixture, STORE_KEY, defaults, settings, terminal_login};
+use crate::ladder::pending_link;
 use crate::support::{
     Config, HaProxy, Identity, OpenIdProvider, Portcullis, RawSession, Scratch, Target, Tool,
     Upstream, bin, fixture_policy, free_port, py_client, raw_http, result_text, stateless_call,
@@ -146,11 +147,15 @@ fn replica_config_under(work: &Path, port: u16, balancer: u16, policy: &str) -> 
 }
 
 /// A replica listening on `port` (and behind the balancer on `balancer`) in front of `fx`,
-/// under `policy`.
+/// under `policy`, without an approval page.
 fn replica_around(fx: Upstream, port: u16, balancer: u16, policy: &str) -> Config {
+    replica_with_page(fx, port, balancer, policy).approval_page_off()
+}
+
+/// As [`replica_around`], with the approval page on (on loopback, a port of its own).
+fn replica_with_page(fx: Upstream, port: u16, balancer: u16, policy: &str) -> Config {
     Config::new()
         .approval_timeout_secs(60)
-        .approval_page_off()
         .identity(Identity::user("alice").tenant("acme"))
         .policy(fixture_policy(policy))
         .state_key_env(KEY_ENV)
@@ -944,4 +949,115 @@ fn a_stateless_client_that_read_untrusted_content_through_one_replica_is_asked_o
         );
     }
     assert!(!topology.work.join("after.txt").exists());
+}
+
+/// `portcullis ARGS` with the database's variable set, at a pseudo-terminal (`script`) when
+/// `typed` is given (then typing it), else without one.
+fn portcullis_cli(topology: &Topology, args: &str, typed: Option<&str>) -> std::process::Output {
+    let url = topology.postgres.url();
+    let line = format!("{} {args}", bin("portcullis").display());
+    let mut command = match typed {
+        Some(_) => {
+            let mut script = std::process::Command::new("script");
+            script.args(["-qec", &line, "/dev/null"]);
+            script
+        }
+        None => {
+            let mut sh = std::process::Command::new("sh");
+            sh.args(["-c", &line]);
+            sh
+        }
+    };
+    let mut child = command
+        .env(URL_ENV, &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let (Some(typed), Some(mut stdin)) = (typed, child.stdin.take()) {
+        std::io::Write::write_all(&mut stdin, typed.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn an_approval_on_the_page_ledger_opened_through_one_replica_is_approved_through_another_and_runs_once()
+ {
+    let topology = Topology::start_with(&[], |work, port, balancer| {
+        let fx = Upstream::fixture("fx", work).trusted().tool(
+            "send_message",
+            Tool::send().recipients(&["/to"]).irreversible(),
+        );
+        replica_with_page(fx, port, balancer, "approval.cedar")
+    });
+    // A client that cannot show a form (a session declaring no elicitation), through
+    // replica 0: the page's link, nothing sent.
+    let call = |n: usize| {
+        let session = RawSession::open(topology.port(n), None);
+        let (status, answer) = session.call(None, "fx.send_message", SEND);
+        assert_eq!(status, 200, "replica {n}: {answer:?}");
+        answer.unwrap_or_else(|| panic!("replica {n}: no answer"))
+    };
+    let first = call(0);
+    let (_, id) = pending_link(&first["result"]);
+    assert_eq!(topology.sent(), 0);
+    // The identical call through replica 1 finds the same approval, still waiting, and
+    // replica 1's page shows it.
+    let (link, same) = pending_link(&call(1)["result"]);
+    assert_eq!(same, id);
+    let (status, page) = crate::ladder::get(&link);
+    assert!(
+        status == 200 && page.contains("eve@evil.example"),
+        "{status} {page}"
+    );
+    // `portcullis approvals` with replica 2's config lists it from the database.
+    let config = |n: usize| topology.config(n).display().to_string();
+    let listed = portcullis_cli(
+        &topology,
+        &format!("approvals --config {}", config(2)),
+        None,
+    );
+    let listed_text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && listed_text.contains(&format!("{id}  waiting")),
+        "{listed:?}"
+    );
+    // Approved at a terminal against replica 1's config: the shared database.
+    let approved = portcullis_cli(
+        &topology,
+        &format!("approve --config {} {id}", config(1)),
+        Some("approve\n"),
+    );
+    let shown = String::from_utf8_lossy(&approved.stdout);
+    assert!(approved.status.success(), "{approved:?}");
+    assert!(
+        shown.contains("eve@evil.example") && shown.contains("Approved."),
+        "{shown}"
+    );
+    assert!(!shown.contains(topology.postgres.password()), "{shown}");
+    // The identical retry through replica 2 runs it, once.
+    let ran = call(2);
+    assert_eq!(
+        result_text(&ran["result"]),
+        "sent message to `eve@evil.example`",
+        "{ran}"
+    );
+    assert_eq!(topology.sent(), 1);
+    assert_eq!(
+        topology.answers(2).last().map(String::as_str),
+        Some("approved")
+    );
+    // A further identical call, through any replica, does not run again: it is asked anew.
+    for n in [0, 2] {
+        let again = call(n);
+        assert_ne!(pending_link(&again["result"]).1, id, "replica {n}");
+    }
+    assert_eq!(topology.sent(), 1, "the approval ran its call twice");
+    for (portcullis, _) in &topology.replicas {
+        assert!(
+            !portcullis.log().contains(topology.postgres.password()),
+            "a replica logged the database password"
+        );
+    }
 }

@@ -1,20 +1,43 @@
 //! Approvals decided in a terminal: `portcullis approvals` lists what waits,
 //! `portcullis approve ID` and `portcullis deny ID` decide one after showing the whole change
 //! request. Both refuse unless a person is at a terminal (stdin and stdout are terminals): an
-//! agent's tool that runs commands without one cannot answer for the person.
+//! agent's tool that runs commands without one cannot answer for the person. With
+//! `[state] backend = "postgres"` they read and decide the ledger the replicas share, in the
+//! database the config names (never a file of this machine's, which no replica reads).
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
-use portcullis_config::Config;
+use portcullis_config::{Config, StateBackend};
 use portcullis_gateway::{DecidedBy, Ledger, Pending, Standing};
 
-/// Lists the approvals of the configuration's state directory that are still live.
+/// Runs `work` on the configuration's ledger: the file of its state directory, or with
+/// `[state] backend = "postgres"` the database replicas share (connected here, its schema
+/// brought up to date as a replica's start would; the ledger waits for it on this thread).
+fn with_ledger<T>(
+    config: &Config,
+    work: impl FnOnce(&Ledger) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if matches!(config.state, StateBackend::Local) {
+        return work(&Ledger::beside(&config.evidence.file));
+    }
+    let runtime = crate::runtime()?;
+    let store = runtime
+        .block_on(crate::shared_state(config))?
+        .context("the shared state's database is not configured")?;
+    let _entered = runtime.enter();
+    work(&Ledger::shared(store))
+}
+
+/// Lists the approvals of the configuration's ledger that are still live.
 pub(crate) fn list(config: &Config) -> anyhow::Result<()> {
-    let ledger = Ledger::beside(&config.evidence.file);
+    with_ledger(config, print_list)
+}
+
+fn print_list(ledger: &Ledger) -> anyhow::Result<()> {
     let approvals = ledger.list()?;
     if approvals.is_empty() {
-        println!("no approval is waiting ({})", ledger.file().display());
+        println!("no approval is waiting ({})", ledger.kept_in());
         return Ok(());
     }
     for approval in approvals {
@@ -68,8 +91,12 @@ pub(crate) fn decide(config: &Config, id: &str, approve: bool) -> anyhow::Result
             "`portcullis {verb}` needs a person at an interactive terminal (stdin and stdout are not both terminals); open the approval page's link in a browser instead"
         );
     }
-    let ledger = Ledger::beside(&config.evidence.file);
-    shown(&ledger, id)?;
+    with_ledger(config, |ledger| decide_in(ledger, id, approve))
+}
+
+/// Shows approval `id` and decides it as the person answers.
+fn decide_in(ledger: &Ledger, id: &str, approve: bool) -> anyhow::Result<()> {
+    shown(ledger, id)?;
     if approve {
         print!(
             "Type `approve` to let exactly this call run once (anything else leaves it undone): "

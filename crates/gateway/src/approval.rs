@@ -70,9 +70,9 @@ pub(crate) struct Approvals {
 
 impl Approvals {
     /// Nothing asked yet; `requestState` sealed with `state_key`, or a key of this process's
-    /// own; stateless approvals, known recipients, and stateless clients' scoped answers and
-    /// taint in `shared`, the database replicas share, or in this process (recipients and
-    /// answers kept in the state directory). `Err`: no key could be made.
+    /// own; stateless approvals, the approval page's ledger, known recipients, and stateless
+    /// clients' scoped answers and taint in `shared`, the database replicas share, or in this
+    /// process (the ledger, recipients and answers kept in the state directory). `Err`: no key could be made.
     pub(crate) fn new(
         config: &portcullis_config::Config,
         state_key: Option<Vec<u8>>,
@@ -95,6 +95,10 @@ impl Approvals {
             Some(store) => Taints::shared(store.clone()),
             None => Taints::default(),
         };
+        let ledger = match &shared {
+            Some(store) => ledger::Ledger::shared(store.clone()),
+            None => ledger::Ledger::beside(&config.evidence.file),
+        };
         Ok(Self {
             stateless: match shared {
                 Some(store) => StatelessApprovals::Shared(store),
@@ -104,7 +108,7 @@ impl Approvals {
             scoped,
             taints,
             timeout: config.approval.timeout,
-            ledger: ledger::Ledger::beside(&config.evidence.file),
+            ledger,
             form_wait: config.approval.form_wait,
             page: std::sync::OnceLock::new(),
             approvers_file: config.evidence.file.with_file_name("approvers.json"),

@@ -122,7 +122,8 @@ fn live(mut response: Response) -> Response {
     response
 }
 
-/// Every live approval, off the async threads (the ledger is a locked file); or why not.
+/// Every live approval, off the async threads (the ledger is a locked file, or the shared
+/// database waited for on this thread); or why not.
 async fn waiting(gateway: &Arc<Gateway>) -> Result<Vec<Pending>, String> {
     let gateway = gateway.clone();
     tokio::task::spawn_blocking(move || gateway.approvals.ledger.list())

@@ -8,8 +8,11 @@
 //! (`portcullis_credentials::seal_grant`): no token is ever in the database in the clear, and
 //! a refresh holds the grant's row lock so a rotating refresh token is spent once. Known
 //! recipients, and stateless clients' scoped answers and taint, are kept here too: such a
-//! client has no session, so no replica of its own. Each use reads the database: no replica
-//! keeps a copy that could hide what another wrote.
+//! client has no session, so no replica of its own. So is the approval page's ledger
+//! (`ledger.rs`): an approval opened through one replica is decided on the page or in a
+//! terminal through another and claimed by the identical retry through a third, each decision
+//! and claim one conditional statement so that it happens once. Each use reads the database:
+//! no replica keeps a copy that could hide what another wrote.
 //! Each replica's evidence chain is copied here too (`evidence.rs`), line for
 //! line as its log holds it, before a record is acknowledged: the bytes and their verifier are
 //! `portcullis-audit`'s, this crate only stores them.
@@ -27,6 +30,7 @@
 mod approvals;
 mod evidence;
 mod grants;
+mod ledger;
 mod migrate;
 mod recipients;
 mod replicas;
@@ -41,6 +45,7 @@ use tokio_postgres::NoTls;
 pub use approvals::StoredClaim;
 pub use evidence::{ChainReport, EvidenceCopier};
 pub use grants::{GrantChange, SharedGrants};
+pub use ledger::{LedgerEntry, LedgerStanding, NewLedgerEntry, Opened};
 pub use migrate::SCHEMA_VERSION;
 pub use replicas::OtherPolicy;
 pub use scoped::ScopedAnswer;

@@ -892,3 +892,241 @@ async fn a_client_tainted_through_one_replica_is_tainted_on_every_replica() {
             .unwrap()
     );
 }
+
+fn ledger_entry<'a>(id: &'a str, fingerprint: &'a str, user: &'a str) -> NewLedgerEntry<'a> {
+    NewLedgerEntry {
+        id,
+        fingerprint,
+        user,
+        tool: "fx.send",
+        request: "send it",
+        not_by: None,
+        ttl: TTL,
+    }
+}
+
+/// Opens `new` through `store`, which must open it anew.
+async fn opened_new(store: &Store, new: &NewLedgerEntry<'_>) -> LedgerEntry {
+    match store.ledger_open(new, 64).await.unwrap() {
+        Opened::New(entry) => entry,
+        other => panic!("not opened anew: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_approval_opened_on_one_replica_is_decided_on_another_and_claimed_once() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    let opened = opened_new(&a, &ledger_entry("id-1", "sha256:a", "alice")).await;
+    assert_eq!(opened.standing, LedgerStanding::Waiting);
+    assert!(opened.expires >= opened.created + 60, "{opened:?}");
+    // The same action of the same user, through the other replica, finds it.
+    let again = b
+        .ledger_open(&ledger_entry("id-2", "sha256:a", "alice"), 64)
+        .await
+        .unwrap();
+    assert_eq!(again, Opened::Found(opened.clone()));
+    assert_eq!(b.ledger_get("id-1").await.unwrap(), Some(opened.clone()));
+    assert_eq!(
+        b.ledger_list().await.unwrap(),
+        std::slice::from_ref(&opened)
+    );
+    assert_eq!(
+        b.ledger_find("alice", "sha256:a").await.unwrap(),
+        Some(opened.clone())
+    );
+    assert_eq!(b.ledger_find("bob", "sha256:a").await.unwrap(), None);
+    // Not approved yet: nothing to claim.
+    assert!(!a.ledger_claim("id-1", "sha256:a").await.unwrap());
+
+    let decided = b.ledger_decide("id-1", true, "terminal").await.unwrap();
+    assert!(
+        matches!(&decided, Some(LedgerEntry { standing: LedgerStanding::Approved { by, .. }, .. }) if by == "terminal"),
+        "{decided:?}"
+    );
+    // Decided once: a second decision, through either replica, finds nothing waiting.
+    assert_eq!(a.ledger_decide("id-1", false, "page").await.unwrap(), None);
+    assert!(!b.ledger_claim("id-1", "sha256:other").await.unwrap());
+
+    // Eight claims at once across both replicas: exactly one gets it.
+    let claims: Vec<_> = (0..8)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.ledger_claim("id-1", "sha256:a").await })
+        })
+        .collect();
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(claim.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "claimed more than once, or never");
+    // Used: gone from every read; the next identical call opens a new approval.
+    assert_eq!(a.ledger_get("id-1").await.unwrap(), None);
+    assert_eq!(b.ledger_find("alice", "sha256:a").await.unwrap(), None);
+    assert!(b.ledger_list().await.unwrap().is_empty());
+    assert_eq!(
+        b.ledger_decide("id-1", true, "terminal").await.unwrap(),
+        None
+    );
+    let next = opened_new(&b, &ledger_entry("id-3", "sha256:a", "alice")).await;
+    assert_eq!(next.id, "id-3");
+
+    // Two deciders at once, one per replica: one decides, the other finds it decided.
+    let decisions: Vec<_> = [(a.clone(), true), (b.clone(), false)]
+        .into_iter()
+        .map(|(store, approve)| {
+            tokio::spawn(async move { store.ledger_decide("id-3", approve, "page").await })
+        })
+        .collect();
+    let mut decided = 0;
+    for decision in decisions {
+        decided += usize::from(decision.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(decided, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_limits_each_users_waiting_approvals_and_forgets_expired_ones() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    // Twelve distinct actions of carol opened at once through both replicas, under a limit
+    // of five: five are opened, the rest refused; the same action opened at once through
+    // both is one approval.
+    let opens: Vec<_> = (0..12)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let (id, fingerprint) = (format!("c-{n}"), format!("sha256:{n}"));
+                store
+                    .ledger_open(&ledger_entry(&id, &fingerprint, "carol"), 5)
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for open in opens {
+        outcomes.push(open.await.unwrap().unwrap());
+    }
+    let new = outcomes
+        .iter()
+        .filter(|o| matches!(o, Opened::New(_)))
+        .count();
+    assert_eq!(new, 5, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Opened::New(_) | Opened::TooMany(5))),
+        "{outcomes:?}"
+    );
+    // Another user is not held back by carol's.
+    opened_new(&a, &ledger_entry("d-1", "sha256:0", "dave")).await;
+    let same: Vec<_> = ["e-a", "e-b"]
+        .into_iter()
+        .zip([a.clone(), b.clone()])
+        .map(|(id, store)| {
+            tokio::spawn(async move {
+                store
+                    .ledger_open(&ledger_entry(id, "sha256:same", "erin"), 5)
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    for open in same {
+        match open.await.unwrap().unwrap() {
+            Opened::New(entry) | Opened::Found(entry) => ids.insert(entry.id),
+            Opened::TooMany(n) => panic!("too many: {n}"),
+        };
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // A decided approval no longer counts as waiting.
+    let carols: Vec<String> = b
+        .ledger_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.user == "carol")
+        .map(|entry| entry.id)
+        .collect();
+    assert_eq!(carols.len(), 5);
+    let first = carols.first().unwrap();
+    b.ledger_decide(first, false, "page")
+        .await
+        .unwrap()
+        .unwrap();
+    opened_new(&a, &ledger_entry("c-more", "sha256:more", "carol")).await;
+
+    // Expired: found by nothing, decided and claimed by nothing, and replaced when the
+    // action is asked again.
+    let brief = NewLedgerEntry {
+        ttl: Duration::from_secs(1),
+        ..ledger_entry("f-1", "sha256:brief", "frank")
+    };
+    opened_new(&a, &brief).await;
+    let approved_brief = NewLedgerEntry {
+        ttl: Duration::from_secs(1),
+        ..ledger_entry("f-2", "sha256:approved", "frank")
+    };
+    opened_new(&a, &approved_brief).await;
+    b.ledger_decide("f-2", true, "terminal")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(b.ledger_get("f-1").await.unwrap(), None);
+    assert_eq!(b.ledger_find("frank", "sha256:brief").await.unwrap(), None);
+    assert!(
+        b.ledger_list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|entry| entry.user != "frank")
+    );
+    assert_eq!(
+        b.ledger_decide("f-1", true, "terminal").await.unwrap(),
+        None
+    );
+    assert!(!b.ledger_claim("f-2", "sha256:approved").await.unwrap());
+    let renewed = opened_new(&b, &ledger_entry("f-3", "sha256:brief", "frank")).await;
+    assert_eq!(renewed.standing, LedgerStanding::Waiting);
+    // Opening removed the expired rows.
+    let client = a.client().await.unwrap();
+    let left = client
+        .query_one(
+            "SELECT count(*) FROM approval_ledger WHERE id IN ('f-1', 'f-2')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_with_its_database_unreachable_decides_and_claims_nothing() {
+    let mut postgres = TestPostgres::start();
+    let store = store(&postgres, "a").await;
+    opened_new(&store, &ledger_entry("id-1", "sha256:a", "alice")).await;
+    postgres.pause();
+    let errors = [
+        store
+            .ledger_decide("id-1", true, "terminal")
+            .await
+            .unwrap_err(),
+        store.ledger_claim("id-1", "sha256:a").await.unwrap_err(),
+        store
+            .ledger_open(&ledger_entry("id-2", "sha256:b", "alice"), 64)
+            .await
+            .unwrap_err(),
+    ];
+    for error in &errors {
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(postgres.password()), "{shown}");
+    }
+    postgres.resume();
+    // Nothing was decided during the outage: still waiting, nothing to claim.
+    let entry = store.ledger_get("id-1").await.unwrap().unwrap();
+    assert_eq!(entry.standing, LedgerStanding::Waiting);
+    assert!(!store.ledger_claim("id-1", "sha256:a").await.unwrap());
+    assert_eq!(store.ledger_get("id-2").await.unwrap(), None);
+}

@@ -1,13 +1,21 @@
 //! Approvals waiting for a person outside the client: on the approval page, or in a terminal
 //! (`portcullis approve ID`). Each is bound to one action's fingerprint and one user, and runs
 //! its call at most once: the identical retry that finds it approved claims it (approved
-//! becomes used, under the file's lock), and any other call finds nothing.
+//! becomes used, under the file's lock or in one conditional statement of the database), and
+//! any other call finds nothing.
 //!
-//! The ledger is a file of the state directory (`pending-approvals.json` beside the evidence
-//! log, mode 0600), read and rewritten whole under an exclusive lock on a lock file beside
-//! it, so that the serving processes and `portcullis approve` in a terminal see one ledger,
-//! and a restart loses no approval. A file that cannot be read or parsed is an error: no
-//! approval is taken from it and none is added to it (nothing runs on doubt).
+//! A single process keeps the ledger in a file of the state directory
+//! (`pending-approvals.json` beside the evidence log, mode 0600), read and rewritten whole
+//! under an exclusive lock on a lock file beside it, so that the serving processes and
+//! `portcullis approve` in a terminal see one ledger, and a restart loses no approval. A file
+//! that cannot be read or parsed is an error: no approval is taken from it and none is added to
+//! it (nothing runs on doubt).
+//!
+//! Replicas sharing state keep it in the database instead ([`Ledger::shared`], `shared.rs`):
+//! the page's link may reach another replica than the one that opened the approval, and the
+//! identical retry a third. The database decides what must happen once (one decision, one
+//! claim); the rules stay here (who may approve, how much of a request is kept). A database
+//! that cannot be reached is an error, as an unreadable file is.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +24,8 @@ use portcullis_credentials::private_file::{self, Access};
 use serde::{Deserialize, Serialize};
 
 use super::kept;
+
+mod shared;
 
 /// The longest change request the ledger keeps whole (bytes); a longer one keeps its two
 /// halves' ends, saying what was left out, so that a call with huge arguments cannot make
@@ -93,6 +103,10 @@ pub enum LedgerError {
     Unreadable { file: String, error: String },
     #[error("the pending approvals in {file} cannot be kept: {error}")]
     Unwritable { file: String, error: String },
+    /// The shared database did not answer; the detail (never the connection string) is
+    /// logged where it happened, and kept here for `Debug`, not shown to the client.
+    #[error("the shared approval state is unreachable")]
+    Shared(String),
     #[error("no approval `{0}` is waiting (unknown, expired, or already decided)")]
     NotWaiting(String),
     #[error(
@@ -167,8 +181,19 @@ impl DecidedBy {
     }
 }
 
-/// The pending approvals of one state directory.
+/// The pending approvals of one state directory, or of every replica sharing a database.
 pub struct Ledger {
+    kept: Kept,
+}
+
+/// Where the ledger is kept: chosen once, when it is made.
+enum Kept {
+    File(FileLedger),
+    Shared(portcullis_state::Store),
+}
+
+/// The ledger file and the lock file beside it.
+struct FileLedger {
     file: PathBuf,
     lock: PathBuf,
 }
@@ -213,7 +238,9 @@ impl Ledger {
     /// The ledger kept in `file` (created on first use).
     pub fn at(file: PathBuf) -> Self {
         let lock = file.with_extension("lock");
-        Self { file, lock }
+        Self {
+            kept: Kept::File(FileLedger { file, lock }),
+        }
     }
 
     /// The ledger file of a state directory whose evidence log is `evidence`.
@@ -221,10 +248,94 @@ impl Ledger {
         Self::at(evidence.with_file_name("pending-approvals.json"))
     }
 
-    pub fn file(&self) -> &Path {
-        &self.file
+    /// The ledger in the database replicas share. Its methods wait for the database on the
+    /// calling thread (`portcullis_state::wait`): call them off the async threads, on a
+    /// multi-threaded runtime, as the file's.
+    pub fn shared(store: portcullis_state::Store) -> Self {
+        Self {
+            kept: Kept::Shared(store),
+        }
     }
 
+    /// The ledger's file; `None` when it is in the shared database.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.kept {
+            Kept::File(ledger) => Some(&ledger.file),
+            Kept::Shared(_) => None,
+        }
+    }
+
+    /// Where the ledger is, in words (never the connection string).
+    pub fn kept_in(&self) -> String {
+        match &self.kept {
+            Kept::File(ledger) => ledger.file.display().to_string(),
+            Kept::Shared(_) => "the shared database".to_owned(),
+        }
+    }
+
+    /// The live approval of `user` for the action `fingerprint`, if one was opened: waiting,
+    /// approved or declined.
+    pub(crate) fn find(
+        &self,
+        user: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Pending>, LedgerError> {
+        match &self.kept {
+            Kept::File(ledger) => ledger.find(user, fingerprint),
+            Kept::Shared(store) => shared::find(store, user, fingerprint),
+        }
+    }
+
+    /// Opens an approval for `new`, or returns the live one already open for the same user
+    /// and action.
+    pub(crate) fn open(&self, new: NewPending<'_>) -> Result<Pending, LedgerError> {
+        match &self.kept {
+            Kept::File(ledger) => ledger.open(new),
+            Kept::Shared(store) => shared::open(store, new),
+        }
+    }
+
+    /// The live approval `id`.
+    pub fn get(&self, id: &str) -> Result<Option<Pending>, LedgerError> {
+        match &self.kept {
+            Kept::File(ledger) => ledger.get(id),
+            Kept::Shared(store) => shared::get(store, id),
+        }
+    }
+
+    /// Every live approval, oldest first.
+    pub fn list(&self) -> Result<Vec<Pending>, LedgerError> {
+        match &self.kept {
+            Kept::File(ledger) => ledger.list(),
+            Kept::Shared(store) => shared::list(store),
+        }
+    }
+
+    /// A person's decision on the waiting approval `id`: approved or declined, by `decider`.
+    /// A four-eyes approval is approved only by another approver's passkey.
+    pub fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        decider: DecidedBy,
+    ) -> Result<Pending, LedgerError> {
+        match &self.kept {
+            Kept::File(ledger) => ledger.decide(id, approve, decider),
+            Kept::Shared(store) => shared::decide(store, id, approve, &decider),
+        }
+    }
+
+    /// Claims the approved approval `id` for the action `fingerprint`: true at most once, and
+    /// only for that action; the approval is then used.
+    pub(crate) fn claim(&self, id: &str, fingerprint: &str) -> Result<bool, LedgerError> {
+        match &self.kept {
+            Kept::File(ledger) => ledger.claim(id, fingerprint),
+            Kept::Shared(store) => shared::claim(store, id, fingerprint),
+        }
+    }
+}
+
+impl FileLedger {
     /// Runs `change` on the book under the exclusive lock; writes it back when `change` says
     /// it changed something.
     fn with_book<T>(
@@ -271,11 +382,7 @@ impl Ledger {
 
     /// The live approval of `user` for the action `fingerprint`, if one was opened: waiting,
     /// approved or declined.
-    pub(crate) fn find(
-        &self,
-        user: &str,
-        fingerprint: &str,
-    ) -> Result<Option<Pending>, LedgerError> {
+    fn find(&self, user: &str, fingerprint: &str) -> Result<Option<Pending>, LedgerError> {
         self.with_book(|book, _| {
             let found = book
                 .approvals
@@ -288,7 +395,7 @@ impl Ledger {
 
     /// Opens an approval for `new`, or returns the live one already open for the same user
     /// and action.
-    pub(crate) fn open(&self, new: NewPending<'_>) -> Result<Pending, LedgerError> {
+    fn open(&self, new: NewPending<'_>) -> Result<Pending, LedgerError> {
         let id = new_id().map_err(|error| LedgerError::Unwritable {
             file: self.file.display().to_string(),
             error,
@@ -326,7 +433,7 @@ impl Ledger {
     }
 
     /// The live approval `id`.
-    pub fn get(&self, id: &str) -> Result<Option<Pending>, LedgerError> {
+    fn get(&self, id: &str) -> Result<Option<Pending>, LedgerError> {
         self.with_book(|book, _| {
             let found = book.approvals.iter().find(|entry| entry.id == id).cloned();
             (found, false)
@@ -334,18 +441,13 @@ impl Ledger {
     }
 
     /// Every live approval, oldest first.
-    pub fn list(&self) -> Result<Vec<Pending>, LedgerError> {
+    fn list(&self) -> Result<Vec<Pending>, LedgerError> {
         self.with_book(|book, _| (book.approvals.clone(), false))
     }
 
     /// A person's decision on the waiting approval `id`: approved or declined, by `decider`.
     /// A four-eyes approval is approved only by another approver's passkey.
-    pub fn decide(
-        &self,
-        id: &str,
-        approve: bool,
-        decider: DecidedBy,
-    ) -> Result<Pending, LedgerError> {
+    fn decide(&self, id: &str, approve: bool, decider: DecidedBy) -> Result<Pending, LedgerError> {
         self.with_book(|book, now| {
             let Some(entry) = book
                 .approvals
@@ -369,7 +471,7 @@ impl Ledger {
 
     /// Claims the approved approval `id` for the action `fingerprint`: true at most once, and
     /// only for that action; the approval is then used.
-    pub(crate) fn claim(&self, id: &str, fingerprint: &str) -> Result<bool, LedgerError> {
+    fn claim(&self, id: &str, fingerprint: &str) -> Result<bool, LedgerError> {
         self.with_book(|book, now| {
             let Some(entry) = book.approvals.iter_mut().find(|entry| {
                 entry.id == id
@@ -529,34 +631,45 @@ mod tests {
     #[test]
     fn an_unreadable_ledger_approves_nothing_and_takes_nothing() {
         let (_dir, ledger) = ledger();
-        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
-        std::fs::write(ledger.file(), "{not json").unwrap();
-        std::fs::set_permissions(ledger.file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::create_dir_all(ledger.file().unwrap().parent().unwrap()).unwrap();
+        std::fs::write(ledger.file().unwrap(), "{not json").unwrap();
+        std::fs::set_permissions(
+            ledger.file().unwrap(),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let error = ledger.find("alice", "sha256:a").unwrap_err();
         assert!(matches!(error, LedgerError::Unreadable { .. }), "{error}");
         assert!(!error.to_string().contains("refusing"), "{error}");
         assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
         assert!(ledger.claim("x", "sha256:a").is_err());
         // And the file is left as it was, for a person to look at.
-        assert_eq!(std::fs::read_to_string(ledger.file()).unwrap(), "{not json");
+        assert_eq!(
+            std::fs::read_to_string(ledger.file().unwrap()).unwrap(),
+            "{not json"
+        );
     }
 
     #[test]
     fn a_ledger_others_can_reach_or_a_link_is_refused_and_left_alone() {
         let (dir, ledger) = ledger();
-        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
-        std::fs::write(ledger.file(), "{\"approvals\": []}").unwrap();
-        std::fs::set_permissions(ledger.file(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::create_dir_all(ledger.file().unwrap().parent().unwrap()).unwrap();
+        std::fs::write(ledger.file().unwrap(), "{\"approvals\": []}").unwrap();
+        std::fs::set_permissions(
+            ledger.file().unwrap(),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         let error = ledger.list().unwrap_err();
         assert!(matches!(error, LedgerError::Unreadable { .. }), "{error}");
         assert!(error.to_string().contains("mode 0666"), "{error}");
         assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
 
-        std::fs::remove_file(ledger.file()).unwrap();
+        std::fs::remove_file(ledger.file().unwrap()).unwrap();
         let elsewhere = dir.path().join("elsewhere.json");
         std::fs::write(&elsewhere, "{\"approvals\": []}").unwrap();
         std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, ledger.file()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, ledger.file().unwrap()).unwrap();
         let error = ledger.list().unwrap_err();
         assert!(error.to_string().contains("symbolic link"), "{error}");
         assert!(ledger.open(new("sha256:a", "alice", None)).is_err());
@@ -569,9 +682,9 @@ mod tests {
     #[test]
     fn a_planted_link_as_the_lock_file_is_not_followed() {
         let (dir, ledger) = ledger();
-        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
+        std::fs::create_dir_all(ledger.file().unwrap().parent().unwrap()).unwrap();
         let target = dir.path().join("not-created");
-        std::os::unix::fs::symlink(&target, ledger.file().with_extension("lock")).unwrap();
+        std::os::unix::fs::symlink(&target, ledger.file().unwrap().with_extension("lock")).unwrap();
         let error = ledger.open(new("sha256:a", "alice", None)).unwrap_err();
         assert!(matches!(error, LedgerError::Unwritable { .. }), "{error}");
         assert!(error.to_string().contains("symbolic link"), "{error}");
@@ -581,11 +694,104 @@ mod tests {
     #[test]
     fn a_lock_file_an_earlier_version_made_with_the_umask_is_still_used() {
         let (_dir, ledger) = ledger();
-        std::fs::create_dir_all(ledger.file().parent().unwrap()).unwrap();
-        let lock = ledger.file().with_extension("lock");
+        std::fs::create_dir_all(ledger.file().unwrap().parent().unwrap()).unwrap();
+        let lock = ledger.file().unwrap().with_extension("lock");
         std::fs::write(&lock, "").unwrap();
         std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o664)).unwrap();
         ledger.open(new("sha256:a", "alice", None)).unwrap();
         assert_eq!(ledger.list().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_shared_ledger_keeps_four_eyes_and_one_claim_across_replicas() {
+        let mut postgres = portcullis_test_support::TestPostgres::start();
+        let connect = |replica: &'static str| {
+            let url = postgres.url();
+            async move {
+                portcullis_state::Store::connect(&url, replica)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (a, b) = (
+            Ledger::shared(connect("a").await),
+            Ledger::shared(connect("b").await),
+        );
+        assert_eq!(a.file(), None);
+        let opened = a.open(new("sha256:a", "alice", Some("alice"))).unwrap();
+        assert_eq!(
+            b.open(new("sha256:a", "alice", None)).unwrap().id,
+            opened.id
+        );
+        // Four eyes, decided through the other replica: alice herself, a terminal or a
+        // denial-only decider do not approve; another approver's passkey does.
+        for decider in [
+            DecidedBy::Terminal,
+            DecidedBy::Passkey("ALICE".into()),
+            signed_in("alice", true),
+            DecidedBy::Other("the client"),
+        ] {
+            assert!(matches!(
+                b.decide(&opened.id, true, decider),
+                Err(LedgerError::NeedsAnother(..))
+            ));
+        }
+        assert_eq!(
+            a.get(&opened.id).unwrap().map(|entry| entry.standing),
+            Some(Standing::Waiting)
+        );
+        let approved = b
+            .decide(&opened.id, true, DecidedBy::Passkey("bob".into()))
+            .unwrap();
+        assert!(
+            matches!(&approved.standing, Standing::Approved { by, .. } if by == "passkey bob"),
+            "{approved:?}"
+        );
+        assert!(matches!(
+            a.decide(&opened.id, false, DecidedBy::Terminal),
+            Err(LedgerError::NotWaiting(_))
+        ));
+        // A signed-in person approves only their own call, wherever it was opened.
+        let own = a
+            .open(new("sha256:b", "bob (https://id.example)", None))
+            .unwrap();
+        assert!(matches!(
+            b.decide(&own.id, true, signed_in("carol", true)),
+            Err(LedgerError::NotTheirs(..))
+        ));
+        // A huge request is kept by its ends, as in the file.
+        let huge = NewPending {
+            request: format!("start{}end", "x".repeat(REQUEST_KEPT * 2)),
+            ..new("sha256:c", "alice", None)
+        };
+        let kept = a.open(huge).unwrap();
+        assert!(kept.request.len() < REQUEST_KEPT + 300);
+        // Claimed once, through either replica.
+        assert!(!b.claim(&opened.id, "sha256:other").unwrap());
+        assert!(b.claim(&opened.id, "sha256:a").unwrap());
+        assert!(!a.claim(&opened.id, "sha256:a").unwrap());
+        assert!(a.find("alice", "sha256:a").unwrap().is_none());
+
+        // The database away: every operation is an error naming no password, and nothing is
+        // opened, decided or claimed.
+        let waiting = a.open(new("sha256:d", "alice", None)).unwrap();
+        postgres.pause();
+        let errors = [
+            b.decide(&waiting.id, true, DecidedBy::Terminal)
+                .unwrap_err(),
+            b.find("alice", "sha256:d").unwrap_err(),
+            b.open(new("sha256:e", "alice", None)).unwrap_err(),
+            b.claim(&waiting.id, "sha256:d").unwrap_err(),
+        ];
+        for error in &errors {
+            assert!(matches!(error, LedgerError::Shared(_)), "{error}");
+            assert!(!error.to_string().contains(postgres.password()), "{error}");
+        }
+        postgres.resume();
+        assert_eq!(
+            a.get(&waiting.id).unwrap().map(|entry| entry.standing),
+            Some(Standing::Waiting)
+        );
+        assert!(a.find("alice", "sha256:e").unwrap().is_none());
     }
 }

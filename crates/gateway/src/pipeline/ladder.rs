@@ -54,7 +54,8 @@ impl Ladder {
 }
 
 impl PortcullisServer {
-    /// Runs `work` on the ledger off the async threads (it reads and writes a locked file).
+    /// Runs `work` on the ledger off the async threads (it reads and writes a locked file, or
+    /// waits for the shared database on the thread).
     async fn in_ledger<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
