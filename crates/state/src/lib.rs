@@ -28,6 +28,7 @@ mod approvals;
 mod evidence;
 mod grants;
 mod migrate;
+mod pins;
 mod recipients;
 mod replicas;
 mod scoped;
@@ -42,6 +43,7 @@ pub use approvals::StoredClaim;
 pub use evidence::{ChainReport, EvidenceCopier};
 pub use grants::{GrantChange, SharedGrants};
 pub use migrate::SCHEMA_VERSION;
+pub use pins::StoredPins;
 pub use replicas::OtherPolicy;
 pub use scoped::ScopedAnswer;
 
