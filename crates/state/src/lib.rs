@@ -9,7 +9,9 @@
 //! a refresh holds the grant's row lock so a rotating refresh token is spent once. Known
 //! recipients, and stateless clients' scoped answers and taint, are kept here too: such a
 //! client has no session, so no replica of its own. Each use reads the database: no replica
-//! keeps a copy that could hide what another wrote.
+//! keeps a copy that could hide what another wrote. The pins in force for each upstream
+//! (`pins.rs`) are here too, as the gateway's documents: first sight is insert-if-absent (the
+//! first replica's pins win) and an acceptance rewrites the row under its lock.
 //! Each replica's evidence chain is copied here too (`evidence.rs`), line for
 //! line as its log holds it, before a record is acknowledged: the bytes and their verifier are
 //! `portcullis-audit`'s, this crate only stores them.
