@@ -65,6 +65,12 @@ impl Shared {
             unreadable: AtomicBool::new(false),
         };
         let pins = shared.in_force(&stored)?;
+        for (upstream, seeded) in &shared.seed.upstreams {
+            if pins.upstreams.get(upstream) != Some(seeded) {
+                // A file changed in git after the database was seeded does not change it.
+                tracing::warn!(%upstream, "the pins file's pins of the upstream differ from the shared database's, which are in force; accept a change with `portcullis pins accept`");
+            }
+        }
         Ok((shared, pins))
     }
 
