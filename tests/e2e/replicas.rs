@@ -18,7 +18,7 @@ use crate::ladder::pending_link;
 use crate::support::{
     Config, HaProxy, Identity, OpenIdProvider, Portcullis, RawSession, Scratch, Target, Tool,
     Upstream, bin, fixture_policy, free_port, py_client, raw_http, result_text, stateless_call,
-    try_stateless_call,
+    try_stateless_call, wait_until,
 };
 
 const URL_ENV: &str = "PORTCULLIS_E2E_DATABASE_URL";
@@ -1059,5 +1059,154 @@ fn an_approval_on_the_page_ledger_opened_through_one_replica_is_approved_through
             !portcullis.log().contains(topology.postgres.password()),
             "a replica logged the database password"
         );
+    }
+
+/// The tools replica `port` lists to a stateless (2026-07-28) client, by raw request.
+fn listed_through(port: u16) -> Vec<String> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/list",
+        "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }},
+    })
+    .to_string();
+    let (status, response) = raw_http(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 200, "{response}");
+    let answer = response
+        .lines()
+        .map(|line| line.strip_prefix("data:").unwrap_or(line).trim())
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|message| message.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {response}"));
+    crate::support::names(&answer["result"]["tools"])
+}
+
+/// `portcullis pins ARGS --config CONFIG` with the database's connection string and the
+/// requestState key set as the replicas have them: success, and stdout with stderr.
+fn pins_command(url: &str, args: &[&str], config: &Path) -> (bool, String) {
+    let output = std::process::Command::new(bin("portcullis"))
+        .arg("pins")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env(URL_ENV, url)
+        .env(KEY_ENV, STATE_KEY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn a_definition_accepted_through_one_replica_is_listed_and_callable_through_every_replica() {
+    let topology = Topology::start_with(&[], |work, port, balancer| {
+        replica_config(work, port, balancer).relist_secs(1)
+    });
+    let url = topology.postgres.url();
+    let send = "fx.send_message".to_owned();
+    // A send policy runs without approval: only the changed definition makes anyone ask.
+    let to_acme = r#"{"to":"bob@acme.example","subject":"q3","body":"the numbers"}"#;
+    for n in 0..3 {
+        assert!(
+            listed_through(topology.port(n)).contains(&send),
+            "replica {n}"
+        );
+    }
+
+    // Every fixture lists changed definitions from now on, telling no one: each replica's
+    // next read quarantines the changed send against the pins all three share.
+    std::fs::write(topology.work.join("rug-pulled"), "pulled\n")
+        .unwrap_or_else(|error| panic!("cannot write the marker: {error}"));
+    for n in 0..3 {
+        assert!(
+            wait_until(Duration::from_secs(20), || !listed_through(
+                topology.port(n)
+            )
+            .contains(&send)),
+            "replica {n} still lists the changed send"
+        );
+    }
+
+    // A person approves a call of it through replica 2, shown the change: that accepts it.
+    let asked = stateless_call(topology.port(2), None, &send, to_acme, None);
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    assert!(
+        asked
+            .to_string()
+            .contains("definition is not the one accepted")
+            && asked.to_string().contains("audit@evil.example"),
+        "{asked}"
+    );
+    assert_eq!(
+        topology.sent(),
+        0,
+        "a quarantined tool reached the upstream"
+    );
+    let state = asked["result"]["requestState"].as_str().unwrap_or_default();
+    let approved = stateless_call(topology.port(2), None, &send, to_acme, Some(state));
+    assert!(
+        approved["result"]["isError"] != true && approved.get("error").is_none(),
+        "{approved}"
+    );
+    assert_eq!(topology.sent(), 1);
+
+    // The other replicas notice the acceptance (no list changed) and serve the tool, asking
+    // nobody.
+    for n in 0..2 {
+        assert!(
+            wait_until(Duration::from_secs(20), || listed_through(topology.port(n))
+                .contains(&send)),
+            "replica {n} does not list the accepted send"
+        );
+        let called = stateless_call(topology.port(n), None, &send, to_acme, None);
+        assert!(
+            called["result"]["isError"] != true
+                && called["result"]["resultType"] != "input_required"
+                && called.get("error").is_none(),
+            "replica {n}: {called}"
+        );
+    }
+    assert_eq!(topology.sent(), 3);
+
+    // `portcullis pins` under the replicas' config acts on the database too: the diff shows
+    // what is still quarantined, and an acceptance is listed through every replica.
+    let write = "fx.write_file".to_owned();
+    assert!(!listed_through(topology.port(1)).contains(&write));
+    let (shown, diff) = pins_command(&url, &["diff", "fx"], &topology.config(0));
+    assert!(shown, "{diff}");
+    assert!(
+        diff.contains("pins: the shared database")
+            && diff.contains("tool `write_file`: changed")
+            && !diff.contains("tool `send_message`"),
+        "{diff}"
+    );
+    let (accepted, said) = pins_command(&url, &["accept", "fx.write_file"], &topology.config(0));
+    assert!(accepted, "{said}");
+    assert!(said.contains("recorded in the shared database"), "{said}");
+    for n in 0..3 {
+        assert!(
+            wait_until(Duration::from_secs(20), || listed_through(topology.port(n))
+                .contains(&write)),
+            "replica {n} does not list the write accepted with `pins accept`"
+        );
+    }
+    // No replica wrote a pins file: the database keeps them.
+    for n in 0..3 {
+        assert!(!topology.config(n).with_extension("pins.json").exists());
     }
 }

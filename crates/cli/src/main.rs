@@ -1273,6 +1273,16 @@ async fn start_to_look(
     // Looking never pins: only `serve` records first sight, and `pins accept` what a person
     // reviewed.
     let pins = PinBook::open(&config.file, Recording::Never)?;
+    start_to_look_with(config, engine, pins).await
+}
+
+/// [`start_to_look`] comparing listings with `pins` (`pins diff` and `pins accept` under
+/// shared state: the database's).
+async fn start_to_look_with(
+    config: &Config,
+    engine: PolicyEngine,
+    pins: PinBook,
+) -> anyhow::Result<(Arc<Gateway>, CancellationToken)> {
     // Looking asks nobody for approval, so it needs no shared state (nor the database).
     let config = &Config {
         state: StateBackend::Local,
@@ -1473,6 +1483,11 @@ fn serve(path: &Path, listen: Option<SocketAddr>, http: bool) -> anyhow::Result<
         // INVARIANT: shared state that cannot be reached stops start-up: a replica on its own
         // state would run a call another replica already ran.
         let shared = shared_state(&config).await?;
+        // Under shared state the database keeps the pins, the file seeding it.
+        let pins = match &shared {
+            Some(store) => pins.share(store.clone()).await?,
+            None => pins,
+        };
         let mut recorder = Recorder::new(Some(evidence), Arc::new(SystemClock));
         if let (Some(store), Some(chain)) = (&shared, chain) {
             // INVARIANT: evidence that cannot be copied stops start-up; what the log holds

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use portcullis_config::{Config, Pinning};
 use portcullis_core::UpstreamName;
 use portcullis_gateway::Gateway;
-use portcullis_gateway::pins::{Change, Review, Status};
+use portcullis_gateway::pins::{Change, PinBook, Recording, Review, Status};
 
 #[derive(Subcommand)]
 pub(crate) enum PinsCommand {
@@ -23,7 +23,8 @@ pub(crate) enum PinsCommand {
     },
     /// Start the upstream and record what it lists now as its pins: all its definitions
     /// (`UPSTREAM`) or those named `TOOL` (`UPSTREAM.TOOL`; a prompt or resource template of
-    /// that name too). A running `serve` reads the file again and lists them.
+    /// that name too). A running `serve` reads the file again and lists them; under shared
+    /// state the database's pins are changed, and every replica lists them.
     Accept {
         #[arg(long)]
         config: PathBuf,
@@ -45,7 +46,7 @@ fn diff(path: &Path, only: Option<&str>) -> anyhow::Result<()> {
         configured(&config, name)?;
     }
     with_reviews(&config, |gateway, reviews| {
-        println!("pins: {}", gateway.pins().path().display());
+        println!("pins: {}", gateway.pins().kept_in());
         for (upstream, review) in reviews {
             if only.is_some_and(|name| name != upstream.as_str()) {
                 continue;
@@ -137,20 +138,27 @@ fn accept(path: &Path, target: &str) -> anyhow::Result<()> {
             };
             println!("{upstream}: {} `{local}` {what}", kind.as_str());
         }
-        println!("recorded in {}", gateway.pins().path().display());
+        println!("recorded in {}", gateway.pins().kept_in());
         Ok(())
     })
 }
 
 /// Starts the upstreams (as `portcullis tools` does; nothing is pinned by listing), hands
-/// each one's review to `then`, and stops them.
+/// each one's review to `then`, and stops them. Under shared state (`[state] backend =
+/// "postgres"`) the pins compared with and accepted are the database's, which every replica
+/// serves.
 fn with_reviews(
     config: &Config,
     then: impl FnOnce(&Gateway, Vec<(UpstreamName, Result<Review, String>)>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let engine = super::policy(config)?;
+    let pins = PinBook::open(&config.file, Recording::Never)?;
     super::runtime()?.block_on(async move {
-        let (gateway, shutdown) = super::start_to_look(config, engine).await?;
+        let pins = match super::shared_state(config).await? {
+            Some(store) => pins.share(store).await?,
+            None => pins,
+        };
+        let (gateway, shutdown) = super::start_to_look_with(config, engine, pins).await?;
         let outcome = then(&gateway, gateway.pin_reviews());
         shutdown.cancel();
         gateway.stop(std::time::Duration::from_secs(5)).await;

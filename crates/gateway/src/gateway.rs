@@ -234,6 +234,8 @@ impl Gateway {
     /// Watches the pins file: when another process (`portcullis pins accept`) replaces it, the
     /// pins are read again (recorded as a reload; a file that cannot be read leaves the pins in
     /// force) and every running upstream's lists are read again and compared with them.
+    /// Under shared state it watches the database's pins instead: another replica's
+    /// acceptance, or pins readable again after an outage, has every listing compared anew.
     fn watch_pins(self: &Arc<Self>) {
         let pins = self.pins.clone();
         let weak = Arc::downgrade(self);

@@ -1,6 +1,7 @@
 //! Pins: each upstream's definitions (tools, prompts, resource templates) as a person accepted
-//! them, kept in the pins file beside the config (`file.rs`), and the quarantine of what
-//! differs from them.
+//! them, kept in the pins file beside the config (`file.rs`) or, when replicas share state, in
+//! the database (`shared.rs`, seeded from the file), and the quarantine of what differs from
+//! them.
 //!
 //! An upstream can change what a tool says or accepts between two lists (a description that
 //! later asks for a copy of every mail, a new hidden parameter, a dropped `destructiveHint`).
@@ -11,6 +12,7 @@
 
 pub mod diff;
 pub mod file;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,16 +43,27 @@ pub enum Recording {
     Never,
 }
 
-/// The pins in force and the file they come from.
+/// The pins in force and where they are kept.
 #[derive(Debug)]
 pub struct PinBook {
+    /// The pins file (under shared state: the one that seeds the database).
     path: PathBuf,
     current: ArcSwap<Pins>,
     recording: Recording,
-    /// Held while the file is read, changed and replaced, so two writers in this process do
-    /// not lose each other's pins; it holds the file's modification time as this book last
-    /// read or wrote it, so that only another process's replacement counts as a change.
-    writing: Mutex<Option<SystemTime>>,
+    kept: Kept,
+}
+
+/// Where the pins in force are kept.
+#[derive(Debug)]
+enum Kept {
+    /// In the pins file. `writing` is held while the file is read, changed and replaced, so
+    /// two writers in this process do not lose each other's pins; it holds the file's
+    /// modification time as this book last read or wrote it, so that only another process's
+    /// replacement counts as a change.
+    File { writing: Mutex<Option<SystemTime>> },
+    /// In the shared state's database, read at every review: what one replica accepts is in
+    /// force on every other.
+    Shared(shared::Shared),
 }
 
 /// A definition an upstream lists, by kind and the upstream's own name (a template's URI
@@ -68,6 +81,8 @@ pub enum Status {
     Unpinned,
     /// Pinned, no longer listed.
     Removed,
+    /// Listed, and its upstream's pins cannot be read (shared state unreachable).
+    Unverified,
 }
 
 impl Status {
@@ -77,6 +92,7 @@ impl Status {
             Status::New => "new",
             Status::Unpinned => "unpinned",
             Status::Removed => "removed",
+            Status::Unverified => "unverified",
         }
     }
 }
@@ -110,6 +126,7 @@ impl Change {
             Status::Changed => "its definition changed since it was pinned",
             Status::New | Status::Unpinned => "it is new and not pinned yet",
             Status::Removed => "it is no longer listed",
+            Status::Unverified => "its pins cannot be read",
         }
     }
 
@@ -158,7 +175,24 @@ impl PinBook {
             path,
             current: ArcSwap::from_pointee(pins),
             recording,
-            writing: Mutex::new(known),
+            kept: Kept::File {
+                writing: Mutex::new(known),
+            },
+        })
+    }
+
+    /// These pins kept in the shared state's database from now on (replicas sharing state),
+    /// the file's pins seeding it: when this book records (`serve`), each upstream the file
+    /// pins and the database does not is recorded from the file. An unreachable database or
+    /// pins there that do not verify are an error, as an unreadable file is.
+    pub async fn share(self, store: portcullis_state::Store) -> Result<Self, PinError> {
+        let seed = Pins::clone(&self.current.load());
+        let seeding = self.recording == Recording::FirstSight;
+        let (shared, pins) = shared::Shared::open(store, seed, seeding).await?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(pins),
+            kept: Kept::Shared(shared),
+            ..self
         })
     }
 
@@ -166,11 +200,29 @@ impl PinBook {
         &self.path
     }
 
+    /// Where the pins are kept, as a person is told.
+    pub fn kept_in(&self) -> String {
+        match self.kept {
+            Kept::File { .. } => format!("{}", self.path.display()),
+            Kept::Shared(_) => format!("the shared database (seeded from {})", self.path.display()),
+        }
+    }
+
     /// Reads the file again if another process replaced it since this book last read or
     /// wrote it: `None` when it did not, else whether it could be read (on an error the pins
     /// in force stay).
+    /// Under shared state: when another process changed the database's pins, or the last read
+    /// of them failed and they can be read again.
     pub(crate) fn reload_if_replaced(&self) -> Option<Result<(), PinError>> {
-        let mut known = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let writing = match &self.kept {
+            Kept::File { writing } => writing,
+            Kept::Shared(shared) => {
+                return shared
+                    .reload_if_changed()
+                    .map(|read| read.map(|pins| self.current.store(Arc::new(pins))));
+            }
+        };
+        let mut known = writing.lock().unwrap_or_else(PoisonError::into_inner);
         let now = modified(&self.path);
         if now == *known {
             return None;
@@ -192,15 +244,68 @@ impl PinBook {
             return;
         }
         let definitions = definitions(catalog, namespacing, &upstream.name);
-        let current = self.current.load();
-        let pinned = current.upstreams.get(upstream.name.as_str());
-        let mut review = match pinned {
-            Some(pins) => compare(pins, &definitions),
-            None => self.first_sight(upstream, &definitions),
+        let mut review = match self.pins_of(&upstream.name) {
+            Ok(Some(pins)) => compare(&pins, &definitions),
+            Ok(None) => self.first_sight(upstream, &definitions),
+            Err(error) => {
+                // Fail closed: what cannot be compared is not served as if it matched.
+                tracing::error!(upstream = %upstream.name, %error, "the upstream's pins cannot be read; its definitions are quarantined");
+                unverified(&definitions)
+            }
         };
         review.definitions = definitions;
         catalog.withhold(&review, namespacing, &upstream.name);
         catalog.review = review;
+    }
+
+    /// `upstream`'s pins in force: under shared state, read from the database now (another
+    /// replica may have accepted a definition since this book last read them).
+    fn pins_of(&self, upstream: &UpstreamName) -> Result<Option<UpstreamPins>, PinError> {
+        match &self.kept {
+            Kept::File { .. } => Ok(self
+                .current
+                .load()
+                .upstreams
+                .get(upstream.as_str())
+                .cloned()),
+            Kept::Shared(shared) => {
+                let pins = shared.upstream(upstream.as_str())?;
+                self.keep_current(upstream, pins.clone());
+                Ok(pins)
+            }
+        }
+    }
+
+    /// `pins` as `upstream`'s pins in force in this book (`None`: it has none).
+    fn keep_current(&self, upstream: &UpstreamName, pins: Option<UpstreamPins>) {
+        self.current.rcu(|current| {
+            let mut changed = Pins::clone(current);
+            match pins.clone() {
+                Some(pins) => changed.upstreams.insert(upstream.to_string(), pins),
+                None => changed.upstreams.remove(upstream.as_str()),
+            };
+            changed
+        });
+    }
+
+    /// Records `definitions` as the pins of `upstream`, never pinned, at first sight. Under
+    /// shared state only if no replica pinned it meanwhile: `Some` then, with the pins that
+    /// were first (and stay).
+    fn pin_first_sight(
+        &self,
+        upstream: &UpstreamName,
+        definitions: &Definitions,
+    ) -> Result<Option<UpstreamPins>, PinError> {
+        let Kept::Shared(shared) = &self.kept else {
+            return self.accept(upstream, None, definitions).map(|_| None);
+        };
+        let mut fresh = UpstreamPins::default();
+        for ((kind, local), definition) in definitions {
+            fresh.insert(*kind, local.clone(), Pin::of(definition));
+        }
+        let first = shared.pin_first(upstream.as_str(), &fresh)?;
+        self.keep_current(upstream, Some(first.clone().unwrap_or(fresh)));
+        Ok(first)
     }
 
     /// An upstream without pins: recorded (`tofu`, recording), else every definition unpinned,
@@ -208,8 +313,10 @@ impl PinBook {
     fn first_sight(&self, upstream: &Upstream, definitions: &Definitions) -> Review {
         let recorded = match (upstream.pinning, self.recording) {
             (Pinning::Tofu, Recording::FirstSight) => {
-                match self.accept(&upstream.name, None, definitions) {
-                    Ok(_) => true,
+                match self.pin_first_sight(&upstream.name, definitions) {
+                    Ok(None) => true,
+                    // Another replica pinned it first: compared with those.
+                    Ok(Some(first)) => return compare(&first, definitions),
                     Err(error) => {
                         // Fail closed: what could not be pinned is not served as if it were.
                         tracing::error!(upstream = %upstream.name, %error, "could not pin the upstream's definitions; they are quarantined");
@@ -253,8 +360,7 @@ impl PinBook {
         name: Option<&str>,
         definitions: &Definitions,
     ) -> Result<Vec<(EntryKind, String)>, PinError> {
-        self.rewrite(|pins| {
-            let entry = pins.upstreams.entry(upstream.to_string()).or_default();
+        self.rewrite(upstream, |entry| {
             let mut touched = Vec::new();
             match name {
                 None => {
@@ -299,22 +405,32 @@ impl PinBook {
         let Some(listed) = change.listed.clone() else {
             return Ok(());
         };
-        self.rewrite(|pins| {
-            pins.upstreams
-                .entry(upstream.to_string())
-                .or_default()
-                .insert(change.kind, change.name.clone(), listed);
+        self.rewrite(upstream, |pins| {
+            pins.insert(change.kind, change.name.clone(), listed);
         })
     }
 
-    /// Reads the file afresh under its lock, changes it with `change`, and replaces it.
-    fn rewrite<T>(&self, change: impl FnOnce(&mut Pins) -> T) -> Result<T, PinError> {
-        let mut known = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Reads `upstream`'s pins afresh under a lock (the file's, or under shared state the
+    /// database row's), changes them with `change`, and writes them back.
+    fn rewrite<T>(
+        &self,
+        upstream: &UpstreamName,
+        change: impl FnOnce(&mut UpstreamPins) -> T,
+    ) -> Result<T, PinError> {
+        let writing = match &self.kept {
+            Kept::File { writing } => writing,
+            Kept::Shared(shared) => {
+                let (changed, pins) = shared.change(upstream.as_str(), change)?;
+                self.keep_current(upstream, Some(pins));
+                return Ok(changed);
+            }
+        };
+        let mut known = writing.lock().unwrap_or_else(PoisonError::into_inner);
         let _directory = file::lock(&self.path)?;
         // Read afresh: another process (`pins accept` beside `serve`) may have written since.
         // A file that cannot be read is never written over.
         let mut pins = file::read(&self.path)?;
-        let changed = change(&mut pins);
+        let changed = change(pins.upstreams.entry(upstream.to_string()).or_default());
         file::write(&self.path, &pins)?;
         *known = modified(&self.path);
         self.current.store(Arc::new(pins));
@@ -374,6 +490,26 @@ pub(crate) fn events(
         }
     }
     events
+}
+
+/// Every definition of an upstream whose pins cannot be read: quarantined, since nothing says
+/// it is the one accepted.
+fn unverified(definitions: &Definitions) -> Review {
+    let changes = definitions
+        .iter()
+        .map(|((kind, name), definition)| Change {
+            kind: *kind,
+            name: name.clone(),
+            status: Status::Unverified,
+            pinned: None,
+            listed: Some(Pin::of(definition)),
+            quarantined: true,
+        })
+        .collect();
+    Review {
+        changes,
+        ..Review::default()
+    }
 }
 
 /// What differs between an upstream's pins and its listed definitions. Quarantined: a changed

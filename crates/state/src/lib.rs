@@ -11,8 +11,10 @@
 //! client has no session, so no replica of its own. So is the approval page's ledger
 //! (`ledger.rs`): an approval opened through one replica is decided on the page or in a
 //! terminal through another and claimed by the identical retry through a third, each decision
-//! and claim one conditional statement so that it happens once. Each use reads the database:
-//! no replica keeps a copy that could hide what another wrote.
+//! and claim one conditional statement so that it happens once. The pins in force for each
+//! upstream (`pins.rs`) are here too, as the gateway's documents: first sight is
+//! insert-if-absent (the first replica's pins win) and an acceptance rewrites the row under its
+//! lock. Each use reads the database: no replica keeps a copy that could hide what another wrote.
 //! Each replica's evidence chain is copied here too (`evidence.rs`), line for
 //! line as its log holds it, before a record is acknowledged: the bytes and their verifier are
 //! `portcullis-audit`'s, this crate only stores them.
@@ -32,6 +34,7 @@ mod evidence;
 mod grants;
 mod ledger;
 mod migrate;
+mod pins;
 mod recipients;
 mod replicas;
 mod scoped;
@@ -47,6 +50,7 @@ pub use evidence::{ChainReport, EvidenceCopier};
 pub use grants::{GrantChange, SharedGrants};
 pub use ledger::{LedgerEntry, LedgerStanding, NewLedgerEntry, Opened};
 pub use migrate::SCHEMA_VERSION;
+pub use pins::StoredPins;
 pub use replicas::OtherPolicy;
 pub use scoped::ScopedAnswer;
 

@@ -16,10 +16,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (4, include_str!("../migrations/0004_evidence.sql")),
     (5, include_str!("../migrations/0005_approval_ledger.sql")),
+    (6, include_str!("../migrations/0006_pins.sql")),
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The first version with the replicas' evidence tables.
 pub(crate) const EVIDENCE_SINCE: i32 = 4;

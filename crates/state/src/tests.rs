@@ -1129,4 +1129,107 @@ async fn the_ledger_with_its_database_unreachable_decides_and_claims_nothing() {
     assert_eq!(entry.standing, LedgerStanding::Waiting);
     assert!(!store.ledger_claim("id-1", "sha256:a").await.unwrap());
     assert_eq!(store.ledger_get("id-2").await.unwrap(), None);
+
+/// `document` (a JSON object of names) with `name` added.
+fn with_name(document: Option<&str>, name: &str) -> String {
+    let mut names: serde_json::Map<String, serde_json::Value> = document
+        .map(|text| serde_json::from_str(text).unwrap())
+        .unwrap_or_default();
+    names.insert(name.to_owned(), serde_json::Value::Bool(true));
+    serde_json::Value::Object(names).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptances_through_two_replicas_at_once_are_all_kept() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    // A change that fails writes nothing, not even the row made to lock.
+    let refused: Result<Result<((), i64), &str>, StoreError> =
+        a.change_pins("mail", |_| Err("no")).await;
+    assert_eq!(refused.unwrap(), Err("no"));
+    assert_eq!(a.upstream_pins("mail").await.unwrap(), None);
+
+    let changes = (0..10).map(|n| {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            store
+                .change_pins("mail", |before| {
+                    // Long enough for the others to read the row meanwhile, were it not locked.
+                    std::thread::sleep(Duration::from_millis(20));
+                    Ok::<_, ()>((with_name(before, &format!("tool{n}")), before.is_none()))
+                })
+                .await
+        })
+    });
+    let mut first = 0;
+    for change in changes {
+        let (was_absent, _) = change.await.unwrap().unwrap().unwrap();
+        first += usize::from(was_absent);
+    }
+    assert_eq!(first, 1, "only the first acceptance found no pins");
+    let stored = b.upstream_pins("mail").await.unwrap().unwrap();
+    let names: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&stored.document).unwrap();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(stored.version, 10);
+    assert_eq!(
+        a.pins_versions().await.unwrap(),
+        std::collections::BTreeMap::from([("mail".to_owned(), 10)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_replica_to_pin_an_upstream_wins_and_its_text_is_kept() {
+    let postgres = TestPostgres::start();
+    let (a, b) = (store(&postgres, "a").await, store(&postgres, "b").await);
+    // Text `jsonb` would rewrite (key order, a number's form): a digest must still match.
+    let first = r#"{"tool": {"send": {"z": 1, "a": 1e2, "b": 1.50}}}"#;
+    assert!(a.pin_first("mail", first).await.unwrap());
+    assert!(!b.pin_first("mail", r#"{"tool": {}}"#).await.unwrap());
+    let stored = b.upstream_pins("mail").await.unwrap().unwrap();
+    assert_eq!(stored.document, first);
+    assert_eq!(stored.version, 1);
+    assert_eq!(b.all_pins().await.unwrap().get("mail"), Some(&stored));
+    assert_eq!(b.upstream_pins("files").await.unwrap(), None);
+    // An acceptance changes the first sight's pins, not a fresh document.
+    let ((), version) = b
+        .change_pins("mail", |before| {
+            assert_eq!(before, Some(first));
+            Ok::<_, ()>((r#"{"tool": {}}"#.to_owned(), ()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_in_an_unreachable_database_are_an_error_and_nothing_is_written() {
+    let mut postgres = TestPostgres::start();
+    let store = store(&postgres, "a").await;
+    assert!(store.pin_first("mail", "{}").await.unwrap());
+    postgres.pause();
+    let mut called = false;
+    let errors = [
+        store.upstream_pins("mail").await.map(drop).unwrap_err(),
+        store.all_pins().await.map(drop).unwrap_err(),
+        store.pins_versions().await.map(drop).unwrap_err(),
+        store.pin_first("files", "{}").await.map(drop).unwrap_err(),
+        store
+            .change_pins("mail", |_| {
+                called = true;
+                Ok::<_, ()>(("{\"x\": 1}".to_owned(), ()))
+            })
+            .await
+            .map(drop)
+            .unwrap_err(),
+    ];
+    for error in &errors {
+        assert!(!format!("{error} {error:?}").contains(postgres.password()));
+    }
+    assert!(!called, "no change is made on pins nobody could read");
+    postgres.resume();
+    let stored = store.upstream_pins("mail").await.unwrap().unwrap();
+    assert_eq!((stored.document.as_str(), stored.version), ("{}", 1));
+    assert_eq!(store.upstream_pins("files").await.unwrap(), None);
 }

@@ -144,6 +144,10 @@ pub enum PinError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The pins in the shared state's database cannot be read, written or trusted (replicas
+    /// sharing state: `shared.rs`).
+    #[error("the pins in the shared database: {0}")]
+    Shared(String),
 }
 
 /// Where the pins of the config at `config` are kept: beside it, `NAME.pins.json`.
@@ -184,20 +188,25 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Pins, PinError> {
         )));
     }
     for (upstream, pins) in &file.upstream {
-        for (kind, name, pin) in pins.entries() {
-            // A definition edited without its digest (or the reverse) is not what anyone
-            // accepted: neither of the two is trusted.
-            if digest_json(&pin.definition) != pin.digest {
-                return Err(corrupt(format!(
-                    "the digest of upstream `{upstream}` {} `{name}` does not match its definition",
-                    kind.as_str()
-                )));
-            }
-        }
+        verify(upstream, pins).map_err(corrupt)?;
     }
     Ok(Pins {
         upstreams: file.upstream,
     })
+}
+
+/// Whether every digest of `upstream`'s `pins` matches its definition: a definition edited
+/// without its digest (or the reverse) is not what anyone accepted, so neither is trusted.
+pub(crate) fn verify(upstream: &str, pins: &UpstreamPins) -> Result<(), String> {
+    for (kind, name, pin) in pins.entries() {
+        if digest_json(&pin.definition) != pin.digest {
+            return Err(format!(
+                "the digest of upstream `{upstream}` {} `{name}` does not match its definition",
+                kind.as_str()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The file's bytes for `pins`: sorted, indented, ending with a newline.
