@@ -63,6 +63,7 @@ pub use pipeline::{
 };
 pub use policy::load_policy;
 pub use recorder::Recorder;
+pub use remote::tls_client;
 pub use sandbox::{ContainmentReport, containment_reports};
 pub use server::{PortcullisServer, serve_stdio};
 pub use upstreams::UpstreamStatus;

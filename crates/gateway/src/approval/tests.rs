@@ -261,9 +261,13 @@ async fn a_stateless_clients_taint_is_shared_by_the_replicas_and_a_sessions_is_n
     let connect = |replica: &'static str| {
         let url = postgres.url();
         async move {
-            portcullis_state::Store::connect(&url, replica)
-                .await
-                .unwrap()
+            portcullis_state::Store::connect(
+                &url,
+                replica,
+                portcullis_state::Tls::new(portcullis_test_support::tls_client(None), false),
+            )
+            .await
+            .unwrap()
         }
     };
     let (one, other) = (

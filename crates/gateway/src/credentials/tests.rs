@@ -250,9 +250,13 @@ async fn replicas_share_grants_in_the_database_under_one_key_from_the_environmen
     let connect = |replica: &'static str| {
         let url = postgres.url();
         async move {
-            portcullis_state::Store::connect(&url, replica)
-                .await
-                .unwrap()
+            portcullis_state::Store::connect(
+                &url,
+                replica,
+                portcullis_state::Tls::new(portcullis_test_support::tls_client(None), false),
+            )
+            .await
+            .unwrap()
         }
     };
     let (a, b) = (connect("a").await, connect("b").await);
