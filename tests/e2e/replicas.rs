@@ -426,6 +426,61 @@ fn a_replica_whose_database_is_unreachable_does_not_start() {
 }
 
 #[test]
+fn a_replica_reaches_its_database_over_verified_tls_only() {
+    let postgres = TestPostgres::start_with_tls();
+    let ca = postgres.ca_file();
+    let tls_url = format!("{}?sslmode=require", postgres.url());
+    let scratch = Scratch::new();
+    let work = scratch.sub("work");
+    let port = free_port();
+    let verified = scratch.config(replica_config(&work, port, port).state_ca_file(&ca));
+    let portcullis = Portcullis::http_on(
+        &verified,
+        &format!("127.0.0.1:{port}"),
+        &[(URL_ENV, tls_url.as_str()), (KEY_ENV, STATE_KEY)],
+    );
+    assert_eq!(probe(portcullis.port, "/readyz"), (200, "ready".to_owned()));
+    let echoed = stateless_call(
+        portcullis.port,
+        None,
+        "fx.echo",
+        r#"{"text":"over tls"}"#,
+        None,
+    );
+    assert!(
+        result_text(&echoed["result"]).contains("over tls"),
+        "{echoed}"
+    );
+    drop(portcullis);
+    // The evidence copied over TLS verifies, read over TLS with the same authority; without
+    // it (the system's roots only) the database is not talked to.
+    let (ok, text) = audit_database(
+        &tls_url,
+        &[
+            "verify",
+            "--database",
+            URL_ENV,
+            "--database-ca",
+            &ca.display().to_string(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = audit_database(&tls_url, &["verify", "--database", URL_ENV]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(!text.contains(postgres.password()), "{text}");
+
+    // A replica given an authority whose connection string does not ask for TLS does not
+    // start (it would connect in the clear); neither does one refused by the certificate.
+    let stderr = refused_start(&verified, Some(&postgres.url()));
+    assert!(stderr.contains("sslmode=require"), "{stderr}");
+    let unverified = scratch.config(replica_config(&work, port, port));
+    let stderr = refused_start(&unverified, Some(&tls_url));
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(!stderr.contains(postgres.password()), "{stderr}");
+}
+
+#[test]
 fn a_single_process_with_local_state_is_live_and_ready() {
     let scratch = Scratch::new();
     let work = scratch.sub("work");
@@ -1060,6 +1115,7 @@ fn an_approval_on_the_page_ledger_opened_through_one_replica_is_approved_through
             "a replica logged the database password"
         );
     }
+}
 
 /// The tools replica `port` lists to a stateless (2026-07-28) client, by raw request.
 fn listed_through(port: u16) -> Vec<String> {

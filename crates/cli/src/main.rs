@@ -315,6 +315,11 @@ struct AuditDatabase {
     /// environment variable holds (as `[state] url_env`; the string is never printed).
     #[arg(long, value_name = "ENV", conflicts_with = "file")]
     database: Option<String>,
+    /// The certificate authority (PEM) that signed the database's certificate, trusted
+    /// beside the system's roots (as `[state] ca_file`; the connection string must ask for
+    /// TLS with `sslmode=require`).
+    #[arg(long, value_name = "FILE", requires = "database")]
+    database_ca: Option<PathBuf>,
 }
 
 impl AuditDatabase {
@@ -327,8 +332,9 @@ impl AuditDatabase {
             bail!("name an evidence log, or `--database`");
         };
         let url = std::env::var(name).with_context(|| format!("`{name}` is not set"))?;
+        let tls = database_tls(self.database_ca.as_deref())?;
         runtime
-            .block_on(portcullis_state::Store::connect_to_read(&url))
+            .block_on(portcullis_state::Store::connect_to_read(&url, tls))
             .map_err(|error| anyhow::anyhow!("the database named by `{name}`: {error}"))
     }
 }
@@ -1097,7 +1103,7 @@ fn start(
 /// for redaction before anything could print it, and no message shows it (they name the
 /// variable).
 async fn shared_state(config: &Config) -> anyhow::Result<Option<portcullis_state::Store>> {
-    let StateBackend::Postgres { url_env } = &config.state else {
+    let StateBackend::Postgres { url_env, ca_file } = &config.state else {
         return Ok(None);
     };
     let url = std::env::var(url_env).with_context(|| {
@@ -1108,7 +1114,7 @@ async fn shared_state(config: &Config) -> anyhow::Result<Option<portcullis_state
     // may share a host.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let replica = format!("{}:{}", host.trim(), std::process::id());
-    let store = portcullis_state::Store::connect(&url, &replica)
+    let store = portcullis_state::Store::connect(&url, &replica, database_tls(ca_file.as_deref())?)
         .await
         .map_err(|error| anyhow::anyhow!("the database named by `{url_env}`: {error}"))?;
     tracing::info!(
@@ -1117,6 +1123,14 @@ async fn shared_state(config: &Config) -> anyhow::Result<Option<portcullis_state
         "shared state in postgres"
     );
     Ok(Some(store))
+}
+
+/// How connections to the shared-state database are verified when its connection string asks
+/// for TLS: the system's roots, and the authority in `ca_file`.
+fn database_tls(ca_file: Option<&Path>) -> anyhow::Result<portcullis_state::Tls> {
+    let client = portcullis_gateway::tls_client(ca_file)
+        .map_err(|error| anyhow::anyhow!("the database's TLS: {error}"))?;
+    Ok(portcullis_state::Tls::new(client, ca_file.is_some()))
 }
 
 /// The configuration `install` points the client at (checked), and its upstreams' names.

@@ -546,6 +546,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         &mut report,
         raw.state.as_ref(),
         approval.state_key_env.is_some(),
+        &base_dir,
     );
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut seen = BTreeSet::new();

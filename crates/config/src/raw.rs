@@ -28,6 +28,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawState {
     pub backend: Option<Spanned<String>>,
     pub url_env: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// `[credentials]`: the store of delegated credentials and the OAuth callback listener.

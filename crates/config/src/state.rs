@@ -1,6 +1,9 @@
 //! `[state]`: where the state several replicas must share lives: this process (`local`, the
 //! default) or a PostgreSQL database (`postgres`) whose connection string config names only
-//! by the environment variable that holds it (it carries a password).
+//! by the environment variable that holds it (it carries a password), and the certificate
+//! authority that signed the database's certificate when it is not one the system trusts.
+
+use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 
@@ -18,6 +21,10 @@ pub enum StateBackend {
     Postgres {
         /// The environment variable holding the connection string.
         url_env: String,
+        /// A PEM file of the certificate authority that signed the database server's
+        /// certificate, trusted beside the system's roots (the connection string must then
+        /// ask for TLS: `sslmode=require`). Resolved against the config's directory.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -27,6 +34,7 @@ pub(crate) fn state_backend(
     report: &mut Reporter<'_>,
     raw: Option<&Spanned<RawState>>,
     has_state_key: bool,
+    base_dir: &Path,
 ) -> StateBackend {
     let Some(spanned) = raw else {
         return StateBackend::Local;
@@ -39,6 +47,12 @@ pub(crate) fn state_backend(
                 report.at(
                     Some(url_env.span()),
                     "`url_env` names the database of `backend = \"postgres\"`; the local backend has none: remove it, or set `backend = \"postgres\"`",
+                );
+            }
+            if let Some(ca_file) = &raw.ca_file {
+                report.at(
+                    Some(ca_file.span()),
+                    "`ca_file` is for the database of `backend = \"postgres\"`; the local backend has none: remove it, or set `backend = \"postgres\"`",
                 );
             }
             StateBackend::Local
@@ -69,6 +83,7 @@ pub(crate) fn state_backend(
                 }
                 Some(name) => StateBackend::Postgres {
                     url_env: name.get_ref().clone(),
+                    ca_file: ca_file(report, raw.ca_file.as_ref(), base_dir),
                 },
             }
         }
@@ -80,4 +95,21 @@ pub(crate) fn state_backend(
             StateBackend::Local
         }
     }
+}
+
+/// `ca_file`, resolved against the config's directory; an empty one is refused.
+fn ca_file(
+    report: &mut Reporter<'_>,
+    raw: Option<&Spanned<String>>,
+    base_dir: &Path,
+) -> Option<PathBuf> {
+    let file = raw?;
+    if file.get_ref().trim().is_empty() {
+        report.at(
+            Some(file.span()),
+            "`ca_file` is empty; give the path of a PEM file holding the certificate authority that signed the database's certificate",
+        );
+        return None;
+    }
+    Some(base_dir.join(file.get_ref()))
 }

@@ -6,7 +6,7 @@
     reason = "tests"
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use expect_test::{Expect, expect};
 
@@ -892,7 +892,19 @@ fn shared_state_is_local_unless_config_names_a_database_by_its_variable() {
     assert_eq!(
         shared.state,
         StateBackend::Postgres {
-            url_env: "PORTCULLIS_DATABASE_URL".to_owned()
+            url_env: "PORTCULLIS_DATABASE_URL".to_owned(),
+            ca_file: None,
+        }
+    );
+    let verified = format!(
+        "[server]\nstate_key_env = \"K\"\n[state]\nbackend = \"postgres\"\nurl_env = \"URL\"\nca_file = \"db-ca.pem\"\n{ONE_UPSTREAM}"
+    );
+    let verified = parse(Path::new("conf/portcullis.toml"), &verified).unwrap();
+    assert_eq!(
+        verified.state,
+        StateBackend::Postgres {
+            url_env: "URL".to_owned(),
+            ca_file: Some(PathBuf::from("conf/db-ca.pem")),
         }
     );
 }
@@ -929,6 +941,22 @@ fn shared_state_settings_that_cannot_work_are_refused() {
     );
     check_errors(
         &format!("[state]\nurl = \"x\"\n{ONE_UPSTREAM}"),
-        expect!["conf/portcullis.toml:2:1: unknown field `url`, expected `backend` or `url_env`"],
+        expect![
+            "conf/portcullis.toml:2:1: unknown field `url`, expected one of `backend`, `url_env`, `ca_file`"
+        ],
+    );
+    check_errors(
+        &format!("[state]\nca_file = \"ca.pem\"\n{ONE_UPSTREAM}"),
+        expect![[
+            r#"conf/portcullis.toml:2:11: `ca_file` is for the database of `backend = "postgres"`; the local backend has none: remove it, or set `backend = "postgres"`"#
+        ]],
+    );
+    check_errors(
+        &format!(
+            "[server]\nstate_key_env = \"K\"\n[state]\nbackend = \"postgres\"\nurl_env = \"URL\"\nca_file = \" \"\n{ONE_UPSTREAM}"
+        ),
+        expect![
+            "conf/portcullis.toml:6:11: `ca_file` is empty; give the path of a PEM file holding the certificate authority that signed the database's certificate"
+        ],
     );
 }

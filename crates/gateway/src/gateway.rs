@@ -114,7 +114,7 @@ impl Gateway {
             (StateBackend::Postgres { .. }, Some(_), Some(key)) => {
                 Some(portcullis_audit::SharedArgumentKey::derive(key))
             }
-            (StateBackend::Postgres { url_env }, _, _) => {
+            (StateBackend::Postgres { url_env, .. }, _, _) => {
                 return Err(GatewayError::State(format!(
                     "config keeps shared state in the database named by `{url_env}`, but no database connection and shared requestState key were handed to the gateway"
                 )));

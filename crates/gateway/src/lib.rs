@@ -63,6 +63,18 @@ pub use pipeline::{
 };
 pub use policy::load_policy;
 pub use recorder::Recorder;
+pub use remote::tls_client;
 pub use sandbox::{ContainmentReport, containment_reports};
 pub use server::{PortcullisServer, serve_stdio};
 pub use upstreams::UpstreamStatus;
+
+/// A replica's connection to the test's database (in the clear, as the tests' server is
+/// reached), its schema brought up to date.
+#[cfg(test)]
+#[expect(clippy::panic, reason = "a test without its database fails")]
+pub(crate) async fn test_store(url: &str, replica: &str) -> portcullis_state::Store {
+    let tls = portcullis_state::Tls::new(portcullis_test_support::tls_client(None), false);
+    portcullis_state::Store::connect(url, replica, tls)
+        .await
+        .unwrap_or_else(|error| panic!("connect: {error}"))
+}

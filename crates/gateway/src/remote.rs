@@ -3,6 +3,7 @@
 //! environment at start, registered as secrets and marked sensitive.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -17,18 +18,7 @@ pub(crate) fn http_client(
     max_concurrent_calls: Option<usize>,
     environment: &BTreeMap<String, String>,
 ) -> Result<reqwest::Client, String> {
-    let extra_roots = match &remote.ca_file {
-        None => Vec::new(),
-        Some(file) => CertificateDer::pem_file_iter(file)
-            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-            .map_err(|error| {
-                format!(
-                    "its `ca_file` `{}` is not a readable PEM file of certificates: {error}",
-                    file.display()
-                )
-            })?,
-    };
-    let tls = portcullis_auth::tls_client_config(extra_roots)?;
+    let tls = tls_client(remote.ca_file.as_deref())?;
     // Connections are kept for reuse, at most as many idle ones as calls may be in flight, and
     // every answer is sent without waiting for more (no Nagle delay behind a delayed ACK).
     reqwest::Client::builder()
@@ -39,6 +29,23 @@ pub(crate) fn http_client(
         .default_headers(headers(remote, environment)?)
         .build()
         .map_err(|error| format!("its HTTP client could not be built: {error}"))
+}
+
+/// A TLS client that verifies servers against the system's roots and the certificate
+/// authority in `ca_file` (a PEM file), for an https upstream or the shared-state database.
+pub fn tls_client(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let extra_roots = match ca_file {
+        None => Vec::new(),
+        Some(file) => CertificateDer::pem_file_iter(file)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| {
+                format!(
+                    "its `ca_file` `{}` is not a readable PEM file of certificates: {error}",
+                    file.display()
+                )
+            })?,
+    };
+    portcullis_auth::tls_client_config(extra_roots)
 }
 
 /// How long an unused connection to an upstream is kept open.

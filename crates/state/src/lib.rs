@@ -44,6 +44,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use approvals::StoredClaim;
 pub use evidence::{ChainReport, EvidenceCopier};
@@ -67,11 +69,13 @@ pub enum StoreError {
     /// The connection string does not parse (its text is not repeated: it holds a password).
     #[error("the database connection string is not a valid PostgreSQL URL or key=value string")]
     InvalidUrl,
-    /// The connection string asks for TLS, which this build does not speak.
+    /// A certificate authority for the database was given, but the connection string does
+    /// not ask for TLS: the connection would be in the clear, which whoever gave the CA did
+    /// not mean.
     #[error(
-        "the database connection string requires TLS (`sslmode=require`), which portcullis does not speak yet; connect over a private network or a unix socket"
+        "a certificate authority for the database is set (`[state] ca_file`), but the connection string does not ask for TLS: add `sslmode=require` to it"
     )]
-    TlsRequired,
+    TlsNotAsked,
     /// No connection within the limit, or the server refused it.
     #[error("the database is unreachable: {0}")]
     Unreachable(String),
@@ -89,6 +93,25 @@ pub enum StoreError {
     /// A stored grant does not open (another key, altered, moved), or one cannot be sealed.
     #[error(transparent)]
     Grant(#[from] portcullis_credentials::SealError),
+}
+
+/// How connections are made when the connection string asks for TLS (`sslmode=require`):
+/// the client config, whose verifier checks the server's certificate and name (the caller
+/// builds it: the system's roots plus the private CA it was given). Without `sslmode=require`
+/// connections are in the clear, as on a private network or a unix socket.
+pub struct Tls {
+    client: rustls::ClientConfig,
+    /// Whether a private CA was given: then the connection string must ask for TLS.
+    private_ca: bool,
+}
+
+impl Tls {
+    pub fn new(mut client: rustls::ClientConfig, private_ca: bool) -> Self {
+        // PostgreSQL's own protocol name (servers from 17 on check it when a client offers
+        // one); never another protocol's.
+        client.alpn_protocols = vec![b"postgresql".to_vec()];
+        Self { client, private_ca }
+    }
 }
 
 /// The shared state: a pool of connections to one database, migrated.
@@ -111,8 +134,8 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Connects to the database `url` names (a `postgres://` URL or `key=value` string) as
     /// `replica`, and brings its schema up to date. `url` is a secret: it appears in no error.
-    pub async fn connect(url: &str, replica: &str) -> Result<Self, StoreError> {
-        let store = Self::pool(url, replica)?;
+    pub async fn connect(url: &str, replica: &str, tls: Tls) -> Result<Self, StoreError> {
+        let store = Self::pool(url, replica, tls)?;
         let mut client = store.client().await?;
         migrate::migrate(&mut client).await?;
         Ok(store)
@@ -121,8 +144,8 @@ impl Store {
     /// Connects to the database `url` names to read its evidence (`portcullis audit`),
     /// changing nothing: its schema is not migrated, and one that holds no evidence tables
     /// yet is refused.
-    pub async fn connect_to_read(url: &str) -> Result<Self, StoreError> {
-        let store = Self::pool(url, "audit")?;
+    pub async fn connect_to_read(url: &str, tls: Tls) -> Result<Self, StoreError> {
+        let store = Self::pool(url, "audit", tls)?;
         let client = store.client().await?;
         let found = migrate::version(&client).await?;
         if found < migrate::EVIDENCE_SINCE {
@@ -134,22 +157,26 @@ impl Store {
         Ok(store)
     }
 
-    /// A pool of connections to `url` (none made yet), writing as `replica`.
-    fn pool(url: &str, replica: &str) -> Result<Self, StoreError> {
+    /// A pool of connections to `url` (none made yet), writing as `replica`: over TLS
+    /// verified by `tls` when `url` says `sslmode=require` (never falling back to the clear),
+    /// else in the clear.
+    fn pool(url: &str, replica: &str, tls: Tls) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| StoreError::InvalidUrl)?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::TlsRequired);
+        let encrypted = config.get_ssl_mode() == SslMode::Require;
+        if tls.private_ca && !encrypted {
+            return Err(StoreError::TlsNotAsked);
         }
         config
             .connect_timeout(OPERATION_LIMIT)
             .application_name("portcullis");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if encrypted {
+            Manager::from_config(config, MakeRustlsConnect::new(tls.client), recycling)
+        } else {
+            Manager::from_config(config, NoTls, recycling)
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -174,7 +201,7 @@ impl Store {
         self.pool
             .get()
             .await
-            .map_err(|error| StoreError::Unreachable(error.to_string()))
+            .map_err(|error| StoreError::Unreachable(with_causes(&error)))
     }
 }
 
@@ -211,6 +238,23 @@ async fn bounded<T>(
 
 /// A database error in words: the server's message when it sent one (never a value of ours:
 /// statements take parameters), else the client library's.
+/// An error with its causes: the pool's own message ("error performing TLS handshake") does
+/// not say why (the certificate's issuer unknown, its name another). None of them holds the
+/// connection string.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),

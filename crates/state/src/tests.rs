@@ -13,8 +13,13 @@ use super::*;
 
 const TTL: Duration = Duration::from_secs(60);
 
+/// Connections in the clear, as to a database that is not asked for TLS.
+fn plain() -> Tls {
+    Tls::new(portcullis_test_support::tls_client(None), false)
+}
+
 async fn store(postgres: &TestPostgres, replica: &str) -> Store {
-    Store::connect(&postgres.url(), replica)
+    Store::connect(&postgres.url(), replica, plain())
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"))
 }
@@ -25,7 +30,7 @@ async fn replicas_starting_together_apply_each_migration_once() {
     let url = postgres.url();
     let starts = ["a", "b", "c"].map(|replica| {
         let url = url.clone();
-        tokio::spawn(async move { Store::connect(&url, replica).await })
+        tokio::spawn(async move { Store::connect(&url, replica, plain()).await })
     });
     for start in starts {
         start.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
@@ -56,7 +61,7 @@ async fn replicas_starting_together_apply_each_migration_once() {
         .await
         .unwrap();
     drop(
-        Store::connect(&url, "f")
+        Store::connect(&url, "f", plain())
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
@@ -77,7 +82,7 @@ async fn replicas_starting_together_apply_each_migration_once() {
         )
         .await
         .unwrap();
-    let refused = Store::connect(&url, "e").await.unwrap_err();
+    let refused = Store::connect(&url, "e", plain()).await.unwrap_err();
     assert!(
         matches!(refused, StoreError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 1),
         "{refused}"
@@ -184,7 +189,9 @@ async fn an_unreachable_database_fails_closed_and_no_error_shows_the_password() 
         "{:?}",
         started.elapsed()
     );
-    let refused = Store::connect(&postgres.url(), "b").await.unwrap_err();
+    let refused = Store::connect(&postgres.url(), "b", plain())
+        .await
+        .unwrap_err();
     for error in [&claim, &open, &refused] {
         let shown = format!("{error} {error:?}");
         assert!(!shown.contains(postgres.password()), "{shown}");
@@ -200,7 +207,7 @@ async fn an_unreachable_database_fails_closed_and_no_error_shows_the_password() 
     );
 
     let garbled = format!("{}?port=notaport", postgres.url());
-    let invalid = Store::connect(&garbled, "c").await.unwrap_err();
+    let invalid = Store::connect(&garbled, "c", plain()).await.unwrap_err();
     assert!(matches!(invalid, StoreError::InvalidUrl), "{invalid}");
     assert!(!format!("{invalid} {invalid:?}").contains(postgres.password()));
 }
@@ -893,6 +900,72 @@ async fn a_client_tainted_through_one_replica_is_tainted_on_every_replica() {
     );
 }
 
+/// Connections to a database at `url` verified against `ca` (none: no authority at all).
+async fn connect_tls(url: &str, ca: Option<&std::path::Path>) -> Result<Store, StoreError> {
+    let tls = Tls::new(portcullis_test_support::tls_client(ca), ca.is_some());
+    Store::connect(url, "t", tls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_is_verified_and_never_falls_back_to_the_clear() {
+    let postgres = TestPostgres::start_with_tls();
+    let ca = postgres.ca_file();
+    let required = format!("{}?sslmode=require", postgres.url());
+    // Verified against the authority that signed the server's certificate: connected, and the
+    // server says the connection is encrypted.
+    let store = connect_tls(&required, Some(&ca))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = store.client().await.unwrap();
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted);
+
+    // A server whose certificate no trusted authority signed, or signed for another name, is
+    // not talked to; neither refusal shows the password.
+    let unknown = connect_tls(&required, None).await.unwrap_err();
+    let misnamed = format!(
+        "postgres://portcullis:{}@db.example:{}/postgres?sslmode=require&hostaddr=127.0.0.1",
+        postgres.password(),
+        postgres
+            .url()
+            .rsplit_once(':')
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .unwrap_or_default()
+    );
+    let wrong_name = connect_tls(&misnamed, Some(&ca)).await.unwrap_err();
+    for (refused, why) in [
+        (&unknown, "UnknownIssuer"),
+        (&wrong_name, "not valid for name"),
+    ] {
+        assert!(matches!(refused, StoreError::Unreachable(_)), "{refused}");
+        let shown = format!("{refused} {refused:?}");
+        assert!(shown.contains(why), "{shown}");
+        assert!(!shown.contains(postgres.password()), "{shown}");
+    }
+
+    // An authority given for a connection string that does not ask for TLS is a mistake the
+    // start refuses, rather than connecting in the clear.
+    let clear = connect_tls(&postgres.url(), Some(&ca)).await.unwrap_err();
+    assert!(matches!(clear, StoreError::TlsNotAsked), "{clear}");
+
+    // A server that does not speak TLS is refused when TLS is asked for.
+    let plain_server = TestPostgres::start();
+    let refused = connect_tls(
+        &format!("{}?sslmode=require", plain_server.url()),
+        Some(&ca),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(refused, StoreError::Unreachable(_)), "{refused}");
+}
+
 fn ledger_entry<'a>(id: &'a str, fingerprint: &'a str, user: &'a str) -> NewLedgerEntry<'a> {
     NewLedgerEntry {
         id,
@@ -1129,6 +1202,7 @@ async fn the_ledger_with_its_database_unreachable_decides_and_claims_nothing() {
     assert_eq!(entry.standing, LedgerStanding::Waiting);
     assert!(!store.ledger_claim("id-1", "sha256:a").await.unwrap());
     assert_eq!(store.ledger_get("id-2").await.unwrap(), None);
+}
 
 /// `document` (a JSON object of names) with `name` added.
 fn with_name(document: Option<&str>, name: &str) -> String {

@@ -14,7 +14,7 @@ mod upstream;
 
 pub use client::{Answers, TestClient};
 pub use haproxy::HaProxy;
-pub use postgres::TestPostgres;
+pub use postgres::{TestPostgres, tls_client};
 pub use upstream::{FakeUpstream, Received, tool, tool_with_schema};
 
 use std::collections::BTreeSet;

@@ -22,11 +22,28 @@ pub struct TestPostgres {
     /// The user the server runs as, when not this process's own (under root).
     run_as: Option<&'static str>,
     running: bool,
+    /// Whether it speaks TLS, with the certificate `ca.pem` in its directory signed.
+    tls: bool,
 }
 
 impl TestPostgres {
     /// Makes a cluster and starts it; panics (the test fails) saying which step did not work.
     pub fn start() -> Self {
+        Self::make(false)
+    }
+
+    /// Like [`Self::start`], speaking TLS too (`ssl = on`) with a certificate for `localhost`
+    /// and `127.0.0.1` signed by a certificate authority of its own ([`Self::ca_file`]).
+    pub fn start_with_tls() -> Self {
+        Self::make(true)
+    }
+
+    /// The PEM file of the certificate authority that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn make(tls: bool) -> Self {
         let bin = server_bin();
         let dir = tempfile::Builder::new()
             .prefix("portcullis-pg-")
@@ -53,6 +70,7 @@ impl TestPostgres {
             password,
             run_as,
             running: false,
+            tls,
             bin,
             dir,
         };
@@ -66,6 +84,9 @@ impl TestPostgres {
                 .arg(format!("--pwfile={}", pwfile.display())),
             "initdb",
         );
+        if tls {
+            postgres.write_certificates();
+        }
         postgres.resume();
         postgres
     }
@@ -107,11 +128,15 @@ impl TestPostgres {
             }
             // `fsync=off` only skips flushing to the disk, which a test's machine does not
             // lose; an acknowledged commit still survives `pause` (an immediate stop).
-            let options = format!(
+            let mut options = format!(
                 "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
                 self.port,
                 self.dir.path().display()
             );
+            if self.tls {
+                options
+                    .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            }
             let mut start = self.command("pg_ctl");
             start
                 .arg("-D")
@@ -129,6 +154,40 @@ impl TestPostgres {
         }
         let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         panic!("postgres did not start; its log:\n{log}");
+    }
+
+    /// A certificate authority (`ca.pem`) and the server's certificate and key it signed, in
+    /// the data directory, the key readable by the server's user alone (the server refuses
+    /// another).
+    fn write_certificates(&self) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())
+            .unwrap_or_else(|e| panic!("certificate authority: {e}"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = KeyPair::generate()
+            .and_then(|key| CertifiedIssuer::self_signed(ca_params, key))
+            .unwrap_or_else(|e| panic!("certificate authority: {e}"));
+        let key = KeyPair::generate().unwrap_or_else(|e| panic!("server key: {e}"));
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let server = CertificateParams::new(names)
+            .and_then(|params| params.signed_by(&key, &ca))
+            .unwrap_or_else(|e| panic!("server certificate: {e}"));
+        std::fs::write(self.ca_file(), ca.pem()).unwrap_or_else(|e| panic!("ca.pem: {e}"));
+        for (name, text) in [
+            ("server.crt", server.pem()),
+            ("server.key", key.serialize_pem()),
+        ] {
+            let path = self.data().join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(user) = self.run_as {
+                bounded(
+                    Command::new("chown").arg(user).arg(&path),
+                    "chown the server's certificate",
+                );
+            }
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -160,6 +219,29 @@ impl Drop for TestPostgres {
             let _ = run(&mut stop);
         }
     }
+}
+
+/// A TLS client that trusts only the certificate authority in `ca_file` (none: no server at
+/// all), as a test's database connections are verified.
+pub fn tls_client(ca_file: Option<&std::path::Path>) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(file) = ca_file {
+        for certificate in CertificateDer::pem_file_iter(file).unwrap_or_else(|e| panic!("ca: {e}"))
+        {
+            roots
+                .add(certificate.unwrap_or_else(|e| panic!("ca: {e}")))
+                .unwrap_or_else(|e| panic!("ca: {e}"));
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("tls: {e}"))
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
 
 /// The directory of the newest installed server's programs (`/usr/lib/postgresql/N/bin`).

@@ -165,6 +165,16 @@ impl Config {
         self.server("state_key_env", toml_string(variable))
     }
 
+    /// `[state] ca_file`: the authority that signed the database's certificate.
+    pub(crate) fn state_ca_file(self, ca_file: &Path) -> Self {
+        Self {
+            state: self
+                .state
+                .with("ca_file", toml_string(&ca_file.display().to_string())),
+            ..self
+        }
+    }
+
     /// `[state]`: shared in postgres, whose connection string is in `url_env`.
     pub(crate) fn shared_state(self, url_env: &str) -> Self {
         Self {

@@ -707,11 +707,7 @@ mod tests {
         let mut postgres = portcullis_test_support::TestPostgres::start();
         let connect = |replica: &'static str| {
             let url = postgres.url();
-            async move {
-                portcullis_state::Store::connect(&url, replica)
-                    .await
-                    .unwrap()
-            }
+            async move { crate::test_store(&url, replica).await }
         };
         let (a, b) = (
             Ledger::shared(connect("a").await),

@@ -260,11 +260,7 @@ async fn a_stateless_clients_taint_is_shared_by_the_replicas_and_a_sessions_is_n
     let mut postgres = portcullis_test_support::TestPostgres::start();
     let connect = |replica: &'static str| {
         let url = postgres.url();
-        async move {
-            portcullis_state::Store::connect(&url, replica)
-                .await
-                .unwrap()
-        }
+        async move { crate::test_store(&url, replica).await }
     };
     let (one, other) = (
         Taints::shared(connect("a").await),

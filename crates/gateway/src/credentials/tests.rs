@@ -249,11 +249,7 @@ async fn replicas_share_grants_in_the_database_under_one_key_from_the_environmen
     let postgres = portcullis_test_support::TestPostgres::start();
     let connect = |replica: &'static str| {
         let url = postgres.url();
-        async move {
-            portcullis_state::Store::connect(&url, replica)
-                .await
-                .unwrap()
-        }
+        async move { crate::test_store(&url, replica).await }
     };
     let (a, b) = (connect("a").await, connect("b").await);
     let config = config(dir.path(), "hide_tools = true");

@@ -399,9 +399,7 @@ async fn replica(
     postgres: &portcullis_test_support::TestPostgres,
     dir: &std::path::Path,
 ) -> PinBook {
-    let store = portcullis_state::Store::connect(&postgres.url(), "replica")
-        .await
-        .unwrap();
+    let store = crate::test_store(&postgres.url(), "replica").await;
     PinBook::open(&dir.join("portcullis.toml"), Recording::FirstSight)
         .unwrap()
         .share(store)
