@@ -15,7 +15,7 @@ const ROUND_TTL: Duration = Duration::from_secs(600);
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SealedRound {
     /// A tool call waiting in Portcullis for the answers.
-    Pending { id: u64 },
+    Pending { id: String },
     /// A prompt or resource request: the upstream's own state, opaque to Portcullis.
     Upstream { state: Option<String> },
     /// A tool call waiting for the person's approval (an entry of `StatelessApprovals`).

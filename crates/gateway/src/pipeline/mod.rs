@@ -191,7 +191,7 @@ impl PortcullisServer {
             match self.gateway.approvals.states.open(sealed, &call.bound_to) {
                 Ok(SealedRound::Pending { id }) => {
                     return self
-                        .resume_stateless(id, &request, &call.bound_to, &context)
+                        .resume_stateless(&id, &request, &call.bound_to, &context)
                         .await;
                 }
                 Ok(SealedRound::Approval { id }) => call.claimed_approval = Some(id),

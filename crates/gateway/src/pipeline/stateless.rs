@@ -19,7 +19,7 @@ use crate::upstream::CallRoute;
 
 pub(super) fn invalid_state() -> McpError {
     McpError::invalid_params(
-        "requestState is invalid, expired, already used, or was issued for another request",
+        "requestState is invalid, expired, already used, or was issued for another request (or by another replica, which holds the call it names)",
         None,
     )
 }
@@ -29,7 +29,7 @@ impl PortcullisServer {
     /// parked for them, taken out once.
     pub(super) async fn resume_stateless(
         &self,
-        id: u64,
+        id: &str,
         request: &CallToolRequestParams,
         bound_to: &str,
         context: &RequestContext<RoleServer>,
@@ -45,7 +45,11 @@ impl PortcullisServer {
                 None,
             ));
         }
-        let mut pending = self.gateway.pending.take(id).ok_or_else(invalid_state)?;
+        let mut pending = self
+            .gateway
+            .pending
+            .take(id, bound_to)
+            .ok_or_else(invalid_state)?;
         if let Some(reply) = pending.answer.take() {
             let _ = reply.send(answers);
         }
@@ -119,7 +123,11 @@ impl PortcullisServer {
             }),
             Event::Asked(Some(Question { requests, answer })) => {
                 pending.answer = Some(answer);
-                let id = self.gateway.pending.park(pending);
+                let Some(id) = self.gateway.pending.park(pending, bound_to) else {
+                    return Ok(tool_error(
+                        "the call could not wait for your answer (no randomness for its reference); it was cancelled".to_owned(),
+                    ));
+                };
                 let state = self
                     .gateway
                     .approvals
