@@ -554,13 +554,13 @@ fn a_replica_started_with_another_policy_is_reported() {
     );
 }
 
-/// `portcullis audit ARGS` with the database's connection string in [`URL_ENV`]: the exit
-/// status's success, and stdout with stderr.
-fn audit_database(url: &str, args: &[&str]) -> (bool, String) {
+/// `portcullis ARGS` with the database's connection string and the requestState key set as
+/// the replicas have them: the exit status's success, and stdout with stderr.
+fn portcullis_on_database(url: &str, args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(crate::support::bin("portcullis"))
-        .arg("audit")
         .args(args)
         .env(URL_ENV, url)
+        .env(KEY_ENV, STATE_KEY)
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
@@ -570,6 +570,11 @@ fn audit_database(url: &str, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// `portcullis audit ARGS` on the database in [`URL_ENV`].
+fn audit_database(url: &str, args: &[&str]) -> (bool, String) {
+    portcullis_on_database(url, &[&["audit"], args].concat())
 }
 
 /// What the database's evidence says of the echo `text`: the replica whose chain holds its
@@ -1147,25 +1152,10 @@ fn listed_through(port: u16) -> Vec<String> {
     crate::support::names(&answer["result"]["tools"])
 }
 
-/// `portcullis pins ARGS --config CONFIG` with the database's connection string and the
-/// requestState key set as the replicas have them: success, and stdout with stderr.
+/// `portcullis pins ARGS --config CONFIG` on the database in [`URL_ENV`].
 fn pins_command(url: &str, args: &[&str], config: &Path) -> (bool, String) {
-    let output = std::process::Command::new(bin("portcullis"))
-        .arg("pins")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env(URL_ENV, url)
-        .env(KEY_ENV, STATE_KEY)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run portcullis: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let config = config.display().to_string();
+    portcullis_on_database(url, &[&["pins"], args, &["--config", &config]].concat())
 }
 
 #[test]

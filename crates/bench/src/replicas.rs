@@ -1,6 +1,7 @@
 //! Replicas behind a load balancer, sharing PostgreSQL: `echo` from several session-era clients
-//! through HAProxy in front of one replica and in front of three, beside the fixture served
-//! over HTTP directly, in one run.
+//! through HAProxy in front of each topology asked for (`--replicas 1,3`: one replica, three),
+//! and in front of one replica that keeps its state local (what the balancer costs apart from
+//! the database), beside the fixture served over HTTP directly, in one run.
 //!
 //! The key decision: every route is up for the whole run (one PostgreSQL for all replicas, as
 //! a deployment has one, and one HAProxy per topology), and the routes take turns round by
@@ -72,9 +73,22 @@ pub(crate) async fn measure_replicas(
 ) -> anyhow::Result<ReplicaFigures> {
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     let postgres = tokio::task::spawn_blocking(TestPostgres::start).await?;
-    let mut topologies = Vec::with_capacity(counts.len());
+    let url = postgres.url();
+    // One replica keeping its state local, behind the same balancer: what the balancer costs
+    // apart from the database.
+    let mut topologies = vec![(
+        "HAProxy → 1 replica, its state local".to_owned(),
+        start_topology(binaries, scratch.path(), None, 1).await?,
+    )];
     for &count in counts {
-        topologies.push(start_topology(binaries, scratch.path(), &postgres.url(), count).await?);
+        let name = format!(
+            "HAProxy → {count} replica{} on PostgreSQL",
+            if count == 1 { "" } else { "s" }
+        );
+        topologies.push((
+            name,
+            start_topology(binaries, scratch.path(), Some(&url), count).await?,
+        ));
     }
     let direct = route::direct(
         route::Transport::HttpStdio,
@@ -89,13 +103,10 @@ pub(crate) async fn measure_replicas(
         clients: open_clients(&direct_url, clients).await?,
         pids: direct.server_pids.clone(),
     }];
-    for (topology, &count) in topologies.iter().zip(counts) {
+    for (name, topology) in &topologies {
         let url = format!("http://127.0.0.1:{}/mcp", topology.balancer.port);
         targets.push(Target {
-            name: format!(
-                "HAProxy → {count} replica{}",
-                if count == 1 { "" } else { "s" }
-            ),
+            name: name.clone(),
             clients: open_clients(&url, clients).await?,
             pids: topology.pids.clone(),
         });
@@ -152,27 +163,33 @@ pub(crate) async fn measure_replicas(
     })
 }
 
-/// `count` replicas on PostgreSQL at `url`, each with a fixture of its own over stdio, and
-/// HAProxy in front of them, once it counts every replica up.
+/// `count` replicas sharing their state in the PostgreSQL at `database` (none: each keeps its
+/// own), each with a fixture of its own over stdio, and HAProxy in front of them, once it
+/// counts every replica up.
 async fn start_topology(
     binaries: &Binaries,
     scratch: &Path,
-    url: &str,
+    database: Option<&str>,
     count: usize,
 ) -> anyhow::Result<Topology> {
+    let kind = if database.is_some() {
+        "postgres"
+    } else {
+        "local"
+    };
     let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
     let backends = ports.clone();
     let balancer = tokio::task::spawn_blocking(move || HaProxy::start(&backends)).await?;
     let mut replicas = Vec::with_capacity(count);
     let mut pids = Vec::with_capacity(count);
     for (index, port) in ports.iter().enumerate() {
-        let dir = scratch.join(format!("topology-{count}/replica-{index}"));
+        let dir = scratch.join(format!("topology-{count}-{kind}/replica-{index}"));
         std::fs::create_dir_all(dir.join("upstream"))
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
         let config = dir.join("portcullis.toml");
         std::fs::write(
             &config,
-            replica_config(binaries, &dir, *port, balancer.port)?,
+            replica_config(binaries, &dir, *port, balancer.port, database.is_some())?,
         )
         .with_context(|| format!("cannot write `{}`", config.display()))?;
         let mut command = tokio::process::Command::new(&binaries.portcullis);
@@ -182,8 +199,10 @@ async fn start_topology(
             .arg(&config)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .env(URL_ENV, url)
             .env(KEY_ENV, STATE_KEY);
+        if let Some(url) = database {
+            command.env(URL_ENV, url);
+        }
         let (child, stderr) =
             route::spawn_piped(command, route::Pipe::Stderr, &binaries.portcullis)?;
         pids.push(child.id().context("a replica exited at start")?);
@@ -208,20 +227,26 @@ async fn start_topology(
     })
 }
 
-/// A replica's config: `echo` of its own contained fixture, the shared state in PostgreSQL,
-/// the balancer's `Host` accepted, room for every client's session.
+/// A replica's config: `echo` of its own contained fixture, the state in PostgreSQL when
+/// `shared`, the balancer's `Host` accepted, room for every client's session.
 fn replica_config(
     binaries: &Binaries,
     dir: &Path,
     port: u16,
     balancer: u16,
+    shared: bool,
 ) -> anyhow::Result<String> {
     let upstream_dir = route::toml_string(&dir.join("upstream").display().to_string())?;
+    let state = if shared {
+        format!("[state]\nbackend = \"postgres\"\nurl_env = \"{URL_ENV}\"\n\n")
+    } else {
+        String::new()
+    };
     Ok(format!(
         "[server]\nnamespacing = \"passthrough\"\nstate_key_env = \"{KEY_ENV}\"\n\n\
          [http]\nallowed_hosts = [\"127.0.0.1:{port}\", \"127.0.0.1:{balancer}\"]\n\
          max_sessions = 1024\nmax_sessions_per_client = 1024\n\n\
-         [state]\nbackend = \"postgres\"\nurl_env = \"{URL_ENV}\"\n\n\
+         {state}\
          [[upstream]]\nname = \"fixture\"\ncommand = [{}, \"--scratch\", {upstream_dir}]\n\
          roots = [{upstream_dir}]\ntools.echo = {{ effect = \"read\" }}\n",
         route::toml_string(&binaries.fixture.display().to_string())?,
