@@ -37,7 +37,7 @@ use crate::ask::Asker;
 use crate::attach::{AttachingClient, Attachment, CredentialSource};
 use crate::catalog::Listed;
 use crate::paths::{Grantor, PathGuard};
-use crate::progress::ProgressRoutes;
+use crate::progress::{Counting, ProgressRoutes};
 use crate::recorder::Recorder;
 use crate::remote;
 use crate::sandbox::{self, StartSandbox};
@@ -880,7 +880,7 @@ impl UpstreamHandle {
                     tokio::spawn(async move { tail.read(name, stderr).await });
                 }
                 relay
-                    .serve_with_lifecycle(transport, lifecycle)
+                    .serve_with_lifecycle(Counting::new(transport, Arc::downgrade(self)), lifecycle)
                     .await
                     .map_err(|error| format!("its handshake failed: {error}"))
             }
@@ -893,7 +893,7 @@ impl UpstreamHandle {
                     StreamableHttpClientTransportConfig::with_uri(url.as_str()),
                 );
                 relay
-                    .serve_with_lifecycle(transport, lifecycle)
+                    .serve_with_lifecycle(Counting::new(transport, Arc::downgrade(self)), lifecycle)
                     .await
                     .map_err(|error| match client.unsent() {
                         Some(reason) => format!("`{url}`: {reason}"),

@@ -222,25 +222,17 @@ pub(crate) async fn forward(
     };
     if outcome.is_ok() {
         abandon.id = None;
-        if progress_route
-            .as_ref()
-            .is_some_and(|route| route.reported())
-        {
-            // rmcp handles an upstream's notifications in spawned tasks, so progress sent just
-            // before the answer may still be on its way: let it reach the client first. Only
-            // calls whose upstream reports progress wait (rmcp clients send a token on every
-            // request, so asking is not enough).
-            tokio::time::sleep(PROGRESS_SETTLE).await;
+        if let Some(route) = &progress_route {
+            // Progress the upstream sent before its answer reaches the client before it.
+            route.settled(PROGRESS_SETTLE_LIMIT).await;
         }
     }
     outcome.map(mark_complete)
 }
 
-/// How long a call whose upstream reported progress waits after its answer for the last
-/// progress notifications. 10 ms lost the last notification once in four full conformance
-/// runs on a loaded two-core machine; calls that report progress are long-running, so 50 ms
-/// more is cheap insurance.
-const PROGRESS_SETTLE: Duration = Duration::from_millis(50);
+/// The longest a call's answer waits for progress sent before it to reach the client: a bound
+/// for a client that stopped reading its progress, not the time progress takes.
+const PROGRESS_SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Per-request metadata for the upstream: the client's log-level opt-in, which a stateless
 /// upstream needs on each request (a session-era one got `logging/setLevel`).

@@ -241,10 +241,13 @@ impl ClientHandler for RelayClient {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        if let Some(upstream) = self.upstream.upgrade()
-            && let Some(_place) = self.admit(&upstream)
-        {
-            upstream.progress.forward(params).await;
+        let Some(upstream) = self.upstream.upgrade() else {
+            return;
+        };
+        match self.admit(&upstream) {
+            Some(_place) => upstream.progress.forward(params).await,
+            // Dropped, and so settled: the call's answer does not wait for it.
+            None => upstream.progress.settle(&params.progress_token),
         }
     }
 
