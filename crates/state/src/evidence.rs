@@ -17,7 +17,7 @@ use portcullis_audit::{
 };
 use tokio::sync::{Notify, watch};
 
-use crate::{OPERATION_LIMIT, Store, StoreError, bounded};
+use crate::{OPERATION_LIMIT, Store, StoreError, bounded, prepared};
 
 /// At most this many lines go into one copy.
 const MAX_COPY: usize = 1000;
@@ -184,7 +184,8 @@ impl Store {
         let head = serde_json::to_string(&shipment.head)
             .map_err(|error| StoreError::Evidence(error.to_string()))?;
         // The key is registered with the first copy and never replaced by a later one.
-        let copy = bounded(client.prepare_cached(
+        let copy = prepared(
+            &client,
             "WITH copied AS (
                  INSERT INTO evidence_record (replica, seq, line)
                  SELECT $1, seq, line FROM unnest($2::bigint[], $3::text[]) AS copied (seq, line)
@@ -193,7 +194,7 @@ impl Store {
              VALUES ($1, $4, $5, $6)
              ON CONFLICT (replica) DO UPDATE
              SET head = excluded.head, written_by = excluded.written_by, updated_at = now()",
-        ))
+        )
         .await?;
         bounded(client.execute(
             &copy,

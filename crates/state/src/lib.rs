@@ -222,6 +222,16 @@ pub fn wait<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result
     tokio::task::block_in_place(|| handle.block_on(operation))
 }
 
+/// `sql` prepared once per pooled connection (the pool keeps the statement): every later use
+/// is one round trip to the server, where running the text is two (prepare, then run). For
+/// what a call waits on.
+async fn prepared(
+    client: &deadpool_postgres::Object,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    bounded(client.prepare_cached(sql)).await
+}
+
 /// Runs one statement within [`OPERATION_LIMIT`].
 async fn bounded<T>(
     operation: impl Future<Output = Result<T, tokio_postgres::Error>>,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::{Store, StoreError, bounded};
+use crate::{Store, StoreError, bounded, prepared};
 
 impl Store {
     /// Which of `recipients` `user` has approved a call to before.
@@ -13,11 +13,12 @@ impl Store {
         recipients: &[String],
     ) -> Result<BTreeSet<String>, StoreError> {
         let client = self.client().await?;
-        let rows = bounded(client.query(
+        let statement = prepared(
+            &client,
             "SELECT recipient FROM known_recipient WHERE user_name = $1 AND recipient = ANY($2)",
-            &[&user, &recipients],
-        ))
+        )
         .await?;
+        let rows = bounded(client.query(&statement, &[&user, &recipients])).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -28,13 +29,15 @@ impl Store {
         recipients: &[String],
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        bounded(client.execute(
+        let statement = prepared(
+            &client,
             "INSERT INTO known_recipient (user_name, recipient)
              SELECT $1, recipient FROM unnest($2::text[]) AS recipient
              ON CONFLICT DO NOTHING",
-            &[&user, &recipients],
-        ))
-        .await
-        .map(drop)
+        )
+        .await?;
+        bounded(client.execute(&statement, &[&user, &recipients]))
+            .await
+            .map(drop)
     }
 }

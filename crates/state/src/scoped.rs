@@ -3,7 +3,7 @@
 //! like it through the others. The pattern is the gateway's (JSON here); whether it covers a
 //! call is the gateway's to decide.
 
-use crate::{Store, StoreError, bounded};
+use crate::{Store, StoreError, bounded, prepared};
 
 /// A scoped answer as it is kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,13 +31,14 @@ impl Store {
         now: i64,
     ) -> Result<Vec<ScopedAnswer>, StoreError> {
         let client = self.client().await?;
-        let rows = bounded(client.query(
+        let statement = prepared(
+            &client,
             "SELECT id, scope, fingerprint, approved_at, expires_at FROM scoped_answer
              WHERE holder_key = $1 AND user_name = $2 AND expires_at > $3
              ORDER BY approved_at, id",
-            &[&holder_key, &user, &now],
-        ))
+        )
         .await?;
+        let rows = bounded(client.query(&statement, &[&holder_key, &user, &now])).await?;
         Ok(rows
             .iter()
             .map(|row| ScopedAnswer {
@@ -56,15 +57,18 @@ impl Store {
     /// an error (the answer is not kept: the person is asked again, never less).
     pub async fn keep_scoped_answer(&self, answer: &ScopedAnswer) -> Result<(), StoreError> {
         let client = self.client().await?;
-        bounded(client.execute(
-            "DELETE FROM scoped_answer WHERE expires_at <= $1",
-            &[&answer.approved_at],
-        ))
-        .await?;
-        bounded(client.execute(
+        let statement =
+            prepared(&client, "DELETE FROM scoped_answer WHERE expires_at <= $1").await?;
+        bounded(client.execute(&statement, &[&answer.approved_at])).await?;
+        let statement = prepared(
+            &client,
             "INSERT INTO scoped_answer
                  (id, holder_key, user_name, scope, fingerprint, approved_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+        bounded(client.execute(
+            &statement,
             &[
                 &answer.id,
                 &answer.holder_key,
