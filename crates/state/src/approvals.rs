@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Store, StoreError, bounded};
+use crate::{Store, StoreError, bounded, prepared};
 
 /// What a retry's reference to an approval finds in the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,15 +22,21 @@ impl Store {
     /// that expired unclaimed, and claims past the time their outcome is kept, are removed.
     pub async fn open_approval(&self, fingerprint: &str, ttl: Duration) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        bounded(client.execute(
+        let statement = prepared(
+            &client,
             "DELETE FROM stateless_approval a WHERE a.expires_at < now() AND NOT EXISTS (
                  SELECT 1 FROM approval_claim c WHERE c.approval_id = a.id AND c.kept_until > now())",
-            &[],
-        ))
+        )
         .await?;
-        let row = bounded(client.query_one(
+        bounded(client.execute(&statement, &[])).await?;
+        let statement = prepared(
+            &client,
             "INSERT INTO stateless_approval (fingerprint, opened_by, expires_at)
              VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
+        )
+        .await?;
+        let row = bounded(client.query_one(
+            &statement,
             &[&fingerprint, &self.replica, &ttl.as_secs_f64()],
         ))
         .await?;
@@ -51,24 +57,30 @@ impl Store {
             return Ok(StoredClaim::Unknown);
         };
         let client = self.client().await?;
-        let claimed = bounded(client.query_opt(
+        let statement = prepared(
+            &client,
             "INSERT INTO approval_claim (approval_id, fingerprint, claimed_by, kept_until)
              SELECT id, fingerprint, $3, now() + make_interval(secs => $4)
              FROM stateless_approval
              WHERE id = $1 AND fingerprint = $2 AND expires_at > now()
              ON CONFLICT DO NOTHING RETURNING approval_id",
+        )
+        .await?;
+        let claimed = bounded(client.query_opt(
+            &statement,
             &[&id, &fingerprint, &self.replica, &keep.as_secs_f64()],
         ))
         .await?;
         if claimed.is_some() {
             return Ok(StoredClaim::Open);
         }
-        let earlier = bounded(client.query_opt(
+        let statement = prepared(
+            &client,
             "SELECT finished, result FROM approval_claim
              WHERE approval_id = $1 AND fingerprint = $2 AND kept_until > now()",
-            &[&id, &fingerprint],
-        ))
+        )
         .await?;
+        let earlier = bounded(client.query_opt(&statement, &[&id, &fingerprint])).await?;
         Ok(match earlier {
             None => StoredClaim::Unknown,
             Some(row) if row.get::<_, bool>(0) => StoredClaim::Ran(row.get(1)),
@@ -86,11 +98,13 @@ impl Store {
             return Ok(());
         };
         let client = self.client().await?;
-        bounded(client.execute(
+        let statement = prepared(
+            &client,
             "UPDATE approval_claim SET finished = true, result = $2 WHERE approval_id = $1",
-            &[&id, &result],
-        ))
-        .await
-        .map(drop)
+        )
+        .await?;
+        bounded(client.execute(&statement, &[&id, &result]))
+            .await
+            .map(drop)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_credentials::{CredentialKey, Grant, StoreKey, open_grant, seal_grant};
 
-use crate::{OPERATION_LIMIT, Store, StoreError, bounded};
+use crate::{OPERATION_LIMIT, Store, StoreError, bounded, prepared};
 
 /// How long a refresh waits for another replica's refresh of the same grant. The server gives
 /// up on its own before [`OPERATION_LIMIT`] ends the wait here, so a connection is never
@@ -55,8 +55,13 @@ impl SharedGrants {
     /// `whose` grant as the database holds it now.
     pub async fn get(&self, whose: &CredentialKey) -> Result<Option<Grant>, StoreError> {
         let client = self.store.client().await?;
-        let row = bounded(client.query_opt(
+        let statement = prepared(
+            &client,
             "SELECT sealed FROM delegated_grant WHERE issuer = $1 AND subject = $2 AND upstream = $3",
+        )
+        .await?;
+        let row = bounded(client.query_opt(
+            &statement,
             &[&whose.issuer, &whose.subject, &whose.upstream],
         ))
         .await?;
@@ -67,11 +72,16 @@ impl SharedGrants {
     pub async fn put(&self, whose: &CredentialKey, grant: &Grant) -> Result<(), StoreError> {
         let sealed = seal_grant(&self.key, whose, grant)?;
         let client = self.store.client().await?;
-        bounded(client.execute(
+        let statement = prepared(
+            &client,
             "INSERT INTO delegated_grant (issuer, subject, upstream, sealed, written_by)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (issuer, subject, upstream)
              DO UPDATE SET sealed = excluded.sealed, written_by = excluded.written_by, written_at = now()",
+        )
+        .await?;
+        bounded(client.execute(
+            &statement,
             &[
                 &whose.issuer,
                 &whose.subject,
@@ -87,8 +97,13 @@ impl SharedGrants {
     /// Deletes `whose` grant; whether there was one. Every replica's next use finds none.
     pub async fn remove(&self, whose: &CredentialKey) -> Result<bool, StoreError> {
         let client = self.store.client().await?;
-        let deleted = bounded(client.execute(
+        let statement = prepared(
+            &client,
             "DELETE FROM delegated_grant WHERE issuer = $1 AND subject = $2 AND upstream = $3",
+        )
+        .await?;
+        let deleted = bounded(client.execute(
+            &statement,
             &[&whose.issuer, &whose.subject, &whose.upstream],
         ))
         .await?;

@@ -8,7 +8,11 @@ impl Store {
     /// Notes that content from the untrusted `upstream` reached the client `key`.
     pub async fn taint_client(&self, key: &str, upstream: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let statement = prepared(&client, "INSERT INTO client_taint (holder_key, upstream) VALUES ($1, $2) ON CONFLICT DO NOTHING").await?;
+        let statement = prepared(
+            &client,
+            "INSERT INTO client_taint (holder_key, upstream) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .await?;
         bounded(client.execute(&statement, &[&key, &upstream]))
             .await
             .map(drop)
