@@ -665,22 +665,16 @@ fn a_session_is_its_users_alone() {
     // does not have, whatever he asks (a call, its event stream, to end it); nothing runs.
     let (status, refused) = session.call(Some(&bob), "fx.echo", r#"{"text":"as bob"}"#);
     assert_eq!((status, refused), (404, None));
-    let (status, response) = raw_http(
-        port,
-        &format!(
-            "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: {}\r\n{bob}\r\nConnection: close\r\n\r\n",
-            session.id
-        ),
-    );
-    assert_eq!(status, 404, "{response}");
-    let (status, response) = raw_http(
-        port,
-        &format!(
-            "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nMCP-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: {}\r\n{bob}\r\nConnection: close\r\n\r\n",
-            session.id
-        ),
-    );
-    assert_eq!(status, 404, "{response}");
+    for (method, accept) in [("GET", "Accept: text/event-stream\r\n"), ("DELETE", "")] {
+        let (status, response) = raw_http(
+            port,
+            &format!(
+                "{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{accept}MCP-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: {}\r\n{bob}\r\nConnection: close\r\n\r\n",
+                session.id
+            ),
+        );
+        assert_eq!(status, 404, "{method}: {response}");
+    }
     let evidence = std::fs::read_to_string(setup.scratch.path().join("state/evidence.jsonl"))
         .unwrap_or_default();
     assert!(

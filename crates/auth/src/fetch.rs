@@ -281,7 +281,7 @@ impl Fetcher {
                     .await
                     .map_err(|error| FetchError::Fetch {
                         url: shown(url),
-                        reason: error_chain(&error),
+                        reason: portcullis_core::causes::with_causes(&error),
                     })?;
             exchange(url, stream, request, outgoing.body_limit()).await
         } else {
@@ -416,7 +416,7 @@ where
 {
     let failed = |error: &(dyn std::error::Error + 'static)| FetchError::Fetch {
         url: shown(url),
-        reason: error_chain(error),
+        reason: portcullis_core::causes::with_causes(error),
     };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -603,18 +603,6 @@ pub fn tls_client_config(
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// An error with its causes: hyper's own message ("client error (Connect)") says little.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! the transport that carries it.
 #![forbid(unsafe_code)]
 
+pub mod causes;
 pub mod clock;
 pub mod effect;
 pub mod evidence;

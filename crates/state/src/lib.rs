@@ -201,7 +201,7 @@ impl Store {
         self.pool
             .get()
             .await
-            .map_err(|error| StoreError::Unreachable(with_causes(&error)))
+            .map_err(|error| StoreError::Unreachable(portcullis_core::causes::with_causes(&error)))
     }
 }
 
@@ -248,23 +248,6 @@ async fn bounded<T>(
 
 /// A database error in words: the server's message when it sent one (never a value of ours:
 /// statements take parameters), else the client library's.
-/// An error with its causes: the pool's own message ("error performing TLS handshake") does
-/// not say why (the certificate's issuer unknown, its name another). None of them holds the
-/// connection string.
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let said = inner.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        cause = inner.source();
-    }
-    text
-}
-
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
