@@ -25,6 +25,7 @@ use super::permit::{CallAction, CallPermit};
 use crate::ask::Asker;
 use crate::attach::{AttachFailure, Attachment};
 use crate::evidence::{CallRecord, DurableIntent, outcome_of};
+use crate::progress::ProgressTarget;
 use crate::upstream::screen_elicitation;
 use crate::upstream::{CallRoute, Canceller, Connection, UpstreamHandle};
 
@@ -194,8 +195,12 @@ pub(crate) async fn forward(
         permit = upstream.call_permit(timeout) => permit.ok_or(ForwardError::Busy(timeout))?,
     };
     let _inflight = upstream.track_call(route.clone());
-    let request = request.into_request();
+    let mut request = request.into_request();
     let attachment = request.extensions().get::<Attachment>().cloned();
+    let target = progress.map(|(token, client)| ProgressTarget::new(token, client));
+    if let Some(target) = &target {
+        ProgressTarget::attach(target, &mut request);
+    }
     let handle = connection
         .send(request, request_options(connection, route))
         .await
@@ -205,10 +210,10 @@ pub(crate) async fn forward(
         id: Some(handle.id.clone()),
         attachment,
     };
-    let progress_route = progress.map(|(token, client)| {
+    let progress_route = target.map(|target| {
         upstream
             .progress
-            .register(handle.progress_token.clone(), token, client)
+            .hold(handle.progress_token.clone(), target)
     });
     let outcome = tokio::select! {
         _ = cancel.cancelled() => Err(ForwardError::Cancelled),
