@@ -18,6 +18,7 @@ mod measure;
 mod node;
 mod policy;
 mod process;
+mod relay;
 mod replicas;
 mod report;
 mod route;
@@ -39,6 +40,8 @@ use crate::route::{Binaries, Route, Transport};
 #[derive(Parser)]
 #[command(about = "Direct versus through-Portcullis latency of a cheap MCP tool call")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Calls measured per route at each concurrency level: one number for every level, or one
     /// per level [default: 20000 with one caller, 50000 with more].
     #[arg(long, value_delimiter = ',')]
@@ -99,9 +102,29 @@ struct Args {
     /// the queries.
     #[arg(long, value_name = "DIR")]
     tool_search: Option<PathBuf>,
+    /// Also measure two floors beside Portcullis in the same rounds: a byte relay (`pipe`, on
+    /// stdio) and a bare rmcp proxy (`rmcp`, on stdio and http-stdio), each in front of a
+    /// fixture of its own (`relay.rs`).
+    #[arg(long)]
+    floors: bool,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Serve a floor in front of COMMAND (the benchmark starts itself so for `--floors`).
+    #[command(hide = true)]
+    Relay {
+        #[arg(long, value_enum)]
+        kind: relay::Kind,
+        /// Serve streamable HTTP on a free loopback port (announced on stdout), not stdio.
+        #[arg(long)]
+        listen: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 impl Args {
@@ -263,19 +286,29 @@ async fn measure_transport(
         args.settings(),
     )
     .await?;
-    let peer = match (&args.node_client, transport) {
-        (Some(node_dir), Transport::HttpStdio) => Some(
+    let mut peers = Vec::new();
+    if let (Some(node_dir), Transport::HttpStdio) = (&args.node_client, transport) {
+        peers.push((
+            "supergateway",
             route::through_supergateway(node_dir, binaries, scratch.path(), max_concurrency)
                 .await?,
-        ),
-        _ => None,
-    };
+        ));
+    }
+    if args.floors {
+        for kind in route::floors(transport) {
+            peers.push((
+                kind.name(),
+                route::through_floor(kind, transport, binaries, scratch.path(), max_concurrency)
+                    .await?,
+            ));
+        }
+    }
     let pid = through.proxy_pid.context("no process id for portcullis")?;
     let idle_rss_kib = process::memory_kib(pid, "VmRSS");
     let idle_anon_kib = process::memory_kib(pid, "RssAnon");
 
     let mut routes = vec![&direct, &through];
-    routes.extend(peer.as_ref());
+    routes.extend(peers.iter().map(|(_, route)| route));
     let mut rows = Vec::with_capacity(levels.len());
     for &level in levels {
         let mut figures = measure_level(&routes, level, args.rounds, args.warmup)
@@ -296,7 +329,7 @@ async fn measure_transport(
             level,
             direct: direct_figures,
             through: through_figures,
-            peer: figures.next(),
+            peers: peers.iter().map(|(name, _)| *name).zip(figures).collect(),
             portcullis_rss_after_kib: process::memory_kib(pid, "VmRSS"),
         });
     }
@@ -309,7 +342,7 @@ async fn measure_transport(
     };
     direct.close().await;
     through.close().await;
-    if let Some(peer) = peer {
+    for (_, peer) in peers {
         peer.close().await;
     }
     Ok((rows, memory))
@@ -359,6 +392,14 @@ async fn measure_node(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Relay {
+        kind,
+        listen,
+        command,
+    }) = &args.command
+    {
+        return relay::run(*kind, *listen, command).await;
+    }
     // rmcp's reqwest clients need a TLS crypto provider (reqwest's provider-free rustls is on
     // for Portcullis's https upstreams).
     let _ = rustls::crypto::ring::default_provider().install_default();

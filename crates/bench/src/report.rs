@@ -50,8 +50,8 @@ pub(crate) struct Row {
     pub level: Level,
     pub direct: RouteFigures,
     pub through: RouteFigures,
-    /// Through the peer proxy (supergateway), when it was measured.
-    pub peer: Option<RouteFigures>,
+    /// Through the peer proxy (supergateway) and the floors (`relay.rs`), those measured.
+    pub peers: Vec<(&'static str, RouteFigures)>,
     pub portcullis_rss_after_kib: Option<u64>,
 }
 
@@ -86,7 +86,7 @@ impl Row {
     /// The proxied routes, by name.
     fn proxied(&self) -> impl Iterator<Item = (&'static str, &RouteFigures)> {
         std::iter::once(("portcullis", &self.through))
-            .chain(self.peer.as_ref().map(|peer| ("supergateway", peer)))
+            .chain(self.peers.iter().map(|(name, figures)| (*name, figures)))
     }
 }
 
@@ -295,7 +295,7 @@ pub(crate) fn json(settings: &Settings, rows: &[Row], memory: &[Memory]) -> Valu
             "concurrency": row.level.concurrency,
             "direct": route_json(&row.direct),
             "portcullis": route_json(&row.through),
-            "supergateway": row.peer.as_ref().map(route_json),
+            "peers": row.peers.iter().map(|(name, figures)| (name.to_string(), route_json(figures))).collect::<serde_json::Map<_, _>>(),
             "added_p50_us": row.added_p50_us(),
             "added_p99_us": row.added_p99_us(),
             "throughput_share": row.throughput_share(),

@@ -12,7 +12,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::process;
+use crate::{process, relay};
 
 /// How long a server may take to start and announce its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -236,6 +236,47 @@ pub(crate) async fn through_supergateway(
         Some(url),
         vec![gateway_process],
     ))
+}
+
+/// The floors measured on `transport` (`relay.rs`): a byte pipe cannot serve HTTP.
+pub(crate) fn floors(transport: Transport) -> Vec<relay::Kind> {
+    match transport {
+        Transport::Stdio => vec![relay::Kind::Pipe, relay::Kind::Rmcp],
+        Transport::HttpStdio => vec![relay::Kind::Rmcp],
+        Transport::Http => Vec::new(),
+    }
+}
+
+/// A floor (`relay.rs`) in front of a fixture of its own over stdio: this program started
+/// again as `relay`.
+pub(crate) async fn through_floor(
+    kind: relay::Kind,
+    transport: Transport,
+    binaries: &Binaries,
+    scratch: &Path,
+    max_concurrency: usize,
+) -> anyhow::Result<Route> {
+    let fixture_scratch = scratch.join(format!("floor-{}-{}", kind.arg(), transport.name()));
+    let this = std::env::current_exe().context("cannot tell where this program is")?;
+    let mut command = tokio::process::Command::new(&this);
+    command.args(["relay", "--kind", kind.arg()]);
+    if transport != Transport::Stdio {
+        command.arg("--listen");
+    }
+    command
+        .arg("--")
+        .arg(&binaries.fixture)
+        .arg("--scratch")
+        .arg(&fixture_scratch);
+    if transport == Transport::Stdio {
+        let (client, pid) = connect_stdio(command, &this).await?;
+        return Ok(proxied(client, pid, Vec::new(), None, Vec::new()));
+    }
+    let (relay, stdout) = spawn_piped(command, Pipe::Stdout, &this)?;
+    let pid = relay.id().context("the relay exited at start")?;
+    let url = announced_url(stdout, "").await?;
+    let client = connect_http(&url, max_concurrency).await?;
+    Ok(proxied(client, pid, Vec::new(), Some(url), vec![relay]))
 }
 
 /// A loopback port no one listens on now (the system's choice, released at once).
