@@ -35,6 +35,12 @@ mod pins;
 mod secret;
 mod telemetry;
 
+/// jemalloc, with its background threads on (a build-time option, `crates/cli/Cargo.toml`):
+/// they give freed memory back to the system once it has gone unused for about 10 s (jemalloc's
+/// `dirty_decay_ms`), so the memory of closed sessions does not stay with the process.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "portcullis",
