@@ -1,7 +1,8 @@
 //! Many session-era HTTP clients at once: Portcullis's own memory with N sessions open (each
 //! after its handshake, its tool list and one call), and again after every client closed its
 //! session (DELETE), for several rounds: what a session costs, and whether a closed session's
-//! memory is used again (flat from round to round) or lost (growing).
+//! memory is used again (flat from round to round) or lost (growing); then, once Portcullis has
+//! been idle for a while, whether it went back to the system.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ use crate::route::{self, Binaries, Transport};
 /// How long Portcullis is given to drop closed sessions before its memory is read again.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// How long Portcullis is left idle after the last round before its memory is read a last
+/// time: longer than its allocator takes to give unused pages back (about 10 s).
+const IDLE: Duration = Duration::from_secs(15);
+
 /// Rounds of opening and closing the sessions.
 const ROUNDS: usize = 6;
 
@@ -25,6 +30,8 @@ pub(crate) struct SessionFigures {
     sessions: usize,
     before_kib: Option<u64>,
     rounds: Vec<Round>,
+    /// After the last round and `IDLE` more.
+    idle_kib: Option<u64>,
 }
 
 struct Round {
@@ -63,11 +70,14 @@ pub(crate) async fn measure_sessions(
     for _ in 0..ROUNDS {
         rounds.push(round(&url, sessions, pid).await?);
     }
+    tokio::time::sleep(IDLE).await;
+    let idle_kib = anon_kib(pid);
     first.close().await;
     Ok(SessionFigures {
         sessions,
         before_kib,
         rounds,
+        idle_kib,
     })
 }
 
@@ -144,6 +154,12 @@ impl SessionFigures {
                 round.opening.p99.as_secs_f64() * 1e3,
             );
         }
+        let _ = writeln!(
+            text,
+            "\nRssAnon after the last round and {} s idle: {} KiB.",
+            IDLE.as_secs(),
+            kib(self.idle_kib)
+        );
         text
     }
 
@@ -158,6 +174,8 @@ impl SessionFigures {
                 "opening_p50_ms": round.opening.p50.as_secs_f64() * 1e3,
                 "opening_p99_ms": round.opening.p99.as_secs_f64() * 1e3,
             })).collect::<Vec<_>>(),
+            "rss_anon_idle_kib": self.idle_kib,
+            "idle_s": IDLE.as_secs(),
         })
     }
 }
