@@ -70,6 +70,24 @@ pub use upstreams::UpstreamStatus;
 
 /// A replica's connection to the test's database (in the clear, as the tests' server is
 /// reached), its schema brought up to date.
+/// A client session to a server that answers nothing, over an in-memory pipe, for unit tests
+/// that need a `Peer<RoleServer>`; `client` hears what the server side sends. Keep the returned
+/// services alive for as long as the peer is used.
+#[cfg(test)]
+#[expect(clippy::panic, reason = "a test without its session fails")]
+pub(crate) async fn test_peer<C: rmcp::ClientHandler>(
+    client: C,
+) -> (rmcp::service::Peer<rmcp::service::RoleServer>, impl Send) {
+    use rmcp::ServiceExt as _;
+    struct Quiet;
+    impl rmcp::ServerHandler for Quiet {}
+    let (ours, theirs) = tokio::io::duplex(1 << 12);
+    let (server, client) = tokio::join!(Quiet.serve(ours), client.serve(theirs));
+    let server = server.unwrap_or_else(|e| panic!("server: {e}"));
+    let client = client.unwrap_or_else(|e| panic!("client: {e}"));
+    (server.peer().clone(), (server, client))
+}
+
 #[cfg(test)]
 #[expect(clippy::panic, reason = "a test without its database fails")]
 pub(crate) async fn test_store(url: &str, replica: &str) -> portcullis_state::Store {

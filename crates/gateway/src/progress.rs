@@ -252,15 +252,12 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Counting<T> {
 mod tests {
     #![expect(clippy::panic, reason = "tests")]
 
+    use rmcp::ClientHandler;
     use rmcp::model::{CallToolRequest, CallToolRequestParams, NumberOrString};
-    use rmcp::service::{NotificationContext, RunningService};
-    use rmcp::{ClientHandler, ServerHandler, ServiceExt as _};
+    use rmcp::service::NotificationContext;
     use tokio::sync::mpsc;
 
     use super::*;
-
-    struct Quiet;
-    impl ServerHandler for Quiet {}
 
     /// The client of the call: keeps the progress it is told about.
     struct Told(mpsc::UnboundedSender<ProgressNotificationParam>);
@@ -277,17 +274,11 @@ mod tests {
     async fn client() -> (
         Peer<RoleServer>,
         mpsc::UnboundedReceiver<ProgressNotificationParam>,
-        (
-            RunningService<RoleServer, Quiet>,
-            RunningService<RoleClient, Told>,
-        ),
+        impl Send,
     ) {
         let (told, heard) = mpsc::unbounded_channel();
-        let (ours, theirs) = tokio::io::duplex(1 << 12);
-        let (server, client) = tokio::join!(Quiet.serve(ours), Told(told).serve(theirs));
-        let server = server.unwrap_or_else(|e| panic!("server: {e}"));
-        let client = client.unwrap_or_else(|e| panic!("client: {e}"));
-        (server.peer().clone(), heard, (server, client))
+        let (peer, running) = crate::test_peer(Told(told)).await;
+        (peer, heard, running)
     }
 
     fn token(n: i64) -> ProgressToken {

@@ -17,12 +17,21 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// Records that `session` subscribed to the exposed `uri`.
-    pub(crate) fn subscribe(&self, uri: String, session: u64, peer: Peer<RoleServer>) {
-        if let Ok(mut subscriptions) = self.subscriptions.lock() {
-            subscriptions.retain(|(_, _, p)| !p.is_transport_closed());
-            subscriptions.push((uri, session, peer));
+    /// Records that `session` subscribed to the exposed `uri`, once however often it asks;
+    /// true when it was not subscribed to it before.
+    pub(crate) fn subscribe(&self, uri: String, session: u64, peer: Peer<RoleServer>) -> bool {
+        let Ok(mut subscriptions) = self.subscriptions.lock() else {
+            return false;
+        };
+        subscriptions.retain(|(_, _, p)| !p.is_transport_closed());
+        if subscriptions
+            .iter()
+            .any(|(u, s, _)| *u == uri && *s == session)
+        {
+            return false;
         }
+        subscriptions.push((uri, session, peer));
+        true
     }
 
     /// Removes `session`'s subscription to `uri`; true when no session is subscribed to it now.
@@ -103,5 +112,37 @@ impl Sessions {
                 listeners.retain(|s| s.id() != sink.id());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_is_subscribed_once_however_often_it_asks() {
+        let (peer, _running) = crate::test_peer(()).await;
+        let sessions = Sessions::default();
+        assert!(sessions.subscribe("fx+file:///a".into(), 1, peer.clone()));
+        assert!(
+            !sessions.subscribe("fx+file:///a".into(), 1, peer.clone()),
+            "a second subscription would tell the client of each change twice"
+        );
+        assert!(sessions.subscribe("fx+file:///a".into(), 2, peer.clone()));
+        assert!(sessions.subscribe("fx+file:///b".into(), 1, peer));
+        let held = |uri: &str| {
+            sessions
+                .subscriptions
+                .lock()
+                .map(|s| s.iter().filter(|(u, _, _)| u == uri).count())
+                .unwrap_or(0)
+        };
+        assert_eq!(held("fx+file:///a"), 2);
+        assert!(
+            !sessions.unsubscribe("fx+file:///a", 1),
+            "session 2 still holds it"
+        );
+        assert!(sessions.unsubscribe("fx+file:///a", 2));
+        assert_eq!(held("fx+file:///b"), 1);
     }
 }

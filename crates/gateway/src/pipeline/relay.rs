@@ -161,21 +161,31 @@ impl PortcullisServer {
         let (upstream, connection, local) = self
             .resource_owner(&context, &envelope, "resources/subscribe", &request.uri)
             .await?;
-        if connection.is_stateless() {
+        // Recorded before the upstream hears of it: an update it sends as soon as it has
+        // subscribed finds the subscriber. Undone if the upstream refuses.
+        let added = self.gateway.sessions.subscribe(
+            request.uri.clone(),
+            self.session,
+            context.peer.clone(),
+        );
+        let held = if connection.is_stateless() {
             upstream
                 .watch_resource(&connection, &local)
                 .await
-                .map_err(|message| McpError::internal_error(message, None))?;
+                .map_err(|message| McpError::internal_error(message, None))
         } else {
             let params = SubscribeRequestParams::new(local);
             let forwarded = Outbound::Subscribe(params);
             self.forward(&upstream, &connection, &context, forwarded)
-                .await?;
+                .await
+                .map(drop)
+        };
+        if held.is_err() && added {
+            self.gateway
+                .sessions
+                .unsubscribe(&request.uri, self.session);
         }
-        self.gateway
-            .sessions
-            .subscribe(request.uri, self.session, context.peer.clone());
-        Ok(())
+        held
     }
 
     /// `resources/unsubscribe`, passed on when no session holds the subscription any more.
