@@ -1233,6 +1233,16 @@ fn a_definition_accepted_through_one_replica_is_listed_and_callable_through_ever
     // what is still quarantined, and an acceptance is listed through every replica.
     let write = "fx.write_file".to_owned();
     assert!(!listed_through(topology.port(1)).contains(&write));
+    // `portcullis tools` under the replicas' config looks at the database's pins as the
+    // replicas do: the accepted send is there, the changed write is not (with no pins file to
+    // read, a file-only look would show both).
+    let config = topology.config(0).display().to_string();
+    let (looked, seen) = portcullis_on_database(&url, &["tools", "--config", &config]);
+    assert!(looked, "{seen}");
+    assert!(
+        seen.contains("    fx.send_message ") && !seen.contains("    fx.write_file "),
+        "{seen}"
+    );
     let (shown, diff) = pins_command(&url, &["diff", "fx"], &topology.config(0));
     assert!(shown, "{diff}");
     assert!(

@@ -1293,7 +1293,16 @@ async fn start_to_look(
     // Looking never pins: only `serve` records first sight, and `pins accept` what a person
     // reviewed.
     let pins = PinBook::open(&config.file, Recording::Never)?;
-    start_to_look_with(config, engine, pins).await
+    start_to_look_with(config, engine, shared_pins(config, pins).await?).await
+}
+
+/// `pins`, or under `[state] backend = "postgres"` the pins in the database that `serve`
+/// compares with (the file only seeds them), so that what is looked at is what is served.
+async fn shared_pins(config: &Config, pins: PinBook) -> anyhow::Result<PinBook> {
+    Ok(match shared_state(config).await? {
+        Some(store) => pins.share(store).await?,
+        None => pins,
+    })
 }
 
 /// [`start_to_look`] comparing listings with `pins` (`pins diff` and `pins accept` under

@@ -154,10 +154,7 @@ fn with_reviews(
     let engine = super::policy(config)?;
     let pins = PinBook::open(&config.file, Recording::Never)?;
     super::runtime()?.block_on(async move {
-        let pins = match super::shared_state(config).await? {
-            Some(store) => pins.share(store).await?,
-            None => pins,
-        };
+        let pins = super::shared_pins(config, pins).await?;
         let (gateway, shutdown) = super::start_to_look_with(config, engine, pins).await?;
         let outcome = then(&gateway, gateway.pin_reviews());
         shutdown.cancel();
