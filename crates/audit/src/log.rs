@@ -7,7 +7,8 @@
 //! thread does everything that waits for the disk: the appends that must be synced
 //! ([`Durability::Disk`]), which it takes in batches (up to `max_batch`), writes in one `write`
 //! and answers after the one `fdatasync` that follows, and the sync of whatever was written
-//! without one, `sync_interval` at the latest after its first write. It syncs without the lock,
+//! without one, `sync_interval` at the latest after its first write. For one interval after
+//! each sync it waits with a deadline, so a write in that time need not wake it. It syncs without the lock,
 //! so writers do not wait for the disk. The head file, which only detects records cut from the
 //! end, is replaced after a sync at most every `head_interval`, never on the path of an
 //! append. The lock is what assigns the sequence (seq, prev): records are chained in the order
@@ -220,6 +221,7 @@ impl EvidenceLog {
             replica: options.replica.clone(),
             counters: Arc::clone(&counters),
             unsynced_since: None,
+            writer_watching: false,
             failure: None,
         }));
         let mut writer = Writer {
@@ -237,6 +239,7 @@ impl EvidenceLog {
             },
             counters: Arc::clone(&counters),
             head_written: Instant::now(),
+            watch_until: None,
         };
         // The head is written now, so the new log's existence and any recovered tail are durable
         // before the first append.
@@ -364,6 +367,10 @@ struct Chain {
     counters: Arc<Counters>,
     /// When the first write not yet synced was made.
     unsynced_since: Option<Instant>,
+    /// The writer thread will look at `unsynced_since` again by itself within
+    /// `sync_interval` (it waits with a deadline for one interval after each sync): a write
+    /// made meanwhile need not wake it. False while it waits with no deadline.
+    writer_watching: bool,
     /// Why the log refuses records, once a write or sync failed (kept: no retry, since a
     /// retried write could land after records written behind it, and a half-written one would
     /// be chained onto).
@@ -379,7 +386,7 @@ impl Chain {
         }
         match self.write(&[record]) {
             Ok(receipts) => {
-                let wake = self.unsynced_since.is_none();
+                let wake = self.unsynced_since.is_none() && !self.writer_watching;
                 self.unsynced_since.get_or_insert_with(Instant::now);
                 let receipt = receipts
                     .into_iter()
@@ -492,6 +499,8 @@ struct Writer {
     counters: Arc<Counters>,
     /// When the head file was last replaced.
     head_written: Instant,
+    /// Until when it waits with a deadline after its last sync (see `Chain::writer_watching`).
+    watch_until: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -512,14 +521,30 @@ impl Writer {
 
     fn run(&mut self, queue: &mpsc::Receiver<Message>, max_batch: usize) {
         loop {
-            let since = self.chain().unsynced_since;
-            let next = match since {
+            // Decided under the chain's lock, so that a write either is seen here or finds the
+            // writer no longer watching and wakes it.
+            let watching = self.watch_until.filter(|until| *until > Instant::now());
+            let deadline = {
+                let mut chain = self.chain();
+                match (chain.unsynced_since, watching) {
+                    (Some(since), _) => Some(since + self.timing.sync_interval),
+                    (None, Some(until)) => Some(until),
+                    (None, None) => {
+                        chain.writer_watching = false;
+                        None
+                    }
+                }
+            };
+            if deadline.is_none() {
+                self.watch_until = None;
+            }
+            let next = match deadline {
                 None => queue
                     .recv()
                     .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                Some(since) => queue.recv_timeout(
-                    (since + self.timing.sync_interval).saturating_duration_since(Instant::now()),
-                ),
+                Some(deadline) => {
+                    queue.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
             };
             let first = match next {
                 Ok(Message::Append(first)) => Some(first),
@@ -645,7 +670,10 @@ impl Writer {
         {
             let mut chain = self.chain();
             chain.unsynced_since = (chain.head.next_seq != head.next_seq).then_some(began);
+            // Calls come in runs: for one interval from now, a write need not wake the writer.
+            chain.writer_watching = true;
         }
+        self.watch_until = Some(Instant::now() + self.timing.sync_interval);
         self.synced = head;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.counters

@@ -1308,6 +1308,49 @@ async fn what_a_power_loss_keeps_in_each_durability_mode() {
 
 /// Only-written records are synced within `sync_interval` though nothing asks for a sync, and
 /// a flush makes the head name them.
+/// A record written without waiting for a sync is synced by the writer on its own, whether it
+/// was written while the writer still watched after a sync (it was not woken) or after it had
+/// stopped watching (it was woken).
+#[tokio::test]
+async fn an_outcome_written_after_a_synced_intent_is_synced_without_another_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.jsonl");
+    let interval = std::time::Duration::from_millis(30);
+    let log = EvidenceLog::open(
+        &path,
+        Options {
+            durability: Durability::Disk,
+            sync_interval: interval,
+            head_interval: std::time::Duration::from_secs(3600),
+            ..no_checkpoints()
+        },
+    )
+    .unwrap();
+    let mut records = records(4).into_iter();
+    // Right after the intent's sync: the writer is still watching.
+    log.append(records.next().unwrap()).await.unwrap();
+    log.append_written(records.next().unwrap()).await.unwrap();
+    synced_to(&log, 2).await;
+    // Long after: the writer waits with no deadline and must be woken.
+    tokio::time::sleep(interval * 4).await;
+    log.append(records.next().unwrap()).await.unwrap();
+    tokio::time::sleep(interval * 4).await;
+    log.append_written(records.next().unwrap()).await.unwrap();
+    synced_to(&log, 4).await;
+}
+
+/// Waits until the first `n` records of `log` are synced; fails after 10 s.
+async fn synced_to(log: &EvidenceLog, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.stats().synced < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record {n} never synced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn written_records_are_synced_within_the_interval_and_a_flush_names_them() {
     let dir = tempfile::tempdir().unwrap();
