@@ -1367,11 +1367,7 @@ async fn written_records_are_synced_within_the_interval_and_a_flush_names_them()
     for record in records(3) {
         log.append(record).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while log.stats().synced < 3 {
-        assert!(std::time::Instant::now() < deadline, "never synced");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    synced_to(&log, 3).await;
     assert_eq!(verify(&path, None).unwrap().acknowledged, Some(0));
     log.flush().await.unwrap();
     let report = verify(&path, None).unwrap();
