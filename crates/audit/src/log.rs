@@ -8,8 +8,8 @@
 //! ([`Durability::Disk`]), which it takes in batches (up to `max_batch`), writes in one `write`
 //! and answers after the one `fdatasync` that follows, and the sync of whatever was written
 //! without one, `sync_interval` at the latest after its first write. For one interval after
-//! each sync it waits with a deadline, so a write in that time need not wake it. It syncs without the lock,
-//! so writers do not wait for the disk. The head file, which only detects records cut from the
+//! each sync it waits with a deadline, so a write in that time need not wake it. It syncs
+//! without the lock, so writers do not wait for the disk. The head file, which only detects records cut from the
 //! end, is replaced after a sync at most every `head_interval`, never on the path of an
 //! append. The lock is what assigns the sequence (seq, prev): records are chained in the order
 //! they are written.
@@ -221,7 +221,7 @@ impl EvidenceLog {
             replica: options.replica.clone(),
             counters: Arc::clone(&counters),
             unsynced_since: None,
-            writer_watching: false,
+            watched_until: None,
             failure: None,
         }));
         let mut writer = Writer {
@@ -239,7 +239,6 @@ impl EvidenceLog {
             },
             counters: Arc::clone(&counters),
             head_written: Instant::now(),
-            watch_until: None,
         };
         // The head is written now, so the new log's existence and any recovered tail are durable
         // before the first append.
@@ -367,10 +366,11 @@ struct Chain {
     counters: Arc<Counters>,
     /// When the first write not yet synced was made.
     unsynced_since: Option<Instant>,
-    /// The writer thread will look at `unsynced_since` again by itself within
-    /// `sync_interval` (it waits with a deadline for one interval after each sync): a write
-    /// made meanwhile need not wake it. False while it waits with no deadline.
-    writer_watching: bool,
+    /// Until when the writer thread looks at `unsynced_since` again by itself (it waits with
+    /// a deadline for one interval after each sync): a write made before then need not wake it.
+    /// Read and set under the lock, like `unsynced_since`, so a write either is seen by the
+    /// writer deciding how to wait or finds the time passed and wakes it.
+    watched_until: Option<Instant>,
     /// Why the log refuses records, once a write or sync failed (kept: no retry, since a
     /// retried write could land after records written behind it, and a half-written one would
     /// be chained onto).
@@ -386,7 +386,10 @@ impl Chain {
         }
         match self.write(&[record]) {
             Ok(receipts) => {
-                let wake = self.unsynced_since.is_none() && !self.writer_watching;
+                let wake = self.unsynced_since.is_none()
+                    && self
+                        .watched_until
+                        .is_none_or(|until| until <= Instant::now());
                 self.unsynced_since.get_or_insert_with(Instant::now);
                 let receipt = receipts
                     .into_iter()
@@ -499,8 +502,6 @@ struct Writer {
     counters: Arc<Counters>,
     /// When the head file was last replaced.
     head_written: Instant,
-    /// Until when it waits with a deadline after its last sync (see `Chain::writer_watching`).
-    watch_until: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -521,23 +522,14 @@ impl Writer {
 
     fn run(&mut self, queue: &mpsc::Receiver<Message>, max_batch: usize) {
         loop {
-            // Decided under the chain's lock, so that a write either is seen here or finds the
-            // writer no longer watching and wakes it.
-            let watching = self.watch_until.filter(|until| *until > Instant::now());
+            // Decided under the chain's lock (see `Chain::watched_until`).
             let deadline = {
-                let mut chain = self.chain();
-                match (chain.unsynced_since, watching) {
-                    (Some(since), _) => Some(since + self.timing.sync_interval),
-                    (None, Some(until)) => Some(until),
-                    (None, None) => {
-                        chain.writer_watching = false;
-                        None
-                    }
+                let chain = self.chain();
+                match chain.unsynced_since {
+                    Some(since) => Some(since + self.timing.sync_interval),
+                    None => chain.watched_until.filter(|until| *until > Instant::now()),
                 }
             };
-            if deadline.is_none() {
-                self.watch_until = None;
-            }
             let next = match deadline {
                 None => queue
                     .recv()
@@ -671,9 +663,8 @@ impl Writer {
             let mut chain = self.chain();
             chain.unsynced_since = (chain.head.next_seq != head.next_seq).then_some(began);
             // Calls come in runs: for one interval from now, a write need not wake the writer.
-            chain.writer_watching = true;
+            chain.watched_until = Some(Instant::now() + self.timing.sync_interval);
         }
-        self.watch_until = Some(Instant::now() + self.timing.sync_interval);
         self.synced = head;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.counters
